@@ -1,0 +1,64 @@
+// The seam between the agent and the platforms it hosts. WASM (this package) and LINUX_X11
+// (a later runtime) implement it; the session/stream code only sees these interfaces.
+import type { InputEvent, LocalResourceKind, Platform, ResourceValue } from '@uve/protocol';
+
+/** One RGBA picture, 4 bytes per pixel, rows tightly packed (stride = width * 4). */
+export interface RawFrame {
+  width: number;
+  height: number;
+  data: Uint8Array;
+}
+
+/** A UA package as installed on this VM. */
+export interface InstalledUa {
+  uaId: string;
+  version: string;
+  /** folder holding the unpacked package (manifest + module/program) */
+  dir: string;
+}
+
+/** UVE-4 as the UA sees it: the VM asks the UC for a local resource; the answer or a refusal comes back. */
+export type ResourceAnswer = { ok: true; value: ResourceValue } | { ok: false; reason: string };
+export interface ResourceBroker {
+  request(kind: LocalResourceKind): Promise<ResourceAnswer>;
+}
+
+export interface UaStartOptions {
+  ua: InstalledUa;
+  width: number;
+  height: number;
+  resources: ResourceBroker;
+  /** called when the UA's picture may have changed (after input, a timer, an answered resource) */
+  onDamage: () => void;
+  /** called when the UA exits or traps on its own */
+  onExit: (error?: Error) => void;
+}
+
+/** A running UA, one per session. */
+export interface UaInstance {
+  readonly width: number;
+  readonly height: number;
+  /** applies one interaction command */
+  input(ev: InputEvent): void;
+  /** the current picture, or null when it has not changed since the last capture */
+  capture(): RawFrame | null;
+  /** picture regardless of change (a client joined and needs a keyframe) */
+  captureFull(): RawFrame;
+  /** the UA's own data to keep across NORMAL reconnections (may be empty) */
+  saveAppData(): Promise<Uint8Array>;
+  /** the full state, byte for byte (NO_LOSS); runtimes that cannot capture it throw */
+  saveFullState(): Promise<Uint8Array>;
+  restoreAppData(data: Uint8Array): Promise<void>;
+  restoreFullState(data: Uint8Array): Promise<void>;
+  /** freezes the UA: no clock, no rendering, input ignored */
+  suspend(): void;
+  resume(): void;
+  close(): Promise<void>;
+}
+
+export interface UaRuntime {
+  readonly platform: Platform;
+  /** checks an unpacked package and returns what it needs; throws with a reason a storefront can act on */
+  validatePackage(dir: string): Promise<{ requiredResources: LocalResourceKind[]; minWidth?: number; minHeight?: number }>;
+  start(opts: UaStartOptions): Promise<UaInstance>;
+}

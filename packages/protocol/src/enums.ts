@@ -1,0 +1,35 @@
+// Enumerations of the public contract (docs/api/uve.graphql), as plain string unions so that
+// the gateway, the agent and browser clients share them without a GraphQL dependency.
+
+export const PLATFORMS = ['WASM', 'LINUX_X11'] as const;
+export type Platform = (typeof PLATFORMS)[number];
+
+export const VIDEO_CODECS = ['H264', 'VP8', 'MJPEG'] as const;
+export type VideoCodec = (typeof VIDEO_CODECS)[number];
+
+export const LOCAL_RESOURCE_KINDS = [
+  'GEOLOCATION',
+  'ACCELEROMETER',
+  'ORIENTATION',
+  'CAMERA',
+  'MICROPHONE',
+  'CLIPBOARD',
+  'BATTERY',
+] as const;
+export type LocalResourceKind = (typeof LOCAL_RESOURCE_KINDS)[number];
+
+export const RECONNECTION_METHODS = ['NORMAL', 'NO_LOSS'] as const;
+export type ReconnectionMethod = (typeof RECONNECTION_METHODS)[number];
+
+export const VM_PROVIDERS = ['DOCKER', 'PROCESS'] as const;
+export type VmProvider = (typeof VM_PROVIDERS)[number];
+
+export const SNAPSHOT_KINDS = ['APP_DATA', 'FULL'] as const;
+export type SnapshotKind = (typeof SNAPSHOT_KINDS)[number];
+
+export const DEPLOYMENT_STATUSES = ['PENDING', 'DOWNLOADING', 'INSTALLED', 'FAILED', 'REMOVING', 'REMOVED'] as const;
+export type DeploymentStatus = (typeof DEPLOYMENT_STATUSES)[number];
+
+/** Role a UVE-3 connection has in a session: the owner or an invited PLAYER sends input; a VIEWER (watcher, guest) only sees. */
+export const STREAM_ROLES = ['PLAYER', 'VIEWER'] as const;
+export type StreamRole = (typeof STREAM_ROLES)[number];

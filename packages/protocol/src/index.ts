@@ -1,0 +1,5 @@
+export * from './enums';
+export * from './terminal';
+export * from './token';
+export * from './vm-messages';
+export * from './stream';

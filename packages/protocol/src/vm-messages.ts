@@ -1,0 +1,132 @@
+// UVE-2 (VMM -> VM) and UVE-5 (VM -> VMM) messages, carried by @uve/queue.
+// Small messages only: VM Data (snapshots) goes over HTTP (see VM_DATA_PATH).
+import type { DeploymentStatus, Platform, ReconnectionMethod, SnapshotKind, VideoCodec, VmProvider } from './enums';
+import type { StreamParams, TerminalCapabilities } from './terminal';
+
+/** The queue every VM reports to (UVE-5). */
+export const VMM_QUEUE = 'uve-vmm';
+/** The queue one VM takes its UVE-2 commands from. */
+export const vmCommandQueue = (vmId: string): string => `uve-vm-${vmId}`;
+/** HTTP path on the gateway where a VM uploads/downloads VM Data, authenticated with its VM secret. */
+export const VM_DATA_PATH = '/vmm/vm-data';
+
+export const HEARTBEAT_INTERVAL_MS = 2_000;
+
+export interface DeployedUa {
+  uaId: string;
+  version: string;
+}
+
+// ---- UVE-2: VMM -> VM -------------------------------------------------------------------------
+
+export interface DeployUaCommand {
+  type: 'ua.deploy';
+  uaId: string;
+  version: string;
+  platform: Platform;
+  /** absolute URL of the package, or a `builtin:` reference to a UA shipped with the agent */
+  packageUrl: string;
+  sha256: string;
+  storefrontId?: string | null;
+}
+export interface RemoveUaCommand { type: 'ua.remove'; uaId: string }
+export interface UpdateUaCommand extends Omit<DeployUaCommand, 'type'> { type: 'ua.update' }
+
+export interface PrepareSessionCommand {
+  type: 'session.prepare';
+  sessionId: string;
+  userId: string;
+  uaId: string;
+  uaVersion: string;
+  reconnectionMethod: ReconnectionMethod;
+  terminal: TerminalCapabilities;
+  stream: StreamParams;
+  /** VM Data to restore before the UA starts (reconnection), fetched over HTTP */
+  restoreSnapshotId?: string | null;
+}
+export interface MonitoringNotification {
+  type: 'monitoring.notify';
+  sessionId: string;
+  watcherId: string;
+  privileges: string[];
+}
+export interface SuspendSessionCommand { type: 'session.suspend'; sessionId: string; byUserId: string | null; reason?: string | null }
+export interface ResumeSessionCommand { type: 'session.resume'; sessionId: string; byUserId: string | null }
+export interface TerminateSessionCommand { type: 'session.terminate'; sessionId: string; reason: string; saveVmData: boolean }
+export interface DrainVmCommand { type: 'vm.drain' }
+export interface ShutdownVmCommand { type: 'vm.shutdown' }
+
+export type VmCommand =
+  | DeployUaCommand
+  | RemoveUaCommand
+  | UpdateUaCommand
+  | PrepareSessionCommand
+  | MonitoringNotification
+  | SuspendSessionCommand
+  | ResumeSessionCommand
+  | TerminateSessionCommand
+  | DrainVmCommand
+  | ShutdownVmCommand;
+
+// ---- UVE-5: VM -> VMM -------------------------------------------------------------------------
+
+interface FromVm { vmId: string; at: string }
+
+export interface VmRegistered extends FromVm {
+  type: 'vm.register';
+  name: string;
+  platform: Platform;
+  provider: VmProvider;
+  /** base WebSocket URL of the VM's UVE-3 endpoint */
+  endpoint: string;
+  codecs: VideoCodec[];
+  capacity: number;
+  agentVersion: string;
+  deployed: DeployedUa[];
+}
+export interface VmHeartbeat extends FromVm {
+  type: 'vm.heartbeat';
+  activeSessions: number;
+  capacity: number;
+  codecs: VideoCodec[];
+  /** 0..1 share of the VM's CPU budget used since the last heartbeat */
+  cpuLoad: number;
+  rssBytes: number;
+  deployed: DeployedUa[];
+}
+export interface VmStopping extends FromVm { type: 'vm.stopping'; reason: string }
+
+interface SessionRef extends FromVm { sessionId: string; userId: string; uaId: string }
+
+export interface SessionConnected extends SessionRef { type: 'session.connected'; role: string }
+/** The UC went away without ending the session (seed B.1 step 2: exception notice). */
+export interface SessionDisconnected extends SessionRef { type: 'session.disconnected'; reason: string; unexpected: boolean }
+export interface SessionResourceRequested extends SessionRef { type: 'session.resourceRequested'; kind: string }
+export interface SessionFailed extends SessionRef { type: 'session.failed'; error: string }
+export interface SessionSuspended extends SessionRef { type: 'session.suspended'; suspended: boolean }
+export interface VmDataUpdated extends SessionRef {
+  type: 'vmdata.updated';
+  snapshotId: string;
+  kind: SnapshotKind;
+  sizeBytes: number;
+  sha256: string;
+}
+export interface DeploymentChanged extends FromVm {
+  type: 'deployment.changed';
+  uaId: string;
+  version: string;
+  status: DeploymentStatus;
+  error?: string | null;
+}
+
+export type VmEventMessage =
+  | VmRegistered
+  | VmHeartbeat
+  | VmStopping
+  | SessionConnected
+  | SessionDisconnected
+  | SessionResourceRequested
+  | SessionFailed
+  | SessionSuspended
+  | VmDataUpdated
+  | DeploymentChanged;
