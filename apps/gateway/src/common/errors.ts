@@ -1,0 +1,29 @@
+// The contract's error model: every refusal is a GraphQLError with one of these codes and a
+// message a person can act on.
+import { GraphQLError } from 'graphql';
+
+export type ErrorCode = 'UNAUTHENTICATED' | 'FORBIDDEN' | 'NOT_FOUND' | 'BAD_USER_INPUT' | 'CONFLICT' | 'UNAVAILABLE';
+
+export class UveError extends GraphQLError {
+  constructor(code: ErrorCode, message: string, extra: Record<string, unknown> = {}) {
+    super(message, { extensions: { code, ...extra } });
+  }
+}
+
+export const unauthenticated = (msg = 'Sign in first: send "Authorization: Bearer <token>" from login or register.') => new UveError('UNAUTHENTICATED', msg);
+export const forbidden = (msg: string) => new UveError('FORBIDDEN', msg);
+export const notFound = (what: string, id: string) => new UveError('NOT_FOUND', `${what} ${id} does not exist or is not visible to you.`, { id });
+export const badInput = (msg: string, field?: string) => new UveError('BAD_USER_INPUT', msg, field ? { field } : {});
+export const conflict = (msg: string, extra?: Record<string, unknown>) => new UveError('CONFLICT', msg, extra);
+export const unavailable = (msg: string, extra?: Record<string, unknown>) => new UveError('UNAVAILABLE', msg, extra);
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+export const isUuid = (id: string): boolean => UUID.test(id);
+
+/** Checks a free-text argument that has no input class to carry validators. */
+export function checkText(value: string | null | undefined, field: string, maxLength: number): void {
+  if (value != null && value.length > maxLength) throw badInput(`${field} is longer than ${maxLength} characters.`, field);
+}
+
+/** A contract operation whose flow this gateway version does not run yet. */
+export const notOffered = (what: string) => unavailable(`${what} is not offered by this gateway version yet.`, { notImplemented: true });

@@ -1,0 +1,101 @@
+// The gateway's whole configuration, from the environment, validated once at start.
+import path from 'node:path';
+import type { VmProvider } from '@uve/protocol';
+
+export interface GatewayConfig {
+  host: string;
+  port: number;
+  /** base URL VMs and clients reach the gateway at (JWKS, VM Data) */
+  publicUrl: string | null;
+  /** data folder of the embedded defaults (PostgreSQL cluster, private Redis) */
+  dataDir: string;
+  databaseUrl: string | null;
+  redisUrl: string | null;
+  queuePrefix: string;
+  adminUsername: string;
+  adminPassword: string | null;
+  accessTokenTtlSec: number;
+  sessionTokenTtlSec: number;
+  vmHeartbeatTimeoutMs: number;
+  vmProvider: VmProvider;
+  /** idle VMs kept warm per platform by the pool manager */
+  warmVmsPerPlatform: number;
+  maxVms: number;
+  vmCapacity: number;
+  registerSampleUas: boolean;
+  logLevel: 'error' | 'warn' | 'info' | 'debug';
+}
+
+export class ConfigError extends Error {}
+
+interface Spec<T> {
+  env: string;
+  doc: string;
+  default: string | null;
+  parse: (raw: string, env: string) => T;
+}
+
+const str = (raw: string) => raw;
+const int = (min: number, max: number) => (raw: string, env: string) => {
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min || n > max) throw new ConfigError(`${env} must be an integer from ${min} to ${max}, got "${raw}"`);
+  return n;
+};
+const oneOf = <T extends string>(...values: T[]) => (raw: string, env: string): T => {
+  if (!(values as string[]).includes(raw)) throw new ConfigError(`${env} must be one of ${values.join(', ')}, got "${raw}"`);
+  return raw as T;
+};
+const bool = (raw: string, env: string) => {
+  if (['1', 'true', 'yes'].includes(raw)) return true;
+  if (['0', 'false', 'no'].includes(raw)) return false;
+  throw new ConfigError(`${env} must be true or false, got "${raw}"`);
+};
+const url = (...protocols: string[]) => (raw: string, env: string) => {
+  let u: URL;
+  try {
+    u = new URL(raw);
+  } catch {
+    throw new ConfigError(`${env} must be a URL, got "${raw}"`);
+  }
+  if (!protocols.includes(u.protocol)) throw new ConfigError(`${env} must be a ${protocols.join(' or ')} URL, got "${raw}"`);
+  return raw.replace(/\/$/, '');
+};
+
+/** Every setting with its variable, default and meaning; `--help` and the README table come from here. */
+export const CONFIG_SPEC = {
+  host: { env: 'UVE_HOST', doc: 'address the gateway listens on', default: '127.0.0.1', parse: str },
+  port: { env: 'UVE_PORT', doc: 'port of /graphql, /healthz, /readyz (0 = any free port)', default: '4000', parse: int(0, 65535) },
+  publicUrl: { env: 'UVE_PUBLIC_URL', doc: 'base URL VMs reach the gateway at (default: http://HOST:PORT)', default: null, parse: url('http:', 'https:') },
+  dataDir: { env: 'UVE_DATA_DIR', doc: 'folder of the embedded PostgreSQL cluster and private Redis', default: '.uve', parse: (raw: string) => path.resolve(raw) },
+  databaseUrl: { env: 'DATABASE_URL', doc: 'PostgreSQL URL; unset: an embedded PostgreSQL in UVE_DATA_DIR', default: null, parse: url('postgres:', 'postgresql:') },
+  redisUrl: { env: 'REDIS_URL', doc: 'Redis URL; unset: a private redis-server from PATH on a free loopback port', default: null, parse: url('redis:', 'rediss:') },
+  queuePrefix: { env: 'UVE_QUEUE_PREFIX', doc: 'key prefix of the queues in Redis', default: 'uve', parse: str },
+  adminUsername: { env: 'UVE_ADMIN_USERNAME', doc: 'first admin, created when no admin exists', default: 'admin', parse: str },
+  adminPassword: { env: 'UVE_ADMIN_PASSWORD', doc: 'its password; unset: a random one, printed once', default: null, parse: str },
+  accessTokenTtlSec: { env: 'UVE_ACCESS_TOKEN_TTL', doc: 'lifetime of login tokens, seconds', default: '43200', parse: int(60, 30 * 86400) },
+  sessionTokenTtlSec: { env: 'UVE_SESSION_TOKEN_TTL', doc: 'lifetime of UVE-3 session tokens, seconds', default: '120', parse: int(10, 3600) },
+  vmHeartbeatTimeoutMs: { env: 'UVE_VM_HEARTBEAT_TIMEOUT_MS', doc: 'a VM silent this long is OFFLINE', default: '6000', parse: int(1000, 600000) },
+  vmProvider: { env: 'UVE_VM_PROVIDER', doc: 'default VM provider: PROCESS or DOCKER', default: 'PROCESS', parse: oneOf<VmProvider>('PROCESS', 'DOCKER') },
+  warmVmsPerPlatform: { env: 'UVE_WARM_VMS', doc: 'idle VMs the pool keeps warm per platform', default: '1', parse: int(0, 100) },
+  maxVms: { env: 'UVE_MAX_VMS', doc: 'most VMs the pool provisions', default: '8', parse: int(0, 1000) },
+  vmCapacity: { env: 'UVE_VM_CAPACITY', doc: 'sessions per provisioned VM', default: '4', parse: int(1, 64) },
+  registerSampleUas: { env: 'UVE_SAMPLE_UAS', doc: 'register the sample UAs shipped with the agent', default: 'true', parse: bool },
+  logLevel: { env: 'UVE_LOG_LEVEL', doc: 'error, warn, info or debug', default: 'info', parse: oneOf('error', 'warn', 'info', 'debug') },
+} satisfies { [K in keyof GatewayConfig]: Spec<NonNullable<GatewayConfig[K]>> };
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): GatewayConfig {
+  const out: Record<string, unknown> = {};
+  for (const [key, spec] of Object.entries(CONFIG_SPEC) as [string, Spec<unknown>][]) {
+    const raw = env[spec.env];
+    const value = raw !== undefined && raw !== '' ? raw : spec.default;
+    out[key] = value === null ? null : spec.parse(value, spec.env);
+  }
+  const config = out as unknown as GatewayConfig;
+  if (config.adminPassword !== null && config.adminPassword.length < 8) throw new ConfigError('UVE_ADMIN_PASSWORD must have at least 8 characters');
+  return config;
+}
+
+export function configHelp(): string {
+  const rows = Object.values(CONFIG_SPEC).map((s) => `  ${s.env.padEnd(28)} ${s.doc}${s.default !== null ? ` (default: ${s.default})` : ''}`);
+  return rows.join('\n');
+}

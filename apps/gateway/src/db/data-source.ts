@@ -1,0 +1,23 @@
+// The schema changes only through the reviewed migrations in ./migrations (synchronize is off
+// everywhere, tests included).
+import 'reflect-metadata';
+import path from 'node:path';
+import { DataSource } from 'typeorm';
+import { ENTITIES } from './entities';
+import { SnakeNamingStrategy } from './naming';
+
+export function createDataSource(url: string): DataSource {
+  return new DataSource({
+    type: 'postgres',
+    url,
+    entities: ENTITIES,
+    migrations: [path.join(__dirname, 'migrations', '*.js')],
+    migrationsTableName: 'migrations',
+    migrationsTransactionMode: 'all',
+    synchronize: false,
+    // gen_random_uuid() is built into PostgreSQL 13+: no extension to install
+    uuidExtension: 'pgcrypto',
+    namingStrategy: new SnakeNamingStrategy(),
+    extra: { max: 10 },
+  });
+}

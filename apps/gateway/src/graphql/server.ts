@@ -1,0 +1,107 @@
+// One HTTP server: /graphql (Apollo Server 5, queries and mutations) and graphql-ws on the same
+// path (subscriptions), /healthz, /readyz, the JWKS VMs verify session tokens with.
+import http from 'node:http';
+import express from 'express';
+import { ApolloServer } from '@apollo/server';
+import { expressMiddleware } from '@as-integrations/express5';
+import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
+import { WebSocketServer } from 'ws';
+import { useServer } from 'graphql-ws/use/ws';
+import type { GraphQLSchema } from 'graphql';
+import { JWKS_PATH } from '@uve/protocol';
+import type { Services } from '../services';
+import { resolvePrincipal, type Context } from './context';
+import { formatError } from './format-error';
+
+export interface HttpServer {
+  server: http.Server;
+  stop(): Promise<void>;
+}
+
+/** Readiness: the database and Redis answer. */
+async function ready(services: Services): Promise<{ ok: boolean; checks: Record<string, string> }> {
+  const checks: Record<string, string> = {};
+  const timeout = <T>(p: Promise<T>) => Promise.race([p, new Promise<never>((_, rej) => setTimeout(() => rej(new Error('timeout')), 2000))]);
+  try {
+    await timeout(services.ds.query('SELECT 1'));
+    checks.database = 'ok';
+  } catch (e) {
+    checks.database = (e as Error).message;
+  }
+  try {
+    await timeout(services.redisPing());
+    checks.redis = 'ok';
+  } catch (e) {
+    checks.redis = (e as Error).message;
+  }
+  return { ok: Object.values(checks).every((v) => v === 'ok'), checks };
+}
+
+export async function startHttpServer(schema: GraphQLSchema, services: Services, host: string, port: number): Promise<HttpServer> {
+  const app = express();
+  app.disable('x-powered-by');
+  const server = http.createServer(app);
+
+  const wss = new WebSocketServer({ server, path: '/graphql', maxPayload: 64 * 1024 });
+  const wsCleanup = useServer<Record<string, unknown>>(
+    {
+      schema,
+      // graphql-ws authenticates in connection_init: { authorization: "Bearer …" }
+      onConnect: async (ctx) => {
+        const auth = ctx.connectionParams?.authorization ?? ctx.connectionParams?.Authorization;
+        if (auth !== undefined && typeof auth !== 'string') return false;
+        const principal = await resolvePrincipal(services, auth as string | undefined);
+        if (auth && !principal) return false; // a wrong token is refused, not downgraded to anonymous
+        (ctx.extra as Record<string, unknown>).principal = principal;
+        return true;
+      },
+      context: (ctx): Context => ({ principal: ((ctx.extra as Record<string, unknown>).principal as Context['principal']) ?? null, services }),
+      onError: (_ctx, _id, _payload, errors) => {
+        for (const e of errors) services.log.debug('subscription error', { message: e.message });
+      },
+    },
+    wss,
+  );
+
+  const apollo = new ApolloServer<Context>({
+    schema,
+    formatError: formatError(services.log),
+    introspection: true,
+    includeStacktraceInErrorResponses: false,
+    plugins: [
+      ApolloServerPluginDrainHttpServer({ httpServer: server }),
+      { async serverWillStart() { return { async drainServer() { await wsCleanup.dispose(); } }; } },
+    ],
+  });
+  await apollo.start();
+
+  app.get('/healthz', (_req, res) => {
+    res.json({ ok: true });
+  });
+  app.get('/readyz', async (_req, res) => {
+    const r = await ready(services);
+    res.status(r.ok ? 200 : 503).json(r);
+  });
+  app.get(JWKS_PATH, (_req, res) => {
+    res.set('cache-control', 'public, max-age=300').json(services.keys.jwks());
+  });
+  app.use(
+    '/graphql',
+    express.json({ limit: '256kb' }),
+    expressMiddleware(apollo, {
+      context: async ({ req }) => ({ principal: await resolvePrincipal(services, req.headers.authorization), services }),
+    }),
+  );
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve());
+  });
+  return {
+    server,
+    stop: async () => {
+      await apollo.stop();
+      wss.close();
+    },
+  };
+}

@@ -1,0 +1,57 @@
+// UVE-1 push: session events to whoever may see the session, and per-user notifications.
+import { Arg, Ctx, Field, ID, ObjectType, Resolver, Root, Subscription } from 'type-graphql';
+import type { NotificationPayload, SessionEventPayload } from '../../common/pubsub';
+import type { Context } from '../../graphql/context';
+import type { SessionEventType } from '../../graphql/enums';
+import { guardedStream, signedInUser, withHistory } from '../../graphql/subscriptions';
+import { Invitation } from '../invitations/invitations.entity';
+import { SessionEvent } from '../sessions/sessions.entity';
+
+@ObjectType({ description: 'What a user is told about: invitations to them, monitoring of them, their sessions\' changes.' })
+class Notification {
+  @Field() at!: Date;
+  @Field(() => Invitation, { nullable: true }) invitation!: Invitation | null;
+  @Field(() => SessionEvent, { nullable: true }) sessionEvent!: SessionEvent | null;
+}
+
+function toSessionEvent(p: SessionEventPayload): SessionEvent {
+  return Object.assign(new SessionEvent(), { id: p.id, sessionId: p.sessionId, type: p.type as SessionEventType, actorId: p.actorId, at: new Date(p.at), data: p.data });
+}
+
+function toPayload(e: SessionEvent, ownerId: string): SessionEventPayload {
+  return { id: e.id, sessionId: e.sessionId, type: e.type, actorId: e.actorId, at: e.at.toISOString(), data: e.data, ownerId };
+}
+
+@Resolver()
+export class NotificationsResolver {
+  @Subscription(() => SessionEvent, {
+    description: 'owner, its watchers and participants, admins',
+    subscribe: async ({ args, context }) => {
+      const ctx = context as Context;
+      const session = await ctx.services.sessions.getVisible(args.sessionId as string, signedInUser(ctx));
+      const live = guardedStream(ctx, ctx.services.pubsub.subscribe('SESSION_EVENT', session.id), (user) => ctx.services.sessions.canView(session, user));
+      if (!args.replay) return live;
+      return withHistory(live, async () => (await ctx.services.sessions.events(session.id, 500)).map((e) => toPayload(e, session.userId)));
+    },
+  })
+  sessionEvents(
+    @Arg('sessionId', () => ID) _sessionId: string,
+    @Arg('replay', () => Boolean, { nullable: true, defaultValue: false, description: 'first deliver the events recorded so far (up to 500), then live ones, with no gap' }) _replay: boolean | null,
+    @Root() ev: SessionEventPayload,
+  ): SessionEvent {
+    return toSessionEvent(ev);
+  }
+
+  @Subscription(() => Notification, {
+    description: 'invitations to me and events of my own sessions',
+    subscribe: ({ context }) => {
+      const ctx = context as Context;
+      const me = signedInUser(ctx);
+      return guardedStream(ctx, ctx.services.pubsub.subscribe('NOTIFICATION', me.id), () => true);
+    },
+  })
+  async notifications(@Root() n: NotificationPayload, @Ctx() ctx: Context): Promise<Notification> {
+    const invitation = n.invitationId ? await ctx.services.invitations.findById(n.invitationId) : null;
+    return { at: new Date(n.at), invitation, sessionEvent: n.sessionEvent ? toSessionEvent(n.sessionEvent) : null };
+  }
+}

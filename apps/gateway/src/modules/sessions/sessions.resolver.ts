@@ -1,0 +1,137 @@
+import { Arg, Authorized, Ctx, FieldResolver, ID, Int, Mutation, Query, Resolver, Root } from 'type-graphql';
+import { currentUser } from '../../graphql/auth-checker';
+import type { Context } from '../../graphql/context';
+import { SessionStateEnum, type SessionState } from '../../graphql/enums';
+import { Participant } from '../invitations/invitations.entity';
+import { VmSnapshot } from '../snapshots/snapshots.entity';
+import { Ua } from '../uas/uas.entity';
+import { User } from '../users/users.entity';
+import { Vm } from '../vms/vms.entity';
+import { Monitoring } from '../watchers/watchers.entity';
+import { RequestApplicationInput } from './sessions.inputs';
+import { Session, SessionEvent } from './sessions.entity';
+import { SessionConnection } from './sessions.types';
+
+@Resolver(() => Session)
+export class SessionsResolver {
+  @Authorized()
+  @Query(() => Session, { nullable: true })
+  session(@Arg('id', () => ID) id: string, @Ctx() ctx: Context): Promise<Session> {
+    return ctx.services.sessions.getVisible(id, currentUser(ctx));
+  }
+
+  @Authorized()
+  @Query(() => [Session])
+  mySessions(@Arg('active', () => Boolean, { nullable: true }) active: boolean | null, @Ctx() ctx: Context): Promise<Session[]> {
+    return ctx.services.sessions.listForUser(currentUser(ctx).id, active);
+  }
+
+  @Authorized('ADMIN')
+  @Query(() => [Session])
+  sessions(
+    @Arg('state', () => SessionStateEnum, { nullable: true }) state: SessionState | null,
+    @Arg('userId', () => ID, { nullable: true }) userId: string | null,
+    @Arg('limit', () => Int, { nullable: true, defaultValue: 50 }) limit: number | null,
+    @Arg('offset', () => Int, { nullable: true, defaultValue: 0 }) offset: number | null,
+    @Ctx() ctx: Context,
+  ): Promise<Session[]> {
+    return ctx.services.sessions.list({ state, userId }, limit, offset);
+  }
+
+  @Authorized()
+  @Mutation(() => Session, { description: 'UA request: VMM selects a VM (restoring VM Data of an earlier disconnected session of this user and UA, if any) and returns where to connect' })
+  requestApplication(@Arg('input', () => RequestApplicationInput) input: RequestApplicationInput, @Ctx() ctx: Context): Promise<Session> {
+    return ctx.services.sessions.requestApplication(currentUser(ctx), input);
+  }
+
+  @Authorized()
+  @Mutation(() => Session, { description: 'the user finished: VM Data is updated per the reconnection method and the VM released' })
+  endSession(@Arg('sessionId', () => ID) sessionId: string, @Ctx() ctx: Context): Promise<Session> {
+    return ctx.services.sessions.endSession(currentUser(ctx), sessionId);
+  }
+
+  @Authorized()
+  @Mutation(() => Session)
+  suspendSession(@Arg('sessionId', () => ID) sessionId: string, @Arg('reason', () => String, { nullable: true }) reason: string | null, @Ctx() ctx: Context): Promise<Session> {
+    return ctx.services.sessions.suspend(currentUser(ctx), sessionId, reason);
+  }
+
+  @Authorized()
+  @Mutation(() => Session)
+  resumeSession(@Arg('sessionId', () => ID) sessionId: string, @Ctx() ctx: Context): Promise<Session> {
+    return ctx.services.sessions.resume(currentUser(ctx), sessionId);
+  }
+
+  @Authorized('ADMIN')
+  @Mutation(() => Session)
+  terminateSession(@Arg('sessionId', () => ID) sessionId: string, @Arg('reason', () => String, { nullable: true }) reason: string | null, @Ctx() ctx: Context): Promise<Session> {
+    return ctx.services.sessions.terminate(currentUser(ctx), sessionId, reason);
+  }
+
+  // ---- fields ----
+
+  @FieldResolver(() => User)
+  user(@Root() s: Session, @Ctx() ctx: Context): Promise<User> {
+    return ctx.services.users.get(s.userId);
+  }
+
+  @FieldResolver(() => Ua)
+  ua(@Root() s: Session, @Ctx() ctx: Context): Promise<Ua> {
+    return ctx.services.uas.get(s.uaId);
+  }
+
+  @FieldResolver(() => Vm, { nullable: true })
+  vm(@Root() s: Session, @Ctx() ctx: Context): Promise<Vm | null> {
+    return s.vmId ? ctx.services.vms.findById(s.vmId) : Promise.resolve(null);
+  }
+
+  @FieldResolver(() => SessionConnection, { nullable: true, description: "only for the session's user (and admins); null after the session ended" })
+  connection(@Root() s: Session, @Ctx() ctx: Context): Promise<SessionConnection | null> {
+    const viewer = currentUser(ctx);
+    if (viewer.id !== s.userId && viewer.role !== 'ADMIN') return Promise.resolve(null);
+    return ctx.services.sessions.connection(s);
+  }
+
+  @FieldResolver(() => [Monitoring])
+  watchers(@Root() s: Session, @Ctx() ctx: Context): Promise<Monitoring[]> {
+    return ctx.services.watchers.monitoringsOf(s.id);
+  }
+
+  @FieldResolver(() => [Participant])
+  participants(@Root() s: Session, @Ctx() ctx: Context): Promise<Participant[]> {
+    return ctx.services.invitations.participantsOf(s.id);
+  }
+
+  @FieldResolver(() => User, { nullable: true, description: 'the watcher that alone may suspend this session now' })
+  suspendController(@Root() s: Session, @Ctx() ctx: Context): Promise<User | null> {
+    return s.suspendControllerId ? ctx.services.users.findById(s.suspendControllerId) : Promise.resolve(null);
+  }
+
+  @FieldResolver(() => User, { nullable: true })
+  suspendedBy(@Root() s: Session, @Ctx() ctx: Context): Promise<User | null> {
+    return s.suspendedById ? ctx.services.users.findById(s.suspendedById) : Promise.resolve(null);
+  }
+
+  @FieldResolver(() => VmSnapshot, { nullable: true, description: 'snapshot restored into the current VM, if any' })
+  restoredFrom(@Root() s: Session, @Ctx() ctx: Context): Promise<VmSnapshot | null> {
+    return s.restoredFromId ? ctx.services.snapshots.findById(s.restoredFromId) : Promise.resolve(null);
+  }
+
+  @FieldResolver(() => [VmSnapshot])
+  snapshots(@Root() s: Session, @Ctx() ctx: Context): Promise<VmSnapshot[]> {
+    return ctx.services.snapshots.ofSession(s.id);
+  }
+
+  @FieldResolver(() => [SessionEvent])
+  events(@Root() s: Session, @Arg('last', () => Int, { nullable: true, defaultValue: 50 }) last: number | null, @Ctx() ctx: Context): Promise<SessionEvent[]> {
+    return ctx.services.sessions.events(s.id, last);
+  }
+}
+
+@Resolver(() => SessionEvent)
+export class SessionEventsResolver {
+  @FieldResolver(() => User, { nullable: true })
+  actor(@Root() e: SessionEvent, @Ctx() ctx: Context): Promise<User | null> {
+    return e.actorId ? ctx.services.users.findById(e.actorId) : Promise.resolve(null);
+  }
+}

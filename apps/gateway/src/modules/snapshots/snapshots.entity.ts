@@ -1,0 +1,30 @@
+import { Column, CreateDateColumn, Entity, Index, JoinColumn, ManyToOne, PrimaryGeneratedColumn } from 'typeorm';
+import { Field, ID, Int, ObjectType } from 'type-graphql';
+import { SNAPSHOT_KINDS, type SnapshotKind } from '@uve/protocol';
+import { SnapshotKindEnum } from '../../graphql/enums';
+import { User } from '../users/users.entity';
+import { Ua } from '../uas/uas.entity';
+import { Session } from '../sessions/sessions.entity';
+import { Vm } from '../vms/vms.entity';
+
+@ObjectType({ description: 'VM Data (seed 7.2): a VM snapshot, the state of a VM at one point in time.' })
+@Entity('vm_snapshots')
+@Index('ix_vm_snapshots_user_ua', ['userId', 'uaId', 'createdAt'])
+export class VmSnapshot {
+  @Field(() => ID) @PrimaryGeneratedColumn('uuid') id!: string;
+  @ManyToOne(() => User, { onDelete: 'CASCADE' }) @JoinColumn({ name: 'user_id' }) user?: User;
+  @Column({ type: 'uuid' }) userId!: string;
+  @ManyToOne(() => Ua, { onDelete: 'CASCADE' }) @JoinColumn({ name: 'ua_id' }) ua?: Ua;
+  @Column({ type: 'uuid' }) uaId!: string;
+  @ManyToOne(() => Session, { onDelete: 'SET NULL', nullable: true }) @JoinColumn({ name: 'session_id' }) session?: Session | null;
+  @Index('ix_vm_snapshots_session') @Column({ type: 'uuid', nullable: true }) sessionId!: string | null;
+  @Field(() => SnapshotKindEnum) @Column({ type: 'enum', enum: SNAPSHOT_KINDS, enumName: 'snapshot_kind' }) kind!: SnapshotKind;
+  @Field(() => Int) @Column({ type: 'int' }) sizeBytes!: number;
+  @Field() @Column({ type: 'char', length: 64 }) sha256!: string;
+  @ManyToOne(() => Vm, { onDelete: 'SET NULL', nullable: true }) @JoinColumn({ name: 'source_vm_id' }) sourceVm?: Vm | null;
+  @Column({ type: 'uuid', nullable: true }) sourceVmId!: string | null;
+  /** where the bytes are kept (the VM Data store) */
+  @Column({ type: 'varchar', length: 1024 }) storageKey!: string;
+  @Field() @CreateDateColumn({ type: 'timestamptz' }) createdAt!: Date;
+  @Field(() => Date, { nullable: true }) @Column({ type: 'timestamptz', nullable: true }) lastRestoredAt!: Date | null;
+}

@@ -1,0 +1,71 @@
+import { Arg, Authorized, Ctx, FieldResolver, ID, Mutation, Query, Resolver, Root } from 'type-graphql';
+import type { Platform } from '@uve/protocol';
+import { forbidden } from '../../common/errors';
+import { currentUser } from '../../graphql/auth-checker';
+import type { Context } from '../../graphql/context';
+import { PlatformEnum } from '../../graphql/enums';
+import { Storefront } from '../storefronts/storefronts.entity';
+import { Vm } from '../vms/vms.entity';
+import { Ua, UaDeployment, UaVersion } from './uas.entity';
+
+@Resolver(() => Ua)
+export class UasResolver {
+  @Authorized()
+  @Query(() => [Ua], { description: 'applications a user may request' })
+  uas(@Arg('platform', () => PlatformEnum, { nullable: true }) platform: Platform | null, @Ctx() ctx: Context): Promise<Ua[]> {
+    return ctx.services.uas.list(platform);
+  }
+
+  @Authorized()
+  @Query(() => Ua, { nullable: true })
+  ua(@Arg('id', () => ID) id: string, @Ctx() ctx: Context): Promise<Ua> {
+    return ctx.services.uas.get(id);
+  }
+
+  @Authorized('ADMIN')
+  @Mutation(() => [UaDeployment])
+  deployUa(@Arg('uaId', () => ID) uaId: string, @Arg('vmId', () => ID, { nullable: true }) vmId: string | null, @Arg('version', () => String, { nullable: true }) version: string | null, @Ctx() ctx: Context): Promise<UaDeployment[]> {
+    return ctx.services.uas.deploy(uaId, vmId, version);
+  }
+
+  @Authorized('ADMIN')
+  @Mutation(() => [UaDeployment])
+  updateUa(@Arg('uaId', () => ID) uaId: string, @Arg('version') version: string, @Ctx() ctx: Context): Promise<UaDeployment[]> {
+    return ctx.services.uas.update(uaId, version);
+  }
+
+  @Authorized('ADMIN')
+  @Mutation(() => [UaDeployment])
+  removeUa(@Arg('uaId', () => ID) uaId: string, @Arg('vmId', () => ID, { nullable: true }) vmId: string | null, @Ctx() ctx: Context): Promise<UaDeployment[]> {
+    return ctx.services.uas.remove(uaId, vmId);
+  }
+
+  @FieldResolver(() => [UaVersion])
+  versions(@Root() ua: Ua, @Ctx() ctx: Context): Promise<UaVersion[]> {
+    return ctx.services.uas.versions(ua.id);
+  }
+
+  @FieldResolver(() => Storefront, { nullable: true })
+  storefront(@Root() ua: Ua, @Ctx() ctx: Context): Promise<Storefront | null> {
+    return ua.storefrontId ? ctx.services.storefronts.findById(ua.storefrontId) : Promise.resolve(null);
+  }
+
+  @FieldResolver(() => [UaDeployment])
+  deployments(@Root() ua: Ua, @Ctx() ctx: Context): Promise<UaDeployment[]> {
+    if (currentUser(ctx).role !== 'ADMIN') throw forbidden('Deployments are visible to admins.');
+    return ctx.services.uas.deploymentsOf(ua.id);
+  }
+}
+
+@Resolver(() => UaDeployment)
+export class UaDeploymentsResolver {
+  @FieldResolver(() => Ua)
+  ua(@Root() d: UaDeployment, @Ctx() ctx: Context): Promise<Ua> {
+    return ctx.services.uas.get(d.uaId);
+  }
+
+  @FieldResolver(() => Vm)
+  vm(@Root() d: UaDeployment, @Ctx() ctx: Context): Promise<Vm> {
+    return ctx.services.vms.get(d.vmId);
+  }
+}

@@ -1,0 +1,70 @@
+import { Arg, Authorized, Ctx, Field, FieldResolver, ID, Int, Mutation, ObjectType, Query, Resolver, Root } from 'type-graphql';
+import { forbidden } from '../../common/errors';
+import { currentUser } from '../../graphql/auth-checker';
+import type { Context } from '../../graphql/context';
+import { RoleEnum, type Role } from '../../graphql/enums';
+import { Session } from '../sessions/sessions.entity';
+import { TerminalCapabilitiesInput } from './terminal.types';
+import { RegisterInput } from './users.inputs';
+import { User } from './users.entity';
+
+@ObjectType()
+class AuthPayload {
+  @Field() token!: string;
+  @Field() expiresAt!: Date;
+  @Field(() => User) user!: User;
+}
+
+@Resolver(() => User)
+export class UsersResolver {
+  @Query(() => User, { nullable: true })
+  me(@Ctx() ctx: Context): User | null {
+    return ctx.principal?.kind === 'user' ? ctx.principal.user : null;
+  }
+
+  @Mutation(() => AuthPayload)
+  register(@Arg('input', () => RegisterInput) input: RegisterInput, @Ctx() ctx: Context): Promise<AuthPayload> {
+    return ctx.services.users.register(input);
+  }
+
+  @Mutation(() => AuthPayload)
+  login(@Arg('username') username: string, @Arg('password') password: string, @Ctx() ctx: Context): Promise<AuthPayload> {
+    return ctx.services.users.login(username, password);
+  }
+
+  @Authorized()
+  @Mutation(() => User, { description: 'user equipment information, kept with the user' })
+  updateEquipment(@Arg('terminal', () => TerminalCapabilitiesInput) terminal: TerminalCapabilitiesInput, @Ctx() ctx: Context): Promise<User> {
+    return ctx.services.users.updateEquipment(currentUser(ctx), terminal);
+  }
+
+  @Authorized('ADMIN')
+  @Query(() => [User], { description: 'admin' })
+  users(
+    @Arg('search', () => String, { nullable: true }) search: string | null,
+    @Arg('limit', () => Int, { nullable: true, defaultValue: 50 }) limit: number | null,
+    @Arg('offset', () => Int, { nullable: true, defaultValue: 0 }) offset: number | null,
+    @Ctx() ctx: Context,
+  ): Promise<User[]> {
+    return ctx.services.users.list(search, limit, offset);
+  }
+
+  @Authorized('ADMIN')
+  @Mutation(() => User)
+  createUser(@Arg('input', () => RegisterInput) input: RegisterInput, @Arg('role', () => RoleEnum, { defaultValue: 'USER' }) role: Role, @Ctx() ctx: Context): Promise<User> {
+    return ctx.services.users.create(input, role);
+  }
+
+  @Authorized('ADMIN')
+  @Mutation(() => User)
+  setUserRole(@Arg('userId', () => ID) userId: string, @Arg('role', () => RoleEnum) role: Role, @Ctx() ctx: Context): Promise<User> {
+    return ctx.services.users.setRole(userId, role);
+  }
+
+  @FieldResolver(() => [Session])
+  sessions(@Root() user: User, @Arg('active', () => Boolean, { nullable: true }) active: boolean | null, @Ctx() ctx: Context): Promise<Session[]> {
+    const viewer = currentUser(ctx);
+    if (viewer.id !== user.id && viewer.role !== 'ADMIN') throw forbidden("Only the user and admins see a user's sessions.");
+    return ctx.services.sessions.listForUser(user.id, active);
+  }
+}

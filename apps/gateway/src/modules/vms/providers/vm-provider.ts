@@ -1,0 +1,30 @@
+// How the VMM gets VMs: a provider launches an agent (child process, Docker container) that then
+// registers itself over UVE-5. PROCESS and DOCKER implement this one interface.
+import type { Platform, VmProvider } from '@uve/protocol';
+
+export interface VmLaunchSpec {
+  vmId: string;
+  name: string;
+  platform: Platform;
+  capacity: number;
+  /** the VM's credential for the VM Data endpoint; only its hash is stored */
+  secret: string;
+  gatewayUrl: string;
+  redisUrl: string;
+  queuePrefix: string;
+}
+
+export interface LaunchedVm {
+  /** provider's handle (pid, container id), kept with the VM record */
+  providerRef: string;
+}
+
+export interface VmProviderDriver {
+  readonly kind: VmProvider;
+  launch(spec: VmLaunchSpec): Promise<LaunchedVm>;
+  /** stops and removes the VM; must succeed when it is already gone */
+  destroy(vmId: string, providerRef: string | null): Promise<void>;
+  /** VMs this provider runs now (for reconciliation at start); ids of VM records */
+  running?(): Promise<string[]>;
+  close(): Promise<void>;
+}

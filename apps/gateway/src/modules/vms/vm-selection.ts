@@ -1,0 +1,54 @@
+// VM selection (seed 7.3.1.2.1): the platform of the UA, a codec the terminal decodes, the UA
+// deployed (preferred) or deployable, free capacity, least loaded.
+import type { EntityManager } from 'typeorm';
+import type { VideoCodec } from '@uve/protocol';
+import type { Ua } from '../uas/uas.entity';
+import { LIVE_STATES } from '../sessions/session-state';
+
+export interface VmCandidate {
+  id: string;
+  endpoint: string;
+  codecs: VideoCodec[];
+  capacity: number;
+  active: number;
+  deployed: boolean;
+}
+
+export type Selection = { vm: VmCandidate } | { vm: null; reason: string };
+
+/**
+ * Locks the ready VMs of the UA's platform (so concurrent requests cannot overfill one) and picks
+ * one. Must run inside the transaction that assigns the session.
+ */
+export async function selectVm(em: EntityManager, ua: Ua, codecs: VideoCodec[], heartbeatTimeoutMs: number): Promise<Selection> {
+  const rows: (Omit<VmCandidate, 'codecs'> & { codecs: string; failed: boolean })[] = await em.query(
+    `SELECT v.id, v.endpoint, v.codecs::text[] AS codecs, v.capacity,
+            (SELECT count(*)::int FROM sessions s WHERE s.vm_id = v.id AND s.state = ANY($5::session_state[])) AS active,
+            EXISTS (SELECT 1 FROM ua_deployments d WHERE d.vm_id = v.id AND d.ua_id = $2 AND d.version = $3 AND d.status = 'INSTALLED') AS deployed,
+            EXISTS (SELECT 1 FROM ua_deployments d WHERE d.vm_id = v.id AND d.ua_id = $2 AND d.version = $3 AND d.status = 'FAILED') AS failed
+       FROM vms v
+      WHERE v.platform = $1 AND v.status = 'IDLE' AND v.endpoint IS NOT NULL
+        AND v.last_heartbeat_at > now() - make_interval(secs => $4::float8 / 1000)
+      ORDER BY v.id
+        FOR UPDATE OF v`,
+    [ua.platform, ua.id, ua.currentVersion, heartbeatTimeoutMs, LIVE_STATES],
+  );
+  const vms = rows.map((r) => ({ ...r, codecs: parsePgArray(r.codecs) as VideoCodec[] }));
+  if (vms.length === 0) return { vm: null, reason: `no ${ua.platform} VM is running` };
+  const withCodec = vms.filter((v) => v.codecs.some((c) => codecs.includes(c)));
+  if (withCodec.length === 0) return { vm: null, reason: `no ${ua.platform} VM encodes any of ${codecs.join(', ')}` };
+  const usable = withCodec.filter((v) => v.deployed || !v.failed);
+  if (usable.length === 0) return { vm: null, reason: `${ua.name} ${ua.currentVersion} failed to deploy on every VM that could run it` };
+  const free = usable.filter((v) => v.active < v.capacity);
+  if (free.length === 0) return { vm: null, reason: `all ${usable.length} ${ua.platform} VMs are full` };
+  free.sort((a, b) => Number(b.deployed) - Number(a.deployed) || a.active / a.capacity - b.active / b.capacity);
+  const { id, endpoint, codecs: vmCodecs, capacity, active, deployed } = free[0]!;
+  return { vm: { id, endpoint, codecs: vmCodecs, capacity, active, deployed } };
+}
+
+/** pg returns enum arrays as '{A,B}' text. */
+export function parsePgArray(v: string | string[]): string[] {
+  if (Array.isArray(v)) return v;
+  const inner = v.replace(/^\{|\}$/g, '');
+  return inner ? inner.split(',') : [];
+}

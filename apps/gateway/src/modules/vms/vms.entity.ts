@@ -1,0 +1,30 @@
+import { Column, CreateDateColumn, Entity, Index, PrimaryGeneratedColumn, UpdateDateColumn } from 'typeorm';
+import { Field, ID, Int, ObjectType } from 'type-graphql';
+import { PLATFORMS, VIDEO_CODECS, VM_PROVIDERS, type Platform, type VideoCodec, type VmProvider } from '@uve/protocol';
+import { PlatformEnum, VideoCodecEnum, VmProviderEnum } from '../../graphql/enums';
+
+/** What is stored; BUSY is not stored but derived from the sessions a ready VM holds. */
+export const STORED_VM_STATUSES = ['PROVISIONING', 'IDLE', 'DRAINING', 'OFFLINE', 'FAILED'] as const;
+export type StoredVmStatus = (typeof STORED_VM_STATUSES)[number];
+
+@ObjectType({ description: 'A Virtual Machine of the UVE Server.' })
+@Entity('vms')
+@Index('ix_vms_platform_status', ['platform', 'status'])
+export class Vm {
+  @Field(() => ID) @PrimaryGeneratedColumn('uuid') id!: string;
+  @Field() @Column({ type: 'varchar', length: 128 }) name!: string;
+  @Field(() => PlatformEnum) @Column({ type: 'enum', enum: PLATFORMS, enumName: 'platform' }) platform!: Platform;
+  @Field(() => VmProviderEnum) @Column({ type: 'enum', enum: VM_PROVIDERS, enumName: 'vm_provider' }) provider!: VmProvider;
+  @Column({ type: 'enum', enum: STORED_VM_STATUSES, enumName: 'vm_status' }) status!: StoredVmStatus;
+  @Field(() => String, { nullable: true, description: 'where UCs connect for UVE-3' }) @Column({ type: 'varchar', length: 512, nullable: true }) endpoint!: string | null;
+  @Field(() => [VideoCodecEnum]) @Column({ type: 'enum', enum: VIDEO_CODECS, enumName: 'video_codec', array: true, default: '{}' }) codecs!: VideoCodec[];
+  @Field(() => Int) @Column({ type: 'int' }) capacity!: number;
+  @Field(() => Date, { nullable: true }) @Column({ type: 'timestamptz', nullable: true }) lastHeartbeatAt!: Date | null;
+  /** sha256 of the VM's secret (VM Data endpoint credential) */
+  @Column({ type: 'varchar', length: 64, nullable: true }) secretHash!: string | null;
+  /** provider's handle: pid, container id */
+  @Column({ type: 'varchar', length: 256, nullable: true }) providerRef!: string | null;
+  @Column({ type: 'jsonb', nullable: true }) load!: { cpuLoad: number; rssBytes: number } | null;
+  @Field() @CreateDateColumn({ type: 'timestamptz' }) createdAt!: Date;
+  @UpdateDateColumn({ type: 'timestamptz' }) updatedAt!: Date;
+}

@@ -1,0 +1,243 @@
+// The VMM's view of its VMs: records kept from UVE-5 reports (register, heartbeat, deployments),
+// liveness, and provisioning through the providers.
+import { createHash, randomBytes } from 'node:crypto';
+import { In, LessThan, Not, type DataSource, type FindOptionsWhere, type Repository } from 'typeorm';
+import { uve, type MessageBus } from '@uve/queue';
+import { vmCommandQueue, type DeploymentChanged, type Platform, type VmHeartbeat, type VmProvider, type VmRegistered, type VmStopping } from '@uve/protocol';
+import { badInput, conflict, isUuid, notFound, unavailable } from '../../common/errors';
+import type { Logger } from '../../common/logger';
+import type { UvePubSub } from '../../common/pubsub';
+import type { VmEventType, VmStatus } from '../../graphql/enums';
+import { LIVE_STATES } from '../sessions/session-state';
+import { Session } from '../sessions/sessions.entity';
+import { Ua, UaDeployment } from '../uas/uas.entity';
+import type { VmProviderDriver } from './providers/vm-provider';
+import { Vm, type StoredVmStatus } from './vms.entity';
+
+export interface VmsServiceOptions {
+  heartbeatTimeoutMs: number;
+  defaultProvider: VmProvider;
+  gatewayUrl: () => string;
+  redisUrl: string;
+  queuePrefix: string;
+}
+
+export class VmsService {
+  private readonly repo: Repository<Vm>;
+  private readonly providers = new Map<VmProvider, VmProviderDriver>();
+  private readonly vmLostListeners: ((vmId: string, reason: string) => Promise<void>)[] = [];
+
+  constructor(
+    private readonly ds: DataSource,
+    private readonly bus: MessageBus,
+    private readonly pubsub: UvePubSub,
+    private readonly log: Logger,
+    private readonly options: VmsServiceOptions,
+  ) {
+    this.repo = ds.getRepository(Vm);
+  }
+
+  /** Called when a VM stops serving (heartbeat lost, stopping, removed): its sessions are disconnected. */
+  onVmLost(listener: (vmId: string, reason: string) => Promise<void>): void {
+    this.vmLostListeners.push(listener);
+  }
+
+  private async vmLost(vmId: string, reason: string): Promise<void> {
+    for (const l of this.vmLostListeners) await l(vmId, reason);
+  }
+
+  addProvider(driver: VmProviderDriver): void {
+    this.providers.set(driver.kind, driver);
+  }
+
+  async get(id: string): Promise<Vm> {
+    const vm = isUuid(id) ? await this.repo.findOneBy({ id }) : null;
+    if (!vm) throw notFound('VM', id);
+    return vm;
+  }
+
+  findById(id: string): Promise<Vm | null> {
+    return isUuid(id) ? this.repo.findOneBy({ id }) : Promise.resolve(null);
+  }
+
+  activeSessions(vmId: string): Promise<number> {
+    return this.ds.getRepository(Session).countBy({ vmId, state: In([...LIVE_STATES]) });
+  }
+
+  /** BUSY is IDLE with sessions: derived, so it can never disagree with the sessions. */
+  async status(vm: Vm): Promise<VmStatus> {
+    if (vm.status !== 'IDLE') return vm.status;
+    return (await this.activeSessions(vm.id)) > 0 ? 'BUSY' : 'IDLE';
+  }
+
+  async list(status: VmStatus | null | undefined, platform: Platform | null | undefined): Promise<Vm[]> {
+    const where: FindOptionsWhere<Vm> = {};
+    if (platform) where.platform = platform;
+    if (status) where.status = status === 'BUSY' ? 'IDLE' : status;
+    const vms = await this.repo.find({ where, order: { createdAt: 'ASC' } });
+    if (status !== 'BUSY' && status !== 'IDLE') return vms;
+    const statuses = await Promise.all(vms.map((vm) => this.status(vm)));
+    return vms.filter((_, i) => statuses[i] === status);
+  }
+
+  deployments(vmId: string): Promise<UaDeployment[]> {
+    return this.ds.getRepository(UaDeployment).find({ where: { vmId }, order: { updatedAt: 'DESC' } });
+  }
+
+  publish(vmId: string, type: VmEventType, data: Record<string, unknown> | null = null): void {
+    this.pubsub.publish('VM_EVENT', { vmId, type, at: new Date().toISOString(), data });
+  }
+
+  private async setStatus(vmId: string, status: StoredVmStatus, extra: Partial<Vm> = {}): Promise<void> {
+    const res = await this.repo.update({ id: vmId, status: Not(status) }, { status, ...extra });
+    if (res.affected) this.publish(vmId, 'STATUS_CHANGED', { status });
+  }
+
+  // ---- UVE-5 reports ---------------------------------------------------------------------------
+
+  async onRegister(m: VmRegistered): Promise<void> {
+    if (!isUuid(m.vmId)) {
+      this.log.warn('VM registration with an id that is not a UUID ignored', { vmId: m.vmId });
+      return;
+    }
+    const existing = await this.repo.findOneBy({ id: m.vmId });
+    if (existing && (existing.status === 'FAILED' || existing.platform !== m.platform)) {
+      this.log.warn('registration of a failed or mismatched VM refused', { vmId: m.vmId });
+      await uve.sendToVm(this.bus, m.vmId, { type: 'vm.shutdown' });
+      return;
+    }
+    const fields = {
+      name: m.name.slice(0, 128),
+      platform: m.platform,
+      provider: m.provider,
+      endpoint: m.endpoint,
+      codecs: m.codecs,
+      capacity: m.capacity,
+      lastHeartbeatAt: new Date(),
+      status: (existing?.status === 'DRAINING' ? 'DRAINING' : 'IDLE') as StoredVmStatus,
+    };
+    if (existing) await this.repo.update(m.vmId, fields);
+    else await this.repo.insert({ id: m.vmId, ...fields, secretHash: null, providerRef: null, load: null });
+    await this.syncDeployments(m.vmId, m.deployed);
+    this.publish(m.vmId, existing ? 'STATUS_CHANGED' : 'PROVISIONED', { status: fields.status, endpoint: m.endpoint });
+    this.log.info('VM registered', { vmId: m.vmId, endpoint: m.endpoint, codecs: m.codecs });
+  }
+
+  /** A heartbeat also brings back a VM that was marked OFFLINE after a network hiccup. */
+  async onHeartbeat(m: VmHeartbeat): Promise<void> {
+    const vm = await this.findById(m.vmId);
+    if (!vm || vm.status === 'FAILED') return;
+    await this.repo.update(m.vmId, { lastHeartbeatAt: new Date(), codecs: m.codecs, capacity: m.capacity, load: { cpuLoad: m.cpuLoad, rssBytes: m.rssBytes } });
+    if (vm.status === 'OFFLINE') await this.setStatus(m.vmId, 'IDLE');
+  }
+
+  async onStopping(m: VmStopping): Promise<void> {
+    const vm = await this.findById(m.vmId);
+    if (!vm || vm.status === 'OFFLINE' || vm.status === 'FAILED') return;
+    await this.setStatus(m.vmId, 'OFFLINE');
+    await this.vmLost(m.vmId, `VM stopping: ${m.reason}`);
+  }
+
+  async onDeploymentChanged(m: DeploymentChanged): Promise<void> {
+    if (!(await this.ds.getRepository(Ua).existsBy({ id: m.uaId }))) return;
+    await this.ds.getRepository(UaDeployment).upsert(
+      { uaId: m.uaId, vmId: m.vmId, version: m.version, status: m.status, error: m.error?.slice(0, 1024) ?? null },
+      ['uaId', 'vmId'],
+    );
+    this.publish(m.vmId, 'DEPLOYMENT_CHANGED', { uaId: m.uaId, version: m.version, status: m.status, error: m.error ?? null });
+  }
+
+  private async syncDeployments(vmId: string, deployed: { uaId: string; version: string }[]): Promise<void> {
+    const known = deployed.filter((d) => isUuid(d.uaId));
+    if (known.length === 0) return;
+    const uas = await this.ds.getRepository(Ua).findBy({ id: In(known.map((d) => d.uaId)) });
+    const ids = new Set(uas.map((u) => u.id));
+    const rows = known.filter((d) => ids.has(d.uaId)).map((d) => ({ uaId: d.uaId, vmId, version: d.version, status: 'INSTALLED' as const, error: null }));
+    if (rows.length) await this.ds.getRepository(UaDeployment).upsert(rows, ['uaId', 'vmId']);
+  }
+
+  /** VMs silent for longer than the heartbeat timeout; returns the ids it marked OFFLINE. */
+  async sweepSilentVms(): Promise<string[]> {
+    const cutoff = new Date(Date.now() - this.options.heartbeatTimeoutMs);
+    const silent = await this.repo.find({ where: { status: In(['IDLE', 'DRAINING']), lastHeartbeatAt: LessThan(cutoff) } });
+    const lost: string[] = [];
+    for (const vm of silent) {
+      // conditional update: with several gateways only one wins and reports it
+      const res = await this.repo.update({ id: vm.id, status: vm.status, lastHeartbeatAt: LessThan(cutoff) }, { status: 'OFFLINE' });
+      if (!res.affected) continue;
+      lost.push(vm.id);
+      this.publish(vm.id, 'HEARTBEAT_LOST', { lastHeartbeatAt: vm.lastHeartbeatAt?.toISOString() ?? null });
+      this.log.warn('VM heartbeat lost', { vmId: vm.id });
+      await this.vmLost(vm.id, 'VM heartbeat lost');
+    }
+    // a provisioned VM that never registered has failed
+    const stale = new Date(Date.now() - Math.max(60_000, this.options.heartbeatTimeoutMs * 10));
+    const stuck = await this.repo.find({ where: { status: 'PROVISIONING', createdAt: LessThan(stale) } });
+    for (const vm of stuck) await this.setStatus(vm.id, 'FAILED');
+    return lost;
+  }
+
+  // ---- management (admin) ----------------------------------------------------------------------
+
+  async provision(input: { platform: Platform; provider?: VmProvider | null; capacity?: number | null; name?: string | null }): Promise<Vm> {
+    const kind = input.provider ?? this.options.defaultProvider;
+    const driver = this.providers.get(kind);
+    if (!driver) throw unavailable(`The ${kind} VM provider is not enabled on this gateway.`);
+    const capacity = input.capacity ?? 1;
+    if (!Number.isInteger(capacity) || capacity < 1 || capacity > 64) throw badInput('capacity must be from 1 to 64.', 'capacity');
+    if (input.name != null && (input.name.length < 1 || input.name.length > 128)) throw badInput('name must have 1 to 128 characters.', 'name');
+    const secret = randomBytes(32).toString('base64url');
+    const vm = await this.repo.save(this.repo.create({
+      name: input.name ?? `${input.platform.toLowerCase()}-${randomBytes(3).toString('hex')}`,
+      platform: input.platform,
+      provider: kind,
+      status: 'PROVISIONING',
+      endpoint: null,
+      codecs: [],
+      capacity,
+      lastHeartbeatAt: null,
+      secretHash: createHash('sha256').update(secret).digest('hex'),
+      providerRef: null,
+      load: null,
+    }));
+    try {
+      const { providerRef } = await driver.launch({
+        vmId: vm.id, name: vm.name, platform: vm.platform, capacity, secret,
+        gatewayUrl: this.options.gatewayUrl(), redisUrl: this.options.redisUrl, queuePrefix: this.options.queuePrefix,
+      });
+      vm.providerRef = providerRef;
+      await this.repo.update(vm.id, { providerRef });
+    } catch (e) {
+      await this.repo.update(vm.id, { status: 'FAILED' });
+      this.log.error('VM launch failed', { vmId: vm.id, error: (e as Error).message });
+      throw unavailable(`The ${kind} provider could not start the VM: ${(e as Error).message}`);
+    }
+    this.publish(vm.id, 'PROVISIONED', { status: 'PROVISIONING' });
+    return vm;
+  }
+
+  async drain(id: string): Promise<Vm> {
+    const vm = await this.get(id);
+    if (vm.status === 'OFFLINE' || vm.status === 'FAILED') throw conflict(`VM ${vm.name} is ${vm.status}; only a running VM can be drained.`);
+    await this.setStatus(vm.id, 'DRAINING');
+    await uve.sendToVm(this.bus, vm.id, { type: 'vm.drain' });
+    return this.get(id);
+  }
+
+  /** Stops the VM through its provider and keeps the record (OFFLINE) for history. */
+  async remove(id: string): Promise<Vm> {
+    const vm = await this.get(id);
+    const driver = this.providers.get(vm.provider);
+    await uve.sendToVm(this.bus, vm.id, { type: 'vm.shutdown' }).catch(() => undefined);
+    if (driver) await driver.destroy(vm.id, vm.providerRef);
+    await this.repo.update(vm.id, { status: 'OFFLINE', endpoint: null });
+    await this.vmLost(vm.id, 'VM removed');
+    await this.bus.destroyQueue(vmCommandQueue(vm.id)).catch(() => undefined);
+    this.publish(vm.id, 'REMOVED', null);
+    return this.get(id);
+  }
+
+  async closeProviders(): Promise<void> {
+    await Promise.all([...this.providers.values()].map((p) => p.close()));
+  }
+}

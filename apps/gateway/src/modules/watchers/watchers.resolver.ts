@@ -1,0 +1,88 @@
+import { Arg, Authorized, Ctx, FieldResolver, ID, Mutation, Query, Resolver, Root } from 'type-graphql';
+import { notOffered } from '../../common/errors';
+import { currentUser } from '../../graphql/auth-checker';
+import type { Context } from '../../graphql/context';
+import { WatcherPrivilegeEnum, type WatcherPrivilege } from '../../graphql/enums';
+import { Session } from '../sessions/sessions.entity';
+import { SessionConnection } from '../sessions/sessions.types';
+import { User } from '../users/users.entity';
+import { Monitoring, WatcherGrant } from './watchers.entity';
+
+@Resolver(() => WatcherGrant)
+export class WatcherGrantsResolver {
+  @Authorized()
+  @Query(() => [WatcherGrant])
+  myWatcherGrants(@Ctx() ctx: Context): Promise<WatcherGrant[]> {
+    return ctx.services.watchers.list({ watcherId: currentUser(ctx).id });
+  }
+
+  @Authorized('ADMIN')
+  @Query(() => [WatcherGrant])
+  watcherGrants(@Arg('watcheeId', () => ID, { nullable: true }) watcheeId: string | null, @Arg('watcherId', () => ID, { nullable: true }) watcherId: string | null, @Ctx() ctx: Context): Promise<WatcherGrant[]> {
+    return ctx.services.watchers.list({ watcheeId, watcherId });
+  }
+
+  @Authorized('ADMIN')
+  @Mutation(() => WatcherGrant)
+  assignWatcher(@Arg('watcherId', () => ID) watcherId: string, @Arg('watcheeId', () => ID) watcheeId: string, @Arg('privileges', () => [WatcherPrivilegeEnum]) privileges: WatcherPrivilege[], @Ctx() ctx: Context): Promise<WatcherGrant> {
+    return ctx.services.watchers.assign(watcherId, watcheeId, privileges);
+  }
+
+  @Authorized('ADMIN')
+  @Mutation(() => WatcherGrant)
+  updateWatcherPrivileges(@Arg('grantId', () => ID) grantId: string, @Arg('privileges', () => [WatcherPrivilegeEnum]) privileges: WatcherPrivilege[], @Ctx() ctx: Context): Promise<WatcherGrant> {
+    return ctx.services.watchers.updatePrivileges(grantId, privileges);
+  }
+
+  @Authorized('ADMIN')
+  @Mutation(() => Boolean)
+  revokeWatcher(@Arg('grantId', () => ID) grantId: string, @Ctx() ctx: Context): Promise<boolean> {
+    return ctx.services.watchers.revoke(grantId);
+  }
+
+  @FieldResolver(() => User)
+  watcher(@Root() g: WatcherGrant, @Ctx() ctx: Context): Promise<User> {
+    return ctx.services.users.get(g.watcherId);
+  }
+
+  @FieldResolver(() => User)
+  watchee(@Root() g: WatcherGrant, @Ctx() ctx: Context): Promise<User> {
+    return ctx.services.users.get(g.watcheeId);
+  }
+}
+
+@Resolver(() => Monitoring)
+export class MonitoringResolver {
+  @Authorized()
+  @Mutation(() => [Monitoring], { description: "Monitoring request for a watchee (a user); starts monitoring of each of the watchee's active sessions the grant allows" })
+  requestMonitoring(@Arg('watcheeId', () => ID) _watcheeId: string): Monitoring[] {
+    throw notOffered('Monitoring');
+  }
+
+  @Authorized()
+  @Mutation(() => Monitoring)
+  stopMonitoring(@Arg('monitoringId', () => ID) _monitoringId: string): Monitoring {
+    throw notOffered('Monitoring');
+  }
+
+  @Authorized()
+  @Mutation(() => Session, { description: 'pass the suspend control of a session to another watcher (or release it with toWatcherId null)' })
+  transferSuspendControl(@Arg('sessionId', () => ID) _sessionId: string, @Arg('toWatcherId', () => ID, { nullable: true }) _toWatcherId: string | null): Session {
+    throw notOffered('Suspend control');
+  }
+
+  @FieldResolver(() => Session)
+  session(@Root() m: Monitoring, @Ctx() ctx: Context): Promise<Session> {
+    return ctx.services.sessions.getVisible(m.sessionId, currentUser(ctx));
+  }
+
+  @FieldResolver(() => User)
+  watcher(@Root() m: Monitoring, @Ctx() ctx: Context): Promise<User> {
+    return ctx.services.users.get(m.watcherId);
+  }
+
+  @FieldResolver(() => SessionConnection, { nullable: true, description: 'view-only UVE-3 connection for the watcher' })
+  connection(): SessionConnection | null {
+    return null;
+  }
+}
