@@ -18,6 +18,8 @@ module.exports = {
     ],
   },
   testEnvironment: 'node',
+  globalSetup: '<rootDir>/support/global-setup.js',
+  globalTeardown: '<rootDir>/support/global-teardown.js',
   // e2e suites start real services; two workers fit the 2-core machines this runs on
   maxWorkers: 2,
   testTimeout: 60_000,

@@ -1,4 +1,4 @@
-import { Column, CreateDateColumn, Entity, Index, JoinColumn, ManyToOne, PrimaryGeneratedColumn } from 'typeorm';
+import { Column, CreateDateColumn, Entity, Generated, Index, JoinColumn, ManyToOne, PrimaryGeneratedColumn } from 'typeorm';
 import { Field, ID, Int, ObjectType } from 'type-graphql';
 import { GraphQLJSON } from 'graphql-scalars';
 import { RECONNECTION_METHODS, type ReconnectionMethod, type StreamParams } from '@uve/protocol';
@@ -42,9 +42,11 @@ export class Session {
 
 @ObjectType()
 @Entity('session_events')
-@Index('ix_session_events_session_at', ['sessionId', 'at'])
+@Index('ix_session_events_session_seq', ['sessionId', 'seq'])
 export class SessionEvent {
   @Field(() => ID) @PrimaryGeneratedColumn('uuid') id!: string;
+  /** total order: events of one transaction share their timestamp */
+  @Generated('increment') @Column({ type: 'bigint', select: true }) seq!: string;
   @ManyToOne(() => Session, { onDelete: 'CASCADE' }) @JoinColumn({ name: 'session_id' }) session?: Session;
   @Field(() => ID) @Column({ type: 'uuid' }) sessionId!: string;
   @Field(() => SessionEventTypeEnum) @Column({ type: 'enum', enum: SESSION_EVENT_TYPES, enumName: 'session_event_type' }) type!: SessionEventType;

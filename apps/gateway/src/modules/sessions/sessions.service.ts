@@ -92,7 +92,7 @@ export class SessionsService {
     if (!Number.isInteger(last) || last < 1 || last > 500) throw badInput('last must be from 1 to 500.', 'last');
     return this.ds
       .getRepository(SessionEvent)
-      .find({ where: { sessionId }, order: { at: 'DESC' }, take: last })
+      .find({ where: { sessionId }, order: { seq: 'DESC' }, take: last })
       .then((rows) => rows.reverse());
   }
 

@@ -1,0 +1,45 @@
+// The WASM platform: UAs are WebAssembly modules speaking the UVE WASM ABI (docs/wasm-abi.md),
+// run on Node's built-in WebAssembly engine inside the agent process.
+import { performance } from 'node:perf_hooks';
+import type { LocalResourceKind } from '@uve/protocol';
+import type { UaInstance, UaRuntime, UaStartOptions } from '../runtime';
+import { loadPackage, type CompiledModule } from './package';
+import { WasmInstance } from './wasm-instance';
+
+export interface WasmRuntimeOptions {
+  /** monotonic wall clock in ms that drives the app clocks (default performance.now) */
+  clock?: () => number;
+  /** delay between the frames of an animating UA (default 17 ms: at most 60 per second) */
+  frameIntervalMs?: number;
+  /** most linear memory one UA may have, in 64 KiB pages (default 4096 = 256 MiB) */
+  maxMemoryPages?: number;
+}
+
+export class WasmRuntime implements UaRuntime {
+  readonly platform = 'WASM' as const;
+  private readonly clock: () => number;
+  private readonly frameIntervalMs: number;
+  private readonly maxMemoryPages: number;
+  /** compiled modules by sha256 of the module bytes */
+  private readonly modules = new Map<string, Promise<CompiledModule>>();
+
+  constructor(options: WasmRuntimeOptions = {}) {
+    this.clock = options.clock ?? (() => performance.now());
+    this.frameIntervalMs = options.frameIntervalMs ?? Math.ceil(1000 / 60);
+    this.maxMemoryPages = options.maxMemoryPages ?? 4096;
+  }
+
+  async validatePackage(dir: string): Promise<{ requiredResources: LocalResourceKind[]; minWidth?: number; minHeight?: number }> {
+    const { manifest } = await loadPackage(dir, this.maxMemoryPages, this.modules);
+    return { requiredResources: manifest.requiredResources, minWidth: manifest.minWidth, minHeight: manifest.minHeight };
+  }
+
+  async start(opts: UaStartOptions): Promise<UaInstance> {
+    const { width, height } = opts;
+    if (!Number.isInteger(width) || !Number.isInteger(height) || width <= 0 || height <= 0) throw new Error(`invalid screen size ${width}x${height}`);
+    const pkg = await loadPackage(opts.ua.dir, this.maxMemoryPages, this.modules);
+    const { minWidth = 1, minHeight = 1, name } = pkg.manifest;
+    if (width < minWidth || height < minHeight) throw new Error(`${name} needs a screen of at least ${minWidth}x${minHeight}, got ${width}x${height}`);
+    return WasmInstance.start(pkg, opts, { wallClock: this.clock, frameIntervalMs: this.frameIntervalMs });
+  }
+}

@@ -1,0 +1,228 @@
+// Everything a test needs to run the VM agent on its own, without the gateway: a private
+// redis-server, a JWKS server with a test signing key, the built agent as a child process, and a
+// fake VMM end of the message bus (UVE-2 out, UVE-5 in).
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer as createHttpServer, type Server } from 'node:http';
+import { createServer as createNetServer, type AddressInfo } from 'node:net';
+import { join, resolve } from 'node:path';
+import { randomUUID } from 'node:crypto';
+import { exportJWK, generateKeyPair, SignJWT, type KeyLike } from 'jose';
+import {
+  JWKS_PATH,
+  SESSION_TOKEN_AUDIENCE,
+  SESSION_TOKEN_ISSUER,
+  type PrepareSessionCommand,
+  type SessionTokenClaims,
+  type VmCommand,
+  type VmEventMessage,
+} from '@uve/protocol';
+import { createMessageBus, uve, type Consumer, type MessageBus } from '@uve/queue';
+
+export const REPO_ROOT = resolve(__dirname, '..', '..');
+export const AGENT_MAIN = join(REPO_ROOT, 'apps', 'vm-agent', 'dist', 'main.js');
+
+export async function freePort(): Promise<number> {
+  const srv = createNetServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const { port } = srv.address() as AddressInfo;
+  await new Promise<void>((r) => srv.close(() => r()));
+  return port;
+}
+
+/** Waits for `pred` over values pushed later (or already pushed), failing after `timeoutMs`. */
+export class Collector<T> {
+  readonly items: T[] = [];
+  private waiters: Array<{ pred: (t: T) => boolean; resolve: (t: T) => void }> = [];
+
+  push(item: T): void {
+    this.items.push(item);
+    for (const w of [...this.waiters]) {
+      if (w.pred(item)) {
+        this.waiters.splice(this.waiters.indexOf(w), 1);
+        w.resolve(item);
+      }
+    }
+  }
+
+  /** the first item (from `from` on) matching `pred` */
+  waitFor(pred: (t: T) => boolean, what: string, timeoutMs = 15_000, from = 0): Promise<T> {
+    const found = this.items.slice(from).find(pred);
+    if (found !== undefined) return Promise.resolve(found);
+    return new Promise<T>((resolve, reject) => {
+      const w = {
+        pred,
+        resolve: (t: T) => {
+          clearTimeout(timer);
+          resolve(t);
+        },
+      };
+      const timer = setTimeout(() => {
+        this.waiters.splice(this.waiters.indexOf(w), 1);
+        reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`));
+      }, timeoutMs);
+      this.waiters.push(w);
+    });
+  }
+
+  get mark(): number {
+    return this.items.length;
+  }
+}
+
+export interface RedisHandle {
+  url: string;
+  stop(): Promise<void>;
+}
+
+/** A private, non-persistent redis-server on a free loopback port. */
+export async function startRedis(): Promise<RedisHandle> {
+  const port = await freePort();
+  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'no'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`redis-server did not start: ${out}`)), 10_000);
+    proc.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (/Ready to accept connections/i.test(out)) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    proc.on('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`redis-server exited with ${code}: ${out}`));
+    });
+  });
+  proc.removeAllListeners('exit');
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    stop: () => stopProcess(proc),
+  };
+}
+
+export interface JwksHandle {
+  /** base URL to give the agent as UVE_GATEWAY_URL */
+  url: string;
+  kid: string;
+  /** a token for `claims`, signed with the served key (or `key`, e.g. a foreign one) */
+  mint(claims: SessionTokenClaims, opts?: { key?: KeyLike; kid?: string; audience?: string; expiresIn?: string }): Promise<string>;
+  /** a key the agent does not know */
+  foreignKey: KeyLike;
+  stop(): Promise<void>;
+}
+
+/** An HTTP server that serves a JWKS for an ES256 key generated here, like the gateway does. */
+export async function startJwks(): Promise<JwksHandle> {
+  const { publicKey, privateKey } = await generateKeyPair('ES256');
+  const foreign = await generateKeyPair('ES256');
+  const kid = `test-${randomUUID().slice(0, 8)}`;
+  const jwk = { ...(await exportJWK(publicKey)), kid, alg: 'ES256', use: 'sig' };
+  const server: Server = createHttpServer((req, res) => {
+    if (req.url === JWKS_PATH) res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: [jwk] }));
+    else res.writeHead(404).end();
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    kid,
+    foreignKey: foreign.privateKey,
+    mint: (claims, opts = {}) =>
+      new SignJWT({ sid: claims.sid, vm: claims.vm, ua: claims.ua, role: claims.role })
+        .setProtectedHeader({ alg: 'ES256', kid: opts.kid ?? kid })
+        .setSubject(claims.sub)
+        .setAudience(opts.audience ?? SESSION_TOKEN_AUDIENCE)
+        .setIssuer(SESSION_TOKEN_ISSUER)
+        .setIssuedAt()
+        .setExpirationTime(opts.expiresIn ?? '5m')
+        .sign(opts.key ?? privateKey),
+    stop: () => new Promise<void>((r) => server.close(() => r())),
+  };
+}
+
+export interface AgentHandle {
+  proc: ChildProcess;
+  vmId: string;
+  /** stderr and stdout so far (for failure messages) */
+  output(): string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  stop(signal?: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/** Runs the built agent (`node apps/vm-agent/dist/main.js`). */
+export function startAgent(env: Record<string, string>): AgentHandle {
+  const proc = spawn(process.execPath, [AGENT_MAIN], {
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  proc.stdout!.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-200_000)));
+  proc.stderr!.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-200_000)));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => proc.on('exit', (code, signal) => r({ code, signal })));
+  return {
+    proc,
+    vmId: env.UVE_VM_ID,
+    output: () => out,
+    exited,
+    async stop(signal = 'SIGTERM') {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
+      const t = setTimeout(() => proc.kill('SIGKILL'), 15_000);
+      const r = await exited;
+      clearTimeout(t);
+      return r;
+    },
+  };
+}
+
+export interface FakeVmm {
+  bus: MessageBus;
+  events: Collector<VmEventMessage>;
+  send(vmId: string, c: VmCommand): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** The VMM's end of the bus: records every UVE-5 event, sends UVE-2 commands. */
+export function fakeVmm(redisUrl: string, prefix: string): FakeVmm {
+  const bus = createMessageBus({ redisUrl, prefix });
+  const events = new Collector<VmEventMessage>();
+  const consumer: Consumer = uve.consumeVmEvents(bus, async (e) => events.push(e));
+  return {
+    bus,
+    events,
+    send: (vmId, c) => uve.sendToVm(bus, vmId, c),
+    async close() {
+      await consumer.close();
+      await bus.close();
+    },
+  };
+}
+
+export function prepareCommand(over: Partial<PrepareSessionCommand> & Pick<PrepareSessionCommand, 'uaId'>): PrepareSessionCommand {
+  return {
+    type: 'session.prepare',
+    sessionId: `s-${randomUUID()}`,
+    userId: 'u-alice',
+    uaVersion: '1.0.0',
+    reconnectionMethod: 'NORMAL',
+    terminal: { screenWidth: 640, screenHeight: 360, codecs: ['MJPEG', 'H264'], localResources: [] },
+    stream: { codec: 'MJPEG', width: 640, height: 360, maxFps: 30, bitrateKbps: 2000 },
+    ...over,
+  };
+}
+
+async function stopProcess(proc: ChildProcess): Promise<void> {
+  if (proc.exitCode !== null || proc.signalCode !== null) return;
+  const done = new Promise<void>((r) => proc.once('exit', () => r()));
+  proc.kill('SIGTERM');
+  const t = setTimeout(() => proc.kill('SIGKILL'), 5_000);
+  await done;
+  clearTimeout(t);
+}
+
+/** RGBA at (x, y) of a decoded picture */
+export function pixel(p: { width: number; data: Uint8Array }, x: number, y: number): [number, number, number, number] {
+  const i = (y * p.width + x) * 4;
+  return [p.data[i], p.data[i + 1], p.data[i + 2], p.data[i + 3]];
+}

@@ -1,0 +1,154 @@
+// The real gateway as a child process (node apps/gateway/dist/main.js), and clients that talk to
+// it the way users do: GraphQL over HTTP and graphql-ws over WebSocket.
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import WebSocket from 'ws';
+import { createClient, type Client } from 'graphql-ws';
+
+export const ROOT = path.resolve(__dirname, '../..');
+export const GATEWAY_MAIN = path.join(ROOT, 'apps/gateway/dist/main.js');
+export const ADMIN = { username: 'admin', password: 'admin-password-1' };
+
+export interface GatewayProcess {
+  url: string;
+  graphqlUrl: string;
+  wsUrl: string;
+  child: ChildProcess;
+  output: () => string;
+  stop(): Promise<void>;
+}
+
+export async function startGateway(env: Record<string, string>): Promise<GatewayProcess> {
+  const child = spawn(process.execPath, [GATEWAY_MAIN], {
+    cwd: ROOT,
+    env: {
+      PATH: process.env.PATH,
+      HOME: process.env.HOME,
+      UVE_HOST: '127.0.0.1',
+      UVE_PORT: '0',
+      UVE_ADMIN_USERNAME: ADMIN.username,
+      UVE_ADMIN_PASSWORD: ADMIN.password,
+      UVE_SAMPLE_UAS: 'false',
+      UVE_WARM_VMS: '0',
+      UVE_LOG_LEVEL: 'warn',
+      ...env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout!.on('data', (b: Buffer) => (out += b.toString()));
+  child.stderr!.on('data', (b: Buffer) => (out += b.toString()));
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`gateway did not start in 60 s:\n${out}`)), 60_000);
+    const onData = () => {
+      const m = /listening on (http:\/\/\S+)\/graphql/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]!);
+      }
+    };
+    child.stdout!.on('data', onData);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`gateway exited with ${code}:\n${out}`));
+    });
+  });
+  return {
+    url,
+    graphqlUrl: `${url}/graphql`,
+    wsUrl: `${url.replace(/^http/, 'ws')}/graphql`,
+    child,
+    output: () => out,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        if (child.exitCode !== null || child.signalCode !== null) return resolve();
+        child.once('exit', () => resolve());
+        child.kill('SIGTERM');
+      }),
+  };
+}
+
+export interface GqlError {
+  message: string;
+  extensions?: { code?: string; [k: string]: unknown };
+}
+export interface GqlResult<T = Record<string, any>> {
+  data?: T | null;
+  errors?: GqlError[];
+  status: number;
+}
+
+/** One GraphQL request over HTTP; `auth` is a bearer token or `ApiKey …`. */
+export async function gql<T = Record<string, any>>(g: { graphqlUrl: string }, query: string, variables: Record<string, unknown> = {}, auth?: string): Promise<GqlResult<T>> {
+  const headers: Record<string, string> = { 'content-type': 'application/json' };
+  if (auth) headers.authorization = auth.startsWith('ApiKey ') ? auth : `Bearer ${auth}`;
+  const res = await fetch(g.graphqlUrl, { method: 'POST', headers, body: JSON.stringify({ query, variables }) });
+  const body = (await res.json()) as Omit<GqlResult<T>, 'status'>;
+  return { ...body, status: res.status };
+}
+
+/** The data of a request that must succeed. */
+export async function ok<T = Record<string, any>>(g: { graphqlUrl: string }, query: string, variables: Record<string, unknown> = {}, auth?: string): Promise<T> {
+  const r = await gql<T>(g, query, variables, auth);
+  if (r.errors?.length || !r.data) throw new Error(`GraphQL request failed: ${JSON.stringify(r.errors ?? r)}`);
+  return r.data;
+}
+
+/** The code of a request that must be refused. */
+export async function refusal(g: { graphqlUrl: string }, query: string, variables: Record<string, unknown> = {}, auth?: string): Promise<GqlError> {
+  const r = await gql(g, query, variables, auth);
+  if (!r.errors?.length) throw new Error(`expected a refusal, got ${JSON.stringify(r.data)}`);
+  return r.errors[0]!;
+}
+
+export async function login(g: { graphqlUrl: string }, username: string, password: string): Promise<{ token: string; id: string }> {
+  const d = await ok<{ login: { token: string; user: { id: string } } }>(g, `mutation($u:String!,$p:String!){ login(username:$u,password:$p){ token user { id } } }`, { u: username, p: password });
+  return { token: d.login.token, id: d.login.user.id };
+}
+
+export async function registerUser(g: { graphqlUrl: string }, username: string, password = 'password-123'): Promise<{ token: string; id: string }> {
+  const d = await ok<{ register: { token: string; user: { id: string } } }>(g, `mutation($i:RegisterInput!){ register(input:$i){ token user { id } } }`, { i: { username, password } });
+  return { token: d.register.token, id: d.register.user.id };
+}
+
+export function wsClient(g: { wsUrl: string }, token?: string): Client {
+  return createClient({
+    url: g.wsUrl,
+    webSocketImpl: WebSocket,
+    connectionParams: token ? { authorization: `Bearer ${token}` } : {},
+    retryAttempts: 0,
+    lazy: true,
+  });
+}
+
+/** Collects a subscription's results; `next(pred)` waits (bounded) for one that matches. */
+export function subscribe<T = Record<string, any>>(client: Client, query: string, variables: Record<string, unknown> = {}) {
+  const items: { data?: T | null; errors?: readonly GqlError[] }[] = [];
+  const waiters: { pred: (x: (typeof items)[number]) => boolean; resolve: (x: (typeof items)[number]) => void }[] = [];
+  let failure: unknown = null;
+  const dispose = client.subscribe<T>({ query, variables }, {
+    next: (v) => {
+      const item = v as (typeof items)[number];
+      items.push(item);
+      for (const w of [...waiters]) if (w.pred(item)) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.resolve(item);
+      }
+    },
+    error: (e) => (failure = e),
+    complete: () => undefined,
+  });
+  return {
+    items,
+    failure: () => failure,
+    dispose,
+    next(pred: (x: (typeof items)[number]) => boolean, ms = 15_000): Promise<(typeof items)[number]> {
+      const found = items.find(pred);
+      if (found) return Promise.resolve(found);
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no matching subscription result in ${ms} ms; got ${JSON.stringify(items)} ${failure ? `error ${JSON.stringify(failure)}` : ''}`)), ms);
+        waiters.push({ pred, resolve: (x) => { clearTimeout(timer); resolve(x); } });
+      });
+    },
+  };
+}
