@@ -1,0 +1,26 @@
+// Encoder selection for a session's stream.
+import type { VideoCodec } from '@uve/protocol';
+import type { EncoderOptions, VideoEncoder } from './encoder';
+import { ffmpegAvailable, H264Encoder } from './h264';
+import { MjpegEncoder } from './mjpeg';
+
+export type { DecoderConfig, EncodedFrame, EncoderOptions, VideoEncoder } from './encoder';
+export { ffmpegAvailable, H264Encoder } from './h264';
+export { MjpegEncoder } from './mjpeg';
+
+/** Creates an encoder; H264 needs ffmpeg with libx264 (check availableCodecs() first), else its ready() rejects. */
+export function createEncoder(codec: VideoCodec, opts: EncoderOptions): VideoEncoder {
+  switch (codec) {
+    case 'MJPEG':
+      return new MjpegEncoder(opts);
+    case 'H264':
+      return new H264Encoder(opts);
+    default:
+      throw new Error(`no encoder for codec ${codec} in this agent (supported: H264, MJPEG)`);
+  }
+}
+
+/** Codecs this VM can encode, preferred first: H264 when ffmpeg has libx264, MJPEG always. */
+export async function availableCodecs(): Promise<VideoCodec[]> {
+  return (await ffmpegAvailable()) ? ['H264', 'MJPEG'] : ['MJPEG'];
+}
