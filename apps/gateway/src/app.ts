@@ -8,7 +8,7 @@ import { createLogger, type Logger } from './common/logger';
 import { createUvePubSub } from './common/pubsub';
 import { createDataSource } from './db/data-source';
 import { startEmbeddedPostgres } from './infra/postgres';
-import { startPrivateRedis } from './infra/redis';
+import { assertRedisServerOnPath, startPrivateRedis } from './infra/redis';
 import { buildUveSchema } from './graphql/schema';
 import { startHttpServer } from './graphql/server';
 import { createServices, type Services } from './services';
@@ -44,6 +44,7 @@ export async function startGateway(config: GatewayConfig): Promise<RunningGatewa
     for (const stop of stops.reverse()) await stop().catch((e: Error) => log.warn('stop step failed', { error: e.message }));
   };
   try {
+    if (!config.redisUrl) assertRedisServerOnPath();
     let databaseUrl = config.databaseUrl;
     if (!databaseUrl) {
       const pg = await startEmbeddedPostgres(config.dataDir, log);

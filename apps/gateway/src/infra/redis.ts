@@ -15,8 +15,13 @@ export interface RunningRedis {
 export const REDIS_MISSING_HELP =
   'redis-server was not found on PATH. Install it (Debian/Ubuntu: sudo apt-get install redis-server) or set REDIS_URL to a running Redis.';
 
-export async function startPrivateRedis(dataDir: string, log: Logger): Promise<RunningRedis> {
+/** Checked before anything starts, so a missing redis-server fails fast. */
+export function assertRedisServerOnPath(): void {
   if (spawnSync('redis-server', ['--version'], { stdio: 'ignore' }).error) throw new ConfigError(REDIS_MISSING_HELP);
+}
+
+export async function startPrivateRedis(dataDir: string, log: Logger): Promise<RunningRedis> {
+  assertRedisServerOnPath();
   const dir = path.join(dataDir, 'redis');
   fs.mkdirSync(dir, { recursive: true });
   const port = await freePort();
