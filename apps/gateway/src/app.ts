@@ -13,6 +13,9 @@ import { buildUveSchema } from './graphql/schema';
 import { startHttpServer } from './graphql/server';
 import { createServices, type Services } from './services';
 import { consumeVmReports, startVmWatchdog } from './vmm/uve5.consumer';
+import { ProcessProvider } from './modules/vms/providers/process.provider';
+import { VmPool } from './modules/vms/vm-pool';
+import { registerSampleUas } from './modules/uas/samples';
 import type { DataSource } from 'typeorm';
 
 export interface RunningGateway {
@@ -74,6 +77,8 @@ export async function startGateway(config: GatewayConfig): Promise<RunningGatewa
     let publicUrl = config.publicUrl ?? '';
     const services = await createServices({ config, log, ds, bus, pubsub, redisUrl, redisPing: () => pinger.ping(), publicUrl: () => publicUrl });
     await services.users.ensureFirstAdmin(config.adminUsername, config.adminPassword, log);
+    if (config.registerSampleUas) await registerSampleUas(ds, log);
+    services.vms.addProvider(new ProcessProvider(log));
 
     const schema = await buildUveSchema();
     const http = await startHttpServer(schema, services, config.host, config.port);
@@ -89,6 +94,17 @@ export async function startGateway(config: GatewayConfig): Promise<RunningGatewa
     const watchdog = startVmWatchdog(services);
     stops.push(async () => watchdog.stop());
     stops.push(() => services.vms.closeProviders());
+    await services.vms.reconcile();
+    if (config.warmVmsPerPlatform > 0) {
+      const pool = new VmPool(ds, services.vms, log, {
+        platforms: config.poolPlatforms, warm: config.warmVmsPerPlatform, max: config.maxVms, capacity: config.vmCapacity,
+        provider: config.vmProvider, idleRetireMs: config.idleRetireMs, intervalMs: 2000,
+      });
+      services.sessions.onChange = () => pool.nudge();
+      services.vms.onVmLost(async () => pool.nudge());
+      pool.start();
+      stops.push(() => pool.stop());
+    }
 
     log.info('gateway ready', { url: `${url}/graphql` });
     return { url, services, stop: stopAll };

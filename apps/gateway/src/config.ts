@@ -1,6 +1,6 @@
 // The gateway's whole configuration, from the environment, validated once at start.
 import path from 'node:path';
-import type { VmProvider } from '@uve/protocol';
+import { PLATFORMS, type Platform, type VmProvider } from '@uve/protocol';
 
 export interface GatewayConfig {
   host: string;
@@ -20,6 +20,8 @@ export interface GatewayConfig {
   vmProvider: VmProvider;
   /** idle VMs kept warm per platform by the pool manager */
   warmVmsPerPlatform: number;
+  poolPlatforms: Platform[];
+  idleRetireMs: number;
   maxVms: number;
   vmCapacity: number;
   registerSampleUas: boolean;
@@ -77,6 +79,12 @@ export const CONFIG_SPEC = {
   vmHeartbeatTimeoutMs: { env: 'UVE_VM_HEARTBEAT_TIMEOUT_MS', doc: 'a VM silent this long is OFFLINE', default: '6000', parse: int(1000, 600000) },
   vmProvider: { env: 'UVE_VM_PROVIDER', doc: 'default VM provider: PROCESS or DOCKER', default: 'PROCESS', parse: oneOf<VmProvider>('PROCESS', 'DOCKER') },
   warmVmsPerPlatform: { env: 'UVE_WARM_VMS', doc: 'idle VMs the pool keeps warm per platform', default: '1', parse: int(0, 100) },
+  poolPlatforms: { env: 'UVE_POOL_PLATFORMS', doc: 'platforms the pool keeps warm, comma-separated', default: 'WASM', parse: (raw: string, env: string) => {
+    const list = raw.split(',').map((s) => s.trim()).filter(Boolean);
+    for (const p of list) if (!(PLATFORMS as readonly string[]).includes(p)) throw new ConfigError(`${env} must list platforms among ${PLATFORMS.join(', ')}, got "${p}"`);
+    return list as Platform[];
+  } },
+  idleRetireMs: { env: 'UVE_VM_IDLE_RETIRE_MS', doc: 'an idle VM beyond the warm count is retired after this long', default: '120000', parse: int(0, 86_400_000) },
   maxVms: { env: 'UVE_MAX_VMS', doc: 'most VMs the pool provisions', default: '8', parse: int(0, 1000) },
   vmCapacity: { env: 'UVE_VM_CAPACITY', doc: 'sessions per provisioned VM', default: '4', parse: int(1, 64) },
   registerSampleUas: { env: 'UVE_SAMPLE_UAS', doc: 'register the sample UAs shipped with the agent', default: 'true', parse: bool },

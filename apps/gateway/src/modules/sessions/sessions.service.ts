@@ -39,6 +39,8 @@ export interface SessionsServiceOptions {
 
 export class SessionsService {
   private readonly repo: Repository<Session>;
+  /** told after a change that may move VM load (the pool manager listens) */
+  onChange: () => void = () => undefined;
 
   constructor(
     private readonly ds: DataSource,
@@ -288,6 +290,7 @@ export class SessionsService {
     for (const { vmId, command } of out.commands) {
       await uve.sendToVm(this.bus, vmId, command).catch((e: Error) => this.log.error('UVE-2 command not sent', { vmId, type: command.type, error: e.message }));
     }
+    if (out.events.length) this.onChange();
     return result;
   }
 }

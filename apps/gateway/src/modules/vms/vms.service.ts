@@ -48,6 +48,37 @@ export class VmsService {
 
   addProvider(driver: VmProviderDriver): void {
     this.providers.set(driver.kind, driver);
+    driver.onVmExit?.((vmId, reason) => {
+      this.markLost(vmId, reason).catch((e: Error) => this.log.error('VM exit not recorded', { vmId, error: e.message }));
+    });
+  }
+
+  hasProvider(kind: VmProvider): boolean {
+    return this.providers.has(kind);
+  }
+
+  /** OFFLINE now (not after the heartbeat timeout) and its sessions disconnected; once, whoever notices first. */
+  private async markLost(vmId: string, reason: string): Promise<void> {
+    const res = await this.repo.update({ id: vmId, status: In(['PROVISIONING', 'IDLE', 'DRAINING']) }, { status: 'OFFLINE' });
+    if (!res.affected) return;
+    this.publish(vmId, 'STATUS_CHANGED', { status: 'OFFLINE', reason });
+    this.log.warn('VM lost', { vmId, reason });
+    await this.vmLost(vmId, reason);
+  }
+
+  /** At start: records of VMs a provider no longer runs are OFFLINE; VMs it runs without a record are stopped. */
+  async reconcile(): Promise<void> {
+    for (const driver of this.providers.values()) {
+      if (!driver.running) continue;
+      const running = new Set(await driver.running());
+      const live = await this.repo.findBy({ provider: driver.kind, status: In(['PROVISIONING', 'IDLE', 'DRAINING']) });
+      for (const vm of live) if (!running.has(vm.id)) await this.markLost(vm.id, `${driver.kind} provider no longer runs it`);
+      const known = new Set((await this.repo.findBy({ provider: driver.kind })).map((v) => v.id));
+      for (const id of running) {
+        const vm = known.has(id) ? await this.repo.findOneBy({ id }) : null;
+        if (!vm || vm.status === 'OFFLINE' || vm.status === 'FAILED') await driver.destroy(id, vm?.providerRef ?? null);
+      }
+    }
   }
 
   async get(id: string): Promise<Vm> {
@@ -162,7 +193,7 @@ export class VmsService {
     const silent = await this.repo.find({ where: { status: In(['IDLE', 'DRAINING']), lastHeartbeatAt: LessThan(cutoff) } });
     const lost: string[] = [];
     for (const vm of silent) {
-      // conditional update: with several gateways only one wins and reports it
+        // conditional update: with several gateways only one wins and reports it
       const res = await this.repo.update({ id: vm.id, status: vm.status, lastHeartbeatAt: LessThan(cutoff) }, { status: 'OFFLINE' });
       if (!res.affected) continue;
       lost.push(vm.id);

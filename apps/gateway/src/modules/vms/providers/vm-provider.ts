@@ -26,5 +26,7 @@ export interface VmProviderDriver {
   destroy(vmId: string, providerRef: string | null): Promise<void>;
   /** VMs this provider runs now (for reconciliation at start); ids of VM records */
   running?(): Promise<string[]>;
+  /** tells when a VM it runs stops on its own (faster than waiting for missed heartbeats) */
+  onVmExit?(listener: (vmId: string, reason: string) => void): void;
   close(): Promise<void>;
 }

@@ -1,0 +1,95 @@
+// PROCESS provider (the embedded default): each VM is a vm-agent child process of this gateway.
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import type { Logger } from '../../../common/logger';
+import type { LaunchedVm, VmLaunchSpec, VmProviderDriver } from './vm-provider';
+
+/** The agent binary in this repository (apps/vm-agent/dist/main.js), found from the gateway's dist. */
+export const AGENT_MAIN = path.resolve(__dirname, '../../../../../vm-agent/dist/main.js');
+
+export class ProcessProvider implements VmProviderDriver {
+  readonly kind = 'PROCESS' as const;
+  private readonly children = new Map<string, ChildProcess>();
+  private readonly exitListeners: ((vmId: string, reason: string) => void)[] = [];
+
+  constructor(private readonly log: Logger, private readonly agentMain = AGENT_MAIN, private readonly extraEnv: Record<string, string> = {}) {}
+
+  onVmExit(listener: (vmId: string, reason: string) => void): void {
+    this.exitListeners.push(listener);
+  }
+
+  async launch(spec: VmLaunchSpec): Promise<LaunchedVm> {
+    const child = spawn(process.execPath, [this.agentMain], {
+      env: {
+        PATH: process.env.PATH ?? '',
+        HOME: process.env.HOME ?? '/tmp',
+        ...this.extraEnv,
+        REDIS_URL: spec.redisUrl,
+        UVE_GATEWAY_URL: spec.gatewayUrl,
+        UVE_VM_ID: spec.vmId,
+        UVE_VM_SECRET: spec.secret,
+        UVE_VM_NAME: spec.name,
+        UVE_VM_PLATFORM: spec.platform,
+        UVE_VM_PROVIDER: 'PROCESS',
+        UVE_VM_CAPACITY: String(spec.capacity),
+        UVE_QUEUE_PREFIX: spec.queuePrefix,
+      },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    await new Promise<void>((resolve, reject) => {
+      child.once('spawn', () => resolve());
+      child.once('error', reject);
+    });
+    let tail = '';
+    child.stderr!.on('data', (b: Buffer) => {
+      tail = (tail + b.toString()).slice(-2000);
+      for (const line of b.toString().split('\n')) if (line.trim()) this.log.debug('vm-agent', { vmId: spec.vmId, line });
+    });
+    this.children.set(spec.vmId, child);
+    child.once('exit', (code, signal) => {
+      this.children.delete(spec.vmId);
+      const reason = `VM process exited (${signal ?? `code ${code}`})`;
+      if (code !== 0) this.log.warn('vm-agent exited', { vmId: spec.vmId, code, signal, stderr: tail.slice(-500) });
+      for (const l of this.exitListeners) l(spec.vmId, reason);
+    });
+    return { providerRef: String(child.pid) };
+  }
+
+  async destroy(vmId: string, providerRef: string | null): Promise<void> {
+    const child = this.children.get(vmId);
+    if (child) {
+      await stopChild(child);
+      return;
+    }
+    // a VM of an earlier run of this gateway: its pid is all we have
+    const pid = Number(providerRef);
+    if (Number.isInteger(pid) && pid > 1) {
+      try {
+        process.kill(pid, 'SIGTERM');
+      } catch {
+        /* already gone */
+      }
+    }
+  }
+
+  async running(): Promise<string[]> {
+    return [...this.children.keys()];
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.children.values()].map(stopChild));
+  }
+}
+
+/** SIGTERM (the agent says vm.stopping and ends its sessions), SIGKILL if it lingers. */
+function stopChild(child: ChildProcess, graceMs = 5000): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+    child.once('exit', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    child.kill('SIGTERM');
+  });
+}

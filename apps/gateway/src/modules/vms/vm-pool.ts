@@ -1,0 +1,120 @@
+// The pool manager: keeps a number of idle VMs warm per platform (a request never waits for a VM to
+// boot while the pool keeps up), provisions as sessions fill them, retires idle surplus, finishes
+// drains, and replaces VMs that died. One gateway at a time acts (advisory lock).
+import type { DataSource } from 'typeorm';
+import type { Platform, VmProvider } from '@uve/protocol';
+import type { Logger } from '../../common/logger';
+import { LIVE_STATES } from '../sessions/session-state';
+import type { VmsService } from './vms.service';
+
+export interface VmPoolOptions {
+  platforms: Platform[];
+  warm: number;
+  max: number;
+  capacity: number;
+  provider: VmProvider;
+  /** an idle VM beyond the warm count is retired after this long without sessions */
+  idleRetireMs: number;
+  intervalMs: number;
+}
+
+interface PoolRow {
+  id: string;
+  platform: Platform;
+  status: string;
+  provider: VmProvider;
+  provider_ref: string | null;
+  active: number;
+  idle_since: Date;
+}
+
+const POOL_LOCK = 7_426_002;
+
+export class VmPool {
+  private timer: NodeJS.Timeout | null = null;
+  private running: Promise<void> | null = null;
+  private again = false;
+
+  constructor(private readonly ds: DataSource, private readonly vms: VmsService, private readonly log: Logger, private readonly options: VmPoolOptions) {}
+
+  start(): void {
+    this.timer = setInterval(() => this.nudge(), this.options.intervalMs);
+    this.timer.unref();
+    this.nudge();
+  }
+
+  /** Asks for a pass soon (a session was assigned, a VM went away). */
+  nudge(): void {
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    this.running = this.tick()
+      .catch((e: Error) => this.log.error('VM pool pass failed', { error: e.message }))
+      .finally(() => {
+        this.running = null;
+        if (this.again) {
+          this.again = false;
+          this.nudge();
+        }
+      });
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    await this.running;
+  }
+
+  private async tick(): Promise<void> {
+    const qr = this.ds.createQueryRunner();
+    await qr.connect();
+    try {
+      const [{ locked }] = await qr.query('SELECT pg_try_advisory_lock($1) AS locked', [POOL_LOCK]);
+      if (!locked) return; // another gateway runs the pool now
+      try {
+        await this.pass();
+      } finally {
+        await qr.query('SELECT pg_advisory_unlock($1)', [POOL_LOCK]);
+      }
+    } finally {
+      await qr.release();
+    }
+  }
+
+  private async pass(): Promise<void> {
+    const rows: PoolRow[] = await this.ds.query(
+      `SELECT v.id, v.platform, v.status, v.provider, v.provider_ref,
+              (SELECT count(*)::int FROM sessions s WHERE s.vm_id = v.id AND s.state = ANY($1::session_state[])) AS active,
+              COALESCE((SELECT max(s.ended_at) FROM sessions s WHERE s.vm_id = v.id), v.created_at) AS idle_since
+         FROM vms v WHERE v.status IN ('PROVISIONING', 'IDLE', 'DRAINING')`,
+      [LIVE_STATES],
+    );
+    // a drain ends when the last session has
+    for (const r of rows.filter((r) => r.status === 'DRAINING' && r.active === 0 && r.provider_ref)) {
+      this.log.info('drained VM removed', { vmId: r.id });
+      await this.vms.remove(r.id);
+    }
+    let total = rows.filter((r) => r.status !== 'DRAINING').length;
+    for (const platform of this.options.platforms) {
+      const mine = rows.filter((r) => r.platform === platform);
+      const idle = mine.filter((r) => r.status === 'IDLE' && r.active === 0);
+      const booting = mine.filter((r) => r.status === 'PROVISIONING');
+      let want = this.options.warm - idle.length - booting.length;
+      while (want > 0 && total < this.options.max) {
+        await this.vms.provision({ platform, provider: this.options.provider, capacity: this.options.capacity });
+        want--;
+        total++;
+      }
+      // retire the surplus that has been idle longest, only VMs this VMM provisioned (they have a provider handle)
+      const surplus = idle
+        .filter((r) => r.provider_ref && Date.now() - new Date(r.idle_since).getTime() > this.options.idleRetireMs)
+        .sort((a, b) => new Date(a.idle_since).getTime() - new Date(b.idle_since).getTime())
+        .slice(0, Math.max(0, idle.length - this.options.warm));
+      for (const r of surplus) {
+        this.log.info('idle VM retired', { vmId: r.id, platform });
+        await this.vms.remove(r.id);
+      }
+    }
+  }
+}
