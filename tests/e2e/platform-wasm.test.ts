@@ -1,0 +1,169 @@
+// The WASM platform end to end, through public interfaces only: the gateway (with its warm pool of
+// PROCESS VMs running the real vm-agent), UVE-1 over GraphQL, UVE-3/UVE-4 over the VM's WebSocket.
+import WebSocket from 'ws';
+import { CLOSE, MAX_CLIENT_MESSAGE_BYTES, STREAM_PROTOCOL_VERSION } from '@uve/protocol';
+import { freshDatabase, startRedis, until, type TestRedis } from '../support/services';
+import { ADMIN, gql, login, ok, registerUser, startGateway, subscribe, wsClient, type GatewayProcess } from '../support/gateway';
+import { agentPid, near, openStream, pixel, requestUa, uaId } from '../support/stream';
+import type { Client } from 'graphql-ws';
+
+let redis: TestRedis;
+let gw: GatewayProcess;
+let admin: string;
+let user: { token: string; id: string };
+const clients: Client[] = [];
+const WHITE = { r: 255, g: 255, b: 255 };
+const RED = { r: 255, g: 0, b: 0 };
+
+async function idleVms(n: number): Promise<string[]> {
+  return until(`${n} idle WASM VMs`, 30_000, async () => {
+    const d = await gql(gw, `{ vms(status: IDLE, platform: WASM) { id } }`, {}, admin);
+    const ids = (d.data?.vms ?? []).map((v: { id: string }) => v.id);
+    return ids.length >= n ? ids : null;
+  }, 100);
+}
+
+beforeAll(async () => {
+  redis = await startRedis();
+  gw = await startGateway({ DATABASE_URL: await freshDatabase(), REDIS_URL: redis.url, UVE_QUEUE_PREFIX: 'wasm', UVE_SAMPLE_UAS: 'true', UVE_WARM_VMS: '2', UVE_VM_CAPACITY: '4', UVE_VM_HEARTBEAT_TIMEOUT_MS: '3000' });
+  admin = (await login(gw, ADMIN.username, ADMIN.password)).token;
+  user = await registerUser(gw, 'wasmuser');
+  await idleVms(2);
+}, 90_000);
+
+afterAll(async () => {
+  for (const c of clients) await c.dispose();
+  await gw?.stop();
+  await redis?.stop();
+});
+
+describe.each(['MJPEG', 'H264'])('paint over %s', (codec) => {
+  it('decodes the first frame, and a pointer press paints the pixel under it', async () => {
+    const s = await requestUa(gw, user.token, await uaId(gw, user.token, 'paint'), { codec });
+    const stream = await openStream(s.connection);
+    try {
+      expect(stream.welcome).toMatchObject({ codec, width: 640, height: 480, role: 'PLAYER' });
+      const first = await stream.frame(() => true, 'at all');
+      expect(first.header.keyframe).toBe(true);
+      expect(first.decoded).toMatchObject({ width: 640, height: 480 });
+      expect(near(pixel(first, 200, 150), WHITE)).toBe(true);
+
+      const after = await stream.inputAndFrame({ kind: 'pointer', type: 'down', x: 200, y: 150, button: 0 }, 'after the press');
+      expect(near(pixel(after, 200, 150), RED)).toBe(true);
+      expect(near(pixel(after, 400, 300), WHITE)).toBe(true);
+      await stream.client.sendInput({ kind: 'pointer', type: 'up', x: 200, y: 150, button: 0 });
+      // UVE-5 told the VMM the UC connected
+      const st = await ok(gw, `{ session(id: "${s.id}") { state events { type } } }`, {}, user.token);
+      expect(st.session.state).toBe('ACTIVE');
+    } finally {
+      await stream.close();
+      await ok(gw, `mutation { endSession(sessionId: "${s.id}") { state } }`, {}, user.token);
+    }
+  });
+});
+
+describe('local resources (UVE-4) with the sensors UA', () => {
+  const sensors = async (answer: boolean) => {
+    const s = await requestUa(gw, user.token, await uaId(gw, user.token, 'sensors'), { codec: 'MJPEG', resources: ['GEOLOCATION', 'ACCELEROMETER'] });
+    const asked: string[] = [];
+    const stream = await openStream(s.connection, {
+      GEOLOCATION: async (kind) => {
+        asked.push(kind);
+        return answer ? { kind: 'GEOLOCATION', latitude: 45, longitude: 7, accuracy: 5 } : { refused: 'user said no' };
+      },
+      ACCELEROMETER: async () => ({ kind: 'ACCELEROMETER', x: 0, y: 0, z: 9.81 }),
+    });
+    return { s, stream, asked };
+  };
+
+  it('delivers an answer to the UA, which shows it', async () => {
+    const { s, stream, asked } = await sensors(true);
+    try {
+      const f = await stream.frame((fr) => near(pixel(fr, 8, 8), { r: 0, g: 200, b: 0 }), 'with the geolocation square green');
+      expect(asked).toContain('GEOLOCATION');
+      // the latitude band: 45° → x < (45 + 90) · 640 / 180 = 480 is blue
+      expect(near(pixel(f, 470, 28), { r: 0, g: 0, b: 255 })).toBe(true);
+      expect(near(pixel(f, 490, 28), { r: 60, g: 60, b: 60 })).toBe(true);
+      const events = await ok(gw, `{ session(id: "${s.id}") { events { type data } } }`, {}, user.token);
+      expect(events.session.events.filter((e: { type: string }) => e.type === 'RESOURCE_REQUESTED').map((e: { data: { kind: string } }) => e.data.kind)).toContain('GEOLOCATION');
+    } finally {
+      await stream.close();
+    }
+  });
+
+  it('delivers a refusal to the UA, which handles it', async () => {
+    const { stream } = await sensors(false);
+    try {
+      await stream.frame((fr) => near(pixel(fr, 8, 8), { r: 200, g: 0, b: 0 }), 'with the geolocation square red');
+    } finally {
+      await stream.close();
+    }
+  });
+});
+
+describe('UVE-3 refusals', () => {
+  const closeOf = (ws: WebSocket) => new Promise<{ code: number; reason: string }>((resolve) => ws.on('close', (code, reason) => resolve({ code, reason: reason.toString() })));
+  const open = (url: string) => new Promise<WebSocket>((resolve, reject) => {
+    const ws = new WebSocket(url);
+    ws.once('open', () => resolve(ws));
+    ws.once('error', reject);
+  });
+
+  it('closes with a code and reason on a bad token, a bad message and an oversize message', async () => {
+    const s = await requestUa(gw, user.token, await uaId(gw, user.token, 'paint'), { codec: 'MJPEG' });
+    try {
+      let ws = await open(s.connection.url);
+      let closed = closeOf(ws);
+      ws.send(JSON.stringify({ t: 'hello', v: STREAM_PROTOCOL_VERSION, token: s.connection.token.slice(0, -4) + 'AAAA' }));
+      let c = await closed;
+      expect(c.code).toBe(CLOSE.UNAUTHORIZED);
+      expect(c.reason.length).toBeGreaterThan(0);
+
+      ws = await open(s.connection.url);
+      closed = closeOf(ws);
+      ws.send(JSON.stringify({ t: 'hello', v: STREAM_PROTOCOL_VERSION, token: s.connection.token }));
+      ws.send('{"t":"input","seq":1,"ev":{"kind":"pointer","type":"sideways","x":1,"y":1}}');
+      c = await closed;
+      expect(c.code).toBe(CLOSE.BAD_MESSAGE);
+      expect(c.reason).toMatch(/pointer.type/);
+
+      ws = await open(s.connection.url);
+      closed = closeOf(ws);
+      ws.send('x'.repeat(MAX_CLIENT_MESSAGE_BYTES + 1));
+      c = await closed;
+      expect(c.code).toBe(CLOSE.TOO_BIG);
+      expect(c.reason.length).toBeGreaterThan(0);
+    } finally {
+      await ok(gw, `mutation { endSession(sessionId: "${s.id}") { state } }`, {}, user.token);
+    }
+  });
+});
+
+it('sees a killed agent: its VM goes OFFLINE, its session DISCONNECTED with an event, and new requests go to another VM', async () => {
+  const paint = await uaId(gw, user.token, 'paint');
+  const s = await requestUa(gw, user.token, paint, { codec: 'MJPEG' });
+  const stream = await openStream(s.connection);
+  await stream.frame(() => true, 'at all');
+  const c = wsClient(gw, user.token);
+  const a = wsClient(gw, admin);
+  clients.push(c, a);
+  const events = subscribe(c, `subscription($id: ID!) { sessionEvents(sessionId: $id, replay: true) { type data } }`, { id: s.id });
+  const vmEvents = subscribe(a, `subscription { vmEvents { type vm { id status } data } }`);
+  await events.next((e) => e.data?.sessionEvents?.type === 'CONNECTED');
+
+  process.kill(agentPid(s.vm.id), 'SIGKILL');
+  const offline = await vmEvents.next((e) => e.data?.vmEvents?.vm?.id === s.vm.id && e.data.vmEvents.vm.status === 'OFFLINE');
+  expect(offline.data!.vmEvents.type).toMatch(/STATUS_CHANGED|HEARTBEAT_LOST/);
+  const disc = await events.next((e) => e.data?.sessionEvents?.type === 'DISCONNECTED');
+  expect(disc.data!.sessionEvents.data).toMatchObject({ unexpected: true, userId: user.id, uaId: paint });
+  await stream.close();
+
+  const next = await requestUa(gw, user.token, paint, { codec: 'MJPEG' });
+  expect(next.vm.id).not.toBe(s.vm.id);
+  const again = await openStream(next.connection);
+  try {
+    await again.frame(() => true, 'on the other VM');
+  } finally {
+    await again.close();
+  }
+});

@@ -1,0 +1,84 @@
+// Using a UA the way a UC does: request it through the gateway, open the UVE-3 stream with the SDK,
+// decode frames, send input, read pixels.
+import fs from 'node:fs';
+import { StreamClient, createNodeDecoder, type FrameEvent, type ResourceProviders } from '@uve/client';
+import type { InputEvent } from '@uve/protocol';
+import { ok, type GatewayProcess } from './gateway';
+
+export interface Rgb { r: number; g: number; b: number }
+
+export function pixel(frame: FrameEvent, x: number, y: number): Rgb {
+  const d = frame.decoded!;
+  const i = (y * d.width + x) * 4;
+  return { r: d.data[i]!, g: d.data[i + 1]!, b: d.data[i + 2]! };
+}
+
+/** Lossy codecs shift colours a little; this is the tolerance for "the same colour". */
+export function near(p: Rgb, q: Rgb, tol = 40): boolean {
+  return Math.abs(p.r - q.r) <= tol && Math.abs(p.g - q.g) <= tol && Math.abs(p.b - q.b) <= tol;
+}
+
+export async function uaId(gw: GatewayProcess, token: string, name: string): Promise<string> {
+  const d = await ok<{ uas: { id: string; name: string }[] }>(gw, `{ uas { id name } }`, {}, token);
+  const ua = d.uas.find((u) => u.name === name);
+  if (!ua) throw new Error(`no UA named ${name}: ${d.uas.map((u) => u.name).join(', ')}`);
+  return ua.id;
+}
+
+export async function requestUa(gw: GatewayProcess, token: string, ua: string, opts: { codec: string; width?: number; height?: number; resources?: string[] }) {
+  const d = await ok(gw, `mutation($i: RequestApplicationInput!) { requestApplication(input: $i) { id vm { id } connection { url token } } }`, {
+    i: { uaId: ua, terminal: { screenWidth: opts.width ?? 640, screenHeight: opts.height ?? 480, codecs: [opts.codec], localResources: opts.resources ?? [], maxFrameRate: 60 } },
+  }, token);
+  return d.requestApplication as { id: string; vm: { id: string }; connection: { url: string; token: string } };
+}
+
+/** A connected stream client that keeps decoded frames and can wait for one (bounded). */
+export async function openStream(target: { url: string; token: string }, resources: ResourceProviders = {}) {
+  const client = new StreamClient({ resources, browserResources: false });
+  const frames: FrameEvent[] = [];
+  const waiters: { pred: (f: FrameEvent) => boolean; resolve: (f: FrameEvent) => void }[] = [];
+  client.on('frame', (f) => {
+    frames.push(f);
+    for (const w of [...waiters]) if (w.pred(f)) {
+      waiters.splice(waiters.indexOf(w), 1);
+      w.resolve(f);
+    }
+  });
+  const welcome = await client.connect({ ...target, decoder: (c) => createNodeDecoder({ codec: c.codec as 'H264' | 'MJPEG', width: c.width, height: c.height, description: c.description }) });
+  const frame = (pred: (f: FrameEvent) => boolean, what: string, ms = 15_000): Promise<FrameEvent> => {
+    const found = frames.find(pred);
+    if (found) return Promise.resolve(found);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no frame ${what} within ${ms} ms (${frames.length} frames so far)`)), ms);
+      waiters.push({ pred, resolve: (f) => { clearTimeout(timer); resolve(f); } });
+    });
+  };
+  return {
+    client,
+    welcome,
+    frames,
+    frame,
+    /** sends input and waits for the first frame that has applied it */
+    async inputAndFrame(ev: InputEvent, what: string): Promise<FrameEvent> {
+      const seq = client.sendInput(ev);
+      return frame((f) => f.header.inputSeq >= seq, what);
+    },
+    close: async () => {
+      await client.bye().catch(() => undefined);
+      client.close();
+    },
+  };
+}
+
+/** pid of the vm-agent process of a VM (PROCESS provider), found by its environment. */
+export function agentPid(vmId: string): number {
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (fs.readFileSync(`/proc/${entry}/environ`, 'utf8').split('\0').includes(`UVE_VM_ID=${vmId}`)) return Number(entry);
+    } catch {
+      /* gone or not ours */
+    }
+  }
+  throw new Error(`no process for VM ${vmId}`);
+}
