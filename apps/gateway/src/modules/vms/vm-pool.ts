@@ -34,6 +34,7 @@ export class VmPool {
   private timer: NodeJS.Timeout | null = null;
   private running: Promise<void> | null = null;
   private again = false;
+  private stopped = false;
 
   constructor(private readonly ds: DataSource, private readonly vms: VmsService, private readonly log: Logger, private readonly options: VmPoolOptions) {}
 
@@ -45,6 +46,7 @@ export class VmPool {
 
   /** Asks for a pass soon (a session was assigned, a VM went away). */
   nudge(): void {
+    if (this.stopped) return;
     if (this.running) {
       this.again = true;
       return;
@@ -61,6 +63,7 @@ export class VmPool {
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
     await this.running;

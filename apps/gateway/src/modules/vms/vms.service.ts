@@ -25,6 +25,7 @@ export interface VmsServiceOptions {
 export class VmsService {
   private readonly repo: Repository<Vm>;
   private readonly providers = new Map<VmProvider, VmProviderDriver>();
+  private closing = false;
   private readonly vmLostListeners: ((vmId: string, reason: string) => Promise<void>)[] = [];
 
   constructor(
@@ -59,6 +60,7 @@ export class VmsService {
 
   /** OFFLINE now (not after the heartbeat timeout) and its sessions disconnected; once, whoever notices first. */
   private async markLost(vmId: string, reason: string): Promise<void> {
+    if (this.closing) return; // the gateway stops its own VMs; the next start reconciles the records
     const res = await this.repo.update({ id: vmId, status: In(['PROVISIONING', 'IDLE', 'DRAINING']) }, { status: 'OFFLINE' });
     if (!res.affected) return;
     this.publish(vmId, 'STATUS_CHANGED', { status: 'OFFLINE', reason });
@@ -269,6 +271,7 @@ export class VmsService {
   }
 
   async closeProviders(): Promise<void> {
+    this.closing = true;
     await Promise.all([...this.providers.values()].map((p) => p.close()));
   }
 }

@@ -77,7 +77,7 @@ export class ProcessProvider implements VmProviderDriver {
   }
 
   async close(): Promise<void> {
-    await Promise.all([...this.children.values()].map(stopChild));
+    await Promise.all([...this.children.values()].map((c) => stopChild(c)));
   }
 }
 
