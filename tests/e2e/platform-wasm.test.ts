@@ -3,7 +3,7 @@
 import WebSocket from 'ws';
 import { CLOSE, MAX_CLIENT_MESSAGE_BYTES, STREAM_PROTOCOL_VERSION } from '@uve/protocol';
 import { freshDatabase, startRedis, until, type TestRedis } from '../support/services';
-import { ADMIN, gql, login, ok, registerUser, startGateway, subscribe, wsClient, type GatewayProcess } from '../support/gateway';
+import { ADMIN, gql, login, ok, refusal, registerUser, startGateway, subscribe, wsClient, type GatewayProcess } from '../support/gateway';
 import { agentPid, near, openStream, pixel, requestUa, uaId } from '../support/stream';
 import type { Client } from 'graphql-ws';
 
@@ -166,4 +166,46 @@ it('sees a killed agent: its VM goes OFFLINE, its session DISCONNECTED with an e
   } finally {
     await again.close();
   }
+});
+
+describe('VM management (admin)', () => {
+  const vmQuery = (id: string) => gql(gw, `{ vm(id: "${id}") { status endpoint provider capacity } }`, {}, admin);
+  const alive = (pid: number) => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+
+  it('provisions a PROCESS VM that registers, drains it, and removes it with its process', async () => {
+    const d = await ok(gw, `mutation { provisionVm(input: { platform: WASM, provider: PROCESS, capacity: 2, name: "extra-vm" }) { id name status provider capacity } }`, {}, admin);
+    expect(d.provisionVm).toMatchObject({ name: 'extra-vm', status: 'PROVISIONING', provider: 'PROCESS', capacity: 2 });
+    const id = d.provisionVm.id as string;
+    const vm = await until('the VM to register', 20_000, async () => ((await vmQuery(id)).data?.vm?.status === 'IDLE' ? (await vmQuery(id)).data!.vm : null));
+    expect(vm.endpoint).toMatch(/^ws:\/\/127\.0\.0\.1:\d+$/);
+    const pid = agentPid(id);
+
+    const drained = await ok(gw, `mutation { drainVm(id: "${id}") { status } }`, {}, admin);
+    expect(drained.drainVm.status).toBe('DRAINING');
+    // a draining VM takes no new sessions
+    const paint = await uaId(gw, user.token, 'paint');
+    for (let i = 0; i < 3; i++) {
+      const s = await requestUa(gw, user.token, paint, { codec: 'MJPEG' });
+      expect(s.vm.id).not.toBe(id);
+      await ok(gw, `mutation { endSession(sessionId: "${s.id}") { state } }`, {}, user.token);
+    }
+
+    const removed = await ok(gw, `mutation { removeVm(id: "${id}") { status endpoint } }`, {}, admin);
+    expect(removed.removeVm).toEqual({ status: 'OFFLINE', endpoint: null });
+    await until('the agent process to exit', 10_000, async () => !alive(pid));
+    expect((await refusal(gw, `mutation { drainVm(id: "${id}") { status } }`, {}, admin)).extensions?.code).toBe('CONFLICT');
+  });
+
+  it('refuses bad provisioning input and unknown VMs', async () => {
+    expect((await refusal(gw, `mutation { provisionVm(input: { platform: WASM, capacity: 0 }) { id } }`, {}, admin)).extensions?.code).toBe('BAD_USER_INPUT');
+    expect((await refusal(gw, `mutation { removeVm(id: "nope") { id } }`, {}, admin)).extensions?.code).toBe('NOT_FOUND');
+    expect((await refusal(gw, `mutation { provisionVm(input: { platform: WASM }) { id } }`, {}, user.token)).extensions?.code).toBe('FORBIDDEN');
+  });
 });
