@@ -1,5 +1,5 @@
 // Real services for one test suite: a fresh database on the run's PostgreSQL, a private Redis.
-import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
 import net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { Client } from 'pg';
@@ -34,30 +34,11 @@ export interface TestRedis {
   stop(): Promise<void>;
 }
 
-export async function startRedis(): Promise<TestRedis> {
-  const port = await freePort();
-  const child: ChildProcess = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  await new Promise<void>((resolve, reject) => {
-    let out = '';
-    const timer = setTimeout(() => reject(new Error(`redis-server did not start: ${out}`)), 10_000);
-    child.once('error', (e) => reject(new Error(`redis-server could not run (${e.message}); install redis-server`)));
-    child.stdout!.on('data', (b: Buffer) => {
-      out += b.toString();
-      if (out.includes('Ready to accept connections')) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-  });
-  return {
-    url: `redis://127.0.0.1:${port}`,
-    stop: () =>
-      new Promise<void>((resolve) => {
-        if (child.exitCode !== null) return resolve();
-        child.once('exit', () => resolve());
-        child.kill('SIGTERM');
-      }),
-  };
+/** A private, non-persistent redis-server, started the way the gateway starts its own. */
+export function startRedis(): Promise<TestRedis> {
+  const { startPrivateRedis } = require(path.join(__dirname, '../../apps/gateway/dist/infra/redis.js'));
+  const { createLogger } = require(path.join(__dirname, '../../apps/gateway/dist/common/logger.js'));
+  return startPrivateRedis(null, createLogger('warn'));
 }
 
 /** Resolves with the first value that satisfies `pick`, or rejects after `ms` with `what`. */

@@ -20,16 +20,17 @@ export function assertRedisServerOnPath(): void {
   if (spawnSync('redis-server', ['--version'], { stdio: 'ignore' }).error) throw new ConfigError(REDIS_MISSING_HELP);
 }
 
-export async function startPrivateRedis(dataDir: string, log: Logger): Promise<RunningRedis> {
+/** With a data folder, queued messages survive a restart (append-only file); without, nothing is written. */
+export async function startPrivateRedis(dataDir: string | null, log: Logger): Promise<RunningRedis> {
   assertRedisServerOnPath();
-  const dir = path.join(dataDir, 'redis');
-  fs.mkdirSync(dir, { recursive: true });
   const port = await freePort();
-  const child: ChildProcess = spawn(
-    'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'yes', '--protected-mode', 'yes'],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
+  const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--protected-mode', 'yes'];
+  if (dataDir) {
+    const dir = path.join(dataDir, 'redis');
+    fs.mkdirSync(dir, { recursive: true });
+    args.push('--dir', dir, '--appendonly', 'yes');
+  } else args.push('--appendonly', 'no');
+  const child: ChildProcess = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
   await new Promise<void>((resolve, reject) => {
     let out = '';
     const onData = (b: Buffer) => {
@@ -41,6 +42,7 @@ export async function startPrivateRedis(dataDir: string, log: Logger): Promise<R
     };
     child.stdout?.on('data', onData);
     child.once('exit', (code) => reject(new Error(`redis-server exited with ${code}: ${out.slice(-500)}`)));
+    setTimeout(() => reject(new Error(`redis-server did not get ready in 10 s: ${out.slice(-500)}`)), 10_000).unref();
   });
   child.stdout?.resume();
   child.stderr?.resume();
