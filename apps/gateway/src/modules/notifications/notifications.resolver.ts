@@ -6,6 +6,7 @@ import type { SessionEventType } from '../../graphql/enums';
 import { guardedStream, signedInUser, withHistory } from '../../graphql/subscriptions';
 import { Invitation } from '../invitations/invitations.entity';
 import { SessionEvent } from '../sessions/sessions.entity';
+import { sessionEventPayload } from '../sessions/sessions.service';
 
 @ObjectType({ description: 'What a user is told about: invitations to them, monitoring of them, their sessions\' changes.' })
 class Notification {
@@ -18,10 +19,6 @@ function toSessionEvent(p: SessionEventPayload): SessionEvent {
   return Object.assign(new SessionEvent(), { id: p.id, sessionId: p.sessionId, type: p.type as SessionEventType, actorId: p.actorId, at: new Date(p.at), data: p.data });
 }
 
-function toPayload(e: SessionEvent, ownerId: string): SessionEventPayload {
-  return { id: e.id, sessionId: e.sessionId, type: e.type, actorId: e.actorId, at: e.at.toISOString(), data: e.data, ownerId };
-}
-
 @Resolver()
 export class NotificationsResolver {
   @Subscription(() => SessionEvent, {
@@ -31,7 +28,7 @@ export class NotificationsResolver {
       const session = await ctx.services.sessions.getVisible(args.sessionId as string, signedInUser(ctx));
       const live = guardedStream(ctx, ctx.services.pubsub.subscribe('SESSION_EVENT', session.id), (user) => ctx.services.sessions.canView(session, user));
       if (!args.replay) return live;
-      return withHistory(live, async () => (await ctx.services.sessions.events(session.id, 500)).map((e) => toPayload(e, session.userId)));
+      return withHistory(live, async () => (await ctx.services.sessions.events(session.id, 500)).map((e) => sessionEventPayload(e, session.userId)));
     },
   })
   sessionEvents(

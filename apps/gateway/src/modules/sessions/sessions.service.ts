@@ -26,6 +26,11 @@ export interface SessionConnection {
   expiresAt: Date;
 }
 
+/** A recorded event as it travels through pub/sub (with the owner, for per-event authorization). */
+export function sessionEventPayload(ev: SessionEvent, ownerId: string): SessionEventPayload {
+  return { id: ev.id, sessionId: ev.sessionId, type: ev.type, actorId: ev.actorId, at: ev.at.toISOString(), data: ev.data, ownerId };
+}
+
 /** What a transaction leaves to do after it commits: publish events, send UVE-2 commands. */
 class Outbox {
   readonly events: SessionEventPayload[] = [];
@@ -101,7 +106,8 @@ export class SessionsService {
   /** A fresh UVE-3 token for the session's user; none once the session is over or has no VM. */
   async connection(session: Session, role: StreamRole = 'PLAYER'): Promise<SessionConnection | null> {
     if (!session.vmId || !OPEN_STATES.includes(session.state)) return null;
-    const vm = await this.ds.query(`SELECT endpoint FROM vms WHERE id = $1`, [session.vmId]);
+    // a VM that is gone gives no connection: the UC requests the UA again (seed B.1 step 4)
+    const vm = await this.ds.query(`SELECT endpoint FROM vms WHERE id = $1 AND status IN ('IDLE', 'DRAINING')`, [session.vmId]);
     const endpoint: string | null = vm[0]?.endpoint ?? null;
     if (!endpoint) return null;
     const { token, expiresAt } = await this.keys.signSessionToken(
@@ -276,7 +282,7 @@ export class SessionsService {
 
   private async record(em: EntityManager, out: Outbox, s: Session, type: SessionEventType, actorId: string | null, data: Record<string, unknown> | null): Promise<void> {
     const ev = await em.save(em.create(SessionEvent, { sessionId: s.id, type, actorId, data }));
-    out.events.push({ id: ev.id, sessionId: s.id, type, actorId, at: ev.at.toISOString(), data: ev.data, ownerId: s.userId });
+    out.events.push(sessionEventPayload(ev, s.userId));
   }
 
   /** Runs fn in a transaction; publishes its events and sends its commands after the commit. */

@@ -1,0 +1,260 @@
+// DOCKER provider: each VM is a container `uve-vm-<vm id>` running the VM agent image of its
+// platform (docker/build-images.js), on the host's network, with CPU/memory limits, labels that
+// tie it to its VM record and to this deployment, and a health check on the agent's /healthz.
+// The agent registers itself over UVE-5 like any VM; the pool replaces dead VMs, so containers are
+// never restarted by Docker. See docs/docker.md.
+import type Docker from 'dockerode';
+import type { Platform } from '@uve/protocol';
+import type { Logger } from '../../../common/logger';
+import {
+  connectDocker,
+  defaultImages,
+  describeConnection,
+  dockerAvailable,
+  ensureImages,
+  type DockerConnection,
+  type ImageInfo,
+} from './docker-image';
+import type { LaunchedVm, VmLaunchSpec, VmProviderDriver } from './vm-provider';
+
+export { BUILD_IMAGES_COMMAND, MissingImageError, agentVersion, defaultImages, dockerAvailable, ensureImages } from './docker-image';
+export type { DockerConnection, ImageInfo } from './docker-image';
+
+/** labels on every VM container */
+export const LABELS = {
+  managed: 'uve.managed',
+  vmId: 'uve.vm.id',
+  vmName: 'uve.vm.name',
+  platform: 'uve.vm.platform',
+  gateway: 'uve.gateway',
+} as const;
+
+export const containerName = (vmId: string): string => `uve-vm-${vmId}`;
+
+export interface DockerHealthcheckOptions {
+  /** default 5000 */
+  intervalMs?: number;
+  /** default 3000 */
+  timeoutMs?: number;
+  /** failures during this time after start do not count; default 20000 */
+  startPeriodMs?: number;
+  /** consecutive failures that make the container unhealthy; default 3 */
+  retries?: number;
+}
+
+export interface DockerProviderOptions {
+  /** engine connection: a dockerode instance or its options; default DOCKER_HOST, else /var/run/docker.sock */
+  docker?: DockerConnection;
+  /** image per platform; default uve/vm-agent-wasm:<agent version>, uve/vm-agent-x11:<agent version> */
+  images?: Partial<Record<Platform, string>>;
+  /** CPUs per VM (HostConfig.NanoCpus = cpus * 1e9); default 1; 0 = no limit */
+  cpus?: number;
+  /** memory per VM, bytes (HostConfig.Memory, swap not allowed beyond it); default 1 GiB; 0 = no limit */
+  memoryBytes?: number;
+  /** processes per VM (HostConfig.PidsLimit); default 1024; 0 = no limit */
+  pidsLimit?: number;
+  /**
+   * Value of the `uve.gateway` label: the scope `running()` looks at. Use one value for every
+   * gateway of a deployment (they share the VM pool) and different ones for deployments sharing an
+   * engine. Default 'uve'.
+   */
+  gatewayId?: string;
+  /** UVE_VM_HOST, the address the agent's UVE-3 server binds to (host network); default 127.0.0.1 */
+  vmHost?: string;
+  /** UVE_VM_PUBLIC_HOST, the host UCs connect to; default vmHost */
+  vmPublicHost?: string;
+  /** seconds between SIGTERM and SIGKILL when a VM is destroyed; default 5 */
+  stopTimeoutSec?: number;
+  healthcheck?: DockerHealthcheckOptions;
+  /** run docker-init as PID 1 (reaps the X server's and encoders' orphans, forwards signals); default true */
+  init?: boolean;
+  /** more agent environment, e.g. UVE_LOG_LEVEL, UVE_VM_CODECS (the launch spec's values win) */
+  env?: Record<string, string>;
+  log?: Logger;
+}
+
+const GIB = 1024 ** 3;
+const MS = 1_000_000; // nanoseconds
+
+type DockerError = Error & { statusCode?: number };
+const statusOf = (e: unknown): number | undefined => (e as DockerError)?.statusCode;
+
+export class DockerProvider implements VmProviderDriver {
+  readonly kind = 'DOCKER' as const;
+  readonly docker: Docker;
+  readonly images: Record<Platform, string>;
+  readonly gatewayId: string;
+  private readonly opts: DockerProviderOptions;
+  private closed = false;
+
+  constructor(options: DockerProviderOptions = {}) {
+    this.opts = options;
+    this.docker = connectDocker(options.docker);
+    const defaults = options.images?.WASM && options.images?.LINUX_X11 ? null : defaultImages();
+    this.images = { ...(defaults as Record<Platform, string>), ...options.images } as Record<Platform, string>;
+    this.gatewayId = options.gatewayId ?? 'uve';
+    for (const [name, v, min] of [['cpus', options.cpus, 0], ['memoryBytes', options.memoryBytes, 0], ['pidsLimit', options.pidsLimit, 0], ['stopTimeoutSec', options.stopTimeoutSec, 0]] as const) {
+      if (v !== undefined && (!Number.isFinite(v) || v < min)) throw new Error(`DockerProvider: ${name} must be a number >= ${min}, got ${v}`);
+    }
+    if (options.memoryBytes && options.memoryBytes < 6 * 1024 * 1024) throw new Error('DockerProvider: memoryBytes must be at least 6 MiB (Docker minimum) or 0');
+  }
+
+  /** Checks the images (default: every platform's) exist; throws naming the build command otherwise. */
+  ensureImages(platforms: Platform[] = Object.keys(this.images) as Platform[]): Promise<ImageInfo[]> {
+    return ensureImages(this.images, platforms, this.opts.docker ?? this.docker);
+  }
+
+  /** True when the engine answers within `timeoutMs`. */
+  available(timeoutMs = 2_000): Promise<boolean> {
+    return dockerAvailable({ docker: this.docker, timeoutMs });
+  }
+
+  /** what `launch` passes to the engine (exposed for tests and docs) */
+  containerOptions(spec: VmLaunchSpec): Docker.ContainerCreateOptions {
+    const o = this.opts;
+    const hc = o.healthcheck ?? {};
+    const cpus = o.cpus ?? 1;
+    const memory = o.memoryBytes ?? GIB;
+    const vmHost = o.vmHost ?? '127.0.0.1';
+    const env: Record<string, string> = {
+      ...o.env,
+      REDIS_URL: spec.redisUrl,
+      UVE_GATEWAY_URL: spec.gatewayUrl,
+      UVE_VM_ID: spec.vmId,
+      UVE_VM_SECRET: spec.secret,
+      UVE_VM_NAME: spec.name,
+      UVE_VM_PLATFORM: spec.platform,
+      UVE_VM_PROVIDER: 'DOCKER',
+      UVE_VM_HOST: vmHost,
+      UVE_VM_PUBLIC_HOST: o.vmPublicHost ?? vmHost,
+      UVE_VM_PORT: '0',
+      UVE_VM_CAPACITY: String(spec.capacity),
+      UVE_QUEUE_PREFIX: spec.queuePrefix,
+    };
+    return {
+      name: containerName(spec.vmId),
+      Image: this.images[spec.platform],
+      Env: Object.entries(env).map(([k, v]) => `${k}=${v}`),
+      Labels: {
+        [LABELS.managed]: 'true',
+        [LABELS.vmId]: spec.vmId,
+        [LABELS.vmName]: spec.name,
+        [LABELS.platform]: spec.platform,
+        [LABELS.gateway]: this.gatewayId,
+      },
+      StopTimeout: o.stopTimeoutSec ?? 5,
+      Healthcheck: {
+        Test: ['CMD', '/usr/bin/node', '/uve/healthcheck.js'],
+        Interval: (hc.intervalMs ?? 5_000) * MS,
+        Timeout: (hc.timeoutMs ?? 3_000) * MS,
+        StartPeriod: (hc.startPeriodMs ?? 20_000) * MS,
+        Retries: hc.retries ?? 3,
+      },
+      HostConfig: {
+        NetworkMode: 'host',
+        RestartPolicy: { Name: 'no' },
+        AutoRemove: false,
+        Init: o.init ?? true,
+        NanoCpus: Math.round(cpus * 1e9),
+        Memory: memory,
+        MemorySwap: memory, // no swap on top of the limit
+        PidsLimit: o.pidsLimit ?? 1024,
+        SecurityOpt: ['no-new-privileges'],
+        CapDrop: ['ALL'],
+      },
+    };
+  }
+
+  async launch(spec: VmLaunchSpec): Promise<LaunchedVm> {
+    if (this.closed) throw new Error('the DOCKER provider is closed');
+    const image = this.images[spec.platform];
+    if (!image) throw new Error(`no Docker image configured for ${spec.platform} VMs`);
+    await this.ensureImages([spec.platform]);
+    const options = this.containerOptions(spec);
+    let container: Docker.Container;
+    try {
+      container = await this.docker.createContainer(options);
+    } catch (e) {
+      if (statusOf(e) !== 409) throw this.wrap(e, `could not create container ${options.name}`);
+      // a container of this VM left by an earlier, failed launch: replace it
+      await this.removeContainer(spec.vmId, options.name!);
+      container = await this.docker.createContainer(options).catch((e2: unknown) => {
+        throw this.wrap(e2, `could not create container ${options.name}`);
+      });
+    }
+    try {
+      await container.start();
+    } catch (e) {
+      await container.remove({ force: true, v: true }).catch(() => undefined);
+      throw this.wrap(e, `could not start container ${options.name}`);
+    }
+    this.opts.log?.info('VM container started', { vmId: spec.vmId, container: container.id.slice(0, 12), image, platform: spec.platform });
+    return { providerRef: container.id };
+  }
+
+  /**
+   * Stops (SIGTERM, then SIGKILL after stopTimeoutSec) and removes the VM's container, by its id
+   * and by its name; succeeds when it is already gone. A container whose uve.vm.id label names
+   * another VM is never touched.
+   */
+  async destroy(vmId: string, providerRef: string | null): Promise<void> {
+    const refs = [...new Set([providerRef, containerName(vmId)].filter((r): r is string => !!r))];
+    for (const ref of refs) await this.removeContainer(vmId, ref);
+  }
+
+  /** ids of the VMs whose containers run now (label uve.managed=true and this gateway's uve.gateway) */
+  async running(): Promise<string[]> {
+    const list = await this.docker.listContainers({
+      filters: { label: [`${LABELS.managed}=true`, `${LABELS.gateway}=${this.gatewayId}`], status: ['running'] },
+    });
+    return list.map((c) => c.Labels?.[LABELS.vmId]).filter((id): id is string => !!id);
+  }
+
+  async close(): Promise<void> {
+    // dockerode keeps no connection open between requests: nothing to release
+    this.closed = true;
+  }
+
+  private async removeContainer(vmId: string, ref: string): Promise<void> {
+    const c = this.docker.getContainer(ref);
+    let info: Docker.ContainerInspectInfo;
+    try {
+      info = await c.inspect();
+    } catch (e) {
+      if (statusOf(e) === 404) return;
+      throw this.wrap(e, `could not inspect container ${ref}`);
+    }
+    const labels = info.Config?.Labels ?? {};
+    if (labels[LABELS.managed] !== 'true' || labels[LABELS.vmId] !== vmId) {
+      if (ref === containerName(vmId)) {
+        this.opts.log?.warn('a container with the VM name is not this VM; left alone', { vmId, container: info.Id.slice(0, 12) });
+        return;
+      }
+      throw new Error(`container ${ref} is not the container of VM ${vmId} (label ${LABELS.vmId}=${labels[LABELS.vmId] ?? 'none'}); not removed`);
+    }
+    if (info.State?.Running) {
+      try {
+        await c.stop({ t: this.opts.stopTimeoutSec ?? 5 });
+      } catch (e) {
+        // 304: stopped meanwhile; 404: removed meanwhile
+        if (statusOf(e) !== 304 && statusOf(e) !== 404) throw this.wrap(e, `could not stop container ${ref}`);
+      }
+    }
+    try {
+      await c.remove({ force: true, v: true });
+    } catch (e) {
+      // 404: gone; 409: "removal already in progress" (another gateway or a concurrent destroy)
+      if (statusOf(e) !== 404 && statusOf(e) !== 409) throw this.wrap(e, `could not remove container ${ref}`);
+    }
+    this.opts.log?.info('VM container removed', { vmId, container: info.Id.slice(0, 12) });
+  }
+
+  private wrap(e: unknown, what: string): Error {
+    const err = e as DockerError;
+    const reason = (err as { json?: { message?: string } }).json?.message ?? err?.message ?? String(e);
+    if ((err as { code?: string })?.code === 'ENOENT' || (err as { code?: string })?.code === 'ECONNREFUSED') {
+      return new Error(`${what}: no Docker engine answers at ${describeConnection(this.opts.docker ?? this.docker)} (${reason})`);
+    }
+    return new Error(`${what}: ${reason}`);
+  }
+}
