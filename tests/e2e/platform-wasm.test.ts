@@ -139,10 +139,16 @@ describe('UVE-3 refusals', () => {
   });
 });
 
-it('sees a killed agent: its VM goes OFFLINE, its session DISCONNECTED with an event, and new requests go to another VM', async () => {
+it('sees a killed agent: its VM goes OFFLINE, its session DISCONNECTED with an event, and the client reconnects to another VM', async () => {
   const paint = await uaId(gw, user.token, 'paint');
   const s = await requestUa(gw, user.token, paint, { codec: 'MJPEG' });
-  const stream = await openStream(s.connection);
+  // the SDK's automatic reconnect requests the UA again (seed B.1 step 4)
+  const again: { id: string; vm: { id: string } }[] = [];
+  const stream = await openStream(s.connection, {}, async () => {
+    const next = await requestUa(gw, user.token, paint, { codec: 'MJPEG' });
+    again.push(next);
+    return next.connection;
+  });
   await stream.frame(() => true, 'at all');
   const c = wsClient(gw, user.token);
   const a = wsClient(gw, admin);
@@ -151,20 +157,22 @@ it('sees a killed agent: its VM goes OFFLINE, its session DISCONNECTED with an e
   const vmEvents = subscribe(a, `subscription { vmEvents { type vm { id status } data } }`);
   await events.next((e) => e.data?.sessionEvents?.type === 'CONNECTED');
 
+  const before = stream.frames.length;
   process.kill(agentPid(s.vm.id), 'SIGKILL');
   const offline = await vmEvents.next((e) => e.data?.vmEvents?.vm?.id === s.vm.id && e.data.vmEvents.vm.status === 'OFFLINE');
   expect(offline.data!.vmEvents.type).toMatch(/STATUS_CHANGED|HEARTBEAT_LOST/);
   const disc = await events.next((e) => e.data?.sessionEvents?.type === 'DISCONNECTED');
   expect(disc.data!.sessionEvents.data).toMatchObject({ unexpected: true, userId: user.id, uaId: paint });
-  await stream.close();
+  const gone = await ok(gw, `{ session(id: "${s.id}") { state connection { url } } }`, {}, user.token);
+  expect(gone.session).toEqual({ state: 'DISCONNECTED', connection: null });
 
-  const next = await requestUa(gw, user.token, paint, { codec: 'MJPEG' });
-  expect(next.vm.id).not.toBe(s.vm.id);
-  const again = await openStream(next.connection);
   try {
-    await again.frame(() => true, 'on the other VM');
+    // a keyframe from the new VM arrives on the same client
+    await stream.frame((f, i = stream.frames.indexOf(f)) => i >= before && f.header.keyframe, 'from the new VM after reconnecting', 30_000);
+    expect(again.length).toBeGreaterThan(0);
+    expect(again.at(-1)!.vm.id).not.toBe(s.vm.id);
   } finally {
-    await again.close();
+    await stream.close();
   }
 });
 

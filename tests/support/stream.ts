@@ -33,8 +33,8 @@ export async function requestUa(gw: GatewayProcess, token: string, ua: string, o
 }
 
 /** A connected stream client that keeps decoded frames and can wait for one (bounded). */
-export async function openStream(target: { url: string; token: string }, resources: ResourceProviders = {}) {
-  const client = new StreamClient({ resources, browserResources: false });
+export async function openStream(target: { url: string; token: string }, resources: ResourceProviders = {}, reconnect?: () => Promise<{ url: string; token: string }>) {
+  const client = new StreamClient({ resources, browserResources: false, reconnect, backoff: { initialMs: 100, maxMs: 1000, maxAttempts: 20 } });
   const frames: FrameEvent[] = [];
   const waiters: { pred: (f: FrameEvent) => boolean; resolve: (f: FrameEvent) => void }[] = [];
   client.on('frame', (f) => {

@@ -1,0 +1,88 @@
+// The real Docker engine for the DOCKER provider's tests: its presence (a missing engine fails the
+// run with a clear message; CI's .ci/run starts one), the agent images (docker/build-images.js, a
+// no-op when they are up to date), container events as a Collector, and clean-up by label.
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import Docker from 'dockerode';
+import { Collector, REPO_ROOT } from './agent-harness';
+
+export interface DockerEvent {
+  /** container id */
+  id: string;
+  /** create, start, die, kill, stop, destroy, "health_status: healthy", ... */
+  Action: string;
+  Actor: { ID: string; Attributes: Record<string, string> };
+  time: number;
+}
+
+/** Fails (does not skip) when no engine answers: these tests are about the engine. */
+export async function requireDocker(docker: Docker, timeoutMs = 5_000): Promise<void> {
+  const ac = new AbortController();
+  const timer = setTimeout(() => ac.abort(), timeoutMs);
+  try {
+    await (docker.ping as (o: { abortSignal: AbortSignal }) => Promise<unknown>)({ abortSignal: ac.signal });
+  } catch (e) {
+    throw new Error(
+      `No Docker engine answers at ${process.env.DOCKER_HOST || 'unix:///var/run/docker.sock'} (${(e as Error).message}). ` +
+        'The DOCKER provider tests need one: start it with `dockerd --iptables=false --bridge=none &` (CI\'s .ci/run does).',
+    );
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Runs docker/build-images.js (nothing is rebuilt when the images match their inputs). */
+export function buildAgentImages(timeoutMs = 15 * 60_000): Promise<string> {
+  const script = join(REPO_ROOT, 'docker', 'build-images.js');
+  return new Promise((resolve, reject) => {
+    execFile(process.execPath, [script, '--quiet'], { cwd: REPO_ROOT, timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
+      if (err) reject(new Error(`${script} failed: ${err.message}\n${stdout}\n${stderr}`));
+      else resolve(`${stdout}${stderr}`);
+    });
+  });
+}
+
+/** Container events (from now on) matching `filters`, collected for waitFor. */
+export async function containerEvents(docker: Docker, filters: Record<string, string[]>): Promise<{ events: Collector<DockerEvent>; close(): void }> {
+  const events = new Collector<DockerEvent>();
+  const stream = (await docker.getEvents({ filters: { type: ['container'], ...filters } })) as NodeJS.ReadableStream & { destroy(): void };
+  let buf = '';
+  stream.on('data', (chunk: Buffer) => {
+    buf += chunk.toString('utf8');
+    let nl: number;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, nl).trim();
+      buf = buf.slice(nl + 1);
+      if (!line) continue;
+      const e = JSON.parse(line) as DockerEvent;
+      events.push({ ...e, id: e.id ?? e.Actor?.ID });
+    }
+  });
+  stream.on('error', () => undefined);
+  return { events, close: () => stream.destroy() };
+}
+
+/** Force-removes every container carrying `label` (key=value); returns how many. */
+export async function removeContainersLabelled(docker: Docker, label: string): Promise<number> {
+  const list = await docker.listContainers({ all: true, filters: { label: [label] } });
+  await Promise.all(list.map((c) => docker.getContainer(c.Id).remove({ force: true, v: true }).catch(() => undefined)));
+  return list.length;
+}
+
+/** `docker <args>` with the CLI, as an operator would type it. */
+export function dockerCli(args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile('docker', args, { timeout: 60_000 }, (err, stdout, stderr) => (err ? reject(new Error(`docker ${args.join(' ')}: ${err.message} ${stderr}`)) : resolve(stdout)));
+  });
+}
+
+/** the last lines of a container's output (for failure messages) */
+export async function containerLogs(docker: Docker, id: string, tail = 60): Promise<string> {
+  try {
+    const buf = (await docker.getContainer(id).logs({ stdout: true, stderr: true, tail, follow: false })) as unknown as Buffer;
+    // multiplexed frames: 8-byte headers; keep the printable text
+    return buf.toString('utf8').replace(/[\x00-\x08\x0e-\x1f]/g, '');
+  } catch (e) {
+    return `(no logs: ${(e as Error).message})`;
+  }
+}
