@@ -43,6 +43,7 @@ let jwks: JwksHandle;
 let agent: AgentHandle;
 let vmm: FakeVmm;
 let registered: VmRegistered;
+let prefix: string;
 const clients: StreamClient[] = [];
 const measured: Record<string, number[]> = {};
 const note = (k: string, v: number): void => void (measured[k] ??= []).push(v);
@@ -159,22 +160,23 @@ async function rawWelcomed(cmd: PrepareSessionCommand, claims = claimsFor(cmd)):
   const token = await jwks.mint(claims);
   const s = rawSocket();
   await s.opened;
-  s.ws.send(JSON.stringify({ t: 'hello', v: STREAM_PROTOCOL_VERSION, token }));
-  await withTimeout(
-    new Promise<void>((r) => {
-      const check = (): void => (s.messages.some((m) => m.includes('"welcome"')) ? r() : void setTimeout(check, 5));
-      check();
+  const welcome = withTimeout(
+    new Promise<void>((r, rej) => {
+      s.ws.on('message', (d, bin) => !bin && d.toString().includes('"welcome"') && r());
+      s.ws.once('close', (code, reason) => rej(new Error(`closed ${code} ${reason.toString()} before welcome`)));
     }),
     10_000,
     'welcome',
   );
+  s.ws.send(JSON.stringify({ t: 'hello', v: STREAM_PROTOCOL_VERSION, token }));
+  await welcome;
   return s;
 }
 
 beforeAll(async () => {
   redis = await startRedis();
   jwks = await startJwks();
-  const prefix = `t${randomUUID().slice(0, 8)}`;
+  prefix = `t${randomUUID().slice(0, 8)}`;
   vmm = fakeVmm(redis.url, prefix);
   agent = startAgent({
     REDIS_URL: redis.url,
@@ -395,6 +397,10 @@ describe('VM agent standalone', () => {
     // terminated by the VMM: no disconnect report follows
     await barrier();
     expect(vmm.events.items.slice(from).some(isEvent('session.disconnected', cmd.sessionId))).toBe(false);
+    // a late reconnect to the ended session is told so at once
+    const late = newClient();
+    const err = (await late.connect({ url: registered.endpoint, token: await jwks.mint(claimsFor(cmd)) }).catch((e: unknown) => e)) as StreamCloseError;
+    expect(err).toMatchObject({ code: CLOSE.ENDED, reason: expect.stringMatching(/ended: admin ended it/) });
   });
 
   it('reports session.failed for a prepare it cannot satisfy', async () => {
@@ -491,6 +497,21 @@ describe('VM agent standalone', () => {
     await withTimeout(red, 15_000, 'red geolocation square');
     client.close();
     refusing.close();
+  });
+
+  it('stops on vm.shutdown: vm.stopping, exit 0', async () => {
+    const id = `vm-e2e-${randomUUID().slice(0, 8)}`;
+    const from = vmm.events.mark;
+    const other = startAgent({ REDIS_URL: redis.url, UVE_GATEWAY_URL: jwks.url, UVE_VM_ID: id, UVE_VM_SECRET: 's', UVE_QUEUE_PREFIX: prefix, UVE_VM_CODECS: 'MJPEG', UVE_LOG_LEVEL: 'warn' });
+    try {
+      const reg = await vmm.events.waitFor((e) => e.type === 'vm.register' && e.vmId === id, 'second vm.register', 20_000, from);
+      expect(reg).toMatchObject({ codecs: ['MJPEG'], capacity: 4 });
+      await vmm.send(id, { type: 'vm.shutdown' });
+      expect(await withTimeout(other.exited, 15_000, 'exit after vm.shutdown')).toEqual({ code: 0, signal: null });
+      expect(vmm.events.items.slice(from).find((e) => e.type === 'vm.stopping' && e.vmId === id)).toMatchObject({ reason: 'vm.shutdown command' });
+    } finally {
+      await other.stop();
+    }
   });
 
   let keeper: StreamClient;

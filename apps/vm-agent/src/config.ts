@@ -1,0 +1,184 @@
+// The agent's whole configuration, from the environment, validated in one place. Every problem is
+// collected so that one failed start lists everything that is wrong, not the first thing only.
+import { hostname } from 'node:os';
+import {
+  JWKS_PATH,
+  PLATFORMS,
+  VIDEO_CODECS,
+  VM_DATA_PATH,
+  VM_PROVIDERS,
+  type Platform,
+  type VideoCodec,
+  type VmProvider,
+} from '@uve/protocol';
+import { LOG_LEVELS, type LogLevel } from './common/log';
+
+export interface AgentConfig {
+  redisUrl: string;
+  /** base http(s) URL of the VMM, without a trailing slash */
+  gatewayUrl: string;
+  /** where session-token keys are fetched (gatewayUrl + JWKS_PATH) */
+  jwksUrl: string;
+  /** VM Data endpoint on the VMM (gatewayUrl + VM_DATA_PATH) */
+  vmDataUrl: string;
+  vmId: string;
+  /** the VM's credential for the VM Data endpoint */
+  vmSecret: string;
+  vmName: string;
+  platform: Platform;
+  provider: VmProvider;
+  host: string;
+  publicHost: string;
+  port: number;
+  capacity: number;
+  /** configured codec subset; null = every codec this machine can encode */
+  codecs: VideoCodec[] | null;
+  /** where downloaded UA packages live; null = a temporary folder removed on exit */
+  dataDir: string | null;
+  queuePrefix: string;
+  logLevel: LogLevel;
+}
+
+export interface ConfigVar {
+  name: string;
+  required: boolean;
+  default?: string;
+  doc: string;
+}
+
+/** Every variable the agent reads; `--help` and docs/vm-agent.md list these. */
+export const CONFIG_VARS: readonly ConfigVar[] = [
+  { name: 'REDIS_URL', required: true, doc: 'Redis of the message bus (UVE-2 commands in, UVE-5 events out), redis:// or rediss://' },
+  { name: 'UVE_GATEWAY_URL', required: true, doc: `base http(s) URL of the VMM; session-token keys come from ${JWKS_PATH}, VM Data goes to ${VM_DATA_PATH}` },
+  { name: 'UVE_VM_ID', required: true, doc: 'id of this VM, as created by the VMM' },
+  { name: 'UVE_VM_SECRET', required: true, doc: 'credential of this VM for the VMM VM Data endpoint' },
+  { name: 'UVE_VM_NAME', required: false, default: 'vm-<hostname>-<id prefix>', doc: 'name reported in vm.register' },
+  { name: 'UVE_VM_PLATFORM', required: false, default: 'WASM', doc: `platform of the UAs this VM hosts: ${PLATFORMS.join(', ')}` },
+  { name: 'UVE_VM_PROVIDER', required: false, default: 'PROCESS', doc: `how the VM is provided: ${VM_PROVIDERS.join(', ')}` },
+  { name: 'UVE_VM_HOST', required: false, default: '127.0.0.1', doc: 'address the UVE-3 server binds to' },
+  { name: 'UVE_VM_PUBLIC_HOST', required: false, default: 'UVE_VM_HOST', doc: 'host put into the registered endpoint ws://HOST:PORT' },
+  { name: 'UVE_VM_PORT', required: false, default: '0', doc: 'port of the UVE-3 server; 0 = any free port (the bound port is registered)' },
+  { name: 'UVE_VM_CAPACITY', required: false, default: '4', doc: 'sessions this VM runs at once' },
+  { name: 'UVE_VM_CODECS', required: false, default: 'all available', doc: `comma-separated subset of ${VIDEO_CODECS.join(', ')}; intersected with what this machine can encode` },
+  { name: 'UVE_VM_DATA_DIR', required: false, default: 'a temporary folder', doc: 'where downloaded UA packages are kept (a temporary folder is removed on exit)' },
+  { name: 'UVE_QUEUE_PREFIX', required: false, default: 'uve', doc: 'key prefix of the message bus in Redis (must match the VMM)' },
+  { name: 'UVE_LOG_LEVEL', required: false, default: 'info', doc: `log level on stderr: ${LOG_LEVELS.join(', ')}` },
+];
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): AgentConfig {
+  const problems: string[] = [];
+  const get = (name: string): string | undefined => {
+    const v = env[name]?.trim();
+    return v === undefined || v === '' ? undefined : v;
+  };
+  const required = (name: string): string => {
+    const v = get(name);
+    if (v === undefined) problems.push(`${name} is required (${CONFIG_VARS.find((c) => c.name === name)?.doc ?? ''})`);
+    return v ?? '';
+  };
+  const url = (name: string, protocols: string[]): string => {
+    const v = required(name);
+    if (!v) return '';
+    try {
+      const u = new URL(v);
+      if (!protocols.includes(u.protocol)) problems.push(`${name} must be a ${protocols.map((p) => p.replace(':', '://')).join(' or ')} URL, got ${JSON.stringify(v)}`);
+    } catch {
+      problems.push(`${name} is not a URL: ${JSON.stringify(v)}`);
+    }
+    return v;
+  };
+  const int = (name: string, def: number, min: number, max: number): number => {
+    const v = get(name);
+    if (v === undefined) return def;
+    const n = Number(v);
+    if (!/^\d+$/.test(v) || !Number.isInteger(n) || n < min || n > max) {
+      problems.push(`${name} must be an integer in [${min}, ${max}], got ${JSON.stringify(v)}`);
+      return def;
+    }
+    return n;
+  };
+  const oneOf = <T extends string>(name: string, def: T, allowed: readonly T[]): T => {
+    const v = get(name);
+    if (v === undefined) return def;
+    if (!(allowed as readonly string[]).includes(v)) {
+      problems.push(`${name} must be one of ${allowed.join(', ')}, got ${JSON.stringify(v)}`);
+      return def;
+    }
+    return v as T;
+  };
+
+  const redisUrl = url('REDIS_URL', ['redis:', 'rediss:']);
+  const gatewayUrl = url('UVE_GATEWAY_URL', ['http:', 'https:']).replace(/\/+$/, '');
+  const vmId = required('UVE_VM_ID');
+  if (vmId && (vmId.length > 128 || /\s/.test(vmId))) problems.push('UVE_VM_ID must be at most 128 characters without whitespace');
+  const vmSecret = required('UVE_VM_SECRET');
+  const host = get('UVE_VM_HOST') ?? '127.0.0.1';
+  const publicHost = get('UVE_VM_PUBLIC_HOST') ?? host;
+  if (publicHost === '0.0.0.0' || publicHost === '::') {
+    problems.push(`UVE_VM_PUBLIC_HOST must be an address UCs can reach; ${publicHost} is only a bind address (set UVE_VM_PUBLIC_HOST)`);
+  }
+
+  let codecs: VideoCodec[] | null = null;
+  const codecList = get('UVE_VM_CODECS');
+  if (codecList !== undefined) {
+    const items = codecList.split(',').map((s) => s.trim().toUpperCase()).filter(Boolean);
+    const bad = items.filter((c) => !(VIDEO_CODECS as readonly string[]).includes(c));
+    if (bad.length) problems.push(`UVE_VM_CODECS has unknown codecs ${bad.join(', ')} (known: ${VIDEO_CODECS.join(', ')})`);
+    else if (!items.length) problems.push('UVE_VM_CODECS is empty');
+    else codecs = [...new Set(items as VideoCodec[])];
+  }
+
+  const cfg: AgentConfig = {
+    redisUrl,
+    gatewayUrl,
+    jwksUrl: `${gatewayUrl}${JWKS_PATH}`,
+    vmDataUrl: `${gatewayUrl}${VM_DATA_PATH}`,
+    vmId,
+    vmSecret,
+    vmName: get('UVE_VM_NAME') ?? `vm-${hostname()}-${vmId.slice(0, 8)}`,
+    platform: oneOf('UVE_VM_PLATFORM', 'WASM', PLATFORMS),
+    provider: oneOf('UVE_VM_PROVIDER', 'PROCESS', VM_PROVIDERS),
+    host,
+    publicHost,
+    port: int('UVE_VM_PORT', 0, 0, 65535),
+    capacity: int('UVE_VM_CAPACITY', 4, 1, 1000),
+    codecs,
+    dataDir: get('UVE_VM_DATA_DIR') ?? null,
+    queuePrefix: get('UVE_QUEUE_PREFIX') ?? 'uve',
+    logLevel: oneOf('UVE_LOG_LEVEL', 'info', LOG_LEVELS),
+  };
+  if (problems.length) throw new ConfigError(problems);
+  return cfg;
+}
+
+/** `--help` text of the agent binary. */
+export function helpText(version: string): string {
+  const rows = CONFIG_VARS.map((v) => {
+    const tag = v.required ? '(required)' : `(default: ${v.default})`;
+    return `  ${v.name.padEnd(20)} ${v.doc}\n  ${''.padEnd(20)} ${tag}`;
+  });
+  return [
+    `uve-vm-agent ${version} - a UVE Virtual Machine: hosts UAs, streams each session's Output Stream`,
+    'over UVE-3, brokers local resources (UVE-4), takes UVE-2 commands and reports UVE-5 events.',
+    '',
+    'Usage: uve-vm-agent [--help] [--version]',
+    '',
+    'Options:',
+    '  -h, --help           print this help and exit',
+    '  -v, --version        print the agent version and exit',
+    '',
+    'Configuration comes from the environment:',
+    ...rows,
+    '',
+    'Signals: SIGTERM or SIGINT report vm.stopping, end every session (close 1001) and exit 0.',
+    'Exit status: 0 after a stop, 1 when the VM could not start (or a second signal cut the stop short),',
+    '2 on a configuration error or an unknown option.',
+  ].join('\n');
+}

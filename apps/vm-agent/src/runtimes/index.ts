@@ -1,0 +1,23 @@
+// Runtimes by platform: the one place that knows which UaRuntime runs which platform's UAs.
+import type { Platform } from '@uve/protocol';
+import type { UaRuntime } from './runtime';
+import { WasmRuntime } from './wasm';
+import { X11Runtime } from './x11';
+
+export type { UaRuntime, UaInstance, UaStartOptions, RawFrame, InstalledUa, ResourceBroker, ResourceAnswer } from './runtime';
+
+const factories: Partial<Record<Platform, () => UaRuntime>> = {
+  WASM: () => new WasmRuntime(),
+  LINUX_X11: () => new X11Runtime(),
+};
+
+export function supportedPlatforms(): Platform[] {
+  return Object.keys(factories) as Platform[];
+}
+
+/** The runtime for a platform; throws when this agent cannot host it. */
+export function runtimeFor(platform: Platform): UaRuntime {
+  const make = factories[platform];
+  if (!make) throw new Error(`platform ${platform} has no runtime in this agent (supported: ${supportedPlatforms().join(', ')})`);
+  return make();
+}

@@ -1,0 +1,379 @@
+// One UA session on this VM: the running UA instance, its Output Stream (one encoder, one frame
+// pump) and the UC connections using it — one PLAYER (the owner or an invited player) and any
+// number of VIEWERs (watchers). Failures stay inside: a UA or encoder failure ends this session
+// (session.failed), an error handling one UC's message closes that connection; never the agent.
+import {
+  CLOSE,
+  STREAM_PROTOCOL_VERSION,
+  type ClientMessage,
+  type LocalResourceKind,
+  type PrepareSessionCommand,
+  type ReconnectionMethod,
+  type SessionTokenClaims,
+  type StreamParams,
+  type TerminalCapabilities,
+} from '@uve/protocol';
+import type { EncoderOptions, VideoEncoder } from '../encoders/encoder';
+import type { InstalledUa, UaInstance, UaRuntime } from '../runtimes/runtime';
+import type { Logger } from '../common/log';
+import { wallClock } from '../common/clock';
+import { errorMessage, withTimeout } from '../common/errors';
+import { FramePump } from '../stream/frame-pump';
+import type { StreamConnection } from '../stream/connection';
+import type { VmReport } from '../vmm/link';
+import { SessionResourceBroker } from './resource-broker';
+
+export type SessionState = 'starting' | 'ready' | 'ended';
+
+/** UVE-5 events of a session, minus the ids the session adds itself. */
+type SessionReport = VmReport extends infer R ? (R extends { sessionId: string } ? Omit<R, 'sessionId' | 'userId' | 'uaId'> : never) : never;
+
+export interface SessionDeps {
+  runtime: UaRuntime;
+  /** the installed package (waits for a deploy in progress) */
+  resolveUa: () => Promise<InstalledUa>;
+  createEncoder: (codec: StreamParams['codec'], opts: EncoderOptions) => VideoEncoder;
+  report: (event: VmReport) => void;
+  log: Logger;
+  /** the session ended: free its capacity */
+  onEnded: (session: Session, reason: string) => void;
+}
+
+/** how long the first picture may take (encoder start included) */
+const WARM_UP_TIMEOUT_MS = 20_000;
+/** consecutive encoder errors after which the session is given up */
+const MAX_ENCODE_ERRORS = 5;
+
+export class Session {
+  readonly id: string;
+  readonly userId: string;
+  readonly uaId: string;
+  readonly uaVersion: string;
+  readonly terminal: TerminalCapabilities;
+  readonly stream: StreamParams;
+  readonly reconnectionMethod: ReconnectionMethod;
+  readonly restoreSnapshotId: string | null;
+
+  state: SessionState = 'starting';
+  suspended = false;
+  suspendReason: string | null = null;
+  /** users the VMM announced (monitoring.notify) as allowed to watch */
+  readonly watchers = new Set<string>();
+  /** a PLAYER has connected at least once */
+  everConnected = false;
+  readonly broker: SessionResourceBroker;
+
+  private player: StreamConnection | null = null;
+  private readonly viewers = new Set<StreamConnection>();
+  private instance: UaInstance | null = null;
+  private encoder: VideoEncoder | null = null;
+  private pump: FramePump | null = null;
+  private lastInputSeq = 0;
+  private encodeErrors = 0;
+  private endReason: string | null = null;
+  private readonly ready: Promise<void>;
+  private settleReady!: (error?: Error) => void;
+  private readonly log: Logger;
+
+  constructor(cmd: PrepareSessionCommand, private readonly deps: SessionDeps) {
+    this.id = cmd.sessionId;
+    this.userId = cmd.userId;
+    this.uaId = cmd.uaId;
+    this.uaVersion = cmd.uaVersion;
+    this.terminal = cmd.terminal;
+    this.stream = cmd.stream;
+    this.reconnectionMethod = cmd.reconnectionMethod;
+    this.restoreSnapshotId = cmd.restoreSnapshotId ?? null;
+    this.log = deps.log.child({ session: this.id });
+    this.ready = new Promise<void>((resolve, reject) => {
+      this.settleReady = (e) => (e ? reject(e) : resolve());
+    });
+    this.ready.catch(() => undefined); // observed by whenReady(); not an unhandled rejection
+    this.broker = new SessionResourceBroker(this.terminal.localResources ?? [], {
+      sendRequest: (id, kind) => {
+        if (!this.player?.open) return false;
+        this.player.send({ t: 'resourceRequest', id, kind });
+        return true;
+      },
+      expectsPlayer: () => !this.everConnected && this.state !== 'ended',
+      reportRequested: (kind: LocalResourceKind) => this.report({ type: 'session.resourceRequested', kind }),
+    });
+  }
+
+  get ended(): boolean {
+    return this.state === 'ended';
+  }
+
+  get connections(): number {
+    return (this.player ? 1 : 0) + this.viewers.size;
+  }
+
+  get hasPlayer(): boolean {
+    return this.player !== null;
+  }
+
+  /** frame pump figures (tests, logs) */
+  get streamStats(): FramePump['stats'] | null {
+    return this.pump?.stats ?? null;
+  }
+
+  /**
+   * Starts the UA right away and encodes its first picture, so a UC that connects gets a frame
+   * without waiting for the UA or the encoder. Failure ends the session with session.failed.
+   */
+  async start(): Promise<void> {
+    try {
+      const ua = await this.deps.resolveUa();
+      if (this.ended) return;
+      const instance = await this.deps.runtime.start({
+        ua,
+        width: this.stream.width,
+        height: this.stream.height,
+        resources: this.broker,
+        onDamage: () => this.pump?.damage(),
+        onExit: (error) => this.onUaExit(error),
+      });
+      if (this.ended) {
+        await instance.close().catch(() => undefined);
+        return;
+      }
+      this.instance = instance;
+      if (this.restoreSnapshotId) {
+        // VM Data restore over HTTP is not implemented yet: the UA starts fresh.
+        this.log.warn('VM Data restore is not implemented yet; starting the UA fresh', { snapshot: this.restoreSnapshotId });
+      }
+      if (this.suspended) instance.suspend();
+      this.encoder = this.deps.createEncoder(this.stream.codec, {
+        width: instance.width,
+        height: instance.height,
+        maxFps: this.stream.maxFps,
+        bitrateKbps: this.stream.bitrateKbps,
+      });
+      this.pump = new FramePump({
+        source: { capture: () => instance.capture(), captureFull: () => instance.captureFull() },
+        encoder: this.encoder,
+        maxFps: this.stream.maxFps,
+        inputSeq: () => this.lastInputSeq,
+        onError: (e) => this.onEncodeError(e),
+        onFrame: () => (this.encodeErrors = 0),
+      });
+      if (this.suspended) this.pump.pause();
+      await withTimeout(this.pump.warmUp(), WARM_UP_TIMEOUT_MS, 'first frame');
+      if (this.ended) return;
+      this.state = 'ready';
+      this.settleReady();
+      this.log.info('session ready', { ua: this.uaId, codec: this.stream.codec, size: `${instance.width}x${instance.height}`, maxFps: this.stream.maxFps });
+    } catch (e) {
+      await this.fail(`could not start the session: ${errorMessage(e)}`);
+    }
+  }
+
+  /** Resolves when the first frame is ready; rejects if the session ends first. */
+  whenReady(timeoutMs: number): Promise<void> {
+    return withTimeout(this.ready, timeoutMs, `start of session ${this.id}`);
+  }
+
+  /** Whether this token's holder may join; a reason when not. */
+  admits(claims: SessionTokenClaims): string | null {
+    if (claims.ua !== this.uaId) return `session token is for UA ${claims.ua}, this session runs ${this.uaId}`;
+    // A VIEWER is the session's user or someone the VMM announced with monitoring.notify.
+    if (claims.role === 'VIEWER' && claims.sub !== this.userId && !this.watchers.has(claims.sub)) {
+      return `user ${claims.sub} is not an announced watcher of session ${this.id}`;
+    }
+    return null;
+  }
+
+  /** A UC passed hello: welcome, decoder configuration and a keyframe follow. */
+  attach(conn: StreamConnection, claims: SessionTokenClaims): void {
+    const instance = this.instance;
+    const pump = this.pump;
+    if (this.state !== 'ready' || !instance || !pump) {
+      conn.close(CLOSE.ENDED, this.endReason ?? 'session is not running');
+      return;
+    }
+    conn.state = 'attached';
+    conn.role = claims.role;
+    conn.userId = claims.sub;
+    conn.sessionId = this.id;
+    if (claims.role === 'PLAYER') {
+      const old = this.player;
+      this.player = conn;
+      if (old) {
+        this.broker.playerGone('player replaced');
+        old.close(CLOSE.REPLACED, 'replaced by a newer connection of this session');
+      }
+      // a new connection numbers its input from 1: frames must not claim its input was applied
+      this.lastInputSeq = 0;
+      this.everConnected = true;
+    } else {
+      this.viewers.add(conn);
+    }
+    conn.send({
+      t: 'welcome',
+      v: STREAM_PROTOCOL_VERSION,
+      sessionId: this.id,
+      role: claims.role,
+      codec: this.stream.codec,
+      width: instance.width,
+      height: instance.height,
+      maxFps: this.stream.maxFps,
+      suspended: this.suspended,
+    });
+    if (this.suspended) conn.send({ t: 'suspended', reason: this.suspendReason });
+    pump.addSink(conn);
+    if (claims.role === 'PLAYER') this.broker.playerJoined();
+    this.log.info('UC connected', { role: claims.role, user: claims.sub, conn: conn.id, remote: conn.remote });
+    if (claims.role === 'PLAYER') this.report({ type: 'session.connected', role: claims.role });
+  }
+
+  onMessage(conn: StreamConnection, msg: ClientMessage): void {
+    switch (msg.t) {
+      case 'hello':
+        conn.close(CLOSE.BAD_MESSAGE, 'hello was already received');
+        return;
+      case 'input': {
+        if (conn.role !== 'PLAYER') {
+          conn.close(CLOSE.FORBIDDEN, 'a VIEWER connection cannot send input');
+          return;
+        }
+        const instance = this.instance;
+        if (!instance || this.suspended || conn !== this.player) return; // frozen UA: input is dropped
+        this.lastInputSeq = msg.seq;
+        try {
+          instance.input(msg.ev);
+        } catch (e) {
+          this.log.warn('UA rejected input', { error: errorMessage(e) });
+        }
+        // input applied: capture now rather than on the UA's next damage signal
+        this.pump?.damage();
+        return;
+      }
+      case 'ping':
+        conn.send({ t: 'pong', id: msg.id, t0: msg.t0, t1: wallClock() });
+        return;
+      case 'resource':
+        if (conn.role !== 'PLAYER') {
+          conn.close(CLOSE.FORBIDDEN, 'a VIEWER connection cannot answer resource requests');
+          return;
+        }
+        this.broker.answer(msg.id, msg.ok ? { ok: true, value: msg.value } : { ok: false, reason: msg.reason });
+        return;
+      case 'keyframe':
+        this.pump?.keyframeFor(conn);
+        return;
+      case 'bye':
+        conn.byeReceived = true;
+        conn.close(CLOSE.NORMAL, 'bye');
+        return;
+    }
+  }
+
+  /** The socket closed (either side). */
+  detach(conn: StreamConnection, code: number, reason: string): void {
+    this.pump?.removeSink(conn);
+    if (conn !== this.player) {
+      this.viewers.delete(conn);
+      return;
+    }
+    this.player = null;
+    this.broker.playerGone();
+    if (this.ended) return; // the VMM terminated it, or the VM stops
+    const why = conn.byeReceived
+      ? 'bye'
+      : conn.closedByVm
+        ? `closed by the VM: ${conn.closedByVm.code} ${conn.closedByVm.reason}`
+        : `connection closed: ${code}${reason ? ` ${reason}` : code === 1006 ? ' (lost)' : ''}`;
+    this.log.info('player disconnected', { unexpected: !conn.byeReceived, reason: why });
+    this.report({ type: 'session.disconnected', reason: why, unexpected: !conn.byeReceived });
+  }
+
+  addWatcher(userId: string): void {
+    this.watchers.add(userId);
+  }
+
+  suspend(reason: string | null): void {
+    if (this.ended) return;
+    const was = this.suspended;
+    this.suspended = true;
+    this.suspendReason = reason;
+    if (!was) {
+      this.instance?.suspend();
+      this.pump?.pause();
+      this.broadcast({ t: 'suspended', reason });
+    }
+    this.report({ type: 'session.suspended', suspended: true });
+  }
+
+  resume(): void {
+    if (this.ended) return;
+    const was = this.suspended;
+    this.suspended = false;
+    this.suspendReason = null;
+    if (was) {
+      this.instance?.resume();
+      this.pump?.resume();
+      this.broadcast({ t: 'resumed' });
+      this.pump?.damage();
+    }
+    this.report({ type: 'session.suspended', suspended: false });
+  }
+
+  /**
+   * Ends the session: every UC gets `ended` and a close with `code` (ENDED when the VMM terminated
+   * it, GOING_AWAY when the VM stops), the UA is closed and the capacity freed.
+   */
+  async end(reason: string, code: number = CLOSE.ENDED): Promise<void> {
+    if (this.ended) return;
+    this.state = 'ended';
+    this.endReason = reason;
+    this.settleReady(new Error(`session ended: ${reason}`));
+    const conns = [...this.viewers, ...(this.player ? [this.player] : [])];
+    for (const c of conns) {
+      c.send({ t: 'ended', reason });
+      c.close(code, reason);
+    }
+    this.broker.close();
+    this.pump?.close();
+    const instance = this.instance;
+    const encoder = this.encoder;
+    this.instance = null;
+    this.encoder = null;
+    await Promise.allSettled([
+      instance?.close(),
+      encoder?.close(),
+    ]).then((results) => {
+      for (const r of results) if (r.status === 'rejected') this.log.warn('error while closing the session', { error: errorMessage(r.reason) });
+    });
+    this.log.info('session ended', { reason });
+    this.deps.onEnded(this, reason);
+  }
+
+  /** Reports session.failed and ends the session. */
+  async fail(error: string): Promise<void> {
+    if (this.ended) return;
+    this.log.warn('session failed', { error });
+    this.report({ type: 'session.failed', error });
+    await this.end(error);
+  }
+
+  // ---- internals ------------------------------------------------------------------------------
+
+  private report(event: SessionReport): void {
+    this.deps.report({ ...event, sessionId: this.id, userId: this.userId, uaId: this.uaId } as VmReport);
+  }
+
+  private broadcast(msg: Parameters<StreamConnection['send']>[0]): void {
+    this.player?.send(msg);
+    for (const v of this.viewers) v.send(msg);
+  }
+
+  private onUaExit(error?: Error): void {
+    void this.fail(error ? `the application stopped: ${error.message}` : 'the application exited');
+  }
+
+  private onEncodeError(e: unknown): void {
+    this.encodeErrors++;
+    this.log.warn('frame not produced', { error: errorMessage(e), consecutive: this.encodeErrors });
+    if (this.encodeErrors >= MAX_ENCODE_ERRORS) void this.fail(`video encoding failed: ${errorMessage(e)}`);
+  }
+}

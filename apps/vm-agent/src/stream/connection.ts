@@ -1,0 +1,73 @@
+// One UC's WebSocket as the session and the frame pump see it.
+import type { WebSocket } from 'ws';
+import { closeReason, type ClientMessage, type ServerMessage, type StreamRole } from '@uve/protocol';
+import type { DecoderConfig } from '../encoders/encoder';
+import type { FrameSink } from './frame-pump';
+
+let nextId = 1;
+
+export type ConnectionState = 'hello' | 'authenticating' | 'attached' | 'closed';
+
+export class StreamConnection implements FrameSink {
+  readonly id = nextId++;
+  state: ConnectionState = 'hello';
+  role: StreamRole | null = null;
+  userId: string | null = null;
+  sessionId: string | null = null;
+  /** the UC said `bye`: its close is an expected one */
+  byeReceived = false;
+  /** set when the VM closed the socket, so the close handler knows why */
+  closedByVm: { code: number; reason: string } | null = null;
+  /** messages that arrived while the token was being verified */
+  readonly backlog: ClientMessage[] = [];
+  /** answered the last keepalive ping */
+  alive = true;
+
+  constructor(
+    private readonly ws: WebSocket,
+    readonly remote: string,
+  ) {}
+
+  get open(): boolean {
+    return this.ws.readyState === this.ws.OPEN;
+  }
+
+  send(msg: ServerMessage): void {
+    if (this.open) this.ws.send(JSON.stringify(msg));
+  }
+
+  sendFrame(message: Uint8Array, written: () => void): void {
+    if (!this.open) return;
+    this.ws.send(message, { binary: true, compress: false }, () => written());
+  }
+
+  sendCodec(c: DecoderConfig): void {
+    this.send({
+      t: 'codec',
+      codec: c.codec,
+      mime: c.mime,
+      width: c.width,
+      height: c.height,
+      ...(c.description ? { description: Buffer.from(c.description).toString('base64') } : {}),
+    });
+  }
+
+  bufferedAmount(): number {
+    return this.ws.bufferedAmount;
+  }
+
+  /** Closes with an application code and a reason that fits a close frame. */
+  close(code: number, reason: string): void {
+    if (this.state === 'closed' || this.closedByVm) return;
+    this.closedByVm = { code, reason };
+    this.ws.close(code, closeReason(reason));
+  }
+
+  ping(): void {
+    if (this.open) this.ws.ping();
+  }
+
+  terminate(): void {
+    this.ws.terminate();
+  }
+}

@@ -1,0 +1,222 @@
+// The Virtual Machine (seed 7.3.1.2.2) as one object: the UVE-3 server for UCs, the UVE-2/UVE-5
+// link to the VMM, UA deployments and sessions. Lifecycle: start() serves UVE-3, registers with
+// the VMM and heartbeats; stop() reports vm.stopping, ends the sessions and releases everything.
+import { mkdtemp, rm, mkdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { HEARTBEAT_INTERVAL_MS, type VideoCodec, type VmCommand } from '@uve/protocol';
+import { createMessageBus, type MessageBus } from '@uve/queue';
+import type { AgentConfig } from './config';
+import type { Logger } from './common/log';
+import { errorMessage, withTimeout } from './common/errors';
+import { availableCodecs as encoderCodecs, createEncoder } from './encoders';
+import { runtimeFor } from './runtimes';
+import type { UaRuntime } from './runtimes/runtime';
+import { SessionManager } from './sessions/session-manager';
+import type { Session } from './sessions/session';
+import { createTokenVerifier, type TokenVerifier } from './stream/auth';
+import { StreamServer } from './stream/stream-server';
+import { UaStore } from './uas/ua-store';
+import { VmmLink } from './vmm/link';
+import { CpuSampler } from './vmm/heartbeat';
+
+export const AGENT_VERSION: string = (require('../package.json') as { version: string }).version;
+
+export interface VmDeps {
+  /** tests swap these; production uses the real ones */
+  bus?: MessageBus;
+  verifier?: TokenVerifier;
+  runtime?: UaRuntime;
+  availableCodecs?: () => Promise<VideoCodec[]>;
+  /** how often vm.heartbeat is sent */
+  heartbeatIntervalMs?: number;
+}
+
+export class Vm {
+  private bus: MessageBus | null = null;
+  private link: VmmLink | null = null;
+  private server: StreamServer | null = null;
+  private sessions: SessionManager | null = null;
+  private uas: UaStore | null = null;
+  private heartbeat: NodeJS.Timeout | null = null;
+  private dataDir = '';
+  private tempDataDir = false;
+  private codecs: VideoCodec[] = [];
+  private stopping: Promise<void> | null = null;
+  endpoint = '';
+  port = 0;
+
+  constructor(
+    private readonly cfg: AgentConfig,
+    private readonly log: Logger,
+    private readonly deps: VmDeps = {},
+    /** called once stop() finished, e.g. to exit the process after vm.shutdown */
+    private readonly onStopped: (error?: unknown) => void = () => undefined,
+  ) {}
+
+  async start(): Promise<void> {
+    const { cfg, log } = this;
+    const runtime = this.deps.runtime ?? runtimeFor(cfg.platform);
+
+    const available = await (this.deps.availableCodecs ?? encoderCodecs)();
+    this.codecs = cfg.codecs ? available.filter((c) => cfg.codecs!.includes(c)) : available;
+    const unavailable = (cfg.codecs ?? []).filter((c) => !available.includes(c));
+    if (unavailable.length) log.warn('configured codecs this machine cannot encode are left out', { codecs: unavailable.join(',') });
+    if (!this.codecs.length) throw new Error(`none of the configured codecs (${cfg.codecs?.join(', ')}) can be encoded here (available: ${available.join(', ')})`);
+
+    if (cfg.dataDir) {
+      this.dataDir = cfg.dataDir;
+      await mkdir(this.dataDir, { recursive: true });
+    } else {
+      this.dataDir = await mkdtemp(join(tmpdir(), 'uve-vm-'));
+      this.tempDataDir = true;
+    }
+
+    this.bus = this.deps.bus ?? createMessageBus({ redisUrl: cfg.redisUrl, prefix: cfg.queuePrefix, onError: (e) => log.warn('message bus error', { error: e.message }) });
+    const link = (this.link = new VmmLink(this.bus, cfg.vmId, log.child({ part: 'vmm' })));
+
+    this.uas = new UaStore({
+      dataDir: this.dataDir,
+      platform: cfg.platform,
+      runtime,
+      log: log.child({ part: 'uas' }),
+      report: (r) => void link.report({ type: 'deployment.changed', ...r }),
+    });
+    await this.uas.load();
+
+    this.sessions = new SessionManager({
+      capacity: cfg.capacity,
+      codecs: this.codecs,
+      runtime,
+      uas: this.uas,
+      createEncoder,
+      report: (e) => void link.report(e),
+      log: log.child({ part: 'sessions' }),
+    });
+
+    const verifier = this.deps.verifier ?? createTokenVerifier(cfg.jwksUrl, cfg.vmId);
+    const sessions = this.sessions;
+    this.server = new StreamServer({
+      host: cfg.host,
+      port: cfg.port,
+      verifier,
+      findSession: (id) => sessions.get(id),
+      awaitSession: (id) => sessions.waitFor(id),
+      log: log.child({ part: 'uve3' }),
+      health: () => ({ vmId: cfg.vmId, sessions: sessions.active, capacity: cfg.capacity, draining: sessions.isDraining }),
+    });
+    this.port = await this.server.listen();
+    this.endpoint = `ws://${cfg.publicHost.includes(':') ? `[${cfg.publicHost}]` : cfg.publicHost}:${this.port}`;
+    // keys fetched now, so the first UC's hello does not wait for the VMM
+    verifier.warm?.().catch((e) => log.warn('could not fetch the session-token keys yet', { url: cfg.jwksUrl, error: errorMessage(e) }));
+
+    link.consumeCommands((c) => this.onCommand(c));
+    await link.report({
+      type: 'vm.register',
+      name: cfg.vmName,
+      platform: cfg.platform,
+      provider: cfg.provider,
+      endpoint: this.endpoint,
+      codecs: this.codecs,
+      capacity: cfg.capacity,
+      agentVersion: AGENT_VERSION,
+      deployed: this.uas.deployed(),
+    });
+    const cpu = new CpuSampler();
+    this.heartbeat = setInterval(() => {
+      void link.report({
+        type: 'vm.heartbeat',
+        activeSessions: sessions.active,
+        capacity: cfg.capacity,
+        codecs: this.codecs,
+        cpuLoad: cpu.sample(),
+        rssBytes: process.memoryUsage.rss(),
+        deployed: this.uas?.deployed() ?? [],
+      });
+    }, this.deps.heartbeatIntervalMs ?? HEARTBEAT_INTERVAL_MS);
+    log.info('VM registered', { vm: cfg.vmId, endpoint: this.endpoint, codecs: this.codecs.join(','), capacity: cfg.capacity, platform: cfg.platform, dataDir: this.dataDir });
+  }
+
+  /** Ends everything in order; safe to call more than once. */
+  stop(reason: string): Promise<void> {
+    this.stopping ??= this.doStop(reason).then(
+      () => this.onStopped(),
+      (e) => {
+        this.onStopped(e);
+        throw e;
+      },
+    );
+    return this.stopping;
+  }
+
+  private async doStop(reason: string): Promise<void> {
+    const log = this.log;
+    log.info('VM stopping', { reason });
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    this.sessions?.drain();
+    const link = this.link;
+    const step = async (what: string, p: Promise<unknown> | undefined, ms: number): Promise<void> => {
+      try {
+        await withTimeout(Promise.resolve(p), ms, what);
+      } catch (e) {
+        log.warn(`${what} did not finish cleanly`, { error: errorMessage(e) });
+      }
+    };
+    await step('vm.stopping report', link?.report({ type: 'vm.stopping', reason }), 3_000);
+    await step('closing the command consumer', link?.stopCommands(), 3_000);
+    await step('ending sessions', this.sessions?.endAll(`VM shutting down: ${reason}`), 5_000);
+    await step('closing the UVE-3 server', this.server?.close(), 3_000);
+    await step('flushing reports', link?.flush(), 3_000);
+    if (!this.deps.bus) await step('closing the message bus', this.bus?.close(), 3_000);
+    if (this.tempDataDir) await rm(this.dataDir, { recursive: true, force: true }).catch(() => undefined);
+    log.info('VM stopped');
+  }
+
+  private session(id: string, command: string): Session | undefined {
+    const s = this.sessions?.get(id);
+    if (!s) this.log.info('command for a session not on this VM ignored', { command, session: id });
+    return s;
+  }
+
+  private async onCommand(c: VmCommand): Promise<void> {
+    const sessions = this.sessions!;
+    const uas = this.uas!;
+    this.log.debug('command', { type: c.type });
+    switch (c.type) {
+      case 'ua.deploy':
+      case 'ua.update':
+        void uas.deploy(c); // in the background: a download must not hold up the queue
+        return;
+      case 'ua.remove':
+        void uas.remove(c.uaId);
+        return;
+      case 'session.prepare':
+        sessions.prepare(c);
+        return;
+      case 'session.suspend':
+        this.session(c.sessionId, c.type)?.suspend(c.reason ?? null);
+        return;
+      case 'session.resume':
+        this.session(c.sessionId, c.type)?.resume();
+        return;
+      case 'session.terminate':
+        // VM Data upload (saveVmData) comes with the VM Data endpoint; the session just ends here.
+        if (c.saveVmData) this.log.info('VM Data upload is not implemented yet', { session: c.sessionId });
+        await sessions.terminate(c.sessionId, c.reason);
+        return;
+      case 'monitoring.notify':
+        this.session(c.sessionId, c.type)?.addWatcher(c.watcherId);
+        return;
+      case 'vm.drain':
+        sessions.drain();
+        this.log.info('VM draining: no new sessions');
+        return;
+      case 'vm.shutdown':
+        // not awaited: stop() closes the consumer, which waits for this very handler to return
+        setImmediate(() => void this.stop('vm.shutdown command').catch(() => undefined));
+        return;
+      default:
+        this.log.warn('unknown command ignored', { type: (c as { type?: string }).type });
+    }
+  }
+}

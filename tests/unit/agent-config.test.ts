@@ -1,0 +1,74 @@
+// The VM agent's configuration: every variable validated in one place, all problems at once.
+import { CONFIG_VARS, ConfigError, helpText, loadConfig } from '../../apps/vm-agent/src/config';
+
+const base = { REDIS_URL: 'redis://127.0.0.1:6379', UVE_GATEWAY_URL: 'http://vmm.local:4000/', UVE_VM_ID: 'vm-1234567890', UVE_VM_SECRET: 's3cret' };
+
+describe('vm-agent config', () => {
+  it('applies the documented defaults', () => {
+    const c = loadConfig(base);
+    expect(c).toMatchObject({
+      redisUrl: 'redis://127.0.0.1:6379',
+      gatewayUrl: 'http://vmm.local:4000',
+      jwksUrl: 'http://vmm.local:4000/.well-known/jwks.json',
+      vmDataUrl: 'http://vmm.local:4000/vmm/vm-data',
+      vmId: 'vm-1234567890',
+      vmSecret: 's3cret',
+      platform: 'WASM',
+      provider: 'PROCESS',
+      host: '127.0.0.1',
+      publicHost: '127.0.0.1',
+      port: 0,
+      capacity: 4,
+      codecs: null,
+      dataDir: null,
+      queuePrefix: 'uve',
+      logLevel: 'info',
+    });
+    expect(c.vmName).toMatch(/^vm-.+-vm-12345$/);
+  });
+
+  it('reads every variable', () => {
+    const c = loadConfig({
+      ...base,
+      UVE_VM_NAME: 'edge-1',
+      UVE_VM_PLATFORM: 'LINUX_X11',
+      UVE_VM_PROVIDER: 'DOCKER',
+      UVE_VM_HOST: '0.0.0.0',
+      UVE_VM_PUBLIC_HOST: 'vm1.example.net',
+      UVE_VM_PORT: '7001',
+      UVE_VM_CAPACITY: '12',
+      UVE_VM_CODECS: 'mjpeg, H264,MJPEG',
+      UVE_VM_DATA_DIR: '/var/lib/uve',
+      UVE_QUEUE_PREFIX: 'prod',
+      UVE_LOG_LEVEL: 'debug',
+    });
+    expect(c).toMatchObject({ vmName: 'edge-1', platform: 'LINUX_X11', provider: 'DOCKER', host: '0.0.0.0', publicHost: 'vm1.example.net', port: 7001, capacity: 12, codecs: ['MJPEG', 'H264'], dataDir: '/var/lib/uve', queuePrefix: 'prod', logLevel: 'debug' });
+  });
+
+  it('lists every problem at once with what to do', () => {
+    let err: ConfigError | undefined;
+    try {
+      loadConfig({ REDIS_URL: 'http://x', UVE_GATEWAY_URL: 'nope', UVE_VM_PORT: '70000', UVE_VM_CAPACITY: '0', UVE_VM_CODECS: 'H265', UVE_VM_PLATFORM: 'WINDOWS', UVE_VM_HOST: '0.0.0.0' });
+    } catch (e) {
+      err = e as ConfigError;
+    }
+    expect(err).toBeInstanceOf(ConfigError);
+    const text = err!.problems.join('\n');
+    expect(text).toMatch(/REDIS_URL must be a redis:\/\/ or rediss:\/\/ URL/);
+    expect(text).toMatch(/UVE_GATEWAY_URL is not a URL/);
+    expect(text).toMatch(/UVE_VM_ID is required/);
+    expect(text).toMatch(/UVE_VM_SECRET is required/);
+    expect(text).toMatch(/UVE_VM_PORT must be an integer in \[0, 65535\]/);
+    expect(text).toMatch(/UVE_VM_CAPACITY must be an integer in \[1, 1000\]/);
+    expect(text).toMatch(/UVE_VM_CODECS has unknown codecs H265/);
+    expect(text).toMatch(/UVE_VM_PLATFORM must be one of WASM, LINUX_X11/);
+    expect(text).toMatch(/UVE_VM_PUBLIC_HOST must be an address UCs can reach/);
+    expect(err!.problems).toHaveLength(9);
+  });
+
+  it('documents every variable in --help', () => {
+    const help = helpText('1.2.3');
+    for (const v of CONFIG_VARS) expect(help).toContain(v.name);
+    expect(help).toMatch(/--help/);
+  });
+});
