@@ -134,6 +134,19 @@ it('runs the state machine, delivering events to a subscriber on the other gatew
   notes.dispose();
 });
 
+it('ends a session normally when the VM reports that the UA quit by itself', async () => {
+  const vm = vms[0]!;
+  const s = (await request(user.token)).data!.requestApplication;
+  await vm.report({ type: 'session.connected', sessionId: s.id, userId: user.id, uaId, role: 'PLAYER' } as never);
+  await vm.report({ type: 'session.ended', sessionId: s.id, userId: user.id, uaId, reason: 'the application exited' } as never);
+  const c = wsClient(gwB, user.token);
+  clients.push(c);
+  const events = subscribe(c, `subscription($id: ID!) { sessionEvents(sessionId: $id, replay: true) { type data } }`, { id: s.id });
+  const ended = await events.next((e) => e.data?.sessionEvents?.type === 'ENDED');
+  expect(ended.data!.sessionEvents.data).toMatchObject({ reason: 'the application exited' });
+  events.dispose();
+});
+
 it("keeps a session private to its user and admins", async () => {
   const s = (await request(user.token)).data!.requestApplication;
   const other = await registerUser(gwA, 'snoop');

@@ -1,6 +1,6 @@
 // UVE-2 (VMM -> VM) and UVE-5 (VM -> VMM) messages, carried by @uve/queue.
 // Small messages only: VM Data (snapshots) goes over HTTP (see VM_DATA_PATH).
-import type { DeploymentStatus, Platform, ReconnectionMethod, SnapshotKind, VideoCodec, VmProvider } from './enums';
+import type { DeploymentStatus, Platform, ReconnectionMethod, SnapshotKind, StreamRole, VideoCodec, VmProvider } from './enums';
 import type { StreamParams, TerminalCapabilities } from './terminal';
 
 /** The queue every VM reports to (UVE-5). */
@@ -98,11 +98,13 @@ export interface VmStopping extends FromVm { type: 'vm.stopping'; reason: string
 
 interface SessionRef extends FromVm { sessionId: string; userId: string; uaId: string }
 
-export interface SessionConnected extends SessionRef { type: 'session.connected'; role: string }
+export interface SessionConnected extends SessionRef { type: 'session.connected'; role: StreamRole }
 /** The UC went away without ending the session (seed B.1 step 2: exception notice). */
 export interface SessionDisconnected extends SessionRef { type: 'session.disconnected'; reason: string; unexpected: boolean }
 export interface SessionResourceRequested extends SessionRef { type: 'session.resourceRequested'; kind: string }
 export interface SessionFailed extends SessionRef { type: 'session.failed'; error: string }
+/** The UA finished by itself (the user quit it): a normal end, not a failure. */
+export interface SessionEnded extends SessionRef { type: 'session.ended'; reason: string }
 export interface SessionSuspended extends SessionRef { type: 'session.suspended'; suspended: boolean }
 export interface VmDataUpdated extends SessionRef {
   type: 'vmdata.updated';
@@ -127,6 +129,7 @@ export type VmEventMessage =
   | SessionDisconnected
   | SessionResourceRequested
   | SessionFailed
+  | SessionEnded
   | SessionSuspended
   | VmDataUpdated
   | DeploymentChanged;

@@ -21,6 +21,8 @@ export function consumeVmReports(services: Services): Consumer {
         return sessions.onDisconnected(m);
       case 'session.failed':
         return sessions.onFailed(m);
+      case 'session.ended':
+        return sessions.onEndedByUa(m);
       case 'session.resourceRequested':
         return sessions.onResourceRequested(m);
       case 'session.suspended':

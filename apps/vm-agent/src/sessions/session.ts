@@ -368,7 +368,13 @@ export class Session {
   }
 
   private onUaExit(error?: Error): void {
-    void this.fail(error ? `the application stopped: ${error.message}` : 'the application exited');
+    if (error) {
+      void this.fail(`the application stopped: ${error.message}`);
+      return;
+    }
+    if (this.ended) return;
+    this.report({ type: 'session.ended', reason: 'the application exited' });
+    void this.end('the application exited');
   }
 
   private onEncodeError(e: unknown): void {

@@ -3,7 +3,7 @@
 // published once it has committed.
 import { In, type DataSource, type EntityManager, type FindOptionsWhere, type Repository } from 'typeorm';
 import { uve, type MessageBus } from '@uve/queue';
-import type { SessionConnected, SessionDisconnected, SessionFailed, SessionResourceRequested, StreamRole, VmCommand } from '@uve/protocol';
+import type { SessionConnected, SessionDisconnected, SessionEnded, SessionFailed, SessionResourceRequested, StreamRole, VmCommand } from '@uve/protocol';
 import { badInput, checkText, forbidden, isUuid, notFound, unavailable } from '../../common/errors';
 import type { Logger } from '../../common/logger';
 import type { SessionEventPayload, UvePubSub } from '../../common/pubsub';
@@ -229,6 +229,14 @@ export class SessionsService {
     await this.fromVm(m.sessionId, m.vmId, async (em, out, s) => {
       if (!canTransition(s.state, 'FAILED')) return;
       await this.move(em, out, s, 'FAILED', 'fail', null, { endedAt: new Date(), endReason: m.error.slice(0, 500) }, { error: m.error.slice(0, 500) });
+    });
+  }
+
+  /** The UA quit by itself: the session is over, normally. */
+  async onEndedByUa(m: SessionEnded): Promise<void> {
+    await this.fromVm(m.sessionId, m.vmId, async (em, out, s) => {
+      if (!canTransition(s.state, 'ENDED')) return;
+      await this.move(em, out, s, 'ENDED', 'end', null, { endedAt: new Date(), endReason: m.reason.slice(0, 500) }, { reason: m.reason.slice(0, 500) });
     });
   }
 

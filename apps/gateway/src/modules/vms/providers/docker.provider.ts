@@ -53,6 +53,8 @@ export interface DockerProviderOptions {
   memoryBytes?: number;
   /** processes per VM (HostConfig.PidsLimit); default 1024; 0 = no limit */
   pidsLimit?: number;
+  /** size of the VM's /dev/shm (HostConfig.ShmSize), where LINUX_X11 sessions keep their Xvfb framebuffers; default 256 MiB */
+  shmBytes?: number;
   /**
    * Value of the `uve.gateway` label: the scope `running()` looks at. Use one value for every
    * gateway of a deployment (they share the VM pool) and different ones for deployments sharing an
@@ -93,7 +95,7 @@ export class DockerProvider implements VmProviderDriver {
     const defaults = options.images?.WASM && options.images?.LINUX_X11 ? null : defaultImages();
     this.images = { ...(defaults as Record<Platform, string>), ...options.images } as Record<Platform, string>;
     this.gatewayId = options.gatewayId ?? 'uve';
-    for (const [name, v, min] of [['cpus', options.cpus, 0], ['memoryBytes', options.memoryBytes, 0], ['pidsLimit', options.pidsLimit, 0], ['stopTimeoutSec', options.stopTimeoutSec, 0]] as const) {
+    for (const [name, v, min] of [['cpus', options.cpus, 0], ['memoryBytes', options.memoryBytes, 0], ['pidsLimit', options.pidsLimit, 0], ['shmBytes', options.shmBytes, 0], ['stopTimeoutSec', options.stopTimeoutSec, 0]] as const) {
       if (v !== undefined && (!Number.isFinite(v) || v < min)) throw new Error(`DockerProvider: ${name} must be a number >= ${min}, got ${v}`);
     }
     if (options.memoryBytes && options.memoryBytes < 6 * 1024 * 1024) throw new Error('DockerProvider: memoryBytes must be at least 6 MiB (Docker minimum) or 0');
@@ -143,8 +145,9 @@ export class DockerProvider implements VmProviderDriver {
         [LABELS.gateway]: this.gatewayId,
       },
       StopTimeout: o.stopTimeoutSec ?? 5,
+      // no Test: the image's HEALTHCHECK command is kept (GET /healthz through /uve/healthcheck.js
+      // in both images), only its timing is set here
       Healthcheck: {
-        Test: ['CMD', '/usr/bin/node', '/uve/healthcheck.js'],
         Interval: (hc.intervalMs ?? 5_000) * MS,
         Timeout: (hc.timeoutMs ?? 3_000) * MS,
         StartPeriod: (hc.startPeriodMs ?? 20_000) * MS,
@@ -159,6 +162,7 @@ export class DockerProvider implements VmProviderDriver {
         Memory: memory,
         MemorySwap: memory, // no swap on top of the limit
         PidsLimit: o.pidsLimit ?? 1024,
+        ShmSize: o.shmBytes ?? 256 * 1024 * 1024,
         SecurityOpt: ['no-new-privileges'],
         CapDrop: ['ALL'],
       },
@@ -208,6 +212,26 @@ export class DockerProvider implements VmProviderDriver {
       filters: { label: [`${LABELS.managed}=true`, `${LABELS.gateway}=${this.gatewayId}`], status: ['running'] },
     });
     return list.map((c) => c.Labels?.[LABELS.vmId]).filter((id): id is string => !!id);
+  }
+
+  /**
+   * Removes this gateway's VM containers that are no longer running (exited after a crash or a
+   * `docker kill`, kept so far for their logs); returns their VM ids. For start-up, after the
+   * VM records were reconciled with running().
+   */
+  async pruneExited(): Promise<string[]> {
+    const list = await this.docker.listContainers({
+      all: true,
+      filters: { label: [`${LABELS.managed}=true`, `${LABELS.gateway}=${this.gatewayId}`], status: ['exited', 'dead', 'created'] },
+    });
+    const ids: string[] = [];
+    for (const c of list) {
+      const vmId = c.Labels?.[LABELS.vmId];
+      if (!vmId) continue;
+      await this.removeContainer(vmId, c.Id);
+      ids.push(vmId);
+    }
+    return ids;
   }
 
   async close(): Promise<void> {
