@@ -43,8 +43,16 @@ export function buildAgentImages(timeoutMs = 15 * 60_000): Promise<string> {
 }
 
 /** Container events (from now on) matching `filters`, collected for waitFor. */
-export async function containerEvents(docker: Docker, filters: Record<string, string[]>): Promise<{ events: Collector<DockerEvent>; close(): void }> {
+export interface ContainerEvents {
+  events: Collector<DockerEvent>;
+  /** calls `fn` with every later event until the returned function is called */
+  subscribe(fn: (e: DockerEvent) => void): () => void;
+  close(): void;
+}
+
+export async function containerEvents(docker: Docker, filters: Record<string, string[]>): Promise<ContainerEvents> {
   const events = new Collector<DockerEvent>();
+  const listeners = new Set<(e: DockerEvent) => void>();
   const stream = (await docker.getEvents({ filters: { type: ['container'], ...filters } })) as NodeJS.ReadableStream & { destroy(): void };
   let buf = '';
   stream.on('data', (chunk: Buffer) => {
@@ -55,11 +63,20 @@ export async function containerEvents(docker: Docker, filters: Record<string, st
       buf = buf.slice(nl + 1);
       if (!line) continue;
       const e = JSON.parse(line) as DockerEvent;
-      events.push({ ...e, id: e.id ?? e.Actor?.ID });
+      const ev = { ...e, id: e.id ?? e.Actor?.ID };
+      events.push(ev);
+      for (const fn of [...listeners]) fn(ev);
     }
   });
   stream.on('error', () => undefined);
-  return { events, close: () => stream.destroy() };
+  return {
+    events,
+    subscribe(fn) {
+      listeners.add(fn);
+      return () => listeners.delete(fn);
+    },
+    close: () => stream.destroy(),
+  };
 }
 
 /** Force-removes every container carrying `label` (key=value); returns how many. */
@@ -80,8 +97,14 @@ export function dockerCli(args: string[]): Promise<string> {
 export async function containerLogs(docker: Docker, id: string, tail = 60): Promise<string> {
   try {
     const buf = (await docker.getContainer(id).logs({ stdout: true, stderr: true, tail, follow: false })) as unknown as Buffer;
-    // multiplexed frames: 8-byte headers; keep the printable text
-    return buf.toString('utf8').replace(/[\x00-\x08\x0e-\x1f]/g, '');
+    // no TTY: frames of [stream, 0, 0, 0, size (uint32 BE)] + payload, stdout and stderr interleaved
+    let text = '';
+    for (let at = 0; at + 8 <= buf.length; ) {
+      const size = buf.readUInt32BE(at + 4);
+      text += buf.subarray(at + 8, at + 8 + size).toString('utf8');
+      at += 8 + size;
+    }
+    return text;
   } catch (e) {
     return `(no logs: ${(e as Error).message})`;
   }
