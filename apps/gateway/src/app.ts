@@ -13,7 +13,7 @@ import { buildUveSchema } from './graphql/schema';
 import { startHttpServer } from './graphql/server';
 import { createServices, type Services } from './services';
 import { consumeVmReports, startVmWatchdog } from './vmm/uve5.consumer';
-import { ProcessProvider } from './modules/vms/providers/process.provider';
+import { createProviders } from './modules/vms/providers';
 import { VmPool } from './modules/vms/vm-pool';
 import { registerSampleUas } from './modules/uas/samples';
 import type { DataSource } from 'typeorm';
@@ -78,7 +78,7 @@ export async function startGateway(config: GatewayConfig): Promise<RunningGatewa
     const services = await createServices({ config, log, ds, bus, pubsub, redisUrl, redisPing: () => pinger.ping(), publicUrl: () => publicUrl });
     await services.users.ensureFirstAdmin(config.adminUsername, config.adminPassword, log);
     if (config.registerSampleUas) await registerSampleUas(ds, log);
-    services.vms.addProvider(new ProcessProvider(log));
+    for (const provider of await createProviders(config, log)) services.vms.addProvider(provider);
 
     const schema = await buildUveSchema();
     const http = await startHttpServer(schema, services, config.host, config.port);

@@ -18,6 +18,9 @@ export interface GatewayConfig {
   sessionTokenTtlSec: number;
   vmHeartbeatTimeoutMs: number;
   vmProvider: VmProvider;
+  docker: 'auto' | 'on' | 'off';
+  dockerCpus: number;
+  dockerMemoryMb: number;
   /** idle VMs kept warm per platform by the pool manager */
   warmVmsPerPlatform: number;
   poolPlatforms: Platform[];
@@ -78,6 +81,9 @@ export const CONFIG_SPEC = {
   sessionTokenTtlSec: { env: 'UVE_SESSION_TOKEN_TTL', doc: 'lifetime of UVE-3 session tokens, seconds', default: '120', parse: int(10, 3600) },
   vmHeartbeatTimeoutMs: { env: 'UVE_VM_HEARTBEAT_TIMEOUT_MS', doc: 'a VM silent this long is OFFLINE', default: '6000', parse: int(1000, 600000) },
   vmProvider: { env: 'UVE_VM_PROVIDER', doc: 'default VM provider: PROCESS or DOCKER', default: 'PROCESS', parse: oneOf<VmProvider>('PROCESS', 'DOCKER') },
+  docker: { env: 'UVE_DOCKER', doc: 'DOCKER provider: auto (when an engine answers and the images exist), on (required), off', default: 'auto', parse: oneOf('auto', 'on', 'off') },
+  dockerCpus: { env: 'UVE_DOCKER_CPUS', doc: 'CPUs per DOCKER VM (0 = no limit)', default: '1', parse: int(0, 256) },
+  dockerMemoryMb: { env: 'UVE_DOCKER_MEMORY_MB', doc: 'memory per DOCKER VM, MiB (0 = no limit)', default: '1024', parse: int(0, 1_048_576) },
   warmVmsPerPlatform: { env: 'UVE_WARM_VMS', doc: 'idle VMs the pool keeps warm per platform', default: '1', parse: int(0, 100) },
   poolPlatforms: { env: 'UVE_POOL_PLATFORMS', doc: 'platforms the pool keeps warm, comma-separated', default: 'WASM', parse: (raw: string, env: string) => {
     const list = raw.split(',').map((s) => s.trim()).filter(Boolean);
@@ -99,6 +105,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): GatewayConfig 
     out[key] = value === null ? null : spec.parse(value, spec.env);
   }
   const config = out as unknown as GatewayConfig;
+  if (config.vmProvider === 'DOCKER' && config.docker === 'off') throw new ConfigError('UVE_VM_PROVIDER=DOCKER needs UVE_DOCKER=auto or on');
   if (config.adminPassword !== null && config.adminPassword.length < 8) throw new ConfigError('UVE_ADMIN_PASSWORD must have at least 8 characters');
   return config;
 }

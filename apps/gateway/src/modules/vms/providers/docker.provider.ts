@@ -88,6 +88,8 @@ export class DockerProvider implements VmProviderDriver {
   readonly gatewayId: string;
   private readonly opts: DockerProviderOptions;
   private closed = false;
+  private readonly exitListeners: ((vmId: string, reason: string) => void)[] = [];
+  private events: NodeJS.ReadableStream | null = null;
 
   constructor(options: DockerProviderOptions = {}) {
     this.opts = options;
@@ -234,9 +236,52 @@ export class DockerProvider implements VmProviderDriver {
     return ids;
   }
 
+  /** Engine `die` events of this gateway's containers: a VM killed from outside is seen at once. */
+  onVmExit(listener: (vmId: string, reason: string) => void): void {
+    this.exitListeners.push(listener);
+    if (!this.events) void this.watchEvents();
+  }
+
+  private async watchEvents(): Promise<void> {
+    if (this.closed) return;
+    try {
+      const stream = await this.docker.getEvents({
+        filters: { type: ['container'], event: ['die'], label: [`${LABELS.managed}=true`, `${LABELS.gateway}=${this.gatewayId}`] },
+      });
+      this.events = stream;
+      let buf = '';
+      stream.on('data', (chunk: Buffer) => {
+        buf += chunk.toString();
+        for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
+          const line = buf.slice(0, i);
+          buf = buf.slice(i + 1);
+          try {
+            const attrs = JSON.parse(line)?.Actor?.Attributes ?? {};
+            const vmId = attrs[LABELS.vmId];
+            if (vmId) for (const l of this.exitListeners) l(vmId, `container died (exit code ${attrs.exitCode ?? '?'})`);
+          } catch {
+            /* a partial or foreign line */
+          }
+        }
+      });
+      // the engine restarted or the stream broke: watch again (heartbeats cover the gap)
+      stream.on('end', () => this.rewatch());
+      stream.on('error', () => this.rewatch());
+    } catch (e) {
+      this.opts.log?.warn('docker events unavailable; relying on heartbeats', { error: (e as Error).message });
+      this.rewatch();
+    }
+  }
+
+  private rewatch(): void {
+    this.events = null;
+    if (!this.closed) setTimeout(() => void this.watchEvents(), 2_000).unref();
+  }
+
   async close(): Promise<void> {
-    // dockerode keeps no connection open between requests: nothing to release
     this.closed = true;
+    (this.events as (NodeJS.ReadableStream & { destroy?: () => void }) | null)?.destroy?.();
+    this.events = null;
   }
 
   private async removeContainer(vmId: string, ref: string): Promise<void> {

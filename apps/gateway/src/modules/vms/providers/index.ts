@@ -1,0 +1,36 @@
+// Which VM providers this gateway runs: PROCESS always (the embedded default), DOCKER when an
+// engine answers and the agent images exist (or required, with UVE_DOCKER=on or UVE_VM_PROVIDER=DOCKER).
+import type { GatewayConfig } from '../../../config';
+import { ConfigError } from '../../../config';
+import type { Logger } from '../../../common/logger';
+import { DockerProvider, dockerAvailable, BUILD_IMAGES_COMMAND } from './docker.provider';
+import { ProcessProvider } from './process.provider';
+import type { VmProviderDriver } from './vm-provider';
+
+export async function createProviders(config: GatewayConfig, log: Logger): Promise<VmProviderDriver[]> {
+  const providers: VmProviderDriver[] = [new ProcessProvider(log)];
+  const required = config.docker === 'on' || config.vmProvider === 'DOCKER';
+  if (config.docker === 'off') return providers;
+  if (!(await dockerAvailable({ timeoutMs: 2000 }))) {
+    if (required) throw new ConfigError('The DOCKER provider is required but no Docker engine answers (DOCKER_HOST or /var/run/docker.sock). Start dockerd or set UVE_DOCKER=off.');
+    log.info('no Docker engine: the DOCKER provider is off');
+    return providers;
+  }
+  const docker = new DockerProvider({
+    gatewayId: config.queuePrefix,
+    cpus: config.dockerCpus,
+    memoryBytes: config.dockerMemoryMb * 1024 * 1024,
+    env: { UVE_LOG_LEVEL: config.logLevel },
+    log,
+  });
+  try {
+    await docker.ensureImages();
+  } catch (e) {
+    if (required) throw new ConfigError(`${(e as Error).message}`);
+    log.info(`DOCKER provider off: agent images missing (build them with ${BUILD_IMAGES_COMMAND})`);
+    return providers;
+  }
+  await docker.pruneExited();
+  providers.push(docker);
+  return providers;
+}
