@@ -1,0 +1,423 @@
+// The LINUX_X11 platform of the VM agent (docs/linux-x11.md) against a real Xvfb, xterm and the
+// probe sample: no mocks except for the keyboard's keysym logic, which is tested on its own too.
+// Xvfb, xterm and the DejaVu fonts are required (CI installs xvfb, xterm, x11-apps,
+// fonts-dejavu-core): a machine without them fails here instead of skipping.
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import type { InputEvent } from '@uve/protocol';
+import type { RawFrame } from '../../apps/vm-agent/src/runtimes/runtime';
+import { X11Runtime, type X11Instance } from '../../apps/vm-agent/src/runtimes/x11';
+import { Keyboard, REMAP_SETTLE_MS, type KeyBackend } from '../../apps/vm-agent/src/runtimes/x11/keyboard';
+import { COOKIE_NAME, processState } from '../../apps/vm-agent/src/runtimes/x11/processes';
+import { connect } from '../../apps/vm-agent/src/runtimes/x11/xconn';
+
+const X11_UAS = path.resolve(__dirname, '../../apps/vm-agent/uas-x11');
+const W = 640;
+const H = 400;
+type RGB = [number, number, number];
+const PROBE_START: RGB = [0x20, 0x20, 0x20];
+const BLUE: RGB = [0, 0, 255];
+const YELLOW: RGB = [255, 255, 0];
+const XTERM_BG: RGB = [0x10, 0x10, 0x10];
+
+function onPath(program: string): boolean {
+  return (process.env.PATH ?? '').split(path.delimiter).some((d) => d && existsSync(path.join(d, program)));
+}
+
+beforeAll(() => {
+  const missing = [['Xvfb', 'xvfb'], ['xterm', 'xterm'], ['xcalc', 'x11-apps']].filter(([bin]) => !onPath(bin));
+  if (missing.length) {
+    throw new Error(`the LINUX_X11 tests need ${missing.map(([b]) => b).join(', ')}: apt-get install ${missing.map(([, p]) => p).join(' ')} fonts-dejavu-core`);
+  }
+});
+
+// ---- helpers -------------------------------------------------------------------------------------
+
+const tmpDirs: string[] = [];
+afterAll(() => {
+  for (const d of tmpDirs) rmSync(d, { recursive: true, force: true });
+});
+
+function makePackage(manifest: object | null, files: Record<string, string> = {}): string {
+  const dir = mkdtempSync(path.join(tmpdir(), 'uve-x11-pkg-'));
+  tmpDirs.push(dir);
+  if (manifest) writeFileSync(path.join(dir, 'manifest.json'), JSON.stringify(manifest));
+  for (const [name, text] of Object.entries(files)) writeFileSync(path.join(dir, name), text, { mode: 0o755 });
+  return dir;
+}
+const MANIFEST = { name: 'x', version: '1', platform: 'LINUX_X11', command: ['xterm'] };
+
+function pixel(f: RawFrame, x: number, y: number): RGB {
+  const i = (y * f.width + x) * 4;
+  return [f.data[i], f.data[i + 1], f.data[i + 2]];
+}
+const is = (f: RawFrame, x: number, y: number, c: RGB): boolean => pixel(f, x, y).join() === c.join();
+/** the whole screen is colour c (sampled on a grid, corners included) */
+const filled = (f: RawFrame, c: RGB): boolean => [0, 0.25, 0.5, 0.75, 1].every((u) => [0, 0.5, 1].every((v) => is(f, Math.round(u * (f.width - 1)), Math.round(v * (f.height - 1)), c)));
+
+/** every UA a test started; closed after each test, whatever the test's outcome */
+const started: Session[] = [];
+afterEach(async () => {
+  await Promise.all(started.splice(0).map((s) => s.inst.close()));
+});
+
+/** A started UA with its damage and exit callbacks turned into things a test can wait for. */
+class Session {
+  damages = 0;
+  exit: { error?: Error } | null = null;
+  private wake: Array<() => void> = [];
+  inst!: X11Instance;
+
+  static async start(runtime: X11Runtime, dir: string, size = { width: W, height: H }): Promise<Session> {
+    const s = new Session();
+    s.inst = (await runtime.start({
+      ua: { uaId: path.basename(dir), version: '1', dir },
+      ...size,
+      resources: { request: async () => ({ ok: false, reason: 'none here' }) },
+      onDamage: () => {
+        s.damages++;
+        s.notify();
+      },
+      onExit: (error) => {
+        s.exit = { error };
+        s.notify();
+      },
+    })) as X11Instance;
+    started.push(s);
+    return s;
+  }
+
+  private notify(): void {
+    for (const w of this.wake.splice(0)) w();
+  }
+
+  /** resolves at the next damage or exit, rejects after ms */
+  private next(ms: number, what: string): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`${what}: nothing happened within ${ms} ms`)), ms);
+      this.wake.push(() => {
+        clearTimeout(t);
+        resolve();
+      });
+    });
+  }
+
+  /**
+   * capture() now and at every damage until a picture satisfies `ok`: only the event-driven path,
+   * a change is seen only once onDamage announced it
+   */
+  async frameWhere(ok: (f: RawFrame) => boolean, what: string, ms = 10_000): Promise<RawFrame> {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const f = this.inst.capture();
+      if (f && ok(f)) return f;
+      await this.next(Math.max(1, deadline - Date.now()), `waiting for ${what}`);
+    }
+  }
+
+  async exited(ms = 10_000): Promise<{ error?: Error }> {
+    const deadline = Date.now() + ms;
+    while (!this.exit) await this.next(Math.max(1, deadline - Date.now()), 'waiting for the UA to exit');
+    return this.exit;
+  }
+
+  /** the UA's processes and Xvfb, and the display's socket, for checking that close() removed them */
+  footprint(): { pids: number[]; socket: string } {
+    const pids = [...this.inst.processes(), this.inst.xvfbPid!];
+    return { pids, socket: `/tmp/.X11-unix/X${this.inst.display}` };
+  }
+}
+
+/** for process states, which have no event to wait on: looks again every few ms, up to `ms` */
+async function until(cond: () => boolean, what: string, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+const key = (type: 'down' | 'up', code: string, k: string): InputEvent => ({ kind: 'key', type, code, key: k });
+const tap = (code: string, k: string): InputEvent[] => [key('down', code, k), key('up', code, k)];
+
+// ---- tests ---------------------------------------------------------------------------------------
+
+describe('X11Runtime.validatePackage', () => {
+  const runtime = new X11Runtime();
+
+  it('accepts the samples', async () => {
+    await expect(runtime.validatePackage(path.join(X11_UAS, 'xterm'))).resolves.toEqual({ requiredResources: [], minWidth: 320, minHeight: 200 });
+    await expect(runtime.validatePackage(path.join(X11_UAS, 'probe'))).resolves.toMatchObject({ requiredResources: [] });
+    await expect(runtime.validatePackage(path.join(X11_UAS, 'xcalc'))).resolves.toMatchObject({ requiredResources: [] });
+  });
+
+  it('finds a program shipped in the package', async () => {
+    await expect(runtime.validatePackage(makePackage({ ...MANIFEST, command: ['./run.sh'] }, { 'run.sh': '#!/bin/sh\nexec xterm\n' }))).resolves.toMatchObject({ requiredResources: [] });
+  });
+
+  it.each([
+    ['a missing manifest', () => makePackage(null), /manifest\.json not found/],
+    ['a manifest that is not JSON', () => makePackage(null, { 'manifest.json': '{nope' }), /not valid JSON/],
+    ['the wrong platform', () => makePackage({ ...MANIFEST, platform: 'WASM' }), /"platform" must be "LINUX_X11" \(got "WASM"\)/],
+    ['no command', () => makePackage({ ...MANIFEST, command: [] }), /"command" must be a non-empty array/],
+    ['a program that is nowhere', () => makePackage({ ...MANIFEST, command: ['no-such-program-uve'] }), /"no-such-program-uve" was found neither on PATH .* nor in the package/],
+    ['a program path outside the package', () => makePackage({ ...MANIFEST, command: ['../x/run'] }), /inside the package/],
+    ['a DISPLAY of its own', () => makePackage({ ...MANIFEST, env: { DISPLAY: ':7' } }), /must not set DISPLAY/],
+    ['an unknown resource kind', () => makePackage({ ...MANIFEST, requiredResources: ['TELEPATHY'] }), /unknown kind "TELEPATHY"/],
+  ])('refuses %s with a clear reason', async (_what, make, reason) => {
+    const dir = make();
+    await expect(runtime.validatePackage(dir)).rejects.toThrow(reason);
+    await expect(runtime.validatePackage(dir)).rejects.toThrow(/invalid LINUX_X11 package/);
+  });
+});
+
+describe('Keyboard (keysym to keycode logic)', () => {
+  // keycodes 10 ('1' '!'), 24 ('q' 'Q'), 36 Return, 50 Shift_L, 37 Control_L; 90-92 spare, and 80
+  // (XF86AudioMute only) reclaimable after them
+  const rows: number[][] = Array.from({ length: 100 - 8 }, () => [0, 0]);
+  const set = (kc: number, ...syms: number[]): void => void (rows[kc - 8] = syms);
+  rows.fill([0xfe00, 0]); // everything "used" except the spares below
+  set(10, 0x31, 0x21);
+  set(24, 0x71, 0x51);
+  set(36, 0xff0d, 0);
+  set(50, 0xffe1, 0);
+  set(37, 0xffe3, 0);
+  for (const kc of [90, 91, 92]) set(kc, 0, 0);
+  set(80, 0x1008ff12, 0);
+
+  function make(): { kb: Keyboard; log: string[]; clock: { t: number } } {
+    const log: string[] = [];
+    const clock = { t: 1000 };
+    const backend: KeyBackend = {
+      key: (kc, down) => log.push(`${down ? '+' : '-'}${kc}`),
+      remap: (kc, ks) => log.push(`map ${kc}=${ks.toString(16)}`),
+    };
+    return { kb: new Keyboard(8, rows, backend, () => clock.t), log, clock };
+  }
+
+  it('types mapped characters, with Shift for the shifted level', () => {
+    const { kb, log } = make();
+    expect(kb.type('q!\n')).toBeNull();
+    expect(log).toEqual(['+24', '-24', '+50', '+10', '-10', '-50', '+36', '-36']);
+  });
+
+  it('remaps a spare keycode for characters the map lacks, once, least recently used first', () => {
+    const { kb, log, clock } = make();
+    expect(kb.type('é€é')).toBeNull();
+    expect(log).toEqual(['map 90=e9', '+90', '-90', 'map 91=10020ac', '+91', '-91', '+90', '-90']);
+    log.length = 0;
+    clock.t += REMAP_SETTLE_MS;
+    expect(kb.type('日本語')).toBeNull(); // 92 and 80 are free, then 91 (€) is the least recently used
+    expect(log).toEqual(['map 92=10065e5', '+92', '-92', 'map 80=100672c', '+80', '-80', 'map 91=1008a9e', '+91', '-91']);
+  });
+
+  it('waits before remapping a keycode a client may still be translating', () => {
+    const { kb, log, clock } = make();
+    expect(kb.type('abcd')).toBeNull(); // not on this map: a, b, c and d take the four spares
+    log.length = 0;
+    clock.t += 10;
+    expect(kb.type('xy')).toEqual({ waitMs: REMAP_SETTLE_MS - 10, from: 0 });
+    expect(log).toEqual([]);
+    clock.t += REMAP_SETTLE_MS;
+    expect(kb.type('xy', 0)).toBeNull();
+    expect(log).toEqual(['map 90=78', '+90', '-90', 'map 91=79', '+91', '-91']);
+  });
+
+  it('sends key events by keycode and does not type their text twice', () => {
+    const { kb, log } = make();
+    kb.keyDown('KeyQ', 'q');
+    expect(kb.type('q')).toBeNull(); // the browser's text for the same key press
+    kb.keyUp('KeyQ', 'q');
+    kb.keyDown('ControlLeft', 'Control');
+    kb.keyDown('KeyQ', 'q');
+    kb.keyUp('KeyQ', 'q');
+    kb.keyUp('ControlLeft', 'Control');
+    expect(log).toEqual(['+24', '-24', '+37', '+24', '-24', '-37']);
+  });
+
+  it('releases held keys', () => {
+    const { kb, log } = make();
+    kb.keyDown('ShiftLeft', 'Shift');
+    kb.keyDown('KeyQ', 'Q');
+    kb.releaseAll();
+    expect(log).toEqual(['+50', '+24', '-24', '-50']);
+  });
+});
+
+describe('X11Runtime with Xvfb', () => {
+  const runtime = new X11Runtime();
+
+  it('refuses to start without Xvfb, saying which package to install', async () => {
+    const noXvfb = new X11Runtime({ xvfb: 'Xvfb-not-installed-uve' });
+    await expect(Session.start(noXvfb, path.join(X11_UAS, 'probe'))).rejects.toThrow(/Xvfb-not-installed-uve not found: install the Debian package "xvfb"/);
+  });
+
+  it('probe: fills the screen, repaints on key, click, touch and wheel, reports damage, capture() is null when unchanged', async () => {
+    const s = await Session.start(runtime, path.join(X11_UAS, 'probe'));
+    expect(s.inst.width).toBe(W);
+    await s.frameWhere((f) => filled(f, PROBE_START), 'the probe window filling the screen');
+    expect(s.inst.capture()).toBeNull();
+
+    const damagesBefore = s.damages;
+    for (const ev of tap('KeyA', 'a')) s.inst.input(ev);
+    await s.frameWhere((f) => filled(f, BLUE), 'blue after a key press');
+    expect(s.damages).toBeGreaterThan(damagesBefore);
+    expect(s.inst.capture()).toBeNull();
+
+    s.inst.input({ kind: 'pointer', type: 'down', x: 10, y: 10, button: 0 });
+    s.inst.input({ kind: 'pointer', type: 'up', x: 10, y: 10, button: 0 });
+    await s.frameWhere((f) => filled(f, YELLOW), 'yellow after a click');
+
+    s.inst.input({ kind: 'touch', type: 'start', id: 7, x: 100, y: 100 });
+    s.inst.input({ kind: 'touch', type: 'start', id: 8, x: 200, y: 100 }); // second finger: ignored
+    s.inst.input({ kind: 'touch', type: 'end', id: 7, x: 100, y: 100 });
+    await s.frameWhere((f) => filled(f, BLUE), 'blue after a touch');
+
+    s.inst.input({ kind: 'wheel', dx: 0, dy: 30, x: 50, y: 50 }); // less than one wheel click
+    s.inst.input({ kind: 'wheel', dx: 0, dy: 30, x: 50, y: 50 }); // together one: button 5
+    await s.frameWhere((f) => filled(f, YELLOW), 'yellow after a wheel click');
+
+    // captureFull always has a picture, the same one here
+    expect(filled(s.inst.captureFull(), YELLOW)).toBe(true);
+  });
+
+  it('lets only clients with the session cookie onto the display', async () => {
+    const s = await Session.start(runtime, path.join(X11_UAS, 'probe'));
+    await s.frameWhere((f) => filled(f, PROBE_START), 'the probe (which found the cookie through XAUTHORITY)');
+    await expect(connect(`:${s.inst.display}`, { name: COOKIE_NAME, data: randomBytes(16) })).rejects.toThrow(/Invalid MIT-MAGIC-COOKIE-1 key/);
+  });
+
+  it('suspend stops the UA and its damage, resume continues', async () => {
+    const s = await Session.start(runtime, path.join(X11_UAS, 'probe'));
+    await s.frameWhere((f) => filled(f, PROBE_START), 'the probe');
+    const pids = s.inst.processes();
+    expect(pids.length).toBeGreaterThan(0);
+
+    s.inst.suspend();
+    await until(() => pids.every((p) => processState(p) === 'T'), 'the UA stopped');
+    const damages = s.damages;
+    for (const ev of tap('KeyA', 'a')) s.inst.input(ev); // ignored while suspended
+    await expect(s.frameWhere((f) => filled(f, BLUE), 'no change while suspended', 500)).rejects.toThrow(/nothing happened/);
+    expect(s.damages).toBe(damages);
+    expect(s.inst.capture()).toBeNull();
+
+    s.inst.resume();
+    await until(() => pids.every((p) => processState(p) !== 'T'), 'the UA running again');
+    for (const ev of tap('KeyA', 'a')) s.inst.input(ev);
+    await s.frameWhere((f) => filled(f, BLUE), 'blue after resume');
+  });
+
+  it('xterm: text and key input (é ß € 日本) reach the program, the picture changes, the UA exits by itself', async () => {
+    const dir = makePackage({
+      ...MANIFEST,
+      // the shell writes the line it reads into a file, then xterm exits
+      command: ['xterm', '-fa', 'DejaVu Sans Mono', '-fs', '14', '-u8', '-bg', '#101010', '-fg', '#e0e0e0', '-e', 'sh', '-c', 'read line; printf %s "$line" > typed.txt'],
+      env: { LANG: 'C.UTF-8', LC_ALL: 'C.UTF-8' },
+    });
+    const s = await Session.start(runtime, dir);
+    const { pids, socket } = s.footprint();
+    const blank = await s.frameWhere((f) => filled(f, XTERM_BG), 'xterm filling the screen');
+    const text = 'héllo € ß 日本';
+    s.inst.input({ kind: 'text', text });
+    // key events the way a browser sends them: key down, the same character as text, key up
+    for (const ev of [key('down', 'Space', ' '), { kind: 'text', text: ' ' } as InputEvent, key('up', 'Space', ' ')]) s.inst.input(ev);
+    for (const ev of [key('down', 'ShiftLeft', 'Shift'), ...tap('KeyQ', 'Q'), key('up', 'ShiftLeft', 'Shift'), ...tap('Digit1', '1')]) s.inst.input(ev);
+    // the echo changes the first row of the terminal (where the text goes), and nothing below it
+    const changedPixels = (f: RawFrame, y0: number, y1: number): number => {
+      let n = 0;
+      for (let y = y0; y < y1; y++) for (let x = 0; x < W; x++) if (pixel(f, x, y).join() !== pixel(blank, x, y).join()) n++;
+      return n;
+    };
+    const typed = await s.frameWhere((f) => changedPixels(f, 0, 24) > 200, 'the echo of the typed text');
+    expect(changedPixels(typed, 40, H)).toBe(0);
+    for (const ev of tap('Enter', 'Enter')) s.inst.input(ev);
+    const exit = await s.exited();
+    expect(exit.error).toBeUndefined();
+    expect(readFileSync(path.join(dir, 'typed.txt'), 'utf8')).toBe(`${text} Q1`);
+    await s.inst.close();
+    expect(pids.map(processState).filter((st) => st !== null && st !== 'Z')).toEqual([]);
+    expect(existsSync(socket)).toBe(false);
+  });
+
+  it('xterm: more distinct non-Latin characters than spare keycodes arrive intact and in order', async () => {
+    const dir = makePackage({
+      ...MANIFEST,
+      command: ['xterm', '-u8', '-e', 'sh', '-c', 'read line; printf %s "$line" > typed.txt'],
+      env: { LANG: 'C.UTF-8', LC_ALL: 'C.UTF-8' },
+    });
+    const s = await Session.start(runtime, dir);
+    await s.frameWhere((f) => !filled(f, [0, 0, 0]), 'xterm');
+    // Greek, Cyrillic and CJK: more keysyms missing from the US map than there are keycodes to
+    // remap (about 110 on Xvfb), so keycodes are reused
+    const cjk = Array.from({ length: 120 }, (_, i) => String.fromCodePoint(0x4e00 + i)).join('');
+    const text = `αβγδεζηθικλμνξοπρστυφχψω АБВГДЕЖЗИЙКЛМН ${cjk}`;
+    s.inst.input({ kind: 'text', text });
+    s.inst.input({ kind: 'text', text: '\n' });
+    expect((await s.exited()).error).toBeUndefined();
+    expect(readFileSync(path.join(dir, 'typed.txt'), 'utf8')).toBe(text);
+  });
+
+  it('reports a UA that fails, with its error output', async () => {
+    const dir = makePackage({ ...MANIFEST, command: ['sh', '-c', 'echo no luck >&2; exit 3'] });
+    const s = await Session.start(runtime, dir);
+    const exit = await s.exited();
+    expect(exit.error?.message).toMatch(/exited with code 3: no luck/);
+  });
+
+  it('a launcher that returns at once is not an exit while the program it started runs', async () => {
+    const dir = makePackage({ ...MANIFEST, command: ['sh', '-c', 'xterm -bg white -e sh -c "read x" & exit 0'] });
+    const s = await Session.start(runtime, dir);
+    await s.frameWhere((f) => filled(f, [255, 255, 255]), 'the xterm the launcher started');
+    expect(s.inst.pid).toBeNull(); // the launcher is gone
+    expect(s.exit).toBeNull();
+    for (const ev of tap('Enter', 'Enter')) s.inst.input(ev);
+    expect((await s.exited()).error).toBeUndefined();
+  });
+
+  it('reports the X server dying as the UA ending, and still cleans up', async () => {
+    const s = await Session.start(runtime, path.join(X11_UAS, 'probe'));
+    await s.frameWhere((f) => filled(f, PROBE_START), 'the probe');
+    const { socket } = s.footprint();
+    process.kill(s.inst.xvfbPid!, 'SIGKILL');
+    expect((await s.exited()).error?.message).toMatch(/Xvfb|X connection/);
+    await s.inst.close();
+    expect(existsSync(socket)).toBe(false);
+  });
+
+  it('close() ends the UA, its children and Xvfb and removes the display socket', async () => {
+    // both sleeps are forked before the shell prints "ready"
+    const dir = makePackage({ ...MANIFEST, command: ['xterm', '-bg', 'black', '-fg', 'white', '-e', 'sh', '-c', 'sleep 600 & sleep 600 & echo ready; wait'] });
+    const s = await Session.start(runtime, dir);
+    await s.frameWhere((f) => {
+      for (let y = 0; y < 30; y++) for (let x = 0; x < 60; x++) if (is(f, x, y, [255, 255, 255])) return true;
+      return false;
+    }, 'xterm printing ready');
+    const { pids, socket } = s.footprint();
+    expect(pids.length).toBe(5); // xterm, sh, two sleeps, Xvfb
+    expect(existsSync(socket)).toBe(true);
+    await s.inst.close();
+    expect(pids.map(processState).filter((st) => st !== null && st !== 'Z')).toEqual([]);
+    expect(existsSync(socket)).toBe(false);
+    expect(s.exit).toBeNull(); // closing is not the UA exiting by itself
+  });
+
+  it('has no app data and no full-state checkpoint', async () => {
+    const s = await Session.start(runtime, path.join(X11_UAS, 'probe'));
+    await expect(s.inst.saveAppData()).resolves.toEqual(new Uint8Array(0));
+    await expect(s.inst.restoreAppData(new Uint8Array(0))).resolves.toBeUndefined();
+    await expect(s.inst.saveFullState()).rejects.toThrow(/full process checkpoint/);
+    await expect(s.inst.restoreFullState(new Uint8Array(1))).rejects.toThrow(/full process checkpoint/);
+  });
+
+  it('xcalc, a real application, starts full-screen', async () => {
+    const s = await Session.start(runtime, path.join(X11_UAS, 'xcalc'));
+    // xcalc's white buttons cover much of the otherwise black screen
+    await s.frameWhere((f) => {
+      let white = 0;
+      for (let y = 0; y < H; y += 8) for (let x = 0; x < W; x += 8) if (is(f, x, y, [255, 255, 255])) white++;
+      return white > ((W / 8) * (H / 8)) / 3;
+    }, 'xcalc covering the screen');
+  });
+});
