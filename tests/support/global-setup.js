@@ -4,7 +4,23 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 
+/**
+ * Docker suites run in parallel workers; the agent images are built here once, before them, when
+ * an engine answers (cached by input hash: a no-op when nothing changed). Without an engine the
+ * Docker suites fail with their own message.
+ */
+function buildImagesIfEngine() {
+  const { execFileSync } = require('node:child_process');
+  try {
+    execFileSync('docker', ['info'], { stdio: 'ignore', timeout: 10_000 });
+  } catch {
+    return;
+  }
+  execFileSync(process.execPath, [path.join(__dirname, '../../docker/build-images.js'), '--quiet'], { stdio: 'inherit', timeout: 15 * 60_000 });
+}
+
 module.exports = async function globalSetup() {
+  buildImagesIfEngine();
   const { startEmbeddedPostgres } = require('../../apps/gateway/dist/infra/postgres.js');
   const { createLogger } = require('../../apps/gateway/dist/common/logger.js');
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'uve-test-pg-'));
