@@ -14,12 +14,12 @@ interface Options { gateway: string | null; user: string; password: string; inpu
 
 const HELP = `bench/stream: input-to-decoded-frame latency, fps and CPU per stream, per codec
 
-Usage: node bench/dist/stream.js [--inputs N] [--seconds S] [--codecs H264,MJPEG] [--uas game,paint]
+Usage: node bench/dist/stream.js [--inputs N] [--seconds S] [--codecs H264,MJPEG] [--uas paint,game,probe]
                                  [--width 1280 --height 720] [--gateway URL --user U --password P]
 Without --gateway it starts a gateway on embedded defaults in a temporary folder.`;
 
 function parse(argv: string[]): Options {
-  const o: Options = { gateway: null, user: 'admin', password: 'bench-admin-password', inputs: 100, seconds: 5, width: 1280, height: 720, codecs: ['MJPEG', 'H264'], uas: ['paint', 'game'] };
+  const o: Options = { gateway: null, user: 'admin', password: 'bench-admin-password', inputs: 100, seconds: 5, width: 1280, height: 720, codecs: ['MJPEG', 'H264'], uas: ['paint', 'game', 'probe'] };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const v = () => {
@@ -53,7 +53,7 @@ async function startGateway(password: string): Promise<{ url: string; child: Chi
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'uve-bench-'));
   const main = path.resolve(__dirname, '../../apps/gateway/dist/main.js');
   const child = spawn(process.execPath, [main], {
-    env: { ...process.env, UVE_DATA_DIR: dir, UVE_PORT: '0', UVE_ADMIN_PASSWORD: password, UVE_WARM_VMS: '1', UVE_LOG_LEVEL: 'warn' },
+    env: { ...process.env, UVE_DATA_DIR: dir, UVE_PORT: '0', UVE_ADMIN_PASSWORD: password, UVE_WARM_VMS: '1', UVE_POOL_PLATFORMS: 'WASM,LINUX_X11', UVE_DOCKER: 'off', UVE_LOG_LEVEL: 'warn' },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   const url = await new Promise<string>((resolve, reject) => {
@@ -101,6 +101,8 @@ function agentPid(vmId: string): number | null {
 
 /** The input that changes the UA's picture right away (see docs/wasm-abi.md test hooks). */
 function probeInput(ua: string, i: number, o: Options): InputEvent[] {
+  // the LINUX_X11 probe (an X client in Xvfb) repaints its whole window on every key press
+  if (ua === 'probe') return [{ kind: 'key', type: 'down', code: 'KeyA', key: 'a' }, { kind: 'key', type: 'up', code: 'KeyA', key: 'a' }];
   if (ua === 'game') return [{ kind: 'key', type: 'down', code: i % 2 ? 'ArrowLeft' : 'ArrowRight', key: i % 2 ? 'ArrowLeft' : 'ArrowRight' }, { kind: 'key', type: 'up', code: i % 2 ? 'ArrowLeft' : 'ArrowRight', key: i % 2 ? 'ArrowLeft' : 'ArrowRight' }];
   const x = 20 + ((i * 37) % (o.width - 40));
   const y = 20 + ((i * 53) % (o.height - 80));
@@ -168,7 +170,8 @@ async function measure(gw: GatewayClient, ua: string, codec: VideoCodec, o: Opti
       const timer = setTimeout(() => reject(new Error(`no frame for input ${seq} in 5 s`)), 5000);
       waiting = { seq, resolve: (fr) => { clearTimeout(timer); resolve(fr); } };
     });
-    const ms = (f.decoded ? now() : now()) - t; // decoded: the frame event fires after decoding
+    if (!f.decoded) throw new Error('frame not decoded');
+    const ms = now() - t; // the frame event fires once the frame is decoded
     client.sendInput(up!);
     return ms;
   }
