@@ -13,6 +13,7 @@ let redis: TestRedis;
 let gw: GatewayProcess;
 let admin: string;
 let user: { token: string; id: string };
+let env: Record<string, string>;
 const clients: Client[] = [];
 
 const vm = (id: string) => gql(gw, `{ vm(id: "${id}") { status provider platform endpoint } }`, {}, admin);
@@ -24,10 +25,11 @@ beforeAll(async () => {
   await buildAgentImages();
   await removeContainersLabelled(docker, `uve.gateway=${PREFIX}`);
   redis = await startRedis();
-  gw = await startGateway({
+  env = {
     DATABASE_URL: await freshDatabase(), REDIS_URL: redis.url, UVE_QUEUE_PREFIX: PREFIX, UVE_SAMPLE_UAS: 'true',
     UVE_DOCKER: 'on', UVE_VM_PROVIDER: 'DOCKER', UVE_WARM_VMS: '1', UVE_POOL_PLATFORMS: 'WASM',
-  });
+  };
+  gw = await startGateway(env);
   admin = (await login(gw, ADMIN.username, ADMIN.password)).token;
   user = await registerUser(gw, 'dockeruser');
 }, 20 * 60_000);
@@ -88,4 +90,17 @@ it('sees a container killed from outside as OFFLINE, and the pool replaces it', 
   const replacement = await until('a replacement VM', 60_000, async () => (await warm()).find((v) => v.id !== victim!.id) ?? null, 100);
   expect(replacement.provider).toBe('DOCKER');
   expect((await container(replacement.id).inspect()).State.Running).toBe(true);
+});
+
+it('reconciles at start: a VM whose container went away while the gateway was down is OFFLINE at once, and its container pruned', async () => {
+  const d = await ok(gw, `mutation { provisionVm(input: { platform: WASM, provider: DOCKER, name: "reconciled" }) { id } }`, {}, admin);
+  const id = d.provisionVm.id as string;
+  await idle(id);
+  await gw.stop(); // containers outlive the gateway
+  expect((await container(id).inspect()).State.Running).toBe(true);
+  await container(id).kill();
+  gw = await startGateway(env);
+  // no heartbeat timeout has passed yet: this is the reconciliation's doing
+  expect((await vm(id)).data!.vm.status).toBe('OFFLINE');
+  await expect(container(id).inspect()).rejects.toMatchObject({ statusCode: 404 });
 });
