@@ -4,19 +4,13 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import * as path from 'node:path';
-import { LOCAL_RESOURCE_KINDS, type LocalResourceKind } from '@uve/protocol';
+import { readBaseManifest, type BaseManifest } from '../manifest';
 import { ABI_VERSION, APP_DATA_EXPORTS, GLOBAL_EXPORT_PREFIX, HOST_IMPORTS, OPTIONAL_EXPORTS, REQUIRED_EXPORTS, RESERVED_EXPORT_PREFIX } from './abi';
 import { EXTERNAL_KIND, instrumentModule, parseModule, signatureOf, WasmFormatError, type GlobalEntry, type ModuleInfo } from './binary';
 import { WA, type WasmModule } from './webassembly';
 
-export interface WasmManifest {
-  name: string;
-  version: string;
-  platform: 'WASM';
+export interface WasmManifest extends BaseManifest<'WASM'> {
   entry: string;
-  requiredResources: LocalResourceKind[];
-  minWidth?: number;
-  minHeight?: number;
 }
 
 /** A checked, compiled module; shared by every instance of the same bytes. */
@@ -42,49 +36,16 @@ export class WasmPackageError extends Error {
   }
 }
 
-const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
-const isPositiveInt = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v > 0 && v <= 16384;
-
 export async function readManifest(dir: string): Promise<WasmManifest> {
   const fail = (reason: string): never => {
     throw new WasmPackageError(dir, reason);
   };
-  let text: string;
-  try {
-    text = await readFile(path.join(dir, 'manifest.json'), 'utf8');
-  } catch (e) {
-    return fail((e as NodeJS.ErrnoException).code === 'ENOENT' ? 'manifest.json not found' : `manifest.json cannot be read: ${(e as Error).message}`);
-  }
-  let m: unknown;
-  try {
-    m = JSON.parse(text);
-  } catch {
-    return fail('manifest.json is not valid JSON');
-  }
-  if (!isObj(m)) return fail('manifest.json must be a JSON object');
-  if (typeof m.name !== 'string' || m.name === '') fail('manifest "name" must be a non-empty string');
-  if (typeof m.version !== 'string' || m.version === '') fail('manifest "version" must be a non-empty string');
-  if (m.platform !== 'WASM') fail(`manifest "platform" must be "WASM" (got ${JSON.stringify(m.platform)})`);
+  const { base, raw: m } = await readBaseManifest(dir, 'WASM', fail);
   if (typeof m.entry !== 'string' || m.entry === '') fail('manifest "entry" must name the .wasm file');
   const entry = m.entry as string;
   const resolved = path.resolve(dir, entry);
   if (path.isAbsolute(entry) || !resolved.startsWith(path.resolve(dir) + path.sep)) fail(`manifest "entry" must be a path inside the package (got ${JSON.stringify(entry)})`);
-  if (!Array.isArray(m.requiredResources)) fail('manifest "requiredResources" must be an array');
-  for (const r of m.requiredResources as unknown[]) {
-    if (!(LOCAL_RESOURCE_KINDS as readonly unknown[]).includes(r)) fail(`manifest "requiredResources" has unknown kind ${JSON.stringify(r)} (known: ${LOCAL_RESOURCE_KINDS.join(', ')})`);
-  }
-  for (const k of ['minWidth', 'minHeight'] as const) {
-    if (m[k] !== undefined && !isPositiveInt(m[k])) fail(`manifest "${k}" must be a positive integer of at most 16384`);
-  }
-  return {
-    name: m.name as string,
-    version: m.version as string,
-    platform: 'WASM',
-    entry,
-    requiredResources: [...new Set(m.requiredResources as LocalResourceKind[])],
-    ...(m.minWidth !== undefined ? { minWidth: m.minWidth as number } : {}),
-    ...(m.minHeight !== undefined ? { minHeight: m.minHeight as number } : {}),
-  };
+  return { ...base, entry };
 }
 
 /** Checks the module against the ABI; returns what is wrong, or null. */

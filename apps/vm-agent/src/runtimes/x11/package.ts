@@ -2,21 +2,15 @@
 // (docs/linux-x11.md). Checking it means checking the manifest and finding the executable, so a
 // storefront learns at deploy time, not at the first session, that a program is missing.
 import { constants } from 'node:fs';
-import { access, readFile, stat } from 'node:fs/promises';
+import { access, stat } from 'node:fs/promises';
 import * as path from 'node:path';
-import { LOCAL_RESOURCE_KINDS, type LocalResourceKind } from '@uve/protocol';
+import { isObj, readBaseManifest, type BaseManifest } from '../manifest';
 
-export interface X11Manifest {
-  name: string;
-  version: string;
-  platform: 'LINUX_X11';
+export interface X11Manifest extends BaseManifest<'LINUX_X11'> {
   /** argv of the UA; [0] is looked up in the package folder (when it names a path) or on PATH */
   command: string[];
   /** added to the agent's environment (DISPLAY is always set by the runtime) */
   env: Record<string, string>;
-  requiredResources: LocalResourceKind[];
-  minWidth?: number;
-  minHeight?: number;
 }
 
 export class X11PackageError extends Error {
@@ -26,8 +20,6 @@ export class X11PackageError extends Error {
   }
 }
 
-const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
-const isPositiveInt = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v > 0 && v <= 16384;
 // the runtime owns these: a package must not point the UA at another display or a cookie
 const RESERVED_ENV = new Set(['DISPLAY', 'XAUTHORITY']);
 
@@ -35,22 +27,7 @@ export async function readManifest(dir: string): Promise<X11Manifest> {
   const fail = (reason: string): never => {
     throw new X11PackageError(dir, reason);
   };
-  let text: string;
-  try {
-    text = await readFile(path.join(dir, 'manifest.json'), 'utf8');
-  } catch (e) {
-    return fail((e as NodeJS.ErrnoException).code === 'ENOENT' ? 'manifest.json not found' : `manifest.json cannot be read: ${(e as Error).message}`);
-  }
-  let m: unknown;
-  try {
-    m = JSON.parse(text);
-  } catch {
-    return fail('manifest.json is not valid JSON');
-  }
-  if (!isObj(m)) return fail('manifest.json must be a JSON object');
-  if (typeof m.name !== 'string' || m.name === '') fail('manifest "name" must be a non-empty string');
-  if (typeof m.version !== 'string' || m.version === '') fail('manifest "version" must be a non-empty string');
-  if (m.platform !== 'LINUX_X11') fail(`manifest "platform" must be "LINUX_X11" (got ${JSON.stringify(m.platform)})`);
+  const { base, raw: m } = await readBaseManifest(dir, 'LINUX_X11', fail, true);
   const command = m.command;
   if (!Array.isArray(command) || command.length === 0 || !command.every((a) => typeof a === 'string') || command[0] === '') {
     fail('manifest "command" must be a non-empty array of strings, the program first (e.g. ["xterm", "-fa", "DejaVu Sans Mono"])');
@@ -66,24 +43,7 @@ export async function readManifest(dir: string): Promise<X11Manifest> {
       env[k] = v as string;
     }
   }
-  const resources = m.requiredResources ?? [];
-  if (!Array.isArray(resources)) fail('manifest "requiredResources" must be an array');
-  for (const r of resources as unknown[]) {
-    if (!(LOCAL_RESOURCE_KINDS as readonly unknown[]).includes(r)) fail(`manifest "requiredResources" has unknown kind ${JSON.stringify(r)} (known: ${LOCAL_RESOURCE_KINDS.join(', ')})`);
-  }
-  for (const k of ['minWidth', 'minHeight'] as const) {
-    if (m[k] !== undefined && !isPositiveInt(m[k])) fail(`manifest "${k}" must be a positive integer of at most 16384`);
-  }
-  return {
-    name: m.name as string,
-    version: m.version as string,
-    platform: 'LINUX_X11',
-    command: [...(command as string[])],
-    env,
-    requiredResources: [...new Set(resources as LocalResourceKind[])],
-    ...(m.minWidth !== undefined ? { minWidth: m.minWidth as number } : {}),
-    ...(m.minHeight !== undefined ? { minHeight: m.minHeight as number } : {}),
-  };
+  return { ...base, command: [...(command as string[])], env };
 }
 
 async function isExecutableFile(file: string): Promise<boolean> {

@@ -15,7 +15,7 @@ import {
   type DockerConnection,
   type ImageInfo,
 } from './docker-image';
-import type { LaunchedVm, VmLaunchSpec, VmProviderDriver } from './vm-provider';
+import { agentEnv, type LaunchedVm, type VmLaunchSpec, type VmProviderDriver } from './vm-provider';
 
 export { BUILD_IMAGES_COMMAND, MissingImageError, agentVersion, defaultImages, dockerAvailable, ensureImages } from './docker-image';
 export type { DockerConnection, ImageInfo } from './docker-image';
@@ -122,18 +122,10 @@ export class DockerProvider implements VmProviderDriver {
     const vmHost = o.vmHost ?? '127.0.0.1';
     const env: Record<string, string> = {
       ...o.env,
-      REDIS_URL: spec.redisUrl,
-      UVE_GATEWAY_URL: spec.gatewayUrl,
-      UVE_VM_ID: spec.vmId,
-      UVE_VM_SECRET: spec.secret,
-      UVE_VM_NAME: spec.name,
-      UVE_VM_PLATFORM: spec.platform,
-      UVE_VM_PROVIDER: 'DOCKER',
+      ...agentEnv(spec, 'DOCKER'),
       UVE_VM_HOST: vmHost,
       UVE_VM_PUBLIC_HOST: o.vmPublicHost ?? vmHost,
       UVE_VM_PORT: '0',
-      UVE_VM_CAPACITY: String(spec.capacity),
-      UVE_QUEUE_PREFIX: spec.queuePrefix,
     };
     return {
       name: containerName(spec.vmId),

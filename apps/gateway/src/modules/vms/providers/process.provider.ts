@@ -2,7 +2,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import type { Logger } from '../../../common/logger';
-import type { LaunchedVm, VmLaunchSpec, VmProviderDriver } from './vm-provider';
+import { agentEnv, type LaunchedVm, type VmLaunchSpec, type VmProviderDriver } from './vm-provider';
 
 /** The agent binary in this repository (apps/vm-agent/dist/main.js), found from the gateway's dist. */
 export const AGENT_MAIN = path.resolve(__dirname, '../../../../../vm-agent/dist/main.js');
@@ -24,15 +24,7 @@ export class ProcessProvider implements VmProviderDriver {
         PATH: process.env.PATH ?? '',
         HOME: process.env.HOME ?? '/tmp',
         ...this.extraEnv,
-        REDIS_URL: spec.redisUrl,
-        UVE_GATEWAY_URL: spec.gatewayUrl,
-        UVE_VM_ID: spec.vmId,
-        UVE_VM_SECRET: spec.secret,
-        UVE_VM_NAME: spec.name,
-        UVE_VM_PLATFORM: spec.platform,
-        UVE_VM_PROVIDER: 'PROCESS',
-        UVE_VM_CAPACITY: String(spec.capacity),
-        UVE_QUEUE_PREFIX: spec.queuePrefix,
+        ...agentEnv(spec, 'PROCESS'),
       },
       stdio: ['ignore', 'ignore', 'pipe'],
     });

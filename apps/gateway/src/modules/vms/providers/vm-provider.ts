@@ -30,3 +30,18 @@ export interface VmProviderDriver {
   onVmExit?(listener: (vmId: string, reason: string) => void): void;
   close(): Promise<void>;
 }
+
+/** The agent's environment for a VM (see docs/vm-agent.md); providers add where it listens. */
+export function agentEnv(spec: VmLaunchSpec, provider: VmProvider): Record<string, string> {
+  return {
+    REDIS_URL: spec.redisUrl,
+    UVE_GATEWAY_URL: spec.gatewayUrl,
+    UVE_VM_ID: spec.vmId,
+    UVE_VM_SECRET: spec.secret,
+    UVE_VM_NAME: spec.name,
+    UVE_VM_PLATFORM: spec.platform,
+    UVE_VM_PROVIDER: provider,
+    UVE_VM_CAPACITY: String(spec.capacity),
+    UVE_QUEUE_PREFIX: spec.queuePrefix,
+  };
+}
