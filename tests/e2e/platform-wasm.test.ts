@@ -1,5 +1,7 @@
 // The WASM platform end to end, through public interfaces only: the gateway (with its warm pool of
 // PROCESS VMs running the real vm-agent), UVE-1 over GraphQL, UVE-3/UVE-4 over the VM's WebSocket.
+import fs from 'node:fs';
+import { createHash } from 'node:crypto';
 import WebSocket from 'ws';
 import { CLOSE, MAX_CLIENT_MESSAGE_BYTES, STREAM_PROTOCOL_VERSION } from '@uve/protocol';
 import { freshDatabase, startRedis, until, type TestRedis } from '../support/services';
@@ -215,5 +217,59 @@ describe('VM management (admin)', () => {
     expect((await refusal(gw, `mutation { provisionVm(input: { platform: WASM, capacity: 0 }) { id } }`, {}, admin)).extensions?.code).toBe('BAD_USER_INPUT');
     expect((await refusal(gw, `mutation { removeVm(id: "nope") { id } }`, {}, admin)).extensions?.code).toBe('NOT_FOUND');
     expect((await refusal(gw, `mutation { provisionVm(input: { platform: WASM }) { id } }`, {}, user.token)).extensions?.code).toBe('FORBIDDEN');
+  });
+});
+
+describe('VM Data (UVE-5 over HTTP)', () => {
+  const SNAPSHOTS = `{ mySnapshots { id kind sizeBytes sha256 session { id } ua { name } sourceVm { id } } }`;
+
+  async function paintAndLeave(method: 'NORMAL' | 'NO_LOSS', leave: 'end' | 'drop') {
+    const paint = await uaId(gw, user.token, 'paint');
+    const d = await ok(gw, `mutation($i: RequestApplicationInput!) { requestApplication(input: $i) { id vm { id } connection { url token } } }`, {
+      i: { uaId: paint, reconnectionMethod: method, terminal: { screenWidth: 640, screenHeight: 480, codecs: ['MJPEG'], localResources: [] } },
+    }, user.token);
+    const s = d.requestApplication;
+    const stream = await openStream(s.connection);
+    await stream.frame(() => true, 'at all');
+    await stream.inputAndFrame({ kind: 'pointer', type: 'down', x: 50, y: 50, button: 0 }, 'after painting');
+    const c = wsClient(gw, user.token);
+    clients.push(c);
+    const events = subscribe(c, `subscription($id: ID!) { sessionEvents(sessionId: $id, replay: true) { type data } }`, { id: s.id });
+    if (leave === 'end') {
+      await ok(gw, `mutation { endSession(sessionId: "${s.id}") { state } }`, {}, user.token);
+      stream.client.close();
+    } else {
+      stream.client.close(); // no bye: an unexpected disconnect
+    }
+    const saved = await events.next((e) => e.data?.sessionEvents?.type === 'SNAPSHOT_SAVED', 20_000);
+    events.dispose();
+    return { s, saved: saved.data!.sessionEvents.data as { snapshotId: string; kind: string; sizeBytes: number; sha256: string } };
+  }
+
+  it('stores the application data of a NORMAL session when the user ends it', async () => {
+    const { s, saved } = await paintAndLeave('NORMAL', 'end');
+    expect(saved).toMatchObject({ kind: 'APP_DATA' });
+    expect(saved.sizeBytes).toBeGreaterThan(0);
+    const mine = (await ok(gw, SNAPSHOTS, {}, user.token)).mySnapshots;
+    expect(mine).toContainEqual({ id: saved.snapshotId, kind: 'APP_DATA', sizeBytes: saved.sizeBytes, sha256: saved.sha256, session: { id: s.id }, ua: { name: 'paint' }, sourceVm: { id: s.vm.id } });
+  });
+
+  it('stores the full state of a NO_LOSS session on an unexpected disconnect, and serves it back only to a VM with its secret', async () => {
+    const { s, saved } = await paintAndLeave('NO_LOSS', 'drop');
+    expect(saved.kind).toBe('FULL');
+    const url = `${gw.url}/vmm/vm-data/snapshots/${saved.snapshotId}`;
+    const secret = fs.readFileSync(`/proc/${agentPid(s.vm.id)}/environ`, 'utf8').split('\0').find((e) => e.startsWith('UVE_VM_SECRET='))!.slice('UVE_VM_SECRET='.length);
+    const res = await fetch(url, { headers: { 'x-uve-vm-id': s.vm.id, authorization: `Bearer ${secret}` } });
+    expect(res.status).toBe(200);
+    const bytes = Buffer.from(await res.arrayBuffer());
+    expect(bytes.byteLength).toBe(saved.sizeBytes);
+    expect(createHash('sha256').update(bytes).digest('hex')).toBe(saved.sha256);
+    const wrong = await fetch(url, { headers: { 'x-uve-vm-id': s.vm.id, authorization: 'Bearer not-the-secret' } });
+    expect(wrong.status).toBe(401);
+    const forged = await fetch(`${gw.url}/vmm/vm-data/sessions/${s.id}?kind=FULL`, { method: 'PUT', headers: { 'x-uve-vm-id': s.vm.id, authorization: 'Bearer nope' }, body: 'x' });
+    expect(forged.status).toBe(401);
+    // a later FULL snapshot of the same user and UA replaces this one; nothing else was written
+    const fulls = (await ok(gw, SNAPSHOTS, {}, user.token)).mySnapshots.filter((x: { kind: string }) => x.kind === 'FULL');
+    expect(fulls.map((x: { id: string }) => x.id)).toEqual([saved.snapshotId]);
   });
 });

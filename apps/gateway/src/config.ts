@@ -28,6 +28,7 @@ export interface GatewayConfig {
   maxVms: number;
   vmCapacity: number;
   registerSampleUas: boolean;
+  vmDataMaxMb: number;
   logLevel: 'error' | 'warn' | 'info' | 'debug';
 }
 
@@ -94,6 +95,7 @@ export const CONFIG_SPEC = {
   maxVms: { env: 'UVE_MAX_VMS', doc: 'most VMs the pool provisions', default: '8', parse: int(0, 1000) },
   vmCapacity: { env: 'UVE_VM_CAPACITY', doc: 'sessions per provisioned VM', default: '4', parse: int(1, 64) },
   registerSampleUas: { env: 'UVE_SAMPLE_UAS', doc: 'register the sample UAs shipped with the agent', default: 'true', parse: bool },
+  vmDataMaxMb: { env: 'UVE_VM_DATA_MAX_MB', doc: 'largest VM Data upload a VM may store, MiB', default: '256', parse: int(1, 1024) },
   logLevel: { env: 'UVE_LOG_LEVEL', doc: 'error, warn, info or debug', default: 'info', parse: oneOf('error', 'warn', 'info', 'debug') },
 } satisfies { [K in keyof GatewayConfig]: Spec<NonNullable<GatewayConfig[K]>> };
 

@@ -19,6 +19,7 @@ import { StreamServer } from './stream/stream-server';
 import { UaStore } from './uas/ua-store';
 import { VmmLink } from './vmm/link';
 import { CpuSampler } from './vmm/heartbeat';
+import { VmDataClient } from './vmm/vm-data';
 
 export const AGENT_VERSION: string = (require('../package.json') as { version: string }).version;
 
@@ -84,6 +85,7 @@ export class Vm {
     });
     await this.uas.load();
 
+    const vmData = new VmDataClient(cfg.vmDataUrl, cfg.vmId, cfg.vmSecret);
     this.sessions = new SessionManager({
       capacity: cfg.capacity,
       codecs: this.codecs,
@@ -92,6 +94,7 @@ export class Vm {
       createEncoder,
       report: (e) => void link.report(e),
       log: log.child({ part: 'sessions' }),
+      storeVmData: (sessionId, kind, data) => vmData.upload(sessionId, kind, data),
     });
 
     const verifier = this.deps.verifier ?? createTokenVerifier(cfg.jwksUrl, cfg.vmId);
@@ -200,8 +203,8 @@ export class Vm {
         this.session(c.sessionId, c.type)?.resume();
         return;
       case 'session.terminate':
-        // VM Data upload (saveVmData) comes with the VM Data endpoint; the session just ends here.
-        if (c.saveVmData) this.log.info('VM Data upload is not implemented yet', { session: c.sessionId });
+        // the user finished: VM Data is updated before the UA goes away (seed 7.3.1.2.2)
+        if (c.saveVmData) await sessions.get(c.sessionId)?.saveVmData();
         await sessions.terminate(c.sessionId, c.reason);
         return;
       case 'monitoring.notify':

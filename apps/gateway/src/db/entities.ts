@@ -6,10 +6,10 @@ import { Vm } from '../modules/vms/vms.entity';
 import { Session, SessionEvent } from '../modules/sessions/sessions.entity';
 import { Monitoring, WatcherGrant } from '../modules/watchers/watchers.entity';
 import { Invitation, Participant } from '../modules/invitations/invitations.entity';
-import { VmSnapshot } from '../modules/snapshots/snapshots.entity';
+import { VmDataBlob, VmSnapshot } from '../modules/snapshots/snapshots.entity';
 import { Procurement } from '../modules/procurements/procurements.entity';
 
 export const ENTITIES = [
   User, SigningKey, Storefront, Ua, UaVersion, UaDeployment, Vm, Session, SessionEvent,
-  WatcherGrant, Monitoring, Invitation, Participant, VmSnapshot, Procurement,
+  WatcherGrant, Monitoring, Invitation, Participant, VmSnapshot, VmDataBlob, Procurement,
 ];

@@ -12,6 +12,7 @@ import { JWKS_PATH } from '@uve/protocol';
 import type { Services } from '../services';
 import { resolvePrincipal, type Context } from './context';
 import { formatError } from './format-error';
+import { registerVmDataRoutes } from '../modules/snapshots/vm-data.routes';
 
 export interface HttpServer {
   server: http.Server;
@@ -85,6 +86,7 @@ export async function startHttpServer(schema: GraphQLSchema, services: Services,
   app.get(JWKS_PATH, (_req, res) => {
     res.set('cache-control', 'public, max-age=300').json(services.keys.jwks());
   });
+  registerVmDataRoutes(app, services, services.config.vmDataMaxMb * 1024 * 1024);
   app.use(
     '/graphql',
     express.json({ limit: '256kb' }),

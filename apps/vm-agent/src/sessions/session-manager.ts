@@ -6,7 +6,7 @@ import type { VmReport } from '../vmm/link';
 import type { UaStore } from '../uas/ua-store';
 import type { UaRuntime } from '../runtimes/runtime';
 import type { EncoderOptions, VideoEncoder } from '../encoders/encoder';
-import { Session } from './session';
+import { Session, type SessionDeps } from './session';
 
 /** how long a prepare may wait for the UA's deployment to finish */
 export const DEPLOY_WAIT_MS = 180_000;
@@ -32,6 +32,7 @@ export interface SessionManagerOptions {
   report: (event: VmReport) => void;
   log: Logger;
   firstConnectTimeoutMs?: number;
+  storeVmData?: SessionDeps['storeVmData'];
 }
 
 export class SessionManager {
@@ -122,6 +123,7 @@ export class SessionManager {
       createEncoder: this.opts.createEncoder,
       report: this.opts.report,
       log: this.opts.log,
+      storeVmData: this.opts.storeVmData,
       onEnded: (s, reason) => {
         if (this.sessions.get(s.id) === s) this.sessions.delete(s.id);
         this.remember(s.id, reason);

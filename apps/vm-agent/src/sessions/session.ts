@@ -10,6 +10,7 @@ import {
   type PrepareSessionCommand,
   type ReconnectionMethod,
   type SessionTokenClaims,
+  type SnapshotKind,
   type StreamParams,
   type TerminalCapabilities,
 } from '@uve/protocol';
@@ -21,6 +22,7 @@ import { errorMessage, withTimeout } from '../common/errors';
 import { FramePump } from '../stream/frame-pump';
 import type { StreamConnection } from '../stream/connection';
 import type { VmReport } from '../vmm/link';
+import type { StoredVmData } from '../vmm/vm-data';
 import { SessionResourceBroker } from './resource-broker';
 
 export type SessionState = 'starting' | 'ready' | 'ended';
@@ -37,6 +39,8 @@ export interface SessionDeps {
   log: Logger;
   /** the session ended: free its capacity */
   onEnded: (session: Session, reason: string) => void;
+  /** stores VM Data with the VMM (UVE-5); absent in tests without a VMM */
+  storeVmData?: (sessionId: string, kind: SnapshotKind, data: Uint8Array) => Promise<StoredVmData>;
 }
 
 /** how long the first picture may take (encoder start included) */
@@ -285,6 +289,39 @@ export class Session {
         : `connection closed: ${code}${reason ? ` ${reason}` : code === 1006 ? ' (lost)' : ''}`;
     this.log.info('player disconnected', { unexpected: !conn.byeReceived, reason: why });
     this.report({ type: 'session.disconnected', reason: why, unexpected: !conn.byeReceived });
+    // seed 7.3.1.2.2: on an unexpected disconnect the VM updates the VM Data with the VMM
+    if (!conn.byeReceived) void this.saveVmData();
+  }
+
+  /**
+   * Saves the session's VM Data per its Reconnection Method (NORMAL: the UA's own data; NO_LOSS:
+   * the full state, or the UA's data where the runtime cannot capture more) and stores it with the
+   * VMM. Never throws: a failed save is logged, the session goes on.
+   */
+  async saveVmData(): Promise<StoredVmData | null> {
+    const instance = this.instance;
+    if (!instance || !this.deps.storeVmData) return null;
+    try {
+      let kind: SnapshotKind = 'APP_DATA';
+      let data: Uint8Array | null = null;
+      if (this.reconnectionMethod === 'NO_LOSS') {
+        try {
+          data = await instance.saveFullState();
+          kind = 'FULL';
+        } catch (e) {
+          this.log.warn('full state not capturable here; saving the application data', { error: errorMessage(e) });
+        }
+      }
+      data ??= await instance.saveAppData();
+      if (data.byteLength === 0) return null; // the UA keeps nothing
+      const stored = await this.deps.storeVmData(this.id, kind, data);
+      this.report({ type: 'vmdata.updated', snapshotId: stored.snapshotId, kind: stored.kind, sizeBytes: stored.sizeBytes, sha256: stored.sha256 });
+      this.log.info('VM Data saved', { kind, bytes: data.byteLength, snapshot: stored.snapshotId });
+      return stored;
+    } catch (e) {
+      this.log.warn('VM Data not saved', { error: errorMessage(e) });
+      return null;
+    }
   }
 
   addWatcher(userId: string): void {

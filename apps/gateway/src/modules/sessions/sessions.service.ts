@@ -271,6 +271,14 @@ export class SessionsService {
     });
   }
 
+  /** Records an event that changes no state (VM Data saved, a resource asked for) and publishes it. */
+  async recordEvent(sessionId: string, type: SessionEventType, data: Record<string, unknown>): Promise<void> {
+    await this.tx(async (em, out) => {
+      const s = await this.lock(em, sessionId);
+      await this.record(em, out, s, type, null, data);
+    });
+  }
+
   // ---- the machinery -------------------------------------------------------------------------------
 
   private async lock(em: EntityManager, id: string): Promise<Session> {

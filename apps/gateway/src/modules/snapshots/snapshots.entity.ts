@@ -1,4 +1,4 @@
-import { Column, CreateDateColumn, Entity, Index, JoinColumn, ManyToOne, PrimaryGeneratedColumn } from 'typeorm';
+import { Column, CreateDateColumn, Entity, Index, JoinColumn, ManyToOne, OneToOne, PrimaryColumn, PrimaryGeneratedColumn } from 'typeorm';
 import { Field, ID, Int, ObjectType } from 'type-graphql';
 import { SNAPSHOT_KINDS, type SnapshotKind } from '@uve/protocol';
 import { SnapshotKindEnum } from '../../graphql/enums';
@@ -27,4 +27,12 @@ export class VmSnapshot {
   @Column({ type: 'varchar', length: 1024 }) storageKey!: string;
   @Field() @CreateDateColumn({ type: 'timestamptz' }) createdAt!: Date;
   @Field(() => Date, { nullable: true }) @Column({ type: 'timestamptz', nullable: true }) lastRestoredAt!: Date | null;
+}
+
+/** The bytes of a snapshot, kept in PostgreSQL so every gateway can serve them to any VM. */
+@Entity('vm_data_blobs')
+export class VmDataBlob {
+  @PrimaryColumn({ type: 'uuid' }) snapshotId!: string;
+  @OneToOne(() => VmSnapshot, { onDelete: 'CASCADE' }) @JoinColumn({ name: 'snapshot_id' }) snapshot?: VmSnapshot;
+  @Column({ type: 'bytea' }) data!: Buffer;
 }

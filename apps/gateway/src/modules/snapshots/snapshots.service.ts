@@ -1,14 +1,18 @@
 // VM Data records (seed 7.2). Storing and restoring the bytes arrives with the reconnection issue.
-import type { DataSource, FindOptionsWhere, Repository } from 'typeorm';
+import { createHash } from 'node:crypto';
+import { Not, type DataSource, type FindOptionsWhere, type Repository } from 'typeorm';
+import type { SnapshotKind } from '@uve/protocol';
+import { Session } from '../sessions/sessions.entity';
+import type { Vm } from '../vms/vms.entity';
 import { isUuid, notFound } from '../../common/errors';
 import type { User } from '../users/users.entity';
 import { page } from '../users/users.service';
-import { VmSnapshot } from './snapshots.entity';
+import { VmDataBlob, VmSnapshot } from './snapshots.entity';
 
 export class SnapshotsService {
   private readonly repo: Repository<VmSnapshot>;
 
-  constructor(ds: DataSource) {
+  constructor(private readonly ds: DataSource) {
     this.repo = ds.getRepository(VmSnapshot);
   }
 
@@ -35,6 +39,39 @@ export class SnapshotsService {
       }
     }
     return this.repo.find({ where, order: { createdAt: 'DESC' }, take, skip });
+  }
+
+  /**
+   * UVE-5 VM Data update: the VM that holds the session stores the session's state. The newest
+   * snapshot of a kind replaces the older ones of the same user and UA (seed B.1: "the" VM Data).
+   */
+  async store(vm: Vm, sessionId: string, kind: SnapshotKind, data: Buffer): Promise<VmSnapshot | null> {
+    if (!isUuid(sessionId)) return null;
+    return this.ds.transaction(async (em) => {
+      const session = await em.findOneBy(Session, { id: sessionId });
+      if (!session || session.vmId !== vm.id) return null;
+      const sha256 = createHash('sha256').update(data).digest('hex');
+      const snap = await em.save(em.create(VmSnapshot, {
+        userId: session.userId, uaId: session.uaId, sessionId, kind, sizeBytes: data.byteLength, sha256,
+        sourceVmId: vm.id, storageKey: 'postgres:vm_data_blobs', lastRestoredAt: null,
+      }));
+      await em.insert(VmDataBlob, { snapshotId: snap.id, data });
+      await em.delete(VmSnapshot, { userId: session.userId, uaId: session.uaId, kind, id: Not(snap.id) });
+      return snap;
+    });
+  }
+
+  /** The bytes, for a VM that holds an open session of the snapshot's user and UA (restore). */
+  async load(vm: Vm, snapshotId: string): Promise<{ snapshot: VmSnapshot; data: Buffer } | null> {
+    const snapshot = await this.findById(snapshotId);
+    if (!snapshot) return null;
+    const [holder] = await this.ds.query(
+      `SELECT 1 FROM sessions WHERE vm_id = $1 AND user_id = $2 AND ua_id = $3 AND state IN ('REQUESTED', 'ASSIGNED', 'ACTIVE', 'SUSPENDED', 'DISCONNECTED') LIMIT 1`,
+      [vm.id, snapshot.userId, snapshot.uaId],
+    );
+    if (!holder) return null;
+    const blob = await this.ds.getRepository(VmDataBlob).findOneBy({ snapshotId });
+    return blob ? { snapshot, data: blob.data } : null;
   }
 
   async delete(user: User, id: string): Promise<boolean> {

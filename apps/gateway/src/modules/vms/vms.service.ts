@@ -1,6 +1,6 @@
 // The VMM's view of its VMs: records kept from UVE-5 reports (register, heartbeat, deployments),
 // liveness, and provisioning through the providers.
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { In, LessThan, Not, type DataSource, type FindOptionsWhere, type Repository } from 'typeorm';
 import { uve, type MessageBus } from '@uve/queue';
 import { vmCommandQueue, type DeploymentChanged, type Platform, type VmHeartbeat, type VmProvider, type VmRegistered, type VmStopping } from '@uve/protocol';
@@ -91,6 +91,14 @@ export class VmsService {
 
   findById(id: string): Promise<Vm | null> {
     return isUuid(id) ? this.repo.findOneBy({ id }) : Promise.resolve(null);
+  }
+
+  /** The VM presenting this secret (its VM Data credential), or null. */
+  async authenticate(vmId: string, secret: string): Promise<Vm | null> {
+    const vm = await this.findById(vmId);
+    if (!vm?.secretHash || !secret) return null;
+    const given = createHash('sha256').update(secret).digest();
+    return timingSafeEqual(given, Buffer.from(vm.secretHash, 'hex')) ? vm : null;
   }
 
   activeSessions(vmId: string): Promise<number> {

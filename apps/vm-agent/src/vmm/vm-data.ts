@@ -1,0 +1,37 @@
+// UVE-5 VM Data over HTTP: uploads of a session's state and downloads of a snapshot to restore,
+// authenticated with this VM's secret. Large state never goes through Redis.
+import type { SnapshotKind } from '@uve/protocol';
+
+const TIMEOUT_MS = 60_000;
+
+export interface StoredVmData {
+  snapshotId: string;
+  kind: SnapshotKind;
+  sizeBytes: number;
+  sha256: string;
+}
+
+export class VmDataClient {
+  constructor(private readonly baseUrl: string, private readonly vmId: string, private readonly secret: string) {}
+
+  private headers(): Record<string, string> {
+    return { 'x-uve-vm-id': this.vmId, authorization: `Bearer ${this.secret}` };
+  }
+
+  async upload(sessionId: string, kind: SnapshotKind, data: Uint8Array): Promise<StoredVmData> {
+    const res = await fetch(`${this.baseUrl}/sessions/${encodeURIComponent(sessionId)}?kind=${kind}`, {
+      method: 'PUT',
+      headers: { ...this.headers(), 'content-type': 'application/octet-stream' },
+      body: data,
+      signal: AbortSignal.timeout(TIMEOUT_MS),
+    });
+    if (res.status !== 201) throw new Error(`VM Data upload refused: ${res.status} ${(await res.text()).slice(0, 300)}`);
+    return (await res.json()) as StoredVmData;
+  }
+
+  async download(snapshotId: string): Promise<{ kind: SnapshotKind; data: Uint8Array }> {
+    const res = await fetch(`${this.baseUrl}/snapshots/${encodeURIComponent(snapshotId)}`, { headers: this.headers(), signal: AbortSignal.timeout(TIMEOUT_MS) });
+    if (!res.ok) throw new Error(`VM Data download refused: ${res.status} ${(await res.text()).slice(0, 300)}`);
+    return { kind: res.headers.get('x-uve-snapshot-kind') as SnapshotKind, data: new Uint8Array(await res.arrayBuffer()) };
+  }
+}
