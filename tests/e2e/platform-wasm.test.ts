@@ -223,7 +223,15 @@ describe('VM management (admin)', () => {
 describe('VM Data (UVE-5 over HTTP)', () => {
   const SNAPSHOTS = `{ mySnapshots { id kind sizeBytes sha256 session { id } ua { name } sourceVm { id } } }`;
 
+  // a user of its own per test: other tests' sessions save VM Data of the shared user in the background
+  let owner: { token: string; id: string };
+  let n = 0;
+  beforeEach(async () => {
+    owner = await registerUser(gw, `vmdata${++n}`);
+  });
+
   async function paintAndLeave(method: 'NORMAL' | 'NO_LOSS', leave: 'end' | 'drop') {
+    const user = owner;
     const paint = await uaId(gw, user.token, 'paint');
     const d = await ok(gw, `mutation($i: RequestApplicationInput!) { requestApplication(input: $i) { id vm { id } connection { url token } } }`, {
       i: { uaId: paint, reconnectionMethod: method, terminal: { screenWidth: 640, screenHeight: 480, codecs: ['MJPEG'], localResources: [] } },
@@ -250,7 +258,7 @@ describe('VM Data (UVE-5 over HTTP)', () => {
     const { s, saved } = await paintAndLeave('NORMAL', 'end');
     expect(saved).toMatchObject({ kind: 'APP_DATA' });
     expect(saved.sizeBytes).toBeGreaterThan(0);
-    const mine = (await ok(gw, SNAPSHOTS, {}, user.token)).mySnapshots;
+    const mine = (await ok(gw, SNAPSHOTS, {}, owner.token)).mySnapshots;
     expect(mine).toContainEqual({ id: saved.snapshotId, kind: 'APP_DATA', sizeBytes: saved.sizeBytes, sha256: saved.sha256, session: { id: s.id }, ua: { name: 'paint' }, sourceVm: { id: s.vm.id } });
   });
 
@@ -269,7 +277,7 @@ describe('VM Data (UVE-5 over HTTP)', () => {
     const forged = await fetch(`${gw.url}/vmm/vm-data/sessions/${s.id}?kind=FULL`, { method: 'PUT', headers: { 'x-uve-vm-id': s.vm.id, authorization: 'Bearer nope' }, body: 'x' });
     expect(forged.status).toBe(401);
     // a later FULL snapshot of the same user and UA replaces this one; nothing else was written
-    const fulls = (await ok(gw, SNAPSHOTS, {}, user.token)).mySnapshots.filter((x: { kind: string }) => x.kind === 'FULL');
+    const fulls = (await ok(gw, SNAPSHOTS, {}, owner.token)).mySnapshots.filter((x: { kind: string }) => x.kind === 'FULL');
     expect(fulls.map((x: { id: string }) => x.id)).toEqual([saved.snapshotId]);
   });
 });

@@ -204,7 +204,11 @@ export class Vm {
         return;
       case 'session.terminate':
         // the user finished: VM Data is updated before the UA goes away (seed 7.3.1.2.2)
-        if (c.saveVmData) await sessions.get(c.sessionId)?.saveVmData();
+        {
+          const s = sessions.get(c.sessionId);
+          if (s) s.terminating = true;
+          if (c.saveVmData) await s?.saveVmData();
+        }
         await sessions.terminate(c.sessionId, c.reason);
         return;
       case 'monitoring.notify':

@@ -27,6 +27,8 @@ export function attachCanvas(client: StreamClient, canvas: HTMLCanvasElement, op
   let waitingForKey = true;
   let lastDrawnSeq = -1;
   let pendingBitmaps = 0;
+  /** decoders replaced since the last picture came out; a decoder that keeps failing is given up */
+  let recoveries = 0;
   const headers = new Map<number, FrameHeader>();
   const fail = (e: unknown): void => options.onError?.(e instanceof Error ? e : new Error(String(e)));
 
@@ -37,7 +39,7 @@ export function attachCanvas(client: StreamClient, canvas: HTMLCanvasElement, op
   const configure = (cfg: CodecConfig): void => {
     canvas.width = cfg.width;
     canvas.height = cfg.height;
-    decoder?.close();
+    if (decoder && decoder.state !== 'closed') decoder.close();
     decoder = null;
     waitingForKey = true;
     headers.clear();
@@ -51,13 +53,17 @@ export function attachCanvas(client: StreamClient, canvas: HTMLCanvasElement, op
         const seq = Math.round(frame.timestamp / 1000);
         ctx.drawImage(frame, 0, 0, canvas.width, canvas.height);
         frame.close();
+        recoveries = 0;
         const h = headers.get(seq);
         headers.delete(seq);
         drawn(h);
       },
       error: (e) => {
         fail(e);
-        waitingForKey = true;
+        // WebCodecs closes a decoder after an error: a new one resumes at the next keyframe
+        if (decoder !== d || recoveries >= 3 || !client.codec) return;
+        recoveries++;
+        configure(client.codec);
         try {
           client.requestKeyframe();
         } catch {
@@ -71,7 +77,8 @@ export function attachCanvas(client: StreamClient, canvas: HTMLCanvasElement, op
       codedHeight: cfg.height,
       ...(cfg.description ? { description: cfg.description } : {}),
       optimizeForLatency: true,
-      hardwareAcceleration: 'prefer-hardware',
+      // no hardwareAcceleration: the default uses a hardware decoder where there is one, while
+      // Chromium refuses 'prefer-hardware' outright ("Unsupported configuration") without one
     });
     decoder = d;
   };
@@ -116,7 +123,7 @@ export function attachCanvas(client: StreamClient, canvas: HTMLCanvasElement, op
     },
     detach() {
       for (const off of offs) off();
-      decoder?.close();
+      if (decoder && decoder.state !== 'closed') decoder.close();
       decoder = null;
     },
   };

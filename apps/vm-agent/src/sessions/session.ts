@@ -65,6 +65,9 @@ export class Session {
   readonly watchers = new Set<string>();
   /** a PLAYER has connected at least once */
   everConnected = false;
+  /** the VMM ended it and the VM is saving its data: a socket closing now is no disconnect */
+  terminating = false;
+  private saving: Promise<StoredVmData | null> | null = null;
   readonly broker: SessionResourceBroker;
 
   private player: StreamConnection | null = null;
@@ -281,7 +284,7 @@ export class Session {
     }
     this.player = null;
     this.broker.playerGone();
-    if (this.ended) return; // the VMM terminated it, or the VM stops
+    if (this.ended || this.terminating) return; // the VMM terminated it, or the VM stops
     const why = conn.byeReceived
       ? 'bye'
       : conn.closedByVm
@@ -298,7 +301,13 @@ export class Session {
    * the full state, or the UA's data where the runtime cannot capture more) and stores it with the
    * VMM. Never throws: a failed save is logged, the session goes on.
    */
-  async saveVmData(): Promise<StoredVmData | null> {
+  saveVmData(): Promise<StoredVmData | null> {
+    // one save at a time: a disconnect during the save at termination does not save again
+    this.saving ??= this.doSaveVmData().finally(() => (this.saving = null));
+    return this.saving;
+  }
+
+  private async doSaveVmData(): Promise<StoredVmData | null> {
     const instance = this.instance;
     if (!instance || !this.deps.storeVmData) return null;
     try {

@@ -1,5 +1,6 @@
 // One running WASM UA. All guest calls go through guestCall(): a trap (or an abort) ends the UA
 // and is reported through onExit, never thrown into the session's code paths.
+import { TextEchoFilter } from '../text-echo';
 import type { InputEvent, LocalResourceKind } from '@uve/protocol';
 import type { RawFrame, ResourceAnswer, UaInstance, UaStartOptions } from '../runtime';
 import {
@@ -54,6 +55,7 @@ function readGuestString(memory: WasmMemory | undefined, ptr: number): string {
 }
 
 export class WasmInstance implements UaInstance {
+  private readonly echo = new TextEchoFilter();
   readonly width: number;
   readonly height: number;
   private guest!: Guest;
@@ -96,7 +98,7 @@ export class WasmInstance implements UaInstance {
   // ---- UaInstance --------------------------------------------------------------------------------
 
   input(ev: InputEvent): void {
-    if (this.ended || this.suspended) return;
+    if (this.ended || this.suspended || !this.echo.keep(ev)) return;
     let delivered = false;
     for (const call of encodeInput(ev)) {
       const fn = this.guest.exports[call.fn] as ((...args: number[]) => void) | undefined;
