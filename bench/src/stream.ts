@@ -99,6 +99,14 @@ function agentPid(vmId: string): number | null {
   return null;
 }
 
+/** Brightness-ish value of the picture's centre pixel (R + G + B). */
+function centre(f: FrameEvent): number {
+  const d = f.decoded;
+  if (!d) return -1;
+  const i = ((d.height >> 1) * d.width + (d.width >> 1)) * 4;
+  return d.data[i]! + d.data[i + 1]! + d.data[i + 2]!;
+}
+
 /** The input that changes the UA's picture right away (see docs/wasm-abi.md test hooks). */
 function probeInput(ua: string, i: number, o: Options): InputEvent[] {
   // the LINUX_X11 probe (an X client in Xvfb) repaints its whole window on every key press
@@ -123,13 +131,15 @@ async function measure(gw: GatewayClient, ua: string, codec: VideoCodec, o: Opti
   if (session instanceof Error) throw session;
   const conn = session.connection!;
   const client = new StreamClient({ browserResources: false });
-  let waiting: { seq: number; resolve: (f: FrameEvent) => void } | null = null;
+  let waiting: { seq: number; shows: (f: FrameEvent) => boolean; resolve: (f: FrameEvent) => void } | null = null;
   let frames = 0;
   let bytes = 0;
+  let last: FrameEvent | null = null;
   client.on('frame', (f) => {
     frames++;
     bytes += f.payload.byteLength;
-    if (waiting && f.header.inputSeq >= waiting.seq) {
+    last = f;
+    if (waiting && f.header.inputSeq >= waiting.seq && waiting.shows(f)) {
       const w = waiting;
       waiting = null;
       w.resolve(f);
@@ -164,11 +174,15 @@ async function measure(gw: GatewayClient, ua: string, codec: VideoCodec, o: Opti
 
   async function roundTrip(i: number): Promise<number> {
     const [down, up] = probeInput(ua, i, o);
+    // a WASM UA handles input synchronously: the first frame with inputSeq >= seq shows it. An X
+    // program repaints in its own time: wait for the frame where the probe's centre changed.
+    const before = ua === 'probe' && last ? centre(last) : null;
+    const shows = (fr: FrameEvent) => before === null || Math.abs(centre(fr) - before) > 60;
     const t = now();
     const seq = client.sendInput(down!);
     const f = await new Promise<FrameEvent>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`no frame for input ${seq} in 5 s`)), 5000);
-      waiting = { seq, resolve: (fr) => { clearTimeout(timer); resolve(fr); } };
+      waiting = { seq, shows, resolve: (fr) => { clearTimeout(timer); resolve(fr); } };
     });
     if (!f.decoded) throw new Error('frame not decoded');
     const ms = now() - t; // the frame event fires once the frame is decoded

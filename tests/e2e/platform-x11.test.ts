@@ -70,12 +70,16 @@ it('repaints the probe on every key press (non-ASCII text too)', async () => {
   const s = await requestUa(gw, user.token, await uaId(gw, user.token, 'probe'), { codec: 'MJPEG', width: 640, height: 480 });
   const stream = await openStream(s.connection);
   try {
-    await stream.frame(() => true, 'at all');
-    const blue = await stream.inputAndFrame({ kind: 'key', type: 'down', code: 'KeyA', key: 'a' }, 'after a key');
-    expect(near(pixel(blue, 320, 240), { r: 0, g: 0, b: 255 })).toBe(true);
+    const first = await stream.frame(() => true, 'at all');
+    // the session is ready once the probe shows its window: its dark grey, not an empty black screen
+    expect(near(pixel(first, 320, 240), { r: 32, g: 32, b: 32 })).toBe(true);
+    // an X program repaints in its own time: the frame showing it comes after inputSeq reaches the input
+    const shows = (seq: number, rgb: { r: number; g: number; b: number }) => (f: FrameEvent) => f.header.inputSeq >= seq && near(pixel(f, 320, 240), rgb);
+    const key = stream.client.sendInput({ kind: 'key', type: 'down', code: 'KeyA', key: 'a' });
+    await stream.frame(shows(key, { r: 0, g: 0, b: 255 }), 'turned blue by a key');
     stream.client.sendInput({ kind: 'key', type: 'up', code: 'KeyA', key: 'a' });
-    const yellow = await stream.inputAndFrame({ kind: 'text', text: 'é' }, 'after a non-ASCII character');
-    expect(near(pixel(yellow, 320, 240), { r: 255, g: 255, b: 0 })).toBe(true);
+    const text = stream.client.sendInput({ kind: 'text', text: 'é' });
+    await stream.frame(shows(text, { r: 255, g: 255, b: 0 }), 'turned yellow by a non-ASCII character');
   } finally {
     await stream.close();
     await ok(gw, `mutation { endSession(sessionId: "${s.id}") { state } }`, {}, user.token);

@@ -4,7 +4,7 @@
 import { In, type DataSource, type EntityManager, type FindOptionsWhere, type Repository } from 'typeorm';
 import { uve, type MessageBus } from '@uve/queue';
 import type { SessionConnected, SessionDisconnected, SessionEnded, SessionFailed, SessionResourceRequested, StreamRole, VmCommand } from '@uve/protocol';
-import { badInput, checkText, forbidden, isUuid, notFound, unavailable } from '../../common/errors';
+import { badInput, checkText, conflict, forbidden, isUuid, notFound, unavailable } from '../../common/errors';
 import type { Logger } from '../../common/logger';
 import type { SessionEventPayload, UvePubSub } from '../../common/pubsub';
 import type { SessionEventType, SessionState } from '../../graphql/enums';
@@ -199,7 +199,7 @@ export class SessionsService {
     const session = await this.getVisible(id, user);
     return this.tx(async (em, out) => {
       const s = await this.lock(em, session.id);
-      if (s.state !== 'SUSPENDED') assertTransition(s.state, 'SUSPENDED', 'resume the session'); // explains the state
+      if (s.state !== 'SUSPENDED') throw conflict(`Cannot resume the session: it is ${s.state}, not SUSPENDED.`, { state: s.state });
       const next = await this.move(em, out, s, 'ACTIVE', 'resume the session', user.id, { suspendedById: null });
       out.commands.push({ vmId: s.vmId!, command: { type: 'session.resume', sessionId: s.id, byUserId: user.id } });
       return next;

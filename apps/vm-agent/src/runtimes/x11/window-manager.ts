@@ -10,6 +10,9 @@ export class ScreenWindowManager {
   private readonly stack: number[] = [];
   /** top-level windows that fill the screen */
   private readonly fullScreen = new Set<number>();
+  private firstMapped!: () => void;
+  /** resolves when the UA has mapped its first window (it can take input from then on) */
+  readonly firstWindow = new Promise<void>((resolve) => (this.firstMapped = resolve));
 
   constructor(
     private readonly client: XClient,
@@ -61,6 +64,7 @@ export class ScreenWindowManager {
 
   private mapAndFocus(wid: number): void {
     this.client.MapWindow(wid);
+    this.firstMapped();
     const i = this.stack.indexOf(wid);
     if (i >= 0) this.stack.splice(i, 1);
     this.stack.push(wid);

@@ -45,6 +45,9 @@ interface XSide {
 /** while the UA's leader is gone but processes it started still run, they are looked at this often */
 const ORPHAN_POLL_MS = 500;
 
+/** longest wait for the UA's first window before the session is ready anyway */
+const FIRST_WINDOW_TIMEOUT_MS = 10_000;
+
 export class X11Instance implements UaInstance {
   readonly width: number;
   readonly height: number;
@@ -53,6 +56,7 @@ export class X11Instance implements UaInstance {
   private xvfb: StartedXvfb | null = null;
   private x: XSide | null = null;
   private fb: XvfbFramebuffer | null = null;
+  private wm: ScreenWindowManager | null = null;
   private ua: ChildProcess | null = null;
   private uaStderr: () => string = () => '';
   /** UA session id (= the leader's pid; the leader was started detached) */
@@ -81,6 +85,7 @@ export class X11Instance implements UaInstance {
     try {
       await inst.startX();
       await inst.startUa(pkg);
+      await inst.untilFirstWindow(FIRST_WINDOW_TIMEOUT_MS);
     } catch (e) {
       await inst.close();
       throw e;
@@ -225,7 +230,7 @@ export class X11Instance implements UaInstance {
     // damage reports count from here on (a report left unanswered would be the last one)
     const damageId = client.AllocID();
     this.x = { display, client, damage, damageId, injector };
-    const wm = new ScreenWindowManager(client, this.width, this.height);
+    const wm = (this.wm = new ScreenWindowManager(client, this.width, this.height));
     damage.Create(damageId, root, damage.ReportLevel.NonEmpty);
     client.on('event', (ev: XEvent) => {
       if (ev.name === 'DamageNotify') this.damaged();
@@ -233,6 +238,17 @@ export class X11Instance implements UaInstance {
     });
     await sync(client);
     this.fb = XvfbFramebuffer.open(framebufferFile(this.fbdir), this.width, this.height);
+  }
+
+  /**
+   * The session is ready once the UA shows a window: the first picture is the app, not an empty
+   * screen, and early input is not lost on a display with nothing to take it. A program that
+   * never maps a window is not held up longer than `ms`.
+   */
+  private async untilFirstWindow(ms: number): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.wm?.firstWindow, new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]);
+    clearTimeout(timer);
   }
 
   private async startUa(pkg: X11Package): Promise<void> {
