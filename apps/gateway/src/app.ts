@@ -68,7 +68,7 @@ export async function startGateway(config: GatewayConfig): Promise<RunningGatewa
 
     const bus = createMessageBus({ redisUrl, prefix: config.queuePrefix, onError: (e) => log.warn('queue error', { error: e.message }) });
     stops.push(() => bus.close());
-    const pubsub = createUvePubSub(redisUrl);
+    const pubsub = createUvePubSub(redisUrl, config.queuePrefix);
     stops.push(() => pubsub.close());
     const pinger = new IORedis(redisUrl, { maxRetriesPerRequest: 1, enableOfflineQueue: false });
     pinger.on('error', () => undefined); // readiness reports it

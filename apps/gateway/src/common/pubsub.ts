@@ -39,13 +39,19 @@ export type Topics = {
 
 export type UvePubSub = ReturnType<typeof createPubSub<Topics>> & { close(): Promise<void> };
 
-export function createUvePubSub(redisUrl: string): UvePubSub {
+/** Redis channels carry the deployment's prefix, so deployments sharing a Redis do not hear each other. */
+export function createUvePubSub(redisUrl: string, prefix: string): UvePubSub {
   const publishClient = new IORedis(redisUrl);
   const subscribeClient = new IORedis(redisUrl);
   const eventTarget = createRedisEventTarget<CustomEvent>({ publishClient, subscribeClient });
   // every subscriber adds a listener; the default limit of 10 warns for no reason
   if (eventTarget instanceof EventTarget) setMaxListeners(0, eventTarget);
-  const pubsub = createPubSub<Topics>({ eventTarget });
+  const inner = createPubSub<Record<string, [unknown] | [string, unknown]>>({ eventTarget });
+  const channel = (topic: string) => `${prefix}:${topic}`;
+  const pubsub = {
+    publish: (topic: string, ...args: unknown[]) => (inner.publish as (t: string, ...a: unknown[]) => void)(channel(topic), ...args),
+    subscribe: (topic: string, ...args: unknown[]) => (inner.subscribe as (t: string, ...a: unknown[]) => unknown)(channel(topic), ...args),
+  } as unknown as ReturnType<typeof createPubSub<Topics>>;
   return Object.assign(pubsub, {
     close: async () => {
       publishClient.disconnect();
