@@ -1,38 +1,28 @@
 // Subscriptions check who may listen when they start and again for every event: a role taken
 // away or a grant revoked stops the flow without the client reconnecting.
 import { filter, pipe } from '@graphql-yoga/subscription';
-import { forbidden, unauthenticated } from '../common/errors';
+import { forbidden } from '../common/errors';
 import type { User } from '../modules/users/users.entity';
+import { currentUser } from './auth-checker';
 import type { Context } from './context';
 
-function signedInUser(ctx: Context): User {
-  if (ctx.principal?.kind !== 'user') throw unauthenticated();
-  return ctx.principal.user;
-}
-
-/** Fresh from the database, so a changed role applies to a long-lived connection. */
-export async function freshUser(ctx: Context, userId: string): Promise<User | null> {
-  return ctx.services.users.findById(userId);
-}
-
 export function guardedStream<T>(ctx: Context, source: AsyncIterable<T>, allowed: (user: User, payload: T) => boolean | Promise<boolean>): AsyncIterable<T> {
-  const user = signedInUser(ctx);
+  const user = currentUser(ctx);
   return pipe(
     source,
     filter(async (payload: T) => {
-      const now = await freshUser(ctx, user.id);
+      // fresh from the database: a changed role applies to a long-lived connection
+      const now = await ctx.services.users.findById(user.id);
       return now !== null && (await allowed(now, payload));
     }),
   );
 }
 
 export function adminOnlyStream<T>(ctx: Context, source: AsyncIterable<T>): AsyncIterable<T> {
-  const user = signedInUser(ctx);
+  const user = currentUser(ctx);
   if (user.role !== 'ADMIN') throw forbidden('This subscription needs the ADMIN role.');
   return guardedStream(ctx, source, (u) => u.role === 'ADMIN');
 }
-
-export { signedInUser };
 
 /**
  * Delivers what was recorded before (history), then live events, without a gap: the live

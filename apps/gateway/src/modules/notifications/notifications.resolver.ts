@@ -3,7 +3,8 @@ import { Arg, Ctx, Field, ID, ObjectType, Resolver, Root, Subscription } from 't
 import type { NotificationPayload, SessionEventPayload } from '../../common/pubsub';
 import type { Context } from '../../graphql/context';
 import type { SessionEventType } from '../../graphql/enums';
-import { guardedStream, signedInUser, withHistory } from '../../graphql/subscriptions';
+import { currentUser } from '../../graphql/auth-checker';
+import { guardedStream, withHistory } from '../../graphql/subscriptions';
 import { Invitation } from '../invitations/invitations.entity';
 import { SessionEvent } from '../sessions/sessions.entity';
 import { sessionEventPayload } from '../sessions/sessions.service';
@@ -25,7 +26,7 @@ export class NotificationsResolver {
     description: 'owner, its watchers and participants, admins',
     subscribe: async ({ args, context }) => {
       const ctx = context as Context;
-      const session = await ctx.services.sessions.getVisible(args.sessionId as string, signedInUser(ctx));
+      const session = await ctx.services.sessions.getVisible(args.sessionId as string, currentUser(ctx));
       const live = guardedStream(ctx, ctx.services.pubsub.subscribe('SESSION_EVENT', session.id), (user) => ctx.services.sessions.canView(session, user));
       if (!args.replay) return live;
       return withHistory(live, async () => (await ctx.services.sessions.events(session.id, 500)).map((e) => sessionEventPayload(e, session.userId)));
@@ -43,7 +44,7 @@ export class NotificationsResolver {
     description: 'invitations to me and events of my own sessions',
     subscribe: ({ context }) => {
       const ctx = context as Context;
-      const me = signedInUser(ctx);
+      const me = currentUser(ctx);
       return guardedStream(ctx, ctx.services.pubsub.subscribe('NOTIFICATION', me.id), () => true);
     },
   })

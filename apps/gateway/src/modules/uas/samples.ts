@@ -7,10 +7,10 @@ import path from 'node:path';
 import type { DataSource } from 'typeorm';
 import { LOCAL_RESOURCE_KINDS, PLATFORMS, type LocalResourceKind, type Platform } from '@uve/protocol';
 import type { Logger } from '../../common/logger';
+import { AGENT_ROOT } from '../../common/paths';
 import { Storefront } from '../storefronts/storefronts.entity';
 import { Ua, UaVersion } from './uas.entity';
 
-export const AGENT_ROOT = path.resolve(__dirname, '../../../../vm-agent');
 const SAMPLES_STOREFRONT = 'UVE samples';
 
 interface SamplePackage {

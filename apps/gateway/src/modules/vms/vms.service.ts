@@ -54,10 +54,6 @@ export class VmsService {
     });
   }
 
-  hasProvider(kind: VmProvider): boolean {
-    return this.providers.has(kind);
-  }
-
   /** OFFLINE now (not after the heartbeat timeout) and its sessions disconnected; once, whoever notices first. */
   private async markLost(vmId: string, reason: string): Promise<void> {
     if (this.closing) return; // the gateway stops its own VMs; the next start reconciles the records

@@ -2,10 +2,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import type { Logger } from '../../../common/logger';
+import { AGENT_ROOT } from '../../../common/paths';
 import { agentEnv, type LaunchedVm, type VmLaunchSpec, type VmProviderDriver } from './vm-provider';
 
-/** The agent binary in this repository (apps/vm-agent/dist/main.js), found from the gateway's dist. */
-export const AGENT_MAIN = path.resolve(__dirname, '../../../../../vm-agent/dist/main.js');
+/** The agent binary in this repository. */
+export const AGENT_MAIN = path.join(AGENT_ROOT, 'dist/main.js');
 
 export class ProcessProvider implements VmProviderDriver {
   readonly kind = 'PROCESS' as const;
