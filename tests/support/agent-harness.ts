@@ -3,7 +3,7 @@
 // fake VMM end of the message bus (UVE-2 out, UVE-5 in).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer as createHttpServer, type Server } from 'node:http';
-import { createServer as createNetServer, type AddressInfo } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { exportJWK, generateKeyPair, SignJWT, type KeyLike } from 'jose';
@@ -21,13 +21,8 @@ import { createMessageBus, uve, type Consumer, type MessageBus } from '@uve/queu
 export const REPO_ROOT = resolve(__dirname, '..', '..');
 export const AGENT_MAIN = join(REPO_ROOT, 'apps', 'vm-agent', 'dist', 'main.js');
 
-export async function freePort(): Promise<number> {
-  const srv = createNetServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const { port } = srv.address() as AddressInfo;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
-}
+// the same real services as the gateway suites
+export { freePort, startRedis, type TestRedis as RedisHandle } from './services';
 
 /** Waits for `pred` over values pushed later (or already pushed), failing after `timeoutMs`. */
 export class Collector<T> {
@@ -67,39 +62,6 @@ export class Collector<T> {
   get mark(): number {
     return this.items.length;
   }
-}
-
-export interface RedisHandle {
-  url: string;
-  stop(): Promise<void>;
-}
-
-/** A private, non-persistent redis-server on a free loopback port. */
-export async function startRedis(): Promise<RedisHandle> {
-  const port = await freePort();
-  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'no'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`redis-server did not start: ${out}`)), 10_000);
-    proc.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      if (/Ready to accept connections/i.test(out)) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-    proc.on('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`redis-server exited with ${code}: ${out}`));
-    });
-  });
-  proc.removeAllListeners('exit');
-  return {
-    url: `redis://127.0.0.1:${port}`,
-    stop: () => stopProcess(proc),
-  };
 }
 
 export interface JwksHandle {
