@@ -22,47 +22,9 @@ export const REPO_ROOT = resolve(__dirname, '..', '..');
 export const AGENT_MAIN = join(REPO_ROOT, 'apps', 'vm-agent', 'dist', 'main.js');
 
 // the same real services as the gateway suites
-export { freePort, startRedis, type TestRedis as RedisHandle } from './services';
+import { Collector } from './services';
+export { Collector, freePort, startRedis, type TestRedis as RedisHandle } from './services';
 
-/** Waits for `pred` over values pushed later (or already pushed), failing after `timeoutMs`. */
-export class Collector<T> {
-  readonly items: T[] = [];
-  private waiters: Array<{ pred: (t: T) => boolean; resolve: (t: T) => void }> = [];
-
-  push(item: T): void {
-    this.items.push(item);
-    for (const w of [...this.waiters]) {
-      if (w.pred(item)) {
-        this.waiters.splice(this.waiters.indexOf(w), 1);
-        w.resolve(item);
-      }
-    }
-  }
-
-  /** the first item (from `from` on) matching `pred` */
-  waitFor(pred: (t: T) => boolean, what: string, timeoutMs = 15_000, from = 0): Promise<T> {
-    const found = this.items.slice(from).find(pred);
-    if (found !== undefined) return Promise.resolve(found);
-    return new Promise<T>((resolve, reject) => {
-      const w = {
-        pred,
-        resolve: (t: T) => {
-          clearTimeout(timer);
-          resolve(t);
-        },
-      };
-      const timer = setTimeout(() => {
-        this.waiters.splice(this.waiters.indexOf(w), 1);
-        reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`));
-      }, timeoutMs);
-      this.waiters.push(w);
-    });
-  }
-
-  get mark(): number {
-    return this.items.length;
-  }
-}
 
 export interface JwksHandle {
   /** base URL to give the agent as UVE_GATEWAY_URL */

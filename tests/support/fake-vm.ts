@@ -3,6 +3,7 @@
 import { randomUUID } from 'node:crypto';
 import { createMessageBus, uve, type MessageBus } from '@uve/queue';
 import type { Platform, VideoCodec, VmCommand, VmEventMessage } from '@uve/protocol';
+import { Collector } from './services';
 
 export interface FakeVm {
   id: string;
@@ -17,15 +18,8 @@ export interface FakeVm {
 export async function startFakeVm(opts: { redisUrl: string; prefix: string; platform?: Platform; codecs?: VideoCodec[]; capacity?: number; heartbeatMs?: number }): Promise<FakeVm> {
   const bus: MessageBus = createMessageBus({ redisUrl: opts.redisUrl, prefix: opts.prefix });
   const id = randomUUID();
-  const commands: VmCommand[] = [];
-  const waiters: { type: string; pred: (c: VmCommand) => boolean; resolve: (c: VmCommand) => void }[] = [];
-  const consumer = uve.consumeVmCommands(bus, id, async (c) => {
-    commands.push(c);
-    for (const w of [...waiters]) if (w.type === c.type && w.pred(c)) {
-      waiters.splice(waiters.indexOf(w), 1);
-      w.resolve(c);
-    }
-  });
+  const commands = new Collector<VmCommand>();
+  const consumer = uve.consumeVmCommands(bus, id, async (c) => commands.push(c));
   const at = () => new Date().toISOString();
   const codecs = opts.codecs ?? ['H264', 'MJPEG'];
   const capacity = opts.capacity ?? 2;
@@ -38,16 +32,10 @@ export async function startFakeVm(opts: { redisUrl: string; prefix: string; plat
   }, opts.heartbeatMs ?? 500);
   return {
     id,
-    commands,
+    commands: commands.items,
     report: (event) => uve.reportToVmm(bus, { ...event, vmId: id, at: at() } as VmEventMessage),
-    nextCommand: (type, pred = () => true, ms = 10_000) => {
-      const found = commands.find((c) => c.type === type && pred(c));
-      if (found) return Promise.resolve(found);
-      return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`VM ${id} got no ${type} command in ${ms} ms (got ${commands.map((c) => c.type).join(', ')})`)), ms);
-        waiters.push({ type, pred, resolve: (c) => { clearTimeout(timer); resolve(c); } });
-      });
-    },
+    nextCommand: (type, pred = () => true, ms = 10_000) =>
+      commands.waitFor((c) => c.type === type && pred(c), `a ${type} command on VM ${id} (got ${commands.items.map((c) => c.type).join(', ')})`, ms),
     silence: () => clearInterval(beat),
     close: async () => {
       clearInterval(beat);

@@ -4,6 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import WebSocket from 'ws';
 import { createClient, type Client } from 'graphql-ws';
+import { Collector } from './services';
 
 export const ROOT = path.resolve(__dirname, '../..');
 export const GATEWAY_MAIN = path.join(ROOT, 'apps/gateway/dist/main.js');
@@ -121,34 +122,22 @@ export function wsClient(g: { wsUrl: string }, token?: string): Client {
   });
 }
 
+type SubscriptionItem<T> = { data?: T | null; errors?: readonly GqlError[] };
+
 /** Collects a subscription's results; `next(pred)` waits (bounded) for one that matches. */
 export function subscribe<T = Record<string, any>>(client: Client, query: string, variables: Record<string, unknown> = {}) {
-  const items: { data?: T | null; errors?: readonly GqlError[] }[] = [];
-  const waiters: { pred: (x: (typeof items)[number]) => boolean; resolve: (x: (typeof items)[number]) => void }[] = [];
+  const results = new Collector<SubscriptionItem<T>>();
   let failure: unknown = null;
   const dispose = client.subscribe<T>({ query, variables }, {
-    next: (v) => {
-      const item = v as (typeof items)[number];
-      items.push(item);
-      for (const w of [...waiters]) if (w.pred(item)) {
-        waiters.splice(waiters.indexOf(w), 1);
-        w.resolve(item);
-      }
-    },
+    next: (v) => results.push(v as SubscriptionItem<T>),
     error: (e) => (failure = e),
     complete: () => undefined,
   });
   return {
-    items,
+    items: results.items,
     failure: () => failure,
     dispose,
-    next(pred: (x: (typeof items)[number]) => boolean, ms = 15_000): Promise<(typeof items)[number]> {
-      const found = items.find(pred);
-      if (found) return Promise.resolve(found);
-      return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`no matching subscription result in ${ms} ms; got ${JSON.stringify(items)} ${failure ? `error ${JSON.stringify(failure)}` : ''}`)), ms);
-        waiters.push({ pred, resolve: (x) => { clearTimeout(timer); resolve(x); } });
-      });
-    },
+    next: (pred: (x: SubscriptionItem<T>) => boolean, ms = 15_000) =>
+      results.waitFor(pred, `a matching subscription result (got ${JSON.stringify(results.items).slice(0, 500)}${failure ? `, error ${JSON.stringify(failure)}` : ''})`, ms),
   };
 }

@@ -41,22 +41,6 @@ export function startRedis(): Promise<TestRedis> {
   return startPrivateRedis(null, createLogger('warn'));
 }
 
-/** Resolves with the first value that satisfies `pick`, or rejects after `ms` with `what`. */
-export function waitFor<T>(what: string, ms: number, subscribe: (done: (v: T) => void) => void | (() => void)): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    let cleanup: void | (() => void);
-    const timer = setTimeout(() => {
-      if (cleanup) cleanup();
-      reject(new Error(`timed out after ${ms} ms waiting for ${what}`));
-    }, ms);
-    cleanup = subscribe((v) => {
-      clearTimeout(timer);
-      if (cleanup) cleanup();
-      resolve(v);
-    });
-  });
-}
-
 /** Polls an async condition until it holds (bounded); for state only observable by asking. */
 export async function until<T>(what: string, ms: number, probe: () => Promise<T | null | undefined | false>, everyMs = 50): Promise<T> {
   const end = Date.now() + ms;
@@ -65,5 +49,45 @@ export async function until<T>(what: string, ms: number, probe: () => Promise<T 
     if (v) return v;
     if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+/** Waits for `pred` over values pushed later (or already pushed), failing after `timeoutMs`. */
+export class Collector<T> {
+  readonly items: T[] = [];
+  private waiters: Array<{ pred: (t: T) => boolean; resolve: (t: T) => void }> = [];
+
+  push(item: T): void {
+    this.items.push(item);
+    for (const w of [...this.waiters]) {
+      if (w.pred(item)) {
+        this.waiters.splice(this.waiters.indexOf(w), 1);
+        w.resolve(item);
+      }
+    }
+  }
+
+  /** the first item (from `from` on) matching `pred` */
+  waitFor(pred: (t: T) => boolean, what: string, timeoutMs = 15_000, from = 0): Promise<T> {
+    const found = this.items.slice(from).find(pred);
+    if (found !== undefined) return Promise.resolve(found);
+    return new Promise<T>((resolve, reject) => {
+      const w = {
+        pred,
+        resolve: (t: T) => {
+          clearTimeout(timer);
+          resolve(t);
+        },
+      };
+      const timer = setTimeout(() => {
+        this.waiters.splice(this.waiters.indexOf(w), 1);
+        reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`));
+      }, timeoutMs);
+      this.waiters.push(w);
+    });
+  }
+
+  get mark(): number {
+    return this.items.length;
   }
 }

@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import { StreamClient, createNodeDecoder, type FrameEvent, type ResourceProviders } from '@uve/client';
 import type { InputEvent } from '@uve/protocol';
 import { ok, type GatewayProcess } from './gateway';
+import { Collector } from './services';
 
 export interface Rgb { r: number; g: number; b: number }
 
@@ -35,24 +36,12 @@ export async function requestUa(gw: GatewayProcess, token: string, ua: string, o
 /** A connected stream client that keeps decoded frames and can wait for one (bounded). */
 export async function openStream(target: { url: string; token: string }, resources: ResourceProviders = {}, reconnect?: () => Promise<{ url: string; token: string }>) {
   const client = new StreamClient({ resources, browserResources: false, reconnect, backoff: { initialMs: 100, maxMs: 1000, maxAttempts: 20 } });
-  const frames: FrameEvent[] = [];
-  const waiters: { pred: (f: FrameEvent) => boolean; resolve: (f: FrameEvent) => void }[] = [];
-  client.on('frame', (f) => {
-    frames.push(f);
-    for (const w of [...waiters]) if (w.pred(f)) {
-      waiters.splice(waiters.indexOf(w), 1);
-      w.resolve(f);
-    }
-  });
+  const received = new Collector<FrameEvent>();
+  const frames = received.items;
+  client.on('frame', (f) => received.push(f));
   const welcome = await client.connect({ ...target, decoder: (c) => createNodeDecoder({ codec: c.codec as 'H264' | 'MJPEG', width: c.width, height: c.height, description: c.description }) });
-  const frame = (pred: (f: FrameEvent) => boolean, what: string, ms = 15_000): Promise<FrameEvent> => {
-    const found = frames.find(pred);
-    if (found) return Promise.resolve(found);
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no frame ${what} within ${ms} ms (${frames.length} frames so far)`)), ms);
-      waiters.push({ pred, resolve: (f) => { clearTimeout(timer); resolve(f); } });
-    });
-  };
+  const frame = (pred: (f: FrameEvent) => boolean, what: string, ms = 15_000): Promise<FrameEvent> =>
+    received.waitFor(pred, `a frame ${what} (${frames.length} frames so far)`, ms);
   return {
     client,
     welcome,
