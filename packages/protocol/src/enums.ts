@@ -33,3 +33,15 @@ export type DeploymentStatus = (typeof DEPLOYMENT_STATUSES)[number];
 /** Role a UVE-3 connection has in a session: the owner or an invited PLAYER sends input; a VIEWER (watcher, guest) only sees. */
 export const STREAM_ROLES = ['PLAYER', 'VIEWER'] as const;
 export type StreamRole = (typeof STREAM_ROLES)[number];
+
+/** States of an application session (UVE-1), from request to end. */
+export const SESSION_STATES = ['REQUESTED', 'ASSIGNED', 'ACTIVE', 'SUSPENDED', 'DISCONNECTED', 'ENDED', 'FAILED'] as const;
+export type SessionState = (typeof SESSION_STATES)[number];
+
+/**
+ * The one definition of "occupies a slot on its VM", shared by the VMM (selection, pool) and the VM
+ * (capacity): a DISCONNECTED session keeps its place until its reconnect window closes, so both
+ * sides count it, and neither sends a session to a VM that would refuse it.
+ */
+export const SLOT_SESSION_STATES: readonly SessionState[] = ['ASSIGNED', 'ACTIVE', 'SUSPENDED', 'DISCONNECTED'];
+export const occupiesSlot = (state: SessionState): boolean => SLOT_SESSION_STATES.includes(state);

@@ -19,7 +19,19 @@ export interface DeployedUa {
 
 // ---- UVE-2: VMM -> VM -------------------------------------------------------------------------
 
-export interface DeployUaCommand {
+/**
+ * Every UVE-2 command leaves the VMM through its outbox (written in the same transaction as the
+ * state change) and carries an id and an expiry: the VM acknowledges the id with `command.ack`
+ * (the VMM re-sends until it does), ignores an id it has already handled, and drops a command
+ * whose expiry has passed (a stale command is worse than none).
+ */
+export interface CommandMeta {
+  commandId?: string;
+  /** ISO time after which the VM must not act on it */
+  expiresAt?: string;
+}
+
+export interface DeployUaCommand extends CommandMeta {
   type: 'ua.deploy';
   uaId: string;
   version: string;
@@ -29,10 +41,10 @@ export interface DeployUaCommand {
   sha256: string;
   storefrontId?: string | null;
 }
-export interface RemoveUaCommand { type: 'ua.remove'; uaId: string }
+export interface RemoveUaCommand extends CommandMeta { type: 'ua.remove'; uaId: string }
 export interface UpdateUaCommand extends Omit<DeployUaCommand, 'type'> { type: 'ua.update' }
 
-export interface PrepareSessionCommand {
+export interface PrepareSessionCommand extends CommandMeta {
   type: 'session.prepare';
   sessionId: string;
   userId: string;
@@ -43,18 +55,23 @@ export interface PrepareSessionCommand {
   stream: StreamParams;
   /** VM Data to restore before the UA starts (reconnection), fetched over HTTP */
   restoreSnapshotId?: string | null;
+  /**
+   * how long (ms) the session keeps its slot after an unexpected disconnect; the VM ends it by
+   * itself when no PLAYER is back by then (the VMM ends it too: whichever comes first)
+   */
+  reconnectWindowMs?: number;
 }
-export interface MonitoringNotification {
+export interface MonitoringNotification extends CommandMeta {
   type: 'monitoring.notify';
   sessionId: string;
   watcherId: string;
   privileges: string[];
 }
-export interface SuspendSessionCommand { type: 'session.suspend'; sessionId: string; byUserId: string | null; reason?: string | null }
-export interface ResumeSessionCommand { type: 'session.resume'; sessionId: string; byUserId: string | null }
-export interface TerminateSessionCommand { type: 'session.terminate'; sessionId: string; reason: string; saveVmData: boolean }
-export interface DrainVmCommand { type: 'vm.drain' }
-export interface ShutdownVmCommand { type: 'vm.shutdown' }
+export interface SuspendSessionCommand extends CommandMeta { type: 'session.suspend'; sessionId: string; byUserId: string | null; reason?: string | null }
+export interface ResumeSessionCommand extends CommandMeta { type: 'session.resume'; sessionId: string; byUserId: string | null }
+export interface TerminateSessionCommand extends CommandMeta { type: 'session.terminate'; sessionId: string; reason: string; saveVmData: boolean }
+export interface DrainVmCommand extends CommandMeta { type: 'vm.drain' }
+export interface ShutdownVmCommand extends CommandMeta { type: 'vm.shutdown' }
 
 export type VmCommand =
   | DeployUaCommand
@@ -96,7 +113,12 @@ export interface VmHeartbeat extends FromVm {
 }
 export interface VmStopping extends FromVm { type: 'vm.stopping'; reason: string }
 
-interface SessionRef extends FromVm { sessionId: string; userId: string; uaId: string }
+/**
+ * Reports about one session carry `seq`, counted by the VM per session from 1 in the order the VM
+ * emitted them: the VMM applies them in that order, exactly once, whatever order the queue hands
+ * them over in and however often.
+ */
+interface SessionRef extends FromVm { sessionId: string; userId: string; uaId: string; seq: number }
 
 export interface SessionConnected extends SessionRef { type: 'session.connected'; role: StreamRole }
 /** The UC went away without ending the session (seed B.1 step 2: exception notice). */
@@ -121,7 +143,16 @@ export interface DeploymentChanged extends FromVm {
   error?: string | null;
 }
 
+/** The VM took a UVE-2 command (or dropped it as expired): the VMM stops re-sending it. */
+export interface CommandAck extends FromVm {
+  type: 'command.ack';
+  commandId: string;
+  outcome: 'done' | 'expired' | 'failed';
+  error?: string | null;
+}
+
 export type VmEventMessage =
+  | CommandAck
   | VmRegistered
   | VmHeartbeat
   | VmStopping

@@ -6,6 +6,7 @@ import {
   LOCAL_RESOURCE_KINDS,
   PLATFORMS,
   RECONNECTION_METHODS,
+  SESSION_STATES,
   SNAPSHOT_KINDS,
   VIDEO_CODECS,
   VM_PROVIDERS,
@@ -18,8 +19,7 @@ export const ROLES = ['USER', 'ADMIN'] as const;
 export type Role = (typeof ROLES)[number];
 export const ACCESS_NETWORK_TYPES = ['ETHERNET', 'WIFI', 'CELLULAR_5G', 'CELLULAR_4G', 'CELLULAR_3G', 'UNKNOWN'] as const;
 export type AccessNetworkType = (typeof ACCESS_NETWORK_TYPES)[number];
-export const SESSION_STATES = ['REQUESTED', 'ASSIGNED', 'ACTIVE', 'SUSPENDED', 'DISCONNECTED', 'ENDED', 'FAILED'] as const;
-export type SessionState = (typeof SESSION_STATES)[number];
+export { SESSION_STATES, type SessionState } from '@uve/protocol';
 export const WATCHER_PRIVILEGES = ['VIEW', 'SUSPEND'] as const;
 export type WatcherPrivilege = (typeof WATCHER_PRIVILEGES)[number];
 export const PARTICIPANT_ROLES = ['VIEWER', 'PLAYER'] as const;

@@ -107,7 +107,8 @@ export class SessionManager {
     const refuse = (error: string): void => {
       log.warn('session refused', { error });
       this.remember(cmd.sessionId, `refused: ${error}`);
-      this.opts.report({ type: 'session.failed', sessionId: cmd.sessionId, userId: cmd.userId, uaId: cmd.uaId, error });
+      // refused before the session existed: its first and only report
+      this.opts.report({ type: 'session.failed', sessionId: cmd.sessionId, userId: cmd.userId, uaId: cmd.uaId, seq: 1, error });
       this.arrived(cmd.sessionId, { error });
     };
     if (this.draining) return refuse('VM is draining and accepts no new sessions');

@@ -28,7 +28,7 @@ import { SessionResourceBroker } from './resource-broker';
 export type SessionState = 'starting' | 'ready' | 'ended';
 
 /** UVE-5 events of a session, minus the ids the session adds itself. */
-type SessionReport = VmReport extends infer R ? (R extends { sessionId: string } ? Omit<R, 'sessionId' | 'userId' | 'uaId'> : never) : never;
+type SessionReport = VmReport extends infer R ? (R extends { sessionId: string } ? Omit<R, 'sessionId' | 'userId' | 'uaId' | 'seq'> : never) : never;
 
 export interface SessionDeps {
   runtime: UaRuntime;
@@ -77,6 +77,8 @@ export class Session {
   private pump: FramePump | null = null;
   private lastInputSeq = 0;
   private encodeErrors = 0;
+  /** UVE-5 order of this session's reports (the VMM applies them in this order) */
+  private reportSeq = 0;
   private endReason: string | null = null;
   private readonly ready: Promise<void>;
   private settleReady!: (error?: Error) => void;
@@ -405,7 +407,7 @@ export class Session {
   // ---- internals ------------------------------------------------------------------------------
 
   private report(event: SessionReport): void {
-    this.deps.report({ ...event, sessionId: this.id, userId: this.userId, uaId: this.uaId } as VmReport);
+    this.deps.report({ ...event, sessionId: this.id, userId: this.userId, uaId: this.uaId, seq: ++this.reportSeq } as VmReport);
   }
 
   private broadcast(msg: Parameters<StreamConnection['send']>[0]): void {
