@@ -8,19 +8,28 @@ import { Collector } from './services';
 export interface FakeVm {
   id: string;
   commands: VmCommand[];
-  report(event: Omit<VmEventMessage, 'vmId' | 'at'>): Promise<void>;
+  /** sends a UVE-5 report; a session report without `seq` gets the session's next one */
+  report(event: FakeReport): Promise<void>;
   nextCommand(type: VmCommand['type'], pred?: (c: VmCommand) => boolean, ms?: number): Promise<VmCommand>;
   /** stops heartbeats (the VM "dies" without saying so) */
   silence(): void;
   close(): Promise<void>;
 }
 
+type Unsent<E> = E extends { seq: number } ? Omit<E, 'vmId' | 'at' | 'seq'> & { seq?: number } : Omit<E, 'vmId' | 'at'>;
+export type FakeReport = VmEventMessage extends infer E ? (E extends VmEventMessage ? Unsent<E> : never) : never;
+
 export async function startFakeVm(opts: { redisUrl: string; prefix: string; platform?: Platform; codecs?: VideoCodec[]; capacity?: number; heartbeatMs?: number }): Promise<FakeVm> {
   const bus: MessageBus = createMessageBus({ redisUrl: opts.redisUrl, prefix: opts.prefix });
   const id = randomUUID();
   const commands = new Collector<VmCommand>();
-  const consumer = uve.consumeVmCommands(bus, id, async (c) => commands.push(c));
   const at = () => new Date().toISOString();
+  // like a real VM, it acknowledges each command it took, so the VMM's outbox stops re-sending
+  const consumer = uve.consumeVmCommands(bus, id, async (c) => {
+    commands.push(c);
+    if (c.commandId) await uve.reportToVmm(bus, { type: 'command.ack', vmId: id, at: at(), commandId: c.commandId, outcome: 'done' });
+  });
+  const seqs = new Map<string, number>();
   const codecs = opts.codecs ?? ['H264', 'MJPEG'];
   const capacity = opts.capacity ?? 2;
   await uve.reportToVmm(bus, {
@@ -33,7 +42,14 @@ export async function startFakeVm(opts: { redisUrl: string; prefix: string; plat
   return {
     id,
     commands: commands.items,
-    report: (event) => uve.reportToVmm(bus, { ...event, vmId: id, at: at() } as VmEventMessage),
+    report: (event) => {
+      const message = { ...event, vmId: id, at: at() } as VmEventMessage & { seq?: number };
+      if ('sessionId' in event) {
+        message.seq ??= (seqs.get(event.sessionId) ?? 0) + 1;
+        seqs.set(event.sessionId, Math.max(seqs.get(event.sessionId) ?? 0, message.seq));
+      }
+      return uve.reportToVmm(bus, message as VmEventMessage);
+    },
     nextCommand: (type, pred = () => true, ms = 10_000) =>
       commands.waitFor((c) => c.type === type && pred(c), `a ${type} command on VM ${id} (got ${commands.items.map((c) => c.type).join(', ')})`, ms),
     silence: () => clearInterval(beat),

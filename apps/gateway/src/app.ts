@@ -12,7 +12,7 @@ import { assertRedisServerOnPath, startPrivateRedis } from './infra/redis';
 import { buildUveSchema } from './graphql/schema';
 import { startHttpServer } from './graphql/server';
 import { createServices, type Services } from './services';
-import { consumeVmReports, startVmWatchdog } from './vmm/uve5.consumer';
+import { consumeVmReports, startVmWatchdog } from './modules/vmm/uve5.consumer';
 import { createProviders } from './modules/vms/providers';
 import { VmPool } from './modules/vms/vm-pool';
 import { registerSampleUas } from './modules/uas/samples';
@@ -91,8 +91,12 @@ export async function startGateway(config: GatewayConfig): Promise<RunningGatewa
 
     const reports = consumeVmReports(services);
     stops.push(() => reports.close());
+    services.reports.startSweeper();
+    stops.push(() => services.reports.stopSweeper());
+    services.commands.startRelay();
+    stops.push(() => services.commands.stopRelay());
     const watchdog = startVmWatchdog(services);
-    stops.push(async () => watchdog.stop());
+    stops.push(() => watchdog.stop());
     stops.push(() => services.vms.closeProviders());
     await services.vms.reconcile();
     if (config.warmVmsPerPlatform > 0) {
@@ -100,7 +104,9 @@ export async function startGateway(config: GatewayConfig): Promise<RunningGatewa
         platforms: config.poolPlatforms, warm: config.warmVmsPerPlatform, max: config.maxVms, capacity: config.vmCapacity,
         provider: config.vmProvider, idleRetireMs: config.idleRetireMs, intervalMs: 2000,
       });
-      services.sessions.onChange = () => pool.nudge();
+      services.txs.onCommitted((uow) => {
+        if (uow.events.length) pool.nudge();
+      });
       services.vms.onVmLost(async () => pool.nudge());
       pool.start();
       stops.push(() => pool.stop());

@@ -17,6 +17,10 @@ export interface GatewayConfig {
   accessTokenTtlSec: number;
   sessionTokenTtlSec: number;
   vmHeartbeatTimeoutMs: number;
+  /** a DISCONNECTED session keeps its VM slot this long, then ends */
+  reconnectWindowSec: number;
+  /** OFFLINE/FAILED VM records are kept this long after the VM was destroyed */
+  vmRetentionSec: number;
   vmProvider: VmProvider;
   docker: 'auto' | 'on' | 'off';
   dockerCpus: number;
@@ -81,6 +85,8 @@ export const CONFIG_SPEC = {
   accessTokenTtlSec: { env: 'UVE_ACCESS_TOKEN_TTL', doc: 'lifetime of login tokens, seconds', default: '43200', parse: int(60, 30 * 86400) },
   sessionTokenTtlSec: { env: 'UVE_SESSION_TOKEN_TTL', doc: 'lifetime of UVE-3 session tokens, seconds', default: '120', parse: int(10, 3600) },
   vmHeartbeatTimeoutMs: { env: 'UVE_VM_HEARTBEAT_TIMEOUT_MS', doc: 'a VM silent this long is OFFLINE', default: '6000', parse: int(1000, 600000) },
+  reconnectWindowSec: { env: 'UVE_RECONNECT_WINDOW_S', doc: 'a DISCONNECTED session keeps its VM slot this long, then ENDS', default: '300', parse: int(1, 86400) },
+  vmRetentionSec: { env: 'UVE_VM_RETENTION_S', doc: 'OFFLINE/FAILED VM records are pruned this long after the VM was destroyed', default: '3600', parse: int(0, 31536000) },
   vmProvider: { env: 'UVE_VM_PROVIDER', doc: 'default VM provider: PROCESS or DOCKER', default: 'PROCESS', parse: oneOf<VmProvider>('PROCESS', 'DOCKER') },
   docker: { env: 'UVE_DOCKER', doc: 'DOCKER provider: auto (when an engine answers and the images exist), on (required), off', default: 'auto', parse: oneOf('auto', 'on', 'off') },
   dockerCpus: { env: 'UVE_DOCKER_CPUS', doc: 'CPUs per DOCKER VM (0 = no limit)', default: '1', parse: int(0, 256) },

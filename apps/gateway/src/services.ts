@@ -4,6 +4,7 @@ import type { MessageBus } from '@uve/queue';
 import type { GatewayConfig } from './config';
 import type { Logger } from './common/logger';
 import type { UvePubSub } from './common/pubsub';
+import { Transactions } from './common/unit-of-work';
 import { KeysService } from './modules/auth/keys.service';
 import { InvitationsService } from './modules/invitations/invitations.service';
 import { ProcurementsService } from './modules/procurements/procurements.service';
@@ -13,6 +14,8 @@ import { StorefrontsService } from './modules/storefronts/storefronts.service';
 import { UasService } from './modules/uas/uas.service';
 import { UsersService } from './modules/users/users.service';
 import { VmsService } from './modules/vms/vms.service';
+import { VmCommandsService } from './modules/vmm/vm-commands.service';
+import { VmReportsService } from './modules/vmm/vm-reports.service';
 import { WatchersService } from './modules/watchers/watchers.service';
 
 export interface Services {
@@ -23,6 +26,12 @@ export interface Services {
   pubsub: UvePubSub;
   /** answers when Redis does (readiness) */
   redisPing: () => Promise<unknown>;
+  /** transactions whose events and UVE-2 commands leave after the commit */
+  txs: Transactions;
+  /** UVE-2 outbox and its relay */
+  commands: VmCommandsService;
+  /** UVE-5 session-report inbox */
+  reports: VmReportsService;
   keys: KeysService;
   users: UsersService;
   storefronts: StorefrontsService;
@@ -48,20 +57,28 @@ export async function createServices(deps: {
   const { config, log, ds, bus, pubsub } = deps;
   const keys = await KeysService.load(ds);
   const users = new UsersService(ds, keys, config.accessTokenTtlSec);
-  const vms = new VmsService(ds, bus, pubsub, log, {
+  const commands = new VmCommandsService(ds, bus, log);
+  const txs = new Transactions(ds, pubsub, commands, log);
+  const vms = new VmsService(ds, bus, txs, commands, pubsub, log, {
     heartbeatTimeoutMs: config.vmHeartbeatTimeoutMs,
     defaultProvider: config.vmProvider,
     gatewayUrl: deps.publicUrl,
     redisUrl: deps.redisUrl,
     queuePrefix: config.queuePrefix,
+    retentionMs: config.vmRetentionSec * 1000,
   });
-  const sessions = new SessionsService(ds, bus, pubsub, keys, log, { heartbeatTimeoutMs: config.vmHeartbeatTimeoutMs, sessionTokenTtlSec: config.sessionTokenTtlSec });
+  const sessions = new SessionsService(ds, txs, keys, log, {
+    heartbeatTimeoutMs: config.vmHeartbeatTimeoutMs,
+    sessionTokenTtlSec: config.sessionTokenTtlSec,
+    reconnectWindowMs: config.reconnectWindowSec * 1000,
+  });
   vms.onVmLost((vmId, reason) => sessions.onVmLost(vmId, reason));
+  const reports = new VmReportsService(ds, log, sessions);
   return {
-    config, log, ds, bus, pubsub, keys, users, vms, sessions,
+    config, log, ds, bus, pubsub, txs, commands, reports, keys, users, vms, sessions,
     redisPing: deps.redisPing,
     storefronts: new StorefrontsService(ds),
-    uas: new UasService(ds, bus),
+    uas: new UasService(ds, txs),
     procurements: new ProcurementsService(ds, pubsub),
     watchers: new WatchersService(ds, users),
     invitations: new InvitationsService(ds),

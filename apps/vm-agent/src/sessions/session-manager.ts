@@ -104,6 +104,11 @@ export class SessionManager {
       log.info('session already prepared; repeated command ignored');
       return;
     }
+    // a re-sent prepare of a session that already ended must not start it again
+    if (this.ended.has(cmd.sessionId)) {
+      log.info('prepare for a session that already ended ignored');
+      return;
+    }
     const refuse = (error: string): void => {
       log.warn('session refused', { error });
       this.remember(cmd.sessionId, `refused: ${error}`);

@@ -13,7 +13,7 @@ const NEXT: Record<SessionState, readonly SessionState[]> = {
   FAILED: [],
 };
 
-/** Sessions that hold a slot on their VM. */
+/** Sessions a VM is serving now (a lost VM disconnects them); slots are SLOT_SESSION_STATES in @uve/protocol. */
 export const LIVE_STATES: readonly SessionState[] = ['ASSIGNED', 'ACTIVE', 'SUSPENDED'];
 /** Sessions that are not over. */
 export const OPEN_STATES: readonly SessionState[] = ['REQUESTED', 'ASSIGNED', 'ACTIVE', 'SUSPENDED', 'DISCONNECTED'];

@@ -32,6 +32,8 @@ export class Session {
   @ManyToOne(() => User, { onDelete: 'SET NULL', nullable: true }) @JoinColumn({ name: 'suspended_by_id' }) suspendedBy?: User | null;
   @Column({ type: 'uuid', nullable: true }) suspendedById!: string | null;
   @Field(() => Int) @Column({ type: 'int', default: 0 }) reconnections!: number;
+  /** the last UVE-5 report applied from the session's current VM (its per-session seq) */
+  @Column({ type: 'int', default: 0 }) lastReportSeq!: number;
   @Column({ type: 'uuid', nullable: true }) restoredFromId!: string | null;
   @Column({ type: 'varchar', length: 500, nullable: true }) endReason!: string | null;
   @Field() @CreateDateColumn({ type: 'timestamptz' }) createdAt!: Date;

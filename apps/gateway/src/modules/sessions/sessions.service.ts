@@ -2,14 +2,16 @@
 // VM's UVE-5 reports about them. Events are recorded in the same transaction as the change and
 // published once it has committed.
 import { In, type DataSource, type EntityManager, type FindOptionsWhere, type Repository } from 'typeorm';
-import { uve, type MessageBus } from '@uve/queue';
-import type { SessionConnected, SessionDisconnected, SessionEnded, SessionFailed, SessionResourceRequested, StreamRole, VmCommand } from '@uve/protocol';
+import type { StreamRole } from '@uve/protocol';
 import { badInput, checkText, conflict, forbidden, isUuid, notFound, unavailable } from '../../common/errors';
 import type { Logger } from '../../common/logger';
-import type { SessionEventPayload, UvePubSub } from '../../common/pubsub';
+import type { SessionEventPayload } from '../../common/pubsub';
+import type { Transactions, UnitOfWork } from '../../common/unit-of-work';
+import type { SessionReport, SessionReportTarget } from '../vmm/vm-reports.service';
 import type { SessionEventType, SessionState } from '../../graphql/enums';
 import type { KeysService } from '../auth/keys.service';
 import { Ua, UaDeployment, UaVersion } from '../uas/uas.entity';
+import { packageCommand } from '../uas/uas.service';
 import type { User } from '../users/users.entity';
 import { terminalData } from '../users/terminal.types';
 import { page } from '../users/users.service';
@@ -31,26 +33,19 @@ export function sessionEventPayload(ev: SessionEvent, ownerId: string): SessionE
   return { id: ev.id, sessionId: ev.sessionId, type: ev.type, actorId: ev.actorId, at: ev.at.toISOString(), data: ev.data, ownerId };
 }
 
-/** What a transaction leaves to do after it commits: publish events, send UVE-2 commands. */
-class Outbox {
-  readonly events: SessionEventPayload[] = [];
-  readonly commands: { vmId: string; command: VmCommand }[] = [];
-}
-
 export interface SessionsServiceOptions {
   heartbeatTimeoutMs: number;
   sessionTokenTtlSec: number;
+  /** a DISCONNECTED session keeps its VM slot this long, then ends */
+  reconnectWindowMs: number;
 }
 
-export class SessionsService {
+export class SessionsService implements SessionReportTarget {
   private readonly repo: Repository<Session>;
-  /** told after a change that may move VM load (the pool manager listens) */
-  onChange: () => void = () => undefined;
 
   constructor(
     private readonly ds: DataSource,
-    private readonly bus: MessageBus,
-    private readonly pubsub: UvePubSub,
+    private readonly txs: Transactions,
     private readonly keys: KeysService,
     private readonly log: Logger,
     private readonly options: SessionsServiceOptions,
@@ -129,7 +124,8 @@ export class SessionsService {
     const version = await this.ds.getRepository(UaVersion).findOneBy({ uaId: ua.id, version: ua.currentVersion });
     if (!version) throw unavailable(`${ua.name} has no installable version ${ua.currentVersion}.`);
 
-    const session = await this.tx(async (em, out) => {
+    return this.txs.run(async (uow) => {
+      const { em } = uow;
       const selection = await selectVm(em, ua, terminal.codecs, this.options.heartbeatTimeoutMs);
       if (!selection.vm) throw unavailable(`No VM can serve ${ua.name} now: ${selection.reason}. Try again shortly.`, { reason: selection.reason });
       const vm = selection.vm;
@@ -137,24 +133,23 @@ export class SessionsService {
       const stream = negotiateStream(terminal, codec);
       let s = em.create(Session, {
         userId: user.id, uaId: ua.id, uaVersion: ua.currentVersion, vmId: null, state: 'REQUESTED',
-        reconnectionMethod: input.reconnectionMethod, terminal, stream, reconnections: 0,
+        reconnectionMethod: input.reconnectionMethod, terminal, stream, reconnections: 0, lastReportSeq: 0,
         suspendControllerId: null, suspendedById: null, restoredFromId: null, endReason: null,
         startedAt: null, lastDisconnectAt: null, endedAt: null,
       });
       s = await em.save(s);
-      await this.record(em, out, s, 'REQUESTED', user.id, { uaVersion: ua.currentVersion, reconnectionMethod: input.reconnectionMethod });
-      s = await this.move(em, out, s, 'ASSIGNED', 'assign the session', user.id, { vmId: vm.id }, { vmId: vm.id, codec, width: stream.width, height: stream.height, maxFps: stream.maxFps });
+      await this.record(uow, s, 'REQUESTED', user.id, { uaVersion: ua.currentVersion, reconnectionMethod: input.reconnectionMethod });
+      s = await this.move(uow, s, 'ASSIGNED', 'assign the session', user.id, { vmId: vm.id }, { vmId: vm.id, codec, width: stream.width, height: stream.height, maxFps: stream.maxFps });
       if (!vm.deployed) {
         await em.upsert(UaDeployment, { uaId: ua.id, vmId: vm.id, version: ua.currentVersion, status: 'PENDING', error: null }, ['uaId', 'vmId']);
-        out.commands.push({ vmId: vm.id, command: { type: 'ua.deploy', uaId: ua.id, version: ua.currentVersion, platform: ua.platform, packageUrl: version.packageUrl, sha256: version.sha256, storefrontId: ua.storefrontId } });
+        await uow.command(vm.id, packageCommand('ua.deploy', ua, version));
       }
-      out.commands.push({
-        vmId: vm.id,
-        command: { type: 'session.prepare', sessionId: s.id, userId: user.id, uaId: ua.id, uaVersion: ua.currentVersion, reconnectionMethod: input.reconnectionMethod, terminal, stream, restoreSnapshotId: null },
-      });
+      await uow.command(vm.id, {
+        type: 'session.prepare', sessionId: s.id, userId: user.id, uaId: ua.id, uaVersion: ua.currentVersion,
+        reconnectionMethod: input.reconnectionMethod, terminal, stream, restoreSnapshotId: null, reconnectWindowMs: this.options.reconnectWindowMs,
+      }, s.id);
       return s;
     });
-    return session;
   }
 
   // ---- UVE-1: end, suspend, resume; management: terminate ----------------------------------------
@@ -171,13 +166,13 @@ export class SessionsService {
     return this.end(session.id, admin.id, reason ? `terminated by an admin: ${reason}` : 'terminated by an admin');
   }
 
-  private end(id: string, actorId: string, reason: string): Promise<Session> {
-    return this.tx(async (em, out) => {
-      const s = await this.lock(em, id);
+  private end(id: string, actorId: string | null, reason: string, saveVmData = true): Promise<Session> {
+    return this.txs.run(async (uow) => {
+      const s = await this.lock(uow.em, id);
       assertTransition(s.state, 'ENDED', 'end the session');
       const vmId = s.vmId;
-      const ended = await this.move(em, out, s, 'ENDED', 'end the session', actorId, { endedAt: new Date(), endReason: reason }, { reason });
-      if (vmId) out.commands.push({ vmId, command: { type: 'session.terminate', sessionId: id, reason, saveVmData: true } });
+      const ended = await this.move(uow, s, 'ENDED', 'end the session', actorId, { endedAt: new Date(), endReason: reason }, { reason });
+      if (vmId) await uow.command(vmId, { type: 'session.terminate', sessionId: id, reason, saveVmData }, id);
       return ended;
     });
   }
@@ -186,96 +181,113 @@ export class SessionsService {
     checkText(reason, 'reason', 500);
     const session = await this.getVisible(id, user);
     if (session.userId !== user.id && user.role !== 'ADMIN') throw forbidden('Only the session owner or an admin may suspend it.');
-    return this.tx(async (em, out) => {
-      const s = await this.lock(em, session.id);
+    return this.txs.run(async (uow) => {
+      const s = await this.lock(uow.em, session.id);
       assertTransition(s.state, 'SUSPENDED', 'suspend the session');
-      const next = await this.move(em, out, s, 'SUSPENDED', 'suspend the session', user.id, { suspendedById: user.id }, { reason: reason ?? null });
-      out.commands.push({ vmId: s.vmId!, command: { type: 'session.suspend', sessionId: s.id, byUserId: user.id, reason: reason ?? null } });
+      const next = await this.move(uow, s, 'SUSPENDED', 'suspend the session', user.id, { suspendedById: user.id }, { reason: reason ?? null });
+      await uow.command(s.vmId!, { type: 'session.suspend', sessionId: s.id, byUserId: user.id, reason: reason ?? null }, s.id);
       return next;
     });
   }
 
   async resume(user: User, id: string): Promise<Session> {
     const session = await this.getVisible(id, user);
-    return this.tx(async (em, out) => {
-      const s = await this.lock(em, session.id);
+    return this.txs.run(async (uow) => {
+      const s = await this.lock(uow.em, session.id);
       if (s.state !== 'SUSPENDED') throw conflict(`Cannot resume the session: it is ${s.state}, not SUSPENDED.`, { state: s.state });
-      const next = await this.move(em, out, s, 'ACTIVE', 'resume the session', user.id, { suspendedById: null });
-      out.commands.push({ vmId: s.vmId!, command: { type: 'session.resume', sessionId: s.id, byUserId: user.id } });
+      const next = await this.move(uow, s, 'ACTIVE', 'resume the session', user.id, { suspendedById: null });
+      await uow.command(s.vmId!, { type: 'session.resume', sessionId: s.id, byUserId: user.id }, s.id);
       return next;
     });
   }
 
-  // ---- UVE-5: what the VM reports -----------------------------------------------------------------
+  // ---- UVE-5: what the VM reports (through the inbox, in the VM's order) --------------------------
 
-  async onConnected(m: SessionConnected): Promise<void> {
-    await this.fromVm(m.sessionId, m.vmId, async (em, out, s) => {
-      if (s.state === 'ACTIVE' || s.state === 'SUSPENDED' || !canTransition(s.state, 'ACTIVE')) return;
-      const patch: Partial<Session> = { startedAt: s.startedAt ?? new Date() };
-      if (s.state === 'DISCONNECTED') patch.reconnections = s.reconnections + 1;
-      await this.move(em, out, s, 'ACTIVE', 'connect', m.userId, patch, { role: m.role });
+  /** The inbox's way in: one locked session, one report applied in the same transaction. */
+  async withLockedSession<T>(
+    sessionId: string,
+    step: (em: EntityManager, s: { vmId: string | null; lastReportSeq: number }, apply: (m: SessionReport) => Promise<void>) => Promise<T>,
+  ): Promise<T | null> {
+    return this.txs.run(async (uow) => {
+      const s = await uow.em.findOne(Session, { where: { id: sessionId }, lock: { mode: 'pessimistic_write' } });
+      if (!s) return null;
+      return step(uow.em, s, (m) => this.applyReport(uow, s, m));
     });
   }
 
-  /** Seed B.1 step 2: the exception notice of an unexpected disconnect. */
-  async onDisconnected(m: SessionDisconnected): Promise<void> {
-    await this.fromVm(m.sessionId, m.vmId, async (em, out, s) => {
-      if (!canTransition(s.state, 'DISCONNECTED')) return;
-      await this.move(em, out, s, 'DISCONNECTED', 'disconnect', null, { lastDisconnectAt: new Date() }, { reason: m.reason, unexpected: m.unexpected, userId: m.userId, uaId: m.uaId });
-    });
-  }
-
-  async onFailed(m: SessionFailed): Promise<void> {
-    await this.fromVm(m.sessionId, m.vmId, async (em, out, s) => {
-      if (!canTransition(s.state, 'FAILED')) return;
-      await this.move(em, out, s, 'FAILED', 'fail', null, { endedAt: new Date(), endReason: m.error.slice(0, 500) }, { error: m.error.slice(0, 500) });
-    });
-  }
-
-  /** The UA quit by itself: the session is over, normally. */
-  async onEndedByUa(m: SessionEnded): Promise<void> {
-    await this.fromVm(m.sessionId, m.vmId, async (em, out, s) => {
-      if (!canTransition(s.state, 'ENDED')) return;
-      await this.move(em, out, s, 'ENDED', 'end', null, { endedAt: new Date(), endReason: m.reason.slice(0, 500) }, { reason: m.reason.slice(0, 500) });
-    });
-  }
-
-  async onResourceRequested(m: SessionResourceRequested): Promise<void> {
-    await this.fromVm(m.sessionId, m.vmId, async (em, out, s) => {
-      await this.record(em, out, s, 'RESOURCE_REQUESTED', null, { kind: m.kind });
-    });
+  /** One report of the VM holding the session. Reports that no longer fit the state change nothing. */
+  private async applyReport(uow: UnitOfWork, s: Session, m: SessionReport): Promise<void> {
+    switch (m.type) {
+      case 'session.connected': {
+        if (s.state === 'ACTIVE' || s.state === 'SUSPENDED' || !canTransition(s.state, 'ACTIVE')) return;
+        const patch: Partial<Session> = { startedAt: s.startedAt ?? new Date() };
+        if (s.state === 'DISCONNECTED') patch.reconnections = s.reconnections + 1;
+        await this.move(uow, s, 'ACTIVE', 'connect', m.userId, patch, { role: m.role });
+        return;
+      }
+      case 'session.disconnected':
+        // seed B.1 step 2: the exception notice of an unexpected disconnect
+        if (!canTransition(s.state, 'DISCONNECTED')) return;
+        await this.move(uow, s, 'DISCONNECTED', 'disconnect', null, { lastDisconnectAt: new Date() }, { reason: m.reason, unexpected: m.unexpected, userId: m.userId, uaId: m.uaId });
+        return;
+      case 'session.failed':
+        if (!canTransition(s.state, 'FAILED')) return;
+        await this.move(uow, s, 'FAILED', 'fail', null, { endedAt: new Date(), endReason: m.error.slice(0, 500) }, { error: m.error.slice(0, 500) });
+        return;
+      case 'session.ended':
+        // the UA quit by itself (or the VM closed the reconnect window): over, normally
+        if (!canTransition(s.state, 'ENDED')) return;
+        await this.move(uow, s, 'ENDED', 'end', null, { endedAt: new Date(), endReason: m.reason.slice(0, 500) }, { reason: m.reason.slice(0, 500) });
+        return;
+      case 'session.resourceRequested':
+        await this.record(uow, s, 'RESOURCE_REQUESTED', null, { kind: m.kind });
+        return;
+      case 'session.suspended':
+      case 'vmdata.updated':
+        // the VMM moved the session when it sent the command; VM Data is recorded by its HTTP upload
+        return;
+    }
   }
 
   /** The VM went away: every session it held is disconnected (the UC reconnects with a new request). */
   async onVmLost(vmId: string, reason: string): Promise<void> {
     const held = await this.repo.find({ where: { vmId, state: In([...LIVE_STATES]) }, select: { id: true } });
     for (const { id } of held) {
-      await this.tx(async (em, out) => {
-        const s = await this.lock(em, id);
+      await this.txs.run(async (uow) => {
+        const s = await this.lock(uow.em, id);
         if (s.vmId !== vmId || !canTransition(s.state, 'DISCONNECTED')) return;
-        await this.move(em, out, s, 'DISCONNECTED', 'disconnect', null, { lastDisconnectAt: new Date() }, { reason, unexpected: true, userId: s.userId, uaId: s.uaId });
+        await this.move(uow, s, 'DISCONNECTED', 'disconnect', null, { lastDisconnectAt: new Date() }, { reason, unexpected: true, userId: s.userId, uaId: s.uaId });
       });
     }
   }
 
-  private async fromVm(sessionId: string, vmId: string, fn: (em: EntityManager, out: Outbox, s: Session) => Promise<void>): Promise<void> {
-    if (!isUuid(sessionId)) return;
-    await this.tx(async (em, out) => {
-      const s = await em.findOne(Session, { where: { id: sessionId }, lock: { mode: 'pessimistic_write' } });
-      // a VM only speaks for the sessions it holds
-      if (!s || s.vmId !== vmId) {
-        this.log.warn('VM report about a session it does not hold ignored', { sessionId, vmId });
-        return;
-      }
-      await fn(em, out, s);
-    });
+  /**
+   * Closes reconnect windows: a session DISCONNECTED for longer than the window ends, and its VM is
+   * told to free what it held. Returns the ids it ended.
+   */
+  async closeReconnectWindows(): Promise<string[]> {
+    const windowS = Math.round(this.options.reconnectWindowMs / 1000);
+    const due: { id: string }[] = await this.ds.query(
+      `SELECT id FROM sessions WHERE state = 'DISCONNECTED' AND last_disconnect_at < now() - make_interval(secs => $1::float8 / 1000) LIMIT 200`,
+      [this.options.reconnectWindowMs],
+    );
+    const ended: string[] = [];
+    for (const { id } of due) {
+      // VM Data was saved at the disconnect; a second save now would only repeat it
+      const s = await this.end(id, null, `reconnect window of ${windowS} s expired`, false).catch((e: Error) => {
+        if ((e as { extensions?: { code?: string } }).extensions?.code === 'CONFLICT') return null; // reconnected meanwhile
+        throw e;
+      });
+      if (s) ended.push(id);
+    }
+    return ended;
   }
 
   /** Records an event that changes no state (VM Data saved, a resource asked for) and publishes it. */
   async recordEvent(sessionId: string, type: SessionEventType, data: Record<string, unknown>): Promise<void> {
-    await this.tx(async (em, out) => {
-      const s = await this.lock(em, sessionId);
-      await this.record(em, out, s, type, null, data);
+    await this.txs.run(async (uow) => {
+      const s = await this.lock(uow.em, sessionId);
+      await this.record(uow, s, type, null, data);
     });
   }
 
@@ -287,32 +299,17 @@ export class SessionsService {
     return s;
   }
 
-  private async move(em: EntityManager, out: Outbox, s: Session, to: SessionState, action: string, actorId: string | null, patch: Partial<Session> = {}, data: Record<string, unknown> | null = null): Promise<Session> {
+  private async move(uow: UnitOfWork, s: Session, to: SessionState, action: string, actorId: string | null, patch: Partial<Session> = {}, data: Record<string, unknown> | null = null): Promise<Session> {
     const from = s.state;
     assertTransition(from, to, action);
     Object.assign(s, patch, { state: to });
-    await em.update(Session, s.id, { ...patch, state: to });
-    await this.record(em, out, s, eventFor(from, to), actorId, { from, ...data });
+    await uow.em.update(Session, s.id, { ...patch, state: to });
+    await this.record(uow, s, eventFor(from, to), actorId, { from, ...data });
     return s;
   }
 
-  private async record(em: EntityManager, out: Outbox, s: Session, type: SessionEventType, actorId: string | null, data: Record<string, unknown> | null): Promise<void> {
-    const ev = await em.save(em.create(SessionEvent, { sessionId: s.id, type, actorId, data }));
-    out.events.push(sessionEventPayload(ev, s.userId));
-  }
-
-  /** Runs fn in a transaction; publishes its events and sends its commands after the commit. */
-  private async tx<T>(fn: (em: EntityManager, out: Outbox) => Promise<T>): Promise<T> {
-    const out = new Outbox();
-    const result = await this.ds.transaction((em) => fn(em, out));
-    for (const ev of out.events) {
-      this.pubsub.publish('SESSION_EVENT', ev.sessionId, ev);
-      this.pubsub.publish('NOTIFICATION', ev.ownerId, { at: ev.at, sessionEvent: ev, invitationId: null });
-    }
-    for (const { vmId, command } of out.commands) {
-      await uve.sendToVm(this.bus, vmId, command).catch((e: Error) => this.log.error('UVE-2 command not sent', { vmId, type: command.type, error: e.message }));
-    }
-    if (out.events.length) this.onChange();
-    return result;
+  private async record(uow: UnitOfWork, s: Session, type: SessionEventType, actorId: string | null, data: Record<string, unknown> | null): Promise<void> {
+    const ev = await uow.em.save(uow.em.create(SessionEvent, { sessionId: s.id, type, actorId, data }));
+    uow.events.push(sessionEventPayload(ev, s.userId));
   }
 }

@@ -1,7 +1,7 @@
 // UA management (seed 7.3.1.2.1): the catalogue, and deploy/update/remove on VMs over UVE-2.
 import { In, type DataSource, type Repository } from 'typeorm';
-import { uve, type MessageBus } from '@uve/queue';
-import type { Platform } from '@uve/protocol';
+import type { DeployUaCommand, Platform } from '@uve/protocol';
+import type { Transactions } from '../../common/unit-of-work';
 import { badInput, conflict, isUuid, notFound } from '../../common/errors';
 import { Vm } from '../vms/vms.entity';
 import { Ua, UaDeployment, UaVersion } from './uas.entity';
@@ -9,7 +9,7 @@ import { Ua, UaDeployment, UaVersion } from './uas.entity';
 export class UasService {
   private readonly repo: Repository<Ua>;
 
-  constructor(private readonly ds: DataSource, private readonly bus: MessageBus) {
+  constructor(private readonly ds: DataSource, private readonly txs: Transactions) {
     this.repo = ds.getRepository(Ua);
   }
 
@@ -58,11 +58,13 @@ export class UasService {
     const ua = await this.get(uaId);
     const v = await this.version(ua, version ?? ua.currentVersion);
     const vms = await this.targets(ua, vmId);
+    await this.txs.run(async (uow) => {
+      for (const vm of vms) {
+        await uow.em.upsert(UaDeployment, { uaId: ua.id, vmId: vm.id, version: v.version, status: 'PENDING', error: null }, ['uaId', 'vmId']);
+        await uow.command(vm.id, packageCommand('ua.deploy', ua, v));
+      }
+    });
     const repo = this.ds.getRepository(UaDeployment);
-    for (const vm of vms) {
-      await repo.upsert({ uaId: ua.id, vmId: vm.id, version: v.version, status: 'PENDING', error: null }, ['uaId', 'vmId']);
-      await uve.sendToVm(this.bus, vm.id, { type: 'ua.deploy', uaId: ua.id, version: v.version, platform: ua.platform, packageUrl: v.packageUrl, sha256: v.sha256, storefrontId: ua.storefrontId });
-    }
     return repo.findBy({ uaId: ua.id, vmId: In(vms.map((vm) => vm.id)) });
   }
 
@@ -70,14 +72,16 @@ export class UasService {
   async update(uaId: string, version: string): Promise<UaDeployment[]> {
     const ua = await this.get(uaId);
     const v = await this.version(ua, version);
-    await this.repo.update(ua.id, { currentVersion: v.version });
-    const repo = this.ds.getRepository(UaDeployment);
-    const deployed = await repo.findBy({ uaId: ua.id, status: In(['INSTALLED', 'PENDING', 'DOWNLOADING']) });
-    for (const d of deployed) {
-      await repo.update(d.id, { version: v.version, status: 'PENDING', error: null });
-      await uve.sendToVm(this.bus, d.vmId, { type: 'ua.update', uaId: ua.id, version: v.version, platform: ua.platform, packageUrl: v.packageUrl, sha256: v.sha256, storefrontId: ua.storefrontId });
-    }
-    return repo.findBy({ uaId: ua.id });
+    await this.txs.run(async (uow) => {
+      const { em } = uow;
+      await em.update(Ua, ua.id, { currentVersion: v.version });
+      const deployed = await em.findBy(UaDeployment, { uaId: ua.id, status: In(['INSTALLED', 'PENDING', 'DOWNLOADING']) });
+      for (const d of deployed) {
+        await em.update(UaDeployment, d.id, { version: v.version, status: 'PENDING', error: null });
+        await uow.command(d.vmId, packageCommand('ua.update', ua, v));
+      }
+    });
+    return this.ds.getRepository(UaDeployment).findBy({ uaId: ua.id });
   }
 
   async remove(uaId: string, vmId: string | null | undefined): Promise<UaDeployment[]> {
@@ -86,10 +90,17 @@ export class UasService {
     const where = vmId ? { uaId: ua.id, vmId } : { uaId: ua.id };
     if (vmId && !isUuid(vmId)) throw notFound('VM', vmId);
     const deployments = (await repo.findBy(where)).filter((d) => d.status !== 'REMOVED');
-    for (const d of deployments) {
-      await repo.update(d.id, { status: 'REMOVING' });
-      await uve.sendToVm(this.bus, d.vmId, { type: 'ua.remove', uaId: ua.id });
-    }
+    await this.txs.run(async (uow) => {
+      for (const d of deployments) {
+        await uow.em.update(UaDeployment, d.id, { status: 'REMOVING' });
+        await uow.command(d.vmId, { type: 'ua.remove', uaId: ua.id });
+      }
+    });
     return repo.findBy({ id: In(deployments.map((d) => d.id)) });
   }
+}
+
+/** UVE-2 deploy/update of one UA version (the VM downloads the package itself). */
+export function packageCommand(type: 'ua.deploy' | 'ua.update', ua: Ua, v: UaVersion): DeployUaCommand | (Omit<DeployUaCommand, 'type'> & { type: 'ua.update' }) {
+  return { type, uaId: ua.id, version: v.version, platform: ua.platform, packageUrl: v.packageUrl, sha256: v.sha256, storefrontId: ua.storefrontId };
 }

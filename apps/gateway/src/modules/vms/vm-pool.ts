@@ -4,7 +4,7 @@
 import type { DataSource } from 'typeorm';
 import type { Platform, VmProvider } from '@uve/protocol';
 import type { Logger } from '../../common/logger';
-import { LIVE_STATES } from '../sessions/session-state';
+import { SLOT_SESSION_STATES } from '@uve/protocol';
 import type { VmsService } from './vms.service';
 
 export interface VmPoolOptions {
@@ -24,6 +24,7 @@ interface PoolRow {
   status: string;
   provider: VmProvider;
   provider_ref: string | null;
+  capacity: number;
   active: number;
   idle_since: Date;
 }
@@ -35,6 +36,8 @@ export class VmPool {
   private running: Promise<void> | null = null;
   private again = false;
   private stopped = false;
+  /** consecutive launch failures per platform, and when the next try is allowed */
+  private readonly failures = new Map<Platform, { count: number; retryAt: number }>();
 
   constructor(private readonly ds: DataSource, private readonly vms: VmsService, private readonly log: Logger, private readonly options: VmPoolOptions) {}
 
@@ -85,13 +88,26 @@ export class VmPool {
     }
   }
 
+  private mayLaunch(platform: Platform): boolean {
+    const f = this.failures.get(platform);
+    return !f || Date.now() >= f.retryAt;
+  }
+
+  /** A failing launch is retried after 2 s, 4 s, 8 s ... up to 5 min, not every pass. */
+  private launchFailed(platform: Platform, e: Error): void {
+    const count = (this.failures.get(platform)?.count ?? 0) + 1;
+    const delayMs = Math.min(300_000, 1000 * 2 ** count);
+    this.failures.set(platform, { count, retryAt: Date.now() + delayMs });
+    this.log.error('VM pool could not launch a VM; backing off', { platform, failures: count, retryInMs: delayMs, error: e.message });
+  }
+
   private async pass(): Promise<void> {
     const rows: PoolRow[] = await this.ds.query(
-      `SELECT v.id, v.platform, v.status, v.provider, v.provider_ref,
+      `SELECT v.id, v.platform, v.status, v.provider, v.provider_ref, v.capacity,
               (SELECT count(*)::int FROM sessions s WHERE s.vm_id = v.id AND s.state = ANY($1::session_state[])) AS active,
               COALESCE((SELECT max(s.ended_at) FROM sessions s WHERE s.vm_id = v.id), v.created_at) AS idle_since
          FROM vms v WHERE v.status IN ('PROVISIONING', 'IDLE', 'DRAINING')`,
-      [LIVE_STATES],
+      [SLOT_SESSION_STATES],
     );
     // a drain ends when the last session has
     for (const r of rows.filter((r) => r.status === 'DRAINING' && r.active === 0 && r.provider_ref)) {
@@ -103,9 +119,17 @@ export class VmPool {
       const mine = rows.filter((r) => r.platform === platform);
       const idle = mine.filter((r) => r.status === 'IDLE' && r.active === 0);
       const booting = mine.filter((r) => r.status === 'PROVISIONING');
-      let want = this.options.warm - idle.length - booting.length;
-      while (want > 0 && total < this.options.max) {
-        await this.vms.provision({ platform, provider: this.options.provider, capacity: this.options.capacity });
+      const freeSlots = mine.filter((r) => r.status === 'IDLE').reduce((n, r) => n + Math.max(0, r.capacity - r.active), 0);
+      // keep `warm` idle VMs, and never let the free slots run out while a VM could still be added
+      let want = Math.max(this.options.warm - idle.length, freeSlots === 0 ? 1 : 0) - booting.length;
+      while (want > 0 && total < this.options.max && this.mayLaunch(platform)) {
+        try {
+          await this.vms.provision({ platform, provider: this.options.provider, capacity: this.options.capacity });
+          this.failures.delete(platform);
+        } catch (e) {
+          this.launchFailed(platform, e as Error);
+          break;
+        }
         want--;
         total++;
       }

@@ -1,9 +1,8 @@
 // VM selection (seed 7.3.1.2.1): the platform of the UA, a codec the terminal decodes, the UA
-// deployed (preferred) or deployable, free capacity, least loaded.
+// deployed (preferred) or deployable, a free slot (the same count the VM keeps), least loaded.
 import type { EntityManager } from 'typeorm';
-import type { VideoCodec } from '@uve/protocol';
+import { SLOT_SESSION_STATES, type VideoCodec } from '@uve/protocol';
 import type { Ua } from '../uas/uas.entity';
-import { LIVE_STATES } from '../sessions/session-state';
 
 export interface VmCandidate {
   id: string;
@@ -17,21 +16,29 @@ export interface VmCandidate {
 export type Selection = { vm: VmCandidate } | { vm: null; reason: string };
 
 /**
- * Locks the ready VMs of the UA's platform (so concurrent requests cannot overfill one) and picks
- * one. Must run inside the transaction that assigns the session.
+ * Locks the ready VMs of the UA's platform, then counts their sessions, and picks one. Must run
+ * inside the transaction that assigns the session. The count is a second statement on purpose:
+ * under READ COMMITTED a statement that waited for the lock still sees the snapshot it started
+ * with, so counting in the locking statement would miss the session the lock holder just added.
  */
 export async function selectVm(em: EntityManager, ua: Ua, codecs: VideoCodec[], heartbeatTimeoutMs: number): Promise<Selection> {
+  const locked: { id: string }[] = await em.query(
+    `SELECT v.id FROM vms v
+      WHERE v.platform = $1 AND v.status = 'IDLE' AND v.endpoint IS NOT NULL
+        AND v.last_heartbeat_at > now() - make_interval(secs => $2::float8 / 1000)
+      ORDER BY v.id
+        FOR UPDATE OF v`,
+    [ua.platform, heartbeatTimeoutMs],
+  );
+  if (locked.length === 0) return { vm: null, reason: `no ${ua.platform} VM is running` };
   const rows: (Omit<VmCandidate, 'codecs'> & { codecs: string; failed: boolean })[] = await em.query(
     `SELECT v.id, v.endpoint, v.codecs::text[] AS codecs, v.capacity,
-            (SELECT count(*)::int FROM sessions s WHERE s.vm_id = v.id AND s.state = ANY($5::session_state[])) AS active,
+            (SELECT count(*)::int FROM sessions s WHERE s.vm_id = v.id AND s.state = ANY($4::session_state[])) AS active,
             EXISTS (SELECT 1 FROM ua_deployments d WHERE d.vm_id = v.id AND d.ua_id = $2 AND d.version = $3 AND d.status = 'INSTALLED') AS deployed,
             EXISTS (SELECT 1 FROM ua_deployments d WHERE d.vm_id = v.id AND d.ua_id = $2 AND d.version = $3 AND d.status = 'FAILED') AS failed
        FROM vms v
-      WHERE v.platform = $1 AND v.status = 'IDLE' AND v.endpoint IS NOT NULL
-        AND v.last_heartbeat_at > now() - make_interval(secs => $4::float8 / 1000)
-      ORDER BY v.id
-        FOR UPDATE OF v`,
-    [ua.platform, ua.id, ua.currentVersion, heartbeatTimeoutMs, LIVE_STATES],
+      WHERE v.id = ANY($1::uuid[])`,
+    [locked.map((r) => r.id), ua.id, ua.currentVersion, SLOT_SESSION_STATES],
   );
   const vms = rows.map((r) => ({ ...r, codecs: parsePgArray(r.codecs) as VideoCodec[] }));
   if (vms.length === 0) return { vm: null, reason: `no ${ua.platform} VM is running` };

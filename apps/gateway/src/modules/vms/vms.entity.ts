@@ -25,6 +25,11 @@ export class Vm {
   /** provider's handle: pid, container id */
   @Column({ type: 'varchar', length: 256, nullable: true }) providerRef!: string | null;
   @Column({ type: 'jsonb', nullable: true }) load!: { cpuLoad: number; rssBytes: number } | null;
+  @Field(() => String, { nullable: true, description: 'why the VM is in its status when that is not plain (launch failure, lost heartbeat, removal)' })
+  @Column({ type: 'varchar', length: 500, nullable: true })
+  statusReason!: string | null;
+  /** when its provider destroyed it (OFFLINE/FAILED records are pruned a while after) */
+  @Column({ type: 'timestamptz', nullable: true }) destroyedAt!: Date | null;
   @Field() @CreateDateColumn({ type: 'timestamptz' }) createdAt!: Date;
   @UpdateDateColumn({ type: 'timestamptz' }) updatedAt!: Date;
 }

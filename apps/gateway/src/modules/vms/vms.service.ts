@@ -1,14 +1,15 @@
 // The VMM's view of its VMs: records kept from UVE-5 reports (register, heartbeat, deployments),
 // liveness, and provisioning through the providers.
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { In, LessThan, Not, type DataSource, type FindOptionsWhere, type Repository } from 'typeorm';
-import { uve, type MessageBus } from '@uve/queue';
-import { vmCommandQueue, type DeploymentChanged, type Platform, type VmHeartbeat, type VmProvider, type VmRegistered, type VmStopping } from '@uve/protocol';
+import { In, IsNull, LessThan, Not, type DataSource, type FindOptionsWhere, type Repository } from 'typeorm';
+import type { MessageBus } from '@uve/queue';
+import { SLOT_SESSION_STATES, vmCommandQueue, type DeploymentChanged, type Platform, type VmHeartbeat, type VmProvider, type VmRegistered, type VmStopping } from '@uve/protocol';
 import { badInput, conflict, isUuid, notFound, unavailable } from '../../common/errors';
 import type { Logger } from '../../common/logger';
 import type { UvePubSub } from '../../common/pubsub';
 import type { VmEventType, VmStatus } from '../../graphql/enums';
-import { LIVE_STATES } from '../sessions/session-state';
+import type { Transactions } from '../../common/unit-of-work';
+import type { VmCommandsService } from '../vmm/vm-commands.service';
 import { Session } from '../sessions/sessions.entity';
 import { Ua, UaDeployment } from '../uas/uas.entity';
 import type { VmProviderDriver } from './providers/vm-provider';
@@ -20,6 +21,8 @@ export interface VmsServiceOptions {
   gatewayUrl: () => string;
   redisUrl: string;
   queuePrefix: string;
+  /** OFFLINE and FAILED records are kept this long after their VM was destroyed */
+  retentionMs: number;
 }
 
 export class VmsService {
@@ -31,6 +34,8 @@ export class VmsService {
   constructor(
     private readonly ds: DataSource,
     private readonly bus: MessageBus,
+    private readonly txs: Transactions,
+    private readonly commands: VmCommandsService,
     private readonly pubsub: UvePubSub,
     private readonly log: Logger,
     private readonly options: VmsServiceOptions,
@@ -57,7 +62,7 @@ export class VmsService {
   /** OFFLINE now (not after the heartbeat timeout) and its sessions disconnected; once, whoever notices first. */
   private async markLost(vmId: string, reason: string): Promise<void> {
     if (this.closing) return; // the gateway stops its own VMs; the next start reconciles the records
-    const res = await this.repo.update({ id: vmId, status: In(['PROVISIONING', 'IDLE', 'DRAINING']) }, { status: 'OFFLINE' });
+    const res = await this.repo.update({ id: vmId, status: In(['PROVISIONING', 'IDLE', 'DRAINING']) }, { status: 'OFFLINE', statusReason: reason.slice(0, 500) });
     if (!res.affected) return;
     this.publish(vmId, 'STATUS_CHANGED', { status: 'OFFLINE', reason });
     this.log.warn('VM lost', { vmId, reason });
@@ -98,7 +103,7 @@ export class VmsService {
   }
 
   activeSessions(vmId: string): Promise<number> {
-    return this.ds.getRepository(Session).countBy({ vmId, state: In([...LIVE_STATES]) });
+    return this.ds.getRepository(Session).countBy({ vmId, state: In([...SLOT_SESSION_STATES]) });
   }
 
   /** BUSY is IDLE with sessions: derived, so it can never disagree with the sessions. */
@@ -126,7 +131,7 @@ export class VmsService {
   }
 
   private async setStatus(vmId: string, status: StoredVmStatus, extra: Partial<Vm> = {}): Promise<void> {
-    const res = await this.repo.update({ id: vmId, status: Not(status) }, { status, ...extra });
+    const res = await this.repo.update({ id: vmId, status: Not(status) }, { statusReason: null, ...extra, status });
     if (res.affected) this.publish(vmId, 'STATUS_CHANGED', { status });
   }
 
@@ -140,7 +145,7 @@ export class VmsService {
     const existing = await this.repo.findOneBy({ id: m.vmId });
     if (existing && (existing.status === 'FAILED' || existing.platform !== m.platform)) {
       this.log.warn('registration of a failed or mismatched VM refused', { vmId: m.vmId });
-      await uve.sendToVm(this.bus, m.vmId, { type: 'vm.shutdown' });
+      await this.txs.run((uow) => uow.command(m.vmId, { type: 'vm.shutdown' }));
       return;
     }
     const fields = {
@@ -152,6 +157,8 @@ export class VmsService {
       capacity: m.capacity,
       lastHeartbeatAt: new Date(),
       status: (existing?.status === 'DRAINING' ? 'DRAINING' : 'IDLE') as StoredVmStatus,
+      statusReason: null,
+      destroyedAt: null,
     };
     if (existing) await this.repo.update(m.vmId, fields);
     else await this.repo.insert({ id: m.vmId, ...fields, secretHash: null, providerRef: null, load: null });
@@ -163,7 +170,7 @@ export class VmsService {
   /** A heartbeat also brings back a VM that was marked OFFLINE after a network hiccup. */
   async onHeartbeat(m: VmHeartbeat): Promise<void> {
     const vm = await this.findById(m.vmId);
-    if (!vm || vm.status === 'FAILED') return;
+    if (!vm || vm.status === 'FAILED' || vm.destroyedAt) return;
     await this.repo.update(m.vmId, { lastHeartbeatAt: new Date(), codecs: m.codecs, capacity: m.capacity, load: { cpuLoad: m.cpuLoad, rssBytes: m.rssBytes } });
     if (vm.status === 'OFFLINE') await this.setStatus(m.vmId, 'IDLE');
   }
@@ -171,7 +178,7 @@ export class VmsService {
   async onStopping(m: VmStopping): Promise<void> {
     const vm = await this.findById(m.vmId);
     if (!vm || vm.status === 'OFFLINE' || vm.status === 'FAILED') return;
-    await this.setStatus(m.vmId, 'OFFLINE');
+    await this.setStatus(m.vmId, 'OFFLINE', { statusReason: `VM stopping: ${m.reason}`.slice(0, 500) });
     await this.vmLost(m.vmId, `VM stopping: ${m.reason}`);
   }
 
@@ -200,7 +207,7 @@ export class VmsService {
     const lost: string[] = [];
     for (const vm of silent) {
         // conditional update: with several gateways only one wins and reports it
-      const res = await this.repo.update({ id: vm.id, status: vm.status, lastHeartbeatAt: LessThan(cutoff) }, { status: 'OFFLINE' });
+      const res = await this.repo.update({ id: vm.id, status: vm.status, lastHeartbeatAt: LessThan(cutoff) }, { status: 'OFFLINE', statusReason: 'heartbeat lost' });
       if (!res.affected) continue;
       lost.push(vm.id);
       this.publish(vm.id, 'HEARTBEAT_LOST', { lastHeartbeatAt: vm.lastHeartbeatAt?.toISOString() ?? null });
@@ -210,8 +217,39 @@ export class VmsService {
     // a provisioned VM that never registered has failed
     const stale = new Date(Date.now() - Math.max(60_000, this.options.heartbeatTimeoutMs * 10));
     const stuck = await this.repo.find({ where: { status: 'PROVISIONING', createdAt: LessThan(stale) } });
-    for (const vm of stuck) await this.setStatus(vm.id, 'FAILED');
+    for (const vm of stuck) await this.setStatus(vm.id, 'FAILED', { statusReason: 'never registered after its launch' });
     return lost;
+  }
+
+  /**
+   * VMs that stopped serving are destroyed through their provider (a hung agent is not left
+   * running), and their records pruned once the retention has passed. Returns the ids destroyed.
+   */
+  async reapStoppedVms(): Promise<string[]> {
+    const gone = await this.repo.find({ where: { status: In(['OFFLINE', 'FAILED']), destroyedAt: IsNull() }, take: 50 });
+    const destroyed: string[] = [];
+    for (const vm of gone) {
+      const driver = this.providers.get(vm.provider);
+      // a VM of a provider this gateway does not run is left to the gateway that does
+      if (!driver) continue;
+      try {
+        await driver.destroy(vm.id, vm.providerRef);
+      } catch (e) {
+        this.log.warn('stopped VM not destroyed yet', { vmId: vm.id, error: (e as Error).message });
+        continue;
+      }
+      const res = await this.repo.update({ id: vm.id, destroyedAt: IsNull(), status: In(['OFFLINE', 'FAILED']) }, { destroyedAt: new Date(), endpoint: null });
+      if (!res.affected) continue;
+      await this.commands.cancelForVm(vm.id, `VM ${vm.status}: ${vm.statusReason ?? 'stopped'}`);
+      await this.bus.destroyQueue(vmCommandQueue(vm.id)).catch(() => undefined);
+      destroyed.push(vm.id);
+      this.log.info('stopped VM destroyed', { vmId: vm.id, status: vm.status, reason: vm.statusReason });
+    }
+    await this.ds.query(
+      `DELETE FROM vms WHERE status IN ('OFFLINE', 'FAILED') AND destroyed_at < now() - make_interval(secs => $1::float8 / 1000)`,
+      [this.options.retentionMs],
+    );
+    return destroyed;
   }
 
   // ---- management (admin) ----------------------------------------------------------------------
@@ -236,6 +274,8 @@ export class VmsService {
       secretHash: createHash('sha256').update(secret).digest('hex'),
       providerRef: null,
       load: null,
+      statusReason: null,
+      destroyedAt: null,
     }));
     try {
       const { providerRef } = await driver.launch({
@@ -245,7 +285,7 @@ export class VmsService {
       vm.providerRef = providerRef;
       await this.repo.update(vm.id, { providerRef });
     } catch (e) {
-      await this.repo.update(vm.id, { status: 'FAILED' });
+      await this.repo.update(vm.id, { status: 'FAILED', statusReason: `launch failed: ${(e as Error).message}`.slice(0, 500) });
       this.log.error('VM launch failed', { vmId: vm.id, error: (e as Error).message });
       throw unavailable(`The ${kind} provider could not start the VM: ${(e as Error).message}`);
     }
@@ -257,18 +297,20 @@ export class VmsService {
     const vm = await this.get(id);
     if (vm.status === 'OFFLINE' || vm.status === 'FAILED') throw conflict(`VM ${vm.name} is ${vm.status}; only a running VM can be drained.`);
     await this.setStatus(vm.id, 'DRAINING');
-    await uve.sendToVm(this.bus, vm.id, { type: 'vm.drain' });
+    await this.txs.run((uow) => uow.command(vm.id, { type: 'vm.drain' }));
     return this.get(id);
   }
 
-  /** Stops the VM through its provider and keeps the record (OFFLINE) for history. */
+  /** Stops the VM through its provider and keeps the record (OFFLINE) for history, until pruned. */
   async remove(id: string): Promise<Vm> {
     const vm = await this.get(id);
     const driver = this.providers.get(vm.provider);
-    await uve.sendToVm(this.bus, vm.id, { type: 'vm.shutdown' }).catch(() => undefined);
+    // the agent ends its sessions cleanly if it hears this before its provider stops it
+    await this.txs.run((uow) => uow.command(vm.id, { type: 'vm.shutdown' }));
     if (driver) await driver.destroy(vm.id, vm.providerRef);
-    await this.repo.update(vm.id, { status: 'OFFLINE', endpoint: null });
+    await this.repo.update(vm.id, { status: 'OFFLINE', statusReason: 'removed', endpoint: null, destroyedAt: driver ? new Date() : null });
     await this.vmLost(vm.id, 'VM removed');
+    await this.commands.cancelForVm(vm.id, 'VM removed');
     await this.bus.destroyQueue(vmCommandQueue(vm.id)).catch(() => undefined);
     this.publish(vm.id, 'REMOVED', null);
     return this.get(id);

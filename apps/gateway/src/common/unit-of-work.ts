@@ -1,0 +1,54 @@
+// One transaction and what it leaves to do once committed: session events to publish, UVE-2
+// commands (already in the outbox, in the same transaction) to send at once. Every service that
+// changes state and tells a VM or a subscriber about it goes through here.
+import type { DataSource, EntityManager } from 'typeorm';
+import type { VmCommand } from '@uve/protocol';
+import type { Logger } from './logger';
+import type { SessionEventPayload, UvePubSub } from './pubsub';
+
+/** The outbox as a transaction sees it (modules/vmm/vm-commands.service.ts). */
+export interface CommandOutbox {
+  enqueue(em: EntityManager, vmId: string, command: VmCommand, sessionId?: string | null): Promise<string>;
+  flush(ids: string[]): Promise<void>;
+}
+
+export class UnitOfWork {
+  readonly events: SessionEventPayload[] = [];
+  readonly commandIds: string[] = [];
+
+  constructor(readonly em: EntityManager, private readonly outbox: CommandOutbox) {}
+
+  /** Writes a UVE-2 command to the outbox; it leaves when the transaction has committed. */
+  async command(vmId: string, command: VmCommand, sessionId: string | null = null): Promise<void> {
+    this.commandIds.push(await this.outbox.enqueue(this.em, vmId, command, sessionId));
+  }
+}
+
+export class Transactions {
+  private readonly committedListeners: ((uow: UnitOfWork) => void)[] = [];
+
+  constructor(
+    private readonly ds: DataSource,
+    private readonly pubsub: UvePubSub,
+    private readonly outbox: CommandOutbox,
+    private readonly log: Logger,
+  ) {}
+
+  /** told after every commit (the pool manager listens for load changes) */
+  onCommitted(listener: (uow: UnitOfWork) => void): void {
+    this.committedListeners.push(listener);
+  }
+
+  async run<T>(fn: (uow: UnitOfWork) => Promise<T>): Promise<T> {
+    let uow!: UnitOfWork;
+    const result = await this.ds.transaction((em) => fn((uow = new UnitOfWork(em, this.outbox))));
+    for (const ev of uow.events) {
+      this.pubsub.publish('SESSION_EVENT', ev.sessionId, ev);
+      this.pubsub.publish('NOTIFICATION', ev.ownerId, { at: ev.at, sessionEvent: ev, invitationId: null });
+    }
+    // the outbox keeps them if this fails: the relay sends them at its next pass
+    await this.outbox.flush(uow.commandIds).catch((e: Error) => this.log.warn('UVE-2 commands left to the relay', { error: e.message }));
+    for (const l of this.committedListeners) l(uow);
+    return result;
+  }
+}
