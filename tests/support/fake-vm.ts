@@ -19,7 +19,11 @@ export interface FakeVm {
 type Unsent<E> = E extends { seq: number } ? Omit<E, 'vmId' | 'at' | 'seq'> & { seq?: number } : Omit<E, 'vmId' | 'at'>;
 export type FakeReport = VmEventMessage extends infer E ? (E extends VmEventMessage ? Unsent<E> : never) : never;
 
-export async function startFakeVm(opts: { redisUrl: string; prefix: string; platform?: Platform; codecs?: VideoCodec[]; capacity?: number; heartbeatMs?: number }): Promise<FakeVm> {
+export async function startFakeVm(opts: {
+  redisUrl: string; prefix: string; platform?: Platform; codecs?: VideoCodec[]; capacity?: number; heartbeatMs?: number;
+  /** acknowledge commands as a real VM does (default true) */
+  ackCommands?: boolean;
+}): Promise<FakeVm> {
   const bus: MessageBus = createMessageBus({ redisUrl: opts.redisUrl, prefix: opts.prefix });
   const id = randomUUID();
   const commands = new Collector<VmCommand>();
@@ -27,7 +31,7 @@ export async function startFakeVm(opts: { redisUrl: string; prefix: string; plat
   // like a real VM, it acknowledges each command it took, so the VMM's outbox stops re-sending
   const consumer = uve.consumeVmCommands(bus, id, async (c) => {
     commands.push(c);
-    if (c.commandId) await uve.reportToVmm(bus, { type: 'command.ack', vmId: id, at: at(), commandId: c.commandId, outcome: 'done' });
+    if (c.commandId && opts.ackCommands !== false) await uve.reportToVmm(bus, { type: 'command.ack', vmId: id, at: at(), commandId: c.commandId, outcome: 'done' });
   });
   const seqs = new Map<string, number>();
   const codecs = opts.codecs ?? ['H264', 'MJPEG'];

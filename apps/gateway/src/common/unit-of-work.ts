@@ -12,6 +12,9 @@ export interface CommandOutbox {
   flush(ids: string[]): Promise<void>;
 }
 
+/** how long a request waits for its commands to reach the queue before leaving them to the relay */
+const FLUSH_WAIT_MS = 1_000;
+
 export class UnitOfWork {
   readonly events: SessionEventPayload[] = [];
   readonly commandIds: string[] = [];
@@ -46,8 +49,12 @@ export class Transactions {
       this.pubsub.publish('SESSION_EVENT', ev.sessionId, ev);
       this.pubsub.publish('NOTIFICATION', ev.ownerId, { at: ev.at, sessionEvent: ev, invitationId: null });
     }
-    // the outbox keeps them if this fails: the relay sends them at its next pass
-    await this.outbox.flush(uow.commandIds).catch((e: Error) => this.log.warn('UVE-2 commands left to the relay', { error: e.message }));
+    // Sent now so the VM hears at once; the outbox keeps them if this fails or stalls (Redis
+    // unreachable), and the relay sends them later: the caller waits a bounded time, never longer.
+    const flushed = this.outbox.flush(uow.commandIds).catch((e: Error) => this.log.warn('UVE-2 commands left to the relay', { error: e.message }));
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([flushed, new Promise<void>((resolve) => (timer = setTimeout(resolve, FLUSH_WAIT_MS)))]);
+    clearTimeout(timer);
     for (const l of this.committedListeners) l(uow);
     return result;
   }
