@@ -32,6 +32,13 @@ export async function startGateway(env: Record<string, string>): Promise<Gateway
       UVE_SAMPLE_UAS: 'false',
       UVE_WARM_VMS: '0',
       UVE_LOG_LEVEL: 'warn',
+      // limits that protect a real deployment are tested by their own suite; elsewhere they must
+      // not be what a test trips over (and the production scrypt cost would make users slow to create)
+      UVE_PASSWORD_SCRYPT_N: '16384',
+      UVE_LOGIN_RATE_PER_MIN: '10000',
+      UVE_REGISTER_RATE_PER_MIN: '10000',
+      UVE_REQUEST_RATE_PER_MIN: '10000',
+      UVE_MAX_OPEN_SESSIONS: '1000',
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -75,7 +75,9 @@ export async function startGateway(config: GatewayConfig): Promise<RunningGatewa
     stops.push(async () => pinger.disconnect());
 
     let publicUrl = config.publicUrl ?? '';
-    const services = await createServices({ config, log, ds, bus, pubsub, redisUrl, redisPing: () => pinger.ping(), publicUrl: () => publicUrl });
+    const services = await createServices({ config, log, ds, bus, pubsub, redisUrl, redis: pinger, redisPing: () => pinger.ping(), publicUrl: () => publicUrl });
+    services.keys.startRotationSchedule(config.signingKeyMaxAgeDays * 86400_000, log);
+    stops.push(async () => services.keys.stopRotationSchedule());
     await services.users.ensureFirstAdmin(config.adminUsername, config.adminPassword, log);
     if (config.registerSampleUas) await registerSampleUas(ds, log);
     for (const provider of await createProviders(config, log)) services.vms.addProvider(provider);

@@ -33,6 +33,23 @@ export interface GatewayConfig {
   vmCapacity: number;
   registerSampleUas: boolean;
   vmDataMaxMb: number;
+  graphqlMaxTokens: number;
+  graphqlMaxDepth: number;
+  graphqlMaxAliases: number;
+  graphqlMaxDirectives: number;
+  graphqlMaxCost: number;
+  /** schema introspection and field suggestions; auto = off when NODE_ENV=production */
+  introspection: 'auto' | 'on' | 'off';
+  /** origins allowed to call /graphql from a browser (CORS); empty: same origin only */
+  corsOrigins: string[];
+  registration: 'open' | 'closed';
+  loginRatePerMin: number;
+  registerRatePerMin: number;
+  requestRatePerMin: number;
+  maxOpenSessionsPerUser: number;
+  /** scrypt work factor of new password hashes */
+  passwordScryptN: number;
+  signingKeyMaxAgeDays: number;
   logLevel: 'error' | 'warn' | 'info' | 'debug';
 }
 
@@ -102,6 +119,25 @@ export const CONFIG_SPEC = {
   vmCapacity: { env: 'UVE_VM_CAPACITY', doc: 'sessions per provisioned VM', default: '4', parse: int(1, 64) },
   registerSampleUas: { env: 'UVE_SAMPLE_UAS', doc: 'register the sample UAs shipped with the agent', default: 'true', parse: bool },
   vmDataMaxMb: { env: 'UVE_VM_DATA_MAX_MB', doc: 'largest VM Data upload a VM may store, MiB', default: '256', parse: int(1, 1024) },
+  graphqlMaxTokens: { env: 'UVE_GRAPHQL_MAX_TOKENS', doc: 'most tokens a GraphQL document may have', default: '2000', parse: int(100, 100_000) },
+  graphqlMaxDepth: { env: 'UVE_GRAPHQL_MAX_DEPTH', doc: 'deepest selection a GraphQL operation may nest', default: '10', parse: int(2, 100) },
+  graphqlMaxAliases: { env: 'UVE_GRAPHQL_MAX_ALIASES', doc: 'most aliases in one GraphQL operation', default: '10', parse: int(0, 1000) },
+  graphqlMaxDirectives: { env: 'UVE_GRAPHQL_MAX_DIRECTIVES', doc: 'most directives in one GraphQL operation', default: '20', parse: int(0, 1000) },
+  graphqlMaxCost: { env: 'UVE_GRAPHQL_MAX_COST', doc: 'highest cost of one GraphQL operation (graphql-armor cost-limit)', default: '5000', parse: int(10, 1_000_000) },
+  introspection: { env: 'UVE_GRAPHQL_INTROSPECTION', doc: 'schema introspection and field suggestions: auto (off when NODE_ENV=production), on, off', default: 'auto', parse: oneOf('auto', 'on', 'off') },
+  corsOrigins: { env: 'UVE_CORS_ORIGINS', doc: 'origins allowed to call the API from a browser, comma-separated (unset: same origin only)', default: null, parse: (raw: string, env: string) =>
+    raw.split(',').map((s) => s.trim()).filter(Boolean).map((o) => url('http:', 'https:')(o, env)) },
+  registration: { env: 'UVE_REGISTRATION', doc: 'self-registration of users: open or closed (admins still create users)', default: 'open', parse: oneOf('open', 'closed') },
+  loginRatePerMin: { env: 'UVE_LOGIN_RATE_PER_MIN', doc: 'login attempts per minute per client address and per username', default: '10', parse: int(1, 100_000) },
+  registerRatePerMin: { env: 'UVE_REGISTER_RATE_PER_MIN', doc: 'registrations per minute per client address', default: '5', parse: int(1, 100_000) },
+  requestRatePerMin: { env: 'UVE_REQUEST_RATE_PER_MIN', doc: 'UA requests per minute per user', default: '30', parse: int(1, 100_000) },
+  maxOpenSessionsPerUser: { env: 'UVE_MAX_OPEN_SESSIONS', doc: 'open (not ended) sessions one user may have at once', default: '5', parse: int(1, 1000) },
+  passwordScryptN: { env: 'UVE_PASSWORD_SCRYPT_N', doc: 'scrypt work factor N of password hashes (a power of two; weaker hashes are upgraded at sign-in)', default: '131072', parse: (raw: string, env: string) => {
+    const n = int(1024, 2 ** 20)(raw, env);
+    if ((n & (n - 1)) !== 0) throw new ConfigError(`${env} must be a power of two, got "${raw}"`);
+    return n;
+  } },
+  signingKeyMaxAgeDays: { env: 'UVE_SIGNING_KEY_MAX_AGE_DAYS', doc: 'token signing keys rotate when older than this (the previous key keeps verifying)', default: '30', parse: int(1, 3650) },
   logLevel: { env: 'UVE_LOG_LEVEL', doc: 'error, warn, info or debug', default: 'info', parse: oneOf('error', 'warn', 'info', 'debug') },
 } satisfies { [K in keyof GatewayConfig]: Spec<NonNullable<GatewayConfig[K]>> };
 
@@ -112,6 +148,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): GatewayConfig 
     const value = raw !== undefined && raw !== '' ? raw : spec.default;
     out[key] = value === null ? null : spec.parse(value, spec.env);
   }
+  out.corsOrigins ??= [];
   const config = out as unknown as GatewayConfig;
   if (config.vmProvider === 'DOCKER' && config.docker === 'off') throw new ConfigError('UVE_VM_PROVIDER=DOCKER needs UVE_DOCKER=auto or on');
   if (config.adminPassword !== null && config.adminPassword.length < 8) throw new ConfigError('UVE_ADMIN_PASSWORD must have at least 8 characters');

@@ -1,11 +1,14 @@
 // The services of one gateway process, built once and handed to resolvers through the context.
 import type { DataSource } from 'typeorm';
+import type { Redis } from 'ioredis';
 import type { MessageBus } from '@uve/queue';
 import type { GatewayConfig } from './config';
 import type { Logger } from './common/logger';
 import type { UvePubSub } from './common/pubsub';
 import { Transactions } from './common/unit-of-work';
 import { KeysService } from './modules/auth/keys.service';
+import { setScryptCost } from './modules/auth/passwords';
+import { RateLimits } from './modules/auth/rate-limits';
 import { InvitationsService } from './modules/invitations/invitations.service';
 import { ProcurementsService } from './modules/procurements/procurements.service';
 import { SessionsService } from './modules/sessions/sessions.service';
@@ -33,6 +36,7 @@ export interface Services {
   /** UVE-5 session-report inbox */
   reports: VmReportsService;
   keys: KeysService;
+  limits: RateLimits;
   users: UsersService;
   storefronts: StorefrontsService;
   uas: UasService;
@@ -51,12 +55,18 @@ export async function createServices(deps: {
   bus: MessageBus;
   pubsub: UvePubSub;
   redisPing: () => Promise<unknown>;
+  /** a Redis connection that fails fast (no offline queue): rate-limit counts */
+  redis: Redis;
   redisUrl: string;
   publicUrl: () => string;
 }): Promise<Services> {
   const { config, log, ds, bus, pubsub } = deps;
   const keys = await KeysService.load(ds);
-  const users = new UsersService(ds, keys, config.accessTokenTtlSec);
+  setScryptCost(config.passwordScryptN);
+  const limits = new RateLimits(deps.redis, config.queuePrefix, {
+    loginPerMin: config.loginRatePerMin, registerPerMin: config.registerRatePerMin, requestPerMin: config.requestRatePerMin,
+  });
+  const users = new UsersService(ds, keys, limits, { accessTokenTtlSec: config.accessTokenTtlSec, registration: config.registration });
   const commands = new VmCommandsService(ds, bus, log);
   const txs = new Transactions(ds, pubsub, commands, log);
   const vms = new VmsService(ds, bus, txs, commands, pubsub, log, {
@@ -67,15 +77,16 @@ export async function createServices(deps: {
     queuePrefix: config.queuePrefix,
     retentionMs: config.vmRetentionSec * 1000,
   });
-  const sessions = new SessionsService(ds, txs, keys, log, {
+  const sessions = new SessionsService(ds, txs, keys, limits, log, {
     heartbeatTimeoutMs: config.vmHeartbeatTimeoutMs,
     sessionTokenTtlSec: config.sessionTokenTtlSec,
     reconnectWindowMs: config.reconnectWindowSec * 1000,
+    maxOpenSessionsPerUser: config.maxOpenSessionsPerUser,
   });
   vms.onVmLost((vmId, reason) => sessions.onVmLost(vmId, reason));
   const reports = new VmReportsService(ds, log, sessions);
   return {
-    config, log, ds, bus, pubsub, txs, commands, reports, keys, users, vms, sessions,
+    config, log, ds, bus, pubsub, txs, commands, reports, keys, limits, users, vms, sessions,
     redisPing: deps.redisPing,
     storefronts: new StorefrontsService(ds),
     uas: new UasService(ds, txs),

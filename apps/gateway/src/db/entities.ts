@@ -1,5 +1,6 @@
 import { User } from '../modules/users/users.entity';
 import { SigningKey } from '../modules/auth/signing-key.entity';
+import { RevokedToken } from '../modules/auth/revoked-token.entity';
 import { Storefront } from '../modules/storefronts/storefronts.entity';
 import { Ua, UaDeployment, UaVersion } from '../modules/uas/uas.entity';
 import { Vm } from '../modules/vms/vms.entity';
@@ -14,5 +15,5 @@ import { VmReportRecord } from '../modules/vmm/vm-reports.entity';
 export const ENTITIES = [
   User, SigningKey, Storefront, Ua, UaVersion, UaDeployment, Vm, Session, SessionEvent,
   WatcherGrant, Monitoring, Invitation, Participant, VmSnapshot, VmDataBlob, Procurement,
-  VmCommandRecord, VmReportRecord,
+  VmCommandRecord, VmReportRecord, RevokedToken,
 ];

@@ -24,3 +24,9 @@ export function currentUser(ctx: Context) {
   if (ctx.principal?.kind !== 'user') throw unauthenticated();
   return ctx.principal.user;
 }
+
+/** The signed-in user with the token of this request (logout ends that token). */
+export function currentAuth(ctx: Context) {
+  if (ctx.principal?.kind !== 'user') throw unauthenticated();
+  return { user: ctx.principal.user, token: ctx.principal.token };
+}

@@ -2,6 +2,7 @@
 // anything unexpected is logged and masked.
 import type { GraphQLFormattedError } from 'graphql';
 import type { Logger } from '../common/logger';
+import { withoutSuggestions, type GraphqlLimits } from './limits';
 
 const CONTRACT_CODES = new Set(['UNAUTHENTICATED', 'FORBIDDEN', 'NOT_FOUND', 'BAD_USER_INPUT', 'CONFLICT', 'UNAVAILABLE']);
 /** Apollo's own codes for requests that never reached a resolver: all bad input from the client. */
@@ -21,7 +22,7 @@ function flatten(errors: ValidationErrorLike[], prefix = ''): string[] {
   });
 }
 
-export function formatError(log: Logger) {
+export function formatError(log: Logger, limits: Pick<GraphqlLimits, 'introspection'>) {
   return (formatted: GraphQLFormattedError, error: unknown): GraphQLFormattedError => {
     const code = String(formatted.extensions?.code ?? '');
     const validationErrors = formatted.extensions?.validationErrors as ValidationErrorLike[] | undefined;
@@ -30,7 +31,9 @@ export function formatError(log: Logger) {
       return { ...formatted, message: `Invalid input: ${problems.join('; ')}`, extensions: { code: 'BAD_USER_INPUT', problems } };
     }
     if (CONTRACT_CODES.has(code)) return formatted;
-    if (CLIENT_CODES.has(code)) return { ...formatted, extensions: { ...formatted.extensions, code: 'BAD_USER_INPUT', reason: code } };
+    if (CLIENT_CODES.has(code)) {
+      return { ...formatted, message: withoutSuggestions(formatted.message, limits), extensions: { ...formatted.extensions, code: 'BAD_USER_INPUT', reason: code } };
+    }
     log.error('unexpected error in a resolver', { message: formatted.message, path: formatted.path, stack: (error as { originalError?: Error })?.originalError?.stack });
     return { message: 'Internal error; it was logged. Try again, and tell the operator if it persists.', path: formatted.path, extensions: { code: 'INTERNAL_SERVER_ERROR' } };
   };

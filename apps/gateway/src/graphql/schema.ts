@@ -5,6 +5,7 @@ import type { GraphQLSchema } from 'graphql';
 import { authChecker } from './auth-checker';
 import './enums';
 import { UsersResolver } from '../modules/users/users.resolver';
+import { AuthResolver } from '../modules/auth/auth.resolver';
 import { StorefrontsResolver } from '../modules/storefronts/storefronts.resolver';
 import { UasResolver, UaDeploymentsResolver } from '../modules/uas/uas.resolver';
 import { VmsResolver, VmEventsResolver } from '../modules/vms/vms.resolver';
@@ -18,7 +19,7 @@ import { NotificationsResolver } from '../modules/notifications/notifications.re
 export function buildUveSchema(): Promise<GraphQLSchema> {
   return buildSchema({
     resolvers: [
-      UsersResolver, StorefrontsResolver, UasResolver, UaDeploymentsResolver, VmsResolver, VmEventsResolver,
+      UsersResolver, AuthResolver, StorefrontsResolver, UasResolver, UaDeploymentsResolver, VmsResolver, VmEventsResolver,
       SessionsResolver, SessionEventsResolver, WatcherGrantsResolver, MonitoringResolver, InvitationsResolver,
       ParticipantsResolver, SnapshotsResolver, ProcurementsResolver, NotificationsResolver,
     ],

@@ -5,13 +5,14 @@ import express from 'express';
 import { ApolloServer } from '@apollo/server';
 import { expressMiddleware } from '@as-integrations/express5';
 import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
-import { WebSocketServer } from 'ws';
+import { WebSocketServer, type WebSocket } from 'ws';
 import { useServer } from 'graphql-ws/use/ws';
 import type { GraphQLSchema } from 'graphql';
 import { JWKS_PATH } from '@uve/protocol';
 import type { Services } from '../services';
 import { resolvePrincipal, type Context } from './context';
 import { formatError } from './format-error';
+import { checkDocument, limitRules, type GraphqlLimits } from './limits';
 import { registerVmDataRoutes } from '../modules/snapshots/vm-data.routes';
 
 export interface HttpServer {
@@ -38,10 +39,50 @@ async function ready(services: Services): Promise<{ ok: boolean; checks: Record<
   return { ok: Object.values(checks).every((v) => v === 'ok'), checks };
 }
 
+/** The GraphQL limits and introspection setting this gateway runs with (config.ts). */
+export function graphqlLimits(config: Services['config']): GraphqlLimits {
+  return {
+    maxTokens: config.graphqlMaxTokens,
+    maxDepth: config.graphqlMaxDepth,
+    maxAliases: config.graphqlMaxAliases,
+    maxDirectives: config.graphqlMaxDirectives,
+    maxCost: config.graphqlMaxCost,
+    introspection: config.introspection === 'on' || (config.introspection === 'auto' && process.env.NODE_ENV !== 'production'),
+  };
+}
+
+/** graphql-ws close codes of a connection whose login token stopped being valid. */
+const TOKEN_EXPIRED = 4401;
+const TOKEN_REVOKED = 4403;
+
+interface SocketAuth {
+  userId: string;
+  jti: string;
+  socket: WebSocket;
+  expiry: NodeJS.Timeout;
+}
+
 export async function startHttpServer(schema: GraphQLSchema, services: Services, host: string, port: number): Promise<HttpServer> {
   const app = express();
   app.disable('x-powered-by');
   const server = http.createServer(app);
+  const limits = graphqlLimits(services.config);
+
+  // Open graphql-ws connections by the login token they were opened with: a subscription must not
+  // outlive its token (expiry, logout, admin revocation).
+  const sockets = new Set<SocketAuth>();
+  const forget = (a: SocketAuth) => {
+    clearTimeout(a.expiry);
+    sockets.delete(a);
+  };
+  services.users.onTokensRevoked = (userId, jti) => {
+    for (const a of [...sockets]) {
+      if (a.userId === userId && (jti === null || a.jti === jti)) {
+        a.socket.close(TOKEN_REVOKED, 'login token revoked');
+        forget(a);
+      }
+    }
+  };
 
   const wss = new WebSocketServer({ server, path: '/graphql', maxPayload: 64 * 1024 });
   const wsCleanup = useServer<Record<string, unknown>>(
@@ -53,10 +94,35 @@ export async function startHttpServer(schema: GraphQLSchema, services: Services,
         if (auth !== undefined && typeof auth !== 'string') return false;
         const principal = await resolvePrincipal(services, auth as string | undefined);
         if (auth && !principal) return false; // a wrong token is refused, not downgraded to anonymous
-        (ctx.extra as Record<string, unknown>).principal = principal;
+        const extra = ctx.extra as { principal?: Context['principal']; auth?: SocketAuth; socket: WebSocket };
+        extra.principal = principal;
+        if (principal?.kind === 'user') {
+          const a: SocketAuth = {
+            userId: principal.user.id,
+            jti: principal.token.jti,
+            socket: extra.socket,
+            expiry: setTimeout(() => {
+              extra.socket.close(TOKEN_EXPIRED, 'login token expired');
+              forget(a);
+            }, Math.max(0, principal.token.exp * 1000 - Date.now())),
+          };
+          sockets.add(a);
+          extra.auth = a;
+          extra.socket.once('close', () => forget(a));
+        }
         return true;
       },
-      context: (ctx): Context => ({ principal: ((ctx.extra as Record<string, unknown>).principal as Context['principal']) ?? null, services }),
+      // the same limits as on HTTP: Apollo's validation never sees this path
+      onSubscribe: (_ctx, _id, payload) => {
+        const checked = checkDocument(schema, payload.query, limits);
+        if ('errors' in checked) return checked.errors;
+        return { schema, document: checked.document, operationName: payload.operationName, variableValues: payload.variables };
+      },
+      context: (ctx): Context => ({
+        principal: ((ctx.extra as Record<string, unknown>).principal as Context['principal']) ?? null,
+        services,
+        clientIp: clientAddress((ctx.extra as { request: http.IncomingMessage }).request),
+      }),
       onError: (_ctx, _id, _payload, errors) => {
         for (const e of errors) services.log.debug('subscription error', { message: e.message });
       },
@@ -66,8 +132,10 @@ export async function startHttpServer(schema: GraphQLSchema, services: Services,
 
   const apollo = new ApolloServer<Context>({
     schema,
-    formatError: formatError(services.log),
-    introspection: true,
+    formatError: formatError(services.log, limits),
+    introspection: limits.introspection,
+    validationRules: limitRules(limits),
+    parseOptions: { maxTokens: limits.maxTokens },
     includeStacktraceInErrorResponses: false,
     plugins: [
       ApolloServerPluginDrainHttpServer({ httpServer: server }),
@@ -89,9 +157,10 @@ export async function startHttpServer(schema: GraphQLSchema, services: Services,
   registerVmDataRoutes(app, services, services.config.vmDataMaxMb * 1024 * 1024);
   app.use(
     '/graphql',
+    cors(services.config.corsOrigins),
     express.json({ limit: '256kb' }),
     expressMiddleware(apollo, {
-      context: async ({ req }) => ({ principal: await resolvePrincipal(services, req.headers.authorization), services }),
+      context: async ({ req }) => ({ principal: await resolvePrincipal(services, req.headers.authorization), services, clientIp: clientAddress(req) }),
     }),
   );
 
@@ -102,8 +171,37 @@ export async function startHttpServer(schema: GraphQLSchema, services: Services,
   return {
     server,
     stop: async () => {
+      for (const a of [...sockets]) forget(a);
       await apollo.stop();
       wss.close();
     },
+  };
+}
+
+/** The peer's address (no proxy is trusted: a forwarded-for header would let anyone pick theirs). */
+function clientAddress(req: http.IncomingMessage): string {
+  return req.socket.remoteAddress ?? 'unknown';
+}
+
+/**
+ * CORS set explicitly: only the configured origins may call the API from a browser, with the
+ * Authorization header; without any, browsers keep to the same origin.
+ */
+function cors(origins: string[]): express.RequestHandler {
+  const allowed = new Set(origins);
+  return (req, res, next) => {
+    const origin = req.headers.origin;
+    if (origin && allowed.has(origin)) {
+      res.setHeader('access-control-allow-origin', origin);
+      res.setHeader('vary', 'Origin');
+      res.setHeader('access-control-allow-headers', 'authorization, content-type');
+      res.setHeader('access-control-allow-methods', 'GET, POST, OPTIONS');
+      res.setHeader('access-control-max-age', '600');
+    }
+    if (req.method === 'OPTIONS') {
+      res.status(origin && allowed.has(origin) ? 204 : 403).end();
+      return;
+    }
+    next();
   };
 }

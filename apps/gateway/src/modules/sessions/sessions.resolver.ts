@@ -89,7 +89,7 @@ export class SessionsResolver {
   connection(@Root() s: Session, @Ctx() ctx: Context): Promise<SessionConnection | null> {
     const viewer = currentUser(ctx);
     if (viewer.id !== s.userId && viewer.role !== 'ADMIN') return Promise.resolve(null);
-    return ctx.services.sessions.connection(s);
+    return ctx.services.sessions.connection(s, viewer);
   }
 
   @FieldResolver(() => [Monitoring])

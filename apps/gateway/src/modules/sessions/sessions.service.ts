@@ -10,6 +10,7 @@ import type { Transactions, UnitOfWork } from '../../common/unit-of-work';
 import type { SessionReport, SessionReportTarget } from '../vmm/vm-reports.service';
 import type { SessionEventType, SessionState } from '../../graphql/enums';
 import type { KeysService } from '../auth/keys.service';
+import type { RateLimits } from '../auth/rate-limits';
 import { Ua, UaDeployment, UaVersion } from '../uas/uas.entity';
 import { packageCommand } from '../uas/uas.service';
 import type { User } from '../users/users.entity';
@@ -38,6 +39,7 @@ export interface SessionsServiceOptions {
   sessionTokenTtlSec: number;
   /** a DISCONNECTED session keeps its VM slot this long, then ends */
   reconnectWindowMs: number;
+  maxOpenSessionsPerUser: number;
 }
 
 export class SessionsService implements SessionReportTarget {
@@ -47,6 +49,7 @@ export class SessionsService implements SessionReportTarget {
     private readonly ds: DataSource,
     private readonly txs: Transactions,
     private readonly keys: KeysService,
+    private readonly limits: RateLimits,
     private readonly log: Logger,
     private readonly options: SessionsServiceOptions,
   ) {
@@ -98,15 +101,24 @@ export class SessionsService implements SessionReportTarget {
       .then((rows) => rows.reverse());
   }
 
-  /** A fresh UVE-3 token for the session's user; none once the session is over or has no VM. */
-  async connection(session: Session, role: StreamRole = 'PLAYER'): Promise<SessionConnection | null> {
+  /**
+   * A fresh UVE-3 token in the caller's own name: the session's user plays (PLAYER); anyone else
+   * allowed to open it (an admin) watches (VIEWER), announced to the VM first (UVE-2 monitoring
+   * notification) so it admits them. None once the session is over or has no VM.
+   */
+  async connection(session: Session, caller: User): Promise<SessionConnection | null> {
     if (!session.vmId || !OPEN_STATES.includes(session.state)) return null;
     // a VM that is gone gives no connection: the UC requests the UA again (seed B.1 step 4)
     const vm = await this.ds.query(`SELECT endpoint FROM vms WHERE id = $1 AND status IN ('IDLE', 'DRAINING')`, [session.vmId]);
     const endpoint: string | null = vm[0]?.endpoint ?? null;
     if (!endpoint) return null;
+    const role: StreamRole = caller.id === session.userId ? 'PLAYER' : 'VIEWER';
+    if (role === 'VIEWER') {
+      const vmId = session.vmId;
+      await this.txs.run((uow) => uow.command(vmId, { type: 'monitoring.notify', sessionId: session.id, watcherId: caller.id, privileges: ['VIEW'] }, session.id));
+    }
     const { token, expiresAt } = await this.keys.signSessionToken(
-      { sub: session.userId, sid: session.id, vm: session.vmId, ua: session.uaId, role },
+      { sub: caller.id, sid: session.id, vm: session.vmId, ua: session.uaId, role },
       this.options.sessionTokenTtlSec,
     );
     return { vmId: session.vmId, url: `${endpoint.replace(/\/$/, '')}/uve3`, token, expiresAt };
@@ -115,6 +127,7 @@ export class SessionsService implements SessionReportTarget {
   // ---- UVE-1: UA request -----------------------------------------------------------------------
 
   async requestApplication(user: User, input: RequestApplicationInput): Promise<Session> {
+    await this.limits.consume('request-user', user.id);
     const ua = isUuid(input.uaId) ? await this.ds.getRepository(Ua).findOneBy({ id: input.uaId }) : null;
     if (!ua) throw notFound('UA', input.uaId);
     const terminal = terminalData(input.terminal);
@@ -126,6 +139,12 @@ export class SessionsService implements SessionReportTarget {
 
     return this.txs.run(async (uow) => {
       const { em } = uow;
+      // one user's requests are counted one at a time, so parallel ones cannot pass the limit together
+      await em.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`open-sessions:${user.id}`]);
+      const open = await em.count(Session, { where: { userId: user.id, state: In([...OPEN_STATES]) } });
+      if (open >= this.options.maxOpenSessionsPerUser) {
+        throw conflict(`You have ${open} open sessions, the most allowed; end one (endSession) before starting another.`, { reason: 'SESSION_LIMIT', limit: this.options.maxOpenSessionsPerUser });
+      }
       const selection = await selectVm(em, ua, terminal.codecs, this.options.heartbeatTimeoutMs);
       if (!selection.vm) throw unavailable(`No VM can serve ${ua.name} now: ${selection.reason}. Try again shortly.`, { reason: selection.reason });
       const vm = selection.vm;

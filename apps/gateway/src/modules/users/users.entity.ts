@@ -13,6 +13,8 @@ export class User {
   @Field(() => RoleEnum) @Column({ type: 'enum', enum: ROLES, enumName: 'user_role', default: 'USER' }) role!: Role;
   /** scrypt hash with its parameters and salt; never exposed */
   @Column({ type: 'varchar', length: 255 }) passwordHash!: string;
+  /** login tokens carry it; revoking all of the user's tokens increments it */
+  @Column({ type: 'int', default: 0 }) tokenGeneration!: number;
   @Field(() => TerminalCapabilities, { nullable: true, description: 'last terminal this user declared (user equipment information)' })
   @Column({ type: 'jsonb', nullable: true })
   equipment!: TerminalCapabilities | null;

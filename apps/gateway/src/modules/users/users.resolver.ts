@@ -1,6 +1,6 @@
 import { Arg, Authorized, Ctx, Field, FieldResolver, ID, Int, Mutation, ObjectType, Query, Resolver, Root } from 'type-graphql';
 import { forbidden } from '../../common/errors';
-import { currentUser } from '../../graphql/auth-checker';
+import { currentAuth, currentUser } from '../../graphql/auth-checker';
 import type { Context } from '../../graphql/context';
 import { RoleEnum, type Role } from '../../graphql/enums';
 import { Session } from '../sessions/sessions.entity';
@@ -24,12 +24,24 @@ export class UsersResolver {
 
   @Mutation(() => AuthPayload)
   register(@Arg('input', () => RegisterInput) input: RegisterInput, @Ctx() ctx: Context): Promise<AuthPayload> {
-    return ctx.services.users.register(input);
+    return ctx.services.users.register(input, ctx.clientIp);
   }
 
   @Mutation(() => AuthPayload)
   login(@Arg('username') username: string, @Arg('password') password: string, @Ctx() ctx: Context): Promise<AuthPayload> {
-    return ctx.services.users.login(username, password);
+    return ctx.services.users.login(username, password, ctx.clientIp);
+  }
+
+  @Authorized()
+  @Mutation(() => Boolean, { description: 'ends the login token this request carries, at once (open subscriptions on it close too)' })
+  logout(@Ctx() ctx: Context): Promise<boolean> {
+    return ctx.services.users.logout(currentAuth(ctx));
+  }
+
+  @Authorized('ADMIN')
+  @Mutation(() => User, { description: "admin: ends every login token of the user at once (they sign in again); their subscriptions close" })
+  revokeUserTokens(@Arg('userId', () => ID) userId: string, @Ctx() ctx: Context): Promise<User> {
+    return ctx.services.users.revokeAllTokens(userId);
   }
 
   @Authorized()

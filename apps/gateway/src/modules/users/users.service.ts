@@ -1,10 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { ILike, type DataSource, type Repository } from 'typeorm';
-import { badInput, conflict, notFound, isUuid, unauthenticated } from '../../common/errors';
+import { badInput, conflict, forbidden, notFound, isUuid, unauthenticated } from '../../common/errors';
 import type { Logger } from '../../common/logger';
 import type { Role } from '../../graphql/enums';
-import type { KeysService } from '../auth/keys.service';
-import { burnPasswordCheck, hashPassword, verifyPassword } from '../auth/passwords';
+import type { AccessClaims, KeysService } from '../auth/keys.service';
+import { burnPasswordCheck, hashPassword, needsRehash, verifyPassword } from '../auth/passwords';
+import type { RateLimits } from '../auth/rate-limits';
+import { RevokedToken } from '../auth/revoked-token.entity';
 import { terminalData, type TerminalCapabilitiesInput } from './terminal.types';
 import type { RegisterInput } from './users.inputs';
 import { User } from './users.entity';
@@ -24,13 +26,27 @@ export function page(limit: number | null, offset: number | null): { take: numbe
   return { take, skip };
 }
 
+export interface UsersServiceOptions {
+  accessTokenTtlSec: number;
+  registration: 'open' | 'closed';
+}
+
+/** A signed-in user and the token they signed in with. */
+export interface Authenticated {
+  user: User;
+  token: AccessClaims;
+}
+
 export class UsersService {
   private readonly repo: Repository<User>;
+  /** told when tokens stop being valid before their expiry (open subscriptions are closed) */
+  onTokensRevoked: (userId: string, jti: string | null) => void = () => undefined;
 
   constructor(
-    ds: DataSource,
+    private readonly ds: DataSource,
     private readonly keys: KeysService,
-    private readonly accessTokenTtlSec: number,
+    private readonly limits: RateLimits,
+    private readonly options: UsersServiceOptions,
   ) {
     this.repo = ds.getRepository(User);
   }
@@ -48,7 +64,7 @@ export class UsersService {
   async create(input: RegisterInput, role: Role): Promise<User> {
     const username = input.username.toLowerCase();
     if (await this.repo.existsBy({ username })) throw conflict(`The username ${username} is taken; choose another.`, { field: 'username' });
-    const user = this.repo.create({ username, displayName: input.displayName ?? null, role, passwordHash: await hashPassword(input.password), equipment: null });
+    const user = this.repo.create({ username, displayName: input.displayName ?? null, role, passwordHash: await hashPassword(input.password), tokenGeneration: 0, equipment: null });
     try {
       return await this.repo.save(user);
     } catch (e) {
@@ -58,30 +74,73 @@ export class UsersService {
     }
   }
 
-  async register(input: RegisterInput): Promise<AuthPayload> {
+  async register(input: RegisterInput, clientIp: string): Promise<AuthPayload> {
+    if (this.options.registration === 'closed') throw forbidden('Registration is closed on this platform; ask an administrator for an account.');
+    await this.limits.consume('register-ip', clientIp);
     return this.issue(await this.create(input, 'USER'));
   }
 
-  async login(username: string, password: string): Promise<AuthPayload> {
+  async login(username: string, password: string, clientIp: string): Promise<AuthPayload> {
     if (username.length > 64 || password.length > 256) throw unauthenticated('Wrong username or password.');
-    const user = await this.repo.findOneBy({ username: username.toLowerCase() });
+    const name = username.toLowerCase();
+    // before the (deliberately slow) hash: a flood is refused without costing scrypt time
+    await this.limits.consume('login-ip', clientIp);
+    await this.limits.consume('login-user', name);
+    const user = await this.repo.findOneBy({ username: name });
     if (!user) {
       await burnPasswordCheck(password);
       throw unauthenticated('Wrong username or password.');
     }
     if (!(await verifyPassword(password, user.passwordHash))) throw unauthenticated('Wrong username or password.');
+    await this.limits.reset('login-user', name);
+    if (needsRehash(user.passwordHash)) {
+      user.passwordHash = await hashPassword(password);
+      await this.repo.update(user.id, { passwordHash: user.passwordHash });
+    }
     return this.issue(user);
   }
 
   private async issue(user: User): Promise<AuthPayload> {
-    const { token, expiresAt } = await this.keys.signAccessToken(user.id, this.accessTokenTtlSec);
+    const { token, expiresAt } = await this.keys.signAccessToken(user.id, user.tokenGeneration, this.options.accessTokenTtlSec);
     return { token, expiresAt, user };
   }
 
-  /** The user behind a login token; the role is read fresh so a changed role applies at once. */
+  /**
+   * The user behind a login token and its claims: the token must verify, be of the user's current
+   * generation and not logged out; the role is read fresh so a changed role applies at once.
+   */
+  async authenticate(token: string): Promise<Authenticated | null> {
+    const claims = await this.keys.verifyAccessToken(token);
+    if (!claims || !isUuid(claims.sub) || !isUuid(claims.jti)) return null;
+    const [user, revoked] = await Promise.all([
+      this.repo.findOneBy({ id: claims.sub }),
+      this.ds.getRepository(RevokedToken).existsBy({ jti: claims.jti }),
+    ]);
+    if (!user || revoked || claims.gen !== user.tokenGeneration) return null;
+    return { user, token: claims };
+  }
+
   async fromAccessToken(token: string): Promise<User | null> {
-    const id = await this.keys.verifyAccessToken(token);
-    return id ? this.findById(id) : null;
+    return (await this.authenticate(token))?.user ?? null;
+  }
+
+  /** Ends the token the caller signed in with, at once, on every gateway. */
+  async logout(auth: Authenticated): Promise<boolean> {
+    await this.ds.query(
+      `INSERT INTO revoked_tokens (jti, user_id, expires_at) VALUES ($1, $2, to_timestamp($3)) ON CONFLICT DO NOTHING`,
+      [auth.token.jti, auth.user.id, auth.token.exp],
+    );
+    await this.ds.query(`DELETE FROM revoked_tokens WHERE expires_at < now()`);
+    this.onTokensRevoked(auth.user.id, auth.token.jti);
+    return true;
+  }
+
+  /** Ends every token the user holds (admin: a stolen laptop, a leaver). */
+  async revokeAllTokens(userId: string): Promise<User> {
+    const user = await this.get(userId);
+    await this.repo.increment({ id: user.id }, 'tokenGeneration', 1);
+    this.onTokensRevoked(user.id, null);
+    return this.get(userId);
   }
 
   async setRole(userId: string, role: Role): Promise<User> {
