@@ -99,7 +99,7 @@ export const CONFIG_SPEC = {
   queuePrefix: { env: 'UVE_QUEUE_PREFIX', doc: 'key prefix of the queues in Redis', default: 'uve', parse: str },
   adminUsername: { env: 'UVE_ADMIN_USERNAME', doc: 'first admin, created when no admin exists', default: 'admin', parse: str },
   adminPassword: { env: 'UVE_ADMIN_PASSWORD', doc: 'its password; unset: a random one, printed once', default: null, parse: str },
-  accessTokenTtlSec: { env: 'UVE_ACCESS_TOKEN_TTL', doc: 'lifetime of login tokens, seconds', default: '43200', parse: int(60, 30 * 86400) },
+  accessTokenTtlSec: { env: 'UVE_ACCESS_TOKEN_TTL', doc: 'lifetime of login tokens, seconds', default: '43200', parse: int(10, 30 * 86400) },
   sessionTokenTtlSec: { env: 'UVE_SESSION_TOKEN_TTL', doc: 'lifetime of UVE-3 session tokens, seconds', default: '120', parse: int(10, 3600) },
   vmHeartbeatTimeoutMs: { env: 'UVE_VM_HEARTBEAT_TIMEOUT_MS', doc: 'a VM silent this long is OFFLINE', default: '6000', parse: int(1000, 600000) },
   reconnectWindowSec: { env: 'UVE_RECONNECT_WINDOW_S', doc: 'a DISCONNECTED session keeps its VM slot this long, then ENDS', default: '300', parse: int(1, 86400) },

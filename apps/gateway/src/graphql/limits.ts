@@ -2,7 +2,7 @@
 // (Apollo's plugins never see the WebSocket path): size in tokens, depth, aliases, directives and
 // cost (graphql-armor's rules), and introspection only where it is allowed. A document over a
 // limit is refused with BAD_USER_INPUT and a message naming the limit.
-import { GraphQLError, NoSchemaIntrospectionCustomRule, parse, specifiedRules, validate, type DocumentNode, type GraphQLSchema, type ValidationRule } from 'graphql';
+import { GraphQLError, NoSchemaIntrospectionCustomRule, parse, specifiedRules, validate, type DocumentNode, type GraphQLSchema, type ValidationContext, type ValidationRule } from 'graphql';
 import { costLimitRule } from '@escape.tech/graphql-armor-cost-limit';
 import { maxAliasesRule } from '@escape.tech/graphql-armor-max-aliases';
 import { maxDepthRule } from '@escape.tech/graphql-armor-max-depth';
@@ -18,12 +18,16 @@ export interface GraphqlLimits {
   introspection: boolean;
 }
 
+// armor throws by default, which graphql-js turns into a crash of validation (an internal error):
+// reported as validation errors instead, they come back as BAD_USER_INPUT
+const asValidationError = { propagateOnRejection: false, onReject: [(ctx: ValidationContext | null, e: GraphQLError) => ctx?.reportError(e)] };
+
 export function limitRules(l: GraphqlLimits): ValidationRule[] {
   const rules: ValidationRule[] = [
-    maxDepthRule({ n: l.maxDepth, exposeLimits: true, ignoreIntrospection: true }),
-    maxAliasesRule({ n: l.maxAliases, exposeLimits: true }),
-    maxDirectivesRule({ n: l.maxDirectives, exposeLimits: true }),
-    costLimitRule({ maxCost: l.maxCost, exposeLimits: true, ignoreIntrospection: true }),
+    maxDepthRule({ n: l.maxDepth, exposeLimits: true, ignoreIntrospection: true, ...asValidationError }),
+    maxAliasesRule({ n: l.maxAliases, exposeLimits: true, ...asValidationError }),
+    maxDirectivesRule({ n: l.maxDirectives, exposeLimits: true, ...asValidationError }),
+    costLimitRule({ maxCost: l.maxCost, exposeLimits: true, ignoreIntrospection: true, ...asValidationError }),
   ] as ValidationRule[];
   if (!l.introspection) rules.push(NoSchemaIntrospectionCustomRule);
   return rules;

@@ -75,7 +75,13 @@ export class VmsService {
       if (!driver.running) continue;
       const running = new Set(await driver.running());
       const live = await this.repo.findBy({ provider: driver.kind, status: In(['PROVISIONING', 'IDLE', 'DRAINING']) });
-      for (const vm of live) if (!running.has(vm.id)) await this.markLost(vm.id, `${driver.kind} provider no longer runs it`);
+      // a VM that still heartbeats is alive whoever launched it (another gateway's PROCESS VM, an
+      // agent started by hand): only a silent one that the provider does not run is lost
+      const silentSince = Date.now() - this.options.heartbeatTimeoutMs;
+      for (const vm of live) {
+        if (running.has(vm.id) || (vm.lastHeartbeatAt && vm.lastHeartbeatAt.getTime() > silentSince)) continue;
+        await this.markLost(vm.id, `${driver.kind} provider no longer runs it`);
+      }
       const known = new Set((await this.repo.findBy({ provider: driver.kind })).map((v) => v.id));
       for (const id of running) {
         const vm = known.has(id) ? await this.repo.findOneBy({ id }) : null;
