@@ -14,14 +14,17 @@ export const authChecker: AuthChecker<Context, AuthRole> = ({ context }, roles) 
     if (!p.storefront.enabled) throw forbidden(`Storefront ${p.storefront.name} is disabled; an admin can enable it again.`);
     return true;
   }
-  if (p.kind !== 'user') throw forbidden('A storefront API key can only call UVE-7 operations (provideApplication).');
+  if (p.kind !== 'user') throw keyOnlyForUve7();
   if (roles.includes('ADMIN') && p.user.role !== 'ADMIN') throw forbidden('This needs the ADMIN role.');
   return true;
 };
 
+const keyOnlyForUve7 = () => forbidden('A storefront API key can only call UVE-7 operations (provideApplication).');
+
 /** The signed-in user of a resolver that declared @Authorized() (checked before it runs). */
 export function currentUser(ctx: Context) {
-  if (ctx.principal?.kind !== 'user') throw unauthenticated();
+  if (!ctx.principal) throw unauthenticated();
+  if (ctx.principal.kind !== 'user') throw keyOnlyForUve7();
   return ctx.principal.user;
 }
 
