@@ -1,14 +1,15 @@
 // The closing line CI reads ("tests: N passed, N failed, N skipped") agrees with jest's exit status:
 // a child jest runs deliberately failing fixture suites (tests/fixtures/summary) with the reporter.
 import { spawn } from 'node:child_process';
+import fs from 'node:fs';
 import path from 'node:path';
 
 const ROOT = path.resolve(__dirname, '../..');
 const CONFIG = path.join(ROOT, 'tests/fixtures/summary/jest.config.js');
 
-function childJest(fixture: string): Promise<{ code: number | null; out: string }> {
+function childJest(fixture: string, config = CONFIG): Promise<{ code: number | null; out: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [require.resolve('jest/bin/jest'), '--config', CONFIG, '--ci', `${fixture}\\.fixture\\.js$`], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [require.resolve('jest/bin/jest'), '--config', config, '--ci', `${fixture}\\.fixture\\.js$`], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     child.stdout.on('data', (b: Buffer) => (out += b));
     child.stderr.on('data', (b: Buffer) => (out += b));
@@ -43,4 +44,21 @@ it.each([
   expect(s.failed).toBeGreaterThanOrEqual(1);
   expect(s.passed).toBe(passed);
   expect(r.code).not.toBe(0);
+});
+
+it('fails the run (and its summary line) when a process the tests started is still alive, and kills it', async () => {
+  const r = await childJest('leak', path.join(ROOT, 'tests/fixtures/summary/jest.leak.config.js'));
+  expect(r.out).toMatch(/processes or containers started by the tests were still running after the run \(now killed\):\n {2}process \d+: sleep 300/);
+  expect(summary(r.out)).toEqual({ passed: 1, failed: 1, skipped: 0 });
+  expect(r.code).not.toBe(0);
+  const pid = Number(/process (\d+): sleep 300/.exec(r.out)![1]);
+  // killed by the check: gone, or a zombie until init reaps it
+  const alive = (() => {
+    try {
+      return !/\) Z /.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'));
+    } catch {
+      return false;
+    }
+  })();
+  expect(alive).toBe(false);
 });
