@@ -11,7 +11,7 @@ function summarize(results) {
     if (suite.testExecError || (suite.failureMessage && suite.numFailingTests === 0)) failed++;
   }
   if (results.runExecError) failed++;
-  // what jest's exit status is made of (@jest/core TestScheduler); \`success\` is not set yet here
+  // what jest's exit status is made of (@jest/core TestScheduler); results.success is not set yet here
   const jestFails = results.numFailedTests > 0 || results.numRuntimeErrorTestSuites > 0 || results.snapshot?.failure || !!results.runExecError;
   if (jestFails && failed === 0) failed = 1;
   return { passed: results.numPassedTests, failed, skipped: results.numPendingTests + results.numTodoTests };
