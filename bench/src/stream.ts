@@ -68,7 +68,7 @@ async function startGateway(password: string): Promise<{ url: string; child: Chi
   return { url, child, dir };
 }
 
-/** CPU seconds used so far by a process and its children (the agent and its ffmpeg encoders). */
+/** CPU seconds used so far by a process and its direct children alive now (the agent; its ffmpeg encoders; on LINUX_X11 also Xvfb and the UA): see bench/README.md. */
 function cpuSeconds(rootPid: number): number {
   const tick = 100; // USER_HZ on Linux
   let total = 0;

@@ -20,6 +20,7 @@ import {
 } from '@uve/protocol';
 import { StreamClient, StreamCloseError, createNodeDecoder, type FrameEvent, type StreamClientOptions } from '../../packages/client/src';
 import {
+  Collector,
   fakeVmm,
   pixel,
   prepareCommand,
@@ -287,16 +288,18 @@ describe('VM agent standalone', () => {
     const cmd = await prepare({ uaId: PAINT });
     const client = newClient();
     await connectAndFirstFrame(client, cmd);
-    let frames = 0;
-    client.on('frame', () => frames++);
+    const frames = new Collector<FrameEvent>();
+    client.on('frame', (f) => frames.push(f));
     // input that paints nothing (pointer moves with no button down) must not produce frames
-    const pong = async (): Promise<void> => void (await client.ping());
     client.sendInput({ kind: 'pointer', type: 'move', x: 10, y: 10, button: 0 });
-    client.sendInput({ kind: 'pointer', type: 'move', x: 12, y: 12, button: 0 });
-    await pong(); // the input was handled before the pong
-    await pong();
-    await client.drain();
-    expect(frames).toBe(0);
+    const lastMove = client.sendInput({ kind: 'pointer', type: 'move', x: 12, y: 12, button: 0 });
+    await client.ping(); // the moves were handled (and a capture asked for) before the pong
+    // a later marker: a stroke's frame; frames leave in order, so one the moves caused comes first
+    const stroke = client.sendInput({ kind: 'pointer', type: 'down', x: 500, y: 300, button: 0 });
+    const marker = await frames.waitFor((f) => f.header.inputSeq >= stroke, 'the stroke frame', 10_000);
+    expect(pixel(marker.decoded!, 500, 300)[0]).toBeGreaterThan(180);
+    expect(frames.items.map((f) => f.header.inputSeq)).toEqual([stroke]);
+    expect(lastMove).toBeLessThan(stroke);
     client.close();
   });
 
@@ -411,25 +414,33 @@ describe('VM agent standalone', () => {
     expect(await vmm.events.waitFor(isEvent('session.failed', bad.sessionId), 'session.failed VP8')).toMatchObject({ error: expect.stringMatching(/VP8/) });
   });
 
-  it('suspends and resumes: UCs are told, frames stop while suspended', async () => {
+  it('suspends and resumes: UCs are told, frames stop while suspended, input then is dropped', async () => {
     const cmd = await prepare({ uaId: PAINT });
     const client = newClient();
     await connectAndFirstFrame(client, cmd);
+    const frames = new Collector<FrameEvent>();
+    client.on('frame', (f) => frames.push(f));
     const suspended = client.next('suspended');
     await vmm.send(VM_ID, { type: 'session.suspend', sessionId: cmd.sessionId, byUserId: 'u-watcher', reason: 'homework time' });
     expect(await suspended).toEqual({ reason: 'homework time' });
     await vmm.events.waitFor((e) => isEvent('session.suspended', cmd.sessionId)(e) && e.suspended, 'session.suspended true');
-    let frames = 0;
-    client.on('frame', () => frames++);
+    const fromSuspended = frames.mark;
+    // a stroke that would paint (100, 100) red if the frozen UA took it
     client.sendInput({ kind: 'pointer', type: 'down', x: 100, y: 100, button: 0 });
+    client.sendInput({ kind: 'pointer', type: 'up', x: 100, y: 100, button: 0 });
     await client.ping();
-    await client.drain();
-    expect(frames).toBe(0);
+    // bounded wait for absence: a frame for that stroke leaves within a few frame intervals (30 fps)
+    await expect(frames.waitFor(() => true, 'a frame while suspended', 1_500, fromSuspended)).rejects.toThrow(/timed out/);
     const resumed = client.next('resumed');
     await vmm.send(VM_ID, { type: 'session.resume', sessionId: cmd.sessionId, byUserId: 'u-watcher' });
     await resumed;
+    // nothing came before the resumed message (frames and messages share one ordered socket)
+    expect(frames.items.slice(fromSuspended)).toEqual([]);
     const { frame } = await inputToFrame(client, [{ kind: 'pointer', type: 'down', x: 300, y: 100, button: 0 }]);
     expect(pixel(frame.decoded!, 300, 100)[0]).toBeGreaterThan(180);
+    // the stroke sent while suspended was dropped: (100, 100) is still white
+    const [r, g, b] = pixel(frame.decoded!, 100, 100);
+    expect(r + g + b).toBeGreaterThan(600);
     client.close();
   });
 
@@ -453,8 +464,13 @@ describe('VM agent standalone', () => {
     expect(pixel((await withTimeout(seen, 10_000, 'viewer frame')).decoded!, 120, 120)[0]).toBeGreaterThan(180);
     expect(() => viewer.sendInput({ kind: 'pointer', type: 'down', x: 1, y: 1, button: 0 })).toThrow(/VIEWER/);
     const s = await rawWelcomed(cmd, claimsFor(cmd, { sub: 'u-mum', role: 'VIEWER' }));
-    s.ws.send(JSON.stringify({ t: 'input', seq: 1, ev: { kind: 'pointer', type: 'down', x: 1, y: 1, button: 0 } }));
+    s.ws.send(JSON.stringify({ t: 'input', seq: 1, ev: { kind: 'pointer', type: 'down', x: 60, y: 300, button: 0 } }));
     expect(await s.closed).toMatchObject({ code: CLOSE.FORBIDDEN });
+    // the viewer's stroke was not applied: the player's next picture is white where it pointed
+    const { frame: after } = await inputToFrame(player, [{ kind: 'pointer', type: 'up', x: 120, y: 120, button: 0 }, { kind: 'pointer', type: 'down', x: 400, y: 300, button: 0 }]);
+    expect(pixel(after.decoded!, 400, 300)[0]).toBeGreaterThan(180);
+    const [r, g, b] = pixel(after.decoded!, 60, 300);
+    expect(r + g + b).toBeGreaterThan(600);
     player.close();
     viewer.close();
   });

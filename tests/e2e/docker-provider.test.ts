@@ -22,7 +22,7 @@ import {
 import type { VmLaunchSpec } from '../../apps/gateway/src/modules/vms/providers/vm-provider';
 import { fakeVmm, pixel, prepareCommand, startJwks, startRedis, type FakeVmm, type JwksHandle, type RedisHandle } from '../support/agent-harness';
 import { buildAgentImages, containerEvents, containerLogs, dockerCli, removeContainersLabelled, requireDocker, type ContainerEvents, type DockerEvent } from '../support/docker';
-import type { Collector } from '../support/agent-harness';
+import { Collector } from '../support/agent-harness';
 
 jest.setTimeout(120_000);
 
@@ -264,6 +264,22 @@ describe('a VM container killed from outside', () => {
     expect(info.State.Status).toBe('exited'); // kept (AutoRemove false, restart no) for its logs
     await provider.destroy(s.vmId, providerRef);
     expect(await gone(providerRef)).toBe(true);
+  });
+
+  it('onVmExit() tells at once which VM died and why (the engine\'s die events of this scope)', async () => {
+    const exits = new Collector<{ vmId: string; reason: string }>();
+    provider.onVmExit((vmId, reason) => exits.push({ vmId, reason }));
+    const s = spec('WASM');
+    const { providerRef } = await provider.launch(s);
+    try {
+      await registration(s.vmId, providerRef);
+      expect(exits.items.filter((x) => x.vmId === s.vmId)).toEqual([]);
+      await dockerCli(['kill', providerRef]);
+      const exit = await exits.waitFor((x) => x.vmId === s.vmId, `onVmExit for ${s.vmId}`, 15_000);
+      expect(exit.reason).toMatch(/^container died \(exit code 137\)/);
+    } finally {
+      await provider.destroy(s.vmId, providerRef);
+    }
   });
 
   it('pruneExited() removes the exited containers of this scope only', async () => {

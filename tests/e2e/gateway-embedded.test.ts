@@ -2,8 +2,10 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { ADMIN, GATEWAY_MAIN, ROOT, login, ok, startGateway } from '../support/gateway';
+import { AGENT_MAIN } from '../support/agent-harness';
+import { killTree, stopChild, testRunEnv } from '../support/services';
 
 const dirs: string[] = [];
 const tmp = () => {
@@ -13,9 +15,13 @@ const tmp = () => {
 };
 afterAll(() => dirs.forEach((d) => fs.rmSync(d, { recursive: true, force: true })));
 
+// initdb of an embedded cluster takes most of a minute on a loaded 2-core machine
+jest.setTimeout(240_000);
+const SLOW_START = { startTimeoutMs: 120_000 };
+
 it('runs on an embedded PostgreSQL and a private Redis, ready and serving, and keeps its data across restarts', async () => {
   const dataDir = tmp();
-  const gw = await startGateway({ UVE_DATA_DIR: dataDir });
+  const gw = await startGateway({ UVE_DATA_DIR: dataDir }, SLOW_START);
   try {
     const ready = await fetch(`${gw.url}/readyz`);
     expect(ready.status).toBe(200);
@@ -27,7 +33,7 @@ it('runs on an embedded PostgreSQL and a private Redis, ready and serving, and k
     await gw.stop();
   }
   expect(fs.existsSync(path.join(dataDir, 'postgres', 'PG_VERSION'))).toBe(true);
-  const again = await startGateway({ UVE_DATA_DIR: dataDir });
+  const again = await startGateway({ UVE_DATA_DIR: dataDir }, SLOW_START);
   try {
     await login(again, 'kept', 'kept-password');
     await login(again, ADMIN.username, ADMIN.password);
@@ -37,7 +43,7 @@ it('runs on an embedded PostgreSQL and a private Redis, ready and serving, and k
 });
 
 it('prints a random first admin password once when none is configured', async () => {
-  const gw = await startGateway({ UVE_DATA_DIR: tmp(), UVE_ADMIN_PASSWORD: '' });
+  const gw = await startGateway({ UVE_DATA_DIR: tmp(), UVE_ADMIN_PASSWORD: '' }, SLOW_START);
   try {
     const m = /First admin created: username "admin", password "([^"]+)"/.exec(gw.output());
     expect(m).not.toBeNull();
@@ -48,13 +54,36 @@ it('prints a random first admin password once when none is configured', async ()
   }
 });
 
-function runGateway(env: Record<string, string>): Promise<{ code: number | null; out: string }> {
+/**
+ * Runs the gateway to its exit (bad configuration, --help), always in a temporary UVE_DATA_DIR so
+ * that a regression that starts it anyway cannot touch the repository's .uve; killed (with what
+ * it started) after `ms` and when the test ends, so nothing outlives a failure.
+ */
+const running = new Set<ChildProcess>();
+afterEach(async () => {
+  await Promise.all([...running].map((c) => stopChild(c, 5_000)));
+});
+
+function runGateway(env: Record<string, string>, args: string[] = [], ms = 30_000): Promise<{ code: number | null; out: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [GATEWAY_MAIN], { cwd: ROOT, env: { HOME: process.env.HOME ?? '/root', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [GATEWAY_MAIN, ...args], {
+      cwd: ROOT,
+      env: { HOME: process.env.HOME ?? '/root', UVE_DATA_DIR: tmp(), ...testRunEnv(), ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    running.add(child);
     let out = '';
-    child.stdout.on('data', (b: Buffer) => (out += b));
-    child.stderr.on('data', (b: Buffer) => (out += b));
-    child.on('exit', (code) => resolve({ code, out }));
+    child.stdout!.on('data', (b: Buffer) => (out += b));
+    child.stderr!.on('data', (b: Buffer) => (out += b));
+    const timer = setTimeout(() => {
+      out += `\n[test] no exit within ${ms} ms: killed`;
+      if (child.pid) killTree(child.pid);
+    }, ms);
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      running.delete(child);
+      resolve({ code, out });
+    });
   });
 }
 
@@ -70,12 +99,38 @@ it('refuses bad configuration with a non-zero exit and the variable named', asyn
   expect(r.out).toContain('UVE_PORT must be an integer');
 });
 
-it('documents every setting in --help', async () => {
-  const out = await new Promise<string>((resolve) => {
-    const child = spawn(process.execPath, [GATEWAY_MAIN, '--help'], { stdio: ['ignore', 'pipe', 'inherit'] });
+it('documents every setting of the gateway in --help, with its default', async () => {
+  const r = await runGateway({ PATH: process.env.PATH ?? '' }, ['--help']);
+  expect(r.code).toBe(0);
+  const { CONFIG_SPEC } = require(path.join(ROOT, 'apps/gateway/dist/config.js'));
+  const specs = Object.values(CONFIG_SPEC) as { env: string; doc: string; default: string | null }[];
+  expect(specs.length).toBeGreaterThan(20);
+  for (const spec of specs) {
+    const row = r.out.split('\n').find((l) => new RegExp(`^\\s*${spec.env}\\b`).test(l));
+    expect([spec.env, row]).toEqual([spec.env, expect.stringContaining(spec.doc)]);
+    if (spec.default !== null) expect([spec.env, row]).toEqual([spec.env, expect.stringContaining(spec.default)]);
+  }
+});
+
+it('documents every setting of the VM agent in its --help', async () => {
+  const out = await new Promise<{ code: number | null; out: string }>((resolve) => {
+    const child = spawn(process.execPath, [AGENT_MAIN, '--help'], { env: { PATH: process.env.PATH ?? '', ...testRunEnv() }, stdio: ['ignore', 'pipe', 'pipe'] });
+    running.add(child);
     let s = '';
-    child.stdout.on('data', (b: Buffer) => (s += b));
-    child.on('exit', () => resolve(s));
+    child.stdout!.on('data', (b: Buffer) => (s += b));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      running.delete(child);
+      resolve({ code, out: s });
+    });
   });
-  for (const v of ['DATABASE_URL', 'REDIS_URL', 'UVE_DATA_DIR', 'UVE_ADMIN_PASSWORD', 'UVE_VM_PROVIDER', 'UVE_WARM_VMS']) expect(out).toContain(v);
+  expect(out.code).toBe(0);
+  const { CONFIG_VARS } = require(path.join(ROOT, 'apps/vm-agent/dist/config.js'));
+  const vars = CONFIG_VARS as { name: string; doc: string }[];
+  expect(vars.length).toBeGreaterThan(10);
+  for (const v of vars) {
+    const row = out.out.split('\n').find((l) => new RegExp(`^\\s*${v.name}\\b`).test(l));
+    expect([v.name, row]).toEqual([v.name, expect.stringContaining(v.doc)]);
+  }
 });

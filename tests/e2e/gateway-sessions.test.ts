@@ -2,7 +2,7 @@
 // speak UVE-2/UVE-5 over the real queue: selection, tokens, the state machine, events, liveness.
 import { createRemoteJWKSet, jwtVerify } from 'jose';
 import { freshDatabase, startRedis, until, type TestRedis } from '../support/services';
-import { ADMIN, gql, login, ok, refusal, registerUser, startGateway, subscribe, wsClient, type GatewayProcess } from '../support/gateway';
+import { ADMIN, gql, login, ok, refusal, registerUser, startGateway, subscribe, subscribeLive, wsClient, type GatewayProcess } from '../support/gateway';
 import { startFakeVm, type FakeVm } from '../support/fake-vm';
 import type { Client } from 'graphql-ws';
 
@@ -32,7 +32,8 @@ async function newVm(opts: Partial<Parameters<typeof startFakeVm>[0]> = {}): Pro
 
 beforeAll(async () => {
   redis = await startRedis();
-  const env = { DATABASE_URL: await freshDatabase(), REDIS_URL: redis.url, UVE_QUEUE_PREFIX: PREFIX, UVE_VM_HEARTBEAT_TIMEOUT_MS: '1500' };
+  // fake VMs beat every 300 ms against a 6 s timeout: only a VM that really went silent misses 20 beats
+  const env = { DATABASE_URL: await freshDatabase(), REDIS_URL: redis.url, UVE_QUEUE_PREFIX: PREFIX, UVE_VM_HEARTBEAT_TIMEOUT_MS: '6000' };
   gwA = await startGateway(env);
   gwB = await startGateway(env);
   adminToken = (await login(gwA, ADMIN.username, ADMIN.password)).token;
@@ -99,8 +100,10 @@ it('runs the state machine, delivering events to a subscriber on the other gatew
   const s = (await request(user.token)).data!.requestApplication;
   const sub = wsClient(gwB, user.token);
   clients.push(sub);
-  const events = subscribe(sub, `subscription($id: ID!) { sessionEvents(sessionId: $id, replay: true) { type sessionId actor { id } data } }`, { id: s.id });
+  // notifications have no replay: subscribed first on the same socket, they register without a
+  // database round trip, while `events` is acknowledged only after its replay query answered
   const notes = subscribe(sub, `subscription { notifications { sessionEvent { type sessionId } } }`);
+  const events = await subscribeLive(sub, `subscription($id: ID!) { sessionEvents(sessionId: $id, replay: true) { type sessionId actor { id } data } }`, { id: s.id });
   await events.next((e) => e.data?.sessionEvents?.type === 'ASSIGNED');
   expect(events.items.map((e) => e.data?.sessionEvents?.type)).toEqual(['REQUESTED', 'ASSIGNED']);
 
@@ -181,14 +184,18 @@ it('marks a silent VM OFFLINE, disconnects its sessions with an event, and sends
   expect(s.vm.id).toBe(dying.id);
   const c = wsClient(gwB, user.token);
   clients.push(c);
-  const events = subscribe(c, `subscription($id: ID!) { sessionEvents(sessionId: $id, replay: true) { type data } }`, { id: s.id });
+  const events = await subscribeLive(c, `subscription($id: ID!) { sessionEvents(sessionId: $id, replay: true) { type data } }`, { id: s.id });
   const admin = wsClient(gwB, adminToken);
   clients.push(admin);
-  const vmEvents = subscribe(admin, `subscription { vmEvents { type vm { id status } } }`);
+  // vmEvents has no replay: live once a deployment report of this VM comes through it
+  const vmEvents = await subscribeLive(admin, `subscription { vmEvents { type vm { id status } } }`, {}, {
+    poke: () => dying.report({ type: 'deployment.changed', uaId, version: '1.0.0', status: 'INSTALLED', error: null } as never),
+    ack: (e) => e.data?.vmEvents?.type === 'DEPLOYMENT_CHANGED' && e.data.vmEvents.vm.id === dying.id,
+  });
   await events.next((e) => e.data?.sessionEvents?.type === 'ASSIGNED');
 
   dying.silence();
-  const lost = await vmEvents.next((e) => e.data?.vmEvents?.type === 'HEARTBEAT_LOST' && e.data.vmEvents.vm.id === dying.id);
+  const lost = await vmEvents.next((e) => e.data?.vmEvents?.type === 'HEARTBEAT_LOST' && e.data.vmEvents.vm.id === dying.id, 30_000);
   expect(lost.data!.vmEvents.vm.status).toBe('OFFLINE');
   const disc = await events.next((e) => e.data?.sessionEvents?.type === 'DISCONNECTED');
   expect(disc.data!.sessionEvents.data).toMatchObject({ reason: 'VM heartbeat lost', unexpected: true, userId: user.id, uaId });

@@ -1,7 +1,7 @@
 // The LINUX_X11 platform end to end through the gateway: a PROCESS VM hosting real X programs in
 // Xvfb, streamed over H264, driven by typed text and keys from the SDK.
 import { freshDatabase, startRedis, until, type TestRedis } from '../support/services';
-import { ADMIN, gql, login, ok, registerUser, startGateway, subscribe, wsClient, type GatewayProcess } from '../support/gateway';
+import { ADMIN, gql, login, ok, registerUser, startGateway, subscribeLive, wsClient, type GatewayProcess } from '../support/gateway';
 import { near, openStream, pixel, requestUa, uaId } from '../support/stream';
 import type { FrameEvent } from '@uve/client';
 import type { Client } from 'graphql-ws';
@@ -44,7 +44,7 @@ it('streams xterm over H264; typed text runs in its shell and shows in decoded f
   const stream = await openStream(s.connection);
   const c = wsClient(gw, user.token);
   clients.push(c);
-  const events = subscribe(c, `subscription($id: ID!) { sessionEvents(sessionId: $id, replay: true) { type data } }`, { id: s.id });
+  const events = await subscribeLive(c, `subscription($id: ID!) { sessionEvents(sessionId: $id, replay: true) { type data } }`, { id: s.id });
   try {
     const first = await stream.frame(() => true, 'at all');
     expect(first.decoded).toMatchObject({ width: 800, height: 600 });

@@ -22,7 +22,7 @@ export const REPO_ROOT = resolve(__dirname, '..', '..');
 export const AGENT_MAIN = join(REPO_ROOT, 'apps', 'vm-agent', 'dist', 'main.js');
 
 // the same real services as the gateway suites
-import { Collector } from './services';
+import { Collector, killTree, testRunEnv } from './services';
 export { Collector, freePort, startRedis, type TestRedis as RedisHandle } from './services';
 
 
@@ -78,7 +78,7 @@ export interface AgentHandle {
 /** Runs the built agent (`node apps/vm-agent/dist/main.js`). */
 export function startAgent(env: Record<string, string>): AgentHandle {
   const proc = spawn(process.execPath, [AGENT_MAIN], {
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...testRunEnv(), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
@@ -92,7 +92,8 @@ export function startAgent(env: Record<string, string>): AgentHandle {
     exited,
     async stop(signal = 'SIGTERM') {
       if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
-      const t = setTimeout(() => proc.kill('SIGKILL'), 15_000);
+      // with its Xvfb and encoders, which a SIGKILLed agent would leave behind
+      const t = setTimeout(() => proc.pid && killTree(proc.pid), 15_000);
       const r = await exited;
       clearTimeout(t);
       return r;

@@ -32,16 +32,19 @@ export async function launchChromium(): Promise<Browser> {
  */
 export async function bundlePage(): Promise<string> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'uve-browser-page-'));
-  const result = await esbuild.build({
-    entryPoints: [path.join(PAGE_DIR, 'entry.ts')],
-    outfile: path.join(dir, 'bundle.js'),
-    bundle: true,
-    platform: 'browser',
-    format: 'esm',
-    target: 'chrome120',
-    sourcemap: 'inline',
-    logLevel: 'silent',
-  });
+  const result = await esbuild
+    .build({
+      entryPoints: [path.join(PAGE_DIR, 'entry.ts')],
+      outfile: path.join(dir, 'bundle.js'),
+      bundle: true,
+      platform: 'browser',
+      format: 'esm',
+      target: 'chrome120',
+      sourcemap: 'inline',
+      logLevel: 'silent',
+    })
+    // esbuild's service process would otherwise live as long as jest (the teardown's leak check)
+    .finally(() => esbuild.stop());
   if (result.errors.length) throw new Error(`bundling the test page failed: ${JSON.stringify(result.errors)}`);
   fs.copyFileSync(path.join(PAGE_DIR, 'index.html'), path.join(dir, 'index.html'));
   return dir;

@@ -4,7 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import WebSocket from 'ws';
 import { createClient, type Client } from 'graphql-ws';
-import { Collector } from './services';
+import { Collector, recordForLeakCheck, stopChild, testRunEnv } from './services';
 
 export const ROOT = path.resolve(__dirname, '../..');
 export const GATEWAY_MAIN = path.join(ROOT, 'apps/gateway/dist/main.js');
@@ -19,7 +19,8 @@ export interface GatewayProcess {
   stop(): Promise<void>;
 }
 
-export async function startGateway(env: Record<string, string>): Promise<GatewayProcess> {
+/** Runs the built gateway; a gateway that fails or times out starting is stopped (with what it started). */
+export async function startGateway(env: Record<string, string>, opts: { startTimeoutMs?: number } = {}): Promise<GatewayProcess> {
   const child = spawn(process.execPath, [GATEWAY_MAIN], {
     cwd: ROOT,
     env: {
@@ -39,6 +40,7 @@ export async function startGateway(env: Record<string, string>): Promise<Gateway
       UVE_REGISTER_RATE_PER_MIN: '10000',
       UVE_REQUEST_RATE_PER_MIN: '10000',
       UVE_MAX_OPEN_SESSIONS: '1000',
+      ...testRunEnv(),
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -46,33 +48,42 @@ export async function startGateway(env: Record<string, string>): Promise<Gateway
   let out = '';
   child.stdout!.on('data', (b: Buffer) => (out += b.toString()));
   child.stderr!.on('data', (b: Buffer) => (out += b.toString()));
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`gateway did not start in 60 s:\n${out}`)), 60_000);
-    const onData = () => {
-      const m = /listening on (http:\/\/\S+)\/graphql/.exec(out);
-      if (m) {
+  const startMs = opts.startTimeoutMs ?? 60_000;
+  let url: string;
+  try {
+    url = await new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`gateway did not start in ${startMs / 1000} s:\n${out}`)), startMs);
+      const onData = () => {
+        const m = /listening on (http:\/\/\S+)\/graphql/.exec(out);
+        if (m) {
+          clearTimeout(timer);
+          resolve(m[1]!);
+        }
+      };
+      child.stdout!.on('data', onData);
+      child.once('error', (e) => {
         clearTimeout(timer);
-        resolve(m[1]!);
-      }
-    };
-    child.stdout!.on('data', onData);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`gateway exited with ${code}:\n${out}`));
+        reject(e);
+      });
+      child.once('exit', (code) => {
+        clearTimeout(timer);
+        reject(new Error(`gateway exited with ${code}:\n${out}`));
+      });
     });
-  });
+  } catch (e) {
+    // half started: its PostgreSQL, Redis and VMs go with it
+    await stopChild(child, 10_000);
+    throw e;
+  }
+  // VMs it provisions are told this URL (UVE_GATEWAY_URL): how the leak check knows them
+  recordForLeakCheck('UVE_GATEWAY_URL', url);
   return {
     url,
     graphqlUrl: `${url}/graphql`,
     wsUrl: `${url.replace(/^http/, 'ws')}/graphql`,
     child,
     output: () => out,
-    stop: () =>
-      new Promise<void>((resolve) => {
-        if (child.exitCode !== null || child.signalCode !== null) return resolve();
-        child.once('exit', () => resolve());
-        child.kill('SIGTERM');
-      }),
+    stop: () => stopChild(child, 20_000),
   };
 }
 
@@ -147,4 +158,43 @@ export function subscribe<T = Record<string, any>>(client: Client, query: string
     next: (pred: (x: SubscriptionItem<T>) => boolean, ms = 15_000) =>
       results.waitFor(pred, `a matching subscription result (got ${JSON.stringify(results.items).slice(0, 500)}${failure ? `, error ${JSON.stringify(failure)}` : ''})`, ms),
   };
+}
+
+export type Subscription<T = Record<string, any>> = ReturnType<typeof subscribe<T>>;
+
+/**
+ * Like `subscribe`, but resolves only once the server has acknowledged the subscription, so that
+ * what the test does next cannot be missed. graphql-ws sends nothing when a subscription starts, so
+ * the acknowledgement is a result: the first one (a replayed event, e.g. `sessionEvents(…, replay:
+ * true)` replays at least REQUESTED), or, for a stream with no replay, one caused by `poke` (called
+ * again every `everyMs` until a result matching `ack` arrives, bounded by `ms`).
+ */
+export async function subscribeLive<T = Record<string, any>>(
+  client: Client,
+  query: string,
+  variables: Record<string, unknown> = {},
+  opts: { ack?: (x: SubscriptionItem<T>) => boolean; poke?: () => Promise<unknown>; everyMs?: number; ms?: number } = {},
+): Promise<Subscription<T>> {
+  const sub = subscribe<T>(client, query, variables);
+  const ack = opts.ack ?? (() => true);
+  const ms = opts.ms ?? 15_000;
+  try {
+    if (!opts.poke) {
+      await sub.next(ack, ms);
+      return sub;
+    }
+    const end = Date.now() + ms;
+    for (;;) {
+      await opts.poke();
+      try {
+        await sub.next(ack, Math.min(opts.everyMs ?? 1_000, Math.max(1, end - Date.now())));
+        return sub;
+      } catch (e) {
+        if (Date.now() >= end) throw e;
+      }
+    }
+  } catch (e) {
+    sub.dispose();
+    throw e;
+  }
 }

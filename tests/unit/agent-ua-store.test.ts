@@ -2,6 +2,7 @@
 // checked before use, unsafe archives refused, deployment.changed reports, prepare waiting for a deploy.
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync } from 'node:fs';
+import { relative } from 'node:path';
 import { mkdtemp, readFile, rm, writeFile, mkdir } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -38,6 +39,10 @@ function tar(entries: Array<{ name: string; data?: string | Uint8Array; type?: s
   blocks.push(Buffer.alloc(1024));
   return Buffer.concat(blocks);
 }
+
+/** every file below `dir`, relative to it */
+const filesUnder = (dir: string): string[] =>
+  existsSync(dir) ? readdirSync(dir, { recursive: true, withFileTypes: true }).filter((e) => !e.isDirectory()).map((e) => relative(dir, join(e.parentPath, e.name))) : [];
 
 const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 const MANIFEST = JSON.stringify({ name: 'demo', entry: 'app.wasm' });
@@ -126,16 +131,27 @@ describe('UA packages', () => {
     expect(existsSync(join(dataDir, 'uas', 'ua-1')) ? readdirSync(join(dataDir, 'uas', 'ua-1')) : []).toEqual([]);
   });
 
+  // Each hostile archive is otherwise a valid package (manifest.json and its entry), so only the
+  // unpacking guards can refuse it; nothing may be written where the entry points.
+  const valid = [{ name: 'manifest.json', data: MANIFEST }, { name: 'app.wasm', data: 'wasm' }];
   it.each([
-    ['a path outside the package', tar([{ name: '../evil', data: 'x' }])],
-    ['an absolute path', tar([{ name: '/etc/evil', data: 'x' }])],
-    ['a symbolic link', tar([{ name: 'link', type: '2' }])],
-  ])('refuses an archive with %s', async (_name, body) => {
+    ['a path outside the package', () => tar([...valid, { name: '../evil', data: 'x' }]), /package path "\.\.\/evil" points outside the package/],
+    ['a path that climbs out through a folder', () => tar([...valid, { name: 'sub/../../evil', data: 'x' }]), /package path "sub\/\.\.\/\.\.\/evil" points outside the package/],
+    ['an absolute path', () => tar([...valid, { name: '/tmp/evil', data: 'x' }]), /package path "\/tmp\/evil" points outside the package/],
+    ['a JSON bundle path outside the package', () => Buffer.from(JSON.stringify({ format: 'uve-ua-bundle/1', files: { 'manifest.json': Buffer.from(MANIFEST).toString('base64'), 'app.wasm': Buffer.from('wasm').toString('base64'), '../evil': Buffer.from('x').toString('base64') } })), /package path "\.\.\/evil" points outside the package/],
+    ['a symbolic link', () => tar([...valid, { name: 'link', type: '2' }]), /package entry "link" is not a regular file \(tar type 2\); links and devices are not allowed/],
+  ])('refuses an archive with %s, and writes nothing of it', async (_name, make, message) => {
+    const body = make();
     files.set('/evil', body);
     const { s, reports } = store();
     await s.deploy(deployCmd(`${base}/evil`, sha(body)));
-    expect(reports.at(-1)).toMatchObject({ status: 'FAILED' });
-    expect(existsSync(join(dataDir, '..', 'evil'))).toBe(false);
+    expect(reports.map((r) => [r.status, r.error])).toEqual([['DOWNLOADING', null], ['FAILED', expect.stringMatching(message)]]);
+    expect(s.get('ua-1')).toBeUndefined();
+    // where the entries would land: the package is unpacked in dataDir/uas/ua-1/.<tag>.staging, so
+    // `../evil` lands in dataDir/uas/ua-1/evil, and `/tmp/evil` in the staging folder
+    expect(filesUnder(dataDir).filter((f) => f.endsWith('evil'))).toEqual([]);
+    expect(existsSync(join(dataDir, 'uas', 'ua-1', 'evil'))).toBe(false);
+    expect(existsSync(join(dataDir, 'uas', 'evil'))).toBe(false);
   });
 
   it('reports FAILED for HTTP errors, unknown schemes, the wrong platform and packages the runtime rejects', async () => {

@@ -104,13 +104,18 @@ describe('StreamClient', () => {
   it('estimates the VM clock offset from the lowest round trip', async () => {
     const c = new StreamClient({ browserResources: false, pingIntervalMs: 0 });
     await c.connect({ url: vm.url, token: 't' });
+    // bounds from what this test measured, not speed goals: only a wrong computation exceeds them
+    const before = performance.now();
     const s = await c.ping();
+    const pingTook = performance.now() - before;
     expect(s.rttMs).toBeGreaterThanOrEqual(0);
-    expect(s.rttMs).toBeLessThan(200);
+    expect(s.rttMs).toBeLessThanOrEqual(pingTook + 1);
     expect(Math.abs(c.clock!.offsetMs - vm.skewMs)).toBeLessThan(c.clock!.rttMs / 2 + 2);
+    const made = performance.now();
     const header = { seq: 1, captureTs: c.serverNow() - 20, inputSeq: 0, keyframe: true, width: 1, height: 1 };
-    expect(c.latencyOf(header)).toBeGreaterThanOrEqual(20);
-    expect(c.latencyOf(header)).toBeLessThan(100);
+    const latency = c.latencyOf(header);
+    expect(latency).toBeGreaterThanOrEqual(20);
+    expect(latency).toBeLessThanOrEqual(20 + (performance.now() - made) + 1);
     c.close();
   });
 

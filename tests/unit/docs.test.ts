@@ -21,5 +21,17 @@ it('documents every agent variable in docs/vm-agent.md', () => {
 
 it('links only to docs that exist', () => {
   const readme = read('README.md');
-  for (const [, link] of readme.matchAll(/\]\(((?:docs|apps|bench)\/[^)#]+)\)/g)) expect(fs.existsSync(path.join(ROOT, link!))).toBe(true);
+  for (const [, link] of readme.matchAll(/\]\(((?:docs|apps|bench|scripts)\/[^)#]+)\)/g)) expect(fs.existsSync(path.join(ROOT, link!))).toBe(true);
+});
+
+it('keeps one list of system packages, which the README points to and .ci/run installs', () => {
+  const list = read('scripts/system-packages.txt').split('\n').map((l) => l.replace(/#.*/, '').trim()).filter(Boolean);
+  // what the tests need: the X11 tests run xcalc (x11-apps) and check xterm's DejaVu glyphs
+  expect(list).toEqual(expect.arrayContaining(['redis-server', 'ffmpeg', 'xvfb', 'xterm', 'x11-apps', 'x11-utils', 'xauth', 'fonts-dejavu-core', 'docker.io', 'chromium']));
+  const readme = read('README.md');
+  expect(readme).toContain('](scripts/system-packages.txt)');
+  for (const p of list) expect(readme).toContain(p);
+  const ci = read('.ci/run');
+  expect(ci).toContain('scripts/system-packages.txt');
+  expect(ci).not.toMatch(/PACKAGES=\(/); // no second list
 });

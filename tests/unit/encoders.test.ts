@@ -227,8 +227,8 @@ afterEach(async () => {
 
 describe('encoder selection', () => {
   it('creates the codecs it supports and names the ones it does not', async () => {
-    expect(createEncoder('MJPEG', opts(64, 64)).codec).toBe('MJPEG');
-    expect(createEncoder('H264', opts(64, 64)).codec).toBe('H264');
+    expect(track(createEncoder('MJPEG', opts(64, 64))).codec).toBe('MJPEG');
+    expect(track(createEncoder('H264', opts(64, 64))).codec).toBe('H264'); // its ffmpeg is closed after the test
     expect(() => createEncoder('VP8', opts(64, 64))).toThrow(/VP8/);
     await requireFfmpeg();
     expect(await availableCodecs()).toEqual(['H264', 'MJPEG']);
@@ -340,7 +340,7 @@ describe('H264', () => {
 
   it('kills and reaps every ffmpeg on close()', async () => {
     const [w, h] = [640, 360];
-    const enc = new H264Encoder(opts(w, h));
+    const enc = track(new H264Encoder(opts(w, h))); // closed again after the test if an assert fails first
     await enc.ready();
     await encodeEach(enc, w, h, 0, 3);
     const pids = [enc.pids().active!];
