@@ -40,6 +40,8 @@ export async function startGateway(env: Record<string, string>, opts: { startTim
       UVE_REGISTER_RATE_PER_MIN: '10000',
       UVE_REQUEST_RATE_PER_MIN: '10000',
       UVE_MAX_OPEN_SESSIONS: '1000',
+      // no VM started on demand unless a test asks: a refusal is then immediate and no agent appears
+      UVE_REQUEST_WAIT_MS: '0',
       ...testRunEnv(),
       ...env,
     },

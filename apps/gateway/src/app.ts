@@ -101,11 +101,13 @@ export async function startGateway(config: GatewayConfig): Promise<RunningGatewa
     stops.push(() => watchdog.stop());
     stops.push(() => services.vms.closeProviders());
     await services.vms.reconcile();
-    if (config.warmVmsPerPlatform > 0) {
+    if (config.warmVmsPerPlatform > 0 || config.requestWaitMs > 0) {
       const pool = new VmPool(ds, services.vms, log, {
         platforms: config.poolPlatforms, warm: config.warmVmsPerPlatform, max: config.maxVms, capacity: config.vmCapacity,
         provider: config.vmProvider, idleRetireMs: config.idleRetireMs, intervalMs: 2000,
+        cannotRun: (platform) => services.vms.cannotRun(config.vmProvider, platform),
       });
+      services.sessions.vmSupply = pool;
       services.txs.onCommitted((uow) => {
         if (uow.events.length) pool.nudge();
       });

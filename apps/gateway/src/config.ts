@@ -27,7 +27,8 @@ export interface GatewayConfig {
   dockerMemoryMb: number;
   /** idle VMs kept warm per platform by the pool manager */
   warmVmsPerPlatform: number;
-  poolPlatforms: Platform[];
+  /** platforms kept warm; 'auto': those of the registered UAs that this host's provider can run */
+  poolPlatforms: Platform[] | 'auto';
   idleRetireMs: number;
   maxVms: number;
   vmCapacity: number;
@@ -47,6 +48,8 @@ export interface GatewayConfig {
   registerRatePerMin: number;
   requestRatePerMin: number;
   maxOpenSessionsPerUser: number;
+  /** how long a UA request waits for a VM being started for it (0: no start on demand, refuse at once) */
+  requestWaitMs: number;
   /** scrypt work factor of new password hashes */
   passwordScryptN: number;
   signingKeyMaxAgeDays: number;
@@ -109,7 +112,8 @@ export const CONFIG_SPEC = {
   dockerCpus: { env: 'UVE_DOCKER_CPUS', doc: 'CPUs per DOCKER VM (0 = no limit)', default: '1', parse: int(0, 256) },
   dockerMemoryMb: { env: 'UVE_DOCKER_MEMORY_MB', doc: 'memory per DOCKER VM, MiB (0 = no limit)', default: '1024', parse: int(0, 1_048_576) },
   warmVmsPerPlatform: { env: 'UVE_WARM_VMS', doc: 'idle VMs the pool keeps warm per platform', default: '1', parse: int(0, 100) },
-  poolPlatforms: { env: 'UVE_POOL_PLATFORMS', doc: 'platforms the pool keeps warm, comma-separated', default: 'WASM', parse: (raw: string, env: string) => {
+  poolPlatforms: { env: 'UVE_POOL_PLATFORMS', doc: 'platforms the pool keeps warm, comma-separated, or auto (those of the registered UAs this host can run)', default: 'auto', parse: (raw: string, env: string): Platform[] | 'auto' => {
+    if (raw === 'auto') return 'auto';
     const list = raw.split(',').map((s) => s.trim()).filter(Boolean);
     for (const p of list) if (!(PLATFORMS as readonly string[]).includes(p)) throw new ConfigError(`${env} must list platforms among ${PLATFORMS.join(', ')}, got "${p}"`);
     return list as Platform[];
@@ -132,6 +136,7 @@ export const CONFIG_SPEC = {
   registerRatePerMin: { env: 'UVE_REGISTER_RATE_PER_MIN', doc: 'registrations per minute per client address', default: '5', parse: int(1, 100_000) },
   requestRatePerMin: { env: 'UVE_REQUEST_RATE_PER_MIN', doc: 'UA requests per minute per user', default: '30', parse: int(1, 100_000) },
   maxOpenSessionsPerUser: { env: 'UVE_MAX_OPEN_SESSIONS', doc: 'open (not ended) sessions one user may have at once', default: '5', parse: int(1, 1000) },
+  requestWaitMs: { env: 'UVE_REQUEST_WAIT_MS', doc: 'a UA request with no VM free waits this long for one the pool starts (0: refuse at once)', default: '20000', parse: int(0, 300_000) },
   passwordScryptN: { env: 'UVE_PASSWORD_SCRYPT_N', doc: 'scrypt work factor N of password hashes (a power of two; weaker hashes are upgraded at sign-in)', default: '131072', parse: (raw: string, env: string) => {
     const n = int(1024, 2 ** 20)(raw, env);
     if ((n & (n - 1)) !== 0) throw new ConfigError(`${env} must be a power of two, got "${raw}"`);

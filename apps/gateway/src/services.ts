@@ -82,6 +82,7 @@ export async function createServices(deps: {
     sessionTokenTtlSec: config.sessionTokenTtlSec,
     reconnectWindowMs: config.reconnectWindowSec * 1000,
     maxOpenSessionsPerUser: config.maxOpenSessionsPerUser,
+    requestWaitMs: config.requestWaitMs,
   });
   vms.onVmLost((vmId, reason) => sessions.onVmLost(vmId, reason));
   const reports = new VmReportsService(ds, log, sessions);

@@ -2,7 +2,7 @@
 // VM's UVE-5 reports about them. Events are recorded in the same transaction as the change and
 // published once it has committed.
 import { In, type DataSource, type EntityManager, type FindOptionsWhere, type Repository } from 'typeorm';
-import type { StreamRole } from '@uve/protocol';
+import type { Platform, StreamRole } from '@uve/protocol';
 import { badInput, checkText, conflict, forbidden, isUuid, notFound, unavailable } from '../../common/errors';
 import type { Logger } from '../../common/logger';
 import type { SessionEventPayload } from '../../common/pubsub';
@@ -16,7 +16,8 @@ import { packageCommand } from '../uas/uas.service';
 import type { User } from '../users/users.entity';
 import { terminalData } from '../users/terminal.types';
 import { page } from '../users/users.service';
-import { selectVm } from '../vms/vm-selection';
+import { selectVm, type VmCandidate } from '../vms/vm-selection';
+import type { TerminalCapabilities } from '../users/terminal.types';
 import type { RequestApplicationInput } from './sessions.inputs';
 import { Session, SessionEvent } from './sessions.entity';
 import { LIVE_STATES, OPEN_STATES, assertTransition, canTransition, eventFor } from './session-state';
@@ -27,6 +28,14 @@ export interface SessionConnection {
   url: string;
   token: string;
   expiresAt: Date;
+}
+
+interface PlacementRequest {
+  user: User;
+  ua: Ua;
+  version: UaVersion;
+  terminal: TerminalCapabilities;
+  input: RequestApplicationInput;
 }
 
 /** A recorded event as it travels through pub/sub (with the owner, for per-event authorization). */
@@ -40,10 +49,25 @@ export interface SessionsServiceOptions {
   /** a DISCONNECTED session keeps its VM slot this long, then ends */
   reconnectWindowMs: number;
   maxOpenSessionsPerUser: number;
+  /** how long a request waits for a VM started for it; 0: none is started, the request is refused */
+  requestWaitMs: number;
+}
+
+/** Where VMs come from when none is free (the pool manager). */
+export interface VmSupply {
+  /**
+   * null when a VM of the platform is starting or can be started now; else why not. Reads through
+   * the caller's transaction (a second pool connection per waiting request would starve the pool).
+   */
+  cannotStart(platform: Platform, em: EntityManager): Promise<string | null>;
+  /** asks for a pass soon (a request is waiting) */
+  nudge(): void;
 }
 
 export class SessionsService implements SessionReportTarget {
   private readonly repo: Repository<Session>;
+  /** set when this gateway runs a pool that can start VMs on demand */
+  vmSupply: VmSupply | null = null;
 
   constructor(
     private readonly ds: DataSource,
@@ -137,38 +161,82 @@ export class SessionsService implements SessionReportTarget {
     const version = await this.ds.getRepository(UaVersion).findOneBy({ uaId: ua.id, version: ua.currentVersion });
     if (!version) throw unavailable(`${ua.name} has no installable version ${ua.currentVersion}.`);
 
-    return this.txs.run(async (uow) => {
-      const { em } = uow;
+    const request = { user, ua, version, terminal, input };
+    const placed = await this.txs.run(async (uow) => {
       // one user's requests are counted one at a time, so parallel ones cannot pass the limit together
-      await em.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`open-sessions:${user.id}`]);
-      const open = await em.count(Session, { where: { userId: user.id, state: In([...OPEN_STATES]) } });
+      await uow.em.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`open-sessions:${user.id}`]);
+      const open = await uow.em.count(Session, { where: { userId: user.id, state: In([...OPEN_STATES]) } });
       if (open >= this.options.maxOpenSessionsPerUser) {
         throw conflict(`You have ${open} open sessions, the most allowed; end one (endSession) before starting another.`, { reason: 'SESSION_LIMIT', limit: this.options.maxOpenSessionsPerUser });
       }
-      const selection = await selectVm(em, ua, terminal.codecs, this.options.heartbeatTimeoutMs);
-      if (!selection.vm) throw unavailable(`No VM can serve ${ua.name} now: ${selection.reason}. Try again shortly.`, { reason: selection.reason });
-      const vm = selection.vm;
-      const codec = pickCodec(terminal.codecs, vm.codecs)!;
-      const stream = negotiateStream(terminal, codec);
-      let s = em.create(Session, {
-        userId: user.id, uaId: ua.id, uaVersion: ua.currentVersion, vmId: null, state: 'REQUESTED',
-        reconnectionMethod: input.reconnectionMethod, terminal, stream, reconnections: 0, lastReportSeq: 0,
-        suspendControllerId: null, suspendedById: null, restoredFromId: null, endReason: null,
-        startedAt: null, lastDisconnectAt: null, endedAt: null,
-      });
-      s = await em.save(s);
-      await this.record(uow, s, 'REQUESTED', user.id, { uaVersion: ua.currentVersion, reconnectionMethod: input.reconnectionMethod });
-      s = await this.move(uow, s, 'ASSIGNED', 'assign the session', user.id, { vmId: vm.id }, { vmId: vm.id, codec, width: stream.width, height: stream.height, maxFps: stream.maxFps });
-      if (!vm.deployed) {
-        await em.upsert(UaDeployment, { uaId: ua.id, vmId: vm.id, version: ua.currentVersion, status: 'PENDING', error: null }, ['uaId', 'vmId']);
-        await uow.command(vm.id, packageCommand('ua.deploy', ua, version));
-      }
-      await uow.command(vm.id, {
-        type: 'session.prepare', sessionId: s.id, userId: user.id, uaId: ua.id, uaVersion: ua.currentVersion,
-        reconnectionMethod: input.reconnectionMethod, terminal, stream, restoreSnapshotId: null, reconnectWindowMs: this.options.reconnectWindowMs,
-      }, s.id);
-      return s;
+      const selection = await selectVm(uow.em, ua, terminal.codecs, this.options.heartbeatTimeoutMs);
+      const requested = await this.createRequested(uow, request, selection.vm ? null : selection.reason);
+      if (selection.vm) return { session: await this.assign(uow, requested, request, selection.vm), waitFor: null };
+      // nothing free now: wait for a VM the pool starts, when it can, or say why not
+      const cannot = this.options.requestWaitMs > 0 && this.vmSupply ? await this.vmSupply.cannotStart(ua.platform, uow.em) : 'no VM is started on demand here';
+      if (cannot) throw unavailable(`No VM can serve ${ua.name} now: ${selection.reason}; ${cannot}. Try again shortly.`, { reason: selection.reason });
+      return { session: requested, waitFor: selection.reason };
     });
+    if (!placed.waitFor) return placed.session;
+    return this.waitForVm(placed.session, request, placed.waitFor);
+  }
+
+  /**
+   * A request that found no free VM: its session stays REQUESTED (the REQUESTED event says it waits
+   * and why, for a client watching its notifications) while the pool starts a VM for it; assigned as
+   * soon as one is free, FAILED with the reason if none is within UVE_REQUEST_WAIT_MS.
+   */
+  private async waitForVm(session: Session, request: PlacementRequest, reason: string): Promise<Session> {
+    const deadline = Date.now() + this.options.requestWaitMs;
+    this.vmSupply?.nudge();
+    while (Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 200));
+      const done = await this.txs.run(async (uow) => {
+        const s = await this.lock(uow.em, session.id);
+        if (s.state !== 'REQUESTED') return s; // ended by the user meanwhile
+        const selection = await selectVm(uow.em, request.ua, request.terminal.codecs, this.options.heartbeatTimeoutMs);
+        return selection.vm ? this.assign(uow, s, request, selection.vm) : null;
+      });
+      if (done) return done;
+    }
+    const why = `no ${request.ua.platform} VM could be started for ${request.ua.name} within ${Math.round(this.options.requestWaitMs / 1000)} s (${reason})`;
+    await this.txs.run(async (uow) => {
+      const s = await this.lock(uow.em, session.id);
+      if (canTransition(s.state, 'FAILED') && s.state === 'REQUESTED') {
+        await this.move(uow, s, 'FAILED', 'fail', null, { endedAt: new Date(), endReason: why }, { error: why });
+      }
+    });
+    throw unavailable(`No VM can serve ${request.ua.name} now: ${why}. Try again shortly.`, { reason, sessionId: session.id });
+  }
+
+  private async createRequested(uow: UnitOfWork, r: PlacementRequest, waitingBecause: string | null): Promise<Session> {
+    const s = await uow.em.save(uow.em.create(Session, {
+      userId: r.user.id, uaId: r.ua.id, uaVersion: r.ua.currentVersion, vmId: null, state: 'REQUESTED',
+      reconnectionMethod: r.input.reconnectionMethod, terminal: r.terminal, stream: null, reconnections: 0, lastReportSeq: 0,
+      suspendControllerId: null, suspendedById: null, restoredFromId: null, endReason: null,
+      startedAt: null, lastDisconnectAt: null, endedAt: null,
+    }));
+    await this.record(uow, s, 'REQUESTED', r.user.id, {
+      uaVersion: r.ua.currentVersion, reconnectionMethod: r.input.reconnectionMethod,
+      ...(waitingBecause ? { waitingForVm: true, reason: waitingBecause } : {}),
+    });
+    return s;
+  }
+
+  /** REQUESTED → ASSIGNED on the selected VM: stream negotiated, UA deployed if need be, VM told. */
+  private async assign(uow: UnitOfWork, s: Session, r: PlacementRequest, vm: VmCandidate): Promise<Session> {
+    const codec = pickCodec(r.terminal.codecs, vm.codecs)!;
+    const stream = negotiateStream(r.terminal, codec);
+    s = await this.move(uow, s, 'ASSIGNED', 'assign the session', r.user.id, { vmId: vm.id, stream }, { vmId: vm.id, codec, width: stream.width, height: stream.height, maxFps: stream.maxFps });
+    if (!vm.deployed) {
+      await uow.em.upsert(UaDeployment, { uaId: r.ua.id, vmId: vm.id, version: r.ua.currentVersion, status: 'PENDING', error: null }, ['uaId', 'vmId']);
+      await uow.command(vm.id, packageCommand('ua.deploy', r.ua, r.version));
+    }
+    await uow.command(vm.id, {
+      type: 'session.prepare', sessionId: s.id, userId: r.user.id, uaId: r.ua.id, uaVersion: r.ua.currentVersion,
+      reconnectionMethod: r.input.reconnectionMethod, terminal: r.terminal, stream, restoreSnapshotId: null, reconnectWindowMs: this.options.reconnectWindowMs,
+    }, s.id);
+    return s;
   }
 
   // ---- UVE-1: end, suspend, resume; management: terminate ----------------------------------------

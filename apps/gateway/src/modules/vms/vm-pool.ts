@@ -1,14 +1,17 @@
 // The pool manager: keeps a number of idle VMs warm per platform (a request never waits for a VM to
 // boot while the pool keeps up), provisions as sessions fill them, retires idle surplus, finishes
 // drains, and replaces VMs that died. One gateway at a time acts (advisory lock).
-import type { DataSource } from 'typeorm';
+import type { DataSource, EntityManager } from 'typeorm';
 import type { Platform, VmProvider } from '@uve/protocol';
 import type { Logger } from '../../common/logger';
 import { SLOT_SESSION_STATES } from '@uve/protocol';
 import type { VmsService } from './vms.service';
 
 export interface VmPoolOptions {
-  platforms: Platform[];
+  /** platforms kept warm (`warm` idle VMs each), or 'auto': those of the registered UAs; any runnable platform is started on demand */
+  platforms: Platform[] | 'auto';
+  /** why this host's provider cannot run a platform (null: it can) */
+  cannotRun: (platform: Platform) => string | null;
   warm: number;
   max: number;
   capacity: number;
@@ -101,7 +104,32 @@ export class VmPool {
     this.log.error('VM pool could not launch a VM; backing off', { platform, failures: count, retryInMs: delayMs, error: e.message });
   }
 
+  /**
+   * Whether a request that found no VM may wait for one: null when a VM of the platform is starting
+   * or could be started now, else the true reason why not.
+   */
+  async cannotStart(platform: Platform, em: EntityManager = this.ds.manager): Promise<string | null> {
+    const why = this.options.cannotRun(platform);
+    if (why) return why;
+    const [row] = await em.query(
+      `SELECT count(*) FILTER (WHERE status IN ('PROVISIONING', 'IDLE'))::int AS total,
+              count(*) FILTER (WHERE status = 'PROVISIONING' AND platform = $1)::int AS booting
+         FROM vms`,
+      [platform],
+    );
+    if (row.booting > 0) return null;
+    if (row.total >= this.options.max) return `all ${this.options.max} VMs the pool may run (UVE_MAX_VMS) are in use`;
+    const f = this.failures.get(platform);
+    if (f && Date.now() < f.retryAt) return `starting a ${platform} VM failed ${f.count} time(s) in a row; the next try is in ${Math.ceil((f.retryAt - Date.now()) / 1000)} s`;
+    return null;
+  }
+
   private async pass(): Promise<void> {
+    // requests waiting for a VM (REQUESTED, none assigned yet), per platform: the demand
+    const waiting: { platform: Platform; n: number }[] = await this.ds.query(
+      `SELECT u.platform, count(*)::int AS n FROM sessions s JOIN uas u ON u.id = s.ua_id
+        WHERE s.state = 'REQUESTED' AND s.vm_id IS NULL GROUP BY u.platform`,
+    );
     const rows: PoolRow[] = await this.ds.query(
       `SELECT v.id, v.platform, v.status, v.provider, v.provider_ref, v.capacity,
               (SELECT count(*)::int FROM sessions s WHERE s.vm_id = v.id AND s.state = ANY($1::session_state[])) AS active,
@@ -115,13 +143,23 @@ export class VmPool {
       await this.vms.remove(r.id);
     }
     let total = rows.filter((r) => r.status !== 'DRAINING').length;
-    for (const platform of this.options.platforms) {
+    const warmPlatforms: Platform[] = this.options.platforms === 'auto'
+      ? (await this.ds.query(`SELECT DISTINCT platform FROM uas`)).map((r: { platform: Platform }) => r.platform)
+      : this.options.platforms;
+    // warm platforms, platforms with waiting requests, and those with VMs (whose idle surplus retires)
+    const platforms = new Set([...warmPlatforms, ...waiting.map((w) => w.platform), ...rows.map((r) => r.platform)]);
+    for (const platform of platforms) {
+      if (this.options.cannotRun(platform)) continue;
+      const warm = warmPlatforms.includes(platform) ? this.options.warm : 0;
       const mine = rows.filter((r) => r.platform === platform);
       const idle = mine.filter((r) => r.status === 'IDLE' && r.active === 0);
       const booting = mine.filter((r) => r.status === 'PROVISIONING');
       const freeSlots = mine.filter((r) => r.status === 'IDLE').reduce((n, r) => n + Math.max(0, r.capacity - r.active), 0);
-      // keep `warm` idle VMs, and never let the free slots run out while a VM could still be added
-      let want = Math.max(this.options.warm - idle.length, freeSlots === 0 ? 1 : 0) - booting.length;
+      const demand = waiting.find((w) => w.platform === platform)?.n ?? 0;
+      // VMs for the requests that wait beyond the free slots (those booting count as coming)
+      const forDemand = Math.ceil(Math.max(0, demand - freeSlots) / this.options.capacity);
+      // keep `warm` idle VMs, and never let the free slots of a warm platform run out while a VM could still be added
+      let want = Math.max(warm - idle.length, warm > 0 && freeSlots === 0 ? 1 : 0, forDemand) - booting.length;
       while (want > 0 && total < this.options.max && this.mayLaunch(platform)) {
         try {
           await this.vms.provision({ platform, provider: this.options.provider, capacity: this.options.capacity });
@@ -137,7 +175,7 @@ export class VmPool {
       const surplus = idle
         .filter((r) => r.provider_ref && Date.now() - new Date(r.idle_since).getTime() > this.options.idleRetireMs)
         .sort((a, b) => new Date(a.idle_since).getTime() - new Date(b.idle_since).getTime())
-        .slice(0, Math.max(0, idle.length - this.options.warm));
+        .slice(0, Math.max(0, idle.length - warm));
       for (const r of surplus) {
         this.log.info('idle VM retired', { vmId: r.id, platform });
         await this.vms.remove(r.id);

@@ -322,6 +322,13 @@ export class VmsService {
     return this.get(id);
   }
 
+  /** Why VMs of a platform cannot be launched with a provider here (null: they can). */
+  cannotRun(kind: VmProvider, platform: Platform): string | null {
+    const driver = this.providers.get(kind);
+    if (!driver) return `the ${kind} VM provider is not enabled on this gateway`;
+    return driver.cannotRun?.(platform) ?? null;
+  }
+
   async closeProviders(): Promise<void> {
     this.closing = true;
     await Promise.all([...this.providers.values()].map((p) => p.close()));

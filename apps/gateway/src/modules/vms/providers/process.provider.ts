@@ -1,6 +1,8 @@
 // PROCESS provider (the embedded default): each VM is a vm-agent child process of this gateway.
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
+import type { Platform } from '@uve/protocol';
+import { onPath } from '../../../infra/on-path';
 import type { Logger } from '../../../common/logger';
 import { AGENT_ROOT } from '../../../common/paths';
 import { agentEnv, type LaunchedVm, type VmLaunchSpec, type VmProviderDriver } from './vm-provider';
@@ -71,6 +73,12 @@ export class ProcessProvider implements VmProviderDriver {
 
   async close(): Promise<void> {
     await Promise.all([...this.children.values()].map((c) => stopChild(c)));
+  }
+
+  /** A LINUX_X11 VM runs its UAs under Xvfb, which must be installed on this host. */
+  cannotRun(platform: Platform): string | null {
+    if (platform === 'LINUX_X11' && !onPath('Xvfb')) return 'LINUX_X11 VMs need Xvfb on this host (Debian/Ubuntu: apt-get install xvfb)';
+    return null;
   }
 }
 

@@ -26,6 +26,8 @@ export interface VmProviderDriver {
   destroy(vmId: string, providerRef: string | null): Promise<void>;
   /** VMs this provider runs now (for reconciliation at start); ids of VM records */
   running?(): Promise<string[]>;
+  /** why this provider cannot run VMs of a platform on this host (null or absent: it can) */
+  cannotRun?(platform: Platform): string | null;
   /** tells when a VM it runs stops on its own (faster than waiting for missed heartbeats) */
   onVmExit?(listener: (vmId: string, reason: string) => void): void;
   close(): Promise<void>;

@@ -1,0 +1,89 @@
+// VMs on demand (issue: autoscaling pool) through the real gateway, real agents of the PROCESS
+// provider and real streams: a request with no VM free waits for one the pool starts for it, many
+// requests at once share the VMs being started, the pool returns to its warm count afterwards, and
+// a request the limits cannot serve is refused at once with a true reason.
+import { freshDatabase, startRedis, until, type TestRedis } from '../support/services';
+import { ADMIN, gql, login, ok, registerUser, startGateway, type GatewayProcess } from '../support/gateway';
+import { openStream, uaId } from '../support/stream';
+
+let redis: TestRedis;
+const gateways: GatewayProcess[] = [];
+
+beforeAll(async () => {
+  redis = await startRedis();
+});
+
+afterAll(async () => {
+  for (const g of gateways) await g.stop();
+  await redis?.stop();
+});
+
+async function gateway(prefix: string, env: Record<string, string>): Promise<{ gw: GatewayProcess; admin: string }> {
+  const gw = await startGateway({ DATABASE_URL: await freshDatabase(), REDIS_URL: redis.url, UVE_QUEUE_PREFIX: prefix, UVE_SAMPLE_UAS: 'true', UVE_DOCKER: 'off', ...env });
+  gateways.push(gw);
+  return { gw, admin: (await login(gw, ADMIN.username, ADMIN.password)).token };
+}
+
+const REQUEST = `mutation($i: RequestApplicationInput!) { requestApplication(input: $i) { id state vm { id } connection { url token } } }`;
+const request = (gw: GatewayProcess, token: string, ua: string, codec = 'MJPEG') =>
+  gql(gw, REQUEST, { i: { uaId: ua, terminal: { screenWidth: 640, screenHeight: 480, codecs: [codec], localResources: [] } } }, token);
+const vmsOf = async (gw: GatewayProcess, admin: string) =>
+  (await ok(gw, `{ vms { id status platform } }`, {}, admin)).vms as { id: string; status: string; platform: string }[];
+
+it('starts a VM for a request when none runs, and the request waits for it instead of failing', async () => {
+  const { gw, admin } = await gateway('ondemand', { UVE_WARM_VMS: '0', UVE_REQUEST_WAIT_MS: '30000' });
+  expect(await vmsOf(gw, admin)).toEqual([]);
+  const user = await registerUser(gw, 'first');
+  const r = await request(gw, user.token, await uaId(gw, user.token, 'paint'));
+  expect(r.errors).toBeUndefined();
+  const s = r.data!.requestApplication;
+  expect(s.state).toBe('ASSIGNED');
+  const events = (await ok(gw, `{ session(id: "${s.id}") { events { type data } } }`, {}, user.token)).session.events;
+  // the REQUESTED event told a watching client it was waiting for a VM, and why
+  expect(events[0]).toMatchObject({ type: 'REQUESTED', data: { waitingForVm: true, reason: 'no WASM VM is running' } });
+  const stream = await openStream(s.connection);
+  try {
+    await stream.frame(() => true, 'from the VM started on demand');
+  } finally {
+    await stream.close();
+  }
+  expect((await vmsOf(gw, admin)).filter((v) => v.platform === 'WASM')).toHaveLength(1);
+});
+
+it('serves 12 users at once with one warm VM of capacity 4, then goes back to the warm count', async () => {
+  const { gw, admin } = await gateway('twelve', {
+    UVE_WARM_VMS: '1', UVE_POOL_PLATFORMS: 'WASM', UVE_VM_CAPACITY: '4', UVE_MAX_VMS: '4', UVE_REQUEST_WAIT_MS: '60000', UVE_VM_IDLE_RETIRE_MS: '3000',
+  });
+  await until('the warm VM', 30_000, async () => (await vmsOf(gw, admin)).some((v) => v.status === 'IDLE'));
+  const users = await Promise.all(Array.from({ length: 12 }, (_, i) => registerUser(gw, `crowd${i}`)));
+  const paint = await uaId(gw, users[0]!.token, 'paint');
+  const results = await Promise.all(users.map((u) => request(gw, u.token, paint)));
+  expect(results.filter((r) => r.errors).map((r) => r.errors![0]!.message)).toEqual([]);
+  const placements = new Map<string, number>();
+  for (const r of results) placements.set(r.data!.requestApplication.vm.id, (placements.get(r.data!.requestApplication.vm.id) ?? 0) + 1);
+  expect([...placements.values()].every((n) => n <= 4)).toBe(true);
+  expect(placements.size).toBeGreaterThanOrEqual(3);
+  for (const [r, u] of results.map((r, i) => [r, users[i]!] as const)) {
+    await ok(gw, `mutation { endSession(sessionId: "${r.data!.requestApplication.id}") { state } }`, {}, u.token);
+  }
+  await until('the pool back to one warm VM', 60_000, async () => {
+    const running = (await vmsOf(gw, admin)).filter((v) => ['IDLE', 'BUSY', 'PROVISIONING', 'DRAINING'].includes(v.status));
+    return running.length === 1 && running[0]!.status === 'IDLE';
+  }, 500);
+}, 180_000);
+
+it('refuses at once, with the true reason, when the limits allow no VM for the request', async () => {
+  const { gw, admin } = await gateway('full', { UVE_WARM_VMS: '1', UVE_POOL_PLATFORMS: 'WASM', UVE_VM_CAPACITY: '1', UVE_MAX_VMS: '1', UVE_REQUEST_WAIT_MS: '60000' });
+  await until('the warm VM', 30_000, async () => (await vmsOf(gw, admin)).some((v) => v.status === 'IDLE'));
+  const a = await registerUser(gw, 'occupant');
+  const b = await registerUser(gw, 'latecomer');
+  const paint = await uaId(gw, a.token, 'paint');
+  expect((await request(gw, a.token, paint)).errors).toBeUndefined();
+  const started = Date.now();
+  const r = await request(gw, b.token, paint);
+  expect(r.errors?.[0]?.extensions?.code).toBe('UNAVAILABLE');
+  expect(r.errors?.[0]?.message).toMatch(/all 1 WASM VMs are full; all 1 VMs the pool may run \(UVE_MAX_VMS\) are in use/);
+  // refused, not made to wait for a VM that cannot come
+  expect(Date.now() - started).toBeLessThan(30_000);
+  expect((await ok(gw, `{ mySessions { id } }`, {}, b.token)).mySessions).toEqual([]);
+});
