@@ -202,15 +202,12 @@ export class Vm {
       case 'session.resume':
         this.session(c.sessionId, c.type)?.resume();
         return;
-      case 'session.terminate':
-        // the user finished: VM Data is updated before the UA goes away (seed 7.3.1.2.2)
-        {
-          const s = sessions.get(c.sessionId);
-          if (s) s.terminating = true;
-          if (c.saveVmData) await s?.saveVmData();
-        }
-        await sessions.terminate(c.sessionId, c.reason);
+      case 'session.terminate': {
+        // the slot frees at once; saving VM Data (an upload) must not hold up the command queue
+        const ended = sessions.terminate(c.sessionId, c.reason, c.saveVmData);
+        ended.catch((e) => this.log.error('could not end a terminated session', { session: c.sessionId, error: errorMessage(e) }));
         return;
+      }
       case 'monitoring.notify':
         this.session(c.sessionId, c.type)?.addWatcher(c.watcherId);
         return;
@@ -223,7 +220,7 @@ export class Vm {
         setImmediate(() => void this.stop('vm.shutdown command').catch(() => undefined));
         return;
       default:
-        this.log.warn('unknown command ignored', { type: (c as { type?: string }).type });
+        throw new Error(`unknown command type ${JSON.stringify((c as { type?: string }).type)}`);
     }
   }
 }

@@ -43,6 +43,13 @@ export interface SessionDeps {
   storeVmData?: (sessionId: string, kind: SnapshotKind, data: Uint8Array) => Promise<StoredVmData>;
 }
 
+/**
+ * how long a session whose PLAYER vanished keeps its slot when session.prepare does not say
+ * (the VMM's UVE_RECONNECT_WINDOW_S default)
+ */
+export const DEFAULT_RECONNECT_WINDOW_MS = 300_000;
+export const RECONNECT_WINDOW_EXPIRED = 'reconnect window expired';
+
 /** how long the first picture may take (encoder start included) */
 const WARM_UP_TIMEOUT_MS = 20_000;
 /** consecutive encoder errors after which the session is given up */
@@ -57,6 +64,7 @@ export class Session {
   readonly stream: StreamParams;
   readonly reconnectionMethod: ReconnectionMethod;
   readonly restoreSnapshotId: string | null;
+  readonly reconnectWindowMs: number;
 
   state: SessionState = 'starting';
   suspended = false;
@@ -80,6 +88,8 @@ export class Session {
   /** UVE-5 order of this session's reports (the VMM applies them in this order) */
   private reportSeq = 0;
   private endReason: string | null = null;
+  /** runs while the PLAYER is away after an unexpected disconnect */
+  private reconnectTimer: NodeJS.Timeout | null = null;
   private readonly ready: Promise<void>;
   private settleReady!: (error?: Error) => void;
   private readonly log: Logger;
@@ -93,6 +103,8 @@ export class Session {
     this.stream = cmd.stream;
     this.reconnectionMethod = cmd.reconnectionMethod;
     this.restoreSnapshotId = cmd.restoreSnapshotId ?? null;
+    const w = cmd.reconnectWindowMs;
+    this.reconnectWindowMs = typeof w === 'number' && Number.isFinite(w) && w >= 0 ? w : DEFAULT_RECONNECT_WINDOW_MS;
     this.log = deps.log.child({ session: this.id });
     this.ready = new Promise<void>((resolve, reject) => {
       this.settleReady = (e) => (e ? reject(e) : resolve());
@@ -214,6 +226,7 @@ export class Session {
       // a new connection numbers its input from 1: frames must not claim its input was applied
       this.lastInputSeq = 0;
       this.everConnected = true;
+      this.stopReconnectWindow();
     } else {
       this.viewers.add(conn);
     }
@@ -296,6 +309,41 @@ export class Session {
     this.report({ type: 'session.disconnected', reason: why, unexpected: !conn.byeReceived });
     // seed 7.3.1.2.2: on an unexpected disconnect the VM updates the VM Data with the VMM
     if (!conn.byeReceived) void this.saveVmData();
+    // DISCONNECTED either way on the VMM (it counts the slot until the window closes): same here
+    this.startReconnectWindow();
+  }
+
+  /** whether the slot is held for a PLAYER that may come back (tests, metrics) */
+  get awaitingReconnect(): boolean {
+    return this.reconnectTimer !== null;
+  }
+
+  /**
+   * The session keeps its slot for reconnectWindowMs; when no PLAYER is back by then the VM ends it
+   * by itself (VM Data saved first, per the method) and frees the slot. The VMM ends it too when the
+   * window closes on its side: whichever comes first, the other finds it ended.
+   */
+  private startReconnectWindow(): void {
+    this.stopReconnectWindow();
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = null;
+      if (this.ended || this.player || this.terminating) return;
+      this.log.info('no PLAYER came back within the reconnect window', { windowMs: this.reconnectWindowMs });
+      this.terminating = true;
+      void this.saveVmData()
+        .then(() => {
+          if (this.ended) return;
+          this.report({ type: 'session.ended', reason: RECONNECT_WINDOW_EXPIRED });
+          return this.end(RECONNECT_WINDOW_EXPIRED);
+        })
+        .catch((e) => this.log.error('could not end the session after its reconnect window', { error: errorMessage(e) }));
+    }, this.reconnectWindowMs);
+    this.reconnectTimer.unref();
+  }
+
+  private stopReconnectWindow(): void {
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = null;
   }
 
   /**
@@ -374,6 +422,7 @@ export class Session {
     if (this.ended) return;
     this.state = 'ended';
     this.endReason = reason;
+    this.stopReconnectWindow();
     this.settleReady(new Error(`session ended: ${reason}`));
     const conns = [...this.viewers, ...(this.player ? [this.player] : [])];
     for (const c of conns) {
