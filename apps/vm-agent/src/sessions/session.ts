@@ -15,7 +15,7 @@ import {
   type TerminalCapabilities,
 } from '@uve/protocol';
 import type { EncoderOptions, VideoEncoder } from '../encoders/encoder';
-import type { InstalledUa, UaInstance, UaRuntime } from '../runtimes/runtime';
+import { UaUnresponsiveError, type InstalledUa, type UaInstance, type UaRuntime } from '../runtimes/runtime';
 import type { Logger } from '../common/log';
 import { wallClock } from '../common/clock';
 import { errorMessage, withTimeout } from '../common/errors';
@@ -465,6 +465,10 @@ export class Session {
   }
 
   private onUaExit(error?: Error): void {
+    if (error instanceof UaUnresponsiveError) {
+      void this.fail(error.message);
+      return;
+    }
     if (error) {
       void this.fail(`the application stopped: ${error.message}`);
       return;
