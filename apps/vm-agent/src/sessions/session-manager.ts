@@ -33,6 +33,7 @@ export interface SessionManagerOptions {
   log: Logger;
   firstConnectTimeoutMs?: number;
   storeVmData?: SessionDeps['storeVmData'];
+  observer?: SessionDeps['observer'];
 }
 
 export class SessionManager {
@@ -128,6 +129,7 @@ export class SessionManager {
       report: this.opts.report,
       log: this.opts.log,
       storeVmData: this.opts.storeVmData,
+      observer: this.opts.observer,
       onEnded: (s, reason) => {
         if (this.sessions.get(s.id) === s) this.sessions.delete(s.id);
         this.remember(s.id, reason);

@@ -17,7 +17,7 @@ import {
 import type { EncoderOptions, VideoEncoder } from '../encoders/encoder';
 import { UaUnresponsiveError, type InstalledUa, type UaInstance, type UaRuntime } from '../runtimes/runtime';
 import type { Logger } from '../common/log';
-import { wallClock } from '../common/clock';
+import { monotonic, wallClock } from '../common/clock';
 import { errorMessage, withTimeout } from '../common/errors';
 import { FramePump } from '../stream/frame-pump';
 import type { StreamConnection } from '../stream/connection';
@@ -41,7 +41,12 @@ export interface SessionDeps {
   onEnded: (session: Session, reason: string) => void;
   /** stores VM Data with the VMM (UVE-5); absent in tests without a VMM */
   storeVmData?: (sessionId: string, kind: SnapshotKind, data: Uint8Array) => Promise<StoredVmData>;
+  /** stream measurements for /metrics */
+  observer?: { encoded(ms: number): void; inputToFrame(ms: number): void };
 }
+
+/** the window the stream's fps is measured over */
+const FPS_WINDOW_MS = 5_000;
 
 /**
  * how long a session whose PLAYER vanished keeps its slot when session.prepare does not say
@@ -88,6 +93,10 @@ export class Session {
   /** UVE-5 order of this session's reports (the VMM applies them in this order) */
   private reportSeq = 0;
   private endReason: string | null = null;
+  /** the oldest input not yet in a frame sent out (input-to-frame time) */
+  private unservedInput: { seq: number; at: number } | null = null;
+  /** send times of the frames of the last FPS_WINDOW_MS */
+  private readonly frameTimes: number[] = [];
   /** runs while the PLAYER is away after an unexpected disconnect */
   private reconnectTimer: NodeJS.Timeout | null = null;
   private readonly ready: Promise<void>;
@@ -176,7 +185,7 @@ export class Session {
         maxFps: this.stream.maxFps,
         inputSeq: () => this.lastInputSeq,
         onError: (e) => this.onEncodeError(e),
-        onFrame: () => (this.encodeErrors = 0),
+        onFrame: (header, _bytes, sentTo) => this.onFrameSent(header.inputSeq, sentTo),
       });
       if (this.suspended) this.pump.pause();
       await withTimeout(this.pump.warmUp(), WARM_UP_TIMEOUT_MS, 'first frame');
@@ -225,6 +234,7 @@ export class Session {
       }
       // a new connection numbers its input from 1: frames must not claim its input was applied
       this.lastInputSeq = 0;
+      this.unservedInput = null;
       this.everConnected = true;
       this.stopReconnectWindow();
     } else {
@@ -261,6 +271,7 @@ export class Session {
         const instance = this.instance;
         if (!instance || this.suspended || conn !== this.player) return; // frozen UA: input is dropped
         this.lastInputSeq = msg.seq;
+        this.unservedInput ??= { seq: msg.seq, at: monotonic() };
         try {
           instance.input(msg.ev);
         } catch (e) {
@@ -476,6 +487,26 @@ export class Session {
     if (this.ended) return;
     this.report({ type: 'session.ended', reason: 'the application exited' });
     void this.end('the application exited');
+  }
+
+  private onFrameSent(inputSeq: number, sentTo: number): void {
+    this.encodeErrors = 0;
+    const now = monotonic();
+    if (sentTo > 0) this.frameTimes.push(now);
+    while (this.frameTimes.length && this.frameTimes[0] < now - FPS_WINDOW_MS) this.frameTimes.shift();
+    const obs = this.deps.observer;
+    if (!obs) return;
+    if (this.pump) obs.encoded(this.pump.stats.lastEncodeMs);
+    if (this.unservedInput && inputSeq >= this.unservedInput.seq) {
+      obs.inputToFrame(now - this.unservedInput.at);
+      this.unservedInput = null;
+    }
+  }
+
+  /** frames per second sent over the last few seconds */
+  streamFps(now = monotonic()): number {
+    while (this.frameTimes.length && this.frameTimes[0] < now - FPS_WINDOW_MS) this.frameTimes.shift();
+    return this.frameTimes.length / (FPS_WINDOW_MS / 1000);
   }
 
   private onEncodeError(e: unknown): void {
