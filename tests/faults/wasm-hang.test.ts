@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import type { DeploymentChanged, PrepareSessionCommand, SessionTokenClaims, VmEventMessage, VmRegistered } from '@uve/protocol';
 import { StreamClient, createNodeDecoder, type FrameEvent } from '../../packages/client/src';
-import { fakeVmm, pixel, prepareCommand, startAgent, startJwks, startRedis, type AgentHandle, type FakeVmm, type JwksHandle, type RedisHandle } from '../support/agent-harness';
+import { fakeVmm, isEvent, pixel, prepareCommand, startAgent, startJwks, startRedis, type AgentHandle, type FakeVmm, type JwksHandle, type RedisHandle } from '../support/agent-harness';
 
 jest.setTimeout(60_000);
 
@@ -18,11 +18,6 @@ let agent: AgentHandle;
 let vmm: FakeVmm;
 let registered: VmRegistered;
 const clients: StreamClient[] = [];
-
-const isEvent =
-  <T extends VmEventMessage['type']>(type: T, sessionId?: string) =>
-  (e: VmEventMessage): e is Extract<VmEventMessage, { type: T }> =>
-    e.type === type && (sessionId === undefined || (e as { sessionId?: string }).sessionId === sessionId);
 
 async function deploy(uaId: string, name: string): Promise<void> {
   const from = vmm.events.mark;

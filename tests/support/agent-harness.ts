@@ -125,6 +125,12 @@ export function fakeVmm(redisUrl: string, prefix: string): FakeVmm {
   };
 }
 
+/** A predicate for UVE-5 events of one type (and one session), narrowing the type. */
+export const isEvent =
+  <T extends VmEventMessage['type']>(type: T, sessionId?: string) =>
+  (e: VmEventMessage): e is Extract<VmEventMessage, { type: T }> =>
+    e.type === type && (sessionId === undefined || (e as { sessionId?: string }).sessionId === sessionId);
+
 export function prepareCommand(over: Partial<PrepareSessionCommand> & Pick<PrepareSessionCommand, 'uaId'>): PrepareSessionCommand {
   return {
     type: 'session.prepare',
