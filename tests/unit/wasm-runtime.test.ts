@@ -595,6 +595,12 @@ describe('watchdog: a guest that does not come back', () => {
     expect(exit.count).toBe(1);
   });
 
+  it('a module whose uve_abi_version never returns is refused at validation, after the start budget', async () => {
+    await expect(runtime.validatePackage(makePackage(MANIFEST, wasmModule(abiFns({ uve_abi_version: [...LOOP, ...i32(1)] }))))).rejects.toThrow(
+      /cannot be instantiated: it did not return from uve_abi_version\(\) within 1500 ms/,
+    );
+  });
+
   it('a guest looping in uve_init makes start() reject after the start budget, without blocking this thread', async () => {
     let ticks = 0;
     const ticker = setInterval(() => ticks++, 20);

@@ -41,14 +41,14 @@ export class WasmRuntime implements UaRuntime {
   }
 
   async validatePackage(dir: string): Promise<{ requiredResources: LocalResourceKind[]; minWidth?: number; minHeight?: number }> {
-    const { manifest } = await loadPackage(dir, this.maxMemoryPages, this.modules);
+    const { manifest } = await loadPackage(dir, this.maxMemoryPages, this.modules, this.startBudgetMs);
     return { requiredResources: manifest.requiredResources, minWidth: manifest.minWidth, minHeight: manifest.minHeight };
   }
 
   async start(opts: UaStartOptions): Promise<UaInstance> {
     const { width, height } = opts;
     if (!Number.isInteger(width) || !Number.isInteger(height) || width <= 0 || height <= 0) throw new Error(`invalid screen size ${width}x${height}`);
-    const pkg = await loadPackage(opts.ua.dir, this.maxMemoryPages, this.modules);
+    const pkg = await loadPackage(opts.ua.dir, this.maxMemoryPages, this.modules, this.startBudgetMs);
     const { minWidth = 1, minHeight = 1, name } = pkg.manifest;
     if (width < minWidth || height < minHeight) throw new Error(`${name} needs a screen of at least ${minWidth}x${minHeight}, got ${width}x${height}`);
     return WasmInstance.start(pkg, opts, {
