@@ -97,4 +97,22 @@ describe('VmmLink.handle', () => {
     expect(l.pendingReports).toBe(0);
     expect(l.oldestPendingMs()).toBe(0);
   });
+
+  it('retries a report Redis refused, keeping the order, so no session seq goes missing', async () => {
+    const sent: VmEventMessage[] = [];
+    let failures = 2;
+    const bus = {
+      send: async (_q: string, m: VmEventMessage) => {
+        if ((m as { seq?: number }).seq === 1 && failures-- > 0) throw new Error('READONLY');
+        sent.push(m);
+      },
+    } as unknown as MessageBus;
+    const l = new VmmLink(bus, 'vm-1', createLogger('error'));
+    const ref = { sessionId: 's', userId: 'u', uaId: 'a' };
+    void l.report({ type: 'session.connected', role: 'PLAYER', ...ref, seq: 1 });
+    void l.report({ type: 'session.ended', reason: 'x', ...ref, seq: 2 });
+    await l.flush();
+    expect(sent.map((e) => (e as { seq?: number }).seq)).toEqual([1, 2]);
+    expect(failures).toBe(-1);
+  });
 });

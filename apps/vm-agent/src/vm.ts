@@ -205,6 +205,7 @@ export class Vm {
     await step('ending sessions', this.sessions?.endAll(`VM shutting down: ${reason}`), 4_000);
     await step('closing the UVE-3 server', this.server?.close(), 1_000);
     await step('flushing reports', link?.flush(), 1_000);
+    link?.close();
     if (!this.deps.bus) await step('closing the message bus', this.bus?.close(), 1_000);
     // whatever a session's close left running (an encoder or X server that ignored SIGTERM)
     const killed = killChildren('SIGKILL');

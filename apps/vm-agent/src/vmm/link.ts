@@ -1,10 +1,13 @@
 // The VM's side of UVE-2/UVE-5 on the message bus: commands in (in order, one at a time), events
-// out (in order, never throwing: a lost report is logged, it must not take a session down).
+// out (in order, retried until Redis takes them, never throwing into the session that reported).
 import { uve, type MessageBus, type Consumer } from '@uve/queue';
 import type { VmCommand, VmEventMessage } from '@uve/protocol';
 import type { Logger } from '../common/log';
 import { errorMessage } from '../common/errors';
 import { CommandGate } from './command-gate';
+
+/** longest pause between two attempts at one report */
+const REPORT_RETRY_MAX_MS = 2_000;
 
 /** A UVE-5 event as the agent composes it; the link adds vmId and the time. */
 export type VmReport = VmEventMessage extends infer E ? (E extends VmEventMessage ? Omit<E, 'vmId' | 'at'> : never) : never;
@@ -13,6 +16,7 @@ export class VmmLink {
   private chain: Promise<void> = Promise.resolve();
   private consumer: Consumer | null = null;
   private readonly gate = new CommandGate();
+  private closed = false;
   /** reports handed to report() and not yet accepted by Redis, oldest first (their times) */
   private readonly undelivered: number[] = [];
 
@@ -27,14 +31,24 @@ export class VmmLink {
     const message = { ...event, vmId: this.vmId, at: new Date().toISOString() } as VmEventMessage;
     this.undelivered.push(Date.now());
     this.chain = this.chain.then(async () => {
-      try {
-        await uve.reportToVmm(this.bus, message);
-        this.log.debug('reported', { type: message.type });
-      } catch (e) {
-        this.log.error('could not report to the VMM', { type: message.type, error: errorMessage(e) });
-      } finally {
-        this.undelivered.shift();
+      // retried until Redis takes it: the VMM applies a session's reports in seq order, so a
+      // dropped one would hold back every later report of its session
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await uve.reportToVmm(this.bus, message);
+          this.log.debug('reported', { type: message.type });
+          break;
+        } catch (e) {
+          if (this.closed) {
+            this.log.error('report not delivered: the link is closed', { type: message.type, error: errorMessage(e) });
+            break;
+          }
+          const delay = Math.min(REPORT_RETRY_MAX_MS, 100 * 2 ** Math.min(attempt - 1, 10));
+          this.log.warn('could not report to the VMM; retrying', { type: message.type, attempt, inMs: delay, error: errorMessage(e) });
+          await new Promise((r) => setTimeout(r, delay));
+        }
       }
+      this.undelivered.shift();
     });
     return this.chain;
   }
@@ -93,6 +107,11 @@ export class VmmLink {
     const c = this.consumer;
     this.consumer = null;
     await c?.close();
+  }
+
+  /** stops retrying reports (the VM is going away) */
+  close(): void {
+    this.closed = true;
   }
 
   /** waits until every queued report was handed to Redis */
