@@ -45,6 +45,8 @@ export async function startJwks(): Promise<JwksHandle> {
   const jwk = { ...(await exportJWK(publicKey)), kid, alg: 'ES256', use: 'sig' };
   const server: Server = createHttpServer((req, res) => {
     if (req.url === JWKS_PATH) res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: [jwk] }));
+    // the agent watches its VMM's health (UVE_VMM_LOST_EXIT_MS): this server stands for the VMM
+    else if (req.url === '/healthz') res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}');
     else res.writeHead(404).end();
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -123,6 +125,12 @@ export function fakeVmm(redisUrl: string, prefix: string): FakeVmm {
     },
   };
 }
+
+/** A predicate for UVE-5 events of one type (and one session), narrowing the type. */
+export const isEvent =
+  <T extends VmEventMessage['type']>(type: T, sessionId?: string) =>
+  (e: VmEventMessage): e is Extract<VmEventMessage, { type: T }> =>
+    e.type === type && (sessionId === undefined || (e as { sessionId?: string }).sessionId === sessionId);
 
 export function prepareCommand(over: Partial<PrepareSessionCommand> & Pick<PrepareSessionCommand, 'uaId'>): PrepareSessionCommand {
   return {

@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import type { InputEvent, LocalResourceKind } from '@uve/protocol';
 import type { RawFrame, ResourceAnswer } from '../../apps/vm-agent/src/runtimes/runtime';
 import { UaTrapError, WasmRuntime, type WasmInstance } from '../../apps/vm-agent/src/runtimes/wasm';
+import { UaUnresponsiveError } from '../../apps/vm-agent/src/runtimes/runtime';
 
 const UAS = path.resolve(__dirname, '../../apps/vm-agent/uas');
 const SAMPLES = ['paint', 'game', 'sensors'] as const;
@@ -549,5 +550,67 @@ describe('guest traps', () => {
 
   it('a framebuffer outside memory makes start() reject', async () => {
     await expect(start(runtime, makePackage(MANIFEST, wasmModule(abiFns({ uve_init: i32(65536 - 100) }))), size)).rejects.toThrow(/not inside the UA memory/);
+  });
+});
+
+describe('watchdog: a guest that does not come back', () => {
+  const budget = 300;
+  const runtime = new WasmRuntime({ callBudgetMs: budget, startBudgetMs: 1500 });
+  const size = { width: 16, height: 16 };
+  const LOOP = [0x03, 0x40, 0x0c, 0x00, 0x0b]; // loop br 0 end: never returns
+  const hangDir = path.resolve(UAS, 'hang', 'build');
+
+  it('a guest looping in an input handler is given up after its call budget; other guests go on', async () => {
+    const hung = await start(runtime, hangDir, { width: 64, height: 48 });
+    const other = await startSample(runtime, 'paint');
+    expect(pixel(hung.inst.captureFull(), 1, 1)).toEqual([128, 128, 128]);
+    hung.inst.input(pointer('down', 1, 1));
+    expect(pixel(hung.inst.capture()!, 1, 1)).toEqual([0, 200, 0]); // it follows input until then
+    const exited = hung.exit.next(5000);
+    const t0 = Date.now();
+    expect(() => hung.inst.input(key('KeyH', 'h'))).not.toThrow();
+    const waited = Date.now() - t0;
+    const error = await exited;
+    expect(error).toBeInstanceOf(UaUnresponsiveError);
+    expect(error?.message).toBe(`the application did not respond within ${budget} ms`);
+    expect(waited).toBeGreaterThanOrEqual(budget - 5);
+    // its thread is gone: the ended UA is inert and keeps its last picture
+    expect(hung.inst.capture()).toBeNull();
+    expect(pixel(hung.inst.captureFull(), 1, 1)).toEqual([0, 200, 0]);
+    await expect(hung.inst.saveAppData()).rejects.toThrow(/ended/);
+    // another guest of the same runtime still answers
+    other.inst.input(pointer('down', 100, 100));
+    expect(pixel(other.inst.capture()!, 100, 100)).toEqual([255, 0, 0]);
+    expect(hung.exit.count).toBe(1);
+    await other.inst.close();
+    await hung.inst.close();
+  });
+
+  it('a guest looping while rendering ends the same way, once', async () => {
+    const { inst, exit } = await start(runtime, makePackage(MANIFEST, wasmModule(abiFns({ uve_render: [...LOOP, ...i32(1)] }))), size);
+    const exited = exit.next(5000);
+    expect(inst.capture()).toBeNull();
+    await expect(exited).resolves.toBeInstanceOf(UaUnresponsiveError);
+    expect(inst.capture()).toBeNull();
+    expect(exit.count).toBe(1);
+  });
+
+  it('a module whose uve_abi_version never returns is refused at validation, after the start budget', async () => {
+    await expect(runtime.validatePackage(makePackage(MANIFEST, wasmModule(abiFns({ uve_abi_version: [...LOOP, ...i32(1)] }))))).rejects.toThrow(
+      /cannot be instantiated: it did not return from uve_abi_version\(\) within 1500 ms/,
+    );
+  });
+
+  it('a guest looping in uve_init makes start() reject after the start budget, without blocking this thread', async () => {
+    let ticks = 0;
+    const ticker = setInterval(() => ticks++, 20);
+    try {
+      await expect(start(runtime, makePackage(MANIFEST, wasmModule(abiFns({ uve_init: [...LOOP, ...i32(1024)] }))), size)).rejects.toThrow(
+        'the application did not respond within 1500 ms',
+      );
+    } finally {
+      clearInterval(ticker);
+    }
+    expect(ticks).toBeGreaterThan(20); // the event loop kept running while the guest spun
   });
 });

@@ -37,6 +37,14 @@ export interface AgentConfig {
   dataDir: string | null;
   queuePrefix: string;
   logLevel: LogLevel;
+  /** most time one call into a WASM guest may take (input, a frame) before its session fails */
+  wasmCallBudgetMs: number;
+  /** most time a WASM guest's start and bulk calls (app data, FULL state) may take */
+  wasmStartBudgetMs: number;
+  /** the agent stops by itself once its VMM was unreachable this long; 0 = never */
+  vmmLostExitMs: number;
+  /** a stop (signal, vm.shutdown, lost VMM) that takes longer is cut short: children killed, exit 1 */
+  stopTimeoutMs: number;
 }
 
 export interface ConfigVar {
@@ -63,6 +71,15 @@ export const CONFIG_VARS: readonly ConfigVar[] = [
   { name: 'UVE_VM_DATA_DIR', required: false, default: 'a temporary folder', doc: 'where downloaded UA packages are kept (a temporary folder is removed on exit)' },
   { name: 'UVE_QUEUE_PREFIX', required: false, default: 'uve', doc: 'key prefix of the message bus in Redis (must match the VMM)' },
   { name: 'UVE_LOG_LEVEL', required: false, default: 'info', doc: `log level on stderr: ${LOG_LEVELS.join(', ')}` },
+  { name: 'UVE_WASM_CALL_BUDGET_MS', required: false, default: '1000', doc: 'most time one call into a WASM UA (input, a frame) may take; over it the UA is stopped and only its session fails' },
+  { name: 'UVE_WASM_START_BUDGET_MS', required: false, default: '5000', doc: "most time a WASM UA's start and its state saves/restores may take" },
+  {
+    name: 'UVE_VMM_LOST_EXIT_MS',
+    required: false,
+    default: '60000',
+    doc: "the agent stops by itself when the VMM (GET /healthz of UVE_GATEWAY_URL, or Redis) was unreachable this long, or at once when its parent process is gone (PROCESS provider); 0 = never",
+  },
+  { name: 'UVE_STOP_TIMEOUT_MS', required: false, default: '10000', doc: 'a stop taking longer is cut short: child processes are killed and the agent exits 1' },
 ];
 
 export class ConfigError extends Error {
@@ -153,6 +170,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AgentConfig {
     dataDir: get('UVE_VM_DATA_DIR') ?? null,
     queuePrefix: get('UVE_QUEUE_PREFIX') ?? 'uve',
     logLevel: oneOf('UVE_LOG_LEVEL', 'info', LOG_LEVELS),
+    wasmCallBudgetMs: int('UVE_WASM_CALL_BUDGET_MS', 1000, 10, 600_000),
+    wasmStartBudgetMs: int('UVE_WASM_START_BUDGET_MS', 5000, 100, 600_000),
+    vmmLostExitMs: int('UVE_VMM_LOST_EXIT_MS', 60_000, 0, 86_400_000),
+    stopTimeoutMs: int('UVE_STOP_TIMEOUT_MS', 10_000, 1000, 600_000),
   };
   if (problems.length) throw new ConfigError(problems);
   return cfg;
@@ -162,7 +183,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AgentConfig {
 export function helpText(version: string): string {
   const rows = CONFIG_VARS.map((v) => {
     const tag = v.required ? '(required)' : `(default: ${v.default})`;
-    return `  ${v.name.padEnd(20)} ${v.doc}\n  ${''.padEnd(20)} ${tag}`;
+    return `  ${v.name.padEnd(24)} ${v.doc}\n  ${''.padEnd(24)} ${tag}`;
   });
   return [
     `uve-vm-agent ${version} - a UVE Virtual Machine: hosts UAs, streams each session's Output Stream`,
@@ -177,7 +198,9 @@ export function helpText(version: string): string {
     'Configuration comes from the environment:',
     ...rows,
     '',
-    'Signals: SIGTERM or SIGINT report vm.stopping, end every session (close 1001) and exit 0.',
+    'Signals: SIGTERM or SIGINT report vm.stopping, end every session (close 1001) and exit 0, within',
+    'UVE_STOP_TIMEOUT_MS whether Redis is up or not (then children are killed and the exit status is 1).',
+    'The agent also stops by itself when it lost its VMM (see UVE_VMM_LOST_EXIT_MS).',
     'Exit status: 0 after a stop, 1 when the VM could not start (or a second signal cut the stop short),',
     '2 on a configuration error or an unknown option.',
   ].join('\n');

@@ -4,6 +4,7 @@ import { ConfigError, helpText, loadConfig } from './config';
 import { createLogger } from './common/log';
 import { errorMessage } from './common/errors';
 import { AGENT_VERSION, Vm } from './vm';
+import { killChildren } from './common/children';
 
 async function main(argv: string[]): Promise<void> {
   for (const a of argv) {
@@ -30,13 +31,25 @@ async function main(argv: string[]): Promise<void> {
     throw e;
   }
   const log = createLogger(cfg.logLevel, { vm: cfg.vmId });
+  // whichever way the process ends, no Xvfb, UA or ffmpeg it started outlives it
+  process.on('exit', () => killChildren('SIGKILL'));
+  // the gateway that read our stderr may be gone (kill -9): a write to the closed pipe is no crash
+  process.stderr.on('error', () => undefined);
+  process.stdout.on('error', () => undefined);
 
   // One session's bug must not take the VM down with every other session: log and carry on.
   process.on('uncaughtException', (e) => log.error('uncaught exception', { error: e.message, stack: e.stack }));
   process.on('unhandledRejection', (e) => log.error('unhandled rejection', { error: errorMessage(e), stack: (e as Error)?.stack }));
 
   let startFailed = false;
-  const vm = new Vm(cfg, log, {}, (error) => {
+  // a stop (signal, vm.shutdown, lost VMM) is bounded: past the bound the process goes anyway
+  const onStopping = (reason: string): void => {
+    setTimeout(() => {
+      log.error('stop did not finish in time: exiting now', { reason, boundMs: cfg.stopTimeoutMs });
+      process.exit(1);
+    }, cfg.stopTimeoutMs).unref();
+  };
+  const vm = new Vm(cfg, log, { onStopping }, (error) => {
     if (error) log.error('stop failed', { error: errorMessage(error) });
     process.exit(error || startFailed ? 1 : 0);
   });

@@ -20,6 +20,9 @@ import { UaStore } from './uas/ua-store';
 import { VmmLink } from './vmm/link';
 import { CpuSampler } from './vmm/heartbeat';
 import { VmDataClient } from './vmm/vm-data';
+import { VmmWatch } from './vmm/vmm-watch';
+import { AgentMetrics } from './metrics';
+import { killChildren } from './common/children';
 
 export const AGENT_VERSION: string = (require('../package.json') as { version: string }).version;
 
@@ -31,6 +34,8 @@ export interface VmDeps {
   availableCodecs?: () => Promise<VideoCodec[]>;
   /** how often vm.heartbeat is sent */
   heartbeatIntervalMs?: number;
+  /** a stop began (any cause): the process arms its bound on it */
+  onStopping?: (reason: string) => void;
 }
 
 export class Vm {
@@ -44,6 +49,7 @@ export class Vm {
   private tempDataDir = false;
   private codecs: VideoCodec[] = [];
   private stopping: Promise<void> | null = null;
+  private watch: VmmWatch | null = null;
   endpoint = '';
   port = 0;
 
@@ -57,7 +63,7 @@ export class Vm {
 
   async start(): Promise<void> {
     const { cfg, log } = this;
-    const runtime = this.deps.runtime ?? runtimeFor(cfg.platform);
+    const runtime = this.deps.runtime ?? runtimeFor(cfg.platform, { wasm: { callBudgetMs: cfg.wasmCallBudgetMs, startBudgetMs: cfg.wasmStartBudgetMs } });
 
     const available = await (this.deps.availableCodecs ?? encoderCodecs)();
     this.codecs = cfg.codecs ? available.filter((c) => cfg.codecs!.includes(c)) : available;
@@ -86,6 +92,11 @@ export class Vm {
     await this.uas.load();
 
     const vmData = new VmDataClient(cfg.vmDataUrl, cfg.vmId, cfg.vmSecret);
+    const metrics = new AgentMetrics({
+      sessions: () => this.sessions?.all() ?? [],
+      capacity: cfg.capacity,
+      pendingReports: () => link.pendingReports,
+    });
     this.sessions = new SessionManager({
       capacity: cfg.capacity,
       codecs: this.codecs,
@@ -95,6 +106,7 @@ export class Vm {
       report: (e) => void link.report(e),
       log: log.child({ part: 'sessions' }),
       storeVmData: (sessionId, kind, data) => vmData.upload(sessionId, kind, data),
+      observer: metrics,
     });
 
     const verifier = this.deps.verifier ?? createTokenVerifier(cfg.jwksUrl, cfg.vmId);
@@ -107,12 +119,27 @@ export class Vm {
       awaitSession: (id) => sessions.waitFor(id),
       log: log.child({ part: 'uve3' }),
       health: () => ({ vmId: cfg.vmId, sessions: sessions.active, capacity: cfg.capacity, draining: sessions.isDraining }),
+      metrics: () => metrics.text(),
     });
     this.port = await this.server.listen();
     this.endpoint = `ws://${cfg.publicHost.includes(':') ? `[${cfg.publicHost}]` : cfg.publicHost}:${this.port}`;
     // keys fetched now, so the first UC's hello does not wait for the VMM
     verifier.warm?.().catch((e) => log.warn('could not fetch the session-token keys yet', { url: cfg.jwksUrl, error: errorMessage(e) }));
 
+    // watched from before the registration: a Redis that is down at start stops the VM too
+    this.watch = new VmmWatch({
+      healthUrl: `${cfg.gatewayUrl}/healthz`,
+      lostAfterMs: cfg.vmmLostExitMs,
+      reportBacklogMs: () => link.oldestPendingMs(),
+      // a PROCESS VM is the child of its gateway: reparented means the gateway is gone
+      parentPid: cfg.provider === 'PROCESS' ? process.ppid : null,
+      log: log.child({ part: 'vmm-watch' }),
+      onLost: (reason) => {
+        log.error('VMM lost: stopping this VM', { reason });
+        void this.stop(`VMM lost: ${reason}`).catch(() => undefined);
+      },
+    });
+    this.watch.start();
     link.consumeCommands((c) => this.onCommand(c));
     await link.report({
       type: 'vm.register',
@@ -142,6 +169,7 @@ export class Vm {
 
   /** Ends everything in order; safe to call more than once. */
   stop(reason: string): Promise<void> {
+    if (!this.stopping) this.deps.onStopping?.(reason);
     this.stopping ??= this.doStop(reason).then(
       () => this.onStopped(),
       (e) => {
@@ -152,25 +180,36 @@ export class Vm {
     return this.stopping;
   }
 
+  /**
+   * Each step has its own bound and all of them fit in the stop bound (UVE_STOP_TIMEOUT_MS), so a
+   * dead Redis (reports and the consumer's close wait for ever) cannot hold the stop up.
+   */
   private async doStop(reason: string): Promise<void> {
     const log = this.log;
     log.info('VM stopping', { reason });
+    const deadline = Date.now() + this.cfg.stopTimeoutMs - 500;
     if (this.heartbeat) clearInterval(this.heartbeat);
+    this.watch?.stop();
     this.sessions?.drain();
     const link = this.link;
     const step = async (what: string, p: Promise<unknown> | undefined, ms: number): Promise<void> => {
+      const bound = Math.max(1, Math.min(ms, deadline - Date.now()));
       try {
-        await withTimeout(Promise.resolve(p), ms, what);
+        await withTimeout(Promise.resolve(p), bound, what);
       } catch (e) {
         log.warn(`${what} did not finish cleanly`, { error: errorMessage(e) });
       }
     };
-    await step('vm.stopping report', link?.report({ type: 'vm.stopping', reason }), 3_000);
-    await step('closing the command consumer', link?.stopCommands(), 3_000);
-    await step('ending sessions', this.sessions?.endAll(`VM shutting down: ${reason}`), 5_000);
-    await step('closing the UVE-3 server', this.server?.close(), 3_000);
-    await step('flushing reports', link?.flush(), 3_000);
-    if (!this.deps.bus) await step('closing the message bus', this.bus?.close(), 3_000);
+    await step('vm.stopping report', link?.report({ type: 'vm.stopping', reason }), 2_000);
+    await step('closing the command consumer', link?.stopCommands(), 2_000);
+    await step('ending sessions', this.sessions?.endAll(`VM shutting down: ${reason}`), 4_000);
+    await step('closing the UVE-3 server', this.server?.close(), 1_000);
+    await step('flushing reports', link?.flush(), 1_000);
+    link?.close();
+    if (!this.deps.bus) await step('closing the message bus', this.bus?.close(), 1_000);
+    // whatever a session's close left running (an encoder or X server that ignored SIGTERM)
+    const killed = killChildren('SIGKILL');
+    if (killed) log.warn('child processes still running after the sessions ended were killed', { count: killed });
     if (this.tempDataDir) await rm(this.dataDir, { recursive: true, force: true }).catch(() => undefined);
     log.info('VM stopped');
   }
@@ -202,15 +241,12 @@ export class Vm {
       case 'session.resume':
         this.session(c.sessionId, c.type)?.resume();
         return;
-      case 'session.terminate':
-        // the user finished: VM Data is updated before the UA goes away (seed 7.3.1.2.2)
-        {
-          const s = sessions.get(c.sessionId);
-          if (s) s.terminating = true;
-          if (c.saveVmData) await s?.saveVmData();
-        }
-        await sessions.terminate(c.sessionId, c.reason);
+      case 'session.terminate': {
+        // the slot frees at once; saving VM Data (an upload) must not hold up the command queue
+        const ended = sessions.terminate(c.sessionId, c.reason, c.saveVmData);
+        ended.catch((e) => this.log.error('could not end a terminated session', { session: c.sessionId, error: errorMessage(e) }));
         return;
+      }
       case 'monitoring.notify':
         this.session(c.sessionId, c.type)?.addWatcher(c.watcherId);
         return;
@@ -223,7 +259,7 @@ export class Vm {
         setImmediate(() => void this.stop('vm.shutdown command').catch(() => undefined));
         return;
       default:
-        this.log.warn('unknown command ignored', { type: (c as { type?: string }).type });
+        throw new Error(`unknown command type ${JSON.stringify((c as { type?: string }).type)}`);
     }
   }
 }

@@ -15,6 +15,7 @@
 // Frames are read asynchronously: the caller must not change frame.data until encode() resolves.
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import type { RawFrame } from '../runtimes/runtime';
+import { trackChild } from '../common/children';
 import type { DecoderConfig, EncodedFrame, EncoderOptions, VideoEncoder } from './encoder';
 import { avcCodecString, FlvParser, parseAvcC } from './flv';
 
@@ -29,7 +30,7 @@ let available: Promise<boolean> | undefined;
 export function ffmpegAvailable(): Promise<boolean> {
   available ??= new Promise<boolean>((resolve) => {
     let out = '';
-    const p = spawn(FFMPEG, ['-hide_banner', '-nostdin', '-encoders'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    const p = trackChild(spawn(FFMPEG, ['-hide_banner', '-nostdin', '-encoders'], { stdio: ['ignore', 'pipe', 'ignore'] }));
     p.stdout.on('data', (d: Buffer) => (out += d.toString()));
     p.on('error', () => resolve(false));
     p.on('close', (code) => resolve(code === 0 && /^\s*V\S*\s+libx264\s/m.test(out)));
@@ -109,7 +110,7 @@ class X264Process {
       this.primedReject = rej;
     });
     this.primed.catch(() => undefined); // observed by whoever awaits it
-    this.child = spawn(FFMPEG, x264Args(opts, primeFrames), { stdio: ['pipe', 'pipe', 'pipe'] });
+    this.child = trackChild(spawn(FFMPEG, x264Args(opts, primeFrames), { stdio: ['pipe', 'pipe', 'pipe'] }));
     this.child.stdin.on('error', () => undefined); // EPIPE when ffmpeg died; reported via 'close'
     this.child.stdout.on('data', (d: Buffer) => this.onData(d));
     this.child.stderr.on('data', (d: Buffer) => (this.stderrTail = (this.stderrTail + d.toString()).slice(-STDERR_TAIL)));

@@ -1,13 +1,17 @@
 // Runtimes by platform: the one place that knows which UaRuntime runs which platform's UAs.
 import type { Platform } from '@uve/protocol';
 import type { UaRuntime } from './runtime';
-import { WasmRuntime } from './wasm';
+import { WasmRuntime, type WasmRuntimeOptions } from './wasm';
 import { X11Runtime } from './x11';
 
 export type { UaRuntime, UaInstance, UaStartOptions, RawFrame, InstalledUa, ResourceBroker, ResourceAnswer } from './runtime';
 
-const factories: Partial<Record<Platform, () => UaRuntime>> = {
-  WASM: () => new WasmRuntime(),
+export interface RuntimeOptions {
+  wasm?: WasmRuntimeOptions;
+}
+
+const factories: Partial<Record<Platform, (o: RuntimeOptions) => UaRuntime>> = {
+  WASM: (o) => new WasmRuntime(o.wasm),
   LINUX_X11: () => new X11Runtime(),
 };
 
@@ -16,8 +20,8 @@ export function supportedPlatforms(): Platform[] {
 }
 
 /** The runtime for a platform; throws when this agent cannot host it. */
-export function runtimeFor(platform: Platform): UaRuntime {
+export function runtimeFor(platform: Platform, options: RuntimeOptions = {}): UaRuntime {
   const make = factories[platform];
   if (!make) throw new Error(`platform ${platform} has no runtime in this agent (supported: ${supportedPlatforms().join(', ')})`);
-  return make();
+  return make(options);
 }

@@ -34,6 +34,17 @@ export interface UaStartOptions {
   onExit: (error?: Error) => void;
 }
 
+/**
+ * The UA did not answer a call within its time budget (an endless loop, a deadlock): its runtime
+ * gave it up. The message is the reason the session ends with.
+ */
+export class UaUnresponsiveError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UaUnresponsiveError';
+  }
+}
+
 /** A running UA, one per session. */
 export interface UaInstance {
   readonly width: number;

@@ -33,6 +33,7 @@ export interface SessionManagerOptions {
   log: Logger;
   firstConnectTimeoutMs?: number;
   storeVmData?: SessionDeps['storeVmData'];
+  observer?: SessionDeps['observer'];
 }
 
 export class SessionManager {
@@ -40,6 +41,8 @@ export class SessionManager {
   private readonly arrivals = new Map<string, Set<(a: SessionArrival) => void>>();
   /** why recent sessions ended, so a late (re)connect is told at once instead of waiting */
   private readonly ended = new Map<string, string>();
+  /** terminated sessions whose slot is free but whose UA is still saving/closing */
+  private readonly closing = new Set<Session>();
   private draining = false;
 
   constructor(private readonly opts: SessionManagerOptions) {}
@@ -48,6 +51,7 @@ export class SessionManager {
     return this.sessions.get(id);
   }
 
+  /** sessions holding a slot: exactly the sessions this VM holds (SLOT_SESSION_STATES on the VMM) */
   get active(): number {
     return this.sessions.size;
   }
@@ -130,6 +134,7 @@ export class SessionManager {
       report: this.opts.report,
       log: this.opts.log,
       storeVmData: this.opts.storeVmData,
+      observer: this.opts.observer,
       onEnded: (s, reason) => {
         if (this.sessions.get(s.id) === s) this.sessions.delete(s.id);
         this.remember(s.id, reason);
@@ -141,18 +146,30 @@ export class SessionManager {
     void session.start().then(() => this.expireIfNobodyComes(session));
   }
 
-  terminate(sessionId: string, reason: string): Promise<void> {
+  /**
+   * session.terminate: the slot is free at once (the VMM counts it free from now on); the VM Data
+   * save and the UA's end follow. The returned promise settles when the session has ended.
+   */
+  terminate(sessionId: string, reason: string, saveVmData = false): Promise<void> {
     const s = this.sessions.get(sessionId);
     if (!s) {
       this.opts.log.info('terminate for a session not on this VM', { session: sessionId });
       return Promise.resolve();
     }
-    return s.end(reason || 'terminated', CLOSE.ENDED);
+    this.sessions.delete(sessionId);
+    // a socket closing from here on is no disconnect
+    s.terminating = true;
+    this.closing.add(s);
+    return (async () => {
+      // the user finished: VM Data is updated before the UA goes away (seed 7.3.1.2.2)
+      if (saveVmData) await s.saveVmData();
+      await s.end(reason || 'terminated', CLOSE.ENDED);
+    })().finally(() => this.closing.delete(s));
   }
 
   /** The VM stops: every session ends, UCs are told the VM is going away. */
   async endAll(reason: string): Promise<void> {
-    await Promise.allSettled(this.all().map((s) => s.end(reason, CLOSE.GOING_AWAY)));
+    await Promise.allSettled([...this.all(), ...this.closing].map((s) => s.end(reason, CLOSE.GOING_AWAY)));
   }
 
   private expireIfNobodyComes(session: Session): void {

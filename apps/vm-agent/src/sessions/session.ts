@@ -15,9 +15,9 @@ import {
   type TerminalCapabilities,
 } from '@uve/protocol';
 import type { EncoderOptions, VideoEncoder } from '../encoders/encoder';
-import type { InstalledUa, UaInstance, UaRuntime } from '../runtimes/runtime';
+import { UaUnresponsiveError, type InstalledUa, type UaInstance, type UaRuntime } from '../runtimes/runtime';
 import type { Logger } from '../common/log';
-import { wallClock } from '../common/clock';
+import { monotonic, wallClock } from '../common/clock';
 import { errorMessage, withTimeout } from '../common/errors';
 import { FramePump } from '../stream/frame-pump';
 import type { StreamConnection } from '../stream/connection';
@@ -41,7 +41,19 @@ export interface SessionDeps {
   onEnded: (session: Session, reason: string) => void;
   /** stores VM Data with the VMM (UVE-5); absent in tests without a VMM */
   storeVmData?: (sessionId: string, kind: SnapshotKind, data: Uint8Array) => Promise<StoredVmData>;
+  /** stream measurements for /metrics */
+  observer?: { encoded(ms: number): void; inputToFrame(ms: number): void };
 }
+
+/** the window the stream's fps is measured over */
+const FPS_WINDOW_MS = 5_000;
+
+/**
+ * how long a session whose PLAYER vanished keeps its slot when session.prepare does not say
+ * (the VMM's UVE_RECONNECT_WINDOW_S default)
+ */
+export const DEFAULT_RECONNECT_WINDOW_MS = 300_000;
+export const RECONNECT_WINDOW_EXPIRED = 'reconnect window expired';
 
 /** how long the first picture may take (encoder start included) */
 const WARM_UP_TIMEOUT_MS = 20_000;
@@ -57,6 +69,7 @@ export class Session {
   readonly stream: StreamParams;
   readonly reconnectionMethod: ReconnectionMethod;
   readonly restoreSnapshotId: string | null;
+  readonly reconnectWindowMs: number;
 
   state: SessionState = 'starting';
   suspended = false;
@@ -80,6 +93,12 @@ export class Session {
   /** UVE-5 order of this session's reports (the VMM applies them in this order) */
   private reportSeq = 0;
   private endReason: string | null = null;
+  /** the oldest input not yet in a frame sent out (input-to-frame time) */
+  private unservedInput: { seq: number; at: number } | null = null;
+  /** send times of the frames of the last FPS_WINDOW_MS */
+  private readonly frameTimes: number[] = [];
+  /** runs while the PLAYER is away after an unexpected disconnect */
+  private reconnectTimer: NodeJS.Timeout | null = null;
   private readonly ready: Promise<void>;
   private settleReady!: (error?: Error) => void;
   private readonly log: Logger;
@@ -93,6 +112,8 @@ export class Session {
     this.stream = cmd.stream;
     this.reconnectionMethod = cmd.reconnectionMethod;
     this.restoreSnapshotId = cmd.restoreSnapshotId ?? null;
+    const w = cmd.reconnectWindowMs;
+    this.reconnectWindowMs = typeof w === 'number' && Number.isFinite(w) && w >= 0 ? w : DEFAULT_RECONNECT_WINDOW_MS;
     this.log = deps.log.child({ session: this.id });
     this.ready = new Promise<void>((resolve, reject) => {
       this.settleReady = (e) => (e ? reject(e) : resolve());
@@ -164,7 +185,7 @@ export class Session {
         maxFps: this.stream.maxFps,
         inputSeq: () => this.lastInputSeq,
         onError: (e) => this.onEncodeError(e),
-        onFrame: () => (this.encodeErrors = 0),
+        onFrame: (header, _bytes, sentTo) => this.onFrameSent(header.inputSeq, sentTo),
       });
       if (this.suspended) this.pump.pause();
       await withTimeout(this.pump.warmUp(), WARM_UP_TIMEOUT_MS, 'first frame');
@@ -213,7 +234,9 @@ export class Session {
       }
       // a new connection numbers its input from 1: frames must not claim its input was applied
       this.lastInputSeq = 0;
+      this.unservedInput = null;
       this.everConnected = true;
+      this.stopReconnectWindow();
     } else {
       this.viewers.add(conn);
     }
@@ -248,6 +271,7 @@ export class Session {
         const instance = this.instance;
         if (!instance || this.suspended || conn !== this.player) return; // frozen UA: input is dropped
         this.lastInputSeq = msg.seq;
+        this.unservedInput ??= { seq: msg.seq, at: monotonic() };
         try {
           instance.input(msg.ev);
         } catch (e) {
@@ -296,6 +320,41 @@ export class Session {
     this.report({ type: 'session.disconnected', reason: why, unexpected: !conn.byeReceived });
     // seed 7.3.1.2.2: on an unexpected disconnect the VM updates the VM Data with the VMM
     if (!conn.byeReceived) void this.saveVmData();
+    // DISCONNECTED either way on the VMM (it counts the slot until the window closes): same here
+    this.startReconnectWindow();
+  }
+
+  /** whether the slot is held for a PLAYER that may come back (tests, metrics) */
+  get awaitingReconnect(): boolean {
+    return this.reconnectTimer !== null;
+  }
+
+  /**
+   * The session keeps its slot for reconnectWindowMs; when no PLAYER is back by then the VM ends it
+   * by itself (VM Data saved first, per the method) and frees the slot. The VMM ends it too when the
+   * window closes on its side: whichever comes first, the other finds it ended.
+   */
+  private startReconnectWindow(): void {
+    this.stopReconnectWindow();
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = null;
+      if (this.ended || this.player || this.terminating) return;
+      this.log.info('no PLAYER came back within the reconnect window', { windowMs: this.reconnectWindowMs });
+      this.terminating = true;
+      void this.saveVmData()
+        .then(() => {
+          if (this.ended) return;
+          this.report({ type: 'session.ended', reason: RECONNECT_WINDOW_EXPIRED });
+          return this.end(RECONNECT_WINDOW_EXPIRED);
+        })
+        .catch((e) => this.log.error('could not end the session after its reconnect window', { error: errorMessage(e) }));
+    }, this.reconnectWindowMs);
+    this.reconnectTimer.unref();
+  }
+
+  private stopReconnectWindow(): void {
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = null;
   }
 
   /**
@@ -374,6 +433,7 @@ export class Session {
     if (this.ended) return;
     this.state = 'ended';
     this.endReason = reason;
+    this.stopReconnectWindow();
     this.settleReady(new Error(`session ended: ${reason}`));
     const conns = [...this.viewers, ...(this.player ? [this.player] : [])];
     for (const c of conns) {
@@ -416,6 +476,10 @@ export class Session {
   }
 
   private onUaExit(error?: Error): void {
+    if (error instanceof UaUnresponsiveError) {
+      void this.fail(error.message);
+      return;
+    }
     if (error) {
       void this.fail(`the application stopped: ${error.message}`);
       return;
@@ -423,6 +487,26 @@ export class Session {
     if (this.ended) return;
     this.report({ type: 'session.ended', reason: 'the application exited' });
     void this.end('the application exited');
+  }
+
+  private onFrameSent(inputSeq: number, sentTo: number): void {
+    this.encodeErrors = 0;
+    const now = monotonic();
+    if (sentTo > 0) this.frameTimes.push(now);
+    while (this.frameTimes.length && this.frameTimes[0] < now - FPS_WINDOW_MS) this.frameTimes.shift();
+    const obs = this.deps.observer;
+    if (!obs) return;
+    if (this.pump) obs.encoded(this.pump.stats.lastEncodeMs);
+    if (this.unservedInput && inputSeq >= this.unservedInput.seq) {
+      obs.inputToFrame(now - this.unservedInput.at);
+      this.unservedInput = null;
+    }
+  }
+
+  /** frames per second sent over the last few seconds */
+  streamFps(now = monotonic()): number {
+    while (this.frameTimes.length && this.frameTimes[0] < now - FPS_WINDOW_MS) this.frameTimes.shift();
+    return this.frameTimes.length / (FPS_WINDOW_MS / 1000);
   }
 
   private onEncodeError(e: unknown): void {

@@ -52,6 +52,8 @@ export interface StreamServerOptions {
   log: Logger;
   /** live figures for GET /healthz */
   health?: () => Record<string, unknown>;
+  /** GET /metrics (Prometheus text format) */
+  metrics?: () => Promise<{ contentType: string; body: string }>;
   helloTimeoutMs?: number;
 }
 
@@ -71,6 +73,14 @@ export class StreamServer {
     this.http = createServer((req, res) => {
       if (req.method === 'GET' && req.url === '/healthz') {
         res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ ok: true, ...this.opts.health?.() }));
+        return;
+      }
+      const metrics = this.opts.metrics;
+      if (req.method === 'GET' && req.url === '/metrics' && metrics) {
+        metrics().then(
+          (m) => res.writeHead(200, { 'content-type': m.contentType }).end(m.body),
+          (e) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`metrics failed: ${errorMessage(e)}\n`),
+        );
         return;
       }
       res.writeHead(req.url?.split('?')[0] === STREAM_PATH ? 426 : 404, { 'content-type': 'text/plain' }).end(

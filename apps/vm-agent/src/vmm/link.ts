@@ -1,9 +1,13 @@
 // The VM's side of UVE-2/UVE-5 on the message bus: commands in (in order, one at a time), events
-// out (in order, never throwing: a lost report is logged, it must not take a session down).
+// out (in order, retried until Redis takes them, never throwing into the session that reported).
 import { uve, type MessageBus, type Consumer } from '@uve/queue';
 import type { VmCommand, VmEventMessage } from '@uve/protocol';
 import type { Logger } from '../common/log';
 import { errorMessage } from '../common/errors';
+import { CommandGate } from './command-gate';
+
+/** longest pause between two attempts at one report */
+const REPORT_RETRY_MAX_MS = 2_000;
 
 /** A UVE-5 event as the agent composes it; the link adds vmId and the time. */
 export type VmReport = VmEventMessage extends infer E ? (E extends VmEventMessage ? Omit<E, 'vmId' | 'at'> : never) : never;
@@ -11,6 +15,10 @@ export type VmReport = VmEventMessage extends infer E ? (E extends VmEventMessag
 export class VmmLink {
   private chain: Promise<void> = Promise.resolve();
   private consumer: Consumer | null = null;
+  private readonly gate = new CommandGate();
+  private closed = false;
+  /** reports handed to report() and not yet accepted by Redis, oldest first (their times) */
+  private readonly undelivered: number[] = [];
 
   constructor(
     private readonly bus: MessageBus,
@@ -21,13 +29,26 @@ export class VmmLink {
   /** Queues one UVE-5 event; events leave in the order they were reported. */
   report(event: VmReport): Promise<void> {
     const message = { ...event, vmId: this.vmId, at: new Date().toISOString() } as VmEventMessage;
+    this.undelivered.push(Date.now());
     this.chain = this.chain.then(async () => {
-      try {
-        await uve.reportToVmm(this.bus, message);
-        this.log.debug('reported', { type: message.type });
-      } catch (e) {
-        this.log.error('could not report to the VMM', { type: message.type, error: errorMessage(e) });
+      // retried until Redis takes it: the VMM applies a session's reports in seq order, so a
+      // dropped one would hold back every later report of its session
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await uve.reportToVmm(this.bus, message);
+          this.log.debug('reported', { type: message.type });
+          break;
+        } catch (e) {
+          if (this.closed) {
+            this.log.error('report not delivered: the link is closed', { type: message.type, error: errorMessage(e) });
+            break;
+          }
+          const delay = Math.min(REPORT_RETRY_MAX_MS, 100 * 2 ** Math.min(attempt - 1, 10));
+          this.log.warn('could not report to the VMM; retrying', { type: message.type, attempt, inMs: delay, error: errorMessage(e) });
+          await new Promise((r) => setTimeout(r, delay));
+        }
       }
+      this.undelivered.shift();
     });
     return this.chain;
   }
@@ -37,19 +58,60 @@ export class VmmLink {
    * runs in the background), or they would hold up a terminate queued behind them.
    */
   consumeCommands(handler: (c: VmCommand) => Promise<void>): void {
-    this.consumer = uve.consumeVmCommands(this.bus, this.vmId, async (c) => {
-      try {
-        await handler(c);
-      } catch (e) {
-        this.log.error('command failed', { type: (c as { type?: string }).type, error: errorMessage(e) });
-      }
-    });
+    this.consumer = uve.consumeVmCommands(this.bus, this.vmId, (c) => this.handle(c, handler));
+  }
+
+  /**
+   * One UVE-2 command per the delivery rules (CommandGate): run once per commandId, dropped when
+   * expired, and acknowledged (command.ack) when it carries an id, whatever the outcome.
+   */
+  async handle(c: VmCommand, handler: (c: VmCommand) => Promise<void>): Promise<void> {
+    const type = (c as { type?: string }).type;
+    const id = c.commandId;
+    const admission = this.gate.admit(c);
+    if (admission.action === 'duplicate') {
+      this.log.info('repeated command ignored', { type, command: id });
+      // the first ack may be what was lost: say again how it went (nothing while it still runs)
+      if (admission.outcome) void this.report({ type: 'command.ack', commandId: id!, outcome: admission.outcome, error: admission.error ?? null });
+      return;
+    }
+    if (admission.action === 'expired') {
+      this.log.warn('expired command dropped', { type, command: id, expiresAt: c.expiresAt });
+      if (id) void this.report({ type: 'command.ack', commandId: id, outcome: 'expired' });
+      return;
+    }
+    let error: string | null = null;
+    try {
+      await handler(c);
+    } catch (e) {
+      error = errorMessage(e);
+      this.log.error('command failed', { type, command: id, error });
+    }
+    if (!id) return;
+    const outcome = error === null ? 'done' : 'failed';
+    this.gate.settle(id, outcome, error);
+    void this.report({ type: 'command.ack', commandId: id, outcome, ...(error !== null ? { error } : {}) });
+  }
+
+  /** reports not yet accepted by Redis */
+  get pendingReports(): number {
+    return this.undelivered.length;
+  }
+
+  /** how long the oldest report not yet accepted by Redis has waited (0 when none waits) */
+  oldestPendingMs(now = Date.now()): number {
+    return this.undelivered.length ? now - this.undelivered[0] : 0;
   }
 
   async stopCommands(): Promise<void> {
     const c = this.consumer;
     this.consumer = null;
     await c?.close();
+  }
+
+  /** stops retrying reports (the VM is going away) */
+  close(): void {
+    this.closed = true;
   }
 
   /** waits until every queued report was handed to Redis */

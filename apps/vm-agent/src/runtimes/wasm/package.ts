@@ -2,6 +2,7 @@
 // storefront can act on (manifest, module, ABI exports/imports, snapshot-ability) and compiles the
 // instrumented module once per distinct module hash.
 import { createHash } from 'node:crypto';
+import { Worker } from 'node:worker_threads';
 import { readFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { readBaseManifest, type BaseManifest } from '../manifest';
@@ -86,16 +87,34 @@ function abiProblem(info: ModuleInfo): string | null {
   return null;
 }
 
-/** Instantiates once with inert imports to read uve_abi_version(). */
-async function abiVersionOf(module: WasmModule): Promise<number> {
-  const instance = await WA.instantiate(module, {
-    uve: { request_resource: () => 0 },
-    env: { abort: () => { throw new Error('abort called while checking the ABI version'); } },
+/**
+ * Instantiates once with inert imports to read uve_abi_version(), on a worker thread with a time
+ * budget: the module's start function and uve_abi_version are guest code, which may never return.
+ */
+function abiVersionOf(module: WasmModule, budgetMs: number): Promise<number> {
+  const source = `
+    const { parentPort, workerData } = require('node:worker_threads');
+    const instance = new WebAssembly.Instance(workerData.module, {
+      uve: { request_resource: () => 0 },
+      env: { abort: () => { throw new Error('abort called while checking the ABI version'); } },
+    });
+    parentPort.postMessage(instance.exports.uve_abi_version());`;
+  return new Promise<number>((resolve, reject) => {
+    const worker = new Worker(source, { eval: true, workerData: { module } });
+    // settled either way, the thread goes (a second settle is a no-op)
+    const finish = (settle: () => void): void => {
+      clearTimeout(timer);
+      void worker.terminate();
+      settle();
+    };
+    const timer = setTimeout(() => finish(() => reject(new Error(`it did not return from uve_abi_version() within ${budgetMs} ms`))), budgetMs);
+    worker.once('message', (v: number) => finish(() => resolve(v)));
+    worker.once('error', (e) => finish(() => reject(e)));
+    worker.once('exit', (code) => finish(() => reject(new Error(`the check exited (code ${code})`))));
   });
-  return (instance.exports.uve_abi_version as () => number)();
 }
 
-export async function compileModule(dir: string, bytes: Uint8Array, maxMemoryPages: number): Promise<CompiledModule> {
+export async function compileModule(dir: string, bytes: Uint8Array, maxMemoryPages: number, budgetMs: number): Promise<CompiledModule> {
   const fail = (reason: string): never => {
     throw new WasmPackageError(dir, reason);
   };
@@ -114,7 +133,7 @@ export async function compileModule(dir: string, bytes: Uint8Array, maxMemoryPag
   const module = await WA.compile(instrumented);
   let version: number;
   try {
-    version = await abiVersionOf(module);
+    version = await abiVersionOf(module, budgetMs);
   } catch (e) {
     return fail(`the module cannot be instantiated: ${(e as Error).message}`);
   }
@@ -130,7 +149,7 @@ export async function compileModule(dir: string, bytes: Uint8Array, maxMemoryPag
 }
 
 /** Reads, checks and compiles a package; `cache` keeps compiled modules by content hash. */
-export async function loadPackage(dir: string, maxMemoryPages: number, cache: Map<string, Promise<CompiledModule>>): Promise<WasmPackage> {
+export async function loadPackage(dir: string, maxMemoryPages: number, cache: Map<string, Promise<CompiledModule>>, budgetMs: number): Promise<WasmPackage> {
   const manifest = await readManifest(dir);
   let bytes: Uint8Array;
   try {
@@ -141,7 +160,7 @@ export async function loadPackage(dir: string, maxMemoryPages: number, cache: Ma
   const key = createHash('sha256').update(bytes).digest('hex');
   let compiled = cache.get(key);
   if (!compiled) {
-    compiled = compileModule(dir, bytes, maxMemoryPages);
+    compiled = compileModule(dir, bytes, maxMemoryPages, budgetMs);
     cache.set(key, compiled);
     // a package that failed must be checked again next time (its error names its folder)
     compiled.catch(() => cache.delete(key));

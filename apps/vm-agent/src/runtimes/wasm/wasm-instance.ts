@@ -1,22 +1,31 @@
-// One running WASM UA. All guest calls go through guestCall(): a trap (or an abort) ends the UA
-// and is reported through onExit, never thrown into the session's code paths.
+// One running WASM UA. The guest runs on its own worker thread (guest-worker.ts); every call into
+// it has a time budget. A trap (or an abort) ends the UA; a guest that does not answer within its
+// budget (an endless loop) has its thread terminated. Either way onExit reports it, nothing is
+// thrown into the session's code paths, and the other sessions of the VM never wait on it for
+// longer than that budget.
+import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
 import { TextEchoFilter } from '../text-echo';
 import type { InputEvent, LocalResourceKind } from '@uve/protocol';
-import type { RawFrame, ResourceAnswer, UaInstance, UaStartOptions } from '../runtime';
+import { UaUnresponsiveError, type RawFrame, type ResourceAnswer, type UaInstance, type UaStartOptions } from '../runtime';
 import {
-  answerValues, encodeInput, GLOBAL_EXPORT_PREFIX, REFUSAL, refusalCode, RENDER_ANIMATING, RENDER_CHANGED,
-  RESOURCE_KIND_BY_CODE, RESOURCE_KIND_CODE, type GuestExports,
+  answerValues, encodeInput, GLOBAL_EXPORT_PREFIX, REFUSAL, refusalCode, RENDER_ANIMATING,
+  RESOURCE_KIND_BY_CODE, RESOURCE_KIND_CODE,
 } from './abi';
 import { AppClock } from './clock';
+import { guestWorkerMain, type GuestReply, type GuestRequest, type GuestWorkerData } from './guest-worker';
 import type { WasmPackage } from './package';
 import { decodeFullState, encodeFullState, SnapshotError } from './snapshot';
-import { PAGE_BYTES, WA, type WasmGlobal, type WasmMemory } from './webassembly';
+import { PAGE_BYTES } from './webassembly';
 
 export interface InstanceConfig {
   /** monotonic wall clock in ms, drives the app clock */
   wallClock: () => number;
   /** delay between animation frames requested by the guest */
   frameIntervalMs: number;
+  /** most time one call into the guest may take (input, a frame, a resource answer) */
+  callBudgetMs: number;
+  /** most time the start (instantiation + uve_init) and bulk calls (app data, FULL state) may take */
+  startBudgetMs: number;
 }
 
 /** The guest trapped or aborted. */
@@ -27,14 +36,6 @@ export class UaTrapError extends Error {
   }
 }
 
-interface Guest {
-  exports: GuestExports;
-  memory: WasmMemory;
-  globals: Map<number, WasmGlobal>;
-  /** request_resource only acts once the guest is live (not during a restore's start function) */
-  gate: { open: boolean };
-}
-
 interface PendingRequest {
   id: number;
   kind: LocalResourceKind;
@@ -42,31 +43,39 @@ interface PendingRequest {
   answer?: ResourceAnswer;
 }
 
-const TRAPPED = Symbol('trapped');
-const MAX_REQUEST_ID = 0x7fffffff;
-
-/** Reads an AssemblyScript string (UTF-16LE, byte length in the 4 bytes before it) for abort messages. */
-function readGuestString(memory: WasmMemory | undefined, ptr: number): string {
-  if (!memory || ptr < 4) return '?';
-  const buf = Buffer.from(memory.buffer);
-  if (ptr > buf.length) return '?';
-  const len = Math.min(buf.readUInt32LE(ptr - 4), 1024, buf.length - ptr) & ~1;
-  return buf.toString('utf16le', ptr, ptr + len);
+interface AsyncCall {
+  resolve: (r: GuestReply) => void;
+  reject: (e: Error) => void;
+  timer: NodeJS.Timeout;
 }
+
+const TRAPPED = Symbol('trapped');
+/** the worker's source: the same function in the built agent and under the TypeScript tests */
+const WORKER_SOURCE = `(${guestWorkerMain.toString()})()`;
+
+/** a request as composed here; the id is added when it is sent */
+type Op = GuestRequest extends infer R ? (R extends GuestRequest ? Omit<R, 'id'> : never) : never;
 
 export class WasmInstance implements UaInstance {
   private readonly echo = new TextEchoFilter();
   readonly width: number;
   readonly height: number;
-  private guest!: Guest;
+  private worker!: Worker;
+  private port!: MessagePort;
+  /** [0]: id of the last synchronous request the worker answered */
+  private ctl!: Int32Array;
+  private syncSeq = 0;
+  private asyncSeq = 0;
+  private readonly asyncCalls = new Map<number, AsyncCall>();
   private framebuffer = 0;
   private suspended = false;
   private ended = false;
+  /** the last picture, for captureFull() once the guest is gone */
+  private lastFrame: RawFrame | null = null;
   /** the next capture returns a picture even when the guest says nothing changed (start, restore) */
   private forceFrame = true;
   private frameTimer: NodeJS.Timeout | null = null;
   private readonly pending = new Map<number, PendingRequest>();
-  private nextRequestId = 1;
   private readonly clock: AppClock;
 
   private constructor(
@@ -82,15 +91,17 @@ export class WasmInstance implements UaInstance {
   static async start(pkg: WasmPackage, opts: UaStartOptions, config: InstanceConfig): Promise<WasmInstance> {
     const inst = new WasmInstance(pkg, opts, config);
     try {
-      inst.guest = await inst.instantiate();
-      inst.guest.gate.open = true;
-      inst.framebuffer = inst.guest.exports.uve_init(inst.width, inst.height) >>> 0;
-      if (!inst.framebufferFits(inst.framebuffer, inst.guest.memory.buffer.byteLength)) {
+      await inst.spawn();
+      const r = await inst.callAsync({ op: 'init' }, config.startBudgetMs);
+      if (r.trap) throw r.trap.abort ? new UaTrapError(r.trap.message) : new UaTrapError(`UA failed to start: ${r.trap.message}`);
+      inst.framebuffer = r.framebuffer!;
+      if (!inst.framebufferFits(inst.framebuffer, r.memoryBytes!)) {
         throw new UaTrapError(`uve_init returned a framebuffer (${inst.framebuffer}) that is not inside the UA memory`);
       }
+      inst.issueAll(r.requests);
     } catch (e) {
       inst.end();
-      throw e instanceof UaTrapError ? e : new UaTrapError(`UA failed to start: ${(e as Error).message}`, { cause: e });
+      throw e instanceof UaTrapError || e instanceof UaUnresponsiveError ? e : new UaTrapError(`UA failed to start: ${(e as Error).message}`, { cause: e });
     }
     return inst;
   }
@@ -101,9 +112,8 @@ export class WasmInstance implements UaInstance {
     if (this.ended || this.suspended || !this.echo.keep(ev)) return;
     let delivered = false;
     for (const call of encodeInput(ev)) {
-      const fn = this.guest.exports[call.fn] as ((...args: number[]) => void) | undefined;
-      if (!fn) break;
-      if (this.guestCall(() => fn(...call.args)) === TRAPPED) return;
+      if (!this.pkg.compiled.exportNames.has(call.fn)) break;
+      if (this.callSync({ op: 'call', fn: call.fn, args: call.args }) === TRAPPED) return;
       delivered = true;
     }
     if (delivered) this.damage();
@@ -111,56 +121,60 @@ export class WasmInstance implements UaInstance {
 
   capture(): RawFrame | null {
     if (this.ended || this.suspended) return null;
-    const flags = this.render();
-    if (flags === TRAPPED || (!(flags & RENDER_CHANGED) && !this.forceFrame)) return null;
-    return this.frame();
+    const r = this.render(this.forceFrame ? 'always' : 'changed');
+    if (r === TRAPPED || !r.frame) return null;
+    return this.frame(r.frame);
   }
 
   captureFull(): RawFrame {
-    if (!this.ended && !this.suspended) this.render();
-    return this.frame();
+    if (!this.ended && !this.suspended) {
+      const r = this.render('always');
+      if (r !== TRAPPED && r.frame) return this.frame(r.frame);
+    } else if (!this.ended) {
+      const r = this.callSync({ op: 'frame' });
+      if (r !== TRAPPED && r.frame) return this.frame(r.frame);
+    }
+    // the guest is gone: its last picture (or black) stands for it
+    return this.lastFrame ?? { width: this.width, height: this.height, data: new Uint8Array(this.width * this.height * 4) };
   }
 
   async saveAppData(): Promise<Uint8Array> {
     this.assertLive('saved');
-    const save = this.guest.exports.uve_app_data_save;
-    if (!save) return new Uint8Array(0);
-    const ptr = this.guestCallOrThrow(save) >>> 0;
-    const mem = Buffer.from(this.guest.memory.buffer);
-    const len = ptr + 4 <= mem.length ? mem.readUInt32LE(ptr) : -1;
-    if (len < 0 || ptr + 4 + len > mem.length) throw new Error('uve_app_data_save returned a buffer outside the UA memory');
-    return Uint8Array.from(mem.subarray(ptr + 4, ptr + 4 + len));
+    if (!this.pkg.compiled.hasAppData) return new Uint8Array(0);
+    const r = await this.guestAsync({ op: 'appDataSave' });
+    if (r.error) throw new Error(r.error);
+    return r.data!;
   }
 
   async restoreAppData(data: Uint8Array): Promise<void> {
     this.assertLive('restored');
-    const { uve_app_data_alloc: alloc, uve_app_data_load: load } = this.guest.exports;
     // a UA without app-data exports has nothing to restore into; empty data means "none saved"
-    if (!alloc || !load || data.length === 0) return;
-    const ptr = this.guestCallOrThrow(() => alloc(data.length)) >>> 0;
-    if (ptr === 0) throw new Error(`the UA refused ${data.length} bytes of app data`);
-    if (ptr + data.length > this.guest.memory.buffer.byteLength) throw new Error('uve_app_data_alloc returned a buffer outside the UA memory');
-    new Uint8Array(this.guest.memory.buffer, ptr, data.length).set(data);
-    const status = this.guestCallOrThrow(() => load(data.length));
-    if (status !== 0) throw new Error(`the UA rejected its app data (code ${status})`);
+    if (!this.pkg.compiled.hasAppData || data.length === 0) return;
+    const r = await this.guestAsync({ op: 'appDataLoad', data: Uint8Array.from(data) });
+    if (r.error) throw new Error(r.error);
+    if (r.status !== 0) throw new Error(`the UA rejected its app data (code ${r.status})`);
     this.forceFrame = true;
     this.damage();
   }
 
   async saveFullState(): Promise<Uint8Array> {
     this.assertLive('captured');
-    const { guest, pkg } = this;
+    const { pkg } = this;
+    const appClockMs = this.clock.now();
+    // answers that arrived while suspended were not delivered: the restored UA asks again
+    const pending = [...this.pending.values()].map((r): [number, number] => [r.id, RESOURCE_KIND_CODE[r.kind]]);
+    const r = await this.guestAsync({ op: 'saveFull' });
+    const byIndex = new Map(r.globals!.map((g) => [g.index, g.value]));
     return encodeFullState({
       moduleSha256: pkg.compiled.sha256,
       width: this.width,
       height: this.height,
       framebuffer: this.framebuffer,
-      nextRequestId: this.nextRequestId,
-      appClockMs: this.clock.now(),
-      // answers that arrived while suspended were not delivered: the restored UA asks again
-      pending: [...this.pending.values()].map((r): [number, number] => [r.id, RESOURCE_KIND_CODE[r.kind]]),
-      globals: pkg.compiled.globals.map((g) => ({ index: g.index, type: g.type, value: guest.globals.get(g.index)!.value })),
-      memory: new Uint8Array(guest.memory.buffer).slice(),
+      nextRequestId: r.nextRequestId!,
+      appClockMs,
+      pending,
+      globals: pkg.compiled.globals.map((g) => ({ index: g.index, type: g.type, value: byIndex.get(g.index)! })),
+      memory: r.memory!,
     });
   }
 
@@ -170,31 +184,22 @@ export class WasmInstance implements UaInstance {
     if (!s.moduleSha256.equals(this.pkg.compiled.sha256)) throw new SnapshotError('snapshot was taken from a different WASM module (sha256 mismatch)');
     if (s.width !== this.width || s.height !== this.height) throw new SnapshotError(`snapshot is for a ${s.width}x${s.height} screen, this UA runs at ${this.width}x${this.height}`);
     if (!this.framebufferFits(s.framebuffer, s.memory.length)) throw new SnapshotError('snapshot framebuffer is not inside its memory');
-    // a fresh instantiation has the module's initial memory, never more than a snapshot of it
-    const guest = await this.instantiate();
-    this.assertLive('restored');
-    const have = guest.memory.buffer.byteLength;
-    if (have > s.memory.length) throw new SnapshotError('snapshot memory is smaller than the module starts with');
-    try {
-      if (have < s.memory.length) guest.memory.grow((s.memory.length - have) / PAGE_BYTES);
-    } catch (e) {
-      throw new SnapshotError(`snapshot memory does not fit this host's limit: ${(e as Error).message}`);
-    }
-    new Uint8Array(guest.memory.buffer).set(s.memory);
     const saved = new Map(s.globals.map((g) => [g.index, g]));
     if (saved.size !== this.pkg.compiled.globals.length) throw new SnapshotError('snapshot globals do not match the module');
     for (const g of this.pkg.compiled.globals) {
       const v = saved.get(g.index);
       if (!v || v.type !== g.type) throw new SnapshotError(`snapshot has no value of type ${g.type} for global ${g.index}`);
-      guest.globals.get(g.index)!.value = v.value;
     }
+    this.assertLive('restored');
+    const r = await this.guestAsync(
+      { op: 'restoreFull', memory: s.memory, globals: s.globals.map((g) => ({ index: g.index, value: g.value })), framebuffer: s.framebuffer, nextRequestId: s.nextRequestId },
+      [s.memory.buffer as ArrayBuffer],
+    );
+    if (r.error) throw new SnapshotError(r.error);
 
     this.clearFrameTimer();
-    this.guest = guest;
-    guest.gate.open = true;
     this.framebuffer = s.framebuffer;
     this.clock.set(s.appClockMs);
-    this.nextRequestId = s.nextRequestId;
     // answers to the old requests are dropped (answered() checks identity); the requests the
     // snapshot still waited for go to this session's terminal under their original ids
     this.pending.clear();
@@ -232,48 +237,103 @@ export class WasmInstance implements UaInstance {
     return this.clock.now();
   }
 
-  // ---- guest plumbing ----------------------------------------------------------------------------
+  // ---- the guest's thread ------------------------------------------------------------------------
 
-  private async instantiate(): Promise<Guest> {
-    const gate = { open: false };
-    let memory: WasmMemory | undefined;
-    const instance = await WA.instantiate(this.pkg.compiled.module, {
-      uve: { request_resource: (kind) => (gate.open ? this.requestResource(kind) : 0) },
-      env: {
-        abort: (msg, file, line, col) => {
-          throw new UaTrapError(`UA aborted: ${readGuestString(memory, msg)} at ${readGuestString(memory, file)}:${line}:${col}`);
-        },
-      },
+  private async spawn(): Promise<void> {
+    const ctl = new SharedArrayBuffer(4);
+    this.ctl = new Int32Array(ctl);
+    const { port1, port2 } = new MessageChannel();
+    this.port = port1;
+    const workerData: GuestWorkerData = {
+      module: this.pkg.compiled.module,
+      ctl,
+      port: port2,
+      width: this.width,
+      height: this.height,
+      globals: this.pkg.compiled.globals.map((g) => ({ index: g.index, name: `${GLOBAL_EXPORT_PREFIX}${g.index}` })),
+      kindCodes: Object.values(RESOURCE_KIND_CODE),
+      pageBytes: PAGE_BYTES,
+    };
+    const worker = (this.worker = new Worker(WORKER_SOURCE, { eval: true, workerData, transferList: [port2] }));
+    worker.on('message', (r: GuestReply) => {
+      const call = this.asyncCalls.get(r.id);
+      if (!call) return;
+      this.asyncCalls.delete(r.id);
+      clearTimeout(call.timer);
+      call.resolve(r);
     });
-    memory = instance.exports.memory as WasmMemory;
-    const globals = new Map(this.pkg.compiled.globals.map((g) => [g.index, instance.exports[`${GLOBAL_EXPORT_PREFIX}${g.index}`] as WasmGlobal]));
-    return { exports: instance.exports as unknown as GuestExports, memory, globals, gate };
+    worker.on('error', (e) => this.fail(new UaTrapError(`the UA's thread failed: ${e.message}`, { cause: e })));
+    worker.on('exit', (code) => {
+      if (!this.ended) this.fail(new UaTrapError(`the UA's thread exited (code ${code})`));
+    });
+    await new Promise<void>((resolve, reject) => {
+      worker.once('online', resolve);
+      worker.once('error', reject);
+    });
+  }
+
+  /**
+   * One call the caller needs the answer of now (input, a frame): the worker answers through the
+   * shared counter, this thread waits at most the call budget, then gives the guest up.
+   */
+  private callSync(req: Op): GuestReply | typeof TRAPPED {
+    if (this.ended) return TRAPPED;
+    const id = ++this.syncSeq;
+    this.port.postMessage({ ...req, id });
+    const budget = this.config.callBudgetMs;
+    Atomics.wait(this.ctl, 0, id - 1, budget);
+    if (Atomics.load(this.ctl, 0) !== id) {
+      this.fail(new UaUnresponsiveError(`the application did not respond within ${budget} ms`));
+      return TRAPPED;
+    }
+    let got = receiveMessageOnPort(this.port);
+    // the answer is posted before the counter moves; this only guards against a late hand-over
+    for (let i = 0; !got && i < 100; i++) {
+      Atomics.wait(this.ctl, 0, id, 1);
+      got = receiveMessageOnPort(this.port);
+    }
+    if (!got) {
+      this.fail(new UaTrapError('the UA thread answered without a message'));
+      return TRAPPED;
+    }
+    const r = got.message as GuestReply;
+    if (r.trap) {
+      this.fail(r.trap.abort ? new UaTrapError(r.trap.message) : new UaTrapError(`UA trapped: ${r.trap.message}`));
+      return TRAPPED;
+    }
+    this.issueAll(r.requests);
+    return r;
+  }
+
+  /** A bulk call (start, app data, FULL state) with the start budget; this thread does not wait. */
+  private callAsync(req: Op, budget: number, transfer: ArrayBuffer[] = []): Promise<GuestReply> {
+    if (this.ended) return Promise.reject(new Error('the UA has ended'));
+    const id = ++this.asyncSeq;
+    return new Promise<GuestReply>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.asyncCalls.delete(id);
+        const e = new UaUnresponsiveError(`the application did not respond within ${budget} ms`);
+        this.fail(e);
+        reject(e);
+      }, budget);
+      this.asyncCalls.set(id, { resolve, reject, timer });
+      this.worker.postMessage({ ...req, id }, transfer);
+    });
+  }
+
+  /** callAsync for a live guest: a trap ends the UA (onExit) and also rejects the caller */
+  private async guestAsync(req: Op, transfer: ArrayBuffer[] = []): Promise<GuestReply> {
+    const r = await this.callAsync(req, this.config.startBudgetMs, transfer);
+    if (r.trap) throw this.fail(r.trap.abort ? new UaTrapError(r.trap.message) : new UaTrapError(`UA trapped: ${r.trap.message}`));
+    this.issueAll(r.requests);
+    return r;
   }
 
   private framebufferFits(ptr: number, memoryBytes: number): boolean {
     return ptr !== 0 && ptr + this.width * this.height * 4 <= memoryBytes;
   }
 
-  private guestCall<T>(f: () => T): T | typeof TRAPPED {
-    try {
-      return f();
-    } catch (e) {
-      this.fail(e);
-      return TRAPPED;
-    }
-  }
-
-  /** for the async API: the trap ends the UA (onExit) and also rejects the caller's promise */
-  private guestCallOrThrow<T>(f: () => T): T {
-    try {
-      return f();
-    } catch (e) {
-      throw this.fail(e);
-    }
-  }
-
-  private fail(e: unknown): Error {
-    const error = e instanceof UaTrapError ? e : new UaTrapError(`UA trapped: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+  private fail(error: Error): Error {
     if (!this.ended) {
       this.end();
       // not from inside the session's own call (capture, input) into us
@@ -286,25 +346,32 @@ export class WasmInstance implements UaInstance {
     this.ended = true;
     this.clearFrameTimer();
     this.pending.clear();
+    for (const [id, call] of this.asyncCalls) {
+      clearTimeout(call.timer);
+      call.reject(new Error('the UA has ended'));
+      this.asyncCalls.delete(id);
+    }
+    this.port?.close();
+    void this.worker?.terminate().catch(() => undefined);
   }
 
   private assertLive(what: string): void {
     if (this.ended) throw new Error(`the UA has ended; its state cannot be ${what}`);
   }
 
-  private render(): number | typeof TRAPPED {
-    const flags = this.guestCall(() => this.guest.exports.uve_render(this.clock.now()));
-    if (flags === TRAPPED) return TRAPPED;
-    if (flags & RENDER_ANIMATING) this.armFrameTimer();
+  private render(frame: 'changed' | 'always'): GuestReply | typeof TRAPPED {
+    const r = this.callSync({ op: 'render', clock: this.clock.now(), frame });
+    if (r === TRAPPED) return TRAPPED;
+    if (r.flags! & RENDER_ANIMATING) this.armFrameTimer();
     else this.clearFrameTimer();
-    return flags;
+    return r;
   }
 
-  /** a copy, owned by the caller */
-  private frame(): RawFrame {
+  /** the picture the worker copied out (owned by the caller) */
+  private frame(data: Uint8Array): RawFrame {
     this.forceFrame = false;
-    const len = this.width * this.height * 4;
-    return { width: this.width, height: this.height, data: new Uint8Array(this.guest.memory.buffer, this.framebuffer, len).slice() };
+    this.lastFrame = { width: this.width, height: this.height, data };
+    return this.lastFrame;
   }
 
   private damage(): void {
@@ -328,13 +395,12 @@ export class WasmInstance implements UaInstance {
 
   // ---- UVE-4 -------------------------------------------------------------------------------------
 
-  private requestResource(code: number): number {
-    const kind = RESOURCE_KIND_BY_CODE[code];
-    if (this.ended || kind === undefined) return 0;
-    const id = this.nextRequestId;
-    this.nextRequestId = id >= MAX_REQUEST_ID ? 1 : id + 1;
-    this.issue(id, kind);
-    return id;
+  /** the requests the guest made during a call (its thread numbered them) */
+  private issueAll(requests: Array<[number, number]>): void {
+    for (const [id, code] of requests) {
+      const kind = RESOURCE_KIND_BY_CODE[code];
+      if (kind && !this.ended) this.issue(id, kind);
+    }
   }
 
   private issue(id: number, kind: LocalResourceKind): void {
@@ -363,17 +429,10 @@ export class WasmInstance implements UaInstance {
   private deliver(req: PendingRequest): boolean {
     this.pending.delete(req.id);
     const a = req.answer!;
-    const ex = this.guest.exports;
     const code = RESOURCE_KIND_CODE[req.kind];
-    const result = this.guestCall(() => {
-      if (a.ok && a.value.kind === req.kind) {
-        const { v, text } = answerValues(a.value);
-        if (text && ex.uve_resource_text) for (const cp of text) ex.uve_resource_text(req.id, cp);
-        ex.uve_resource_answer?.(req.id, code, v[0], v[1], v[2]);
-      } else {
-        ex.uve_resource_refused?.(req.id, code, a.ok ? REFUSAL.BAD_ANSWER : refusalCode(a.reason));
-      }
-    });
-    return result !== TRAPPED;
+    const ok = a.ok && a.value.kind === req.kind;
+    const { v, text } = ok && a.ok ? answerValues(a.value) : { v: [0, 0, 0], text: undefined };
+    const refusal = a.ok ? REFUSAL.BAD_ANSWER : refusalCode(a.reason);
+    return this.callSync({ op: 'answer', reqId: req.id, code, ok, v, text: text ?? null, refusal }) !== TRAPPED;
   }
 }

@@ -1,5 +1,5 @@
 // The WASM platform: UAs are WebAssembly modules speaking the UVE WASM ABI (docs/wasm-abi.md),
-// run on Node's built-in WebAssembly engine inside the agent process.
+// run on Node's built-in WebAssembly engine, each on its own worker thread with a time budget per call.
 import { performance } from 'node:perf_hooks';
 import type { LocalResourceKind } from '@uve/protocol';
 import type { UaInstance, UaRuntime, UaStartOptions } from '../runtime';
@@ -13,13 +13,22 @@ export interface WasmRuntimeOptions {
   frameIntervalMs?: number;
   /** most linear memory one UA may have, in 64 KiB pages (default 4096 = 256 MiB) */
   maxMemoryPages?: number;
+  /** most time one call into a guest may take (input, a frame); over it the UA is given up */
+  callBudgetMs?: number;
+  /** most time a guest's start and its bulk calls (app data, FULL state) may take */
+  startBudgetMs?: number;
 }
+
+export const DEFAULT_WASM_CALL_BUDGET_MS = 1_000;
+export const DEFAULT_WASM_START_BUDGET_MS = 5_000;
 
 export class WasmRuntime implements UaRuntime {
   readonly platform = 'WASM' as const;
   private readonly clock: () => number;
   private readonly frameIntervalMs: number;
   private readonly maxMemoryPages: number;
+  private readonly callBudgetMs: number;
+  private readonly startBudgetMs: number;
   /** compiled modules by sha256 of the module bytes */
   private readonly modules = new Map<string, Promise<CompiledModule>>();
 
@@ -27,19 +36,26 @@ export class WasmRuntime implements UaRuntime {
     this.clock = options.clock ?? (() => performance.now());
     this.frameIntervalMs = options.frameIntervalMs ?? Math.ceil(1000 / 60);
     this.maxMemoryPages = options.maxMemoryPages ?? 4096;
+    this.callBudgetMs = options.callBudgetMs ?? DEFAULT_WASM_CALL_BUDGET_MS;
+    this.startBudgetMs = options.startBudgetMs ?? DEFAULT_WASM_START_BUDGET_MS;
   }
 
   async validatePackage(dir: string): Promise<{ requiredResources: LocalResourceKind[]; minWidth?: number; minHeight?: number }> {
-    const { manifest } = await loadPackage(dir, this.maxMemoryPages, this.modules);
+    const { manifest } = await loadPackage(dir, this.maxMemoryPages, this.modules, this.startBudgetMs);
     return { requiredResources: manifest.requiredResources, minWidth: manifest.minWidth, minHeight: manifest.minHeight };
   }
 
   async start(opts: UaStartOptions): Promise<UaInstance> {
     const { width, height } = opts;
     if (!Number.isInteger(width) || !Number.isInteger(height) || width <= 0 || height <= 0) throw new Error(`invalid screen size ${width}x${height}`);
-    const pkg = await loadPackage(opts.ua.dir, this.maxMemoryPages, this.modules);
+    const pkg = await loadPackage(opts.ua.dir, this.maxMemoryPages, this.modules, this.startBudgetMs);
     const { minWidth = 1, minHeight = 1, name } = pkg.manifest;
     if (width < minWidth || height < minHeight) throw new Error(`${name} needs a screen of at least ${minWidth}x${minHeight}, got ${width}x${height}`);
-    return WasmInstance.start(pkg, opts, { wallClock: this.clock, frameIntervalMs: this.frameIntervalMs });
+    return WasmInstance.start(pkg, opts, {
+      wallClock: this.clock,
+      frameIntervalMs: this.frameIntervalMs,
+      callBudgetMs: this.callBudgetMs,
+      startBudgetMs: this.startBudgetMs,
+    });
   }
 }

@@ -4,6 +4,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { once } from 'node:events';
+import { trackChild } from '../../common/children';
 
 export const XVFB_START_TIMEOUT_MS = 10_000;
 /** how long a process gets between SIGTERM and SIGKILL */
@@ -69,7 +70,7 @@ export async function startXvfb(o: XvfbOptions): Promise<StartedXvfb> {
     '-br',
     '-fbdir', o.fbdir,
   ];
-  const proc = spawn(o.binary, args, { stdio: ['ignore', 'ignore', 'pipe', 'pipe'] });
+  const proc = trackChild(spawn(o.binary, args, { stdio: ['ignore', 'ignore', 'pipe', 'pipe'] }));
   const stderr = tail(proc.stderr);
   const fd3 = proc.stdio[3] as NodeJS.ReadableStream & { destroy(): void };
   let onError: (e: NodeJS.ErrnoException) => void = () => undefined;

@@ -15,6 +15,7 @@ import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { InputEvent } from '@uve/protocol';
 import { withTimeout } from '../../common/errors';
+import { trackChild } from '../../common/children';
 import type { RawFrame, UaInstance, UaStartOptions } from '../runtime';
 import { framebufferFile, XvfbFramebuffer } from './framebuffer';
 import { InputInjector } from './input';
@@ -256,7 +257,7 @@ export class X11Instance implements UaInstance {
     // an agent started from a desktop session must not send the UA to that session's display
     delete env.WAYLAND_DISPLAY;
     // detached: a session (and process group) of its own, to stop and kill as a whole
-    const ua = spawn(pkg.executable, pkg.manifest.command.slice(1), { cwd: pkg.dir, env, detached: true, stdio: ['ignore', 'ignore', 'pipe'] });
+    const ua = trackChild(spawn(pkg.executable, pkg.manifest.command.slice(1), { cwd: pkg.dir, env, detached: true, stdio: ['ignore', 'ignore', 'pipe'] }), { group: true });
     this.uaStderr = tail(ua.stderr);
     await new Promise<void>((resolve, reject) => {
       ua.once('spawn', resolve);

@@ -1,0 +1,244 @@
+// The thread a WASM guest runs on (one worker per instance): it owns the guest's instance and
+// memory and does what the host asks, one request at a time. The host waits for each answer with
+// a time budget and terminates this thread when the guest does not come back (an endless loop),
+// so a hung guest ends its own session and nothing else.
+//
+// Two channels: `port` (workerData) for the per-frame calls the host waits on synchronously
+// (Atomics.wait on `ctl`, then receiveMessageOnPort: no event-loop turn on either side), and
+// parentPort for the bulk, asynchronous ones (start, app data, FULL state).
+//
+// guestWorkerMain runs in the worker from its source text (Function.prototype.toString), so the
+// same code serves the built agent and the TypeScript tests: it must not use anything from
+// outside its own body (no imports, no helpers of this module).
+
+/** What the host sends. `id` orders the answers; sync ids and async ids are counted apart. */
+export type GuestRequest =
+  | { op: 'init'; id: number }
+  | { op: 'call'; id: number; fn: string; args: number[] }
+  | { op: 'render'; id: number; clock: number; frame: 'changed' | 'always' }
+  | { op: 'frame'; id: number }
+  | { op: 'answer'; id: number; reqId: number; code: number; ok: boolean; v: number[]; text: number[] | null; refusal: number }
+  | { op: 'appDataSave'; id: number }
+  | { op: 'appDataLoad'; id: number; data: Uint8Array }
+  | { op: 'saveFull'; id: number }
+  | { op: 'restoreFull'; id: number; memory: Uint8Array; globals: Array<{ index: number; value: number | bigint }>; framebuffer: number; nextRequestId: number };
+
+export interface GuestReply {
+  id: number;
+  /** UVE-4 requests the guest made during this request: [requestId, kind code] */
+  requests: Array<[number, number]>;
+  /** the guest trapped (or aborted: `abort` is then true and `message` says where) */
+  trap?: { message: string; abort: boolean };
+  /** a host-side problem (not the guest's fault), e.g. a snapshot that does not fit */
+  error?: string;
+  framebuffer?: number;
+  memoryBytes?: number;
+  flags?: number;
+  frame?: Uint8Array;
+  present?: boolean;
+  data?: Uint8Array;
+  status?: number;
+  memory?: Uint8Array;
+  globals?: Array<{ index: number; value: number | bigint }>;
+  nextRequestId?: number;
+}
+
+export interface GuestWorkerData {
+  module: unknown;
+  /** Int32Array over it: [0] = id of the last sync request answered */
+  ctl: SharedArrayBuffer;
+  port: unknown;
+  width: number;
+  height: number;
+  /** export names of the mutable globals a FULL snapshot carries, by global index */
+  globals: Array<{ index: number; name: string }>;
+  /** resource kind codes the host knows */
+  kindCodes: number[];
+  pageBytes: number;
+}
+
+export function guestWorkerMain(): void {
+  /* eslint-disable @typescript-eslint/no-require-imports */
+  const { parentPort, workerData } = require('node:worker_threads');
+  const data = workerData as GuestWorkerData;
+  const WA = (globalThis as unknown as { WebAssembly: any }).WebAssembly;
+  const done = new Int32Array(data.ctl);
+  const port = data.port as any;
+  const frameBytes = data.width * data.height * 4;
+  const MAX_REQUEST_ID = 0x7fffffff;
+
+  let instance: any = null;
+  let gateOpen = false;
+  let framebuffer = 0;
+  let nextRequestId = 1;
+  let issued: Array<[number, number]> = [];
+
+  const memoryOf = (inst: any): any => inst.exports.memory;
+
+  /** an AssemblyScript string (UTF-16LE, byte length in the 4 bytes before it), for abort messages */
+  const readString = (memory: any, ptr: number): string => {
+    if (!memory || ptr < 4) return '?';
+    const buf = Buffer.from(memory.buffer);
+    if (ptr > buf.length) return '?';
+    const len = Math.min(buf.readUInt32LE(ptr - 4), 1024, buf.length - ptr) & ~1;
+    return buf.toString('utf16le', ptr, ptr + len);
+  };
+
+  const instantiate = (): any => {
+    let created: any = null;
+    const inst = new WA.Instance(data.module, {
+      uve: {
+        request_resource: (kind: number): number => {
+          if (!gateOpen || !data.kindCodes.includes(kind)) return 0;
+          const id = nextRequestId;
+          nextRequestId = id >= MAX_REQUEST_ID ? 1 : id + 1;
+          issued.push([id, kind]);
+          return id;
+        },
+      },
+      env: {
+        abort: (msg: number, file: number, line: number, col: number): never => {
+          const m = created ? memoryOf(created) : null;
+          const e = new Error(`UA aborted: ${readString(m, msg)} at ${readString(m, file)}:${line}:${col}`) as Error & { uveAbort?: boolean };
+          e.uveAbort = true;
+          throw e;
+        },
+      },
+    });
+    created = inst;
+    return inst;
+  };
+
+  const copyFrame = (): Uint8Array => new Uint8Array(memoryOf(instance).buffer, framebuffer, frameBytes).slice();
+
+  const handle = (m: GuestRequest): { reply: GuestReply; transfer: ArrayBuffer[] } => {
+    issued = [];
+    const reply: GuestReply = { id: m.id, requests: issued };
+    const transfer: ArrayBuffer[] = [];
+    try {
+      switch (m.op) {
+        case 'init': {
+          instance = instantiate();
+          gateOpen = true;
+          framebuffer = instance.exports.uve_init(data.width, data.height) >>> 0;
+          reply.framebuffer = framebuffer;
+          reply.memoryBytes = memoryOf(instance).buffer.byteLength;
+          break;
+        }
+        case 'call': {
+          const fn = instance.exports[m.fn];
+          reply.present = typeof fn === 'function';
+          if (reply.present) fn(...m.args);
+          break;
+        }
+        case 'render': {
+          const flags = instance.exports.uve_render(m.clock);
+          reply.flags = flags;
+          if (m.frame === 'always' || flags & 1) {
+            reply.frame = copyFrame();
+            transfer.push(reply.frame.buffer as ArrayBuffer);
+          }
+          break;
+        }
+        case 'frame': {
+          reply.frame = copyFrame();
+          transfer.push(reply.frame.buffer as ArrayBuffer);
+          break;
+        }
+        case 'answer': {
+          const ex = instance.exports;
+          if (m.ok) {
+            if (m.text && ex.uve_resource_text) for (const cp of m.text) ex.uve_resource_text(m.reqId, cp);
+            ex.uve_resource_answer?.(m.reqId, m.code, m.v[0], m.v[1], m.v[2]);
+          } else {
+            ex.uve_resource_refused?.(m.reqId, m.code, m.refusal);
+          }
+          break;
+        }
+        case 'appDataSave': {
+          const ptr = instance.exports.uve_app_data_save() >>> 0;
+          const mem = Buffer.from(memoryOf(instance).buffer);
+          const len = ptr + 4 <= mem.length ? mem.readUInt32LE(ptr) : -1;
+          if (len < 0 || ptr + 4 + len > mem.length) {
+            reply.error = 'uve_app_data_save returned a buffer outside the UA memory';
+            break;
+          }
+          reply.data = Uint8Array.from(mem.subarray(ptr + 4, ptr + 4 + len));
+          transfer.push(reply.data.buffer as ArrayBuffer);
+          break;
+        }
+        case 'appDataLoad': {
+          const { uve_app_data_alloc: alloc, uve_app_data_load: load } = instance.exports;
+          const ptr = alloc(m.data.length) >>> 0;
+          if (ptr === 0) {
+            reply.error = `the UA refused ${m.data.length} bytes of app data`;
+            break;
+          }
+          if (ptr + m.data.length > memoryOf(instance).buffer.byteLength) {
+            reply.error = 'uve_app_data_alloc returned a buffer outside the UA memory';
+            break;
+          }
+          new Uint8Array(memoryOf(instance).buffer, ptr, m.data.length).set(m.data);
+          reply.status = load(m.data.length);
+          break;
+        }
+        case 'saveFull': {
+          reply.memory = new Uint8Array(memoryOf(instance).buffer).slice();
+          transfer.push(reply.memory.buffer as ArrayBuffer);
+          reply.globals = data.globals.map((g) => ({ index: g.index, value: instance.exports[g.name].value }));
+          reply.nextRequestId = nextRequestId;
+          break;
+        }
+        case 'restoreFull': {
+          // a fresh instantiation has the module's initial memory, never more than a snapshot of it
+          const wasOpen = gateOpen;
+          gateOpen = false; // a restore's start function must not reach the terminal
+          let fresh: any;
+          try {
+            fresh = instantiate();
+          } finally {
+            gateOpen = wasOpen;
+          }
+          const memory = memoryOf(fresh);
+          const have = memory.buffer.byteLength;
+          if (have > m.memory.length) {
+            reply.error = 'snapshot memory is smaller than the module starts with';
+            break;
+          }
+          try {
+            if (have < m.memory.length) memory.grow((m.memory.length - have) / data.pageBytes);
+          } catch (e) {
+            reply.error = `snapshot memory does not fit this host's limit: ${(e as Error).message}`;
+            break;
+          }
+          new Uint8Array(memory.buffer).set(m.memory);
+          for (const g of m.globals) {
+            const name = data.globals.find((x) => x.index === g.index)?.name;
+            if (name) fresh.exports[name].value = g.value;
+          }
+          instance = fresh;
+          gateOpen = true;
+          framebuffer = m.framebuffer;
+          nextRequestId = m.nextRequestId;
+          break;
+        }
+      }
+    } catch (e) {
+      const err = e as Error & { uveAbort?: boolean };
+      reply.trap = { message: err?.message ?? String(e), abort: err?.uveAbort === true };
+    }
+    return { reply, transfer };
+  };
+
+  port.on('message', (m: GuestRequest) => {
+    const { reply, transfer } = handle(m);
+    port.postMessage(reply, transfer);
+    // the answer is queued on the host's port before the host is woken up to take it
+    Atomics.store(done, 0, m.id);
+    Atomics.notify(done, 0);
+  });
+  parentPort.on('message', (m: GuestRequest) => {
+    const { reply, transfer } = handle(m);
+    parentPort.postMessage(reply, transfer);
+  });
+}
