@@ -24,6 +24,9 @@ export function page(limit: number | null, offset: number | null): { take: numbe
   return { take, skip };
 }
 
+/** Lifetime of a token handed to a browser for its graphql-ws connection (it only has to open it). */
+export const SUBSCRIPTION_TOKEN_TTL_SEC = 300;
+
 export class UsersService {
   private readonly repo: Repository<User>;
 
@@ -73,8 +76,13 @@ export class UsersService {
     return this.issue(user);
   }
 
-  private async issue(user: User): Promise<AuthPayload> {
-    const { token, expiresAt } = await this.keys.signAccessToken(user.id, this.accessTokenTtlSec);
+  /** A short-lived token for a signed-in user, so a web page can open a subscription without the login token. */
+  issueSubscriptionToken(user: User): Promise<AuthPayload> {
+    return this.issue(user, SUBSCRIPTION_TOKEN_TTL_SEC);
+  }
+
+  private async issue(user: User, ttlSec = this.accessTokenTtlSec): Promise<AuthPayload> {
+    const { token, expiresAt } = await this.keys.signAccessToken(user.id, ttlSec);
     return { token, expiresAt, user };
   }
 
