@@ -1,0 +1,13 @@
+import path from 'node:path';
+import type { NextConfig } from 'next';
+
+const config: NextConfig = {
+  reactStrictMode: true,
+  poweredByHeader: false,
+  // the monorepo's one node_modules and lockfile are at the root
+  turbopack: { root: path.resolve(__dirname, '../..') },
+  outputFileTracingRoot: path.resolve(__dirname, '../..'),
+  experimental: { optimizePackageImports: ['@mantine/core', '@mantine/hooks'] },
+};
+
+export default config;
