@@ -7,7 +7,11 @@ const config: NextConfig = {
   // the monorepo's one node_modules and lockfile are at the root
   turbopack: { root: path.resolve(__dirname, '../..') },
   outputFileTracingRoot: path.resolve(__dirname, '../..'),
-  experimental: { optimizePackageImports: ['@mantine/core', '@mantine/hooks'] },
+  experimental: {
+    optimizePackageImports: ['@mantine/core', '@mantine/hooks'],
+    // CI builds from scratch and turbo does not keep .next/cache: writing it only costs time
+    turbopackFileSystemCacheForBuild: false,
+  },
 };
 
 export default config;

@@ -23,3 +23,11 @@ it('links only to docs that exist', () => {
   const readme = read('README.md');
   for (const [, link] of readme.matchAll(/\]\(((?:docs|apps|bench)\/[^)#]+)\)/g)) expect(fs.existsSync(path.join(ROOT, link!))).toBe(true);
 });
+
+it('documents every console variable in docs/console.md', () => {
+  const src = [read('apps/console/src/lib/config.ts'), read('apps/console/package.json')].join('\n');
+  const vars = new Set([...src.matchAll(/\b(UVE_[A-Z_]+)/g)].map((m) => m[1]!));
+  expect([...vars].sort()).toEqual(['UVE_CONSOLE_HOST', 'UVE_CONSOLE_PORT', 'UVE_GATEWAY_URL']);
+  const doc = read('docs/console.md');
+  for (const v of vars) expect(doc).toContain(`| \`${v}\` |`);
+});
