@@ -100,6 +100,15 @@ describe('admin', () => {
     expect(Number(await page.getByTestId('stat-vms').textContent())).toBeGreaterThanOrEqual(1);
     await page.locator('[data-testid="live-state"][data-state="live"]').waitFor();
     await page.screenshot({ path: path.join(shots, 'dashboard.png'), fullPage: true });
+
+    // the page's graphql-ws connection got a token of minutes, not the login token
+    const ws = await (await context.request.post(`${web.url}/api/ws-token`)).json();
+    expect(ws.url).toBe(gw.wsUrl);
+    const claims = JSON.parse(Buffer.from(ws.token.split('.')[1], 'base64url').toString());
+    expect(claims.exp - claims.iat).toBe(300);
+    expect(ws.token).not.toBe(cookie!.value);
+    const anonymous = await fetch(`${web.url}/api/ws-token`, { method: 'POST' });
+    expect(anonymous.status).toBe(401);
     expect(errors).toEqual([]);
   });
 
@@ -249,6 +258,18 @@ describe('user', () => {
         return false;
       });
       expect(await inkAtCentre()).toBeGreaterThan(0);
+
+      // typed keys: paint draws text from the click position to the right
+      const inkRightOfCentre = () =>
+        canvas.evaluate((c: HTMLCanvasElement) => {
+          const d = c.getContext('2d')!.getImageData(Math.floor(c.width / 2) + 4, Math.floor(c.height / 2), 32, 14).data;
+          let n = 0;
+          for (let i = 0; i < d.length; i += 4) if (d[i]! < 200 || d[i + 1]! < 200 || d[i + 2]! < 200) n++;
+          return n;
+        });
+      const beforeTyping = await inkRightOfCentre();
+      await page.keyboard.type('hi');
+      await until('typed text drawn', WAIT_MS, async () => (await inkRightOfCentre()) >= beforeTyping + 12, 100);
       await page.screenshot({ path: path.join(shots, 'play.png'), fullPage: true });
 
       const sessions = (await ok(gw, `{ mySessions(active: true) { id ua { name } } }`, {}, user.token)).mySessions;
