@@ -100,6 +100,12 @@ describe('admin', () => {
     expect(Number(await page.getByTestId('stat-vms').textContent())).toBeGreaterThanOrEqual(1);
     await page.locator('[data-testid="live-state"][data-state="live"]').waitFor();
     await page.screenshot({ path: path.join(shots, 'dashboard.png'), fullPage: true });
+    // one theme, light and dark
+    await page.getByRole('button', { name: 'Switch to the dark theme' }).click();
+    await page.locator('html[data-mantine-color-scheme="dark"]').waitFor({ state: 'attached' });
+    await page.screenshot({ path: path.join(shots, 'dashboard-dark.png'), fullPage: true });
+    await page.getByRole('button', { name: 'Switch to the light theme' }).click();
+    await page.locator('html[data-mantine-color-scheme="light"]').waitFor({ state: 'attached' });
 
     // the page's graphql-ws connection got a token of minutes, not the login token
     const ws = await (await context.request.post(`${web.url}/api/ws-token`)).json();
@@ -144,6 +150,12 @@ describe('admin', () => {
     const s = await requestUa(gw, user.token, await uaId(gw, user.token, 'paint'), { codec: 'MJPEG' });
     await page.getByRole('link', { name: 'Sessions', exact: true }).click();
     await page.waitForURL(/\/admin\/sessions$/);
+    // filtered on the server by state: the new session is ASSIGNED, not ACTIVE
+    await page.getByRole('combobox', { name: 'State' }).click();
+    await page.getByRole('option', { name: 'ACTIVE', exact: true }).click();
+    await waitFor(page, 'body', 'text=No sessions match.');
+    await page.getByRole('combobox', { name: 'State' }).click();
+    await page.getByRole('option', { name: 'ASSIGNED', exact: true }).click();
     await page.locator(`[data-session-id="${s.id}"]`).getByRole('link').click();
     await page.waitForURL(new RegExp(`/admin/sessions/${s.id}$`));
     const timeline = page.getByTestId('session-timeline');
@@ -236,6 +248,8 @@ describe('user', () => {
       // play paint
       await page.getByRole('link', { name: 'Play paint', exact: true }).click();
       await page.waitForURL(/\/play\/[0-9a-f-]+$/);
+      const activeIds = async () => (await ok(gw, `{ mySessions(active: true) { id } }`, {}, user.token)).mySessions.map((x: { id: string }) => x.id) as string[];
+      const before = await activeIds();
       await page.getByRole('button', { name: 'Start' }).click();
       await page.locator('[data-testid="player-phase"][data-phase="playing"]').waitFor();
       const canvas = page.getByTestId('player-canvas');
@@ -272,11 +286,11 @@ describe('user', () => {
       await until('typed text drawn', WAIT_MS, async () => (await inkRightOfCentre()) >= beforeTyping + 12, 100);
       await page.screenshot({ path: path.join(shots, 'play.png'), fullPage: true });
 
-      const sessions = (await ok(gw, `{ mySessions(active: true) { id ua { name } } }`, {}, user.token)).mySessions;
+      const sessions = (await activeIds()).filter((id) => !before.includes(id));
       expect(sessions).toHaveLength(1);
       await page.getByRole('button', { name: 'End session' }).click();
       await page.locator('[data-testid="player-phase"][data-phase="ended"]').waitFor();
-      await until('the session ENDED', WAIT_MS, async () => (await ok(gw, `query($id: ID!) { session(id: $id) { state } }`, { id: sessions[0].id }, user.token)).session.state === 'ENDED');
+      await until('the session ENDED', WAIT_MS, async () => (await ok(gw, `query($id: ID!) { session(id: $id) { state } }`, { id: sessions[0] }, user.token)).session.state === 'ENDED');
 
       // nothing the user's browser received carries admin data
       expect(bodies.length).toBeGreaterThan(3);

@@ -2,7 +2,7 @@
 import { useState } from 'react';
 import Link from 'next/link';
 import { Anchor, Button, Group, Select, Table, Text } from '@mantine/core';
-import { SessionsDoc } from '@/graphql/operations';
+import { SessionsDoc, UsersDoc } from '@/graphql/operations';
 import type { SessionState, SessionsQuery } from '@/gql/graphql';
 import { useQuery } from '@/lib/client';
 import { Empty, LoadError, PageTitle, StatusBadge, time, Head, Pager } from '@/components/ui';
@@ -12,8 +12,10 @@ const PAGE = 50;
 
 export function SessionsView({ initial }: { initial: SessionsQuery }) {
   const [state, setState] = useState<SessionState | null>(null);
+  const [userId, setUserId] = useState<string | null>(null);
   const [offset, setOffset] = useState(0);
-  const q = useQuery(SessionsDoc, { state, limit: PAGE, offset }, initial);
+  const q = useQuery(SessionsDoc, { state, userId, limit: PAGE, offset }, initial);
+  const users = useQuery(UsersDoc, { limit: 200, offset: 0 });
   const rows = q.data?.sessions ?? [];
   return (
     <>
@@ -28,6 +30,19 @@ export function SessionsView({ initial }: { initial: SessionsQuery }) {
           onChange={(v) => {
             setOffset(0);
             setState(v as SessionState | null);
+          }}
+          w={220}
+        />
+        <Select
+          label="User"
+          placeholder="any user"
+          clearable
+          searchable
+          data={(users.data?.users ?? []).map((u) => ({ value: u.id, label: u.username }))}
+          value={userId}
+          onChange={(v) => {
+            setOffset(0);
+            setUserId(v);
           }}
           w={220}
         />
@@ -50,7 +65,7 @@ export function SessionsView({ initial }: { initial: SessionsQuery }) {
           </Table.Tbody>
         </Table>
       </Table.ScrollContainer>
-      {rows.length === 0 && <Empty loading={q.loading}>No sessions{state ? ` in state ${state}` : ''}.</Empty>}
+      {rows.length === 0 && <Empty loading={q.loading}>No sessions match.</Empty>}
       <Pager offset={offset} size={PAGE} shown={rows.length} onChange={setOffset} />
     </>
   );
