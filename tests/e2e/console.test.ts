@@ -118,29 +118,39 @@ describe('admin', () => {
     expect(errors).toEqual([]);
   });
 
-  it('lists the VMs, provisions one and sees it turn IDLE live, drains it and removes it', async () => {
+  it('lists the VMs; provisioned VMs turn IDLE live; one removed, one drained and stopped by the pool, live', async () => {
     await page.getByRole('link', { name: 'VMs', exact: true }).click();
     await page.waitForURL(/\/admin\/vms$/);
     await page.getByTestId(`vm-row-${warmVm.name}`).getByTestId('vm-status').filter({ hasText: 'IDLE' }).waitFor();
     await page.locator('[data-testid="live-state"][data-state="live"]').waitFor();
     await markDocument(page);
 
-    await page.getByRole('button', { name: 'Provision VM' }).click();
-    const dialog = page.getByRole('dialog', { name: 'Provision a VM' });
-    await dialog.getByLabel('Name (optional)').fill('console-vm-1');
-    await dialog.getByRole('button', { name: 'Provision' }).click();
-    const row = page.getByTestId('vm-row-console-vm-1');
-    await row.waitFor();
-    // PROVISIONING -> IDLE comes only through the vmEvents subscription (the page fetched once, after the mutation)
-    await row.locator('[data-testid="vm-status"][data-status="IDLE"]').waitFor();
-    const vmId = await row.getAttribute('data-vm-id');
-    expect((await ok(gw, `query($id: ID!) { vm(id: $id) { status } }`, { id: vmId }, adminToken)).vm.status).toBe('IDLE');
+    /** provisions a VM through the dialog and waits for it to turn IDLE, which only the vmEvents subscription tells the page */
+    const provision = async (name: string) => {
+      await page.getByRole('button', { name: 'Provision VM' }).click();
+      const dialog = page.getByRole('dialog', { name: 'Provision a VM' });
+      await dialog.getByLabel('Name (optional)').fill(name);
+      await dialog.getByRole('button', { name: 'Provision' }).click();
+      const row = page.getByTestId(`vm-row-${name}`);
+      await row.waitFor();
+      await waitFor(page, `[data-testid="vm-row-${name}"]`, '[data-testid="vm-status"][data-status="IDLE"]');
+      const vmId = (await row.getAttribute('data-vm-id'))!;
+      expect((await ok(gw, `query($id: ID!) { vm(id: $id) { status } }`, { id: vmId }, adminToken)).vm.status).toBe('IDLE');
+      return { row, vmId };
+    };
 
-    // draining: no new sessions; the pool then stops a drained VM that has none (OFFLINE), live
-    await row.getByRole('button', { name: 'Drain console-vm-1' }).click();
-    await waitFor(page, '[data-testid="vm-row-console-vm-1"]', '[data-testid="vm-status"][data-status="DRAINING"], [data-testid="vm-status"][data-status="OFFLINE"]');
-    expect(['DRAINING', 'OFFLINE']).toContain((await ok(gw, `query($id: ID!) { vm(id: $id) { status } }`, { id: vmId }, adminToken)).vm.status);
+    // removed: stopped through its provider, kept as OFFLINE
+    const one = await provision('console-vm-1');
+    await one.row.getByRole('button', { name: 'Remove console-vm-1' }).click();
     await waitFor(page, '[data-testid="vm-row-console-vm-1"]', '[data-testid="vm-status"][data-status="OFFLINE"]');
+    expect((await ok(gw, `query($id: ID!) { vm(id: $id) { status } }`, { id: one.vmId }, adminToken)).vm.status).toBe('OFFLINE');
+
+    // drained: no new sessions; the pool then stops a drained VM that has none (OFFLINE), shown live
+    const two = await provision('console-vm-2');
+    await two.row.getByRole('button', { name: 'Drain console-vm-2' }).click();
+    await waitFor(page, '[data-testid="vm-row-console-vm-2"]', '[data-testid="vm-status"][data-status="DRAINING"], [data-testid="vm-status"][data-status="OFFLINE"]');
+    expect(['DRAINING', 'OFFLINE']).toContain((await ok(gw, `query($id: ID!) { vm(id: $id) { status } }`, { id: two.vmId }, adminToken)).vm.status);
+    await waitFor(page, '[data-testid="vm-row-console-vm-2"]', '[data-testid="vm-status"][data-status="OFFLINE"]');
     expect(await sameDocument(page)).toBe(true);
     await page.screenshot({ path: path.join(shots, 'vms.png'), fullPage: true });
     expect(errors).toEqual([]);
