@@ -254,6 +254,8 @@ describe('user', () => {
       // and the GraphQL path answers with the gateway's refusal
       const viaApi = await context.request.post(`${web.url}/api/graphql`, { data: { query: '{ vms { id name } }' } });
       expect((await viaApi.json()).errors[0].extensions.code).toBe('FORBIDDEN');
+      const asForm = await context.request.post(`${web.url}/api/graphql`, { form: { query: '{ me { id } }' } });
+      expect(asForm.status()).toBe(415);
 
       // play paint
       await page.getByRole('link', { name: 'Play paint', exact: true }).click();
