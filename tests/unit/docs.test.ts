@@ -35,3 +35,11 @@ it('keeps one list of system packages, which the README points to and .ci/run in
   expect(ci).toContain('scripts/system-packages.txt');
   expect(ci).not.toMatch(/PACKAGES=\(/); // no second list
 });
+
+it('documents every console variable in docs/console.md', () => {
+  const src = [read('apps/console/src/lib/config.ts'), read('apps/console/package.json')].join('\n');
+  const vars = new Set([...src.matchAll(/\b(UVE_[A-Z_]+)/g)].map((m) => m[1]!));
+  expect([...vars].sort()).toEqual(['UVE_CONSOLE_HOST', 'UVE_CONSOLE_PORT', 'UVE_GATEWAY_URL']);
+  const doc = read('docs/console.md');
+  for (const v of vars) expect(doc).toContain(`| \`${v}\` |`);
+});

@@ -45,6 +45,12 @@ export class UsersResolver {
   }
 
   @Authorized()
+  @Mutation(() => AuthPayload, { description: 'a token of a few minutes for the caller, e.g. for a web page to open its graphql-ws connection with' })
+  issueSubscriptionToken(@Ctx() ctx: Context): Promise<AuthPayload> {
+    return ctx.services.users.issueSubscriptionToken(currentUser(ctx));
+  }
+
+  @Authorized()
   @Mutation(() => User, { description: 'user equipment information, kept with the user' })
   updateEquipment(@Arg('terminal', () => TerminalCapabilitiesInput) terminal: TerminalCapabilitiesInput, @Ctx() ctx: Context): Promise<User> {
     return ctx.services.users.updateEquipment(currentUser(ctx), terminal);

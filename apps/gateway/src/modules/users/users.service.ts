@@ -37,6 +37,9 @@ export interface Authenticated {
   token: AccessClaims;
 }
 
+/** Lifetime of a token handed to a browser for its graphql-ws connection (it only has to open it). */
+export const SUBSCRIPTION_TOKEN_TTL_SEC = 300;
+
 export class UsersService {
   private readonly repo: Repository<User>;
   /** told when tokens stop being valid before their expiry (open subscriptions are closed) */
@@ -100,8 +103,13 @@ export class UsersService {
     return this.issue(user);
   }
 
-  private async issue(user: User): Promise<AuthPayload> {
-    const { token, expiresAt } = await this.keys.signAccessToken(user.id, user.tokenGeneration, this.options.accessTokenTtlSec);
+  /** A short-lived token for a signed-in user, so a web page can open a subscription without the login token. */
+  issueSubscriptionToken(user: User): Promise<AuthPayload> {
+    return this.issue(user, SUBSCRIPTION_TOKEN_TTL_SEC);
+  }
+
+  private async issue(user: User, ttlSec = this.options.accessTokenTtlSec): Promise<AuthPayload> {
+    const { token, expiresAt } = await this.keys.signAccessToken(user.id, user.tokenGeneration, ttlSec);
     return { token, expiresAt, user };
   }
 

@@ -1,0 +1,91 @@
+'use client';
+import { useState } from 'react';
+import { Button, Group, Modal, NumberInput, Progress, Select, Stack, Table, Text, TextInput } from '@mantine/core';
+import { useForm } from '@mantine/form';
+import { useDisclosure } from '@mantine/hooks';
+import { DrainVmDoc, ProvisionVmDoc, RemoveVmDoc, VmEventsDoc, VmsDoc } from '@/graphql/operations';
+import type { Platform, VmProvider, VmsQuery } from '@/gql/graphql';
+import { act, useQuery, useSubscription } from '@/lib/client';
+import { Empty, LiveBadge, LoadError, PageTitle, StatusBadge, time, Head } from '@/components/ui';
+
+type VmRow = VmsQuery['vms'][number];
+
+export function VmsView({ initial }: { initial: VmsQuery }) {
+  const q = useQuery(VmsDoc, {}, initial);
+  // each VM event carries the VM as it is now: patch the row, or reload when one appears
+  const live = useSubscription(VmEventsDoc, {}, ({ vmEvents }) => {
+    const known = q.data?.vms.some((v) => v.id === vmEvents.vm.id);
+    if (!known || vmEvents.type === 'DEPLOYMENT_CHANGED') void q.refetch();
+    else q.setData((d) => ({ vms: d.vms.map((v) => (v.id === vmEvents.vm.id ? { ...v, ...vmEvents.vm } : v)) }));
+  });
+  const [opened, { open, close }] = useDisclosure(false);
+  const [busy, setBusy] = useState<string | null>(null);
+  const form = useForm<{ platform: Platform; provider: VmProvider | ''; capacity: number; name: string }>({
+    initialValues: { platform: 'WASM', provider: '', capacity: 2, name: '' },
+    validate: { capacity: (v) => (v >= 1 && v <= 64 ? null : 'From 1 to 64 sessions') },
+  });
+
+  const provision = form.onSubmit(async (v) => {
+    setBusy('provision');
+    const r = await act(ProvisionVmDoc, { input: { platform: v.platform, capacity: v.capacity, name: v.name.trim() || null, provider: v.provider || null } }, 'VM provisioning started');
+    setBusy(null);
+    if (r) {
+      close();
+      form.reset();
+      await q.refetch();
+    }
+  });
+  const run = async (id: string, what: 'drain' | 'remove') => {
+    setBusy(`${what}:${id}`);
+    const r = what === 'drain' ? await act(DrainVmDoc, { id }, 'VM draining: it takes no new sessions') : await act(RemoveVmDoc, { id }, 'VM removed');
+    setBusy(null);
+    if (r) await q.refetch();
+  };
+
+  const vms = q.data?.vms ?? [];
+  return (
+    <>
+      <PageTitle right={<><LiveBadge state={live} /><Button onClick={open}>Provision VM</Button></>}>Virtual machines</PageTitle>
+      <LoadError error={q.error} />
+      <Table.ScrollContainer minWidth={800}>
+        <Table striped highlightOnHover aria-label="Virtual machines" data-testid="vm-table">
+          <Head cols={['Name', 'Platform', 'Provider', 'Status', 'Load', 'Deployments', 'Heartbeat', 'Actions']} />
+          <Table.Tbody>
+            {vms.map((vm: VmRow) => (
+              <Table.Tr key={vm.id} data-testid={`vm-row-${vm.name}`} data-vm-id={vm.id}>
+                <Table.Td>{vm.name}</Table.Td>
+                <Table.Td>{vm.platform}</Table.Td>
+                <Table.Td>{vm.provider}</Table.Td>
+                <Table.Td><StatusBadge status={vm.status} testId="vm-status" /></Table.Td>
+                <Table.Td miw={120}>
+                  <Text size="xs">{vm.activeSessions} / {vm.capacity}</Text>
+                  <Progress value={vm.capacity ? (100 * vm.activeSessions) / vm.capacity : 0} size="sm" aria-label={`Load of ${vm.name}`} />
+                </Table.Td>
+                <Table.Td><Text size="xs">{vm.deployments.filter((d) => d.status === 'INSTALLED').map((d) => `${d.ua.name}@${d.version}`).join(', ') || '—'}</Text></Table.Td>
+                <Table.Td><Text size="xs">{time(vm.lastHeartbeatAt)}</Text></Table.Td>
+                <Table.Td>
+                  <Group gap="xs" wrap="nowrap">
+                    <Button size="xs" variant="light" color="orange" disabled={vm.status === 'DRAINING' || vm.status === 'OFFLINE'} loading={busy === `drain:${vm.id}`} onClick={() => run(vm.id, 'drain')} aria-label={`Drain ${vm.name}`}>Drain</Button>
+                    <Button size="xs" variant="light" color="red" loading={busy === `remove:${vm.id}`} onClick={() => run(vm.id, 'remove')} aria-label={`Remove ${vm.name}`}>Remove</Button>
+                  </Group>
+                </Table.Td>
+              </Table.Tr>
+            ))}
+          </Table.Tbody>
+        </Table>
+      </Table.ScrollContainer>
+      {vms.length === 0 && <Empty loading={q.loading}>No VMs yet: provision one.</Empty>}
+      <Modal opened={opened} onClose={close} title="Provision a VM">
+        <form onSubmit={provision}>
+          <Stack>
+            <Select label="Platform" data={['WASM', 'LINUX_X11']} allowDeselect={false} {...form.getInputProps('platform')} />
+            <Select label="Provider" data={[{ value: '', label: 'Gateway default' }, { value: 'PROCESS', label: 'PROCESS' }, { value: 'DOCKER', label: 'DOCKER' }]} allowDeselect={false} {...form.getInputProps('provider')} />
+            <NumberInput label="Capacity (sessions)" min={1} max={64} {...form.getInputProps('capacity')} />
+            <TextInput label="Name (optional)" {...form.getInputProps('name')} />
+            <Button type="submit" loading={busy === 'provision'}>Provision</Button>
+          </Stack>
+        </form>
+      </Modal>
+    </>
+  );
+}

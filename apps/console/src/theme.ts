@@ -1,0 +1,9 @@
+import { createTheme } from '@mantine/core';
+
+/** The console's one theme; light and dark come from Mantine's colour schemes. */
+export const theme = createTheme({
+  primaryColor: 'indigo',
+  defaultRadius: 'md',
+  fontFamily: 'system-ui, -apple-system, "Segoe UI", Roboto, sans-serif',
+  headings: { fontWeight: '650' },
+});

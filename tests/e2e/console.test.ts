@@ -1,0 +1,322 @@
+// The console (apps/console, built with `next build`, served by `next start`) in Debian's Chromium
+// against the real gateway with PROCESS VMs: the admin pages with live updates over graphql-ws, the
+// role check on the server, the cookie that holds the login, and the web client playing paint.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { freshDatabase, startRedis, until, type TestRedis } from '../support/services';
+import { ADMIN, gql, login, ok, registerUser, startGateway, type GatewayProcess } from '../support/gateway';
+import { launchChromium } from '../support/browser';
+import { startConsole, type ConsoleProcess } from '../support/console';
+import { openStream, requestUa, uaId } from '../support/stream';
+
+const WAIT_MS = 20_000;
+const USER = { username: 'consoleuser', password: 'password-123' };
+
+let redis: TestRedis;
+let gw: GatewayProcess;
+let web: ConsoleProcess;
+let browser: Browser;
+let adminToken: string;
+let user: { token: string; id: string };
+let warmVm: { id: string; name: string };
+const shots = fs.mkdtempSync(path.join(os.tmpdir(), 'uve-console-shots-'));
+
+beforeAll(async () => {
+  browser = await launchChromium();
+  redis = await startRedis();
+  gw = await startGateway({ DATABASE_URL: await freshDatabase(), REDIS_URL: redis.url, UVE_QUEUE_PREFIX: 'console', UVE_SAMPLE_UAS: 'true', UVE_WARM_VMS: '1' });
+  web = await startConsole(gw.url);
+  adminToken = (await login(gw, ADMIN.username, ADMIN.password)).token;
+  user = await registerUser(gw, USER.username, USER.password);
+  await until('the sample UAs', 30_000, async () => (await ok(gw, `{ uas { name } }`, {}, adminToken)).uas.some((u: { name: string }) => u.name === 'paint'), 100);
+  warmVm = await until('an idle WASM VM', 30_000, async () => (await ok(gw, `{ vms(status: IDLE, platform: WASM) { id name } }`, {}, adminToken)).vms[0], 100);
+}, 120_000);
+
+afterAll(async () => {
+  await browser?.close();
+  await web?.stop();
+  await gw?.stop();
+  await redis?.stop();
+  process.stdout.write(`\nconsole screenshots: ${shots}\n`);
+});
+
+async function newPage(viewport = { width: 1280, height: 860 }): Promise<{ context: BrowserContext; page: Page; errors: string[] }> {
+  const context = await browser.newContext({ viewport });
+  const page = await context.newPage();
+  const errors: string[] = [];
+  page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
+  page.setDefaultTimeout(WAIT_MS);
+  return { context, page, errors };
+}
+
+async function signIn(page: Page, username: string, password: string, lands: RegExp): Promise<void> {
+  await page.goto(`${web.url}/login`);
+  await page.getByLabel('Username').fill(username);
+  await page.getByLabel('Password', { exact: true }).fill(password);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.waitForURL(lands);
+}
+
+/** Waits (bounded) for `selector` inside `scope`; a timeout says what the page showed (notifications, the scope's text). */
+async function waitFor(page: Page, scope: string, selector: string): Promise<void> {
+  try {
+    await page.locator(scope).locator(selector).first().waitFor();
+  } catch (e) {
+    const notes = await page.locator('.mantine-Notification-root').allTextContents().catch(() => []);
+    const text = await page.locator(scope).first().innerText().catch(() => '(none)');
+    throw new Error(`${(e as Error).message.split('\n')[0]}\nat ${page.url()}\nnotifications: ${JSON.stringify(notes)}\n${scope}: ${text.slice(0, 1500)}`);
+  }
+}
+
+/** Marks the document; a later check that the mark is still there proves the page was not reloaded. */
+async function markDocument(page: Page): Promise<void> {
+  await page.evaluate(() => ((window as unknown as { __uveMark: number }).__uveMark = 1));
+}
+async function sameDocument(page: Page): Promise<boolean> {
+  return page.evaluate(() => (window as unknown as { __uveMark?: number }).__uveMark === 1);
+}
+
+describe('admin', () => {
+  let context: BrowserContext;
+  let page: Page;
+  let errors: string[];
+
+  beforeAll(async () => {
+    ({ context, page, errors } = await newPage());
+  });
+  afterAll(async () => {
+    await context?.close();
+  });
+
+  it('logs in; the token is kept in an HttpOnly, SameSite=Lax cookie; the dashboard shows the VMs', async () => {
+    await signIn(page, ADMIN.username, ADMIN.password, /\/admin$/);
+    const cookie = (await context.cookies()).find((c) => c.name === 'uve_token');
+    expect(cookie).toMatchObject({ httpOnly: true, sameSite: 'Lax', secure: false, path: '/' });
+    // the page's scripts cannot read it
+    expect(await page.evaluate(() => document.cookie)).not.toContain('uve_token');
+    await page.getByTestId(`dash-vm-${warmVm.name}`).waitFor();
+    expect(Number(await page.getByTestId('stat-vms').textContent())).toBeGreaterThanOrEqual(1);
+    await page.locator('[data-testid="live-state"][data-state="live"]').waitFor();
+    await page.screenshot({ path: path.join(shots, 'dashboard.png'), fullPage: true });
+    // one theme, light and dark
+    await page.getByRole('button', { name: 'Switch to the dark theme' }).click();
+    await page.locator('html[data-mantine-color-scheme="dark"]').waitFor({ state: 'attached' });
+    await page.screenshot({ path: path.join(shots, 'dashboard-dark.png'), fullPage: true });
+    await page.getByRole('button', { name: 'Switch to the light theme' }).click();
+    await page.locator('html[data-mantine-color-scheme="light"]').waitFor({ state: 'attached' });
+
+    // the page's graphql-ws connection got a token of minutes, not the login token
+    const ws = await (await context.request.post(`${web.url}/api/ws-token`)).json();
+    expect(ws.url).toBe(gw.wsUrl);
+    const claims = JSON.parse(Buffer.from(ws.token.split('.')[1], 'base64url').toString());
+    expect(claims.exp - claims.iat).toBe(300);
+    expect(ws.token).not.toBe(cookie!.value);
+    const anonymous = await fetch(`${web.url}/api/ws-token`, { method: 'POST' });
+    expect(anonymous.status).toBe(401);
+    expect(errors).toEqual([]);
+  });
+
+  it('lists the VMs; provisioned VMs turn IDLE live; one removed, one drained and stopped by the pool, live', async () => {
+    await page.getByRole('link', { name: 'VMs', exact: true }).click();
+    await page.waitForURL(/\/admin\/vms$/);
+    await page.getByTestId(`vm-row-${warmVm.name}`).getByTestId('vm-status').filter({ hasText: 'IDLE' }).waitFor();
+    await page.locator('[data-testid="live-state"][data-state="live"]').waitFor();
+    await markDocument(page);
+
+    /** provisions a VM through the dialog and waits for it to turn IDLE, which only the vmEvents subscription tells the page */
+    const provision = async (name: string) => {
+      await page.getByRole('button', { name: 'Provision VM' }).click();
+      const dialog = page.getByRole('dialog', { name: 'Provision a VM' });
+      await dialog.getByLabel('Name (optional)').fill(name);
+      await dialog.getByRole('button', { name: 'Provision' }).click();
+      const row = page.getByTestId(`vm-row-${name}`);
+      await row.waitFor();
+      await waitFor(page, `[data-testid="vm-row-${name}"]`, '[data-testid="vm-status"][data-status="IDLE"]');
+      const vmId = (await row.getAttribute('data-vm-id'))!;
+      expect((await ok(gw, `query($id: ID!) { vm(id: $id) { status } }`, { id: vmId }, adminToken)).vm.status).toBe('IDLE');
+      return { row, vmId };
+    };
+
+    // removed: stopped through its provider, kept as OFFLINE
+    const one = await provision('console-vm-1');
+    await one.row.getByRole('button', { name: 'Remove console-vm-1' }).click();
+    await waitFor(page, '[data-testid="vm-row-console-vm-1"]', '[data-testid="vm-status"][data-status="OFFLINE"]');
+    expect((await ok(gw, `query($id: ID!) { vm(id: $id) { status } }`, { id: one.vmId }, adminToken)).vm.status).toBe('OFFLINE');
+
+    // drained: no new sessions; the pool then stops a drained VM that has none (OFFLINE), shown live
+    const two = await provision('console-vm-2');
+    await two.row.getByRole('button', { name: 'Drain console-vm-2' }).click();
+    await waitFor(page, '[data-testid="vm-row-console-vm-2"]', '[data-testid="vm-status"][data-status="DRAINING"], [data-testid="vm-status"][data-status="OFFLINE"]');
+    expect(['DRAINING', 'OFFLINE']).toContain((await ok(gw, `query($id: ID!) { vm(id: $id) { status } }`, { id: two.vmId }, adminToken)).vm.status);
+    await waitFor(page, '[data-testid="vm-row-console-vm-2"]', '[data-testid="vm-status"][data-status="OFFLINE"]');
+    expect(await sameDocument(page)).toBe(true);
+    await page.screenshot({ path: path.join(shots, 'vms.png'), fullPage: true });
+    expect(errors).toEqual([]);
+  });
+
+  it("opens a session's detail, sees its events arrive live, and terminates it with a reason", async () => {
+    const s = await requestUa(gw, user.token, await uaId(gw, user.token, 'paint'), { codec: 'MJPEG' });
+    await page.getByRole('link', { name: 'Sessions', exact: true }).click();
+    await page.waitForURL(/\/admin\/sessions$/);
+    // filtered on the server by state: the new session is ASSIGNED, not ACTIVE
+    await page.getByRole('combobox', { name: 'State' }).click();
+    await page.getByRole('option', { name: 'ACTIVE', exact: true }).click();
+    await waitFor(page, 'body', 'text=No sessions match.');
+    await page.getByRole('combobox', { name: 'State' }).click();
+    await page.getByRole('option', { name: 'ASSIGNED', exact: true }).click();
+    await page.locator(`[data-session-id="${s.id}"]`).getByRole('link').click();
+    await page.waitForURL(new RegExp(`/admin/sessions/${s.id}$`));
+    const timeline = page.getByTestId('session-timeline');
+    await timeline.locator('[data-type="ASSIGNED"]').waitFor();
+    await page.locator('[data-testid="live-state"][data-state="live"]').waitFor();
+    await markDocument(page);
+    expect(await timeline.locator('[data-type="CONNECTED"]').count()).toBe(0);
+
+    // the user connects: CONNECTED arrives in the open page
+    const stream = await openStream(s.connection);
+    try {
+      await timeline.locator('[data-type="CONNECTED"]').waitFor();
+      await page.locator('[data-testid="session-state"][data-status="ACTIVE"]').waitFor();
+
+      await page.getByRole('button', { name: 'Terminate', exact: true }).click();
+      const dialog = page.getByRole('dialog', { name: 'Terminate the session' });
+      await dialog.getByLabel('Reason').fill('maintenance window');
+      await dialog.getByRole('button', { name: 'Terminate session' }).click();
+      await page.locator('[data-testid="session-state"][data-status="ENDED"]').waitFor();
+      await timeline.locator('[data-type="ENDED"]').waitFor();
+      expect(await timeline.locator('[data-type="ENDED"]').textContent()).toContain('maintenance window');
+      expect(await sameDocument(page)).toBe(true);
+      expect((await ok(gw, `query($id: ID!) { session(id: $id) { state } }`, { id: s.id }, adminToken)).session.state).toBe('ENDED');
+      await page.screenshot({ path: path.join(shots, 'session.png'), fullPage: true });
+    } finally {
+      await stream.close();
+    }
+    expect(errors).toEqual([]);
+  });
+
+  it('registers a storefront and shows its API key once; watcher grants are created, changed and revoked', async () => {
+    await page.getByRole('link', { name: 'Storefronts', exact: true }).click();
+    await page.getByRole('button', { name: 'Register storefront' }).click();
+    let dialog = page.getByRole('dialog');
+    await dialog.getByLabel('Name').fill('shop-one');
+    await dialog.getByLabel('Base URL').fill('http://127.0.0.1:9/');
+    await dialog.getByRole('button', { name: 'Register' }).click();
+    const key = (await page.getByTestId('storefront-api-key').textContent())!.trim();
+    // the key works at the gateway as the storefront's credential (a storefront may not list users)
+    expect((await gql(gw, `{ users { id } }`, {}, `ApiKey ${key}`)).errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
+    await page.getByRole('button', { name: 'Done' }).click();
+    await page.getByTestId('storefront-shop-one').waitFor();
+
+    await page.getByRole('link', { name: 'Watchers', exact: true }).click();
+    await page.getByRole('button', { name: 'Assign watcher' }).click();
+    dialog = page.getByRole('dialog', { name: 'Assign a watcher' });
+    await dialog.getByLabel('Watcher', { exact: true }).click();
+    await page.getByRole('option', { name: ADMIN.username, exact: true }).click();
+    await dialog.getByLabel('Watches (watchee)', { exact: true }).click();
+    await page.getByRole('option', { name: USER.username, exact: true }).click();
+    await dialog.getByRole('button', { name: 'Assign' }).click();
+    const grant = page.getByTestId('watcher-grant');
+    await grant.waitFor();
+    // the box follows the grant: it turns checked once the gateway changed it
+    await grant.getByLabel('Suspend and resume').click();
+    await waitFor(page, '[data-testid="watcher-grant"]', 'input[value="SUSPEND"]:checked');
+    await until('the SUSPEND privilege', WAIT_MS, async () => {
+      const g = (await ok(gw, `{ watcherGrants { privileges } }`, {}, adminToken)).watcherGrants;
+      return g.length === 1 && g[0].privileges.includes('SUSPEND');
+    });
+    await grant.getByRole('button', { name: 'Revoke' }).click();
+    await grant.waitFor({ state: 'detached' });
+    expect((await ok(gw, `{ watcherGrants { id } }`, {}, adminToken)).watcherGrants).toEqual([]);
+    expect(errors).toEqual([]);
+  });
+});
+
+describe('user', () => {
+  it('cannot open admin pages (refused on the server, no admin data sent), plays paint, a click changes the picture, ends it, logs out', async () => {
+    const { context, page, errors } = await newPage({ width: 412, height: 860 });
+    const bodies: string[] = [];
+    page.on('response', (r) => {
+      if (r.url().startsWith(web.url) && r.status() !== 307) void r.text().then((t) => bodies.push(t), () => undefined);
+    });
+    try {
+      await signIn(page, USER.username, USER.password, /\/play$/);
+
+      // an admin URL: the server redirects before rendering anything
+      const direct = await context.request.get(`${web.url}/admin/vms`, { maxRedirects: 0 });
+      expect(direct.status()).toBe(307);
+      expect(direct.headers().location).toBe('/play?denied=admin');
+      expect(await direct.text()).not.toContain(warmVm.id);
+      await page.goto(`${web.url}/admin/vms`);
+      expect(new URL(page.url()).pathname).toBe('/play');
+      await waitFor(page, 'body', '[data-testid="denied"]');
+      // and the GraphQL path answers with the gateway's refusal
+      const viaApi = await context.request.post(`${web.url}/api/graphql`, { data: { query: '{ vms { id name } }' } });
+      expect((await viaApi.json()).errors[0].extensions.code).toBe('FORBIDDEN');
+      const asForm = await context.request.post(`${web.url}/api/graphql`, { form: { query: '{ me { id } }' } });
+      expect(asForm.status()).toBe(415);
+
+      // play paint
+      await page.getByRole('link', { name: 'Play paint', exact: true }).click();
+      await page.waitForURL(/\/play\/[0-9a-f-]+$/);
+      const activeIds = async () => (await ok(gw, `{ mySessions(active: true) { id } }`, {}, user.token)).mySessions.map((x: { id: string }) => x.id) as string[];
+      const before = await activeIds();
+      await page.getByRole('button', { name: 'Start' }).click();
+      await page.locator('[data-testid="player-phase"][data-phase="playing"]').waitFor();
+      const canvas = page.getByTestId('player-canvas');
+      await page.waitForFunction(() => Number((document.querySelector('[data-testid="player-canvas"]') as HTMLCanvasElement).dataset.draws ?? 0) > 0);
+      /** pixels that are not white in a 15x15 square at the centre of the stream */
+      const inkAtCentre = () =>
+        canvas.evaluate((c: HTMLCanvasElement) => {
+          const d = c.getContext('2d')!.getImageData(Math.floor(c.width / 2) - 7, Math.floor(c.height / 2) - 7, 15, 15).data;
+          let n = 0;
+          for (let i = 0; i < d.length; i += 4) if (d[i]! < 200 || d[i + 1]! < 200 || d[i + 2]! < 200) n++;
+          return n;
+        });
+      expect(await inkAtCentre()).toBe(0);
+      const box = (await canvas.boundingBox())!;
+      await page.mouse.click(box.x + box.width / 2, box.y + box.height / 2);
+      await page.waitForFunction(() => {
+        const c = document.querySelector('[data-testid="player-canvas"]') as HTMLCanvasElement;
+        const d = c.getContext('2d')!.getImageData(Math.floor(c.width / 2) - 7, Math.floor(c.height / 2) - 7, 15, 15).data;
+        for (let i = 0; i < d.length; i += 4) if (d[i]! > 180 && d[i + 1]! < 90 && d[i + 2]! < 90) return true; // paint's red
+        return false;
+      });
+      expect(await inkAtCentre()).toBeGreaterThan(0);
+
+      // typed keys: paint draws text from the click position to the right
+      const inkRightOfCentre = () =>
+        canvas.evaluate((c: HTMLCanvasElement) => {
+          const d = c.getContext('2d')!.getImageData(Math.floor(c.width / 2) + 4, Math.floor(c.height / 2), 32, 14).data;
+          let n = 0;
+          for (let i = 0; i < d.length; i += 4) if (d[i]! < 200 || d[i + 1]! < 200 || d[i + 2]! < 200) n++;
+          return n;
+        });
+      const beforeTyping = await inkRightOfCentre();
+      await page.keyboard.type('hi');
+      await until('typed text drawn', WAIT_MS, async () => (await inkRightOfCentre()) >= beforeTyping + 12, 100);
+      await page.screenshot({ path: path.join(shots, 'play.png'), fullPage: true });
+
+      const sessions = (await activeIds()).filter((id) => !before.includes(id));
+      expect(sessions).toHaveLength(1);
+      await page.getByRole('button', { name: 'End session' }).click();
+      await page.locator('[data-testid="player-phase"][data-phase="ended"]').waitFor();
+      await until('the session ENDED', WAIT_MS, async () => (await ok(gw, `query($id: ID!) { session(id: $id) { state } }`, { id: sessions[0] }, user.token)).session.state === 'ENDED');
+
+      // nothing the user's browser received carries admin data
+      expect(bodies.length).toBeGreaterThan(3);
+      for (const b of bodies) expect(b).not.toContain(warmVm.id);
+
+      // logout clears the cookie; admin and user pages go back to the login
+      await page.getByRole('button', { name: 'Log out' }).click();
+      await page.waitForURL(/\/login$/);
+      expect((await context.cookies()).find((c) => c.name === 'uve_token')).toBeUndefined();
+      await page.goto(`${web.url}/play`);
+      expect(new URL(page.url()).pathname).toBe('/login');
+      expect(errors).toEqual([]);
+    } finally {
+      await context.close();
+    }
+  });
+});
