@@ -30,6 +30,10 @@ export interface GatewayConfig {
   registerSampleUas: boolean;
   vmDataMaxMb: number;
   logLevel: 'error' | 'warn' | 'info' | 'debug';
+  /** bound on an orderly stop; past it every process the gateway started is killed */
+  shutdownTimeoutMs: number;
+  /** bound on connecting to PostgreSQL and on one query, so requests fail fast when it is down */
+  dbTimeoutMs: number;
 }
 
 export class ConfigError extends Error {}
@@ -97,6 +101,8 @@ export const CONFIG_SPEC = {
   registerSampleUas: { env: 'UVE_SAMPLE_UAS', doc: 'register the sample UAs shipped with the agent', default: 'true', parse: bool },
   vmDataMaxMb: { env: 'UVE_VM_DATA_MAX_MB', doc: 'largest VM Data upload a VM may store, MiB', default: '256', parse: int(1, 1024) },
   logLevel: { env: 'UVE_LOG_LEVEL', doc: 'error, warn, info or debug', default: 'info', parse: oneOf('error', 'warn', 'info', 'debug') },
+  shutdownTimeoutMs: { env: 'UVE_SHUTDOWN_TIMEOUT_MS', doc: 'longest orderly stop on SIGINT/SIGTERM; then every process it started is killed', default: '10000', parse: int(1000, 600_000) },
+  dbTimeoutMs: { env: 'UVE_DB_TIMEOUT_MS', doc: 'bound on connecting to PostgreSQL and on one query (requests then fail with UNAVAILABLE)', default: '10000', parse: int(500, 600_000) },
 } satisfies { [K in keyof GatewayConfig]: Spec<NonNullable<GatewayConfig[K]>> };
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): GatewayConfig {

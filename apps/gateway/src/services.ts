@@ -5,6 +5,7 @@ import type { GatewayConfig } from './config';
 import type { Logger } from './common/logger';
 import type { UvePubSub } from './common/pubsub';
 import { KeysService } from './modules/auth/keys.service';
+import { MetricsService } from './modules/metrics/metrics.service';
 import { InvitationsService } from './modules/invitations/invitations.service';
 import { ProcurementsService } from './modules/procurements/procurements.service';
 import { SessionsService } from './modules/sessions/sessions.service';
@@ -23,6 +24,8 @@ export interface Services {
   pubsub: UvePubSub;
   /** answers when Redis does (readiness) */
   redisPing: () => Promise<unknown>;
+  /** state of the gateway's own server for a dependency: up, restarting, failed ('up' when external) */
+  privateState: (dependency: 'database' | 'redis') => string;
   keys: KeysService;
   users: UsersService;
   storefronts: StorefrontsService;
@@ -33,6 +36,8 @@ export interface Services {
   watchers: WatchersService;
   invitations: InvitationsService;
   snapshots: SnapshotsService;
+  /** `/metrics`; `metrics.registerGauge` adds a gauge collected at each scrape */
+  metrics: MetricsService;
 }
 
 export async function createServices(deps: {
@@ -42,6 +47,7 @@ export async function createServices(deps: {
   bus: MessageBus;
   pubsub: UvePubSub;
   redisPing: () => Promise<unknown>;
+  privateState: (dependency: 'database' | 'redis') => string;
   redisUrl: string;
   publicUrl: () => string;
 }): Promise<Services> {
@@ -60,11 +66,13 @@ export async function createServices(deps: {
   return {
     config, log, ds, bus, pubsub, keys, users, vms, sessions,
     redisPing: deps.redisPing,
+    privateState: deps.privateState,
     storefronts: new StorefrontsService(ds),
     uas: new UasService(ds, bus),
     procurements: new ProcurementsService(ds, pubsub),
     watchers: new WatchersService(ds, users),
     invitations: new InvitationsService(ds),
     snapshots: new SnapshotsService(ds),
+    metrics: new MetricsService(ds, bus, log),
   };
 }

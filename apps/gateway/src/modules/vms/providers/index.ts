@@ -1,5 +1,6 @@
 // Which VM providers this gateway runs: PROCESS always (the embedded default), DOCKER when an
 // engine answers and the agent images exist (or required, with UVE_DOCKER=on or UVE_VM_PROVIDER=DOCKER).
+import path from 'node:path';
 import type { GatewayConfig } from '../../../config';
 import { ConfigError } from '../../../config';
 import type { Logger } from '../../../common/logger';
@@ -8,7 +9,10 @@ import { ProcessProvider } from './process.provider';
 import type { VmProviderDriver } from './vm-provider';
 
 export async function createProviders(config: GatewayConfig, log: Logger): Promise<VmProviderDriver[]> {
-  const providers: VmProviderDriver[] = [new ProcessProvider(log)];
+  const processes = new ProcessProvider(log, path.join(config.dataDir, 'agents'));
+  // before reconciliation: what a crashed run left is stopped, then its records are updated
+  await processes.reapLeftovers();
+  const providers: VmProviderDriver[] = [processes];
   const required = config.docker === 'on' || config.vmProvider === 'DOCKER';
   if (config.docker === 'off') return providers;
   if (!(await dockerAvailable({ timeoutMs: 2000 }))) {
