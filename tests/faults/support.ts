@@ -147,3 +147,34 @@ export async function requestPaint(g: { graphqlUrl: string }, token: string): Pr
   }, token);
   return { id: d.requestApplication.id, state: d.requestApplication.state, vmId: d.requestApplication.vm.id };
 }
+
+export interface TestPostgres {
+  url: string;
+  port: number;
+  /** fast shutdown; resolves once the server is gone */
+  stop(): Promise<void>;
+}
+
+/** A PostgreSQL cluster of the test's own in `dir` (on `port` to start it again where it was). */
+export async function startTestPostgres(dir: string, port?: number): Promise<TestPostgres> {
+  const child = spawn(process.execPath, [path.join(__dirname, 'pg-server.js'), dir, ...(port ? [String(port)] : [])], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stderr!.on('data', (b: Buffer) => (out += b.toString()));
+  const started = await new Promise<{ url: string; port: number }>((resolve, reject) => {
+    child.stdout!.on('data', (b: Buffer) => {
+      out += b.toString();
+      const line = out.split('\n').find((l) => l.startsWith('{'));
+      if (line) resolve(JSON.parse(line));
+    });
+    child.once('exit', (code) => reject(new Error(`test PostgreSQL exited with ${code}:\n${out}`)));
+  });
+  return {
+    ...started,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        if (child.exitCode !== null || child.signalCode !== null) return resolve();
+        child.once('exit', () => resolve());
+        child.kill('SIGTERM');
+      }),
+  };
+}
