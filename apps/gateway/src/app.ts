@@ -13,7 +13,8 @@ import { buildUveSchema } from './graphql/schema';
 import { startHttpServer } from './graphql/server';
 import { createServices, type Services } from './services';
 import { consumeVmReports, startVmWatchdog } from './vmm/uve5.consumer';
-import { createProviders } from './modules/vms/providers';
+import { agentStateDir, createProviders } from './modules/vms/providers';
+import { reapLeftoverAgents } from './modules/vms/providers/process.provider';
 import { VmPool } from './modules/vms/vm-pool';
 import { registerSampleUas } from './modules/uas/samples';
 import type { DataSource } from 'typeorm';
@@ -73,6 +74,8 @@ export async function startGateway(config: GatewayConfig, hooks: GatewayHooks = 
   const privateStates: Record<string, () => string> = {};
   try {
     if (!config.redisUrl) assertRedisServerOnPath();
+    // before the private servers a killed run left are stopped: its agents report to them
+    await reapLeftoverAgents(agentStateDir(config), log);
     let databaseUrl = config.databaseUrl;
     if (!databaseUrl) {
       const pg = await startEmbeddedPostgres(config.dataDir, log, { supervise });

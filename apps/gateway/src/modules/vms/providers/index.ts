@@ -8,11 +8,11 @@ import { DockerProvider, dockerAvailable, BUILD_IMAGES_COMMAND } from './docker.
 import { ProcessProvider } from './process.provider';
 import type { VmProviderDriver } from './vm-provider';
 
+/** Where the PROCESS provider tracks its agents (see reapLeftoverAgents). */
+export const agentStateDir = (config: GatewayConfig) => path.join(config.dataDir, 'agents');
+
 export async function createProviders(config: GatewayConfig, log: Logger): Promise<VmProviderDriver[]> {
-  const processes = new ProcessProvider(log, path.join(config.dataDir, 'agents'));
-  // before reconciliation: what a crashed run left is stopped, then its records are updated
-  await processes.reapLeftovers();
-  const providers: VmProviderDriver[] = [processes];
+  const providers: VmProviderDriver[] = [new ProcessProvider(log, agentStateDir(config))];
   const required = config.docker === 'on' || config.vmProvider === 'DOCKER';
   if (config.docker === 'off') return providers;
   if (!(await dockerAvailable({ timeoutMs: 2000 }))) {

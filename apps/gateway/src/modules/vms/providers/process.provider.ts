@@ -31,39 +31,13 @@ export class ProcessProvider implements VmProviderDriver {
   }
 
   private trackFile(vmId: string): string {
-    return path.join(this.stateDir, `${path.basename(vmId)}.json`);
+    return trackFile(this.stateDir, vmId);
   }
 
   private tracked(vmId: string): TrackedAgent | null {
-    try {
-      return JSON.parse(fs.readFileSync(this.trackFile(vmId), 'utf8')) as TrackedAgent;
-    } catch {
-      return null;
-    }
+    return tracked(this.stateDir, vmId);
   }
 
-  /**
-   * At start: agents a previous run of this gateway left running (it was killed) are stopped
-   * (SIGTERM, SIGKILL after 5 s, with what they started); their VM records are then reconciled
-   * (OFFLINE, sessions DISCONNECTED). Agents of another gateway that still runs are left alone.
-   * Returns the VM ids it stopped.
-   */
-  async reapLeftovers(): Promise<string[]> {
-    const files = fs.readdirSync(this.stateDir).filter((f) => f.endsWith('.json'));
-    const reaped: string[] = [];
-    await Promise.all(files.map(async (f) => {
-      const vmId = f.slice(0, -'.json'.length);
-      const t = this.tracked(vmId);
-      if (t && isRunning(t.gateway) && t.gateway.pid !== this.self.pid) return;
-      if (t && isRunning(t.agent) && commandLine(t.agent.pid).includes(this.agentMain)) {
-        this.log.warn('stopping a VM agent an earlier run of the gateway left running', { vmId, pid: t.agent.pid });
-        await stopTree(t.agent, 5000);
-        reaped.push(vmId);
-      }
-      fs.rmSync(path.join(this.stateDir, f), { force: true });
-    }));
-    return reaped;
-  }
 
   onVmExit(listener: (vmId: string, reason: string) => void): void {
     this.exitListeners.push(listener);
@@ -126,6 +100,41 @@ interface TrackedAgent {
   vmId: string;
   agent: ProcessIdentity;
   gateway: ProcessIdentity;
+}
+
+const trackFile = (stateDir: string, vmId: string) => path.join(stateDir, `${path.basename(vmId)}.json`);
+
+function tracked(stateDir: string, vmId: string): TrackedAgent | null {
+  try {
+    return JSON.parse(fs.readFileSync(trackFile(stateDir, vmId), 'utf8')) as TrackedAgent;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * First thing at start: agents a previous run of this gateway left running (it was killed) are
+ * stopped (SIGTERM, SIGKILL after 5 s, with what they started) while the Redis they report to may
+ * still run, so they can say vm.stopping; their VM records are reconciled later (OFFLINE, sessions
+ * DISCONNECTED). Agents of another gateway process that still runs are left alone. Returns the VM
+ * ids it stopped.
+ */
+export async function reapLeftoverAgents(stateDir: string, log: Logger, agentMain = AGENT_MAIN): Promise<string[]> {
+  if (!fs.existsSync(stateDir)) return [];
+  const files = fs.readdirSync(stateDir).filter((f) => f.endsWith('.json'));
+  const reaped: string[] = [];
+  await Promise.all(files.map(async (f) => {
+    const vmId = f.slice(0, -'.json'.length);
+    const t = tracked(stateDir, vmId);
+    if (t && isRunning(t.gateway) && t.gateway.pid !== process.pid) return;
+    if (t && isRunning(t.agent) && commandLine(t.agent.pid).includes(agentMain)) {
+      log.warn('stopping a VM agent an earlier run of the gateway left running', { vmId, pid: t.agent.pid });
+      await stopTree(t.agent, 5000);
+      reaped.push(vmId);
+    }
+    fs.rmSync(path.join(stateDir, f), { force: true });
+  }));
+  return reaped;
 }
 
 /** Stops an agent that is not our child, then whatever it started that outlived it (Xvfb, ffmpeg, UAs). */
