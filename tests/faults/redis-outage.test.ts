@@ -47,7 +47,7 @@ it('Redis stopped and started again mid-session: readiness says so, the session 
     UVE_VM_HEARTBEAT_TIMEOUT_MS: '60000',
   });
   gateways.push(g);
-  const { token } = await adminWithVm(g);
+  const { token, vmId } = await adminWithVm(g);
   const s = await requestUa(g as never, token, await uaId(g as never, token, 'paint'), { codec: 'MJPEG' });
   const stream = await openStream(s.connection);
   cleanups.push(() => stream.close());
@@ -67,7 +67,13 @@ it('Redis stopped and started again mid-session: readiness says so, the session 
   expect((await gql(g, `{ session(id: "${s.id}") { state } }`, {}, token)).data?.session.state).toBe('ACTIVE');
 
   redis = await startPrivateRedis(redisDir, log, { port });
+  const back = Date.now();
   await until('/readyz to be ready again', 30_000, async () => (await readyz(g)).status === 200);
+  // UVE-5 flows again: the agent's heartbeats reach the gateway's consumer
+  await until('a heartbeat after the restart', 20_000, async () => {
+    const d = await ok<{ vm: { lastHeartbeatAt: string; status: string } }>(g, `query($v: ID!) { vm(id: $v) { lastHeartbeatAt status } }`, { v: vmId }, token);
+    return Date.parse(d.vm.lastHeartbeatAt) > back && d.vm.status === 'BUSY';
+  }, 250);
   const mark = events.items.length;
   expect((await ok(g, `mutation { suspendSession(sessionId: "${s.id}") { state } }`, {}, token)).suspendSession.state).toBe('SUSPENDED');
   await events.next((e) => e.data?.sessionEvents?.type === 'SUSPENDED');
