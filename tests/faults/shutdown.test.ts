@@ -54,3 +54,20 @@ it.each([
   await expectAllGone(before);
   expect(g.output()).not.toContain('Unhandled error event');
 }, 120_000);
+
+it('a stop that cannot finish in UVE_SHUTDOWN_TIMEOUT_MS is forced: the whole tree is killed and the gateway exits', async () => {
+  const dir = tempDir('shutdown-forced');
+  dirs.push(dir);
+  const g = await startGroupGateway({ UVE_DATA_DIR: dir, UVE_WARM_VMS: '1', UVE_SHUTDOWN_TIMEOUT_MS: '2000' });
+  gateways.push(g);
+  await adminWithVm(g);
+  const before = platformProcesses(g.pid);
+  // a hung agent: it will not act on SIGTERM, and the gateway gives its VMs 5 s
+  const agent = before.find((p) => commandLine(p.pid).includes('vm-agent/dist/main.js'))!;
+  process.kill(agent.pid, 'SIGSTOP');
+  process.kill(g.pid, 'SIGTERM');
+  const end = await g.exited(2000 + 3000);
+  expect(end.code).toBe(1);
+  expect(g.output()).toMatch(/stop took longer than 2000 ms; killed \d+ remaining process/);
+  await expectAllGone(before);
+}, 120_000);
