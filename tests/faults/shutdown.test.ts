@@ -40,6 +40,7 @@ it('SIGINT to the whole process group (Ctrl-C) stops everything within the bound
   await expectAllGone(before);
   expect(g.output()).not.toContain('Unhandled error event');
   expect(g.output()).not.toContain('killed'); // an orderly stop, not the forced one
+  expect(g.output()).not.toContain('restarting'); // Redis and PostgreSQL got the SIGINT too: expected, not restarted
 }, 120_000);
 
 it.each([

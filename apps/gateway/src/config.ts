@@ -76,7 +76,7 @@ export const CONFIG_SPEC = {
   host: { env: 'UVE_HOST', doc: 'address the gateway listens on', default: '127.0.0.1', parse: str },
   port: { env: 'UVE_PORT', doc: 'port of /graphql, /healthz, /readyz (0 = any free port)', default: '4000', parse: int(0, 65535) },
   publicUrl: { env: 'UVE_PUBLIC_URL', doc: 'base URL VMs reach the gateway at (default: http://HOST:PORT)', default: null, parse: url('http:', 'https:') },
-  dataDir: { env: 'UVE_DATA_DIR', doc: 'folder of the embedded PostgreSQL cluster and private Redis', default: '.uve', parse: (raw: string) => path.resolve(raw) },
+  dataDir: { env: 'UVE_DATA_DIR', doc: 'folder of the embedded PostgreSQL cluster, the private Redis and the PROCESS agents it tracks', default: '.uve', parse: (raw: string) => path.resolve(raw) },
   databaseUrl: { env: 'DATABASE_URL', doc: 'PostgreSQL URL; unset: an embedded PostgreSQL in UVE_DATA_DIR', default: null, parse: url('postgres:', 'postgresql:') },
   redisUrl: { env: 'REDIS_URL', doc: 'Redis URL; unset: a private redis-server from PATH on a free loopback port', default: null, parse: url('redis:', 'rediss:') },
   queuePrefix: { env: 'UVE_QUEUE_PREFIX', doc: 'key prefix of the queues in Redis', default: 'uve', parse: str },

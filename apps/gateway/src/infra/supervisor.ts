@@ -62,10 +62,11 @@ export class Supervisor {
     this.state = 'restarting';
     // backoff: 0.5 s, 1 s, 2 s, ... (also lets a signal to the whole group reach the gateway first)
     const delay = 500 * 2 ** (this.restarts.length - 1);
-    this.log.error(`${this.name} exited; restarting`, { reason: why, attempt: this.restarts.length, inMs: delay });
     this.timer = setTimeout(() => {
       this.timer = null;
+      // a Ctrl-C reaches the whole group: the server may exit before the gateway hears it stops
       if (this.state === 'stopped' || opts.isStopping()) return;
+      this.log.error(`${this.name} exited; restarting`, { reason: why, attempt: this.restarts.length, afterMs: delay });
       this.start().then(
         (c) => {
           if (this.state === 'stopped' || opts.isStopping()) {
