@@ -3,6 +3,7 @@
 // the same gateway publishes again: a sessionEvents subscriber keeps receiving. The gateway's own
 // Redis is restarted when it dies; a send to the bus never hangs on a Redis that is down.
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { createMessageBus } from '@uve/queue';
 import { adminWithVm, commandLine, isRunning, platformProcesses, startGroupGateway, tempDir, type GroupGateway } from './support';
@@ -109,6 +110,26 @@ it('the private Redis, killed, is restarted by the gateway on the same port', as
   const before = platformProcesses(g.pid);
   process.kill(-g.pid, 'SIGINT');
   expect((await g.exited(13_000)).code).toBe(0);
+  await until('nothing left', 3000, async () => before.every((p) => !isRunning(p)));
+}, 120_000);
+
+it('a private Redis that cannot be restarted makes the gateway exit with a clear message, not run half-alive', async () => {
+  const dataDir = tempDir('redis-fatal');
+  dirs.push(dataDir);
+  const g = await startGroupGateway({ UVE_DATA_DIR: dataDir });
+  gateways.push(g);
+  const before = platformProcesses(g.pid);
+  const redis = before.find((p) => commandLine(p.pid).includes('redis-server'))!;
+  const port = Number(/:(\d+)/.exec(commandLine(redis.pid))![1]);
+  process.kill(redis.pid, 'SIGKILL');
+  await until('the killed Redis to be gone', 5000, async () => !isRunning(redis));
+  // someone else takes its port: every restart fails
+  const squatter = net.createServer((socket) => socket.destroy());
+  await new Promise<void>((resolve) => squatter.listen(port, '127.0.0.1', resolve));
+  cleanups.push(() => new Promise((resolve) => squatter.close(resolve)));
+  const end = await g.exited(60_000);
+  expect(end.code).toBe(1);
+  expect(g.output()).toMatch(/private Redis did not restart: .*given up/);
   await until('nothing left', 3000, async () => before.every((p) => !isRunning(p)));
 }, 120_000);
 
