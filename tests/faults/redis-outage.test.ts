@@ -121,12 +121,18 @@ it('a private Redis that cannot be restarted makes the gateway exit with a clear
   const before = platformProcesses(g.pid);
   const redis = before.find((p) => commandLine(p.pid).includes('redis-server'))!;
   const port = Number(/:(\d+)/.exec(commandLine(redis.pid))![1]);
-  process.kill(redis.pid, 'SIGKILL');
-  await until('the killed Redis to be gone', 5000, async () => !isRunning(redis));
-  // someone else takes its port: every restart fails
+  // someone else takes its port: every restart fails (killed again until the port is ours, as the
+  // gateway may restart it before the port is taken)
   const squatter = net.createServer((socket) => socket.destroy());
-  await new Promise<void>((resolve) => squatter.listen(port, '127.0.0.1', resolve));
   cleanups.push(() => new Promise((resolve) => squatter.close(resolve)));
+  await until('the private Redis port to be taken', 20_000, async () => {
+    for (const p of platformProcesses(g.pid)) if (commandLine(p.pid).includes('redis-server')) process.kill(p.pid, 'SIGKILL');
+    await until('the killed Redis to be gone', 5000, async () => !platformProcesses(g.pid).some((p) => commandLine(p.pid).includes('redis-server')));
+    return new Promise<boolean>((resolve) => {
+      squatter.once('error', () => resolve(false));
+      squatter.listen(port, '127.0.0.1', () => resolve(true));
+    });
+  }, 20);
   const end = await g.exited(60_000);
   expect(end.code).toBe(1);
   expect(g.output()).toMatch(/private Redis did not restart: .*given up/);
