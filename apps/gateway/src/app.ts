@@ -13,7 +13,8 @@ import { buildUveSchema } from './graphql/schema';
 import { startHttpServer } from './graphql/server';
 import { createServices, type Services } from './services';
 import { consumeVmReports, startVmWatchdog } from './modules/vmm/uve5.consumer';
-import { createProviders } from './modules/vms/providers';
+import { agentStateDir, createProviders } from './modules/vms/providers';
+import { reapLeftoverAgents } from './modules/vms/providers/process.provider';
 import { VmPool } from './modules/vms/vm-pool';
 import { registerSampleUas } from './modules/uas/samples';
 import type { DataSource } from 'typeorm';
@@ -21,7 +22,24 @@ import type { DataSource } from 'typeorm';
 export interface RunningGateway {
   url: string;
   services: Services;
+  /** every step bounded: a dependency already gone (Redis, PostgreSQL) cannot hold it up */
   stop(): Promise<void>;
+}
+
+export interface GatewayHooks {
+  /** a private server (Redis, embedded PostgreSQL) cannot be kept running: the gateway must stop */
+  onFatal?: (error: Error) => void;
+}
+
+/** Longest one stop step may take; main.ts bounds the whole stop (UVE_SHUTDOWN_TIMEOUT_MS). */
+const STOP_STEP_MS = 4000;
+
+function bounded<T>(what: string, p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not finish in ${ms} ms`)), ms);
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }
 
 const MIGRATION_LOCK = 7_426_001;
@@ -40,66 +58,86 @@ async function migrate(ds: DataSource, log: Logger): Promise<void> {
   }
 }
 
-export async function startGateway(config: GatewayConfig): Promise<RunningGateway> {
+export async function startGateway(config: GatewayConfig, hooks: GatewayHooks = {}): Promise<RunningGateway> {
   const log = createLogger(config.logLevel);
-  const stops: (() => Promise<void>)[] = [];
+  const stops: [string, () => Promise<void>, number?][] = [];
+  let stopping = false;
   const stopAll = async () => {
-    for (const stop of stops.reverse()) await stop().catch((e: Error) => log.warn('stop step failed', { error: e.message }));
+    stopping = true;
+    for (const [what, stop, ms] of stops.reverse()) {
+      await bounded(what, stop(), ms ?? STOP_STEP_MS).catch((e: Error) => log.warn('stop step failed', { step: what, error: e.message }));
+    }
+    stops.length = 0;
   };
+  const supervise = { isStopping: () => stopping, onFatal: (e: Error) => hooks.onFatal?.(e) };
+  // state of the private servers by dependency, for readiness
+  const privateStates: Record<string, () => string> = {};
   try {
     if (!config.redisUrl) assertRedisServerOnPath();
+    // before the private servers a killed run left are stopped: its agents report to them
+    await reapLeftoverAgents(agentStateDir(config), log);
     let databaseUrl = config.databaseUrl;
     if (!databaseUrl) {
-      const pg = await startEmbeddedPostgres(config.dataDir, log);
-      stops.push(pg.stop);
+      const pg = await startEmbeddedPostgres(config.dataDir, log, { supervise });
+      stops.push(['embedded PostgreSQL', pg.stop, 11_000]);
+      privateStates.database = pg.state;
       databaseUrl = pg.url;
     }
     let redisUrl = config.redisUrl;
     if (!redisUrl) {
-      const redis = await startPrivateRedis(config.dataDir, log);
-      stops.push(redis.stop);
+      const redis = await startPrivateRedis(config.dataDir, log, { supervise });
+      stops.push(['private Redis', redis.stop, 6000]);
+      privateStates.redis = redis.state;
       redisUrl = redis.url;
     }
 
-    const ds = createDataSource(databaseUrl);
+    const ds = createDataSource(databaseUrl, config.dbTimeoutMs);
     await ds.initialize();
-    stops.push(() => ds.destroy());
+    stops.push(['database pool', () => ds.destroy()]);
     await migrate(ds, log);
 
-    const bus = createMessageBus({ redisUrl, prefix: config.queuePrefix, onError: (e) => log.warn('queue error', { error: e.message }) });
-    stops.push(() => bus.close());
-    const pubsub = createUvePubSub(redisUrl, config.queuePrefix);
-    stops.push(() => pubsub.close());
-    const pinger = new IORedis(redisUrl, { maxRetriesPerRequest: 1, enableOfflineQueue: false });
+    // a send fails within 5 s when Redis is down, so no request hangs on it (the outbox sends again)
+    const bus = createMessageBus({ redisUrl, prefix: config.queuePrefix, sendTimeoutMs: 5000, onError: (e) => log.warn('queue error', { error: e.message }) });
+    stops.push(['message bus', () => bus.close()]);
+    const pubsub = createUvePubSub(redisUrl, config.queuePrefix, log);
+    stops.push(['pub/sub', () => pubsub.close()]);
+    const pinger = new IORedis(redisUrl, { maxRetriesPerRequest: 1, enableOfflineQueue: false, connectTimeout: 2000 });
     pinger.on('error', () => undefined); // readiness reports it
-    stops.push(async () => pinger.disconnect());
+    stops.push(['readiness probe', async () => pinger.disconnect()]);
 
     let publicUrl = config.publicUrl ?? '';
-    const services = await createServices({ config, log, ds, bus, pubsub, redisUrl, redis: pinger, redisPing: () => pinger.ping(), publicUrl: () => publicUrl });
+    const services = await createServices({
+      config, log, ds, bus, pubsub, redisUrl, redis: pinger, redisPing: () => pinger.ping(), publicUrl: () => publicUrl,
+      privateState: (dep) => privateStates[dep]?.() ?? 'up',
+    });
     services.keys.startRotationSchedule(config.signingKeyMaxAgeDays * 86400_000, log);
-    stops.push(async () => services.keys.stopRotationSchedule());
+    stops.push(['signing key rotation', async () => services.keys.stopRotationSchedule()]);
     await services.users.ensureFirstAdmin(config.adminUsername, config.adminPassword, log);
     if (config.registerSampleUas) await registerSampleUas(ds, log);
     for (const provider of await createProviders(config, log)) services.vms.addProvider(provider);
 
     const schema = await buildUveSchema();
     const http = await startHttpServer(schema, services, config.host, config.port);
-    stops.push(() => new Promise<void>((resolve) => http.server.close(() => resolve())));
-    stops.push(http.stop);
+    stops.push(['HTTP server', () => new Promise<void>((resolve) => {
+      http.server.close(() => resolve());
+      http.server.closeAllConnections();
+    })]);
+    stops.push(['GraphQL server', http.stop]);
     const address = http.server.address();
     const port = typeof address === 'object' && address ? address.port : config.port;
     const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
     publicUrl ||= url;
 
     const reports = consumeVmReports(services);
-    stops.push(() => reports.close());
+    stops.push(['UVE-5 consumer', () => reports.close()]);
     services.reports.startSweeper();
-    stops.push(() => services.reports.stopSweeper());
+    stops.push(['UVE-5 inbox sweeper', () => services.reports.stopSweeper()]);
     services.commands.startRelay();
-    stops.push(() => services.commands.stopRelay());
+    stops.push(['UVE-2 relay', () => services.commands.stopRelay()]);
     const watchdog = startVmWatchdog(services);
-    stops.push(() => watchdog.stop());
-    stops.push(() => services.vms.closeProviders());
+    stops.push(['VM watchdog', () => watchdog.stop()]);
+    // VMs get their own grace (SIGTERM, SIGKILL after 5 s) and their records are updated after
+    stops.push(['VM providers', () => services.vms.closeProviders(), 8000]);
     await services.vms.reconcile();
     if (config.warmVmsPerPlatform > 0 || config.requestWaitMs > 0) {
       const pool = new VmPool(ds, services.vms, log, {
@@ -113,7 +151,7 @@ export async function startGateway(config: GatewayConfig): Promise<RunningGatewa
       });
       services.vms.onVmLost(async () => pool.nudge());
       pool.start();
-      stops.push(() => pool.stop());
+      stops.push(['VM pool', () => pool.stop()]);
     }
 
     log.info('gateway ready', { url: `${url}/graphql` });

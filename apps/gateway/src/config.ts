@@ -54,6 +54,10 @@ export interface GatewayConfig {
   passwordScryptN: number;
   signingKeyMaxAgeDays: number;
   logLevel: 'error' | 'warn' | 'info' | 'debug';
+  /** bound on an orderly stop; past it every process the gateway started is killed */
+  shutdownTimeoutMs: number;
+  /** bound on connecting to PostgreSQL and on one query, so requests fail fast when it is down */
+  dbTimeoutMs: number;
 }
 
 export class ConfigError extends Error {}
@@ -96,7 +100,7 @@ export const CONFIG_SPEC = {
   host: { env: 'UVE_HOST', doc: 'address the gateway listens on', default: '127.0.0.1', parse: str },
   port: { env: 'UVE_PORT', doc: 'port of /graphql, /healthz, /readyz (0 = any free port)', default: '4000', parse: int(0, 65535) },
   publicUrl: { env: 'UVE_PUBLIC_URL', doc: 'base URL VMs reach the gateway at (default: http://HOST:PORT)', default: null, parse: url('http:', 'https:') },
-  dataDir: { env: 'UVE_DATA_DIR', doc: 'folder of the embedded PostgreSQL cluster and private Redis', default: '.uve', parse: (raw: string) => path.resolve(raw) },
+  dataDir: { env: 'UVE_DATA_DIR', doc: 'folder of the embedded PostgreSQL cluster, the private Redis and the PROCESS agents it tracks', default: '.uve', parse: (raw: string) => path.resolve(raw) },
   databaseUrl: { env: 'DATABASE_URL', doc: 'PostgreSQL URL; unset: an embedded PostgreSQL in UVE_DATA_DIR', default: null, parse: url('postgres:', 'postgresql:') },
   redisUrl: { env: 'REDIS_URL', doc: 'Redis URL; unset: a private redis-server from PATH on a free loopback port', default: null, parse: url('redis:', 'rediss:') },
   queuePrefix: { env: 'UVE_QUEUE_PREFIX', doc: 'key prefix of the queues in Redis', default: 'uve', parse: str },
@@ -144,6 +148,8 @@ export const CONFIG_SPEC = {
   } },
   signingKeyMaxAgeDays: { env: 'UVE_SIGNING_KEY_MAX_AGE_DAYS', doc: 'token signing keys rotate when older than this (the previous key keeps verifying)', default: '30', parse: int(1, 3650) },
   logLevel: { env: 'UVE_LOG_LEVEL', doc: 'error, warn, info or debug', default: 'info', parse: oneOf('error', 'warn', 'info', 'debug') },
+  shutdownTimeoutMs: { env: 'UVE_SHUTDOWN_TIMEOUT_MS', doc: 'longest orderly stop on SIGINT/SIGTERM; then every process it started is killed', default: '10000', parse: int(1000, 600_000) },
+  dbTimeoutMs: { env: 'UVE_DB_TIMEOUT_MS', doc: 'bound on connecting to PostgreSQL and on one query (requests then fail with UNAVAILABLE)', default: '10000', parse: int(500, 600_000) },
 } satisfies { [K in keyof GatewayConfig]: Spec<NonNullable<GatewayConfig[K]>> };
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): GatewayConfig {

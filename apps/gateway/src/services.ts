@@ -9,6 +9,7 @@ import { Transactions } from './common/unit-of-work';
 import { KeysService } from './modules/auth/keys.service';
 import { setScryptCost } from './modules/auth/passwords';
 import { RateLimits } from './modules/auth/rate-limits';
+import { MetricsService } from './modules/metrics/metrics.service';
 import { InvitationsService } from './modules/invitations/invitations.service';
 import { ProcurementsService } from './modules/procurements/procurements.service';
 import { SessionsService } from './modules/sessions/sessions.service';
@@ -35,6 +36,8 @@ export interface Services {
   commands: VmCommandsService;
   /** UVE-5 session-report inbox */
   reports: VmReportsService;
+  /** state of the gateway's own server for a dependency: up, restarting, failed ('up' when external) */
+  privateState: (dependency: 'database' | 'redis') => string;
   keys: KeysService;
   limits: RateLimits;
   users: UsersService;
@@ -46,6 +49,8 @@ export interface Services {
   watchers: WatchersService;
   invitations: InvitationsService;
   snapshots: SnapshotsService;
+  /** `/metrics`; `metrics.registerGauge` adds a gauge collected at each scrape */
+  metrics: MetricsService;
 }
 
 export async function createServices(deps: {
@@ -57,6 +62,7 @@ export async function createServices(deps: {
   redisPing: () => Promise<unknown>;
   /** a Redis connection that fails fast (no offline queue): rate-limit counts */
   redis: Redis;
+  privateState: (dependency: 'database' | 'redis') => string;
   redisUrl: string;
   publicUrl: () => string;
 }): Promise<Services> {
@@ -89,11 +95,13 @@ export async function createServices(deps: {
   return {
     config, log, ds, bus, pubsub, txs, commands, reports, keys, limits, users, vms, sessions,
     redisPing: deps.redisPing,
+    privateState: deps.privateState,
     storefronts: new StorefrontsService(ds),
     uas: new UasService(ds, txs),
     procurements: new ProcurementsService(ds, pubsub),
     watchers: new WatchersService(ds, users),
     invitations: new InvitationsService(ds),
     snapshots: new SnapshotsService(ds),
+    metrics: new MetricsService(ds, bus, log),
   };
 }

@@ -18,8 +18,14 @@ export interface ConsumeOptions {
   concurrency?: number;
 }
 
+/** Messages of one queue by state (BullMQ job counts). */
+export type QueueCounts = Record<'waiting' | 'active' | 'delayed' | 'failed' | 'prioritized', number>;
+
 export interface MessageBus {
+  /** with `sendTimeoutMs`, rejects within it when Redis is unreachable (the caller retries) */
   send(queue: string, message: BusMessage): Promise<void>;
+  /** how many messages wait, run, are delayed or failed in a queue */
+  counts(queue: string): Promise<QueueCounts>;
   consume<M extends BusMessage>(queue: string, handler: (message: M) => Promise<void>, options?: ConsumeOptions): Consumer;
   /** deletes a queue and whatever still waits in it (a removed VM's commands) */
   destroyQueue(queue: string): Promise<void>;
@@ -32,20 +38,47 @@ export interface BusOptions {
   prefix?: string;
   /** how long an unconsumed message lives (ms); stale UVE-2 commands are worse than none */
   ttlMs?: number;
+  /**
+   * Fail fast: a send rejects after this long (default: waits for Redis, as long as it takes).
+   * The VMM sets it, so a request never hangs on a Redis outage; its outbox sends again later.
+   */
+  sendTimeoutMs?: number;
   onError?: (error: Error) => void;
 }
 
+function bounded<T>(what: string, p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: Redis did not answer in ${ms} ms`)), ms);
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+}
+
 class BullMqBus implements MessageBus {
+  /** the producers' connection (queues); the workers have their own */
   private readonly connection: Redis;
   private readonly queues = new Map<string, Queue>();
-  private readonly consumers = new Set<Worker>();
+  private readonly consumers = new Map<Worker, Redis>();
   private readonly prefix: string;
 
   constructor(private readonly options: BusOptions) {
     this.prefix = options.prefix ?? 'uve';
-    // BullMQ requires maxRetriesPerRequest: null on connections that block (workers).
-    this.connection = new IORedis(options.redisUrl, { maxRetriesPerRequest: null, lazyConnect: false });
-    this.connection.on('error', (e) => options.onError?.(e));
+    const failFast = options.sendTimeoutMs !== undefined;
+    // failing fast: commands are refused while disconnected instead of queued in the client
+    this.connection = new IORedis(options.redisUrl, failFast ? { maxRetriesPerRequest: 1, enableOfflineQueue: false } : { maxRetriesPerRequest: null });
+    this.connection.on('error', (e) => this.error(e));
+  }
+
+  /** Every client reports here; a Redis that is down errors on each reconnection attempt, so once per 5 s. */
+  private lastError = 0;
+  private error(e: Error): void {
+    if (Date.now() - this.lastError < 5000) return;
+    this.lastError = Date.now();
+    this.options.onError?.(e);
+  }
+
+  private bound<T>(what: string, p: Promise<T>): Promise<T> {
+    return this.options.sendTimeoutMs ? bounded(what, p, this.options.sendTimeoutMs) : p;
   }
 
   private queue(name: string): Queue {
@@ -56,18 +89,26 @@ class BullMqBus implements MessageBus {
         prefix: this.prefix,
         defaultJobOptions: { removeOnComplete: true, removeOnFail: { count: 1000 }, attempts: 1 },
       });
-      q.on('error', (e) => this.options.onError?.(e));
+      q.on('error', (e) => this.error(e));
       this.queues.set(name, q);
     }
     return q;
   }
 
   async send(queue: string, message: BusMessage): Promise<void> {
-    await this.queue(queue).add(message.type, message);
+    await this.bound(`sending ${message.type} to ${queue}`, this.queue(queue).add(message.type, message));
+  }
+
+  async counts(queue: string): Promise<QueueCounts> {
+    const c = await this.bound(`counting ${queue}`, this.queue(queue).getJobCounts('waiting', 'active', 'delayed', 'failed', 'prioritized'));
+    return { waiting: c.waiting ?? 0, active: c.active ?? 0, delayed: c.delayed ?? 0, failed: c.failed ?? 0, prioritized: c.prioritized ?? 0 };
   }
 
   consume<M extends BusMessage>(queue: string, handler: (message: M) => Promise<void>, options: ConsumeOptions = {}): Consumer {
     const ttl = this.options.ttlMs;
+    // BullMQ requires maxRetriesPerRequest: null on connections that block (workers)
+    const connection = new IORedis(this.options.redisUrl, { maxRetriesPerRequest: null });
+    connection.on('error', (e) => this.error(e));
     const worker = new Worker(
       queue,
       async (job: Job) => {
@@ -75,31 +116,42 @@ class BullMqBus implements MessageBus {
         if (ttl && Date.now() - job.timestamp > ttl) return;
         await handler(job.data as M);
       },
-      { connection: this.connection.duplicate(), prefix: this.prefix, concurrency: options.concurrency ?? 1, autorun: true },
+      { connection, prefix: this.prefix, concurrency: options.concurrency ?? 1, autorun: true },
     );
-    worker.on('error', (e) => this.options.onError?.(e));
+    worker.on('error', (e) => this.error(e));
     worker.on('failed', (job, e) => this.options.onError?.(new Error(`handler for ${job?.name ?? 'message'} on ${queue} failed: ${e.message}`)));
-    this.consumers.add(worker);
+    this.consumers.set(worker, connection);
     return {
       close: async () => {
         this.consumers.delete(worker);
-        await worker.close();
-        await worker.disconnect();
+        await this.closeWorker(worker, connection);
       },
     };
   }
 
+  /**
+   * Lets a running handler finish when Redis answers; when it does not (down, or gone at
+   * shutdown), closing would wait for ever on it: the connections are dropped instead.
+   */
+  private async closeWorker(worker: Worker, connection: Redis): Promise<void> {
+    const up = connection.status === 'ready';
+    await bounded('closing a consumer', worker.close(!up), up ? 5000 : 500).catch(() => undefined);
+    connection.disconnect();
+    await bounded('disconnecting a consumer', worker.disconnect(), 500).catch(() => undefined);
+  }
+
   async destroyQueue(queue: string): Promise<void> {
     const q = this.queue(queue);
-    await q.obliterate({ force: true });
-    await q.close();
+    await this.bound(`destroying ${queue}`, q.obliterate({ force: true }));
+    await this.bound(`closing ${queue}`, q.close());
     this.queues.delete(queue);
   }
 
   async close(): Promise<void> {
-    await Promise.all([...this.consumers].map(async (w) => { await w.close(); await w.disconnect(); }));
+    await Promise.all([...this.consumers].map(([w, c]) => this.closeWorker(w, c)));
     this.consumers.clear();
-    await Promise.all([...this.queues.values()].map((q) => q.close()));
+    const up = this.connection.status === 'ready';
+    await bounded('closing the queues', Promise.all([...this.queues.values()].map((q) => q.close())), up ? 2000 : 200).catch(() => undefined);
     this.queues.clear();
     this.connection.disconnect();
   }

@@ -4,6 +4,7 @@ import { setMaxListeners } from 'node:events';
 import { createPubSub } from '@graphql-yoga/subscription';
 import { createRedisEventTarget } from '@graphql-yoga/redis-event-target';
 import IORedis from 'ioredis';
+import type { Logger } from './logger';
 
 export interface SessionEventPayload {
   id: string;
@@ -40,10 +41,34 @@ export type Topics = {
 export type UvePubSub = ReturnType<typeof createPubSub<Topics>> & { close(): Promise<void> };
 
 /** Redis channels carry the deployment's prefix, so deployments sharing a Redis do not hear each other. */
-export function createUvePubSub(redisUrl: string, prefix: string): UvePubSub {
-  const publishClient = new IORedis(redisUrl);
+/**
+ * Redis outages: both clients reconnect by themselves and the subscriber subscribes again, so
+ * subscriptions keep receiving once Redis is back. A publish made while Redis is down waits in the
+ * client's queue for a few reconnection attempts, then is dropped with a warning (events stay in
+ * PostgreSQL; `replay: true` reads them back), never an unhandled rejection.
+ */
+export function createUvePubSub(redisUrl: string, prefix: string, log?: Logger): UvePubSub {
+  const publishClient = new IORedis(redisUrl, { maxRetriesPerRequest: 10 });
   const subscribeClient = new IORedis(redisUrl);
-  const eventTarget = createRedisEventTarget<CustomEvent>({ publishClient, subscribeClient });
+  let lastWarn = 0;
+  const onError = (e: Error) => {
+    // a down Redis errors on every reconnection attempt: one line per 5 s is enough
+    if (Date.now() - lastWarn < 5000) return;
+    lastWarn = Date.now();
+    log?.warn('pub/sub Redis error', { error: e.message });
+  };
+  publishClient.on('error', onError);
+  subscribeClient.on('error', onError);
+  const safePublisher = new Proxy(publishClient, {
+    get: (target, key, receiver) =>
+      key === 'publish'
+        ? (channel: string, message: string) => target.publish(channel, message).catch((e: Error) => {
+          log?.warn('event not published (Redis unavailable)', { channel, error: e.message });
+          return 0;
+        })
+        : Reflect.get(target, key, receiver),
+  });
+  const eventTarget = createRedisEventTarget<CustomEvent>({ publishClient: safePublisher, subscribeClient });
   // every subscriber adds a listener; the default limit of 10 warns for no reason
   if (eventTarget instanceof EventTarget) setMaxListeners(0, eventTarget);
   const inner = createPubSub<Record<string, [unknown] | [string, unknown]>>({ eventTarget });

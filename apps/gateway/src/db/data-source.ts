@@ -6,7 +6,8 @@ import { DataSource } from 'typeorm';
 import { ENTITIES } from './entities';
 import { SnakeNamingStrategy } from './naming';
 
-export function createDataSource(url: string): DataSource {
+/** `timeoutMs` bounds connecting and each query: with PostgreSQL down, requests fail fast instead of hanging. */
+export function createDataSource(url: string, timeoutMs = 10_000): DataSource {
   return new DataSource({
     type: 'postgres',
     url,
@@ -18,6 +19,6 @@ export function createDataSource(url: string): DataSource {
     // gen_random_uuid() is built into PostgreSQL 13+: no extension to install
     uuidExtension: 'pgcrypto',
     namingStrategy: new SnakeNamingStrategy(),
-    extra: { max: 10 },
+    extra: { max: 10, connectionTimeoutMillis: timeoutMs, query_timeout: timeoutMs },
   });
 }

@@ -22,6 +22,33 @@ function flatten(errors: ValidationErrorLike[], prefix = ''): string[] {
   });
 }
 
+/** PostgreSQL SQLSTATE classes and codes that mean "the server is not there right now". */
+const PG_UNAVAILABLE = /^(08|57P0[1-3]|53300)/;
+const NET_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENOTFOUND']);
+const UNAVAILABLE_MESSAGES = [
+  /Connection terminated/i, // pg: server went away mid-query
+  /timeout exceeded when trying to connect/i, // pg pool: UVE_DB_TIMEOUT_MS
+  /Query read timeout/i, // pg: query_timeout
+  /Connection is closed/i, // ioredis
+  /Stream isn't writeable/i, // ioredis, offline queue disabled
+  /Reached the max retries per request limit/i, // ioredis
+  /Redis did not answer/i, // @uve/queue send timeout
+];
+
+/** Which dependency a failure came from when it means that dependency is down, else null. */
+export function unavailableDependency(error: unknown): 'database' | 'redis' | null {
+  for (let e = error as Record<string, unknown> | undefined, depth = 0; e && depth < 5; depth++) {
+    const code = typeof e.code === 'string' ? e.code : '';
+    const message = typeof e.message === 'string' ? e.message : '';
+    const isRedis = e.name === 'MaxRetriesPerRequestError' || /Redis|Stream isn't writeable|Connection is closed/i.test(message);
+    if (PG_UNAVAILABLE.test(code) || NET_CODES.has(code) || UNAVAILABLE_MESSAGES.some((m) => m.test(message)) || e.name === 'MaxRetriesPerRequestError') {
+      return isRedis ? 'redis' : 'database';
+    }
+    e = (e.driverError ?? e.originalError ?? e.cause) as Record<string, unknown> | undefined;
+  }
+  return null;
+}
+
 export function formatError(log: Logger, limits: Pick<GraphqlLimits, 'introspection'>) {
   return (formatted: GraphQLFormattedError, error: unknown): GraphQLFormattedError => {
     const code = String(formatted.extensions?.code ?? '');
@@ -33,6 +60,12 @@ export function formatError(log: Logger, limits: Pick<GraphqlLimits, 'introspect
     if (CONTRACT_CODES.has(code)) return formatted;
     if (CLIENT_CODES.has(code)) {
       return { ...formatted, message: withoutSuggestions(formatted.message, limits), extensions: { ...formatted.extensions, code: 'BAD_USER_INPUT', reason: code } };
+    }
+    const down = unavailableDependency(error);
+    if (down) {
+      log.warn('request failed: a dependency is unavailable', { dependency: down, path: formatted.path, error: formatted.message });
+      const what = down === 'database' ? 'The database (PostgreSQL)' : 'The message broker (Redis)';
+      return { message: `${what} is unavailable right now; try again shortly.`, path: formatted.path, extensions: { code: 'UNAVAILABLE', dependency: down } };
     }
     log.error('unexpected error in a resolver', { message: formatted.message, path: formatted.path, stack: (error as { originalError?: Error })?.originalError?.stack });
     return { message: 'Internal error; it was logged. Try again, and tell the operator if it persists.', path: formatted.path, extensions: { code: 'INTERNAL_SERVER_ERROR' } };

@@ -20,23 +20,23 @@ export interface HttpServer {
   stop(): Promise<void>;
 }
 
-/** Readiness: the database and Redis answer. */
-async function ready(services: Services): Promise<{ ok: boolean; checks: Record<string, string> }> {
-  const checks: Record<string, string> = {};
-  const timeout = <T>(p: Promise<T>) => Promise.race([p, new Promise<never>((_, rej) => setTimeout(() => rej(new Error('timeout')), 2000))]);
-  try {
-    await timeout(services.ds.query('SELECT 1'));
-    checks.database = 'ok';
-  } catch (e) {
-    checks.database = (e as Error).message;
-  }
-  try {
-    await timeout(services.redisPing());
-    checks.redis = 'ok';
-  } catch (e) {
-    checks.redis = (e as Error).message;
-  }
-  return { ok: Object.values(checks).every((v) => v === 'ok'), checks };
+/** Readiness: the database and Redis answer; each check says 'ok' or why not (both in 2 s at most). */
+export async function ready(services: Services): Promise<{ ok: boolean; checks: Record<'database' | 'redis', string> }> {
+  const check = async (dependency: 'database' | 'redis', probe: () => Promise<unknown>): Promise<string> => {
+    const own = services.privateState(dependency);
+    if (own === 'restarting' || own === 'failed') return `down: the gateway's own server ${own === 'failed' ? 'failed' : 'exited and is being restarted'}`;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([probe(), new Promise<never>((_, rej) => (timer = setTimeout(() => rej(new Error('no answer in 2 s')), 2000)))]);
+      return 'ok';
+    } catch (e) {
+      return `down: ${(e as Error).message}`;
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+  const [database, redis] = await Promise.all([check('database', () => services.ds.query('SELECT 1')), check('redis', services.redisPing)]);
+  return { ok: database === 'ok' && redis === 'ok', checks: { database, redis } };
 }
 
 /** The GraphQL limits and introspection setting this gateway runs with (config.ts). */
@@ -137,8 +137,11 @@ export async function startHttpServer(schema: GraphQLSchema, services: Services,
     validationRules: limitRules(limits),
     parseOptions: { maxTokens: limits.maxTokens },
     includeStacktraceInErrorResponses: false,
+    // main.ts owns the signals (Apollo's own handler would stop it early and send the signal again)
+    stopOnTerminationSignals: false,
     plugins: [
-      ApolloServerPluginDrainHttpServer({ httpServer: server }),
+      // at shutdown, requests in flight get 2 s (the whole stop is bounded by UVE_SHUTDOWN_TIMEOUT_MS)
+      ApolloServerPluginDrainHttpServer({ httpServer: server, stopGracePeriodMillis: 2000 }),
       { async serverWillStart() { return { async drainServer() { await wsCleanup.dispose(); } }; } },
     ],
   });
@@ -150,6 +153,13 @@ export async function startHttpServer(schema: GraphQLSchema, services: Services,
   app.get('/readyz', async (_req, res) => {
     const r = await ready(services);
     res.status(r.ok ? 200 : 503).json(r);
+  });
+  services.metrics.registerGauge('uve_dependency_up', 'Whether a dependency answers (1) or not (0), as /readyz checks it.', ['dependency'], async () => {
+    const r = await ready(services);
+    return Object.entries(r.checks).map(([dependency, v]) => ({ labels: { dependency }, value: v === 'ok' ? 1 : 0 }));
+  });
+  app.get('/metrics', async (_req, res) => {
+    res.set('content-type', services.metrics.contentType).send(await services.metrics.metrics());
   });
   app.get(JWKS_PATH, (_req, res) => {
     res.set('cache-control', 'public, max-age=300').json(services.keys.jwks());

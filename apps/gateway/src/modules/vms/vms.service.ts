@@ -60,8 +60,8 @@ export class VmsService {
   }
 
   /** OFFLINE now (not after the heartbeat timeout) and its sessions disconnected; once, whoever notices first. */
-  private async markLost(vmId: string, reason: string): Promise<void> {
-    if (this.closing) return; // the gateway stops its own VMs; the next start reconciles the records
+  private async markLost(vmId: string, reason: string, atClose = false): Promise<void> {
+    if (this.closing && !atClose) return; // closeProviders records the VMs it stopped itself
     const res = await this.repo.update({ id: vmId, status: In(['PROVISIONING', 'IDLE', 'DRAINING']) }, { status: 'OFFLINE', statusReason: reason.slice(0, 500) });
     if (!res.affected) return;
     this.publish(vmId, 'STATUS_CHANGED', { status: 'OFFLINE', reason });
@@ -329,8 +329,20 @@ export class VmsService {
     return driver.cannotRun?.(platform) ?? null;
   }
 
+  /**
+   * At shutdown: the providers stop the VMs they own (PROCESS: the agents; DOCKER containers keep
+   * running and are found again at the next start), then those VMs are OFFLINE and their sessions
+   * DISCONNECTED with the reason. With the database already gone, the next start's reconcile does it.
+   */
   async closeProviders(): Promise<void> {
     this.closing = true;
-    await Promise.all([...this.providers.values()].map((p) => p.close()));
+    await Promise.all([...this.providers.values()].map(async (p) => {
+      const before = (await p.running?.().catch(() => [])) ?? [];
+      await p.close();
+      const after = new Set((await p.running?.().catch(() => [])) ?? []);
+      for (const vmId of before) {
+        if (!after.has(vmId)) await this.markLost(vmId, 'the gateway stopped', true).catch((e: Error) => this.log.warn('stopped VM not recorded', { vmId, error: e.message }));
+      }
+    }));
   }
 }

@@ -1,5 +1,6 @@
 // Which VM providers this gateway runs: PROCESS always (the embedded default), DOCKER when an
 // engine answers and the agent images exist (or required, with UVE_DOCKER=on or UVE_VM_PROVIDER=DOCKER).
+import path from 'node:path';
 import type { GatewayConfig } from '../../../config';
 import { ConfigError } from '../../../config';
 import type { Logger } from '../../../common/logger';
@@ -7,8 +8,11 @@ import { DockerProvider, dockerAvailable, BUILD_IMAGES_COMMAND } from './docker.
 import { ProcessProvider } from './process.provider';
 import type { VmProviderDriver } from './vm-provider';
 
+/** Where the PROCESS provider tracks its agents (see reapLeftoverAgents). */
+export const agentStateDir = (config: GatewayConfig) => path.join(config.dataDir, 'agents');
+
 export async function createProviders(config: GatewayConfig, log: Logger): Promise<VmProviderDriver[]> {
-  const providers: VmProviderDriver[] = [new ProcessProvider(log)];
+  const providers: VmProviderDriver[] = [new ProcessProvider(log, agentStateDir(config))];
   const required = config.docker === 'on' || config.vmProvider === 'DOCKER';
   if (config.docker === 'off') return providers;
   if (!(await dockerAvailable({ timeoutMs: 2000 }))) {

@@ -1,9 +1,14 @@
 // PROCESS provider (the embedded default): each VM is a vm-agent child process of this gateway.
+// Each agent is tracked in the data folder (pid and start time, and the gateway's), so that after
+// a crash of the gateway the next start stops the agents it left, and never a process that
+// merely reused one of their pids.
 import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
 import path from 'node:path';
 import type { Platform } from '@uve/protocol';
 import { onPath } from '../../../infra/on-path';
 import type { Logger } from '../../../common/logger';
+import { commandLine, descendants, identify, isRunning, signal, terminate, type ProcessIdentity } from '../../../infra/proc';
 import { AGENT_ROOT } from '../../../common/paths';
 import { agentEnv, type LaunchedVm, type VmLaunchSpec, type VmProviderDriver } from './vm-provider';
 
@@ -15,7 +20,26 @@ export class ProcessProvider implements VmProviderDriver {
   private readonly children = new Map<string, ChildProcess>();
   private readonly exitListeners: ((vmId: string, reason: string) => void)[] = [];
 
-  constructor(private readonly log: Logger, private readonly agentMain = AGENT_MAIN, private readonly extraEnv: Record<string, string> = {}) {}
+  private readonly self = identify(process.pid)!;
+
+  constructor(
+    private readonly log: Logger,
+    /** where the running agents are tracked (UVE_DATA_DIR/agents) */
+    private readonly stateDir: string,
+    private readonly agentMain = AGENT_MAIN,
+    private readonly extraEnv: Record<string, string> = {},
+  ) {
+    fs.mkdirSync(stateDir, { recursive: true });
+  }
+
+  private trackFile(vmId: string): string {
+    return trackFile(this.stateDir, vmId);
+  }
+
+  private tracked(vmId: string): TrackedAgent | null {
+    return tracked(this.stateDir, vmId);
+  }
+
 
   onVmExit(listener: (vmId: string, reason: string) => void): void {
     this.exitListeners.push(listener);
@@ -41,8 +65,11 @@ export class ProcessProvider implements VmProviderDriver {
       for (const line of b.toString().split('\n')) if (line.trim()) this.log.debug('vm-agent', { vmId: spec.vmId, line });
     });
     this.children.set(spec.vmId, child);
+    const agent = identify(child.pid!);
+    if (agent) fs.writeFileSync(this.trackFile(spec.vmId), JSON.stringify({ vmId: spec.vmId, agent, gateway: this.self } satisfies TrackedAgent));
     child.once('exit', (code, signal) => {
       this.children.delete(spec.vmId);
+      fs.rmSync(this.trackFile(spec.vmId), { force: true });
       const reason = `VM process exited (${signal ?? `code ${code}`})`;
       if (code !== 0) this.log.warn('vm-agent exited', { vmId: spec.vmId, code, signal, stderr: tail.slice(-500) });
       for (const l of this.exitListeners) l(spec.vmId, reason);
@@ -56,15 +83,10 @@ export class ProcessProvider implements VmProviderDriver {
       await stopChild(child);
       return;
     }
-    // a VM of an earlier run of this gateway: its pid is all we have
-    const pid = Number(providerRef);
-    if (Number.isInteger(pid) && pid > 1) {
-      try {
-        process.kill(pid, 'SIGTERM');
-      } catch {
-        /* already gone */
-      }
-    }
+    // a VM of an earlier run of this gateway: only the very process that was tracked, never a reused pid
+    const t = this.tracked(vmId);
+    if (t && String(t.agent.pid) === providerRef && isRunning(t.agent)) await stopTree(t.agent, 5000);
+    fs.rmSync(this.trackFile(vmId), { force: true });
   }
 
   async running(): Promise<string[]> {
@@ -82,11 +104,64 @@ export class ProcessProvider implements VmProviderDriver {
   }
 }
 
+interface TrackedAgent {
+  vmId: string;
+  agent: ProcessIdentity;
+  gateway: ProcessIdentity;
+}
+
+const trackFile = (stateDir: string, vmId: string) => path.join(stateDir, `${path.basename(vmId)}.json`);
+
+function tracked(stateDir: string, vmId: string): TrackedAgent | null {
+  try {
+    return JSON.parse(fs.readFileSync(trackFile(stateDir, vmId), 'utf8')) as TrackedAgent;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * First thing at start: agents a previous run of this gateway left running (it was killed) are
+ * stopped (SIGTERM, SIGKILL after 5 s, with what they started) while the Redis they report to may
+ * still run, so they can say vm.stopping; their VM records are reconciled later (OFFLINE, sessions
+ * DISCONNECTED). Agents of another gateway process that still runs are left alone. Returns the VM
+ * ids it stopped.
+ */
+export async function reapLeftoverAgents(stateDir: string, log: Logger, agentMain = AGENT_MAIN): Promise<string[]> {
+  if (!fs.existsSync(stateDir)) return [];
+  const files = fs.readdirSync(stateDir).filter((f) => f.endsWith('.json'));
+  const reaped: string[] = [];
+  await Promise.all(files.map(async (f) => {
+    const vmId = f.slice(0, -'.json'.length);
+    const t = tracked(stateDir, vmId);
+    if (t && isRunning(t.gateway) && t.gateway.pid !== process.pid) return;
+    if (t && isRunning(t.agent) && commandLine(t.agent.pid).includes(agentMain)) {
+      log.warn('stopping a VM agent an earlier run of the gateway left running', { vmId, pid: t.agent.pid });
+      await stopTree(t.agent, 5000);
+      reaped.push(vmId);
+    }
+    fs.rmSync(path.join(stateDir, f), { force: true });
+  }));
+  return reaped;
+}
+
+/** Stops an agent that is not our child, then whatever it started that outlived it (Xvfb, ffmpeg, UAs). */
+async function stopTree(agent: ProcessIdentity, graceMs: number): Promise<void> {
+  const tree = descendants(agent.pid);
+  await terminate(agent, graceMs);
+  for (const p of tree) signal(p, 'SIGKILL');
+}
+
 /** SIGTERM (the agent says vm.stopping and ends its sessions), SIGKILL if it lingers. */
 function stopChild(child: ChildProcess, graceMs = 5000): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
   return new Promise((resolve) => {
-    const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+    const timer = setTimeout(() => {
+      // what the agent started would outlive it (Xvfb, ffmpeg, UAs)
+      const tree = descendants(child.pid!);
+      child.kill('SIGKILL');
+      for (const p of tree) signal(p, 'SIGKILL');
+    }, graceMs);
     child.once('exit', () => {
       clearTimeout(timer);
       resolve();

@@ -1,0 +1,86 @@
+// PostgreSQL stopped and started again under a running gateway: /readyz says the database is
+// down, requests are refused with UNAVAILABLE without hanging, and the same gateway process serves
+// again once PostgreSQL is back. The gateway's own embedded PostgreSQL is restarted when it dies.
+import fs from 'node:fs';
+import path from 'node:path';
+import { commandLine, isRunning, platformProcesses, startGroupGateway, startTestPostgres, tempDir, type GroupGateway, type TestPostgres } from './support';
+import { ADMIN, gql, login, ok } from '../support/gateway';
+import { startRedis, until, type TestRedis } from '../support/services';
+
+
+const dirs: string[] = [];
+const gateways: GroupGateway[] = [];
+const cleanups: (() => Promise<void>)[] = [];
+afterAll(async () => {
+  gateways.forEach((g) => g.kill());
+  for (const c of cleanups) await c().catch(() => undefined);
+  dirs.forEach((d) => fs.rmSync(d, { recursive: true, force: true }));
+});
+
+async function readyz(g: { url: string }): Promise<{ status: number; body: { ok: boolean; checks: Record<string, string> } }> {
+  const res = await fetch(`${g.url}/readyz`, { signal: AbortSignal.timeout(10_000) });
+  return { status: res.status, body: (await res.json()) as { ok: boolean; checks: Record<string, string> } };
+}
+
+const ME = `{ me { id username } }`;
+
+it('PostgreSQL stopped: /readyz not ready, requests refused with UNAVAILABLE; started again: the same gateway serves', async () => {
+  const pgDir = tempDir('pg');
+  dirs.push(pgDir);
+  let pg: TestPostgres = await startTestPostgres(pgDir);
+  cleanups.push(() => pg.stop());
+  const redis: TestRedis = await startRedis();
+  cleanups.push(() => redis.stop());
+
+  const dataDir = tempDir('pg-gw');
+  dirs.push(dataDir);
+  const g = await startGroupGateway({ UVE_DATA_DIR: dataDir, DATABASE_URL: pg.url, REDIS_URL: redis.url, UVE_DB_TIMEOUT_MS: '3000' });
+  gateways.push(g);
+  const { token } = await login(g, ADMIN.username, ADMIN.password);
+  expect((await readyz(g)).body).toEqual({ ok: true, checks: { database: 'ok', redis: 'ok' } });
+
+  await pg.stop();
+  const down = await readyz(g);
+  expect(down.status).toBe(503);
+  expect(down.body.checks.redis).toBe('ok');
+  expect(down.body.checks.database).toMatch(/^down: /);
+
+  for (const query of [ME, `mutation { login(username: "${ADMIN.username}", password: "${ADMIN.password}") { token } }`]) {
+    const r = await gql(g, query, {}, token);
+    expect(r.errors?.[0]?.extensions).toMatchObject({ code: 'UNAVAILABLE', dependency: 'database' });
+    expect(r.errors?.[0]?.message).toMatch(/database .* unavailable/i);
+  }
+  const metrics = await (await fetch(`${g.url}/metrics`)).text();
+  expect(metrics).toMatch(/^uve_dependency_up\{dependency="database"\} 0$/m);
+
+  pg = await startTestPostgres(pgDir, pg.port);
+  await until('/readyz to be ready again', 20_000, async () => (await readyz(g)).status === 200);
+  const again = await gql(g, ME, {}, token);
+  expect(again.errors).toBeUndefined();
+  expect(again.data?.me.username).toBe(ADMIN.username);
+  await login(g, ADMIN.username, ADMIN.password);
+  expect(g.child.exitCode).toBeNull(); // recovered, not restarted
+}, 180_000);
+
+it('the embedded PostgreSQL, killed, is restarted by the gateway and requests succeed again', async () => {
+  const dataDir = tempDir('pg-embedded');
+  dirs.push(dataDir);
+  const g = await startGroupGateway({ UVE_DATA_DIR: dataDir, UVE_DB_TIMEOUT_MS: '3000' });
+  gateways.push(g);
+  const { token } = await login(g, ADMIN.username, ADMIN.password);
+  const postmaster = platformProcesses(g.pid).find((p) => commandLine(p.pid).includes(`-D ${path.join(dataDir, 'postgres')}`))!;
+  expect(postmaster).toBeDefined();
+
+  process.kill(postmaster.pid, 'SIGKILL');
+  await until('the killed postmaster to be gone', 5000, async () => !isRunning(postmaster));
+  await until('/readyz to be ready again', 30_000, async () => (await readyz(g)).status === 200);
+  const restarted = platformProcesses(g.pid).find((p) => commandLine(p.pid).includes(`-D ${path.join(dataDir, 'postgres')}`));
+  expect(restarted && restarted.pid !== postmaster.pid).toBe(true);
+  expect((await ok(g, ME, {}, token)).me.username).toBe(ADMIN.username);
+  expect(g.output()).toMatch(/embedded PostgreSQL exited; restarting/);
+
+  const before = platformProcesses(g.pid);
+  process.kill(-g.pid, 'SIGINT');
+  expect((await g.exited(13_000)).code).toBe(0);
+  await until('nothing left', 3000, async () => before.every((p) => !isRunning(p)));
+}, 180_000);

@@ -1,0 +1,20 @@
+// Failures that mean "a dependency is down" leave as UNAVAILABLE naming it; anything else stays masked.
+import path from 'node:path';
+
+const { formatError, unavailableDependency } = require(path.resolve(__dirname, '../../apps/gateway/dist/graphql/format-error.js'));
+const quiet = { error: () => undefined, warn: () => undefined, info: () => undefined, debug: () => undefined };
+
+it.each([
+  ['a refused connection to PostgreSQL', Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' }), 'database'],
+  ['TypeORM wrapping a server shutdown', { name: 'QueryFailedError', message: 'terminating connection due to administrator command', driverError: { code: '57P01' } }, 'database'],
+  ['the pool timing out (UVE_DB_TIMEOUT_MS)', new Error('timeout exceeded when trying to connect'), 'database'],
+  ['a closed Redis connection', new Error('Connection is closed.'), 'redis'],
+  ['a bus send timing out', new Error('sending session.prepare to uve-vm-x: Redis did not answer in 5000 ms'), 'redis'],
+  ['a bug', new TypeError("Cannot read properties of undefined (reading 'id')"), null],
+  ['a constraint violation', { name: 'QueryFailedError', message: 'duplicate key', driverError: { code: '23505' } }, null],
+])('%s', (_what, error, expected) => {
+  expect(unavailableDependency(error)).toBe(expected);
+  const out = formatError(quiet)({ message: (error as Error).message, path: ['x'], extensions: { code: 'INTERNAL_SERVER_ERROR' } }, { originalError: error });
+  expect(out.extensions.code).toBe(expected ? 'UNAVAILABLE' : 'INTERNAL_SERVER_ERROR');
+  if (expected) expect(out.extensions.dependency).toBe(expected);
+});
