@@ -69,6 +69,7 @@ const MATRIX: Record<string, { doc: (f: Fixture) => string; expect: Row; trigger
   login: { doc: () => `mutation { login(username: "nobody", password: "wrong-password") { token } }`, expect: row('UNAUTHENTICATED') },
   register: { doc: () => `mutation { register(input: { username: "u${randomUUID().slice(0, 8)}", password: "password-123" }) { token } }`, expect: row('ok') },
   logout: { doc: () => `mutation { logout }`, expect: signedIn('ok') },
+  issueSubscriptionToken: { doc: () => `mutation { issueSubscriptionToken { token } }`, expect: signedIn('ok') },
   updateEquipment: { doc: () => `mutation { updateEquipment(terminal: { screenWidth: 800, screenHeight: 600, codecs: [H264], localResources: [] }) { id } }`, expect: signedIn('ok') },
   createUser: { doc: () => `mutation { createUser(input: { username: "c${randomUUID().slice(0, 8)}", password: "password-123" }) { id } }`, expect: adminOnly('ok') },
   setUserRole: { doc: () => `mutation { setUserRole(userId: "${randomUUID()}", role: USER) { id } }`, expect: adminOnly() },

@@ -92,6 +92,15 @@ export async function createServices(deps: {
   });
   vms.onVmLost((vmId, reason) => sessions.onVmLost(vmId, reason));
   const reports = new VmReportsService(ds, log, sessions);
+  const metrics = new MetricsService(ds, bus, log);
+  metrics.registerGauge('uve_outbox_commands', 'UVE-2 commands in the outbox not yet acknowledged by their VM, and the age of the oldest (seconds).', ['kind'], async () => {
+    const b = await commands.backlog();
+    return [{ labels: { kind: 'pending' }, value: b.pending }, { labels: { kind: 'oldest_age_seconds' }, value: b.oldestAgeSec }];
+  });
+  metrics.registerGauge('uve_report_lag', 'UVE-5 session reports received but not applied yet (pending), those whose application failed and waits for a retry (failing), and how long the oldest has waited (seconds).', ['kind'], async () => {
+    const l = await reports.lag();
+    return [{ labels: { kind: 'pending' }, value: l.pending }, { labels: { kind: 'failing' }, value: l.failing }, { labels: { kind: 'oldest_age_seconds' }, value: l.oldestAgeSec }];
+  });
   return {
     config, log, ds, bus, pubsub, txs, commands, reports, keys, limits, users, vms, sessions,
     redisPing: deps.redisPing,
@@ -102,6 +111,6 @@ export async function createServices(deps: {
     watchers: new WatchersService(ds, users),
     invitations: new InvitationsService(ds),
     snapshots: new SnapshotsService(ds),
-    metrics: new MetricsService(ds, bus, log),
+    metrics,
   };
 }
