@@ -2,7 +2,7 @@
 // speak UVE-2/UVE-5 over the real queue: selection, tokens, the state machine, events, liveness.
 import { createRemoteJWKSet, jwtVerify } from 'jose';
 import { freshDatabase, startRedis, until, type TestRedis } from '../support/services';
-import { ADMIN, gql, login, ok, refusal, registerUser, startGateway, subscribe, wsClient, type GatewayProcess } from '../support/gateway';
+import { ADMIN, gql, login, markVersionsAvailable, ok, refusal, registerUser, startGateway, subscribe, wsClient, type GatewayProcess } from '../support/gateway';
 import { startFakeVm, type FakeVm } from '../support/fake-vm';
 import type { Client } from 'graphql-ws';
 
@@ -32,7 +32,8 @@ async function newVm(opts: Partial<Parameters<typeof startFakeVm>[0]> = {}): Pro
 
 beforeAll(async () => {
   redis = await startRedis();
-  const env = { DATABASE_URL: await freshDatabase(), REDIS_URL: redis.url, UVE_QUEUE_PREFIX: PREFIX, UVE_VM_HEARTBEAT_TIMEOUT_MS: '1500' };
+  const databaseUrl = await freshDatabase();
+  const env = { DATABASE_URL: databaseUrl, REDIS_URL: redis.url, UVE_QUEUE_PREFIX: PREFIX, UVE_VM_HEARTBEAT_TIMEOUT_MS: '1500' };
   gwA = await startGateway(env);
   gwB = await startGateway(env);
   adminToken = (await login(gwA, ADMIN.username, ADMIN.password)).token;
@@ -43,6 +44,7 @@ beforeAll(async () => {
     i: { storefrontAppId: 'paint', name: 'Paint', version: '1.0.0', platform: 'WASM', packageUrl: 'paint.tar', sha256: 'd'.repeat(64), sizeBytes: 10, minScreenWidth: 320, minScreenHeight: 240 },
   }, adminToken);
   uaId = p.procureApplication.ua.id;
+  await markVersionsAvailable(databaseUrl, uaId);
 });
 
 afterAll(async () => {

@@ -141,3 +141,18 @@ export function subscribe<T = Record<string, any>>(client: Client, query: string
       results.waitFor(pred, `a matching subscription result (got ${JSON.stringify(results.items).slice(0, 500)}${failure ? `, error ${JSON.stringify(failure)}` : ''})`, ms),
   };
 }
+
+/**
+ * For suites whose VMs are fakes that never download a package: makes every version of the UA
+ * AVAILABLE, as the INSTALLED report of a real VM would (catalog truth, modules/uas).
+ */
+export async function markVersionsAvailable(databaseUrl: string, uaId: string): Promise<void> {
+  const { Client } = require('pg') as typeof import('pg');
+  const db = new Client({ connectionString: databaseUrl });
+  await db.connect();
+  try {
+    await db.query(`UPDATE ua_versions SET status = 'AVAILABLE' WHERE ua_id = $1`, [uaId]);
+  } finally {
+    await db.end();
+  }
+}

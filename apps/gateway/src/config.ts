@@ -19,6 +19,7 @@ export interface GatewayConfig {
   vmHeartbeatTimeoutMs: number;
   /** a DISCONNECTED session keeps its VM slot this long, then ends */
   reconnectWindowSec: number;
+  packageDownloadTimeoutSec: number;
   /** OFFLINE/FAILED VM records are kept this long after the VM was destroyed */
   vmRetentionSec: number;
   vmProvider: VmProvider;
@@ -101,6 +102,7 @@ export const CONFIG_SPEC = {
   maxVms: { env: 'UVE_MAX_VMS', doc: 'most VMs the pool provisions', default: '8', parse: int(0, 1000) },
   vmCapacity: { env: 'UVE_VM_CAPACITY', doc: 'sessions per provisioned VM', default: '4', parse: int(1, 64) },
   registerSampleUas: { env: 'UVE_SAMPLE_UAS', doc: 'register the sample UAs shipped with the agent', default: 'true', parse: bool },
+  packageDownloadTimeoutSec: { env: 'UVE_PACKAGE_DOWNLOAD_TIMEOUT_S', doc: 'a VM gives up downloading a UA package from a storefront after this long', default: '120', parse: int(1, 3600) },
   vmDataMaxMb: { env: 'UVE_VM_DATA_MAX_MB', doc: 'largest VM Data upload a VM may store, MiB', default: '256', parse: int(1, 1024) },
   logLevel: { env: 'UVE_LOG_LEVEL', doc: 'error, warn, info or debug', default: 'info', parse: oneOf('error', 'warn', 'info', 'debug') },
 } satisfies { [K in keyof GatewayConfig]: Spec<NonNullable<GatewayConfig[K]>> };

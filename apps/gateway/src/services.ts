@@ -67,19 +67,28 @@ export async function createServices(deps: {
     queuePrefix: config.queuePrefix,
     retentionMs: config.vmRetentionSec * 1000,
   });
-  const sessions = new SessionsService(ds, txs, keys, log, {
+  const uas = new UasService(ds, txs, log, {
+    heartbeatTimeoutMs: config.vmHeartbeatTimeoutMs,
+    downloadTimeoutMs: config.packageDownloadTimeoutSec * 1000,
+  });
+  const sessions = new SessionsService(ds, txs, keys, uas, log, {
     heartbeatTimeoutMs: config.vmHeartbeatTimeoutMs,
     sessionTokenTtlSec: config.sessionTokenTtlSec,
     reconnectWindowMs: config.reconnectWindowSec * 1000,
   });
   vms.onVmLost((vmId, reason) => sessions.onVmLost(vmId, reason));
+  const procurements = new ProcurementsService(ds, txs, pubsub, uas, log);
+  vms.onDeploymentReported((m) => procurements.onDeploymentChanged(m));
+  vms.onJoined((m) => uas.deployToNewVm(m.vmId, m.platform, m.deployed));
+  const storefronts = new StorefrontsService(ds);
+  storefronts.onDisabled((s) => procurements.cancelForStorefront(s, `cancelled: storefront ${s.name} was disabled`).then(() => undefined));
   const reports = new VmReportsService(ds, log, sessions);
   return {
     config, log, ds, bus, pubsub, txs, commands, reports, keys, users, vms, sessions,
     redisPing: deps.redisPing,
-    storefronts: new StorefrontsService(ds),
-    uas: new UasService(ds, txs),
-    procurements: new ProcurementsService(ds, pubsub),
+    storefronts,
+    uas,
+    procurements,
     watchers: new WatchersService(ds, users),
     invitations: new InvitationsService(ds),
     snapshots: new SnapshotsService(ds),

@@ -10,8 +10,8 @@ import type { Transactions, UnitOfWork } from '../../common/unit-of-work';
 import type { SessionReport, SessionReportTarget } from '../vmm/vm-reports.service';
 import type { SessionEventType, SessionState } from '../../graphql/enums';
 import type { KeysService } from '../auth/keys.service';
-import { Ua, UaDeployment, UaVersion } from '../uas/uas.entity';
-import { packageCommand } from '../uas/uas.service';
+import { Ua } from '../uas/uas.entity';
+import type { UasService } from '../uas/uas.service';
 import type { User } from '../users/users.entity';
 import { terminalData } from '../users/terminal.types';
 import { page } from '../users/users.service';
@@ -47,6 +47,7 @@ export class SessionsService implements SessionReportTarget {
     private readonly ds: DataSource,
     private readonly txs: Transactions,
     private readonly keys: KeysService,
+    private readonly uas: UasService,
     private readonly log: Logger,
     private readonly options: SessionsServiceOptions,
   ) {
@@ -121,8 +122,8 @@ export class SessionsService implements SessionReportTarget {
     if ((ua.minScreenWidth && terminal.screenWidth < ua.minScreenWidth) || (ua.minScreenHeight && terminal.screenHeight < ua.minScreenHeight)) {
       throw badInput(`${ua.name} needs a screen of at least ${ua.minScreenWidth ?? 0}x${ua.minScreenHeight ?? 0}; this terminal has ${terminal.screenWidth}x${terminal.screenHeight}.`, 'terminal');
     }
-    const version = await this.ds.getRepository(UaVersion).findOneBy({ uaId: ua.id, version: ua.currentVersion });
-    if (!version) throw unavailable(`${ua.name} has no installable version ${ua.currentVersion}.`);
+    // catalog truth: only a version some VM installed (or every VM can) is offered
+    const version = await this.uas.requestable(ua);
 
     return this.txs.run(async (uow) => {
       const { em } = uow;
@@ -140,10 +141,7 @@ export class SessionsService implements SessionReportTarget {
       s = await em.save(s);
       await this.record(uow, s, 'REQUESTED', user.id, { uaVersion: ua.currentVersion, reconnectionMethod: input.reconnectionMethod });
       s = await this.move(uow, s, 'ASSIGNED', 'assign the session', user.id, { vmId: vm.id }, { vmId: vm.id, codec, width: stream.width, height: stream.height, maxFps: stream.maxFps });
-      if (!vm.deployed) {
-        await em.upsert(UaDeployment, { uaId: ua.id, vmId: vm.id, version: ua.currentVersion, status: 'PENDING', error: null }, ['uaId', 'vmId']);
-        await uow.command(vm.id, packageCommand('ua.deploy', ua, version));
-      }
+      if (!vm.deployed) await this.uas.sendPackage(uow, vm.id, 'ua.deploy', ua, version);
       await uow.command(vm.id, {
         type: 'session.prepare', sessionId: s.id, userId: user.id, uaId: ua.id, uaVersion: ua.currentVersion,
         reconnectionMethod: input.reconnectionMethod, terminal, stream, restoreSnapshotId: null, reconnectWindowMs: this.options.reconnectWindowMs,
