@@ -83,8 +83,13 @@ export class ProcurementsService {
       throw conflict(`Application ${input.storefrontAppId} is a ${ua.platform} UA; a ${input.platform} package needs another storefrontAppId.`);
     }
     let version = ua ? await em.findOneBy(UaVersion, { uaId: ua.id, version: input.version }) : null;
-    if (version && (version.sha256 !== sha256 || version.packageUrl !== packageUrl || version.sizeBytes !== input.sizeBytes)) {
+    if (version && (version.sha256 !== sha256 || version.sizeBytes !== input.sizeBytes)) {
       throw conflict(`Version ${input.version} of ${input.storefrontAppId} was provided with another package; publish it as a new version.`);
+    }
+    // the same package at a new URL (a fresh download token): later deployments use the new one
+    if (version && version.packageUrl !== packageUrl) {
+      await em.update(UaVersion, version.id, { packageUrl });
+      version = { ...version, packageUrl };
     }
     if (ua && version && version.status !== 'FAILED') {
       const existing = await em.findOne(Procurement, { where: { uaId: ua.id, version: input.version }, order: { createdAt: 'DESC' } });

@@ -202,10 +202,17 @@ export class VmsService {
     const version = m.status === 'REMOVED' && !m.version
       ? ((await this.ds.getRepository(UaDeployment).findOneBy({ uaId: m.uaId, vmId: m.vmId }))?.version ?? '')
       : m.version;
-    await this.ds.getRepository(UaDeployment).upsert(
-      { uaId: m.uaId, vmId: m.vmId, version, status: m.status, error: m.error?.slice(0, 1024) ?? null },
-      ['uaId', 'vmId'],
-    );
+    if (m.status === 'DOWNLOADING') {
+      // reports are handled concurrently: a late DOWNLOADING must not overwrite the INSTALLED or
+      // FAILED that followed it (the VMM sets PENDING whenever it sends a package command)
+      const res = await this.ds.getRepository(UaDeployment).update({ uaId: m.uaId, vmId: m.vmId, version, status: 'PENDING' }, { status: 'DOWNLOADING', error: null });
+      if (!res.affected) return;
+    } else {
+      await this.ds.getRepository(UaDeployment).upsert(
+        { uaId: m.uaId, vmId: m.vmId, version, status: m.status, error: m.error?.slice(0, 1024) ?? null },
+        ['uaId', 'vmId'],
+      );
+    }
     this.publish(m.vmId, 'DEPLOYMENT_CHANGED', { uaId: m.uaId, version: m.version, status: m.status, error: m.error ?? null });
     for (const l of this.deploymentListeners) await l(m);
   }
