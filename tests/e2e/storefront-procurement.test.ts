@@ -346,3 +346,42 @@ describe('who may procure', () => {
     expect(stopped.code).toBe('UNAUTHENTICATED');
   });
 });
+
+describe('a LINUX_X11 UA, and a VM that joins later', () => {
+  it('waits REQUESTED for a VM of its platform; the VM that joins gets it, and a user plays it', async () => {
+    // the probe as a storefront would ship it: self-contained, with the one library it needs
+    const folder = fs.mkdtempSync(path.join(os.tmpdir(), 'uve-probe-pkg-'));
+    let entry: CatalogEntry;
+    try {
+      fs.copyFileSync(path.join(ROOT, 'apps/vm-agent/uas-x11/probe/probe.js'), path.join(folder, 'probe.js'));
+      fs.writeFileSync(path.join(folder, 'manifest.json'), JSON.stringify({ id: 'acme.probe', name: 'Acme Probe', version: '1.0.0', platform: 'LINUX_X11', command: ['node', 'probe.js'], requiredResources: [] }));
+      const x11 = path.dirname(require.resolve('x11/package.json'));
+      fs.mkdirSync(path.join(folder, 'node_modules/x11'), { recursive: true });
+      fs.copyFileSync(path.join(x11, 'package.json'), path.join(folder, 'node_modules/x11/package.json'));
+      fs.cpSync(path.join(x11, 'lib'), path.join(folder, 'node_modules/x11/lib'), { recursive: true });
+      entry = await store.publishFolder(folder, 'acme.probe');
+    } finally {
+      fs.rmSync(folder, { recursive: true, force: true });
+    }
+    const p = await provide(entry);
+    expect(p.status).toBe('REQUESTED'); // no LINUX_X11 VM yet
+
+    const vm = await ok(gw, `mutation { provisionVm(input: { platform: LINUX_X11, capacity: 2 }) { id } }`, {}, admin);
+    const done = await settled(p.id, 'DEPLOYED', 60_000);
+    expect(done.vm?.id).toBe(vm.provisionVm.id);
+    expect(await userCatalog()).toContain('Acme Probe');
+
+    const s = await requestUa(gw, user.token, done.ua.id, { codec: 'MJPEG' });
+    expect(s.vm.id).toBe(vm.provisionVm.id);
+    const stream = await openStream(s.connection);
+    try {
+      const first = await stream.frame(() => true, 'at all');
+      expect(near(pixel(first, 320, 240), { r: 32, g: 32, b: 32 })).toBe(true);
+      const key = stream.client.sendInput({ kind: 'key', type: 'down', code: 'KeyA', key: 'a' });
+      await stream.frame((f) => f.header.inputSeq >= key && near(pixel(f, 320, 240), { r: 0, g: 0, b: 255 }), 'turned blue by a key');
+    } finally {
+      await stream.close();
+      await ok(gw, `mutation { endSession(sessionId: "${s.id}") { state } }`, {}, user.token);
+    }
+  }, 120_000);
+});
