@@ -252,7 +252,7 @@ describe('hostile packages', () => {
 
   it('rejects each with a clear FAILED reason, offers none, and leaves nothing on the VM disk', async () => {
     const good = tarGz('1.0.0', []);
-    const bomb = gzipSync(writeTar([{ path: 'manifest.json', data: manifest('1.0.0') }, { path: 'app.wasm', data: wasm }, { path: 'zeros.bin', data: Buffer.alloc(96 * 1024 * 1024) }]), { level: 9 });
+    const bomb = gzipSync(writeTar([{ path: 'manifest.json', data: manifest('1.0.0') }, { path: 'app.wasm', data: wasm }, { path: 'zeros.bin', data: Buffer.alloc(40 * 1024 * 1024) }]), { level: 9 }); // past the 32 MiB floor, 1000 times its size
     const entries: [CatalogEntry, RegExp][] = [
       [await publish('sha', good, { sha256: 'e'.repeat(64) }), /sha256 mismatch/],
       [await publish('size', good, { sizeBytes: good.length - 100 }), /larger than the \d+ declared/],

@@ -138,7 +138,7 @@ export class ProcurementsService {
             // cancelled meanwhile (storefront disabled): not offered, and not kept on the VM
             const current = await em.findOneBy(UaVersion, { uaId: ua.id, version: ua.currentVersion, status: 'AVAILABLE' });
             if (current && current.id !== v.id) await this.uas.sendPackage(uow, m.vmId, 'ua.deploy', ua, current);
-            else await uow.command(m.vmId, { type: 'ua.remove', uaId: ua.id });
+            else await this.uas.sendRemove(uow, m.vmId, ua.id, v.version);
             return [];
           }
           if (v.status !== 'AVAILABLE') await em.update(UaVersion, v.id, { status: 'AVAILABLE', error: null });

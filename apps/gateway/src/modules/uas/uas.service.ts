@@ -100,8 +100,17 @@ export class UasService {
 
   /** Records the deployment as PENDING and writes the UVE-2 command, in the caller's transaction. */
   async sendPackage(uow: UnitOfWork, vmId: string, type: 'ua.deploy' | 'ua.update', ua: Ua, v: UaVersion): Promise<void> {
+    await supersede(uow, vmId, ua.id);
     await uow.em.upsert(UaDeployment, { uaId: ua.id, vmId, version: v.version, status: 'PENDING', error: null }, ['uaId', 'vmId']);
     await uow.command(vmId, packageCommand(type, ua, v, this.options.downloadTimeoutMs));
+  }
+
+  /** Writes ua.remove (the deployment goes REMOVING), in the caller's transaction. */
+  async sendRemove(uow: UnitOfWork, vmId: string, uaId: string, version?: string): Promise<void> {
+    await supersede(uow, vmId, uaId);
+    if (version !== undefined) await uow.em.upsert(UaDeployment, { uaId, vmId, version, status: 'REMOVING', error: null }, ['uaId', 'vmId']);
+    else await uow.em.update(UaDeployment, { uaId, vmId }, { status: 'REMOVING' });
+    await uow.command(vmId, { type: 'ua.remove', uaId });
   }
 
   async deploy(uaId: string, vmId: string | null | undefined, version: string | null | undefined): Promise<UaDeployment[]> {
@@ -147,10 +156,7 @@ export class UasService {
     if (vmId) {
       const deployments = (await repo.findBy({ uaId: ua.id, vmId })).filter((d) => d.status !== 'REMOVED');
       await this.txs.run(async (uow) => {
-        for (const d of deployments) {
-          await uow.em.update(UaDeployment, d.id, { status: 'REMOVING' });
-          await uow.command(d.vmId, { type: 'ua.remove', uaId: ua.id });
-        }
+        for (const d of deployments) await this.sendRemove(uow, d.vmId, ua.id);
       });
       return repo.findBy({ id: In(deployments.map((d) => d.id)) });
     }
@@ -173,7 +179,7 @@ export class UasService {
       await this.txs.run(async (uow) => {
         // the conditional update keeps two gateways (or two passes) from sending it twice
         const res = await uow.em.update(UaDeployment, { id: d.id, status: In(['PENDING', 'DOWNLOADING', 'INSTALLED', 'FAILED']) }, { status: 'REMOVING' });
-        if (res.affected) await uow.command(d.vm_id, { type: 'ua.remove', uaId: d.ua_id });
+        if (res.affected) await this.sendRemove(uow, d.vm_id, d.ua_id);
       });
     }
     if (due.length) this.log.info('removed UAs leave idle VMs', { count: due.length });
@@ -212,13 +218,22 @@ export class UasService {
     if (!sends.length && !removals.length) return;
     await this.txs.run(async (uow) => {
       for (const { ua, v } of sends) await this.sendPackage(uow, vmId, 'ua.deploy', ua, v);
-      for (const uaId of removals) {
-        await uow.em.upsert(UaDeployment, { uaId, vmId, version: has.get(uaId)!, status: 'REMOVING', error: null }, ['uaId', 'vmId']);
-        await uow.command(vmId, { type: 'ua.remove', uaId });
-      }
+      for (const uaId of removals) await this.sendRemove(uow, vmId, uaId, has.get(uaId)!);
     });
     this.log.info('VM joined: UAs of its platform sent', { vmId, deploy: sends.length, remove: removals.length });
   }
+}
+
+/**
+ * A newer package command for a UA makes the older ones still pending for that VM pointless (and
+ * harmful: a deploy re-sent after a remove would bring the UA back), so they are settled.
+ */
+async function supersede(uow: UnitOfWork, vmId: string, uaId: string): Promise<void> {
+  await uow.em.query(
+    `UPDATE vm_commands SET outcome = 'cancelled', settled_at = now(), error = 'superseded by a newer command for this UA'
+      WHERE vm_id = $1 AND outcome IS NULL AND type IN ('ua.deploy', 'ua.update', 'ua.remove') AND command->>'uaId' = $2`,
+    [vmId, uaId],
+  );
 }
 
 /** UVE-2 deploy/update of one UA version (the VM downloads the package itself, from its origin only). */
