@@ -4,6 +4,7 @@
 // WebSocket. The VM's disk is checked after installs, removals and hostile packages. One VM
 // (UVE_MAX_VMS=1), so the disk looked at is the disk that matters.
 import fs from 'node:fs';
+import { spawn } from 'node:child_process';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
@@ -384,4 +385,28 @@ describe('a LINUX_X11 UA, and a VM that joins later', () => {
       await ok(gw, `mutation { endSession(sessionId: "${s.id}") { state } }`, {}, user.token);
     }
   }, 120_000);
+});
+
+describe('the storefront command line', () => {
+  it('publishes a UA folder and provides it to the VMM with its API key', async () => {
+    const port = await freePort();
+    const reg = await ok(gw, `mutation($u: String!) { registerStorefront(name: "CLI", baseUrl: $u) { apiKey } }`, { u: `http://127.0.0.1:${port}/` }, admin);
+    const child = spawn(process.execPath, [path.join(ROOT, 'apps/storefront/dist/main.js'), '--folder', PAINT, '--port', String(port), '--gateway', gw.url], {
+      env: { PATH: process.env.PATH, UVE_STOREFRONT_API_KEY: reg.registerStorefront.apiKey },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout!.on('data', (b: Buffer) => (out += b.toString()));
+    child.stderr!.on('data', (b: Buffer) => (out += b.toString()));
+    try {
+      const line = await until('the storefront to provide its catalog', 20_000, async () => /provided uve\.sample\.paint 1\.0\.0: procurement (\S+) (\S+)/.exec(out));
+      expect(line[2]).toMatch(/^(REQUESTED|VM_SELECTED)$/);
+      expect(out).toMatch(/published uve\.sample\.paint 1\.0\.0 \(WASM\) \d+ bytes sha256 [0-9a-f]{64}/);
+      const done = await settled(line[1]!, 'DEPLOYED');
+      expect(done.ua.currentVersion).toBe('1.0.0');
+    } finally {
+      child.kill('SIGTERM');
+      if (child.exitCode === null) await new Promise((r) => child.once('exit', r));
+    }
+  });
 });
