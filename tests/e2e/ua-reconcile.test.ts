@@ -117,3 +117,19 @@ it('reconciles a VM that registers again with what it says it has installed', as
   await vm.report({ type: 'deployment.changed', uaId: p.ua.id, version: '1.0.0', status: 'REMOVED', error: null });
   await until('REMOVED', 10_000, async () => (await deployments(p.ua.id)).find((d) => d.vm.id === vm.id)?.status === 'REMOVED');
 });
+
+it('shows a new version (and what it needs) only once a VM installed it', async () => {
+  const vm = await newVm();
+  const p1 = (await ok(gw, PROVIDE, { i: app('evolving') }, key)).provideApplication;
+  const c1 = (await vm.nextCommand('ua.deploy', (x) => (x as DeployUaCommand).uaId === p1.ua.id)) as DeployUaCommand;
+  await installed(vm, c1, 'INSTALLED');
+  await until('1.0.0 DEPLOYED', 10_000, async () => (await procurement(p1.id)).status === 'DEPLOYED');
+
+  const p2 = (await ok(gw, PROVIDE, { i: { ...app('evolving', '2.0.0'), name: 'evolving 2', requiredResources: ['GEOLOCATION'] } }, key)).provideApplication;
+  const c2 = (await vm.nextCommand('ua.deploy', (x) => (x as DeployUaCommand).uaId === p1.ua.id && (x as DeployUaCommand).version === '2.0.0')) as DeployUaCommand;
+  const ua = async () => (await ok(gw, `{ ua(id: "${p1.ua.id}") { name currentVersion requiredResources } }`, {}, user)).ua;
+  expect(await ua()).toEqual({ name: 'evolving', currentVersion: '1.0.0', requiredResources: [] });
+  await installed(vm, c2, 'INSTALLED');
+  await until('2.0.0 DEPLOYED', 10_000, async () => (await procurement(p2.id)).status === 'DEPLOYED');
+  expect(await ua()).toEqual({ name: 'evolving 2', currentVersion: '2.0.0', requiredResources: ['GEOLOCATION'] });
+});

@@ -9,6 +9,7 @@ export class Procurement1765000000020 implements MigrationInterface {
         await queryRunner.query(`CREATE TYPE "public"."ua_version_status" AS ENUM('PENDING', 'AVAILABLE', 'FAILED')`);
         await queryRunner.query(`ALTER TABLE "ua_versions" ADD "status" "public"."ua_version_status" NOT NULL DEFAULT 'PENDING'`);
         await queryRunner.query(`ALTER TABLE "ua_versions" ADD "error" character varying(1024)`);
+        await queryRunner.query(`ALTER TABLE "ua_versions" ADD "metadata" jsonb`);
         await queryRunner.query(`ALTER TABLE "uas" ADD "removed_at" TIMESTAMP WITH TIME ZONE`);
         // what was there before was offered as it was
         await queryRunner.query(`UPDATE "ua_versions" SET "status" = 'AVAILABLE'`);
@@ -16,6 +17,7 @@ export class Procurement1765000000020 implements MigrationInterface {
 
     public async down(queryRunner: QueryRunner): Promise<void> {
         await queryRunner.query(`ALTER TABLE "uas" DROP COLUMN "removed_at"`);
+        await queryRunner.query(`ALTER TABLE "ua_versions" DROP COLUMN "metadata"`);
         await queryRunner.query(`ALTER TABLE "ua_versions" DROP COLUMN "error"`);
         await queryRunner.query(`ALTER TABLE "ua_versions" DROP COLUMN "status"`);
         await queryRunner.query(`DROP TYPE "public"."ua_version_status"`);

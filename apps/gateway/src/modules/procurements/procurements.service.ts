@@ -12,7 +12,7 @@ import type { Transactions } from '../../common/unit-of-work';
 import type { ProcurementStatus } from '../../graphql/enums';
 import { page } from '../users/users.service';
 import type { Storefront } from '../storefronts/storefronts.entity';
-import { Ua, UaDeployment, UaVersion } from '../uas/uas.entity';
+import { Ua, UaDeployment, UaVersion, type UaVersionMetadata } from '../uas/uas.entity';
 import type { UasService } from '../uas/uas.service';
 import type { ProvideApplicationInput } from './procurements.inputs';
 import { Procurement } from './procurements.entity';
@@ -95,21 +95,23 @@ export class ProcurementsService {
       const existing = await em.findOne(Procurement, { where: { uaId: ua.id, version: input.version }, order: { createdAt: 'DESC' } });
       if (existing && existing.status !== 'FAILED') return { ua, version, existing };
     }
-    const metadata = {
+    const metadata: UaVersionMetadata = {
       name: input.name,
       requiredResources: [...new Set(input.requiredResources)],
       minScreenWidth: input.minScreenWidth ?? null,
       minScreenHeight: input.minScreenHeight ?? null,
-      removedAt: null,
     };
-    // an existing UA keeps offering its current version until this one is deployed somewhere
-    ua = ua ? em.merge(Ua, ua, metadata) : em.create(Ua, { storefrontId: storefront.id, storefrontAppId: input.storefrontAppId, platform: input.platform, currentVersion: input.version, ...metadata });
+    // an existing UA keeps offering its current version (and how it looks) until this one is
+    // deployed somewhere; a removed one comes back with it
+    ua = ua
+      ? em.merge(Ua, ua, { removedAt: null })
+      : em.create(Ua, { storefrontId: storefront.id, storefrontAppId: input.storefrontAppId, platform: input.platform, currentVersion: input.version, removedAt: null, ...metadata });
     ua = await em.save(ua);
     if (version) {
-      await em.update(UaVersion, version.id, { status: 'PENDING', error: null }); // a retry of a failed one
-      version = { ...version, status: 'PENDING', error: null };
+      await em.update(UaVersion, version.id, { status: 'PENDING', error: null, metadata }); // a retry of a failed one
+      version = { ...version, status: 'PENDING', error: null, metadata };
     } else {
-      version = await em.save(em.create(UaVersion, { uaId: ua.id, version: input.version, packageUrl, sha256, sizeBytes: input.sizeBytes, status: 'PENDING', error: null }));
+      version = await em.save(em.create(UaVersion, { uaId: ua.id, version: input.version, packageUrl, sha256, sizeBytes: input.sizeBytes, status: 'PENDING', error: null, metadata }));
     }
     return { ua, version, existing: null };
   }
@@ -143,7 +145,7 @@ export class ProcurementsService {
           }
           if (v.status !== 'AVAILABLE') await em.update(UaVersion, v.id, { status: 'AVAILABLE', error: null });
           const current = await em.findOneBy(UaVersion, { uaId: ua.id, version: ua.currentVersion });
-          if (!current || current.status !== 'AVAILABLE' || current.createdAt < v.createdAt) await em.update(Ua, ua.id, { currentVersion: v.version });
+          if (!current || current.status !== 'AVAILABLE' || current.createdAt < v.createdAt) await em.update(Ua, ua.id, { currentVersion: v.version, ...(v.metadata ?? {}) });
           return move('DEPLOYED', null);
         }
         case 'FAILED': {

@@ -27,6 +27,13 @@ export class Ua {
   @Field() @CreateDateColumn({ type: 'timestamptz' }) createdAt!: Date;
 }
 
+export interface UaVersionMetadata {
+  name: string;
+  requiredResources: LocalResourceKind[];
+  minScreenWidth: number | null;
+  minScreenHeight: number | null;
+}
+
 @ObjectType()
 @Entity('ua_versions')
 @Unique('uq_ua_versions_version', ['uaId', 'version'])
@@ -43,6 +50,8 @@ export class UaVersion {
   @Field(() => UaVersionStatusEnum, { description: 'AVAILABLE once deployed on a VM (or shipped with every VM); users only get AVAILABLE versions' })
   @Column({ type: 'enum', enum: UA_VERSION_STATUSES, enumName: 'ua_version_status', default: 'PENDING' }) status!: UaVersionStatus;
   @Field(() => String, { nullable: true, description: 'why the version is FAILED' }) @Column({ type: 'varchar', length: 1024, nullable: true }) error!: string | null;
+  /** what the UA looks like in this version; copied to the UA when the version becomes current */
+  @Column({ type: 'jsonb', nullable: true }) metadata!: UaVersionMetadata | null;
   @Field() @CreateDateColumn({ type: 'timestamptz' }) createdAt!: Date;
 }
 

@@ -137,7 +137,7 @@ export class UasService {
     if (v.status === 'FAILED') throw conflict(`${ua.name} ${v.version} failed to deploy (${v.error ?? 'unknown reason'}); provide a corrected version.`);
     await this.txs.run(async (uow) => {
       const { em } = uow;
-      if (v.status === 'AVAILABLE') await em.update(Ua, ua.id, { currentVersion: v.version });
+      if (v.status === 'AVAILABLE') await em.update(Ua, ua.id, { currentVersion: v.version, ...(v.metadata ?? {}) });
       const deployed = await em.findBy(UaDeployment, { uaId: ua.id, status: In(['INSTALLED', 'PENDING', 'DOWNLOADING']) });
       const vmIds = deployed.length ? deployed.map((d) => d.vmId) : (await this.readyVms(em, ua.platform)).map((vm) => vm.id);
       for (const id of vmIds) await this.sendPackage(uow, id, 'ua.update', ua, v);
