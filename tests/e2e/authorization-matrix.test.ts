@@ -5,7 +5,7 @@
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { freshDatabase, startRedis, until, type TestRedis } from '../support/services';
-import { ADMIN, gql, login, ok, registerUser, startGateway, type GatewayProcess, type GqlError } from '../support/gateway';
+import { ADMIN, gql, login, markVersionsAvailable, ok, registerUser, startGateway, type GatewayProcess, type GqlError } from '../support/gateway';
 import { startFakeVm, type FakeVm } from '../support/fake-vm';
 import WebSocket from 'ws';
 import { createClient, type Client } from 'graphql-ws';
@@ -23,7 +23,11 @@ type Principal = (typeof PRINCIPALS)[number];
 type Outcome = 'ok' | 'allowed' | 'null' | 'UNAUTHENTICATED' | 'FORBIDDEN' | 'NOT_FOUND';
 type Row = Record<Principal, Outcome>;
 
-const row = (fill: Outcome, over: Partial<Row> = {}): Row => ({ ...Object.fromEntries(PRINCIPALS.map((p) => [p, fill])) as Row, ...over });
+/** a disabled storefront's key counts for nothing: its holder is anonymous */
+const row = (fill: Outcome, over: Partial<Row> = {}): Row => {
+  const r = { ...Object.fromEntries(PRINCIPALS.map((p) => [p, fill])) as Row, ...over };
+  return { ...r, disabledStorefront: r.anonymous };
+};
 const KEY_ONLY: Partial<Row> = { storefront: 'FORBIDDEN', disabledStorefront: 'FORBIDDEN' };
 /** any signed-in user; storefront keys only do UVE-7 */
 const signedIn = (o: Outcome = 'allowed', over: Partial<Row> = {}) => row(o, { anonymous: 'UNAUTHENTICATED', ...KEY_ONLY, ...over });
@@ -140,7 +144,8 @@ const clients: Client[] = [];
 
 beforeAll(async () => {
   redis = await startRedis();
-  gw = await startGateway({ DATABASE_URL: await freshDatabase(), REDIS_URL: redis.url, UVE_QUEUE_PREFIX: 'matrix' });
+  const databaseUrl = await freshDatabase();
+  gw = await startGateway({ DATABASE_URL: databaseUrl, REDIS_URL: redis.url, UVE_QUEUE_PREFIX: 'matrix' });
   auth.admin = (await login(gw, ADMIN.username, ADMIN.password)).token;
   const user = await registerUser(gw, 'owner');
   auth.user = user.token;
@@ -162,6 +167,7 @@ beforeAll(async () => {
     i: { storefrontAppId: 'paint', name: 'Paint', version: '1.0.0', platform: 'WASM', packageUrl: 'paint.tar', sha256: 'd'.repeat(64), sizeBytes: 10 },
   }, auth.admin);
   const uaId = p.procureApplication.ua.id;
+  await markVersionsAvailable(databaseUrl, uaId); // the fake VM downloads nothing: as if it had installed it
   const s = await ok(gw, `mutation($i: RequestApplicationInput!) { requestApplication(input: $i) { id } }`, {
     i: { uaId, terminal: { screenWidth: 800, screenHeight: 600, codecs: ['H264'], localResources: [] } },
   }, user.token);
@@ -207,7 +213,10 @@ async function subscriptionResult(principal: Principal, op: string): Promise<{ e
         resolve();
       },
       error: (e) => {
-        verdict ??= { errors: Array.isArray(e) ? (e as GqlError[]) : [{ message: String((e as Error)?.message ?? e), extensions: { code: 'SOCKET_ERROR' } }] };
+        // credentials refused at connection_init close the socket with 4403: for the caller, not signed in
+        const closed = (e as { code?: number; reason?: string })?.code;
+        const socket = closed === 4403 ? { message: `socket closed ${closed}`, extensions: { code: 'UNAUTHENTICATED' } } : { message: String((e as Error)?.message ?? (e as { reason?: string })?.reason ?? e), extensions: { code: 'SOCKET_ERROR' } };
+        verdict ??= { errors: Array.isArray(e) ? (e as GqlError[]) : [socket] };
         resolve();
       },
       complete: () => undefined,

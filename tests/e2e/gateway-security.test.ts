@@ -4,7 +4,7 @@
 import { Client as PgClient } from 'pg';
 import { createRemoteJWKSet, decodeJwt, decodeProtectedHeader } from 'jose';
 import { freshDatabase, startRedis, until, type TestRedis } from '../support/services';
-import { ADMIN, gql, login, ok, refusal, registerUser, startGateway, subscribe, wsClient, type GatewayProcess } from '../support/gateway';
+import { ADMIN, gql, login, markVersionsAvailable, ok, refusal, registerUser, startGateway, subscribe, wsClient, type GatewayProcess } from '../support/gateway';
 import { startFakeVm, type FakeVm } from '../support/fake-vm';
 import type { Client } from 'graphql-ws';
 
@@ -126,6 +126,7 @@ describe('rate limits', () => {
       s: sf.registerStorefront.storefront.id,
       i: { storefrontAppId: 'paint', name: 'Paint', version: '1.0.0', platform: 'WASM', packageUrl: 'paint.tar', sha256: 'd'.repeat(64), sizeBytes: 10 },
     }, admin);
+    await markVersionsAvailable(databaseUrl, p.procureApplication.ua.id);
     const user = await registerUser(gw, 'greedy');
     const req = () => gql(gw, `mutation($i: RequestApplicationInput!) { requestApplication(input: $i) { id } }`, {
       i: { uaId: p.procureApplication.ua.id, terminal: { screenWidth: 640, screenHeight: 480, codecs: ['H264'], localResources: [] } },

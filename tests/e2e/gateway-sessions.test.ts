@@ -2,7 +2,7 @@
 // speak UVE-2/UVE-5 over the real queue: selection, tokens, the state machine, events, liveness.
 import { createRemoteJWKSet, jwtVerify } from 'jose';
 import { freshDatabase, startRedis, until, type TestRedis } from '../support/services';
-import { ADMIN, gql, login, ok, refusal, registerUser, startGateway, subscribe, subscribeLive, wsClient, type GatewayProcess } from '../support/gateway';
+import { ADMIN, gql, login, markVersionsAvailable, ok, refusal, registerUser, startGateway, subscribe, subscribeLive, wsClient, type GatewayProcess } from '../support/gateway';
 import { startFakeVm, type FakeVm } from '../support/fake-vm';
 import type { Client } from 'graphql-ws';
 
@@ -33,7 +33,8 @@ async function newVm(opts: Partial<Parameters<typeof startFakeVm>[0]> = {}): Pro
 beforeAll(async () => {
   redis = await startRedis();
   // fake VMs beat every 300 ms against a 6 s timeout: only a VM that really went silent misses 20 beats
-  const env = { DATABASE_URL: await freshDatabase(), REDIS_URL: redis.url, UVE_QUEUE_PREFIX: PREFIX, UVE_VM_HEARTBEAT_TIMEOUT_MS: '6000' };
+  const databaseUrl = await freshDatabase();
+  const env = { DATABASE_URL: databaseUrl, REDIS_URL: redis.url, UVE_QUEUE_PREFIX: PREFIX, UVE_VM_HEARTBEAT_TIMEOUT_MS: '6000' };
   gwA = await startGateway(env);
   gwB = await startGateway(env);
   adminToken = (await login(gwA, ADMIN.username, ADMIN.password)).token;
@@ -44,6 +45,7 @@ beforeAll(async () => {
     i: { storefrontAppId: 'paint', name: 'Paint', version: '1.0.0', platform: 'WASM', packageUrl: 'paint.tar', sha256: 'd'.repeat(64), sizeBytes: 10, minScreenWidth: 320, minScreenHeight: 240 },
   }, adminToken);
   uaId = p.procureApplication.ua.id;
+  await markVersionsAvailable(databaseUrl, uaId);
 });
 
 afterAll(async () => {

@@ -3,7 +3,7 @@
 // commands not acknowledged, concurrent requests racing for one VM, reconnect windows closing.
 import { Client as PgClient } from 'pg';
 import { freshDatabase, startRedis, until, type TestRedis } from '../support/services';
-import { ADMIN, gql, login, ok, registerUser, startGateway, type GatewayProcess } from '../support/gateway';
+import { ADMIN, gql, login, markVersionsAvailable, ok, registerUser, startGateway, type GatewayProcess } from '../support/gateway';
 import { startFakeVm, type FakeVm } from '../support/fake-vm';
 import { freezeRedis } from './support';
 
@@ -60,6 +60,7 @@ beforeAll(async () => {
     i: { storefrontAppId: 'paint', name: 'Paint', version: '1.0.0', platform: 'WASM', packageUrl: 'paint.tar', sha256: 'd'.repeat(64), sizeBytes: 10 },
   }, admin);
   uaId = p.procureApplication.ua.id;
+  await markVersionsAvailable(databaseUrl, uaId);
 });
 
 afterAll(async () => {

@@ -200,3 +200,18 @@ export async function subscribeLive<T = Record<string, any>>(
     throw e;
   }
 }
+
+/**
+ * For suites whose VMs are fakes that never download a package: makes every version of the UA
+ * AVAILABLE, as the INSTALLED report of a real VM would (catalog truth, modules/uas).
+ */
+export async function markVersionsAvailable(databaseUrl: string, uaId: string): Promise<void> {
+  const { Client } = require('pg') as typeof import('pg');
+  const db = new Client({ connectionString: databaseUrl });
+  await db.connect();
+  try {
+    await db.query(`UPDATE ua_versions SET status = 'AVAILABLE' WHERE ua_id = $1`, [uaId]);
+  } finally {
+    await db.end();
+  }
+}

@@ -45,7 +45,8 @@ const filesUnder = (dir: string): string[] =>
   existsSync(dir) ? readdirSync(dir, { recursive: true, withFileTypes: true }).filter((e) => !e.isDirectory()).map((e) => relative(dir, join(e.parentPath, e.name))) : [];
 
 const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
-const MANIFEST = JSON.stringify({ name: 'demo', entry: 'app.wasm' });
+const manifest = (version: string) => JSON.stringify({ name: 'demo', version, platform: 'WASM', entry: 'app.wasm', requiredResources: [] });
+const MANIFEST = manifest('1.0.0');
 
 /** Accepts a folder with manifest.json, like a runtime would. */
 const runtime: UaRuntime = {
@@ -139,7 +140,7 @@ describe('UA packages', () => {
     ['a path that climbs out through a folder', () => tar([...valid, { name: 'sub/../../evil', data: 'x' }]), /package path "sub\/\.\.\/\.\.\/evil" points outside the package/],
     ['an absolute path', () => tar([...valid, { name: '/tmp/evil', data: 'x' }]), /package path "\/tmp\/evil" points outside the package/],
     ['a JSON bundle path outside the package', () => Buffer.from(JSON.stringify({ format: 'uve-ua-bundle/1', files: { 'manifest.json': Buffer.from(MANIFEST).toString('base64'), 'app.wasm': Buffer.from('wasm').toString('base64'), '../evil': Buffer.from('x').toString('base64') } })), /package path "\.\.\/evil" points outside the package/],
-    ['a symbolic link', () => tar([...valid, { name: 'link', type: '2' }]), /package entry "link" is not a regular file \(tar type 2\); links and devices are not allowed/],
+    ['a symbolic link', () => tar([...valid, { name: 'link', type: '2' }]), /package entry "link" is a symbolic link; packages hold only regular files and folders \(no links, no devices\)/],
   ])('refuses an archive with %s, and writes nothing of it', async (_name, make, message) => {
     const body = make();
     files.set('/evil', body);
@@ -182,7 +183,7 @@ describe('UA packages', () => {
   });
 
   it('updates to a new version and removes; an agent restarted on the same data dir keeps what it had', async () => {
-    const v2 = tar([{ name: 'manifest.json', data: MANIFEST }, { name: 'app.wasm', data: 'wasm2' }]);
+    const v2 = tar([{ name: 'manifest.json', data: manifest('2.0.0') }, { name: 'app.wasm', data: 'wasm2' }]);
     files.set('/v2', v2);
     const { s, reports } = store();
     await s.deploy(deployCmd('builtin:demo'));

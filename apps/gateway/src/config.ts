@@ -19,6 +19,7 @@ export interface GatewayConfig {
   vmHeartbeatTimeoutMs: number;
   /** a DISCONNECTED session keeps its VM slot this long, then ends */
   reconnectWindowSec: number;
+  packageDownloadTimeoutSec: number;
   /** OFFLINE/FAILED VM records are kept this long after the VM was destroyed */
   vmRetentionSec: number;
   vmProvider: VmProvider;
@@ -126,6 +127,7 @@ export const CONFIG_SPEC = {
   maxVms: { env: 'UVE_MAX_VMS', doc: 'most VMs the pool provisions', default: '8', parse: int(0, 1000) },
   vmCapacity: { env: 'UVE_VM_CAPACITY', doc: 'sessions per provisioned VM', default: '4', parse: int(1, 64) },
   registerSampleUas: { env: 'UVE_SAMPLE_UAS', doc: 'register the sample UAs shipped with the agent', default: 'true', parse: bool },
+  packageDownloadTimeoutSec: { env: 'UVE_PACKAGE_DOWNLOAD_TIMEOUT_S', doc: 'a VM gives up downloading a UA package from a storefront after this long', default: '120', parse: int(1, 3600) },
   vmDataMaxMb: { env: 'UVE_VM_DATA_MAX_MB', doc: 'largest VM Data upload a VM may store, MiB', default: '256', parse: int(1, 1024) },
   graphqlMaxTokens: { env: 'UVE_GRAPHQL_MAX_TOKENS', doc: 'most tokens a GraphQL document may have', default: '2000', parse: int(100, 100_000) },
   graphqlMaxDepth: { env: 'UVE_GRAPHQL_MAX_DEPTH', doc: 'deepest selection a GraphQL operation may nest', default: '10', parse: int(2, 100) },

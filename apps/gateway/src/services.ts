@@ -83,7 +83,11 @@ export async function createServices(deps: {
     queuePrefix: config.queuePrefix,
     retentionMs: config.vmRetentionSec * 1000,
   });
-  const sessions = new SessionsService(ds, txs, keys, limits, log, {
+  const uas = new UasService(ds, txs, log, {
+    heartbeatTimeoutMs: config.vmHeartbeatTimeoutMs,
+    downloadTimeoutMs: config.packageDownloadTimeoutSec * 1000,
+  });
+  const sessions = new SessionsService(ds, txs, keys, limits, uas, log, {
     heartbeatTimeoutMs: config.vmHeartbeatTimeoutMs,
     sessionTokenTtlSec: config.sessionTokenTtlSec,
     reconnectWindowMs: config.reconnectWindowSec * 1000,
@@ -91,6 +95,11 @@ export async function createServices(deps: {
     requestWaitMs: config.requestWaitMs,
   });
   vms.onVmLost((vmId, reason) => sessions.onVmLost(vmId, reason));
+  const procurements = new ProcurementsService(ds, txs, pubsub, uas, log);
+  vms.onDeploymentReported((m) => procurements.onDeploymentChanged(m));
+  vms.onJoined((m) => uas.deployToNewVm(m.vmId, m.platform, m.deployed));
+  const storefronts = new StorefrontsService(ds);
+  storefronts.onDisabled((s) => procurements.cancelForStorefront(s, `cancelled: storefront ${s.name} was disabled`).then(() => undefined));
   const reports = new VmReportsService(ds, log, sessions);
   const metrics = new MetricsService(ds, bus, log);
   metrics.registerGauge('uve_outbox_commands', 'UVE-2 commands in the outbox not yet acknowledged by their VM, and the age of the oldest (seconds).', ['kind'], async () => {
@@ -105,9 +114,9 @@ export async function createServices(deps: {
     config, log, ds, bus, pubsub, txs, commands, reports, keys, limits, users, vms, sessions,
     redisPing: deps.redisPing,
     privateState: deps.privateState,
-    storefronts: new StorefrontsService(ds),
-    uas: new UasService(ds, txs),
-    procurements: new ProcurementsService(ds, pubsub),
+    storefronts,
+    uas,
+    procurements,
     watchers: new WatchersService(ds, users),
     invitations: new InvitationsService(ds),
     snapshots: new SnapshotsService(ds),

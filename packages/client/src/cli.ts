@@ -8,16 +8,31 @@ import sharp from 'sharp';
 import type { InputEvent, VideoCodec } from '@uve/protocol';
 import { createNodeDecoder } from './decoders';
 import { GatewayClient, GatewayError } from './gateway-client';
+import { packUa } from './pack';
 import { StreamClient, StreamCloseError, type FrameEvent } from './stream-client';
 
 const MAIN_HELP = `uve - command-line UVE client
 
 Usage:
   uve play <ua-name-or-id> --gateway URL --user U --password P [options]
-  uve --help | uve play --help
+  uve pack <folder> --out FILE
+  uve --help | uve play --help | uve pack --help
 
 Commands:
-  play    request a UA, stream it, optionally send input, save frames as PNG`;
+  play    request a UA, stream it, optionally send input, save frames as PNG
+  pack    check a UA folder's manifest and build its package (tar.gz); prints sha256 and size`;
+
+const PACK_HELP = `uve pack <folder> --out FILE - build a UA package (docs/packages.md)
+
+Checks <folder>/manifest.json and the files, writes a reproducible tar.gz to FILE and prints a
+JSON line {"file","sha256","sizeBytes","files","manifest"}: what a storefront declares in
+provideApplication (sha256, sizeBytes) next to the package's URL.
+
+Options:
+  --out FILE           where to write the package (required)
+  -h, --help           this help
+
+Exit status: 0 when the package was written, 1 when the folder is not a valid UA, 2 on bad usage.`;
 
 const PLAY_HELP = `uve play <ua-name-or-id> - request a UA and stream it
 
@@ -244,6 +259,7 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(MAIN_HELP + '\n');
     return cmd ? 0 : 2;
   }
+  if (cmd === 'pack') return runPack(rest);
   if (cmd !== 'play') {
     process.stderr.write(`uve: unknown command ${cmd}\n\n${MAIN_HELP}\n`);
     return 2;
@@ -267,6 +283,36 @@ export async function run(argv: string[]): Promise<number> {
   } catch (e) {
     const msg = e instanceof GatewayError ? `gateway refused (${e.code}): ${e.message}` : e instanceof StreamCloseError ? `VM refused the connection: ${e.message}` : (e as Error).message;
     process.stderr.write(`uve: ${msg}\n`);
+    return 1;
+  }
+}
+
+async function runPack(argv: string[]): Promise<number> {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(PACK_HELP + '\n');
+    return 0;
+  }
+  const folders: string[] = [];
+  let out: string | null = null;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--out') out = argv[++i] ?? null;
+    else if (a.startsWith('--out=')) out = a.slice(6);
+    else if (a.startsWith('-')) {
+      process.stderr.write(`uve pack: unknown option ${a}\n(see uve pack --help)\n`);
+      return 2;
+    } else folders.push(a);
+  }
+  if (folders.length !== 1 || !out) {
+    process.stderr.write(`uve pack: give one folder and --out FILE\n(see uve pack --help)\n`);
+    return 2;
+  }
+  try {
+    const r = await packUa(folders[0]!, out);
+    process.stdout.write(JSON.stringify({ file: out, sha256: r.sha256, sizeBytes: r.sizeBytes, files: r.files, manifest: r.manifest }) + '\n');
+    return 0;
+  } catch (e) {
+    process.stderr.write(`uve pack: ${(e as Error).message}\n`);
     return 1;
   }
 }

@@ -3,3 +3,4 @@ export * from './terminal';
 export * from './token';
 export * from './vm-messages';
 export * from './stream';
+export * from './package-manifest';

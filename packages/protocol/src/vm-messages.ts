@@ -40,6 +40,12 @@ export interface DeployUaCommand extends CommandMeta {
   packageUrl: string;
   sha256: string;
   storefrontId?: string | null;
+  /** declared size of a downloaded package: the VM stops reading past it */
+  sizeBytes?: number;
+  /** the storefront's origin (scheme://host:port): the only origin the VM downloads from, redirects included */
+  allowedOrigin?: string;
+  /** the VM gives up a download that has not finished after this long */
+  downloadTimeoutMs?: number;
 }
 export interface RemoveUaCommand extends CommandMeta { type: 'ua.remove'; uaId: string }
 export interface UpdateUaCommand extends Omit<DeployUaCommand, 'type'> { type: 'ua.update' }

@@ -30,6 +30,9 @@ export const VM_STATUSES = ['PROVISIONING', 'IDLE', 'BUSY', 'DRAINING', 'OFFLINE
 export type VmStatus = (typeof VM_STATUSES)[number];
 export const PROCUREMENT_STATUSES = ['REQUESTED', 'VM_SELECTED', 'DOWNLOADING', 'DEPLOYED', 'FAILED'] as const;
 export type ProcurementStatus = (typeof PROCUREMENT_STATUSES)[number];
+/** A UA version in the catalog: PENDING until some VM installed it, FAILED when its procurement failed. */
+export const UA_VERSION_STATUSES = ['PENDING', 'AVAILABLE', 'FAILED'] as const;
+export type UaVersionStatus = (typeof UA_VERSION_STATUSES)[number];
 export const SESSION_EVENT_TYPES = [
   'REQUESTED', 'ASSIGNED', 'CONNECTED', 'SUSPENDED', 'RESUMED', 'DISCONNECTED', 'RECONNECTED',
   'SNAPSHOT_SAVED', 'SNAPSHOT_RESTORED', 'MONITORING_STARTED', 'MONITORING_ENDED',
@@ -56,6 +59,7 @@ export const VmStatusEnum = asEnum(VM_STATUSES);
 export const VmProviderEnum = asEnum(VM_PROVIDERS);
 export const DeploymentStatusEnum = asEnum(DEPLOYMENT_STATUSES);
 export const ProcurementStatusEnum = asEnum(PROCUREMENT_STATUSES);
+export const UaVersionStatusEnum = asEnum(UA_VERSION_STATUSES);
 export const SessionEventTypeEnum = asEnum(SESSION_EVENT_TYPES);
 export const VmEventTypeEnum = asEnum(VM_EVENT_TYPES);
 
@@ -99,5 +103,6 @@ registerEnumType(VmStatusEnum, { name: 'VmStatus' });
 registerEnumType(VmProviderEnum, { name: 'VmProvider' });
 registerEnumType(DeploymentStatusEnum, { name: 'DeploymentStatus' });
 registerEnumType(ProcurementStatusEnum, { name: 'ProcurementStatus' });
+registerEnumType(UaVersionStatusEnum, { name: 'UaVersionStatus' });
 registerEnumType(SessionEventTypeEnum, { name: 'SessionEventType' });
 registerEnumType(VmEventTypeEnum, { name: 'VmEventType' });

@@ -1,20 +1,14 @@
-// What every UA package manifest has (docs/wasm-abi.md, docs/linux-x11.md): read and checked once
-// here; each runtime checks its own fields on the raw object it gets back.
+// What every UA package manifest has (docs/packages.md): the one definition is @uve/protocol's
+// checkManifest; here it is read from a folder, and each runtime checks its own fields on the raw
+// object it gets back.
 import { readFile } from 'node:fs/promises';
 import * as path from 'node:path';
-import { LOCAL_RESOURCE_KINDS, type LocalResourceKind, type Platform } from '@uve/protocol';
+import { checkManifest, isPlainObject, MANIFEST_FILE, type Platform, type UaManifest } from '@uve/protocol';
 
-export interface BaseManifest<P extends Platform> {
-  name: string;
-  version: string;
-  platform: P;
-  requiredResources: LocalResourceKind[];
-  minWidth?: number;
-  minHeight?: number;
-}
+/** The fields both runtimes use, as the one manifest type defines them. */
+export type BaseManifest<P extends Platform> = Pick<UaManifest<P>, 'name' | 'version' | 'platform' | 'requiredResources' | 'minWidth' | 'minHeight'>;
 
-export const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
-const isPositiveInt = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v > 0 && v <= 16384;
+export const isObj = isPlainObject;
 
 /**
  * Reads `dir/manifest.json`; `fail` throws the runtime's own error with a reason a storefront can act
@@ -28,7 +22,7 @@ export async function readBaseManifest<P extends Platform>(
 ): Promise<{ base: BaseManifest<P>; raw: Record<string, unknown> }> {
   let text: string;
   try {
-    text = await readFile(path.join(dir, 'manifest.json'), 'utf8');
+    text = await readFile(path.join(dir, MANIFEST_FILE), 'utf8');
   } catch (e) {
     return fail((e as NodeJS.ErrnoException).code === 'ENOENT' ? 'manifest.json not found' : `manifest.json cannot be read: ${(e as Error).message}`);
   }
@@ -38,27 +32,21 @@ export async function readBaseManifest<P extends Platform>(
   } catch {
     return fail('manifest.json is not valid JSON');
   }
-  if (!isObj(m)) return fail('manifest.json must be a JSON object');
-  if (typeof m.name !== 'string' || m.name === '') fail('manifest "name" must be a non-empty string');
-  if (typeof m.version !== 'string' || m.version === '') fail('manifest "version" must be a non-empty string');
-  if (m.platform !== platform) fail(`manifest "platform" must be "${platform}" (got ${JSON.stringify(m.platform)})`);
-  const resources = m.requiredResources ?? (resourcesOptional ? [] : undefined);
-  if (!Array.isArray(resources)) fail('manifest "requiredResources" must be an array');
-  for (const r of resources as unknown[]) {
-    if (!(LOCAL_RESOURCE_KINDS as readonly unknown[]).includes(r)) fail(`manifest "requiredResources" has unknown kind ${JSON.stringify(r)} (known: ${LOCAL_RESOURCE_KINDS.join(', ')})`);
-  }
-  for (const k of ['minWidth', 'minHeight'] as const) {
-    if (m[k] !== undefined && !isPositiveInt(m[k])) fail(`manifest "${k}" must be a positive integer of at most 16384`);
+  let checked;
+  try {
+    checked = checkManifest(m, { platform, resourcesOptional });
+  } catch (e) {
+    return fail((e as Error).message);
   }
   return {
-    raw: m,
+    raw: m as Record<string, unknown>,
     base: {
-      name: m.name as string,
-      version: m.version as string,
+      name: checked.name,
+      version: checked.version,
       platform,
-      requiredResources: [...new Set(resources as LocalResourceKind[])],
-      ...(m.minWidth !== undefined ? { minWidth: m.minWidth as number } : {}),
-      ...(m.minHeight !== undefined ? { minHeight: m.minHeight as number } : {}),
+      requiredResources: checked.requiredResources,
+      ...(checked.minWidth !== undefined ? { minWidth: checked.minWidth } : {}),
+      ...(checked.minHeight !== undefined ? { minHeight: checked.minHeight } : {}),
     },
   };
 }

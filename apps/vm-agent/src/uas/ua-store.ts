@@ -3,9 +3,9 @@
 // queued behind a deploy waits for it); different UAs deploy in parallel. Downloads run in the
 // background so the command queue keeps moving.
 import { randomUUID } from 'node:crypto';
-import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
-import type { DeployUaCommand, DeployedUa, DeploymentStatus, LocalResourceKind, Platform, UpdateUaCommand } from '@uve/protocol';
+import { mkdir, readFile, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { checkManifest, MANIFEST_FILE, type DeployUaCommand, type DeployedUa, type DeploymentStatus, type LocalResourceKind, type Platform, type UpdateUaCommand } from '@uve/protocol';
 import type { InstalledUa, UaRuntime } from '../runtimes/runtime';
 import type { Logger } from '../common/log';
 import { errorMessage, withTimeout } from '../common/errors';
@@ -55,6 +55,22 @@ export function builtinPackageDir(packageUrl: string, platform: Platform, root =
   const name = packageUrl.slice(BUILTIN_PREFIX.length);
   if (!/^[a-z0-9][a-z0-9_-]{0,63}$/i.test(name)) throw new Error(`invalid builtin package name ${JSON.stringify(name)}`);
   return BUILTIN_LAYOUT[platform](root, name);
+}
+
+/**
+ * A downloaded package must be what the VMM asked for: its manifest names the same platform and
+ * version (the runtime checks the rest). Reasons name the field, for the storefront.
+ */
+async function checkPackageManifest(dir: string, cmd: DeployUaCommand | UpdateUaCommand): Promise<void> {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(await readFile(join(dir, MANIFEST_FILE), 'utf8'));
+  } catch (e) {
+    throw new Error((e as NodeJS.ErrnoException).code === 'ENOENT' ? 'package has no manifest.json at its root' : 'manifest.json is not valid JSON');
+  }
+  const m = checkManifest(raw);
+  if (m.platform !== cmd.platform) throw new Error(`manifest "platform" is ${m.platform} but the UA was provided as ${cmd.platform}`);
+  if (m.version !== cmd.version) throw new Error(`manifest "version" is ${m.version} but the UA was provided as version ${cmd.version}`);
 }
 
 export class UaStore {
@@ -164,13 +180,14 @@ export class UaStore {
         staging = join(base, `.${tag}.staging`);
         const file = join(base, `.${tag}.download`);
         log.info('downloading UA package', { url: cmd.packageUrl });
-        let bytes: Uint8Array;
-        try {
-          bytes = await downloadPackage(cmd.packageUrl, file, cmd.sha256);
-        } finally {
-          await rm(file, { force: true });
-        }
+        const bytes = await downloadPackage(cmd.packageUrl, file, {
+          sha256: cmd.sha256,
+          maxBytes: cmd.sizeBytes,
+          timeoutMs: cmd.downloadTimeoutMs,
+          allowedOrigin: cmd.allowedOrigin,
+        });
         await writePackage(readPackage(bytes), staging);
+        await checkPackageManifest(staging, cmd);
         dir = join(base, tag);
         await rename(staging, dir);
         staging = dir; // removed again if validation fails
@@ -186,7 +203,10 @@ export class UaStore {
       log.info('UA installed', { dir });
       this.report(uaId, version, 'INSTALLED');
     } catch (e) {
-      if (staging) await rm(staging, { recursive: true, force: true }).catch(() => undefined);
+      if (staging) {
+        await rm(staging, { recursive: true, force: true }).catch(() => undefined);
+        await rmdir(dirname(staging)).catch(() => undefined); // the UA's folder, when nothing else is in it
+      }
       log.warn('UA deployment failed', { error: errorMessage(e) });
       this.report(uaId, version, 'FAILED', errorMessage(e));
     }
@@ -197,7 +217,10 @@ export class UaStore {
     const version = current?.version ?? '';
     this.report(uaId, version, 'REMOVING');
     this.installed.delete(uaId);
-    if (current && !current.builtin) await rm(current.dir, { recursive: true, force: true }).catch(() => undefined);
+    if (current && !current.builtin) {
+      await rm(current.dir, { recursive: true, force: true }).catch(() => undefined);
+      await rmdir(dirname(current.dir)).catch(() => undefined);
+    }
     await this.persist();
     this.report(uaId, version, 'REMOVED');
   }

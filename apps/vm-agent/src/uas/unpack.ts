@@ -2,18 +2,35 @@
 //   - a tar archive (plain or gzip-compressed) of the package folder;
 //   - a JSON bundle {"format":"uve-ua-bundle/1","files":{"<relative path>":"<base64>"}}.
 // Only regular files and folders are written, never outside the target (no absolute paths, no
-// `..`, no links). A storefront issue will harden this (signatures, quotas).
-import { mkdir, writeFile } from 'node:fs/promises';
+// `..`, no links of any kind, no devices), within a file count and a size budget; a gzip stream
+// may not expand past that budget either (docs/packages.md).
+import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join, posix } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 
 export const MAX_PACKAGE_FILES = 10_000;
 export const MAX_UNPACKED_BYTES = 512 * 1024 * 1024;
+/**
+ * A gzip bomb guard: a package may expand to at most this many times its compressed size (beyond
+ * a small floor); real UAs (code, images) stay far below it.
+ */
+export const MAX_EXPANSION_RATIO = 100;
+const EXPANSION_FLOOR_BYTES = 32 * 1024 * 1024;
+
+/** How far a compressed package of this size may expand. */
+export const unpackBudget = (compressedBytes: number): number =>
+  Math.min(MAX_UNPACKED_BYTES, Math.max(EXPANSION_FLOOR_BYTES, compressedBytes * MAX_EXPANSION_RATIO));
 
 export interface PackageFile {
   path: string;
   data: Uint8Array;
+  /** executable by its owner in the archive (LINUX_X11 programs) */
+  executable?: boolean;
 }
+
+const TAR_TYPES: Record<string, string> = {
+  '1': 'a hard link', '2': 'a symbolic link', '3': 'a character device', '4': 'a block device', '6': 'a FIFO',
+};
 
 export type PackageFormat = 'tar' | 'tar.gz' | 'json';
 
@@ -64,8 +81,11 @@ export function readTar(bytes: Uint8Array): PackageFile[] {
     longName = null;
     paxPath = null;
     if (type === '5') continue; // folders are created for the files in them
-    if (type !== '0' && type !== '7') throw new Error(`package entry ${JSON.stringify(name)} is not a regular file (tar type ${type}); links and devices are not allowed`);
-    files.push({ path: name, data });
+    if (type !== '0' && type !== '7') {
+      throw new Error(`package entry ${JSON.stringify(name)} is ${TAR_TYPES[type] ?? `of tar type ${JSON.stringify(type)}`}; packages hold only regular files and folders (no links, no devices)`);
+    }
+    if (files.length >= MAX_PACKAGE_FILES) throw new Error(`package has more than ${MAX_PACKAGE_FILES} files`);
+    files.push({ path: name, data, executable: (octal(h, 100, 8) & 0o100) !== 0 });
   }
   return files;
 }
@@ -88,7 +108,17 @@ export function readJsonBundle(bytes: Uint8Array): PackageFile[] {
 export function readPackage(bytes: Uint8Array): PackageFile[] {
   const format = detectFormat(bytes);
   if (format === 'json') return readJsonBundle(bytes);
-  const tar = format === 'tar.gz' ? gunzipSync(bytes, { maxOutputLength: MAX_UNPACKED_BYTES }) : bytes;
+  if (format === 'tar') return readTar(bytes);
+  const budget = unpackBudget(bytes.byteLength);
+  let tar: Buffer;
+  try {
+    tar = gunzipSync(bytes, { maxOutputLength: budget });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE' || e instanceof RangeError) {
+      throw new Error(`package expands to more than ${budget} bytes from ${bytes.byteLength} compressed (gzip bomb guard)`);
+    }
+    throw new Error(`package is not a valid gzip stream: ${(e as Error).message}`);
+  }
   return readTar(tar);
 }
 
@@ -102,7 +132,7 @@ export async function writePackage(files: PackageFile[], dir: string): Promise<v
   let total = 0;
   const entries = files.map((f) => {
     total += f.data.byteLength;
-    return { path: safeRelativePath(f.path), data: f.data };
+    return { ...f, path: safeRelativePath(f.path) };
   }).filter((f) => f.path !== '');
   if (total > MAX_UNPACKED_BYTES) throw new Error(`package unpacks to more than ${MAX_UNPACKED_BYTES} bytes`);
   const tops = new Set(entries.map((e) => e.path.split('/')[0]));
@@ -114,6 +144,8 @@ export async function writePackage(files: PackageFile[], dir: string): Promise<v
     seen.add(rel);
     const target = join(dir, ...rel.split('/'));
     await mkdir(dirname(target), { recursive: true });
-    await writeFile(target, e.data);
+    // flag 'wx': never through something already there (a link planted by an earlier entry)
+    await writeFile(target, e.data, { flag: 'wx' });
+    if (e.executable) await chmod(target, 0o755);
   }
 }

@@ -11,8 +11,8 @@ import type { SessionReport, SessionReportTarget } from '../vmm/vm-reports.servi
 import type { SessionEventType, SessionState } from '../../graphql/enums';
 import type { KeysService } from '../auth/keys.service';
 import type { RateLimits } from '../auth/rate-limits';
-import { Ua, UaDeployment, UaVersion } from '../uas/uas.entity';
-import { packageCommand } from '../uas/uas.service';
+import { Ua, type UaVersion } from '../uas/uas.entity';
+import type { UasService } from '../uas/uas.service';
 import type { User } from '../users/users.entity';
 import { terminalData } from '../users/terminal.types';
 import { page } from '../users/users.service';
@@ -74,6 +74,7 @@ export class SessionsService implements SessionReportTarget {
     private readonly txs: Transactions,
     private readonly keys: KeysService,
     private readonly limits: RateLimits,
+    private readonly uas: UasService,
     private readonly log: Logger,
     private readonly options: SessionsServiceOptions,
   ) {
@@ -158,8 +159,8 @@ export class SessionsService implements SessionReportTarget {
     if ((ua.minScreenWidth && terminal.screenWidth < ua.minScreenWidth) || (ua.minScreenHeight && terminal.screenHeight < ua.minScreenHeight)) {
       throw badInput(`${ua.name} needs a screen of at least ${ua.minScreenWidth ?? 0}x${ua.minScreenHeight ?? 0}; this terminal has ${terminal.screenWidth}x${terminal.screenHeight}.`, 'terminal');
     }
-    const version = await this.ds.getRepository(UaVersion).findOneBy({ uaId: ua.id, version: ua.currentVersion });
-    if (!version) throw unavailable(`${ua.name} has no installable version ${ua.currentVersion}.`);
+    // catalog truth: only a version some VM installed (or every VM can) is offered
+    const version = await this.uas.requestable(ua);
 
     const request = { user, ua, version, terminal, input };
     const placed = await this.txs.run(async (uow) => {
@@ -228,10 +229,7 @@ export class SessionsService implements SessionReportTarget {
     const codec = pickCodec(r.terminal.codecs, vm.codecs)!;
     const stream = negotiateStream(r.terminal, codec);
     s = await this.move(uow, s, 'ASSIGNED', 'assign the session', r.user.id, { vmId: vm.id, stream }, { vmId: vm.id, codec, width: stream.width, height: stream.height, maxFps: stream.maxFps });
-    if (!vm.deployed) {
-      await uow.em.upsert(UaDeployment, { uaId: r.ua.id, vmId: vm.id, version: r.ua.currentVersion, status: 'PENDING', error: null }, ['uaId', 'vmId']);
-      await uow.command(vm.id, packageCommand('ua.deploy', r.ua, r.version));
-    }
+    if (!vm.deployed) await this.uas.sendPackage(uow, vm.id, 'ua.deploy', r.ua, r.version);
     await uow.command(vm.id, {
       type: 'session.prepare', sessionId: s.id, userId: r.user.id, uaId: r.ua.id, uaVersion: r.ua.currentVersion,
       reconnectionMethod: r.input.reconnectionMethod, terminal: r.terminal, stream, restoreSnapshotId: null, reconnectWindowMs: this.options.reconnectWindowMs,

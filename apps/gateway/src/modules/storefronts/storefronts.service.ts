@@ -24,6 +24,7 @@ export function checkBaseUrl(baseUrl: string): string {
 
 export class StorefrontsService {
   private readonly repo: Repository<Storefront>;
+  private readonly disabledListeners: ((s: Storefront) => Promise<void>)[] = [];
 
   constructor(ds: DataSource) {
     this.repo = ds.getRepository(Storefront);
@@ -50,19 +51,28 @@ export class StorefrontsService {
     return { storefront, apiKey: `sfk.${id}.${secret}` };
   }
 
+  /** told when an admin disables a storefront (its procurements under way are cancelled) */
+  onDisabled(listener: (s: Storefront) => Promise<void>): void {
+    this.disabledListeners.push(listener);
+  }
+
+  /** The enabled storefront the key belongs to; a disabled storefront's key stops working at once. */
   async fromApiKey(key: string): Promise<Storefront | null> {
     const parsed = parseApiKey(key);
     if (!parsed) return null;
     const s = await this.repo.findOneBy({ id: parsed.id });
     if (!s) return null;
     const ok = timingSafeEqual(Buffer.from(s.apiKeyHash, 'hex'), Buffer.from(sha256(parsed.secret), 'hex'));
-    return ok ? s : null;
+    return ok && s.enabled ? s : null;
   }
 
   async setEnabled(id: string, enabled: boolean): Promise<Storefront> {
     const s = await this.get(id);
+    const was = s.enabled;
     s.enabled = enabled;
-    return this.repo.save(s);
+    const saved = await this.repo.save(s);
+    if (was && !enabled) for (const l of this.disabledListeners) await l(saved);
+    return saved;
   }
 
   list(): Promise<Storefront[]> {

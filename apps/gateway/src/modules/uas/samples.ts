@@ -5,7 +5,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { DataSource } from 'typeorm';
-import { LOCAL_RESOURCE_KINDS, PLATFORMS, type LocalResourceKind, type Platform } from '@uve/protocol';
+import { checkManifest, type UaManifest } from '@uve/protocol';
 import type { Logger } from '../../common/logger';
 import { AGENT_ROOT } from '../../common/paths';
 import { Storefront } from '../storefronts/storefronts.entity';
@@ -16,7 +16,7 @@ const SAMPLES_STOREFRONT = 'UVE samples';
 interface SamplePackage {
   name: string;
   dir: string;
-  manifest: { name: string; version: string; platform: Platform; requiredResources?: string[]; minWidth?: number; minHeight?: number };
+  manifest: UaManifest;
 }
 
 function findSamples(): SamplePackage[] {
@@ -28,8 +28,11 @@ function findSamples(): SamplePackage[] {
       const dir = path.join(root, name, 'build');
       const file = path.join(dir, 'manifest.json');
       if (!fs.existsSync(file)) continue;
-      const manifest = JSON.parse(fs.readFileSync(file, 'utf8'));
-      if ((PLATFORMS as readonly string[]).includes(manifest.platform)) out.push({ name, dir, manifest });
+      try {
+        out.push({ name, dir, manifest: checkManifest(JSON.parse(fs.readFileSync(file, 'utf8')), { resourcesOptional: true }) });
+      } catch {
+        // not a sample this gateway can offer (the agent's own checks say why at deploy time)
+      }
     }
   }
   return out;
@@ -66,13 +69,13 @@ export async function registerSampleUas(ds: DataSource, log: Logger): Promise<nu
     const sha256 = hashDir(s.dir);
     const version = `${s.manifest.version}+${sha256.slice(0, 8)}`;
     const sizeBytes = fs.readdirSync(s.dir).reduce((n, f) => n + fs.statSync(path.join(s.dir, f)).size, 0);
-    const required = (s.manifest.requiredResources ?? []).filter((r): r is LocalResourceKind => (LOCAL_RESOURCE_KINDS as readonly string[]).includes(r));
+    const required = s.manifest.requiredResources;
     await ds.transaction(async (em) => {
       await em.createQueryBuilder().insert().into(Ua)
         .values({ name: s.manifest.name, platform: s.manifest.platform, currentVersion: version, requiredResources: required, minScreenWidth: s.manifest.minWidth ?? null, minScreenHeight: s.manifest.minHeight ?? null, storefrontId: storefront.id, storefrontAppId: `uve.sample.${s.name}` })
         .orIgnore().execute();
       const ua = await em.findOneByOrFail(Ua, { storefrontId: storefront.id, storefrontAppId: `uve.sample.${s.name}` });
-      await em.createQueryBuilder().insert().into(UaVersion).values({ uaId: ua.id, version, packageUrl: `builtin:${s.name}`, sha256, sizeBytes }).orIgnore().execute();
+      await em.createQueryBuilder().insert().into(UaVersion).values({ uaId: ua.id, version, packageUrl: `builtin:${s.name}`, sha256, sizeBytes, status: 'AVAILABLE' }).orIgnore().execute();
       await em.update(Ua, ua.id, { name: s.manifest.name, currentVersion: version, requiredResources: required });
     });
   }

@@ -1,7 +1,7 @@
 import { Column, CreateDateColumn, Entity, Index, JoinColumn, ManyToOne, PrimaryGeneratedColumn, Unique, UpdateDateColumn } from 'typeorm';
 import { Field, ID, Int, ObjectType } from 'type-graphql';
 import { DEPLOYMENT_STATUSES, LOCAL_RESOURCE_KINDS, PLATFORMS, type DeploymentStatus, type LocalResourceKind, type Platform } from '@uve/protocol';
-import { DeploymentStatusEnum, PlatformEnum, LocalResourceKindEnum } from '../../graphql/enums';
+import { DeploymentStatusEnum, PlatformEnum, LocalResourceKindEnum, UA_VERSION_STATUSES, UaVersionStatusEnum, type UaVersionStatus } from '../../graphql/enums';
 import { Storefront } from '../storefronts/storefronts.entity';
 import { Vm } from '../vms/vms.entity';
 
@@ -21,7 +21,17 @@ export class Ua {
   @ManyToOne(() => Storefront, { onDelete: 'SET NULL', nullable: true }) @JoinColumn({ name: 'storefront_id' }) storefront?: Storefront | null;
   @Column({ type: 'uuid', nullable: true }) storefrontId!: string | null;
   @Field(() => String, { nullable: true }) @Column({ type: 'varchar', length: 256, nullable: true }) storefrontAppId!: string | null;
+  /** removeUa: no new sessions; each VM drops it once it runs none */
+  @Field(() => Date, { nullable: true, description: 'when an admin removed the UA (no new sessions; VMs drop it once idle)' })
+  @Column({ type: 'timestamptz', nullable: true }) removedAt!: Date | null;
   @Field() @CreateDateColumn({ type: 'timestamptz' }) createdAt!: Date;
+}
+
+export interface UaVersionMetadata {
+  name: string;
+  requiredResources: LocalResourceKind[];
+  minScreenWidth: number | null;
+  minScreenHeight: number | null;
 }
 
 @ObjectType()
@@ -36,6 +46,12 @@ export class UaVersion {
   @Column({ type: 'varchar', length: 2048 }) packageUrl!: string;
   @Field() @Column({ type: 'char', length: 64 }) sha256!: string;
   @Field(() => Int) @Column({ type: 'int' }) sizeBytes!: number;
+  /** catalog truth: only an AVAILABLE version can be requested (see UA_VERSION_STATUSES) */
+  @Field(() => UaVersionStatusEnum, { description: 'AVAILABLE once deployed on a VM (or shipped with every VM); users only get AVAILABLE versions' })
+  @Column({ type: 'enum', enum: UA_VERSION_STATUSES, enumName: 'ua_version_status', default: 'PENDING' }) status!: UaVersionStatus;
+  @Field(() => String, { nullable: true, description: 'why the version is FAILED' }) @Column({ type: 'varchar', length: 1024, nullable: true }) error!: string | null;
+  /** what the UA looks like in this version; copied to the UA when the version becomes current */
+  @Column({ type: 'jsonb', nullable: true }) metadata!: UaVersionMetadata | null;
   @Field() @CreateDateColumn({ type: 'timestamptz' }) createdAt!: Date;
 }
 

@@ -11,9 +11,9 @@ import { Ua, UaDeployment, UaVersion } from './uas.entity';
 @Resolver(() => Ua)
 export class UasResolver {
   @Authorized()
-  @Query(() => [Ua], { description: 'applications a user may request' })
+  @Query(() => [Ua], { description: 'applications a user may request (admins: every UA, pending and removed ones too)' })
   uas(@Arg('platform', () => PlatformEnum, { nullable: true }) platform: Platform | null, @Ctx() ctx: Context): Promise<Ua[]> {
-    return ctx.services.uas.list(platform);
+    return ctx.services.uas.list(platform, currentUser(ctx).role === 'ADMIN');
   }
 
   @Authorized()

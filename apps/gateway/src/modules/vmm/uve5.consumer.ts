@@ -51,6 +51,7 @@ export function startVmWatchdog(services: Services): { stop(): Promise<void> } {
     await services.vms.sweepSilentVms();
     await services.sessions.closeReconnectWindows();
     await services.vms.reapStoppedVms();
+    await services.uas.sweepRemovals();
     // applied reports are worth a day for inspection; pruning is cheap but needs no hurry
     if (passes++ % 60 === 0) await services.reports.prune(24 * 3600_000);
   };

@@ -30,6 +30,8 @@ export class VmsService {
   private readonly providers = new Map<VmProvider, VmProviderDriver>();
   private closing = false;
   private readonly vmLostListeners: ((vmId: string, reason: string) => Promise<void>)[] = [];
+  private readonly deploymentListeners: ((m: DeploymentChanged) => Promise<void>)[] = [];
+  private readonly joinListeners: ((m: VmRegistered) => Promise<void>)[] = [];
 
   constructor(
     private readonly ds: DataSource,
@@ -171,6 +173,7 @@ export class VmsService {
     await this.syncDeployments(m.vmId, m.deployed);
     this.publish(m.vmId, existing ? 'STATUS_CHANGED' : 'PROVISIONED', { status: fields.status, endpoint: m.endpoint });
     this.log.info('VM registered', { vmId: m.vmId, endpoint: m.endpoint, codecs: m.codecs });
+    for (const l of this.joinListeners) await l(m);
   }
 
   /** A heartbeat also brings back a VM that was marked OFFLINE after a network hiccup. */
@@ -188,17 +191,48 @@ export class VmsService {
     await this.vmLost(m.vmId, `VM stopping: ${m.reason}`);
   }
 
-  async onDeploymentChanged(m: DeploymentChanged): Promise<void> {
-    if (!(await this.ds.getRepository(Ua).existsBy({ id: m.uaId }))) return;
-    await this.ds.getRepository(UaDeployment).upsert(
-      { uaId: m.uaId, vmId: m.vmId, version: m.version, status: m.status, error: m.error?.slice(0, 1024) ?? null },
-      ['uaId', 'vmId'],
-    );
-    this.publish(m.vmId, 'DEPLOYMENT_CHANGED', { uaId: m.uaId, version: m.version, status: m.status, error: m.error ?? null });
+  /** told after a VM's deployment report is recorded (procurements and the catalog follow it) */
+  onDeploymentReported(listener: (m: DeploymentChanged) => Promise<void>): void {
+    this.deploymentListeners.push(listener);
   }
 
+  /** told after a VM registered (it gets its platform's UAs) */
+  onJoined(listener: (m: VmRegistered) => Promise<void>): void {
+    this.joinListeners.push(listener);
+  }
+
+  async onDeploymentChanged(m: DeploymentChanged): Promise<void> {
+    if (!(await this.ds.getRepository(Ua).existsBy({ id: m.uaId }))) return;
+    if (!(await this.repo.existsBy({ id: m.vmId }))) return;
+    // a removal report keeps the version it removed on record (the VM may not know it)
+    const version = m.status === 'REMOVED' && !m.version
+      ? ((await this.ds.getRepository(UaDeployment).findOneBy({ uaId: m.uaId, vmId: m.vmId }))?.version ?? '')
+      : m.version;
+    if (m.status === 'DOWNLOADING') {
+      // reports are handled concurrently: a late DOWNLOADING must not overwrite the INSTALLED or
+      // FAILED that followed it (the VMM sets PENDING whenever it sends a package command)
+      const res = await this.ds.getRepository(UaDeployment).update({ uaId: m.uaId, vmId: m.vmId, version, status: 'PENDING' }, { status: 'DOWNLOADING', error: null });
+      if (!res.affected) return;
+    } else {
+      await this.ds.getRepository(UaDeployment).upsert(
+        { uaId: m.uaId, vmId: m.vmId, version, status: m.status, error: m.error?.slice(0, 1024) ?? null },
+        ['uaId', 'vmId'],
+      );
+    }
+    this.publish(m.vmId, 'DEPLOYMENT_CHANGED', { uaId: m.uaId, version: m.version, status: m.status, error: m.error ?? null });
+    for (const l of this.deploymentListeners) await l(m);
+  }
+
+  /**
+   * What the VM says it has installed is the truth about its disk: those rows are INSTALLED, and
+   * rows that claim INSTALLED for UAs it does not have are reset (deployToNewVm sends them again).
+   */
   private async syncDeployments(vmId: string, deployed: { uaId: string; version: string }[]): Promise<void> {
     const known = deployed.filter((d) => isUuid(d.uaId));
+    await this.ds.getRepository(UaDeployment).update(
+      { vmId, status: 'INSTALLED', ...(known.length ? { uaId: Not(In(known.map((d) => d.uaId))) } : {}) },
+      { status: 'REMOVED', error: 'not on the VM when it registered' },
+    );
     if (known.length === 0) return;
     const uas = await this.ds.getRepository(Ua).findBy({ id: In(known.map((d) => d.uaId)) });
     const ids = new Set(uas.map((u) => u.id));
