@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
 import IORedis from 'ioredis';
-import { ADMIN, GATEWAY_MAIN, ROOT, login, ok } from '../support/gateway';
+import { ADMIN, GATEWAY_MAIN, ROOT, gatewayTestEnv, login, ok } from '../support/gateway';
 import { until } from '../support/services';
 
 export interface ProcessIdentity {
@@ -71,19 +71,7 @@ export async function startGroupGateway(env: Record<string, string>): Promise<Gr
   const child = spawn(process.execPath, [GATEWAY_MAIN], {
     cwd: ROOT,
     detached: true,
-    env: {
-      PATH: process.env.PATH,
-      HOME: process.env.HOME,
-      UVE_HOST: '127.0.0.1',
-      UVE_PORT: '0',
-      UVE_ADMIN_USERNAME: ADMIN.username,
-      UVE_ADMIN_PASSWORD: ADMIN.password,
-      UVE_SAMPLE_UAS: 'false',
-      UVE_WARM_VMS: '0',
-      UVE_DOCKER: 'off',
-      UVE_LOG_LEVEL: 'warn',
-      ...env,
-    },
+    env: gatewayTestEnv({ UVE_DOCKER: 'off', ...env }),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';

@@ -19,11 +19,9 @@ export interface GatewayProcess {
   stop(): Promise<void>;
 }
 
-/** Runs the built gateway; a gateway that fails or times out starting is stopped (with what it started). */
-export async function startGateway(env: Record<string, string>, opts: { startTimeoutMs?: number } = {}): Promise<GatewayProcess> {
-  const child = spawn(process.execPath, [GATEWAY_MAIN], {
-    cwd: ROOT,
-    env: {
+/** The environment every test gateway starts from (a suite adds or overrides what it is about). */
+export function gatewayTestEnv(env: Record<string, string>): Record<string, string | undefined> {
+  return {
       PATH: process.env.PATH,
       HOME: process.env.HOME,
       UVE_HOST: '127.0.0.1',
@@ -44,7 +42,14 @@ export async function startGateway(env: Record<string, string>, opts: { startTim
       UVE_REQUEST_WAIT_MS: '0',
       ...testRunEnv(),
       ...env,
-    },
+  };
+}
+
+/** Runs the built gateway; a gateway that fails or times out starting is stopped (with what it started). */
+export async function startGateway(env: Record<string, string>, opts: { startTimeoutMs?: number } = {}): Promise<GatewayProcess> {
+  const child = spawn(process.execPath, [GATEWAY_MAIN], {
+    cwd: ROOT,
+    env: gatewayTestEnv(env),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
