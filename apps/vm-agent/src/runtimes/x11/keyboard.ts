@@ -62,9 +62,12 @@ export function charKeysym(cp: number): number | null {
 /**
  * After a remapped keycode was used, this long passes before it is remapped to another keysym:
  * X clients fetch a changed map when they get to its notification, and a client still behind
- * would read the newer mapping for the older key press.
+ * would read the newer mapping for the older key press. 100 ms was not enough on a loaded 2-core
+ * machine (xterm ran more than a hundred keys behind, so text pasted in many scripts came out
+ * scrambled); a second costs nothing to a person (keycodes are reused least-recently-used first,
+ * so only a burst of more than ~110 distinct new characters a second ever waits).
  */
-export const REMAP_SETTLE_MS = 100;
+export const REMAP_SETTLE_MS = 1000;
 
 /** XF86 multimedia and launcher keysyms (XF86AudioMute, XF86Mail...): no UC sends them */
 const isVendorKeysym = (s: number): boolean => s >= 0x1008ff00 && s <= 0x1008ffff;
