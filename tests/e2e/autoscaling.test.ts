@@ -61,7 +61,7 @@ it('serves 12 users at once with one warm VM of capacity 4, then goes back to th
   expect(results.filter((r) => r.errors).map((r) => r.errors![0]!.message)).toEqual([]);
   const placements = new Map<string, number>();
   for (const r of results) placements.set(r.data!.requestApplication.vm.id, (placements.get(r.data!.requestApplication.vm.id) ?? 0) + 1);
-  expect([...placements.values()].every((n) => n <= 4)).toBe(true);
+  expect([...placements.values()].filter((n) => n > 4)).toEqual([]);
   expect(placements.size).toBeGreaterThanOrEqual(3);
   for (const [r, u] of results.map((r, i) => [r, users[i]!] as const)) {
     await ok(gw, `mutation { endSession(sessionId: "${r.data!.requestApplication.id}") { state } }`, {}, u.token);

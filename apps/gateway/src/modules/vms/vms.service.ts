@@ -81,7 +81,7 @@ export class VmsService {
       // agent started by hand): only a silent one that the provider does not run is lost
       const silentSince = Date.now() - this.options.heartbeatTimeoutMs;
       for (const vm of live) {
-        if (running.has(vm.id) || (vm.lastHeartbeatAt && vm.lastHeartbeatAt.getTime() > silentSince)) continue;
+        if (running.has(vm.id) || (!driver.seesAllVms && vm.lastHeartbeatAt && vm.lastHeartbeatAt.getTime() > silentSince)) continue;
         await this.markLost(vm.id, `${driver.kind} provider no longer runs it`);
       }
       const known = new Set((await this.repo.findBy({ provider: driver.kind })).map((v) => v.id));

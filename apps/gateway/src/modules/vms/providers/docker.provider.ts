@@ -83,6 +83,7 @@ const statusOf = (e: unknown): number | undefined => (e as DockerError)?.statusC
 
 export class DockerProvider implements VmProviderDriver {
   readonly kind = 'DOCKER' as const;
+  readonly seesAllVms = true;
   readonly docker: Docker;
   readonly images: Record<Platform, string>;
   readonly gatewayId: string;

@@ -26,6 +26,11 @@ export interface VmProviderDriver {
   destroy(vmId: string, providerRef: string | null): Promise<void>;
   /** VMs this provider runs now (for reconciliation at start); ids of VM records */
   running?(): Promise<string[]>;
+  /**
+   * whether `running()` sees every VM of this deployment (a shared Docker engine does; a PROCESS
+   * provider sees only its own gateway's children), so a VM it does not list is gone for sure
+   */
+  readonly seesAllVms?: boolean;
   /** why this provider cannot run VMs of a platform on this host (null or absent: it can) */
   cannotRun?(platform: Platform): string | null;
   /** tells when a VM it runs stops on its own (faster than waiting for missed heartbeats) */
