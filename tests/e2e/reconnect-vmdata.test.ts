@@ -6,7 +6,8 @@
 import { Client as PgClient } from 'pg';
 import { freshDatabase, startRedis, until, type TestRedis } from '../support/services';
 import { ADMIN, gql, login, ok, registerUser, startGateway, type GatewayProcess } from '../support/gateway';
-import { near, openStream, pixel, uaId } from '../support/stream';
+import { agentPid, near, openStream, pixel, uaId } from '../support/stream';
+import type { FrameEvent } from '@uve/client';
 
 let redis: TestRedis;
 let gw: GatewayProcess;
@@ -155,4 +156,37 @@ it('fresh: true starts the UA afresh and ends the disconnected session', async (
     await stream.close();
   }
   await ok(gw, `mutation { endSession(sessionId: "${fresh.id}") { state } }`, {}, user.token);
+});
+
+/** left x of the game's ship (its bottom row, y = height - 25, is rgb(80, 200, 255)), or -1 */
+function shipX(f: FrameEvent): number {
+  for (let x = 0; x < 640; x++) if (near(pixel(f, x, 480 - 25), { r: 80, g: 200, b: 255 }, 30)) return x;
+  return -1;
+}
+
+it('NO_LOSS after kill -9 of the VM agent: the game continues on another VM process from the saved state', async () => {
+  const user = await registerUser(gw, 'rc-killed');
+  const game = await uaId(gw, user.token, 'game');
+  const s = await request(user.token, game, 'NO_LOSS');
+  const stream = await openStream(s.connection);
+  const start = shipX(await stream.frame((f) => shipX(f) >= 0, 'with the ship'));
+  let f = await stream.inputAndFrame({ kind: 'key', type: 'down', key: 'ArrowRight', code: 'ArrowRight' }, 'after a step right');
+  f = await stream.inputAndFrame({ kind: 'key', type: 'down', key: 'ArrowRight', code: 'ArrowRight' }, 'after two steps right');
+  const moved = shipX(f);
+  expect(moved).toBe(start + 32);
+  stream.client.close(); // no bye
+  await until('the VM Data saved at the drop', 20_000, async () => (await sessionOf(s.id)).events.some((e) => e.type === 'SNAPSHOT_SAVED'));
+  process.kill(agentPid(s.vm.id), 'SIGKILL');
+  await until('the killed VM OFFLINE', 15_000, async () => (await ok(gw, `{ vm(id: "${s.vm.id}") { status } }`, {}, admin)).vm.status === 'OFFLINE');
+  const again = await request(user.token, game, 'NO_LOSS');
+  expect(again).toMatchObject({ id: s.id, reconnections: 1, restoredFrom: { kind: 'FULL' } });
+  expect(again.vm.id).not.toBe(s.vm.id);
+  const next = await openStream(again.connection);
+  try {
+    expect(shipX(await next.frame(() => true, 'after the restore'))).toBe(moved);
+    await until('SNAPSHOT_RESTORED', 15_000, async () => (await sessionOf(s.id)).events.some((e) => e.type === 'SNAPSHOT_RESTORED'));
+  } finally {
+    await next.close();
+  }
+  await ok(gw, `mutation { endSession(sessionId: "${s.id}") { state } }`, {}, user.token);
 });
