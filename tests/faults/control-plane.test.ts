@@ -143,8 +143,9 @@ it('keeps a DISCONNECTED session its slot for the reconnect window, then ends it
   await vm.report({ type: 'session.connected', ...ref(id), role: 'PLAYER' });
   await vm.report({ type: 'session.disconnected', ...ref(id), reason: 'connection closed: 1006 (lost)', unexpected: true });
   await until('the session to be DISCONNECTED', 10_000, async () => (await sessionOf(id)).state === 'DISCONNECTED');
-  // the VM still holds it (and would refuse a second session): so does the VMM
-  const full = await request(user.token);
+  // the VM still holds it (and would refuse a second session): so does the VMM (another user's:
+  // the same user's request for the UA would continue the DISCONNECTED session)
+  const full = await request((await registerUser(gw, 'second-on-full')).token);
   expect(full.errors?.[0]?.extensions?.code).toBe('UNAVAILABLE');
   expect(full.errors?.[0]?.message).toMatch(/full/);
 

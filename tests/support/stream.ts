@@ -26,9 +26,13 @@ export async function uaId(gw: GatewayProcess, token: string, name: string): Pro
   return ua.id;
 }
 
-export async function requestUa(gw: GatewayProcess, token: string, ua: string, opts: { codec: string; width?: number; height?: number; resources?: string[] }) {
+/**
+ * Requests a UA; `fresh` (default true, so tests start from a known picture) skips resuming the
+ * user's disconnected session or VM Data of it (tests/e2e/reconnect-vmdata.test.ts covers those).
+ */
+export async function requestUa(gw: GatewayProcess, token: string, ua: string, opts: { codec: string; width?: number; height?: number; resources?: string[]; fresh?: boolean }) {
   const d = await ok(gw, `mutation($i: RequestApplicationInput!) { requestApplication(input: $i) { id vm { id } connection { url token } } }`, {
-    i: { uaId: ua, terminal: { screenWidth: opts.width ?? 640, screenHeight: opts.height ?? 480, codecs: [opts.codec], localResources: opts.resources ?? [], maxFrameRate: 60 } },
+    i: { uaId: ua, fresh: opts.fresh ?? true, terminal: { screenWidth: opts.width ?? 640, screenHeight: opts.height ?? 480, codecs: [opts.codec], localResources: opts.resources ?? [], maxFrameRate: 60 } },
   }, token);
   return d.requestApplication as { id: string; vm: { id: string }; connection: { url: string; token: string } };
 }

@@ -106,6 +106,7 @@ export class Vm {
       report: (e) => void link.report(e),
       log: log.child({ part: 'sessions' }),
       storeVmData: (sessionId, kind, data) => vmData.upload(sessionId, kind, data),
+      fetchVmData: (snapshotId) => vmData.download(snapshotId),
       observer: metrics,
     });
 

@@ -141,6 +141,17 @@ export interface VmDataUpdated extends SessionRef {
   sizeBytes: number;
   sha256: string;
 }
+/**
+ * The outcome of a session.prepare's restoreSnapshotId, before the first frame: the VM Data was
+ * restored, or (checksum mismatch, unusable state) the UA started fresh and `reason` says why.
+ */
+export interface VmDataRestored extends SessionRef {
+  type: 'vmdata.restored';
+  snapshotId: string;
+  restored: boolean;
+  kind: SnapshotKind | null;
+  reason?: string | null;
+}
 export interface DeploymentChanged extends FromVm {
   type: 'deployment.changed';
   uaId: string;
@@ -169,4 +180,5 @@ export type VmEventMessage =
   | SessionEnded
   | SessionSuspended
   | VmDataUpdated
+  | VmDataRestored
   | DeploymentChanged;

@@ -39,6 +39,8 @@ export const SESSION_EVENT_TYPES = [
   'SUSPEND_CONTROL_CHANGED', 'PARTICIPANT_JOINED', 'PARTICIPANT_LEFT',
   'INVITATION_SENT', 'INVITATION_ACCEPTED', 'INVITATION_REJECTED',
   'RESOURCE_REQUESTED', 'ENDED', 'FAILED',
+  // the VM could not use the VM Data it was given (checksum mismatch, unusable state): fresh start
+  'SNAPSHOT_RESTORE_FAILED',
 ] as const;
 export type SessionEventType = (typeof SESSION_EVENT_TYPES)[number];
 export const VM_EVENT_TYPES = ['PROVISIONED', 'STATUS_CHANGED', 'HEARTBEAT_LOST', 'DEPLOYMENT_CHANGED', 'REMOVED'] as const;

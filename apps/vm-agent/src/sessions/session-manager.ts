@@ -33,6 +33,7 @@ export interface SessionManagerOptions {
   log: Logger;
   firstConnectTimeoutMs?: number;
   storeVmData?: SessionDeps['storeVmData'];
+  fetchVmData?: SessionDeps['fetchVmData'];
   observer?: SessionDeps['observer'];
 }
 
@@ -134,6 +135,7 @@ export class SessionManager {
       report: this.opts.report,
       log: this.opts.log,
       storeVmData: this.opts.storeVmData,
+      fetchVmData: this.opts.fetchVmData,
       observer: this.opts.observer,
       onEnded: (s, reason) => {
         if (this.sessions.get(s.id) === s) this.sessions.delete(s.id);

@@ -41,6 +41,8 @@ export interface SessionDeps {
   onEnded: (session: Session, reason: string) => void;
   /** stores VM Data with the VMM (UVE-5); absent in tests without a VMM */
   storeVmData?: (sessionId: string, kind: SnapshotKind, data: Uint8Array) => Promise<StoredVmData>;
+  /** fetches VM Data to restore (UVE-5 retrieve), its checksum verified; absent without a VMM */
+  fetchVmData?: (snapshotId: string) => Promise<{ kind: SnapshotKind; data: Uint8Array }>;
   /** stream measurements for /metrics */
   observer?: { encoded(ms: number): void; inputToFrame(ms: number): void };
 }
@@ -155,23 +157,35 @@ export class Session {
     try {
       const ua = await this.deps.resolveUa();
       if (this.ended) return;
-      const instance = await this.deps.runtime.start({
-        ua,
-        width: this.stream.width,
-        height: this.stream.height,
-        resources: this.broker,
-        onDamage: () => this.pump?.damage(),
-        onExit: (error) => this.onUaExit(error),
-      });
+      const startUa = async (): Promise<UaInstance> => {
+        let started: UaInstance | null = null;
+        started = await this.deps.runtime.start({
+          ua,
+          width: this.stream.width,
+          height: this.stream.height,
+          resources: this.broker,
+          onDamage: () => this.pump?.damage(),
+          // an instance given up during a failed restore is not the session's UA
+          onExit: (error) => (!started || this.instance === started) && this.onUaExit(error),
+        });
+        return started;
+      };
+      let instance = await startUa();
+      if (this.ended) {
+        await instance.close().catch(() => undefined);
+        return;
+      }
+      // seed B.1: the VM Data is in the UA before its first frame; unusable data means a fresh start
+      if (this.restoreSnapshotId && !(await this.restore(instance, this.restoreSnapshotId))) {
+        await instance.close().catch(() => undefined);
+        if (this.ended) return;
+        instance = await startUa();
+      }
       if (this.ended) {
         await instance.close().catch(() => undefined);
         return;
       }
       this.instance = instance;
-      if (this.restoreSnapshotId) {
-        // VM Data restore over HTTP is not implemented yet: the UA starts fresh.
-        this.log.warn('VM Data restore is not implemented yet; starting the UA fresh', { snapshot: this.restoreSnapshotId });
-      }
       if (this.suspended) instance.suspend();
       this.encoder = this.deps.createEncoder(this.stream.codec, {
         width: instance.width,
@@ -195,6 +209,27 @@ export class Session {
       this.log.info('session ready', { ua: this.uaId, codec: this.stream.codec, size: `${instance.width}x${instance.height}`, maxFps: this.stream.maxFps });
     } catch (e) {
       await this.fail(`could not start the session: ${errorMessage(e)}`);
+    }
+  }
+
+  /**
+   * Restores VM Data into the just started UA: FULL (memory, globals, app clock) or APP_DATA.
+   * Reports the outcome (vmdata.restored); false when the UA must start again fresh.
+   */
+  private async restore(instance: UaInstance, snapshotId: string): Promise<boolean> {
+    try {
+      if (!this.deps.fetchVmData) throw new Error('this VM has no VMM to fetch VM Data from');
+      const { kind, data } = await this.deps.fetchVmData(snapshotId);
+      if (kind === 'FULL') await instance.restoreFullState(data);
+      else await instance.restoreAppData(data);
+      this.log.info('VM Data restored', { snapshot: snapshotId, kind, bytes: data.byteLength });
+      this.report({ type: 'vmdata.restored', snapshotId, restored: true, kind });
+      return true;
+    } catch (e) {
+      const reason = errorMessage(e);
+      this.log.warn('VM Data not restored; the UA starts fresh', { snapshot: snapshotId, reason });
+      this.report({ type: 'vmdata.restored', snapshotId, restored: false, kind: null, reason });
+      return false;
     }
   }
 

@@ -1,5 +1,6 @@
 // UVE-5 VM Data over HTTP: uploads of a session's state and downloads of a snapshot to restore,
 // authenticated with this VM's secret. Large state never goes through Redis.
+import { createHash } from 'node:crypto';
 import type { SnapshotKind } from '@uve/protocol';
 
 const TIMEOUT_MS = 60_000;
@@ -29,9 +30,21 @@ export class VmDataClient {
     return (await res.json()) as StoredVmData;
   }
 
+  /** UVE-5 retrieve: the snapshot's bytes, refused unless they match the sha256 the VMM recorded. */
   async download(snapshotId: string): Promise<{ kind: SnapshotKind; data: Uint8Array }> {
     const res = await fetch(`${this.baseUrl}/snapshots/${encodeURIComponent(snapshotId)}`, { headers: this.headers(), signal: AbortSignal.timeout(TIMEOUT_MS) });
     if (!res.ok) throw new Error(`VM Data download refused: ${res.status} ${(await res.text()).slice(0, 300)}`);
-    return { kind: res.headers.get('x-uve-snapshot-kind') as SnapshotKind, data: new Uint8Array(await res.arrayBuffer()) };
+    const data = new Uint8Array(await res.arrayBuffer());
+    const kind = res.headers.get('x-uve-snapshot-kind') as SnapshotKind;
+    verifyVmData(data, res.headers.get('x-uve-sha256'));
+    return { kind, data };
+  }
+}
+
+/** Throws unless `data` hashes to `sha256` (hex), so corrupted VM Data is never restored. */
+export function verifyVmData(data: Uint8Array, sha256: string | null): void {
+  const actual = createHash('sha256').update(data).digest('hex');
+  if (!sha256 || actual !== sha256.toLowerCase()) {
+    throw new Error(`VM Data checksum mismatch: expected sha256 ${sha256 ?? '(none)'}, got ${actual}`);
   }
 }

@@ -20,6 +20,7 @@ import { selectVm, type VmCandidate } from '../vms/vm-selection';
 import type { TerminalCapabilities } from '../users/terminal.types';
 import type { RequestApplicationInput } from './sessions.inputs';
 import { Session, SessionEvent } from './sessions.entity';
+import { VmSnapshot } from '../snapshots/snapshots.entity';
 import { LIVE_STATES, OPEN_STATES, assertTransition, canTransition, eventFor } from './session-state';
 import { negotiateStream, pickCodec } from './stream-params';
 
@@ -166,12 +167,17 @@ export class SessionsService implements SessionReportTarget {
     const placed = await this.txs.run(async (uow) => {
       // one user's requests are counted one at a time, so parallel ones cannot pass the limit together
       await uow.em.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`open-sessions:${user.id}`]);
+      // seed B.1: the user's DISCONNECTED session of this UA continues (unless a fresh start is asked)
+      const resumed = await this.reconnectDisconnected(uow, request);
+      if (resumed) return { session: resumed, waitFor: null };
       const open = await uow.em.count(Session, { where: { userId: user.id, state: In([...OPEN_STATES]) } });
       if (open >= this.options.maxOpenSessionsPerUser) {
         throw conflict(`You have ${open} open sessions, the most allowed; end one (endSession) before starting another.`, { reason: 'SESSION_LIMIT', limit: this.options.maxOpenSessionsPerUser });
       }
       const selection = await selectVm(uow.em, ua, terminal.codecs, this.options.heartbeatTimeoutMs);
-      const requested = await this.createRequested(uow, request, selection.vm ? null : selection.reason);
+      // after an endSession or a closed window: the user's latest VM Data of this UA, unless fresh
+      const restore = input.fresh ? null : await this.latestSnapshot(uow.em, user.id, ua.id);
+      const requested = await this.createRequested(uow, request, selection.vm ? null : selection.reason, restore);
       if (selection.vm) return { session: await this.assign(uow, requested, request, selection.vm), waitFor: null };
       // nothing free now: wait for a VM the pool starts, when it can, or say why not
       const cannot = this.options.requestWaitMs > 0 && this.vmSupply ? await this.vmSupply.cannotStart(ua.platform, uow.em) : 'no VM is started on demand here';
@@ -210,29 +216,78 @@ export class SessionsService implements SessionReportTarget {
     throw unavailable(`No VM can serve ${request.ua.name} now: ${why}. Try again shortly.`, { reason, sessionId: session.id });
   }
 
-  private async createRequested(uow: UnitOfWork, r: PlacementRequest, waitingBecause: string | null): Promise<Session> {
+  /** The newest VM Data of a user's UA (one per kind is kept), or null. */
+  private async latestSnapshot(em: EntityManager, userId: string, uaId: string): Promise<VmSnapshot | null> {
+    return em.findOne(VmSnapshot, { where: { userId, uaId }, order: { createdAt: 'DESC' } });
+  }
+
+  /**
+   * Annex B.1: the user asks again for a UA whose session is DISCONNECTED (its reconnect window
+   * open). The session moves to a suitable VM other than the one it was on, which restores the VM
+   * Data saved at the disconnect before its first frame; the old VM is told to free the session.
+   * With no other VM free (or no VM Data saved yet) the user goes back to the old VM, where the UA
+   * still runs, if that VM is alive. A fresh start ends the DISCONNECTED session instead.
+   */
+  private async reconnectDisconnected(uow: UnitOfWork, r: PlacementRequest): Promise<Session | null> {
+    const old = await uow.em.findOne(Session, {
+      where: { userId: r.user.id, uaId: r.ua.id, state: 'DISCONNECTED' },
+      order: { lastDisconnectAt: 'DESC' },
+      lock: { mode: 'pessimistic_write' },
+    });
+    if (!old) return null;
+    const oldVmId = old.vmId;
+    if (r.input.fresh) {
+      await this.move(uow, old, 'ENDED', 'end the session', r.user.id, { endedAt: new Date(), endReason: 'replaced by a fresh start' }, { reason: 'replaced by a fresh start' });
+      if (oldVmId) await uow.command(oldVmId, { type: 'session.terminate', sessionId: old.id, reason: 'replaced by a fresh start', saveVmData: false }, old.id);
+      return null;
+    }
+    // only VM Data of this very session (saved at its disconnect), never an older session's
+    const snapshot = await uow.em.findOne(VmSnapshot, { where: { sessionId: old.id }, order: { createdAt: 'DESC' } });
+    const [oldAlive] = oldVmId
+      ? await uow.em.query(`SELECT 1 FROM vms WHERE id = $1 AND status IN ('IDLE', 'DRAINING') AND last_heartbeat_at > now() - make_interval(secs => $2::float8 / 1000)`, [oldVmId, this.options.heartbeatTimeoutMs])
+      : [];
+    const backToOldVm = (): Promise<Session> =>
+      this.move(uow, old, 'ASSIGNED', 'reconnect the session', r.user.id, { reconnections: old.reconnections + 1 }, { vmId: oldVmId, sameVm: true });
+    // nothing saved to move: the UA still running on its VM is all there is
+    if (!snapshot && oldAlive) return backToOldVm();
+    const elsewhere = await selectVm(uow.em, r.ua, r.terminal.codecs, this.options.heartbeatTimeoutMs, oldVmId);
+    if (elsewhere.vm) {
+      if (oldVmId) await uow.command(oldVmId, { type: 'session.terminate', sessionId: old.id, reason: 'reconnected on another VM', saveVmData: false }, old.id);
+      // the new VM numbers this session's reports from 1 again; with no VM Data the UA starts fresh
+      return this.assign(uow, old, r, elsewhere.vm, { reconnections: old.reconnections + 1, restoredFromId: snapshot?.id ?? null, lastReportSeq: 0 });
+    }
+    if (oldAlive) return backToOldVm();
+    throw unavailable(`Your disconnected session of ${r.ua.name} cannot continue now: ${elsewhere.reason}. Try again shortly, or ask for a fresh start.`, { reason: elsewhere.reason, sessionId: old.id });
+  }
+
+  private async createRequested(uow: UnitOfWork, r: PlacementRequest, waitingBecause: string | null, restore: VmSnapshot | null = null): Promise<Session> {
     const s = await uow.em.save(uow.em.create(Session, {
       userId: r.user.id, uaId: r.ua.id, uaVersion: r.ua.currentVersion, vmId: null, state: 'REQUESTED',
       reconnectionMethod: r.input.reconnectionMethod, terminal: r.terminal, stream: null, reconnections: 0, lastReportSeq: 0,
-      suspendControllerId: null, suspendedById: null, restoredFromId: null, endReason: null,
+      suspendControllerId: null, suspendedById: null, restoredFromId: restore?.id ?? null, endReason: null,
       startedAt: null, lastDisconnectAt: null, endedAt: null,
     }));
     await this.record(uow, s, 'REQUESTED', r.user.id, {
       uaVersion: r.ua.currentVersion, reconnectionMethod: r.input.reconnectionMethod,
       ...(waitingBecause ? { waitingForVm: true, reason: waitingBecause } : {}),
+      ...(restore ? { restoreSnapshotId: restore.id, restoreKind: restore.kind } : {}),
     });
     return s;
   }
 
-  /** REQUESTED → ASSIGNED on the selected VM: stream negotiated, UA deployed if need be, VM told. */
-  private async assign(uow: UnitOfWork, s: Session, r: PlacementRequest, vm: VmCandidate): Promise<Session> {
+  /**
+   * REQUESTED (or DISCONNECTED) → ASSIGNED on the selected VM: stream negotiated, UA deployed if
+   * need be, VM told (with the VM Data to restore, `restoredFromId`, if any).
+   */
+  private async assign(uow: UnitOfWork, s: Session, r: PlacementRequest, vm: VmCandidate, patch: Partial<Session> = {}): Promise<Session> {
     const codec = pickCodec(r.terminal.codecs, vm.codecs)!;
     const stream = negotiateStream(r.terminal, codec);
-    s = await this.move(uow, s, 'ASSIGNED', 'assign the session', r.user.id, { vmId: vm.id, stream }, { vmId: vm.id, codec, width: stream.width, height: stream.height, maxFps: stream.maxFps });
+    const restoreSnapshotId = patch.restoredFromId !== undefined ? patch.restoredFromId : s.restoredFromId;
+    s = await this.move(uow, s, 'ASSIGNED', 'assign the session', r.user.id, { ...patch, vmId: vm.id, stream }, { vmId: vm.id, codec, width: stream.width, height: stream.height, maxFps: stream.maxFps, restoreSnapshotId });
     if (!vm.deployed) await this.uas.sendPackage(uow, vm.id, 'ua.deploy', r.ua, r.version);
     await uow.command(vm.id, {
       type: 'session.prepare', sessionId: s.id, userId: r.user.id, uaId: r.ua.id, uaVersion: r.ua.currentVersion,
-      reconnectionMethod: r.input.reconnectionMethod, terminal: r.terminal, stream, restoreSnapshotId: null, reconnectWindowMs: this.options.reconnectWindowMs,
+      reconnectionMethod: r.input.reconnectionMethod, terminal: r.terminal, stream, restoreSnapshotId, reconnectWindowMs: this.options.reconnectWindowMs,
     }, s.id);
     return s;
   }
@@ -326,6 +381,19 @@ export class SessionsService implements SessionReportTarget {
         return;
       case 'session.resourceRequested':
         await this.record(uow, s, 'RESOURCE_REQUESTED', null, { kind: m.kind });
+        return;
+      case 'vmdata.restored':
+        // the VM says, before the first frame, whether the VM Data it was given is in the UA
+        if (m.snapshotId !== s.restoredFromId) return;
+        if (m.restored) {
+          await uow.em.update(VmSnapshot, m.snapshotId, { lastRestoredAt: new Date() });
+          await this.record(uow, s, 'SNAPSHOT_RESTORED', null, { snapshotId: m.snapshotId, kind: m.kind, vmId: s.vmId });
+        } else {
+          const reason = String(m.reason ?? 'unknown').slice(0, 500);
+          await uow.em.update(Session, s.id, { restoredFromId: null });
+          s.restoredFromId = null;
+          await this.record(uow, s, 'SNAPSHOT_RESTORE_FAILED', null, { snapshotId: m.snapshotId, reason, freshStart: true });
+        }
         return;
       case 'session.suspended':
       case 'vmdata.updated':

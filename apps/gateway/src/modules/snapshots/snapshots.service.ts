@@ -1,4 +1,4 @@
-// VM Data records (seed 7.2). Storing and restoring the bytes arrives with the reconnection issue.
+// VM Data records (seed 7.2): stored by the VM holding a session, read back by the VM told to restore them.
 import { createHash } from 'node:crypto';
 import { Not, type DataSource, type FindOptionsWhere, type Repository } from 'typeorm';
 import type { SnapshotKind } from '@uve/protocol';
@@ -61,13 +61,17 @@ export class SnapshotsService {
     });
   }
 
-  /** The bytes, for a VM that holds an open session of the snapshot's user and UA (restore). */
+  /**
+   * The bytes, only for a VM that holds an open session told to restore this very snapshot
+   * (UVE-5 retrieve): a VM cannot read other users' state.
+   */
   async load(vm: Vm, snapshotId: string): Promise<{ snapshot: VmSnapshot; data: Buffer } | null> {
     const snapshot = await this.findById(snapshotId);
     if (!snapshot) return null;
     const [holder] = await this.ds.query(
-      `SELECT 1 FROM sessions WHERE vm_id = $1 AND user_id = $2 AND ua_id = $3 AND state IN ('REQUESTED', 'ASSIGNED', 'ACTIVE', 'SUSPENDED', 'DISCONNECTED') LIMIT 1`,
-      [vm.id, snapshot.userId, snapshot.uaId],
+      `SELECT 1 FROM sessions WHERE vm_id = $1 AND restored_from_id = $2 AND user_id = $3 AND ua_id = $4
+          AND state IN ('REQUESTED', 'ASSIGNED', 'ACTIVE', 'SUSPENDED', 'DISCONNECTED') LIMIT 1`,
+      [vm.id, snapshot.id, snapshot.userId, snapshot.uaId],
     );
     if (!holder) return null;
     const blob = await this.ds.getRepository(VmDataBlob).findOneBy({ snapshotId });

@@ -21,14 +21,16 @@ export type Selection = { vm: VmCandidate } | { vm: null; reason: string };
  * under READ COMMITTED a statement that waited for the lock still sees the snapshot it started
  * with, so counting in the locking statement would miss the session the lock holder just added.
  */
-export async function selectVm(em: EntityManager, ua: Ua, codecs: VideoCodec[], heartbeatTimeoutMs: number): Promise<Selection> {
+export async function selectVm(em: EntityManager, ua: Ua, codecs: VideoCodec[], heartbeatTimeoutMs: number, excludeVmId: string | null = null): Promise<Selection> {
+  // excludeVmId: a reconnecting session moves off the VM it was on (that VM still counts it)
   const locked: { id: string }[] = await em.query(
     `SELECT v.id FROM vms v
       WHERE v.platform = $1 AND v.status = 'IDLE' AND v.endpoint IS NOT NULL
         AND v.last_heartbeat_at > now() - make_interval(secs => $2::float8 / 1000)
+        AND ($3::uuid IS NULL OR v.id <> $3::uuid)
       ORDER BY v.id
         FOR UPDATE OF v`,
-    [ua.platform, heartbeatTimeoutMs],
+    [ua.platform, heartbeatTimeoutMs, excludeVmId],
   );
   if (locked.length === 0) return { vm: null, reason: `no ${ua.platform} VM is running` };
   const rows: (Omit<VmCandidate, 'codecs'> & { codecs: string; failed: boolean })[] = await em.query(

@@ -1,0 +1,192 @@
+// Reconnection with VM Data (seed 7.2, Annex B.1) end to end: a real gateway with two PROCESS VMs
+// running the real vm-agent, real UVE-3 streams. A user draws in paint, drops the socket without a
+// goodbye and asks for the UA again: the session continues on the other VM process, which restored
+// the VM Data (FULL for NO_LOSS, the app data for NORMAL) before its first frame. Corrupted VM Data
+// is caught by its checksum and the UA starts fresh, saying why.
+import { Client as PgClient } from 'pg';
+import { freshDatabase, startRedis, until, type TestRedis } from '../support/services';
+import { ADMIN, gql, login, ok, registerUser, startGateway, type GatewayProcess } from '../support/gateway';
+import { agentPid, near, openStream, pixel, uaId } from '../support/stream';
+import type { FrameEvent } from '@uve/client';
+
+let redis: TestRedis;
+let gw: GatewayProcess;
+let dbUrl: string;
+let admin: string;
+const WHITE = { r: 255, g: 255, b: 255 };
+const RED = { r: 255, g: 0, b: 0 };
+
+beforeAll(async () => {
+  redis = await startRedis();
+  dbUrl = await freshDatabase();
+  gw = await startGateway({ DATABASE_URL: dbUrl, REDIS_URL: redis.url, UVE_QUEUE_PREFIX: 'reconnect', UVE_SAMPLE_UAS: 'true', UVE_WARM_VMS: '2', UVE_VM_CAPACITY: '4' });
+  admin = (await login(gw, ADMIN.username, ADMIN.password)).token;
+  await until('2 idle WASM VMs', 30_000, async () => ((await gql(gw, `{ vms(status: IDLE, platform: WASM) { id } }`, {}, admin)).data?.vms?.length ?? 0) >= 2, 100);
+}, 90_000);
+
+afterAll(async () => {
+  await gw?.stop();
+  await redis?.stop();
+});
+
+const REQUEST = `mutation($i: RequestApplicationInput!) { requestApplication(input: $i) { id state reconnections vm { id } restoredFrom { id kind } connection { url token } } }`;
+type Requested = { id: string; state: string; reconnections: number; vm: { id: string }; restoredFrom: { id: string; kind: string } | null; connection: { url: string; token: string } };
+
+async function request(token: string, ua: string, method: 'NORMAL' | 'NO_LOSS', fresh = false): Promise<Requested> {
+  const d = await ok(gw, REQUEST, { i: { uaId: ua, reconnectionMethod: method, fresh, terminal: { screenWidth: 640, screenHeight: 480, codecs: ['MJPEG'], localResources: [] } } }, token);
+  return d.requestApplication as Requested;
+}
+
+const sessionOf = async (id: string) =>
+  (await ok(gw, `{ session(id: "${id}") { state reconnections vm { id } restoredFrom { id } events(last: 50) { type data } } }`, {}, admin)).session as {
+    state: string; reconnections: number; vm: { id: string } | null; restoredFrom: { id: string } | null; events: { type: string; data: Record<string, unknown> }[];
+  };
+
+/** Paints a red dot at (200, 150), drops the socket without a bye, and waits for the VM Data saved at the drop. */
+async function drawAndDrop(method: 'NORMAL' | 'NO_LOSS') {
+  const user = await registerUser(gw, `rc-${method.toLowerCase()}-${Math.random().toString(36).slice(2, 8)}`);
+  const paint = await uaId(gw, user.token, 'paint');
+  const s = await request(user.token, paint, method);
+  const stream = await openStream(s.connection);
+  const first = await stream.frame(() => true, 'at all');
+  expect(near(pixel(first, 200, 150), WHITE)).toBe(true);
+  const drawn = await stream.inputAndFrame({ kind: 'pointer', type: 'down', x: 200, y: 150, button: 0 }, 'after painting');
+  expect(near(pixel(drawn, 200, 150), RED)).toBe(true);
+  stream.client.close(); // no bye: an unexpected disconnect
+  const saved = await until('the VM Data saved at the drop', 20_000, async () => {
+    const now = await sessionOf(s.id);
+    return now.state === 'DISCONNECTED' ? now.events.find((e) => e.type === 'SNAPSHOT_SAVED') ?? null : null;
+  });
+  return { user, paint, s, saved: saved.data as { snapshotId: string; kind: string; sha256: string } };
+}
+
+it('NO_LOSS: a dropped session continues on another VM process, its drawing restored before the first frame', async () => {
+  const { user, paint, s, saved } = await drawAndDrop('NO_LOSS');
+  expect(saved.kind).toBe('FULL');
+  const again = await request(user.token, paint, 'NO_LOSS');
+  expect(again.id).toBe(s.id); // the same session, not a new one
+  expect(again.vm.id).not.toBe(s.vm.id);
+  expect(again.reconnections).toBe(1);
+  expect(again.restoredFrom).toEqual({ id: saved.snapshotId, kind: 'FULL' });
+  const stream = await openStream(again.connection);
+  try {
+    const first = await stream.frame(() => true, 'after the restore');
+    expect(near(pixel(first, 200, 150), RED)).toBe(true);
+    expect(near(pixel(first, 400, 300), WHITE)).toBe(true);
+    const now = await until('the session ACTIVE with SNAPSHOT_RESTORED', 15_000, async () => {
+      const x = await sessionOf(s.id);
+      return x.state === 'ACTIVE' && x.events.some((e) => e.type === 'SNAPSHOT_RESTORED') ? x : null;
+    });
+    const types = now.events.map((e) => e.type);
+    expect(types.indexOf('RECONNECTED')).toBeGreaterThan(types.indexOf('DISCONNECTED'));
+    expect(now.events.find((e) => e.type === 'SNAPSHOT_RESTORED')!.data).toMatchObject({ snapshotId: saved.snapshotId, kind: 'FULL', vmId: again.vm.id });
+    expect(types).not.toContain('SNAPSHOT_RESTORE_FAILED');
+    expect(now).toMatchObject({ reconnections: 1, vm: { id: again.vm.id }, restoredFrom: { id: saved.snapshotId } });
+    // the old VM was told to free the session: its slot is free again
+    await until('the old VM to free the session', 15_000, async () => {
+      const vms = (await ok(gw, `{ vms(platform: WASM) { id endpoint } }`, {}, admin)).vms as { id: string; endpoint: string }[];
+      const old = vms.find((v) => v.id === s.vm.id)!;
+      const h = (await (await fetch(`${old.endpoint.replace(/^ws/, 'http')}/healthz`)).json()) as { sessions: number };
+      return h.sessions === 0;
+    });
+  } finally {
+    await stream.close();
+  }
+  await ok(gw, `mutation { endSession(sessionId: "${s.id}") { state } }`, {}, user.token);
+});
+
+it('NORMAL: after the same drop the UA restarts with its application data', async () => {
+  const { user, paint, s, saved } = await drawAndDrop('NORMAL');
+  expect(saved.kind).toBe('APP_DATA');
+  const again = await request(user.token, paint, 'NORMAL');
+  expect(again).toMatchObject({ id: s.id, reconnections: 1, restoredFrom: { id: saved.snapshotId, kind: 'APP_DATA' } });
+  const stream = await openStream(again.connection);
+  try {
+    const first = await stream.frame(() => true, 'after the restart');
+    expect(near(pixel(first, 200, 150), RED)).toBe(true);
+    await until('SNAPSHOT_RESTORED', 15_000, async () => (await sessionOf(s.id)).events.some((e) => e.type === 'SNAPSHOT_RESTORED'));
+  } finally {
+    await stream.close();
+  }
+  await ok(gw, `mutation { endSession(sessionId: "${s.id}") { state } }`, {}, user.token);
+});
+
+it('a corrupted snapshot is caught by its checksum: the UA starts fresh with a clear event, nothing crashes', async () => {
+  const { user, paint, s, saved } = await drawAndDrop('NO_LOSS');
+  const pg = new PgClient({ connectionString: dbUrl });
+  await pg.connect();
+  try {
+    const r = await pg.query(`UPDATE vm_data_blobs SET data = overlay(data placing decode(lpad(to_hex(get_byte(data, 100) # 255), 2, '0'), 'hex') from 101 for 1) WHERE snapshot_id = $1`, [saved.snapshotId]);
+    expect(r.rowCount).toBe(1);
+  } finally {
+    await pg.end();
+  }
+  const again = await request(user.token, paint, 'NO_LOSS');
+  expect(again).toMatchObject({ id: s.id, reconnections: 1 });
+  const stream = await openStream(again.connection);
+  try {
+    const first = await stream.frame(() => true, 'after the fresh start');
+    expect(near(pixel(first, 200, 150), WHITE)).toBe(true); // fresh: no drawing
+    const now = await until('SNAPSHOT_RESTORE_FAILED', 15_000, async () => {
+      const x = await sessionOf(s.id);
+      return x.events.some((e) => e.type === 'SNAPSHOT_RESTORE_FAILED') ? x : null;
+    });
+    expect(now.events.find((e) => e.type === 'SNAPSHOT_RESTORE_FAILED')!.data).toMatchObject({ snapshotId: saved.snapshotId, freshStart: true, reason: expect.stringMatching(/checksum mismatch/) });
+    expect(now.events.map((e) => e.type)).not.toContain('SNAPSHOT_RESTORED');
+    expect(now.restoredFrom).toBeNull();
+    // the stream works: input still paints
+    const drawn = await stream.inputAndFrame({ kind: 'pointer', type: 'down', x: 300, y: 200, button: 0 }, 'after painting again');
+    expect(near(pixel(drawn, 300, 200), RED)).toBe(true);
+  } finally {
+    await stream.close();
+  }
+  await ok(gw, `mutation { endSession(sessionId: "${s.id}") { state } }`, {}, user.token);
+});
+
+it('fresh: true starts the UA afresh and ends the disconnected session', async () => {
+  const { user, paint, s } = await drawAndDrop('NO_LOSS');
+  const fresh = await request(user.token, paint, 'NO_LOSS', true);
+  expect(fresh.id).not.toBe(s.id);
+  expect(fresh.restoredFrom).toBeNull();
+  expect((await sessionOf(s.id)).state).toBe('ENDED');
+  const stream = await openStream(fresh.connection);
+  try {
+    expect(near(pixel(await stream.frame(() => true, 'fresh'), 200, 150), WHITE)).toBe(true);
+  } finally {
+    await stream.close();
+  }
+  await ok(gw, `mutation { endSession(sessionId: "${fresh.id}") { state } }`, {}, user.token);
+});
+
+/** left x of the game's ship (its bottom row, y = height - 25, is rgb(80, 200, 255)), or -1 */
+function shipX(f: FrameEvent): number {
+  for (let x = 0; x < 640; x++) if (near(pixel(f, x, 480 - 25), { r: 80, g: 200, b: 255 }, 30)) return x;
+  return -1;
+}
+
+it('NO_LOSS after kill -9 of the VM agent: the game continues on another VM process from the saved state', async () => {
+  const user = await registerUser(gw, 'rc-killed');
+  const game = await uaId(gw, user.token, 'game');
+  const s = await request(user.token, game, 'NO_LOSS');
+  const stream = await openStream(s.connection);
+  const start = shipX(await stream.frame((f) => shipX(f) >= 0, 'with the ship'));
+  let f = await stream.inputAndFrame({ kind: 'key', type: 'down', key: 'ArrowRight', code: 'ArrowRight' }, 'after a step right');
+  f = await stream.inputAndFrame({ kind: 'key', type: 'down', key: 'ArrowRight', code: 'ArrowRight' }, 'after two steps right');
+  const moved = shipX(f);
+  expect(moved).toBe(start + 32);
+  stream.client.close(); // no bye
+  await until('the VM Data saved at the drop', 20_000, async () => (await sessionOf(s.id)).events.some((e) => e.type === 'SNAPSHOT_SAVED'));
+  process.kill(agentPid(s.vm.id), 'SIGKILL');
+  await until('the killed VM OFFLINE', 15_000, async () => (await ok(gw, `{ vm(id: "${s.vm.id}") { status } }`, {}, admin)).vm.status === 'OFFLINE');
+  const again = await request(user.token, game, 'NO_LOSS');
+  expect(again).toMatchObject({ id: s.id, reconnections: 1, restoredFrom: { kind: 'FULL' } });
+  expect(again.vm.id).not.toBe(s.vm.id);
+  const next = await openStream(again.connection);
+  try {
+    expect(shipX(await next.frame(() => true, 'after the restore'))).toBe(moved);
+    await until('SNAPSHOT_RESTORED', 15_000, async () => (await sessionOf(s.id)).events.some((e) => e.type === 'SNAPSHOT_RESTORED'));
+  } finally {
+    await next.close();
+  }
+  await ok(gw, `mutation { endSession(sessionId: "${s.id}") { state } }`, {}, user.token);
+});

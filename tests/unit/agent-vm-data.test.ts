@@ -1,0 +1,20 @@
+// The agent refuses VM Data whose bytes do not hash to the sha256 the VMM recorded (corruption in the
+// store or on the way), so a restore never feeds damaged state to a UA.
+import { createHash } from 'node:crypto';
+import { verifyVmData } from '../../apps/vm-agent/src/vmm/vm-data';
+
+const bytes = Buffer.from('the state of a UA');
+const sha = createHash('sha256').update(bytes).digest('hex');
+
+it('accepts bytes that match their sha256 (either case)', () => {
+  expect(() => verifyVmData(bytes, sha)).not.toThrow();
+  expect(() => verifyVmData(bytes, sha.toUpperCase())).not.toThrow();
+});
+
+it('refuses a flipped byte, a missing checksum and a wrong one', () => {
+  const flipped = Buffer.from(bytes);
+  flipped[3] ^= 0xff;
+  expect(() => verifyVmData(flipped, sha)).toThrow(/checksum mismatch: expected sha256 [0-9a-f]{64}, got [0-9a-f]{64}/);
+  expect(() => verifyVmData(bytes, null)).toThrow(/expected sha256 \(none\)/);
+  expect(() => verifyVmData(bytes, 'ab'.repeat(32))).toThrow(/checksum mismatch/);
+});
