@@ -22,7 +22,7 @@ function share(f: FrameEvent, rgb: { r: number; g: number; b: number }): number 
 
 beforeAll(async () => {
   redis = await startRedis();
-  gw = await startGateway({ DATABASE_URL: await freshDatabase(), REDIS_URL: redis.url, UVE_QUEUE_PREFIX: 'x11', UVE_SAMPLE_UAS: 'true', UVE_WARM_VMS: '1', UVE_POOL_PLATFORMS: 'LINUX_X11', UVE_DOCKER: 'off' });
+  gw = await startGateway({ DATABASE_URL: await freshDatabase(), REDIS_URL: redis.url, UVE_QUEUE_PREFIX: 'x11', UVE_SAMPLE_UAS: 'true,xterm', UVE_WARM_VMS: '1', UVE_POOL_PLATFORMS: 'LINUX_X11', UVE_DOCKER: 'off' });
   admin = (await login(gw, ADMIN.username, ADMIN.password)).token;
   user = await registerUser(gw, 'x11user');
   await until('an idle LINUX_X11 VM', 30_000, async () => ((await gql(gw, `{ vms(status: IDLE, platform: LINUX_X11) { id } }`, {}, admin)).data?.vms ?? []).length > 0, 100);

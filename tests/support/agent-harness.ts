@@ -31,7 +31,8 @@ export interface JwksHandle {
   url: string;
   kid: string;
   /** a token for `claims`, signed with the served key (or `key`, e.g. a foreign one) */
-  mint(claims: SessionTokenClaims, opts?: { key?: KeyLike; kid?: string; audience?: string; expiresIn?: string }): Promise<string>;
+  /** a fresh token (new `jti`) each call, unless `jti` is given (null: none) */
+  mint(claims: SessionTokenClaims, opts?: { key?: KeyLike; kid?: string; audience?: string; expiresIn?: string; jti?: string | null }): Promise<string>;
   /** a key the agent does not know */
   foreignKey: KeyLike;
   stop(): Promise<void>;
@@ -56,7 +57,7 @@ export async function startJwks(): Promise<JwksHandle> {
     kid,
     foreignKey: foreign.privateKey,
     mint: (claims, opts = {}) =>
-      new SignJWT({ sid: claims.sid, vm: claims.vm, ua: claims.ua, role: claims.role })
+      new SignJWT({ sid: claims.sid, vm: claims.vm, ua: claims.ua, role: claims.role, ...(opts.jti === null ? {} : { jti: opts.jti ?? randomUUID() }) })
         .setProtectedHeader({ alg: 'ES256', kid: opts.kid ?? kid })
         .setSubject(claims.sub)
         .setAudience(opts.audience ?? SESSION_TOKEN_AUDIENCE)

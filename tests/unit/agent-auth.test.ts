@@ -1,6 +1,6 @@
 // Session-token checks of the VM agent (UVE-3 hello), against a JWKS served like the gateway's.
 import { CLOSE, type SessionTokenClaims } from '@uve/protocol';
-import { AuthError, createTokenVerifier } from '../../apps/vm-agent/src/stream/auth';
+import { AuthError, TokenReplayGuard, createTokenVerifier } from '../../apps/vm-agent/src/stream/auth';
 import { freePort, startJwks, type JwksHandle } from '../support/agent-harness';
 
 let jwks: JwksHandle;
@@ -20,7 +20,29 @@ async function refusal(p: Promise<unknown>): Promise<AuthError> {
 
 describe('session token verification', () => {
   it('accepts a token of the VMM for this VM and returns its claims', async () => {
-    await expect(verifier().verify(await jwks.mint(claims))).resolves.toEqual(claims);
+    await expect(verifier().verify(await jwks.mint(claims, { jti: 'j-1' }))).resolves.toEqual({ ...claims, jti: 'j-1', exp: expect.any(Number) });
+  });
+
+  it('refuses a token without an id (it could be replayed unnoticed)', async () => {
+    expect(await refusal(verifier().verify(await jwks.mint(claims, { jti: null })))).toMatchObject({ code: CLOSE.UNAUTHORIZED, message: 'session token has no jti claim' });
+  });
+
+  it('remembers a used token until it expires, then forgets it', () => {
+    const guard = new TokenReplayGuard();
+    const now = 1_000_000_000_000;
+    guard.use({ jti: 'a', exp: now / 1000 + 60 }, now);
+    let e: unknown = null;
+    try {
+      guard.use({ jti: 'a', exp: now / 1000 + 60 }, now + 1000);
+    } catch (x) {
+      e = x;
+    }
+    expect(e).toMatchObject({ code: CLOSE.UNAUTHORIZED, message: expect.stringMatching(/already used/) });
+    guard.use({ jti: 'b', exp: now / 1000 + 60 }, now + 1000);
+    expect(guard.size).toBe(2);
+    // past their expiry both are swept (a replay of them fails the signature check's exp anyway)
+    guard.use({ jti: 'c', exp: now / 1000 + 200 }, now + 120_000);
+    expect(guard.size).toBe(1);
   });
 
   it('refuses with 4401 and a reason: foreign key, other VM, expired, wrong audience, bad role, garbage', async () => {

@@ -359,6 +359,34 @@ describe('X11Runtime with Xvfb', () => {
     expect(readFileSync(path.join(dir, 'typed.txt'), 'utf8')).toBe(text);
   });
 
+  it("gives a UA an environment built from scratch: no secret of the agent's, a home of its own", async () => {
+    const out = path.join(mkdtempSync(path.join(tmpdir(), 'uve-x11-env-')), 'env.txt');
+    tmpDirs.push(path.dirname(out));
+    // what a VM agent holds in its environment
+    const secrets = { REDIS_URL: 'redis://:pw-redis-123@127.0.0.1:1/0', UVE_VM_SECRET: 'vm-secret-456', DATABASE_URL: 'postgres://u:pw-db-789@h/db' };
+    const saved = Object.fromEntries(Object.keys(secrets).map((k) => [k, process.env[k]]));
+    Object.assign(process.env, secrets);
+    try {
+      // the UA dumps its environment and looks for the secrets in what it can reach
+      const dir = makePackage({ ...MANIFEST, command: ['sh', '-c', 'env > "$OUT"; printf "home=%s writable=%s\\n" "$HOME" "$(touch "$HOME/x" && echo yes)" >> "$OUT"'], env: { OUT: out, GREETING: 'hi' } });
+      const s = await Session.start(runtime, dir);
+      expect((await s.exited()).error).toBeUndefined();
+    } finally {
+      for (const [k, v] of Object.entries(saved)) if (v === undefined) delete process.env[k]; else process.env[k] = v;
+    }
+    const dump = readFileSync(out, 'utf8');
+    for (const v of ['pw-redis-123', 'vm-secret-456', 'pw-db-789']) expect(dump).not.toContain(v);
+    const vars = new Set(dump.split('\n').map((l) => l.split('=')[0]));
+    for (const k of ['REDIS_URL', 'UVE_VM_SECRET', 'DATABASE_URL', 'JEST_WORKER_ID', 'USER']) expect(vars.has(k)).toBe(false);
+    // the display, its cookie, a locale, PATH, a home of its own, and what the manifest declares
+    expect(dump).toMatch(/^DISPLAY=:\d+$/m);
+    expect(dump).toMatch(/^XAUTHORITY=.*uve-x11-.*Xauthority$/m);
+    expect(dump).toMatch(/^PATH=./m);
+    expect(dump).toMatch(/^LANG=./m);
+    expect(dump).toMatch(/^GREETING=hi$/m);
+    expect(dump).toMatch(/^home=.*uve-x11-[^/]+\/home writable=yes$/m);
+  });
+
   it('reports a UA that fails, with its error output', async () => {
     const dir = makePackage({ ...MANIFEST, command: ['sh', '-c', 'echo no luck >&2; exit 3'] });
     const s = await Session.start(runtime, dir);

@@ -113,7 +113,7 @@ export async function startGateway(config: GatewayConfig, hooks: GatewayHooks = 
     services.keys.startRotationSchedule(config.signingKeyMaxAgeDays * 86400_000, log);
     stops.push(['signing key rotation', async () => services.keys.stopRotationSchedule()]);
     await services.users.ensureFirstAdmin(config.adminUsername, config.adminPassword, log);
-    if (config.registerSampleUas) await registerSampleUas(ds, log);
+    if (config.registerSampleUas.length) await registerSampleUas(ds, log, config.registerSampleUas);
     for (const provider of await createProviders(config, log)) services.vms.addProvider(provider);
 
     const schema = await buildUveSchema();

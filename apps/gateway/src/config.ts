@@ -33,7 +33,8 @@ export interface GatewayConfig {
   idleRetireMs: number;
   maxVms: number;
   vmCapacity: number;
-  registerSampleUas: boolean;
+  /** sample names to register; 'true' stands for every sample that hands out no shell */
+  registerSampleUas: string[];
   vmDataMaxMb: number;
   graphqlMaxTokens: number;
   graphqlMaxDepth: number;
@@ -126,7 +127,12 @@ export const CONFIG_SPEC = {
   idleRetireMs: { env: 'UVE_VM_IDLE_RETIRE_MS', doc: 'an idle VM beyond the warm count is retired after this long', default: '120000', parse: int(0, 86_400_000) },
   maxVms: { env: 'UVE_MAX_VMS', doc: 'most VMs the pool provisions', default: '8', parse: int(0, 1000) },
   vmCapacity: { env: 'UVE_VM_CAPACITY', doc: 'sessions per provisioned VM', default: '4', parse: int(1, 64) },
-  registerSampleUas: { env: 'UVE_SAMPLE_UAS', doc: 'register the sample UAs shipped with the agent', default: 'true', parse: bool },
+  registerSampleUas: { env: 'UVE_SAMPLE_UAS', doc: 'sample UAs registered at start: true (those that hand out no shell), false, or a comma-separated list of sample names where true stands for the safe ones (e.g. true,xterm; xterm gives its user a shell)', default: 'true', parse: (raw: string, env: string): string[] => {
+    const items = raw.split(',').map((s) => s.trim()).filter(Boolean);
+    if (items.length === 1 && ['false', '0', 'no', 'off'].includes(items[0])) return [];
+    for (const i of items) if (!/^[a-z0-9][a-z0-9-]*$/.test(i)) throw new ConfigError(`${env} must be true, false or a comma-separated list of sample names, got "${i}"`);
+    return items.map((i) => (['1', 'yes', 'on'].includes(i) ? 'true' : i));
+  } },
   packageDownloadTimeoutSec: { env: 'UVE_PACKAGE_DOWNLOAD_TIMEOUT_S', doc: 'a VM gives up downloading a UA package from a storefront after this long', default: '120', parse: int(1, 3600) },
   vmDataMaxMb: { env: 'UVE_VM_DATA_MAX_MB', doc: 'largest VM Data upload a VM may store, MiB', default: '256', parse: int(1, 1024) },
   graphqlMaxTokens: { env: 'UVE_GRAPHQL_MAX_TOKENS', doc: 'most tokens a GraphQL document may have', default: '2000', parse: int(100, 100_000) },

@@ -45,6 +45,21 @@ export interface AgentConfig {
   vmmLostExitMs: number;
   /** a stop (signal, vm.shutdown, lost VMM) that takes longer is cut short: children killed, exit 1 */
   stopTimeoutMs: number;
+  stream: StreamLimits;
+  /** PEM certificate and key files: the UVE-3 server speaks wss:// */
+  tls: { certFile: string; keyFile: string } | null;
+}
+
+/** Limits of the UVE-3 server (each refusal closes with a code and a reason). */
+export interface StreamLimits {
+  maxConnections: number;
+  maxConnectionsPerSession: number;
+  /** messages per second one connection may send after its welcome (burst: one second's worth) */
+  maxMessagesPerSec: number;
+  /** a connection's keyframe requests are served at most this often (extra ones are deferred) */
+  keyframeIntervalMs: number;
+  /** browser Origins allowed to connect; null = any (a UC without Origin is never refused) */
+  allowedOrigins: string[] | null;
 }
 
 export interface ConfigVar {
@@ -79,6 +94,13 @@ export const CONFIG_VARS: readonly ConfigVar[] = [
     default: '60000',
     doc: "the agent stops by itself when the VMM (GET /healthz of UVE_GATEWAY_URL, or Redis) was unreachable this long, or at once when its parent process is gone (PROCESS provider); 0 = never",
   },
+  { name: 'UVE_STREAM_MAX_CONNECTIONS', required: false, default: '64', doc: 'UVE-3 connections this VM accepts at once; more are closed with 4429' },
+  { name: 'UVE_STREAM_MAX_PER_SESSION', required: false, default: '8', doc: 'connections one session accepts at once (its player and viewers); more VIEWERs are closed with 4429' },
+  { name: 'UVE_STREAM_MAX_MESSAGES_PER_S', required: false, default: '300', doc: 'messages (input, pings) one UC connection may send per second; a flood is closed with 4429' },
+  { name: 'UVE_STREAM_KEYFRAME_INTERVAL_MS', required: false, default: '1000', doc: "a connection's keyframe requests are served at most this often; extra ones wait for the next turn" },
+  { name: 'UVE_STREAM_ALLOWED_ORIGINS', required: false, default: 'any', doc: 'comma-separated browser Origins allowed on UVE-3 (e.g. https://play.example.com); others are closed with 4403' },
+  { name: 'UVE_STREAM_TLS_CERT', required: false, default: 'none (ws://)', doc: 'PEM certificate file: with UVE_STREAM_TLS_KEY the UVE-3 server speaks wss:// and registers a wss:// endpoint' },
+  { name: 'UVE_STREAM_TLS_KEY', required: false, default: 'none', doc: 'PEM private key file of UVE_STREAM_TLS_CERT' },
   { name: 'UVE_STOP_TIMEOUT_MS', required: false, default: '10000', doc: 'a stop taking longer is cut short: child processes are killed and the agent exits 1' },
 ];
 
@@ -152,6 +174,17 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AgentConfig {
     else codecs = [...new Set(items as VideoCodec[])];
   }
 
+  const origins = get('UVE_STREAM_ALLOWED_ORIGINS');
+  let allowedOrigins: string[] | null = null;
+  if (origins !== undefined && origins !== '*' && origins !== 'any') {
+    allowedOrigins = origins.split(',').map((o) => o.trim().replace(/\/+$/, '')).filter(Boolean);
+    const bad = allowedOrigins.filter((o) => !/^https?:\/\/[^/\s]+$/.test(o));
+    if (bad.length) problems.push(`UVE_STREAM_ALLOWED_ORIGINS must list origins like https://host[:port], got ${bad.join(', ')}`);
+  }
+  const certFile = get('UVE_STREAM_TLS_CERT');
+  const keyFile = get('UVE_STREAM_TLS_KEY');
+  if ((certFile === undefined) !== (keyFile === undefined)) problems.push('UVE_STREAM_TLS_CERT and UVE_STREAM_TLS_KEY go together: set both or neither');
+
   const cfg: AgentConfig = {
     redisUrl,
     gatewayUrl,
@@ -174,6 +207,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AgentConfig {
     wasmStartBudgetMs: int('UVE_WASM_START_BUDGET_MS', 5000, 100, 600_000),
     vmmLostExitMs: int('UVE_VMM_LOST_EXIT_MS', 60_000, 0, 86_400_000),
     stopTimeoutMs: int('UVE_STOP_TIMEOUT_MS', 10_000, 1000, 600_000),
+    stream: {
+      maxConnections: int('UVE_STREAM_MAX_CONNECTIONS', 64, 1, 100_000),
+      maxConnectionsPerSession: int('UVE_STREAM_MAX_PER_SESSION', 8, 1, 10_000),
+      maxMessagesPerSec: int('UVE_STREAM_MAX_MESSAGES_PER_S', 300, 1, 100_000),
+      keyframeIntervalMs: int('UVE_STREAM_KEYFRAME_INTERVAL_MS', 1000, 0, 60_000),
+      allowedOrigins,
+    },
+    tls: certFile && keyFile ? { certFile, keyFile } : null,
   };
   if (problems.length) throw new ConfigError(problems);
   return cfg;

@@ -1,7 +1,7 @@
 // The Virtual Machine (seed 7.3.1.2.2) as one object: the UVE-3 server for UCs, the UVE-2/UVE-5
 // link to the VMM, UA deployments and sessions. Lifecycle: start() serves UVE-3, registers with
 // the VMM and heartbeats; stop() reports vm.stopping, ends the sessions and releases everything.
-import { mkdtemp, rm, mkdir } from 'node:fs/promises';
+import { mkdtemp, rm, mkdir, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { HEARTBEAT_INTERVAL_MS, type VideoCodec, type VmCommand } from '@uve/protocol';
@@ -16,6 +16,7 @@ import { SessionManager } from './sessions/session-manager';
 import type { Session } from './sessions/session';
 import { createTokenVerifier, type TokenVerifier } from './stream/auth';
 import { StreamServer } from './stream/stream-server';
+import { WatcherWaits } from './stream/watcher-waits';
 import { UaStore } from './uas/ua-store';
 import { VmmLink } from './vmm/link';
 import { CpuSampler } from './vmm/heartbeat';
@@ -50,6 +51,7 @@ export class Vm {
   private codecs: VideoCodec[] = [];
   private stopping: Promise<void> | null = null;
   private watch: VmmWatch | null = null;
+  private readonly watcherWaits = new WatcherWaits();
   endpoint = '';
   port = 0;
 
@@ -118,12 +120,15 @@ export class Vm {
       verifier,
       findSession: (id) => sessions.get(id),
       awaitSession: (id) => sessions.waitFor(id),
+      awaitWatcher: (sid, uid, ms) => this.watcherWaits.wait(sid, uid, ms),
+      limits: cfg.stream,
+      tls: cfg.tls ? { cert: await readFile(cfg.tls.certFile), key: await readFile(cfg.tls.keyFile) } : undefined,
       log: log.child({ part: 'uve3' }),
       health: () => ({ vmId: cfg.vmId, sessions: sessions.active, capacity: cfg.capacity, draining: sessions.isDraining }),
       metrics: () => metrics.text(),
     });
     this.port = await this.server.listen();
-    this.endpoint = `ws://${cfg.publicHost.includes(':') ? `[${cfg.publicHost}]` : cfg.publicHost}:${this.port}`;
+    this.endpoint = `${cfg.tls ? 'wss' : 'ws'}://${cfg.publicHost.includes(':') ? `[${cfg.publicHost}]` : cfg.publicHost}:${this.port}`;
     // keys fetched now, so the first UC's hello does not wait for the VMM
     verifier.warm?.().catch((e) => log.warn('could not fetch the session-token keys yet', { url: cfg.jwksUrl, error: errorMessage(e) }));
 
@@ -250,6 +255,7 @@ export class Vm {
       }
       case 'monitoring.notify':
         this.session(c.sessionId, c.type)?.addWatcher(c.watcherId);
+        this.watcherWaits.announced(c.sessionId, c.watcherId);
         return;
       case 'vm.drain':
         sessions.drain();

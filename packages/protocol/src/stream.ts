@@ -24,6 +24,8 @@ export const CLOSE = {
   HELLO_TIMEOUT: 4408,
   REPLACED: 4409,
   ENDED: 4410,
+  /** a limit of the VM: connections per VM or session, messages per second */
+  RATE_LIMITED: 4429,
   UNSUPPORTED_VERSION: 4426,
 } as const;
 

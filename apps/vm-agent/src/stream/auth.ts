@@ -9,8 +9,15 @@ export class AuthError extends Error {
   }
 }
 
+/** Claims of a verified token: its id and expiry make it single-use (TokenReplayGuard). */
+export interface VerifiedClaims extends SessionTokenClaims {
+  jti: string;
+  /** expiry, seconds since epoch */
+  exp: number;
+}
+
 export interface TokenVerifier {
-  verify(token: string): Promise<SessionTokenClaims>;
+  verify(token: string): Promise<VerifiedClaims>;
   /** fetches the keys ahead of the first UC, so its hello does not wait for them */
   warm?(): Promise<void>;
 }
@@ -21,13 +28,15 @@ const TOKEN_ERRORS = new Set([
   'ERR_JWT_INVALID', 'ERR_JWKS_NO_MATCHING_KEY', 'ERR_JWKS_MULTIPLE_MATCHING_KEYS', 'ERR_JOSE_ALG_NOT_ALLOWED', 'ERR_JOSE_NOT_SUPPORTED',
 ]);
 
-export function checkClaims(payload: Record<string, unknown>, vmId: string): SessionTokenClaims {
+export function checkClaims(payload: Record<string, unknown>, vmId: string): VerifiedClaims {
   const s = (k: string): string => {
     const v = payload[k];
     if (typeof v !== 'string' || v === '') throw new AuthError(CLOSE.UNAUTHORIZED, `session token has no ${k} claim`);
     return v;
   };
-  const claims = { sub: s('sub'), sid: s('sid'), vm: s('vm'), ua: s('ua'), role: s('role') as StreamRole };
+  // a token without an id could be replayed unnoticed: refused
+  if (typeof payload.exp !== 'number') throw new AuthError(CLOSE.UNAUTHORIZED, 'session token has no exp claim');
+  const claims = { sub: s('sub'), sid: s('sid'), vm: s('vm'), ua: s('ua'), role: s('role') as StreamRole, jti: s('jti'), exp: payload.exp };
   if (!STREAM_ROLES.includes(claims.role)) throw new AuthError(CLOSE.UNAUTHORIZED, `session token role must be one of ${STREAM_ROLES.join(', ')}`);
   if (claims.vm !== vmId) throw new AuthError(CLOSE.UNAUTHORIZED, `session token is for VM ${claims.vm}, not this VM`);
   return claims;
@@ -50,4 +59,28 @@ export function createTokenVerifier(jwksUrl: string, vmId: string): TokenVerifie
     },
     warm: () => jwks.reload(),
   };
+}
+
+/**
+ * Session tokens are single-use: each token's `jti` is remembered until the token expires, and a
+ * second hello with it is refused. Expired ids are swept as new ones come, so memory follows the
+ * number of tokens alive (bounded by the token lifetime times the connect rate).
+ */
+export class TokenReplayGuard {
+  private readonly seen = new Map<string, number>();
+  private nextSweep = 0;
+
+  /** Records the use of a token; throws AuthError when it was used before. */
+  use(claims: Pick<VerifiedClaims, 'jti' | 'exp'>, now = Date.now()): void {
+    if (now >= this.nextSweep) {
+      for (const [jti, until] of this.seen) if (until <= now) this.seen.delete(jti);
+      this.nextSweep = now + 10_000;
+    }
+    if (this.seen.has(claims.jti)) throw new AuthError(CLOSE.UNAUTHORIZED, 'session token already used: ask the VMM for a fresh one');
+    this.seen.set(claims.jti, claims.exp * 1000);
+  }
+
+  get size(): number {
+    return this.seen.size;
+  }
 }

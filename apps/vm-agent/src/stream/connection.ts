@@ -22,11 +22,20 @@ export class StreamConnection implements FrameSink {
   readonly backlog: ClientMessage[] = [];
   /** answered the last keepalive ping */
   alive = true;
+  /** the session its token names, from the token check on (sessionId is set once attached) */
+  claimedSession: string | null = null;
+  /** messages per second after the welcome */
+  readonly rate: TokenBucket;
+  lastKeyframeAt = 0;
+  keyframeTimer: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly ws: WebSocket,
     readonly remote: string,
-  ) {}
+    messagesPerSec = 300,
+  ) {
+    this.rate = new TokenBucket(messagesPerSec, messagesPerSec);
+  }
 
   get open(): boolean {
     return this.ws.readyState === this.ws.OPEN;
@@ -69,5 +78,27 @@ export class StreamConnection implements FrameSink {
 
   terminate(): void {
     this.ws.terminate();
+  }
+}
+
+/** `perSec` tokens a second, at most `burst` saved up. */
+export class TokenBucket {
+  private tokens: number;
+  private at = 0;
+
+  constructor(
+    private readonly perSec: number,
+    private readonly burst: number,
+  ) {
+    this.tokens = burst;
+  }
+
+  /** Takes one token; false when none is left. */
+  take(now: number): boolean {
+    if (this.at) this.tokens = Math.min(this.burst, this.tokens + ((now - this.at) / 1000) * this.perSec);
+    this.at = now;
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
   }
 }

@@ -2,6 +2,7 @@
 // A connection goes hello -> token check -> attached to its session; every text message passes
 // parseClientMessage, anything malformed closes the socket with a reason the UC can show.
 import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import WebSocket, { WebSocketServer } from 'ws';
@@ -12,12 +13,14 @@ import {
   STREAM_PATH,
   STREAM_PROTOCOL_VERSION,
   ProtocolError,
+  closeReason,
   parseClientMessage,
   type ClientMessage,
 } from '@uve/protocol';
 import type { Logger } from '../common/log';
 import { errorMessage } from '../common/errors';
-import { AuthError, type TokenVerifier } from './auth';
+import { AuthError, TokenReplayGuard, type TokenVerifier } from './auth';
+import type { StreamLimits } from '../config';
 import { StreamConnection } from './connection';
 import type { Session } from '../sessions/session';
 import type { SessionArrival } from '../sessions/session-manager';
@@ -55,22 +58,44 @@ export interface StreamServerOptions {
   /** GET /metrics (Prometheus text format) */
   metrics?: () => Promise<{ contentType: string; body: string }>;
   helloTimeoutMs?: number;
+  /** connection caps, message rates, allowed origins (defaults: DEFAULT_STREAM_LIMITS) */
+  limits?: Partial<StreamLimits>;
+  /** PEM certificate and key: the server speaks wss:// */
+  tls?: { cert: Buffer; key: Buffer };
+  /**
+   * Resolves true once the VMM announced this watcher (monitoring.notify) for the session, false
+   * after `timeoutMs`: the announcement travels the bus like a prepare and may come after the UC.
+   */
+  awaitWatcher?: (sessionId: string, userId: string, timeoutMs: number) => Promise<boolean>;
 }
+
+export const DEFAULT_STREAM_LIMITS: StreamLimits = {
+  maxConnections: 64,
+  maxConnectionsPerSession: 8,
+  maxMessagesPerSec: 300,
+  keyframeIntervalMs: 1000,
+  allowedOrigins: null,
+};
+/** how long a VIEWER's hello waits for its monitoring.notify (like PREPARE_WAIT_MS for a prepare) */
+export const WATCHER_WAIT_MS = 3_000;
 
 export class StreamServer {
   private readonly http: Server;
   private readonly wss: WebSocketServer;
   private readonly conns = new Set<StreamConnection>();
   private keepalive: NodeJS.Timeout | null = null;
+  private readonly replays = new TokenReplayGuard();
+  private readonly limits: StreamLimits;
 
   constructor(private readonly opts: StreamServerOptions) {
+    this.limits = { ...DEFAULT_STREAM_LIMITS, ...opts.limits };
     this.wss = new WebSocketServer({
       noServer: true,
       maxPayload: MAX_CLIENT_MESSAGE_BYTES,
       perMessageDeflate: false, // video does not compress; deflate would only add latency
       WebSocket: UveSocket,
     });
-    this.http = createServer((req, res) => {
+    const handler = (req: IncomingMessage, res: import('node:http').ServerResponse): void => {
       if (req.method === 'GET' && req.url === '/healthz') {
         res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ ok: true, ...this.opts.health?.() }));
         return;
@@ -86,7 +111,8 @@ export class StreamServer {
       res.writeHead(req.url?.split('?')[0] === STREAM_PATH ? 426 : 404, { 'content-type': 'text/plain' }).end(
         req.url?.split('?')[0] === STREAM_PATH ? 'UVE-3 needs a WebSocket upgrade\n' : 'not found\n',
       );
-    });
+    };
+    this.http = opts.tls ? createTlsServer({ cert: opts.tls.cert, key: opts.tls.key }, handler) : createServer(handler);
     this.http.on('upgrade', (req, socket, head) => this.upgrade(req, socket, head));
     this.http.on('clientError', (_e, socket) => socket.destroy());
   }
@@ -132,12 +158,25 @@ export class StreamServer {
       socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
       return;
     }
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, req));
+    this.wss.handleUpgrade(req, socket, head, (ws) => {
+      // refusals after the upgrade, so a browser's script sees the code and the reason
+      const origin = req.headers.origin;
+      const allowed = this.limits.allowedOrigins;
+      if (origin !== undefined && allowed && !allowed.includes(origin)) {
+        ws.close(CLOSE.FORBIDDEN, closeReason(`origin ${origin} is not allowed to connect to this VM`));
+        return;
+      }
+      if (this.conns.size >= this.limits.maxConnections) {
+        ws.close(CLOSE.RATE_LIMITED, closeReason(`this VM is at its limit of ${this.limits.maxConnections} connections`));
+        return;
+      }
+      this.accept(ws, req);
+    });
   }
 
   private accept(ws: WebSocket, req: IncomingMessage): void {
     const remote = `${req.socket.remoteAddress ?? '?'}:${req.socket.remotePort ?? '?'}`;
-    const conn = new StreamConnection(ws, remote);
+    const conn = new StreamConnection(ws, remote, this.limits.maxMessagesPerSec);
     this.conns.add(conn);
     const log = this.opts.log.child({ conn: conn.id });
     const helloTimer = setTimeout(() => {
@@ -157,6 +196,7 @@ export class StreamServer {
     });
     ws.on('close', (code, reasonBuf) => {
       clearTimeout(helloTimer);
+      if (conn.keyframeTimer) clearTimeout(conn.keyframeTimer);
       this.conns.delete(conn);
       const wasAttached = conn.state === 'attached';
       conn.state = 'closed';
@@ -200,10 +240,29 @@ export class StreamServer {
       case 'attached': {
         const session = conn.sessionId ? this.opts.findSession(conn.sessionId) : undefined;
         if (!session) conn.close(CLOSE.ENDED, 'session ended');
+        else if (!conn.rate.take(Date.now())) conn.close(CLOSE.RATE_LIMITED, `more than ${this.limits.maxMessagesPerSec} messages per second`);
+        else if (msg.t === 'keyframe') this.keyframe(conn);
         else session.onMessage(conn, msg);
         return;
       }
     }
+  }
+
+  /**
+   * A keyframe restarts the H264 encoder's GOP for everyone: one connection gets at most one per
+   * interval; a request within it is served when the interval ends (coalesced), never dropped.
+   */
+  private keyframe(conn: StreamConnection): void {
+    const serve = (): void => {
+      conn.keyframeTimer = null;
+      conn.lastKeyframeAt = Date.now();
+      const session = conn.sessionId ? this.opts.findSession(conn.sessionId) : undefined;
+      if (conn.state === 'attached' && !conn.closedByVm) session?.onMessage(conn, { t: 'keyframe' });
+    };
+    if (conn.keyframeTimer) return;
+    const wait = conn.lastKeyframeAt + this.limits.keyframeIntervalMs - Date.now();
+    if (wait <= 0) serve();
+    else conn.keyframeTimer = setTimeout(serve, wait);
   }
 
   private async authenticate(conn: StreamConnection, version: number, token: string): Promise<void> {
@@ -213,12 +272,26 @@ export class StreamServer {
         throw new AuthError(CLOSE.UNSUPPORTED_VERSION, `protocol version ${version} is not supported; this VM speaks version ${STREAM_PROTOCOL_VERSION}`);
       }
       const claims = await this.opts.verifier.verify(token);
+      // single use: a token seen before (a replay, or a UC reusing one) is refused
+      this.replays.use(claims);
+      conn.claimedSession = claims.sid;
       const arrival = await this.opts.awaitSession(claims.sid);
       if (arrival && 'error' in arrival) throw new AuthError(CLOSE.ENDED, `session ${claims.sid}: ${arrival.error}`);
       const session = arrival?.session;
       if (!session || session.state === 'ended') throw new AuthError(CLOSE.NOT_FOUND, `session ${claims.sid} is not prepared on this VM`);
-      const refusal = session.admits(claims);
+      let refusal = session.admits(claims);
+      // a watcher's monitoring.notify may still be on its way (sent with the token)
+      if (refusal && claims.role === 'VIEWER' && this.opts.awaitWatcher && (await this.opts.awaitWatcher(claims.sid, claims.sub, WATCHER_WAIT_MS))) {
+        refusal = session.admits(claims);
+      }
       if (refusal) throw new AuthError(CLOSE.UNAUTHORIZED, refusal);
+      // a PLAYER replaces the previous one, so only VIEWERs can fill a session up
+      if (claims.role === 'VIEWER') {
+        const others = [...this.conns].filter((c) => c !== conn && c.state !== 'closed' && (c.sessionId ?? c.claimedSession) === claims.sid).length;
+        if (others >= this.limits.maxConnectionsPerSession) {
+          throw new AuthError(CLOSE.RATE_LIMITED, `session ${claims.sid} is at its limit of ${this.limits.maxConnectionsPerSession} connections`);
+        }
+      }
       try {
         await session.whenReady(SESSION_READY_WAIT_MS);
       } catch (e) {

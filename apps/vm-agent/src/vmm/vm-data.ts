@@ -23,7 +23,8 @@ export class VmDataClient {
     const res = await fetch(`${this.baseUrl}/sessions/${encodeURIComponent(sessionId)}?kind=${kind}`, {
       method: 'PUT',
       headers: { ...this.headers(), 'content-type': 'application/octet-stream' },
-      body: data,
+      // an ArrayBuffer is a body under every lib setting (a Uint8Array over a shared buffer is not)
+      body: data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength) as ArrayBuffer,
       signal: AbortSignal.timeout(TIMEOUT_MS),
     });
     if (res.status !== 201) throw new Error(`VM Data upload refused: ${res.status} ${(await res.text()).slice(0, 300)}`);

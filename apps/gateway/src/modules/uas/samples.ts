@@ -12,6 +12,8 @@ import { Storefront } from '../storefronts/storefronts.entity';
 import { Ua, UaVersion } from './uas.entity';
 
 const SAMPLES_STOREFRONT = 'UVE samples';
+/** samples that give their user a shell (with the VM's rights): registered only when named */
+export const SHELL_SAMPLES: readonly string[] = ['xterm'];
 
 interface SamplePackage {
   name: string;
@@ -55,8 +57,12 @@ function hashDir(dir: string): string {
   return h.digest('hex');
 }
 
-export async function registerSampleUas(ds: DataSource, log: Logger): Promise<number> {
-  const samples = findSamples();
+/** Registers the listed samples; `true` in the list stands for every sample but SHELL_SAMPLES. */
+export async function registerSampleUas(ds: DataSource, log: Logger, wanted: readonly string[] = ['true']): Promise<number> {
+  const found = findSamples();
+  const unknown = wanted.filter((w) => w !== 'true' && !found.some((s) => s.name === w));
+  if (unknown.length) log.warn('UVE_SAMPLE_UAS names samples that do not exist', { unknown: unknown.join(','), known: found.map((s) => s.name).join(',') });
+  const samples = found.filter((s) => wanted.includes(s.name) || (wanted.includes('true') && !SHELL_SAMPLES.includes(s.name)));
   if (samples.length === 0) {
     log.warn('no sample UAs found; build the agent (npm run build) to get them', { dir: AGENT_ROOT });
     return 0;

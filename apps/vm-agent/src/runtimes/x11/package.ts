@@ -9,7 +9,7 @@ import { isObj, readBaseManifest, type BaseManifest } from '../manifest';
 export interface X11Manifest extends BaseManifest<'LINUX_X11'> {
   /** argv of the UA; [0] is looked up in the package folder (when it names a path) or on PATH */
   command: string[];
-  /** added to the agent's environment (DISPLAY is always set by the runtime) */
+  /** added to the UA's environment, which is built from scratch (ua-env.ts; DISPLAY is the runtime's) */
   env: Record<string, string>;
 }
 

@@ -10,7 +10,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { InputEvent } from '@uve/protocol';
@@ -21,6 +21,7 @@ import { framebufferFile, XvfbFramebuffer } from './framebuffer';
 import { InputInjector } from './input';
 import { Keyboard } from './keyboard';
 import type { X11Package } from './package';
+import { uaEnvironment } from './ua-env';
 import {
   COOKIE_NAME, processState, removeDisplayFiles, signalAll, startXvfb, stopProcess, tail, TERM_GRACE_MS, uaProcesses, writeXauthority, type StartedXvfb,
 } from './processes';
@@ -253,9 +254,10 @@ export class X11Instance implements UaInstance {
   }
 
   private async startUa(pkg: X11Package): Promise<void> {
-    const env: NodeJS.ProcessEnv = { ...process.env, ...pkg.manifest.env, DISPLAY: `:${this.xvfb!.display}`, XAUTHORITY: this.authFile };
-    // an agent started from a desktop session must not send the UA to that session's display
-    delete env.WAYLAND_DISPLAY;
+    // a home of its own, removed with the session's folder; nothing of the agent's environment
+    const home = path.join(this.fbdir, 'home');
+    mkdirSync(home, { mode: 0o700 });
+    const env = uaEnvironment(process.env, pkg.manifest.env, { display: `:${this.xvfb!.display}`, xauthority: this.authFile, home });
     // detached: a session (and process group) of its own, to stop and kill as a whole
     const ua = trackChild(spawn(pkg.executable, pkg.manifest.command.slice(1), { cwd: pkg.dir, env, detached: true, stdio: ['ignore', 'ignore', 'pipe'] }), { group: true });
     this.uaStderr = tail(ua.stderr);
