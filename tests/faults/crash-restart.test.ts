@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { adminWithVm, commandLine, describe_, identify, isRunning, platformProcesses, requestPaint, running, startGroupGateway, tempDir, type GroupGateway } from './support';
+import { adminWithVm, serversOf, commandLine, describe_, identify, isRunning, platformProcesses, requestPaint, running, startGroupGateway, tempDir, type GroupGateway } from './support';
 import { ok } from '../support/gateway';
 import { until } from '../support/services';
 
@@ -18,15 +18,6 @@ afterAll(() => {
   dirs.forEach((d) => fs.rmSync(d, { recursive: true, force: true }));
 });
 
-const parentPid = (pid: number): number => {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-  } catch {
-    return 0;
-  }
-};
-
 it('after kill -9 of the gateway, the next start stops the agents, PostgreSQL and Redis it left and reports the session and VM truthfully', async () => {
   const dir = tempDir('crash');
   dirs.push(dir);
@@ -38,10 +29,7 @@ it('after kill -9 of the gateway, the next start stops the agents, PostgreSQL an
   expect(session.vmId).toBe(vmId);
   const left = platformProcesses(first.pid).filter((p) => p.pid !== first.pid);
   const agent = left.filter((p) => commandLine(p.pid).includes('vm-agent/dist/main.js'));
-  // a redis-server forks for its background saves, and the child keeps the parent's command line
-  // for a moment: only the server itself counts
-  const isRedis = (pid: number) => commandLine(pid).includes('redis-server');
-  const redis = left.filter((p) => isRedis(p.pid) && !isRedis(parentPid(p.pid)));
+  const redis = serversOf(left, 'redis-server');
   const postmaster = left.filter((p) => commandLine(p.pid).includes(`-D ${path.join(dir, 'postgres')}`));
   expect([agent.length, redis.length, postmaster.length]).toEqual([1, 1, 1]);
 

@@ -1,7 +1,7 @@
 // Ctrl-C and SIGTERM end the whole platform within the bound, with Redis and PostgreSQL up or
 // already gone, and leave no process behind (agents, PostgreSQL, Redis, what they started).
 import fs from 'node:fs';
-import { adminWithVm, commandLine, describe_, platformProcesses, running, startGroupGateway, tempDir, type GroupGateway } from './support';
+import { adminWithVm, commandLine, describe_, platformProcesses, running, startGroupGateway, tempDir, type GroupGateway, serversOf } from './support';
 import { until } from '../support/services';
 
 const SHUTDOWN_MS = 10_000;
@@ -13,14 +13,15 @@ afterAll(() => dirs.forEach((d) => fs.rmSync(d, { recursive: true, force: true }
 async function platformWithWarmVm() {
   const dir = tempDir('shutdown');
   dirs.push(dir);
-  const g = await startGroupGateway({ UVE_DATA_DIR: dir, UVE_WARM_VMS: '1', UVE_SHUTDOWN_TIMEOUT_MS: String(SHUTDOWN_MS) });
+  // as npm start runs it: the sample UAs registered, so the pool keeps their platform warm
+  const g = await startGroupGateway({ UVE_DATA_DIR: dir, UVE_SAMPLE_UAS: 'true', UVE_WARM_VMS: '1', UVE_SHUTDOWN_TIMEOUT_MS: String(SHUTDOWN_MS) });
   gateways.push(g);
   await adminWithVm(g);
   const before = platformProcesses(g.pid);
   const of = (what: string) => before.filter((p) => commandLine(p.pid).includes(what));
   // the platform as npm start runs it: PostgreSQL, Redis, one agent
   expect(of('postgres').length).toBeGreaterThan(0);
-  expect(of('redis-server')).toHaveLength(1);
+  expect(serversOf(before, 'redis-server')).toHaveLength(1);
   expect(of('vm-agent/dist/main.js')).toHaveLength(1);
   return { g, before, of };
 }
@@ -59,7 +60,7 @@ it.each([
 it('a stop that cannot finish in UVE_SHUTDOWN_TIMEOUT_MS is forced: the whole tree is killed and the gateway exits', async () => {
   const dir = tempDir('shutdown-forced');
   dirs.push(dir);
-  const g = await startGroupGateway({ UVE_DATA_DIR: dir, UVE_WARM_VMS: '1', UVE_SHUTDOWN_TIMEOUT_MS: '2000' });
+  const g = await startGroupGateway({ UVE_DATA_DIR: dir, UVE_SAMPLE_UAS: 'true', UVE_WARM_VMS: '1', UVE_SHUTDOWN_TIMEOUT_MS: '2000' });
   gateways.push(g);
   await adminWithVm(g);
   const before = platformProcesses(g.pid);

@@ -47,6 +47,26 @@ export function platformProcesses(gatewayPid: number): ProcessIdentity[] {
 }
 
 export const running = (ids: ProcessIdentity[]) => ids.filter((p) => isRunning(p));
+
+/** The parent's pid (0 when gone). */
+export function parentPid(pid: number): number {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * The processes whose command line has `what`, without the forks of such a process (a
+ * redis-server forks for its background saves, and the child keeps the parent's command line for
+ * a moment): the servers themselves.
+ */
+export function serversOf(ids: ProcessIdentity[], what: string): ProcessIdentity[] {
+  const is = (pid: number) => commandLine(pid).includes(what);
+  return ids.filter((p) => is(p.pid) && !is(parentPid(p.pid)));
+}
 export const describe_ = (ids: ProcessIdentity[]) => ids.map((p) => `${p.pid} ${commandLine(p.pid).slice(0, 120)}`).join('\n');
 
 export function tempDir(prefix: string): string {
