@@ -110,7 +110,7 @@ export function ProcurementsView({ initial }: { initial: ProcurementsQuery }) {
                   <StatusBadge status={p.status} testId="procurement-status" />
                   {p.error && <Text size="xs" c="red">{p.error}</Text>}
                 </Table.Td>
-                <Table.Td miw={120}><Progress value={progress(p.status)} color={p.status === 'FAILED' ? 'red' : p.status === 'DEPLOYED' ? 'green' : 'blue'} aria-label={`Progress of ${p.storefrontAppId}: ${p.status}`} /></Table.Td>
+                <Table.Td miw={120}><Progress.Root><Progress.Section value={progress(p.status)} color={p.status === 'FAILED' ? 'red' : p.status === 'DEPLOYED' ? 'green' : 'blue'} aria-label={`Progress of ${p.storefrontAppId}: ${p.status}`} /></Progress.Root></Table.Td>
                 <Table.Td>{p.vm?.name ?? '—'}</Table.Td>
                 <Table.Td><Text size="xs">{time(p.updatedAt)}</Text></Table.Td>
               </Table.Tr>
