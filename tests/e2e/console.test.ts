@@ -451,7 +451,7 @@ describe('typed operations', () => {
       const ops = path.join(dir, 'src/graphql/operations.ts');
       fs.writeFileSync(ops, edit(fs.readFileSync(ops, 'utf8')));
     }
-    const r = spawnSync(path.join(ROOT, 'node_modules/.bin/graphql-codegen'), ['--config', 'codegen.yml'], { cwd: dir, encoding: 'utf8', timeout: 120_000 });
+    const r = spawnSync(path.join(ROOT, 'node_modules/.bin/graphql-codegen'), ['--config', 'codegen.yml', '--verbose'], { cwd: dir, encoding: 'utf8', timeout: 120_000, env: { PATH: process.env.PATH, HOME: process.env.HOME } }); // (under jest's NODE_ENV=test codegen hides its errors)
     return { status: r.status, output: `${r.stdout}${r.stderr}`, dir };
   }
 

@@ -62,7 +62,7 @@ export function StorefrontsView({ initial }: { initial: StorefrontsQuery }) {
           <Stack>
             <Alert color="yellow" title="Copy the API key now">It is shown only this once; the gateway keeps only a hash of it.</Alert>
             <Text size="sm">API key of {apiKey.name}:</Text>
-            <Code block data-testid="storefront-api-key">{apiKey.key}</Code>
+            <Code block data-testid="storefront-api-key" tabIndex={0} aria-label="API key">{apiKey.key}</Code>
             <Group>
               <CopyButton value={apiKey.key}>{({ copied, copy }) => <Button color={copied ? 'teal' : undefined} onClick={copy}>{copied ? 'Copied' : 'Copy key'}</Button>}</CopyButton>
               <Button variant="default" onClick={closeModal}>Done</Button>
