@@ -86,6 +86,8 @@ async function waitFor(page: Page, scope: string, selector: string): Promise<voi
  * shows them all); then a full-page screenshot named `name` in the output folder.
  */
 async function audit(page: Page, name: string): Promise<void> {
+  // a dialog fading in or out is half transparent: check the page once its transitions are over
+  await page.waitForFunction(() => document.getAnimations().every((a) => a.playState !== 'running' || !Number.isFinite(Number(a.effect?.getComputedTiming().endTime))));
   if (!(await page.evaluate(() => 'axe' in window))) await page.addScriptTag({ path: AXE });
   const violations = await page.evaluate(async () => {
     const r = await (window as unknown as { axe: { run: (ctx: Document, o: object) => Promise<{ violations: Array<{ id: string; impact: string | null; help: string; nodes: Array<{ target: unknown[] }> }> }> } }).axe.run(document, { resultTypes: ['violations'] });
