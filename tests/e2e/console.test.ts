@@ -6,10 +6,16 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { freshDatabase, startRedis, until, type TestRedis } from '../support/services';
-import { ADMIN, gql, login, ok, registerUser, startGateway, type GatewayProcess } from '../support/gateway';
+import { ADMIN, gql, login, ok, registerUser, ROOT, startGateway, type GatewayProcess } from '../support/gateway';
 import { launchChromium } from '../support/browser';
-import { startConsole, type ConsoleProcess } from '../support/console';
+import { CONSOLE_DIR, startConsole, type ConsoleProcess } from '../support/console';
 import { openStream, requestUa, uaId } from '../support/stream';
+import { randomBytes } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
+
+// the reference storefront as its operator runs it (built by npm run build)
+const { Storefront } = require(path.join(ROOT, 'apps/storefront/dist/index.js')) as typeof import('../../apps/storefront/src/index');
+const PAINT = path.join(ROOT, 'apps/vm-agent/uas/paint/build');
 
 const WAIT_MS = 20_000;
 const USER = { username: 'consoleuser', password: 'password-123' };
@@ -22,6 +28,9 @@ let adminToken: string;
 let user: { token: string; id: string };
 let warmVm: { id: string; name: string };
 const shots = fs.mkdtempSync(path.join(os.tmpdir(), 'uve-console-shots-'));
+const AXE = require.resolve('axe-core/axe.min.js');
+/** axe-core's serious and critical findings on each page audit() looked at (checked by the last test) */
+const audited = new Map<string, unknown[]>();
 
 beforeAll(async () => {
   browser = await launchChromium();
@@ -53,6 +62,8 @@ async function newPage(viewport = { width: 1280, height: 860 }): Promise<{ conte
 
 async function signIn(page: Page, username: string, password: string, lands: RegExp): Promise<void> {
   await page.goto(`${web.url}/login`);
+  await page.getByLabel('Username').waitFor();
+  await audit(page, 'login');
   await page.getByLabel('Username').fill(username);
   await page.getByLabel('Password', { exact: true }).fill(password);
   await page.getByRole('button', { name: 'Sign in' }).click();
@@ -68,6 +79,22 @@ async function waitFor(page: Page, scope: string, selector: string): Promise<voi
     const text = await page.locator(scope).first().innerText().catch(() => '(none)');
     throw new Error(`${(e as Error).message.split('\n')[0]}\nat ${page.url()}\nnotifications: ${JSON.stringify(notes)}\n${scope}: ${text.slice(0, 1500)}`);
   }
+}
+
+/**
+ * axe-core in the page, its serious and critical violations kept for the last test (so one run
+ * shows them all); then a full-page screenshot named `name` in the output folder.
+ */
+async function audit(page: Page, name: string): Promise<void> {
+  // a dialog fading in or out is half transparent: check the page once its transitions are over
+  await page.waitForFunction(() => document.getAnimations().every((a) => a.playState !== 'running' || !Number.isFinite(Number(a.effect?.getComputedTiming().endTime))));
+  if (!(await page.evaluate(() => 'axe' in window))) await page.addScriptTag({ path: AXE });
+  const violations = await page.evaluate(async () => {
+    const r = await (window as unknown as { axe: { run: (ctx: Document, o: object) => Promise<{ violations: Array<{ id: string; impact: string | null; help: string; nodes: Array<{ target: unknown[] }> }> }> } }).axe.run(document, { resultTypes: ['violations'] });
+    return r.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.slice(0, 5).map((n) => JSON.stringify(n.target)) }));
+  });
+  await page.screenshot({ path: path.join(shots, `${name}.png`), fullPage: true });
+  audited.set(name, violations.filter((v) => v.impact === 'serious' || v.impact === 'critical'));
 }
 
 /** Marks the document; a later check that the mark is still there proves the page was not reloaded. */
@@ -99,11 +126,11 @@ describe('admin', () => {
     await page.getByTestId(`dash-vm-${warmVm.name}`).waitFor();
     expect(Number(await page.getByTestId('stat-vms').textContent())).toBeGreaterThanOrEqual(1);
     await page.locator('[data-testid="live-state"][data-state="live"]').waitFor();
-    await page.screenshot({ path: path.join(shots, 'dashboard.png'), fullPage: true });
+    await audit(page, 'dashboard');
     // one theme, light and dark
     await page.getByRole('button', { name: 'Switch to the dark theme' }).click();
     await page.locator('html[data-mantine-color-scheme="dark"]').waitFor({ state: 'attached' });
-    await page.screenshot({ path: path.join(shots, 'dashboard-dark.png'), fullPage: true });
+    await audit(page, 'dashboard-dark');
     await page.getByRole('button', { name: 'Switch to the light theme' }).click();
     await page.locator('html[data-mantine-color-scheme="light"]').waitFor({ state: 'attached' });
 
@@ -152,7 +179,7 @@ describe('admin', () => {
     expect(['DRAINING', 'OFFLINE']).toContain((await ok(gw, `query($id: ID!) { vm(id: $id) { status } }`, { id: two.vmId }, adminToken)).vm.status);
     await waitFor(page, '[data-testid="vm-row-console-vm-2"]', '[data-testid="vm-status"][data-status="OFFLINE"]');
     expect(await sameDocument(page)).toBe(true);
-    await page.screenshot({ path: path.join(shots, 'vms.png'), fullPage: true });
+    await audit(page, 'vms');
     expect(errors).toEqual([]);
   });
 
@@ -164,6 +191,7 @@ describe('admin', () => {
     await page.getByRole('combobox', { name: 'State' }).click();
     await page.getByRole('option', { name: 'ACTIVE', exact: true }).click();
     await waitFor(page, 'body', 'text=No sessions match.');
+    await audit(page, 'sessions');
     await page.getByRole('combobox', { name: 'State' }).click();
     await page.getByRole('option', { name: 'ASSIGNED', exact: true }).click();
     await page.locator(`[data-session-id="${s.id}"]`).getByRole('link').click();
@@ -189,7 +217,56 @@ describe('admin', () => {
       expect(await timeline.locator('[data-type="ENDED"]').textContent()).toContain('maintenance window');
       expect(await sameDocument(page)).toBe(true);
       expect((await ok(gw, `query($id: ID!) { session(id: $id) { state } }`, { id: s.id }, adminToken)).session.state).toBe('ENDED');
-      await page.screenshot({ path: path.join(shots, 'session.png'), fullPage: true });
+      await audit(page, 'session-terminated');
+    } finally {
+      await stream.close();
+    }
+    expect(errors).toEqual([]);
+  });
+
+  it("watches a user's live session view-only: the user's clicks change the admin's picture, the timeline grows live, ENDED shows when the user ends it", async () => {
+    const s = await requestUa(gw, user.token, await uaId(gw, user.token, 'paint'), { codec: 'MJPEG', width: 640, height: 480 });
+    await page.goto(`${web.url}/admin/sessions/${s.id}`);
+    const timeline = page.getByTestId('session-timeline');
+    await timeline.locator('[data-type="ASSIGNED"]').waitFor();
+    await page.locator('[data-testid="live-state"][data-state="live"]').waitFor();
+    await markDocument(page);
+    const stream = await openStream(s.connection);
+    try {
+      // the user connecting grows the open page's timeline
+      await timeline.locator('[data-type="CONNECTED"]').waitFor();
+      const eventsBefore = await timeline.locator('[data-testid="session-event"]').count();
+      await page.getByRole('button', { name: 'Watch', exact: true }).click();
+      await page.locator('[data-testid="watch-phase"][data-phase="watching"]').waitFor();
+      // the admin's connection is a VIEWER one in the admin's own name
+      const conn = (await ok(gw, `query($id: ID!) { session(id: $id) { connection { token } } }`, { id: s.id }, adminToken)).session.connection;
+      const claims = JSON.parse(Buffer.from(conn.token.split('.')[1], 'base64url').toString());
+      expect(JSON.stringify(claims)).toContain('VIEWER');
+      await page.waitForFunction(() => Number((document.querySelector('[data-testid="watch-canvas"]') as HTMLCanvasElement).dataset.draws ?? 0) > 0);
+      /** paint's red at the centre of the admin's canvas */
+      const redAtCentre = () =>
+        page.getByTestId('watch-canvas').evaluate((c: HTMLCanvasElement) => {
+          const d = c.getContext('2d')!.getImageData(Math.floor(c.width / 2) - 4, Math.floor(c.height / 2) - 4, 9, 9).data;
+          for (let i = 0; i < d.length; i += 4) if (d[i]! > 180 && d[i + 1]! < 90 && d[i + 2]! < 90) return true;
+          return false;
+        });
+      expect(await redAtCentre()).toBe(false);
+      // the user (a real UVE-3 client) clicks at the centre of the stream; the admin's picture follows
+      await stream.inputAndFrame({ kind: 'pointer', type: 'down', x: 320, y: 240, button: 0 }, 'after the press');
+      await stream.client.sendInput({ kind: 'pointer', type: 'up', x: 320, y: 240, button: 0 });
+      await until("the user's stroke in the admin's picture", WAIT_MS, redAtCentre, 100);
+      await audit(page, 'session-watch');
+
+      // the user ends the session: the admin's page shows ENDED without a reload
+      await stream.close();
+      // (the goodbye may already have ended it; endSession then refuses, which is fine here)
+      await gql(gw, `mutation($id: ID!) { endSession(sessionId: $id) { id } }`, { id: s.id }, user.token);
+      await page.locator('[data-testid="session-state"][data-status="ENDED"]').waitFor();
+      await timeline.locator('[data-type="ENDED"]').waitFor();
+      expect(await timeline.locator('[data-testid="session-event"]').count()).toBeGreaterThan(eventsBefore);
+      await page.locator('[data-testid="watch-phase"][data-phase="ended"]').waitFor();
+      expect(await sameDocument(page)).toBe(true);
+      await audit(page, 'session-ended');
     } finally {
       await stream.close();
     }
@@ -206,8 +283,10 @@ describe('admin', () => {
     const key = (await page.getByTestId('storefront-api-key').textContent())!.trim();
     // the key works at the gateway as the storefront's credential (a storefront may not list users)
     expect((await gql(gw, `{ users { id } }`, {}, `ApiKey ${key}`)).errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
+    await audit(page, 'storefront-key');
     await page.getByRole('button', { name: 'Done' }).click();
     await page.getByTestId('storefront-shop-one').waitFor();
+    await audit(page, 'storefronts');
 
     await page.getByRole('link', { name: 'Watchers', exact: true }).click();
     await page.getByRole('button', { name: 'Assign watcher' }).click();
@@ -219,6 +298,7 @@ describe('admin', () => {
     await dialog.getByRole('button', { name: 'Assign' }).click();
     const grant = page.getByTestId('watcher-grant');
     await grant.waitFor();
+    await audit(page, 'watchers');
     // the box follows the grant: it turns checked once the gateway changed it
     await grant.getByLabel('Suspend and resume').click();
     await waitFor(page, '[data-testid="watcher-grant"]', 'input[value="SUSPEND"]:checked');
@@ -229,6 +309,34 @@ describe('admin', () => {
     await grant.getByRole('button', { name: 'Revoke' }).click();
     await grant.waitFor({ state: 'detached' });
     expect((await ok(gw, `{ watcherGrants { id } }`, {}, adminToken)).watcherGrants).toEqual([]);
+    expect(errors).toEqual([]);
+  });
+
+  it('procures a UA from a registered storefront (the reference storefront) and sees it reach DEPLOYED live', async () => {
+    const store = new Storefront({ tokenSecret: randomBytes(16).toString('hex'), tokenTtlSec: 300 });
+    await store.start();
+    try {
+      const entry = await store.publishFolder(PAINT, 'console.paint', { name: 'Console Paint', version: '1.0.0' });
+      await ok(gw, `mutation($u: String!) { registerStorefront(name: "Console shop", baseUrl: $u) { storefront { id } } }`, { u: store.url }, adminToken);
+      await page.getByRole('link', { name: 'Procurements', exact: true }).click();
+      await page.waitForURL(/\/admin\/procurements$/);
+      await page.locator('[data-testid="live-state"][data-state="live"]').waitFor();
+      await markDocument(page);
+      await page.getByRole('combobox', { name: 'Storefront' }).click();
+      await page.getByRole('option', { name: 'Console shop', exact: true }).click();
+      const item = page.getByTestId(`catalog-${entry.storefrontAppId}`);
+      await item.waitFor();
+      await audit(page, 'procurements-catalog');
+      await item.getByRole('button', { name: 'Procure Console Paint 1.0.0' }).click();
+      // only procurementUpdates tells the page about DOWNLOADING and DEPLOYED
+      await waitFor(page, `[data-testid="procurement-${entry.storefrontAppId}"]`, '[data-testid="procurement-status"][data-status="DEPLOYED"]');
+      expect(await sameDocument(page)).toBe(true);
+      const p = (await ok(gw, `{ procurements { storefrontAppId status ua { name } } }`, {}, adminToken)).procurements.find((x: { storefrontAppId: string }) => x.storefrontAppId === entry.storefrontAppId);
+      expect(p).toMatchObject({ status: 'DEPLOYED', ua: { name: 'Console Paint' } });
+      await audit(page, 'procurements');
+    } finally {
+      await store.stop();
+    }
     expect(errors).toEqual([]);
   });
 });
@@ -242,6 +350,8 @@ describe('user', () => {
     });
     try {
       await signIn(page, USER.username, USER.password, /\/play$/);
+      await page.getByRole('link', { name: 'Play paint', exact: true }).waitFor();
+      await audit(page, 'catalog');
 
       // an admin URL: the server redirects before rendering anything
       const direct = await context.request.get(`${web.url}/admin/vms`, { maxRedirects: 0 });
@@ -251,6 +361,7 @@ describe('user', () => {
       await page.goto(`${web.url}/admin/vms`);
       expect(new URL(page.url()).pathname).toBe('/play');
       await waitFor(page, 'body', '[data-testid="denied"]');
+      await audit(page, 'denied');
       // and the GraphQL path answers with the gateway's refusal
       const viaApi = await context.request.post(`${web.url}/api/graphql`, { data: { query: '{ vms { id name } }' } });
       expect((await viaApi.json()).errors[0].extensions.code).toBe('FORBIDDEN');
@@ -296,7 +407,7 @@ describe('user', () => {
       const beforeTyping = await inkRightOfCentre();
       await page.keyboard.type('hi');
       await until('typed text drawn', WAIT_MS, async () => (await inkRightOfCentre()) >= beforeTyping + 12, 100);
-      await page.screenshot({ path: path.join(shots, 'play.png'), fullPage: true });
+      await audit(page, 'player');
 
       const sessions = (await activeIds()).filter((id) => !before.includes(id));
       expect(sessions).toHaveLength(1);
@@ -319,4 +430,53 @@ describe('user', () => {
       await context.close();
     }
   });
+});
+
+describe('accessibility', () => {
+  it('axe-core found no serious or critical violation on any page the tests visited', () => {
+    const expected = ['login', 'dashboard', 'dashboard-dark', 'vms', 'sessions', 'session-terminated', 'session-watch', 'session-ended', 'storefront-key', 'storefronts', 'procurements-catalog', 'procurements', 'watchers', 'catalog', 'denied', 'player'];
+    expect([...audited.keys()].sort()).toEqual([...expected].sort());
+    const found = Object.fromEntries([...audited].filter(([, v]) => v.length > 0));
+    expect(found).toEqual({});
+  });
+});
+
+describe('typed operations', () => {
+  /** the console's codegen (its codegen.yml) run on a copy of its sources in a temporary folder */
+  function codegen(edit?: (operations: string) => string): { status: number | null; output: string; dir: string } {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'uve-console-codegen-'));
+    fs.cpSync(path.join(CONSOLE_DIR, 'src'), path.join(dir, 'src'), { recursive: true, filter: (f) => !f.includes(`${path.sep}src${path.sep}gql`) });
+    fs.symlinkSync(path.join(ROOT, 'node_modules'), path.join(dir, 'node_modules'));
+    const yml = fs.readFileSync(path.join(CONSOLE_DIR, 'codegen.yml'), 'utf8').replace('../gateway/schema.graphql', path.join(ROOT, 'apps/gateway/schema.graphql'));
+    fs.writeFileSync(path.join(dir, 'codegen.yml'), yml);
+    if (edit) {
+      const ops = path.join(dir, 'src/graphql/operations.ts');
+      fs.writeFileSync(ops, edit(fs.readFileSync(ops, 'utf8')));
+    }
+    const r = spawnSync(path.join(ROOT, 'node_modules/.bin/graphql-codegen'), ['--config', 'codegen.yml', '--verbose'], { cwd: dir, encoding: 'utf8', timeout: 120_000, env: { PATH: process.env.PATH, HOME: process.env.HOME } }); // (under jest's NODE_ENV=test codegen hides its errors)
+    return { status: r.status, output: `${r.stdout}${r.stderr}`, dir };
+  }
+
+  it('the generated operation types are those the committed schema gives (regenerated and compared)', () => {
+    const fresh = codegen();
+    try {
+      expect(fresh.status).toBe(0);
+      const ours = path.join(CONSOLE_DIR, 'src/gql');
+      const files = fs.readdirSync(ours).sort();
+      expect(fs.readdirSync(path.join(fresh.dir, 'src/gql')).sort()).toEqual(files);
+      for (const f of files) expect({ f, text: fs.readFileSync(path.join(fresh.dir, 'src/gql', f), 'utf8') }).toEqual({ f, text: fs.readFileSync(path.join(ours, f), 'utf8') });
+    } finally {
+      fs.rmSync(fresh.dir, { recursive: true, force: true });
+    }
+  }, 150_000);
+
+  it('an operation the schema no longer allows fails the codegen that build and typecheck run', () => {
+    const broken = codegen((ops) => ops.replace('lastHeartbeatAt', 'heartbeatWas'));
+    try {
+      expect(broken.status).not.toBe(0);
+      expect(broken.output).toMatch(/Cannot query field "heartbeatWas" on type "Vm"/);
+    } finally {
+      fs.rmSync(broken.dir, { recursive: true, force: true });
+    }
+  }, 150_000);
 });

@@ -17,6 +17,7 @@ const ADMIN_NAV: NavItem[] = [
   { href: '/admin/uas', label: 'UAs' },
   { href: '/admin/users', label: 'Users' },
   { href: '/admin/storefronts', label: 'Storefronts' },
+  { href: '/admin/procurements', label: 'Procurements' },
   { href: '/admin/watchers', label: 'Watchers' },
   { href: '/play', label: 'Web client' },
 ];

@@ -161,3 +161,30 @@ export const EndSessionDoc = graphql(`
 export const SessionConnectionDoc = graphql(`
   query SessionConnection($id: ID!) { session(id: $id) { id state connection { url token expiresAt } } }
 `);
+
+export const ProcurementFieldsDoc = graphql(`
+  fragment ProcurementFields on Procurement { id status error version storefrontAppId createdAt updatedAt storefront { id name } ua { id name } vm { id name } }
+`);
+
+export const ProcurementsDoc = graphql(`
+  query Procurements {
+    procurements(limit: 100) { ...ProcurementFields }
+    storefronts { id name baseUrl enabled }
+  }
+`);
+
+export const ProcureApplicationDoc = graphql(`
+  mutation ProcureApplication($storefrontId: ID!, $input: ProvideApplicationInput!) {
+    procureApplication(storefrontId: $storefrontId, input: $input) { ...ProcurementFields }
+  }
+`);
+
+export const ProcurementUpdatesDoc = graphql(`
+  subscription ProcurementUpdates {
+    procurementUpdates { ...ProcurementFields }
+  }
+`);
+
+export const StorefrontDoc = graphql(`
+  query StorefrontBase { storefronts { id baseUrl enabled } }
+`);

@@ -1,11 +1,12 @@
 'use client';
 import { useState } from 'react';
-import { Button, Card, Code, Group, Modal, SimpleGrid, Stack, Text, Textarea, Timeline } from '@mantine/core';
+import { Box, Button, Card, Code, Group, Modal, SimpleGrid, Stack, Text, Textarea, Timeline } from '@mantine/core';
 import { useDisclosure } from '@mantine/hooks';
 import { SessionEventsDoc, TerminateSessionDoc } from '@/graphql/operations';
 import type { SessionQuery } from '@/gql/graphql';
 import { act, useSubscription } from '@/lib/client';
 import { LiveBadge, PageTitle, StatusBadge, time } from '@/components/ui';
+import { WatchPanel } from './WatchPanel';
 
 type SessionData = NonNullable<SessionQuery['session']>;
 type Ev = SessionData['events'][number];
@@ -71,6 +72,7 @@ export function SessionDetail({ initial }: { initial: SessionData }) {
           </Timeline>
         </Card>
       </SimpleGrid>
+      <Box mt="md"><WatchPanel sessionId={initial.id} over={over} /></Box>
       <Modal opened={opened} onClose={close} title="Terminate the session">
         <Stack>
           <Text size="sm">The user&apos;s stream stops at once; the reason is recorded in the timeline.</Text>

@@ -1,12 +1,13 @@
 'use client';
+import Link from 'next/link';
 import { useState } from 'react';
-import { Alert, Button, Code, CopyButton, Group, Modal, Stack, Switch, Table, Text, TextInput } from '@mantine/core';
+import { Alert, Anchor, Button, Code, CopyButton, Group, Modal, Stack, Switch, Table, Text, TextInput } from '@mantine/core';
 import { useForm } from '@mantine/form';
 import { useDisclosure } from '@mantine/hooks';
 import { RegisterStorefrontDoc, SetStorefrontEnabledDoc, StorefrontsDoc } from '@/graphql/operations';
 import type { StorefrontsQuery } from '@/gql/graphql';
 import { act, useQuery } from '@/lib/client';
-import { Empty, LoadError, NotYet, PageTitle, time, Head } from '@/components/ui';
+import { Empty, LoadError, PageTitle, time, Head } from '@/components/ui';
 
 export function StorefrontsView({ initial }: { initial: StorefrontsQuery }) {
   const q = useQuery(StorefrontsDoc, {}, initial);
@@ -55,16 +56,13 @@ export function StorefrontsView({ initial }: { initial: StorefrontsQuery }) {
         </Table>
       </Table.ScrollContainer>
       {rows.length === 0 && <Empty loading={q.loading}>No storefronts registered.</Empty>}
-      <NotYet title="Procurement is not available yet">
-        Procuring a UA from a storefront&apos;s catalog and following its progress arrive with the gateway&apos;s procurement flow; the gateway
-        answers UNAVAILABLE to it today. Storefronts can already be registered and enabled or disabled here.
-      </NotYet>
+      <Text size="sm" mt="md">Procure an application from a storefront&apos;s catalog on the <Anchor component={Link} href="/admin/procurements">Procurements</Anchor> page.</Text>
       <Modal opened={opened} onClose={closeModal} title={apiKey ? 'Storefront registered' : 'Register a storefront'}>
         {apiKey ? (
           <Stack>
             <Alert color="yellow" title="Copy the API key now">It is shown only this once; the gateway keeps only a hash of it.</Alert>
             <Text size="sm">API key of {apiKey.name}:</Text>
-            <Code block data-testid="storefront-api-key">{apiKey.key}</Code>
+            <Code block data-testid="storefront-api-key" tabIndex={0} aria-label="API key">{apiKey.key}</Code>
             <Group>
               <CopyButton value={apiKey.key}>{({ copied, copy }) => <Button color={copied ? 'teal' : undefined} onClick={copy}>{copied ? 'Copied' : 'Copy key'}</Button>}</CopyButton>
               <Button variant="default" onClick={closeModal}>Done</Button>
