@@ -153,9 +153,10 @@ describe('tokens', () => {
     const c = wsClient(gw, u.token);
     clients.push(c);
     const closed = new Promise<{ code: number; reason: string }>((resolve) => c.on('closed', (e) => resolve(e as { code: number; reason: string })));
-    const sub = subscribe(c, `subscription { notifications { at } }`);
-    await until('the subscription to be open', 10_000, async () => (await ok(gw, `{ me { id } }`, {}, u.token)).me?.id === u.id);
-    void sub;
+    // the server acknowledged the connection (its token checked and recorded) before the logout
+    const connected = new Promise<void>((resolve) => c.on('connected', () => resolve()));
+    subscribe(c, `subscription { notifications { at } }`);
+    await connected;
     expect((await ok(gw, `mutation { logout }`, {}, u.token)).logout).toBe(true);
     expect((await closed)).toMatchObject({ code: 4403, reason: 'login token revoked' });
     const other = await gateway();
