@@ -59,10 +59,14 @@ it('serves 12 users at once with one warm VM of capacity 4, then goes back to th
   const paint = await uaId(gw, users[0]!.token, 'paint');
   const results = await Promise.all(users.map((u) => request(gw, u.token, paint)));
   expect(results.filter((r) => r.errors).map((r) => r.errors![0]!.message)).toEqual([]);
-  const placements = new Map<string, number>();
-  for (const r of results) placements.set(r.data!.requestApplication.vm.id, (placements.get(r.data!.requestApplication.vm.id) ?? 0) + 1);
-  expect([...placements.values()].filter((n) => n > 4)).toEqual([]);
-  expect(placements.size).toBeGreaterThanOrEqual(3);
+  // every session is on a VM, none failed, and no VM holds more than its 4 slots
+  const sessions = (await ok(gw, `{ sessions(limit: 50) { id state vm { id } events { type data } } }`, {}, admin)).sessions as { id: string; state: string; vm: { id: string } | null; events: unknown[] }[];
+  const mine = sessions.filter((s) => results.some((r) => r.data!.requestApplication.id === s.id));
+  expect(mine.filter((s) => s.state !== "ASSIGNED").map((s) => JSON.stringify(s.events.at(-1)))).toEqual([]);
+  const perVm = new Map<string, number>();
+  for (const s of mine) perVm.set(s.vm!.id, (perVm.get(s.vm!.id) ?? 0) + 1);
+  expect([...perVm.entries()].filter(([, n]) => n > 4)).toEqual([]);
+  expect(perVm.size).toBeGreaterThanOrEqual(3);
   for (const [r, u] of results.map((r, i) => [r, users[i]!] as const)) {
     await ok(gw, `mutation { endSession(sessionId: "${r.data!.requestApplication.id}") { state } }`, {}, u.token);
   }

@@ -21,7 +21,7 @@ afterAll(() => {
 it('after kill -9 of the gateway, the next start stops the agents, PostgreSQL and Redis it left and reports the session and VM truthfully', async () => {
   const dir = tempDir('crash');
   dirs.push(dir);
-  const env = { UVE_DATA_DIR: dir, UVE_WARM_VMS: '1', UVE_SAMPLE_UAS: 'true' };
+  const env = { UVE_DATA_DIR: dir, UVE_WARM_VMS: '1', UVE_SAMPLE_UAS: 'true', UVE_POOL_PLATFORMS: 'WASM' };
   const first = await startGroupGateway(env);
   gateways.push(first);
   const { token, vmId } = await adminWithVm(first);
@@ -31,7 +31,8 @@ it('after kill -9 of the gateway, the next start stops the agents, PostgreSQL an
   const agent = left.filter((p) => commandLine(p.pid).includes('vm-agent/dist/main.js'));
   const redis = serversOf(left, 'redis-server');
   const postmaster = left.filter((p) => commandLine(p.pid).includes(`-D ${path.join(dir, 'postgres')}`));
-  expect([agent.length, redis.length, postmaster.length]).toEqual([1, 1, 1]);
+  // the session's agent, and the pool may have started another to keep one idle
+  expect([agent.length >= 1, redis.length, postmaster.length]).toEqual([true, 1, 1]);
 
   // a process that happens to carry the pid of a tracked agent after a reboot or pid wrap-around:
   // tracked with another start time, it must survive the reaping
@@ -45,7 +46,7 @@ it('after kill -9 of the gateway, the next start stops the agents, PostgreSQL an
   first.child.kill('SIGKILL');
   await first.exited(5000);
   // what it started runs on without it
-  expect(running([...agent, ...redis, ...postmaster])).toHaveLength(3);
+  expect(running([...agent, ...redis, ...postmaster])).toHaveLength(agent.length + 2);
 
   const second = await startGroupGateway(env);
   gateways.push(second);

@@ -16,7 +16,8 @@ beforeAll(async () => {
   redis = await startRedis();
   gw = await startGateway({
     DATABASE_URL: await freshDatabase(), REDIS_URL: redis.url, UVE_QUEUE_PREFIX: 'dropped', UVE_SAMPLE_UAS: 'true',
-    UVE_WARM_VMS: '1', UVE_VM_CAPACITY: '4', UVE_MAX_VMS: '2', UVE_RECONNECT_WINDOW_S: String(WINDOW_S),
+    // WASM only: a warm LINUX_X11 VM would take the second VM allowed
+    UVE_WARM_VMS: '1', UVE_POOL_PLATFORMS: 'WASM', UVE_VM_CAPACITY: '4', UVE_MAX_VMS: '2', UVE_RECONNECT_WINDOW_S: String(WINDOW_S),
   });
   admin = (await login(gw, ADMIN.username, ADMIN.password)).token;
 }, 90_000);

@@ -14,7 +14,7 @@ async function platformWithWarmVm() {
   const dir = tempDir('shutdown');
   dirs.push(dir);
   // as npm start runs it: the sample UAs registered, so the pool keeps their platform warm
-  const g = await startGroupGateway({ UVE_DATA_DIR: dir, UVE_SAMPLE_UAS: 'true', UVE_WARM_VMS: '1', UVE_SHUTDOWN_TIMEOUT_MS: String(SHUTDOWN_MS) });
+  const g = await startGroupGateway({ UVE_DATA_DIR: dir, UVE_SAMPLE_UAS: 'true', UVE_POOL_PLATFORMS: 'WASM', UVE_WARM_VMS: '1', UVE_SHUTDOWN_TIMEOUT_MS: String(SHUTDOWN_MS) });
   gateways.push(g);
   await adminWithVm(g);
   const before = platformProcesses(g.pid);
@@ -60,7 +60,7 @@ it.each([
 it('a stop that cannot finish in UVE_SHUTDOWN_TIMEOUT_MS is forced: the whole tree is killed and the gateway exits', async () => {
   const dir = tempDir('shutdown-forced');
   dirs.push(dir);
-  const g = await startGroupGateway({ UVE_DATA_DIR: dir, UVE_SAMPLE_UAS: 'true', UVE_WARM_VMS: '1', UVE_SHUTDOWN_TIMEOUT_MS: '2000' });
+  const g = await startGroupGateway({ UVE_DATA_DIR: dir, UVE_SAMPLE_UAS: 'true', UVE_POOL_PLATFORMS: 'WASM', UVE_WARM_VMS: '1', UVE_SHUTDOWN_TIMEOUT_MS: '2000' });
   gateways.push(g);
   await adminWithVm(g);
   const before = platformProcesses(g.pid);

@@ -11,7 +11,7 @@ import type { SessionReport, SessionReportTarget } from '../vmm/vm-reports.servi
 import type { SessionEventType, SessionState } from '../../graphql/enums';
 import type { KeysService } from '../auth/keys.service';
 import type { RateLimits } from '../auth/rate-limits';
-import { Ua, type UaVersion } from '../uas/uas.entity';
+import { Ua, UaDeployment, type UaVersion } from '../uas/uas.entity';
 import type { UasService } from '../uas/uas.service';
 import type { User } from '../users/users.entity';
 import { terminalData } from '../users/terminal.types';
@@ -284,7 +284,10 @@ export class SessionsService implements SessionReportTarget {
     const stream = negotiateStream(r.terminal, codec);
     const restoreSnapshotId = patch.restoredFromId !== undefined ? patch.restoredFromId : s.restoredFromId;
     s = await this.move(uow, s, 'ASSIGNED', 'assign the session', r.user.id, { ...patch, vmId: vm.id, stream }, { vmId: vm.id, codec, width: stream.width, height: stream.height, maxFps: stream.maxFps, restoreSnapshotId });
-    if (!vm.deployed) await this.uas.sendPackage(uow, vm.id, 'ua.deploy', r.ua, r.version);
+    // a deploy already on its way (an earlier request to this VM wrote it; the outbox sends it before
+    // this prepare) is not sent again: a second one would supersede the first behind the prepares
+    const underway = !vm.deployed && await uow.em.existsBy(UaDeployment, { uaId: r.ua.id, vmId: vm.id, version: r.version.version, status: In(['PENDING', 'DOWNLOADING']) });
+    if (!vm.deployed && !underway) await this.uas.sendPackage(uow, vm.id, 'ua.deploy', r.ua, r.version);
     await uow.command(vm.id, {
       type: 'session.prepare', sessionId: s.id, userId: r.user.id, uaId: r.ua.id, uaVersion: r.ua.currentVersion,
       reconnectionMethod: r.input.reconnectionMethod, terminal: r.terminal, stream, restoreSnapshotId, reconnectWindowMs: this.options.reconnectWindowMs,

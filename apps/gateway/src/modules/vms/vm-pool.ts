@@ -171,8 +171,10 @@ export class VmPool {
         want--;
         total++;
       }
-      // retire the surplus that has been idle longest, only VMs this VMM provisioned (they have a provider handle)
-      const surplus = idle
+      // retire the surplus that has been idle longest, only VMs this VMM provisioned (they have a
+      // provider handle), and never while requests wait for a VM of the platform (a VM that just
+      // booted for them is idle until they take it)
+      const surplus = (demand > 0 ? [] : idle)
         .filter((r) => r.provider_ref && Date.now() - new Date(r.idle_since).getTime() > this.options.idleRetireMs)
         .sort((a, b) => new Date(a.idle_since).getTime() - new Date(b.idle_since).getTime())
         .slice(0, Math.max(0, idle.length - warm));
