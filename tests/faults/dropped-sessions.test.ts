@@ -73,6 +73,7 @@ it('serves a fifth user after four dropped connections, and frees the slots when
     const all = await Promise.all(dropped.map(async (id) => (await ok(gw, `{ session(id: "${id}") { state events(last: 1) { type data } } }`, {}, admin)).session));
     return all.every((s) => s.state === 'ENDED') ? all : null;
   });
-  for (const s of ended) expect(s.events[0].data.reason).toBe(`reconnect window of ${WINDOW_S} s expired`);
+  // closed by the VMM or by the VM itself, whichever counted to the end first
+  for (const s of ended) expect(s.events[0].data.reason).toMatch(/reconnect window (of \d+ s )?expired/);
   await until('the VM to free its slots', 15_000, async () => (await vmHealth(first.endpoint)).sessions === 0);
 });
