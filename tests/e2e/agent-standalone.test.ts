@@ -20,6 +20,7 @@ import {
 } from '@uve/protocol';
 import { StreamClient, StreamCloseError, createNodeDecoder, type FrameEvent, type StreamClientOptions } from '../../packages/client/src';
 import {
+  agentTestEnv,
   Collector,
   fakeVmm,
   pixel,
@@ -179,16 +180,10 @@ beforeAll(async () => {
   jwks = await startJwks();
   prefix = `t${randomUUID().slice(0, 8)}`;
   vmm = fakeVmm(redis.url, prefix);
-  agent = startAgent({
-    REDIS_URL: redis.url,
-    UVE_GATEWAY_URL: jwks.url,
-    UVE_VM_ID: VM_ID,
-    UVE_VM_SECRET: 'secret',
+  agent = startAgent(agentTestEnv({ redis, jwks, vmId: VM_ID, prefix }, {
     UVE_VM_NAME: 'e2e-vm',
     UVE_VM_CAPACITY: '16',
-    UVE_QUEUE_PREFIX: prefix,
-    UVE_LOG_LEVEL: process.env.UVE_TEST_AGENT_LOG ?? 'warn',
-  });
+  }));
   agent.exited.then((r) => {
     if (r.code !== 0) process.stderr.write(`agent exited ${JSON.stringify(r)}\n${agent.output()}\n`);
   });

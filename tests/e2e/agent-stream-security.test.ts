@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import WebSocket from 'ws';
 import { CLOSE, STREAM_PATH, STREAM_PROTOCOL_VERSION, type PrepareSessionCommand, type SessionTokenClaims, type VmRegistered } from '@uve/protocol';
 import { StreamClient, StreamCloseError } from '../../packages/client/src';
-import { fakeVmm, isEvent, prepareCommand, startAgent, startJwks, startRedis, type AgentHandle, type FakeVmm, type JwksHandle, type RedisHandle } from '../support/agent-harness';
+import { agentTestEnv, fakeVmm, isEvent, prepareCommand, startAgent, startJwks, startRedis, type AgentHandle, type FakeVmm, type JwksHandle, type RedisHandle } from '../support/agent-harness';
 
 jest.setTimeout(60_000);
 
@@ -34,17 +34,7 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   return Promise.race([p, new Promise<never>((_, rej) => (t = setTimeout(() => rej(new Error(`timed out waiting for ${what}`)), ms)))]).finally(() => clearTimeout(t));
 }
 
-function agentEnv(vmId: string, extra: Record<string, string> = {}): Record<string, string> {
-  return {
-    REDIS_URL: redis.url,
-    UVE_GATEWAY_URL: jwks.url,
-    UVE_VM_ID: vmId,
-    UVE_VM_SECRET: 'secret',
-    UVE_QUEUE_PREFIX: prefix,
-    UVE_LOG_LEVEL: process.env.UVE_TEST_AGENT_LOG ?? 'warn',
-    ...extra,
-  };
-}
+const agentEnv = (vmId: string, extra: Record<string, string> = {}) => agentTestEnv({ redis, jwks, vmId, prefix }, extra);
 
 const claimsFor = (cmd: PrepareSessionCommand, over: Partial<SessionTokenClaims> = {}): SessionTokenClaims => ({
   sub: cmd.userId,

@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import WebSocket from 'ws';
 import { decodeFrame, STREAM_PATH, STREAM_PROTOCOL_VERSION, type PrepareSessionCommand, type VmCommand, type VmEventMessage, type VmRegistered } from '@uve/protocol';
 import {
+  agentTestEnv,
   AGENT_MAIN,
   fakeVmm,
   isEvent,
@@ -43,15 +44,7 @@ async function run(env: Record<string, string> = {}, redisIn?: RedisHandle): Pro
   const prefix = `t${randomUUID().slice(0, 8)}`;
   const vmId = `vm-life-${randomUUID().slice(0, 8)}`;
   const vmm = fakeVmm(redis.url, prefix);
-  const agent = startAgent({
-    REDIS_URL: redis.url,
-    UVE_GATEWAY_URL: jwks.url,
-    UVE_VM_ID: vmId,
-    UVE_VM_SECRET: 'secret',
-    UVE_QUEUE_PREFIX: prefix,
-    UVE_LOG_LEVEL: process.env.UVE_TEST_AGENT_LOG ?? 'warn',
-    ...env,
-  });
+  const agent = startAgent(agentTestEnv({ redis, jwks, vmId, prefix }, env));
   const registered = (await vmm.events.waitFor(isEvent('vm.register'), 'vm.register', 20_000)) as VmRegistered;
   return { vmId, agent, vmm, registered, redis, jwks };
 }

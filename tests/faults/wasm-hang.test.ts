@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import type { DeploymentChanged, PrepareSessionCommand, SessionTokenClaims, VmEventMessage, VmRegistered } from '@uve/protocol';
 import { StreamClient, createNodeDecoder, type FrameEvent } from '../../packages/client/src';
-import { fakeVmm, isEvent, pixel, prepareCommand, startAgent, startJwks, startRedis, type AgentHandle, type FakeVmm, type JwksHandle, type RedisHandle } from '../support/agent-harness';
+import { agentTestEnv, fakeVmm, isEvent, pixel, prepareCommand, startAgent, startJwks, startRedis, type AgentHandle, type FakeVmm, type JwksHandle, type RedisHandle } from '../support/agent-harness';
 
 jest.setTimeout(60_000);
 
@@ -60,16 +60,10 @@ beforeAll(async () => {
   jwks = await startJwks();
   const prefix = `t${randomUUID().slice(0, 8)}`;
   vmm = fakeVmm(redis.url, prefix);
-  agent = startAgent({
-    REDIS_URL: redis.url,
-    UVE_GATEWAY_URL: jwks.url,
-    UVE_VM_ID: VM_ID,
-    UVE_VM_SECRET: 'secret',
+  agent = startAgent(agentTestEnv({ redis, jwks, vmId: VM_ID, prefix }, {
     UVE_VM_CAPACITY: '4',
-    UVE_QUEUE_PREFIX: prefix,
     UVE_WASM_CALL_BUDGET_MS: String(BUDGET_MS),
-    UVE_LOG_LEVEL: process.env.UVE_TEST_AGENT_LOG ?? 'warn',
-  });
+  }));
   registered = (await vmm.events.waitFor(isEvent('vm.register'), 'vm.register', 20_000)) as VmRegistered;
   await deploy('ua-paint', 'paint');
   await deploy('ua-hang', 'hang');

@@ -79,6 +79,19 @@ export interface AgentHandle {
 }
 
 /** Runs the built agent (`node apps/vm-agent/dist/main.js`). */
+/** The environment of an agent under test: its Redis, the stand-in VMM, its id and queue prefix. */
+export function agentTestEnv(a: { redis: { url: string }; jwks: { url: string }; vmId: string; prefix: string }, extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    REDIS_URL: a.redis.url,
+    UVE_GATEWAY_URL: a.jwks.url,
+    UVE_VM_ID: a.vmId,
+    UVE_VM_SECRET: 'secret',
+    UVE_QUEUE_PREFIX: a.prefix,
+    UVE_LOG_LEVEL: process.env.UVE_TEST_AGENT_LOG ?? 'warn',
+    ...extra,
+  };
+}
+
 export function startAgent(env: Record<string, string>): AgentHandle {
   const proc = spawn(process.execPath, [AGENT_MAIN], {
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...testRunEnv(), ...env },
