@@ -4,7 +4,7 @@
 // a request the limits cannot serve is refused at once with a true reason.
 import { freshDatabase, startRedis, until, type TestRedis } from '../support/services';
 import { ADMIN, gql, login, ok, registerUser, startGateway, type GatewayProcess } from '../support/gateway';
-import { openStream, uaId } from '../support/stream';
+import { openStream, requestUa, uaId } from '../support/stream';
 
 let redis: TestRedis;
 const gateways: GatewayProcess[] = [];
@@ -91,3 +91,58 @@ it('refuses at once, with the true reason, when the limits allow no VM for the r
   expect(Date.now() - started).toBeLessThan(30_000);
   expect((await ok(gw, `{ mySessions { id } }`, {}, b.token)).mySessions).toEqual([]);
 });
+
+it('passes over a VM whose sessions keep its CPU high while another has headroom, and starts one when none has', async () => {
+  // a low threshold: a game in motion heats its VM, idle paint sessions leave theirs cool
+  const { gw, admin } = await gateway('cpu', {
+    UVE_WARM_VMS: '0', UVE_VM_CAPACITY: '4', UVE_MAX_VMS: '3', UVE_REQUEST_WAIT_MS: '30000', UVE_VM_CPU_HIGH: '0.05', UVE_VM_IDLE_RETIRE_MS: '600000',
+  });
+  const provision = async () => (await ok(gw, `mutation { provisionVm(input: { platform: WASM, capacity: 4 }) { id startReason } }`, {}, admin)).provisionVm as { id: string; startReason: string };
+  type VmRow = { id: string; status: string; startReason: string | null; load: { cpuLoad: number; source: string } | null };
+  const vms = async () => (await ok(gw, `{ vms { id status startReason load { cpuLoad source } } }`, {}, admin)).vms as VmRow[];
+  const load = async (id: string) => (await vms()).find((v) => v.id === id)?.load ?? null;
+  const idle = (id: string) => until(`VM ${id} ready`, 30_000, async () => (await vms()).some((v) => v.id === id && v.status === 'IDLE'));
+
+  const cool = await provision();
+  expect(cool.startReason).toBe('provisioned by admin admin');
+  await idle(cool.id);
+  const users = await Promise.all(['p1', 'p2', 'g1', 'p3', 'g2'].map((n) => registerUser(gw, `cpu-${n}`)));
+  const [p1, p2, g1, p3, g2] = users as [typeof users[0], typeof users[0], typeof users[0], typeof users[0], typeof users[0]];
+  const paint = await uaId(gw, p1.token, 'paint');
+  const game = await uaId(gw, p1.token, 'game');
+  // two quiet sessions on the first VM
+  for (const u of [p1, p2]) expect((await requestUa(gw, u.token, paint, { codec: 'MJPEG' })).vm.id).toBe(cool.id);
+  const hot = await provision();
+  await idle(hot.id);
+  // fewer sessions: the game goes to the second VM, and keeps it busy
+  const g1Session = await requestUa(gw, g1.token, game, { codec: 'MJPEG' });
+  expect(g1Session.vm.id).toBe(hot.id);
+  const streams = [await openStream(g1Session.connection)];
+  const keys = ['ArrowLeft', 'ArrowRight'];
+  let k = 0;
+  const play = setInterval(() => {
+    for (const s of streams) {
+      const key = keys[k++ % 2]!;
+      s.client.sendInput({ kind: 'key', type: 'down', code: key, key });
+      s.client.sendInput({ kind: 'key', type: 'up', code: key, key });
+    }
+  }, 150);
+  try {
+    await until('the game VM reported hot', 30_000, async () => ((await load(hot.id))?.cpuLoad ?? 0) >= 0.05, 500);
+    const quiet = await load(cool.id);
+    expect(quiet).toMatchObject({ source: 'process-tree' });
+    expect(quiet!.cpuLoad).toBeLessThan(0.05);
+    // by sessions the hot VM would win (1 of 4 against 2 of 4); by CPU the cool one does
+    expect((await requestUa(gw, p3.token, paint, { codec: 'MJPEG' })).vm.id).toBe(cool.id);
+    // a game on the cool VM too: no VM has headroom now, so the pool starts one and says why
+    const g2Session = await requestUa(gw, g2.token, game, { codec: 'MJPEG' });
+    expect(g2Session.vm.id).toBe(cool.id);
+    streams.push(await openStream(g2Session.connection));
+    const started = await until('a VM started for lack of headroom', 60_000, async () =>
+      (await vms()).find((v) => v.id !== cool.id && v.id !== hot.id && /^pool: no headroom: .*CPU >= 0\.05/.test(v.startReason ?? '')), 500);
+    expect(started).toBeTruthy();
+  } finally {
+    clearInterval(play);
+    for (const s of streams) await s.close();
+  }
+}, 180_000);

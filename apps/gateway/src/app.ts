@@ -141,7 +141,7 @@ export async function startGateway(config: GatewayConfig, hooks: GatewayHooks = 
     await services.vms.reconcile();
     if (config.warmVmsPerPlatform > 0 || config.requestWaitMs > 0) {
       const pool = new VmPool(ds, services.vms, log, {
-        platforms: config.poolPlatforms, warm: config.warmVmsPerPlatform, max: config.maxVms, capacity: config.vmCapacity,
+        platforms: config.poolPlatforms, warm: config.warmVmsPerPlatform, max: config.maxVms, capacity: config.vmCapacity, cpuHigh: config.vmCpuHigh,
         provider: config.vmProvider, idleRetireMs: config.idleRetireMs, intervalMs: 2000,
         cannotRun: (platform) => services.vms.cannotRun(config.vmProvider, platform),
       });

@@ -33,6 +33,8 @@ export interface GatewayConfig {
   idleRetireMs: number;
   maxVms: number;
   vmCapacity: number;
+  /** a VM whose CPU load (0..1 of its budget) is at or above this is not given new sessions while another has headroom */
+  vmCpuHigh: number;
   /** sample names to register; 'true' stands for every sample that hands out no shell */
   registerSampleUas: string[];
   vmDataMaxMb: number;
@@ -75,6 +77,11 @@ const str = (raw: string) => raw;
 const int = (min: number, max: number) => (raw: string, env: string) => {
   const n = Number(raw);
   if (!Number.isInteger(n) || n < min || n > max) throw new ConfigError(`${env} must be an integer from ${min} to ${max}, got "${raw}"`);
+  return n;
+};
+const fraction = (min: number, max: number) => (raw: string, env: string) => {
+  const n = Number(raw);
+  if (raw.trim() === '' || !Number.isFinite(n) || n < min || n > max) throw new ConfigError(`${env} must be a number from ${min} to ${max}, got "${raw}"`);
   return n;
 };
 const oneOf = <T extends string>(...values: T[]) => (raw: string, env: string): T => {
@@ -127,6 +134,7 @@ export const CONFIG_SPEC = {
   idleRetireMs: { env: 'UVE_VM_IDLE_RETIRE_MS', doc: 'an idle VM beyond the warm count is retired after this long', default: '120000', parse: int(0, 86_400_000) },
   maxVms: { env: 'UVE_MAX_VMS', doc: 'most VMs the pool provisions', default: '8', parse: int(0, 1000) },
   vmCapacity: { env: 'UVE_VM_CAPACITY', doc: 'sessions per provisioned VM', default: '4', parse: int(1, 64) },
+  vmCpuHigh: { env: 'UVE_VM_CPU_HIGH', doc: 'CPU load (0..1 of a VM\'s budget, from its heartbeats) at which a VM gets no new session while another has headroom, and the pool counts it as full', default: '0.85', parse: fraction(0.05, 1) },
   registerSampleUas: { env: 'UVE_SAMPLE_UAS', doc: 'sample UAs registered at start: true (those that hand out no shell), false, or a comma-separated list of sample names where true stands for the safe ones (e.g. true,xterm; xterm gives its user a shell)', default: 'true', parse: (raw: string, env: string): string[] => {
     const items = raw.split(',').map((s) => s.trim()).filter(Boolean);
     if (items.length === 1 && ['false', '0', 'no', 'off'].includes(items[0])) return [];

@@ -93,6 +93,7 @@ export async function createServices(deps: {
     reconnectWindowMs: config.reconnectWindowSec * 1000,
     maxOpenSessionsPerUser: config.maxOpenSessionsPerUser,
     requestWaitMs: config.requestWaitMs,
+    vmCpuHigh: config.vmCpuHigh,
   });
   vms.onVmLost((vmId, reason) => sessions.onVmLost(vmId, reason));
   const procurements = new ProcurementsService(ds, txs, pubsub, uas, log);

@@ -19,7 +19,7 @@ import { StreamServer } from './stream/stream-server';
 import { WatcherWaits } from './stream/watcher-waits';
 import { UaStore } from './uas/ua-store';
 import { VmmLink } from './vmm/link';
-import { CpuSampler } from './vmm/heartbeat';
+import { createLoadSampler } from './vmm/heartbeat';
 import { VmDataClient } from './vmm/vm-data';
 import { VmmWatch } from './vmm/vmm-watch';
 import { AgentMetrics } from './metrics';
@@ -158,15 +158,18 @@ export class Vm {
       agentVersion: AGENT_VERSION,
       deployed: this.uas.deployed(),
     });
-    const cpu = new CpuSampler();
+    // in a container its cgroup counts all the VM uses; as a process, its process tree does
+    const load = createLoadSampler(cfg.provider !== 'PROCESS');
     this.heartbeat = setInterval(() => {
+      const { cpuLoad, rssBytes, source } = load.sample();
       void link.report({
         type: 'vm.heartbeat',
         activeSessions: sessions.active,
         capacity: cfg.capacity,
         codecs: this.codecs,
-        cpuLoad: cpu.sample(),
-        rssBytes: process.memoryUsage.rss(),
+        cpuLoad,
+        rssBytes,
+        loadSource: source,
         deployed: this.uas?.deployed() ?? [],
       });
     }, this.deps.heartbeatIntervalMs ?? HEARTBEAT_INTERVAL_MS);

@@ -112,9 +112,12 @@ export interface VmHeartbeat extends FromVm {
   activeSessions: number;
   capacity: number;
   codecs: VideoCodec[];
-  /** 0..1 share of the VM's CPU budget used since the last heartbeat */
+  /** 0..1 share of the VM's CPU budget used since the last heartbeat, by everything the VM runs (encoders, X servers, UAs) */
   cpuLoad: number;
+  /** memory of everything the VM runs */
   rssBytes: number;
+  /** where the figures come from: the container's cgroup, or the agent's process tree */
+  loadSource?: 'cgroup' | 'process-tree';
   deployed: DeployedUa[];
 }
 export interface VmStopping extends FromVm { type: 'vm.stopping'; reason: string }

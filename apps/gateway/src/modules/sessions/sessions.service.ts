@@ -16,7 +16,7 @@ import type { UasService } from '../uas/uas.service';
 import type { User } from '../users/users.entity';
 import { terminalData } from '../users/terminal.types';
 import { page } from '../users/users.service';
-import { selectVm, type VmCandidate } from '../vms/vm-selection';
+import { selectVm, type SelectionOptions, type VmCandidate } from '../vms/vm-selection';
 import type { TerminalCapabilities } from '../users/terminal.types';
 import type { RequestApplicationInput } from './sessions.inputs';
 import { Session, SessionEvent } from './sessions.entity';
@@ -52,6 +52,8 @@ export interface SessionsServiceOptions {
   maxOpenSessionsPerUser: number;
   /** how long a request waits for a VM started for it; 0: none is started, the request is refused */
   requestWaitMs: number;
+  /** CPU load from which a VM gets new sessions only when no other has headroom (UVE_VM_CPU_HIGH) */
+  vmCpuHigh: number;
 }
 
 /** Where VMs come from when none is free (the pool manager). */
@@ -67,6 +69,7 @@ export interface VmSupply {
 
 export class SessionsService implements SessionReportTarget {
   private readonly repo: Repository<Session>;
+  private readonly selection = (excludeVmId: string | null = null): SelectionOptions => ({ heartbeatTimeoutMs: this.options.heartbeatTimeoutMs, cpuHigh: this.options.vmCpuHigh, excludeVmId });
   /** set when this gateway runs a pool that can start VMs on demand */
   vmSupply: VmSupply | null = null;
 
@@ -174,7 +177,7 @@ export class SessionsService implements SessionReportTarget {
       if (open >= this.options.maxOpenSessionsPerUser) {
         throw conflict(`You have ${open} open sessions, the most allowed; end one (endSession) before starting another.`, { reason: 'SESSION_LIMIT', limit: this.options.maxOpenSessionsPerUser });
       }
-      const selection = await selectVm(uow.em, ua, terminal.codecs, this.options.heartbeatTimeoutMs);
+      const selection = await selectVm(uow.em, ua, terminal.codecs, this.selection());
       // after an endSession or a closed window: the user's latest VM Data of this UA, unless fresh
       const restore = input.fresh ? null : await this.latestSnapshot(uow.em, user.id, ua.id);
       const requested = await this.createRequested(uow, request, selection.vm ? null : selection.reason, restore);
@@ -201,7 +204,7 @@ export class SessionsService implements SessionReportTarget {
       const done = await this.txs.run(async (uow) => {
         const s = await this.lock(uow.em, session.id);
         if (s.state !== 'REQUESTED') return s; // ended by the user meanwhile
-        const selection = await selectVm(uow.em, request.ua, request.terminal.codecs, this.options.heartbeatTimeoutMs);
+        const selection = await selectVm(uow.em, request.ua, request.terminal.codecs, this.selection());
         return selection.vm ? this.assign(uow, s, request, selection.vm) : null;
       });
       if (done) return done;
@@ -250,7 +253,7 @@ export class SessionsService implements SessionReportTarget {
       this.move(uow, old, 'ASSIGNED', 'reconnect the session', r.user.id, { reconnections: old.reconnections + 1 }, { vmId: oldVmId, sameVm: true });
     // nothing saved to move: the UA still running on its VM is all there is
     if (!snapshot && oldAlive) return backToOldVm();
-    const elsewhere = await selectVm(uow.em, r.ua, r.terminal.codecs, this.options.heartbeatTimeoutMs, oldVmId);
+    const elsewhere = await selectVm(uow.em, r.ua, r.terminal.codecs, this.selection(oldVmId));
     if (elsewhere.vm) {
       if (oldVmId) await uow.command(oldVmId, { type: 'session.terminate', sessionId: old.id, reason: 'reconnected on another VM', saveVmData: false }, old.id);
       // the new VM numbers this session's reports from 1 again; with no VM Data the UA starts fresh

@@ -1,11 +1,13 @@
 // The pool manager: keeps a number of idle VMs warm per platform (a request never waits for a VM to
-// boot while the pool keeps up), provisions as sessions fill them, retires idle surplus, finishes
-// drains, and replaces VMs that died. One gateway at a time acts (advisory lock).
+// boot while the pool keeps up), provisions as sessions fill them or their CPU runs hot, retires
+// idle surplus, finishes drains, and replaces VMs that died. One gateway at a time acts (advisory
+// lock). Each VM it starts or retires says why (`startReason`, `statusReason`).
 import type { DataSource, EntityManager } from 'typeorm';
 import type { Platform, VmProvider } from '@uve/protocol';
 import type { Logger } from '../../common/logger';
 import { SLOT_SESSION_STATES } from '@uve/protocol';
 import type { VmsService } from './vms.service';
+import { isHot } from './vm-selection';
 
 export interface VmPoolOptions {
   /** platforms kept warm (`warm` idle VMs each), or 'auto': those of the registered UAs; any runnable platform is started on demand */
@@ -15,6 +17,8 @@ export interface VmPoolOptions {
   warm: number;
   max: number;
   capacity: number;
+  /** CPU load from which a VM's free slots do not count (UVE_VM_CPU_HIGH) */
+  cpuHigh: number;
   provider: VmProvider;
   /** an idle VM beyond the warm count is retired after this long without sessions */
   idleRetireMs: number;
@@ -29,6 +33,7 @@ interface PoolRow {
   provider_ref: string | null;
   capacity: number;
   active: number;
+  cpu: number | null;
   idle_since: Date;
 }
 
@@ -131,7 +136,7 @@ export class VmPool {
         WHERE s.state = 'REQUESTED' AND s.vm_id IS NULL GROUP BY u.platform`,
     );
     const rows: PoolRow[] = await this.ds.query(
-      `SELECT v.id, v.platform, v.status, v.provider, v.provider_ref, v.capacity,
+      `SELECT v.id, v.platform, v.status, v.provider, v.provider_ref, v.capacity, (v.load->>'cpuLoad')::float8 AS cpu,
               (SELECT count(*)::int FROM sessions s WHERE s.vm_id = v.id AND s.state = ANY($1::session_state[])) AS active,
               COALESCE((SELECT max(s.ended_at) FROM sessions s WHERE s.vm_id = v.id), v.created_at) AS idle_since
          FROM vms v WHERE v.status IN ('PROVISIONING', 'IDLE', 'DRAINING')`,
@@ -154,15 +159,28 @@ export class VmPool {
       const mine = rows.filter((r) => r.platform === platform);
       const idle = mine.filter((r) => r.status === 'IDLE' && r.active === 0);
       const booting = mine.filter((r) => r.status === 'PROVISIONING');
-      const freeSlots = mine.filter((r) => r.status === 'IDLE').reduce((n, r) => n + Math.max(0, r.capacity - r.active), 0);
+      const ready = mine.filter((r) => r.status === 'IDLE');
+      // a hot VM's free slots are not headroom: selection takes it only when nothing else is free
+      // (only VMs with sessions: an idle VM busy with itself, say installing a package, is not demand)
+      const hot = ready.filter((r) => r.active > 0 && isHot(r.cpu, this.options.cpuHigh));
+      const freeSlots = ready.filter((r) => !hot.includes(r)).reduce((n, r) => n + Math.max(0, r.capacity - r.active), 0);
       const demand = waiting.find((w) => w.platform === platform)?.n ?? 0;
       // VMs for the requests that wait beyond the free slots (those booting count as coming)
       const forDemand = Math.ceil(Math.max(0, demand - freeSlots) / this.options.capacity);
-      // keep `warm` idle VMs, and never let the free slots of a warm platform run out while a VM could still be added
-      let want = Math.max(warm - idle.length, warm > 0 && freeSlots === 0 ? 1 : 0, forDemand) - booting.length;
+      // keep `warm` idle VMs, and never let the free slots of a warm platform (or one whose sessions
+      // run its VMs hot) run out while a VM could still be added
+      const noHeadroom = (warm > 0 || hot.length > 0) && freeSlots === 0 ? 1 : 0;
+      let want = Math.max(warm - idle.length, noHeadroom, forDemand) - booting.length;
+      const why = forDemand > 0
+        ? `${demand} request(s) waiting for a ${platform} VM`
+        : warm - idle.length > 0
+          ? `warm pool: keeps ${warm} idle ${platform} VM(s)`
+          : hot.length > 0
+            ? `no headroom: ${hot.length} ${platform} VM(s) at CPU >= ${this.options.cpuHigh}, the others full`
+            : `no headroom: every ${platform} VM is full`;
       while (want > 0 && total < this.options.max && this.mayLaunch(platform)) {
         try {
-          await this.vms.provision({ platform, provider: this.options.provider, capacity: this.options.capacity });
+          await this.vms.provision({ platform, provider: this.options.provider, capacity: this.options.capacity }, `pool: ${why}`);
           this.failures.delete(platform);
         } catch (e) {
           this.launchFailed(platform, e as Error);
@@ -177,10 +195,11 @@ export class VmPool {
       const surplus = (demand > 0 ? [] : idle)
         .filter((r) => r.provider_ref && Date.now() - new Date(r.idle_since).getTime() > this.options.idleRetireMs)
         .sort((a, b) => new Date(a.idle_since).getTime() - new Date(b.idle_since).getTime())
-        .slice(0, Math.max(0, idle.length - warm));
+        // while sessions run VMs hot, one idle VM stays as their headroom (else it would come and go)
+        .slice(0, Math.max(0, idle.length - Math.max(warm, hot.length > 0 ? 1 : 0)));
       for (const r of surplus) {
         this.log.info('idle VM retired', { vmId: r.id, platform });
-        await this.vms.remove(r.id);
+        await this.vms.remove(r.id, `retired by the pool: idle ${Math.round((Date.now() - new Date(r.idle_since).getTime()) / 1000)} s (UVE_VM_IDLE_RETIRE_MS ${this.options.idleRetireMs} ms) beyond the ${warm} kept warm`);
       }
     }
   }

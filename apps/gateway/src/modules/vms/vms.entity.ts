@@ -1,11 +1,18 @@
 import { Column, CreateDateColumn, Entity, Index, PrimaryGeneratedColumn, UpdateDateColumn } from 'typeorm';
-import { Field, ID, Int, ObjectType } from 'type-graphql';
+import { Field, Float, ID, Int, ObjectType } from 'type-graphql';
 import { PLATFORMS, VIDEO_CODECS, VM_PROVIDERS, type Platform, type VideoCodec, type VmProvider } from '@uve/protocol';
 import { PlatformEnum, VideoCodecEnum, VmProviderEnum } from '../../graphql/enums';
 
 /** What is stored; BUSY is not stored but derived from the sessions a ready VM holds. */
 export const STORED_VM_STATUSES = ['PROVISIONING', 'IDLE', 'DRAINING', 'OFFLINE', 'FAILED'] as const;
 export type StoredVmStatus = (typeof STORED_VM_STATUSES)[number];
+
+@ObjectType({ description: 'What a VM uses, from its last heartbeat: everything it runs (agent, encoders, X servers, UA programs).' })
+export class VmLoad {
+  @Field(() => Float, { description: '0..1 share of the VM\'s CPU budget (its container\'s CPU limit, else the host\'s cores)' }) cpuLoad!: number;
+  @Field(() => Float, { description: 'memory in bytes' }) rssBytes!: number;
+  @Field(() => String, { nullable: true, description: 'cgroup (the container counts it) or process-tree (the agent and its descendants)' }) source?: string | null;
+}
 
 @ObjectType({ description: 'A Virtual Machine of the UVE Server.' })
 @Entity('vms')
@@ -24,10 +31,15 @@ export class Vm {
   @Column({ type: 'varchar', length: 64, nullable: true }) secretHash!: string | null;
   /** provider's handle: pid, container id */
   @Column({ type: 'varchar', length: 256, nullable: true }) providerRef!: string | null;
-  @Column({ type: 'jsonb', nullable: true }) load!: { cpuLoad: number; rssBytes: number } | null;
+  @Field(() => VmLoad, { nullable: true, description: 'load from the last heartbeat (null before the first)' })
+  @Column({ type: 'jsonb', nullable: true })
+  load!: VmLoad | null;
   @Field(() => String, { nullable: true, description: 'why the VM is in its status when that is not plain (launch failure, lost heartbeat, removal)' })
   @Column({ type: 'varchar', length: 500, nullable: true })
   statusReason!: string | null;
+  @Field(() => String, { nullable: true, description: 'why it was started: by an admin, to keep the warm pool, for requests waiting, because the others ran out of slots or CPU' })
+  @Column({ type: 'varchar', length: 500, nullable: true })
+  startReason!: string | null;
   /** when its provider destroyed it (OFFLINE/FAILED records are pruned a while after) */
   @Column({ type: 'timestamptz', nullable: true }) destroyedAt!: Date | null;
   @Field() @CreateDateColumn({ type: 'timestamptz' }) createdAt!: Date;

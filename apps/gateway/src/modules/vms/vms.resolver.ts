@@ -34,7 +34,7 @@ export class VmsResolver {
   @Authorized('ADMIN')
   @Mutation(() => Vm)
   provisionVm(@Arg('input', () => ProvisionVmInput) input: ProvisionVmInput, @Ctx() ctx: Context): Promise<Vm> {
-    return ctx.services.vms.provision(input);
+    return ctx.services.vms.provision(input, `provisioned by ${adminName(ctx)}`);
   }
 
   @Authorized('ADMIN')
@@ -46,7 +46,7 @@ export class VmsResolver {
   @Authorized('ADMIN')
   @Mutation(() => Vm)
   removeVm(@Arg('id', () => ID) id: string, @Ctx() ctx: Context): Promise<Vm> {
-    return ctx.services.vms.remove(id);
+    return ctx.services.vms.remove(id, `removed by ${adminName(ctx)}`);
   }
 
   @Subscription(() => VmEvent, {
@@ -71,6 +71,11 @@ export class VmsResolver {
   deployments(@Root() vm: Vm, @Ctx() ctx: Context): Promise<UaDeployment[]> {
     return ctx.services.vms.deployments(vm.id);
   }
+}
+
+/** who an admin operation is recorded as */
+function adminName(ctx: Context): string {
+  return ctx.principal?.kind === 'user' ? `admin ${ctx.principal.user.username}` : 'an admin';
 }
 
 @Resolver(() => VmEvent)

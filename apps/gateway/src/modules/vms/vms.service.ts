@@ -169,7 +169,7 @@ export class VmsService {
       destroyedAt: null,
     };
     if (existing) await this.repo.update(m.vmId, fields);
-    else await this.repo.insert({ id: m.vmId, ...fields, secretHash: null, providerRef: null, load: null });
+    else await this.repo.insert({ id: m.vmId, ...fields, secretHash: null, providerRef: null, load: null, startReason: 'registered by itself (not started by this VMM)' });
     await this.syncDeployments(m.vmId, m.deployed);
     this.publish(m.vmId, existing ? 'STATUS_CHANGED' : 'PROVISIONED', { status: fields.status, endpoint: m.endpoint });
     this.log.info('VM registered', { vmId: m.vmId, endpoint: m.endpoint, codecs: m.codecs });
@@ -180,7 +180,7 @@ export class VmsService {
   async onHeartbeat(m: VmHeartbeat): Promise<void> {
     const vm = await this.findById(m.vmId);
     if (!vm || vm.status === 'FAILED' || vm.destroyedAt) return;
-    await this.repo.update(m.vmId, { lastHeartbeatAt: new Date(), codecs: m.codecs, capacity: m.capacity, load: { cpuLoad: m.cpuLoad, rssBytes: m.rssBytes } });
+    await this.repo.update(m.vmId, { lastHeartbeatAt: new Date(), codecs: m.codecs, capacity: m.capacity, load: { cpuLoad: m.cpuLoad, rssBytes: m.rssBytes, source: m.loadSource ?? null } });
     if (vm.status === 'OFFLINE') await this.setStatus(m.vmId, 'IDLE');
   }
 
@@ -294,7 +294,8 @@ export class VmsService {
 
   // ---- management (admin) ----------------------------------------------------------------------
 
-  async provision(input: { platform: Platform; provider?: VmProvider | null; capacity?: number | null; name?: string | null }): Promise<Vm> {
+  /** `startReason` is kept with the VM and shown in the `vms` query (why the pool or an admin started it). */
+  async provision(input: { platform: Platform; provider?: VmProvider | null; capacity?: number | null; name?: string | null }, startReason = 'provisioned by an admin'): Promise<Vm> {
     const kind = input.provider ?? this.options.defaultProvider;
     const driver = this.providers.get(kind);
     if (!driver) throw unavailable(`The ${kind} VM provider is not enabled on this gateway.`);
@@ -315,6 +316,7 @@ export class VmsService {
       providerRef: null,
       load: null,
       statusReason: null,
+      startReason: startReason.slice(0, 500),
       destroyedAt: null,
     }));
     try {
@@ -342,13 +344,13 @@ export class VmsService {
   }
 
   /** Stops the VM through its provider and keeps the record (OFFLINE) for history, until pruned. */
-  async remove(id: string): Promise<Vm> {
+  async remove(id: string, reason = 'removed'): Promise<Vm> {
     const vm = await this.get(id);
     const driver = this.providers.get(vm.provider);
     // the agent ends its sessions cleanly if it hears this before its provider stops it
     await this.txs.run((uow) => uow.command(vm.id, { type: 'vm.shutdown' }));
     if (driver) await driver.destroy(vm.id, vm.providerRef);
-    await this.repo.update(vm.id, { status: 'OFFLINE', statusReason: 'removed', endpoint: null, destroyedAt: driver ? new Date() : null });
+    await this.repo.update(vm.id, { status: 'OFFLINE', statusReason: reason.slice(0, 500), endpoint: null, destroyedAt: driver ? new Date() : null });
     await this.vmLost(vm.id, 'VM removed');
     await this.commands.cancelForVm(vm.id, 'VM removed');
     await this.bus.destroyQueue(vmCommandQueue(vm.id)).catch(() => undefined);

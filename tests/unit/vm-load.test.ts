@@ -1,0 +1,103 @@
+// Heartbeat load is the VM's whole process tree (encoders, X servers, UAs), not the agent alone,
+// and VM selection ranks on it. Real processes, real /proc.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { CgroupSampler, parseProcStat, ProcessTreeSampler, treeOf } from '../../apps/vm-agent/src/vmm/heartbeat';
+import { isHot, rankCandidates } from '../../apps/gateway/src/modules/vms/vm-selection';
+
+describe('process-tree load', () => {
+  const children: ChildProcess[] = [];
+  afterEach(async () => {
+    for (const c of children.splice(0)) {
+      if (c.exitCode === null && c.signalCode === null) {
+        c.kill('SIGKILL');
+        await once(c, 'exit');
+      }
+    }
+  });
+
+  it('parses a stat line whose command holds spaces and parentheses', () => {
+    const line = '4242 (a (weird) name) S 17 4242 4242 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 1 0 12345 1000000 300 18446744073709551615';
+    expect(parseProcStat(line)).toEqual({ pid: 4242, ppid: 17, sid: 4242, ticks: 300, rssPages: 300 });
+  });
+
+  it('counts a child that burns CPU, which the agent process alone would not show', async () => {
+    const sampler = new ProcessTreeSampler(process.pid);
+    // a grandchild in a session of its own (like a UA program under its launcher) that burns CPU
+    // and says so once it has used one second of it; it is sampled while it still runs
+    const burn = 'let said=false; for(;;){ const u=process.cpuUsage(); if(!said && u.user+u.system>1e6){ said=true; console.log("burnt"); } }';
+    const busy = spawn('setsid', [process.execPath, '-e', burn], { stdio: ['ignore', 'pipe', 'ignore'] });
+    children.push(busy);
+    await new Promise<void>((resolve, reject) => {
+      busy.stdout!.on('data', (d: Buffer) => d.toString().includes('burnt') && resolve());
+      busy.once('exit', () => reject(new Error('the busy child ended early')));
+    });
+    const s = sampler.sample();
+    expect(s.source).toBe('process-tree');
+    // one second of CPU since the first sample, over a few seconds of wall time at most, on this machine's cores
+    expect(s.cpuLoad).toBeGreaterThan(0.1);
+    expect(s.rssBytes).toBeGreaterThan(10 * 1024 * 1024);
+  });
+
+  it('keeps a re-parented process of a UA session in the tree', () => {
+    const all = [
+      { pid: 10, ppid: 1, sid: 10, ticks: 5, rssPages: 1 }, // the agent
+      { pid: 11, ppid: 10, sid: 11, ticks: 1, rssPages: 1 }, // a UA leader (own session)
+      { pid: 12, ppid: 1, sid: 11, ticks: 9, rssPages: 1 }, // its daemon, re-parented to init
+      { pid: 13, ppid: 12, sid: 11, ticks: 2, rssPages: 1 }, // and the daemon's child
+      { pid: 20, ppid: 1, sid: 20, ticks: 99, rssPages: 1 }, // somebody else
+    ];
+    expect(treeOf(10, all).map((p) => p.pid).sort()).toEqual([10, 11, 12, 13]);
+  });
+});
+
+describe('cgroup load', () => {
+  it('reads cgroup v2 usage against the CPU limit', () => {
+    const root = mkdtempSync(path.join(tmpdir(), 'uve-cg2-'));
+    writeFileSync(path.join(root, 'cpu.stat'), 'usage_usec 1000000\nuser_usec 1\n');
+    writeFileSync(path.join(root, 'memory.current'), '123456789\n');
+    writeFileSync(path.join(root, 'cpu.max'), '50000 100000\n');
+    const s = CgroupSampler.open(root)!;
+    expect(s).not.toBeNull();
+    writeFileSync(path.join(root, 'cpu.stat'), 'usage_usec 999000000\n'); // far more than half a core could use
+    expect(s.sample()).toEqual({ cpuLoad: 1, rssBytes: 123456789, source: 'cgroup' });
+  });
+
+  it('reads cgroup v1 (cpuacct and memory controllers)', () => {
+    const root = mkdtempSync(path.join(tmpdir(), 'uve-cg1-'));
+    for (const d of ['cpuacct', 'cpu', 'memory']) mkdirSync(path.join(root, d));
+    writeFileSync(path.join(root, 'cpuacct/cpuacct.usage'), '5000\n');
+    writeFileSync(path.join(root, 'cpu/cpu.cfs_quota_us'), '-1\n');
+    writeFileSync(path.join(root, 'cpu/cpu.cfs_period_us'), '100000\n');
+    writeFileSync(path.join(root, 'memory/memory.usage_in_bytes'), '4096\n');
+    const s = CgroupSampler.open(root)!;
+    const first = s.sample();
+    expect(first).toMatchObject({ rssBytes: 4096, source: 'cgroup' });
+    expect(first.cpuLoad).toBe(0);
+  });
+
+  it('is not used where no cgroup files are readable', () => {
+    expect(CgroupSampler.open(mkdtempSync(path.join(tmpdir(), 'uve-cg0-')))).toBeNull();
+  });
+});
+
+describe('selection ranking', () => {
+  const vm = (name: string, active: number, capacity: number, cpu: number | null, deployed = true) => ({ name, active, capacity, cpu, deployed });
+
+  it('passes over a hot VM while another has headroom, even with fewer sessions', () => {
+    expect(rankCandidates([vm('hot', 1, 4, 0.95), vm('cool', 2, 4, 0.1)], 0.85).map((v) => v.name)).toEqual(['cool', 'hot']);
+  });
+
+  it('takes the least loaded when all are hot, and fewest sessions among the cool', () => {
+    expect(rankCandidates([vm('a', 1, 4, 0.99), vm('b', 1, 4, 0.9)], 0.85)[0]!.name).toBe('b');
+    expect(rankCandidates([vm('a', 2, 4, 0.1), vm('b', 1, 4, 0.5)], 0.85)[0]!.name).toBe('b');
+  });
+
+  it('counts a VM without a heartbeat figure as cool', () => {
+    expect(isHot(null, 0.85)).toBe(false);
+    expect(isHot(0.85, 0.85)).toBe(true);
+  });
+});
