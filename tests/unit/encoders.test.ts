@@ -3,7 +3,7 @@
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { promisify } from 'node:util';
-import { availableCodecs, createEncoder, ffmpegAvailable, H264Encoder, type EncodedFrame, type VideoEncoder } from '../../apps/vm-agent/src/encoders';
+import { availableCodecs, createEncoder, ffmpegAvailable, H264Encoder, WarmX264, type EncodedFrame, type VideoEncoder } from '../../apps/vm-agent/src/encoders';
 import { avcCodecString, FlvParser, parseAvcC, type FlvEvent } from '../../apps/vm-agent/src/encoders/flv';
 import { createNodeDecoder, type DecodedFrame, type FrameDecoder } from '../../packages/client/src/decoders';
 
@@ -62,6 +62,17 @@ function expectPicture(f: DecodedFrame, width: number, height: number, index: nu
 }
 
 /** Awaits a promise, failing after `ms` instead of hanging until the jest timeout. */
+/** for states with no event to wait on (a process started or gone): looks again every 10 ms, up to 10 s */
+async function until<T>(probe: () => T | undefined | null, what: string, ms = 10_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = probe();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
 function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const bound = new Promise<never>((_, reject) => {
@@ -354,6 +365,36 @@ describe('H264', () => {
     for (const pid of pids) expect(existsSync(`/proc/${pid}`)).toBe(false);
     expect(enc.pids()).toEqual({ active: undefined, spare: undefined });
     await expect(enc.encode(frameOf(w, h, 6), { keyframe: false, ts: 6 })).rejects.toThrow(/closed/);
+  });
+
+  it('starts a session on the VM\'s primed process, keeps the next one ready, and both streams decode', async () => {
+    const [w, h] = [640, 360];
+    const warm = new WarmX264(opts(w, h));
+    try {
+      const primed = await until(() => warm.pid(), 'the warm process');
+      const enc = track(createEncoder('H264', opts(w, h), warm) as H264Encoder);
+      await within(enc.ready(), 10_000, 'encoder ready');
+      // the session took the process the VM had started before it came
+      expect(enc.pids().active).toBe(primed);
+      // and the VM keeps another for the next session with these parameters
+      const next = await until(() => warm.pid(), 'the next warm process');
+      expect([primed, enc.pids().spare]).not.toContain(next);
+      const frames = await encodeEach(enc, w, h, 0, 6, [3]);
+      expect(frames.map((f) => f.keyframe)).toEqual([true, false, false, true, false, false]);
+      // the keyframe from the spare differs in idr_pic_id from the primed process's first IDR
+      const ids = [frames[0], frames[3]].map((f) => idrPicId(f.data, enc.config()!.description!));
+      expect(ids[0]).not.toBe(ids[1]);
+      (await decodeAll(newDecoder(enc), frames)).forEach((d, i) => expectPicture(d, w, h, i));
+      // other parameters: the session starts its own, the warm one now follows the newest session
+      const other = track(createEncoder('H264', opts(320, 180), warm) as H264Encoder);
+      await within(other.ready(), 10_000, 'second encoder ready');
+      expect(other.pids().active).not.toBe(next);
+      await until(() => !existsSync(`/proc/${next}`) || undefined, 'the replaced warm process to end');
+    } finally {
+      const last = warm.pid();
+      await warm.close();
+      if (last) expect(existsSync(`/proc/${last}`)).toBe(false);
+    }
   });
 
   it('will not start decoding without a keyframe', async () => {

@@ -246,6 +246,37 @@ describe('Keyboard (keysym to keycode logic)', () => {
   });
 });
 
+describe('X11Runtime with a warm display', () => {
+  it('starts a session on the display it kept started, keeps the next one, and closes it', async () => {
+    const runtime = new X11Runtime({ warmDisplay: true });
+    try {
+      // at first a display of the usual size; a session of that size takes it
+      const firstSpare = await runtime.spareXvfbPid();
+      expect(firstSpare).toBeGreaterThan(0);
+      const a = await Session.start(runtime, path.join(X11_UAS, 'probe'), { width: 1280, height: 720 });
+      expect(a.inst.xvfbPid).toBe(firstSpare);
+      await a.frameWhere((f) => filled(f, PROBE_START), 'the probe on the warm display');
+      for (const ev of tap('KeyA', 'a')) a.inst.input(ev);
+      await a.frameWhere((f) => filled(f, BLUE), 'input through the warm display');
+      // the next is ready before the next session comes, and a display is never used twice
+      const next = await runtime.spareXvfbPid();
+      expect(next).not.toBeNull();
+      expect(next).not.toBe(firstSpare);
+      // a session of another size starts its own display; the spare then follows that size
+      const b = await Session.start(runtime, path.join(X11_UAS, 'probe'));
+      expect(b.inst.xvfbPid).not.toBe(next);
+      await until(() => processState(next!) === null, 'the spare of the old size to stop');
+      const third = await runtime.spareXvfbPid();
+      const c = await Session.start(runtime, path.join(X11_UAS, 'probe'));
+      expect(c.inst.xvfbPid).toBe(third);
+    } finally {
+      const last = await runtime.spareXvfbPid();
+      await runtime.close();
+      if (last) expect([null, 'Z']).toContain(processState(last));
+    }
+  });
+});
+
 describe('X11Runtime with Xvfb', () => {
   const runtime = new X11Runtime();
 

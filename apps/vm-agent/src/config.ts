@@ -48,6 +48,8 @@ export interface AgentConfig {
   stream: StreamLimits;
   /** PEM certificate and key files: the UVE-3 server speaks wss:// */
   tls: { certFile: string; keyFile: string } | null;
+  /** keeps a primed H264 encoder (and on LINUX_X11 a started display) ready for the next session */
+  warmStart: boolean;
 }
 
 /** Limits of the UVE-3 server (each refusal closes with a code and a reason). */
@@ -101,6 +103,7 @@ export const CONFIG_VARS: readonly ConfigVar[] = [
   { name: 'UVE_STREAM_ALLOWED_ORIGINS', required: false, default: 'any', doc: 'comma-separated browser Origins allowed on UVE-3 (e.g. https://play.example.com); others are closed with 4403' },
   { name: 'UVE_STREAM_TLS_CERT', required: false, default: 'none (ws://)', doc: 'PEM certificate file: with UVE_STREAM_TLS_KEY the UVE-3 server speaks wss:// and registers a wss:// endpoint' },
   { name: 'UVE_STREAM_TLS_KEY', required: false, default: 'none', doc: 'PEM private key file of UVE_STREAM_TLS_CERT' },
+  { name: 'UVE_WARM_START', required: false, default: 'true', doc: "true: a primed H264 encoder (for the last session's stream parameters, at first 1280x720 at 60 fps) and, on LINUX_X11, a started X display wait for the next session, so that its first frame does not wait for them; false: started per session" },
   { name: 'UVE_STOP_TIMEOUT_MS', required: false, default: '10000', doc: 'a stop taking longer is cut short: child processes are killed and the agent exits 1' },
 ];
 
@@ -215,6 +218,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AgentConfig {
       allowedOrigins,
     },
     tls: certFile && keyFile ? { certFile, keyFile } : null,
+    warmStart: oneOf('UVE_WARM_START', 'true', ['true', 'false'] as const) === 'true',
   };
   if (problems.length) throw new ConfigError(problems);
   return cfg;

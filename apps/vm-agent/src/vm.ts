@@ -9,7 +9,7 @@ import { createMessageBus, type MessageBus } from '@uve/queue';
 import type { AgentConfig } from './config';
 import type { Logger } from './common/log';
 import { errorMessage, withTimeout } from './common/errors';
-import { availableCodecs as encoderCodecs, createEncoder } from './encoders';
+import { availableCodecs as encoderCodecs, createEncoder, WarmX264 } from './encoders';
 import { runtimeFor } from './runtimes';
 import type { UaRuntime } from './runtimes/runtime';
 import { SessionManager } from './sessions/session-manager';
@@ -39,6 +39,9 @@ export interface VmDeps {
   onStopping?: (reason: string) => void;
 }
 
+/** the stream of a default terminal at 1280x720 (gateway stream-params.ts: 60 fps, 3000 kbit/s) */
+const WARM_ENCODER_DEFAULT = { width: 1280, height: 720, maxFps: 60, bitrateKbps: 3000 };
+
 export class Vm {
   private bus: MessageBus | null = null;
   private link: VmmLink | null = null;
@@ -51,6 +54,8 @@ export class Vm {
   private codecs: VideoCodec[] = [];
   private stopping: Promise<void> | null = null;
   private watch: VmmWatch | null = null;
+  private warmEncoder: WarmX264 | null = null;
+  private runtime: UaRuntime | null = null;
   private readonly watcherWaits = new WatcherWaits();
   endpoint = '';
   port = 0;
@@ -65,7 +70,7 @@ export class Vm {
 
   async start(): Promise<void> {
     const { cfg, log } = this;
-    const runtime = this.deps.runtime ?? runtimeFor(cfg.platform, { wasm: { callBudgetMs: cfg.wasmCallBudgetMs, startBudgetMs: cfg.wasmStartBudgetMs } });
+    const runtime = (this.runtime = this.deps.runtime ?? runtimeFor(cfg.platform, { wasm: { callBudgetMs: cfg.wasmCallBudgetMs, startBudgetMs: cfg.wasmStartBudgetMs }, warmStart: cfg.warmStart }));
 
     const available = await (this.deps.availableCodecs ?? encoderCodecs)();
     this.codecs = cfg.codecs ? available.filter((c) => cfg.codecs!.includes(c)) : available;
@@ -99,12 +104,14 @@ export class Vm {
       capacity: cfg.capacity,
       pendingReports: () => link.pendingReports,
     });
+    // the usual first session: 1280x720 at the default 60 fps and 3000 kbit/s (gateway stream-params.ts)
+    const warm = (this.warmEncoder = cfg.warmStart && this.codecs.includes('H264') ? new WarmX264(WARM_ENCODER_DEFAULT) : null);
     this.sessions = new SessionManager({
       capacity: cfg.capacity,
       codecs: this.codecs,
       runtime,
       uas: this.uas,
-      createEncoder,
+      createEncoder: (codec, opts) => createEncoder(codec, opts, warm),
       report: (e) => void link.report(e),
       log: log.child({ part: 'sessions' }),
       storeVmData: (sessionId, kind, data) => vmData.upload(sessionId, kind, data),
@@ -213,6 +220,8 @@ export class Vm {
     await step('closing the command consumer', link?.stopCommands(), 2_000);
     await step('ending sessions', this.sessions?.endAll(`VM shutting down: ${reason}`), 4_000);
     await step('closing the UVE-3 server', this.server?.close(), 1_000);
+    await step('closing the warm encoder', this.warmEncoder?.close(), 1_000);
+    await step('closing the warm display', this.runtime?.close?.(), 1_000);
     await step('flushing reports', link?.flush(), 1_000);
     link?.close();
     if (!this.deps.bus) await step('closing the message bus', this.bus?.close(), 1_000);

@@ -101,7 +101,8 @@ class X264Process {
   constructor(
     opts: EncoderOptions,
     primeFrames: number,
-    private readonly onUnexpectedExit: (p: X264Process, e: Error) => void,
+    /** told when the process dies on its own; whoever holds the process (a warm slot, a session's encoder) */
+    public onUnexpectedExit: (p: X264Process, e: Error) => void,
   ) {
     this.toDiscard = this.nextInput = primeFrames;
     this.fps = frameRate(opts);
@@ -211,7 +212,11 @@ export class H264Encoder implements VideoEncoder {
   /** settles after the previous encode(): results settle in call order even across a process switch */
   private lastResult: Promise<unknown> = Promise.resolve();
 
-  constructor(private readonly opts: EncoderOptions) {
+  constructor(
+    private readonly opts: EncoderOptions,
+    /** the VM's primed encoder kept ready for the next session (WarmX264) */
+    private readonly warm: WarmX264 | null = null,
+  ) {
     if (!(opts.width > 0 && opts.height > 0) || opts.width % 2 || opts.height % 2) {
       throw new Error(`H264 needs even, positive dimensions (4:2:0), got ${opts.width}x${opts.height}`);
     }
@@ -260,10 +265,18 @@ export class H264Encoder implements VideoEncoder {
   private async start(): Promise<void> {
     if (!(await ffmpegAvailable())) throw new Error('H264 needs ffmpeg with libx264 on PATH (apt-get install ffmpeg)');
     if (this.closing) throw new Error('H264 encoder closed');
-    this.active = this.spawn();
+    // a process the VM primed before the session came saves its start (~100-300 ms) on the first frame
+    const warm = this.warm?.take(this.opts) ?? null;
+    if (warm) {
+      this.generation = 1; // it was primed as generation 0: the spare must differ in idr_pic_id
+      warm.onUnexpectedExit = this.processDied;
+    }
+    this.active = warm ?? this.spawn();
     await this.active.primed;
     this.cfg = this.configFor(this.active);
     if (!this.closing) this.spare = this.spawn();
+    // the next session's: once this one's processes are up, not competing with its first frame
+    this.warm?.keep(this.opts);
   }
 
   // wrapped in an object so that the submit chain does not wait for the output
@@ -307,11 +320,13 @@ export class H264Encoder implements VideoEncoder {
 
   private spawn(): X264Process {
     const primeFrames = 1 + (this.generation++ % 2);
-    return new X264Process(this.opts, primeFrames, (p, e) => {
-      if (p === this.active) this.failure ??= e;
-      if (p === this.spare) this.spare = null;
-    });
+    return new X264Process(this.opts, primeFrames, this.processDied);
   }
+
+  private readonly processDied = (p: X264Process, e: Error): void => {
+    if (p === this.active) this.failure ??= e;
+    if (p === this.spare) this.spare = null;
+  };
 
   private configFor(p: X264Process): DecoderConfig {
     const avcC = p.avcC!;
@@ -321,6 +336,56 @@ export class H264Encoder implements VideoEncoder {
     return { codec: 'H264', mime: avcCodecString(avcC), width: this.opts.width, height: this.opts.height, description: avcC };
   }
 }
+
+/**
+ * One primed ffmpeg kept ready per VM for the next session's stream parameters (those of the VM's
+ * last session, at first the usual 1280x720), so that a session's first frame does not wait for an
+ * encoder to start. A session with other parameters starts its own, as without it.
+ */
+export class WarmX264 {
+  private ready: { key: string; proc: X264Process } | null = null;
+  private closed = false;
+
+  constructor(initial: EncoderOptions | null) {
+    if (initial) this.keep(initial);
+  }
+
+  /** the primed process for these parameters, once; null when there is none */
+  take(opts: EncoderOptions): X264Process | null {
+    const r = this.ready;
+    if (!r || r.key !== keyOf(opts)) return null;
+    this.ready = null;
+    return r.proc;
+  }
+
+  /** keeps a primed process for these parameters (replacing one for others) */
+  keep(opts: EncoderOptions): void {
+    if (this.closed || this.ready?.key === keyOf(opts)) return;
+    void ffmpegAvailable().then((ok) => {
+      if (!ok || this.closed || this.ready?.key === keyOf(opts)) return;
+      const old = this.ready;
+      const proc = new X264Process(opts, 1, (p) => {
+        if (this.ready?.proc === p) this.ready = null;
+      });
+      this.ready = { key: keyOf(opts), proc };
+      if (old) void old.proc.kill('warm encoder replaced');
+    });
+  }
+
+  /** pid of the kept process (monitoring, tests) */
+  pid(): number | undefined {
+    return this.ready?.proc.pid;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    const r = this.ready;
+    this.ready = null;
+    if (r) await r.proc.kill('warm encoder closed');
+  }
+}
+
+const keyOf = (o: EncoderOptions): string => `${o.width}x${o.height}@${frameRate(o)}/${Math.max(100, Math.round(o.bitrateKbps))}`;
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return a.byteLength === b.byteLength && a.every((v, i) => v === b[i]);

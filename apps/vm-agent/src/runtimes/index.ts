@@ -8,11 +8,13 @@ export type { UaRuntime, UaInstance, UaStartOptions, RawFrame, InstalledUa, Reso
 
 export interface RuntimeOptions {
   wasm?: WasmRuntimeOptions;
+  /** keep what a session needs started before it comes (LINUX_X11: a display) */
+  warmStart?: boolean;
 }
 
 const factories: Partial<Record<Platform, (o: RuntimeOptions) => UaRuntime>> = {
   WASM: (o) => new WasmRuntime(o.wasm),
-  LINUX_X11: () => new X11Runtime(),
+  LINUX_X11: (o) => new X11Runtime({ warmDisplay: o.warmStart }),
 };
 
 export function supportedPlatforms(): Platform[] {

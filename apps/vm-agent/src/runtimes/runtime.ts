@@ -72,4 +72,6 @@ export interface UaRuntime {
   /** checks an unpacked package and returns what it needs; throws with a reason a storefront can act on */
   validatePackage(dir: string): Promise<{ requiredResources: LocalResourceKind[]; minWidth?: number; minHeight?: number }>;
   start(opts: UaStartOptions): Promise<UaInstance>;
+  /** releases what the runtime keeps between sessions (a started spare display) */
+  close?(): Promise<void>;
 }

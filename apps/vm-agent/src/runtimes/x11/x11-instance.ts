@@ -1,48 +1,21 @@
-// One running LINUX_X11 UA: its own Xvfb, the UA's processes, and one persistent X connection that
-// injects input (XTEST), places the UA's windows (window-manager.ts) and hears about damage.
-//
-// Capture is event-driven. A DAMAGE object on the root reports "the screen is no longer clean"
-// (ReportLevel NonEmpty); the damage is then subtracted and, once a round trip proves the server
-// did that, the picture is marked dirty and onDamage() tells the frame pump. Any drawing after
-// the subtraction raises a new report, any drawing before it is already in the framebuffer, so a
-// capture after onDamage never misses a change. capture() reads the framebuffer file only when
-// something changed since the last capture.
+// One running LINUX_X11 UA: the UA's processes on an X display of its own (x11-display.ts: Xvfb,
+// the agent's X connection for input, window placement and damage, the framebuffer). capture()
+// reads the framebuffer only when something changed since the last capture.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { InputEvent } from '@uve/protocol';
 import { withTimeout } from '../../common/errors';
 import { trackChild } from '../../common/children';
 import type { RawFrame, UaInstance, UaStartOptions } from '../runtime';
-import { framebufferFile, XvfbFramebuffer } from './framebuffer';
-import { InputInjector } from './input';
-import { Keyboard } from './keyboard';
 import type { X11Package } from './package';
 import { uaEnvironment } from './ua-env';
-import {
-  COOKIE_NAME, processState, removeDisplayFiles, signalAll, startXvfb, stopProcess, tail, TERM_GRACE_MS, uaProcesses, writeXauthority, type StartedXvfb,
-} from './processes';
-import { ScreenWindowManager } from './window-manager';
-import { connect, requireExt, sync, X, x11, type DamageExt, type XClient, type XDisplay, type XEvent, type XTestExt } from './xconn';
+import { signalAll, tail, TERM_GRACE_MS, uaProcesses } from './processes';
+import { X11Display, type X11DisplayConfig } from './x11-display';
 
-export interface X11InstanceConfig {
-  /** the Xvfb binary */
-  xvfb: string;
-  /** where each session's framebuffer folder is made (a tmpfs such as /dev/shm is best) */
-  tmpDir: string;
-}
-
-/** The X side of a session, once set up. */
-interface XSide {
-  display: XDisplay;
-  client: XClient;
-  damage: DamageExt;
-  damageId: number;
-  injector: InputInjector;
-}
+export type X11InstanceConfig = X11DisplayConfig;
 
 /** while the UA's leader is gone but processes it started still run, they are looked at this often */
 const ORPHAN_POLL_MS = 500;
@@ -53,20 +26,11 @@ const FIRST_WINDOW_TIMEOUT_MS = 10_000;
 export class X11Instance implements UaInstance {
   readonly width: number;
   readonly height: number;
-  /** private folder of the session (mode 0700): framebuffer file and Xauthority */
-  private fbdir = '';
-  private xvfb: StartedXvfb | null = null;
-  private x: XSide | null = null;
-  private fb: XvfbFramebuffer | null = null;
-  private wm: ScreenWindowManager | null = null;
+  private screen: X11Display | null = null;
   private ua: ChildProcess | null = null;
   private uaStderr: () => string = () => '';
   /** UA session id (= the leader's pid; the leader was started detached) */
   private sid = 0;
-  /** something changed since the last capture (the first capture always has a picture) */
-  private dirty = true;
-  private subtracting = false;
-  private damageAgain = false;
   private suspended = false;
   /** the UA or its X server ended; no more damage or input */
   private ended = false;
@@ -74,18 +38,22 @@ export class X11Instance implements UaInstance {
   private orphanTimer: NodeJS.Timeout | null = null;
   private closing: Promise<void> | null = null;
 
-  private constructor(
-    private readonly opts: UaStartOptions,
-    private readonly config: X11InstanceConfig,
-  ) {
+  private constructor(private readonly opts: UaStartOptions) {
     this.width = opts.width;
     this.height = opts.height;
   }
 
-  static async start(pkg: X11Package, opts: UaStartOptions, config: X11InstanceConfig): Promise<X11Instance> {
-    const inst = new X11Instance(opts, config);
+  /** Starts the UA on `display` (a started spare of the runtime's) or on a display started for it. */
+  static async start(pkg: X11Package, opts: UaStartOptions, config: X11InstanceConfig, display: X11Display | null = null): Promise<X11Instance> {
+    const inst = new X11Instance(opts);
     try {
-      await inst.startX();
+      inst.screen = display ?? (await X11Display.start(config, opts.width, opts.height));
+      inst.screen.listen({
+        onDamage: () => {
+          if (!inst.suspended && !inst.ended) opts.onDamage();
+        },
+        onFail: (message) => inst.fail(message),
+      });
       await inst.startUa(pkg);
       await inst.untilFirstWindow(FIRST_WINDOW_TIMEOUT_MS);
     } catch (e) {
@@ -95,13 +63,9 @@ export class X11Instance implements UaInstance {
     return inst;
   }
 
-  private get authFile(): string {
-    return path.join(this.fbdir, 'Xauthority');
-  }
-
   /** X display number (diagnostics, tests) */
   get display(): number | null {
-    return this.xvfb?.display ?? null;
+    return this.screen?.number ?? null;
   }
 
   /** pid of the UA's first process, null when it is not running */
@@ -111,7 +75,7 @@ export class X11Instance implements UaInstance {
 
   /** pid of this session's Xvfb */
   get xvfbPid(): number | null {
-    return this.xvfb?.proc.pid ?? null;
+    return this.screen?.xvfbPid ?? null;
   }
 
   /** live processes of the UA (its session and their descendants) */
@@ -122,17 +86,17 @@ export class X11Instance implements UaInstance {
   // ---- UaInstance --------------------------------------------------------------------------------
 
   input(ev: InputEvent): void {
-    if (this.ended || this.suspended || !this.x) return;
-    this.x.injector.input(ev);
+    if (this.ended || this.suspended) return;
+    this.screen?.injector?.input(ev);
   }
 
   capture(): RawFrame | null {
-    if (this.ended || this.suspended || !this.dirty) return null;
-    return this.grab();
+    if (this.ended || this.suspended || !this.screen?.dirty) return null;
+    return this.screen.grab();
   }
 
   captureFull(): RawFrame {
-    return this.grab();
+    return this.screen?.grab() ?? blackFrame(this.width, this.height);
   }
 
   /** Linux UAs keep their own files; VM Data for X11 is a later issue. */
@@ -156,7 +120,7 @@ export class X11Instance implements UaInstance {
     if (this.ended || this.suspended) return;
     this.suspended = true;
     // keys and buttons held now would stay down for the whole suspension
-    this.x?.injector.reset();
+    this.screen?.injector?.reset();
     signalAll(this.processes(), 'SIGSTOP');
   }
 
@@ -164,7 +128,7 @@ export class X11Instance implements UaInstance {
     if (this.ended || !this.suspended) return;
     this.suspended = false;
     signalAll(this.processes(), 'SIGCONT');
-    if (this.dirty) this.opts.onDamage();
+    if (this.screen?.dirty) this.opts.onDamage();
   }
 
   close(): Promise<void> {
@@ -174,74 +138,6 @@ export class X11Instance implements UaInstance {
 
   // ---- start -------------------------------------------------------------------------------------
 
-  private async startX(): Promise<void> {
-    this.fbdir = mkdtempSync(path.join(this.config.tmpDir, 'uve-x11-'));
-    const cookie = randomBytes(16);
-    writeXauthority(this.authFile, cookie);
-    this.xvfb = await startXvfb({ binary: this.config.xvfb, width: this.width, height: this.height, fbdir: this.fbdir, authFile: this.authFile });
-    this.xvfb.proc.on('error', () => undefined); // a failed kill(); exit is what counts
-    this.xvfb.proc.once('exit', (code, signal) => this.fail(`the X server (Xvfb) exited (${signal ?? `code ${code}`}): ${this.xvfb?.stderr() || 'no output'}`));
-
-    const display = await connect(`:${this.xvfb.display}`, { name: COOKIE_NAME, data: cookie });
-    const client = display.client;
-    client.on('error', (e: Error & { error?: number }) => {
-      // an X protocol error (say, configuring a window the UA destroyed meanwhile) is harmless;
-      // only a broken connection ends the session
-      if (typeof e.error !== 'number') this.fail(`X connection error: ${e.message}`);
-    });
-    client.on('end', () => this.fail('the X connection closed'));
-    const damage = await requireExt<DamageExt>(client, 'damage', 'DAMAGE');
-    const xtest = await requireExt<XTestExt>(client, 'xtest', 'XTEST');
-    const screen = display.screen[0];
-    if (screen.pixel_width !== this.width || screen.pixel_height !== this.height) {
-      throw new Error(`Xvfb made a ${screen.pixel_width}x${screen.pixel_height} screen, not ${this.width}x${this.height}`);
-    }
-    const root = screen.root;
-
-    // be the window manager before the UA can map anything
-    await new Promise<void>((resolve, reject) =>
-      client.ChangeWindowAttributes(root, { eventMask: x11.eventMask.SubstructureRedirect | x11.eventMask.SubstructureNotify }, (err) =>
-        err ? reject(new Error(`cannot manage the windows of display :${this.xvfb?.display} (another window manager?): ${err.message}`)) : resolve(),
-      ),
-    );
-    // the UC repeats held keys itself (more key downs); the server's repeat would double them and
-    // keep repeating a key whose release was lost with a connection
-    client.ChangeKeyboardControl({ autoRepeatMode: X.AUTO_REPEAT_OFF });
-    const keycodes = display.max_keycode - display.min_keycode + 1;
-    const rows = await new Promise<number[][]>((resolve, reject) =>
-      client.GetKeyboardMapping(display.min_keycode, keycodes, (err, r) => (err ? reject(err) : resolve(r))),
-    );
-    const keyboard = new Keyboard(
-      display.min_keycode,
-      rows,
-      {
-        key: (keycode, down) => xtest.FakeInput(down ? xtest.KeyPress : xtest.KeyRelease, keycode, 0, root, 0, 0),
-        remap: (keycode, keysym) => client.ChangeKeyboardMapping(keycode, 2, [keysym, keysym]),
-      },
-      () => performance.now(),
-    );
-    const injector = new InputInjector({
-      width: this.width,
-      height: this.height,
-      keyboard,
-      pointer: {
-        motion: (x, y) => xtest.FakeInput(xtest.MotionNotify, 0, 0, root, x, y),
-        button: (b, down) => xtest.FakeInput(down ? xtest.ButtonPress : xtest.ButtonRelease, b, 0, root, 0, 0),
-      },
-    });
-    // damage reports count from here on (a report left unanswered would be the last one)
-    const damageId = client.AllocID();
-    this.x = { display, client, damage, damageId, injector };
-    const wm = (this.wm = new ScreenWindowManager(client, this.width, this.height));
-    damage.Create(damageId, root, damage.ReportLevel.NonEmpty);
-    client.on('event', (ev: XEvent) => {
-      if (ev.name === 'DamageNotify') this.damaged();
-      else wm.handle(ev);
-    });
-    await sync(client);
-    this.fb = XvfbFramebuffer.open(framebufferFile(this.fbdir), this.width, this.height);
-  }
-
   /**
    * The session is ready once the UA shows a window: the first picture is the app, not an empty
    * screen, and early input is not lost on a display with nothing to take it. A program that
@@ -249,15 +145,16 @@ export class X11Instance implements UaInstance {
    */
   private async untilFirstWindow(ms: number): Promise<void> {
     let timer: NodeJS.Timeout | undefined;
-    await Promise.race([this.wm?.firstWindow, new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]);
+    await Promise.race([this.screen?.firstWindow, new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]);
     clearTimeout(timer);
   }
 
   private async startUa(pkg: X11Package): Promise<void> {
     // a home of its own, removed with the session's folder; nothing of the agent's environment
-    const home = path.join(this.fbdir, 'home');
+    const screen = this.screen!;
+    const home = path.join(screen.fbdir, 'home');
     mkdirSync(home, { mode: 0o700 });
-    const env = uaEnvironment(process.env, pkg.manifest.env, { display: `:${this.xvfb!.display}`, xauthority: this.authFile, home });
+    const env = uaEnvironment(process.env, pkg.manifest.env, { display: `:${screen.number}`, xauthority: screen.authFile, home });
     // detached: a session (and process group) of its own, to stop and kill as a whole
     const ua = trackChild(spawn(pkg.executable, pkg.manifest.command.slice(1), { cwd: pkg.dir, env, detached: true, stdio: ['ignore', 'ignore', 'pipe'] }), { group: true });
     this.uaStderr = tail(ua.stderr);
@@ -269,36 +166,6 @@ export class X11Instance implements UaInstance {
     this.ua = ua;
     this.sid = ua.pid!;
     ua.once('exit', (code, signal) => this.uaLeaderExited(code, signal));
-  }
-
-  // ---- damage and capture ------------------------------------------------------------------------
-
-  private damaged(): void {
-    if (this.ended || !this.x) return;
-    if (this.subtracting) {
-      // drawn after the subtraction in flight: needs one more round
-      this.damageAgain = true;
-      return;
-    }
-    const { client, damage, damageId } = this.x;
-    this.subtracting = true;
-    damage.Subtract(damageId, 0, 0);
-    client.sync(() => {
-      this.subtracting = false;
-      if (this.ended) return;
-      this.dirty = true;
-      if (!this.suspended) this.opts.onDamage();
-      if (this.damageAgain) {
-        this.damageAgain = false;
-        this.damaged();
-      }
-    });
-  }
-
-  private grab(): RawFrame {
-    this.dirty = false;
-    if (!this.fb) return blackFrame(this.width, this.height); // closed
-    return this.fb.read();
   }
 
   // ---- ending ------------------------------------------------------------------------------------
@@ -320,16 +187,9 @@ export class X11Instance implements UaInstance {
         return;
       }
       // the UA ended because its X server did (it was killed): that is the news
-      this.reportExit(this.xServerGone() ? new Error(`the X server (Xvfb) exited: ${this.xvfb?.stderr() || 'no output'}`) : reason());
+      this.reportExit(!this.screen || this.screen.xServerGone() ? new Error(`the X server (Xvfb) exited: ${this.screen?.xvfbStderr() ?? 'no output'}`) : reason());
     };
     check();
-  }
-
-  private xServerGone(): boolean {
-    const proc = this.xvfb?.proc;
-    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return true;
-    const state = proc.pid === undefined ? null : processState(proc.pid);
-    return state === null || state === 'Z'; // dead, not reaped yet
   }
 
   private fail(message: string): void {
@@ -350,25 +210,7 @@ export class X11Instance implements UaInstance {
     if (this.orphanTimer) clearTimeout(this.orphanTimer);
     this.orphanTimer = null;
     if (this.sid) await stopUaProcesses(this.sid, this.ua);
-    if (this.x) {
-      this.x.injector.cancel();
-      try {
-        this.x.client.removeAllListeners('end');
-        this.x.client.terminate();
-      } catch {
-        /* already closed */
-      }
-    }
-    this.fb?.close();
-    this.fb = null;
-    const xvfb = this.xvfb;
-    if (xvfb) {
-      xvfb.proc.removeAllListeners('exit');
-      await stopProcess(xvfb.proc);
-      // after a SIGKILL Xvfb could not remove its socket
-      if (xvfb.proc.signalCode === 'SIGKILL') removeDisplayFiles(xvfb.display);
-    }
-    if (this.fbdir) rmSync(this.fbdir, { recursive: true, force: true });
+    await this.screen?.close();
   }
 }
 

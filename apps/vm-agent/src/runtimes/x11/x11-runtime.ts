@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import type { LocalResourceKind } from '@uve/protocol';
 import type { UaInstance, UaRuntime, UaStartOptions } from '../runtime';
 import { loadPackage } from './package';
+import { X11Display } from './x11-display';
 import { X11Instance } from './x11-instance';
 
 export interface X11RuntimeOptions {
@@ -13,7 +14,15 @@ export interface X11RuntimeOptions {
   xvfb?: string;
   /** where the per-session framebuffer folders go (default /dev/shm when writable, else the OS temp dir) */
   tmpDir?: string;
+  /**
+   * keep one display started for the next session (the size of the last one, at first 1280x720):
+   * a session then starts only its program, not Xvfb and the agent's X connection
+   */
+  warmDisplay?: boolean;
 }
+
+/** the usual first session's screen */
+const WARM_DISPLAY_DEFAULT = { width: 1280, height: 720 };
 
 /** a tmpfs keeps the framebuffer file in memory; /tmp may be a disk */
 function defaultTmpDir(): string {
@@ -32,10 +41,62 @@ export class X11Runtime implements UaRuntime {
   readonly platform = 'LINUX_X11' as const;
   private readonly xvfb: string;
   private readonly tmpDir: string;
+  private readonly warmDisplay: boolean;
+  /** the display kept started for the next session, by size */
+  private spare: { width: number; height: number; display: Promise<X11Display | null> } | null = null;
+  private closed = false;
 
   constructor(options: X11RuntimeOptions = {}) {
     this.xvfb = options.xvfb ?? 'Xvfb';
     this.tmpDir = options.tmpDir ?? defaultTmpDir();
+    this.warmDisplay = options.warmDisplay ?? false;
+    if (this.warmDisplay) this.keepSpare(WARM_DISPLAY_DEFAULT.width, WARM_DISPLAY_DEFAULT.height);
+  }
+
+  /** pid of the spare display's Xvfb (tests, monitoring); null when none is ready */
+  async spareXvfbPid(): Promise<number | null> {
+    return (await this.spare?.display)?.xvfbPid ?? null;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    const spare = this.spare;
+    this.spare = null;
+    await (await spare?.display)?.close();
+  }
+
+  private keepSpare(width: number, height: number): void {
+    if (this.closed || (this.spare?.width === width && this.spare.height === height)) return;
+    const old = this.spare;
+    const entry = {
+      width,
+      height,
+      display: X11Display.start({ xvfb: this.xvfb, tmpDir: this.tmpDir }, width, height).then(
+        (d) => {
+          // a spare whose X server dies while it waits is dropped (the next session starts its own)
+          d.listen({ onDamage: () => undefined, onFail: () => {
+            if (this.spare === entry) this.spare = null;
+            void d.close();
+          } });
+          return d;
+        },
+        () => {
+          if (this.spare === entry) this.spare = null;
+          return null;
+        },
+      ),
+    };
+    this.spare = entry;
+    if (old) void old.display.then((d) => d?.close());
+  }
+
+  /** the spare display if it has this size (it is then the caller's), else null */
+  private async takeSpare(width: number, height: number): Promise<X11Display | null> {
+    const spare = this.spare;
+    if (!spare || spare.width !== width || spare.height !== height) return null;
+    this.spare = null;
+    const d = await spare.display;
+    return d && !d.xServerGone() ? d : null;
   }
 
   async validatePackage(dir: string): Promise<{ requiredResources: LocalResourceKind[]; minWidth?: number; minHeight?: number }> {
@@ -52,6 +113,12 @@ export class X11Runtime implements UaRuntime {
     const pkg = await loadPackage(opts.ua.dir);
     const { minWidth = 1, minHeight = 1, name } = pkg.manifest;
     if (width < minWidth || height < minHeight) throw new Error(`${name} needs a screen of at least ${minWidth}x${minHeight}, got ${width}x${height}`);
-    return X11Instance.start(pkg, opts, { xvfb: this.xvfb, tmpDir: this.tmpDir });
+    const spare = this.warmDisplay ? await this.takeSpare(width, height) : null;
+    try {
+      return await X11Instance.start(pkg, opts, { xvfb: this.xvfb, tmpDir: this.tmpDir }, spare);
+    } finally {
+      // the next session's display, once this one's program is up (not competing with its start)
+      if (this.warmDisplay) this.keepSpare(width, height);
+    }
   }
 }
