@@ -171,6 +171,9 @@ describe('admin', () => {
     await one.row.getByRole('button', { name: 'Remove console-vm-1' }).click();
     await waitFor(page, '[data-testid="vm-row-console-vm-1"]', '[data-testid="vm-status"][data-status="OFFLINE"]');
     expect((await ok(gw, `query($id: ID!) { vm(id: $id) { status } }`, { id: one.vmId }, adminToken)).vm.status).toBe('OFFLINE');
+    // why it was started and why it stopped, from the VM record
+    await one.row.getByTestId('vm-why').filter({ hasText: 'removed by admin' }).waitFor();
+    expect(await one.row.getByTestId('vm-why').innerText()).toMatch(/provisioned by admin \S+[\s\S]*removed by admin \S+/);
 
     // drained: no new sessions; the pool then stops a drained VM that has none (OFFLINE), shown live
     const two = await provision('console-vm-2');

@@ -16,7 +16,7 @@ export const MeDoc = graphql(`
 `);
 
 export const VmFieldsDoc = graphql(`
-  fragment VmFields on Vm { id name platform provider status capacity activeSessions codecs endpoint lastHeartbeatAt createdAt }
+  fragment VmFields on Vm { id name platform provider status statusReason startReason load { cpuLoad rssBytes source } capacity activeSessions codecs endpoint lastHeartbeatAt createdAt }
 `);
 
 export const VmsDoc = graphql(`

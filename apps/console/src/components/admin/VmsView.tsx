@@ -49,7 +49,7 @@ export function VmsView({ initial }: { initial: VmsQuery }) {
       <LoadError error={q.error} />
       <Table.ScrollContainer minWidth={800}>
         <Table striped highlightOnHover aria-label="Virtual machines" data-testid="vm-table">
-          <Head cols={['Name', 'Platform', 'Provider', 'Status', 'Load', 'Deployments', 'Heartbeat', 'Actions']} />
+          <Head cols={['Name', 'Platform', 'Provider', 'Status', 'Load', 'Why', 'Deployments', 'Heartbeat', 'Actions']} />
           <Table.Tbody>
             {vms.map((vm: VmRow) => (
               <Table.Tr key={vm.id} data-testid={`vm-row-${vm.name}`} data-vm-id={vm.id}>
@@ -58,8 +58,18 @@ export function VmsView({ initial }: { initial: VmsQuery }) {
                 <Table.Td>{vm.provider}</Table.Td>
                 <Table.Td><StatusBadge status={vm.status} testId="vm-status" /></Table.Td>
                 <Table.Td miw={120}>
-                  <Text size="xs">{vm.activeSessions} / {vm.capacity}</Text>
-                  <Progress value={vm.capacity ? (100 * vm.activeSessions) / vm.capacity : 0} size="sm" aria-label={`Load of ${vm.name}`} />
+                  <Text size="xs">{vm.activeSessions} / {vm.capacity} sessions</Text>
+                  <Progress value={vm.capacity ? (100 * vm.activeSessions) / vm.capacity : 0} size="sm" aria-label={`Sessions of ${vm.name}`} />
+                  {vm.load && (
+                    <>
+                      <Text size="xs" mt={4} data-testid="vm-cpu">CPU {Math.round(vm.load.cpuLoad * 100)}% · {Math.round(vm.load.rssBytes / 1048576)} MB</Text>
+                      <Progress value={100 * vm.load.cpuLoad} size="sm" color={vm.load.cpuLoad >= 0.85 ? 'red' : 'teal'} aria-label={`CPU of ${vm.name}`} />
+                    </>
+                  )}
+                </Table.Td>
+                <Table.Td maw={260} data-testid="vm-why">
+                  <Text size="xs">{vm.startReason ?? '—'}</Text>
+                  {vm.statusReason && <Text size="xs" c="dimmed">{vm.statusReason}</Text>}
                 </Table.Td>
                 <Table.Td><Text size="xs">{vm.deployments.filter((d) => d.status === 'INSTALLED').map((d) => `${d.ua.name}@${d.version}`).join(', ') || '—'}</Text></Table.Td>
                 <Table.Td><Text size="xs">{time(vm.lastHeartbeatAt)}</Text></Table.Td>
