@@ -67,6 +67,7 @@ const MATRIX: Record<string, { doc: (f: Fixture) => string; expect: Row; trigger
   users: { doc: () => `{ users { id } }`, expect: adminOnly('ok') },
   vm: { doc: (f) => `{ vm(id: "${f.vmId}") { id } }`, expect: adminOnly('ok') },
   vms: { doc: () => `{ vms { id } }`, expect: adminOnly('ok') },
+  vmPool: { doc: () => `{ vmPool { platform unavailable } }`, expect: adminOnly('ok') },
   watcherGrants: { doc: () => `{ watcherGrants { id } }`, expect: adminOnly('ok') },
 
   // ---- mutations (made-up ids where a real one would change the fixture for later callers)

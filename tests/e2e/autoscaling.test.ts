@@ -2,6 +2,10 @@
 // provider and real streams: a request with no VM free waits for one the pool starts for it, many
 // requests at once share the VMs being started, the pool returns to its warm count afterwards, and
 // a request the limits cannot serve is refused at once with a true reason.
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { freshDatabase, startRedis, until, type TestRedis } from '../support/services';
 import { ADMIN, gql, login, ok, registerUser, startGateway, type GatewayProcess } from '../support/gateway';
 import { openStream, requestUa, uaId } from '../support/stream';
@@ -141,8 +145,28 @@ it('passes over a VM whose sessions keep its CPU high while another has headroom
     const started = await until('a VM started for lack of headroom', 60_000, async () =>
       (await vms()).find((v) => v.id !== cool.id && v.id !== hot.id && /^pool: no headroom: .*CPU >= 0\.05/.test(v.startReason ?? '')), 500);
     expect(started).toBeTruthy();
+    // the pool's own account: VMs running hot, none blocked
+    const pool = (await ok(gw, `{ vmPool { platform hotVms unavailable } }`, {}, admin)).vmPool as { platform: string; hotVms: number; unavailable: string | null }[];
+    expect(pool.find((p) => p.platform === 'WASM')).toMatchObject({ unavailable: null });
+    expect(pool.find((p) => p.platform === 'WASM')!.hotVms).toBeGreaterThanOrEqual(1);
   } finally {
     clearInterval(play);
     for (const s of streams) await s.close();
   }
 }, 180_000);
+
+it('says why it keeps no LINUX_X11 VM warm on a host without Xvfb, and keeps the WASM one', async () => {
+  // a PATH with ffmpeg and nothing else: no Xvfb on this "host"
+  const bin = mkdtempSync(path.join(tmpdir(), 'uve-noxvfb-'));
+  symlinkSync(execFileSync('sh', ['-c', 'command -v ffmpeg']).toString().trim(), path.join(bin, 'ffmpeg'));
+  try {
+    const { gw, admin } = await gateway('noxvfb', { PATH: bin, UVE_WARM_VMS: '1', UVE_POOL_PLATFORMS: 'WASM,LINUX_X11' });
+    await until('the warm WASM VM', 30_000, async () => (await vmsOf(gw, admin)).some((v) => v.platform === 'WASM' && v.status === 'IDLE'));
+    const pool = (await ok(gw, `{ vmPool { platform warmTarget idleVms unavailable } }`, {}, admin)).vmPool as { platform: string; warmTarget: number; idleVms: number; unavailable: string | null }[];
+    expect(pool.find((p) => p.platform === 'LINUX_X11')).toMatchObject({ idleVms: 0, unavailable: expect.stringMatching(/need Xvfb on this host \(Debian\/Ubuntu: apt-get install xvfb\)/) });
+    expect(pool.find((p) => p.platform === 'WASM')).toMatchObject({ warmTarget: 1, idleVms: 1, unavailable: null });
+    expect((await vmsOf(gw, admin)).filter((v) => v.platform === 'LINUX_X11')).toEqual([]);
+  } finally {
+    rmSync(bin, { recursive: true, force: true });
+  }
+});

@@ -146,6 +146,7 @@ export async function startGateway(config: GatewayConfig, hooks: GatewayHooks = 
         cannotRun: (platform) => services.vms.cannotRun(config.vmProvider, platform),
       });
       services.sessions.vmSupply = pool;
+      services.vms.pool = pool;
       services.txs.onCommitted((uow) => {
         if (uow.events.length) pool.nudge();
       });

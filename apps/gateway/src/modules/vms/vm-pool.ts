@@ -5,7 +5,7 @@
 import type { DataSource, EntityManager } from 'typeorm';
 import type { Platform, VmProvider } from '@uve/protocol';
 import type { Logger } from '../../common/logger';
-import { SLOT_SESSION_STATES } from '@uve/protocol';
+import { PLATFORMS, SLOT_SESSION_STATES } from '@uve/protocol';
 import type { VmsService } from './vms.service';
 import { isHot } from './vm-selection';
 
@@ -129,7 +129,8 @@ export class VmPool {
     return null;
   }
 
-  private async pass(): Promise<void> {
+  /** What the pool sees and would do per platform now (the pass acts on it; the `vmPool` query shows it). */
+  private async survey(): Promise<{ rows: PoolRow[]; plans: PlatformPlan[] }> {
     // requests waiting for a VM (REQUESTED, none assigned yet), per platform: the demand
     const waiting: { platform: Platform; n: number }[] = await this.ds.query(
       `SELECT u.platform, count(*)::int AS n FROM sessions s JOIN uas u ON u.id = s.ua_id
@@ -142,45 +143,78 @@ export class VmPool {
          FROM vms v WHERE v.status IN ('PROVISIONING', 'IDLE', 'DRAINING')`,
       [SLOT_SESSION_STATES],
     );
-    // a drain ends when the last session has
-    for (const r of rows.filter((r) => r.status === 'DRAINING' && r.active === 0 && r.provider_ref)) {
-      this.log.info('drained VM removed', { vmId: r.id });
-      await this.vms.remove(r.id);
-    }
-    let total = rows.filter((r) => r.status !== 'DRAINING').length;
     const warmPlatforms: Platform[] = this.options.platforms === 'auto'
       ? (await this.ds.query(`SELECT DISTINCT platform FROM uas`)).map((r: { platform: Platform }) => r.platform)
       : this.options.platforms;
     // warm platforms, platforms with waiting requests, and those with VMs (whose idle surplus retires)
     const platforms = new Set([...warmPlatforms, ...waiting.map((w) => w.platform), ...rows.map((r) => r.platform)]);
-    for (const platform of platforms) {
+    const plans = [...platforms].map((platform) =>
+      this.plan(platform, warmPlatforms.includes(platform) ? this.options.warm : 0, rows.filter((r) => r.platform === platform), waiting.find((w) => w.platform === platform)?.n ?? 0));
+    return { rows, plans };
+  }
+
+  private plan(platform: Platform, warm: number, mine: PoolRow[], demand: number): PlatformPlan {
+    const idle = mine.filter((r) => r.status === 'IDLE' && r.active === 0);
+    const booting = mine.filter((r) => r.status === 'PROVISIONING');
+    const ready = mine.filter((r) => r.status === 'IDLE');
+    // a hot VM's free slots are not headroom: selection takes it only when nothing else is free
+    // (only VMs with sessions: an idle VM busy with itself, say installing a package, is not demand)
+    const hot = ready.filter((r) => r.active > 0 && isHot(r.cpu, this.options.cpuHigh));
+    const freeSlots = ready.filter((r) => !hot.includes(r)).reduce((n, r) => n + Math.max(0, r.capacity - r.active), 0);
+    // VMs for the requests that wait beyond the free slots (those booting count as coming)
+    const forDemand = Math.ceil(Math.max(0, demand - freeSlots) / this.options.capacity);
+    // keep `warm` idle VMs, and never let the free slots of a warm platform (or one whose sessions
+    // run its VMs hot) run out while a VM could still be added
+    const noHeadroom = (warm > 0 || hot.length > 0) && freeSlots === 0 ? 1 : 0;
+    const want = Math.max(warm - idle.length, noHeadroom, forDemand) - booting.length;
+    const why = forDemand > 0
+      ? `${demand} request(s) waiting for a ${platform} VM`
+      : warm - idle.length > 0
+        ? `warm pool: keeps ${warm} idle ${platform} VM(s)`
+        : hot.length > 0
+          ? `no headroom: ${hot.length} ${platform} VM(s) at CPU >= ${this.options.cpuHigh}, the others full`
+          : `no headroom: every ${platform} VM is full`;
+    // the surplus that has been idle longest, only VMs this VMM provisioned (they have a provider
+    // handle), and never while requests wait for a VM of the platform (a VM that just booted for
+    // them is idle until they take it)
+    const surplus = (demand > 0 ? [] : idle)
+      .filter((r) => r.provider_ref && Date.now() - new Date(r.idle_since).getTime() > this.options.idleRetireMs)
+      .sort((a, b) => new Date(a.idle_since).getTime() - new Date(b.idle_since).getTime())
+      // while sessions run VMs hot, one idle VM stays as their headroom (else it would come and go)
+      .slice(0, Math.max(0, idle.length - Math.max(warm, hot.length > 0 ? 1 : 0)));
+    return { platform, warm, demand, idle: idle.length, booting: booting.length, ready: ready.length, hot: hot.length, freeSlots, want, why, surplus };
+  }
+
+  /** The pool per platform, for admins (`vmPool` query): what runs, what is wanted and why, what stops it. */
+  async status(): Promise<PoolPlatformStatus[]> {
+    const { plans } = await this.survey();
+    return PLATFORMS.map((platform) => {
+      const p = plans.find((x) => x.platform === platform) ?? this.plan(platform, 0, [], 0);
+      const f = this.failures.get(platform);
+      const blocked = this.options.cannotRun(platform)
+        ?? (f && Date.now() < f.retryAt ? `starting a ${platform} VM failed ${f.count} time(s) in a row; the next try is in ${Math.ceil((f.retryAt - Date.now()) / 1000)} s` : null);
+      return {
+        platform, warmTarget: p.warm, idleVms: p.idle, busyVms: p.ready - p.idle, startingVms: p.booting, hotVms: p.hot,
+        freeSlots: p.freeSlots, waitingRequests: p.demand, wantsMore: Math.max(0, p.want), reason: p.want > 0 ? p.why : null, unavailable: blocked,
+      };
+    });
+  }
+
+  private async pass(): Promise<void> {
+    const { rows, plans } = await this.survey();
+    // a drain ends when the last session has
+    for (const r of rows.filter((r) => r.status === 'DRAINING' && r.active === 0 && r.provider_ref)) {
+      this.log.info('drained VM removed', { vmId: r.id });
+      await this.vms.remove(r.id, 'drained: its last session ended');
+    }
+    let total = rows.filter((r) => r.status !== 'DRAINING').length;
+    for (const plan of plans) {
+      const { platform } = plan;
       if (this.options.cannotRun(platform)) continue;
-      const warm = warmPlatforms.includes(platform) ? this.options.warm : 0;
-      const mine = rows.filter((r) => r.platform === platform);
-      const idle = mine.filter((r) => r.status === 'IDLE' && r.active === 0);
-      const booting = mine.filter((r) => r.status === 'PROVISIONING');
-      const ready = mine.filter((r) => r.status === 'IDLE');
-      // a hot VM's free slots are not headroom: selection takes it only when nothing else is free
-      // (only VMs with sessions: an idle VM busy with itself, say installing a package, is not demand)
-      const hot = ready.filter((r) => r.active > 0 && isHot(r.cpu, this.options.cpuHigh));
-      const freeSlots = ready.filter((r) => !hot.includes(r)).reduce((n, r) => n + Math.max(0, r.capacity - r.active), 0);
-      const demand = waiting.find((w) => w.platform === platform)?.n ?? 0;
-      // VMs for the requests that wait beyond the free slots (those booting count as coming)
-      const forDemand = Math.ceil(Math.max(0, demand - freeSlots) / this.options.capacity);
-      // keep `warm` idle VMs, and never let the free slots of a warm platform (or one whose sessions
-      // run its VMs hot) run out while a VM could still be added
-      const noHeadroom = (warm > 0 || hot.length > 0) && freeSlots === 0 ? 1 : 0;
-      let want = Math.max(warm - idle.length, noHeadroom, forDemand) - booting.length;
-      const why = forDemand > 0
-        ? `${demand} request(s) waiting for a ${platform} VM`
-        : warm - idle.length > 0
-          ? `warm pool: keeps ${warm} idle ${platform} VM(s)`
-          : hot.length > 0
-            ? `no headroom: ${hot.length} ${platform} VM(s) at CPU >= ${this.options.cpuHigh}, the others full`
-            : `no headroom: every ${platform} VM is full`;
+      let want = plan.want;
       while (want > 0 && total < this.options.max && this.mayLaunch(platform)) {
         try {
-          await this.vms.provision({ platform, provider: this.options.provider, capacity: this.options.capacity }, `pool: ${why}`);
+          await this.vms.provision({ platform, provider: this.options.provider, capacity: this.options.capacity }, `pool: ${plan.why}`);
           this.failures.delete(platform);
         } catch (e) {
           this.launchFailed(platform, e as Error);
@@ -189,18 +223,42 @@ export class VmPool {
         want--;
         total++;
       }
-      // retire the surplus that has been idle longest, only VMs this VMM provisioned (they have a
-      // provider handle), and never while requests wait for a VM of the platform (a VM that just
-      // booted for them is idle until they take it)
-      const surplus = (demand > 0 ? [] : idle)
-        .filter((r) => r.provider_ref && Date.now() - new Date(r.idle_since).getTime() > this.options.idleRetireMs)
-        .sort((a, b) => new Date(a.idle_since).getTime() - new Date(b.idle_since).getTime())
-        // while sessions run VMs hot, one idle VM stays as their headroom (else it would come and go)
-        .slice(0, Math.max(0, idle.length - Math.max(warm, hot.length > 0 ? 1 : 0)));
-      for (const r of surplus) {
+      for (const r of plan.surplus) {
         this.log.info('idle VM retired', { vmId: r.id, platform });
-        await this.vms.remove(r.id, `retired by the pool: idle ${Math.round((Date.now() - new Date(r.idle_since).getTime()) / 1000)} s (UVE_VM_IDLE_RETIRE_MS ${this.options.idleRetireMs} ms) beyond the ${warm} kept warm`);
+        await this.vms.remove(r.id, `retired by the pool: idle ${Math.round((Date.now() - new Date(r.idle_since).getTime()) / 1000)} s (UVE_VM_IDLE_RETIRE_MS ${this.options.idleRetireMs} ms) beyond the ${plan.warm} kept warm`);
       }
     }
   }
+}
+
+interface PlatformPlan {
+  platform: Platform;
+  warm: number;
+  /** requests waiting for a VM of the platform */
+  demand: number;
+  idle: number;
+  booting: number;
+  ready: number;
+  hot: number;
+  freeSlots: number;
+  /** VMs to start now (may be <= 0) */
+  want: number;
+  /** why they would be started */
+  why: string;
+  /** idle VMs to retire now */
+  surplus: PoolRow[];
+}
+
+export interface PoolPlatformStatus {
+  platform: Platform;
+  warmTarget: number;
+  idleVms: number;
+  busyVms: number;
+  startingVms: number;
+  hotVms: number;
+  freeSlots: number;
+  waitingRequests: number;
+  wantsMore: number;
+  reason: string | null;
+  unavailable: string | null;
 }

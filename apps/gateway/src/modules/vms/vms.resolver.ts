@@ -17,8 +17,29 @@ export class VmEvent {
   @Field(() => GraphQLJSON, { nullable: true }) data!: Record<string, unknown> | null;
 }
 
+@ObjectType({ description: 'The pool manager for one platform: what runs, what it wants to start and why, and what stops it.' })
+export class VmPoolPlatform {
+  @Field(() => PlatformEnum) platform!: Platform;
+  @Field(() => Int, { description: 'idle VMs kept warm (UVE_WARM_VMS where the platform is pooled, else 0)' }) warmTarget!: number;
+  @Field(() => Int) idleVms!: number;
+  @Field(() => Int, { description: 'ready VMs with sessions' }) busyVms!: number;
+  @Field(() => Int, { description: 'VMs being provisioned' }) startingVms!: number;
+  @Field(() => Int, { description: 'VMs with sessions at or above UVE_VM_CPU_HIGH' }) hotVms!: number;
+  @Field(() => Int, { description: 'free session slots on VMs that are not hot' }) freeSlots!: number;
+  @Field(() => Int, { description: 'requests waiting for a VM of this platform' }) waitingRequests!: number;
+  @Field(() => Int, { description: 'VMs the pool would start now' }) wantsMore!: number;
+  @Field(() => String, { nullable: true, description: 'why it would start them' }) reason!: string | null;
+  @Field(() => String, { nullable: true, description: 'why no VM of this platform can be started here now (no runtime on this host, a failing launch backing off, no pool manager)' }) unavailable!: string | null;
+}
+
 @Resolver(() => Vm)
 export class VmsResolver {
+  @Authorized('ADMIN')
+  @Query(() => [VmPoolPlatform], { description: 'admin: the VM pool per platform' })
+  vmPool(@Ctx() ctx: Context): Promise<VmPoolPlatform[]> {
+    return ctx.services.vms.poolStatus();
+  }
+
   @Authorized('ADMIN')
   @Query(() => [Vm])
   vms(@Arg('status', () => VmStatusEnum, { nullable: true }) status: VmStatus | null, @Arg('platform', () => PlatformEnum, { nullable: true }) platform: Platform | null, @Ctx() ctx: Context): Promise<Vm[]> {

@@ -3,7 +3,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { In, IsNull, LessThan, Not, type DataSource, type FindOptionsWhere, type Repository } from 'typeorm';
 import type { MessageBus } from '@uve/queue';
-import { SLOT_SESSION_STATES, vmCommandQueue, type DeploymentChanged, type Platform, type VmHeartbeat, type VmProvider, type VmRegistered, type VmStopping } from '@uve/protocol';
+import { PLATFORMS, SLOT_SESSION_STATES, vmCommandQueue, type DeploymentChanged, type Platform, type VmHeartbeat, type VmProvider, type VmRegistered, type VmStopping } from '@uve/protocol';
 import { badInput, conflict, isUuid, notFound, unavailable } from '../../common/errors';
 import type { Logger } from '../../common/logger';
 import type { UvePubSub } from '../../common/pubsub';
@@ -13,6 +13,7 @@ import type { VmCommandsService } from '../vmm/vm-commands.service';
 import { Session } from '../sessions/sessions.entity';
 import { Ua, UaDeployment } from '../uas/uas.entity';
 import type { VmProviderDriver } from './providers/vm-provider';
+import type { PoolPlatformStatus } from './vm-pool';
 import { Vm, type StoredVmStatus } from './vms.entity';
 
 export interface VmsServiceOptions {
@@ -96,6 +97,18 @@ export class VmsService {
     const vm = isUuid(id) ? await this.repo.findOneBy({ id }) : null;
     if (!vm) throw notFound('VM', id);
     return vm;
+  }
+
+  /** set when this gateway runs the pool manager (app.ts) */
+  pool: { status(): Promise<PoolPlatformStatus[]> } | null = null;
+
+  /** The pool per platform; without a pool manager, why none runs. */
+  async poolStatus(): Promise<PoolPlatformStatus[]> {
+    if (this.pool) return this.pool.status();
+    return PLATFORMS.map((platform) => ({
+      platform, warmTarget: 0, idleVms: 0, busyVms: 0, startingVms: 0, hotVms: 0, freeSlots: 0, waitingRequests: 0, wantsMore: 0, reason: null,
+      unavailable: 'no pool manager runs on this gateway (UVE_WARM_VMS=0 and UVE_REQUEST_WAIT_MS=0): VMs come only from provisionVm',
+    }));
   }
 
   findById(id: string): Promise<Vm | null> {
