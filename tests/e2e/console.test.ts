@@ -151,6 +151,8 @@ describe('admin', () => {
     await page.getByTestId(`vm-row-${warmVm.name}`).getByTestId('vm-status').filter({ hasText: 'IDLE' }).waitFor();
     await page.locator('[data-testid="live-state"][data-state="live"]').waitFor();
     await markDocument(page);
+    // the pool's account per platform
+    expect(await page.getByTestId('pool-WASM').getByTestId('pool-next').innerText()).toMatch(/nothing to start|starts \d+: /);
 
     /** provisions a VM through the dialog and waits for it to turn IDLE, which only the vmEvents subscription tells the page */
     const provision = async (name: string) => {

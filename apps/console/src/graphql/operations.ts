@@ -20,7 +20,10 @@ export const VmFieldsDoc = graphql(`
 `);
 
 export const VmsDoc = graphql(`
-  query Vms { vms { ...VmFields deployments { id status version ua { id name } } } }
+  query Vms {
+    vms { ...VmFields deployments { id status version ua { id name } } }
+    vmPool { platform warmTarget idleVms busyVms startingVms hotVms freeSlots waitingRequests wantsMore reason unavailable }
+  }
 `);
 
 export const VmEventsDoc = graphql(`

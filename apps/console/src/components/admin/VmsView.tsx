@@ -1,6 +1,6 @@
 'use client';
 import { useState } from 'react';
-import { Button, Group, Modal, NumberInput, Progress, Select, Stack, Table, Text, TextInput } from '@mantine/core';
+import { Button, Group, Modal, NumberInput, Progress, Select, Stack, Table, Text, TextInput, Title } from '@mantine/core';
 import { useForm } from '@mantine/form';
 import { useDisclosure } from '@mantine/hooks';
 import { DrainVmDoc, ProvisionVmDoc, RemoveVmDoc, VmEventsDoc, VmsDoc } from '@/graphql/operations';
@@ -12,11 +12,11 @@ type VmRow = VmsQuery['vms'][number];
 
 export function VmsView({ initial }: { initial: VmsQuery }) {
   const q = useQuery(VmsDoc, {}, initial);
-  // each VM event carries the VM as it is now: patch the row, or reload when one appears
+  // each VM event carries the VM as it is now: patch its row at once; the pool's counts come with a
+  // reload (as does a VM that just appeared)
   const live = useSubscription(VmEventsDoc, {}, ({ vmEvents }) => {
-    const known = q.data?.vms.some((v) => v.id === vmEvents.vm.id);
-    if (!known || vmEvents.type === 'DEPLOYMENT_CHANGED') void q.refetch();
-    else q.setData((d) => ({ vms: d.vms.map((v) => (v.id === vmEvents.vm.id ? { ...v, ...vmEvents.vm } : v)) }));
+    q.setData((d) => ({ ...d, vms: d.vms.map((v) => (v.id === vmEvents.vm.id ? { ...v, ...vmEvents.vm } : v)) }));
+    void q.refetch();
   });
   const [opened, { open, close }] = useDisclosure(false);
   const [busy, setBusy] = useState<string | null>(null);
@@ -85,6 +85,31 @@ export function VmsView({ initial }: { initial: VmsQuery }) {
         </Table>
       </Table.ScrollContainer>
       {vms.length === 0 && <Empty loading={q.loading}>No VMs yet: provision one.</Empty>}
+      <Title order={2} size="h4" mt="lg" mb="xs">Pool</Title>
+      <Table.ScrollContainer minWidth={800}>
+        <Table striped aria-label="VM pool by platform" data-testid="pool-table">
+          <Head cols={['Platform', 'Warm target', 'Idle', 'Busy', 'Starting', 'Hot', 'Free slots', 'Waiting', 'Next']} />
+          <Table.Tbody>
+            {(q.data?.vmPool ?? []).map((p) => (
+              <Table.Tr key={p.platform} data-testid={`pool-${p.platform}`}>
+                <Table.Td>{p.platform}</Table.Td>
+                <Table.Td>{p.warmTarget}</Table.Td>
+                <Table.Td>{p.idleVms}</Table.Td>
+                <Table.Td>{p.busyVms}</Table.Td>
+                <Table.Td>{p.startingVms}</Table.Td>
+                <Table.Td>{p.hotVms}</Table.Td>
+                <Table.Td>{p.freeSlots}</Table.Td>
+                <Table.Td>{p.waitingRequests}</Table.Td>
+                <Table.Td maw={320}>
+                  <Text size="xs" c={p.unavailable ? 'red' : undefined} data-testid="pool-next">
+                    {p.unavailable ?? (p.wantsMore > 0 ? `starts ${p.wantsMore}: ${p.reason}` : 'nothing to start')}
+                  </Text>
+                </Table.Td>
+              </Table.Tr>
+            ))}
+          </Table.Tbody>
+        </Table>
+      </Table.ScrollContainer>
       <Modal opened={opened} onClose={close} title="Provision a VM">
         <form onSubmit={provision}>
           <Stack>
