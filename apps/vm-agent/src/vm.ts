@@ -82,7 +82,7 @@ export class Vm {
     }
 
     this.bus = this.deps.bus ?? createMessageBus({ redisUrl: cfg.redisUrl, prefix: cfg.queuePrefix, onError: (e) => log.warn('message bus error', { error: e.message }) });
-    const link = (this.link = new VmmLink(this.bus, cfg.vmId, log.child({ part: 'vmm' })));
+    const link = (this.link = new VmmLink(this.bus, cfg.vmId, cfg.vmSecret, log.child({ part: 'vmm' })));
 
     this.uas = new UaStore({
       dataDir: this.dataDir,

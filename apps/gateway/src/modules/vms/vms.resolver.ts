@@ -17,6 +17,12 @@ export class VmEvent {
   @Field(() => GraphQLJSON, { nullable: true }) data!: Record<string, unknown> | null;
 }
 
+@ObjectType({ description: 'A VM recorded for an agent the operator runs: start it with UVE_VM_ID = vm.id and its secret (shown once).' })
+export class VmEnrollment {
+  @Field(() => Vm) vm!: Vm;
+  @Field({ description: "the VM's credential: it signs the VM's UVE-5 reports and authenticates its VM Data calls; only a hash is kept" }) secret!: string;
+}
+
 @Resolver(() => Vm)
 export class VmsResolver {
   @Authorized('ADMIN')
@@ -35,6 +41,12 @@ export class VmsResolver {
   @Mutation(() => Vm)
   provisionVm(@Arg('input', () => ProvisionVmInput) input: ProvisionVmInput, @Ctx() ctx: Context): Promise<Vm> {
     return ctx.services.vms.provision(input);
+  }
+
+  @Authorized('ADMIN')
+  @Mutation(() => VmEnrollment, { description: 'admin: records a VM whose agent the operator starts (no provider launches it); only an enrolled or provisioned VM may register' })
+  enrollVm(@Arg('input', () => ProvisionVmInput) input: ProvisionVmInput, @Ctx() ctx: Context): Promise<VmEnrollment> {
+    return ctx.services.vms.enroll(input);
   }
 
   @Authorized('ADMIN')
