@@ -10,7 +10,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { InputEvent } from '@uve/protocol';
@@ -26,6 +26,7 @@ import {
   COOKIE_NAME, processState, removeDisplayFiles, signalAll, startXvfb, stopProcess, tail, TERM_GRACE_MS, uaProcesses, writeXauthority, type StartedXvfb,
 } from './processes';
 import { ScreenWindowManager } from './window-manager';
+import type { UaUser } from './ua-user';
 import { connect, requireExt, sync, X, x11, type DamageExt, type XClient, type XDisplay, type XEvent, type XTestExt } from './xconn';
 
 export interface X11InstanceConfig {
@@ -33,6 +34,8 @@ export interface X11InstanceConfig {
   xvfb: string;
   /** where each session's framebuffer folder is made (a tmpfs such as /dev/shm is best) */
   tmpDir: string;
+  /** the UA runs as this user (null: as the agent's) */
+  uaUser?: UaUser | null;
 }
 
 /** The X side of a session, once set up. */
@@ -257,9 +260,21 @@ export class X11Instance implements UaInstance {
     // a home of its own, removed with the session's folder; nothing of the agent's environment
     const home = path.join(this.fbdir, 'home');
     mkdirSync(home, { mode: 0o700 });
+    const user = this.config.uaUser ?? null;
+    if (user) {
+      // its own user: the home and the display's cookie are its; the session folder it may only pass through
+      chownSync(home, user.uid, user.gid);
+      chownSync(this.authFile, user.uid, user.gid);
+      chmodSync(this.fbdir, 0o711);
+      // Xvfb's framebuffer file is the agent's to read, no UA's
+      for (const f of readdirSync(this.fbdir)) if (f !== 'home' && f !== 'Xauthority') chmodSync(path.join(this.fbdir, f), 0o600);
+    }
     const env = uaEnvironment(process.env, pkg.manifest.env, { display: `:${this.xvfb!.display}`, xauthority: this.authFile, home });
+    if (user) env.USER = env.LOGNAME = user.name;
     // detached: a session (and process group) of its own, to stop and kill as a whole
-    const ua = trackChild(spawn(pkg.executable, pkg.manifest.command.slice(1), { cwd: pkg.dir, env, detached: true, stdio: ['ignore', 'ignore', 'pipe'] }), { group: true });
+    const ua = trackChild(spawn(pkg.executable, pkg.manifest.command.slice(1), {
+      cwd: pkg.dir, env, detached: true, stdio: ['ignore', 'ignore', 'pipe'], ...(user ? { uid: user.uid, gid: user.gid } : {}),
+    }), { group: true });
     this.uaStderr = tail(ua.stderr);
     await new Promise<void>((resolve, reject) => {
       ua.once('spawn', resolve);

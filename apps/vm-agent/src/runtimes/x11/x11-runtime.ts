@@ -7,12 +7,15 @@ import type { LocalResourceKind } from '@uve/protocol';
 import type { UaInstance, UaRuntime, UaStartOptions } from '../runtime';
 import { loadPackage } from './package';
 import { X11Instance } from './x11-instance';
+import type { UaUser } from './ua-user';
 
 export interface X11RuntimeOptions {
   /** the Xvfb binary (default "Xvfb", found on PATH) */
   xvfb?: string;
   /** where the per-session framebuffer folders go (default /dev/shm when writable, else the OS temp dir) */
   tmpDir?: string;
+  /** UAs run as this user (the agent must be root); default: as the agent's own user */
+  uaUser?: UaUser | null;
 }
 
 /** a tmpfs keeps the framebuffer file in memory; /tmp may be a disk */
@@ -32,10 +35,12 @@ export class X11Runtime implements UaRuntime {
   readonly platform = 'LINUX_X11' as const;
   private readonly xvfb: string;
   private readonly tmpDir: string;
+  private readonly uaUser: UaUser | null;
 
   constructor(options: X11RuntimeOptions = {}) {
     this.xvfb = options.xvfb ?? 'Xvfb';
     this.tmpDir = options.tmpDir ?? defaultTmpDir();
+    this.uaUser = options.uaUser ?? null;
   }
 
   async validatePackage(dir: string): Promise<{ requiredResources: LocalResourceKind[]; minWidth?: number; minHeight?: number }> {
@@ -52,6 +57,6 @@ export class X11Runtime implements UaRuntime {
     const pkg = await loadPackage(opts.ua.dir);
     const { minWidth = 1, minHeight = 1, name } = pkg.manifest;
     if (width < minWidth || height < minHeight) throw new Error(`${name} needs a screen of at least ${minWidth}x${minHeight}, got ${width}x${height}`);
-    return X11Instance.start(pkg, opts, { xvfb: this.xvfb, tmpDir: this.tmpDir });
+    return X11Instance.start(pkg, opts, { xvfb: this.xvfb, tmpDir: this.tmpDir, uaUser: this.uaUser });
   }
 }
