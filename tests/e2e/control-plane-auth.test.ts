@@ -2,7 +2,8 @@
 // VMM's queue by hand, through a real gateway process, PostgreSQL and Redis. Only a VM the VMM
 // enrolled or provisioned, signing with its own key, fresh and once, changes anything; every
 // refusal is counted in /metrics by reason and logged.
-import { randomBytes, randomUUID } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { Client as PgClient } from 'pg';
 import { reportKey, signReport } from '@uve/queue';
 import type { VmEventMessage } from '@uve/protocol';
 import { freshDatabase, startRedis, until, type TestRedis } from '../support/services';
@@ -19,6 +20,7 @@ let vmB: FakeVm;
 /** another enrolled VM, the insider */
 let vmA: FakeVm;
 let sessionId: string;
+let db: PgClient;
 const PREFIX = 'cpauth';
 
 async function refusedCount(reason: string): Promise<number> {
@@ -46,6 +48,8 @@ async function idleVm(opts: { capacity?: number } = {}): Promise<FakeVm> {
 beforeAll(async () => {
   redis = await startRedis();
   const databaseUrl = await freshDatabase();
+  db = new PgClient({ connectionString: databaseUrl });
+  await db.connect();
   gw = await startGateway({ DATABASE_URL: databaseUrl, REDIS_URL: redis.url, UVE_QUEUE_PREFIX: PREFIX, UVE_VM_HEARTBEAT_TIMEOUT_MS: '20000' });
   admin = (await login(gw, ADMIN.username, ADMIN.password)).token;
   user = await registerUser(gw, 'player');
@@ -61,6 +65,7 @@ beforeAll(async () => {
 }, 90_000);
 
 afterAll(async () => {
+  await db?.end();
   await vmA?.close();
   await vmB?.close();
   await gw?.stop();
@@ -134,4 +139,40 @@ it('refuses every report of a removed VM, even signed with its key: it stays OFF
   expect(v.status).toBe('OFFLINE');
   expect(v.endpoint).toBeNull();
   await vm.close();
+});
+
+describe('VM Data', () => {
+  const vmData = (vm: { id: string; secret: string }, pathAndQuery: string, init: RequestInit = {}) =>
+    fetch(`${gw.url}/vmm/vm-data/${pathAndQuery}`, { ...init, headers: { 'x-uve-vm-id': vm.id, authorization: `Bearer ${vm.secret}`, ...(init.headers ?? {}) } });
+
+  it('takes a session\'s VM Data only from the VM holding it, and serves it only with its recorded sha256 intact', async () => {
+    const bytes = randomBytes(4096);
+    expect((await vmData(vmA, `sessions/${sessionId}?kind=APP_DATA`, { method: 'PUT', body: bytes })).status).toBe(404);
+    const put = await vmData(vmB, `sessions/${sessionId}?kind=APP_DATA`, { method: 'PUT', body: bytes });
+    expect(put.status).toBe(201);
+    const saved = (await put.json()) as { snapshotId: string; sha256: string };
+    expect(saved.sha256).toBe(createHash('sha256').update(bytes).digest('hex'));
+    // B's session is told to restore it (what a reconnection's session.prepare does)
+    await db.query('UPDATE sessions SET restored_from_id = $2 WHERE id = $1', [sessionId, saved.snapshotId]);
+    const get = await vmData(vmB, `snapshots/${saved.snapshotId}`);
+    expect(get.status).toBe(200);
+    expect(Buffer.from(await get.arrayBuffer()).equals(bytes)).toBe(true);
+    expect((await vmData(vmA, `snapshots/${saved.snapshotId}`)).status).toBe(404);
+
+    // the bytes change at rest: refused with a reason, not served
+    await db.query(`UPDATE vm_data_blobs SET data = $2 WHERE snapshot_id = $1`, [saved.snapshotId, Buffer.from('tampered')]);
+    const bad = await vmData(vmB, `snapshots/${saved.snapshotId}`);
+    expect(bad.status).toBe(409);
+    const body = (await bad.json()) as { error: { code: string; message: string } };
+    expect(body.error.code).toBe('VM_DATA_CORRUPTED');
+    expect(body.error.message).toContain(saved.sha256);
+    expect(gw.output()).toMatch(/corrupted VM Data refused/);
+  });
+
+  it('refuses a removed VM, even with its secret', async () => {
+    const vm = await idleVm();
+    await ok(gw, `mutation { removeVm(id: "${vm.id}") { status } }`, {}, admin);
+    expect((await vmData(vm, `snapshots/${randomUUID()}`)).status).toBe(401);
+    await vm.close();
+  });
 });
