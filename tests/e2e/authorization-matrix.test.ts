@@ -95,6 +95,7 @@ const MATRIX: Record<string, { doc: (f: Fixture) => string; expect: Row; trigger
   removeUa: { doc: () => `mutation { removeUa(uaId: "${randomUUID()}") { id } }`, expect: adminOnly() },
   provisionVm: { doc: () => `mutation { provisionVm(input: { platform: WASM, capacity: 0 }) { id } }`, expect: adminOnly() },
   drainVm: { doc: () => `mutation { drainVm(id: "${randomUUID()}") { id } }`, expect: adminOnly() },
+  enrollVm: { doc: () => `mutation { enrollVm(input: { platform: WASM, capacity: 0 }) { secret } }`, expect: adminOnly() },
   removeVm: { doc: () => `mutation { removeVm(id: "${randomUUID()}") { id } }`, expect: adminOnly() },
   requestApplication: {
     doc: () => `mutation { requestApplication(input: { uaId: "${randomUUID()}", terminal: { screenWidth: 800, screenHeight: 600, codecs: [H264], localResources: [] } }) { id } }`,
@@ -126,7 +127,7 @@ const MATRIX: Record<string, { doc: (f: Fixture) => string; expect: Row; trigger
   vmEvents: {
     doc: () => `subscription { vmEvents { type } }`,
     expect: adminOnly('ok'),
-    trigger: async () => spare.push(await startFakeVm({ redisUrl: redis.url, prefix: 'matrix', heartbeatMs: 300 })),
+    trigger: async () => spare.push(await startFakeVm({ redisUrl: redis.url, prefix: 'matrix', gateway: gw, admin: auth.admin!, heartbeatMs: 300 })),
   },
   procurementUpdates: {
     doc: () => `subscription { procurementUpdates { id } }`,
@@ -161,7 +162,7 @@ beforeAll(async () => {
   await ok(gw, `mutation { setStorefrontEnabled(id: "${off.registerStorefront.storefront.id}", enabled: false) { id } }`, {}, auth.admin);
   auth.disabledStorefront = `ApiKey ${off.registerStorefront.apiKey}`;
 
-  vm = await startFakeVm({ redisUrl: redis.url, prefix: 'matrix', heartbeatMs: 300, capacity: 8 });
+  vm = await startFakeVm({ redisUrl: redis.url, prefix: 'matrix', gateway: gw, admin: auth.admin!, heartbeatMs: 300, capacity: 8 });
   await until('the VM to register', 10_000, async () => (await gql(gw, `{ vm(id: "${vm.id}") { status } }`, {}, auth.admin)).data?.vm?.status === 'IDLE');
   const p = await ok(gw, `mutation($s: ID!, $i: ProvideApplicationInput!) { procureApplication(storefrontId: $s, input: $i) { ua { id } } }`, {
     s: sf.registerStorefront.storefront.id,

@@ -180,6 +180,9 @@ describe('a WASM VM in a container', () => {
     });
     expect(info.Config.User).toBe('10001:10001');
     expect(info.Config.Env).toEqual(expect.arrayContaining([`UVE_VM_ID=${s.vmId}`, 'UVE_VM_PROVIDER=DOCKER', 'UVE_VM_PLATFORM=WASM', `UVE_QUEUE_PREFIX=${PREFIX}`]));
+    // the secret is a file the agent's user alone reads, not in what `docker inspect` shows
+    expect(JSON.stringify(info)).not.toContain(s.secret);
+    expect(info.Config.Env).toContain('UVE_VM_SECRET_FILE=/home/uve/.uve/vm-secret');
     expect(info.HostConfig).toMatchObject({
       NetworkMode: 'host',
       RestartPolicy: expect.objectContaining({ Name: 'no' }),

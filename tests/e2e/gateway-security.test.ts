@@ -118,7 +118,7 @@ describe('rate limits', () => {
   });
 
   it('limits the open sessions of one user', async () => {
-    const vm = await startFakeVm({ redisUrl: redis.url, prefix: PREFIX, heartbeatMs: 300, capacity: 10 });
+    const vm = await startFakeVm({ redisUrl: redis.url, prefix: PREFIX, gateway: gw, admin, heartbeatMs: 300, capacity: 10 });
     vms.push(vm);
     await until('the VM to register', 10_000, async () => (await gql(gw, `{ vm(id: "${vm.id}") { status } }`, {}, admin)).data?.vm?.status === 'IDLE');
     const sf = await ok(gw, `mutation { registerStorefront(name: "S", baseUrl: "https://s.example") { storefront { id } } }`, {}, admin);

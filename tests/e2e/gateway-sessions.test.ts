@@ -23,7 +23,7 @@ const terminal = (codecs: string[] = ['H264', 'MJPEG']) => ({ screenWidth: 1280,
 const request = (token: string, codecs?: string[], method = 'NORMAL') => gql(gwA, REQUEST, { i: { uaId, terminal: terminal(codecs), reconnectionMethod: method } }, token);
 
 async function newVm(opts: Partial<Parameters<typeof startFakeVm>[0]> = {}): Promise<FakeVm> {
-  const vm = await startFakeVm({ redisUrl: redis.url, prefix: PREFIX, heartbeatMs: 300, ...opts });
+  const vm = await startFakeVm({ redisUrl: redis.url, prefix: PREFIX, gateway: gwA, admin: adminToken, heartbeatMs: 300, ...opts });
   vms.push(vm);
   // registration travels through the queue; the VMM shows the VM once it has taken it
   await until('the VM to register', 10_000, async () => (await gql(gwA, `{ vm(id: "${vm.id}") { status } }`, {}, adminToken)).data?.vm?.status === 'IDLE');

@@ -269,7 +269,12 @@ describe('VM Data (UVE-5 over HTTP)', () => {
     const { s, saved } = await paintAndLeave('NO_LOSS', 'drop');
     expect(saved.kind).toBe('FULL');
     const url = `${gw.url}/vmm/vm-data/snapshots/${saved.snapshotId}`;
-    const secret = fs.readFileSync(`/proc/${agentPid(s.vm.id)}/environ`, 'utf8').split('\0').find((e) => e.startsWith('UVE_VM_SECRET='))!.slice('UVE_VM_SECRET='.length);
+    // the agent's environment names its secret file, never the secret
+    const env = fs.readFileSync(`/proc/${agentPid(s.vm.id)}/environ`, 'utf8').split('\0');
+    expect(env.some((e) => e.startsWith('UVE_VM_SECRET='))).toBe(false);
+    const secretFile = env.find((e) => e.startsWith('UVE_VM_SECRET_FILE='))!.slice('UVE_VM_SECRET_FILE='.length);
+    expect(fs.statSync(secretFile).mode & 0o777).toBe(0o600);
+    const secret = fs.readFileSync(secretFile, 'utf8');
     // even the VM that saved it may not read it back: only a VM whose session restores it
     // (session.prepare's restoreSnapshotId; tests/e2e/reconnect-vmdata.test.ts restores it)
     const res = await fetch(url, { headers: { 'x-uve-vm-id': s.vm.id, authorization: `Bearer ${secret}` } });

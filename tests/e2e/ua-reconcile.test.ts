@@ -30,7 +30,7 @@ async function deployments(uaId: string): Promise<{ status: string; version: str
 const catalog = async (): Promise<string[]> => (await ok(gw, `{ uas { name } }`, {}, user)).uas.map((u: { name: string }) => u.name);
 
 async function newVm(): Promise<FakeVm> {
-  const vm = await startFakeVm({ redisUrl: redis.url, prefix: PREFIX });
+  const vm = await startFakeVm({ redisUrl: redis.url, prefix: PREFIX, gateway: gw, admin });
   vms.push(vm);
   await until('the fake VM to register', 10_000, async () => (await ok(gw, `{ vms(status: IDLE) { id } }`, {}, admin)).vms.some((v: { id: string }) => v.id === vm.id));
   return vm;

@@ -3,7 +3,7 @@
 // commands not acknowledged, concurrent requests racing for one VM, reconnect windows closing.
 import { Client as PgClient } from 'pg';
 import { freshDatabase, startRedis, until, type TestRedis } from '../support/services';
-import { ADMIN, gql, login, markVersionsAvailable, ok, registerUser, startGateway, type GatewayProcess } from '../support/gateway';
+import { ADMIN, gql, login, ok, procuredPaintUa, registerUser, startGateway, type GatewayProcess } from '../support/gateway';
 import { startFakeVm, type FakeVm } from '../support/fake-vm';
 import { freezeRedis } from './support';
 
@@ -29,7 +29,7 @@ async function onlyVm(opts: Partial<Parameters<typeof startFakeVm>[0]> = {}): Pr
     await ok(gw, `mutation { removeVm(id: "${old.id}") { status } }`, {}, admin);
     await old.close();
   }
-  const vm = await startFakeVm({ redisUrl: redis.url, prefix: PREFIX, heartbeatMs: 300, ...opts });
+  const vm = await startFakeVm({ redisUrl: redis.url, prefix: PREFIX, gateway: gw, admin, heartbeatMs: 300, ...opts });
   vms.push(vm);
   await until('the VM to register', 10_000, async () => (await gql(gw, `{ vm(id: "${vm.id}") { status } }`, {}, admin)).data?.vm?.status === 'IDLE');
   return vm;
@@ -54,13 +54,7 @@ beforeAll(async () => {
   await db.connect();
   admin = (await login(gw, ADMIN.username, ADMIN.password)).token;
   user = await registerUser(gw, 'faulty');
-  const sf = await ok(gw, `mutation { registerStorefront(name: "S", baseUrl: "https://s.example") { storefront { id } } }`, {}, admin);
-  const p = await ok(gw, `mutation($s: ID!, $i: ProvideApplicationInput!) { procureApplication(storefrontId: $s, input: $i) { ua { id } } }`, {
-    s: sf.registerStorefront.storefront.id,
-    i: { storefrontAppId: 'paint', name: 'Paint', version: '1.0.0', platform: 'WASM', packageUrl: 'paint.tar', sha256: 'd'.repeat(64), sizeBytes: 10 },
-  }, admin);
-  uaId = p.procureApplication.ua.id;
-  await markVersionsAvailable(databaseUrl, uaId);
+  uaId = await procuredPaintUa(gw, admin, databaseUrl);
 });
 
 afterAll(async () => {
@@ -111,7 +105,7 @@ it('holds a report back until the one before it arrives', async () => {
 it('ignores a report about a session from a VM that does not hold it', async () => {
   const vm = await onlyVm({ capacity: 4 });
   const id = await assigned(vm);
-  const intruder = await startFakeVm({ redisUrl: redis.url, prefix: PREFIX, heartbeatMs: 300 });
+  const intruder = await startFakeVm({ redisUrl: redis.url, prefix: PREFIX, gateway: gw, admin, heartbeatMs: 300 });
   vms.push(intruder);
   await intruder.report({ type: 'session.ended', ...ref(id), reason: 'forged', seq: 1 });
   await until('the forged report to be settled', 10_000, async () =>

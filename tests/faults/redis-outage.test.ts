@@ -149,7 +149,8 @@ it('a fail-fast bus send rejects within its bound when Redis is down, and works 
   await redis.stop();
   await expect(bus.send('q', { type: 'two' })).rejects.toThrow();
   await expect(bus.counts('q')).rejects.toThrow();
-  redis = await startPrivateRedis(null, log, { port });
+  // no data folder keeps its password: the same one again, as the clients' URL has it
+  redis = await startPrivateRedis(null, log, { port, password: decodeURIComponent(new URL(redis.url).password) });
   await until('a send to succeed again', 15_000, async () => bus.send('q', { type: 'three' }).then(() => true, () => false), 200);
   expect((await bus.counts('q')).waiting).toBe(1); // not persistent: only the one sent after the restart
 }, 60_000);

@@ -220,3 +220,18 @@ export async function markVersionsAvailable(databaseUrl: string, uaId: string): 
     await db.end();
   }
 }
+
+/**
+ * A WASM UA a storefront provided and that fake VMs "installed" (its versions marked AVAILABLE):
+ * what the control-plane suites request sessions of. Returns its id.
+ */
+export async function procuredPaintUa(g: { graphqlUrl: string }, adminToken: string, databaseUrl: string): Promise<string> {
+  const sf = await ok(g, `mutation { registerStorefront(name: "S", baseUrl: "https://s.example") { storefront { id } } }`, {}, adminToken);
+  const p = await ok(g, `mutation($s: ID!, $i: ProvideApplicationInput!) { procureApplication(storefrontId: $s, input: $i) { ua { id } } }`, {
+    s: sf.registerStorefront.storefront.id,
+    i: { storefrontAppId: 'paint', name: 'Paint', version: '1.0.0', platform: 'WASM', packageUrl: 'paint.tar', sha256: 'd'.repeat(64), sizeBytes: 10 },
+  }, adminToken);
+  const uaId: string = p.procureApplication.ua.id;
+  await markVersionsAvailable(databaseUrl, uaId);
+  return uaId;
+}

@@ -49,7 +49,7 @@ describe('VmmLink.handle', () => {
   function link(): { link: VmmLink; sent: VmEventMessage[] } {
     const sent: VmEventMessage[] = [];
     const bus = { send: async (_q: string, m: VmEventMessage) => void sent.push(m) } as unknown as MessageBus;
-    return { link: new VmmLink(bus, 'vm-1', createLogger('error')), sent };
+    return { link: new VmmLink(bus, 'vm-1', 'vm-1-secret', createLogger('error')), sent };
   }
   const acks = (sent: VmEventMessage[]) => sent.filter((e) => e.type === 'command.ack');
 
@@ -87,7 +87,7 @@ describe('VmmLink.handle', () => {
     let release!: () => void;
     const held = new Promise<void>((r) => (release = r));
     const bus = { send: () => held } as unknown as MessageBus;
-    const l = new VmmLink(bus, 'vm-1', createLogger('error'));
+    const l = new VmmLink(bus, 'vm-1', 'vm-1-secret', createLogger('error'));
     void l.report({ type: 'vm.stopping', reason: 'x' });
     void l.report({ type: 'vm.stopping', reason: 'y' });
     expect(l.pendingReports).toBe(2);
@@ -107,7 +107,7 @@ describe('VmmLink.handle', () => {
         sent.push(m);
       },
     } as unknown as MessageBus;
-    const l = new VmmLink(bus, 'vm-1', createLogger('error'));
+    const l = new VmmLink(bus, 'vm-1', 'vm-1-secret', createLogger('error'));
     const ref = { sessionId: 's', userId: 'u', uaId: 'a' };
     void l.report({ type: 'session.connected', role: 'PLAYER', ...ref, seq: 1 });
     void l.report({ type: 'session.ended', reason: 'x', ...ref, seq: 2 });

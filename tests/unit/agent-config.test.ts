@@ -1,4 +1,7 @@
 // The VM agent's configuration: every variable validated in one place, all problems at once.
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { CONFIG_VARS, ConfigError, helpText, loadConfig } from '../../apps/vm-agent/src/config';
 
 const base = { REDIS_URL: 'redis://127.0.0.1:6379', UVE_GATEWAY_URL: 'http://vmm.local:4000/', UVE_VM_ID: 'vm-1234567890', UVE_VM_SECRET: 's3cret' };
@@ -57,13 +60,38 @@ describe('vm-agent config', () => {
     expect(text).toMatch(/REDIS_URL must be a redis:\/\/ or rediss:\/\/ URL/);
     expect(text).toMatch(/UVE_GATEWAY_URL is not a URL/);
     expect(text).toMatch(/UVE_VM_ID is required/);
-    expect(text).toMatch(/UVE_VM_SECRET is required/);
+    expect(text).toMatch(/UVE_VM_SECRET_FILE \(or UVE_VM_SECRET\) is required/);
     expect(text).toMatch(/UVE_VM_PORT must be an integer in \[0, 65535\]/);
     expect(text).toMatch(/UVE_VM_CAPACITY must be an integer in \[1, 1000\]/);
     expect(text).toMatch(/UVE_VM_CODECS has unknown codecs H265/);
     expect(text).toMatch(/UVE_VM_PLATFORM must be one of WASM, LINUX_X11/);
     expect(text).toMatch(/UVE_VM_PUBLIC_HOST must be an address UCs can reach/);
     expect(err!.problems).toHaveLength(9);
+  });
+
+  it('reads the secret and the Redis URL from files readable by their owner only, never from a file others may read', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'uve-agent-config-'));
+    try {
+      const secretFile = path.join(dir, 'vm-secret');
+      const redisFile = path.join(dir, 'redis-url');
+      writeFileSync(secretFile, 'from-a-file\n', { mode: 0o600 });
+      writeFileSync(redisFile, 'redis://:pw@10.0.0.1:6379', { mode: 0o600 });
+      const { UVE_VM_SECRET: _s, REDIS_URL: _r, ...rest } = base;
+      const c = loadConfig({ ...rest, UVE_VM_SECRET_FILE: secretFile, REDIS_URL_FILE: redisFile });
+      expect(c).toMatchObject({ vmSecret: 'from-a-file', redisUrl: 'redis://:pw@10.0.0.1:6379' });
+      chmodSync(secretFile, 0o644);
+      expect(() => loadConfig({ ...rest, UVE_VM_SECRET_FILE: secretFile, REDIS_URL_FILE: redisFile })).toThrow(/UVE_VM_SECRET_FILE .* must be readable by its owner only \(chmod 600\), it is 644/);
+      expect(() => loadConfig({ ...rest, UVE_VM_SECRET_FILE: path.join(dir, 'none'), REDIS_URL_FILE: redisFile })).toThrow(/UVE_VM_SECRET_FILE .*none cannot be read/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('takes UVE_UA_USER as auto (default), none or a user name', () => {
+    expect(loadConfig(base).uaUser).toBe('auto');
+    expect(loadConfig({ ...base, UVE_UA_USER: 'none' }).uaUser).toBeNull();
+    expect(loadConfig({ ...base, UVE_UA_USER: 'uve-ua' }).uaUser).toBe('uve-ua');
+    expect(() => loadConfig({ ...base, UVE_UA_USER: 'a b;c' })).toThrow(/UVE_UA_USER must be auto, none or a user name/);
   });
 
   it('documents every variable in --help', () => {

@@ -3,12 +3,12 @@
 // Xvfb, xterm and the DejaVu fonts are required (CI installs xvfb, xterm, x11-apps,
 // fonts-dejavu-core): a machine without them fails here instead of skipping.
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import type { InputEvent } from '@uve/protocol';
 import type { RawFrame } from '../../apps/vm-agent/src/runtimes/runtime';
-import { X11Runtime, type X11Instance } from '../../apps/vm-agent/src/runtimes/x11';
+import { X11Runtime, resolveUaUser, type X11Instance } from '../../apps/vm-agent/src/runtimes/x11';
 import { Keyboard, REMAP_SETTLE_MS, type KeyBackend } from '../../apps/vm-agent/src/runtimes/x11/keyboard';
 import { COOKIE_NAME, processState } from '../../apps/vm-agent/src/runtimes/x11/processes';
 import { connect } from '../../apps/vm-agent/src/runtimes/x11/xconn';
@@ -416,6 +416,46 @@ describe('X11Runtime with Xvfb', () => {
     expect(dump).toMatch(/^LANG=./m);
     expect(dump).toMatch(/^GREETING=hi$/m);
     expect(dump).toMatch(/^home=.*uve-x11-[^/]+\/home writable=yes$/m);
+  });
+
+  // an agent running as root starts UAs as a user of their own (UVE_UA_USER, auto = uve-ua or nobody)
+  (process.getuid?.() === 0 ? it : it.skip)("a UA run as its own user cannot read the agent's secret file, data or /proc/<agent>/environ", async () => {
+    const uaUser = resolveUaUser('auto')!;
+    expect(uaUser.uid).not.toBe(0);
+    // the agent's side: its secret file (0600) and its data folder
+    const agentDir = mkdtempSync(path.join(tmpdir(), 'uve-agent-'));
+    tmpDirs.push(agentDir);
+    const secretFile = path.join(agentDir, 'vm-secret');
+    writeFileSync(secretFile, 'vm-secret-7f3a9', { mode: 0o600 });
+    // where the UA writes what it found (its own)
+    const outDir = mkdtempSync(path.join(tmpdir(), 'uve-ua-out-'));
+    tmpDirs.push(outDir);
+    chownSync(outDir, uaUser.uid, uaUser.gid);
+    const script = [
+      'echo "uid=$(id -u)"', 'env', 'echo "--- environ"', 'tr "\\0" "\\n" < /proc/$AGENT_PID/environ',
+      'echo "--- secret"', 'cat "$SECRET_FILE"', 'echo "--- data"', 'ls "$AGENT_DIR"', 'echo "--- home"', 'touch "$HOME/x" && echo home-writable',
+    ].join('; ');
+    const dump = async (runtime: X11Runtime, name: string): Promise<string> => {
+      const out = path.join(outDir, name);
+      const dir = makePackage({ ...MANIFEST, command: ['sh', '-c', `{ ${script}; } > "$OUT" 2>&1`], env: { OUT: out, AGENT_PID: String(process.pid), SECRET_FILE: secretFile, AGENT_DIR: agentDir } });
+      const s = await Session.start(runtime, dir);
+      expect((await s.exited()).error).toBeUndefined();
+      return readFileSync(out, 'utf8');
+    };
+    // as the agent's own user, the same UA reads it all: what the sandbox takes away
+    chmodSync(outDir, 0o777);
+    const asAgent = await dump(new X11Runtime(), 'as-agent.txt');
+    expect(asAgent).toContain('vm-secret-7f3a9');
+    expect(asAgent).toContain('vm-secret');
+
+    const asUa = await dump(new X11Runtime({ uaUser }), 'as-ua.txt');
+    expect(asUa).toMatch(new RegExp(`^uid=${uaUser.uid}$`, 'm'));
+    expect(asUa).not.toContain('vm-secret-7f3a9');
+    expect(asUa).toMatch(/--- environ\n[^\n]*Permission denied/);
+    expect(asUa).toMatch(/--- secret\n[^\n]*Permission denied/);
+    expect(asUa).toMatch(/--- data\n[^\n]*Permission denied/);
+    expect(asUa).toMatch(new RegExp(`^USER=${uaUser.name}$`, 'm'));
+    expect(asUa).toContain('home-writable');
   });
 
   it('reports a UA that fails, with its error output', async () => {

@@ -22,6 +22,8 @@ export interface GatewayConfig {
   packageDownloadTimeoutSec: number;
   /** OFFLINE/FAILED VM records are kept this long after the VM was destroyed */
   vmRetentionSec: number;
+  /** a VM report (register, heartbeat, stopping, deployment, ack) older than this is refused as a possible replay */
+  vmReportMaxAgeSec: number;
   vmProvider: VmProvider;
   docker: 'auto' | 'on' | 'off';
   dockerCpus: number;
@@ -120,6 +122,7 @@ export const CONFIG_SPEC = {
   vmHeartbeatTimeoutMs: { env: 'UVE_VM_HEARTBEAT_TIMEOUT_MS', doc: 'a VM silent this long is OFFLINE', default: '6000', parse: int(1000, 600000) },
   reconnectWindowSec: { env: 'UVE_RECONNECT_WINDOW_S', doc: 'a DISCONNECTED session keeps its VM slot this long, then ENDS', default: '300', parse: int(1, 86400) },
   vmRetentionSec: { env: 'UVE_VM_RETENTION_S', doc: 'OFFLINE/FAILED VM records are pruned this long after the VM was destroyed', default: '3600', parse: int(0, 31536000) },
+  vmReportMaxAgeSec: { env: 'UVE_VM_REPORT_MAX_AGE_S', doc: "a signed UVE-5 VM report older (or further ahead) than this is refused; keep the VMs' clocks within it", default: '300', parse: int(10, 86400) },
   vmProvider: { env: 'UVE_VM_PROVIDER', doc: 'default VM provider: PROCESS or DOCKER', default: 'PROCESS', parse: oneOf<VmProvider>('PROCESS', 'DOCKER') },
   docker: { env: 'UVE_DOCKER', doc: 'DOCKER provider: auto (when an engine answers and the images exist), on (required), off', default: 'auto', parse: oneOf('auto', 'on', 'off') },
   dockerCpus: { env: 'UVE_DOCKER_CPUS', doc: 'CPUs per DOCKER VM (0 = no limit)', default: '1', parse: int(0, 256) },

@@ -20,6 +20,7 @@ import { UsersService } from './modules/users/users.service';
 import { VmsService } from './modules/vms/vms.service';
 import { VmCommandsService } from './modules/vmm/vm-commands.service';
 import { VmReportsService } from './modules/vmm/vm-reports.service';
+import { VmReportGuard } from './modules/vmm/report-guard';
 import { WatchersService } from './modules/watchers/watchers.service';
 
 export interface Services {
@@ -36,6 +37,8 @@ export interface Services {
   commands: VmCommandsService;
   /** UVE-5 session-report inbox */
   reports: VmReportsService;
+  /** UVE-5: only signed, fresh reports of provisioned VMs pass */
+  reportGuard: VmReportGuard;
   /** state of the gateway's own server for a dependency: up, restarting, failed ('up' when external) */
   privateState: (dependency: 'database' | 'redis') => string;
   keys: KeysService;
@@ -103,6 +106,8 @@ export async function createServices(deps: {
   storefronts.onDisabled((s) => procurements.cancelForStorefront(s, `cancelled: storefront ${s.name} was disabled`).then(() => undefined));
   const reports = new VmReportsService(ds, log, sessions);
   const metrics = new MetricsService(ds, bus, log);
+  const reportGuard = new VmReportGuard(vms, deps.redis, config.queuePrefix, config.vmReportMaxAgeSec * 1000, log, (reason) => metrics.vmReportsRefused.inc({ reason }));
+  reports.onNotItsSession((m) => reportGuard.notItsSession(m));
   metrics.registerGauge('uve_outbox_commands', 'UVE-2 commands in the outbox not yet acknowledged by their VM, and the age of the oldest (seconds).', ['kind'], async () => {
     const b = await commands.backlog();
     return [{ labels: { kind: 'pending' }, value: b.pending }, { labels: { kind: 'oldest_age_seconds' }, value: b.oldestAgeSec }];
@@ -112,7 +117,7 @@ export async function createServices(deps: {
     return [{ labels: { kind: 'pending' }, value: l.pending }, { labels: { kind: 'failing' }, value: l.failing }, { labels: { kind: 'oldest_age_seconds' }, value: l.oldestAgeSec }];
   });
   return {
-    config, log, ds, bus, pubsub, txs, commands, reports, keys, limits, users, vms, sessions,
+    config, log, ds, bus, pubsub, txs, commands, reports, reportGuard, keys, limits, users, vms, sessions,
     redisPing: deps.redisPing,
     privateState: deps.privateState,
     storefronts,

@@ -1,5 +1,6 @@
 // The agent's whole configuration, from the environment, validated in one place. Every problem is
 // collected so that one failed start lists everything that is wrong, not the first thing only.
+import { readFileSync, statSync } from 'node:fs';
 import { hostname } from 'node:os';
 import {
   JWKS_PATH,
@@ -22,8 +23,10 @@ export interface AgentConfig {
   /** VM Data endpoint on the VMM (gatewayUrl + VM_DATA_PATH) */
   vmDataUrl: string;
   vmId: string;
-  /** the VM's credential for the VM Data endpoint */
+  /** the VM's credential: signs its UVE-5 reports, authenticates its VM Data calls */
   vmSecret: string;
+  /** LINUX_X11 UAs run as this user (the agent must be root to switch); null: as the agent's own user */
+  uaUser: string | null;
   vmName: string;
   platform: Platform;
   provider: VmProvider;
@@ -73,10 +76,11 @@ export interface ConfigVar {
 
 /** Every variable the agent reads; `--help` and docs/vm-agent.md list these. */
 export const CONFIG_VARS: readonly ConfigVar[] = [
-  { name: 'REDIS_URL', required: true, doc: 'Redis of the message bus (UVE-2 commands in, UVE-5 events out), redis:// or rediss://' },
+  { name: 'REDIS_URL', required: true, doc: 'Redis of the message bus (UVE-2 commands in, UVE-5 events out), redis:// or rediss://; or REDIS_URL_FILE, a file holding it (it may carry a password)' },
   { name: 'UVE_GATEWAY_URL', required: true, doc: `base http(s) URL of the VMM; session-token keys come from ${JWKS_PATH}, VM Data goes to ${VM_DATA_PATH}` },
   { name: 'UVE_VM_ID', required: true, doc: 'id of this VM, as created by the VMM' },
-  { name: 'UVE_VM_SECRET', required: true, doc: 'credential of this VM for the VMM VM Data endpoint' },
+  { name: 'UVE_VM_SECRET_FILE', required: true, doc: 'file (readable by its owner only) holding the credential the VMM issued this VM: it signs UVE-5 reports and authenticates VM Data calls. UVE_VM_SECRET (the value itself) is taken instead, but every process of the same user can read an environment' },
+  { name: 'UVE_UA_USER', required: false, default: 'auto', doc: "user LINUX_X11 UAs run as, so they cannot read the agent's files or its /proc: auto = uve-ua, else nobody, when the agent runs as root (else the agent's own user); none = the agent's own user" },
   { name: 'UVE_VM_NAME', required: false, default: 'vm-<hostname>-<id prefix>', doc: 'name reported in vm.register' },
   { name: 'UVE_VM_PLATFORM', required: false, default: 'WASM', doc: `platform of the UAs this VM hosts: ${PLATFORMS.join(', ')}` },
   { name: 'UVE_VM_PROVIDER', required: false, default: 'PROCESS', doc: `how the VM is provided: ${VM_PROVIDERS.join(', ')}` },
@@ -114,7 +118,8 @@ export class ConfigError extends Error {
   }
 }
 
-export function loadConfig(env: NodeJS.ProcessEnv = process.env): AgentConfig {
+export function loadConfig(processEnv: NodeJS.ProcessEnv = process.env): AgentConfig {
+  let env = processEnv;
   const problems: string[] = [];
   const get = (name: string): string | undefined => {
     const v = env[name]?.trim();
@@ -156,11 +161,29 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AgentConfig {
     return v as T;
   };
 
+  /** a secret from NAME_FILE (the provider's way: not in an environment others may read) or from NAME */
+  const secret = (name: string): string | undefined => {
+    const file = get(`${name}_FILE`);
+    if (file === undefined) return get(name);
+    try {
+      const st = statSync(file);
+      if (st.isFile() && (st.mode & 0o077) !== 0) problems.push(`${name}_FILE ${file} must be readable by its owner only (chmod 600), it is ${(st.mode & 0o777).toString(8)}`);
+      return readFileSync(file, 'utf8').trim() || undefined;
+    } catch (e) {
+      problems.push(`${name}_FILE ${file} cannot be read: ${(e as Error).message}`);
+      return '';
+    }
+  };
+  const fromFiles = { REDIS_URL: secret('REDIS_URL'), UVE_VM_SECRET: secret('UVE_VM_SECRET') };
+  env = { ...env, ...fromFiles };
   const redisUrl = url('REDIS_URL', ['redis:', 'rediss:']);
   const gatewayUrl = url('UVE_GATEWAY_URL', ['http:', 'https:']).replace(/\/+$/, '');
   const vmId = required('UVE_VM_ID');
   if (vmId && (vmId.length > 128 || /\s/.test(vmId))) problems.push('UVE_VM_ID must be at most 128 characters without whitespace');
-  const vmSecret = required('UVE_VM_SECRET');
+  const vmSecret = get('UVE_VM_SECRET') ?? '';
+  if (!vmSecret && get('UVE_VM_SECRET_FILE') === undefined) problems.push(`UVE_VM_SECRET_FILE (or UVE_VM_SECRET) is required (${CONFIG_VARS.find((c) => c.name === 'UVE_VM_SECRET_FILE')!.doc})`);
+  const uaUser = get('UVE_UA_USER') ?? 'auto';
+  if (!/^(auto|none|[a-z_][a-z0-9_-]*\$?)$/i.test(uaUser)) problems.push(`UVE_UA_USER must be auto, none or a user name, got ${JSON.stringify(uaUser)}`);
   const host = get('UVE_VM_HOST') ?? '127.0.0.1';
   const publicHost = get('UVE_VM_PUBLIC_HOST') ?? host;
   if (publicHost === '0.0.0.0' || publicHost === '::') {
@@ -195,6 +218,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AgentConfig {
     vmDataUrl: `${gatewayUrl}${VM_DATA_PATH}`,
     vmId,
     vmSecret,
+    uaUser: uaUser === 'none' ? null : uaUser,
     vmName: get('UVE_VM_NAME') ?? `vm-${hostname()}-${vmId.slice(0, 8)}`,
     platform: oneOf('UVE_VM_PLATFORM', 'WASM', PLATFORMS),
     provider: oneOf('UVE_VM_PROVIDER', 'PROCESS', VM_PROVIDERS),

@@ -1,7 +1,7 @@
 // The Virtual Machine (seed 7.3.1.2.2) as one object: the UVE-3 server for UCs, the UVE-2/UVE-5
 // link to the VMM, UA deployments and sessions. Lifecycle: start() serves UVE-3, registers with
 // the VMM and heartbeats; stop() reports vm.stopping, ends the sessions and releases everything.
-import { mkdtemp, rm, mkdir, readFile } from 'node:fs/promises';
+import { chmod, mkdtemp, rm, mkdir, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { HEARTBEAT_INTERVAL_MS, type VideoCodec, type VmCommand } from '@uve/protocol';
@@ -11,6 +11,7 @@ import type { Logger } from './common/log';
 import { errorMessage, withTimeout } from './common/errors';
 import { availableCodecs as encoderCodecs, createEncoder, WarmX264 } from './encoders';
 import { runtimeFor } from './runtimes';
+import { resolveUaUser } from './runtimes/x11/ua-user';
 import type { UaRuntime } from './runtimes/runtime';
 import { SessionManager } from './sessions/session-manager';
 import type { Session } from './sessions/session';
@@ -70,7 +71,9 @@ export class Vm {
 
   async start(): Promise<void> {
     const { cfg, log } = this;
-    const runtime = (this.runtime = this.deps.runtime ?? runtimeFor(cfg.platform, { wasm: { callBudgetMs: cfg.wasmCallBudgetMs, startBudgetMs: cfg.wasmStartBudgetMs }, warmStart: cfg.warmStart }));
+    const uaUser = cfg.platform === 'LINUX_X11' ? resolveUaUser(cfg.uaUser) : null;
+    if (uaUser) log.info('LINUX_X11 UAs run as their own user', { user: uaUser.name, uid: uaUser.uid });
+    const runtime = (this.runtime = this.deps.runtime ?? runtimeFor(cfg.platform, { wasm: { callBudgetMs: cfg.wasmCallBudgetMs, startBudgetMs: cfg.wasmStartBudgetMs }, x11: { uaUser, warmDisplay: cfg.warmStart } }));
 
     const available = await (this.deps.availableCodecs ?? encoderCodecs)();
     this.codecs = cfg.codecs ? available.filter((c) => cfg.codecs!.includes(c)) : available;
@@ -85,9 +88,11 @@ export class Vm {
       this.dataDir = await mkdtemp(join(tmpdir(), 'uve-vm-'));
       this.tempDataDir = true;
     }
+    // a UA of another user runs its package from here: it may pass through, not list
+    if (uaUser) await chmod(this.dataDir, 0o711);
 
     this.bus = this.deps.bus ?? createMessageBus({ redisUrl: cfg.redisUrl, prefix: cfg.queuePrefix, onError: (e) => log.warn('message bus error', { error: e.message }) });
-    const link = (this.link = new VmmLink(this.bus, cfg.vmId, log.child({ part: 'vmm' })));
+    const link = (this.link = new VmmLink(this.bus, cfg.vmId, cfg.vmSecret, log.child({ part: 'vmm' })));
 
     this.uas = new UaStore({
       dataDir: this.dataDir,

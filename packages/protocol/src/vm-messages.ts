@@ -93,7 +93,13 @@ export type VmCommand =
 
 // ---- UVE-5: VM -> VMM -------------------------------------------------------------------------
 
-interface FromVm { vmId: string; at: string }
+/**
+ * Every report is signed by the VM that sends it (see @uve/queue report-auth): `nonce` is random
+ * per report, `sig` an HMAC-SHA256 of the canonical report with the key sha256(VM secret). The VMM
+ * refuses a report that is unsigned, signed with another key, from a VM it did not provision or
+ * removed, older than its window (VM reports) or whose nonce it has seen.
+ */
+interface FromVm { vmId: string; at: string; nonce?: string; sig?: string }
 
 export interface VmRegistered extends FromVm {
   type: 'vm.register';

@@ -1,7 +1,12 @@
 // The embedded default for Redis: without REDIS_URL the gateway starts a private redis-server
 // from PATH on a free loopback port, with its files in the data folder, and keeps it running.
+// It always has a password (who can write to Redis could otherwise flood the VMs' queues): kept
+// in the data folder (0600) and handed to redis-server in a config file, never on its command
+// line (which every local user can read in /proc).
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
+import { randomBytes } from 'node:crypto';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { freePort } from './free-port';
 import { commandLine, identify, isRunning, terminate, type ProcessIdentity } from './proc';
@@ -72,6 +77,23 @@ async function stopLeftover(ownerFile: string, log: Logger): Promise<void> {
   fs.rmSync(ownerFile, { force: true });
 }
 
+/** The private Redis's password: the one kept in `dir` (so a restart keeps the URL), else a new one stored there 0600. */
+function passwordIn(dir: string): string {
+  const file = path.join(dir, 'password');
+  try {
+    const kept = fs.readFileSync(file, 'utf8').trim();
+    if (/^[A-Za-z0-9_-]{32,}$/.test(kept)) {
+      fs.chmodSync(file, 0o600);
+      return kept;
+    }
+  } catch {
+    // none yet
+  }
+  const password = randomBytes(32).toString('base64url');
+  fs.writeFileSync(file, `${password}\n`, { mode: 0o600 });
+  return password;
+}
+
 /**
  * With a data folder, queued messages survive a restart (append-only file) and the server is
  * tracked there (pid and start time), so the next start stops one a crashed run left behind.
@@ -80,15 +102,20 @@ async function stopLeftover(ownerFile: string, log: Logger): Promise<void> {
 export async function startPrivateRedis(
   dataDir: string | null,
   log: Logger,
-  options: { port?: number; supervise?: SupervisionOptions } = {},
+  options: { port?: number; supervise?: SupervisionOptions; /** instead of the kept or a new one */ password?: string } = {},
 ): Promise<RunningRedis> {
   assertRedisServerOnPath();
   const port = options.port ?? (await freePort());
-  const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--protected-mode', 'yes'];
+  // without a data folder the password and config live in a private temporary folder
+  const dir = dataDir ? path.join(dataDir, 'redis') : fs.mkdtempSync(path.join(os.tmpdir(), 'uve-redis-'));
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const password = options.password ?? passwordIn(dir);
+  const configFile = path.join(dir, 'redis.conf');
+  fs.writeFileSync(configFile, `requirepass ${password}\n`, { mode: 0o600 });
+  fs.chmodSync(configFile, 0o600);
+  const args = [configFile, '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--protected-mode', 'yes'];
   let ownerFile: string | null = null;
   if (dataDir) {
-    const dir = path.join(dataDir, 'redis');
-    fs.mkdirSync(dir, { recursive: true });
     ownerFile = path.join(dir, 'owner.json');
     await stopLeftover(ownerFile, log);
     args.push('--dir', dir, '--appendonly', 'yes');
@@ -102,11 +129,12 @@ export async function startPrivateRedis(
   supervisor.watch(await start());
   log.info('private Redis started', { port });
   return {
-    url: `redis://127.0.0.1:${port}`,
+    url: `redis://:${password}@127.0.0.1:${port}`,
     state: () => supervisor.state,
     stop: async () => {
       await supervisor.stop();
       if (ownerFile) fs.rmSync(ownerFile, { force: true });
+      if (!dataDir) fs.rmSync(dir, { recursive: true, force: true });
     },
   };
 }

@@ -2,19 +2,18 @@
 import type { Platform } from '@uve/protocol';
 import type { UaRuntime } from './runtime';
 import { WasmRuntime, type WasmRuntimeOptions } from './wasm';
-import { X11Runtime } from './x11';
+import { X11Runtime, type X11RuntimeOptions } from './x11';
 
 export type { UaRuntime, UaInstance, UaStartOptions, RawFrame, InstalledUa, ResourceBroker, ResourceAnswer } from './runtime';
 
 export interface RuntimeOptions {
   wasm?: WasmRuntimeOptions;
-  /** keep what a session needs started before it comes (LINUX_X11: a display) */
-  warmStart?: boolean;
+  x11?: X11RuntimeOptions;
 }
 
 const factories: Partial<Record<Platform, (o: RuntimeOptions) => UaRuntime>> = {
   WASM: (o) => new WasmRuntime(o.wasm),
-  LINUX_X11: (o) => new X11Runtime({ warmDisplay: o.warmStart }),
+  LINUX_X11: (o) => new X11Runtime(o.x11),
 };
 
 export function supportedPlatforms(): Platform[] {

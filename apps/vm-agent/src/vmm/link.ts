@@ -1,6 +1,6 @@
 // The VM's side of UVE-2/UVE-5 on the message bus: commands in (in order, one at a time), events
 // out (in order, retried until Redis takes them, never throwing into the session that reported).
-import { uve, type MessageBus, type Consumer } from '@uve/queue';
+import { reportKey, signReport, uve, type MessageBus, type Consumer } from '@uve/queue';
 import type { VmCommand, VmEventMessage } from '@uve/protocol';
 import type { Logger } from '../common/log';
 import { errorMessage } from '../common/errors';
@@ -9,7 +9,7 @@ import { CommandGate } from './command-gate';
 /** longest pause between two attempts at one report */
 const REPORT_RETRY_MAX_MS = 2_000;
 
-/** A UVE-5 event as the agent composes it; the link adds vmId and the time. */
+/** A UVE-5 event as the agent composes it; the link adds vmId, the time, a nonce and its signature. */
 export type VmReport = VmEventMessage extends infer E ? (E extends VmEventMessage ? Omit<E, 'vmId' | 'at'> : never) : never;
 
 export class VmmLink {
@@ -19,16 +19,21 @@ export class VmmLink {
   private closed = false;
   /** reports handed to report() and not yet accepted by Redis, oldest first (their times) */
   private readonly undelivered: number[] = [];
+  /** signs each report: sha256 of the VM secret, the key the VMM holds as the secret's hash */
+  private readonly key: Buffer;
 
   constructor(
     private readonly bus: MessageBus,
     private readonly vmId: string,
+    vmSecret: string,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.key = reportKey(vmSecret);
+  }
 
   /** Queues one UVE-5 event; events leave in the order they were reported. */
   report(event: VmReport): Promise<void> {
-    const message = { ...event, vmId: this.vmId, at: new Date().toISOString() } as VmEventMessage;
+    const message = signReport({ ...event, vmId: this.vmId, at: new Date().toISOString() } as VmEventMessage, this.key);
     this.undelivered.push(Date.now());
     this.chain = this.chain.then(async () => {
       // retried until Redis takes it: the VMM applies a session's reports in seq order, so a

@@ -71,6 +71,14 @@ export class MetricsService {
     registers: [this.registry],
   });
 
+  /** UVE-5 reports refused by the control plane's checks (modules/vmm/report-guard.ts), by reason. */
+  readonly vmReportsRefused = new Counter({
+    name: 'uve_vm_reports_refused_total',
+    help: 'UVE-5 reports refused: from a VM not provisioned or removed (unknown_vm), wrongly signed (bad_signature), outside the time window (stale), received before (replay), about a session the VM does not hold (not_its_session).',
+    labelNames: ['reason'],
+    registers: [this.registry],
+  });
+
   metrics(): Promise<string> {
     return this.registry.metrics();
   }

@@ -1,13 +1,23 @@
 // VM Data records (seed 7.2): stored by the VM holding a session, read back by the VM told to restore them.
 import { createHash } from 'node:crypto';
 import { Not, type DataSource, type FindOptionsWhere, type Repository } from 'typeorm';
-import type { SnapshotKind } from '@uve/protocol';
+import { SLOT_SESSION_STATES, type SnapshotKind } from '@uve/protocol';
+import { COMMAND_TTL_MS } from '../vmm/vm-commands.service';
 import { Session } from '../sessions/sessions.entity';
 import type { Vm } from '../vms/vms.entity';
 import { isUuid, notFound } from '../../common/errors';
 import type { User } from '../users/users.entity';
 import { page } from '../users/users.service';
 import { VmDataBlob, VmSnapshot } from './snapshots.entity';
+
+/**
+ * A session's VM Data is saved while the session is open or as it ends (the user's end reaches the
+ * VM as a terminate, which may come as late as its expiry): past that, no VM may write it.
+ */
+const SAVE_AFTER_END_MS = COMMAND_TTL_MS['session.terminate'];
+
+/** VM Data whose bytes no longer hash to what was recorded: never served */
+export class VmDataCorrupted extends Error {}
 
 export class SnapshotsService {
   private readonly repo: Repository<VmSnapshot>;
@@ -50,6 +60,8 @@ export class SnapshotsService {
     return this.ds.transaction(async (em) => {
       const session = await em.findOneBy(Session, { id: sessionId });
       if (!session || session.vmId !== vm.id) return null;
+      const open = session.state === 'REQUESTED' || (SLOT_SESSION_STATES as readonly string[]).includes(session.state);
+      if (!open && !(session.endedAt && Date.now() - session.endedAt.getTime() < SAVE_AFTER_END_MS)) return null;
       const sha256 = createHash('sha256').update(data).digest('hex');
       const snap = await em.save(em.create(VmSnapshot, {
         userId: session.userId, uaId: session.uaId, sessionId, kind, sizeBytes: data.byteLength, sha256,
@@ -63,7 +75,8 @@ export class SnapshotsService {
 
   /**
    * The bytes, only for a VM that holds an open session told to restore this very snapshot
-   * (UVE-5 retrieve): a VM cannot read other users' state.
+   * (UVE-5 retrieve): a VM cannot read other users' state. Throws VmDataCorrupted when the bytes
+   * do not match their recorded sha256.
    */
   async load(vm: Vm, snapshotId: string): Promise<{ snapshot: VmSnapshot; data: Buffer } | null> {
     const snapshot = await this.findById(snapshotId);
@@ -75,7 +88,11 @@ export class SnapshotsService {
     );
     if (!holder) return null;
     const blob = await this.ds.getRepository(VmDataBlob).findOneBy({ snapshotId });
-    return blob ? { snapshot, data: blob.data } : null;
+    if (!blob) return null;
+    // checked on every read: bytes changed at rest are refused here, not restored into a UA
+    const actual = createHash('sha256').update(blob.data).digest('hex');
+    if (actual !== snapshot.sha256) throw new VmDataCorrupted(`VM Data ${snapshot.id} is corrupted: its bytes hash to sha256 ${actual}, ${snapshot.sha256} was recorded`);
+    return { snapshot, data: blob.data };
   }
 
   async delete(user: User, id: string): Promise<boolean> {

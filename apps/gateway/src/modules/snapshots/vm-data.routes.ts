@@ -7,6 +7,7 @@ import express, { type Express, type Request, type Response } from 'express';
 import { SNAPSHOT_KINDS, VM_DATA_PATH, type SnapshotKind } from '@uve/protocol';
 import type { Services } from '../../services';
 import type { Vm } from '../vms/vms.entity';
+import { VmDataCorrupted } from './snapshots.service';
 
 function refuse(res: Response, status: number, code: string, message: string): void {
   res.status(status).json({ error: { code, message } });
@@ -34,7 +35,7 @@ export function registerVmDataRoutes(app: Express, services: Services, maxBytes:
           const data: Buffer = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
           if (data.byteLength === 0) return refuse(res, 400, 'BAD_USER_INPUT', 'VM Data is empty.');
           const snap = await services.snapshots.store(vm, String(req.params.sessionId), kind as SnapshotKind, data);
-          if (!snap) return refuse(res, 404, 'NOT_FOUND', 'This VM holds no such session.');
+          if (!snap) return refuse(res, 404, 'NOT_FOUND', 'This VM holds no such open session (or it ended too long ago).');
           await services.sessions.recordEvent(snap.sessionId!, 'SNAPSHOT_SAVED', { snapshotId: snap.id, kind: snap.kind, sizeBytes: snap.sizeBytes, sha256: snap.sha256 });
           res.status(201).json({ snapshotId: snap.id, kind: snap.kind, sizeBytes: snap.sizeBytes, sha256: snap.sha256 });
         } catch (e) {
@@ -50,7 +51,13 @@ export function registerVmDataRoutes(app: Express, services: Services, maxBytes:
     try {
       const vm = await vmOf(req, res, services);
       if (!vm) return;
-      const found = await services.snapshots.load(vm, String(req.params.snapshotId));
+      const found = await services.snapshots.load(vm, String(req.params.snapshotId)).catch((e: Error) => {
+        if (!(e instanceof VmDataCorrupted)) throw e;
+        services.log.error('corrupted VM Data refused', { vmId: vm.id, snapshotId: String(req.params.snapshotId), error: e.message });
+        refuse(res, 409, 'VM_DATA_CORRUPTED', e.message);
+        return 'refused' as const;
+      });
+      if (found === 'refused') return;
       if (!found) return refuse(res, 404, 'NOT_FOUND', 'No such snapshot for a session this VM holds.');
       res.set({ 'content-type': 'application/octet-stream', 'x-uve-snapshot-kind': found.snapshot.kind, 'x-uve-sha256': found.snapshot.sha256 }).send(found.data);
     } catch (e) {

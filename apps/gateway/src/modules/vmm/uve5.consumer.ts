@@ -1,4 +1,5 @@
-// UVE-5: what VMs report to the VMM, routed to the services that own each part. Session reports go
+// UVE-5: what VMs report to the VMM, routed to the services that own each part once the report
+// guard has checked who sent it (signed by a provisioned VM, fresh, not a replay). Session reports go
 // through the inbox (ordered, exactly once in effect); acks settle outbox commands; VM reports
 // (register, heartbeat, stopping, deployments) are idempotent updates of the VM's record.
 import { uve, type Consumer } from '@uve/queue';
@@ -30,9 +31,12 @@ export function consumeVmReports(services: Services): Consumer {
   // several handlers at once: reports of different VMs (and sessions) do not wait for each other;
   // the inbox keeps one session's reports in order. A handler that throws is retried by the queue.
   return uve.consumeVmEvents(services.bus, async (m) => {
+    const admitted = await services.reportGuard.admit(m);
+    if (!admitted) return;
     try {
       await handle(m);
     } catch (e) {
+      await admitted.release();
       log.error('UVE-5 report failed; the queue retries it', { type: m.type, vmId: m.vmId, error: (e as Error).message });
       throw e;
     }

@@ -41,6 +41,7 @@ export class VmReportsService {
   /** sessions being drained in this process: a second drain would only wait on the row lock */
   private readonly draining = new Map<string, Promise<void>>();
   private readonly again = new Set<string>();
+  private notItsSession: (m: VmReportRecord) => void = () => undefined;
 
   constructor(
     private readonly ds: DataSource,
@@ -48,6 +49,11 @@ export class VmReportsService {
     private readonly target: SessionReportTarget,
     private readonly options: VmReportsOptions = DEFAULT_REPORT_OPTIONS,
   ) {}
+
+  /** told when a report about a session comes from a VM that does not hold it */
+  onNotItsSession(listener: (m: { type: string; vmId: string; sessionId: string }) => void): void {
+    this.notItsSession = listener;
+  }
 
   /** Stores the report (once) and applies what is ready for its session. */
   async receive(m: SessionReport): Promise<void> {
@@ -93,7 +99,10 @@ export class VmReportsService {
       // a report that failed waits for its retry, and everything after it waits with it
       if (next.nextAttemptAt && next.nextAttemptAt.getTime() > Date.now()) return 'waiting';
       // a VM speaks only for the sessions it holds; a late report of a previous VM changes nothing
-      if (next.vmId !== s.vmId) return this.settle(em, next, 'ignored');
+      if (next.vmId !== s.vmId) {
+        this.notItsSession(next);
+        return this.settle(em, next, 'ignored');
+      }
       if (next.seq <= s.lastReportSeq) return this.settle(em, next, 'ignored');
       if (next.seq > s.lastReportSeq + 1) {
         if (Date.now() - next.receivedAt.getTime() < this.options.gapWaitMs) return 'waiting';

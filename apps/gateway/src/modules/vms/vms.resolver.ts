@@ -32,6 +32,12 @@ export class VmPoolPlatform {
   @Field(() => String, { nullable: true, description: 'why no VM of this platform can be started here now (no runtime on this host, a failing launch backing off, no pool manager)' }) unavailable!: string | null;
 }
 
+@ObjectType({ description: 'A VM recorded for an agent the operator runs: start it with UVE_VM_ID = vm.id and its secret (shown once).' })
+export class VmEnrollment {
+  @Field(() => Vm) vm!: Vm;
+  @Field({ description: "the VM's credential: it signs the VM's UVE-5 reports and authenticates its VM Data calls; only a hash is kept" }) secret!: string;
+}
+
 @Resolver(() => Vm)
 export class VmsResolver {
   @Authorized('ADMIN')
@@ -56,6 +62,12 @@ export class VmsResolver {
   @Mutation(() => Vm)
   provisionVm(@Arg('input', () => ProvisionVmInput) input: ProvisionVmInput, @Ctx() ctx: Context): Promise<Vm> {
     return ctx.services.vms.provision(input, `provisioned by ${adminName(ctx)}`);
+  }
+
+  @Authorized('ADMIN')
+  @Mutation(() => VmEnrollment, { description: 'admin: records a VM whose agent the operator starts (no provider launches it); only an enrolled or provisioned VM may register' })
+  enrollVm(@Arg('input', () => ProvisionVmInput) input: ProvisionVmInput, @Ctx() ctx: Context): Promise<VmEnrollment> {
+    return ctx.services.vms.enroll(input);
   }
 
   @Authorized('ADMIN')

@@ -16,6 +16,8 @@ import type { VmProviderDriver } from './providers/vm-provider';
 import type { PoolPlatformStatus } from './vm-pool';
 import { Vm, type StoredVmStatus } from './vms.entity';
 
+export interface VmRecordInput { platform: Platform; provider?: VmProvider | null; capacity?: number | null; name?: string | null }
+
 export interface VmsServiceOptions {
   heartbeatTimeoutMs: number;
   defaultProvider: VmProvider;
@@ -118,7 +120,7 @@ export class VmsService {
   /** The VM presenting this secret (its VM Data credential), or null. */
   async authenticate(vmId: string, secret: string): Promise<Vm | null> {
     const vm = await this.findById(vmId);
-    if (!vm?.secretHash || !secret) return null;
+    if (!vm?.secretHash || vm.destroyedAt || !secret) return null;
     const given = createHash('sha256').update(secret).digest();
     return timingSafeEqual(given, Buffer.from(vm.secretHash, 'hex')) ? vm : null;
   }
@@ -164,7 +166,9 @@ export class VmsService {
       return;
     }
     const existing = await this.repo.findOneBy({ id: m.vmId });
-    if (existing && (existing.status === 'FAILED' || existing.platform !== m.platform)) {
+    // only a VM this VMM provisioned or enrolled has a record (the report guard refused others)
+    if (!existing) return;
+    if (existing.status === 'FAILED' || existing.platform !== m.platform) {
       this.log.warn('registration of a failed or mismatched VM refused', { vmId: m.vmId });
       await this.txs.run((uow) => uow.command(m.vmId, { type: 'vm.shutdown' }));
       return;
@@ -172,19 +176,17 @@ export class VmsService {
     const fields = {
       name: m.name.slice(0, 128),
       platform: m.platform,
-      provider: m.provider,
       endpoint: m.endpoint,
       codecs: m.codecs,
       capacity: m.capacity,
       lastHeartbeatAt: new Date(),
-      status: (existing?.status === 'DRAINING' ? 'DRAINING' : 'IDLE') as StoredVmStatus,
+      status: (existing.status === 'DRAINING' ? 'DRAINING' : 'IDLE') as StoredVmStatus,
       statusReason: null,
       destroyedAt: null,
     };
-    if (existing) await this.repo.update(m.vmId, fields);
-    else await this.repo.insert({ id: m.vmId, ...fields, secretHash: null, providerRef: null, load: null, startReason: 'registered by itself (not started by this VMM)' });
+    await this.repo.update(m.vmId, fields);
     await this.syncDeployments(m.vmId, m.deployed);
-    this.publish(m.vmId, existing ? 'STATUS_CHANGED' : 'PROVISIONED', { status: fields.status, endpoint: m.endpoint });
+    this.publish(m.vmId, 'STATUS_CHANGED', { status: fields.status, endpoint: m.endpoint });
     this.log.info('VM registered', { vmId: m.vmId, endpoint: m.endpoint, codecs: m.codecs });
     for (const l of this.joinListeners) await l(m);
   }
@@ -291,7 +293,7 @@ export class VmsService {
         this.log.warn('stopped VM not destroyed yet', { vmId: vm.id, error: (e as Error).message });
         continue;
       }
-      const res = await this.repo.update({ id: vm.id, destroyedAt: IsNull(), status: In(['OFFLINE', 'FAILED']) }, { destroyedAt: new Date(), endpoint: null });
+      const res = await this.repo.update({ id: vm.id, destroyedAt: IsNull(), status: In(['OFFLINE', 'FAILED']) }, { destroyedAt: new Date(), endpoint: null, secretHash: null });
       if (!res.affected) continue;
       await this.commands.cancelForVm(vm.id, `VM ${vm.status}: ${vm.statusReason ?? 'stopped'}`);
       await this.bus.destroyQueue(vmCommandQueue(vm.id)).catch(() => undefined);
@@ -308,10 +310,40 @@ export class VmsService {
   // ---- management (admin) ----------------------------------------------------------------------
 
   /** `startReason` is kept with the VM and shown in the `vms` query (why the pool or an admin started it). */
-  async provision(input: { platform: Platform; provider?: VmProvider | null; capacity?: number | null; name?: string | null }, startReason = 'provisioned by an admin'): Promise<Vm> {
+  async provision(input: VmRecordInput, startReason = 'provisioned by an admin'): Promise<Vm> {
     const kind = input.provider ?? this.options.defaultProvider;
     const driver = this.providers.get(kind);
     if (!driver) throw unavailable(`The ${kind} VM provider is not enabled on this gateway.`);
+    const { vm, secret } = await this.newRecord(input, kind, startReason);
+    try {
+      const { providerRef } = await driver.launch({
+        vmId: vm.id, name: vm.name, platform: vm.platform, capacity: vm.capacity, secret,
+        gatewayUrl: this.options.gatewayUrl(), redisUrl: this.options.redisUrl, queuePrefix: this.options.queuePrefix,
+      });
+      vm.providerRef = providerRef;
+      await this.repo.update(vm.id, { providerRef });
+    } catch (e) {
+      await this.repo.update(vm.id, { status: 'FAILED', statusReason: `launch failed: ${(e as Error).message}`.slice(0, 500) });
+      this.log.error('VM launch failed', { vmId: vm.id, error: (e as Error).message });
+      throw unavailable(`The ${kind} provider could not start the VM: ${(e as Error).message}`);
+    }
+    this.publish(vm.id, 'PROVISIONED', { status: 'PROVISIONING' });
+    return vm;
+  }
+
+  /**
+   * A VM the operator runs (an agent started by hand, on another host): its record waits in
+   * PROVISIONING for the agent started with this id and secret to register. The secret is
+   * returned once; only its hash is kept. Nothing else may register a VM.
+   */
+  async enroll(input: VmRecordInput): Promise<{ vm: Vm; secret: string }> {
+    const enrolled = await this.newRecord(input, input.provider ?? 'PROCESS', 'enrolled by an admin: an agent the operator runs');
+    this.publish(enrolled.vm.id, 'PROVISIONED', { status: 'PROVISIONING', enrolled: true });
+    return enrolled;
+  }
+
+  /** The record of a VM about to exist, with its secret (the VM's credential and report-signing key). */
+  private async newRecord(input: VmRecordInput, kind: VmProvider, startReason: string): Promise<{ vm: Vm; secret: string }> {
     const capacity = input.capacity ?? 1;
     if (!Number.isInteger(capacity) || capacity < 1 || capacity > 64) throw badInput('capacity must be from 1 to 64.', 'capacity');
     if (input.name != null && (input.name.length < 1 || input.name.length > 128)) throw badInput('name must have 1 to 128 characters.', 'name');
@@ -332,20 +364,7 @@ export class VmsService {
       startReason: startReason.slice(0, 500),
       destroyedAt: null,
     }));
-    try {
-      const { providerRef } = await driver.launch({
-        vmId: vm.id, name: vm.name, platform: vm.platform, capacity, secret,
-        gatewayUrl: this.options.gatewayUrl(), redisUrl: this.options.redisUrl, queuePrefix: this.options.queuePrefix,
-      });
-      vm.providerRef = providerRef;
-      await this.repo.update(vm.id, { providerRef });
-    } catch (e) {
-      await this.repo.update(vm.id, { status: 'FAILED', statusReason: `launch failed: ${(e as Error).message}`.slice(0, 500) });
-      this.log.error('VM launch failed', { vmId: vm.id, error: (e as Error).message });
-      throw unavailable(`The ${kind} provider could not start the VM: ${(e as Error).message}`);
-    }
-    this.publish(vm.id, 'PROVISIONED', { status: 'PROVISIONING' });
-    return vm;
+    return { vm, secret };
   }
 
   async drain(id: string): Promise<Vm> {
@@ -363,7 +382,8 @@ export class VmsService {
     // the agent ends its sessions cleanly if it hears this before its provider stops it
     await this.txs.run((uow) => uow.command(vm.id, { type: 'vm.shutdown' }));
     if (driver) await driver.destroy(vm.id, vm.providerRef);
-    await this.repo.update(vm.id, { status: 'OFFLINE', statusReason: reason.slice(0, 500), endpoint: null, destroyedAt: driver ? new Date() : null });
+    // its secret is forgotten: a removed VM can neither report nor reach VM Data again
+    await this.repo.update(vm.id, { status: 'OFFLINE', statusReason: reason.slice(0, 500), endpoint: null, destroyedAt: driver ? new Date() : null, secretHash: null });
     await this.vmLost(vm.id, 'VM removed');
     await this.commands.cancelForVm(vm.id, 'VM removed');
     await this.bus.destroyQueue(vmCommandQueue(vm.id)).catch(() => undefined);

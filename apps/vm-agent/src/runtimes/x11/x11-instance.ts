@@ -3,7 +3,7 @@
 // reads the framebuffer only when something changed since the last capture.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdirSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, readdirSync } from 'node:fs';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { InputEvent } from '@uve/protocol';
@@ -13,9 +13,13 @@ import type { RawFrame, UaInstance, UaStartOptions } from '../runtime';
 import type { X11Package } from './package';
 import { uaEnvironment } from './ua-env';
 import { signalAll, tail, TERM_GRACE_MS, uaProcesses } from './processes';
+import type { UaUser } from './ua-user';
 import { X11Display, type X11DisplayConfig } from './x11-display';
 
-export type X11InstanceConfig = X11DisplayConfig;
+export interface X11InstanceConfig extends X11DisplayConfig {
+  /** the UA runs as this user (null: as the agent's) */
+  uaUser?: UaUser | null;
+}
 
 /** while the UA's leader is gone but processes it started still run, they are looked at this often */
 const ORPHAN_POLL_MS = 500;
@@ -38,14 +42,17 @@ export class X11Instance implements UaInstance {
   private orphanTimer: NodeJS.Timeout | null = null;
   private closing: Promise<void> | null = null;
 
-  private constructor(private readonly opts: UaStartOptions) {
+  private constructor(
+    private readonly opts: UaStartOptions,
+    private readonly config: X11InstanceConfig,
+  ) {
     this.width = opts.width;
     this.height = opts.height;
   }
 
   /** Starts the UA on `display` (a started spare of the runtime's) or on a display started for it. */
   static async start(pkg: X11Package, opts: UaStartOptions, config: X11InstanceConfig, display: X11Display | null = null): Promise<X11Instance> {
-    const inst = new X11Instance(opts);
+    const inst = new X11Instance(opts, config);
     try {
       inst.screen = display ?? (await X11Display.start(config, opts.width, opts.height));
       inst.screen.listen({
@@ -154,9 +161,21 @@ export class X11Instance implements UaInstance {
     const screen = this.screen!;
     const home = path.join(screen.fbdir, 'home');
     mkdirSync(home, { mode: 0o700 });
+    const user = this.config.uaUser ?? null;
+    if (user) {
+      // its own user: the home and the display's cookie are its; the session folder it may only pass through
+      chownSync(home, user.uid, user.gid);
+      chownSync(screen.authFile, user.uid, user.gid);
+      chmodSync(screen.fbdir, 0o711);
+      // Xvfb's framebuffer file is the agent's to read, no UA's
+      for (const f of readdirSync(screen.fbdir)) if (f !== 'home' && f !== 'Xauthority') chmodSync(path.join(screen.fbdir, f), 0o600);
+    }
     const env = uaEnvironment(process.env, pkg.manifest.env, { display: `:${screen.number}`, xauthority: screen.authFile, home });
+    if (user) env.USER = env.LOGNAME = user.name;
     // detached: a session (and process group) of its own, to stop and kill as a whole
-    const ua = trackChild(spawn(pkg.executable, pkg.manifest.command.slice(1), { cwd: pkg.dir, env, detached: true, stdio: ['ignore', 'ignore', 'pipe'] }), { group: true });
+    const ua = trackChild(spawn(pkg.executable, pkg.manifest.command.slice(1), {
+      cwd: pkg.dir, env, detached: true, stdio: ['ignore', 'ignore', 'pipe'], ...(user ? { uid: user.uid, gid: user.gid } : {}),
+    }), { group: true });
     this.uaStderr = tail(ua.stderr);
     await new Promise<void>((resolve, reject) => {
       ua.once('spawn', resolve);

@@ -8,6 +8,7 @@ import type { UaInstance, UaRuntime, UaStartOptions } from '../runtime';
 import { loadPackage } from './package';
 import { X11Display } from './x11-display';
 import { X11Instance } from './x11-instance';
+import type { UaUser } from './ua-user';
 
 export interface X11RuntimeOptions {
   /** the Xvfb binary (default "Xvfb", found on PATH) */
@@ -19,6 +20,8 @@ export interface X11RuntimeOptions {
    * a session then starts only its program, not Xvfb and the agent's X connection
    */
   warmDisplay?: boolean;
+  /** UAs run as this user (the agent must be root); default: as the agent's own user */
+  uaUser?: UaUser | null;
 }
 
 /** the usual first session's screen */
@@ -45,11 +48,13 @@ export class X11Runtime implements UaRuntime {
   /** the display kept started for the next session, by size */
   private spare: { width: number; height: number; display: Promise<X11Display | null> } | null = null;
   private closed = false;
+  private readonly uaUser: UaUser | null;
 
   constructor(options: X11RuntimeOptions = {}) {
     this.xvfb = options.xvfb ?? 'Xvfb';
     this.tmpDir = options.tmpDir ?? defaultTmpDir();
     this.warmDisplay = options.warmDisplay ?? false;
+    this.uaUser = options.uaUser ?? null;
     if (this.warmDisplay) this.keepSpare(WARM_DISPLAY_DEFAULT.width, WARM_DISPLAY_DEFAULT.height);
   }
 
@@ -115,7 +120,7 @@ export class X11Runtime implements UaRuntime {
     if (width < minWidth || height < minHeight) throw new Error(`${name} needs a screen of at least ${minWidth}x${minHeight}, got ${width}x${height}`);
     const spare = this.warmDisplay ? await this.takeSpare(width, height) : null;
     try {
-      return await X11Instance.start(pkg, opts, { xvfb: this.xvfb, tmpDir: this.tmpDir }, spare);
+      return await X11Instance.start(pkg, opts, { xvfb: this.xvfb, tmpDir: this.tmpDir, uaUser: this.uaUser }, spare);
     } finally {
       // the next session's display, once this one's program is up (not competing with its start)
       if (this.warmDisplay) this.keepSpare(width, height);

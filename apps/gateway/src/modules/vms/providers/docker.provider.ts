@@ -31,6 +31,42 @@ export const LABELS = {
 
 export const containerName = (vmId: string): string => `uve-vm-${vmId}`;
 
+/** the images' agent user (docker/build-images.js) and where its secret is put, readable by it only */
+const AGENT_UID = 10001;
+export const CONTAINER_SECRET_DIR = '/home/uve/.uve';
+export const CONTAINER_SECRET_FILE = `${CONTAINER_SECRET_DIR}/vm-secret`;
+
+/**
+ * A tar (ustar) of the secret's folder (0700) and file (0400), both the agent user's: copied into
+ * the container before it starts, so the secret is in no Env (`docker inspect` shows none) and
+ * needs no file on the engine's host.
+ */
+export function secretArchive(secret: string): Buffer {
+  const header = (name: string, mode: number, size: number, type: '0' | '5'): Buffer => {
+    const h = Buffer.alloc(512);
+    const put = (value: string, at: number, len: number) => h.write(value.slice(0, len), at, len, 'latin1');
+    const octal = (n: number, len: number) => n.toString(8).padStart(len - 1, '0');
+    put(name, 0, 100);
+    put(`${octal(mode, 8)}\0`, 100, 8);
+    put(`${octal(AGENT_UID, 8)}\0`, 108, 8);
+    put(`${octal(AGENT_UID, 8)}\0`, 116, 8);
+    put(`${octal(size, 12)}\0`, 124, 12);
+    put(`${octal(Math.floor(Date.now() / 1000), 12)}\0`, 136, 12);
+    put('        ', 148, 8);
+    put(type, 156, 1);
+    put('ustar\0', 257, 6);
+    put('00', 263, 2);
+    let sum = 0;
+    for (const b of h) sum += b;
+    put(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 8);
+    return h;
+  };
+  const data = Buffer.from(secret, 'utf8');
+  const pad = Buffer.alloc((512 - (data.length % 512)) % 512);
+  const dir = CONTAINER_SECRET_DIR.slice(1);
+  return Buffer.concat([header(`${dir}/`, 0o700, 0, '5'), header(`${dir}/vm-secret`, 0o400, data.length, '0'), data, pad, Buffer.alloc(1024)]);
+}
+
 export interface DockerHealthcheckOptions {
   /** default 5000 */
   intervalMs?: number;
@@ -123,7 +159,7 @@ export class DockerProvider implements VmProviderDriver {
     const vmHost = o.vmHost ?? '127.0.0.1';
     const env: Record<string, string> = {
       ...o.env,
-      ...agentEnv(spec, 'DOCKER'),
+      ...agentEnv(spec, 'DOCKER', CONTAINER_SECRET_FILE),
       UVE_VM_HOST: vmHost,
       UVE_VM_PUBLIC_HOST: o.vmPublicHost ?? vmHost,
       UVE_VM_PORT: '0',
@@ -182,6 +218,7 @@ export class DockerProvider implements VmProviderDriver {
       });
     }
     try {
+      await container.putArchive(secretArchive(spec.secret), { path: '/' });
       await container.start();
     } catch (e) {
       await container.remove({ force: true, v: true }).catch(() => undefined);

@@ -29,11 +29,16 @@ export class ProcessProvider implements VmProviderDriver {
     private readonly agentMain = AGENT_MAIN,
     private readonly extraEnv: Record<string, string> = {},
   ) {
-    fs.mkdirSync(stateDir, { recursive: true });
+    fs.mkdirSync(stateDir, { recursive: true, mode: 0o700 });
   }
 
   private trackFile(vmId: string): string {
     return trackFile(this.stateDir, vmId);
+  }
+
+  /** the VM's secret, for its agent only (0600, removed with the VM) */
+  private secretFile(vmId: string): string {
+    return path.join(this.stateDir, `${path.basename(vmId)}.secret`);
   }
 
   private tracked(vmId: string): TrackedAgent | null {
@@ -46,18 +51,24 @@ export class ProcessProvider implements VmProviderDriver {
   }
 
   async launch(spec: VmLaunchSpec): Promise<LaunchedVm> {
+    const secretFile = this.secretFile(spec.vmId);
+    fs.rmSync(secretFile, { force: true });
+    fs.writeFileSync(secretFile, spec.secret, { mode: 0o600 });
     const child = spawn(process.execPath, [this.agentMain], {
       env: {
         PATH: process.env.PATH ?? '',
         HOME: process.env.HOME ?? '/tmp',
         ...this.extraEnv,
-        ...agentEnv(spec, 'PROCESS'),
+        ...agentEnv(spec, 'PROCESS', secretFile),
       },
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     await new Promise<void>((resolve, reject) => {
       child.once('spawn', () => resolve());
-      child.once('error', reject);
+      child.once('error', (e) => {
+        fs.rmSync(secretFile, { force: true });
+        reject(e);
+      });
     });
     let tail = '';
     child.stderr!.on('data', (b: Buffer) => {
@@ -70,6 +81,7 @@ export class ProcessProvider implements VmProviderDriver {
     child.once('exit', (code, signal) => {
       this.children.delete(spec.vmId);
       fs.rmSync(this.trackFile(spec.vmId), { force: true });
+      fs.rmSync(secretFile, { force: true });
       const reason = `VM process exited (${signal ?? `code ${code}`})`;
       if (code !== 0) this.log.warn('vm-agent exited', { vmId: spec.vmId, code, signal, stderr: tail.slice(-500) });
       for (const l of this.exitListeners) l(spec.vmId, reason);
@@ -87,6 +99,7 @@ export class ProcessProvider implements VmProviderDriver {
     const t = this.tracked(vmId);
     if (t && String(t.agent.pid) === providerRef && isRunning(t.agent)) await stopTree(t.agent, 5000);
     fs.rmSync(this.trackFile(vmId), { force: true });
+    fs.rmSync(this.secretFile(vmId), { force: true });
   }
 
   async running(): Promise<string[]> {
@@ -141,6 +154,7 @@ export async function reapLeftoverAgents(stateDir: string, log: Logger, agentMai
       reaped.push(vmId);
     }
     fs.rmSync(path.join(stateDir, f), { force: true });
+    fs.rmSync(path.join(stateDir, `${vmId}.secret`), { force: true });
   }));
   return reaped;
 }

@@ -38,13 +38,18 @@ export interface VmProviderDriver {
   close(): Promise<void>;
 }
 
-/** The agent's environment for a VM (see docs/vm-agent.md); providers add where it listens. */
-export function agentEnv(spec: VmLaunchSpec, provider: VmProvider): Record<string, string> {
+/**
+ * The agent's environment for a VM (see docs/vm-agent.md); providers add where it listens. No
+ * secret: an environment is readable by every process of the agent's user (and Docker shows a
+ * container's to whoever may inspect it). The VM secret reaches the agent as a file readable by
+ * it only, at `secretFile` (UVE_VM_SECRET_FILE), which the provider writes.
+ */
+export function agentEnv(spec: VmLaunchSpec, provider: VmProvider, secretFile: string): Record<string, string> {
   return {
     REDIS_URL: spec.redisUrl,
     UVE_GATEWAY_URL: spec.gatewayUrl,
     UVE_VM_ID: spec.vmId,
-    UVE_VM_SECRET: spec.secret,
+    UVE_VM_SECRET_FILE: secretFile,
     UVE_VM_NAME: spec.name,
     UVE_VM_PLATFORM: spec.platform,
     UVE_VM_PROVIDER: provider,
