@@ -1,12 +1,12 @@
 // bench/gateway: requests/s and latency of representative GraphQL operations on the gateway, beside
 // a bare Apollo Server + graphql-js serving the same rows of the same database (bench/src/baseline/
 // bare-apollo.ts), repetition by repetition, so that the ratio is the figure that means something.
-import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { graphqlCheck, load, type LoadResult } from './lib/load';
 import { fmt, header, latencySpread, parseArgs, spread, table, type BenchOutput } from './lib/report';
-import { dataDir, gql, login, startGateway, startPostgres, stopChild, until, type Gateway } from './lib/services';
+import { dataDir, gql, login, startGateway, startPostgres, startBaseline, stopChild, until, type Gateway } from './lib/services';
 import { summarizeProfiles } from './lib/profile';
 
 const HELP = `bench/gateway: req/s and p50/p99 of session(id), a 100-row sessions list and requestApplication,
@@ -35,7 +35,7 @@ export default async function gateway(argv: string[]): Promise<BenchOutput> {
   const dir = dataDir('gateway');
   const pg = await startPostgres(path.join(dir, 'pg'));
   let gw: Gateway | null = null;
-  let bare: ReturnType<typeof spawn> | null = null;
+  let bare: ChildProcess | null = null;
   try {
     gw = await startGateway(dir, {
       DATABASE_URL: pg.url,
@@ -47,20 +47,15 @@ export default async function gateway(argv: string[]): Promise<BenchOutput> {
       UVE_VM_CAPACITY: '64',
       UVE_MAX_OPEN_SESSIONS: '1000',
     }, o.profile ? ['--cpu-prof', `--cpu-prof-dir=${path.join(dir, 'prof')}`] : []);
-    bare = spawn(process.execPath, [path.join(__dirname, 'baseline/bare-apollo.js')], { env: { ...process.env, DATABASE_URL: pg.url, PORT: '0' }, stdio: ['ignore', 'pipe', 'inherit'] });
-    const bareUrl = await new Promise<string>((resolve, reject) => {
-      let out = '';
-      bare!.stdout!.on('data', (b: Buffer) => {
-        out += b;
-        const m = /listening on (\S+)/.exec(out);
-        if (m) resolve(m[1]!);
-      });
-      bare!.once('exit', (c) => reject(new Error(`bare Apollo exited with ${c}`)));
-    });
+    const started = await startBaseline('bare-apollo.js', { DATABASE_URL: pg.url });
+    bare = started.child;
+    const bareUrl = started.url;
     const fx = await fixture(gw, Math.max(...clients));
     const targets: Target[] = [{ server: 'gateway', url: gw.graphqlUrl }, { server: 'bare', url: bareUrl }];
     process.stdout.write(`${header('gateway', `${o.reps} x ${o.seconds} s per row, clients ${clients.join('/')}, closed loop, keep-alive`)}\n`);
 
+    // warm-up, not measured: the JIT, connection pools and caches of both servers, for every operation
+    for (const op of o.ops) for (const t of targets) await load({ url: t.url, concurrency: 10, seconds: o.quick ? 0.5 : 1.5, ...request(op, t.server, fx, t.url), check: graphqlCheck });
     const results = new Map<string, LoadResult[]>();
     for (let rep = 0; rep < o.reps; rep++) {
       for (const op of o.ops) {

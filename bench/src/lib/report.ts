@@ -23,8 +23,10 @@ export interface Spread {
 }
 
 export function spread(runs: number[]): Spread {
-  const ok = runs.filter((x) => Number.isFinite(x));
-  return { median: percentile(ok, 50), min: Math.min(...ok), max: Math.max(...ok), runs };
+  const ok = runs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  const mid = ok.length >> 1;
+  const median = ok.length % 2 ? ok[mid]! : (ok[mid - 1]! + ok[mid]!) / 2;
+  return { median, min: ok[0] ?? NaN, max: ok.at(-1) ?? NaN, runs };
 }
 
 /** p50/p95/p99 of each repetition's samples, each summarised across repetitions. */

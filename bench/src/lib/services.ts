@@ -122,3 +122,18 @@ export async function until<T>(what: string, ms: number, probe: () => Promise<T 
     await new Promise((r) => setTimeout(r, 100));
   }
 }
+
+/** A baseline server of bench/dist/baseline/ as its own process; resolves with the URL it prints ("listening on <url>"). */
+export async function startBaseline(script: string, env: Record<string, string>): Promise<{ url: string; child: ChildProcess }> {
+  const child = spawn(process.execPath, [path.join(ROOT, 'bench/dist/baseline', script)], { env: { ...process.env, PORT: '0', ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  const url = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (b: Buffer) => {
+      out += b;
+      const m = /listening on (\S+)/.exec(out);
+      if (m) resolve(m[1]!);
+    });
+    child.once('exit', (c) => reject(new Error(`${script} exited with ${c}`)));
+  });
+  return { url, child };
+}
