@@ -10,12 +10,14 @@ import WebSocket from 'ws';
 import { createClient, type Client } from 'graphql-ws';
 import { StreamClient } from '@uve/client';
 import { fmt, header, latencySpread, now, parseArgs, percentile, spread, table, type BenchOutput } from './lib/report';
+import { summarizeProfiles } from './lib/profile';
 import { dataDir, gql, login, startGateway, startPostgres, startBaseline, stopChild, until, type Gateway } from './lib/services';
 
 const HELP = `bench/fanout: delivery p50/p99 of one session's events to N graphql-ws subscribers, and memory per
 idle subscription, gateway vs a bare graphql-ws server
 
-Usage: npm run bench -- fanout [--subscribers 1000,5000] [--events 10] [--quick]`;
+Usage: npm run bench -- fanout [--subscribers 1000,5000] [--events 10] [--quick]
+                               [--profile]  (the gateway runs with --cpu-prof; its hottest functions are printed)`;
 
 const SUB = `subscription($s: ID!) { sessionEvents(sessionId: $s, replay: true) { id type at } }`;
 
@@ -81,7 +83,7 @@ async function deliver(subs: Subscribers, n: number, events: number, trigger: (i
 }
 
 export default async function fanout(argv: string[]): Promise<BenchOutput> {
-  const o = parseArgs(argv, { subscribers: ['1000', '5000'], events: 10, quick: false }, HELP);
+  const o = parseArgs(argv, { subscribers: ['1000', '5000'], events: 10, profile: false, quick: false }, HELP);
   if (o.quick) Object.assign(o, { subscribers: ['200'], events: 4 });
   const dir = dataDir('fanout');
   const pg = await startPostgres(path.join(dir, 'pg'));
@@ -89,7 +91,7 @@ export default async function fanout(argv: string[]): Promise<BenchOutput> {
   let bare: ChildProcess | null = null;
   const stream = new StreamClient({ browserResources: false });
   try {
-    gw = await startGateway(dir, { DATABASE_URL: pg.url, UVE_SAMPLE_UAS: 'true', UVE_POOL_PLATFORMS: 'WASM', UVE_WARM_VMS: '1' });
+    gw = await startGateway(dir, { DATABASE_URL: pg.url, UVE_SAMPLE_UAS: 'true', UVE_POOL_PLATFORMS: 'WASM', UVE_WARM_VMS: '1' }, o.profile ? ['--cpu-prof', `--cpu-prof-dir=${path.join(dir, 'prof')}`] : []);
     const started = await startBaseline('bare-ws.js', {});
     bare = started.child;
     const bareUrl = started.url;
@@ -137,6 +139,9 @@ export default async function fanout(argv: string[]): Promise<BenchOutput> {
         process.stdout.write(`  ${rows.at(-1)!.join('  ')}\n`);
       }
     }
+    stream.close();
+    await gw.stop();
+    const profile = o.profile ? summarizeProfiles(path.join(dir, 'prof')) : null;
     const text = [
       header('fanout', `${o.events} events per row, one graphql-ws connection per subscriber, subscribers in this same process`),
       '',
@@ -146,8 +151,9 @@ export default async function fanout(argv: string[]): Promise<BenchOutput> {
       'Gateway trigger: suspendSession/resumeSession by the owner (the mutation, its transaction, Redis pub/sub, per-event',
       'authorization, serialisation); baseline: POST /publish into an in-memory pub/sub (bench/src/baseline/bare-ws.ts).',
       'KiB RSS / idle sub: the server process RSS growth while the subscribers connected, divided by their number (GC-dependent).',
+      ...(profile ? ['', profile.text] : []),
     ].join('\n');
-    return { text, data: { options: o, rows: data } };
+    return { text, data: { options: o, rows: data, profile: profile?.data ?? null } };
   } finally {
     stream.close();
     if (bare) await stopChild(bare, 5000);

@@ -12,7 +12,7 @@ import { summarizeProfiles } from './lib/profile';
 const HELP = `bench/gateway: req/s and p50/p99 of session(id), a 100-row sessions list and requestApplication,
 gateway vs a bare Apollo Server on the same database, at each concurrency
 
-Usage: npm run bench -- gateway [--seconds 5] [--reps 3] [--clients 50,200] [--ops session,sessions,request]
+Usage: npm run bench -- gateway [--seconds 4] [--reps 3] [--clients 50,200] [--ops session,sessions,request]
                                 [--profile]   (the gateway runs with --cpu-prof; its hottest functions are printed)
                                 [--quick]     (1 repetition of 2 s at 50 clients)`;
 
@@ -29,7 +29,7 @@ interface Target { server: Server; url: string }
 interface Fixture { sessionId: string; owner: { token: string; id: string }; admin: string; users: { token: string; id: string }[]; uaId: string }
 
 export default async function gateway(argv: string[]): Promise<BenchOutput> {
-  const o = parseArgs(argv, { seconds: 5, reps: 3, clients: ['50', '200'], ops: ['session', 'sessions', 'request'], profile: false, quick: false }, HELP);
+  const o = parseArgs(argv, { seconds: 4, reps: 3, clients: ['50', '200'], ops: ['session', 'sessions', 'request'], profile: false, quick: false }, HELP);
   if (o.quick) Object.assign(o, { seconds: 2, reps: 1, clients: ['50'] });
   const clients = o.clients.map(Number);
   const dir = dataDir('gateway');
