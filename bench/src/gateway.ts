@@ -46,6 +46,8 @@ export default async function gateway(argv: string[]): Promise<BenchOutput> {
       UVE_MAX_VMS: '4',
       UVE_VM_CAPACITY: '64',
       UVE_MAX_OPEN_SESSIONS: '1000',
+      // a machine this loaded delays heartbeats: VMs declared OFFLINE mid-run would turn requests into refusals
+      UVE_VM_HEARTBEAT_TIMEOUT_MS: '60000',
     }, o.profile ? ['--cpu-prof', `--cpu-prof-dir=${path.join(dir, 'prof')}`] : []);
     const started = await startBaseline('bare-apollo.js', { DATABASE_URL: pg.url });
     bare = started.child;
