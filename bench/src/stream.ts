@@ -1,103 +1,29 @@
-#!/usr/bin/env node
-// bench/stream: what a user feels, measured from the client side on loopback.
-// For each codec: input -> decoded frame latency (p50/p95 over N inputs sent at random phase),
-// frame rate of an animating UA, and CPU per stream (the VM agent and its encoder processes).
-// Starts its own gateway on embedded defaults (with a warm PROCESS VM) unless --gateway is given.
-import { spawn, type ChildProcess } from 'node:child_process';
+// bench/stream: input -> decoded frame latency, what a user feels, measured from the client side on
+// loopback, for WASM+MJPEG, WASM+H264 and LINUX_X11+H264 at the same fps, beside a blind-clock
+// baseline in the same run: the same X program captured by `ffmpeg -f x11grab` on a fixed clock
+// (lib/x11grab.ts), decoded by the same Node decoder. Inputs at random phase, in repetitions that
+// rotate over the cases, so the machine's drifting load hits every case alike.
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { GatewayClient, StreamClient, createNodeDecoder, type FrameEvent } from '@uve/client';
 import type { InputEvent, VideoCodec } from '@uve/protocol';
+import { fmt, header, latencySpread, now, parseArgs, spread, table, type BenchOutput } from './lib/report';
+import { ADMIN, dataDir, startGateway, startPostgres, type Gateway } from './lib/services';
+import { startX11grabBaseline, type Baseline } from './lib/x11grab';
 
-interface Options { gateway: string | null; user: string; password: string; inputs: number; seconds: number; width: number; height: number; codecs: VideoCodec[]; uas: string[] }
+const HELP = `bench/stream: input -> decoded frame latency per platform and codec, vs a fixed-clock x11grab baseline
 
-const HELP = `bench/stream: input-to-decoded-frame latency, fps and CPU per stream, per codec
+Usage: npm run bench -- stream [--inputs 200] [--reps 4] [--fps 30] [--cases wasm-mjpeg,wasm-h264,x11-h264,x11grab]
+                               [--width 1280 --height 720] [--display 440] [--quick]
+--display: the X display number the baseline's own Xvfb takes.`;
 
-Usage: node bench/dist/stream.js [--inputs N] [--seconds S] [--codecs H264,MJPEG] [--uas paint,game,probe]
-                                 [--width 1280 --height 720] [--gateway URL --user U --password P]
-Without --gateway it starts a gateway on embedded defaults in a temporary folder.`;
+interface Options { inputs: number; reps: number; fps: number; width: number; height: number; display: number; cases: string[]; quick: boolean }
 
-function parse(argv: string[]): Options {
-  const o: Options = { gateway: null, user: 'admin', password: 'bench-admin-password', inputs: 100, seconds: 5, width: 1280, height: 720, codecs: ['MJPEG', 'H264'], uas: ['paint', 'game', 'probe'] };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    const v = () => {
-      const x = argv[++i];
-      if (x === undefined) throw new Error(`${a} needs a value`);
-      return x;
-    };
-    if (a === '--help' || a === '-h') { process.stdout.write(HELP + '\n'); process.exit(0); }
-    else if (a === '--gateway') o.gateway = v();
-    else if (a === '--user') o.user = v();
-    else if (a === '--password') o.password = v();
-    else if (a === '--inputs') o.inputs = Number(v());
-    else if (a === '--seconds') o.seconds = Number(v());
-    else if (a === '--width') o.width = Number(v());
-    else if (a === '--height') o.height = Number(v());
-    else if (a === '--codecs') o.codecs = v().split(',') as VideoCodec[];
-    else if (a === '--uas') o.uas = v().split(',');
-    else throw new Error(`unknown argument ${a}; see --help`);
-  }
-  if (!(o.inputs >= 1) || !(o.seconds > 0)) throw new Error('--inputs and --seconds must be positive');
-  return o;
-}
-
-const pct = (xs: number[], p: number) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? NaN;
+const CASES: Record<string, { label: string; ua: string; codec: VideoCodec }> = {
+  'wasm-mjpeg': { label: 'WASM paint, MJPEG', ua: 'paint', codec: 'MJPEG' },
+  'wasm-h264': { label: 'WASM paint, H264', ua: 'paint', codec: 'H264' },
+  'x11-h264': { label: 'LINUX_X11 probe, H264', ua: 'probe', codec: 'H264' },
 };
-const now = () => performance.timeOrigin + performance.now();
-
-async function startGateway(password: string): Promise<{ url: string; child: ChildProcess; dir: string }> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'uve-bench-'));
-  const main = path.resolve(__dirname, '../../apps/gateway/dist/main.js');
-  const child = spawn(process.execPath, [main], {
-    env: { ...process.env, UVE_DATA_DIR: dir, UVE_PORT: '0', UVE_ADMIN_PASSWORD: password, UVE_WARM_VMS: '1', UVE_POOL_PLATFORMS: 'WASM,LINUX_X11', UVE_DOCKER: 'off', UVE_LOG_LEVEL: 'warn' },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const url = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    child.stdout!.on('data', (b: Buffer) => {
-      out += b;
-      const m = /listening on (http:\/\/\S+)\/graphql/.exec(out);
-      if (m) resolve(m[1]!);
-    });
-    child.once('exit', (code) => reject(new Error(`gateway exited with ${code}`)));
-  });
-  return { url, child, dir };
-}
-
-/** CPU seconds used so far by a process and its direct children alive now (the agent; its ffmpeg encoders; on LINUX_X11 also Xvfb and the UA): see bench/README.md. */
-function cpuSeconds(rootPid: number): number {
-  const tick = 100; // USER_HZ on Linux
-  let total = 0;
-  for (const e of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(e)) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${e}/stat`, 'utf8');
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      const pid = Number(e);
-      const ppid = Number(f[1]);
-      if (pid === rootPid || ppid === rootPid) total += (Number(f[11]) + Number(f[12])) / tick;
-    } catch {
-      /* exited */
-    }
-  }
-  return total;
-}
-
-function agentPid(vmId: string): number | null {
-  for (const e of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(e)) continue;
-    try {
-      if (fs.readFileSync(`/proc/${e}/environ`, 'utf8').split('\0').includes(`UVE_VM_ID=${vmId}`)) return Number(e);
-    } catch {
-      /* not ours */
-    }
-  }
-  return null;
-}
 
 /** Brightness-ish value of the picture's centre pixel (R + G + B). */
 function centre(f: FrameEvent): number {
@@ -117,27 +43,25 @@ function probeInput(ua: string, i: number, o: Options): InputEvent[] {
   return [{ kind: 'pointer', type: 'down', x, y, button: 0 }, { kind: 'pointer', type: 'up', x, y, button: 0 }];
 }
 
-async function measure(gw: GatewayClient, ua: string, codec: VideoCodec, o: Options) {
+/** A session of the UA streamed to a Node client, ready for round trips. */
+async function openCase(gw: GatewayClient, ua: string, codec: VideoCodec, o: Options): Promise<Baseline> {
   const uaInfo = (await gw.uas()).find((u) => u.name === ua);
   if (!uaInfo) throw new Error(`no UA named ${ua}`);
-  const request = () => gw.requestApplication({ uaId: uaInfo.id, terminal: { screenWidth: o.width, screenHeight: o.height, codecs: [codec], localResources: [], maxFrameRate: 60 } });
-  // a fresh gateway's pool is still starting its first VM
-  const deadline = Date.now() + 30_000;
+  const request = () => gw.requestApplication({ uaId: uaInfo.id, terminal: { screenWidth: o.width, screenHeight: o.height, codecs: [codec], localResources: [], maxFrameRate: o.fps } });
+  // a fresh gateway's pool is still starting its first VM of the platform
+  const deadline = Date.now() + 60_000;
   let session = await request().catch((e: Error) => e);
-  while (session instanceof Error && /UNAVAILABLE/.test(session.message) && Date.now() < deadline) {
+  while (session instanceof Error && /UNAVAILABLE|not deployed|no VM/i.test(session.message) && Date.now() < deadline) {
     await new Promise((r) => setTimeout(r, 200));
     session = await request().catch((e: Error) => e);
   }
   if (session instanceof Error) throw session;
   const conn = session.connection!;
+  const sessionId = session.id;
   const client = new StreamClient({ browserResources: false });
   let waiting: { seq: number; shows: (f: FrameEvent) => boolean; resolve: (f: FrameEvent) => void } | null = null;
-  let frames = 0;
-  let bytes = 0;
   let last: FrameEvent | null = null;
   client.on('frame', (f) => {
-    frames++;
-    bytes += f.payload.byteLength;
     last = f;
     if (waiting && f.header.inputSeq >= waiting.seq && waiting.shows(f)) {
       const w = waiting;
@@ -145,35 +69,10 @@ async function measure(gw: GatewayClient, ua: string, codec: VideoCodec, o: Opti
       w.resolve(f);
     }
   });
-  await client.connect({ url: conn.url, token: conn.token, decoder: (c) => createNodeDecoder({ codec: c.codec as 'H264' | 'MJPEG', width: c.width, height: c.height, description: c.description }) });
-  const latencies: number[] = [];
-  try {
-    // warm up: first keyframe and encoder start are not what a running session feels
-    for (let i = 0; i < 5; i++) await roundTrip(i);
-    for (let i = 0; i < o.inputs; i++) {
-      await new Promise((r) => setTimeout(r, Math.random() * 50)); // random phase against the VM's frame pacing
-      latencies.push(await roundTrip(i));
-    }
-    // fps and CPU: the game animates while a round runs; paint shows what an idle stream costs
-    const pid = agentPid(conn.vmId);
-    const cpu0 = pid ? cpuSeconds(pid) : NaN;
-    const f0 = frames;
-    const b0 = bytes;
-    const t0 = now();
-    await new Promise((r) => setTimeout(r, o.seconds * 1000));
-    const dt = (now() - t0) / 1000;
-    const fps = (frames - f0) / dt;
-    const cpu = pid ? ((cpuSeconds(pid) - cpu0) / dt) * 100 : NaN;
-    const kbps = ((bytes - b0) * 8) / 1000 / dt;
-    return { latencies, fps, cpu, kbps };
-  } finally {
-    await client.bye().catch(() => undefined);
-    client.close();
-    await gw.endSession(session.id).catch(() => undefined);
-  }
-
-  async function roundTrip(i: number): Promise<number> {
-    const [down, up] = probeInput(ua, i, o);
+  await client.connect({ url: conn.url, token: conn.token, decoder: (c) => createNodeDecoder({ codec: c.codec as 'H264' | 'MJPEG', width: c.width, height: c.height, description: c.description, fps: o.fps }) });
+  let i = 0;
+  const roundTrip = async (): Promise<number> => {
+    const [down, up] = probeInput(ua, i++, o);
     // a WASM UA handles input synchronously: the first frame with inputSeq >= seq shows it. An X
     // program repaints in its own time: wait for the frame where the probe's centre changed.
     const before = ua === 'probe' && last ? centre(last) : null;
@@ -188,37 +87,79 @@ async function measure(gw: GatewayClient, ua: string, codec: VideoCodec, o: Opti
     const ms = now() - t; // the frame event fires once the frame is decoded
     client.sendInput(up!);
     return ms;
-  }
+  };
+  // warm up: the first keyframe and the encoder start are not what a running session feels
+  for (let k = 0; k < 5; k++) await roundTrip();
+  return {
+    roundTrip,
+    close: async () => {
+      await client.bye().catch(() => undefined);
+      client.close();
+      await gw.endSession(sessionId).catch(() => undefined);
+    },
+  };
 }
 
-async function main(): Promise<void> {
-  const o = parse(process.argv.slice(2));
-  const own = o.gateway ? null : await startGateway(o.password);
-  const url = o.gateway ?? own!.url;
+export default async function stream(argv: string[]): Promise<BenchOutput> {
+  const o: Options = parseArgs(argv, { inputs: 200, reps: 4, fps: 30, width: 1280, height: 720, display: 440, cases: ['wasm-mjpeg', 'wasm-h264', 'x11-h264', 'x11grab'], quick: false }, HELP);
+  if (o.quick) Object.assign(o, { inputs: 40, reps: 2 });
+  const perRep = Math.ceil(o.inputs / o.reps);
+  const dir = dataDir('stream');
+  const pg = await startPostgres(path.join(dir, 'pg'));
+  let gw: Gateway | null = null;
+  const open = new Map<string, Baseline>();
   try {
-    const gw = new GatewayClient(url);
-    await gw.login(o.user, o.password);
-    const rows: string[] = [];
-    process.stdout.write(`bench/stream: ${o.width}x${o.height}, ${o.inputs} inputs per row at random phase, ${o.seconds} s for fps/CPU, loopback, ${os.cpus().length} cores\n`);
-    for (const ua of o.uas) {
-      for (const codec of o.codecs) {
-        const r = await measure(gw, ua, codec, o);
-        rows.push(`| ${ua.padEnd(6)} | ${codec.padEnd(5)} | ${pct(r.latencies, 50).toFixed(1).padStart(6)} | ${pct(r.latencies, 95).toFixed(1).padStart(6)} | ${r.fps.toFixed(1).padStart(5)} | ${r.cpu.toFixed(0).padStart(4)} % | ${r.kbps.toFixed(0).padStart(7)} |`);
-        process.stdout.write(`${rows.at(-1)}\n`);
+    gw = await startGateway(dir, { DATABASE_URL: pg.url, UVE_SAMPLE_UAS: 'true', UVE_WARM_VMS: '1', UVE_POOL_PLATFORMS: 'WASM,LINUX_X11' });
+    const client = new GatewayClient(gw.url);
+    await client.login(ADMIN.username, ADMIN.password);
+    for (const c of o.cases) {
+      if (c === 'x11grab') continue; // started for its turn only: its fixed clock costs CPU the others would pay
+      if (CASES[c]) open.set(c, await openCase(client, CASES[c].ua, CASES[c].codec, o));
+      else throw new Error(`unknown case ${c}; see --help`);
+    }
+    process.stdout.write(`${header('stream', `${o.width}x${o.height} at ${o.fps} fps, ${o.reps} x ${perRep} inputs per case at random phase`)}\n`);
+    const reps = new Map<string, number[][]>(o.cases.map((c) => [c, []]));
+    for (let r = 0; r < o.reps; r++) {
+      for (const c of o.cases) {
+        const lat: number[] = [];
+        if (c === 'x11grab') open.set(c, await startX11grabBaseline({ display: o.display, width: o.width, height: o.height, fps: o.fps }));
+        for (let k = 0; k < perRep; k++) {
+          await new Promise((res) => setTimeout(res, 20 + Math.random() * 40)); // random phase against any frame clock
+          lat.push(await open.get(c)!.roundTrip());
+        }
+        if (c === 'x11grab') {
+          await open.get(c)!.close();
+          open.delete(c);
+        }
+        reps.get(c)!.push(lat);
+        process.stdout.write(`  rep ${r + 1} ${c.padEnd(10)} p50 ${[...lat].sort((a, b) => a - b)[lat.length >> 1]!.toFixed(1)} ms\n`);
       }
     }
-    process.stdout.write(`\n| UA     | codec | p50 ms | p95 ms |   fps | CPU/stream | kbit/s |\n|--------|-------|--------|--------|-------|------|---------|\n${rows.join('\n')}\n`);
-    process.stdout.write('latency = input sent -> frame that applied it decoded (Node decoder: sharp for MJPEG, ffmpeg for H264), client clock only\n');
+    const base = reps.get('x11grab');
+    const rows = o.cases.map((c) => {
+      const l = latencySpread(reps.get(c)!);
+      const ratio = base && c !== 'x11grab' ? spread(reps.get(c)!.map((r, i) => percentile50(r) / percentile50(base[i]!))) : null;
+      return { c, l, ratio };
+    });
+    const text = [
+      header('stream', `${o.width}x${o.height}, ${o.fps} fps requested, ${o.reps} repetitions x ${perRep} inputs per case, loopback`),
+      '',
+      table(['case', 'inputs', 'p50 ms', 'p95 ms', 'p99 ms', 'p50 / x11grab p50'], rows.map(({ c, l, ratio }) => [c === 'x11grab' ? `baseline: x11grab ${o.fps} fps clock, x264` : CASES[c]!.label, String(l.samples), fmt(l.p50), fmt(l.p95), fmt(l.p99), ratio ? `${fmt(ratio, 2)}x` : ''])),
+      '',
+      'Latency: input sent -> the first frame that shows it, received and decoded (Node decoder: sharp for MJPEG, an ffmpeg',
+      'process for H264, the same for the baseline), client clock only; median (min–max) over the repetitions.',
+      'WASM: the frame whose inputSeq covers the input; X11 and baseline: the frame whose centre changed (the probe repaints).',
+      'The UVE sessions stay open through the run (idle between inputs); the baseline runs only for its own turns (its fixed',
+      'clock captures and encodes all the time). Its decoder outputs full RGBA like the others. Not a browser (no WebCodecs).',
+    ].join('\n');
+    return { text, data: { options: o, rows: rows.map(({ c, l, ratio }) => ({ case: c, ...l, ratioToBaseline: ratio, reps: reps.get(c) })) } };
   } finally {
-    if (own) {
-      own.child.kill('SIGTERM');
-      await new Promise((r) => own.child.once('exit', r));
-      fs.rmSync(own.dir, { recursive: true, force: true });
-    }
+    for (const b of open.values()) await b.close().catch(() => undefined);
+    if (gw) await gw.stop();
+    await pg.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
   }
 }
 
-main().catch((e: Error) => {
-  process.stderr.write(`bench/stream: ${e.message}\n`);
-  process.exit(1);
-});
+const percentile50 = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
+

@@ -2,6 +2,7 @@ import type { User } from '../modules/users/users.entity';
 import type { AccessClaims } from '../modules/auth/keys.service';
 import type { Storefront } from '../modules/storefronts/storefronts.entity';
 import type { Services } from '../services';
+import type { Loaders } from './loaders';
 
 /** Who is calling: a user (token from login/register) or a storefront (API key, UVE-7). */
 export type Principal = { kind: 'user'; user: User; token: AccessClaims } | { kind: 'storefront'; storefront: Storefront };
@@ -11,6 +12,8 @@ export interface Context {
   services: Services;
   /** the caller's address, for per-address rate limits */
   clientIp: string;
+  /** relations batched per request (graphql/loaders.ts) */
+  loaders: Loaders;
 }
 
 /** Resolves the caller from an Authorization header value ("Bearer <jwt>" or "ApiKey <key>"). */

@@ -12,6 +12,7 @@ import { JWKS_PATH } from '@uve/protocol';
 import type { Services } from '../services';
 import { resolvePrincipal, type Context } from './context';
 import { formatError } from './format-error';
+import { createLoaders } from './loaders';
 import { checkDocument, limitRules, type GraphqlLimits } from './limits';
 import { registerVmDataRoutes } from '../modules/snapshots/vm-data.routes';
 
@@ -122,6 +123,8 @@ export async function startHttpServer(schema: GraphQLSchema, services: Services,
         principal: ((ctx.extra as Record<string, unknown>).principal as Context['principal']) ?? null,
         services,
         clientIp: clientAddress((ctx.extra as { request: http.IncomingMessage }).request),
+        // a subscription lives long: batch its payloads' relations, cache nothing
+        loaders: createLoaders(services, { cache: false }),
       }),
       onError: (_ctx, _id, _payload, errors) => {
         for (const e of errors) services.log.debug('subscription error', { message: e.message });
@@ -170,7 +173,7 @@ export async function startHttpServer(schema: GraphQLSchema, services: Services,
     cors(services.config.corsOrigins),
     express.json({ limit: '256kb' }),
     expressMiddleware(apollo, {
-      context: async ({ req }) => ({ principal: await resolvePrincipal(services, req.headers.authorization), services, clientIp: clientAddress(req) }),
+      context: async ({ req }) => ({ principal: await resolvePrincipal(services, req.headers.authorization), services, clientIp: clientAddress(req), loaders: createLoaders(services) }),
     }),
   );
 

@@ -11,8 +11,9 @@ export function guardedStream<T>(ctx: Context, source: AsyncIterable<T>, allowed
   return pipe(
     source,
     filter(async (payload: T) => {
-      // fresh from the database: a changed role applies to a long-lived connection
-      const now = await ctx.services.users.findById(user.id);
+      // fresh from the database: a changed role applies to a long-lived connection (one query for
+      // all the subscribers an event reaches in the same tick)
+      const now = await ctx.services.users.findFresh(user.id);
       return now !== null && (await allowed(now, payload));
     }),
   );

@@ -2,6 +2,7 @@ import { Arg, Authorized, Ctx, FieldResolver, ID, Mutation, Query, Resolver, Roo
 import { notOffered } from '../../common/errors';
 import { currentUser } from '../../graphql/auth-checker';
 import type { Context } from '../../graphql/context';
+import { required } from '../../graphql/loaders';
 import { InvitationStatusEnum, ParticipantRoleEnum, type InvitationStatus, type ParticipantRole } from '../../graphql/enums';
 import { Session } from '../sessions/sessions.entity';
 import { SessionConnection } from '../sessions/sessions.types';
@@ -41,12 +42,12 @@ export class InvitationsResolver {
 
   @FieldResolver(() => User)
   from(@Root() i: Invitation, @Ctx() ctx: Context): Promise<User> {
-    return ctx.services.users.get(i.fromId);
+    return required(ctx.loaders.users, 'User', i.fromId);
   }
 
   @FieldResolver(() => User)
   to(@Root() i: Invitation, @Ctx() ctx: Context): Promise<User> {
-    return ctx.services.users.get(i.toId);
+    return required(ctx.loaders.users, 'User', i.toId);
   }
 }
 
@@ -54,7 +55,7 @@ export class InvitationsResolver {
 export class ParticipantsResolver {
   @FieldResolver(() => User)
   user(@Root() p: Participant, @Ctx() ctx: Context): Promise<User> {
-    return ctx.services.users.get(p.userId);
+    return required(ctx.loaders.users, 'User', p.userId);
   }
 
   @FieldResolver(() => SessionConnection, { nullable: true })

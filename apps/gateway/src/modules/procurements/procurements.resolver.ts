@@ -3,6 +3,7 @@ import { conflict } from '../../common/errors';
 import type { ProcurementPayload } from '../../common/pubsub';
 import { currentUser } from '../../graphql/auth-checker';
 import type { Context } from '../../graphql/context';
+import { optional } from '../../graphql/loaders';
 import { ProcurementStatusEnum, type ProcurementStatus } from '../../graphql/enums';
 import { adminOnlyStream } from '../../graphql/subscriptions';
 import { Storefront } from '../storefronts/storefronts.entity';
@@ -56,11 +57,11 @@ export class ProcurementsResolver {
 
   @FieldResolver(() => Ua, { nullable: true })
   ua(@Root() p: Procurement, @Ctx() ctx: Context): Promise<Ua | null> {
-    return p.uaId ? ctx.services.uas.findById(p.uaId) : Promise.resolve(null);
+    return optional(ctx.loaders.uas, p.uaId);
   }
 
   @FieldResolver(() => Vm, { nullable: true })
   vm(@Root() p: Procurement, @Ctx() ctx: Context): Promise<Vm | null> {
-    return p.vmId ? ctx.services.vms.findById(p.vmId) : Promise.resolve(null);
+    return optional(ctx.loaders.vms, p.vmId);
   }
 }

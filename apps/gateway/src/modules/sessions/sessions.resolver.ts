@@ -1,6 +1,7 @@
 import { Arg, Authorized, Ctx, FieldResolver, ID, Int, Mutation, Query, Resolver, Root } from 'type-graphql';
 import { currentUser } from '../../graphql/auth-checker';
 import type { Context } from '../../graphql/context';
+import { lastEventsKey, optional, required } from '../../graphql/loaders';
 import { SessionStateEnum, type SessionState } from '../../graphql/enums';
 import { Participant } from '../invitations/invitations.entity';
 import { VmSnapshot } from '../snapshots/snapshots.entity';
@@ -72,17 +73,17 @@ export class SessionsResolver {
 
   @FieldResolver(() => User)
   user(@Root() s: Session, @Ctx() ctx: Context): Promise<User> {
-    return ctx.services.users.get(s.userId);
+    return required(ctx.loaders.users, 'User', s.userId);
   }
 
   @FieldResolver(() => Ua)
   ua(@Root() s: Session, @Ctx() ctx: Context): Promise<Ua> {
-    return ctx.services.uas.get(s.uaId);
+    return required(ctx.loaders.uas, 'UA', s.uaId);
   }
 
   @FieldResolver(() => Vm, { nullable: true })
   vm(@Root() s: Session, @Ctx() ctx: Context): Promise<Vm | null> {
-    return s.vmId ? ctx.services.vms.findById(s.vmId) : Promise.resolve(null);
+    return optional(ctx.loaders.vms, s.vmId);
   }
 
   @FieldResolver(() => SessionConnection, { nullable: true, description: "only for the session's user (and admins); null after the session ended" })
@@ -104,17 +105,17 @@ export class SessionsResolver {
 
   @FieldResolver(() => User, { nullable: true, description: 'the watcher that alone may suspend this session now' })
   suspendController(@Root() s: Session, @Ctx() ctx: Context): Promise<User | null> {
-    return s.suspendControllerId ? ctx.services.users.findById(s.suspendControllerId) : Promise.resolve(null);
+    return optional(ctx.loaders.users, s.suspendControllerId);
   }
 
   @FieldResolver(() => User, { nullable: true })
   suspendedBy(@Root() s: Session, @Ctx() ctx: Context): Promise<User | null> {
-    return s.suspendedById ? ctx.services.users.findById(s.suspendedById) : Promise.resolve(null);
+    return optional(ctx.loaders.users, s.suspendedById);
   }
 
   @FieldResolver(() => VmSnapshot, { nullable: true, description: 'snapshot restored into the current VM, if any' })
   restoredFrom(@Root() s: Session, @Ctx() ctx: Context): Promise<VmSnapshot | null> {
-    return s.restoredFromId ? ctx.services.snapshots.findById(s.restoredFromId) : Promise.resolve(null);
+    return optional(ctx.loaders.snapshots, s.restoredFromId);
   }
 
   @FieldResolver(() => [VmSnapshot])
@@ -124,7 +125,7 @@ export class SessionsResolver {
 
   @FieldResolver(() => [SessionEvent])
   events(@Root() s: Session, @Arg('last', () => Int, { nullable: true, defaultValue: 50 }) last: number | null, @Ctx() ctx: Context): Promise<SessionEvent[]> {
-    return ctx.services.sessions.events(s.id, last);
+    return ctx.loaders.lastEvents.load(lastEventsKey(s.id, last));
   }
 }
 
@@ -132,6 +133,6 @@ export class SessionsResolver {
 export class SessionEventsResolver {
   @FieldResolver(() => User, { nullable: true })
   actor(@Root() e: SessionEvent, @Ctx() ctx: Context): Promise<User | null> {
-    return e.actorId ? ctx.services.users.findById(e.actorId) : Promise.resolve(null);
+    return optional(ctx.loaders.users, e.actorId);
   }
 }

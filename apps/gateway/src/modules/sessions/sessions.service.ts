@@ -122,12 +122,24 @@ export class SessionsService implements SessionReportTarget {
   }
 
   events(sessionId: string, lastOrDefault: number | null): Promise<SessionEvent[]> {
+    return this.lastEventsOf([sessionId], lastOrDefault).then((m) => m.get(sessionId) ?? []);
+  }
+
+  /** The last `last` events of each session, oldest first, in one query (a list of sessions asks for all at once). */
+  async lastEventsOf(sessionIds: string[], lastOrDefault: number | null): Promise<Map<string, SessionEvent[]>> {
     const last = lastOrDefault ?? 50;
     if (!Number.isInteger(last) || last < 1 || last > 500) throw badInput('last must be from 1 to 500.', 'last');
-    return this.ds
+    const ids = sessionIds.filter(isUuid);
+    const out = new Map<string, SessionEvent[]>(ids.map((id) => [id, []]));
+    if (!ids.length) return out;
+    const rows = await this.ds
       .getRepository(SessionEvent)
-      .find({ where: { sessionId }, order: { seq: 'DESC' }, take: last })
-      .then((rows) => rows.reverse());
+      .createQueryBuilder('e')
+      .where('e.id IN (SELECT x.id FROM unnest(CAST(:ids AS uuid[])) AS s(id) CROSS JOIN LATERAL (SELECT id FROM session_events WHERE session_id = s.id ORDER BY seq DESC LIMIT :last) x)', { ids, last })
+      .orderBy('e.seq', 'ASC')
+      .getMany();
+    for (const e of rows) out.get(e.sessionId)!.push(e);
+    return out;
   }
 
   /**

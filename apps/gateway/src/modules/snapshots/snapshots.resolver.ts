@@ -1,6 +1,7 @@
 import { Arg, Authorized, Ctx, FieldResolver, ID, Int, Mutation, Query, Resolver, Root } from 'type-graphql';
 import { currentUser } from '../../graphql/auth-checker';
 import type { Context } from '../../graphql/context';
+import { optional, required } from '../../graphql/loaders';
 import { Session } from '../sessions/sessions.entity';
 import { Ua } from '../uas/uas.entity';
 import { User } from '../users/users.entity';
@@ -35,12 +36,12 @@ export class SnapshotsResolver {
 
   @FieldResolver(() => User)
   user(@Root() s: VmSnapshot, @Ctx() ctx: Context): Promise<User> {
-    return ctx.services.users.get(s.userId);
+    return required(ctx.loaders.users, 'User', s.userId);
   }
 
   @FieldResolver(() => Ua)
   ua(@Root() s: VmSnapshot, @Ctx() ctx: Context): Promise<Ua> {
-    return ctx.services.uas.get(s.uaId);
+    return required(ctx.loaders.uas, 'UA', s.uaId);
   }
 
   @FieldResolver(() => Session, { nullable: true })
@@ -50,6 +51,6 @@ export class SnapshotsResolver {
 
   @FieldResolver(() => Vm, { nullable: true })
   sourceVm(@Root() s: VmSnapshot, @Ctx() ctx: Context): Promise<Vm | null> {
-    return s.sourceVmId ? ctx.services.vms.findById(s.sourceVmId) : Promise.resolve(null);
+    return optional(ctx.loaders.vms, s.sourceVmId);
   }
 }

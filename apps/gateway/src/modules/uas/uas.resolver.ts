@@ -3,6 +3,7 @@ import type { Platform } from '@uve/protocol';
 import { forbidden } from '../../common/errors';
 import { currentUser } from '../../graphql/auth-checker';
 import type { Context } from '../../graphql/context';
+import { required } from '../../graphql/loaders';
 import { PlatformEnum } from '../../graphql/enums';
 import { Storefront } from '../storefronts/storefronts.entity';
 import { Vm } from '../vms/vms.entity';
@@ -61,11 +62,11 @@ export class UasResolver {
 export class UaDeploymentsResolver {
   @FieldResolver(() => Ua)
   ua(@Root() d: UaDeployment, @Ctx() ctx: Context): Promise<Ua> {
-    return ctx.services.uas.get(d.uaId);
+    return required(ctx.loaders.uas, 'UA', d.uaId);
   }
 
   @FieldResolver(() => Vm)
   vm(@Root() d: UaDeployment, @Ctx() ctx: Context): Promise<Vm> {
-    return ctx.services.vms.get(d.vmId);
+    return required(ctx.loaders.vms, 'VM', d.vmId);
   }
 }

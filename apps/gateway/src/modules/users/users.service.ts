@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { ILike, type DataSource, type Repository } from 'typeorm';
+import DataLoader from 'dataloader';
+import { ILike, In, type DataSource, type Repository } from 'typeorm';
 import { badInput, conflict, forbidden, notFound, isUuid, unauthenticated } from '../../common/errors';
 import type { Logger } from '../../common/logger';
 import type { Role } from '../../graphql/enums';
@@ -44,6 +45,27 @@ export class UsersService {
   private readonly repo: Repository<User>;
   /** told when tokens stop being valid before their expiry (open subscriptions are closed) */
   onTokensRevoked: (userId: string, jti: string | null) => void = () => undefined;
+  /**
+   * Reads of the moment batched across callers (never cached): an event fanned out to thousands
+   * of subscriptions re-checks each subscriber in one query instead of one query per subscriber.
+   */
+  private readonly fresh = new DataLoader<string, User | null>(
+    async (ids) => {
+      const rows = await this.repo.findBy({ id: In([...new Set(ids)]) });
+      const found = new Map(rows.map((u) => [u.id, u]));
+      return ids.map((id) => found.get(id) ?? null);
+    },
+    { cache: false, maxBatchSize: 1000 },
+  );
+  /** whether a token id is revoked, read now, batched as `fresh` (every request checks its token) */
+  private readonly revoked = new DataLoader<string, boolean>(
+    async (jtis) => {
+      const rows = await this.ds.getRepository(RevokedToken).find({ select: { jti: true }, where: { jti: In([...new Set(jtis)]) } });
+      const found = new Set(rows.map((r) => r.jti));
+      return jtis.map((j) => found.has(j));
+    },
+    { cache: false, maxBatchSize: 1000 },
+  );
 
   constructor(
     private readonly ds: DataSource,
@@ -62,6 +84,11 @@ export class UsersService {
 
   findById(id: string): Promise<User | null> {
     return isUuid(id) ? this.repo.findOneBy({ id }) : Promise.resolve(null);
+  }
+
+  /** As findById, read now, but in one query with the other reads of this tick. */
+  findFresh(id: string): Promise<User | null> {
+    return isUuid(id) ? this.fresh.load(id) : Promise.resolve(null);
   }
 
   async create(input: RegisterInput, role: Role): Promise<User> {
@@ -120,10 +147,9 @@ export class UsersService {
   async authenticate(token: string): Promise<Authenticated | null> {
     const claims = await this.keys.verifyAccessToken(token);
     if (!claims || !isUuid(claims.sub) || !isUuid(claims.jti)) return null;
-    const [user, revoked] = await Promise.all([
-      this.repo.findOneBy({ id: claims.sub }),
-      this.ds.getRepository(RevokedToken).existsBy({ jti: claims.jti }),
-    ]);
+    // read now (a revocation or a new token generation applies at once), in one query per tick for
+    // all the requests arriving together
+    const [user, revoked] = await Promise.all([this.fresh.load(claims.sub), this.revoked.load(claims.jti)]);
     if (!user || revoked || claims.gen !== user.tokenGeneration) return null;
     return { user, token: claims };
   }

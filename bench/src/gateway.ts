@@ -1,0 +1,165 @@
+// bench/gateway: requests/s and latency of representative GraphQL operations on the gateway, beside
+// a bare Apollo Server + graphql-js serving the same rows of the same database (bench/src/baseline/
+// bare-apollo.ts), repetition by repetition, so that the ratio is the figure that means something.
+import type { ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { graphqlCheck, load, type LoadResult } from './lib/load';
+import { fmt, header, latencySpread, parseArgs, spread, table, type BenchOutput } from './lib/report';
+import { dataDir, gql, login, startGateway, startPostgres, startBaseline, stopChild, until, type Gateway } from './lib/services';
+import { summarizeProfiles } from './lib/profile';
+
+const HELP = `bench/gateway: req/s and p50/p99 of session(id), a 100-row sessions list and requestApplication,
+gateway vs a bare Apollo Server on the same database, at each concurrency
+
+Usage: npm run bench -- gateway [--seconds 4] [--reps 3] [--clients 50,200] [--ops session,sessions,request]
+                                [--profile]   (the gateway runs with --cpu-prof; its hottest functions are printed)
+                                [--quick]     (1 repetition of 2 s at 50 clients)`;
+
+const SESSION_FIELDS = 'id state uaVersion createdAt user { id username displayName } ua { id name platform currentVersion } vm { id name platform }';
+const Q_SESSION = `query($id: ID!) { session(id: $id) { ${SESSION_FIELDS} events(last: 10) { id type at actor { id username } } } }`;
+const Q_SESSIONS = `query { sessions(limit: 100) { ${SESSION_FIELDS} events(last: 3) { id type at } } }`;
+const TERMINAL = { screenWidth: 1280, screenHeight: 720, codecs: ['H264', 'MJPEG'], localResources: [], maxFrameRate: 30 };
+const M_REQUEST = `mutation($i: RequestApplicationInput!) { requestApplication(input: $i) { id state vm { id } } }`;
+const M_REQUEST_BARE = `mutation($i: RequestApplicationInput!, $u: ID!) { requestApplication(input: $i, userId: $u) { id state vm { id } } }`;
+const M_END = `mutation($s: ID!) { endSession(sessionId: $s) { id state } }`;
+
+type Server = 'gateway' | 'bare';
+interface Target { server: Server; url: string }
+interface Fixture { sessionId: string; owner: { token: string; id: string }; admin: string; users: { token: string; id: string }[]; uaId: string }
+
+export default async function gateway(argv: string[]): Promise<BenchOutput> {
+  const o = parseArgs(argv, { seconds: 4, reps: 3, clients: ['50', '200'], ops: ['session', 'sessions', 'request'], profile: false, quick: false }, HELP);
+  if (o.quick) Object.assign(o, { seconds: 2, reps: 1, clients: ['50'] });
+  const clients = o.clients.map(Number);
+  const dir = dataDir('gateway');
+  const pg = await startPostgres(path.join(dir, 'pg'));
+  let gw: Gateway | null = null;
+  let bare: ChildProcess | null = null;
+  try {
+    gw = await startGateway(dir, {
+      DATABASE_URL: pg.url,
+      UVE_SAMPLE_UAS: 'true',
+      UVE_POOL_PLATFORMS: 'WASM',
+      // requestApplication at 200 clients keeps up to 200 sessions open at once
+      UVE_WARM_VMS: '2',
+      UVE_MAX_VMS: '4',
+      UVE_VM_CAPACITY: '64',
+      UVE_MAX_OPEN_SESSIONS: '1000',
+      // a machine this loaded delays heartbeats: VMs declared OFFLINE mid-run would turn requests into refusals
+      UVE_VM_HEARTBEAT_TIMEOUT_MS: '60000',
+    }, o.profile ? ['--cpu-prof', `--cpu-prof-dir=${path.join(dir, 'prof')}`] : []);
+    const started = await startBaseline('bare-apollo.js', { DATABASE_URL: pg.url });
+    bare = started.child;
+    const bareUrl = started.url;
+    const fx = await fixture(gw, Math.max(...clients));
+    const targets: Target[] = [{ server: 'gateway', url: gw.graphqlUrl }, { server: 'bare', url: bareUrl }];
+    process.stdout.write(`${header('gateway', `${o.reps} x ${o.seconds} s per row, clients ${clients.join('/')}, closed loop, keep-alive`)}\n`);
+
+    // warm-up, not measured: the JIT, connection pools and caches of both servers, for every operation
+    for (const op of o.ops) for (const t of targets) await load({ url: t.url, concurrency: 10, seconds: o.quick ? 0.5 : 1.5, ...request(op, t.server, fx, t.url), check: graphqlCheck });
+    const results = new Map<string, LoadResult[]>();
+    for (let rep = 0; rep < o.reps; rep++) {
+      for (const op of o.ops) {
+        for (const c of clients) {
+          // alternate which server goes first, so a drift in the machine's load hits both alike
+          for (const t of rep % 2 ? [...targets].reverse() : targets) {
+            const r = await load({ url: t.url, concurrency: c, seconds: o.seconds, ...request(op, t.server, fx, t.url), check: graphqlCheck });
+            const key = `${op}|${c}|${t.server}`;
+            results.set(key, [...(results.get(key) ?? []), r]);
+            process.stdout.write(`  rep ${rep + 1} ${op.padEnd(8)} ${String(c).padStart(3)} ${t.server.padEnd(7)} ${r.rps.toFixed(0).padStart(6)} req/s${r.errors ? `, ${r.errors} errors (${r.firstError})` : ''}\n`);
+          }
+        }
+      }
+    }
+
+    const rows: string[][] = [];
+    const data: Record<string, unknown>[] = [];
+    for (const op of o.ops) {
+      for (const c of clients) {
+        const g = results.get(`${op}|${c}|gateway`)!;
+        const b = results.get(`${op}|${c}|bare`)!;
+        const ratio = spread(g.map((r, i) => r.rps / b[i]!.rps));
+        for (const [server, rs] of [['gateway', g], ['bare', b]] as const) {
+          const l = latencySpread(rs.map((r) => r.latencies));
+          const rps = spread(rs.map((r) => r.rps));
+          rows.push([OP_NAMES[op] ?? op, String(c), server === 'gateway' ? 'gateway' : 'bare Apollo', fmt(rps, 0), fmt(l.p50), fmt(l.p95), fmt(l.p99), String(rs.reduce((n, r) => n + r.errors, 0)), server === 'gateway' ? `${fmt(ratio, 2)}x` : '']);
+          data.push({ op, clients: c, server, rps, ...l, errors: rs.map((r) => r.errors), firstError: rs.find((r) => r.firstError)?.firstError ?? null, ...(server === 'gateway' ? { ratio } : {}) });
+        }
+      }
+    }
+    await gw.stop();
+    const profile = o.profile ? summarizeProfiles(path.join(dir, 'prof')) : null;
+    const text = [
+      header('gateway', `${o.reps} x ${o.seconds} s per row, closed loop, keep-alive, load generator on the same cores`),
+      '',
+      table(['operation', 'clients', 'server', 'req/s', 'p50 ms', 'p95 ms', 'p99 ms', 'errors', 'gateway/bare req/s'], rows),
+      '',
+      'Figures: median over repetitions (min–max across them). Same PostgreSQL rows for both servers.',
+      'bare Apollo: Apollo Server 5 + express5 + graphql-js + pg, DataLoader per request; no token check, no authorization,',
+      'no type-graphql, no GraphQL limits, no VM command (see bench/src/baseline/bare-apollo.ts).',
+      'requestApplication: each client then ends the session it opened (untimed); req/s counts request+end pairs.',
+      ...(profile ? ['', profile.text] : []),
+    ].join('\n');
+    return { text, data: { options: o, rows: data, profile: profile?.data ?? null } };
+  } finally {
+    if (bare) await stopChild(bare, 5000);
+    if (gw) await gw.stop();
+    await pg.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const OP_NAMES: Record<string, string> = { session: 'session(id) + user/ua/vm/10 events', sessions: 'sessions(limit:100) + relations', request: 'requestApplication (+ endSession)' };
+
+function request(op: string, server: Server, fx: Fixture, url: string) {
+  const auth = (token: string): Record<string, string> => (server === 'gateway' ? { authorization: `Bearer ${token}` } : {});
+  if (op === 'session') return { headers: auth(fx.owner.token), body: () => JSON.stringify({ query: Q_SESSION, variables: { id: fx.sessionId } }) };
+  if (op === 'sessions') return { headers: auth(fx.admin), body: () => JSON.stringify({ query: Q_SESSIONS }) };
+  if (op !== 'request') throw new Error(`unknown op ${op}; see --help`);
+  const input = { uaId: fx.uaId, terminal: TERMINAL, fresh: true };
+  // one user per client: a user's requests are serialised by the gateway (open-session count)
+  const user = (c: number) => fx.users[c % fx.users.length]!;
+  return {
+    body: (c: number) => JSON.stringify(server === 'gateway' ? { query: M_REQUEST, variables: { i: input } } : { query: M_REQUEST_BARE, variables: { i: input, u: user(c).id } }),
+    headers: (c: number) => auth(user(c).token),
+    after: async (c: number, text: string) => {
+      const id = (JSON.parse(text) as { data: { requestApplication: { id: string } } }).data.requestApplication.id;
+      await gql(url, M_END, { s: id }, server === 'gateway' ? user(c).token : undefined);
+    },
+  };
+}
+
+/** Rows both servers serve: ≥ 100 ended sessions with their events, a user per client, the paint UA. */
+async function fixture(gw: Gateway, users: number): Promise<Fixture> {
+  const admin = await login(gw.graphqlUrl);
+  const uaId = await until('the paint UA in the catalog', 30_000, async () => {
+    const d = await gql(gw.graphqlUrl, '{ uas { id name } }', {}, admin.token);
+    return (d.uas as { id: string; name: string }[]).find((u) => u.name === 'paint')?.id;
+  });
+  const registered: { token: string; id: string }[] = [];
+  for (let i = 0; i < users; i += 10) {
+    registered.push(...(await Promise.all(Array.from({ length: Math.min(10, users - i) }, async (_, j) => {
+      const d = await gql(gw.graphqlUrl, `mutation($i: RegisterInput!) { register(input: $i) { token user { id } } }`, { i: { username: `bench${i + j}`, password: 'bench-password-1' } });
+      return { token: d.register.token as string, id: d.register.user.id as string };
+    }))));
+  }
+  const input = { uaId, terminal: TERMINAL, fresh: true };
+  // a fresh pool is still starting its first VM
+  await until('a WASM VM for paint', 60_000, async () => {
+    const d = await gql(gw.graphqlUrl, M_REQUEST, { i: input }, registered[0]!.token);
+    await gql(gw.graphqlUrl, M_END, { s: d.requestApplication.id }, registered[0]!.token);
+    return true;
+  });
+  let last = '';
+  await Promise.all(registered.slice(0, 4).map(async (u) => {
+    for (let n = 0; n < 26; n++) {
+      const d = await gql(gw.graphqlUrl, M_REQUEST, { i: input }, u.token);
+      last = d.requestApplication.id;
+      await gql(gw.graphqlUrl, M_END, { s: last }, u.token);
+    }
+  }));
+  const owner = registered[0]!;
+  const own = await gql(gw.graphqlUrl, M_REQUEST, { i: input }, owner.token);
+  return { sessionId: own.requestApplication.id, owner, admin: admin.token, users: registered, uaId };
+}

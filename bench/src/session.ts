@@ -1,0 +1,118 @@
+// bench/session: requestApplication -> first decoded frame, by stage, on a warm PROCESS VM, a warm
+// DOCKER VM and a cold DOCKER VM (started for the request). Client clock for the client stages; the
+// gateway's recorded session events (REQUESTED, ASSIGNED, CONNECTED) for the server side.
+import path from 'node:path';
+import fs from 'node:fs';
+import { Client } from 'pg';
+import { StreamClient, createNodeDecoder, type FrameEvent } from '@uve/client';
+import type { VideoCodec } from '@uve/protocol';
+import { fmt, header, now, parseArgs, spread, table, type BenchOutput, type Spread } from './lib/report';
+import { dataDir, gql, login, startGateway, startPostgres, until, type Gateway } from './lib/services';
+
+const HELP = `bench/session: requestApplication -> first decoded frame (paint UA, 1280x720), by stage
+
+Usage: npm run bench -- session [--warm 10] [--cold 3] [--codec H264] [--cases process,docker,docker-cold] [--quick]`;
+
+interface Sample { placed: number; welcome: number; firstFrame: number; decoded: number; assignedServer: number; connectedServer: number }
+
+const CASES: Record<string, { label: string; env: Record<string, string> }> = {
+  process: { label: 'warm PROCESS VM', env: { UVE_VM_PROVIDER: 'PROCESS', UVE_DOCKER: 'off', UVE_WARM_VMS: '1' } },
+  docker: { label: 'warm DOCKER VM', env: { UVE_VM_PROVIDER: 'DOCKER', UVE_DOCKER: 'on', UVE_WARM_VMS: '1' } },
+  // no warm VM, and an idle one retired at once: each request starts a container
+  'docker-cold': { label: 'cold DOCKER VM', env: { UVE_VM_PROVIDER: 'DOCKER', UVE_DOCKER: 'on', UVE_WARM_VMS: '0', UVE_VM_IDLE_RETIRE_MS: '0', UVE_REQUEST_WAIT_MS: '60000' } },
+};
+
+async function createDatabase(url: string, name: string): Promise<string> {
+  const c = new Client({ connectionString: url });
+  await c.connect();
+  await c.query(`CREATE DATABASE ${name}`);
+  await c.end();
+  const u = new URL(url);
+  u.pathname = `/${name}`;
+  return u.toString();
+}
+
+async function sample(gw: Gateway, token: string, uaId: string, codec: VideoCodec): Promise<Sample> {
+  const client = new StreamClient({ browserResources: false });
+  const t0 = now();
+  const d = await gql(gw.graphqlUrl, `mutation($i: RequestApplicationInput!) { requestApplication(input: $i) { id connection { url token } } }`, { i: { uaId, fresh: true, terminal: { screenWidth: 1280, screenHeight: 720, codecs: [codec], localResources: [], maxFrameRate: 30 } } }, token);
+  const placed = now();
+  const s = d.requestApplication as { id: string; connection: { url: string; token: string } };
+  try {
+    let firstFrame = 0;
+    const decoded = new Promise<number>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('no decoded frame in 30 s')), 30_000);
+      client.on('frame', (f: FrameEvent) => {
+        firstFrame ||= f.receivedAt ?? now();
+        if (f.decoded) {
+          clearTimeout(timer);
+          resolve(now());
+        }
+      });
+    });
+    await client.connect({ url: s.connection.url, token: s.connection.token, decoder: (c) => createNodeDecoder({ codec: c.codec as 'H264' | 'MJPEG', width: c.width, height: c.height, description: c.description }) });
+    const welcome = now();
+    const dec = await decoded;
+    const ev = await gql(gw.graphqlUrl, `query($s: ID!) { session(id: $s) { events { type at } } }`, { s: s.id }, token);
+    const at = (type: string) => new Date((ev.session.events as { type: string; at: string }[]).find((e) => e.type === type)?.at ?? NaN).getTime();
+    return { placed: placed - t0, welcome: welcome - t0, firstFrame: firstFrame - t0, decoded: dec - t0, assignedServer: at('ASSIGNED') - at('REQUESTED'), connectedServer: at('CONNECTED') - at('REQUESTED') };
+  } finally {
+    await client.bye().catch(() => undefined);
+    client.close();
+    await gql(gw.graphqlUrl, `mutation($s: ID!) { endSession(sessionId: $s) { id } }`, { s: s.id }, token).catch(() => undefined);
+  }
+}
+
+export default async function session(argv: string[]): Promise<BenchOutput> {
+  const o = parseArgs(argv, { warm: 10, cold: 3, codec: 'H264', cases: ['process', 'docker', 'docker-cold'], quick: false }, HELP);
+  if (o.quick) Object.assign(o, { warm: 3, cold: 1, cases: ['process'] });
+  const dir = dataDir('session');
+  const pg = await startPostgres(path.join(dir, 'pg'));
+  const rows: string[][] = [];
+  const data: Record<string, unknown>[] = [];
+  try {
+    process.stdout.write(`${header('session', `${o.warm} warm / ${o.cold} cold samples, ${o.codec}`)}\n`);
+    for (const c of o.cases) {
+      const kase = CASES[c];
+      if (!kase) throw new Error(`unknown case ${c}; see --help`);
+      const gw = await startGateway(path.join(dir, c), { DATABASE_URL: await createDatabase(pg.url, c.replace('-', '_')), UVE_SAMPLE_UAS: 'true', UVE_POOL_PLATFORMS: 'WASM', ...kase.env });
+      try {
+        const admin = await login(gw.graphqlUrl);
+        const token = (await gql(gw.graphqlUrl, `mutation { register(input: { username: "session", password: "bench-password-1" }) { token } }`)).register.token as string;
+        const uaId = await until('the paint UA', 30_000, async () => ((await gql(gw.graphqlUrl, '{ uas { id name } }', {}, admin.token)).uas as { id: string; name: string }[]).find((u) => u.name === 'paint')?.id);
+        const cold = c === 'docker-cold';
+        if (!cold) {
+          // the warm VM is up and has run the UA once (what "warm" means for a user arriving later)
+          await until(`a warm VM (${kase.label})`, 120_000, async () => (await sample(gw, token, uaId, o.codec as VideoCodec), true));
+        }
+        const samples: Sample[] = [];
+        for (let i = 0; i < (cold ? o.cold : o.warm); i++) {
+          if (cold) await until('no VM left from the previous sample', 60_000, async () => !((await gql(gw.graphqlUrl, '{ vms { id status } }', {}, admin.token)).vms as { status: string }[]).some((v) => ['IDLE', 'BUSY', 'PROVISIONING', 'DRAINING'].includes(v.status)));
+          samples.push(await sample(gw, token, uaId, o.codec as VideoCodec));
+          process.stdout.write(`  ${kase.label}: ${samples.at(-1)!.decoded.toFixed(0)} ms\n`);
+        }
+        const st = (k: keyof Sample) => spread(samples.map((s) => s[k]));
+        const p95 = (k: keyof Sample) => [...samples.map((s) => s[k])].sort((a, b) => a - b)[Math.min(samples.length - 1, Math.floor(samples.length * 0.95))]!;
+        const cell = (s: Spread) => fmt(s, 0);
+        rows.push([kase.label, String(samples.length), cell(st('placed')), cell(st('welcome')), cell(st('firstFrame')), cell(st('decoded')), p95('decoded').toFixed(0), cell(st('assignedServer')), cell(st('connectedServer'))]);
+        data.push({ case: c, label: kase.label, samples });
+      } finally {
+        await gw.stop();
+      }
+    }
+    const text = [
+      header('session', `paint UA, 1280x720, ${o.codec}, Node decoder (${o.codec === 'H264' ? 'an ffmpeg process started per session' : 'sharp'})`),
+      '',
+      table(['VM', 'n', 'placed ms', 'welcome ms', 'first frame ms', 'decoded ms (p50)', 'decoded p95', 'server: REQUESTED→ASSIGNED', 'server: →CONNECTED'], rows),
+      '',
+      'All times from requestApplication sent (client clock): median (min–max) over the samples. placed = the mutation answered',
+      '(VM selected, session token); welcome = the UVE-3 stream opened; first frame = its bytes arrived; decoded = the picture out',
+      'of the decoder. Server columns: gaps between the session events the gateway recorded (its clock).',
+      'Goals (issue 13): warm p50 ≤ 300 ms, cold DOCKER p50 ≤ 2 s.',
+    ].join('\n');
+    return { text, data: { options: o, rows: data } };
+  } finally {
+    await pg.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
