@@ -108,7 +108,8 @@ export async function startPrivateRedis(
   const port = options.port ?? (await freePort());
   // without a data folder the password and config live in a private temporary folder
   const dir = dataDir ? path.join(dataDir, 'redis') : fs.mkdtempSync(path.join(os.tmpdir(), 'uve-redis-'));
-  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  fs.mkdirSync(dir, { recursive: true });
+  fs.chmodSync(dir, 0o700);
   const password = options.password ?? passwordIn(dir);
   const configFile = path.join(dir, 'redis.conf');
   fs.writeFileSync(configFile, `requirepass ${password}\n`, { mode: 0o600 });

@@ -91,7 +91,8 @@ export class SnapshotsService {
     if (!blob) return null;
     // checked on every read: bytes changed at rest are refused here, not restored into a UA
     const actual = createHash('sha256').update(blob.data).digest('hex');
-    if (actual !== snapshot.sha256) throw new VmDataCorrupted(`VM Data ${snapshot.id} is corrupted: its bytes hash to sha256 ${actual}, ${snapshot.sha256} was recorded`);
+    // (worded as the agent's own check words it, so a restore event reads the same from either side)
+    if (actual !== snapshot.sha256) throw new VmDataCorrupted(`VM Data checksum mismatch: expected sha256 ${snapshot.sha256}, got ${actual} (snapshot ${snapshot.id}, as stored on the VMM)`);
     return { snapshot, data: blob.data };
   }
 

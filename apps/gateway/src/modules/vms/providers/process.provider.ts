@@ -29,7 +29,8 @@ export class ProcessProvider implements VmProviderDriver {
     private readonly agentMain = AGENT_MAIN,
     private readonly extraEnv: Record<string, string> = {},
   ) {
-    fs.mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+    fs.mkdirSync(stateDir, { recursive: true });
+    fs.chmodSync(stateDir, 0o700); // it holds the agents' secrets
   }
 
   private trackFile(vmId: string): string {
