@@ -341,28 +341,30 @@ describe('admin', () => {
     expect(errors).toEqual([]);
   });
 
-  it('UAs: removed from a VM and deployed again, the deployment status following live', async () => {
+  it('UAs: deployed on a VM and removed from it, the deployment status following live', async () => {
     await page.getByRole('link', { name: 'UAs', exact: true }).click();
     await page.waitForURL(/\/admin\/uas$/);
     await page.locator('[data-testid="live-state"][data-state="live"]').waitFor();
     await markDocument(page);
     await page.getByTestId('ua-game').getByRole('button', { name: /game/ }).first().click();
-    const deployment = page.getByTestId(`deployment-game-${warmVm.name}`);
-    await waitFor(page, `[data-testid="deployment-game-${warmVm.name}"]`, '[data-testid="deployment-status"][data-status="INSTALLED"]');
-    await audit(page, 'uas');
-    // removed from the warm VM: REMOVED is only told by the VM (vmEvents DEPLOYMENT_CHANGED)
-    await deployment.getByRole('button', { name: `Remove game from ${warmVm.name}` }).click();
-    await waitFor(page, `[data-testid="deployment-game-${warmVm.name}"]`, '[data-testid="deployment-status"][data-status="REMOVED"]');
-    // deployed again on that VM through the dialog
+    // deployed on the warm VM through the dialog: INSTALLED is only told by the VM (vmEvents DEPLOYMENT_CHANGED)
     await page.getByTestId('ua-game').getByRole('button', { name: 'Deploy', exact: true }).click();
     const dialog = page.getByRole('dialog', { name: 'Deploy game' });
     await dialog.getByRole('combobox', { name: 'VM' }).click();
     await page.getByRole('option', { name: warmVm.name, exact: true }).click();
+    await audit(page, 'uas-deploy');
     await dialog.getByRole('button', { name: 'Deploy game' }).click();
+    const deployment = page.getByTestId(`deployment-game-${warmVm.name}`);
     await waitFor(page, `[data-testid="deployment-game-${warmVm.name}"]`, '[data-testid="deployment-status"][data-status="INSTALLED"]');
+    const installed = (await ok(gw, `{ uas { name deployments { status vm { id } } } }`, {}, adminToken)).uas.find((u: { name: string }) => u.name === 'game').deployments;
+    expect(installed).toContainEqual({ status: 'INSTALLED', vm: { id: warmVm.id } });
+    await audit(page, 'uas');
+    // removed from that VM: REMOVED arrives the same way
+    await deployment.getByRole('button', { name: `Remove game from ${warmVm.name}` }).click();
+    await waitFor(page, `[data-testid="deployment-game-${warmVm.name}"]`, '[data-testid="deployment-status"][data-status="REMOVED"]');
     expect(await sameDocument(page)).toBe(true);
-    const ds = (await ok(gw, `{ uas { name deployments { status vm { id } } } }`, {}, adminToken)).uas.find((u: { name: string }) => u.name === 'game').deployments;
-    expect(ds).toContainEqual({ status: 'INSTALLED', vm: { id: warmVm.id } });
+    const removed = (await ok(gw, `{ uas { name deployments { status vm { id } } } }`, {}, adminToken)).uas.find((u: { name: string }) => u.name === 'game').deployments;
+    expect(removed).toContainEqual({ status: 'REMOVED', vm: { id: warmVm.id } });
     expect(errors).toEqual([]);
   });
 
@@ -528,14 +530,19 @@ describe('user', () => {
 
       // invitations (none yet) and the monitoring view of a user given to watch the admin: on a
       // gateway without monitoring yet its refusal is shown as a message, else the admin's sessions
-      await page.getByRole('link', { name: 'Invitations', exact: true }).click();
+      // on a phone the navigation is behind the burger
+      const nav = async (name: string) => {
+        await page.getByRole('button', { name: 'Toggle navigation' }).click();
+        await page.getByRole('link', { name, exact: true }).click();
+      };
+      await nav('Invitations');
       await page.waitForURL(/\/play\/invitations$/);
       await waitFor(page, 'body', 'text=No invitations.');
       await audit(page, 'invitations');
       const admin = (await ok(gw, `{ me { id } }`, {}, adminToken)).me.id;
       const grant = (await ok(gw, `mutation($w: ID!, $e: ID!) { assignWatcher(watcherId: $w, watcheeId: $e, privileges: [VIEW]) { id } }`, { w: user.id, e: admin }, adminToken)).assignWatcher.id;
       try {
-        await page.getByRole('link', { name: 'Monitoring', exact: true }).click();
+        await nav('Monitoring');
         await page.waitForURL(/\/play\/monitoring$/);
         const watchee = page.getByTestId(`watchee-${ADMIN.username}`);
         await watchee.getByRole('button', { name: 'Monitor' }).click();
@@ -560,7 +567,7 @@ describe('user', () => {
 
 describe('accessibility', () => {
   it('axe-core found no serious or critical violation on any page the tests visited', () => {
-    const expected = ['login', 'dashboard', 'dashboard-dark', 'vms', 'sessions', 'session-suspended', 'session-terminated', 'session-watch', 'session-ended', 'vmdata', 'uas', 'users', 'storefront-key', 'storefronts', 'procurements-catalog', 'procurements', 'watchers', 'catalog', 'denied', 'player', 'invitations', 'monitoring'];
+    const expected = ['login', 'dashboard', 'dashboard-dark', 'vms', 'sessions', 'session-suspended', 'session-terminated', 'session-watch', 'session-ended', 'vmdata', 'uas-deploy', 'uas', 'users', 'storefront-key', 'storefronts', 'procurements-catalog', 'procurements', 'watchers', 'catalog', 'denied', 'player', 'invitations', 'monitoring'];
     expect([...audited.keys()].sort()).toEqual([...expected].sort());
     const found = Object.fromEntries([...audited].filter(([, v]) => v.length > 0));
     expect(found).toEqual({});

@@ -52,13 +52,18 @@ async function expectAllGone(before: ProcessIdentity[]) {
 
 it('serves the console beside the gateway; Ctrl-C (SIGINT to its group) stops both in order, leaving no process', async () => {
   const l = await launch();
+  /** status and body (read whole, so no response is left open) */
+  const get = async (url: string, init?: RequestInit) => {
+    const r = await fetch(url, { ...init, headers: { connection: 'close', ...(init?.headers ?? {}) } });
+    return { status: r.status, cookie: r.headers.get('set-cookie'), body: await r.text() };
+  };
   // both answer: the console's login page, the gateway's readiness
-  expect((await fetch(`${l.consoleUrl}/login`)).status).toBe(200);
-  expect((await fetch(`${l.gatewayUrl}/readyz`)).status).toBe(200);
+  expect((await get(`${l.consoleUrl}/login`)).status).toBe(200);
+  expect((await get(`${l.gatewayUrl}/readyz`)).status).toBe(200);
   // the console talks to this gateway: the admin it created signs in there
-  const login = await fetch(`${l.consoleUrl}/api/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(ADMIN) });
+  const login = await get(`${l.consoleUrl}/api/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(ADMIN) });
   expect(login.status).toBe(200);
-  expect(login.headers.get('set-cookie')).toContain('uve_token=');
+  expect(login.cookie).toContain('uve_token=');
   expect(l.processes.some((p) => commandLine(p.pid).includes('next'))).toBe(true);
   expect(l.processes.some((p) => commandLine(p.pid).includes('gateway/dist/main.js'))).toBe(true);
   process.kill(-l.pid, 'SIGINT');
