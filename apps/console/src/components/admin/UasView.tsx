@@ -129,7 +129,7 @@ export function UasView({ initial }: { initial: UasQuery }) {
                       <Table.Td><StatusBadge status={d.status} testId="deployment-status" />{d.error && <Text size="xs" c="red">{d.error}</Text>}</Table.Td>
                       <Table.Td>
                         {d.status !== 'REMOVED' && d.status !== 'REMOVING' && (
-                          <Button size="xs" variant="subtle" color="red" loading={busy === `${ua.id}:${d.vm.id}`} onClick={() => void removeFrom(ua, d.vm)} aria-label={`Remove ${ua.name} from ${d.vm.name}`}>Remove from VM</Button>
+                          <Button size="xs" variant="subtle" color="red" loading={busy === `${ua.id}:${d.vm.id}`} onClick={() => void removeFrom(ua, d.vm)} aria-label={`Remove ${ua.name} from ${d.vm.name}`}>Remove</Button>
                         )}
                       </Table.Td>
                     </Table.Tr>
