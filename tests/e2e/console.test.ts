@@ -126,6 +126,8 @@ describe('admin', () => {
     await page.getByTestId(`dash-vm-${warmVm.name}`).waitFor();
     expect(Number(await page.getByTestId('stat-vms').textContent())).toBeGreaterThanOrEqual(1);
     await page.locator('[data-testid="live-state"][data-state="live"]').waitFor();
+    // sessions over the last hour, in 12 steps of 5 minutes (none yet)
+    expect((await page.getByTestId('sessions-chart').getAttribute('data-points'))!.split(',')).toHaveLength(12);
     await audit(page, 'dashboard');
     // one theme, light and dark
     await page.getByRole('button', { name: 'Switch to the dark theme' }).click();
@@ -199,7 +201,25 @@ describe('admin', () => {
     await audit(page, 'sessions');
     await page.getByRole('combobox', { name: 'State' }).click();
     await page.getByRole('option', { name: 'ASSIGNED', exact: true }).click();
-    await page.locator(`[data-session-id="${s.id}"]`).getByRole('link').click();
+    const row = page.locator(`[data-session-id="${s.id}"]`);
+    await row.waitFor();
+    // filtered on the server by UA and by VM too
+    const vmName = (await ok(gw, `query($id: ID!) { session(id: $id) { vm { name } } }`, { id: s.id }, adminToken)).session.vm.name as string;
+    const pick = async (filter: string, option: string) => {
+      await page.getByRole('combobox', { name: filter, exact: true }).click();
+      await page.getByRole('option', { name: option, exact: true }).click();
+    };
+    await pick('UA', 'game');
+    await waitFor(page, 'body', 'text=No sessions match.');
+    await pick('UA', 'paint');
+    await row.waitFor();
+    await pick('VM', 'console-vm-1');
+    await waitFor(page, 'body', 'text=No sessions match.');
+    await pick('VM', vmName);
+    await row.waitFor();
+    await pick('User', USER.username);
+    await row.waitFor();
+    await row.getByRole('link').click();
     await page.waitForURL(new RegExp(`/admin/sessions/${s.id}$`));
     const timeline = page.getByTestId('session-timeline');
     await timeline.locator('[data-type="ASSIGNED"]').waitFor();
@@ -213,13 +233,27 @@ describe('admin', () => {
       await timeline.locator('[data-type="CONNECTED"]').waitFor();
       await page.locator('[data-testid="session-state"][data-status="ACTIVE"]').waitFor();
 
-      await page.getByRole('button', { name: 'Terminate', exact: true }).click();
-      const dialog = page.getByRole('dialog', { name: 'Terminate the session' });
-      await dialog.getByLabel('Reason').fill('maintenance window');
-      await dialog.getByRole('button', { name: 'Terminate session' }).click();
-      await page.locator('[data-testid="session-state"][data-status="ENDED"]').waitFor();
-      await timeline.locator('[data-type="ENDED"]').waitFor();
-      expect(await timeline.locator('[data-type="ENDED"]').textContent()).toContain('maintenance window');
+      const stateAtGateway = async () => (await ok(gw, `query($id: ID!) { session(id: $id) { state } }`, { id: s.id }, adminToken)).session.state as string;
+      /** an action asked for with a reason in a dialog; the new state and the event (with the reason) show live */
+      const withReason = async (button: string, what: string, reason: string, state: string, event: string) => {
+        await page.getByRole('button', { name: button, exact: true }).click();
+        const dialog = page.getByRole('dialog', { name: `${button} the session` });
+        await dialog.getByLabel('Reason').fill(reason);
+        await dialog.getByRole('button', { name: what }).click();
+        await page.locator(`[data-testid="session-state"][data-status="${state}"]`).waitFor();
+        await timeline.locator(`[data-type="${event}"]`).waitFor();
+        expect(await timeline.locator(`[data-type="${event}"]`).textContent()).toContain(reason);
+        expect(await stateAtGateway()).toBe(state);
+      };
+      // suspended with a reason, then resumed: both in the timeline, live
+      await withReason('Suspend', 'Suspend session', 'fire drill', 'SUSPENDED', 'SUSPENDED');
+      await audit(page, 'session-suspended');
+      await page.getByRole('button', { name: 'Resume', exact: true }).click();
+      await page.locator('[data-testid="session-state"][data-status="ACTIVE"]').waitFor();
+      await timeline.locator('[data-type="RESUMED"]').waitFor();
+      expect(await stateAtGateway()).toBe('ACTIVE');
+
+      await withReason('Terminate', 'Terminate session', 'maintenance window', 'ENDED', 'ENDED');
       expect(await sameDocument(page)).toBe(true);
       expect((await ok(gw, `query($id: ID!) { session(id: $id) { state } }`, { id: s.id }, adminToken)).session.state).toBe('ENDED');
       await audit(page, 'session-terminated');
@@ -275,6 +309,78 @@ describe('admin', () => {
     } finally {
       await stream.close();
     }
+    expect(errors).toEqual([]);
+  });
+
+  it("VM Data: the user's snapshots listed, filtered by user and UA on the server, one deleted; the dashboard charts the hour's sessions", async () => {
+    // the sessions the user ended above saved their application data (NORMAL reconnection)
+    const snapshots = async () => (await ok(gw, `query($u: ID!) { snapshots(userId: $u) { id kind ua { name } } }`, { u: user.id }, adminToken)).snapshots as Array<{ id: string; kind: string; ua: { name: string } }>;
+    const saved = await until("the user's VM Data", WAIT_MS, async () => ((await snapshots()).length > 0 ? await snapshots() : undefined), 200);
+    await page.getByRole('link', { name: 'VM Data', exact: true }).click();
+    await page.waitForURL(/\/admin\/vmdata$/);
+    const row = page.locator(`[data-snapshot-id="${saved[0]!.id}"]`);
+    await row.waitFor();
+    expect(await row.innerText()).toContain(saved[0]!.kind);
+    await page.getByRole('combobox', { name: 'UA', exact: true }).click();
+    await page.getByRole('option', { name: 'game', exact: true }).click();
+    await waitFor(page, 'body', 'text=No VM Data matches.');
+    await page.getByRole('combobox', { name: 'UA', exact: true }).click();
+    await page.getByRole('option', { name: 'paint', exact: true }).click();
+    await page.getByRole('combobox', { name: 'User', exact: true }).click();
+    await page.getByRole('option', { name: USER.username, exact: true }).click();
+    await row.waitFor();
+    await audit(page, 'vmdata');
+    await row.getByRole('button', { name: /^Delete the snapshot/ }).click();
+    await page.getByRole('dialog', { name: 'Delete the snapshot' }).getByRole('button', { name: 'Delete snapshot' }).click();
+    await row.waitFor({ state: 'detached' });
+    expect((await snapshots()).map((x) => x.id)).not.toContain(saved[0]!.id);
+
+    await page.getByRole('link', { name: 'Dashboard', exact: true }).click();
+    await page.waitForURL(/\/admin$/);
+    // the sessions of the tests above were open within the hour
+    const points = (await page.getByTestId('sessions-chart').getAttribute('data-points'))!.split(',').map(Number);
+    expect(Math.max(...points)).toBeGreaterThan(0);
+    expect(errors).toEqual([]);
+  });
+
+  it('UAs: deployed on a VM and removed from it, the deployment status following live', async () => {
+    await page.getByRole('link', { name: 'UAs', exact: true }).click();
+    await page.waitForURL(/\/admin\/uas$/);
+    await page.locator('[data-testid="live-state"][data-state="live"]').waitFor();
+    await markDocument(page);
+    await page.getByTestId('ua-game').getByRole('button', { name: /game/ }).first().click();
+    // deployed on the warm VM through the dialog: INSTALLED is only told by the VM (vmEvents DEPLOYMENT_CHANGED)
+    await page.getByTestId('ua-game').getByRole('button', { name: 'Deploy', exact: true }).click();
+    const dialog = page.getByRole('dialog', { name: 'Deploy game' });
+    await dialog.getByRole('combobox', { name: 'VM' }).click();
+    await page.getByRole('option', { name: warmVm.name, exact: true }).click();
+    await audit(page, 'uas-deploy');
+    await dialog.getByRole('button', { name: 'Deploy game' }).click();
+    const deployment = page.getByTestId(`deployment-game-${warmVm.name}`);
+    await waitFor(page, `[data-testid="deployment-game-${warmVm.name}"]`, '[data-testid="deployment-status"][data-status="INSTALLED"]');
+    const installed = (await ok(gw, `{ uas { name deployments { status vm { id } } } }`, {}, adminToken)).uas.find((u: { name: string }) => u.name === 'game').deployments;
+    expect(installed).toContainEqual({ status: 'INSTALLED', vm: { id: warmVm.id } });
+    await audit(page, 'uas');
+    // removed from that VM: REMOVED arrives the same way
+    await deployment.getByRole('button', { name: `Remove game from ${warmVm.name}` }).click();
+    await waitFor(page, `[data-testid="deployment-game-${warmVm.name}"]`, '[data-testid="deployment-status"][data-status="REMOVED"]');
+    expect(await sameDocument(page)).toBe(true);
+    const removed = (await ok(gw, `{ uas { name deployments { status vm { id } } } }`, {}, adminToken)).uas.find((u: { name: string }) => u.name === 'game').deployments;
+    expect(removed).toContainEqual({ status: 'REMOVED', vm: { id: warmVm.id } });
+    expect(errors).toEqual([]);
+  });
+
+  it("users: each user's equipment (their declared terminal) and access network are shown", async () => {
+    // the user's UC declares its terminal (user equipment information)
+    await ok(gw, `mutation($t: TerminalCapabilitiesInput!) { updateEquipment(terminal: $t) { id } }`, {
+      t: { screenWidth: 412, screenHeight: 860, codecs: ['H264', 'MJPEG'], localResources: ['GEOLOCATION'], touch: true, network: { type: 'CELLULAR_4G', downlinkKbps: 12000, rttMs: 60 } },
+    }, user.token);
+    await page.getByRole('link', { name: 'Users', exact: true }).click();
+    await page.waitForURL(/\/admin\/users$/);
+    const equipment = page.getByTestId(`user-${USER.username}`).getByTestId('user-equipment');
+    await equipment.waitFor();
+    expect(await equipment.innerText()).toBe('412×860 touch · H264/MJPEG · geolocation · cellular 4g, 12000 kbit/s, 60 ms RTT');
+    await audit(page, 'users');
     expect(errors).toEqual([]);
   });
 
@@ -424,6 +530,36 @@ describe('user', () => {
       expect(bodies.length).toBeGreaterThan(3);
       for (const b of bodies) expect(b).not.toContain(warmVm.id);
 
+      // invitations (none yet) and the monitoring view of a user given to watch the admin: on a
+      // gateway without monitoring yet its refusal is shown as a message, else the admin's sessions
+      // on a phone the navigation is behind the burger
+      const nav = async (name: string) => {
+        await page.getByRole('button', { name: 'Toggle navigation' }).click();
+        await page.getByRole('link', { name, exact: true }).click();
+      };
+      await nav('Invitations');
+      await page.waitForURL(/\/play\/invitations$/);
+      await waitFor(page, 'body', 'text=No invitations.');
+      await audit(page, 'invitations');
+      const admin = (await ok(gw, `{ me { id } }`, {}, adminToken)).me.id;
+      const grant = (await ok(gw, `mutation($w: ID!, $e: ID!) { assignWatcher(watcherId: $w, watcheeId: $e, privileges: [VIEW]) { id } }`, { w: user.id, e: admin }, adminToken)).assignWatcher.id;
+      try {
+        await nav('Monitoring');
+        await page.waitForURL(/\/play\/monitoring$/);
+        const watchee = page.getByTestId(`watchee-${ADMIN.username}`);
+        await watchee.getByRole('button', { name: 'Monitor' }).click();
+        const refusal = watchee.getByTestId('monitoring-error');
+        await refusal.or(watchee.getByText(/has no active session/)).first().waitFor();
+        // a refusal is the gateway's own, in words (on a gateway without monitoring: UNAVAILABLE)
+        if (await refusal.count()) {
+          expect(await refusal.getAttribute('data-code')).toBe('UNAVAILABLE');
+          expect(await refusal.innerText()).toContain('not available');
+        }
+        await audit(page, 'monitoring');
+      } finally {
+        await ok(gw, `mutation($g: ID!) { revokeWatcher(grantId: $g) }`, { g: grant }, adminToken);
+      }
+
       // logout clears the cookie; admin and user pages go back to the login
       await page.getByRole('button', { name: 'Log out' }).click();
       await page.waitForURL(/\/login$/);
@@ -439,7 +575,7 @@ describe('user', () => {
 
 describe('accessibility', () => {
   it('axe-core found no serious or critical violation on any page the tests visited', () => {
-    const expected = ['login', 'dashboard', 'dashboard-dark', 'vms', 'sessions', 'session-terminated', 'session-watch', 'session-ended', 'storefront-key', 'storefronts', 'procurements-catalog', 'procurements', 'watchers', 'catalog', 'denied', 'player'];
+    const expected = ['login', 'dashboard', 'dashboard-dark', 'vms', 'sessions', 'session-suspended', 'session-terminated', 'session-watch', 'session-ended', 'vmdata', 'uas-deploy', 'uas', 'users', 'storefront-key', 'storefronts', 'procurements-catalog', 'procurements', 'watchers', 'catalog', 'denied', 'player', 'invitations', 'monitoring'];
     expect([...audited.keys()].sort()).toEqual([...expected].sort());
     const found = Object.fromEntries([...audited].filter(([, v]) => v.length > 0));
     expect(found).toEqual({});

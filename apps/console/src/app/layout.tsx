@@ -18,7 +18,8 @@ export default function RootLayout({ children }: { children: ReactNode }) {
       </head>
       <body>
         <MantineProvider theme={theme} defaultColorScheme="auto">
-          <Notifications position="top-right" />
+          {/* bottom: the header and the page titles keep their buttons (Terminate, Log out) clickable */}
+          <Notifications position="bottom-right" />
           {children}
         </MantineProvider>
       </body>

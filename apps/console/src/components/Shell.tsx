@@ -19,10 +19,15 @@ const ADMIN_NAV: NavItem[] = [
   { href: '/admin/storefronts', label: 'Storefronts' },
   { href: '/admin/procurements', label: 'Procurements' },
   { href: '/admin/watchers', label: 'Watchers' },
+  { href: '/admin/vmdata', label: 'VM Data' },
   { href: '/play', label: 'Web client' },
 ];
 
-const USER_NAV: NavItem[] = [{ href: '/play', label: 'Applications' }];
+const USER_NAV: NavItem[] = [
+  { href: '/play', label: 'Applications' },
+  { href: '/play/invitations', label: 'Invitations' },
+  { href: '/play/monitoring', label: 'Monitoring' },
+];
 
 function ColorSchemeToggle() {
   const { setColorScheme } = useMantineColorScheme();
@@ -40,7 +45,8 @@ export function Shell({ username, role, children }: { username: string; role: st
   const [opened, { toggle, close }] = useDisclosure();
   const pathname = usePathname();
   const nav = role === 'ADMIN' ? ADMIN_NAV : USER_NAV;
-  const active = (href: string) => (href === '/admin' ? pathname === href : pathname === href || pathname.startsWith(`${href}/`));
+  // a section's root is active only on itself when its pages have their own entries
+  const active = (href: string) => (href === '/admin' || href === '/play' ? pathname === href : pathname === href || pathname.startsWith(`${href}/`));
   return (
     <AppShell header={{ height: 56 }} navbar={{ width: 220, breakpoint: 'sm', collapsed: { mobile: !opened } }} padding="md">
       <AppShell.Header>

@@ -1,7 +1,7 @@
 'use client';
 // Small presentational pieces shared by the pages (badges, live indicator, empty states).
 import type { ReactNode } from 'react';
-import { Alert, Badge, Button, Group, Loader, Table, Text, Title } from '@mantine/core';
+import { Alert, Badge, Button, Group, Loader, Select, Table, Text, Title } from '@mantine/core';
 import type { LiveState } from '@/lib/client';
 
 const STATUS_COLORS: Record<string, string> = {
@@ -24,7 +24,14 @@ const STATUS_COLORS: Record<string, string> = {
   REMOVED: 'gray',
   ADMIN: 'grape',
   USER: 'blue',
+  ACCEPTED: 'green',
+  REJECTED: 'red',
+  EXPIRED: 'gray',
+  REVOKED: 'gray',
 };
+
+/** The session state a session event leads to (events that change none are absent). */
+export const STATE_AFTER: Record<string, string> = { ASSIGNED: 'ASSIGNED', CONNECTED: 'ACTIVE', RECONNECTED: 'ACTIVE', DISCONNECTED: 'DISCONNECTED', SUSPENDED: 'SUSPENDED', RESUMED: 'ACTIVE', ENDED: 'ENDED', FAILED: 'FAILED' };
 
 export function StatusBadge({ status, testId }: { status: string; testId?: string }) {
   return (
@@ -67,6 +74,26 @@ export function NotYet({ title, children }: { title: string; children: ReactNode
     <Alert color="gray" variant="light" title={title} mt="md">
       {children}
     </Alert>
+  );
+}
+
+export function bytes(n: number): string {
+  return n >= 1 << 20 ? `${(n / (1 << 20)).toFixed(1)} MiB` : `${(n / 1024).toFixed(1)} KiB`;
+}
+
+/** A clearable, searchable filter over things picked by id (a user, a UA, a VM). */
+export function IdFilter({ label, items, value, onChange }: { label: string; items: Array<{ id: string; name: string }> | undefined; value: string | null; onChange: (id: string | null) => void }) {
+  return (
+    <Select
+      label={label}
+      placeholder={`any ${label.toLowerCase()}`}
+      clearable
+      searchable
+      data={(items ?? []).map((i) => ({ value: i.id, label: i.name }))}
+      value={value}
+      onChange={onChange}
+      w={200}
+    />
   );
 }
 

@@ -45,7 +45,7 @@ export const RemoveVmDoc = graphql(`
 export const DashboardDoc = graphql(`
   query Dashboard {
     vms { ...VmFields }
-    live: sessions(limit: 200) { id state createdAt user { username } ua { name } vm { name } }
+    live: sessions(limit: 200) { id state createdAt endedAt user { username } ua { name } vm { name } }
     uas { id }
     users(limit: 200) { id }
     storefronts { id enabled }
@@ -60,8 +60,8 @@ export const SessionFieldsDoc = graphql(`
 `);
 
 export const SessionsDoc = graphql(`
-  query Sessions($state: SessionState, $userId: ID, $limit: Int, $offset: Int) {
-    sessions(state: $state, userId: $userId, limit: $limit, offset: $offset) { ...SessionFields }
+  query Sessions($state: SessionState, $userId: ID, $uaId: ID, $vmId: ID, $limit: Int, $offset: Int) {
+    sessions(state: $state, userId: $userId, uaId: $uaId, vmId: $vmId, limit: $limit, offset: $offset) { ...SessionFields }
   }
 `);
 
@@ -88,11 +88,12 @@ export const TerminateSessionDoc = graphql(`
 export const UasDoc = graphql(`
   query Uas {
     uas {
-      id name platform currentVersion minScreenWidth minScreenHeight requiredResources createdAt
+      id name platform currentVersion minScreenWidth minScreenHeight requiredResources createdAt removedAt
       storefront { name }
-      versions { version sizeBytes sha256 createdAt }
-      deployments { id status version error vm { id name } }
+      versions { version sizeBytes sha256 status createdAt }
+      deployments { ...DeploymentFields }
     }
+    vms { id name platform status }
   }
 `);
 
@@ -100,9 +101,13 @@ export const CatalogDoc = graphql(`
   query Catalog { uas { id name platform currentVersion minScreenWidth minScreenHeight requiredResources } }
 `);
 
+export const EquipmentDoc = graphql(`
+  fragment Equipment on TerminalCapabilities { screenWidth screenHeight pixelRatio codecs localResources maxFrameRate touch platform network { type downlinkKbps rttMs } }
+`);
+
 export const UsersDoc = graphql(`
   query Users($search: String, $limit: Int, $offset: Int) {
-    users(search: $search, limit: $limit, offset: $offset) { id username displayName role createdAt }
+    users(search: $search, limit: $limit, offset: $offset) { id username displayName role createdAt equipment { ...Equipment } }
   }
 `);
 
@@ -190,4 +195,98 @@ export const ProcurementUpdatesDoc = graphql(`
 
 export const StorefrontDoc = graphql(`
   query StorefrontBase { storefronts { id baseUrl enabled } }
+`);
+
+export const SessionFiltersDoc = graphql(`
+  query SessionFilters { users(limit: 200) { id username } uas { id name } vms { id name } }
+`);
+
+export const SuspendSessionDoc = graphql(`
+  mutation SuspendSession($sessionId: ID!, $reason: String) { suspendSession(sessionId: $sessionId, reason: $reason) { ...SessionFields } }
+`);
+
+export const ResumeSessionDoc = graphql(`
+  mutation ResumeSession($sessionId: ID!) { resumeSession(sessionId: $sessionId) { ...SessionFields } }
+`);
+
+export const DeploymentFieldsDoc = graphql(`
+  fragment DeploymentFields on UaDeployment { id status version error vm { id name } }
+`);
+
+export const DeployUaDoc = graphql(`
+  mutation DeployUa($uaId: ID!, $vmId: ID, $version: String) { deployUa(uaId: $uaId, vmId: $vmId, version: $version) { ...DeploymentFields } }
+`);
+
+export const UpdateUaDoc = graphql(`
+  mutation UpdateUa($uaId: ID!, $version: String!) { updateUa(uaId: $uaId, version: $version) { ...DeploymentFields } }
+`);
+
+export const RemoveUaDoc = graphql(`
+  mutation RemoveUa($uaId: ID!, $vmId: ID) { removeUa(uaId: $uaId, vmId: $vmId) { ...DeploymentFields } }
+`);
+
+export const SnapshotsDoc = graphql(`
+  query Snapshots($userId: ID, $uaId: ID, $limit: Int, $offset: Int) {
+    snapshots(userId: $userId, uaId: $uaId, limit: $limit, offset: $offset) {
+      id kind sizeBytes sha256 createdAt lastRestoredAt
+      user { id username } ua { id name } session { id } sourceVm { id name }
+    }
+  }
+`);
+
+export const SnapshotFiltersDoc = graphql(`
+  query SnapshotFilters { users(limit: 200) { id username } uas { id name } }
+`);
+
+export const DeleteSnapshotDoc = graphql(`
+  mutation DeleteSnapshot($id: ID!) { deleteSnapshot(id: $id) }
+`);
+
+export const UpdateEquipmentDoc = graphql(`
+  mutation UpdateEquipment($terminal: TerminalCapabilitiesInput!) { updateEquipment(terminal: $terminal) { id equipment { ...Equipment } } }
+`);
+
+export const MyEquipmentDoc = graphql(`
+  query MyEquipment { me { id equipment { ...Equipment } } }
+`);
+
+export const InvitationFieldsDoc = graphql(`
+  fragment InvitationFields on Invitation {
+    id status role createdAt respondedAt rejectionReason
+    from { id username } session { id state ua { id name } }
+  }
+`);
+
+export const MyInvitationsDoc = graphql(`
+  query MyInvitations($status: InvitationStatus) { myInvitations(status: $status) { ...InvitationFields } }
+`);
+
+export const RespondToInvitationDoc = graphql(`
+  mutation RespondToInvitation($invitationId: ID!, $accept: Boolean!, $rejectionReason: String) {
+    respondToInvitation(invitationId: $invitationId, accept: $accept, rejectionReason: $rejectionReason) { ...InvitationFields }
+  }
+`);
+
+export const MyWatcherGrantsDoc = graphql(`
+  query MyWatcherGrants { me { id } myWatcherGrants { id privileges watcher { id username } watchee { id username } } }
+`);
+
+export const MonitoringFieldsDoc = graphql(`
+  fragment MonitoringFields on Monitoring {
+    id privileges startedAt endedAt
+    connection { url token expiresAt }
+    session { id state ua { id name } user { id username } }
+  }
+`);
+
+export const RequestMonitoringDoc = graphql(`
+  mutation RequestMonitoring($watcheeId: ID!) { requestMonitoring(watcheeId: $watcheeId) { ...MonitoringFields } }
+`);
+
+export const StopMonitoringDoc = graphql(`
+  mutation StopMonitoring($monitoringId: ID!) { stopMonitoring(monitoringId: $monitoringId) { id endedAt } }
+`);
+
+export const MyNotificationsDoc = graphql(`
+  subscription MyNotifications { notifications { at invitation { id } sessionEvent { id type } } }
 `);

@@ -1,11 +1,12 @@
 'use client';
-import { useEffect } from 'react';
+import { useEffect, useState } from 'react';
 import Link from 'next/link';
 import { Anchor, Card, Group, Progress, SimpleGrid, Stack, Table, Text, Title } from '@mantine/core';
 import { DashboardDoc, VmEventsDoc } from '@/graphql/operations';
 import type { DashboardQuery } from '@/gql/graphql';
 import { useQuery, useSubscription } from '@/lib/client';
 import { Empty, LiveBadge, LoadError, PageTitle, StatusBadge, Head } from '@/components/ui';
+import { SessionsChart } from './SessionsChart';
 
 const LIVE = new Set(['REQUESTED', 'ASSIGNED', 'ACTIVE', 'DISCONNECTED', 'SUSPENDED']);
 const SERVING = new Set(['IDLE', 'BUSY']);
@@ -28,8 +29,14 @@ export function Dashboard({ initial }: { initial: DashboardQuery }) {
     q.setData((d) => ({ ...d, vms: d.vms.some((v) => v.id === vmEvents.vm.id) ? d.vms.map((v) => (v.id === vmEvents.vm.id ? vmEvents.vm : v)) : [...d.vms, vmEvents.vm] }));
   });
   const { refetch } = q;
+  // the chart's "now": set in the browser after hydration (the server's render has none), moved on each refresh
+  const [now, setNow] = useState<number | null>(null);
   useEffect(() => {
-    const t = setInterval(() => void refetch(), SESSION_REFRESH_MS);
+    setNow(Date.now());
+    const t = setInterval(() => {
+      setNow(Date.now());
+      void refetch();
+    }, SESSION_REFRESH_MS);
     return () => clearInterval(t);
   }, [refetch]);
 
@@ -51,6 +58,7 @@ export function Dashboard({ initial }: { initial: DashboardQuery }) {
         <Stat label="Users" value={d.users.length} />
         <Stat label="Storefronts" value={d.storefronts.filter((s) => s.enabled).length} hint={`${d.storefronts.length} registered`} />
       </SimpleGrid>
+      {now !== null && <SessionsChart sessions={d.live} now={now} />}
       <SimpleGrid cols={{ base: 1, lg: 2 }}>
         <Card withBorder>
           <Group justify="space-between" mb="sm">

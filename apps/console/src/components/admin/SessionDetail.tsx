@@ -1,18 +1,15 @@
 'use client';
 import { useState } from 'react';
 import { Box, Button, Card, Code, Group, Modal, SimpleGrid, Stack, Text, Textarea, Timeline } from '@mantine/core';
-import { useDisclosure } from '@mantine/hooks';
-import { SessionEventsDoc, TerminateSessionDoc } from '@/graphql/operations';
+import { ResumeSessionDoc, SessionEventsDoc, SuspendSessionDoc, TerminateSessionDoc } from '@/graphql/operations';
 import type { SessionQuery } from '@/gql/graphql';
 import { act, useSubscription } from '@/lib/client';
-import { LiveBadge, PageTitle, StatusBadge, time } from '@/components/ui';
-import { WatchPanel } from './WatchPanel';
+import { LiveBadge, PageTitle, STATE_AFTER, StatusBadge, time } from '@/components/ui';
+import { WatchPanel, sessionConnection } from './WatchPanel';
 
 type SessionData = NonNullable<SessionQuery['session']>;
 type Ev = SessionData['events'][number];
 
-const ENDING: Record<string, string> = { ENDED: 'ENDED', FAILED: 'FAILED' };
-const STATE_AFTER: Record<string, string> = { ASSIGNED: 'ASSIGNED', CONNECTED: 'ACTIVE', RECONNECTED: 'ACTIVE', DISCONNECTED: 'DISCONNECTED', SUSPENDED: 'SUSPENDED', RESUMED: 'ACTIVE', ...ENDING };
 
 export function SessionDetail({ initial }: { initial: SessionData }) {
   const [events, setEvents] = useState<Ev[]>(initial.events);
@@ -23,16 +20,24 @@ export function SessionDetail({ initial }: { initial: SessionData }) {
     const next = STATE_AFTER[e.type];
     if (next) setState(next);
   });
-  const [opened, { open, close }] = useDisclosure(false);
+  // terminate and suspend both ask for a reason (recorded in the timeline)
+  const [asking, setAsking] = useState<'terminate' | 'suspend' | null>(null);
   const [reason, setReason] = useState('');
   const [busy, setBusy] = useState(false);
-  const terminate = async () => {
+  const run = async (what: 'terminate' | 'suspend' | 'resume') => {
     setBusy(true);
-    const r = await act(TerminateSessionDoc, { sessionId: initial.id, reason: reason.trim() || null }, 'Session terminated');
+    const why = reason.trim() || null;
+    const r =
+      what === 'terminate'
+        ? (await act(TerminateSessionDoc, { sessionId: initial.id, reason: why }, 'Session terminated'))?.terminateSession
+        : what === 'suspend'
+          ? (await act(SuspendSessionDoc, { sessionId: initial.id, reason: why }, 'Session suspended'))?.suspendSession
+          : (await act(ResumeSessionDoc, { sessionId: initial.id }, 'Session resumed'))?.resumeSession;
     setBusy(false);
     if (r) {
-      setState(r.terminateSession.state);
-      close();
+      setState(r.state);
+      setAsking(null);
+      setReason('');
     }
   };
   const over = state === 'ENDED' || state === 'FAILED';
@@ -42,7 +47,12 @@ export function SessionDetail({ initial }: { initial: SessionData }) {
         right={
           <>
             <LiveBadge state={live} />
-            <Button color="red" onClick={open} disabled={over}>Terminate</Button>
+            {state === 'SUSPENDED' ? (
+              <Button variant="light" onClick={() => void run('resume')} loading={busy && asking === null}>Resume</Button>
+            ) : (
+              <Button variant="light" onClick={() => setAsking('suspend')} disabled={state !== 'ACTIVE'}>Suspend</Button>
+            )}
+            <Button color="red" onClick={() => setAsking('terminate')} disabled={over}>Terminate</Button>
           </>
         }
       >
@@ -72,12 +82,16 @@ export function SessionDetail({ initial }: { initial: SessionData }) {
           </Timeline>
         </Card>
       </SimpleGrid>
-      <Box mt="md"><WatchPanel sessionId={initial.id} over={over} /></Box>
-      <Modal opened={opened} onClose={close} title="Terminate the session">
+      <Box mt="md"><WatchPanel connect={sessionConnection(initial.id)} over={over} /></Box>
+      <Modal opened={asking !== null} onClose={() => setAsking(null)} title={asking === 'suspend' ? 'Suspend the session' : 'Terminate the session'}>
         <Stack>
-          <Text size="sm">The user&apos;s stream stops at once; the reason is recorded in the timeline.</Text>
+          <Text size="sm">
+            {asking === 'suspend'
+              ? 'The UA is paused and the user sees the session suspended until it is resumed; the reason is recorded in the timeline.'
+              : <>The user&apos;s stream stops at once; the reason is recorded in the timeline.</>}
+          </Text>
           <Textarea label="Reason" value={reason} onChange={(e) => setReason(e.currentTarget.value)} maxLength={500} autosize minRows={2} />
-          <Button color="red" onClick={terminate} loading={busy}>Terminate session</Button>
+          <Button color={asking === 'suspend' ? undefined : 'red'} onClick={() => asking && void run(asking)} loading={busy}>{asking === 'suspend' ? 'Suspend session' : 'Terminate session'}</Button>
         </Stack>
       </Modal>
     </>

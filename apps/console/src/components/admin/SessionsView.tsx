@@ -2,10 +2,10 @@
 import { useState } from 'react';
 import Link from 'next/link';
 import { Anchor, Button, Group, Select, Table, Text } from '@mantine/core';
-import { SessionsDoc, UsersDoc } from '@/graphql/operations';
+import { SessionFiltersDoc, SessionsDoc } from '@/graphql/operations';
 import type { SessionState, SessionsQuery } from '@/gql/graphql';
 import { useQuery } from '@/lib/client';
-import { Empty, LoadError, PageTitle, StatusBadge, time, Head, Pager } from '@/components/ui';
+import { Empty, IdFilter, LoadError, PageTitle, StatusBadge, time, Head, Pager } from '@/components/ui';
 
 const STATES: SessionState[] = ['REQUESTED', 'ASSIGNED', 'ACTIVE', 'DISCONNECTED', 'SUSPENDED', 'ENDED', 'FAILED'];
 const PAGE = 50;
@@ -13,9 +13,15 @@ const PAGE = 50;
 export function SessionsView({ initial }: { initial: SessionsQuery }) {
   const [state, setState] = useState<SessionState | null>(null);
   const [userId, setUserId] = useState<string | null>(null);
+  const [uaId, setUaId] = useState<string | null>(null);
+  const [vmId, setVmId] = useState<string | null>(null);
   const [offset, setOffset] = useState(0);
-  const q = useQuery(SessionsDoc, { state, userId, limit: PAGE, offset }, initial);
-  const users = useQuery(UsersDoc, { limit: 200, offset: 0 });
+  const q = useQuery(SessionsDoc, { state, userId, uaId, vmId, limit: PAGE, offset }, initial);
+  const filters = useQuery(SessionFiltersDoc, {});
+  const filter = (set: (v: string | null) => void) => (v: string | null) => {
+    setOffset(0);
+    set(v);
+  };
   const rows = q.data?.sessions ?? [];
   return (
     <>
@@ -33,19 +39,9 @@ export function SessionsView({ initial }: { initial: SessionsQuery }) {
           }}
           w={220}
         />
-        <Select
-          label="User"
-          placeholder="any user"
-          clearable
-          searchable
-          data={(users.data?.users ?? []).map((u) => ({ value: u.id, label: u.username }))}
-          value={userId}
-          onChange={(v) => {
-            setOffset(0);
-            setUserId(v);
-          }}
-          w={220}
-        />
+        <IdFilter label="User" items={filters.data?.users.map((u) => ({ id: u.id, name: u.username }))} value={userId} onChange={filter(setUserId)} />
+        <IdFilter label="UA" items={filters.data?.uas} value={uaId} onChange={filter(setUaId)} />
+        <IdFilter label="VM" items={filters.data?.vms} value={vmId} onChange={filter(setVmId)} />
       </Group>
       <LoadError error={q.error} />
       <Table.ScrollContainer minWidth={700}>

@@ -4,11 +4,19 @@ import { Button, Group, Modal, PasswordInput, Select, Stack, Table, Text, TextIn
 import { useForm } from '@mantine/form';
 import { useDebouncedValue, useDisclosure } from '@mantine/hooks';
 import { CreateUserDoc, SetUserRoleDoc, UsersDoc } from '@/graphql/operations';
-import type { Role, UsersQuery } from '@/gql/graphql';
+import type { EquipmentFragment, Role, UsersQuery } from '@/gql/graphql';
 import { act, useQuery } from '@/lib/client';
 import { Empty, LoadError, PageTitle, time, Head, Pager } from '@/components/ui';
 
 const PAGE = 50;
+
+/** The user's last declared terminal (user equipment information) and access network, in a line. */
+function equipment(e: EquipmentFragment | null | undefined): string {
+  if (!e) return '—';
+  const n = e.network;
+  const net = n ? [n.type.toLowerCase().replace('_', ' '), n.downlinkKbps != null && `${n.downlinkKbps} kbit/s`, n.rttMs != null && `${n.rttMs} ms RTT`].filter(Boolean).join(', ') : 'network unknown';
+  return [`${e.screenWidth}×${e.screenHeight}${e.touch ? ' touch' : ''}`, e.platform, e.codecs.join('/'), e.localResources.length ? e.localResources.join(', ').toLowerCase() : null, net].filter(Boolean).join(' · ');
+}
 
 export function UsersView({ initial }: { initial: UsersQuery }) {
   const [search, setSearch] = useState('');
@@ -39,7 +47,7 @@ export function UsersView({ initial }: { initial: UsersQuery }) {
       <LoadError error={q.error} />
       <Table.ScrollContainer minWidth={600}>
         <Table striped aria-label="Users">
-          <Head cols={['Username', 'Display name', 'Role', 'Created']} />
+          <Head cols={['Username', 'Display name', 'Role', 'Equipment and access network', 'Created']} />
           <Table.Tbody>
             {users.map((u) => (
               <Table.Tr key={u.id} data-testid={`user-${u.username}`}>
@@ -48,6 +56,7 @@ export function UsersView({ initial }: { initial: UsersQuery }) {
                 <Table.Td>
                   <Select aria-label={`Role of ${u.username}`} data={['USER', 'ADMIN']} value={u.role} allowDeselect={false} onChange={(v) => v && v !== u.role && void setRole(u.id, v as Role)} w={120} size="xs" />
                 </Table.Td>
+                <Table.Td><Text size="xs" data-testid="user-equipment">{equipment(u.equipment)}</Text></Table.Td>
                 <Table.Td><Text size="xs">{time(u.createdAt)}</Text></Table.Td>
               </Table.Tr>
             ))}

@@ -1,6 +1,7 @@
 'use client';
 // Watch a user's session view-only: the gateway gives an admin a VIEWER token in the admin's own name
-// (session(id) { connection }), and the SDK's StreamClient draws that stream with no input captured.
+// (session(id) { connection }), a watcher one with each monitoring (requestMonitoring), and the SDK's
+// StreamClient draws that stream with no input captured.
 import { useEffect, useRef, useState } from 'react';
 import { Alert, Badge, Box, Button, Card, Group, Text } from '@mantine/core';
 import { StreamClient, attachCanvas, type CanvasView } from '@uve/client';
@@ -9,7 +10,22 @@ import { gql } from '@/lib/client';
 
 type Phase = 'off' | 'connecting' | 'watching' | 'ended' | 'failed';
 
-export function WatchPanel({ sessionId, over }: { sessionId: string; over: boolean }) {
+export interface StreamTarget {
+  url: string;
+  token: string;
+}
+
+/** A fresh view-only connection to a session, in the caller's own name (admins). */
+export function sessionConnection(sessionId: string): () => Promise<StreamTarget> {
+  return async () => {
+    const { session } = await gql(SessionConnectionDoc, { id: sessionId });
+    if (!session?.connection) throw new Error('The session has no stream to watch (not started yet, or over).');
+    return { url: session.connection.url, token: session.connection.token };
+  };
+}
+
+/** `connect` gives a fresh connection each time (the first one and every reconnection). */
+export function WatchPanel({ connect: connectionOf, over, label = "The user's picture, view only" }: { connect: () => Promise<StreamTarget>; over: boolean; label?: string }) {
   const canvasRef = useRef<HTMLCanvasElement>(null);
   const live = useRef<{ client: StreamClient; view: CanvasView } | null>(null);
   const [phase, setPhase] = useState<Phase>('off');
@@ -30,12 +46,6 @@ export function WatchPanel({ sessionId, over }: { sessionId: string; over: boole
       setPhase('ended');
     }
   }, [over]);
-
-  const connectionOf = async () => {
-    const { session } = await gql(SessionConnectionDoc, { id: sessionId });
-    if (!session?.connection) throw new Error('The session has no stream to watch (not started yet, or over).');
-    return { url: session.connection.url, token: session.connection.token };
-  };
 
   const watch = async () => {
     const canvas = canvasRef.current!;
@@ -86,7 +96,7 @@ export function WatchPanel({ sessionId, over }: { sessionId: string; over: boole
           ref={canvasRef}
           data-testid="watch-canvas"
           role="img"
-          aria-label="The user's picture, view only"
+          aria-label={label}
           style={{ width: '100%', height: '100%', objectFit: 'contain', display: 'block' }}
         />
       </Box>

@@ -32,11 +32,13 @@ export class SessionsResolver {
   sessions(
     @Arg('state', () => SessionStateEnum, { nullable: true }) state: SessionState | null,
     @Arg('userId', () => ID, { nullable: true }) userId: string | null,
+    @Arg('uaId', () => ID, { nullable: true }) uaId: string | null,
+    @Arg('vmId', () => ID, { nullable: true }) vmId: string | null,
     @Arg('limit', () => Int, { nullable: true, defaultValue: 50 }) limit: number | null,
     @Arg('offset', () => Int, { nullable: true, defaultValue: 0 }) offset: number | null,
     @Ctx() ctx: Context,
   ): Promise<Session[]> {
-    return ctx.services.sessions.list({ state, userId }, limit, offset);
+    return ctx.services.sessions.list({ state, userId, uaId, vmId }, limit, offset);
   }
 
   @Authorized()

@@ -110,13 +110,16 @@ export class SessionsService implements SessionReportTarget {
     return rows.then((r) => r.filter((s) => !OPEN_STATES.includes(s.state)));
   }
 
-  list(filter: { state?: SessionState | null; userId?: string | null }, limit: number | null, offset: number | null): Promise<Session[]> {
+  list(filter: { state?: SessionState | null; userId?: string | null; uaId?: string | null; vmId?: string | null }, limit: number | null, offset: number | null): Promise<Session[]> {
     const { take, skip } = page(limit, offset);
     const where: FindOptionsWhere<Session> = {};
     if (filter.state) where.state = filter.state;
-    if (filter.userId) {
-      if (!isUuid(filter.userId)) return Promise.resolve([]);
-      where.userId = filter.userId;
+    for (const key of ['userId', 'uaId', 'vmId'] as const) {
+      const id = filter[key];
+      if (!id) continue;
+      // an id that cannot exist matches nothing (rather than a database error)
+      if (!isUuid(id)) return Promise.resolve([]);
+      where[key] = id;
     }
     return this.repo.find({ where, order: { createdAt: 'DESC' }, take, skip });
   }
