@@ -1,5 +1,4 @@
 // VM Data records (seed 7.2): stored by the VM holding a session, read back by the VM told to restore them.
-import { createHash } from 'node:crypto';
 import { Not, type DataSource, type FindOptionsWhere, type Repository } from 'typeorm';
 import type { SnapshotKind } from '@uve/protocol';
 import { Session } from '../sessions/sessions.entity';
@@ -7,12 +6,15 @@ import type { Vm } from '../vms/vms.entity';
 import { isUuid, notFound } from '../../common/errors';
 import type { User } from '../users/users.entity';
 import { page } from '../users/users.service';
-import { VmDataBlob, VmSnapshot } from './snapshots.entity';
+import { VmSnapshot } from './snapshots.entity';
+import type { VmDataStore } from './vm-data-store';
+
+const STORAGE_KEY = 'postgres:vm_data_chunks';
 
 export class SnapshotsService {
   private readonly repo: Repository<VmSnapshot>;
 
-  constructor(private readonly ds: DataSource) {
+  constructor(private readonly ds: DataSource, private readonly store_: VmDataStore) {
     this.repo = ds.getRepository(VmSnapshot);
   }
 
@@ -42,30 +44,33 @@ export class SnapshotsService {
   }
 
   /**
-   * UVE-5 VM Data update: the VM that holds the session stores the session's state. The newest
-   * snapshot of a kind replaces the older ones of the same user and UA (seed B.1: "the" VM Data).
+   * UVE-5 VM Data update: the VM that holds the session stores the session's state, streamed into
+   * the store chunk by chunk (never whole in memory). The newest snapshot of a kind replaces the
+   * older ones of the same user and UA (seed B.1: "the" VM Data). Null when the VM holds no such
+   * session; a VmDataStoreError when the bytes are refused (too large, empty).
    */
-  async store(vm: Vm, sessionId: string, kind: SnapshotKind, data: Buffer): Promise<VmSnapshot | null> {
+  async store(vm: Vm, sessionId: string, kind: SnapshotKind, body: AsyncIterable<Uint8Array>, maxBytes: number): Promise<VmSnapshot | null> {
     if (!isUuid(sessionId)) return null;
     return this.ds.transaction(async (em) => {
       const session = await em.findOneBy(Session, { id: sessionId });
       if (!session || session.vmId !== vm.id) return null;
-      const sha256 = createHash('sha256').update(data).digest('hex');
+      // the record first (its id names the chunks), its size and checksum once all bytes are in
       const snap = await em.save(em.create(VmSnapshot, {
-        userId: session.userId, uaId: session.uaId, sessionId, kind, sizeBytes: data.byteLength, sha256,
-        sourceVmId: vm.id, storageKey: 'postgres:vm_data_blobs', lastRestoredAt: null,
+        userId: session.userId, uaId: session.uaId, sessionId, kind, sizeBytes: 0, sha256: '0'.repeat(64),
+        sourceVmId: vm.id, storageKey: STORAGE_KEY, encryptionKeyId: this.store_.keyId, lastRestoredAt: null,
       }));
-      await em.insert(VmDataBlob, { snapshotId: snap.id, data });
+      const { sizeBytes, sha256 } = await this.store_.write(em, snap.id, body, maxBytes);
+      await em.update(VmSnapshot, snap.id, { sizeBytes, sha256 });
       await em.delete(VmSnapshot, { userId: session.userId, uaId: session.uaId, kind, id: Not(snap.id) });
-      return snap;
+      return Object.assign(snap, { sizeBytes, sha256 });
     });
   }
 
   /**
-   * The bytes, only for a VM that holds an open session told to restore this very snapshot
+   * The snapshot, only for a VM that holds an open session told to restore this very snapshot
    * (UVE-5 retrieve): a VM cannot read other users' state.
    */
-  async load(vm: Vm, snapshotId: string): Promise<{ snapshot: VmSnapshot; data: Buffer } | null> {
+  async load(vm: Vm, snapshotId: string): Promise<VmSnapshot | null> {
     const snapshot = await this.findById(snapshotId);
     if (!snapshot) return null;
     const [holder] = await this.ds.query(
@@ -73,9 +78,16 @@ export class SnapshotsService {
           AND state IN ('REQUESTED', 'ASSIGNED', 'ACTIVE', 'SUSPENDED', 'DISCONNECTED') LIMIT 1`,
       [vm.id, snapshot.id, snapshot.userId, snapshot.uaId],
     );
-    if (!holder) return null;
-    const blob = await this.ds.getRepository(VmDataBlob).findOneBy({ snapshotId });
-    return blob ? { snapshot, data: blob.data } : null;
+    return holder ? snapshot : null;
+  }
+
+  /**
+   * The snapshot's bytes in order, one chunk at a time, once every stored chunk was checked against
+   * its checksum (a damaged snapshot is refused before a byte goes out).
+   */
+  async open(snapshot: VmSnapshot): Promise<AsyncGenerator<Buffer>> {
+    const chunks = await this.store_.verify(this.ds.manager, snapshot.id, snapshot.encryptionKeyId);
+    return this.store_.read(this.ds.manager, snapshot.id, chunks, snapshot.encryptionKeyId);
   }
 
   async delete(user: User, id: string): Promise<boolean> {
