@@ -5,6 +5,7 @@
 import {
   CLOSE,
   STREAM_PROTOCOL_VERSION,
+  NO_LOSS_SCOPE,
   type ClientMessage,
   type LocalResourceKind,
   type PrepareSessionCommand,
@@ -101,6 +102,8 @@ export class Session {
   private readonly frameTimes: number[] = [];
   /** runs while the PLAYER is away after an unexpected disconnect */
   private reconnectTimer: NodeJS.Timeout | null = null;
+  /** the UA is stopped while its PLAYER is away (freezeForReconnect) */
+  private frozenForReconnect = false;
   private readonly ready: Promise<void>;
   private settleReady!: (error?: Error) => void;
   private readonly log: Logger;
@@ -272,6 +275,7 @@ export class Session {
       this.unservedInput = null;
       this.everConnected = true;
       this.stopReconnectWindow();
+      this.thaw();
     } else {
       this.viewers.add(conn);
     }
@@ -355,6 +359,7 @@ export class Session {
     this.report({ type: 'session.disconnected', reason: why, unexpected: !conn.byeReceived });
     // seed 7.3.1.2.2: on an unexpected disconnect the VM updates the VM Data with the VMM
     if (!conn.byeReceived) void this.saveVmData();
+    this.freezeForReconnect();
     // DISCONNECTED either way on the VMM (it counts the slot until the window closes): same here
     this.startReconnectWindow();
   }
@@ -385,6 +390,31 @@ export class Session {
         .catch((e) => this.log.error('could not end the session after its reconnect window', { error: errorMessage(e) }));
     }, this.reconnectWindowMs);
     this.reconnectTimer.unref();
+  }
+
+  /**
+   * NO_LOSS where the full state cannot move to another VM (NO_LOSS_SCOPE SAME_VM_WITHIN_WINDOW,
+   * LINUX_X11): the UA waits frozen (its processes stopped, its X server kept) for its user to
+   * come back to this VM within the window, and continues exactly where it was.
+   */
+  private freezeForReconnect(): void {
+    if (this.frozenForReconnect || this.reconnectionMethod !== 'NO_LOSS' || NO_LOSS_SCOPE[this.deps.runtime.platform] !== 'SAME_VM_WITHIN_WINDOW') return;
+    this.frozenForReconnect = true;
+    if (!this.suspended) this.instance?.suspend();
+    this.log.info('UA frozen until its PLAYER comes back', { windowMs: this.reconnectWindowMs });
+  }
+
+  private thaw(): void {
+    if (!this.frozenForReconnect) return;
+    this.frozenForReconnect = false;
+    if (this.suspended) return; // suspended by its controller: stays so
+    this.instance?.resume();
+    this.pump?.damage();
+  }
+
+  /** whether the UA waits frozen for its PLAYER (tests, diagnostics) */
+  get frozen(): boolean {
+    return this.frozenForReconnect;
   }
 
   private stopReconnectWindow(): void {
@@ -452,7 +482,7 @@ export class Session {
     this.suspended = false;
     this.suspendReason = null;
     if (was) {
-      this.instance?.resume();
+      if (!this.frozenForReconnect) this.instance?.resume();
       this.pump?.resume();
       this.broadcast({ t: 'resumed' });
       this.pump?.damage();
