@@ -14,6 +14,7 @@ import {
   type SnapshotKind,
   type StreamParams,
   type TerminalCapabilities,
+  type WelcomeVmData,
 } from '@uve/protocol';
 import type { EncoderOptions, VideoEncoder } from '../encoders/encoder';
 import { UaUnresponsiveError, type InstalledUa, type UaInstance, type UaRuntime } from '../runtimes/runtime';
@@ -102,6 +103,8 @@ export class Session {
   private readonly frameTimes: number[] = [];
   /** runs while the PLAYER is away after an unexpected disconnect */
   private reconnectTimer: NodeJS.Timeout | null = null;
+  /** what became of the VM Data to restore (told to UCs in their welcome) */
+  private vmData: WelcomeVmData | null = null;
   /** the UA is stopped while its PLAYER is away (freezeForReconnect) */
   private frozenForReconnect = false;
   private readonly ready: Promise<void>;
@@ -227,11 +230,13 @@ export class Session {
       else await instance.restoreAppData(data);
       this.log.info('VM Data restored', { snapshot: snapshotId, kind, bytes: data.byteLength });
       this.report({ type: 'vmdata.restored', snapshotId, restored: true, kind });
+      this.vmData = { snapshotId, restored: true, kind };
       return true;
     } catch (e) {
       const reason = errorMessage(e);
       this.log.warn('VM Data not restored; the UA starts fresh', { snapshot: snapshotId, reason });
       this.report({ type: 'vmdata.restored', snapshotId, restored: false, kind: null, reason });
+      this.vmData = { snapshotId, restored: false, reason };
       return false;
     }
   }
@@ -289,6 +294,7 @@ export class Session {
       height: instance.height,
       maxFps: this.stream.maxFps,
       suspended: this.suspended,
+      ...(this.vmData ? { vmData: this.vmData } : {}),
     });
     if (this.suspended) conn.send({ t: 'suspended', reason: this.suspendReason });
     pump.addSink(conn);
