@@ -10,6 +10,8 @@ export class VmDataChunks1766000000300 implements MigrationInterface {
     public async up(queryRunner: QueryRunner): Promise<void> {
         await queryRunner.query(`CREATE TABLE "vm_data_chunks" ("snapshot_id" uuid NOT NULL, "seq" integer NOT NULL, "data" bytea NOT NULL, "nonce" bytea, "sha256" bytea NOT NULL, CONSTRAINT "PK_vm_data_chunks" PRIMARY KEY ("snapshot_id", "seq"))`);
         await queryRunner.query(`ALTER TABLE "vm_data_chunks" ADD CONSTRAINT "FK_344a657859092d27dd3b989e875" FOREIGN KEY ("snapshot_id") REFERENCES "vm_snapshots"("id") ON DELETE CASCADE ON UPDATE NO ACTION`);
+        // chunks are random-looking (state, sealed bytes): no compression attempt on every write
+        await queryRunner.query(`ALTER TABLE "vm_data_chunks" ALTER COLUMN "data" SET STORAGE EXTERNAL`);
         await queryRunner.query(`ALTER TABLE "vm_snapshots" ADD "encryption_key_id" character varying(16)`);
         await queryRunner.query(`INSERT INTO "vm_data_chunks" ("snapshot_id", "seq", "data", "sha256")
             SELECT b."snapshot_id", c.seq, c.data, sha256(c.data)

@@ -114,21 +114,21 @@ export class VmDataStore {
     for (let seq = 0; seq < chunks; seq++) {
       const [row]: { data: Buffer; nonce: Buffer | null }[] = await em.query(`SELECT data, nonce FROM vm_data_chunks WHERE snapshot_id = $1 AND seq = $2`, [snapshotId, seq]);
       if (!row) throw new VmDataStoreError(422, 'DAMAGED', `VM Data snapshot ${snapshotId} lost chunk ${seq} while being read.`);
-      if (!row.nonce) {
-        yield row.data;
-        continue;
-      }
-      if (!this.key || keyId !== this.key.id) throw new VmDataStoreError(500, 'KEY_UNAVAILABLE', `VM Data chunk ${seq} of ${snapshotId} is encrypted and this gateway has not its key.`);
-      const sealed = row.data;
-      const d = createDecipheriv('aes-256-gcm', this.key.key, row.nonce).setAAD(aad(snapshotId, seq));
-      d.setAuthTag(sealed.subarray(sealed.length - TAG_BYTES));
-      let plain: Buffer;
-      try {
-        plain = Buffer.concat([d.update(sealed.subarray(0, sealed.length - TAG_BYTES)), d.final()]);
-      } catch {
-        throw new VmDataStoreError(422, 'DAMAGED', `VM Data chunk ${seq} of ${snapshotId} does not open with its key (tampered with or misplaced).`);
-      }
-      yield plain;
+      yield this.open(snapshotId, seq, keyId, row);
+    }
+  }
+
+  /** a stored chunk as plain bytes: unsealed when sealed, refused when it does not open */
+  private open(snapshotId: string, seq: number, keyId: string | null, row: { data: Buffer; nonce: Buffer | null }): Buffer {
+    if (!row.nonce) return row.data;
+    if (!this.key || keyId !== this.key.id) throw new VmDataStoreError(500, 'KEY_UNAVAILABLE', `VM Data chunk ${seq} of ${snapshotId} is encrypted and this gateway has not its key.`);
+    const sealed = row.data;
+    const d = createDecipheriv('aes-256-gcm', this.key.key, row.nonce).setAAD(aad(snapshotId, seq));
+    d.setAuthTag(sealed.subarray(sealed.length - TAG_BYTES));
+    try {
+      return Buffer.concat([d.update(sealed.subarray(0, sealed.length - TAG_BYTES)), d.final()]);
+    } catch {
+      throw new VmDataStoreError(422, 'DAMAGED', `VM Data chunk ${seq} of ${snapshotId} does not open with its key (tampered with or misplaced).`);
     }
   }
 }

@@ -57,7 +57,7 @@ export function registerVmDataRoutes(app: Express, services: Services, maxBytes:
       try {
         for await (const chunk of chunks) {
           if (res.destroyed) break; // the VM hung up
-          if (!res.write(chunk)) await new Promise((resolve) => { res.once('drain', resolve); res.once('close', resolve); });
+          if (!res.write(chunk)) await drained(res);
         }
         res.end();
       } catch (e) {
@@ -77,4 +77,17 @@ function refuseTooLarge(req: Request, res: Response, maxBytes: number): void {
   res.set('connection', 'close');
   refuse(res, 413, 'TOO_LARGE', `VM Data must be at most ${maxBytes} bytes (UVE_VM_DATA_MAX_MB).`);
   req.resume(); // the rest is read and dropped, never kept
+}
+
+/** resolves once the response can take more, or is gone */
+function drained(res: Response): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.on('drain', done);
+    res.on('close', done);
+  });
 }
