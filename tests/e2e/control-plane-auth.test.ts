@@ -160,12 +160,12 @@ describe('VM Data', () => {
     expect((await vmData(vmA, `snapshots/${saved.snapshotId}`)).status).toBe(404);
 
     // the bytes change at rest: refused with a reason, not served
-    await db.query(`UPDATE vm_data_blobs SET data = $2 WHERE snapshot_id = $1`, [saved.snapshotId, Buffer.from('tampered')]);
+    await db.query(`UPDATE vm_data_chunks SET data = $2 WHERE snapshot_id = $1`, [saved.snapshotId, Buffer.from('tampered')]);
     const bad = await vmData(vmB, `snapshots/${saved.snapshotId}`);
-    expect(bad.status).toBe(409);
+    expect(bad.status).toBe(422);
     const body = (await bad.json()) as { error: { code: string; message: string } };
-    expect(body.error.code).toBe('VM_DATA_CORRUPTED');
-    expect(body.error.message).toContain(saved.sha256);
+    expect(body.error.code).toBe('DAMAGED');
+    expect(body.error.message).toMatch(/VM Data checksum mismatch: chunk 0 of snapshot/);
     expect(gw.output()).toMatch(/corrupted VM Data refused/);
   });
 

@@ -70,6 +70,8 @@ it('NO_LOSS: a dropped session continues on another VM process, its drawing rest
   expect(again.restoredFrom).toEqual({ id: saved.snapshotId, kind: 'FULL' });
   const stream = await openStream(again.connection);
   try {
+    // the VM tells the UC what became of the VM Data (the SDK's `restored` event)
+    expect(stream.welcome.vmData).toEqual({ snapshotId: saved.snapshotId, restored: true, kind: 'FULL' });
     const first = await stream.frame(() => true, 'after the restore');
     expect(near(pixel(first, 200, 150), RED)).toBe(true);
     expect(near(pixel(first, 400, 300), WHITE)).toBe(true);
@@ -116,7 +118,7 @@ it('a corrupted snapshot is caught by its checksum: the UA starts fresh with a c
   const pg = new PgClient({ connectionString: dbUrl });
   await pg.connect();
   try {
-    const r = await pg.query(`UPDATE vm_data_blobs SET data = overlay(data placing decode(lpad(to_hex(get_byte(data, 100) # 255), 2, '0'), 'hex') from 101 for 1) WHERE snapshot_id = $1`, [saved.snapshotId]);
+    const r = await pg.query(`UPDATE vm_data_chunks SET data = overlay(data placing decode(lpad(to_hex(get_byte(data, 100) # 255), 2, '0'), 'hex') from 101 for 1) WHERE snapshot_id = $1 AND seq = 0`, [saved.snapshotId]);
     expect(r.rowCount).toBe(1);
   } finally {
     await pg.end();
@@ -125,6 +127,7 @@ it('a corrupted snapshot is caught by its checksum: the UA starts fresh with a c
   expect(again).toMatchObject({ id: s.id, reconnections: 1 });
   const stream = await openStream(again.connection);
   try {
+    expect(stream.welcome.vmData).toEqual({ snapshotId: saved.snapshotId, restored: false, reason: expect.stringMatching(/checksum mismatch/) });
     const first = await stream.frame(() => true, 'after the fresh start');
     expect(near(pixel(first, 200, 150), WHITE)).toBe(true); // fresh: no drawing
     const now = await until('SNAPSHOT_RESTORE_FAILED', 15_000, async () => {

@@ -75,3 +75,11 @@ export function agentPid(vmId: string): number {
   }
   throw new Error(`no process for VM ${vmId}`);
 }
+
+/** The VM's secret, as its agent (PROCESS provider) got it: the file its environment names (never the secret itself). */
+export function vmSecret(vmId: string): string {
+  const env = fs.readFileSync(`/proc/${agentPid(vmId)}/environ`, 'utf8').split('\0');
+  const file = env.find((e) => e.startsWith('UVE_VM_SECRET_FILE='));
+  if (!file) throw new Error(`the agent of VM ${vmId} names no UVE_VM_SECRET_FILE`);
+  return fs.readFileSync(file.slice('UVE_VM_SECRET_FILE='.length), 'utf8').trim();
+}

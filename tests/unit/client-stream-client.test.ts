@@ -3,7 +3,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { CLOSE, STREAM_PATH, encodeFrame, parseClientMessage, type ClientMessage, type ServerMessage } from '@uve/protocol';
-import { StreamClient, StreamCloseError, streamUrl } from '../../packages/client/src/stream-client';
+import { StreamClient, StreamCloseError, streamUrl, type WelcomeMessage } from '../../packages/client/src/stream-client';
 import { provideResource } from '../../packages/client/src/resources';
 
 /** A fake VM: records what each connection sends; the test scripts what it answers. */
@@ -213,6 +213,54 @@ describe('StreamClient', () => {
     c.close();
   });
 
+  it('tells its state as it goes: connecting, live, reconnecting, then reconnected with the VM Data restored or a fresh start, ended', async () => {
+    const welcomeWith = (ws: WebSocket, vmData?: WelcomeMessage['vmData']) =>
+      vm.send(ws, { t: 'welcome', v: 1, sessionId: 's1', role: 'PLAYER', codec: 'MJPEG', width: 64, height: 32, maxFps: 30, suspended: false, ...(vmData ? { vmData } : {}) });
+    vm.onHello = (ws, token) => {
+      if (token === 'first') {
+        welcomeWith(ws);
+        setTimeout(() => ws.terminate(), 10); // dropped
+      } else if (token === 'second') {
+        welcomeWith(ws, { snapshotId: 'snap-1', restored: true, kind: 'FULL' });
+        setTimeout(() => ws.terminate(), 10); // dropped again, back on the same VM next
+      } else if (token === 'third') {
+        welcomeWith(ws, { snapshotId: 'snap-1', restored: true, kind: 'FULL' }); // the same outcome, repeated
+        setTimeout(() => ws.terminate(), 10);
+      } else {
+        welcomeWith(ws, { snapshotId: 'snap-2', restored: false, reason: 'VM Data checksum mismatch' });
+        setTimeout(() => vm.send(ws, { t: 'ended', reason: 'the application exited' }), 10);
+        setTimeout(() => ws.close(CLOSE.ENDED, 'ended'), 20);
+      }
+    };
+    const tokens = ['second', 'third', 'fourth'];
+    const c = new StreamClient({ browserResources: false, pingIntervalMs: 0, backoff: { initialMs: 5, maxMs: 20 }, reconnect: async () => ({ url: vm.url, token: tokens.shift()! }) });
+    const seen: string[] = [];
+    c.on('state', (e) => seen.push(e.state));
+    c.on('reconnected', (e) => seen.push(`reconnected ${e.sessionId} after ${e.attempts}`));
+    c.on('restored', (e) => seen.push(`restored ${e.snapshotId} ${e.kind}`));
+    c.on('fresh', (e) => seen.push(`fresh ${e.snapshotId}: ${e.reason}`));
+    expect(c.state).toBe('idle');
+    const over = new Promise<void>((r) => c.on('state', (e) => e.state === 'ended' && r()));
+    await c.connect({ url: vm.url, token: 'first' });
+    await over;
+    expect(seen).toEqual([
+      'connecting', 'live',
+      'reconnecting', 'live', 'reconnected s1 after 1', 'restored snap-1 FULL',
+      'reconnecting', 'live', 'reconnected s1 after 1',
+      'reconnecting', 'live', 'reconnected s1 after 1', 'fresh snap-2: VM Data checksum mismatch',
+      'ended',
+    ]);
+    expect(c.state).toBe('ended');
+  });
+
+  it('is ended once the app closes it or it gave up', async () => {
+    const c = new StreamClient({ browserResources: false, pingIntervalMs: 0 });
+    await c.connect({ url: vm.url, token: 't' });
+    expect(c.state).toBe('live');
+    c.close();
+    expect(c.state).toBe('ended');
+  });
+
   it.each([
     ['ENDED', CLOSE.ENDED],
     ['REPLACED', CLOSE.REPLACED],
@@ -239,6 +287,7 @@ describe('StreamClient', () => {
     await c.connect({ url: vm.url, token: 'first' });
     expect((await gaveUp).message).toMatch(/gave up reconnecting after 3 attempts/);
     expect(attempts).toEqual([1, 2, 3]);
+    expect(c.state).toBe('ended');
   });
 
   it('bye() ends the connection the expected way', async () => {

@@ -1,5 +1,6 @@
 // The gateway's whole configuration, from the environment, validated once at start.
 import path from 'node:path';
+import { parseVmDataKey, type VmDataKey } from './modules/snapshots/vm-data-store';
 import { PLATFORMS, type Platform, type VmProvider } from '@uve/protocol';
 
 export interface GatewayConfig {
@@ -40,6 +41,8 @@ export interface GatewayConfig {
   /** sample names to register; 'true' stands for every sample that hands out no shell */
   registerSampleUas: string[];
   vmDataMaxMb: number;
+  /** AES-256-GCM key VM Data is sealed with at rest; null: stored in clear */
+  vmDataKey: VmDataKey | null;
   graphqlMaxTokens: number;
   graphqlMaxDepth: number;
   graphqlMaxAliases: number;
@@ -146,6 +149,11 @@ export const CONFIG_SPEC = {
   } },
   packageDownloadTimeoutSec: { env: 'UVE_PACKAGE_DOWNLOAD_TIMEOUT_S', doc: 'a VM gives up downloading a UA package from a storefront after this long', default: '120', parse: int(1, 3600) },
   vmDataMaxMb: { env: 'UVE_VM_DATA_MAX_MB', doc: 'largest VM Data upload a VM may store, MiB', default: '256', parse: int(1, 1024) },
+  vmDataKey: { env: 'UVE_VM_DATA_KEY', doc: 'key that seals VM Data at rest (AES-256-GCM per chunk): 32 bytes as 64 hex digits or base64, the same on every gateway; unset: stored in clear', default: null, parse: (raw: string, env: string) => {
+    const key = parseVmDataKey(raw);
+    if (!key) throw new ConfigError(`${env} must be 32 bytes as 64 hex digits or base64 (e.g. from \`openssl rand -hex 32\`)`);
+    return key;
+  } },
   graphqlMaxTokens: { env: 'UVE_GRAPHQL_MAX_TOKENS', doc: 'most tokens a GraphQL document may have', default: '2000', parse: int(100, 100_000) },
   graphqlMaxDepth: { env: 'UVE_GRAPHQL_MAX_DEPTH', doc: 'deepest selection a GraphQL operation may nest', default: '10', parse: int(2, 100) },
   graphqlMaxAliases: { env: 'UVE_GRAPHQL_MAX_ALIASES', doc: 'most aliases in one GraphQL operation', default: '10', parse: int(0, 1000) },

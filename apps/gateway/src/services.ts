@@ -14,6 +14,7 @@ import { InvitationsService } from './modules/invitations/invitations.service';
 import { ProcurementsService } from './modules/procurements/procurements.service';
 import { SessionsService } from './modules/sessions/sessions.service';
 import { SnapshotsService } from './modules/snapshots/snapshots.service';
+import { VmDataStore } from './modules/snapshots/vm-data-store';
 import { StorefrontsService } from './modules/storefronts/storefronts.service';
 import { UasService } from './modules/uas/uas.service';
 import { UsersService } from './modules/users/users.service';
@@ -125,7 +126,7 @@ export async function createServices(deps: {
     procurements,
     watchers: new WatchersService(ds, users),
     invitations: new InvitationsService(ds),
-    snapshots: new SnapshotsService(ds),
+    snapshots: new SnapshotsService(ds, new VmDataStore(config.vmDataKey)),
     metrics,
   };
 }

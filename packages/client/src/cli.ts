@@ -5,7 +5,7 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import type { InputEvent, VideoCodec } from '@uve/protocol';
+import type { InputEvent, ReconnectionMethod, VideoCodec } from '@uve/protocol';
 import { createNodeDecoder } from './decoders';
 import { GatewayClient, GatewayError } from './gateway-client';
 import { packUa } from './pack';
@@ -51,6 +51,8 @@ Options:
   --type TEXT          after the first frame, type TEXT (text input)
   --keys K1,K2,...     after the first frame, press these keys (KeyboardEvent.key names, e.g. Enter,ArrowUp,a)
   --click X,Y          after the first frame, click at stream pixel X,Y
+  --method M           reconnection method: NORMAL or NO_LOSS (default NORMAL); after a drop the
+                       client asks for the UA again by itself and prints how it came back
   --keep               do not end the session at the end (leave it to the VMM)
   -h, --help           this help
 
@@ -75,6 +77,7 @@ interface PlayArgs {
   keys: string[];
   click: { x: number; y: number } | null;
   keep: boolean;
+  method: ReconnectionMethod;
 }
 
 function parsePlay(argv: string[]): PlayArgs | null {
@@ -94,7 +97,7 @@ function parsePlay(argv: string[]): PlayArgs | null {
     } else positional.push(a);
   }
   if (flags.has('help')) return null;
-  const known = new Set(['gateway', 'user', 'password', 'codec', 'width', 'height', 'fps', 'frames', 'timeout', 'out', 'every', 'type', 'keys', 'click', 'keep', 'help']);
+  const known = new Set(['gateway', 'user', 'password', 'codec', 'width', 'height', 'fps', 'frames', 'timeout', 'out', 'every', 'type', 'keys', 'click', 'keep', 'method', 'help']);
   for (const k of flags.keys()) if (!known.has(k)) throw new UsageError(`unknown option --${k}`);
   const str = (k: string): string | null => {
     const v = flags.get(k);
@@ -115,6 +118,8 @@ function parsePlay(argv: string[]): PlayArgs | null {
   if (positional.length !== 1) throw new UsageError('give exactly one UA name or id');
   const codec = (str('codec') ?? 'H264').toUpperCase();
   if (codec !== 'H264' && codec !== 'MJPEG') throw new UsageError('--codec must be H264 or MJPEG');
+  const method = (str('method') ?? 'NORMAL').toUpperCase();
+  if (method !== 'NORMAL' && method !== 'NO_LOSS') throw new UsageError('--method must be NORMAL or NO_LOSS');
   let click: PlayArgs['click'] = null;
   const c = str('click');
   if (c) {
@@ -128,6 +133,7 @@ function parsePlay(argv: string[]): PlayArgs | null {
     user: need('user'),
     password: need('password'),
     codec,
+    method,
     width: num('width', 1280, 16, 4096),
     height: num('height', 720, 16, 4096),
     fps: num('fps', 30, 1, 120),
@@ -170,16 +176,32 @@ async function play(a: PlayArgs): Promise<number> {
   if (!ua) throw new Error(`no UA ${JSON.stringify(a.ua)} (available: ${uas.map((u) => u.name).join(', ') || 'none'})`);
 
   const t0 = performance.now();
-  const session = await gw.requestApplication({
-    uaId: ua.id,
-    terminal: { screenWidth: a.width, screenHeight: a.height, pixelRatio: 1, codecs: [a.codec], maxFrameRate: a.fps, localResources: [], touch: false, platform: 'uve-cli' },
-    reconnectionMethod: 'NORMAL',
-  });
-  if (!session.connection) throw new Error(`session ${session.id} has no connection (state ${session.state})`);
+  const request = async () => {
+    const s = await gw.requestApplication({
+      uaId: ua.id,
+      terminal: { screenWidth: a.width, screenHeight: a.height, pixelRatio: 1, codecs: [a.codec], maxFrameRate: a.fps, localResources: [], touch: false, platform: 'uve-cli' },
+      reconnectionMethod: a.method,
+    });
+    if (!s.connection) throw new Error(`session ${s.id} has no connection (state ${s.state})`);
+    return { ...s, connection: s.connection };
+  };
+  let session = await request();
   const tAssigned = performance.now();
 
   if (a.out) await mkdir(a.out, { recursive: true });
-  const client = new StreamClient({ browserResources: false });
+  // after a drop: ask for the UA again (seed B.1), which resumes the session, with its VM Data
+  const client = new StreamClient({
+    browserResources: false,
+    reconnect: async () => {
+      session = await request();
+      return session.connection;
+    },
+  });
+  const say = (line: string) => process.stderr.write(`uve: ${line}\n`);
+  client.on('state', (e) => say(`${e.state}`));
+  client.on('reconnected', (e) => say(`reconnected to session ${e.sessionId} after ${e.attempts} attempt(s)`));
+  client.on('restored', (e) => say(`VM Data ${e.snapshotId} (${e.kind}) restored`));
+  client.on('fresh', (e) => say(`VM Data ${e.snapshotId} not restored, the UA started afresh: ${e.reason}`));
   const latencies: number[] = [];
   const inputLatencies: number[] = [];
   const pendingInputs: Array<{ seq: number; at: number }> = [];
@@ -192,7 +214,13 @@ async function play(a: PlayArgs): Promise<number> {
   const done = new Promise<string>((resolve) => {
     const timer = setTimeout(() => resolve('timeout'), a.timeoutS * 1000);
     client.on('ended', (e) => resolve(`session ended: ${e.reason}`));
+    client.on('state', (e) => {
+      if (e.state !== 'ended') return; // also when reconnecting gave up
+      clearTimeout(timer);
+      resolve('the connection ended');
+    });
     client.on('close', (e) => {
+      if (e.reconnecting) return;
       clearTimeout(timer);
       resolve(`connection closed (${e.code}${e.reason ? `: ${e.reason}` : ''})`);
     });

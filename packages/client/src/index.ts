@@ -6,6 +6,7 @@ export {
   streamUrl,
   type StreamClientOptions,
   type StreamClientEvents,
+  type StreamState,
   type ConnectOptions,
   type ConnectTarget,
   type CodecConfig,

@@ -11,6 +11,7 @@ import {
   type InputEvent,
   type LocalResourceKind,
   type ServerMessage,
+  type SnapshotKind,
   type StreamRole,
   type VideoCodec,
 } from '@uve/protocol';
@@ -81,9 +82,25 @@ export interface StreamClientEvents {
   close: { code: number; reason: string; reconnecting: boolean };
   resourceRequest: { id: number; kind: LocalResourceKind };
   reconnecting: { attempt: number; delayMs: number };
+  /** the stream is back after a drop (the same session, on the same VM or another) */
+  reconnected: { sessionId: string; attempts: number };
+  /** the session's VM Data was restored into the UA before its first frame (seed B.1) */
+  restored: { sessionId: string; snapshotId: string; kind: SnapshotKind };
+  /** the session's VM Data could not be restored: the UA started afresh */
+  fresh: { sessionId: string; snapshotId: string; reason: string };
+  /** every change of `state` */
+  state: { state: StreamState; previous: StreamState };
   clock: ClockSample;
   error: Error;
 }
+
+/**
+ * Where the connection stands, for a UI to show: `connecting` (first connection), `live` (frames
+ * flow), `reconnecting` (dropped, trying again with backoff), `ended` (over: ended by the VM, closed
+ * by the app, refused for good, or given up). The `reconnected`, `restored` and `fresh` events say
+ * how a connection came back.
+ */
+export type StreamState = 'idle' | 'connecting' | 'live' | 'reconnecting' | 'ended';
 
 export interface ConnectTarget {
   url: string;
@@ -168,10 +185,24 @@ export class StreamClient extends Emitter<StreamClientEvents> {
   welcome: WelcomeMessage | null = null;
   codec: CodecConfig | null = null;
   suspended = false;
+  private currentState: StreamState = 'idle';
+  /** snapshots whose outcome was announced (a welcome on the same VM repeats it) */
+  private readonly announcedVmData = new Set<string>();
 
   constructor(private readonly options: StreamClientOptions = {}) {
     super();
     this.providers = { ...(options.browserResources === false ? {} : browserResourceProviders()), ...options.resources };
+  }
+
+  get state(): StreamState {
+    return this.currentState;
+  }
+
+  private setState(state: StreamState): void {
+    const previous = this.currentState;
+    if (previous === state) return;
+    this.currentState = state;
+    this.emit('state', { state, previous });
   }
 
   get role(): StreamRole | null {
@@ -208,6 +239,7 @@ export class StreamClient extends Emitter<StreamClientEvents> {
     this.target = options;
     this.userClosed = false;
     this.endedByVm = false;
+    this.setState('connecting');
     return this.open();
   }
 
@@ -276,6 +308,7 @@ export class StreamClient extends Emitter<StreamClientEvents> {
     this.userClosed = true;
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     this.ws?.close(code, reason);
+    this.setState('ended');
   }
 
   // ---- internals ------------------------------------------------------------------------------
@@ -329,7 +362,10 @@ export class StreamClient extends Emitter<StreamClientEvents> {
         this.emit('close', { code, reason, reconnecting });
         if (!welcomed) reject(new StreamCloseError(code, reason));
         if (reconnecting) this.scheduleReconnect();
-        else void this.closeDecoder();
+        else {
+          this.setState('ended');
+          void this.closeDecoder();
+        }
       };
     });
   }
@@ -342,9 +378,11 @@ export class StreamClient extends Emitter<StreamClientEvents> {
     const b = this.options.backoff ?? {};
     const max = b.maxAttempts ?? 6;
     if (this.attempt >= max) {
+      this.setState('ended');
       this.emit('error', new Error(`gave up reconnecting after ${max} attempts`));
       return;
     }
+    this.setState('reconnecting');
     this.attempt++;
     const base = Math.min(b.maxMs ?? 10_000, (b.initialMs ?? 250) * 2 ** (this.attempt - 1));
     const delayMs = Math.round(base * (0.8 + Math.random() * 0.4));
@@ -371,8 +409,17 @@ export class StreamClient extends Emitter<StreamClientEvents> {
   private onWelcome(m: WelcomeMessage): void {
     this.welcome = m;
     this.suspended = m.suspended;
+    const attempts = this.attempt;
     this.attempt = 0;
     this.emit('welcome', m);
+    this.setState('live');
+    if (attempts > 0) this.emit('reconnected', { sessionId: m.sessionId, attempts });
+    const d = m.vmData;
+    if (d && !this.announcedVmData.has(d.snapshotId)) {
+      this.announcedVmData.add(d.snapshotId);
+      if (d.restored) this.emit('restored', { sessionId: m.sessionId, snapshotId: d.snapshotId, kind: d.kind });
+      else this.emit('fresh', { sessionId: m.sessionId, snapshotId: d.snapshotId, reason: d.reason });
+    }
     // a short burst gives a good first clock estimate; then a slow refresh follows drift
     const sample = (): void => void this.ping().catch(() => undefined);
     sample();

@@ -21,6 +21,16 @@ export type LocalResourceKind = (typeof LOCAL_RESOURCE_KINDS)[number];
 export const RECONNECTION_METHODS = ['NORMAL', 'NO_LOSS'] as const;
 export type ReconnectionMethod = (typeof RECONNECTION_METHODS)[number];
 
+/**
+ * What NO_LOSS reconnection really gives on a platform: ANY_VM, the full state restored byte for
+ * byte on whatever VM serves the reconnection; SAME_VM_WITHIN_WINDOW, the program kept frozen on
+ * its VM during the reconnect window (no process checkpoint on these hosts: criu fails on this
+ * kernel), and after the window or on another VM the application data only, as NORMAL.
+ */
+export const NO_LOSS_SCOPES = ['ANY_VM', 'SAME_VM_WITHIN_WINDOW'] as const;
+export type NoLossScope = (typeof NO_LOSS_SCOPES)[number];
+export const NO_LOSS_SCOPE: Record<Platform, NoLossScope> = { WASM: 'ANY_VM', LINUX_X11: 'SAME_VM_WITHIN_WINDOW' };
+
 export const VM_PROVIDERS = ['DOCKER', 'PROCESS'] as const;
 export type VmProvider = (typeof VM_PROVIDERS)[number];
 

@@ -1,7 +1,7 @@
 // UVE-3 (Output Stream + interaction) and UVE-4 (local resources) wire protocol between a VM and a UC.
 // One WebSocket per UC connection. Text messages are JSON control messages; binary messages are
 // video frames with a fixed little-endian header. See docs/protocol.md (keep the two in step).
-import { LOCAL_RESOURCE_KINDS, type LocalResourceKind, type StreamRole, type VideoCodec } from './enums';
+import { LOCAL_RESOURCE_KINDS, type LocalResourceKind, type SnapshotKind, type StreamRole, type VideoCodec } from './enums';
 
 export const STREAM_PROTOCOL_VERSION = 1;
 /** Path of the UVE-3 endpoint on a VM. */
@@ -116,8 +116,16 @@ export type ClientMessage =
   | { t: 'keyframe' }
   | { t: 'bye' };
 
+/**
+ * What became of the VM Data the session was told to restore (seed B.1), in the welcome of a
+ * session that had some: restored before the first frame, or not (the UA started fresh, `reason`).
+ */
+export type WelcomeVmData =
+  | { snapshotId: string; restored: true; kind: SnapshotKind }
+  | { snapshotId: string; restored: false; reason: string };
+
 export type ServerMessage =
-  | { t: 'welcome'; v: number; sessionId: string; role: StreamRole; codec: VideoCodec; width: number; height: number; maxFps: number; suspended: boolean }
+  | { t: 'welcome'; v: number; sessionId: string; role: StreamRole; codec: VideoCodec; width: number; height: number; maxFps: number; suspended: boolean; vmData?: WelcomeVmData }
   /** decoder configuration; sent before the first frame and whenever it changes */
   | { t: 'codec'; codec: VideoCodec; mime: string; width: number; height: number; description?: string }
   | { t: 'pong'; id: number; t0: number; t1: number }

@@ -4,6 +4,7 @@ import { registerEnumType } from 'type-graphql';
 import {
   DEPLOYMENT_STATUSES,
   LOCAL_RESOURCE_KINDS,
+  NO_LOSS_SCOPES,
   PLATFORMS,
   RECONNECTION_METHODS,
   SESSION_STATES,
@@ -58,6 +59,7 @@ export const ParticipantRoleEnum = asEnum(PARTICIPANT_ROLES);
 export const InvitationStatusEnum = asEnum(INVITATION_STATUSES);
 export const SnapshotKindEnum = asEnum(SNAPSHOT_KINDS);
 export const VmStatusEnum = asEnum(VM_STATUSES);
+export const NoLossScopeEnum = asEnum(NO_LOSS_SCOPES);
 export const VmProviderEnum = asEnum(VM_PROVIDERS);
 export const DeploymentStatusEnum = asEnum(DEPLOYMENT_STATUSES);
 export const ProcurementStatusEnum = asEnum(PROCUREMENT_STATUSES);
@@ -102,6 +104,10 @@ registerEnumType(SnapshotKindEnum, {
   },
 });
 registerEnumType(VmStatusEnum, { name: 'VmStatus' });
+registerEnumType(NoLossScopeEnum, { name: 'NoLossScope', description: 'What NO_LOSS reconnection really gives for a UA, by its platform.', valuesConfig: {
+  ANY_VM: { description: 'the full state (memory, globals, clock) is saved at a drop and restored byte for byte on any VM' },
+  SAME_VM_WITHIN_WINDOW: { description: 'no process checkpoint on this host (criu fails on this kernel): within the reconnect window the UA waits frozen on its VM and the user goes back to it; after the window, or on another VM, the application data is restored, as NORMAL' },
+} });
 registerEnumType(VmProviderEnum, { name: 'VmProvider' });
 registerEnumType(DeploymentStatusEnum, { name: 'DeploymentStatus' });
 registerEnumType(ProcurementStatusEnum, { name: 'ProcurementStatus' });

@@ -5,6 +5,7 @@
 import {
   CLOSE,
   STREAM_PROTOCOL_VERSION,
+  NO_LOSS_SCOPE,
   type ClientMessage,
   type LocalResourceKind,
   type PrepareSessionCommand,
@@ -13,6 +14,7 @@ import {
   type SnapshotKind,
   type StreamParams,
   type TerminalCapabilities,
+  type WelcomeVmData,
 } from '@uve/protocol';
 import type { EncoderOptions, VideoEncoder } from '../encoders/encoder';
 import { UaUnresponsiveError, type InstalledUa, type UaInstance, type UaRuntime } from '../runtimes/runtime';
@@ -101,6 +103,10 @@ export class Session {
   private readonly frameTimes: number[] = [];
   /** runs while the PLAYER is away after an unexpected disconnect */
   private reconnectTimer: NodeJS.Timeout | null = null;
+  /** what became of the VM Data to restore (told to UCs in their welcome) */
+  private vmData: WelcomeVmData | null = null;
+  /** the UA is stopped while its PLAYER is away (freezeForReconnect) */
+  private frozenForReconnect = false;
   private readonly ready: Promise<void>;
   private settleReady!: (error?: Error) => void;
   private readonly log: Logger;
@@ -224,11 +230,13 @@ export class Session {
       else await instance.restoreAppData(data);
       this.log.info('VM Data restored', { snapshot: snapshotId, kind, bytes: data.byteLength });
       this.report({ type: 'vmdata.restored', snapshotId, restored: true, kind });
+      this.vmData = { snapshotId, restored: true, kind };
       return true;
     } catch (e) {
       const reason = errorMessage(e);
       this.log.warn('VM Data not restored; the UA starts fresh', { snapshot: snapshotId, reason });
       this.report({ type: 'vmdata.restored', snapshotId, restored: false, kind: null, reason });
+      this.vmData = { snapshotId, restored: false, reason };
       return false;
     }
   }
@@ -272,6 +280,7 @@ export class Session {
       this.unservedInput = null;
       this.everConnected = true;
       this.stopReconnectWindow();
+      this.thaw();
     } else {
       this.viewers.add(conn);
     }
@@ -285,6 +294,7 @@ export class Session {
       height: instance.height,
       maxFps: this.stream.maxFps,
       suspended: this.suspended,
+      ...(this.vmData ? { vmData: this.vmData } : {}),
     });
     if (this.suspended) conn.send({ t: 'suspended', reason: this.suspendReason });
     pump.addSink(conn);
@@ -355,6 +365,7 @@ export class Session {
     this.report({ type: 'session.disconnected', reason: why, unexpected: !conn.byeReceived });
     // seed 7.3.1.2.2: on an unexpected disconnect the VM updates the VM Data with the VMM
     if (!conn.byeReceived) void this.saveVmData();
+    this.freezeForReconnect();
     // DISCONNECTED either way on the VMM (it counts the slot until the window closes): same here
     this.startReconnectWindow();
   }
@@ -385,6 +396,31 @@ export class Session {
         .catch((e) => this.log.error('could not end the session after its reconnect window', { error: errorMessage(e) }));
     }, this.reconnectWindowMs);
     this.reconnectTimer.unref();
+  }
+
+  /**
+   * NO_LOSS where the full state cannot move to another VM (NO_LOSS_SCOPE SAME_VM_WITHIN_WINDOW,
+   * LINUX_X11): the UA waits frozen (its processes stopped, its X server kept) for its user to
+   * come back to this VM within the window, and continues exactly where it was.
+   */
+  private freezeForReconnect(): void {
+    if (this.frozenForReconnect || this.reconnectionMethod !== 'NO_LOSS' || NO_LOSS_SCOPE[this.deps.runtime.platform] !== 'SAME_VM_WITHIN_WINDOW') return;
+    this.frozenForReconnect = true;
+    if (!this.suspended) this.instance?.suspend();
+    this.log.info('UA frozen until its PLAYER comes back', { windowMs: this.reconnectWindowMs });
+  }
+
+  private thaw(): void {
+    if (!this.frozenForReconnect) return;
+    this.frozenForReconnect = false;
+    if (this.suspended) return; // suspended by its controller: stays so
+    this.instance?.resume();
+    this.pump?.damage();
+  }
+
+  /** whether the UA waits frozen for its PLAYER (tests, diagnostics) */
+  get frozen(): boolean {
+    return this.frozenForReconnect;
   }
 
   private stopReconnectWindow(): void {
@@ -452,7 +488,7 @@ export class Session {
     this.suspended = false;
     this.suspendReason = null;
     if (was) {
-      this.instance?.resume();
+      if (!this.frozenForReconnect) this.instance?.resume();
       this.pump?.resume();
       this.broadcast({ t: 'resumed' });
       this.pump?.damage();

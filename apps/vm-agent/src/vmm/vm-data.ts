@@ -23,8 +23,9 @@ export class VmDataClient {
     const res = await fetch(`${this.baseUrl}/sessions/${encodeURIComponent(sessionId)}?kind=${kind}`, {
       method: 'PUT',
       headers: { ...this.headers(), 'content-type': 'application/octet-stream' },
-      // an ArrayBuffer is a body under every lib setting (a Uint8Array over a shared buffer is not)
-      body: data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength) as ArrayBuffer,
+      // the bytes as they are, not a copy (a snapshot can be as large as the UA's memory); the cast
+      // is for lib settings where a Uint8Array over a shared buffer is no body
+      body: data as unknown as ArrayBuffer,
       signal: AbortSignal.timeout(TIMEOUT_MS),
     });
     if (res.status !== 201) throw new Error(`VM Data upload refused: ${res.status} ${(await res.text()).slice(0, 300)}`);
@@ -35,11 +36,33 @@ export class VmDataClient {
   async download(snapshotId: string): Promise<{ kind: SnapshotKind; data: Uint8Array }> {
     const res = await fetch(`${this.baseUrl}/snapshots/${encodeURIComponent(snapshotId)}`, { headers: this.headers(), signal: AbortSignal.timeout(TIMEOUT_MS) });
     if (!res.ok) throw new Error(`VM Data download refused: ${res.status} ${(await res.text()).slice(0, 300)}`);
-    const data = new Uint8Array(await res.arrayBuffer());
     const kind = res.headers.get('x-uve-snapshot-kind') as SnapshotKind;
+    const data = await readAnnounced(res);
     verifyVmData(data, res.headers.get('x-uve-sha256'));
     return { kind, data };
   }
+}
+
+/**
+ * The body read straight into one buffer of the announced size (no second copy of a large
+ * snapshot); a body longer or shorter than announced is refused.
+ */
+async function readAnnounced(res: Response): Promise<Uint8Array> {
+  const size = Number(res.headers.get('content-length'));
+  if (!Number.isSafeInteger(size) || size < 0 || !res.body) return new Uint8Array(await res.arrayBuffer());
+  const data = new Uint8Array(size);
+  let at = 0;
+  try {
+    for await (const piece of res.body as unknown as AsyncIterable<Uint8Array>) {
+      if (at + piece.byteLength > size) throw new Error(`VM Data download is longer than the announced ${size} bytes`);
+      data.set(piece, at);
+      at += piece.byteLength;
+    }
+  } catch (e) {
+    throw new Error(`VM Data download broke off after ${at} of ${size} bytes: ${(e as Error).message}`);
+  }
+  if (at !== size) throw new Error(`VM Data download broke off after ${at} of ${size} bytes`);
+  return data;
 }
 
 /** Throws unless `data` hashes to `sha256` (hex), so corrupted VM Data is never restored. */

@@ -266,8 +266,9 @@ export class SessionsService implements SessionReportTarget {
       : [];
     const backToOldVm = (): Promise<Session> =>
       this.move(uow, old, 'ASSIGNED', 'reconnect the session', r.user.id, { reconnections: old.reconnections + 1 }, { vmId: oldVmId, sameVm: true });
-    // nothing saved to move: the UA still running on its VM is all there is
-    if (!snapshot && oldAlive) return backToOldVm();
+    // nothing saved to move: the UA still running on its VM is all there is; nor, for NO_LOSS, when
+    // only the app data was saved (LINUX_X11): the UA waiting frozen on its VM is the exact state
+    if (oldAlive && (!snapshot || (old.reconnectionMethod === 'NO_LOSS' && snapshot.kind !== 'FULL'))) return backToOldVm();
     const elsewhere = await selectVm(uow.em, r.ua, r.terminal.codecs, this.selection(oldVmId));
     if (elsewhere.vm) {
       if (oldVmId) await uow.command(oldVmId, { type: 'session.terminate', sessionId: old.id, reason: 'reconnected on another VM', saveVmData: false }, old.id);

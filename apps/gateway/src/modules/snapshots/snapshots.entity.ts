@@ -1,4 +1,4 @@
-import { Column, CreateDateColumn, Entity, Index, JoinColumn, ManyToOne, OneToOne, PrimaryColumn, PrimaryGeneratedColumn } from 'typeorm';
+import { Column, CreateDateColumn, Entity, Index, JoinColumn, ManyToOne, PrimaryColumn, PrimaryGeneratedColumn } from 'typeorm';
 import { Field, ID, Int, ObjectType } from 'type-graphql';
 import { SNAPSHOT_KINDS, type SnapshotKind } from '@uve/protocol';
 import { SnapshotKindEnum } from '../../graphql/enums';
@@ -25,14 +25,23 @@ export class VmSnapshot {
   @Column({ type: 'uuid', nullable: true }) sourceVmId!: string | null;
   /** where the bytes are kept (the VM Data store) */
   @Column({ type: 'varchar', length: 1024 }) storageKey!: string;
+  /** id of the UVE_VM_DATA_KEY its chunks are sealed with; null: stored in clear */
+  @Column({ type: 'varchar', length: 16, nullable: true }) encryptionKeyId!: string | null;
   @Field() @CreateDateColumn({ type: 'timestamptz' }) createdAt!: Date;
   @Field(() => Date, { nullable: true }) @Column({ type: 'timestamptz', nullable: true }) lastRestoredAt!: Date | null;
 }
 
-/** The bytes of a snapshot, kept in PostgreSQL so every gateway can serve them to any VM. */
-@Entity('vm_data_blobs')
-export class VmDataBlob {
+/**
+ * One chunk of a snapshot's bytes (vm-data-store.ts), kept in PostgreSQL so every gateway can serve
+ * them to any VM; sealed with AES-256-GCM when `nonce` is set.
+ */
+@Entity('vm_data_chunks')
+export class VmDataChunk {
   @PrimaryColumn({ type: 'uuid' }) snapshotId!: string;
-  @OneToOne(() => VmSnapshot, { onDelete: 'CASCADE' }) @JoinColumn({ name: 'snapshot_id' }) snapshot?: VmSnapshot;
+  @ManyToOne(() => VmSnapshot, { onDelete: 'CASCADE' }) @JoinColumn({ name: 'snapshot_id' }) snapshot?: VmSnapshot;
+  @PrimaryColumn({ type: 'int' }) seq!: number;
   @Column({ type: 'bytea' }) data!: Buffer;
+  @Column({ type: 'bytea', nullable: true }) nonce!: Buffer | null;
+  /** sha256 of `data` as stored, checked by PostgreSQL before every read */
+  @Column({ type: 'bytea' }) sha256!: Buffer;
 }

@@ -1,5 +1,4 @@
 // VM Data records (seed 7.2): stored by the VM holding a session, read back by the VM told to restore them.
-import { createHash } from 'node:crypto';
 import { Not, type DataSource, type FindOptionsWhere, type Repository } from 'typeorm';
 import { SLOT_SESSION_STATES, type SnapshotKind } from '@uve/protocol';
 import { COMMAND_TTL_MS } from '../vmm/vm-commands.service';
@@ -8,7 +7,10 @@ import type { Vm } from '../vms/vms.entity';
 import { isUuid, notFound } from '../../common/errors';
 import type { User } from '../users/users.entity';
 import { page } from '../users/users.service';
-import { VmDataBlob, VmSnapshot } from './snapshots.entity';
+import { VmSnapshot } from './snapshots.entity';
+import type { VmDataStore } from './vm-data-store';
+
+const STORAGE_KEY = 'postgres:vm_data_chunks';
 
 /**
  * A session's VM Data is saved while the session is open or as it ends (the user's end reaches the
@@ -16,13 +18,10 @@ import { VmDataBlob, VmSnapshot } from './snapshots.entity';
  */
 const SAVE_AFTER_END_MS = COMMAND_TTL_MS['session.terminate'];
 
-/** VM Data whose bytes no longer hash to what was recorded: never served */
-export class VmDataCorrupted extends Error {}
-
 export class SnapshotsService {
   private readonly repo: Repository<VmSnapshot>;
 
-  constructor(private readonly ds: DataSource) {
+  constructor(private readonly ds: DataSource, private readonly store_: VmDataStore) {
     this.repo = ds.getRepository(VmSnapshot);
   }
 
@@ -52,33 +51,36 @@ export class SnapshotsService {
   }
 
   /**
-   * UVE-5 VM Data update: the VM that holds the session stores the session's state. The newest
-   * snapshot of a kind replaces the older ones of the same user and UA (seed B.1: "the" VM Data).
+   * UVE-5 VM Data update: the VM that holds the session stores the session's state, streamed into
+   * the store chunk by chunk (never whole in memory). The newest snapshot of a kind replaces the
+   * older ones of the same user and UA (seed B.1: "the" VM Data). Null when the VM holds no such
+   * session; a VmDataStoreError when the bytes are refused (too large, empty).
    */
-  async store(vm: Vm, sessionId: string, kind: SnapshotKind, data: Buffer): Promise<VmSnapshot | null> {
+  async store(vm: Vm, sessionId: string, kind: SnapshotKind, body: AsyncIterable<Uint8Array>, maxBytes: number): Promise<VmSnapshot | null> {
     if (!isUuid(sessionId)) return null;
     return this.ds.transaction(async (em) => {
       const session = await em.findOneBy(Session, { id: sessionId });
       if (!session || session.vmId !== vm.id) return null;
       const open = session.state === 'REQUESTED' || (SLOT_SESSION_STATES as readonly string[]).includes(session.state);
       if (!open && !(session.endedAt && Date.now() - session.endedAt.getTime() < SAVE_AFTER_END_MS)) return null;
-      const sha256 = createHash('sha256').update(data).digest('hex');
+      // the record first (its id names the chunks), its size and checksum once all bytes are in
       const snap = await em.save(em.create(VmSnapshot, {
-        userId: session.userId, uaId: session.uaId, sessionId, kind, sizeBytes: data.byteLength, sha256,
-        sourceVmId: vm.id, storageKey: 'postgres:vm_data_blobs', lastRestoredAt: null,
+        userId: session.userId, uaId: session.uaId, sessionId, kind, sizeBytes: 0, sha256: '0'.repeat(64),
+        sourceVmId: vm.id, storageKey: STORAGE_KEY, encryptionKeyId: this.store_.keyId, lastRestoredAt: null,
       }));
-      await em.insert(VmDataBlob, { snapshotId: snap.id, data });
+      const { sizeBytes, sha256 } = await this.store_.write(em, snap.id, body, maxBytes);
+      await em.update(VmSnapshot, snap.id, { sizeBytes, sha256 });
       await em.delete(VmSnapshot, { userId: session.userId, uaId: session.uaId, kind, id: Not(snap.id) });
-      return snap;
+      return Object.assign(snap, { sizeBytes, sha256 });
     });
   }
 
   /**
-   * The bytes, only for a VM that holds an open session told to restore this very snapshot
-   * (UVE-5 retrieve): a VM cannot read other users' state. Throws VmDataCorrupted when the bytes
-   * do not match their recorded sha256.
+   * The snapshot, only for a VM that holds an open session told to restore this very snapshot
+   * (UVE-5 retrieve): a VM cannot read other users' state. Its bytes are checked on every read
+   * (open(): each chunk against its sha256 before a byte goes out).
    */
-  async load(vm: Vm, snapshotId: string): Promise<{ snapshot: VmSnapshot; data: Buffer } | null> {
+  async load(vm: Vm, snapshotId: string): Promise<VmSnapshot | null> {
     const snapshot = await this.findById(snapshotId);
     if (!snapshot) return null;
     const [holder] = await this.ds.query(
@@ -86,14 +88,16 @@ export class SnapshotsService {
           AND state IN ('REQUESTED', 'ASSIGNED', 'ACTIVE', 'SUSPENDED', 'DISCONNECTED') LIMIT 1`,
       [vm.id, snapshot.id, snapshot.userId, snapshot.uaId],
     );
-    if (!holder) return null;
-    const blob = await this.ds.getRepository(VmDataBlob).findOneBy({ snapshotId });
-    if (!blob) return null;
-    // checked on every read: bytes changed at rest are refused here, not restored into a UA
-    const actual = createHash('sha256').update(blob.data).digest('hex');
-    // (worded as the agent's own check words it, so a restore event reads the same from either side)
-    if (actual !== snapshot.sha256) throw new VmDataCorrupted(`VM Data checksum mismatch: expected sha256 ${snapshot.sha256}, got ${actual} (snapshot ${snapshot.id}, as stored on the VMM)`);
-    return { snapshot, data: blob.data };
+    return holder ? snapshot : null;
+  }
+
+  /**
+   * The snapshot's bytes in order, one chunk at a time, once every stored chunk was checked against
+   * its checksum (a damaged snapshot is refused before a byte goes out).
+   */
+  async open(snapshot: VmSnapshot): Promise<AsyncGenerator<Buffer>> {
+    const chunks = await this.store_.verify(this.ds.manager, snapshot.id, snapshot.encryptionKeyId);
+    return this.store_.read(this.ds.manager, snapshot.id, chunks, snapshot.encryptionKeyId);
   }
 
   async delete(user: User, id: string): Promise<boolean> {

@@ -1,13 +1,13 @@
 // UVE-5 VM Data over HTTP (large state does not belong in Redis): a VM uploads a session's VM Data
 // and fetches a snapshot to restore, authenticated with its own VM secret.
-//   PUT /vmm/vm-data/sessions/:sessionId?kind=APP_DATA|FULL   body: the bytes
+//   PUT /vmm/vm-data/sessions/:sessionId?kind=APP_DATA|FULL   body: the bytes (streamed into the store)
 //   GET /vmm/vm-data/snapshots/:snapshotId
 // Headers: `x-uve-vm-id: <vm id>`, `authorization: Bearer <vm secret>`.
-import express, { type Express, type Request, type Response } from 'express';
+import type { Express, Request, Response } from 'express';
 import { SNAPSHOT_KINDS, VM_DATA_PATH, type SnapshotKind } from '@uve/protocol';
 import type { Services } from '../../services';
 import type { Vm } from '../vms/vms.entity';
-import { VmDataCorrupted } from './snapshots.service';
+import { VmDataStoreError } from './vm-data-store';
 
 function refuse(res: Response, status: number, code: string, message: string): void {
   res.status(status).json({ error: { code, message } });
@@ -28,22 +28,19 @@ export function registerVmDataRoutes(app: Express, services: Services, maxBytes:
       if (!vm) return;
       const kind = String(req.query.kind ?? '');
       if (!(SNAPSHOT_KINDS as readonly string[]).includes(kind)) return refuse(res, 400, 'BAD_USER_INPUT', `kind must be one of ${SNAPSHOT_KINDS.join(', ')}.`);
-      // read the body only once the VM is known
-      express.raw({ type: () => true, limit: maxBytes })(req, res, async (err?: unknown) => {
-        try {
-          if (err) return refuse(res, (err as { status?: number }).status ?? 400, 'BAD_USER_INPUT', `VM Data must be at most ${maxBytes} bytes.`);
-          const data: Buffer = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
-          if (data.byteLength === 0) return refuse(res, 400, 'BAD_USER_INPUT', 'VM Data is empty.');
-          const snap = await services.snapshots.store(vm, String(req.params.sessionId), kind as SnapshotKind, data);
-          if (!snap) return refuse(res, 404, 'NOT_FOUND', 'This VM holds no such open session (or it ended too long ago).');
-          await services.sessions.recordEvent(snap.sessionId!, 'SNAPSHOT_SAVED', { snapshotId: snap.id, kind: snap.kind, sizeBytes: snap.sizeBytes, sha256: snap.sha256 });
-          res.status(201).json({ snapshotId: snap.id, kind: snap.kind, sizeBytes: snap.sizeBytes, sha256: snap.sha256 });
-        } catch (e) {
-          next(e);
-        }
-      });
+      const declared = Number(req.header('content-length') ?? NaN);
+      if (declared > maxBytes) return refuseTooLarge(req, res, maxBytes);
+      // the body streams into the store, chunk by chunk, once the VM is known
+      // (not destroyed when the store stops early: a refusal still gets its answer to the VM)
+      const body = req.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>;
+      const snap = await services.snapshots.store(vm, String(req.params.sessionId), kind as SnapshotKind, body, maxBytes);
+      if (!snap) return refuse(res, 404, 'NOT_FOUND', 'This VM holds no such open session (or it ended too long ago).');
+      await services.sessions.recordEvent(snap.sessionId!, 'SNAPSHOT_SAVED', { snapshotId: snap.id, kind: snap.kind, sizeBytes: snap.sizeBytes, sha256: snap.sha256 });
+      res.status(201).json({ snapshotId: snap.id, kind: snap.kind, sizeBytes: snap.sizeBytes, sha256: snap.sha256 });
     } catch (e) {
-      next(e);
+      if (!(e instanceof VmDataStoreError)) return next(e);
+      if (e.status === 413) return refuseTooLarge(req, res, maxBytes);
+      refuse(res, e.status, e.code, e.message);
     }
   });
 
@@ -51,17 +48,49 @@ export function registerVmDataRoutes(app: Express, services: Services, maxBytes:
     try {
       const vm = await vmOf(req, res, services);
       if (!vm) return;
-      const found = await services.snapshots.load(vm, String(req.params.snapshotId)).catch((e: Error) => {
-        if (!(e instanceof VmDataCorrupted)) throw e;
-        services.log.error('corrupted VM Data refused', { vmId: vm.id, snapshotId: String(req.params.snapshotId), error: e.message });
-        refuse(res, 409, 'VM_DATA_CORRUPTED', e.message);
-        return 'refused' as const;
-      });
-      if (found === 'refused') return;
-      if (!found) return refuse(res, 404, 'NOT_FOUND', 'No such snapshot for a session this VM holds.');
-      res.set({ 'content-type': 'application/octet-stream', 'x-uve-snapshot-kind': found.snapshot.kind, 'x-uve-sha256': found.snapshot.sha256 }).send(found.data);
+      const snapshot = await services.snapshots.load(vm, String(req.params.snapshotId));
+      if (!snapshot) return refuse(res, 404, 'NOT_FOUND', 'No such snapshot for a session this VM holds.');
+      const chunks = await services.snapshots.open(snapshot);
+      res.set({ 'content-type': 'application/octet-stream', 'content-length': String(snapshot.sizeBytes), 'x-uve-snapshot-kind': snapshot.kind, 'x-uve-sha256': snapshot.sha256 });
+      // one chunk at a time, at the pace the VM reads; a chunk that fails once bytes went out cuts
+      // the response short (the VM then has fewer bytes than announced, and refuses them)
+      try {
+        for await (const chunk of chunks) {
+          if (res.destroyed) break; // the VM hung up
+          if (!res.write(chunk)) await drained(res);
+        }
+        res.end();
+      } catch (e) {
+        if (!res.headersSent) throw e;
+        services.log.warn('VM Data download cut short', { snapshot: snapshot.id, vmId: vm.id, error: (e as Error).message });
+        res.destroy();
+      }
     } catch (e) {
+      if (e instanceof VmDataStoreError && !res.headersSent) {
+        if (e.code === 'DAMAGED') services.log.error('corrupted VM Data refused', { snapshotId: String(req.params.snapshotId), error: e.message });
+        return refuse(res, e.status, e.code, e.message);
+      }
       next(e);
     }
+  });
+}
+
+/** Answers 413 and drops the connection: the rest of a too-large body is not worth reading. */
+function refuseTooLarge(req: Request, res: Response, maxBytes: number): void {
+  res.set('connection', 'close');
+  refuse(res, 413, 'TOO_LARGE', `VM Data must be at most ${maxBytes} bytes (UVE_VM_DATA_MAX_MB).`);
+  req.resume(); // the rest is read and dropped, never kept
+}
+
+/** resolves once the response can take more, or is gone */
+function drained(res: Response): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.on('drain', done);
+    res.on('close', done);
   });
 }

@@ -1,10 +1,10 @@
 import { Arg, Authorized, Ctx, FieldResolver, ID, Mutation, Query, Resolver, Root } from 'type-graphql';
-import type { Platform } from '@uve/protocol';
+import { NO_LOSS_SCOPE, type NoLossScope, type Platform } from '@uve/protocol';
 import { forbidden } from '../../common/errors';
 import { currentUser } from '../../graphql/auth-checker';
 import type { Context } from '../../graphql/context';
 import { required } from '../../graphql/loaders';
-import { PlatformEnum } from '../../graphql/enums';
+import { NoLossScopeEnum, PlatformEnum } from '../../graphql/enums';
 import { Storefront } from '../storefronts/storefronts.entity';
 import { Vm } from '../vms/vms.entity';
 import { Ua, UaDeployment, UaVersion } from './uas.entity';
@@ -39,6 +39,11 @@ export class UasResolver {
   @Mutation(() => [UaDeployment])
   removeUa(@Arg('uaId', () => ID) uaId: string, @Arg('vmId', () => ID, { nullable: true }) vmId: string | null, @Ctx() ctx: Context): Promise<UaDeployment[]> {
     return ctx.services.uas.remove(uaId, vmId);
+  }
+
+  @FieldResolver(() => NoLossScopeEnum, { description: 'what NO_LOSS reconnection gives for this UA (its platform decides)' })
+  noLoss(@Root() ua: Ua): NoLossScope {
+    return NO_LOSS_SCOPE[ua.platform];
   }
 
   @FieldResolver(() => [UaVersion])

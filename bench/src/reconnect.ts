@@ -1,0 +1,252 @@
+// bench/reconnect (issue 9): how long a dropped user waits for their state to come back, and what
+// the VM Data store moves per second. Two measurements on one gateway of its own (embedded
+// defaults, two warm WASM PROCESS VMs):
+//  1. end to end, the real `game` UA, NO_LOSS: drop the socket (no bye), wait for the VM Data saved
+//     at the drop, then time the reconnecting `requestApplication` up to the first frame decoded
+//     from the other VM, which restored the snapshot before it (p50/p95 over --runs);
+//  2. the store at 1, 16 and 128 MiB (--sizes): a VM's upload through the UVE-5 VM Data endpoint
+//     (PUT, timed by the VM side: the bench holds the VM's secret), then the retrieval by the real
+//     agent of the VM the session moves to (reconnecting request -> SNAPSHOT_RESTORE_FAILED: the
+//     synthetic bytes are no state the runtime accepts, so the time is download + sha256 check +
+//     the refusal), with the resident memory (VmRSS) of the gateway and of that agent sampled
+//     every 10 ms, growth over the value just before.
+// Exports run(args) for the bench runner; prints a table and writes JSON to bench/results/.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { StreamClient, createNodeDecoder } from '@uve/client';
+
+const HELP = `bench/reconnect: reconnect-to-restored-frame time and VM Data store throughput
+
+Usage: node bench/dist/reconnect.js [--runs N] [--sizes 1,16,128]
+  --runs N       end-to-end reconnections of the game UA (default 10)
+  --sizes MiB    VM Data sizes for the store/retrieve throughput (default 1,16,128)
+Starts its own gateway on embedded defaults in a temporary folder; writes bench/results/reconnect.json.`;
+
+const PASSWORD = 'bench-admin-password';
+const MiB = 1024 * 1024;
+const TERMINAL = { screenWidth: 640, screenHeight: 480, codecs: ['MJPEG'], localResources: [] };
+
+interface Options { runs: number; sizes: number[] }
+
+function parse(argv: string[]): Options | null {
+  const o: Options = { runs: 10, sizes: [1, 16, 128] };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const value = argv[++i];
+    if (a === '--help' || a === '-h') return null;
+    if (value === undefined) throw new Error(`${a} needs a value; see --help`);
+    if (a === '--runs') o.runs = Number(value);
+    else if (a === '--sizes') o.sizes = value.split(',').map(Number);
+    else throw new Error(`unknown argument ${a}; see --help`);
+  }
+  if (!(o.runs >= 1) || !o.sizes.every((s) => s > 0 && s <= 1024)) throw new Error('--runs must be positive and --sizes MiB in (0, 1024]');
+  return o;
+}
+
+const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))] ?? NaN;
+
+/** The platform on embedded defaults, in a folder of its own, with its pid for memory readings. */
+async function ownGateway(): Promise<{ url: string; pid: number; stop(): Promise<void> }> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'uve-bench-reconnect-'));
+  const child: ChildProcess = spawn(process.execPath, [path.resolve(__dirname, '../../apps/gateway/dist/main.js')], {
+    env: { ...process.env, UVE_DATA_DIR: dir, UVE_PORT: '0', UVE_ADMIN_PASSWORD: PASSWORD, UVE_WARM_VMS: '2', UVE_POOL_PLATFORMS: 'WASM', UVE_DOCKER: 'off', UVE_LOG_LEVEL: 'warn', UVE_VM_DATA_MAX_MB: '1024', UVE_REQUEST_RATE_PER_MIN: '10000' },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let out = '';
+  const url = await new Promise<string>((resolve, reject) => {
+    child.stdout!.on('data', (b: Buffer) => {
+      out += b.toString();
+      const m = /listening on (http:\/\/\S+)\/graphql/.exec(out);
+      if (m) resolve(m[1]!);
+    });
+    child.once('exit', (code) => reject(new Error(`gateway exited with ${code}:\n${out}`)));
+  });
+  return {
+    url,
+    pid: child.pid!,
+    stop: async () => {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      await exited;
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+async function gql<T = any>(url: string, query: string, variables: Record<string, unknown>, token?: string): Promise<T> {
+  const res = await fetch(`${url}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) }, body: JSON.stringify({ query, variables }) });
+  const body = (await res.json()) as { data?: T; errors?: { message: string }[] };
+  if (body.errors?.length || !body.data) throw new Error(`GraphQL: ${JSON.stringify(body.errors)}`);
+  return body.data;
+}
+
+/** polls `f` every 20 ms until it returns a value (bounded) */
+async function until<T>(what: string, ms: number, f: () => Promise<T | null | undefined | false>): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await f();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** /proc facts of a VM agent (PROCESS provider: a child of the gateway, its VM id in its environment, its secret in the file it names) */
+function agentOf(vmId: string): { pid: number; secret: string } {
+  for (const e of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const env = fs.readFileSync(`/proc/${e}/environ`, 'utf8').split('\0');
+      if (env.includes(`UVE_VM_ID=${vmId}`)) return { pid: Number(e), secret: fs.readFileSync(env.find((x) => x.startsWith('UVE_VM_SECRET_FILE='))!.slice('UVE_VM_SECRET_FILE='.length), 'utf8').trim() };
+    } catch { /* not ours */ }
+  }
+  throw new Error(`no agent process for VM ${vmId}`);
+}
+
+const rssMiB = (pid: number) => Number(/VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? NaN) / 1024;
+
+/** samples the resident memory of `pids` every 10 ms while `work` runs; growth over the start, MiB */
+async function withMemory<T>(pids: number[], work: () => Promise<T>): Promise<{ result: T; growthMiB: number[] }> {
+  const base = pids.map(rssMiB);
+  const peak = [...base];
+  const timer = setInterval(() => pids.forEach((p, i) => (peak[i] = Math.max(peak[i]!, rssMiB(p)))), 10);
+  try {
+    const result = await work();
+    pids.forEach((p, i) => (peak[i] = Math.max(peak[i]!, rssMiB(p))));
+    return { result, growthMiB: peak.map((p, i) => p - base[i]!) };
+  } finally {
+    clearInterval(timer);
+  }
+}
+
+interface Ctx { url: string; admin: string; user: string; game: string }
+
+const REQUEST = `mutation($i: RequestApplicationInput!) { requestApplication(input: $i) { id vm { id } connection { url token } } }`;
+type Requested = { id: string; vm: { id: string }; connection: { url: string; token: string } };
+const request = (c: Ctx, fresh: boolean) => gql<{ requestApplication: Requested }>(c.url, REQUEST, { i: { uaId: c.game, reconnectionMethod: 'NO_LOSS', fresh, terminal: TERMINAL } }, c.user).then((d) => d.requestApplication);
+const eventOf = async (c: Ctx, sessionId: string, type: string) =>
+  (await gql(c.url, `{ session(id: "${sessionId}") { state events(last: 30) { type data } } }`, {}, c.admin)).session.events.find((e: { type: string }) => e.type === type) as { data: Record<string, any> } | undefined;
+
+/** a stream that resolves on its first decoded frame */
+async function firstFrame(target: { url: string; token: string }): Promise<StreamClient> {
+  const client = new StreamClient({ browserResources: false, pingIntervalMs: 0 });
+  const frame = new Promise<void>((resolve) => client.on('frame', (f) => f.decoded && resolve()));
+  await client.connect({ ...target, decoder: (cfg) => createNodeDecoder({ codec: 'MJPEG', width: cfg.width, height: cfg.height }) });
+  await frame;
+  return client;
+}
+
+/** A game session dropped without a bye, its VM Data saved: ready to reconnect. */
+async function dropped(c: Ctx): Promise<{ s: Requested; saved: Record<string, any> }> {
+  const s = await request(c, true);
+  const client = await firstFrame(s.connection);
+  client.close(); // no bye: an unexpected disconnect
+  const saved = await until('the VM Data saved at the drop', 20_000, async () => (await eventOf(c, s.id, 'SNAPSHOT_SAVED'))?.data);
+  return { s, saved };
+}
+
+async function endToEnd(c: Ctx, runs: number): Promise<{ ms: number[]; sizeBytes: number }> {
+  const ms: number[] = [];
+  let sizeBytes = 0;
+  for (let i = 0; i < runs; i++) {
+    const { s, saved } = await dropped(c);
+    sizeBytes = saved.sizeBytes;
+    const t0 = performance.now();
+    const again = await request(c, false);
+    if (again.id !== s.id || again.vm.id === s.vm.id) throw new Error('the reconnection did not move the session to another VM');
+    const client = await firstFrame(again.connection);
+    ms.push(performance.now() - t0);
+    await client.bye();
+    await gql(c.url, `mutation { endSession(sessionId: "${s.id}") { state } }`, {}, c.user);
+  }
+  return { ms, sizeBytes };
+}
+
+interface StoreRow { mib: number; storeMBps: number; retrieveMBps: number; gatewayStoreGrowthMiB: number; gatewayRetrieveGrowthMiB: number; agentRetrieveGrowthMiB: number }
+
+async function store(c: Ctx, gatewayPid: number, mib: number): Promise<StoreRow> {
+  const { s } = await dropped(c);
+  const vm = agentOf(s.vm.id);
+  // the VM that holds the dropped session stores mib MiB of VM Data (newest replaces the game's own)
+  const bytes = mib * MiB;
+  const piece = randomBytes(MiB);
+  let sent = 0;
+  const body = new ReadableStream<Uint8Array>({
+    pull(ctl) {
+      if (sent >= bytes) return ctl.close();
+      ctl.enqueue(piece);
+      sent += MiB;
+    },
+  });
+  const put = await withMemory([gatewayPid], async () => {
+    const t0 = performance.now();
+    const res = await fetch(`${c.url}/vmm/vm-data/sessions/${s.id}?kind=FULL`, { method: 'PUT', headers: { 'x-uve-vm-id': s.vm.id, authorization: `Bearer ${vm.secret}` }, body, duplex: 'half' } as RequestInit);
+    if (res.status !== 201) throw new Error(`upload refused: ${res.status} ${await res.text()}`);
+    return { ms: performance.now() - t0, snapshotId: ((await res.json()) as { snapshotId: string }).snapshotId };
+  });
+  // the reconnection sends the session to the other VM, whose agent fetches and checks the bytes
+  const idle = await until('the other VM', 10_000, async () =>
+    (await gql(c.url, `{ vms(status: IDLE, platform: WASM) { id } }`, {}, c.admin)).vms.find((v: { id: string }) => v.id !== s.vm.id));
+  const target = agentOf(idle.id);
+  const get = await withMemory([gatewayPid, target.pid], async () => {
+    const t0 = performance.now();
+    const again = await request(c, false);
+    if (again.vm.id !== idle.id) throw new Error(`the session went to VM ${again.vm.id}, not the idle ${idle.id}`);
+    const failed = await until('the retrieval', 120_000, async () => eventOf(c, s.id, 'SNAPSHOT_RESTORE_FAILED'));
+    if (!/FULL|snapshot|magic|state/i.test(String(failed.data.reason))) throw new Error(`unexpected retrieval outcome: ${failed.data.reason}`);
+    return performance.now() - t0;
+  });
+  await gql(c.url, `mutation { endSession(sessionId: "${s.id}") { state } }`, {}, c.user);
+  return {
+    mib,
+    storeMBps: bytes / 1e6 / (put.result.ms / 1000),
+    retrieveMBps: bytes / 1e6 / (get.result / 1000),
+    gatewayStoreGrowthMiB: put.growthMiB[0]!,
+    gatewayRetrieveGrowthMiB: get.growthMiB[0]!,
+    agentRetrieveGrowthMiB: get.growthMiB[1]!,
+  };
+}
+
+export async function run(args: string[]): Promise<void> {
+  const o = parse(args);
+  if (!o) {
+    process.stdout.write(HELP + '\n');
+    return;
+  }
+  const gw = await ownGateway();
+  try {
+    const admin = (await gql(gw.url, `mutation { login(username: "admin", password: "${PASSWORD}") { token } }`, {})).login.token as string;
+    const name = `bench-${Date.now()}`;
+    const user = (await gql(gw.url, `mutation($i: RegisterInput!) { register(input: $i) { token } }`, { i: { username: name, password: PASSWORD } })).register.token as string;
+    await until('2 idle WASM VMs', 60_000, async () => (await gql(gw.url, `{ vms(status: IDLE, platform: WASM) { id } }`, {}, admin)).vms.length >= 2);
+    const game = (await gql(gw.url, `{ uas { id name } }`, {}, user)).uas.find((u: { name: string }) => u.name === 'game').id as string;
+    const c: Ctx = { url: gw.url, admin, user, game };
+
+    const e2e = await endToEnd(c, o.runs);
+    const rows: StoreRow[] = [];
+    for (const mib of o.sizes) rows.push(await store(c, gw.pid, mib));
+
+    const f = (n: number, d = 1) => n.toFixed(d).padStart(8);
+    process.stdout.write(`bench/reconnect: loopback, ${os.cpus().length} cores, PostgreSQL store (embedded), WASM PROCESS VMs\n\n`);
+    process.stdout.write(`reconnecting requestApplication -> first restored frame decoded (game, NO_LOSS, FULL snapshot of ${(e2e.sizeBytes / 1024).toFixed(0)} KiB, ${o.runs} runs):\n`);
+    process.stdout.write(`  p50 ${pct(e2e.ms, 50).toFixed(1)} ms, p95 ${pct(e2e.ms, 95).toFixed(1)} ms\n\n`);
+    process.stdout.write('|  MiB | store MB/s | retrieve MB/s | gateway +MiB (store) | gateway +MiB (retrieve) | agent +MiB (retrieve) |\n|------|-----------|---------------|----------------------|-------------------------|-----------------------|\n');
+    for (const r of rows) process.stdout.write(`| ${String(r.mib).padStart(4)} | ${f(r.storeMBps)}  | ${f(r.retrieveMBps)}      | ${f(r.gatewayStoreGrowthMiB)}             | ${f(r.gatewayRetrieveGrowthMiB)}                | ${f(r.agentRetrieveGrowthMiB)}              |\n`);
+    const out = path.resolve(__dirname, '../results/reconnect.json');
+    fs.mkdirSync(path.dirname(out), { recursive: true });
+    fs.writeFileSync(out, JSON.stringify({ at: new Date().toISOString(), cores: os.cpus().length, endToEnd: { runs: o.runs, snapshotBytes: e2e.sizeBytes, ms: e2e.ms, p50: pct(e2e.ms, 50), p95: pct(e2e.ms, 95) }, store: rows }, null, 2) + '\n');
+    process.stdout.write(`\nwrote ${path.relative(process.cwd(), out)}\n`);
+  } finally {
+    await gw.stop();
+  }
+}
+
+if (require.main === module) {
+  run(process.argv.slice(2)).catch((e: Error) => {
+    process.stderr.write(`bench/reconnect: ${e.message}\n`);
+    process.exit(1);
+  });
+}
