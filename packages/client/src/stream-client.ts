@@ -76,6 +76,10 @@ export interface StreamClientEvents {
   frame: FrameEvent;
   suspended: { reason: string | null };
   resumed: Record<string, never>;
+  /** to the session's user: whether watchers are announced for the session */
+  watched: { watched: boolean };
+  /** the VM did not act on something this UC sent (input while suspended) */
+  notice: { code: string; message: string };
   ended: { reason: string };
   /** every socket close; `reconnecting` tells whether the client will try again */
   close: { code: number; reason: string; reconnecting: boolean };
@@ -168,6 +172,8 @@ export class StreamClient extends Emitter<StreamClientEvents> {
   welcome: WelcomeMessage | null = null;
   codec: CodecConfig | null = null;
   suspended = false;
+  /** the session's user is being watched */
+  watched = false;
 
   constructor(private readonly options: StreamClientOptions = {}) {
     super();
@@ -371,6 +377,7 @@ export class StreamClient extends Emitter<StreamClientEvents> {
   private onWelcome(m: WelcomeMessage): void {
     this.welcome = m;
     this.suspended = m.suspended;
+    this.watched = m.watched ?? false;
     this.attempt = 0;
     this.emit('welcome', m);
     // a short burst gives a good first clock estimate; then a slow refresh follows drift
@@ -446,6 +453,13 @@ export class StreamClient extends Emitter<StreamClientEvents> {
       case 'resumed':
         this.suspended = false;
         this.emit('resumed', {});
+        return;
+      case 'watched':
+        this.watched = m.watched;
+        this.emit('watched', { watched: m.watched });
+        return;
+      case 'notice':
+        this.emit('notice', { code: m.code, message: m.message });
         return;
       case 'ended':
         this.endedByVm = true;
