@@ -488,7 +488,10 @@ export class Session {
     if (!was) {
       this.instance?.suspend();
       this.pump?.pause();
-      this.broadcast({ t: 'suspended', reason });
+      // a frame captured before goes out first: after `suspended` a UC gets no frame until `resumed`
+      void (this.pump?.whenIdle() ?? Promise.resolve()).then(() => {
+        if (this.suspended && !this.ended) this.broadcast({ t: 'suspended', reason });
+      });
     }
     this.report({ type: 'session.suspended', suspended: true });
   }
