@@ -3,12 +3,11 @@
 // UVE-3 streams. A user plays; three watchers monitor her session over GraphQL and watch the same
 // Output Stream; one suspend controller at a time; suspension freezes the UA; resume rules;
 // revoking a grant closes that watcher's stream; concurrent suspends are decided by the database.
-import type { Client } from 'graphql-ws';
-import { freshDatabase, startRedis, until, type TestRedis } from '../support/services';
-import { ADMIN, gql, login, ok, refusal, registerUser, startGateway, subscribe, subscribeLive, wsClient, type GatewayProcess } from '../support/gateway';
-import { near, openStream, pixel, requestUa, uaId } from '../support/stream';
+import { gql, ok, refusal, registerUser, subscribe, subscribeLive, type GatewayProcess } from '../support/gateway';
+import { near, pixel, requestUa, uaId } from '../support/stream';
+import { startWasmGateway, type WasmGateway } from '../support/wasm-gateway';
 
-let redis: TestRedis;
+let env: WasmGateway;
 let gw: GatewayProcess;
 let admin: string;
 type U = { token: string; id: string };
@@ -17,28 +16,18 @@ let wanda: U; // watcher with SUSPEND, first to monitor
 let walt: U; // watcher with SUSPEND
 let vic: U; // watcher with VIEW only
 const grants: Record<string, string> = {};
-const clients: Client[] = [];
-const streams: { close(): Promise<void> }[] = [];
 
 beforeAll(async () => {
-  redis = await startRedis();
-  const db = await freshDatabase();
-  gw = await startGateway({ DATABASE_URL: db, REDIS_URL: redis.url, UVE_QUEUE_PREFIX: 'watchers', UVE_SAMPLE_UAS: 'true', UVE_WARM_VMS: '1', UVE_POOL_PLATFORMS: 'WASM', UVE_VM_CAPACITY: '6' });
-  admin = (await login(gw, ADMIN.username, ADMIN.password)).token;
-  [alice, wanda, walt, vic] = await Promise.all(['alice', 'wanda', 'walt', 'vic'].map((n) => registerUser(gw, n)));
+  env = await startWasmGateway('watchers', ['alice', 'wanda', 'walt', 'vic']);
+  ({ gw, admin } = env);
+  [alice, wanda, walt, vic] = env.users as [U, U, U, U];
   for (const [w, privileges] of [[wanda, 'SUSPEND'], [walt, 'VIEW, SUSPEND'], [vic, 'VIEW']] as const) {
     const g = await ok(gw, `mutation { assignWatcher(watcherId: "${w.id}", watcheeId: "${alice.id}", privileges: [${privileges}]) { id } }`, {}, admin);
     grants[w.id] = g.assignWatcher.id;
   }
-  await until('an idle WASM VM', 30_000, async () => ((await gql(gw, `{ vms(status: IDLE, platform: WASM) { id } }`, {}, admin)).data?.vms?.length ?? 0) >= 1, 100);
 }, 90_000);
 
-afterAll(async () => {
-  for (const s of streams) await s.close();
-  for (const c of clients) await c.dispose();
-  await gw?.stop();
-  await redis?.stop();
-});
+afterAll(() => env?.stop());
 
 const MONITOR = `mutation($w: ID!) { requestMonitoring(watcheeId: $w) { id privileges session { id } connection { url token } } }`;
 type Monitoring = { id: string; privileges: string[]; session: { id: string }; connection: { url: string; token: string } };
@@ -56,11 +45,7 @@ async function monitor(w: U): Promise<Monitoring[]> {
   return (await ok(gw, MONITOR, { w: alice.id }, w.token)).requestMonitoring as Monitoring[];
 }
 
-async function open(target: { url: string; token: string }) {
-  const s = await openStream(target);
-  streams.push(s);
-  return s;
-}
+const open = (target: { url: string; token: string }) => env.open(target);
 
 describe('a session watched by three watchers', () => {
   let sessionId: string;
@@ -76,8 +61,7 @@ describe('a session watched by three watchers', () => {
   }, 60_000);
 
   it('monitoring: the VM admits each watcher on a view-only stream in their own name; the user is told', async () => {
-    const c = wsClient(gw, alice.token);
-    clients.push(c);
+    const c = env.client(alice.token);
     const notes = subscribe(c, `subscription { notifications { sessionEvent { type sessionId data } } }`);
     expect(player.client.watched).toBe(false);
     for (const w of [wanda, walt, vic]) {
@@ -245,8 +229,7 @@ describe('a session watched by three watchers', () => {
   });
 
   it('a session the watchee starts while watched is offered to the watcher; stopping monitoring ends it', async () => {
-    const c = wsClient(gw, wanda.token);
-    clients.push(c);
+    const c = env.client(wanda.token);
     const notes = subscribe(c, `subscription { notifications { sessionEvent { type sessionId data } } }`);
     // on the same socket, notifications is registered once the replaying subscription after it answers
     const first = await subscribeLive(c, `subscription($id: ID!) { sessionEvents(sessionId: $id, replay: true) { type } }`, { id: sessionId });
