@@ -217,6 +217,10 @@ describe('a session watched by three watchers', () => {
     expect(s.suspendController).toBeNull();
     expect(s.events.filter((e) => e.type === 'SUSPEND_CONTROL_CHANGED').at(-1)!.data).toMatchObject({ from: walt.id, to: null });
     expect(s.events.filter((e) => e.type === 'MONITORING_ENDED').at(-1)!.data).toMatchObject({ watcherId: walt.id, reason: 'the watcher grant was revoked' });
+    // with nobody in control an admin may suspend; the user cannot undo an admin's suspension
+    expect((await suspend({ id: 'admin', token: admin }, sessionId)).data?.suspendSession.state).toBe('SUSPENDED');
+    expect((await resume(alice, sessionId)).errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
+    expect((await resume(admin, sessionId)).data?.resumeSession.state).toBe('ACTIVE');
     // wanda gets SUSPEND back: as the only eligible watcher she holds control again
     await ok(gw, `mutation { updateWatcherPrivileges(grantId: "${grants[wanda.id]}", privileges: [VIEW, SUSPEND]) { id } }`, {}, admin);
     expect((await sessionOf(sessionId)).suspendController).toEqual({ id: wanda.id });
