@@ -33,9 +33,9 @@ const KEY_ONLY: Partial<Row> = { storefront: 'FORBIDDEN', disabledStorefront: 'F
 const signedIn = (o: Outcome = 'allowed', over: Partial<Row> = {}) => row(o, { anonymous: 'UNAUTHENTICATED', ...KEY_ONLY, ...over });
 const adminOnly = (o: Outcome = 'allowed') =>
   row('FORBIDDEN', { anonymous: 'UNAUTHENTICATED', admin: o });
-/** the session's owner and admins; others do not learn it exists */
-const ownerOrAdmin = (o: Outcome = 'ok') =>
-  signedIn(o, { otherUser: 'NOT_FOUND', watcherNoGrant: 'NOT_FOUND', watcherView: 'NOT_FOUND' });
+/** the session's owner, admins and a watcher monitoring it (watcherView, from the start); others do not learn it exists */
+const ownerWatcherOrAdmin = (o: Outcome = 'ok', over: Partial<Row> = {}) =>
+  signedIn(o, { otherUser: 'NOT_FOUND', watcherNoGrant: 'NOT_FOUND', ...over });
 
 interface Fixture {
   sessionId: string;
@@ -44,6 +44,8 @@ interface Fixture {
   vmId: string;
   grantId: string;
   storefrontId: string;
+  /** a user none of the principals is: invited by the owner */
+  guestId: string;
 }
 
 /**
@@ -57,7 +59,7 @@ const MATRIX: Record<string, { doc: (f: Fixture) => string; expect: Row; trigger
   mySnapshots: { doc: () => `{ mySnapshots { id } }`, expect: signedIn('ok') },
   myInvitations: { doc: () => `{ myInvitations { id } }`, expect: signedIn('ok') },
   myWatcherGrants: { doc: () => `{ myWatcherGrants { id } }`, expect: signedIn('ok') },
-  session: { doc: (f) => `{ session(id: "${f.sessionId}") { id } }`, expect: ownerOrAdmin('ok') },
+  session: { doc: (f) => `{ session(id: "${f.sessionId}") { id } }`, expect: ownerWatcherOrAdmin('ok') },
   sessions: { doc: () => `{ sessions { id } }`, expect: adminOnly('ok') },
   snapshots: { doc: () => `{ snapshots { id } }`, expect: adminOnly('ok') },
   storefronts: { doc: () => `{ storefronts { id } }`, expect: adminOnly('ok') },
@@ -102,22 +104,30 @@ const MATRIX: Record<string, { doc: (f: Fixture) => string; expect: Row; trigger
     expect: signedIn(),
   },
   endSession: { doc: () => `mutation { endSession(sessionId: "${randomUUID()}") { id } }`, expect: signedIn() },
-  suspendSession: { doc: (f) => `mutation { suspendSession(sessionId: "${f.sessionId}") { id } }`, expect: ownerOrAdmin('ok') },
-  resumeSession: { doc: (f) => `mutation { resumeSession(sessionId: "${f.sessionId}") { id } }`, expect: ownerOrAdmin('ok') },
+  // no watcher holds suspend control (watcherView has VIEW only): the owner or an admin suspends
+  suspendSession: { doc: (f) => `mutation { suspendSession(sessionId: "${f.sessionId}") { id } }`, expect: ownerWatcherOrAdmin('ok', { watcherView: 'FORBIDDEN' }) },
+  // each principal that suspended resumes its own suspension; watcherView finds it ACTIVE (CONFLICT);
+  // who may resume someone else's suspension is in watchers.test.ts
+  resumeSession: { doc: (f) => `mutation { resumeSession(sessionId: "${f.sessionId}") { id } }`, expect: ownerWatcherOrAdmin('ok') },
   terminateSession: { doc: () => `mutation { terminateSession(sessionId: "${randomUUID()}") { id } }`, expect: adminOnly() },
   deleteSnapshot: { doc: () => `mutation { deleteSnapshot(id: "${randomUUID()}") }`, expect: signedIn() },
   assignWatcher: { doc: () => `mutation { assignWatcher(watcherId: "${randomUUID()}", watcheeId: "${randomUUID()}", privileges: [VIEW]) { id } }`, expect: adminOnly() },
   updateWatcherPrivileges: { doc: () => `mutation { updateWatcherPrivileges(grantId: "${randomUUID()}", privileges: [VIEW]) { id } }`, expect: adminOnly() },
   revokeWatcher: { doc: () => `mutation { revokeWatcher(grantId: "${randomUUID()}") }`, expect: adminOnly() },
-  requestMonitoring: { doc: (f) => `mutation { requestMonitoring(watcheeId: "${f.userId}") { id } }`, expect: signedIn() },
+  // only a user with a grant over the watchee (watcherView, again: it already monitors)
+  requestMonitoring: { doc: (f) => `mutation { requestMonitoring(watcheeId: "${f.userId}") { id } }`, expect: signedIn('FORBIDDEN', { watcherView: 'ok' }) },
   stopMonitoring: { doc: () => `mutation { stopMonitoring(monitoringId: "${randomUUID()}") { id } }`, expect: signedIn() },
-  transferSuspendControl: { doc: () => `mutation { transferSuspendControl(sessionId: "${randomUUID()}") { id } }`, expect: signedIn() },
-  inviteToSession: { doc: () => `mutation { inviteToSession(sessionId: "${randomUUID()}", inviteeId: "${randomUUID()}") { id } }`, expect: signedIn() },
+  // only the holder of the suspend control (nobody here) or an admin (who releases it)
+  transferSuspendControl: { doc: (f) => `mutation { transferSuspendControl(sessionId: "${f.sessionId}") { id } }`, expect: ownerWatcherOrAdmin('FORBIDDEN', { admin: 'ok' }) },
+  // only the session's user invites (a second invitation of the same guest is a CONFLICT: still allowed)
+  inviteToSession: { doc: (f) => `mutation { inviteToSession(sessionId: "${f.sessionId}", inviteeId: "${f.guestId}") { id } }`, expect: ownerWatcherOrAdmin('FORBIDDEN', { user: 'ok' }) },
   respondToInvitation: { doc: () => `mutation { respondToInvitation(invitationId: "${randomUUID()}", accept: false) { id } }`, expect: signedIn() },
   revokeInvitation: { doc: () => `mutation { revokeInvitation(invitationId: "${randomUUID()}") { id } }`, expect: signedIn() },
+  // anyone who sees the session may try; only a guest leaves (others get CONFLICT)
+  leaveSession: { doc: (f) => `mutation { leaveSession(sessionId: "${f.sessionId}") }`, expect: ownerWatcherOrAdmin('ok') },
 
   // ---- subscriptions (over graphql-ws)
-  sessionEvents: { doc: (f) => `subscription { sessionEvents(sessionId: "${f.sessionId}", replay: true) { type } }`, expect: ownerOrAdmin('ok') },
+  sessionEvents: { doc: (f) => `subscription { sessionEvents(sessionId: "${f.sessionId}", replay: true) { type } }`, expect: ownerWatcherOrAdmin('ok') },
   notifications: {
     doc: () => `subscription { notifications { at } }`,
     expect: signedIn('ok'),
@@ -175,7 +185,11 @@ beforeAll(async () => {
   }, user.token);
   await vm.report({ type: 'session.connected', sessionId: s.requestApplication.id, userId: user.id, uaId, role: 'PLAYER' });
   await until('the session to be ACTIVE', 10_000, async () => (await ok(gw, `{ session(id: "${s.requestApplication.id}") { state } }`, {}, user.token)).session.state === 'ACTIVE');
-  fixture = { sessionId: s.requestApplication.id, userId: user.id, uaId, vmId: vm.id, grantId: grant.assignWatcher.id, storefrontId: sf.registerStorefront.storefront.id };
+  // watcherView monitors the session throughout: it sees the session, not more
+  const monitoring = await ok(gw, `mutation { requestMonitoring(watcheeId: "${user.id}") { id } }`, {}, auth.watcherView);
+  expect(monitoring.requestMonitoring).toHaveLength(1);
+  const guest = await registerUser(gw, 'guest');
+  fixture = { sessionId: s.requestApplication.id, userId: user.id, uaId, vmId: vm.id, grantId: grant.assignWatcher.id, storefrontId: sf.registerStorefront.storefront.id, guestId: guest.id };
 }, 120_000);
 
 afterAll(async () => {

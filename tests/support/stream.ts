@@ -43,6 +43,9 @@ export async function openStream(target: { url: string; token: string }, resourc
   const received = new Collector<FrameEvent>();
   const frames = received.items;
   client.on('frame', (f) => received.push(f));
+  /** what the VM said besides frames, in order (suspended, resumed, watched, notice, close), with the local time it came */
+  const controls = new Collector<{ t: string; at: number; [k: string]: unknown }>();
+  for (const t of ['suspended', 'resumed', 'watched', 'notice', 'close'] as const) client.on(t, (e) => controls.push({ t, at: Date.now(), ...e }));
   const welcome = await client.connect({ ...target, decoder: (c) => createNodeDecoder({ codec: c.codec as 'H264' | 'MJPEG', width: c.width, height: c.height, description: c.description }) });
   const frame = (pred: (f: FrameEvent) => boolean, what: string, ms = 15_000): Promise<FrameEvent> =>
     received.waitFor(pred, `a frame ${what} (${frames.length} frames so far)`, ms);
@@ -51,6 +54,10 @@ export async function openStream(target: { url: string; token: string }, resourc
     welcome,
     frames,
     frame,
+    controls,
+    /** the first control message of type `t` matching `pred` (bounded) */
+    control: (t: string, pred: (c: Record<string, unknown>) => boolean = () => true, ms = 15_000) =>
+      controls.waitFor((c) => c.t === t && pred(c), `a ${t} message (got ${JSON.stringify(controls.items)})`, ms),
     /** sends input and waits for the first frame that has applied it */
     async inputAndFrame(ev: InputEvent, what: string): Promise<FrameEvent> {
       const seq = client.sendInput(ev);

@@ -20,6 +20,8 @@ export interface GatewayConfig {
   vmHeartbeatTimeoutMs: number;
   /** a DISCONNECTED session keeps its VM slot this long, then ends */
   reconnectWindowSec: number;
+  /** a PENDING invitation not answered within this time EXPIRES */
+  invitationTtlSec: number;
   packageDownloadTimeoutSec: number;
   /** OFFLINE/FAILED VM records are kept this long after the VM was destroyed */
   vmRetentionSec: number;
@@ -124,6 +126,7 @@ export const CONFIG_SPEC = {
   sessionTokenTtlSec: { env: 'UVE_SESSION_TOKEN_TTL', doc: 'lifetime of UVE-3 session tokens, seconds', default: '120', parse: int(10, 3600) },
   vmHeartbeatTimeoutMs: { env: 'UVE_VM_HEARTBEAT_TIMEOUT_MS', doc: 'a VM silent this long is OFFLINE', default: '6000', parse: int(1000, 600000) },
   reconnectWindowSec: { env: 'UVE_RECONNECT_WINDOW_S', doc: 'a DISCONNECTED session keeps its VM slot this long, then ENDS', default: '300', parse: int(1, 86400) },
+  invitationTtlSec: { env: 'UVE_INVITATION_TTL_S', doc: 'an invitation to a session not answered within this time EXPIRES', default: '600', parse: int(5, 7 * 86400) },
   vmRetentionSec: { env: 'UVE_VM_RETENTION_S', doc: 'OFFLINE/FAILED VM records are pruned this long after the VM was destroyed', default: '3600', parse: int(0, 31536000) },
   vmReportMaxAgeSec: { env: 'UVE_VM_REPORT_MAX_AGE_S', doc: "a signed UVE-5 VM report older (or further ahead) than this is refused; keep the VMs' clocks within it", default: '300', parse: int(10, 86400) },
   vmProvider: { env: 'UVE_VM_PROVIDER', doc: 'default VM provider: PROCESS or DOCKER', default: 'PROCESS', parse: oneOf<VmProvider>('PROCESS', 'DOCKER') },

@@ -124,8 +124,8 @@ export async function createServices(deps: {
     storefronts,
     uas,
     procurements,
-    watchers: new WatchersService(ds, users),
-    invitations: new InvitationsService(ds),
+    watchers: new WatchersService(ds, txs, users, sessions),
+    invitations: new InvitationsService(ds, txs, users, sessions, { ttlMs: config.invitationTtlSec * 1000 }),
     snapshots: new SnapshotsService(ds, new VmDataStore(config.vmDataKey)),
     metrics,
   };

@@ -271,8 +271,11 @@ export class Vm {
         return;
       }
       case 'monitoring.notify':
-        this.session(c.sessionId, c.type)?.addWatcher(c.watcherId);
+        this.session(c.sessionId, c.type)?.addWatcher(c.watcherId, Array.isArray(c.privileges) ? c.privileges : []);
         this.watcherWaits.announced(c.sessionId, c.watcherId);
+        return;
+      case 'monitoring.end':
+        this.session(c.sessionId, c.type)?.removeWatcher(c.watcherId, String(c.reason ?? 'access ended').slice(0, 120));
         return;
       case 'vm.drain':
         sessions.drain();

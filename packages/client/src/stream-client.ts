@@ -77,6 +77,10 @@ export interface StreamClientEvents {
   frame: FrameEvent;
   suspended: { reason: string | null };
   resumed: Record<string, never>;
+  /** to the session's user: whether watchers are announced for the session */
+  watched: { watched: boolean };
+  /** the VM did not act on something this UC sent (input while suspended) */
+  notice: { code: string; message: string };
   ended: { reason: string };
   /** every socket close; `reconnecting` tells whether the client will try again */
   close: { code: number; reason: string; reconnecting: boolean };
@@ -188,6 +192,8 @@ export class StreamClient extends Emitter<StreamClientEvents> {
   private currentState: StreamState = 'idle';
   /** snapshots whose outcome was announced (a welcome on the same VM repeats it) */
   private readonly announcedVmData = new Set<string>();
+  /** the session's user is being watched */
+  watched = false;
 
   constructor(private readonly options: StreamClientOptions = {}) {
     super();
@@ -410,6 +416,7 @@ export class StreamClient extends Emitter<StreamClientEvents> {
     this.welcome = m;
     this.suspended = m.suspended;
     const attempts = this.attempt;
+    this.watched = m.watched ?? false;
     this.attempt = 0;
     this.emit('welcome', m);
     this.setState('live');
@@ -493,6 +500,13 @@ export class StreamClient extends Emitter<StreamClientEvents> {
       case 'resumed':
         this.suspended = false;
         this.emit('resumed', {});
+        return;
+      case 'watched':
+        this.watched = m.watched;
+        this.emit('watched', { watched: m.watched });
+        return;
+      case 'notice':
+        this.emit('notice', { code: m.code, message: m.message });
         return;
       case 'ended':
         this.endedByVm = true;

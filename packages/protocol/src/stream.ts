@@ -125,13 +125,17 @@ export type WelcomeVmData =
   | { snapshotId: string; restored: false; reason: string };
 
 export type ServerMessage =
-  | { t: 'welcome'; v: number; sessionId: string; role: StreamRole; codec: VideoCodec; width: number; height: number; maxFps: number; suspended: boolean; vmData?: WelcomeVmData }
+  | { t: 'welcome'; v: number; sessionId: string; role: StreamRole; codec: VideoCodec; width: number; height: number; maxFps: number; suspended: boolean; vmData?: WelcomeVmData; watched?: boolean }
   /** decoder configuration; sent before the first frame and whenever it changes */
   | { t: 'codec'; codec: VideoCodec; mime: string; width: number; height: number; description?: string }
   | { t: 'pong'; id: number; t0: number; t1: number }
   | { t: 'resourceRequest'; id: number; kind: LocalResourceKind }
   | { t: 'suspended'; reason: string | null }
   | { t: 'resumed' }
+  /** to the session's user: watchers were announced (or the last one left) */
+  | { t: 'watched'; watched: boolean }
+  /** something the UC sent was not acted on, and why (input while suspended) */
+  | { t: 'notice'; code: 'SUSPENDED'; message: string }
   | { t: 'ended'; reason: string };
 
 // ---- validation of what a UC sends ------------------------------------------------------------

@@ -67,12 +67,19 @@ export interface PrepareSessionCommand extends CommandMeta {
    */
   reconnectWindowMs?: number;
 }
+/**
+ * UVE-2 monitoring notification: the VM admits this user to the session. `privileges` holds
+ * `PLAY` for an invited PLAYER (whose input is executed); anything else (VIEW, SUSPEND) is a
+ * view-only watcher or guest.
+ */
 export interface MonitoringNotification extends CommandMeta {
   type: 'monitoring.notify';
   sessionId: string;
   watcherId: string;
   privileges: string[];
 }
+/** The user's access ended (grant revoked, monitoring stopped, guest left): the VM closes their connections with `reason`. */
+export interface MonitoringEnd extends CommandMeta { type: 'monitoring.end'; sessionId: string; watcherId: string; reason: string }
 export interface SuspendSessionCommand extends CommandMeta { type: 'session.suspend'; sessionId: string; byUserId: string | null; reason?: string | null }
 export interface ResumeSessionCommand extends CommandMeta { type: 'session.resume'; sessionId: string; byUserId: string | null }
 export interface TerminateSessionCommand extends CommandMeta { type: 'session.terminate'; sessionId: string; reason: string; saveVmData: boolean }
@@ -85,6 +92,7 @@ export type VmCommand =
   | UpdateUaCommand
   | PrepareSessionCommand
   | MonitoringNotification
+  | MonitoringEnd
   | SuspendSessionCommand
   | ResumeSessionCommand
   | TerminateSessionCommand

@@ -4,7 +4,7 @@
 import type { DataSource, EntityManager } from 'typeorm';
 import type { VmCommand } from '@uve/protocol';
 import type { Logger } from './logger';
-import type { SessionEventPayload, UvePubSub } from './pubsub';
+import type { NotificationPayload, SessionEventPayload, UvePubSub } from './pubsub';
 
 /** The outbox as a transaction sees it (modules/vmm/vm-commands.service.ts). */
 export interface CommandOutbox {
@@ -18,12 +18,19 @@ const FLUSH_WAIT_MS = 1_000;
 export class UnitOfWork {
   readonly events: SessionEventPayload[] = [];
   readonly commandIds: string[] = [];
+  /** notifications to users other than the session's owner (watchers, invitees), sent after the commit */
+  readonly notifications: { userId: string; payload: NotificationPayload }[] = [];
 
   constructor(readonly em: EntityManager, private readonly outbox: CommandOutbox) {}
 
   /** Writes a UVE-2 command to the outbox; it leaves when the transaction has committed. */
   async command(vmId: string, command: VmCommand, sessionId: string | null = null): Promise<void> {
     this.commandIds.push(await this.outbox.enqueue(this.em, vmId, command, sessionId));
+  }
+
+  /** Tells a user (their `notifications` subscription) once the transaction has committed. */
+  notify(userId: string, payload: Omit<NotificationPayload, 'at'> & { at?: string }): void {
+    this.notifications.push({ userId, payload: { at: payload.at ?? new Date().toISOString(), ...payload } });
   }
 }
 
@@ -49,6 +56,7 @@ export class Transactions {
       this.pubsub.publish('SESSION_EVENT', ev.sessionId, ev);
       this.pubsub.publish('NOTIFICATION', ev.ownerId, { at: ev.at, sessionEvent: ev, invitationId: null });
     }
+    for (const n of uow.notifications) this.pubsub.publish('NOTIFICATION', n.userId, n.payload);
     // Sent now so the VM hears at once; the outbox keeps them if this fails or stalls (Redis
     // unreachable), and the relay sends them later: the caller waits a bounded time, never longer.
     const flushed = this.outbox.flush(uow.commandIds).catch((e: Error) => this.log.warn('UVE-2 commands left to the relay', { error: e.message }));

@@ -80,6 +80,8 @@ export class Session {
   suspendReason: string | null = null;
   /** users the VMM announced (monitoring.notify) as allowed to watch */
   readonly watchers = new Set<string>();
+  /** invited PLAYERs the VMM announced (monitoring.notify with PLAY): their input is executed too */
+  readonly guests = new Set<string>();
   /** a PLAYER has connected at least once */
   everConnected = false;
   /** the VMM ended it and the VM is saving its data: a socket closing now is no disconnect */
@@ -89,6 +91,10 @@ export class Session {
 
   private player: StreamConnection | null = null;
   private readonly viewers = new Set<StreamConnection>();
+  /** connections of invited PLAYERs (not the session's user): input interleaved in arrival order */
+  private readonly guestPlayers = new Set<StreamConnection>();
+  /** when each connection was last told its input is refused (one notice a second is enough) */
+  private readonly noticedAt = new WeakMap<StreamConnection, number>();
   private instance: UaInstance | null = null;
   private encoder: VideoEncoder | null = null;
   private pump: FramePump | null = null;
@@ -143,7 +149,12 @@ export class Session {
   }
 
   get connections(): number {
-    return (this.player ? 1 : 0) + this.viewers.size;
+    return (this.player ? 1 : 0) + this.viewers.size + this.guestPlayers.size;
+  }
+
+  /** the session's user is watched: someone other than an invited PLAYER was announced */
+  get watched(): boolean {
+    return this.watchers.size > 0;
   }
 
   get hasPlayer(): boolean {
@@ -249,8 +260,11 @@ export class Session {
   /** Whether this token's holder may join; a reason when not. */
   admits(claims: SessionTokenClaims): string | null {
     if (claims.ua !== this.uaId) return `session token is for UA ${claims.ua}, this session runs ${this.uaId}`;
-    // A VIEWER is the session's user or someone the VMM announced with monitoring.notify.
-    if (claims.role === 'VIEWER' && claims.sub !== this.userId && !this.watchers.has(claims.sub)) {
+    // A VIEWER is the session's user or someone the VMM announced with monitoring.notify; a PLAYER
+    // is the session's user or an invited PLAYER the VMM announced (privilege PLAY).
+    if (claims.sub === this.userId) return null;
+    if (claims.role === 'PLAYER' && !this.guests.has(claims.sub)) return `user ${claims.sub} is not an announced PLAYER of session ${this.id}`;
+    if (claims.role === 'VIEWER' && !this.watchers.has(claims.sub) && !this.guests.has(claims.sub)) {
       return `user ${claims.sub} is not an announced watcher of session ${this.id}`;
     }
     return null;
@@ -268,7 +282,10 @@ export class Session {
     conn.role = claims.role;
     conn.userId = claims.sub;
     conn.sessionId = this.id;
-    if (claims.role === 'PLAYER') {
+    const guest = claims.role === 'PLAYER' && claims.sub !== this.userId;
+    if (guest) {
+      this.guestPlayers.add(conn);
+    } else if (claims.role === 'PLAYER') {
       const old = this.player;
       this.player = conn;
       if (old) {
@@ -295,12 +312,13 @@ export class Session {
       maxFps: this.stream.maxFps,
       suspended: this.suspended,
       ...(this.vmData ? { vmData: this.vmData } : {}),
+      watched: claims.sub === this.userId && this.watched,
     });
     if (this.suspended) conn.send({ t: 'suspended', reason: this.suspendReason });
     pump.addSink(conn);
-    if (claims.role === 'PLAYER') this.broker.playerJoined();
-    this.log.info('UC connected', { role: claims.role, user: claims.sub, conn: conn.id, remote: conn.remote });
-    if (claims.role === 'PLAYER') this.report({ type: 'session.connected', role: claims.role });
+    if (claims.role === 'PLAYER' && !guest) this.broker.playerJoined();
+    this.log.info('UC connected', { role: claims.role, user: claims.sub, guest, conn: conn.id, remote: conn.remote });
+    if (claims.role === 'PLAYER' && !guest) this.report({ type: 'session.connected', role: claims.role });
   }
 
   onMessage(conn: StreamConnection, msg: ClientMessage): void {
@@ -314,9 +332,22 @@ export class Session {
           return;
         }
         const instance = this.instance;
-        if (!instance || this.suspended || conn !== this.player) return; // frozen UA: input is dropped
-        this.lastInputSeq = msg.seq;
-        this.unservedInput ??= { seq: msg.seq, at: monotonic() };
+        const guest = this.guestPlayers.has(conn);
+        if (!instance || (conn !== this.player && !guest)) return;
+        if (this.suspended) {
+          // frozen UA: input is refused, and the UC is told why (at most once a second)
+          const last = this.noticedAt.get(conn) ?? -Infinity;
+          if (monotonic() - last >= 1000) {
+            this.noticedAt.set(conn, monotonic());
+            conn.send({ t: 'notice', code: 'SUSPENDED', message: `input refused: the session is suspended${this.suspendReason ? ` (${this.suspendReason})` : ''}` });
+          }
+          return;
+        }
+        // frames count the session user's input; a guest numbers its own from 1
+        if (!guest) {
+          this.lastInputSeq = msg.seq;
+          this.unservedInput ??= { seq: msg.seq, at: monotonic() };
+        }
         try {
           instance.input(msg.ev);
         } catch (e) {
@@ -351,6 +382,7 @@ export class Session {
     this.pump?.removeSink(conn);
     if (conn !== this.player) {
       this.viewers.delete(conn);
+      this.guestPlayers.delete(conn);
       return;
     }
     this.player = null;
@@ -465,8 +497,23 @@ export class Session {
     }
   }
 
-  addWatcher(userId: string): void {
-    this.watchers.add(userId);
+  /** monitoring.notify: a watcher (VIEW, SUSPEND) or an invited PLAYER (PLAY) may join. */
+  addWatcher(userId: string, privileges: readonly string[] = ['VIEW']): void {
+    const was = this.watched;
+    if (privileges.includes('PLAY')) this.guests.add(userId);
+    else this.watchers.add(userId);
+    if (!was && this.watched) this.player?.send({ t: 'watched', watched: true });
+  }
+
+  /** monitoring.end: the user's access is over; their open connections close with the reason. */
+  removeWatcher(userId: string, reason: string): void {
+    const was = this.watched;
+    this.watchers.delete(userId);
+    this.guests.delete(userId);
+    for (const c of [...this.viewers, ...this.guestPlayers]) {
+      if (c.userId === userId) c.close(CLOSE.FORBIDDEN, reason);
+    }
+    if (was && !this.watched) this.player?.send({ t: 'watched', watched: false });
   }
 
   suspend(reason: string | null): void {
@@ -477,7 +524,10 @@ export class Session {
     if (!was) {
       this.instance?.suspend();
       this.pump?.pause();
-      this.broadcast({ t: 'suspended', reason });
+      // a frame captured before goes out first: after `suspended` a UC gets no frame until `resumed`
+      void (this.pump?.whenIdle() ?? Promise.resolve()).then(() => {
+        if (this.suspended && !this.ended) this.broadcast({ t: 'suspended', reason });
+      });
     }
     this.report({ type: 'session.suspended', suspended: true });
   }
@@ -506,7 +556,7 @@ export class Session {
     this.endReason = reason;
     this.stopReconnectWindow();
     this.settleReady(new Error(`session ended: ${reason}`));
-    const conns = [...this.viewers, ...(this.player ? [this.player] : [])];
+    const conns = [...this.viewers, ...this.guestPlayers, ...(this.player ? [this.player] : [])];
     for (const c of conns) {
       c.send({ t: 'ended', reason });
       c.close(code, reason);
@@ -543,7 +593,7 @@ export class Session {
 
   private broadcast(msg: Parameters<StreamConnection['send']>[0]): void {
     this.player?.send(msg);
-    for (const v of this.viewers) v.send(msg);
+    for (const v of [...this.viewers, ...this.guestPlayers]) v.send(msg);
   }
 
   private onUaExit(error?: Error): void {

@@ -92,6 +92,8 @@ export class FramePump {
   private cached: CachedKeyframe | null = null;
   /** resolves warmUp() once its capture is encoded (or turned out unchanged) */
   private afterProduce: (() => void) | null = null;
+  /** told when the encode in flight is done (`whenIdle`) */
+  private idleWaiters: (() => void)[] = [];
   /** running average of encoded frame sizes, for the high-water mark */
   private avgFrameBytes = 0;
 
@@ -178,6 +180,12 @@ export class FramePump {
   resume(): void {
     this.paused = false;
     this.kick();
+  }
+
+  /** Resolves once no encode is in flight: a frame captured before a pause has gone out. */
+  whenIdle(): Promise<void> {
+    if (!this.encoding) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
   close(): void {
@@ -292,6 +300,7 @@ export class FramePump {
     ).finally(() => {
       this.encoding = false;
       this.finishProduce();
+      for (const w of this.idleWaiters.splice(0)) w();
       this.kick();
     });
   }

@@ -281,12 +281,12 @@ export class StreamServer {
       if (!session || session.state === 'ended') throw new AuthError(CLOSE.NOT_FOUND, `session ${claims.sid} is not prepared on this VM`);
       let refusal = session.admits(claims);
       // a watcher's monitoring.notify may still be on its way (sent with the token)
-      if (refusal && claims.role === 'VIEWER' && this.opts.awaitWatcher && (await this.opts.awaitWatcher(claims.sid, claims.sub, WATCHER_WAIT_MS))) {
+      if (refusal && (claims.role === 'VIEWER' || claims.sub !== session.userId) && this.opts.awaitWatcher && (await this.opts.awaitWatcher(claims.sid, claims.sub, WATCHER_WAIT_MS))) {
         refusal = session.admits(claims);
       }
       if (refusal) throw new AuthError(CLOSE.UNAUTHORIZED, refusal);
-      // a PLAYER replaces the previous one, so only VIEWERs can fill a session up
-      if (claims.role === 'VIEWER') {
+      // the user's PLAYER replaces the previous one, so only VIEWERs and guests can fill a session up
+      if (claims.role === 'VIEWER' || claims.sub !== session.userId) {
         const others = [...this.conns].filter((c) => c !== conn && c.state !== 'closed' && (c.sessionId ?? c.claimedSession) === claims.sid).length;
         if (others >= this.limits.maxConnectionsPerSession) {
           throw new AuthError(CLOSE.RATE_LIMITED, `session ${claims.sid} is at its limit of ${this.limits.maxConnectionsPerSession} connections`);

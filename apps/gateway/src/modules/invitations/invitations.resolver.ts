@@ -1,5 +1,4 @@
 import { Arg, Authorized, Ctx, FieldResolver, ID, Mutation, Query, Resolver, Root } from 'type-graphql';
-import { notOffered } from '../../common/errors';
 import { currentUser } from '../../graphql/auth-checker';
 import type { Context } from '../../graphql/context';
 import { required } from '../../graphql/loaders';
@@ -19,25 +18,34 @@ export class InvitationsResolver {
 
   @Authorized()
   @Mutation(() => Invitation)
-  inviteToSession(@Arg('sessionId', () => ID) _sessionId: string, @Arg('inviteeId', () => ID) _inviteeId: string, @Arg('role', () => ParticipantRoleEnum, { defaultValue: 'VIEWER' }) _role: ParticipantRole): Invitation {
-    throw notOffered('Invitations');
+  inviteToSession(@Arg('sessionId', () => ID) sessionId: string, @Arg('inviteeId', () => ID) inviteeId: string, @Arg('role', () => ParticipantRoleEnum, { defaultValue: 'VIEWER' }) role: ParticipantRole, @Ctx() ctx: Context): Promise<Invitation> {
+    return ctx.services.invitations.invite(currentUser(ctx), sessionId, inviteeId, role);
   }
 
   @Authorized()
   @Mutation(() => Invitation)
-  respondToInvitation(@Arg('invitationId', () => ID) _invitationId: string, @Arg('accept') _accept: boolean, @Arg('rejectionReason', () => String, { nullable: true }) _reason: string | null): Invitation {
-    throw notOffered('Invitations');
+  respondToInvitation(@Arg('invitationId', () => ID) invitationId: string, @Arg('accept') accept: boolean, @Arg('rejectionReason', () => String, { nullable: true }) reason: string | null, @Ctx() ctx: Context): Promise<Invitation> {
+    return ctx.services.invitations.respond(currentUser(ctx), invitationId, accept, reason);
   }
 
   @Authorized()
   @Mutation(() => Invitation)
-  revokeInvitation(@Arg('invitationId', () => ID) _invitationId: string): Invitation {
-    throw notOffered('Invitations');
+  revokeInvitation(@Arg('invitationId', () => ID) invitationId: string, @Ctx() ctx: Context): Promise<Invitation> {
+    return ctx.services.invitations.revoke(currentUser(ctx), invitationId);
+  }
+
+  @Authorized()
+  @Mutation(() => Boolean, { description: 'a guest (accepted invitation) leaves the session; their stream closes' })
+  leaveSession(@Arg('sessionId', () => ID) sessionId: string, @Ctx() ctx: Context): Promise<boolean> {
+    return ctx.services.invitations.leave(currentUser(ctx), sessionId);
   }
 
   @FieldResolver(() => Session)
-  session(@Root() i: Invitation, @Ctx() ctx: Context): Promise<Session> {
-    return ctx.services.sessions.getVisible(i.sessionId, currentUser(ctx));
+  async session(@Root() i: Invitation, @Ctx() ctx: Context): Promise<Session> {
+    // both sides of an invitation see its session, whatever became of it
+    const me = currentUser(ctx);
+    const own = me.id === i.fromId || me.id === i.toId ? await ctx.services.sessions.findById(i.sessionId) : null;
+    return own ?? ctx.services.sessions.getVisible(i.sessionId, me);
   }
 
   @FieldResolver(() => User)
@@ -59,7 +67,7 @@ export class ParticipantsResolver {
   }
 
   @FieldResolver(() => SessionConnection, { nullable: true })
-  connection(): SessionConnection | null {
-    return null;
+  connection(@Root() p: Participant, @Ctx() ctx: Context): Promise<SessionConnection | null> {
+    return ctx.services.invitations.connection(p, currentUser(ctx));
   }
 }

@@ -56,13 +56,13 @@ export class SessionsResolver {
   @Authorized()
   @Mutation(() => Session)
   suspendSession(@Arg('sessionId', () => ID) sessionId: string, @Arg('reason', () => String, { nullable: true }) reason: string | null, @Ctx() ctx: Context): Promise<Session> {
-    return ctx.services.sessions.suspend(currentUser(ctx), sessionId, reason);
+    return ctx.services.watchers.suspend(currentUser(ctx), sessionId, reason);
   }
 
   @Authorized()
   @Mutation(() => Session)
   resumeSession(@Arg('sessionId', () => ID) sessionId: string, @Ctx() ctx: Context): Promise<Session> {
-    return ctx.services.sessions.resume(currentUser(ctx), sessionId);
+    return ctx.services.watchers.resume(currentUser(ctx), sessionId);
   }
 
   @Authorized('ADMIN')

@@ -3,7 +3,7 @@
 // published once it has committed.
 import { In, type DataSource, type EntityManager, type FindOptionsWhere, type Repository } from 'typeorm';
 import type { Platform, StreamRole } from '@uve/protocol';
-import { badInput, checkText, conflict, forbidden, isUuid, notFound, unavailable } from '../../common/errors';
+import { badInput, checkText, conflict, isUuid, notFound, unavailable } from '../../common/errors';
 import type { Logger } from '../../common/logger';
 import type { SessionEventPayload } from '../../common/pubsub';
 import type { Transactions, UnitOfWork } from '../../common/unit-of-work';
@@ -72,6 +72,11 @@ export class SessionsService implements SessionReportTarget {
   private readonly selection = (excludeVmId: string | null = null): SelectionOptions => ({ heartbeatTimeoutMs: this.options.heartbeatTimeoutMs, cpuHigh: this.options.vmCpuHigh, excludeVmId });
   /** set when this gateway runs a pool that can start VMs on demand */
   vmSupply: VmSupply | null = null;
+  /**
+   * told inside the transaction that put a session on a VM (after its prepare): watchers and
+   * guests are announced to that VM (modules/watchers, modules/invitations)
+   */
+  readonly assignedHooks: ((uow: UnitOfWork, s: Session) => Promise<void>)[] = [];
 
   constructor(
     private readonly ds: DataSource,
@@ -91,14 +96,21 @@ export class SessionsService implements SessionReportTarget {
     return isUuid(id) ? this.repo.findOneBy({ id }) : Promise.resolve(null);
   }
 
-  /** Owner and admins; watchers and participants join with their issues. */
-  canView(session: Session, user: User): boolean {
-    return session.userId === user.id || user.role === 'ADMIN';
+  /** Owner and admins; a watcher while monitoring it, a guest while in it, an invitee while invited. */
+  async canView(session: Session, user: User): Promise<boolean> {
+    if (session.userId === user.id || user.role === 'ADMIN') return true;
+    const [row] = await this.ds.query(
+      `SELECT EXISTS (SELECT 1 FROM monitorings WHERE session_id = $1 AND watcher_id = $2 AND ended_at IS NULL)
+           OR EXISTS (SELECT 1 FROM participants WHERE session_id = $1 AND user_id = $2 AND left_at IS NULL)
+           OR EXISTS (SELECT 1 FROM invitations WHERE session_id = $1 AND to_id = $2 AND status = 'PENDING') AS ok`,
+      [session.id, user.id],
+    );
+    return row.ok === true;
   }
 
   async getVisible(id: string, user: User): Promise<Session> {
     const s = await this.findById(id);
-    if (!s || !this.canView(s, user)) throw notFound('Session', id);
+    if (!s || !(await this.canView(s, user))) throw notFound('Session', id);
     return s;
   }
 
@@ -151,18 +163,26 @@ export class SessionsService implements SessionReportTarget {
    * notification) so it admits them. None once the session is over or has no VM.
    */
   async connection(session: Session, caller: User): Promise<SessionConnection | null> {
+    const role: StreamRole = caller.id === session.userId ? 'PLAYER' : 'VIEWER';
+    if (role === 'VIEWER' && session.vmId && OPEN_STATES.includes(session.state)) {
+      const vmId = session.vmId;
+      await this.txs.run((uow) => uow.command(vmId, { type: 'monitoring.notify', sessionId: session.id, watcherId: caller.id, privileges: ['VIEW'] }, session.id));
+    }
+    return this.mintConnection(session, caller.id, role);
+  }
+
+  /**
+   * A UVE-3 token for `userId` in `role`, for a VM that already admits them (the owner, or a user
+   * announced with monitoring.notify: watchers, guests). None once the session is over or has no VM.
+   */
+  async mintConnection(session: Session, userId: string, role: StreamRole): Promise<SessionConnection | null> {
     if (!session.vmId || !OPEN_STATES.includes(session.state)) return null;
     // a VM that is gone gives no connection: the UC requests the UA again (seed B.1 step 4)
     const vm = await this.ds.query(`SELECT endpoint FROM vms WHERE id = $1 AND status IN ('IDLE', 'DRAINING')`, [session.vmId]);
     const endpoint: string | null = vm[0]?.endpoint ?? null;
     if (!endpoint) return null;
-    const role: StreamRole = caller.id === session.userId ? 'PLAYER' : 'VIEWER';
-    if (role === 'VIEWER') {
-      const vmId = session.vmId;
-      await this.txs.run((uow) => uow.command(vmId, { type: 'monitoring.notify', sessionId: session.id, watcherId: caller.id, privileges: ['VIEW'] }, session.id));
-    }
     const { token, expiresAt } = await this.keys.signSessionToken(
-      { sub: caller.id, sid: session.id, vm: session.vmId, ua: session.uaId, role },
+      { sub: userId, sid: session.id, vm: session.vmId, ua: session.uaId, role },
       this.options.sessionTokenTtlSec,
     );
     return { vmId: session.vmId, url: `${endpoint.replace(/\/$/, '')}/uve3`, token, expiresAt };
@@ -311,6 +331,7 @@ export class SessionsService implements SessionReportTarget {
       type: 'session.prepare', sessionId: s.id, userId: r.user.id, uaId: r.ua.id, uaVersion: r.ua.currentVersion,
       reconnectionMethod: r.input.reconnectionMethod, terminal: r.terminal, stream, restoreSnapshotId, reconnectWindowMs: this.options.reconnectWindowMs,
     }, s.id);
+    for (const hook of this.assignedHooks) await hook(uow, s);
     return s;
   }
 
@@ -336,30 +357,6 @@ export class SessionsService implements SessionReportTarget {
       const ended = await this.move(uow, s, 'ENDED', 'end the session', actorId, { endedAt: new Date(), endReason: reason }, { reason });
       if (vmId) await uow.command(vmId, { type: 'session.terminate', sessionId: id, reason, saveVmData }, id);
       return ended;
-    });
-  }
-
-  async suspend(user: User, id: string, reason: string | null | undefined): Promise<Session> {
-    checkText(reason, 'reason', 500);
-    const session = await this.getVisible(id, user);
-    if (session.userId !== user.id && user.role !== 'ADMIN') throw forbidden('Only the session owner or an admin may suspend it.');
-    return this.txs.run(async (uow) => {
-      const s = await this.lock(uow.em, session.id);
-      assertTransition(s.state, 'SUSPENDED', 'suspend the session');
-      const next = await this.move(uow, s, 'SUSPENDED', 'suspend the session', user.id, { suspendedById: user.id }, { reason: reason ?? null });
-      await uow.command(s.vmId!, { type: 'session.suspend', sessionId: s.id, byUserId: user.id, reason: reason ?? null }, s.id);
-      return next;
-    });
-  }
-
-  async resume(user: User, id: string): Promise<Session> {
-    const session = await this.getVisible(id, user);
-    return this.txs.run(async (uow) => {
-      const s = await this.lock(uow.em, session.id);
-      if (s.state !== 'SUSPENDED') throw conflict(`Cannot resume the session: it is ${s.state}, not SUSPENDED.`, { state: s.state });
-      const next = await this.move(uow, s, 'ACTIVE', 'resume the session', user.id, { suspendedById: null });
-      await uow.command(s.vmId!, { type: 'session.resume', sessionId: s.id, byUserId: user.id }, s.id);
-      return next;
     });
   }
 
@@ -468,13 +465,14 @@ export class SessionsService implements SessionReportTarget {
 
   // ---- the machinery -------------------------------------------------------------------------------
 
-  private async lock(em: EntityManager, id: string): Promise<Session> {
+  /** The session row, locked for the transaction (every change of a session starts here). */
+  async lock(em: EntityManager, id: string): Promise<Session> {
     const s = await em.findOne(Session, { where: { id }, lock: { mode: 'pessimistic_write' } });
     if (!s) throw notFound('Session', id);
     return s;
   }
 
-  private async move(uow: UnitOfWork, s: Session, to: SessionState, action: string, actorId: string | null, patch: Partial<Session> = {}, data: Record<string, unknown> | null = null): Promise<Session> {
+  async move(uow: UnitOfWork, s: Session, to: SessionState, action: string, actorId: string | null, patch: Partial<Session> = {}, data: Record<string, unknown> | null = null): Promise<Session> {
     const from = s.state;
     assertTransition(from, to, action);
     Object.assign(s, patch, { state: to });
@@ -483,8 +481,11 @@ export class SessionsService implements SessionReportTarget {
     return s;
   }
 
-  private async record(uow: UnitOfWork, s: Session, type: SessionEventType, actorId: string | null, data: Record<string, unknown> | null): Promise<void> {
+  /** Records an event in the transaction; published (to subscribers and the owner) after the commit. */
+  async record(uow: UnitOfWork, s: Session, type: SessionEventType, actorId: string | null, data: Record<string, unknown> | null): Promise<SessionEventPayload> {
     const ev = await uow.em.save(uow.em.create(SessionEvent, { sessionId: s.id, type, actorId, data }));
-    uow.events.push(sessionEventPayload(ev, s.userId));
+    const payload = sessionEventPayload(ev, s.userId);
+    uow.events.push(payload);
+    return payload;
   }
 }

@@ -45,7 +45,7 @@ export function consumeVmReports(services: Services): Consumer {
 
 /**
  * The VMM's housekeeping on a short interval: silent VMs go OFFLINE (their sessions DISCONNECTED),
- * reconnect windows close, stopped VMs are destroyed and old records pruned.
+ * reconnect windows close, monitorings and invitations of ended sessions lapse, stopped VMs are destroyed and old records pruned.
  */
 export function startVmWatchdog(services: Services): { stop(): Promise<void> } {
   const every = Math.max(250, Math.min(1000, Math.floor(services.config.vmHeartbeatTimeoutMs / 4)));
@@ -54,6 +54,9 @@ export function startVmWatchdog(services: Services): { stop(): Promise<void> } {
   const pass = async (): Promise<void> => {
     await services.vms.sweepSilentVms();
     await services.sessions.closeReconnectWindows();
+    // watchers and guests of sessions that are over leave them; unanswered invitations expire
+    await services.watchers.sweep();
+    await services.invitations.sweep();
     await services.vms.reapStoppedVms();
     await services.uas.sweepRemovals();
     // applied reports are worth a day for inspection; pruning is cheap but needs no hurry

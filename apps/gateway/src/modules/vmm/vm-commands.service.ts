@@ -15,6 +15,8 @@ export const COMMAND_TTL_MS: Record<VmCommand['type'], number> = {
   'session.suspend': 5 * 60_000,
   'session.resume': 5 * 60_000,
   'monitoring.notify': 5 * 60_000,
+  // closing a revoked watcher's stream matters as long as the session may still run
+  'monitoring.end': 60 * 60_000,
   'session.terminate': 60 * 60_000,
   'ua.deploy': 60 * 60_000,
   'ua.update': 60 * 60_000,

@@ -14,6 +14,11 @@ export class WatcherGrant {
   @ManyToOne(() => User, { onDelete: 'CASCADE' }) @JoinColumn({ name: 'watchee_id' }) watchee?: User;
   @Index('ix_watcher_grants_watchee') @Column({ type: 'uuid' }) watcheeId!: string;
   @Field(() => [WatcherPrivilegeEnum]) @Column({ type: 'enum', enum: WATCHER_PRIVILEGES, enumName: 'watcher_privilege', array: true }) privileges!: WatcherPrivilege[];
+  /**
+   * set while the watcher monitors the watchee (requestMonitoring until they stop): a session the
+   * watchee starts meanwhile is offered to the watcher too
+   */
+  @Column({ type: 'timestamptz', nullable: true }) monitoringSince!: Date | null;
   @Field() @CreateDateColumn({ type: 'timestamptz' }) createdAt!: Date;
   @Field() @UpdateDateColumn({ type: 'timestamptz' }) updatedAt!: Date;
 }

@@ -1,5 +1,4 @@
 import { Arg, Authorized, Ctx, FieldResolver, ID, Mutation, Query, Resolver, Root } from 'type-graphql';
-import { notOffered } from '../../common/errors';
 import { currentUser } from '../../graphql/auth-checker';
 import type { Context } from '../../graphql/context';
 import { WatcherPrivilegeEnum, type WatcherPrivilege } from '../../graphql/enums';
@@ -55,25 +54,27 @@ export class WatcherGrantsResolver {
 export class MonitoringResolver {
   @Authorized()
   @Mutation(() => [Monitoring], { description: "Monitoring request for a watchee (a user); starts monitoring of each of the watchee's active sessions the grant allows" })
-  requestMonitoring(@Arg('watcheeId', () => ID) _watcheeId: string): Monitoring[] {
-    throw notOffered('Monitoring');
+  requestMonitoring(@Arg('watcheeId', () => ID) watcheeId: string, @Ctx() ctx: Context): Promise<Monitoring[]> {
+    return ctx.services.watchers.requestMonitoring(currentUser(ctx), watcheeId);
   }
 
   @Authorized()
   @Mutation(() => Monitoring)
-  stopMonitoring(@Arg('monitoringId', () => ID) _monitoringId: string): Monitoring {
-    throw notOffered('Monitoring');
+  stopMonitoring(@Arg('monitoringId', () => ID) monitoringId: string, @Ctx() ctx: Context): Promise<Monitoring> {
+    return ctx.services.watchers.stopMonitoring(currentUser(ctx), monitoringId);
   }
 
   @Authorized()
   @Mutation(() => Session, { description: 'pass the suspend control of a session to another watcher (or release it with toWatcherId null)' })
-  transferSuspendControl(@Arg('sessionId', () => ID) _sessionId: string, @Arg('toWatcherId', () => ID, { nullable: true }) _toWatcherId: string | null): Session {
-    throw notOffered('Suspend control');
+  transferSuspendControl(@Arg('sessionId', () => ID) sessionId: string, @Arg('toWatcherId', () => ID, { nullable: true }) toWatcherId: string | null, @Ctx() ctx: Context): Promise<Session> {
+    return ctx.services.watchers.transferControl(currentUser(ctx), sessionId, toWatcherId ?? null);
   }
 
   @FieldResolver(() => Session)
-  session(@Root() m: Monitoring, @Ctx() ctx: Context): Promise<Session> {
-    return ctx.services.sessions.getVisible(m.sessionId, currentUser(ctx));
+  async session(@Root() m: Monitoring, @Ctx() ctx: Context): Promise<Session> {
+    // the watcher keeps seeing the session of their own (ended) monitoring
+    const own = m.watcherId === currentUser(ctx).id ? await ctx.services.sessions.findById(m.sessionId) : null;
+    return own ?? ctx.services.sessions.getVisible(m.sessionId, currentUser(ctx));
   }
 
   @FieldResolver(() => User)
@@ -82,7 +83,7 @@ export class MonitoringResolver {
   }
 
   @FieldResolver(() => SessionConnection, { nullable: true, description: 'view-only UVE-3 connection for the watcher' })
-  connection(): SessionConnection | null {
-    return null;
+  connection(@Root() m: Monitoring, @Ctx() ctx: Context): Promise<SessionConnection | null> {
+    return ctx.services.watchers.connection(m, currentUser(ctx));
   }
 }
