@@ -21,7 +21,7 @@ export type LocalResourceKind = (typeof LOCAL_RESOURCE_KINDS)[number];
 export const RECONNECTION_METHODS = ['NORMAL', 'NO_LOSS'] as const;
 export type ReconnectionMethod = (typeof RECONNECTION_METHODS)[number];
 
-export const VM_PROVIDERS = ['DOCKER', 'PROCESS'] as const;
+export const VM_PROVIDERS = ['DOCKER', 'PROCESS', 'SWARM'] as const;
 export type VmProvider = (typeof VM_PROVIDERS)[number];
 
 export const SNAPSHOT_KINDS = ['APP_DATA', 'FULL'] as const;
