@@ -184,7 +184,9 @@ export class VmsService {
     const vm = await this.findById(m.vmId);
     if (!vm || vm.status === 'FAILED' || vm.destroyedAt) return;
     await this.repo.update(m.vmId, { lastHeartbeatAt: new Date(), codecs: m.codecs, capacity: m.capacity, load: { cpuLoad: m.cpuLoad, rssBytes: m.rssBytes } });
-    if (vm.status === 'OFFLINE') await this.setStatus(m.vmId, 'IDLE');
+    // back only on a heartbeat sent after it went OFFLINE: one queued while no gateway ran (its
+    // VM since removed, and found gone at reconciliation) is no sign of life
+    if (vm.status === 'OFFLINE' && Date.parse(m.at) > vm.updatedAt.getTime()) await this.setStatus(m.vmId, 'IDLE');
   }
 
   async onStopping(m: VmStopping): Promise<void> {
