@@ -598,9 +598,11 @@ async function buildImages(options = {}) {
       '--build-arg', `INPUTS_SHA256=${job.hash}`,
       CONTEXT,
     ], job.image);
-    // the replaced image would stay behind untagged: remove it unless a container still uses it
+    // the replaced image would stay behind untagged: remove it unless a container still uses it or
+    // another name still tags it (the same build under another name, e.g. a test suite's own images)
     const oldId = previous.status === 0 ? previous.stdout.trim() : '';
-    if (oldId && docker(['image', 'inspect', '--format', '{{.Id}}', job.image]).stdout.trim() !== oldId) docker(['image', 'rm', oldId]);
+    const untagged = () => docker(['image', 'inspect', '--format', '{{len .RepoTags}}', oldId]).stdout.trim() === '0';
+    if (oldId && docker(['image', 'inspect', '--format', '{{.Id}}', job.image]).stdout.trim() !== oldId && untagged()) docker(['image', 'rm', oldId]);
     const seconds = (Date.now() - started) / 1000;
     const size = docker(['image', 'inspect', '--format', '{{.Size}}', job.image]).stdout.trim();
     log(`${job.image} built in ${seconds.toFixed(1)} s, ${(Number(size) / 1024 / 1024).toFixed(0)} MiB`);

@@ -31,11 +31,14 @@ export async function requireDocker(docker: Docker, timeoutMs = 5_000): Promise<
   }
 }
 
-/** Runs docker/build-images.js (nothing is rebuilt when the images match their inputs). */
-export function buildAgentImages(timeoutMs = 15 * 60_000): Promise<string> {
+/**
+ * Runs docker/build-images.js (nothing is rebuilt when the images match their inputs); `args` such
+ * as --wasm-image NAME:TAG give a suite images of its own.
+ */
+export function buildAgentImages(timeoutMs = 15 * 60_000, args: string[] = []): Promise<string> {
   const script = join(REPO_ROOT, 'docker', 'build-images.js');
   return new Promise((resolve, reject) => {
-    execFile(process.execPath, [script, '--quiet'], { cwd: REPO_ROOT, timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
+    execFile(process.execPath, [script, '--quiet', ...args], { cwd: REPO_ROOT, timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
       if (err) reject(new Error(`${script} failed: ${err.message}\n${stdout}\n${stderr}`));
       else resolve(`${stdout}${stderr}`);
     });

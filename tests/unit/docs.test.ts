@@ -24,16 +24,17 @@ it('links only to docs that exist', () => {
   for (const [, link] of readme.matchAll(/\]\(((?:docs|apps|bench|scripts)\/[^)#]+)\)/g)) expect(fs.existsSync(path.join(ROOT, link!))).toBe(true);
 });
 
-it('keeps one list of system packages, which the README points to and .ci/run installs', () => {
+it('keeps one list of system packages, which the README points to, scripts/setup installs and .ci/run uses through it', () => {
   const list = read('scripts/system-packages.txt').split('\n').map((l) => l.replace(/#.*/, '').trim()).filter(Boolean);
   // what the tests need: the X11 tests run xcalc (x11-apps) and check xterm's DejaVu glyphs
-  expect(list).toEqual(expect.arrayContaining(['redis-server', 'ffmpeg', 'xvfb', 'xterm', 'x11-apps', 'x11-utils', 'xauth', 'fonts-dejavu-core', 'docker.io', 'chromium']));
+  expect(list).toEqual(expect.arrayContaining(['redis-server', 'ffmpeg', 'xvfb', 'xterm', 'x11-apps', 'x11-utils', 'xauth', 'fonts-dejavu-core', 'docker.io', 'chromium', 'haproxy']));
   const readme = read('README.md');
   expect(readme).toContain('](scripts/system-packages.txt)');
   for (const p of list) expect(readme).toContain(p);
-  const ci = read('.ci/run');
-  expect(ci).toContain('scripts/system-packages.txt');
-  expect(ci).not.toMatch(/PACKAGES=\(/); // no second list
+  const setup = read('scripts/setup');
+  expect(setup).toContain('scripts/system-packages.txt');
+  expect(read('.ci/run')).toMatch(/^scripts\/setup$/m); // CI proves README's setup path
+  for (const script of [setup, read('.ci/run')]) expect(script).not.toMatch(/PACKAGES=\(/); // no second list
 });
 
 it('documents every console variable in docs/console.md', () => {

@@ -31,6 +31,14 @@ export interface GatewayConfig {
   docker: 'auto' | 'on' | 'off';
   dockerCpus: number;
   dockerMemoryMb: number;
+  /** agent image per platform for DOCKER and SWARM VMs (null: uve/vm-agent-<wasm|x11>:<agent version>) */
+  vmImageWasm: string | null;
+  vmImageX11: string | null;
+  /** SWARM provider: place VMs only on nodes labelled uve.platform.<PLATFORM>=true */
+  swarmPlatformLabels: boolean;
+  /** SWARM provider: where agents listen and the host UCs connect to ('' = each node's hostname) */
+  swarmVmHost: string;
+  swarmVmPublicHost: string | null;
   /** idle VMs kept warm per platform by the pool manager */
   warmVmsPerPlatform: number;
   /** platforms kept warm; 'auto': those of the registered UAs that this host's provider can run */
@@ -129,10 +137,15 @@ export const CONFIG_SPEC = {
   invitationTtlSec: { env: 'UVE_INVITATION_TTL_S', doc: 'an invitation to a session not answered within this time EXPIRES', default: '600', parse: int(5, 7 * 86400) },
   vmRetentionSec: { env: 'UVE_VM_RETENTION_S', doc: 'OFFLINE/FAILED VM records are pruned this long after the VM was destroyed', default: '3600', parse: int(0, 31536000) },
   vmReportMaxAgeSec: { env: 'UVE_VM_REPORT_MAX_AGE_S', doc: "a signed UVE-5 VM report older (or further ahead) than this is refused; keep the VMs' clocks within it", default: '300', parse: int(10, 86400) },
-  vmProvider: { env: 'UVE_VM_PROVIDER', doc: 'default VM provider: PROCESS or DOCKER', default: 'PROCESS', parse: oneOf<VmProvider>('PROCESS', 'DOCKER') },
+  vmProvider: { env: 'UVE_VM_PROVIDER', doc: 'default VM provider: PROCESS, DOCKER or SWARM (services on the Docker Swarm whose manager DOCKER_HOST points at)', default: 'PROCESS', parse: oneOf<VmProvider>('PROCESS', 'DOCKER', 'SWARM') },
   docker: { env: 'UVE_DOCKER', doc: 'DOCKER provider: auto (when an engine answers and the images exist), on (required), off', default: 'auto', parse: oneOf('auto', 'on', 'off') },
-  dockerCpus: { env: 'UVE_DOCKER_CPUS', doc: 'CPUs per DOCKER VM (0 = no limit)', default: '1', parse: int(0, 256) },
-  dockerMemoryMb: { env: 'UVE_DOCKER_MEMORY_MB', doc: 'memory per DOCKER VM, MiB (0 = no limit)', default: '1024', parse: int(0, 1_048_576) },
+  dockerCpus: { env: 'UVE_DOCKER_CPUS', doc: 'CPUs per DOCKER or SWARM VM (0 = no limit)', default: '1', parse: int(0, 256) },
+  dockerMemoryMb: { env: 'UVE_DOCKER_MEMORY_MB', doc: 'memory per DOCKER or SWARM VM, MiB (0 = no limit)', default: '1024', parse: int(0, 1_048_576) },
+  vmImageWasm: { env: 'UVE_VM_IMAGE_WASM', doc: 'image of DOCKER and SWARM VMs of the WASM platform (unset: uve/vm-agent-wasm:<agent version>, as npm run docker:images names it)', default: null, parse: str },
+  vmImageX11: { env: 'UVE_VM_IMAGE_LINUX_X11', doc: 'image of DOCKER and SWARM VMs of the LINUX_X11 platform (unset: uve/vm-agent-x11:<agent version>)', default: null, parse: str },
+  swarmPlatformLabels: { env: 'UVE_SWARM_PLATFORM_LABELS', doc: 'SWARM VMs go only to nodes labelled uve.platform.<PLATFORM>=true: on or off (any node)', default: 'on', parse: (raw: string, env: string) => oneOf('on', 'off')(raw, env) === 'on' },
+  swarmVmHost: { env: 'UVE_SWARM_VM_HOST', doc: 'address SWARM agents listen on (host network of their node)', default: '0.0.0.0', parse: str },
+  swarmVmPublicHost: { env: 'UVE_SWARM_VM_PUBLIC_HOST', doc: 'host UCs reach SWARM agents at (unset: the node\'s hostname, or UVE_SWARM_VM_HOST when that is not 0.0.0.0)', default: null, parse: str },
   warmVmsPerPlatform: { env: 'UVE_WARM_VMS', doc: 'idle VMs the pool keeps warm per platform', default: '1', parse: int(0, 100) },
   poolPlatforms: { env: 'UVE_POOL_PLATFORMS', doc: 'platforms the pool keeps warm, comma-separated, or auto (those of the registered UAs this host can run)', default: 'auto', parse: (raw: string, env: string): Platform[] | 'auto' => {
     if (raw === 'auto') return 'auto';

@@ -31,7 +31,7 @@ export const NO_LOSS_SCOPES = ['ANY_VM', 'SAME_VM_WITHIN_WINDOW'] as const;
 export type NoLossScope = (typeof NO_LOSS_SCOPES)[number];
 export const NO_LOSS_SCOPE: Record<Platform, NoLossScope> = { WASM: 'ANY_VM', LINUX_X11: 'SAME_VM_WITHIN_WINDOW' };
 
-export const VM_PROVIDERS = ['DOCKER', 'PROCESS'] as const;
+export const VM_PROVIDERS = ['DOCKER', 'PROCESS', 'SWARM'] as const;
 export type VmProvider = (typeof VM_PROVIDERS)[number];
 
 export const SNAPSHOT_KINDS = ['APP_DATA', 'FULL'] as const;

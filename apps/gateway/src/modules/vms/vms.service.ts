@@ -81,10 +81,13 @@ export class VmsService {
       const running = new Set(await driver.running());
       const live = await this.repo.findBy({ provider: driver.kind, status: In(['PROVISIONING', 'IDLE', 'DRAINING']) });
       // a VM that still heartbeats is alive whoever launched it (another gateway's PROCESS VM, an
-      // agent started by hand): only a silent one that the provider does not run is lost
+      // agent started by hand), and so is one launched too recently to have been heard from yet
+      // (another gateway's pool, starting at the same time): only a silent one that the provider
+      // does not run is lost
       const silentSince = Date.now() - this.options.heartbeatTimeoutMs;
       for (const vm of live) {
-        if (running.has(vm.id) || (!driver.seesAllVms && vm.lastHeartbeatAt && vm.lastHeartbeatAt.getTime() > silentSince)) continue;
+        const heard = vm.lastHeartbeatAt ?? vm.createdAt;
+        if (running.has(vm.id) || (!driver.seesAllVms && heard && heard.getTime() > silentSince)) continue;
         await this.markLost(vm.id, `${driver.kind} provider no longer runs it`);
       }
       const known = new Set((await this.repo.findBy({ provider: driver.kind })).map((v) => v.id));
@@ -196,7 +199,9 @@ export class VmsService {
     const vm = await this.findById(m.vmId);
     if (!vm || vm.status === 'FAILED' || vm.destroyedAt) return;
     await this.repo.update(m.vmId, { lastHeartbeatAt: new Date(), codecs: m.codecs, capacity: m.capacity, load: { cpuLoad: m.cpuLoad, rssBytes: m.rssBytes, source: m.loadSource ?? null } });
-    if (vm.status === 'OFFLINE') await this.setStatus(m.vmId, 'IDLE');
+    // back only on a heartbeat sent after it went OFFLINE: one queued while no gateway ran (its
+    // VM since removed, and found gone at reconciliation) is no sign of life
+    if (vm.status === 'OFFLINE' && Date.parse(m.at) > vm.updatedAt.getTime()) await this.setStatus(m.vmId, 'IDLE');
   }
 
   async onStopping(m: VmStopping): Promise<void> {

@@ -22,8 +22,9 @@ export function connectDocker(conn?: DockerConnection): Docker {
 
 /** where a connection points, for messages */
 export function describeConnection(conn?: DockerConnection): string {
-  const o = (conn instanceof Docker ? (conn.modem as { socketPath?: string; host?: string; port?: number | string }) : conn) ?? {};
-  if (o.socketPath) return `unix://${String(o.socketPath)}`;
+  const o = (conn instanceof Docker ? (conn.modem as { socketPath?: unknown; host?: string; port?: number | string }) : conn) ?? {};
+  // docker-modem keeps a function (the default socket's lookup) here when none was given
+  if (typeof o.socketPath === 'string') return `unix://${o.socketPath}`;
   if (o.host) return `${String(o.host)}${o.port ? `:${String(o.port)}` : ''}`;
   return process.env.DOCKER_HOST || 'unix:///var/run/docker.sock';
 }

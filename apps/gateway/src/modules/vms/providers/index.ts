@@ -1,11 +1,14 @@
 // Which VM providers this gateway runs: PROCESS always (the embedded default), DOCKER when an
-// engine answers and the agent images exist (or required, with UVE_DOCKER=on or UVE_VM_PROVIDER=DOCKER).
+// engine answers and the agent images exist (or required, with UVE_DOCKER=on or UVE_VM_PROVIDER=DOCKER),
+// SWARM when it is the default provider (UVE_VM_PROVIDER=SWARM: the engine must be a swarm manager).
 import path from 'node:path';
+import type { Platform } from '@uve/protocol';
 import type { GatewayConfig } from '../../../config';
 import { ConfigError } from '../../../config';
 import type { Logger } from '../../../common/logger';
 import { DockerProvider, dockerAvailable, BUILD_IMAGES_COMMAND } from './docker.provider';
 import { ProcessProvider } from './process.provider';
+import { SwarmProvider } from './swarm.provider';
 import type { VmProviderDriver } from './vm-provider';
 
 /** Where the PROCESS provider tracks its agents (see reapLeftoverAgents). */
@@ -13,6 +16,7 @@ export const agentStateDir = (config: GatewayConfig) => path.join(config.dataDir
 
 export async function createProviders(config: GatewayConfig, log: Logger): Promise<VmProviderDriver[]> {
   const providers: VmProviderDriver[] = [new ProcessProvider(log, agentStateDir(config))];
+  if (config.vmProvider === 'SWARM') providers.push(await createSwarmProvider(config, log));
   const required = config.docker === 'on' || config.vmProvider === 'DOCKER';
   if (config.docker === 'off') return providers;
   if (!(await dockerAvailable({ timeoutMs: 2000 }))) {
@@ -22,6 +26,7 @@ export async function createProviders(config: GatewayConfig, log: Logger): Promi
   }
   const docker = new DockerProvider({
     gatewayId: config.queuePrefix,
+    images: configuredImages(config),
     cpus: config.dockerCpus,
     memoryBytes: config.dockerMemoryMb * 1024 * 1024,
     env: { UVE_LOG_LEVEL: config.logLevel },
@@ -37,4 +42,35 @@ export async function createProviders(config: GatewayConfig, log: Logger): Promi
   await docker.pruneExited();
   providers.push(docker);
   return providers;
+}
+
+/** the images set by UVE_VM_IMAGE_*; the others are the defaults */
+function configuredImages(config: GatewayConfig): Partial<Record<Platform, string>> {
+  return { ...(config.vmImageWasm ? { WASM: config.vmImageWasm } : {}), ...(config.vmImageX11 ? { LINUX_X11: config.vmImageX11 } : {}) };
+}
+
+async function createSwarmProvider(config: GatewayConfig, log: Logger): Promise<SwarmProvider> {
+  if (!(await dockerAvailable({ timeoutMs: 2000 }))) {
+    throw new ConfigError('UVE_VM_PROVIDER=SWARM needs a Docker engine that is a swarm manager, but none answers (DOCKER_HOST or /var/run/docker.sock).');
+  }
+  const swarm = new SwarmProvider({
+    gatewayId: config.queuePrefix,
+    images: configuredImages(config),
+    cpus: config.dockerCpus,
+    memoryBytes: config.dockerMemoryMb * 1024 * 1024,
+    platformConstraints: config.swarmPlatformLabels,
+    vmHost: config.swarmVmHost,
+    ...(config.swarmVmPublicHost ? { vmPublicHost: config.swarmVmPublicHost } : {}),
+    env: { UVE_LOG_LEVEL: config.logLevel },
+    log,
+  });
+  try {
+    await swarm.ensureManager();
+    // checked on the manager only: every node that runs VMs needs them (docs/scaling.md)
+    await swarm.ensureImages();
+  } catch (e) {
+    throw new ConfigError((e as Error).message);
+  }
+  await swarm.pruneExited();
+  return swarm;
 }

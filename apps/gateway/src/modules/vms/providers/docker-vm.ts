@@ -1,0 +1,250 @@
+// What the DOCKER and SWARM providers share: a VM is an engine object (a container, or a swarm
+// service) named uve-vm-<vm id>, running the agent image of its platform, labelled to tie it to its
+// VM record and to its deployment, with the agent's environment and resource limits.
+import type Docker from 'dockerode';
+import type { Platform, VmProvider } from '@uve/protocol';
+import type { Logger } from '../../../common/logger';
+import { connectDocker, defaultImages, describeConnection, dockerAvailable, ensureImages, type DockerConnection, type ImageInfo } from './docker-image';
+import { agentEnv, type VmLaunchSpec } from './vm-provider';
+
+/** labels on every VM container (DOCKER) and service (SWARM) */
+export const LABELS = {
+  managed: 'uve.managed',
+  vmId: 'uve.vm.id',
+  vmName: 'uve.vm.name',
+  platform: 'uve.vm.platform',
+  gateway: 'uve.gateway',
+} as const;
+
+/** name of a VM's container (DOCKER) or service (SWARM) */
+export const vmObjectName = (vmId: string): string => `uve-vm-${vmId}`;
+
+export interface DockerHealthcheckOptions {
+  /** default 5000 */
+  intervalMs?: number;
+  /** default 3000 */
+  timeoutMs?: number;
+  /** failures during this time after start do not count; default 20000 */
+  startPeriodMs?: number;
+  /** consecutive failures that make the container unhealthy; default 3 */
+  retries?: number;
+}
+
+export interface DockerVmOptions {
+  /** engine connection: a dockerode instance or its options; default DOCKER_HOST, else /var/run/docker.sock */
+  docker?: DockerConnection;
+  /** image per platform; default uve/vm-agent-wasm:<agent version>, uve/vm-agent-x11:<agent version> */
+  images?: Partial<Record<Platform, string>>;
+  /** CPUs per VM (limit); default 1; 0 = no limit */
+  cpus?: number;
+  /** memory per VM, bytes (limit); default 1 GiB; 0 = no limit */
+  memoryBytes?: number;
+  /** processes per VM; default 1024; 0 = no limit */
+  pidsLimit?: number;
+  /** size of the VM's /dev/shm, where LINUX_X11 sessions keep their Xvfb framebuffers; default 256 MiB */
+  shmBytes?: number;
+  /**
+   * Value of the `uve.gateway` label: the scope `running()` looks at. Use one value for every
+   * gateway of a deployment (they share the VM pool) and different ones for deployments sharing an
+   * engine. Default 'uve'.
+   */
+  gatewayId?: string;
+  /** UVE_VM_HOST, the address the agent's UVE-3 server binds to (host network) */
+  vmHost?: string;
+  /** UVE_VM_PUBLIC_HOST, the host UCs connect to; default vmHost */
+  vmPublicHost?: string;
+  /** seconds between SIGTERM and SIGKILL when a VM is destroyed; default 5 */
+  stopTimeoutSec?: number;
+  healthcheck?: DockerHealthcheckOptions;
+  /** run docker-init as PID 1 (reaps the X server's and encoders' orphans, forwards signals); default true */
+  init?: boolean;
+  /** more agent environment, e.g. UVE_LOG_LEVEL, UVE_VM_CODECS (the launch spec's values win) */
+  env?: Record<string, string>;
+  log?: Logger;
+}
+
+export const GIB = 1024 ** 3;
+export const MIB = 1024 ** 2;
+const MS = 1_000_000; // nanoseconds
+
+type DockerError = Error & { statusCode?: number; code?: string; json?: { message?: string } };
+export const statusOf = (e: unknown): number | undefined => (e as DockerError)?.statusCode;
+
+/** The engine, the images and the agent's environment, for a provider whose VMs are engine objects. */
+/** the images' agent user (docker/build-images.js) and where its secret is put, readable by it only */
+export const AGENT_UID = 10001;
+export const CONTAINER_SECRET_DIR = '/home/uve/.uve';
+export const CONTAINER_SECRET_FILE = `${CONTAINER_SECRET_DIR}/vm-secret`;
+
+/**
+ * A tar (ustar) of the secret's folder (0700) and file (0400), both the agent user's: copied into
+ * the container before it starts, so the secret is in no Env (`docker inspect` shows none) and
+ * needs no file on the engine's host.
+ */
+export function secretArchive(secret: string): Buffer {
+  const header = (name: string, mode: number, size: number, type: '0' | '5'): Buffer => {
+    const h = Buffer.alloc(512);
+    const put = (value: string, at: number, len: number) => h.write(value.slice(0, len), at, len, 'latin1');
+    const octal = (n: number, len: number) => n.toString(8).padStart(len - 1, '0');
+    put(name, 0, 100);
+    put(`${octal(mode, 8)}\0`, 100, 8);
+    put(`${octal(AGENT_UID, 8)}\0`, 108, 8);
+    put(`${octal(AGENT_UID, 8)}\0`, 116, 8);
+    put(`${octal(size, 12)}\0`, 124, 12);
+    put(`${octal(Math.floor(Date.now() / 1000), 12)}\0`, 136, 12);
+    put('        ', 148, 8);
+    put(type, 156, 1);
+    put('ustar\0', 257, 6);
+    put('00', 263, 2);
+    let sum = 0;
+    for (const b of h) sum += b;
+    put(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 8);
+    return h;
+  };
+  const data = Buffer.from(secret, 'utf8');
+  const pad = Buffer.alloc((512 - (data.length % 512)) % 512);
+  const dir = CONTAINER_SECRET_DIR.slice(1);
+  return Buffer.concat([header(`${dir}/`, 0o700, 0, '5'), header(`${dir}/vm-secret`, 0o400, data.length, '0'), data, pad, Buffer.alloc(1024)]);
+}
+
+export abstract class DockerVms<O extends DockerVmOptions> {
+  abstract readonly kind: VmProvider;
+  /** the engine (or the swarm's manager) sees every VM of the deployment, whichever gateway made it */
+  readonly seesAllVms = true;
+  protected closed = false;
+  protected readonly exitListeners: ((vmId: string, reason: string) => void)[] = [];
+  readonly docker: Docker;
+  readonly images: Record<Platform, string>;
+  readonly gatewayId: string;
+
+  constructor(protected readonly opts: O) {
+    this.docker = connectDocker(opts.docker);
+    const defaults = opts.images?.WASM && opts.images?.LINUX_X11 ? null : defaultImages();
+    this.images = { ...(defaults as Record<Platform, string>), ...opts.images } as Record<Platform, string>;
+    this.gatewayId = opts.gatewayId ?? 'uve';
+    const who = this.constructor.name;
+    for (const [name, v] of [['cpus', opts.cpus], ['memoryBytes', opts.memoryBytes], ['pidsLimit', opts.pidsLimit], ['shmBytes', opts.shmBytes], ['stopTimeoutSec', opts.stopTimeoutSec]] as const) {
+      if (v !== undefined && (!Number.isFinite(v) || v < 0)) throw new Error(`${who}: ${name} must be a number >= 0, got ${v}`);
+    }
+    if (opts.memoryBytes && opts.memoryBytes < 6 * MIB) throw new Error(`${who}: memoryBytes must be at least 6 MiB (Docker minimum) or 0`);
+  }
+
+  /** Checks the images (default: every platform's) exist; throws naming the build command otherwise. */
+  ensureImages(platforms: Platform[] = Object.keys(this.images) as Platform[]): Promise<ImageInfo[]> {
+    return ensureImages(this.images, platforms, this.opts.docker ?? this.docker);
+  }
+
+  /** True when the engine answers within `timeoutMs`. */
+  available(timeoutMs = 2_000): Promise<boolean> {
+    return dockerAvailable({ docker: this.docker, timeoutMs });
+  }
+
+  /** the image to launch a VM of a platform from, checked to exist on the engine; throws once closed */
+  protected async launchImage(platform: Platform): Promise<string> {
+    if (this.closed) throw new Error(`the ${this.kind} provider is closed`);
+    const image = this.images[platform];
+    if (!image) throw new Error(`no Docker image configured for ${platform} VMs`);
+    await this.ensureImages([platform]);
+    return image;
+  }
+
+  /** the labels tying an engine object to its VM record and this deployment */
+  protected vmLabels(spec: VmLaunchSpec): Record<string, string> {
+    return {
+      [LABELS.managed]: 'true',
+      [LABELS.vmId]: spec.vmId,
+      [LABELS.vmName]: spec.name,
+      [LABELS.platform]: spec.platform,
+      [LABELS.gateway]: this.gatewayId,
+    };
+  }
+
+  /** label filter of this deployment's VM objects */
+  protected scopeFilter(): string[] {
+    return [`${LABELS.managed}=true`, `${LABELS.gateway}=${this.gatewayId}`];
+  }
+
+  /**
+   * The agent's environment as KEY=value lines. Where it listens: vmHost, else `defaults.host`; the
+   * host UCs connect to: vmPublicHost, else vmHost when set to one address (not 0.0.0.0), else
+   * `defaults.publicHost` (or host).
+   */
+  /** `secretFile`: where the VM's secret is inside the container (never the secret itself: no Env shows it) */
+  protected vmEnv(spec: VmLaunchSpec, defaults: { host: string; publicHost?: string }, secretFile: string): string[] {
+    const o = this.opts;
+    const env: Record<string, string> = {
+      ...o.env,
+      ...agentEnv(spec, this.kind, secretFile),
+      UVE_VM_HOST: o.vmHost ?? defaults.host,
+      UVE_VM_PUBLIC_HOST: o.vmPublicHost ?? (o.vmHost && o.vmHost !== '0.0.0.0' ? o.vmHost : (defaults.publicHost ?? defaults.host)),
+      UVE_VM_PORT: '0',
+    };
+    return Object.entries(env).map(([k, v]) => `${k}=${v}`);
+  }
+
+  /** limits with their defaults: CPUs, memory and processes per VM (0 = none) and /dev/shm */
+  protected limits(): { cpus: number; memoryBytes: number; pids: number; shmBytes: number } {
+    return { cpus: this.opts.cpus ?? 1, memoryBytes: this.opts.memoryBytes ?? GIB, pids: this.opts.pidsLimit ?? 1024, shmBytes: this.opts.shmBytes ?? 256 * MIB };
+  }
+
+  /**
+   * The health check's timing. No Test: the image's HEALTHCHECK command is kept (GET /healthz
+   * through /uve/healthcheck.js in both images).
+   */
+  protected healthcheck(): { Interval: number; Timeout: number; StartPeriod: number; Retries: number } {
+    const hc = this.opts.healthcheck ?? {};
+    return {
+      Interval: (hc.intervalMs ?? 5_000) * MS,
+      Timeout: (hc.timeoutMs ?? 3_000) * MS,
+      StartPeriod: (hc.startPeriodMs ?? 20_000) * MS,
+      Retries: hc.retries ?? 3,
+    };
+  }
+
+  /**
+   * Creates a VM's engine object named `name`; when one of that name exists (left by an earlier,
+   * failed launch of this VM), removes it with `removeLeftover` and creates it again.
+   */
+  protected async createReplacing<T>(what: 'container' | 'service' | 'secret', name: string, create: () => Promise<T>, removeLeftover: () => Promise<void>): Promise<T> {
+    try {
+      return await create();
+    } catch (e) {
+      if (statusOf(e) !== 409) throw this.wrap(e, `could not create ${what} ${name}`);
+    }
+    await removeLeftover();
+    return create().catch((e: unknown) => {
+      throw this.wrap(e, `could not create ${what} ${name}`);
+    });
+  }
+
+  /**
+   * Inspects the engine object `ref` (a VM's container or service) for removal: null when it is
+   * gone, or when it only bears the VM's name but is not this VM's (left alone, with a warning); an
+   * error when `ref`, an id, names an object that is not this VM's.
+   */
+  protected async ownedBy<T>(vmId: string, ref: string, what: 'container' | 'service', inspect: () => Promise<T>, describe: (info: T) => { id: string; labels: Record<string, string> }): Promise<T | null> {
+    let info: T;
+    try {
+      info = await inspect();
+    } catch (e) {
+      if (statusOf(e) === 404) return null;
+      throw this.wrap(e, `could not inspect ${what} ${ref}`);
+    }
+    const { id, labels } = describe(info);
+    if (labels[LABELS.managed] === 'true' && labels[LABELS.vmId] === vmId) return info;
+    if (ref === vmObjectName(vmId)) {
+      this.opts.log?.warn(`a ${what} with the VM name is not this VM; left alone`, { vmId, [what]: id.slice(0, 12) });
+      return null;
+    }
+    throw new Error(`${what} ${ref} is not the ${what} of VM ${vmId} (label ${LABELS.vmId}=${labels[LABELS.vmId] ?? 'none'}); not removed`);
+  }
+
+  protected wrap(e: unknown, what: string): Error {
+    const err = e as DockerError;
+    const reason = err?.json?.message ?? err?.message ?? String(e);
+    if (err?.code === 'ENOENT' || err?.code === 'ECONNREFUSED') {
+      return new Error(`${what}: no Docker engine answers at ${describeConnection(this.opts.docker ?? this.docker)} (${reason})`);
+    }
+    return new Error(`${what}: ${reason}`);
+  }
+}

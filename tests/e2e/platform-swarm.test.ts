@@ -1,0 +1,76 @@
+// SWARM VMs through the gateway on a real one-node swarm (docker swarm init on this engine, left
+// afterwards): a service per VM, placed by platform node labels; a UA played on a VM of each
+// platform; a service removed or a task killed from outside → OFFLINE at once and replaced by the
+// pool; removeVm → service gone; reconciliation at start.
+import Docker from 'dockerode';
+import { until } from '../support/services';
+import { startGateway } from '../support/gateway';
+import { buildAgentImages, dockerCli, requireDocker } from '../support/docker';
+import { engineVms, PLATFORM_CASES, startEngineSuite, stopEngineSuite, type EngineSuite } from '../support/engine-vms';
+import { joinSwarm, type SwarmMembership } from '../support/swarm';
+import type { Client } from 'graphql-ws';
+
+const docker = new Docker();
+const PREFIX = 'swarme2e';
+// images of this suite's own: the default tags are rebuilt by whichever checkout on this engine
+// last ran the Docker suites, and a service takes the image its tag names when its task starts
+const IMAGES = { UVE_VM_IMAGE_WASM: 'uve-swarm-e2e/vm-agent-wasm:test', UVE_VM_IMAGE_LINUX_X11: 'uve-swarm-e2e/vm-agent-x11:test' };
+let swarm: SwarmMembership;
+let suite: EngineSuite;
+const clients: Client[] = [];
+
+const vms = engineVms({ gw: () => suite.gw, admin: () => suite.admin, user: () => suite.user, provider: 'SWARM' });
+const service = (vmId: string) => docker.getService(`uve-vm-${vmId}`);
+/** the running container of a VM's task (on this one node) */
+const taskContainer = (vmId: string) =>
+  until(`the container of VM ${vmId}`, 30_000, async () => (await docker.listContainers({ filters: { label: [`com.docker.swarm.service.name=uve-vm-${vmId}`] } }))[0] ?? null, 100);
+
+beforeAll(async () => {
+  await requireDocker(docker);
+  await buildAgentImages(undefined, ['--wasm-image', IMAGES.UVE_VM_IMAGE_WASM, '--x11-image', IMAGES.UVE_VM_IMAGE_LINUX_X11]);
+  swarm = await joinSwarm(docker, PREFIX, ['WASM', 'LINUX_X11']);
+  suite = await startEngineSuite(PREFIX, { ...IMAGES, UVE_DOCKER: 'off', UVE_VM_PROVIDER: 'SWARM', UVE_SWARM_VM_HOST: '127.0.0.1' }, 'swarmuser');
+}, 20 * 60_000);
+
+afterAll(async () => {
+  await stopEngineSuite(suite, clients);
+  await swarm?.leave();
+}, 120_000);
+
+describe.each(PLATFORM_CASES)('a SWARM VM for $platform', (c) => {
+  it('is provisioned as a one-replica service placed by its platform label, serves a UA whose picture follows input, and is removed with its service', async () => {
+    const id = await vms.provision(c.platform);
+    const spec = (await service(id).inspect()).Spec;
+    expect(spec.Labels).toMatchObject({ 'uve.vm.id': id, 'uve.managed': 'true', 'uve.gateway': PREFIX, 'uve.vm.platform': c.platform });
+    expect(spec.Mode).toEqual({ Replicated: { Replicas: 1 } });
+    expect(spec.TaskTemplate.RestartPolicy.Condition).toBe('none');
+    expect(spec.TaskTemplate.Placement.Constraints).toEqual([`node.labels.uve.platform.${c.platform} == true`]);
+    expect(spec.TaskTemplate.Resources).toEqual({ Limits: { NanoCPUs: 1e9, MemoryBytes: 1024 ** 3, Pids: 1024 }, Reservations: { NanoCPUs: 0.25e9, MemoryBytes: 1024 ** 3 / 4 } });
+    const container = await docker.getContainer((await taskContainer(id)).Id).inspect();
+    expect(container.HostConfig.NetworkMode).toBe('host');
+    await vms.play(c);
+    await vms.remove(id);
+    await expect(service(id).inspect()).rejects.toMatchObject({ statusCode: 404 });
+  }, 180_000);
+});
+
+it('sees a service removed from outside as OFFLINE, and the pool replaces it', async () => {
+  const replacement = await vms.lostAndReplaced(clients, (id) => dockerCli(['service', 'rm', `uve-vm-${id}`]), /^service removed$/);
+  expect((await service(replacement).inspect()).Spec.Labels['uve.vm.id']).toBe(replacement);
+}, 180_000);
+
+it('sees a task whose container was killed as OFFLINE (task failed, not restarted), and the pool replaces it', async () => {
+  const replacement = await vms.lostAndReplaced(clients, async (id) => docker.getContainer((await taskContainer(id)).Id).kill(), /^task failed \(exit code \d+\)/);
+  await taskContainer(replacement);
+}, 180_000);
+
+it('reconciles at start: a VM whose service went away while the gateway was down is OFFLINE at once', async () => {
+  const id = await vms.provision('WASM', 'reconciled');
+  await suite.gw.stop(); // services outlive the gateway
+  await service(id).remove();
+  // gone for good before the gateway is back (the swarm stops the task after the service is removed)
+  await until('the task container to go', 30_000, async () => ((await docker.listContainers({ filters: { label: [`com.docker.swarm.service.name=uve-vm-${id}`] } })).length ? null : true), 100);
+  suite.gw = await startGateway(suite.env);
+  // no heartbeat timeout has passed yet: this is the reconciliation's doing
+  expect((await vms.vm(id)).data!.vm.status).toBe('OFFLINE');
+}, 180_000);
