@@ -65,7 +65,11 @@ for (const sig of ['SIGINT', 'SIGTERM']) {
   });
 }
 
-const gateway = run('gateway', [GATEWAY_MAIN], { cwd: ROOT, env: process.env });
+// the trial setup offers the xterm sample (a shell, run as the UAs' own user where the agent is
+// root) unless the operator says otherwise; the gateway alone (uve-gateway, the images) does not
+const samples = process.env.UVE_SAMPLE_UAS || 'true,xterm';
+if (!process.env.UVE_SAMPLE_UAS) process.stdout.write('uve start: offering the xterm sample (a shell); UVE_SAMPLE_UAS=true leaves it out\n');
+const gateway = run('gateway', [GATEWAY_MAIN], { cwd: ROOT, env: { ...process.env, UVE_SAMPLE_UAS: samples } });
 let out = '';
 const onData = (b) => {
   out += b.toString();

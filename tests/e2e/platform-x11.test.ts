@@ -2,7 +2,7 @@
 // Xvfb, streamed over H264, driven by typed text and keys from the SDK.
 import { freshDatabase, startRedis, until, type TestRedis } from '../support/services';
 import { ADMIN, gql, login, ok, registerUser, startGateway, subscribeLive, wsClient, type GatewayProcess } from '../support/gateway';
-import { near, openStream, pixel, requestUa, uaId } from '../support/stream';
+import { near, openStream, pixel, requestUa, share, uaId } from '../support/stream';
 import type { FrameEvent } from '@uve/client';
 import type { Client } from 'graphql-ws';
 
@@ -13,13 +13,6 @@ let user: { token: string; id: string };
 const clients: Client[] = [];
 
 /** share of pixels close to a colour */
-function share(f: FrameEvent, rgb: { r: number; g: number; b: number }): number {
-  const d = f.decoded!;
-  let n = 0;
-  for (let y = 0; y < d.height; y += 4) for (let x = 0; x < d.width; x += 4) if (near(pixel(f, x, y), rgb, 50)) n++;
-  return n / ((d.height / 4) * (d.width / 4));
-}
-
 beforeAll(async () => {
   redis = await startRedis();
   gw = await startGateway({ DATABASE_URL: await freshDatabase(), REDIS_URL: redis.url, UVE_QUEUE_PREFIX: 'x11', UVE_SAMPLE_UAS: 'true,xterm', UVE_WARM_VMS: '1', UVE_POOL_PLATFORMS: 'LINUX_X11', UVE_DOCKER: 'off' });

@@ -4,7 +4,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { commandLine, describe_, platformProcesses, running, tempDir, type ProcessIdentity } from './support';
-import { ADMIN, ROOT, gatewayTestEnv } from '../support/gateway';
+import { ADMIN, ROOT, gatewayTestEnv, registerUser } from '../support/gateway';
+import { openStream, requestUa, share, uaId } from '../support/stream';
 import { freePort, until } from '../support/services';
 
 const SHUTDOWN_MS = 10_000;
@@ -15,14 +16,14 @@ afterAll(() => dirs.forEach((d) => fs.rmSync(d, { recursive: true, force: true }
 afterEach(() => leftovers.splice(0).forEach((ids) => running(ids).forEach((p) => process.kill(p.pid, 'SIGKILL'))));
 
 /** `node scripts/start.js` leading its own process group, as a terminal's foreground job. */
-async function launch() {
+async function launch(env: Record<string, string | undefined> = {}) {
   const dir = tempDir('start');
   dirs.push(dir);
   const consolePort = await freePort();
   const child = spawn(process.execPath, [path.join(ROOT, 'scripts/start.js')], {
     cwd: ROOT,
     detached: true,
-    env: gatewayTestEnv({ UVE_DOCKER: 'off', UVE_DATA_DIR: dir, UVE_CONSOLE_PORT: String(consolePort), UVE_SHUTDOWN_TIMEOUT_MS: String(SHUTDOWN_MS), NEXT_TELEMETRY_DISABLED: '1' }),
+    env: withoutUnset({ ...gatewayTestEnv({ UVE_DOCKER: 'off', UVE_DATA_DIR: dir, UVE_CONSOLE_PORT: String(consolePort), UVE_SHUTDOWN_TIMEOUT_MS: String(SHUTDOWN_MS), NEXT_TELEMETRY_DISABLED: '1' }), ...env }),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
@@ -42,6 +43,11 @@ async function launch() {
   const processes = platformProcesses(child.pid!);
   leftovers.push(processes);
   return { pid: child.pid!, out: () => out, exited, consoleUrl, gatewayUrl, processes };
+}
+
+/** an environment where `undefined` means "not set" */
+function withoutUnset(env: Record<string, string | undefined>): Record<string, string> {
+  return Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => e[1] !== undefined));
 }
 
 async function expectAllGone(before: ProcessIdentity[]) {
@@ -85,3 +91,28 @@ it('when the console dies, the launcher stops the gateway too and exits with an 
   expect(l.out()).toMatch(/the console was killed by SIGKILL; stopping/);
   await expectAllGone(l.processes);
 }, 180_000);
+
+it('on a default npm start a user plays xterm with no admin step: typed text runs in its shell', async () => {
+  // the samples as npm start offers them (the test environment otherwise registers none)
+  const l = await launch({ UVE_SAMPLE_UAS: undefined, UVE_POOL_PLATFORMS: undefined, UVE_WARM_VMS: undefined, UVE_REQUEST_WAIT_MS: undefined });
+  try {
+    expect(l.out()).toContain('offering the xterm sample');
+    const gw = { graphqlUrl: `${l.gatewayUrl}/graphql` };
+    const user = await registerUser(gw, 'first-user');
+    const xterm = await requestUa(gw as never, user.token, await uaId(gw as never, user.token, 'xterm'), { codec: 'H264', width: 800, height: 600 });
+    const stream = await openStream(xterm.connection);
+    try {
+      await stream.frame(() => true, 'at all', 30_000);
+      await stream.client.sendInput({ kind: 'text', text: "printf '\\033[41m%4000s\\033[0m' ''" });
+      const enter = stream.client.sendInput({ kind: 'key', type: 'down', code: 'Enter', key: 'Enter' });
+      stream.client.sendInput({ kind: 'key', type: 'up', code: 'Enter', key: 'Enter' });
+      await stream.frame((f) => f.header.inputSeq >= enter && share(f, { r: 205, g: 0, b: 0 }) > 0.2, 'with the terminal turned red by the typed command', 30_000);
+    } finally {
+      await stream.close();
+    }
+  } finally {
+    process.kill(-l.pid, 'SIGINT');
+    await l.exited(SHUTDOWN_MS + 5000);
+    await expectAllGone(l.processes);
+  }
+}, 240_000);

@@ -19,6 +19,14 @@ export function near(p: Rgb, q: Rgb, tol = 40): boolean {
   return Math.abs(p.r - q.r) <= tol && Math.abs(p.g - q.g) <= tol && Math.abs(p.b - q.b) <= tol;
 }
 
+/** share of the picture (sampled every 4th pixel) near a colour */
+export function share(f: FrameEvent, rgb: Rgb): number {
+  const d = f.decoded!;
+  let n = 0;
+  for (let y = 0; y < d.height; y += 4) for (let x = 0; x < d.width; x += 4) if (near(pixel(f, x, y), rgb, 50)) n++;
+  return n / ((d.height / 4) * (d.width / 4));
+}
+
 export async function uaId(gw: GatewayProcess, token: string, name: string): Promise<string> {
   const d = await ok<{ uas: { id: string; name: string }[] }>(gw, `{ uas { id name } }`, {}, token);
   const ua = d.uas.find((u) => u.name === name);
