@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { freshDatabase, startRedis, until, type TestRedis } from '../support/services';
-import { ADMIN, gql, login, ok, registerUser, ROOT, startGateway, type GatewayProcess } from '../support/gateway';
+import { ADMIN, gql, login, ok, registerUser, ROOT, startGateway, subscribe, wsClient, type GatewayProcess } from '../support/gateway';
 import { launchChromium } from '../support/browser';
 import { CONSOLE_DIR, startConsole, type ConsoleProcess } from '../support/console';
 import { openStream, requestUa, uaId } from '../support/stream';
@@ -530,34 +530,65 @@ describe('user', () => {
       expect(bodies.length).toBeGreaterThan(3);
       for (const b of bodies) expect(b).not.toContain(warmVm.id);
 
-      // invitations (none yet) and the monitoring view of a user given to watch the admin: on a
-      // gateway without monitoring yet its refusal is shown as a message, else the admin's sessions
-      // on a phone the navigation is behind the burger
+      // invitations and monitoring, with the admin as the other user: the admin plays paint
       const nav = async (name: string) => {
+        // on a phone the navigation is behind the burger
         await page.getByRole('button', { name: 'Toggle navigation' }).click();
         await page.getByRole('link', { name, exact: true }).click();
       };
       await nav('Invitations');
       await page.waitForURL(/\/play\/invitations$/);
       await waitFor(page, 'body', 'text=No invitations.');
-      await audit(page, 'invitations');
-      const admin = (await ok(gw, `{ me { id } }`, {}, adminToken)).me.id;
-      const grant = (await ok(gw, `mutation($w: ID!, $e: ID!) { assignWatcher(watcherId: $w, watcheeId: $e, privileges: [VIEW]) { id } }`, { w: user.id, e: admin }, adminToken)).assignWatcher.id;
+      const adminId = (await ok(gw, `{ me { id } }`, {}, adminToken)).me.id;
+      // the admin's notifications carry its own sessions' events too: the first of them proves the subscription is live
+      const ws = wsClient(gw, adminToken);
+      const told = subscribe(ws, `subscription { notifications { sessionEvent { type } invitation { id status rejectionReason } } }`);
+      const adminSession = await requestUa(gw, adminToken, await uaId(gw, adminToken, 'paint'), { codec: 'MJPEG' });
+      const adminStream = await openStream(adminSession.connection);
+      let grant: string | null = null;
       try {
+        await told.next((e) => !!e.data?.notifications?.sessionEvent, WAIT_MS);
+        await adminStream.frame(() => true, "of the admin's session");
+        await until("the admin's session ACTIVE", WAIT_MS, async () => (await ok(gw, `query($id: ID!) { session(id: $id) { state } }`, { id: adminSession.id }, adminToken)).session.state === 'ACTIVE');
+        // invited as a viewer, the user rejects with a reason, which the inviter receives
+        const inv = (await ok(gw, `mutation($s: ID!, $u: ID!) { inviteToSession(sessionId: $s, inviteeId: $u, role: VIEWER) { id } }`, { s: adminSession.id, u: user.id }, adminToken)).inviteToSession.id as string;
+        const card = page.locator(`[data-testid="invitation"][data-invitation-id="${inv}"]`);
+        await card.waitFor();
+        await audit(page, 'invitations');
+        await card.getByRole('button', { name: 'Reject' }).click();
+        const dialog = page.getByRole('dialog', { name: 'Reject the invitation' });
+        await dialog.getByLabel('Reason').fill('in a meeting');
+        await dialog.getByRole('button', { name: 'Reject invitation' }).click();
+        await page.locator(`[data-testid="invitation"][data-invitation-id="${inv}"][data-status="REJECTED"]`).waitFor();
+        const answer = await told.next((e) => e.data?.notifications?.invitation?.id === inv && e.data.notifications.invitation.status === 'REJECTED', WAIT_MS);
+        expect(answer.data!.notifications.invitation.rejectionReason).toBe('in a meeting');
+
+        // monitoring: the user watches the admin's session view-only, suspends and resumes it
+        grant = (await ok(gw, `mutation($w: ID!, $e: ID!) { assignWatcher(watcherId: $w, watcheeId: $e, privileges: [VIEW, SUSPEND]) { id } }`, { w: user.id, e: adminId }, adminToken)).assignWatcher.id as string;
         await nav('Monitoring');
         await page.waitForURL(/\/play\/monitoring$/);
         const watchee = page.getByTestId(`watchee-${ADMIN.username}`);
         await watchee.getByRole('button', { name: 'Monitor' }).click();
-        const refusal = watchee.getByTestId('monitoring-error');
-        await refusal.or(watchee.getByText(/has no active session/)).first().waitFor();
-        // a refusal is the gateway's own, in words (on a gateway without monitoring: UNAVAILABLE)
-        if (await refusal.count()) {
-          expect(await refusal.getAttribute('data-code')).toBe('UNAVAILABLE');
-          expect(await refusal.innerText()).toContain('not available');
-        }
+        const mon = watchee.locator(`[data-testid="monitoring"][data-session-id="${adminSession.id}"]`);
+        await mon.waitFor();
+        await mon.getByRole('button', { name: 'Watch' }).click();
+        await mon.locator('[data-testid="watch-phase"][data-phase="watching"]').waitFor();
+        await page.waitForFunction((id) => Number(document.querySelector(`[data-session-id="${id}"] [data-testid="watch-canvas"]`)?.getAttribute('data-draws') ?? 0) > 0, adminSession.id);
         await audit(page, 'monitoring');
+        await mon.getByRole('button', { name: 'Suspend' }).click();
+        await mon.locator('[data-testid="monitoring-state"][data-status="SUSPENDED"]').waitFor();
+        expect((await ok(gw, `query($id: ID!) { session(id: $id) { state } }`, { id: adminSession.id }, adminToken)).session.state).toBe('SUSPENDED');
+        await mon.getByRole('button', { name: 'Resume' }).click();
+        await mon.locator('[data-testid="monitoring-state"][data-status="ACTIVE"]').waitFor();
+        expect((await ok(gw, `query($id: ID!) { session(id: $id) { state } }`, { id: adminSession.id }, adminToken)).session.state).toBe('ACTIVE');
+        await mon.getByRole('button', { name: 'Stop monitoring' }).click();
+        await mon.waitFor({ state: 'detached' });
       } finally {
-        await ok(gw, `mutation($g: ID!) { revokeWatcher(grantId: $g) }`, { g: grant }, adminToken);
+        if (grant) await ok(gw, `mutation($g: ID!) { revokeWatcher(grantId: $g) }`, { g: grant }, adminToken);
+        told.dispose();
+        await ws.dispose();
+        await adminStream.close();
+        await ok(gw, `mutation($s: ID!) { endSession(sessionId: $s) { state } }`, { s: adminSession.id }, adminToken);
       }
 
       // logout clears the cookie; admin and user pages go back to the login
