@@ -183,6 +183,9 @@ describe('a WASM VM in a container', () => {
     // the secret is a file the agent's user alone reads, not in what `docker inspect` shows
     expect(JSON.stringify(info)).not.toContain(s.secret);
     expect(info.Config.Env).toContain('UVE_VM_SECRET_FILE=/home/uve/.uve/vm-secret');
+    // nor is the Redis URL (it may carry the Redis password): a file as well
+    expect(info.Config.Env).toContain('REDIS_URL_FILE=/home/uve/.uve/redis-url');
+    expect(info.Config.Env.filter((e: string) => e.startsWith('REDIS_URL='))).toEqual([]);
     expect(info.HostConfig).toMatchObject({
       NetworkMode: 'host',
       RestartPolicy: expect.objectContaining({ Name: 'no' }),

@@ -48,9 +48,15 @@ describe.each(PLATFORM_CASES)('a SWARM VM for $platform', (c) => {
     expect(spec.TaskTemplate.Resources).toEqual({ Limits: { NanoCPUs: 1e9, MemoryBytes: 1024 ** 3, Pids: 1024 }, Reservations: { NanoCPUs: 0.25e9, MemoryBytes: 1024 ** 3 / 4 } });
     const container = await docker.getContainer((await taskContainer(id)).Id).inspect();
     expect(container.HostConfig.NetworkMode).toBe('host');
+    // the VM's secret and the Redis URL reach it as swarm secret files, in no environment
+    expect(container.Config.Env).toEqual(expect.arrayContaining(['UVE_VM_SECRET_FILE=/run/secrets/uve-vm-secret', 'REDIS_URL_FILE=/run/secrets/uve-redis-url']));
+    expect(container.Config.Env.filter((e: string) => e.startsWith('REDIS_URL=') || e.startsWith('UVE_VM_SECRET='))).toEqual([]);
+    expect(spec.TaskTemplate.ContainerSpec.Secrets.map((x: { File: { Name: string; Mode: number } }) => x.File)).toEqual(expect.arrayContaining([expect.objectContaining({ Name: 'uve-vm-secret', Mode: 0o400 }), expect.objectContaining({ Name: 'uve-redis-url', Mode: 0o400 })]));
     await vms.play(c);
     await vms.remove(id);
     await expect(service(id).inspect()).rejects.toMatchObject({ statusCode: 404 });
+    // and its secrets go with it
+    expect((await docker.listSecrets()).filter((x) => x.Spec?.Name?.includes(id))).toEqual([]);
   }, 180_000);
 });
 

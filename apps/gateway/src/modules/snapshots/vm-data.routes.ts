@@ -76,11 +76,22 @@ export function registerVmDataRoutes(app: Express, services: Services, maxBytes:
 }
 
 /** Answers 413 and drops the connection: the rest of a too-large body is not worth reading. */
+/**
+ * 413 once the rest of the body was read and dropped (never kept): answering while the VM still
+ * sends made the connection reset under it, so it saw no answer at all. A body that goes on for
+ * longer than TOO_LARGE_DRAIN_MS is cut off.
+ */
 function refuseTooLarge(req: Request, res: Response, maxBytes: number): void {
-  res.set('connection', 'close');
-  refuse(res, 413, 'TOO_LARGE', `VM Data must be at most ${maxBytes} bytes (UVE_VM_DATA_MAX_MB).`);
-  req.resume(); // the rest is read and dropped, never kept
+  const answer = () => refuse(res, 413, 'TOO_LARGE', `VM Data must be at most ${maxBytes} bytes (UVE_VM_DATA_MAX_MB).`);
+  if (req.readableEnded) return answer();
+  const timer = setTimeout(() => req.destroy(), TOO_LARGE_DRAIN_MS);
+  req.once('end', () => {
+    clearTimeout(timer);
+    answer();
+  });
+  req.resume();
 }
+const TOO_LARGE_DRAIN_MS = 30_000;
 
 /** resolves once the response can take more, or is gone */
 function drained(res: Response): Promise<void> {

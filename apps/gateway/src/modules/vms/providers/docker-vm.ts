@@ -75,13 +75,15 @@ export const statusOf = (e: unknown): number | undefined => (e as DockerError)?.
 export const AGENT_UID = 10001;
 export const CONTAINER_SECRET_DIR = '/home/uve/.uve';
 export const CONTAINER_SECRET_FILE = `${CONTAINER_SECRET_DIR}/vm-secret`;
+/** the Redis URL, which may carry the Redis password, is a file beside it (REDIS_URL_FILE) */
+export const CONTAINER_REDIS_URL_FILE = `${CONTAINER_SECRET_DIR}/redis-url`;
 
 /**
- * A tar (ustar) of the secret's folder (0700) and file (0400), both the agent user's: copied into
- * the container before it starts, so the secret is in no Env (`docker inspect` shows none) and
- * needs no file on the engine's host.
+ * A tar (ustar) of the secrets' folder (0700) and files (0400: the VM secret and the Redis URL),
+ * all the agent user's: copied into the container before it starts, so no secret is in its Env
+ * (`docker inspect` shows none) and none needs a file on the engine's host.
  */
-export function secretArchive(secret: string): Buffer {
+export function secretArchive(secret: string, redisUrl: string): Buffer {
   const header = (name: string, mode: number, size: number, type: '0' | '5'): Buffer => {
     const h = Buffer.alloc(512);
     const put = (value: string, at: number, len: number) => h.write(value.slice(0, len), at, len, 'latin1');
@@ -101,10 +103,16 @@ export function secretArchive(secret: string): Buffer {
     put(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 8);
     return h;
   };
-  const data = Buffer.from(secret, 'utf8');
-  const pad = Buffer.alloc((512 - (data.length % 512)) % 512);
-  const dir = CONTAINER_SECRET_DIR.slice(1);
-  return Buffer.concat([header(`${dir}/`, 0o700, 0, '5'), header(`${dir}/vm-secret`, 0o400, data.length, '0'), data, pad, Buffer.alloc(1024)]);
+  const file = (at: string, text: string): Buffer[] => {
+    const data = Buffer.from(text, 'utf8');
+    return [header(at.slice(1), 0o400, data.length, '0'), data, Buffer.alloc((512 - (data.length % 512)) % 512)];
+  };
+  return Buffer.concat([
+    header(`${CONTAINER_SECRET_DIR.slice(1)}/`, 0o700, 0, '5'),
+    ...file(CONTAINER_SECRET_FILE, secret),
+    ...file(CONTAINER_REDIS_URL_FILE, redisUrl),
+    Buffer.alloc(1024),
+  ]);
 }
 
 export abstract class DockerVms<O extends DockerVmOptions> {
@@ -169,12 +177,17 @@ export abstract class DockerVms<O extends DockerVmOptions> {
    * host UCs connect to: vmPublicHost, else vmHost when set to one address (not 0.0.0.0), else
    * `defaults.publicHost` (or host).
    */
-  /** `secretFile`: where the VM's secret is inside the container (never the secret itself: no Env shows it) */
-  protected vmEnv(spec: VmLaunchSpec, defaults: { host: string; publicHost?: string }, secretFile: string): string[] {
+  /**
+   * `files`: where the VM's secret and the Redis URL (it may carry a password) are inside the
+   * container; the Env names the files, never the values, so `docker inspect` shows no secret
+   */
+  protected vmEnv(spec: VmLaunchSpec, defaults: { host: string; publicHost?: string }, files: { secret: string; redisUrl: string }): string[] {
     const o = this.opts;
+    const { REDIS_URL: _inFile, ...agent } = agentEnv(spec, this.kind, files.secret);
     const env: Record<string, string> = {
       ...o.env,
-      ...agentEnv(spec, this.kind, secretFile),
+      ...agent,
+      REDIS_URL_FILE: files.redisUrl,
       UVE_VM_HOST: o.vmHost ?? defaults.host,
       UVE_VM_PUBLIC_HOST: o.vmPublicHost ?? (o.vmHost && o.vmHost !== '0.0.0.0' ? o.vmHost : (defaults.publicHost ?? defaults.host)),
       UVE_VM_PORT: '0',

@@ -4,12 +4,12 @@
 // The agent registers itself over UVE-5 like any VM; the pool replaces dead VMs, so containers are
 // never restarted by Docker. See docs/docker.md.
 import type Docker from 'dockerode';
-import { CONTAINER_SECRET_FILE, DockerVms, LABELS, secretArchive, statusOf, vmObjectName, type DockerVmOptions } from './docker-vm';
+import { CONTAINER_REDIS_URL_FILE, CONTAINER_SECRET_FILE, DockerVms, LABELS, secretArchive, statusOf, vmObjectName, type DockerVmOptions } from './docker-vm';
 import type { LaunchedVm, VmLaunchSpec, VmProviderDriver } from './vm-provider';
 
 export { BUILD_IMAGES_COMMAND, MissingImageError, agentVersion, defaultImages, dockerAvailable, ensureImages } from './docker-image';
 export type { DockerConnection, ImageInfo } from './docker-image';
-export { CONTAINER_SECRET_DIR, CONTAINER_SECRET_FILE, LABELS, secretArchive } from './docker-vm';
+export { CONTAINER_REDIS_URL_FILE, CONTAINER_SECRET_DIR, CONTAINER_SECRET_FILE, LABELS, secretArchive } from './docker-vm';
 
 export const containerName = vmObjectName;
 
@@ -27,7 +27,7 @@ export class DockerProvider extends DockerVms<DockerProviderOptions> implements 
     return {
       name: containerName(spec.vmId),
       Image: this.images[spec.platform],
-      Env: this.vmEnv(spec, { host: '127.0.0.1' }, CONTAINER_SECRET_FILE),
+      Env: this.vmEnv(spec, { host: '127.0.0.1' }, { secret: CONTAINER_SECRET_FILE, redisUrl: CONTAINER_REDIS_URL_FILE }),
       Labels: this.vmLabels(spec),
       StopTimeout: o.stopTimeoutSec ?? 5,
       Healthcheck: this.healthcheck(),
@@ -53,8 +53,8 @@ export class DockerProvider extends DockerVms<DockerProviderOptions> implements 
     const name = options.name!;
     const container = await this.createReplacing('container', name, () => this.docker.createContainer(options), () => this.removeContainer(spec.vmId, name));
     try {
-      // the secret goes in as a file before the agent starts (no Env shows it)
-      await container.putArchive(secretArchive(spec.secret), { path: '/' });
+      // the secrets go in as files before the agent starts (no Env shows them)
+      await container.putArchive(secretArchive(spec.secret, spec.redisUrl), { path: '/' });
       await container.start();
     } catch (e) {
       await container.remove({ force: true, v: true }).catch(() => undefined);

@@ -12,6 +12,10 @@ import type { LaunchedVm, VmLaunchSpec, VmProviderDriver } from './vm-provider';
 /** the VM's secret as a swarm secret file (/run/secrets/<name>), the agent user's, 0400 */
 const SWARM_SECRET_NAME = 'uve-vm-secret';
 const SWARM_SECRET_FILE = `/run/secrets/${SWARM_SECRET_NAME}`;
+/** and the Redis URL (it may carry the Redis password) likewise */
+const SWARM_REDIS_URL_NAME = 'uve-redis-url';
+const SWARM_REDIS_URL_FILE = `/run/secrets/${SWARM_REDIS_URL_NAME}`;
+const redisSecretName = (vmId: string) => `${vmObjectName(vmId)}-redis`;
 
 /** node label (value "true") that admits a platform's VMs: uve.platform.WASM, uve.platform.LINUX_X11 */
 export const platformNodeLabel = (platform: Platform): string => `uve.platform.${platform}`;
@@ -85,7 +89,7 @@ export class SwarmProvider extends DockerVms<SwarmProviderOptions> implements Vm
    * what `launch` passes to the manager (exposed for tests and docs); `secretId`: the swarm secret
    * holding the VM's secret, mounted as a file readable by the agent's user only (no Env shows it)
    */
-  serviceOptions(spec: VmLaunchSpec, secretId = ''): Docker.CreateServiceOptions {
+  serviceOptions(spec: VmLaunchSpec, secretId = '', redisSecretId = ''): Docker.CreateServiceOptions {
     const o = this.opts;
     const limits = this.limits();
     const share = o.reserveShare ?? 0.25;
@@ -98,8 +102,11 @@ export class SwarmProvider extends DockerVms<SwarmProviderOptions> implements Vm
           Image: this.images[spec.platform],
           // the agent binds every address of its node and tells UCs the node's name, unless set
           // (service templates: {{.Node.Hostname}} is filled in on the node the task lands on)
-          Env: this.vmEnv(spec, { host: '0.0.0.0', publicHost: '{{.Node.Hostname}}' }, SWARM_SECRET_FILE),
-          Secrets: [{ SecretID: secretId, SecretName: vmObjectName(spec.vmId), File: { Name: SWARM_SECRET_NAME, UID: String(AGENT_UID), GID: String(AGENT_UID), Mode: 0o400 } }],
+          Env: this.vmEnv(spec, { host: '0.0.0.0', publicHost: '{{.Node.Hostname}}' }, { secret: SWARM_SECRET_FILE, redisUrl: SWARM_REDIS_URL_FILE }),
+          Secrets: [
+            { SecretID: secretId, SecretName: vmObjectName(spec.vmId), File: { Name: SWARM_SECRET_NAME, UID: String(AGENT_UID), GID: String(AGENT_UID), Mode: 0o400 } },
+            { SecretID: redisSecretId, SecretName: redisSecretName(spec.vmId), File: { Name: SWARM_REDIS_URL_NAME, UID: String(AGENT_UID), GID: String(AGENT_UID), Mode: 0o400 } },
+          ],
           Init: o.init ?? true,
           StopGracePeriod: (o.stopTimeoutSec ?? 5) * 1e9,
           HealthCheck: this.healthcheck(),
@@ -130,11 +137,9 @@ export class SwarmProvider extends DockerVms<SwarmProviderOptions> implements Vm
   async launch(spec: VmLaunchSpec): Promise<LaunchedVm> {
     const image = await this.launchImage(spec.platform);
     const name = vmObjectName(spec.vmId);
-    const secretId = await this.createReplacing('secret', name, async () => {
-      const created = (await this.docker.createSecret({ Name: name, Labels: this.vmLabels(spec), Data: Buffer.from(spec.secret).toString('base64') })) as { id?: string; ID?: string };
-      return { id: created.id ?? created.ID ?? name };
-    }, () => this.removeSecret(name)).then((x) => x.id);
-    const options = this.serviceOptions(spec, secretId);
+    const secretId = await this.swarmSecret(spec, name, spec.secret);
+    const redisSecretId = await this.swarmSecret(spec, redisSecretName(spec.vmId), spec.redisUrl);
+    const options = this.serviceOptions(spec, secretId, redisSecretId);
     const service = await this.createReplacing('service', name, () => this.docker.createService(options), () => this.removeService(spec.vmId, name));
     this.reported.delete(spec.vmId);
     this.opts.log?.info('VM service created', { vmId: spec.vmId, service: service.id.slice(0, 12), image, platform: spec.platform });
@@ -147,17 +152,39 @@ export class SwarmProvider extends DockerVms<SwarmProviderOptions> implements Vm
     const refs = [...new Set([providerRef, vmObjectName(vmId)].filter((r): r is string => !!r))];
     for (const ref of refs) await this.removeService(vmId, ref);
     await this.removeSecret(vmObjectName(vmId));
+    await this.removeSecret(redisSecretName(vmId));
   }
 
-  /** the VM's swarm secret, once its service is gone (a secret in use cannot be removed) */
+  /**
+   * The VM's swarm secret, once its service is gone: the manager refuses while a task of the removed
+   * service still holds it, so it is asked again for a while (bounded); a secret still held after
+   * that stays and is logged.
+   */
   private async removeSecret(name: string): Promise<void> {
-    try {
-      await this.docker.getSecret(name).remove();
-    } catch (e) {
-      // 404: gone; 400/409: still used by a task being removed (the next destroy or prune takes it)
-      if (![404, 400, 409].includes(statusOf(e) ?? 0)) throw this.wrap(e, `could not remove secret ${name}`);
+    const until = Date.now() + 15_000;
+    for (;;) {
+      try {
+        await this.docker.getSecret(name).remove();
+        return;
+      } catch (e) {
+        if (statusOf(e) === 404) return;
+        // 400/409: still used by a task being removed
+        if (![400, 409].includes(statusOf(e) ?? 0)) throw this.wrap(e, `could not remove secret ${name}`);
+        if (Date.now() > until) {
+          this.opts.log?.warn('VM secret still in use; left in the swarm', { secret: name });
+          return;
+        }
+      }
+      await new Promise((r) => setTimeout(r, 250));
     }
   }
+
+  /** a swarm secret of the VM's (labelled as its service is); its id */
+  private async swarmSecret(spec: VmLaunchSpec, name: string, value: string): Promise<string> {
+    const made = (await this.createReplacing('secret', name, () => this.docker.createSecret({ Name: name, Labels: this.vmLabels(spec), Data: Buffer.from(value).toString('base64') }), () => this.removeSecret(name))) as { id?: string; ID?: string };
+    return made.id ?? made.ID ?? name;
+  }
+
 
   /** ids of the VMs whose services run or are starting (task not ended, node not down) */
   async running(): Promise<string[]> {
