@@ -71,7 +71,13 @@ export async function downloadPackage(url: string, file: string, opts: DownloadO
     if (actual !== opts.sha256.trim().toLowerCase()) throw new Error(`sha256 mismatch: the storefront declared ${opts.sha256}, the package downloaded has ${actual}`);
     return await readFile(file);
   } finally {
-    out.destroy();
+    // the stream opens its file asynchronously: removed only once it is closed, else an open that
+    // completes after the removal would leave the file behind
+    if (!out.closed) {
+      const closed = once(out, 'close').catch(() => undefined);
+      out.destroy();
+      await closed;
+    }
     await rm(file, { force: true });
   }
 }
