@@ -99,7 +99,7 @@ it('refuses at once, with the true reason, when the limits allow no VM for the r
 it('passes over a VM whose sessions keep its CPU high while another has headroom, and starts one when none has', async () => {
   // a low threshold: a game in motion heats its VM, idle paint sessions leave theirs cool
   const { gw, admin } = await gateway('cpu', {
-    UVE_WARM_VMS: '0', UVE_VM_CAPACITY: '4', UVE_MAX_VMS: '3', UVE_REQUEST_WAIT_MS: '30000', UVE_VM_CPU_HIGH: '0.05', UVE_VM_IDLE_RETIRE_MS: '600000',
+    UVE_WARM_VMS: '0', UVE_VM_CAPACITY: '4', UVE_MAX_VMS: '3', UVE_REQUEST_WAIT_MS: '30000', UVE_VM_CPU_HIGH: '0.1', UVE_VM_IDLE_RETIRE_MS: '600000',
   });
   const provision = async () => (await ok(gw, `mutation { provisionVm(input: { platform: WASM, capacity: 4 }) { id startReason } }`, {}, admin)).provisionVm as { id: string; startReason: string };
   type VmRow = { id: string; status: string; startReason: string | null; load: { cpuLoad: number; source: string } | null };
@@ -132,10 +132,9 @@ it('passes over a VM whose sessions keep its CPU high while another has headroom
     }
   }, 150);
   try {
-    await until('the game VM reported hot', 30_000, async () => ((await load(hot.id))?.cpuLoad ?? 0) >= 0.05, 500);
-    const quiet = await load(cool.id);
-    expect(quiet).toMatchObject({ source: 'process-tree' });
-    expect(quiet!.cpuLoad).toBeLessThan(0.05);
+    // the game's VM hot and the quiet one cool in the same reading (a session's start can briefly heat a VM)
+    await until('the game VM hot and the other cool', 45_000, async () => ((await load(hot.id))?.cpuLoad ?? 0) >= 0.1 && ((await load(cool.id))?.cpuLoad ?? 1) < 0.1, 500);
+    expect(await load(cool.id)).toMatchObject({ source: 'process-tree' });
     // by sessions the hot VM would win (1 of 4 against 2 of 4); by CPU the cool one does
     expect((await requestUa(gw, p3.token, paint, { codec: 'MJPEG' })).vm.id).toBe(cool.id);
     // a game on the cool VM too: no VM has headroom now, so the pool starts one and says why
@@ -143,7 +142,7 @@ it('passes over a VM whose sessions keep its CPU high while another has headroom
     expect(g2Session.vm.id).toBe(cool.id);
     streams.push(await openStream(g2Session.connection));
     const started = await until('a VM started for lack of headroom', 60_000, async () =>
-      (await vms()).find((v) => v.id !== cool.id && v.id !== hot.id && /^pool: no headroom: .*CPU >= 0\.05/.test(v.startReason ?? '')), 500);
+      (await vms()).find((v) => v.id !== cool.id && v.id !== hot.id && /^pool: no headroom: .*CPU >= 0\.1/.test(v.startReason ?? '')), 500);
     expect(started).toBeTruthy();
     // the pool's own account: VMs running hot, none blocked
     const pool = (await ok(gw, `{ vmPool { platform hotVms unavailable } }`, {}, admin)).vmPool as { platform: string; hotVms: number; unavailable: string | null }[];

@@ -89,8 +89,10 @@ describe('local resources (UVE-4) with the sensors UA', () => {
       // the latitude band: 45° → x < (45 + 90) · 640 / 180 = 480 is blue
       expect(near(pixel(f, 470, 28), { r: 0, g: 0, b: 255 })).toBe(true);
       expect(near(pixel(f, 490, 28), { r: 60, g: 60, b: 60 })).toBe(true);
-      const events = await ok(gw, `{ session(id: "${s.id}") { events { type data } } }`, {}, user.token);
-      expect(events.session.events.filter((e: { type: string }) => e.type === 'RESOURCE_REQUESTED').map((e: { data: { kind: string } }) => e.data.kind)).toContain('GEOLOCATION');
+      // the VM's report of the request travels the queue: recorded soon after, not before the frame
+      const kinds = async () => ((await ok(gw, `{ session(id: "${s.id}") { events { type data } } }`, {}, user.token)).session.events as { type: string; data: { kind: string } }[])
+        .filter((e) => e.type === 'RESOURCE_REQUESTED').map((e) => e.data.kind);
+      expect(await until('the RESOURCE_REQUESTED event', 10_000, async () => ((await kinds()).length ? kinds() : null), 100)).toContain('GEOLOCATION');
     } finally {
       await stream.close();
     }

@@ -35,6 +35,9 @@ export interface SwarmProviderOptions extends DockerVmOptions {
 }
 
 /** task states after which the task's container no longer runs */
+/** bound on one poll of services, tasks and nodes */
+const POLL_TIMEOUT_MS = 10_000;
+
 const ENDED = new Set(['complete', 'shutdown', 'failed', 'rejected', 'remove', 'orphaned']);
 
 interface SwarmTask {
@@ -221,7 +224,12 @@ export class SwarmProvider extends DockerVms<SwarmProviderOptions> implements Vm
   private async poll(): Promise<void> {
     if (this.closed) return;
     try {
-      const now = await this.services();
+      // a call the manager never answers must not stop the watch: the next poll asks again
+      let timer: NodeJS.Timeout | undefined;
+      const now = await Promise.race([
+        this.services(),
+        new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no answer within ${POLL_TIMEOUT_MS} ms`)), POLL_TIMEOUT_MS))),
+      ]).finally(() => clearTimeout(timer));
       const current = new Map(now.map((s) => [s.vmId, s.serviceId]));
       for (const [vmId] of this.seen) if (!current.has(vmId)) this.lost(vmId, 'service removed');
       for (const s of now) if (s.lost) this.lost(s.vmId, s.lost);
