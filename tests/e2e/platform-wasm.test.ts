@@ -58,8 +58,12 @@ describe.each(['MJPEG', 'H264'])('paint over %s', (codec) => {
       expect(near(pixel(after, 400, 300), WHITE)).toBe(true);
       await stream.client.sendInput({ kind: 'pointer', type: 'up', x: 200, y: 150, button: 0 });
       // UVE-5 told the VMM the UC connected
-      const st = await ok(gw, `{ session(id: "${s.id}") { state events { type } } }`, {}, user.token);
-      expect(st.session.state).toBe('ACTIVE');
+      // (the report travels the queue: it may land a moment after the frames)
+      const state = await until('the session ACTIVE', 10_000, async () => {
+        const st = (await ok(gw, `{ session(id: "${s.id}") { state } }`, {}, user.token)).session.state as string;
+        return st === 'ASSIGNED' ? null : st;
+      }, 100);
+      expect(state).toBe('ACTIVE');
     } finally {
       await stream.close();
       await ok(gw, `mutation { endSession(sessionId: "${s.id}") { state } }`, {}, user.token);

@@ -136,7 +136,11 @@ it('keeps a DISCONNECTED session its slot for the reconnect window, then ends it
   const id = await assigned(vm);
   await vm.report({ type: 'session.connected', ...ref(id), role: 'PLAYER' });
   await vm.report({ type: 'session.disconnected', ...ref(id), reason: 'connection closed: 1006 (lost)', unexpected: true });
-  await until('the session to be DISCONNECTED', 10_000, async () => (await sessionOf(id)).state === 'DISCONNECTED');
+  await until('the session to be DISCONNECTED', 20_000, async () => (await sessionOf(id)).state === 'DISCONNECTED').catch(async (e: Error) => {
+    // what the inbox did with the VM's reports, to tell a slow machine from a refused report
+    const rows = (await db.query(`SELECT seq, type, result FROM vm_reports WHERE session_id = $1 ORDER BY seq`, [id])).rows;
+    throw new Error(`${e.message}; session ${JSON.stringify(await sessionOf(id))}; inbox ${JSON.stringify(rows)}`);
+  });
   // the VM still holds it (and would refuse a second session): so does the VMM (another user's:
   // the same user's request for the UA would continue the DISCONNECTED session)
   const full = await request((await registerUser(gw, 'second-on-full')).token);

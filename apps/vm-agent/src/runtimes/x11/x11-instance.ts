@@ -197,10 +197,19 @@ export class X11Instance implements UaInstance {
       return new Error(`${signal ? `the UA was killed by ${signal}` : `the UA exited with code ${code}`}${stderr ? `: ${stderr}` : ''}`);
     };
     // a launcher that started the real program and returned: the UA lives on in its session
+    let xChecked = false;
     const check = (): void => {
       this.orphanTimer = null;
       if (this.closing) return;
       if (this.processes().length > 0) {
+        this.orphanTimer = setTimeout(check, ORPHAN_POLL_MS);
+        this.orphanTimer.unref();
+        return;
+      }
+      // a UA that ended cleanly may have ended because its X server is going away (clients lose
+      // their connection before the server has exited): look once more before calling it its own end
+      if (code === 0 && !xChecked && this.screen && !this.screen.xServerGone()) {
+        xChecked = true;
         this.orphanTimer = setTimeout(check, ORPHAN_POLL_MS);
         this.orphanTimer.unref();
         return;
