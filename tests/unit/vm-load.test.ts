@@ -21,7 +21,7 @@ describe('process-tree load', () => {
 
   it('parses a stat line whose command holds spaces and parentheses', () => {
     const line = '4242 (a (weird) name) S 17 4242 4242 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 1 0 12345 1000000 300 18446744073709551615';
-    expect(parseProcStat(line)).toEqual({ pid: 4242, ppid: 17, sid: 4242, ticks: 300, rssPages: 300 });
+    expect(parseProcStat(line)).toEqual({ pid: 4242, state: 'S', ppid: 17, sid: 4242, ticks: 300, rssPages: 300 });
   });
 
   it('counts a child that burns CPU, which the agent process alone would not show', async () => {
@@ -44,11 +44,11 @@ describe('process-tree load', () => {
 
   it('keeps a re-parented process of a UA session in the tree', () => {
     const all = [
-      { pid: 10, ppid: 1, sid: 10, ticks: 5, rssPages: 1 }, // the agent
-      { pid: 11, ppid: 10, sid: 11, ticks: 1, rssPages: 1 }, // a UA leader (own session)
-      { pid: 12, ppid: 1, sid: 11, ticks: 9, rssPages: 1 }, // its daemon, re-parented to init
-      { pid: 13, ppid: 12, sid: 11, ticks: 2, rssPages: 1 }, // and the daemon's child
-      { pid: 20, ppid: 1, sid: 20, ticks: 99, rssPages: 1 }, // somebody else
+      { pid: 10, state: 'S', ppid: 1, sid: 10, ticks: 5, rssPages: 1 }, // the agent
+      { pid: 11, state: 'S', ppid: 10, sid: 11, ticks: 1, rssPages: 1 }, // a UA leader (own session)
+      { pid: 12, state: 'S', ppid: 1, sid: 11, ticks: 9, rssPages: 1 }, // its daemon, re-parented to init
+      { pid: 13, state: 'S', ppid: 12, sid: 11, ticks: 2, rssPages: 1 }, // and the daemon's child
+      { pid: 20, state: 'S', ppid: 1, sid: 20, ticks: 99, rssPages: 1 }, // somebody else
     ];
     expect(treeOf(10, all).map((p) => p.pid).sort()).toEqual([10, 11, 12, 13]);
   });

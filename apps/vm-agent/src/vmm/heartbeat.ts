@@ -8,7 +8,10 @@
 //   every session they lead (a UA's shell may make its own session but stays in the UA's).
 //   CPU time of a process that started and ended between two samples is not seen.
 import { availableParallelism } from 'node:os';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import { allProcStats, type ProcStat } from '../common/procfs';
+
+export { parseProcStat } from '../common/procfs';
 
 export interface LoadSample {
   /** 0..1 share of the VM's CPU budget used since the previous sample */
@@ -35,43 +38,9 @@ export function createLoadSampler(inContainer: boolean, root = '/sys/fs/cgroup')
 
 // ---- process tree ---------------------------------------------------------------------------------
 
-interface ProcStat {
-  pid: number;
-  ppid: number;
-  sid: number;
-  /** utime + stime, clock ticks */
-  ticks: number;
-  rssPages: number;
-}
-
 /** Linux's USER_HZ is 100 on every architecture Node runs on; sysconf is not reachable from Node. */
 const TICKS_PER_SECOND = 100;
 const PAGE_BYTES = 4096;
-
-/** Parses /proc/<pid>/stat (the command name may hold spaces and parentheses: split after the last ')'). */
-export function parseProcStat(text: string): ProcStat | null {
-  const close = text.lastIndexOf(')');
-  if (close < 0) return null;
-  const pid = Number(text.slice(0, text.indexOf(' ')));
-  // fields after ')': state(3) ppid(4) pgrp(5) session(6) ... utime(14) stime(15) ... rss(24)
-  const f = text.slice(close + 2).split(' ');
-  const at = (n: number): number => Number(f[n - 3]);
-  return { pid, ppid: at(4), sid: at(6), ticks: at(14) + at(15), rssPages: at(24) };
-}
-
-function readAllStats(): ProcStat[] {
-  const out: ProcStat[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const s = parseProcStat(readFileSync(`/proc/${entry}/stat`, 'utf8'));
-      if (s) out.push(s);
-    } catch {
-      /* ended meanwhile */
-    }
-  }
-  return out;
-}
 
 /** The processes that belong to `rootPid`: descendants, and members of the sessions they lead. */
 export function treeOf(rootPid: number, all: ProcStat[]): ProcStat[] {
@@ -110,7 +79,7 @@ export class ProcessTreeSampler implements LoadSampler {
 
   sample(): LoadSample {
     const now = process.hrtime.bigint();
-    const tree = treeOf(this.rootPid, readAllStats());
+    const tree = treeOf(this.rootPid, allProcStats());
     let ticks = 0;
     let rssPages = 0;
     const seen = new Map<number, number>();

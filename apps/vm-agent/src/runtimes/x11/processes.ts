@@ -2,7 +2,8 @@
 // in its own session/process group (detached), so it can be stopped, continued and killed as a
 // whole; processes that make their own session (xterm's shell does) are found as descendants.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
+import { allProcStats, procStat } from '../../common/procfs';
 import { once } from 'node:events';
 import { trackChild } from '../../common/children';
 
@@ -120,38 +121,14 @@ export function removeDisplayFiles(display: number): void {
 
 // ---- the UA's process tree ---------------------------------------------------------------------
 
-interface ProcInfo {
-  pid: number;
-  ppid: number;
-  session: number;
-  state: string;
-}
-
-function readProcs(): ProcInfo[] {
-  const out: ProcInfo[] = [];
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    let stat: string;
-    try {
-      stat = readFileSync(`/proc/${name}/stat`, 'latin1');
-    } catch {
-      continue; // gone meanwhile
-    }
-    // "pid (comm) state ppid pgrp session ..."; comm may hold spaces and parentheses
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    out.push({ pid: Number(name), state: f[0], ppid: Number(f[1]), session: Number(f[3]) });
-  }
-  return out;
-}
-
 /**
  * The live processes of the UA started as session leader `sid`: the members of its session and
  * all their descendants (a terminal's shell runs in a session of its own). Zombies are left out.
  */
 export function uaProcesses(sid: number): number[] {
-  const procs = readProcs().filter((p) => p.state !== 'Z' && p.state !== 'X');
+  const procs = allProcStats().filter((p) => p.state !== 'Z' && p.state !== 'X');
   // (not "pid === sid": once the leader is gone its number may belong to someone else)
-  const members = new Set(procs.filter((p) => p.session === sid).map((p) => p.pid));
+  const members = new Set(procs.filter((p) => p.sid === sid).map((p) => p.pid));
   for (let grown = true; grown; ) {
     grown = false;
     for (const p of procs) {
@@ -176,10 +153,5 @@ export function signalAll(pids: number[], signal: NodeJS.Signals): void {
 
 /** the state letter of /proc/<pid>/stat (R, S, T stopped, Z zombie...), null when gone */
 export function processState(pid: number): string | null {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0];
-  } catch {
-    return null;
-  }
+  return procStat(pid)?.state ?? null;
 }
