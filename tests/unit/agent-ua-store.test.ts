@@ -182,6 +182,17 @@ describe('UA packages', () => {
     await expect(s.resolve('ua-x', '1', 100)).rejects.toThrow(/not deployed/);
   });
 
+  it('lets a prepare that overtook its deploy (relayed by another gateway) wait for the deploy to arrive', async () => {
+    const { s } = store();
+    const resolved = s.resolve('ua-late', '1.0.0', 5_000);
+    let settled = false;
+    void resolved.then(() => (settled = true), () => (settled = true));
+    await new Promise<void>((r) => setImmediate(r));
+    expect(settled).toBe(false);
+    await s.deploy(deployCmd('builtin:demo', '', { uaId: 'ua-late' }));
+    await expect(resolved).resolves.toMatchObject({ uaId: 'ua-late', version: '1.0.0' });
+  });
+
   it('updates to a new version and removes; an agent restarted on the same data dir keeps what it had', async () => {
     const v2 = tar([{ name: 'manifest.json', data: manifest('2.0.0') }, { name: 'app.wasm', data: 'wasm2' }]);
     files.set('/v2', v2);

@@ -49,6 +49,8 @@ export interface UaStoreOptions {
 }
 
 const INDEX_FILE = 'installed.json';
+/** how long a prepare for a UA this VM never heard of waits for its deploy command */
+export const OVERTAKEN_DEPLOY_WAIT_MS = 10_000;
 const safeSegment = (s: string): string => s.replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 64) || '_';
 
 export function builtinPackageDir(packageUrl: string, platform: Platform, root = AGENT_ROOT): string {
@@ -77,6 +79,8 @@ export class UaStore {
   private readonly installed = new Map<string, InstalledEntry>();
   /** tail of the work queued for each UA */
   private readonly jobs = new Map<string, Promise<void>>();
+  /** resolves waiting for work of a UA to be queued */
+  private readonly queueWaiters = new Map<string, Set<() => void>>();
 
   constructor(private readonly opts: UaStoreOptions) {}
 
@@ -123,6 +127,9 @@ export class UaStore {
    */
   async resolve(uaId: string, version: string | null | undefined, timeoutMs: number): Promise<InstalledEntry> {
     const deadline = Date.now() + timeoutMs;
+    // Any gateway relays any command, so a prepare can overtake the deploy written before it:
+    // a UA neither installed nor queued gets a short while for its deploy to arrive.
+    if (!this.installed.has(uaId) && !this.jobs.has(uaId)) await this.queuedWithin(uaId, Math.min(OVERTAKEN_DEPLOY_WAIT_MS, timeoutMs));
     for (let job = this.jobs.get(uaId); job; job = this.jobs.get(uaId)) {
       await withTimeout(job, Math.max(1, deadline - Date.now()), `deployment of UA ${uaId}`);
       if (this.jobs.get(uaId) === job) break;
@@ -140,10 +147,27 @@ export class UaStore {
 
   // ---- internals ------------------------------------------------------------------------------
 
+  /** resolves when work for the UA is queued, or after `ms` */
+  private queuedWithin(uaId: string, ms: number): Promise<void> {
+    return new Promise((done) => {
+      const waiters = this.queueWaiters.get(uaId) ?? new Set<() => void>();
+      this.queueWaiters.set(uaId, waiters);
+      const finish = (): void => {
+        clearTimeout(timer);
+        waiters.delete(finish);
+        if (waiters.size === 0 && this.queueWaiters.get(uaId) === waiters) this.queueWaiters.delete(uaId);
+        done();
+      };
+      const timer = setTimeout(finish, ms);
+      waiters.add(finish);
+    });
+  }
+
   private enqueue(uaId: string, work: () => Promise<void>): Promise<void> {
     const prev = this.jobs.get(uaId) ?? Promise.resolve();
     const job = prev.then(work).catch((e) => this.opts.log.error('UA job failed', { ua: uaId, error: errorMessage(e) }));
     this.jobs.set(uaId, job);
+    for (const wake of [...(this.queueWaiters.get(uaId) ?? [])]) wake();
     void job.finally(() => {
       if (this.jobs.get(uaId) === job) this.jobs.delete(uaId);
     });

@@ -7,6 +7,9 @@ import type Docker from 'dockerode';
 import { CONTAINER_REDIS_URL_FILE, CONTAINER_SECRET_FILE, DockerVms, LABELS, secretArchive, statusOf, vmObjectName, type DockerVmOptions } from './docker-vm';
 import type { LaunchedVm, VmLaunchSpec, VmProviderDriver } from './vm-provider';
 
+/** how long destroy() waits for a removal another caller started */
+const REMOVAL_WAIT_MS = 30_000;
+
 export { BUILD_IMAGES_COMMAND, MissingImageError, agentVersion, defaultImages, dockerAvailable, ensureImages } from './docker-image';
 export type { DockerConnection, ImageInfo } from './docker-image';
 export { CONTAINER_REDIS_URL_FILE, CONTAINER_SECRET_DIR, CONTAINER_SECRET_FILE, LABELS, secretArchive } from './docker-vm';
@@ -165,9 +168,26 @@ export class DockerProvider extends DockerVms<DockerProviderOptions> implements 
     try {
       await c.remove({ force: true, v: true });
     } catch (e) {
-      // 404: gone; 409: "removal already in progress" (another gateway or a concurrent destroy)
-      if (statusOf(e) !== 404 && statusOf(e) !== 409) throw this.wrap(e, `could not remove container ${ref}`);
+      // 404: gone; 409: "removal already in progress" (another gateway or a concurrent destroy),
+      // which is waited for: a removed VM's container is gone when destroy() returns
+      if (statusOf(e) === 409) await this.removed(c, ref);
+      else if (statusOf(e) !== 404) throw this.wrap(e, `could not remove container ${ref}`);
     }
     this.opts.log?.info('VM container removed', { vmId, container: info.Id.slice(0, 12) });
+  }
+
+  /** Waits (bounded) for a removal someone else started to end. */
+  private async removed(c: Docker.Container, ref: string): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const bound = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`container ${ref} was still being removed after ${REMOVAL_WAIT_MS} ms`)), REMOVAL_WAIT_MS);
+    });
+    try {
+      await Promise.race([c.wait({ condition: 'removed' }), bound]);
+    } catch (e) {
+      if (statusOf(e) !== 404) throw this.wrap(e, `could not remove container ${ref}`);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 }
