@@ -9,6 +9,7 @@ const BENCHES: Record<string, string> = {
   fanout: 'session events delivered to 1,000 / 5,000 graphql-ws subscribers; memory per subscription',
   session: 'requestApplication -> first decoded frame on warm PROCESS, warm and cold DOCKER VMs, by stage',
   stream: 'input -> decoded frame latency per platform and codec, vs a fixed-clock x11grab baseline',
+  'stream-browser': 'input -> drawn frame in headless Chromium by stage, motion fps/bitrate/CPU, vs x11grab',
   reconnect: 'reconnect -> first restored frame (NO_LOSS), VM Data store/retrieve MB/s and memory by size',
 };
 
@@ -38,7 +39,7 @@ async function main(): Promise<void> {
   const [name = 'gateway', ...rest] = process.argv.slice(2);
   const args = process.argv.length > 2 ? rest : ['--quick'];
   if (name === '--help' || name === '-h' || !(name in BENCHES)) {
-    const list = Object.entries(BENCHES).map(([n, d]) => `  ${n.padEnd(8)} ${d}`).join('\n');
+    const list = Object.entries(BENCHES).map(([n, d]) => `  ${n.padEnd(14)} ${d}`).join('\n');
     process.stdout.write(`Usage: npm run bench -- <name> [--help | options]\n\n${list}\n\nWith no name: gateway --quick. Results: bench/results/<name>-<timestamp>.json\n`);
     process.exit(name in BENCHES || name === '--help' || name === '-h' ? 0 : 2);
   }

@@ -13,6 +13,7 @@ import {
   STREAM_PATH,
   STREAM_PROTOCOL_VERSION,
   type DeploymentChanged,
+  type FrameTiming,
   type PrepareSessionCommand,
   type SessionTokenClaims,
   type VmEventMessage,
@@ -277,6 +278,33 @@ describe('VM agent standalone', () => {
     await client.drain();
     const disc = await vmm.events.waitFor(isEvent('session.disconnected', cmd.sessionId), 'session.disconnected');
     expect(disc).toMatchObject({ unexpected: false, reason: 'bye', userId: cmd.userId, uaId: PAINT });
+  });
+
+  it('tells a UC that asked for timings where each frame\'s time went on the VM, in stage order', async () => {
+    const cmd = await prepare({ uaId: PAINT, stream: { codec: 'MJPEG', width: 640, height: 360, maxFps: 30, bitrateKbps: 2000 } });
+    // a UC that did not ask gets none
+    const plain = newClient();
+    const extra: unknown[] = [];
+    plain.on('timing', (x) => extra.push(x));
+    await connectAndFirstFrame(plain, cmd);
+    await inputToFrame(plain, [{ kind: 'pointer', type: 'down', x: 100, y: 100, button: 0 }]);
+    await plain.ping();
+    expect(extra).toEqual([]);
+    plain.close();
+
+    const client = newClient({ timings: true });
+    const timings = new Collector<FrameTiming>();
+    client.on('timing', (t) => timings.push(t));
+    await connectAndFirstFrame(client, cmd);
+    const sent = performance.timeOrigin + performance.now();
+    const seq = client.sendInput({ kind: 'pointer', type: 'down', x: 300, y: 200, button: 0 });
+    const t = await timings.waitFor((x) => x.inputSeq >= seq, 'the timing of the stroke frame', 10_000);
+    expect(t.inputSeq).toBe(seq);
+    // one machine, one clock: each stage at or after the one before it (1 ms of clock slack)
+    const stages = [sent, t.inputReceivedAt, t.inputAppliedAt, t.capturedAt, t.encodedAt, t.sentAt];
+    expect(stages.every((x) => typeof x === 'number')).toBe(true);
+    expect(stages.slice(1).map((x, i) => x! - stages[i]!).filter((d) => d < -1)).toEqual([]);
+    client.close();
   });
 
   it('sends no frame while the picture does not change', async () => {

@@ -3,6 +3,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import type { GatewayClient, RequestApplicationInput, SessionInfo } from '@uve/client';
 
 export const ROOT = path.resolve(__dirname, '../../..');
 export const ADMIN = { username: 'admin', password: 'bench-admin-password' };
@@ -137,4 +138,22 @@ export async function startBaseline(script: string, env: Record<string, string>)
     child.once('exit', (c) => reject(new Error(`${script} exited with ${c}`)));
   });
   return { url, child };
+}
+
+/**
+ * requestApplication for the UA named `uaName` with this terminal, retried while a fresh gateway's
+ * pool is still starting the first VM of the platform (at most 60 s).
+ */
+export async function requestWhenReady(gw: GatewayClient, uaName: string, terminal: RequestApplicationInput['terminal']): Promise<SessionInfo> {
+  const ua = (await gw.uas()).find((u) => u.name === uaName);
+  if (!ua) throw new Error(`no UA named ${uaName}`);
+  const request = () => gw.requestApplication({ uaId: ua.id, terminal });
+  const deadline = Date.now() + 60_000;
+  let session = await request().catch((e: Error) => e);
+  while (session instanceof Error && /UNAVAILABLE|not deployed|no VM/i.test(session.message) && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 200));
+    session = await request().catch((e: Error) => e);
+  }
+  if (session instanceof Error) throw session;
+  return session;
 }

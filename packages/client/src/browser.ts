@@ -4,9 +4,18 @@
 import type { FrameHeader, InputEvent } from '@uve/protocol';
 import type { CodecConfig, FrameEvent, StreamClient } from './stream-client';
 
+/** When a drawn frame passed the UC's stages (local clock, ms since epoch). */
+export interface DrawTimes {
+  receivedAt: number;
+  /** the decoder gave the picture (VideoDecoder output, or the JPEG's ImageBitmap) */
+  decodedAt: number;
+  /** drawImage into the canvas returned */
+  drawnAt: number;
+}
+
 export interface CanvasViewOptions {
-  /** after a picture was drawn: its header and capture-to-draw latency (VM clock, ms) */
-  onDraw?: (header: FrameHeader, latencyMs: number) => void;
+  /** after a picture was drawn: its header, capture-to-draw latency (VM clock, ms) and stage times */
+  onDraw?: (header: FrameHeader, latencyMs: number, times: DrawTimes) => void;
   onError?: (error: Error) => void;
 }
 
@@ -29,11 +38,12 @@ export function attachCanvas(client: StreamClient, canvas: HTMLCanvasElement, op
   let pendingBitmaps = 0;
   /** decoders replaced since the last picture came out; a decoder that keeps failing is given up */
   let recoveries = 0;
-  const headers = new Map<number, FrameHeader>();
+  const headers = new Map<number, { header: FrameHeader; receivedAt: number }>();
   const fail = (e: unknown): void => options.onError?.(e instanceof Error ? e : new Error(String(e)));
+  const now = (): number => performance.timeOrigin + performance.now();
 
-  const drawn = (header: FrameHeader | undefined): void => {
-    if (header) options.onDraw?.(header, client.latencyOf(header));
+  const drawn = (f: { header: FrameHeader; receivedAt: number } | undefined, decodedAt: number): void => {
+    if (f) options.onDraw?.(f.header, client.latencyOf(f.header), { receivedAt: f.receivedAt, decodedAt, drawnAt: now() });
   };
 
   const configure = (cfg: CodecConfig): void => {
@@ -50,13 +60,14 @@ export function attachCanvas(client: StreamClient, canvas: HTMLCanvasElement, op
     }
     const d = new VideoDecoder({
       output: (frame) => {
+        const decodedAt = now();
         const seq = Math.round(frame.timestamp / 1000);
         ctx.drawImage(frame, 0, 0, canvas.width, canvas.height);
         frame.close();
         recoveries = 0;
         const h = headers.get(seq);
         headers.delete(seq);
-        drawn(h);
+        drawn(h, decodedAt);
       },
       error: (e) => {
         fail(e);
@@ -91,10 +102,11 @@ export function attachCanvas(client: StreamClient, canvas: HTMLCanvasElement, op
       pendingBitmaps++;
       createImageBitmap(new Blob([f.payload as Uint8Array<ArrayBuffer>], { type: 'image/jpeg' }))
         .then((bmp) => {
+          const decodedAt = now();
           if (f.header.seq > lastDrawnSeq || f.header.keyframe) {
             lastDrawnSeq = f.header.seq;
             ctx.drawImage(bmp, 0, 0, canvas.width, canvas.height);
-            drawn(f.header);
+            drawn(f, decodedAt);
           }
           bmp.close();
         }, fail)
@@ -111,7 +123,7 @@ export function attachCanvas(client: StreamClient, canvas: HTMLCanvasElement, op
       return;
     }
     waitingForKey = false;
-    headers.set(f.header.seq, f.header);
+    headers.set(f.header.seq, { header: f.header, receivedAt: f.receivedAt });
     d.decode(new EncodedVideoChunk({ type: f.header.keyframe ? 'key' : 'delta', timestamp: f.header.seq * 1000, data: f.payload as Uint8Array<ArrayBuffer> }));
   };
 

@@ -8,6 +8,7 @@ import {
   decodeFrame,
   type ClientMessage,
   type FrameHeader,
+  type FrameTiming,
   type InputEvent,
   type LocalResourceKind,
   type ServerMessage,
@@ -95,6 +96,8 @@ export interface StreamClientEvents {
   /** every change of `state` */
   state: { state: StreamState; previous: StreamState };
   clock: ClockSample;
+  /** the VM's stages of a frame (VM clock), when `timings` was asked for */
+  timing: FrameTiming;
   error: Error;
 }
 
@@ -131,6 +134,8 @@ export interface StreamClientOptions {
   backoff?: { initialMs?: number; maxMs?: number; maxAttempts?: number };
   /** clock sync pings after welcome, ms between them (0 = only the first burst) */
   pingIntervalMs?: number;
+  /** ask the VM for a `timing` event after each frame: where its time went (benchmarks, diagnostics) */
+  timings?: boolean;
 }
 
 /** A close after which reconnecting cannot help or is not wanted. */
@@ -337,7 +342,7 @@ export class StreamClient extends Emitter<StreamClientEvents> {
     this.samples.length = 0; // a reconnect may land on another VM with another clock
     return new Promise<WelcomeMessage>((resolve, reject) => {
       let welcomed = false;
-      ws.onopen = () => ws.send(JSON.stringify({ t: 'hello', v: STREAM_PROTOCOL_VERSION, token: target.token } satisfies ClientMessage));
+      ws.onopen = () => ws.send(JSON.stringify({ t: 'hello', v: STREAM_PROTOCOL_VERSION, token: target.token, ...(this.options.timings ? { timings: true } : {}) } satisfies ClientMessage));
       ws.onerror = () => undefined; // the close event follows with the code
       ws.onmessage = (ev) => {
         if (typeof ev.data === 'string') {
@@ -512,6 +517,11 @@ export class StreamClient extends Emitter<StreamClientEvents> {
         this.endedByVm = true;
         this.emit('ended', { reason: m.reason });
         return;
+      case 'timing': {
+        const { t: _t, ...timing } = m;
+        this.emit('timing', timing);
+        return;
+      }
       case 'welcome':
         return;
     }

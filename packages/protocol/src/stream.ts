@@ -108,7 +108,8 @@ export type ResourceValue =
   | { kind: 'CLIPBOARD'; text: string };
 
 export type ClientMessage =
-  | { t: 'hello'; v: number; token: string }
+  /** `timings`: the UC wants a `timing` message after each frame (benchmarks, diagnostics) */
+  | { t: 'hello'; v: number; token: string; timings?: boolean }
   | { t: 'input'; seq: number; ev: InputEvent }
   | { t: 'ping'; id: number; t0: number }
   | { t: 'resource'; id: number; ok: true; value: ResourceValue }
@@ -136,7 +137,24 @@ export type ServerMessage =
   | { t: 'watched'; watched: boolean }
   /** something the UC sent was not acted on, and why (input while suspended) */
   | { t: 'notice'; code: 'SUSPENDED'; message: string }
-  | { t: 'ended'; reason: string };
+  | { t: 'ended'; reason: string }
+  /** after a frame, to a UC whose hello asked for timings: where the frame's time went on the VM */
+  | ({ t: 'timing' } & FrameTiming);
+
+/**
+ * The VM's stages of one frame, VM wall clock (ms since epoch, fractional). The input fields are
+ * those of the newest input applied before the capture (null when the frame follows no input).
+ */
+export interface FrameTiming {
+  seq: number;
+  inputSeq: number;
+  inputReceivedAt: number | null;
+  inputAppliedAt: number | null;
+  capturedAt: number;
+  encodedAt: number;
+  /** when the frame's bytes left the VM process (the socket write completed) */
+  sentAt: number;
+}
 
 // ---- validation of what a UC sends ------------------------------------------------------------
 
@@ -213,7 +231,7 @@ export function parseClientMessage(text: string): ClientMessage {
   if (!isObj(m)) throw new ProtocolError('message must be a JSON object');
   switch (m.t) {
     case 'hello':
-      return { t: 'hello', v: int(m.v, 'v', 0, 1000), token: str(m.token, 'token', 4096) };
+      return { t: 'hello', v: int(m.v, 'v', 0, 1000), token: str(m.token, 'token', 4096), ...(m.timings === true ? { timings: true } : {}) };
     case 'input':
       return { t: 'input', seq: int(m.seq, 'seq', 0, 0xffffffff), ev: parseInput(m.ev) };
     case 'ping':

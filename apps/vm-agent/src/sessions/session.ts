@@ -99,6 +99,8 @@ export class Session {
   private encoder: VideoEncoder | null = null;
   private pump: FramePump | null = null;
   private lastInputSeq = 0;
+  /** when the session user's last input arrived and was applied (wall clock), for `timing` messages */
+  private lastInputTimes: { receivedAt: number; appliedAt: number } | null = null;
   private encodeErrors = 0;
   /** UVE-5 order of this session's reports (the VMM applies them in this order) */
   private reportSeq = 0;
@@ -215,6 +217,7 @@ export class Session {
         encoder: this.encoder,
         maxFps: this.stream.maxFps,
         inputSeq: () => this.lastInputSeq,
+        inputTimes: () => this.lastInputTimes,
         onError: (e) => this.onEncodeError(e),
         onFrame: (header, _bytes, sentTo) => this.onFrameSent(header.inputSeq, sentTo),
       });
@@ -294,6 +297,7 @@ export class Session {
       }
       // a new connection numbers its input from 1: frames must not claim its input was applied
       this.lastInputSeq = 0;
+      this.lastInputTimes = null;
       this.unservedInput = null;
       this.everConnected = true;
       this.stopReconnectWindow();
@@ -343,6 +347,7 @@ export class Session {
           }
           return;
         }
+        const receivedAt = wallClock();
         // frames count the session user's input; a guest numbers its own from 1
         if (!guest) {
           this.lastInputSeq = msg.seq;
@@ -353,6 +358,7 @@ export class Session {
         } catch (e) {
           this.log.warn('UA rejected input', { error: errorMessage(e) });
         }
+        if (!guest) this.lastInputTimes = { receivedAt, appliedAt: wallClock() };
         // input applied: capture now rather than on the UA's next damage signal
         this.pump?.damage();
         return;

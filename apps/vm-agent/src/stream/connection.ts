@@ -1,6 +1,7 @@
 // One UC's WebSocket as the session and the frame pump see it.
 import type { WebSocket } from 'ws';
-import { closeReason, type ClientMessage, type ServerMessage, type StreamRole } from '@uve/protocol';
+import { closeReason, type ClientMessage, type FrameTiming, type ServerMessage, type StreamRole } from '@uve/protocol';
+import { wallClock } from '../common/clock';
 import type { DecoderConfig } from '../encoders/encoder';
 import type { FrameSink } from './frame-pump';
 
@@ -26,6 +27,8 @@ export class StreamConnection implements FrameSink {
   claimedSession: string | null = null;
   /** messages per second after the welcome */
   readonly rate: TokenBucket;
+  /** the UC's hello asked for a `timing` message after each frame */
+  timings = false;
   lastKeyframeAt = 0;
   keyframeTimer: NodeJS.Timeout | null = null;
 
@@ -45,9 +48,13 @@ export class StreamConnection implements FrameSink {
     if (this.open) this.ws.send(JSON.stringify(msg));
   }
 
-  sendFrame(message: Uint8Array, written: () => void): void {
+  sendFrame(message: Uint8Array, written: () => void, timing?: Omit<FrameTiming, 'sentAt'>): void {
     if (!this.open) return;
-    this.ws.send(message, { binary: true, compress: false }, () => written());
+    const stamp = this.timings ? timing : undefined;
+    this.ws.send(message, { binary: true, compress: false }, (e) => {
+      written();
+      if (stamp && !e) this.send({ t: 'timing', ...stamp, sentAt: wallClock() });
+    });
   }
 
   sendCodec(c: DecoderConfig): void {

@@ -10,7 +10,7 @@
 // One encoder per session feeds every socket of the session. A socket that cannot keep up
 // (bufferedAmount over the high-water mark) is skipped instead of queueing video seconds behind;
 // when its writes drain it gets a keyframe and continues from the current picture.
-import { decodeFrame, encodeFrame, type FrameHeader } from '@uve/protocol';
+import { decodeFrame, encodeFrame, type FrameHeader, type FrameTiming } from '@uve/protocol';
 import type { DecoderConfig, EncodedFrame, VideoEncoder } from '../encoders/encoder';
 import type { RawFrame } from '../runtimes/runtime';
 import { monotonic, wallClock } from '../common/clock';
@@ -25,7 +25,7 @@ export interface FrameSink {
   /** bytes queued on the socket and not yet handed to the OS */
   bufferedAmount(): number;
   /** sends one binary frame message; `written` runs once it has left the process (or failed) */
-  sendFrame(message: Uint8Array, written: () => void): void;
+  sendFrame(message: Uint8Array, written: () => void, timing?: Omit<FrameTiming, 'sentAt'>): void;
   /** sends the decoder configuration (the `codec` message) */
   sendCodec(config: DecoderConfig): void;
 }
@@ -36,6 +36,8 @@ export interface FramePumpOptions {
   maxFps: number;
   /** sequence of the last input applied to the UA (goes into each header) */
   inputSeq: () => number;
+  /** when the last input applied arrived and was applied (wall clock), for `timing` messages */
+  inputTimes?: () => { receivedAt: number; appliedAt: number } | null;
   onError: (error: unknown) => void;
   /** after each frame was handed to the sinks (stats, tests) */
   onFrame?: (header: FrameHeader, bytes: number, sentTo: number) => void;
@@ -277,6 +279,7 @@ export class FramePump {
       width: frame.width,
       height: frame.height,
     };
+    const input = header.inputSeq ? this.opts.inputTimes?.() ?? null : null;
     this.encoding = true;
     const t0 = this.now();
     let encoded: Promise<EncodedFrame>;
@@ -288,7 +291,8 @@ export class FramePump {
     encoded.then(
       (out) => {
         this.stats.lastEncodeMs = this.now() - t0;
-        if (!this.closed) this.deliver(header, out, warmUp);
+        const timing = { seq: header.seq, inputSeq: header.inputSeq, inputReceivedAt: input?.receivedAt ?? null, inputAppliedAt: input?.appliedAt ?? null, capturedAt: header.captureTs, encodedAt: this.wall() };
+        if (!this.closed) this.deliver(header, out, warmUp, timing);
       },
       (e) => {
         // The picture is lost and the encoder's reference state is unknown: everyone restarts
@@ -313,7 +317,7 @@ export class FramePump {
     }
   }
 
-  private deliver(header: FrameHeader, out: EncodedFrame, warmUp: boolean): void {
+  private deliver(header: FrameHeader, out: EncodedFrame, warmUp: boolean, timing: Omit<FrameTiming, 'sentAt'>): void {
     header.keyframe = out.keyframe;
     const message = encodeFrame(header, out.data);
     const config = this.opts.encoder.config();
@@ -334,13 +338,13 @@ export class FramePump {
         continue;
       }
       if (st.needsKeyframe && !out.keyframe) continue;
-      this.sendTo(st, message, config, out.keyframe);
+      this.sendTo(st, message, config, out.keyframe, timing);
       sentTo++;
     }
     if (!warmUp) this.opts.onFrame?.(header, out.data.byteLength, sentTo);
   }
 
-  private sendTo(st: SinkState, message: Uint8Array, config: DecoderConfig | null, keyframe: boolean): void {
+  private sendTo(st: SinkState, message: Uint8Array, config: DecoderConfig | null, keyframe: boolean, timing?: Omit<FrameTiming, 'sentAt'>): void {
     if (keyframe) {
       const k = configKey(config);
       if (config && st.configKey !== k) {
@@ -349,7 +353,7 @@ export class FramePump {
       }
       st.needsKeyframe = false;
     }
-    st.sink.sendFrame(message, () => this.written(st));
+    st.sink.sendFrame(message, () => this.written(st), timing);
   }
 
   /** A write of this sink left the process: a stalled sink that drained gets a keyframe. */

@@ -231,6 +231,7 @@ export class StreamServer {
           return;
         }
         conn.state = 'authenticating';
+        conn.timings = msg.timings === true;
         void this.authenticate(conn, msg.v, msg.token);
         return;
       case 'authenticating':

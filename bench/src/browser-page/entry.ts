@@ -1,0 +1,152 @@
+// The browser side of bench/stream-browser, bundled with esbuild at run time: a UC page built from
+// the SDK's public browser API (StreamClient with the browser's WebSocket and `timings`,
+// attachCanvas with WebCodecs or ImageBitmap), which measures in the page itself, so that the
+// DevTools round trip of the driver is not in any figure. Every time is on one clock: the machine's
+// (performance.timeOrigin + performance.now(), the VM agent's wallClock on the same host).
+import { StreamClient, attachCanvas, type DrawTimes } from '@uve/client';
+import type { FrameHeader, FrameTiming, InputEvent } from '@uve/protocol';
+
+/** One input's way to the screen: each stage's time, ms since epoch. */
+export interface RoundTrip {
+  sentAt: number;
+  /** the VM's stages of the frame that showed it (null when its `timing` did not come) */
+  vm: FrameTiming | null;
+  receivedAt: number;
+  decodedAt: number;
+  drawnAt: number;
+  /** the first animation frame after the draw (the compositor takes the canvas then) */
+  paintedAt: number;
+}
+
+export interface Motion {
+  ms: number;
+  frames: number;
+  bytes: number;
+  /** capture (VM) -> drawn (page) of each drawn frame */
+  captureToDraw: number[];
+}
+
+export interface BenchPage {
+  play(target: { url: string; token: string }): Promise<{ codec: string; width: number; height: number }>;
+  /**
+   * Sends `events` (after a random wait of `phaseMs`, against any frame clock) and resolves with the
+   * stages of the first drawn frame that shows them: for `seq`, the first whose inputSeq covers the
+   * input; for `centre`, the first whose centre pixel changed (an X program repaints in its own time).
+   */
+  roundTrip(events: InputEvent[], until: 'seq' | 'centre', phaseMs: number, timeoutMs: number): Promise<RoundTrip>;
+  /** draws and bytes over `ms`, pressing `keys` in turn every `everyMs` (a game keeps moving) */
+  motion(ms: number, keys: string[], everyMs: number): Promise<Motion>;
+  errors(): string[];
+  stop(): Promise<void>;
+}
+
+declare global {
+  interface Window {
+    bench: BenchPage;
+  }
+}
+
+const now = (): number => performance.timeOrigin + performance.now();
+const canvas = document.getElementById('screen') as HTMLCanvasElement;
+const errors: string[] = [];
+const timings = new Map<number, FrameTiming>();
+let client: StreamClient | null = null;
+let ctx: CanvasRenderingContext2D | null = null;
+let bytes = 0;
+type Draw = { header: FrameHeader; latencyMs: number; times: DrawTimes };
+const drawWaiters = new Set<(d: Draw) => void>();
+
+function centre(): number {
+  const d = ctx!.getImageData(canvas.width >> 1, canvas.height >> 1, 1, 1).data;
+  return d[0]! + d[1]! + d[2]!;
+}
+
+const nextPaint = (): Promise<number> => new Promise((resolve) => requestAnimationFrame(() => resolve(now())));
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** resolves with the first draw `test` accepts, or rejects after `timeoutMs` */
+function waitDraw(test: (d: Draw) => boolean, timeoutMs: number, what: string): Promise<Draw> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      drawWaiters.delete(w);
+      reject(new Error(`no drawn frame ${what} within ${timeoutMs} ms`));
+    }, timeoutMs);
+    const w = (d: Draw): void => {
+      if (!test(d)) return;
+      clearTimeout(timer);
+      drawWaiters.delete(w);
+      resolve(d);
+    };
+    drawWaiters.add(w);
+  });
+}
+
+window.bench = {
+  async play(target) {
+    const c = new StreamClient({ browserResources: false, timings: true });
+    client = c;
+    c.on('error', (e) => errors.push(e.message));
+    c.on('frame', (f) => (bytes += f.payload.byteLength));
+    c.on('timing', (t) => {
+      timings.set(t.seq, t);
+      if (timings.size > 512) timings.delete(timings.keys().next().value!);
+    });
+    attachCanvas(c, canvas, {
+      onDraw: (header, latencyMs, times) => {
+        for (const w of [...drawWaiters]) w({ header, latencyMs, times });
+      },
+      onError: (e) => errors.push(e.message),
+    });
+    ctx = canvas.getContext('2d');
+    const first = waitDraw(() => true, 30_000, 'at all');
+    const welcome = await c.connect(target);
+    await first;
+    return { codec: welcome.codec, width: welcome.width, height: welcome.height };
+  },
+
+  async roundTrip(events, until, phaseMs, timeoutMs) {
+    const c = client!;
+    await sleep(Math.random() * phaseMs);
+    const before = until === 'centre' ? centre() : 0;
+    const sentAt = now();
+    const seq = c.sendInput(events[0]!);
+    for (const ev of events.slice(1)) c.sendInput(ev);
+    const shows = until === 'seq' ? (d: Draw) => d.header.inputSeq >= seq : () => Math.abs(centre() - before) > 60;
+    const d = await waitDraw(shows, timeoutMs, `showing input ${seq}`);
+    const paintedAt = await nextPaint();
+    // the timing message follows its frame's write; give it the same frame's time to arrive
+    let vm = timings.get(d.header.seq) ?? null;
+    for (let i = 0; !vm && i < 20; i++) {
+      await sleep(5);
+      vm = timings.get(d.header.seq) ?? null;
+    }
+    return { sentAt, vm, receivedAt: d.times.receivedAt, decodedAt: d.times.decodedAt, drawnAt: d.times.drawnAt, paintedAt };
+  },
+
+  async motion(ms, keys, everyMs) {
+    const c = client!;
+    const captureToDraw: number[] = [];
+    const count = (d: Draw): boolean => {
+      captureToDraw.push(d.times.drawnAt - d.header.captureTs);
+      return false;
+    };
+    drawWaiters.add(count);
+    const bytes0 = bytes;
+    const t0 = now();
+    for (let i = 0; now() - t0 < ms; i++) {
+      const key = keys[i % keys.length]!;
+      c.sendInput({ kind: 'key', type: 'down', code: key, key });
+      c.sendInput({ kind: 'key', type: 'up', code: key, key });
+      await sleep(everyMs);
+    }
+    drawWaiters.delete(count);
+    return { ms: now() - t0, frames: captureToDraw.length, bytes: bytes - bytes0, captureToDraw };
+  },
+
+  errors: () => [...errors],
+
+  async stop() {
+    await client?.bye().catch(() => undefined);
+    client?.close();
+  },
+};

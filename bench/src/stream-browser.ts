@@ -1,0 +1,222 @@
+// bench/stream-browser: what a user of the reference web client feels, measured in headless
+// Chromium with the SDK's browser code (WebCodecs for H264, ImageBitmap for MJPEG), on one clock,
+// with the stages of every input's way to the screen (sent, received and applied by the VM,
+// captured, encoded, written, received, decoded, drawn, painted), so the table says where the time
+// goes; then motion (the game sample running): fps delivered, bitrate, server CPU per stream.
+// Baseline in the same run: the same X program captured by a fixed-clock `ffmpeg -f x11grab` at
+// the same fps (lib/x11grab.ts; decoded in Node, not in the browser: say so when reading the ratio).
+import fs from 'node:fs';
+import path from 'node:path';
+import { GatewayClient } from '@uve/client';
+import type { InputEvent, VideoCodec } from '@uve/protocol';
+import type { RoundTrip } from './browser-page/entry';
+import { bundleBenchPage, launchChromium, openBenchPage, type Browser, type Page } from './lib/browser';
+import { fmt, header, latencySpread, now, parseArgs, percentile, spread, table, type BenchOutput } from './lib/report';
+import { ADMIN, dataDir, requestWhenReady, startGateway, startPostgres, type Gateway } from './lib/services';
+import { startX11grabBaseline } from './lib/x11grab';
+import { treeCpuSeconds } from './lib/proc';
+
+const HELP = `bench/stream-browser: input -> drawn frame in headless Chromium (the real web client), by stage,
+per platform and codec at each fps; motion fps, bitrate and server CPU per stream; x11grab baseline
+
+Usage: npm run bench -- stream-browser [--inputs 200] [--reps 4] [--fps 30,60] [--width 1280 --height 720]
+                                       [--cases wasm-mjpeg,wasm-h264,x11-h264] [--motion-ms 4000] [--display 441] [--quick]
+--inputs: per case and fps, over all repetitions; --display: the X display number the baseline's own Xvfb takes.`;
+
+interface Options { inputs: number; reps: number; fps: string[]; width: number; height: number; cases: string[]; motionMs: number; display: number; quick: boolean }
+
+interface Case { label: string; ua: string; codec: VideoCodec; until: 'seq' | 'centre' }
+const CASES: Record<string, Case> = {
+  'wasm-mjpeg': { label: 'WASM paint, MJPEG', ua: 'paint', codec: 'MJPEG', until: 'seq' },
+  'wasm-h264': { label: 'WASM paint, H264', ua: 'paint', codec: 'H264', until: 'seq' },
+  'x11-h264': { label: 'LINUX_X11 probe, H264', ua: 'probe', codec: 'H264', until: 'centre' },
+};
+const MOTION: Record<string, Case> = {
+  'game-h264': { label: 'WASM game, H264', ua: 'game', codec: 'H264', until: 'seq' },
+  'game-mjpeg': { label: 'WASM game, MJPEG', ua: 'game', codec: 'MJPEG', until: 'seq' },
+};
+
+/** The stages of one round trip, ms, in order; null where the VM's timing did not come. */
+const STAGES = ['to VM', 'apply', 'to capture', 'encode', 'write', 'to page', 'decode', 'draw', 'to paint'] as const;
+function stages(r: RoundTrip): (number | null)[] {
+  const v = r.vm;
+  return [
+    v?.inputReceivedAt != null ? v.inputReceivedAt - r.sentAt : null,
+    v?.inputAppliedAt != null && v.inputReceivedAt != null ? v.inputAppliedAt - v.inputReceivedAt : null,
+    v?.inputAppliedAt != null ? v.capturedAt - v.inputAppliedAt : null,
+    v ? v.encodedAt - v.capturedAt : null,
+    v ? v.sentAt - v.encodedAt : null,
+    v ? r.receivedAt - v.sentAt : null,
+    r.decodedAt - r.receivedAt,
+    r.drawnAt - r.decodedAt,
+    r.paintedAt - r.drawnAt,
+  ];
+}
+
+function input(c: Case, i: number, o: Options): InputEvent[] {
+  // the LINUX_X11 probe repaints its whole window on every key press
+  if (c.ua === 'probe') return [{ kind: 'key', type: 'down', code: 'KeyA', key: 'a' }, { kind: 'key', type: 'up', code: 'KeyA', key: 'a' }];
+  const x = 20 + ((i * 37) % (o.width - 40));
+  const y = 20 + ((i * 53) % (o.height - 80));
+  return [{ kind: 'pointer', type: 'down', x, y, button: 0 }, { kind: 'pointer', type: 'up', x, y, button: 0 }];
+}
+
+interface Open { page: Page; sessionId: string }
+
+async function openSession(gw: GatewayClient, browser: Browser, bundle: string, c: Case, fps: number, o: Options): Promise<Open> {
+  const session = await requestWhenReady(gw, c.ua, { screenWidth: o.width, screenHeight: o.height, codecs: [c.codec], localResources: [], maxFrameRate: fps });
+  const page = await openBenchPage(browser, bundle);
+  await page.evaluate((t) => window.bench.play(t), { url: session.connection!.url, token: session.connection!.token });
+  return { page, sessionId: session.id };
+}
+
+const median = (xs: number[]): number => percentile(xs, 50);
+
+export default async function streamBrowser(argv: string[]): Promise<BenchOutput> {
+  const o: Options = parseArgs(argv, { inputs: 200, reps: 4, fps: ['30', '60'], width: 1280, height: 720, cases: Object.keys(CASES), motionMs: 4000, display: 441, quick: false }, HELP);
+  if (o.quick) Object.assign(o, { inputs: 24, reps: 2, motionMs: 2000 });
+  for (const c of o.cases) if (!CASES[c]) throw new Error(`unknown case ${c}; see --help`);
+  const fpsList = o.fps.map(Number);
+  const perRep = Math.ceil(o.inputs / o.reps);
+  const dir = dataDir('stream-browser');
+  const pg = await startPostgres(path.join(dir, 'pg'));
+  let gw: Gateway | null = null;
+  let browser: Browser | null = null;
+  const sessions: Open[] = [];
+  try {
+    // one VM per platform holds every session of the run (CPU per stream is then one tree's)
+    gw = await startGateway(dir, { DATABASE_URL: pg.url, UVE_SAMPLE_UAS: 'true', UVE_WARM_VMS: '1', UVE_POOL_PLATFORMS: 'WASM,LINUX_X11', UVE_VM_CAPACITY: '16' });
+    const client = new GatewayClient(gw.url);
+    await client.login(ADMIN.username, ADMIN.password);
+    const [bundle, b] = await Promise.all([bundleBenchPage(), launchChromium()]);
+    browser = b;
+    const keys = o.cases.flatMap((c) => fpsList.map((fps) => ({ c, fps, key: `${c}@${fps}` })));
+    const open = new Map<string, Open>();
+    for (const k of keys) {
+      const s = await openSession(client, browser, bundle, CASES[k.c]!, k.fps, o);
+      sessions.push(s);
+      open.set(k.key, s);
+      // warm up: the first keyframe and the encoder start are not what a running session feels
+      for (let i = 0; i < 5; i++) await s.page.evaluate(([ev, u]) => window.bench.roundTrip(ev, u, 0, 5000), [input(CASES[k.c]!, i, o), CASES[k.c]!.until] as const);
+    }
+    process.stdout.write(`${header('stream-browser', `${o.width}x${o.height} at ${o.fps.join('/')} fps, ${o.reps} x ${perRep} inputs per case at random phase`)}\n`);
+
+    // latency: repetitions rotate over the cases, so the machine's drifting load hits all alike
+    const trips = new Map<string, RoundTrip[][]>(keys.map((k) => [k.key, []]));
+    const base = new Map<number, number[][]>(fpsList.map((f) => [f, []]));
+    for (let r = 0; r < o.reps; r++) {
+      for (const k of keys) {
+        const c = CASES[k.c]!;
+        const got: RoundTrip[] = [];
+        for (let i = 0; i < perRep; i++) {
+          got.push(await open.get(k.key)!.page.evaluate(([ev, u]) => window.bench.roundTrip(ev, u, 60, 5000), [input(c, r * perRep + i, o), c.until] as const));
+        }
+        trips.get(k.key)!.push(got);
+        process.stdout.write(`  rep ${r + 1} ${k.key.padEnd(14)} input -> drawn p50 ${median(got.map((t) => t.drawnAt - t.sentAt)).toFixed(1)} ms\n`);
+      }
+      if (o.cases.includes('x11-h264')) {
+        for (const fps of fpsList) {
+          const x = await startX11grabBaseline({ display: o.display, width: o.width, height: o.height, fps });
+          const lat: number[] = [];
+          try {
+            for (let i = 0; i < perRep; i++) {
+              await new Promise((res) => setTimeout(res, Math.random() * 60));
+              lat.push(await x.roundTrip());
+            }
+          } finally {
+            await x.close();
+          }
+          base.get(fps)!.push(lat);
+          process.stdout.write(`  rep ${r + 1} x11grab@${fps}     p50 ${median(lat).toFixed(1)} ms\n`);
+        }
+      }
+    }
+
+    // motion: the game running, keys pressed in turn (a key also starts a new round after a crash)
+    const motion: { key: string; label: string; fps: number; got: { fps: number; kbps: number; cpuPct: number; c2d: number[] }[] }[] = [];
+    const gwPid = gw.child.pid!;
+    for (const [name, c] of Object.entries(MOTION)) {
+      for (const fps of fpsList) {
+        const s = await openSession(client, browser, bundle, c, fps, o);
+        sessions.push(s);
+        const row = { key: `${name}@${fps}`, label: c.label, fps, got: [] as { fps: number; kbps: number; cpuPct: number; c2d: number[] }[] };
+        for (let r = 0; r < Math.max(2, o.reps >> 1); r++) {
+          const cpu0 = treeCpuSeconds(gwPid);
+          const t0 = now();
+          const m = await s.page.evaluate(([ms]) => window.bench.motion(ms, ['ArrowLeft', 'ArrowRight'], 150), [o.motionMs] as const);
+          const cpu = (treeCpuSeconds(gwPid) - cpu0) / ((now() - t0) / 1000);
+          row.got.push({ fps: (m.frames * 1000) / m.ms, kbps: (m.bytes * 8) / m.ms, cpuPct: cpu * 100, c2d: m.captureToDraw });
+        }
+        motion.push(row);
+        process.stdout.write(`  motion ${row.key.padEnd(14)} ${median(row.got.map((g) => g.fps)).toFixed(1)} fps\n`);
+      }
+    }
+    const pageErrors = (await Promise.all(sessions.map((s) => s.page.evaluate(() => window.bench.errors())))).flat();
+
+    const rows = keys.map((k) => {
+      const reps = trips.get(k.key)!;
+      const drawn = latencySpread(reps.map((rep) => rep.map((t) => t.drawnAt - t.sentAt)));
+      const painted = latencySpread(reps.map((rep) => rep.map((t) => t.paintedAt - t.sentAt)));
+      const b = CASES[k.c]!.until === 'centre' ? base.get(k.fps) : undefined;
+      const ratio = b?.length ? spread(reps.map((rep, i) => median(rep.map((t) => t.drawnAt - t.sentAt)) / median(b[i]!))) : null;
+      const all = reps.flat();
+      const stageMedians = STAGES.map((_, j) => {
+        const xs = all.map((t) => stages(t)[j]).filter((x): x is number => x !== null);
+        return xs.length ? median(xs) : NaN;
+      });
+      const vmTimings = all.filter((t) => t.vm).length;
+      return { key: k.key, label: `${CASES[k.c]!.label} @${k.fps}`, drawn, painted, ratio, stageMedians, vmTimings, samples: all.length };
+    });
+    const baseRows = [...base.entries()].filter(([, reps]) => reps.length).map(([fps, reps]) => ({ fps, l: latencySpread(reps) }));
+    const motionRows = motion.map((m) => ({
+      ...m,
+      fpsS: spread(m.got.map((g) => g.fps)),
+      kbpsS: spread(m.got.map((g) => g.kbps)),
+      cpuS: spread(m.got.map((g) => g.cpuPct)),
+      c2d: latencySpread(m.got.map((g) => g.c2d)),
+    }));
+    const f1 = (x: number) => (Number.isFinite(x) ? x.toFixed(1) : '-');
+    const text = [
+      header('stream-browser', `${o.width}x${o.height}, ${o.reps} repetitions x ${perRep} inputs per case and fps, headless Chromium, loopback`),
+      '',
+      table(['case', 'inputs', 'input -> drawn p50 ms', 'p95 ms', 'p99 ms', 'input -> painted p50 ms', 'p50 / x11grab p50'],
+        [
+          ...rows.map((r) => [r.label, String(r.samples), fmt(r.drawn.p50), fmt(r.drawn.p95), fmt(r.drawn.p99), fmt(r.painted.p50), r.ratio ? `${fmt(r.ratio, 2)}x` : '']),
+          ...baseRows.map((b) => [`baseline: x11grab @${b.fps} (Node decoder)`, String(b.l.samples), fmt(b.l.p50), fmt(b.l.p95), fmt(b.l.p99), '', '']),
+        ]),
+      '',
+      'Where the time goes: median ms of each stage over all inputs of the case (VM stages from its `timing` messages).',
+      '',
+      table(['case', ...STAGES, 'VM timings'], rows.map((r) => [r.label, ...r.stageMedians.map(f1), `${r.vmTimings}/${r.samples}`])),
+      '',
+      table(['motion', 'fps requested', 'fps drawn', 'kbit/s', 'server CPU % (all VMs + gateway)', 'capture -> drawn p50 ms', 'p95 ms'],
+        motionRows.map((m) => [m.label, String(m.fps), fmt(m.fpsS), fmt(m.kbpsS, 0), fmt(m.cpuS, 0), fmt(m.c2d.p50), fmt(m.c2d.p95)])),
+      '',
+      'input -> drawn: the page sends the input and waits for the first drawn frame that shows it (WASM: the frame whose',
+      'inputSeq covers it; X11: the frame whose centre pixel changed); painted: the next animation frame after the draw.',
+      'Stages: to VM (socket, VM event loop), apply (into the UA), to capture (frame pacing; for X11 also the program\'s',
+      'repaint), encode, write (socket write done), to page (loopback, browser), decode (WebCodecs / createImageBitmap),',
+      'draw (drawImage), to paint. X11 stages take the newest input before the capture (the key release).',
+      'Motion: the game sample running for each window with arrow keys pressed every 150 ms; CPU is the gateway process',
+      `tree (gateway, every VM agent and encoder) over the window, one core = 100 %.${pageErrors.length ? ` Page errors: ${pageErrors.slice(0, 3).join('; ')}` : ''}`,
+    ].join('\n');
+    return {
+      text,
+      data: {
+        options: o,
+        rows: rows.map((r) => ({ case: r.key, drawn: r.drawn, painted: r.painted, ratioToBaseline: r.ratio, stageMediansMs: Object.fromEntries(STAGES.map((s, j) => [s, r.stageMedians[j]])), vmTimings: r.vmTimings, samples: r.samples })),
+        baseline: baseRows,
+        motion: motionRows.map((m) => ({ case: m.key, fps: m.fpsS, kbps: m.kbpsS, cpuPct: m.cpuS, captureToDrawn: m.c2d })),
+        trips: Object.fromEntries(trips),
+        pageErrors,
+      },
+    };
+  } finally {
+    for (const s of sessions) await s.page.evaluate(() => window.bench.stop()).catch(() => undefined);
+    await browser?.close().catch(() => undefined);
+    if (gw) await gw.stop();
+    await pg.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
