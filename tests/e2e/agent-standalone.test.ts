@@ -431,7 +431,8 @@ describe('VM agent standalone', () => {
 
   it('reports session.failed for a prepare it cannot satisfy', async () => {
     const cmd = await prepare({ uaId: 'ua-missing' });
-    const failed = await vmm.events.waitFor(isEvent('session.failed', cmd.sessionId), 'session.failed');
+    // after OVERTAKEN_DEPLOY_WAIT_MS (10 s): a deploy relayed late by another gateway could still come
+    const failed = await vmm.events.waitFor(isEvent('session.failed', cmd.sessionId), 'session.failed', 30_000);
     expect(failed).toMatchObject({ userId: cmd.userId, uaId: 'ua-missing', error: expect.stringMatching(/not deployed/) });
     const bad = await prepare({ uaId: PAINT, stream: { codec: 'VP8', width: 640, height: 360, maxFps: 30, bitrateKbps: 1000 } });
     expect(await vmm.events.waitFor(isEvent('session.failed', bad.sessionId), 'session.failed VP8')).toMatchObject({ error: expect.stringMatching(/VP8/) });
