@@ -49,6 +49,29 @@ export function checkDocument(schema: GraphQLSchema, query: unknown, l: GraphqlL
   return { document };
 }
 
+/**
+ * checkDocument with the valid documents kept by query text (the `max` most recently used):
+ * subscribers send the same few texts, so thousands of subscriptions share one parsed, validated
+ * AST (tokens and locations included) instead of holding one each, and skip parse and validation.
+ */
+export function cachedDocumentChecker(schema: GraphQLSchema, l: GraphqlLimits, max = 500): (query: unknown) => ReturnType<typeof checkDocument> {
+  const valid = new Map<string, DocumentNode>();
+  return (query) => {
+    const hit = typeof query === 'string' ? valid.get(query) : undefined;
+    if (hit) {
+      valid.delete(query as string);
+      valid.set(query as string, hit);
+      return { document: hit };
+    }
+    const checked = checkDocument(schema, query, l);
+    if ('document' in checked) {
+      valid.set(query as string, checked.document);
+      if (valid.size > max) valid.delete(valid.keys().next().value!);
+    }
+    return checked;
+  };
+}
+
 /** "Did you mean …?" tells a prober the schema: gone where introspection is. */
 export function withoutSuggestions(message: string, l: Pick<GraphqlLimits, 'introspection'>): string {
   return l.introspection ? message : message.replace(/ ?Did you mean .*\?$/, '');

@@ -33,32 +33,63 @@ function byId<T extends ObjectLiteral & { id: string }>(repo: Repository<T>, cac
   );
 }
 
+/**
+ * Each loader is made on first use: most operations need one or two of them, and a subscription
+ * keeps its context for hours (thousands of them at once on a busy session). Getters on the
+ * prototype, so an unused loader costs one empty field.
+ */
+class LazyLoaders implements Loaders {
+  private u?: Loaders['users'];
+  private a?: Loaders['uas'];
+  private v?: Loaders['vms'];
+  private s?: Loaders['snapshots'];
+  private e?: Loaders['lastEvents'];
+
+  constructor(
+    private readonly services: Services,
+    private readonly cache: boolean,
+  ) {}
+
+  get users() {
+    return (this.u ??= byId(this.services.ds.getRepository(User), this.cache));
+  }
+  get uas() {
+    return (this.a ??= byId(this.services.ds.getRepository(Ua), this.cache));
+  }
+  get vms() {
+    return (this.v ??= byId(this.services.ds.getRepository(Vm), this.cache));
+  }
+  get snapshots() {
+    return (this.s ??= byId(this.services.ds.getRepository(VmSnapshot), this.cache));
+  }
+  get lastEvents() {
+    return (this.e ??= lastEventsLoader(this.services, this.cache));
+  }
+}
+
 export function createLoaders(services: Services, opts: { cache: boolean } = { cache: true }): Loaders {
-  const repo = <T extends ObjectLiteral>(e: new () => T) => services.ds.getRepository(e);
-  return {
-    users: byId(repo(User), opts.cache),
-    uas: byId(repo(Ua), opts.cache),
-    vms: byId(repo(Vm), opts.cache),
-    snapshots: byId(repo(VmSnapshot), opts.cache),
-    lastEvents: new DataLoader<string, SessionEvent[]>(
-      async (keys) => {
-        // one query per distinct `last` (in practice one per request)
-        const byLast = new Map<number, string[]>();
-        for (const k of keys) {
-          const [id, last] = k.split(':');
-          byLast.set(Number(last), [...(byLast.get(Number(last)) ?? []), id!]);
-        }
-        const out = new Map<string, SessionEvent[] | Error>();
-        for (const [last, ids] of byLast) {
-          // a wrong `last` fails the fields that asked for it, not the whole batch
-          const events = await services.sessions.lastEventsOf(ids, last).catch((e: Error) => e);
-          for (const id of ids) out.set(`${id}:${last}`, events instanceof Error ? events : (events.get(id) ?? []));
-        }
-        return keys.map((k) => out.get(k) ?? []);
-      },
-      { cache: opts.cache },
-    ),
-  };
+  return new LazyLoaders(services, opts.cache);
+}
+
+function lastEventsLoader(services: Services, cache: boolean): DataLoader<string, SessionEvent[]> {
+  return new DataLoader<string, SessionEvent[]>(
+    async (keys) => {
+      // one query per distinct `last` (in practice one per request)
+      const byLast = new Map<number, string[]>();
+      for (const k of keys) {
+        const [id, last] = k.split(':');
+        byLast.set(Number(last), [...(byLast.get(Number(last)) ?? []), id!]);
+      }
+      const out = new Map<string, SessionEvent[] | Error>();
+      for (const [last, ids] of byLast) {
+        // a wrong `last` fails the fields that asked for it, not the whole batch
+        const events = await services.sessions.lastEventsOf(ids, last).catch((e: Error) => e);
+        for (const id of ids) out.set(`${id}:${last}`, events instanceof Error ? events : (events.get(id) ?? []));
+      }
+      return keys.map((k) => out.get(k) ?? []);
+    },
+    { cache },
+  );
 }
 
 /** A relation that must exist (a foreign key): NOT_FOUND as the services' get() says it. */

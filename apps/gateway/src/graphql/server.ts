@@ -13,7 +13,7 @@ import type { Services } from '../services';
 import { resolvePrincipal, type Context } from './context';
 import { formatError } from './format-error';
 import { createLoaders } from './loaders';
-import { checkDocument, limitRules, type GraphqlLimits } from './limits';
+import { cachedDocumentChecker, limitRules, type GraphqlLimits } from './limits';
 import { registerVmDataRoutes } from '../modules/snapshots/vm-data.routes';
 
 export interface HttpServer {
@@ -86,6 +86,7 @@ export async function startHttpServer(schema: GraphQLSchema, services: Services,
   };
 
   const wss = new WebSocketServer({ server, path: '/graphql', maxPayload: 64 * 1024 });
+  const checkSubscription = cachedDocumentChecker(schema, limits);
   const wsCleanup = useServer<Record<string, unknown>>(
     {
       schema,
@@ -115,7 +116,7 @@ export async function startHttpServer(schema: GraphQLSchema, services: Services,
       },
       // the same limits as on HTTP: Apollo's validation never sees this path
       onSubscribe: (_ctx, _id, payload) => {
-        const checked = checkDocument(schema, payload.query, limits);
+        const checked = checkSubscription(payload.query);
         if ('errors' in checked) return checked.errors;
         return { schema, document: checked.document, operationName: payload.operationName, variableValues: payload.variables };
       },
