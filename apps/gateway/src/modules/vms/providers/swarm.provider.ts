@@ -34,7 +34,15 @@ export interface SwarmProviderOptions extends DockerVmOptions {
   reserveShare?: number;
   /** how often the tasks' states are polled from the manager, ms; default 1000 */
   pollMs?: number;
+  /**
+   * the docker stack the gateway runs in (docker/stack.yml): VM services and their secrets carry
+   * its namespace label, so `docker stack rm` removes them with the stack
+   */
+  stack?: string;
 }
+
+/** the label by which `docker stack` finds a stack's services, secrets and configs */
+export const STACK_NAMESPACE_LABEL = 'com.docker.stack.namespace';
 
 /** bound on one poll of services, tasks and nodes */
 const POLL_TIMEOUT_MS = 10_000;
@@ -85,6 +93,11 @@ export class SwarmProvider extends DockerVms<SwarmProviderOptions> implements Vm
     const share = options.reserveShare;
     if (share !== undefined && !(share >= 0 && share <= 1)) throw new Error(`SwarmProvider: reserveShare must be between 0 and 1, got ${share}`);
     if (options.pollMs !== undefined && !(options.pollMs >= 50)) throw new Error(`SwarmProvider: pollMs must be at least 50, got ${options.pollMs}`);
+  }
+
+  /** the VM's labels, and the stack's namespace when the gateway runs in one */
+  protected override vmLabels(spec: VmLaunchSpec): Record<string, string> {
+    return { ...super.vmLabels(spec), ...(this.opts.stack ? { [STACK_NAMESPACE_LABEL]: this.opts.stack } : {}) };
   }
 
   /** Throws unless the engine is a manager of an active swarm (services can only be made there). */
