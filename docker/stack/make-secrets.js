@@ -4,8 +4,8 @@
 // random PostgreSQL, Redis and admin passwords, and the URLs the gateways connect with, for the
 // ports the stack file uses (UVE_STACK_POSTGRES_PORT, UVE_STACK_REDIS_PORT: set them the same way
 // for this script and for `docker stack deploy`). Passwords that exist are kept, unless --force;
-// the URLs are written again each time (after a change of port). `docker stack deploy` makes swarm secrets of them; give the
-// admin password to whoever signs in first (docker/stack/secrets/admin-password).
+// the URLs are written again each time (after a change of port). `docker stack deploy` makes
+// swarm secrets of them; give the admin password (secrets/admin-password) to the first admin.
 //
 //   node docker/stack/make-secrets.js [--dir DIR] [--force]
 const crypto = require('node:crypto');
