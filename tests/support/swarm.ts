@@ -74,7 +74,8 @@ async function join(docker: Docker, gatewayLabel: string, platforms: string[], u
       try {
         await removeServices();
         if (initialized) {
-          await dockerCli(['swarm', 'leave', '--force']);
+          // the manager may answer "context deadline exceeded" while tasks are still going away: asked again (bounded)
+          await until('the node to leave the swarm', 60_000, () => dockerCli(['swarm', 'leave', '--force']).then(() => true, (e: Error) => (/not part of a swarm/.test(e.message) ? true : null)), 1_000);
         } else {
           await dockerCli(['node', 'update', ...labels.flatMap((l) => ['--label-rm', l]), nodeId]).catch(() => undefined);
         }
