@@ -246,14 +246,15 @@ function findPackage(name, fromDir) {
 }
 
 /**
- * The runtime dependency closure of the agent: [{ linkPath, realPath, workspace }]. Paths are
+ * The runtime dependency closure of an app (default the agent), less the packages `skip(name)`
+ * names: { packages: [{ realPath, workspace }], links }. Paths are
  * relative to ROOT so the image keeps the repository's layout under /app (Node then resolves
  * exactly as it does here).
  */
-function dependencyClosure() {
+function dependencyClosure(appDir = AGENT_DIR, skip = () => false) {
   const seen = new Map(); // realPath -> entry
   const links = new Map(); // linkPath -> realPath (workspace symlinks in node_modules)
-  const queue = [AGENT_DIR];
+  const queue = [appDir];
   while (queue.length) {
     const dir = queue.shift();
     const pkg = readJson(path.join(dir, 'package.json'));
@@ -262,6 +263,7 @@ function dependencyClosure() {
     const deps = [...new Set([...Object.keys(pkg.dependencies || {}), ...Object.keys(pkg.optionalDependencies || {}), ...peers])];
     const optional = new Set([...Object.keys(pkg.optionalDependencies || {}), ...peers]);
     for (const name of deps) {
+      if (skip(name)) continue;
       const found = findPackage(name, dir);
       if (!found) {
         if (optional.has(name)) continue; // an optional or peer dependency that is not installed
@@ -278,6 +280,35 @@ function dependencyClosure() {
   return { packages: [...seen.values()], links };
 }
 
+/**
+ * Adds the runtime node_modules of an app (its dependency closure less `skip`), in the repository's
+ * layout under /app, and the system libraries their native addons need (those not in `below`).
+ */
+function addModules(layer, appDir, below, skip = () => false) {
+  const closure = dependencyClosure(appDir, skip);
+  const native = [];
+  for (const pkg of closure.packages.filter((p) => !p.workspace)) {
+    walk(
+      pkg.realPath,
+      (p, ent) => {
+        if (!ent.isFile() && !ent.isSymbolicLink()) return;
+        let st;
+        try {
+          st = fs.statSync(p);
+        } catch {
+          return;
+        }
+        if (!st.isFile()) return;
+        layer.file(path.posix.join(APP_ROOT, path.relative(ROOT, p)), p);
+        if (/\.node$|\.so(\.\d+)*$/.test(ent.name)) native.push(p);
+      },
+      prunable,
+    );
+  }
+  addLibraries(layer, native, below, path.join(ROOT, 'node_modules'));
+  return closure;
+}
+
 /** not needed at run time: type declarations, sources, maps, docs (license files are kept) */
 function prunable(p, ent) {
   if (ent.isDirectory()) return ent.name === 'node_modules' || ent.name === '.github';
@@ -287,6 +318,35 @@ function prunable(p, ent) {
 }
 
 // ---- the layers -----------------------------------------------------------------------------------
+
+/**
+ * What every image of this repository starts from: the merged-/usr links, the Node binary running
+ * this script and its shared libraries, /bin/sh, /tmp, /etc/passwd and /etc/group with root,
+ * nobody and `users` ([name, uid, home, shell, description]).
+ */
+function addNodeBase(layer, users) {
+  for (const top of ['bin', 'sbin', 'lib', 'lib32', 'lib64', 'libx32']) {
+    try {
+      if (fs.lstatSync(`/${top}`).isSymbolicLink()) layer.symlink(`/${top}`, fs.readlinkSync(`/${top}`));
+    } catch {
+      // absent
+    }
+  }
+  const node = fs.realpathSync(process.execPath);
+  const nodeLibs = ldd(node);
+  const libc = nodeLibs.find((l) => /^libc\.so/.test(l.name));
+  if (!libc) throw new BuildError(`${node} does not link libc dynamically; use a glibc build of Node`);
+  multiarchDir = fs.realpathSync(path.dirname(libc.path));
+  layer.file('/usr/bin/node', node, 0o755);
+  const sh = addProgram(layer, 'sh');
+  addLibraries(layer, [node, sh]);
+  layer.dir('/tmp', 0o1777);
+  layer.dir('/etc');
+  const passwd = users.map(([name, uid, home, shell, what]) => `${name}:x:${uid}:${uid}:${what}:${home}:${shell}\n`).join('');
+  layer.data('/etc/passwd', `root:x:0:0:root:/root:/bin/sh\n${passwd}nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n`);
+  layer.data('/etc/group', `root:x:0:\n${users.map(([name, uid]) => `${name}:x:${uid}:\n`).join('')}nogroup:x:65534:\n`);
+  layer.data('/etc/nsswitch.conf', 'passwd: files\ngroup: files\nhosts: files dns\n');
+}
 
 function collectLayers(platforms) {
   for (const [p, hint] of [
@@ -301,26 +361,7 @@ function collectLayers(platforms) {
 
   // base: the merged-/usr links, Node and its libraries, a shell (Xvfb runs xkbcomp through
   // /bin/sh, xterm starts one), users, /tmp, the health check
-  for (const top of ['bin', 'sbin', 'lib', 'lib32', 'lib64', 'libx32']) {
-    try {
-      if (fs.lstatSync(`/${top}`).isSymbolicLink()) L.base.symlink(`/${top}`, fs.readlinkSync(`/${top}`));
-    } catch {
-      // absent
-    }
-  }
-  const node = fs.realpathSync(process.execPath);
-  const nodeLibs = ldd(node);
-  const libc = nodeLibs.find((l) => /^libc\.so/.test(l.name));
-  if (!libc) throw new BuildError(`${node} does not link libc dynamically; use a glibc build of Node`);
-  multiarchDir = fs.realpathSync(path.dirname(libc.path));
-  L.base.file('/usr/bin/node', node, 0o755);
-  const sh = addProgram(L.base, 'sh');
-  addLibraries(L.base, [node, sh]);
-  L.base.dir('/tmp', 0o1777);
-  L.base.dir('/etc');
-  L.base.data('/etc/passwd', `root:x:0:0:root:/root:/bin/sh\nuve:x:${UVE_UID}:${UVE_UID}:UVE VM agent:/home/uve:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n`);
-  L.base.data('/etc/group', `root:x:0:\nuve:x:${UVE_UID}:\nnogroup:x:65534:\n`);
-  L.base.data('/etc/nsswitch.conf', 'passwd: files\ngroup: files\nhosts: files dns\n');
+  addNodeBase(L.base, [['uve', UVE_UID, '/home/uve', '/bin/sh', 'UVE VM agent']]);
   L.base.file('/uve/healthcheck.js', HEALTHCHECK, 0o644);
   // home: folders the agent's user writes (COPY --chown)
   L.home.dir('/home/uve', 0o755);
@@ -350,27 +391,7 @@ function collectLayers(platforms) {
   }
 
   // modules: the agent's runtime node_modules, and the system libraries of their native addons
-  const { packages, links } = dependencyClosure();
-  const native = [];
-  for (const pkg of packages.filter((p) => !p.workspace)) {
-    walk(
-      pkg.realPath,
-      (p, ent) => {
-        if (!ent.isFile() && !ent.isSymbolicLink()) return;
-        let st;
-        try {
-          st = fs.statSync(p);
-        } catch {
-          return;
-        }
-        if (!st.isFile()) return;
-        L.modules.file(path.posix.join(APP_ROOT, path.relative(ROOT, p)), p);
-        if (/\.node$|\.so(\.\d+)*$/.test(ent.name)) native.push(p);
-      },
-      prunable,
-    );
-  }
-  addLibraries(L.modules, native, [L.base, L.media], path.join(ROOT, 'node_modules'));
+  const { packages, links } = addModules(L.modules, AGENT_DIR, [L.base, L.media]);
 
   // app: the agent, the workspace packages it uses, the sample UA builds
   const appFiles = (dir, sub) => {
@@ -420,6 +441,21 @@ function fileHash(src) {
   return h;
 }
 
+/** file hashes are kept between runs by (device, inode, size, mtime): most runs read no file */
+function openHashCache(file) {
+  try {
+    hashCache = readJson(file);
+  } catch {
+    hashCache = {};
+  }
+  usedHashes = {};
+}
+
+function saveHashCache(file) {
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  fs.writeFileSync(file, JSON.stringify(usedHashes));
+}
+
 function layerHash(layer) {
   const h = crypto.createHash('sha256').update(`format ${FORMAT}\0${JSON.stringify(SPECIAL_DIRS)}\n`);
   for (const dest of [...layer.entries.keys()].sort()) {
@@ -435,9 +471,9 @@ function layerHash(layer) {
 
 // ---- the build context ------------------------------------------------------------------------------
 
-function materialize(layer, hash) {
-  const dir = path.join(CONTEXT, layer.name);
-  const stamp = path.join(CONTEXT, `${layer.name}.sha256`);
+function materialize(layer, hash, context = CONTEXT) {
+  const dir = path.join(context, layer.name);
+  const stamp = path.join(context, `${layer.name}.sha256`);
   if (fs.existsSync(stamp) && fs.readFileSync(stamp, 'utf8') === hash && fs.existsSync(dir)) return false;
   fs.rmSync(stamp, { force: true });
   fs.rmSync(dir, { recursive: true, force: true });
@@ -540,18 +576,12 @@ async function buildImages(options = {}) {
     if (r.error) throw new BuildError(`the docker CLI is not installed (${r.error.message}); Debian: apt-get install docker.io`);
     if (r.status !== 0) throw new BuildError(`no Docker engine answers (${(r.stderr || '').trim()}); start one, e.g. dockerd --iptables=false --bridge=none`);
   }
-  try {
-    hashCache = readJson(HASH_CACHE);
-  } catch {
-    hashCache = {};
-  }
-  usedHashes = {};
+  openHashCache(HASH_CACHE);
   const L = collectLayers(opts.platforms);
   const dockerfile = fs.readFileSync(DOCKERFILE);
   const hashes = {};
   for (const name of LAYERS) hashes[name] = layerHash(L[name]);
-  fs.mkdirSync(BUILD_DIR, { recursive: true });
-  fs.writeFileSync(HASH_CACHE, JSON.stringify(usedHashes));
+  saveHashCache(HASH_CACHE);
   log(`inputs listed and hashed in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
 
   const result = {};
@@ -627,7 +657,12 @@ function dockerBuild(args, image) {
   });
 }
 
-module.exports = { buildImages, imageNames, BuildError };
+module.exports = {
+  buildImages, imageNames, BuildError,
+  // for docker/build-stack-images.js
+  ROOT, BUILD_DIR, APP_ROOT, FORMAT, Layer, log, setQuiet: (q) => (quiet = q), walk, which, ldd, addLibraries, addProgram, addNodeBase,
+  readJson, dependencyClosure, addModules, prunable, openHashCache, saveHashCache, layerHash, materialize, docker, imageLabel, dockerBuild,
+};
 
 if (require.main === module) {
   Promise.resolve()

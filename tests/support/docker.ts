@@ -36,7 +36,16 @@ export async function requireDocker(docker: Docker, timeoutMs = 5_000): Promise<
  * as --wasm-image NAME:TAG give a suite images of its own.
  */
 export function buildAgentImages(timeoutMs = 15 * 60_000, args: string[] = []): Promise<string> {
-  const script = join(REPO_ROOT, 'docker', 'build-images.js');
+  return buildImages('build-images.js', timeoutMs, args);
+}
+
+/** Runs docker/build-stack-images.js (cached by input hash like the agent images). */
+export function buildStackImages(timeoutMs = 15 * 60_000, args: string[] = []): Promise<string> {
+  return buildImages('build-stack-images.js', timeoutMs, args);
+}
+
+function buildImages(name: string, timeoutMs: number, args: string[]): Promise<string> {
+  const script = join(REPO_ROOT, 'docker', name);
   return new Promise((resolve, reject) => {
     execFile(process.execPath, [script, '--quiet', ...args], { cwd: REPO_ROOT, timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
       if (err) reject(new Error(`${script} failed: ${err.message}\n${stdout}\n${stderr}`));
@@ -90,9 +99,9 @@ export async function removeContainersLabelled(docker: Docker, label: string): P
 }
 
 /** `docker <args>` with the CLI, as an operator would type it. */
-export function dockerCli(args: string[]): Promise<string> {
+export function dockerCli(args: string[], opts: { env?: NodeJS.ProcessEnv } = {}): Promise<string> {
   return new Promise((resolve, reject) => {
-    execFile('docker', args, { timeout: 60_000 }, (err, stdout, stderr) => (err ? reject(new Error(`docker ${args.join(' ')}: ${err.message} ${stderr}`)) : resolve(stdout)));
+    execFile('docker', args, { timeout: 60_000, ...opts }, (err, stdout, stderr) => (err ? reject(new Error(`docker ${args.join(' ')}: ${err.message} ${stderr}`)) : resolve(stdout)));
   });
 }
 

@@ -1,7 +1,7 @@
 // What the DOCKER and SWARM end-to-end suites check the same way: a VM of each platform provisioned
 // through the gateway plays a UA whose picture follows input; a VM lost from outside goes OFFLINE
 // (through the provider's own signal, not the heartbeat sweep) and the pool replaces it.
-import { ADMIN, gql, login, ok, registerUser, startGateway, subscribeLive, wsClient, type GatewayProcess } from './gateway';
+import { ADMIN, gql, login, ok, registerUser, startGateway, subscribeLive, wsClient, type GatewayAddress } from './gateway';
 import { freshDatabase, startRedis, until } from './services';
 import { near, openStream, pixel, requestUa, uaId } from './stream';
 import type { Client } from 'graphql-ws';
@@ -41,7 +41,8 @@ export async function stopEngineSuite(s: EngineSuite | undefined, clients: Clien
 }
 
 export interface EngineVmsContext {
-  gw: () => GatewayProcess;
+  /** a gateway this suite started, or the one address of several (a proxy) */
+  gw: () => GatewayAddress;
   admin: () => string;
   user: () => { token: string };
   provider: 'DOCKER' | 'SWARM';

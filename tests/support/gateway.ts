@@ -10,10 +10,17 @@ export const ROOT = path.resolve(__dirname, '../..');
 export const GATEWAY_MAIN = path.join(ROOT, 'apps/gateway/dist/main.js');
 export const ADMIN = { username: 'admin', password: 'admin-password-1' };
 
-export interface GatewayProcess {
+/** where a gateway (or a proxy in front of several) answers */
+export interface GatewayAddress {
   url: string;
   graphqlUrl: string;
   wsUrl: string;
+}
+
+/** a gateway address from its base URL (http://host:port) */
+export const gatewayAddress = (url: string): GatewayAddress => ({ url, graphqlUrl: `${url}/graphql`, wsUrl: `${url.replace(/^http/, 'ws')}/graphql` });
+
+export interface GatewayProcess extends GatewayAddress {
   child: ChildProcess;
   output: () => string;
   stop(): Promise<void>;
@@ -85,9 +92,7 @@ export async function startGateway(env: Record<string, string>, opts: { startTim
   // VMs it provisions are told this URL (UVE_GATEWAY_URL): how the leak check knows them
   recordForLeakCheck('UVE_GATEWAY_URL', url);
   return {
-    url,
-    graphqlUrl: `${url}/graphql`,
-    wsUrl: `${url.replace(/^http/, 'ws')}/graphql`,
+    ...gatewayAddress(url),
     child,
     output: () => out,
     stop: () => stopChild(child, 20_000),

@@ -3,7 +3,7 @@
 import fs from 'node:fs';
 import { StreamClient, createNodeDecoder, type FrameEvent, type ResourceProviders } from '@uve/client';
 import type { InputEvent } from '@uve/protocol';
-import { ok, type GatewayProcess } from './gateway';
+import { ok, type GatewayAddress } from './gateway';
 import { Collector } from './services';
 
 export interface Rgb { r: number; g: number; b: number }
@@ -27,7 +27,7 @@ export function share(f: FrameEvent, rgb: Rgb): number {
   return n / ((d.height / 4) * (d.width / 4));
 }
 
-export async function uaId(gw: GatewayProcess, token: string, name: string): Promise<string> {
+export async function uaId(gw: GatewayAddress, token: string, name: string): Promise<string> {
   const d = await ok<{ uas: { id: string; name: string }[] }>(gw, `{ uas { id name } }`, {}, token);
   const ua = d.uas.find((u) => u.name === name);
   if (!ua) throw new Error(`no UA named ${name}: ${d.uas.map((u) => u.name).join(', ')}`);
@@ -38,7 +38,7 @@ export async function uaId(gw: GatewayProcess, token: string, name: string): Pro
  * Requests a UA; `fresh` (default true, so tests start from a known picture) skips resuming the
  * user's disconnected session or VM Data of it (tests/e2e/reconnect-vmdata.test.ts covers those).
  */
-export async function requestUa(gw: GatewayProcess, token: string, ua: string, opts: { codec: string; width?: number; height?: number; resources?: string[]; fresh?: boolean }) {
+export async function requestUa(gw: GatewayAddress, token: string, ua: string, opts: { codec: string; width?: number; height?: number; resources?: string[]; fresh?: boolean }) {
   const d = await ok(gw, `mutation($i: RequestApplicationInput!) { requestApplication(input: $i) { id vm { id } connection { url token } } }`, {
     i: { uaId: ua, fresh: opts.fresh ?? true, terminal: { screenWidth: opts.width ?? 640, screenHeight: opts.height ?? 480, codecs: [opts.codec], localResources: opts.resources ?? [], maxFrameRate: 60 } },
   }, token);

@@ -1,4 +1,5 @@
 // The gateway's whole configuration, from the environment, validated once at start.
+import fs from 'node:fs';
 import path from 'node:path';
 import { parseVmDataKey, type VmDataKey } from './modules/snapshots/vm-data-store';
 import { PLATFORMS, type Platform, type VmProvider } from '@uve/protocol';
@@ -39,6 +40,8 @@ export interface GatewayConfig {
   /** SWARM provider: where agents listen and the host UCs connect to ('' = each node's hostname) */
   swarmVmHost: string;
   swarmVmPublicHost: string | null;
+  /** SWARM provider: the docker stack the gateway runs in; its VM services and secrets join it (null: none) */
+  swarmStack: string | null;
   /** idle VMs kept warm per platform by the pool manager */
   warmVmsPerPlatform: number;
   /** platforms kept warm; 'auto': those of the registered UAs that this host's provider can run */
@@ -86,7 +89,12 @@ interface Spec<T> {
   doc: string;
   default: string | null;
   parse: (raw: string, env: string) => T;
+  /** also read from a file named by <env>_FILE (a swarm or compose secret), not only from the environment */
+  file?: true;
 }
+
+/** the doc of a setting that may come from a file */
+const orFile = (env: string, doc: string) => `${doc}; or ${env}_FILE, a file holding it (a swarm secret)`;
 
 const str = (raw: string) => raw;
 const int = (min: number, max: number) => (raw: string, env: string) => {
@@ -125,11 +133,11 @@ export const CONFIG_SPEC = {
   port: { env: 'UVE_PORT', doc: 'port of /graphql, /healthz, /readyz (0 = any free port)', default: '4000', parse: int(0, 65535) },
   publicUrl: { env: 'UVE_PUBLIC_URL', doc: 'base URL VMs reach the gateway at (default: http://HOST:PORT)', default: null, parse: url('http:', 'https:') },
   dataDir: { env: 'UVE_DATA_DIR', doc: 'folder of the embedded PostgreSQL cluster, the private Redis and the PROCESS agents it tracks', default: '.uve', parse: (raw: string) => path.resolve(raw) },
-  databaseUrl: { env: 'DATABASE_URL', doc: 'PostgreSQL URL; unset: an embedded PostgreSQL in UVE_DATA_DIR', default: null, parse: url('postgres:', 'postgresql:') },
-  redisUrl: { env: 'REDIS_URL', doc: 'Redis URL; unset: a private redis-server from PATH on a free loopback port', default: null, parse: url('redis:', 'rediss:') },
+  databaseUrl: { env: 'DATABASE_URL', file: true, doc: orFile('DATABASE_URL', 'PostgreSQL URL; unset: an embedded PostgreSQL in UVE_DATA_DIR'), default: null, parse: url('postgres:', 'postgresql:') },
+  redisUrl: { env: 'REDIS_URL', file: true, doc: orFile('REDIS_URL', 'Redis URL; unset: a private redis-server from PATH on a free loopback port'), default: null, parse: url('redis:', 'rediss:') },
   queuePrefix: { env: 'UVE_QUEUE_PREFIX', doc: 'key prefix of the queues in Redis', default: 'uve', parse: str },
   adminUsername: { env: 'UVE_ADMIN_USERNAME', doc: 'first admin, created when no admin exists', default: 'admin', parse: str },
-  adminPassword: { env: 'UVE_ADMIN_PASSWORD', doc: 'its password; unset: a random one, printed once', default: null, parse: str },
+  adminPassword: { env: 'UVE_ADMIN_PASSWORD', file: true, doc: orFile('UVE_ADMIN_PASSWORD', 'its password; unset: a random one, printed once'), default: null, parse: str },
   accessTokenTtlSec: { env: 'UVE_ACCESS_TOKEN_TTL', doc: 'lifetime of login tokens, seconds', default: '43200', parse: int(10, 30 * 86400) },
   sessionTokenTtlSec: { env: 'UVE_SESSION_TOKEN_TTL', doc: 'lifetime of UVE-3 session tokens, seconds', default: '120', parse: int(10, 3600) },
   vmHeartbeatTimeoutMs: { env: 'UVE_VM_HEARTBEAT_TIMEOUT_MS', doc: 'a VM silent this long is OFFLINE', default: '6000', parse: int(1000, 600000) },
@@ -145,6 +153,7 @@ export const CONFIG_SPEC = {
   vmImageX11: { env: 'UVE_VM_IMAGE_LINUX_X11', doc: 'image of DOCKER and SWARM VMs of the LINUX_X11 platform (unset: uve/vm-agent-x11:<agent version>)', default: null, parse: str },
   swarmPlatformLabels: { env: 'UVE_SWARM_PLATFORM_LABELS', doc: 'SWARM VMs go only to nodes labelled uve.platform.<PLATFORM>=true: on or off (any node)', default: 'on', parse: (raw: string, env: string) => oneOf('on', 'off')(raw, env) === 'on' },
   swarmVmHost: { env: 'UVE_SWARM_VM_HOST', doc: 'address SWARM agents listen on (host network of their node)', default: '0.0.0.0', parse: str },
+  swarmStack: { env: 'UVE_SWARM_STACK', doc: 'SWARM provider: name of the docker stack the gateway runs in (docker/stack.yml sets it); VM services and their secrets carry its namespace label, so `docker stack rm` removes them with the stack', default: null, parse: str },
   swarmVmPublicHost: { env: 'UVE_SWARM_VM_PUBLIC_HOST', doc: 'host UCs reach SWARM agents at (unset: the node\'s hostname, or UVE_SWARM_VM_HOST when that is not 0.0.0.0)', default: null, parse: str },
   warmVmsPerPlatform: { env: 'UVE_WARM_VMS', doc: 'idle VMs the pool keeps warm per platform', default: '1', parse: int(0, 100) },
   poolPlatforms: { env: 'UVE_POOL_PLATFORMS', doc: 'platforms the pool keeps warm, comma-separated, or auto (those of the registered UAs this host can run)', default: 'auto', parse: (raw: string, env: string): Platform[] | 'auto' => {
@@ -165,7 +174,7 @@ export const CONFIG_SPEC = {
   } },
   packageDownloadTimeoutSec: { env: 'UVE_PACKAGE_DOWNLOAD_TIMEOUT_S', doc: 'a VM gives up downloading a UA package from a storefront after this long', default: '120', parse: int(1, 3600) },
   vmDataMaxMb: { env: 'UVE_VM_DATA_MAX_MB', doc: 'largest VM Data upload a VM may store, MiB', default: '256', parse: int(1, 1024) },
-  vmDataKey: { env: 'UVE_VM_DATA_KEY', doc: 'key that seals VM Data at rest (AES-256-GCM per chunk): 32 bytes as 64 hex digits or base64, the same on every gateway; unset: stored in clear', default: null, parse: (raw: string, env: string) => {
+  vmDataKey: { env: 'UVE_VM_DATA_KEY', file: true, doc: orFile('UVE_VM_DATA_KEY', 'key that seals VM Data at rest (AES-256-GCM per chunk): 32 bytes as 64 hex digits or base64, the same on every gateway; unset: stored in clear'), default: null, parse: (raw: string, env: string) => {
     const key = parseVmDataKey(raw);
     if (!key) throw new ConfigError(`${env} must be 32 bytes as 64 hex digits or base64 (e.g. from \`openssl rand -hex 32\`)`);
     return key;
@@ -195,10 +204,21 @@ export const CONFIG_SPEC = {
   dbTimeoutMs: { env: 'UVE_DB_TIMEOUT_MS', doc: 'bound on connecting to PostgreSQL and on one query (requests then fail with UNAVAILABLE)', default: '10000', parse: int(500, 600_000) },
 } satisfies { [K in keyof GatewayConfig]: Spec<NonNullable<GatewayConfig[K]>> };
 
+/** the value in the file <name>_FILE names (trailing line breaks dropped), or undefined when that is unset */
+function fromFile(env: NodeJS.ProcessEnv, name: string): string | undefined {
+  const file = env[`${name}_FILE`];
+  if (!file) return undefined;
+  try {
+    return fs.readFileSync(file, 'utf8').replace(/[\r\n]+$/, '');
+  } catch (e) {
+    throw new ConfigError(`${name}_FILE ${file} cannot be read: ${(e as Error).message}`);
+  }
+}
+
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): GatewayConfig {
   const out: Record<string, unknown> = {};
   for (const [key, spec] of Object.entries(CONFIG_SPEC) as [string, Spec<unknown>][]) {
-    const raw = env[spec.env];
+    const raw = env[spec.env] || (spec.file ? fromFile(env, spec.env) : undefined);
     const value = raw !== undefined && raw !== '' ? raw : spec.default;
     out[key] = value === null ? null : spec.parse(value, spec.env);
   }

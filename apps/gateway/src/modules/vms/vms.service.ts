@@ -28,6 +28,9 @@ export interface VmsServiceOptions {
   retentionMs: number;
 }
 
+/** how long after its record a VM's launch may still be under way (reconcile leaves it alone) */
+const LAUNCH_GRACE_MS = 30_000;
+
 export class VmsService {
   private readonly repo: Repository<Vm>;
   private readonly providers = new Map<VmProvider, VmProviderDriver>();
@@ -85,9 +88,14 @@ export class VmsService {
       // (another gateway's pool, starting at the same time): only a silent one that the provider
       // does not run is lost
       const silentSince = Date.now() - this.options.heartbeatTimeoutMs;
+      // a provider that sees every VM may not see one yet whose launch another gateway has just
+      // begun (record first, then the service: two stack replicas starting together); one that
+      // never comes up is FAILED by the sweep
+      const launchingSince = Date.now() - LAUNCH_GRACE_MS;
       for (const vm of live) {
         const heard = vm.lastHeartbeatAt ?? vm.createdAt;
         if (running.has(vm.id) || (!driver.seesAllVms && heard && heard.getTime() > silentSince)) continue;
+        if (vm.status === 'PROVISIONING' && vm.createdAt && vm.createdAt.getTime() > launchingSince) continue;
         await this.markLost(vm.id, `${driver.kind} provider no longer runs it`);
       }
       const known = new Set((await this.repo.findBy({ provider: driver.kind })).map((v) => v.id));

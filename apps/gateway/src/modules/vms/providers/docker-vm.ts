@@ -115,6 +115,13 @@ export function secretArchive(secret: string, redisUrl: string): Buffer {
   ]);
 }
 
+/** one line of the engine's event stream (GET /events) */
+export interface EngineEvent {
+  Type?: string;
+  Action?: string;
+  Actor?: { ID?: string; Attributes?: Record<string, string> };
+}
+
 export abstract class DockerVms<O extends DockerVmOptions> {
   abstract readonly kind: VmProvider;
   /** the engine (or the swarm's manager) sees every VM of the deployment, whichever gateway made it */
@@ -135,6 +142,60 @@ export abstract class DockerVms<O extends DockerVmOptions> {
       if (v !== undefined && (!Number.isFinite(v) || v < 0)) throw new Error(`${who}: ${name} must be a number >= 0, got ${v}`);
     }
     if (opts.memoryBytes && opts.memoryBytes < 6 * MIB) throw new Error(`${who}: memoryBytes must be at least 6 MiB (Docker minimum) or 0`);
+  }
+
+  /** the followed event stream; 'opening' while it is asked for */
+  private events: (NodeJS.ReadableStream & { destroy?: () => void }) | 'opening' | null = null;
+
+  /** whether an event stream is followed (or being opened) */
+  protected get watchingEvents(): boolean {
+    return this.events !== null;
+  }
+
+  /**
+   * Follows the engine's events matching `filters`, calling `onEvent` for each; opened again when
+   * the stream ends or breaks (the engine restarted): the gap is covered by the caller's other
+   * signals (heartbeats, the task poll). Ends with closeEvents().
+   */
+  protected async watchEvents(filters: Record<string, string[]>, onEvent: (e: EngineEvent) => void): Promise<void> {
+    if (this.closed) return;
+    this.events = 'opening';
+    try {
+      const stream = (await this.docker.getEvents({ filters })) as NodeJS.ReadableStream & { destroy?: () => void };
+      if (this.closed || this.events !== 'opening') return stream.destroy?.();
+      this.events = stream;
+      let buf = '';
+      stream.on('data', (chunk: Buffer) => {
+        buf += chunk.toString();
+        for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
+          const line = buf.slice(0, i);
+          buf = buf.slice(i + 1);
+          let event: EngineEvent;
+          try {
+            event = JSON.parse(line) as EngineEvent;
+          } catch {
+            continue; // a partial or foreign line
+          }
+          onEvent(event);
+        }
+      });
+      stream.on('end', () => this.rewatch(stream, filters, onEvent));
+      stream.on('error', () => this.rewatch(stream, filters, onEvent));
+    } catch (e) {
+      this.opts.log?.warn(`${this.kind}: engine events unavailable; relying on the other signals`, { error: (e as Error).message });
+      this.rewatch('opening', filters, onEvent);
+    }
+  }
+
+  private rewatch(stream: NodeJS.ReadableStream | 'opening', filters: Record<string, string[]>, onEvent: (e: EngineEvent) => void): void {
+    if (this.events !== stream) return; // an older stream ending after closeEvents() or a rewatch
+    this.events = null;
+    if (!this.closed) setTimeout(() => void this.watchEvents(filters, onEvent), 2_000).unref();
+  }
+
+  protected closeEvents(): void {
+    if (this.events && this.events !== 'opening') this.events.destroy?.();
+    this.events = null;
   }
 
   /** Checks the images (default: every platform's) exist; throws naming the build command otherwise. */

@@ -21,7 +21,6 @@ export type DockerProviderOptions = DockerVmOptions;
 
 export class DockerProvider extends DockerVms<DockerProviderOptions> implements VmProviderDriver {
   readonly kind = 'DOCKER' as const;
-  private events: NodeJS.ReadableStream | null = null;
 
   /** what `launch` passes to the engine (exposed for tests and docs) */
   containerOptions(spec: VmLaunchSpec): Docker.ContainerCreateOptions {
@@ -108,49 +107,17 @@ export class DockerProvider extends DockerVms<DockerProviderOptions> implements 
   /** Engine `die` events of this gateway's containers: a VM killed from outside is seen at once. */
   onVmExit(listener: (vmId: string, reason: string) => void): void {
     this.exitListeners.push(listener);
-    if (!this.events) void this.watchEvents();
-  }
-
-  private async watchEvents(): Promise<void> {
-    if (this.closed) return;
-    try {
-      const stream = await this.docker.getEvents({
-        filters: { type: ['container'], event: ['die'], label: this.scopeFilter() },
-      });
-      this.events = stream;
-      let buf = '';
-      stream.on('data', (chunk: Buffer) => {
-        buf += chunk.toString();
-        for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
-          const line = buf.slice(0, i);
-          buf = buf.slice(i + 1);
-          try {
-            const attrs = JSON.parse(line)?.Actor?.Attributes ?? {};
-            const vmId = attrs[LABELS.vmId];
-            if (vmId) for (const l of this.exitListeners) l(vmId, `container died (exit code ${attrs.exitCode ?? '?'})`);
-          } catch {
-            /* a partial or foreign line */
-          }
-        }
-      });
-      // the engine restarted or the stream broke: watch again (heartbeats cover the gap)
-      stream.on('end', () => this.rewatch());
-      stream.on('error', () => this.rewatch());
-    } catch (e) {
-      this.opts.log?.warn('docker events unavailable; relying on heartbeats', { error: (e as Error).message });
-      this.rewatch();
-    }
-  }
-
-  private rewatch(): void {
-    this.events = null;
-    if (!this.closed) setTimeout(() => void this.watchEvents(), 2_000).unref();
+    if (this.watchingEvents) return;
+    void this.watchEvents({ type: ['container'], event: ['die'], label: this.scopeFilter() }, (e) => {
+      const attrs = e.Actor?.Attributes ?? {};
+      const vmId = attrs[LABELS.vmId];
+      if (vmId) for (const l of this.exitListeners) l(vmId, `container died (exit code ${attrs.exitCode ?? '?'})`);
+    });
   }
 
   async close(): Promise<void> {
     this.closed = true;
-    (this.events as (NodeJS.ReadableStream & { destroy?: () => void }) | null)?.destroy?.();
-    this.events = null;
+    this.closeEvents();
   }
 
   private async removeContainer(vmId: string, ref: string): Promise<void> {

@@ -61,6 +61,7 @@ async function createSwarmProvider(config: GatewayConfig, log: Logger): Promise<
     platformConstraints: config.swarmPlatformLabels,
     vmHost: config.swarmVmHost,
     ...(config.swarmVmPublicHost ? { vmPublicHost: config.swarmVmPublicHost } : {}),
+    ...(config.swarmStack ? { stack: config.swarmStack } : {}),
     env: { UVE_LOG_LEVEL: config.logLevel },
     log,
   });

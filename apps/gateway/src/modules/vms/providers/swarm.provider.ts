@@ -2,11 +2,13 @@
 // agent image of its platform on the host network of whichever node the swarm scheduler picks
 // (among the nodes labelled for the platform), with reservations, limits and the DOCKER provider's
 // labels. Restart policy none: a VM whose task ends is lost, and the pool replaces it, as with
-// containers. The VMM learns of lost VMs from the tasks' states, polled from the manager (a task
-// failed or shut down, its node down, its service removed). See docs/scaling.md.
+// containers. The VMM learns of lost VMs at once from the manager's engine events (a task container
+// of this node died, a service was removed), and from the tasks' states, polled from the manager
+// (a task failed or shut down, its node down, its service removed: also on other nodes, and
+// whatever an event stream missed). See docs/scaling.md.
 import type Docker from 'dockerode';
 import type { Platform } from '@uve/protocol';
-import { AGENT_UID, DockerVms, LABELS, statusOf, vmObjectName, type DockerVmOptions } from './docker-vm';
+import { AGENT_UID, DockerVms, LABELS, type EngineEvent, statusOf, vmObjectName, type DockerVmOptions } from './docker-vm';
 import type { LaunchedVm, VmLaunchSpec, VmProviderDriver } from './vm-provider';
 
 /** the VM's secret as a swarm secret file (/run/secrets/<name>), the agent user's, 0400 */
@@ -32,12 +34,27 @@ export interface SwarmProviderOptions extends DockerVmOptions {
   reserveShare?: number;
   /** how often the tasks' states are polled from the manager, ms; default 1000 */
   pollMs?: number;
+  /**
+   * the docker stack the gateway runs in (docker/stack.yml): VM services and their secrets carry
+   * its namespace label, so `docker stack rm` removes them with the stack
+   */
+  stack?: string;
 }
 
-/** task states after which the task's container no longer runs */
+/** the label by which `docker stack` finds a stack's services, secrets and configs */
+export const STACK_NAMESPACE_LABEL = 'com.docker.stack.namespace';
+
 /** bound on one poll of services, tasks and nodes */
 const POLL_TIMEOUT_MS = 10_000;
 
+/**
+ * labels on each VM's task container (the service's labels stay on the service): its engine `die`
+ * event names the VM. Not uve.managed: a DOCKER provider of the same deployment must not take task
+ * containers for its own.
+ */
+export const TASK_LABELS = { vmId: 'uve.swarm.vm.id', gateway: 'uve.swarm.gateway' } as const;
+
+/** task states after which the task's container no longer runs */
 const ENDED = new Set(['complete', 'shutdown', 'failed', 'rejected', 'remove', 'orphaned']);
 
 interface SwarmTask {
@@ -78,6 +95,11 @@ export class SwarmProvider extends DockerVms<SwarmProviderOptions> implements Vm
     if (options.pollMs !== undefined && !(options.pollMs >= 50)) throw new Error(`SwarmProvider: pollMs must be at least 50, got ${options.pollMs}`);
   }
 
+  /** the VM's labels, and the stack's namespace when the gateway runs in one */
+  protected override vmLabels(spec: VmLaunchSpec): Record<string, string> {
+    return { ...super.vmLabels(spec), ...(this.opts.stack ? { [STACK_NAMESPACE_LABEL]: this.opts.stack } : {}) };
+  }
+
   /** Throws unless the engine is a manager of an active swarm (services can only be made there). */
   async ensureManager(): Promise<void> {
     const info = (await this.docker.info().catch((e: unknown) => {
@@ -103,6 +125,7 @@ export class SwarmProvider extends DockerVms<SwarmProviderOptions> implements Vm
       TaskTemplate: {
         ContainerSpec: {
           Image: this.images[spec.platform],
+          Labels: { [TASK_LABELS.vmId]: spec.vmId, [TASK_LABELS.gateway]: this.gatewayId },
           // the agent binds every address of its node and tells UCs the node's name, unless set
           // (service templates: {{.Node.Hostname}} is filled in on the node the task lands on)
           Env: this.vmEnv(spec, { host: '0.0.0.0', publicHost: '{{.Node.Hostname}}' }, { secret: SWARM_SECRET_FILE, redisUrl: SWARM_REDIS_URL_FILE }),
@@ -145,13 +168,17 @@ export class SwarmProvider extends DockerVms<SwarmProviderOptions> implements Vm
     const options = this.serviceOptions(spec, secretId, redisSecretId);
     const service = await this.createReplacing('service', name, () => this.docker.createService(options), () => this.removeService(spec.vmId, name));
     this.reported.delete(spec.vmId);
+    // watched from now on: a removal from outside before the next poll is still this VM's loss
+    this.seen.set(spec.vmId, service.id);
     this.opts.log?.info('VM service created', { vmId: spec.vmId, service: service.id.slice(0, 12), image, platform: spec.platform });
     return { providerRef: service.id };
   }
 
   /** Removes the VM's service (the swarm stops its task); succeeds when it is already gone. */
   async destroy(vmId: string, providerRef: string | null): Promise<void> {
-    this.seen.delete(vmId); // removed by the VMM: not a VM lost from outside
+    // removed by the VMM: not a VM lost from outside (its task container's death is not reported either)
+    this.seen.delete(vmId);
+    this.reported.add(vmId);
     const refs = [...new Set([providerRef, vmObjectName(vmId)].filter((r): r is string => !!r))];
     for (const ref of refs) await this.removeService(vmId, ref);
     await this.removeSecret(vmObjectName(vmId));
@@ -207,6 +234,10 @@ export class SwarmProvider extends DockerVms<SwarmProviderOptions> implements Vm
   /** Tells of VMs whose task ended, whose node went down or whose service was removed from outside. */
   onVmExit(listener: (vmId: string, reason: string) => void): void {
     this.exitListeners.push(listener);
+    // the manager's engine events: `die` of a VM's task container on this node (docker kill, a
+    // crash) and `remove` of a VM's service come at once, while the task's failed state may reach
+    // the manager tens of seconds later on a loaded machine; VMs on other nodes are seen by the poll
+    if (!this.watchingEvents) void this.watchEvents({ type: ['container', 'service'], event: ['die', 'remove'] }, (e) => this.onEvent(e));
     if (!this.poller && !this.closed) this.schedulePoll(0);
   }
 
@@ -214,6 +245,19 @@ export class SwarmProvider extends DockerVms<SwarmProviderOptions> implements Vm
     this.closed = true;
     if (this.poller) clearTimeout(this.poller);
     this.poller = null;
+    this.closeEvents();
+  }
+
+  private onEvent(e: EngineEvent): void {
+    const attrs = e.Actor?.Attributes ?? {};
+    if (e.Type === 'container' && e.Action === 'die') {
+      const vmId = attrs[TASK_LABELS.vmId];
+      if (vmId && attrs[TASK_LABELS.gateway] === this.gatewayId) this.lost(vmId, `task failed (exit code ${attrs.exitCode ?? '?'}): its container died`);
+    } else if (e.Type === 'service' && e.Action === 'remove') {
+      // service events carry no labels: the VM is this deployment's when a poll or launch saw it
+      const vmId = [...this.seen].find(([id, serviceId]) => serviceId === e.Actor?.ID || attrs.name === vmObjectName(id))?.[0];
+      if (vmId) this.lost(vmId, 'service removed');
+    }
   }
 
   private schedulePoll(ms: number): void {
@@ -223,6 +267,8 @@ export class SwarmProvider extends DockerVms<SwarmProviderOptions> implements Vm
 
   private async poll(): Promise<void> {
     if (this.closed) return;
+    // what was known before this poll asked: a VM launched meanwhile is not missing from its answer
+    const before = new Map(this.seen);
     try {
       // a call the manager never answers must not stop the watch: the next poll asks again
       let timer: NodeJS.Timeout | undefined;
@@ -231,9 +277,10 @@ export class SwarmProvider extends DockerVms<SwarmProviderOptions> implements Vm
         new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no answer within ${POLL_TIMEOUT_MS} ms`)), POLL_TIMEOUT_MS))),
       ]).finally(() => clearTimeout(timer));
       const current = new Map(now.map((s) => [s.vmId, s.serviceId]));
-      for (const [vmId] of this.seen) if (!current.has(vmId)) this.lost(vmId, 'service removed');
+      for (const [vmId] of before) if (!current.has(vmId)) this.lost(vmId, 'service removed');
       for (const s of now) if (s.lost) this.lost(s.vmId, s.lost);
-      for (const vmId of this.reported) if (!current.has(vmId)) this.reported.delete(vmId);
+      for (const vmId of this.reported) if (!current.has(vmId) && !this.seen.has(vmId)) this.reported.delete(vmId);
+      for (const [vmId, serviceId] of this.seen) if (!before.has(vmId)) current.set(vmId, serviceId);
       this.seen = current;
     } catch (e) {
       // the manager is away for a moment: heartbeats cover the gap
