@@ -103,13 +103,17 @@ export default async function streamBrowser(argv: string[]): Promise<BenchOutput
 
     // latency: repetitions rotate over the cases, so the machine's drifting load hits all alike
     const trips = new Map<string, RoundTrip[][]>(keys.map((k) => [k.key, []]));
+    const lost = new Map<string, number>();
     const base = new Map<number, number[][]>(fpsList.map((f) => [f, []]));
     for (let r = 0; r < o.reps; r++) {
       for (const k of keys) {
         const c = CASES[k.c]!;
         const got: RoundTrip[] = [];
         for (let i = 0; i < perRep; i++) {
-          got.push(await open.get(k.key)!.page.evaluate(([ev, u]) => window.bench.roundTrip(ev, u, 60, 5000), [input(c, r * perRep + i, o), c.until] as const));
+          // an input whose picture never came (5 s) is counted, not a reason to stop the run
+          const t = await open.get(k.key)!.page.evaluate(([ev, u]) => window.bench.roundTrip(ev, u, 60, 5000), [input(c, r * perRep + i, o), c.until] as const).catch(() => null);
+          if (t) got.push(t);
+          else lost.set(k.key, (lost.get(k.key) ?? 0) + 1);
         }
         trips.get(k.key)!.push(got);
         process.stdout.write(`  rep ${r + 1} ${k.key.padEnd(14)} input -> drawn p50 ${median(got.map((t) => t.drawnAt - t.sentAt)).toFixed(1)} ms\n`);
@@ -121,7 +125,9 @@ export default async function streamBrowser(argv: string[]): Promise<BenchOutput
           try {
             for (let i = 0; i < perRep; i++) {
               await new Promise((res) => setTimeout(res, Math.random() * 60));
-              lat.push(await x.roundTrip());
+              const ms = await x.roundTrip().catch(() => null);
+              if (ms !== null) lat.push(ms);
+              else lost.set(`x11grab@${fps}`, (lost.get(`x11grab@${fps}`) ?? 0) + 1);
             }
           } finally {
             await x.close();
@@ -179,10 +185,10 @@ export default async function streamBrowser(argv: string[]): Promise<BenchOutput
     const text = [
       header('stream-browser', `${o.width}x${o.height}, ${o.reps} repetitions x ${perRep} inputs per case and fps, headless Chromium, loopback`),
       '',
-      table(['case', 'inputs', 'input -> drawn p50 ms', 'p95 ms', 'p99 ms', 'input -> painted p50 ms', 'p50 / x11grab p50'],
+      table(['case', 'inputs', 'lost', 'input -> drawn p50 ms', 'p95 ms', 'p99 ms', 'input -> painted p50 ms', 'p50 / x11grab p50'],
         [
-          ...rows.map((r) => [r.label, String(r.samples), fmt(r.drawn.p50), fmt(r.drawn.p95), fmt(r.drawn.p99), fmt(r.painted.p50), r.ratio ? `${fmt(r.ratio, 2)}x` : '']),
-          ...baseRows.map((b) => [`baseline: x11grab @${b.fps} (Node decoder)`, String(b.l.samples), fmt(b.l.p50), fmt(b.l.p95), fmt(b.l.p99), '', '']),
+          ...rows.map((r) => [r.label, String(r.samples), String(lost.get(r.key) ?? 0), fmt(r.drawn.p50), fmt(r.drawn.p95), fmt(r.drawn.p99), fmt(r.painted.p50), r.ratio ? `${fmt(r.ratio, 2)}x` : '']),
+          ...baseRows.map((b) => [`baseline: x11grab @${b.fps} (Node decoder)`, String(b.l.samples), String(lost.get(`x11grab@${b.fps}`) ?? 0), fmt(b.l.p50), fmt(b.l.p95), fmt(b.l.p99), '', '']),
         ]),
       '',
       'Where the time goes: median ms of each stage over all inputs of the case (VM stages from its `timing` messages).',
@@ -192,6 +198,7 @@ export default async function streamBrowser(argv: string[]): Promise<BenchOutput
       table(['motion', 'fps requested', 'fps drawn', 'kbit/s', 'server CPU % (all VMs + gateway)', 'capture -> drawn p50 ms', 'p95 ms'],
         motionRows.map((m) => [m.label, String(m.fps), fmt(m.fpsS), fmt(m.kbpsS, 0), fmt(m.cpuS, 0), fmt(m.c2d.p50), fmt(m.c2d.p95)])),
       '',
+      'lost: inputs whose picture did not come within 5 s (left out of the figures).',
       'input -> drawn: the page sends the input and waits for the first drawn frame that shows it (WASM: the frame whose',
       'inputSeq covers it; X11: the frame whose centre pixel changed); painted: the next animation frame after the draw.',
       'Stages: to VM (socket, VM event loop), apply (into the UA), to capture (frame pacing; for X11 also the program\'s',
@@ -209,6 +216,7 @@ export default async function streamBrowser(argv: string[]): Promise<BenchOutput
         motion: motionRows.map((m) => ({ case: m.key, fps: m.fpsS, kbps: m.kbpsS, cpuPct: m.cpuS, captureToDrawn: m.c2d })),
         trips: Object.fromEntries(trips),
         pageErrors,
+        lost: Object.fromEntries(lost),
       },
     };
   } finally {
