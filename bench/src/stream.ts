@@ -8,6 +8,7 @@ import path from 'node:path';
 import { GatewayClient, StreamClient, createNodeDecoder, type FrameEvent } from '@uve/client';
 import type { InputEvent, VideoCodec } from '@uve/protocol';
 import { fmt, header, latencySpread, now, parseArgs, spread, table, type BenchOutput } from './lib/report';
+import { requestSession } from './lib/sessions';
 import { ADMIN, dataDir, startGateway, startPostgres, type Gateway } from './lib/services';
 import { startX11grabBaseline, type Baseline } from './lib/x11grab';
 
@@ -45,18 +46,8 @@ function probeInput(ua: string, i: number, o: Options): InputEvent[] {
 
 /** A session of the UA streamed to a Node client, ready for round trips. */
 async function openCase(gw: GatewayClient, ua: string, codec: VideoCodec, o: Options): Promise<Baseline> {
-  const uaInfo = (await gw.uas()).find((u) => u.name === ua);
-  if (!uaInfo) throw new Error(`no UA named ${ua}`);
-  const request = () => gw.requestApplication({ uaId: uaInfo.id, terminal: { screenWidth: o.width, screenHeight: o.height, codecs: [codec], localResources: [], maxFrameRate: o.fps } });
-  // a fresh gateway's pool is still starting its first VM of the platform
-  const deadline = Date.now() + 60_000;
-  let session = await request().catch((e: Error) => e);
-  while (session instanceof Error && /UNAVAILABLE|not deployed|no VM/i.test(session.message) && Date.now() < deadline) {
-    await new Promise((r) => setTimeout(r, 200));
-    session = await request().catch((e: Error) => e);
-  }
-  if (session instanceof Error) throw session;
-  const conn = session.connection!;
+  const session = await requestSession(gw, { ua, codec, width: o.width, height: o.height, fps: o.fps });
+  const conn = session.connection;
   const sessionId = session.id;
   const client = new StreamClient({ browserResources: false });
   let waiting: { seq: number; shows: (f: FrameEvent) => boolean; resolve: (f: FrameEvent) => void } | null = null;
