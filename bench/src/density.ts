@@ -113,6 +113,7 @@ interface Step {
   p99: number;
   fpsMin: number;
   fpsMedian: number;
+  fpsMean: number;
   /** cores the gateway and everything it started used (VM agents, Xvfb, encoders) */
   serverCores: number;
   /** cores the bench's own clients used */
@@ -142,8 +143,8 @@ async function measure(players: Player[], c: Case, o: Options, gw: Gateway, atte
   const s: Step = {
     sessions: players.length, attempt, inputs: lat.length, timeouts,
     p50: percentile(lat, 50), p95: percentile(lat, 95), p99: percentile(lat, 99),
-    fpsMin: fps[0] ?? NaN, fpsMedian: fps[fps.length >> 1] ?? NaN,
-    serverCores: server(), clientCores: (clientUse.user + clientUse.system) / 1e6 / seconds, machineBusy: busy(), load1: loadavg()[0]!, over: null,
+    fpsMin: fps[0] ?? NaN, fpsMedian: fps[fps.length >> 1] ?? NaN, fpsMean: fps.reduce((a, b) => a + b, 0) / Math.max(1, fps.length),
+    serverCores: server().cores, clientCores: (clientUse.user + clientUse.system) / 1e6 / seconds, machineBusy: busy(), load1: loadavg()[0]!, over: null,
   };
   // an input that never showed within 2 s counts as over the limit
   const over = [s.p95 > o.p95Ms || timeouts > 0.05 * (lat.length + timeouts) ? `p95 ${s.p95.toFixed(1)} ms > ${o.p95Ms}${timeouts ? ` (${timeouts} inputs unanswered in 2 s)` : ''}` : '', c.motion && s.fpsMin < o.minFps ? `fps ${s.fpsMin.toFixed(1)} < ${o.minFps}` : ''].filter(Boolean);
@@ -183,21 +184,26 @@ async function runCase(name: string, c: Case, gw: GatewayClient, gateway: Gatewa
       await gw.endSession(p.sessionId).catch(() => undefined);
     }
   }
-  return { steps, max: Math.min(o.max, overAt - 1), stoppedBy, cpu: fitCpu(steps) };
+  // a session at full speed: the fps asked for (motion), or the frames its inputs caused when the machine was least busy (static)
+  const framesPerSession = c.motion ? o.fps : Math.max(...steps.filter((s) => s.sessions > 0).map((s) => s.fpsMedian));
+  return { steps, max: Math.min(o.max, overAt - 1), stoppedBy, cpu: fitCpu(steps, framesPerSession) };
 }
 
-/** Server cores against open sessions, least squares over every window: idle cost and cost per session. */
-interface CpuFit { idleCores: number; coresPerSession: number; sessionsFor2Cores: number }
+/**
+ * Server cores against the frames delivered per second (all sessions), least squares over every
+ * window: the idle cost and the CPU per frame. Per frame, not per session: a starved machine delivers
+ * fewer frames per session, and a per-session slope would then look cheap.
+ */
+interface CpuFit { idleCores: number; cpuMsPerFrame: number; framesPerSession: number; sessionsFor2Cores: number }
 
-function fitCpu(steps: Step[]): CpuFit {
-  const n = steps.length;
-  const mx = steps.reduce((a, s) => a + s.sessions, 0) / n;
-  const my = steps.reduce((a, s) => a + s.serverCores, 0) / n;
-  const sxy = steps.reduce((a, s) => a + (s.sessions - mx) * (s.serverCores - my), 0);
-  const sxx = steps.reduce((a, s) => a + (s.sessions - mx) ** 2, 0);
-  const slope = sxx ? sxy / sxx : NaN;
+function fitCpu(steps: Step[], framesPerSession: number): CpuFit {
+  const pts = steps.map((s) => ({ x: s.sessions ? s.fpsMean * s.sessions : 0, y: s.serverCores }));
+  const mx = pts.reduce((a, p) => a + p.x, 0) / pts.length;
+  const my = pts.reduce((a, p) => a + p.y, 0) / pts.length;
+  const sxx = pts.reduce((a, p) => a + (p.x - mx) ** 2, 0);
+  const slope = sxx ? pts.reduce((a, p) => a + (p.x - mx) * (p.y - my), 0) / sxx : NaN;
   const idle = my - slope * mx;
-  return { idleCores: idle, coresPerSession: slope, sessionsFor2Cores: slope > 0 ? (2 - idle) / slope : NaN };
+  return { idleCores: idle, cpuMsPerFrame: slope * 1000, framesPerSession, sessionsFor2Cores: slope > 0 ? (2 - idle) / (slope * framesPerSession) : NaN };
 }
 
 export default async function density(argv: string[]): Promise<BenchOutput> {
@@ -229,10 +235,10 @@ export default async function density(argv: string[]): Promise<BenchOutput> {
 
     const f1 = (x: number) => (Number.isFinite(x) ? x.toFixed(1) : '-');
     const f2 = (x: number) => (Number.isFinite(x) ? x.toFixed(2) : '-');
-    const summary = table(['case', 'max sessions', 'goal (issue 13)', 'stopped by', 'idle server cores', 'server cores / session', 'sessions 2 cores carry (CPU only)'], o.cases.map((n) => {
+    const summary = table(['case', 'max sessions', 'goal (issue 13)', 'stopped by', 'idle server cores', 'server CPU ms / frame', 'frames/s a session needs', 'sessions 2 cores carry (CPU only)'], o.cases.map((n) => {
       const r = results[n]!;
       const c = CASES[n]!;
-      return [c.label, String(r.max), `≥ ${c.goal}: ${r.max >= c.goal ? 'met' : 'missed'}`, r.stoppedBy, f2(r.cpu.idleCores), f2(r.cpu.coresPerSession), f1(r.cpu.sessionsFor2Cores)];
+      return [c.label, String(r.max), `≥ ${c.goal}: ${r.max >= c.goal ? 'met' : 'missed'}`, r.stoppedBy, f2(r.cpu.idleCores), f2(r.cpu.cpuMsPerFrame), f1(r.cpu.framesPerSession), f1(r.cpu.sessionsFor2Cores)];
     }));
     const steps = table(['case', 'sessions', 'try', 'inputs', 'p50 ms', 'p95 ms', 'p99 ms', 'fps min', 'fps median', 'server cores', 'client cores', 'machine busy', 'load 1m', 'over the limit'],
       o.cases.flatMap((n) => results[n]!.steps.map((s) => [n, String(s.sessions), String(s.attempt), String(s.inputs), f1(s.p50), f1(s.p95), f1(s.p99), f1(s.fpsMin), f1(s.fpsMedian), s.serverCores.toFixed(2), s.clientCores.toFixed(2), `${(s.machineBusy * 100).toFixed(0)} %`, String(s.load1), s.over ?? ''])));
@@ -249,9 +255,10 @@ export default async function density(argv: string[]): Promise<BenchOutput> {
       'Latency: input sent -> the first frame whose header says the input was applied before the capture, received by',
       'the client (not decoded: a terminal decodes on its own device). server cores: CPU of the gateway and every process',
       'it started (VM agents, UAs, Xvfb, encoders), 1.00 = one core; client cores: the bench process; machine busy: all',
-      'cores, other jobs on the machine included. Step 0: no session (the gateway and its warm VMs). server cores / session:',
-      'least-squares slope of server cores over every window; "sessions 2 cores carry" = (2 - idle) / slope, an estimate from',
-      'CPU time alone (CPU time per frame depends little on the load; latency does), for a machine that runs nothing else.',
+      'cores, other jobs on the machine included. Step 0: no session (the gateway and its warm VMs). server CPU ms / frame:',
+      'least-squares slope of server cores over the frames/s delivered (all sessions), every window; "sessions 2 cores carry"',
+      '= (2 - idle cores) / (CPU per frame x frames/s a session needs: the fps asked for in motion, for a static UA the frames',
+      'its inputs caused on the least busy step): an estimate from CPU time alone, for a machine that runs nothing else.',
     ].join('\n');
     return { text, data: { options: o, cases: results } };
   } finally {

@@ -7,13 +7,15 @@ import path from 'node:path';
 import { graphqlCheck, load, type LoadResult } from './lib/load';
 import { fmt, header, latencySpread, parseArgs, spread, table, type BenchOutput } from './lib/report';
 import { dataDir, gql, login, startGateway, startPostgres, startBaseline, stopChild, until, type Gateway } from './lib/services';
-import { summarizeProfiles } from './lib/profile';
+import { samplePgActivity, summarizeProfiles } from './lib/profile';
+import { cpuOfTree } from './lib/sessions';
 
 const HELP = `bench/gateway: req/s and p50/p99 of session(id), a 100-row sessions list and requestApplication,
 gateway vs a bare Apollo Server on the same database, at each concurrency
 
 Usage: npm run bench -- gateway [--seconds 4] [--reps 3] [--clients 50,200] [--ops session,sessions,request]
-                                [--profile]   (the gateway runs with --cpu-prof; its hottest functions are printed)
+                                [--profile]   (the gateway runs with --cpu-prof; its hottest functions are printed, the
+                                               .cpuprofile kept in bench/results/; PostgreSQL's lock waits sampled per row)
                                 [--quick]     (1 repetition of 2 s at 50 clients)`;
 
 const SESSION_FIELDS = 'id state uaVersion createdAt user { id username displayName } ua { id name platform currentVersion } vm { id name platform }';
@@ -25,7 +27,7 @@ const M_REQUEST_BARE = `mutation($i: RequestApplicationInput!, $u: ID!) { reques
 const M_END = `mutation($s: ID!) { endSession(sessionId: $s) { id state } }`;
 
 type Server = 'gateway' | 'bare';
-interface Target { server: Server; url: string }
+interface Target { server: Server; url: string; pid: number }
 interface Fixture { sessionId: string; owner: { token: string; id: string }; admin: string; users: { token: string; id: string }[]; uaId: string }
 
 export default async function gateway(argv: string[]): Promise<BenchOutput> {
@@ -53,21 +55,28 @@ export default async function gateway(argv: string[]): Promise<BenchOutput> {
     bare = started.child;
     const bareUrl = started.url;
     const fx = await fixture(gw, Math.max(...clients));
-    const targets: Target[] = [{ server: 'gateway', url: gw.graphqlUrl }, { server: 'bare', url: bareUrl }];
+    const targets: Target[] = [{ server: 'gateway', url: gw.graphqlUrl, pid: gw.child.pid! }, { server: 'bare', url: bareUrl, pid: started.child.pid! }];
     process.stdout.write(`${header('gateway', `${o.reps} x ${o.seconds} s per row, clients ${clients.join('/')}, closed loop, keep-alive`)}\n`);
 
     // warm-up, not measured: the JIT, connection pools and caches of both servers, for every operation
     for (const op of o.ops) for (const t of targets) await load({ url: t.url, concurrency: 10, seconds: o.quick ? 0.5 : 1.5, ...request(op, t.server, fx, t.url), check: graphqlCheck });
-    const results = new Map<string, LoadResult[]>();
+    const results = new Map<string, (LoadResult & { cpuMs: number })[]>();
+    const pgRows: Record<string, unknown>[] = [];
     for (let rep = 0; rep < o.reps; rep++) {
       for (const op of o.ops) {
         for (const c of clients) {
           // alternate which server goes first, so a drift in the machine's load hits both alike
           for (const t of rep % 2 ? [...targets].reverse() : targets) {
+            // CPU the server process itself spent per answered request: unlike req/s, it moves little with the machine's load
+            const cpu = cpuOfTree(t.pid, false);
+            const pgActivity = o.profile ? samplePgActivity(pg.url) : null;
             const r = await load({ url: t.url, concurrency: c, seconds: o.seconds, ...request(op, t.server, fx, t.url), check: graphqlCheck });
+            const cpuMs = (cpu().seconds * 1000) / Math.max(1, r.requests);
+            const db = pgActivity ? await pgActivity() : null;
+            if (db) pgRows.push({ op, clients: c, server: t.server, rep: rep + 1, ...db });
             const key = `${op}|${c}|${t.server}`;
-            results.set(key, [...(results.get(key) ?? []), r]);
-            process.stdout.write(`  rep ${rep + 1} ${op.padEnd(8)} ${String(c).padStart(3)} ${t.server.padEnd(7)} ${r.rps.toFixed(0).padStart(6)} req/s${r.errors ? `, ${r.errors} errors (${r.firstError})` : ''}\n`);
+            results.set(key, [...(results.get(key) ?? []), { ...r, cpuMs }]);
+            process.stdout.write(`  rep ${rep + 1} ${op.padEnd(8)} ${String(c).padStart(3)} ${t.server.padEnd(7)} ${r.rps.toFixed(0).padStart(6)} req/s, ${cpuMs.toFixed(1)} CPU ms/req${db ? `, PostgreSQL backends: ${db.lockWait.toFixed(1)} waiting for a lock, ${db.active.toFixed(1)} running, ${db.idleInTx.toFixed(1)} idle in transaction` : ''}${r.errors ? `, ${r.errors} errors (${r.firstError})` : ''}\n`);
           }
         }
       }
@@ -80,11 +89,13 @@ export default async function gateway(argv: string[]): Promise<BenchOutput> {
         const g = results.get(`${op}|${c}|gateway`)!;
         const b = results.get(`${op}|${c}|bare`)!;
         const ratio = spread(g.map((r, i) => r.rps / b[i]!.rps));
+        const cpuRatio = spread(g.map((r, i) => r.cpuMs / b[i]!.cpuMs));
         for (const [server, rs] of [['gateway', g], ['bare', b]] as const) {
           const l = latencySpread(rs.map((r) => r.latencies));
           const rps = spread(rs.map((r) => r.rps));
-          rows.push([OP_NAMES[op] ?? op, String(c), server === 'gateway' ? 'gateway' : 'bare Apollo', fmt(rps, 0), fmt(l.p50), fmt(l.p95), fmt(l.p99), String(rs.reduce((n, r) => n + r.errors, 0)), server === 'gateway' ? `${fmt(ratio, 2)}x` : '']);
-          data.push({ op, clients: c, server, rps, ...l, errors: rs.map((r) => r.errors), firstError: rs.find((r) => r.firstError)?.firstError ?? null, ...(server === 'gateway' ? { ratio } : {}) });
+          const cpuMs = spread(rs.map((r) => r.cpuMs));
+          rows.push([OP_NAMES[op] ?? op, String(c), server === 'gateway' ? 'gateway' : 'bare Apollo', fmt(rps, 0), fmt(l.p50), fmt(l.p95), fmt(l.p99), String(rs.reduce((n, r) => n + r.errors, 0)), server === 'gateway' ? `${fmt(ratio, 2)}x` : '', fmt(cpuMs, 2), server === 'gateway' ? `${fmt(cpuRatio, 2)}x` : '']);
+          data.push({ op, clients: c, server, rps, ...l, cpuMs, errors: rs.map((r) => r.errors), firstError: rs.find((r) => r.firstError)?.firstError ?? null, ...(server === 'gateway' ? { ratio, cpuRatio } : {}) });
         }
       }
     }
@@ -93,15 +104,17 @@ export default async function gateway(argv: string[]): Promise<BenchOutput> {
     const text = [
       header('gateway', `${o.reps} x ${o.seconds} s per row, closed loop, keep-alive, load generator on the same cores`),
       '',
-      table(['operation', 'clients', 'server', 'req/s', 'p50 ms', 'p95 ms', 'p99 ms', 'errors', 'gateway/bare req/s'], rows),
+      table(['operation', 'clients', 'server', 'req/s', 'p50 ms', 'p95 ms', 'p99 ms', 'errors', 'gateway/bare req/s', 'CPU ms/req', 'gateway/bare CPU'], rows),
       '',
       'Figures: median over repetitions (min–max across them). Same PostgreSQL rows for both servers.',
       'bare Apollo: Apollo Server 5 + express5 + graphql-js + pg, DataLoader per request; no token check, no authorization,',
       'no type-graphql, no GraphQL limits, no VM command (see bench/src/baseline/bare-apollo.ts).',
       'requestApplication: each client then ends the session it opened (untimed); req/s counts request+end pairs.',
-      ...(profile ? ['', profile.text] : []),
+      'CPU ms/req: CPU time of the server process alone (not PostgreSQL, not its children) over the row / requests answered.',
+      ...(profile ? ['', profile.text, '', 'PostgreSQL backends during each row (mean of 100 ms samples of pg_stat_activity):',
+        table(['operation', 'clients', 'server', 'rep', 'waiting for a lock', 'running', 'idle in transaction'], pgRows.map((p) => [String(p.op), String(p.clients), String(p.server), String(p.rep), (p.lockWait as number).toFixed(1), (p.active as number).toFixed(1), (p.idleInTx as number).toFixed(1)]))] : []),
     ].join('\n');
-    return { text, data: { options: o, rows: data, profile: profile?.data ?? null } };
+    return { text, data: { options: o, rows: data, profile: profile?.data ?? null, postgres: pgRows } };
   } finally {
     if (bare) await stopChild(bare, 5000);
     if (gw) await gw.stop();

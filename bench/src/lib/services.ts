@@ -36,9 +36,11 @@ export interface Gateway {
 /**
  * The built gateway with limits that protect a deployment lifted (a bench is one client hammering
  * it) and `env` on top. `nodeArgs` go to node (e.g. --cpu-prof). Port: BENCH_PORT or any free one.
+ * BENCH_GATEWAY_MAIN: another build's main.js (a copy of apps/gateway/dist before a change), to
+ * measure before and after in turns on the same machine.
  */
 export async function startGateway(dir: string, env: Record<string, string>, nodeArgs: string[] = []): Promise<Gateway> {
-  const child = spawn(process.execPath, [...nodeArgs, path.join(ROOT, 'apps/gateway/dist/main.js')], {
+  const child = spawn(process.execPath, [...nodeArgs, process.env.BENCH_GATEWAY_MAIN ?? path.join(ROOT, 'apps/gateway/dist/main.js')], {
     cwd: ROOT,
     env: {
       PATH: process.env.PATH,

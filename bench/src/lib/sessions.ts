@@ -1,5 +1,5 @@
-// What the streaming benches share: a UA session requested through the gateway (waiting out a pool
-// that is still starting its first VM of the platform), and the CPU a process tree used.
+// What the benches share beyond lib/report: a UA session requested through the gateway (waiting out
+// a pool that is still starting its first VM of the platform), and the CPU a process (tree) used.
 import fs from 'node:fs';
 import type { GatewayClient, SessionInfo } from '@uve/client';
 import type { VideoCodec } from '@uve/protocol';
@@ -30,8 +30,8 @@ export async function requestSession(gw: GatewayClient, r: SessionRequest): Prom
 
 const TICKS_PER_S = 100; // USER_HZ on Linux
 
-/** utime + stime (ticks) of `root` and every process below it, by pid. */
-function treeTicks(root: number): Map<number, number> {
+/** utime + stime (ticks) of `root` and (withChildren) every process below it, by pid. */
+function treeTicks(root: number, withChildren: boolean): Map<number, number> {
   const parent = new Map<number, number>();
   const ticks = new Map<number, number>();
   for (const e of fs.readdirSync('/proc')) {
@@ -46,6 +46,7 @@ function treeTicks(root: number): Map<number, number> {
     }
   }
   const inTree = (pid: number): boolean => {
+    if (!withChildren) return pid === root;
     for (let p: number | undefined = pid, n = 0; p && n < 64; p = parent.get(p), n++) if (p === root) return true;
     return false;
   };
@@ -53,16 +54,18 @@ function treeTicks(root: number): Map<number, number> {
 }
 
 /**
- * CPU of a process tree over a window, in cores (1.0 = one core busy): call once at the start, the
- * result at the end. Processes that started or ended inside the window count for the part seen.
+ * CPU of a process (withChildren: and every process below it) over a window: call once at the
+ * start, the result at the end, in cores (1.0 = one core busy) and CPU seconds. Processes that
+ * started or ended inside the window count for the part seen.
  */
-export function cpuOfTree(root: number): () => number {
-  const start = treeTicks(root);
+export function cpuOfTree(root: number, withChildren = true): () => { cores: number; seconds: number } {
+  const start = treeTicks(root, withChildren);
   const t0 = performance.now();
   return () => {
     let used = 0;
-    for (const [pid, t] of treeTicks(root)) used += t - (start.get(pid) ?? 0);
-    return used / TICKS_PER_S / ((performance.now() - t0) / 1000);
+    for (const [pid, t] of treeTicks(root, withChildren)) used += t - (start.get(pid) ?? 0);
+    const seconds = used / TICKS_PER_S;
+    return { cores: seconds / ((performance.now() - t0) / 1000), seconds };
   };
 }
 
