@@ -27,7 +27,7 @@ Usage: npm run bench -- density [--cases wasm-game,x11-xterm] [--max 12] [--seco
 --max:     most sessions per case (the step past the goal is enough to say the goal is met)
 --seconds: measured window per step
 --vm-capacity: sessions per VM (UVE_VM_CAPACITY; the pool starts another VM when the open ones are full)
---keep-going: measure every step up to --max, past the limit too (once each): the CPU per session then comes from
+--keep-going: measure every step up to --max, past the limit too (once each): the CPU per frame then comes from
            more points; the max sessions is still the last step before the first one over the limit
 --quick:   3 sessions at most, 3 s windows`;
 
