@@ -7,13 +7,16 @@ import path from 'node:path';
 import { graphqlCheck, load, type LoadResult } from './lib/load';
 import { fmt, header, latencySpread, parseArgs, spread, table, type BenchOutput } from './lib/report';
 import { dataDir, gql, login, startGateway, startPostgres, startBaseline, stopChild, until, type Gateway } from './lib/services';
-import { summarizeProfiles } from './lib/profile';
+import { samplePgActivity, summarizeProfiles } from './lib/profile';
+import { cpuOfTree } from './lib/sessions';
 
 const HELP = `bench/gateway: req/s and p50/p99 of session(id), a 100-row sessions list and requestApplication,
 gateway vs a bare Apollo Server on the same database, at each concurrency
 
 Usage: npm run bench -- gateway [--seconds 4] [--reps 3] [--clients 50,200] [--ops session,sessions,request]
-                                [--profile]   (the gateway runs with --cpu-prof; its hottest functions are printed)
+                                [--profile]   (the gateway runs with --cpu-prof; its hottest functions are printed, the
+                                               .cpuprofile kept in bench/results/; PostgreSQL's lock waits sampled per row)
+                                [--db-pool 10] (PostgreSQL connections of each server: UVE_DB_POOL_SIZE and the baseline's pool)
                                 [--quick]     (1 repetition of 2 s at 50 clients)`;
 
 const SESSION_FIELDS = 'id state uaVersion createdAt user { id username displayName } ua { id name platform currentVersion } vm { id name platform }';
@@ -25,14 +28,15 @@ const M_REQUEST_BARE = `mutation($i: RequestApplicationInput!, $u: ID!) { reques
 const M_END = `mutation($s: ID!) { endSession(sessionId: $s) { id state } }`;
 
 type Server = 'gateway' | 'bare';
-interface Target { server: Server; url: string }
+interface Target { server: Server; url: string; pid: number }
 interface Fixture { sessionId: string; owner: { token: string; id: string }; admin: string; users: { token: string; id: string }[]; uaId: string }
 
 export default async function gateway(argv: string[]): Promise<BenchOutput> {
-  const o = parseArgs(argv, { seconds: 4, reps: 3, clients: ['50', '200'], ops: ['session', 'sessions', 'request'], profile: false, quick: false }, HELP);
+  const o = parseArgs(argv, { seconds: 4, reps: 3, clients: ['50', '200'], ops: ['session', 'sessions', 'request'], dbPool: 10, profile: false, quick: false }, HELP);
   if (o.quick) Object.assign(o, { seconds: 2, reps: 1, clients: ['50'] });
   const clients = o.clients.map(Number);
   const dir = dataDir('gateway');
+  const statementsFile = path.join(dir, 'statements.json');
   const pg = await startPostgres(path.join(dir, 'pg'));
   let gw: Gateway | null = null;
   let bare: ChildProcess | null = null;
@@ -48,26 +52,50 @@ export default async function gateway(argv: string[]): Promise<BenchOutput> {
       UVE_MAX_OPEN_SESSIONS: '1000',
       // a machine this loaded delays heartbeats: VMs declared OFFLINE mid-run would turn requests into refusals
       UVE_VM_HEARTBEAT_TIMEOUT_MS: '60000',
-    }, o.profile ? ['--cpu-prof', `--cpu-prof-dir=${path.join(dir, 'prof')}`] : []);
-    const started = await startBaseline('bare-apollo.js', { DATABASE_URL: pg.url });
+      UVE_DB_POOL_SIZE: String(o.dbPool),
+      ...(o.profile ? { BENCH_STATEMENTS_OUT: statementsFile } : {}),
+    }, o.profile ? ['--cpu-prof', `--cpu-prof-dir=${path.join(dir, 'prof')}`, '--require', path.join(__dirname, 'lib/count-statements.js')] : []);
+    const started = await startBaseline('bare-apollo.js', { DATABASE_URL: pg.url, DB_POOL_SIZE: String(o.dbPool) });
     bare = started.child;
     const bareUrl = started.url;
     const fx = await fixture(gw, Math.max(...clients));
-    const targets: Target[] = [{ server: 'gateway', url: gw.graphqlUrl }, { server: 'bare', url: bareUrl }];
+    const targets: Target[] = [{ server: 'gateway', url: gw.graphqlUrl, pid: gw.child.pid! }, { server: 'bare', url: bareUrl, pid: started.child.pid! }];
     process.stdout.write(`${header('gateway', `${o.reps} x ${o.seconds} s per row, clients ${clients.join('/')}, closed loop, keep-alive`)}\n`);
 
     // warm-up, not measured: the JIT, connection pools and caches of both servers, for every operation
     for (const op of o.ops) for (const t of targets) await load({ url: t.url, concurrency: 10, seconds: o.quick ? 0.5 : 1.5, ...request(op, t.server, fx, t.url), check: graphqlCheck });
-    const results = new Map<string, LoadResult[]>();
+    // what each server spends with no request (heartbeats, queue workers, timers, and the warm-up's
+    // tail): printed beside CPU ms/req and statements/req, which include it; at a few req/s it weighs
+    const idleCores = new Map<Server, number>();
+    let idleStatementsPerS = 0;
+    for (const t of targets) {
+      const cpu = cpuOfTree(t.pid, false);
+      const counted = o.profile && t.server === 'gateway' ? countStatements(gw, statementsFile) : null;
+      await new Promise((r) => setTimeout(r, 3000));
+      idleCores.set(t.server, cpu().cores);
+      if (counted) idleStatementsPerS = (await counted()).total / 3;
+    }
+    const results = new Map<string, (LoadResult & { cpuMs: number })[]>();
+    const pgRows: Record<string, unknown>[] = [];
     for (let rep = 0; rep < o.reps; rep++) {
       for (const op of o.ops) {
         for (const c of clients) {
           // alternate which server goes first, so a drift in the machine's load hits both alike
           for (const t of rep % 2 ? [...targets].reverse() : targets) {
+            // CPU the server process itself spent per answered request: unlike req/s, it moves little with the machine's load
+            const cpu = cpuOfTree(t.pid, false);
+            const t0 = performance.now();
+            const pgActivity = o.profile ? samplePgActivity(pg.url) : null;
+            const counted = o.profile && t.server === 'gateway' ? countStatements(gw, statementsFile) : null;
             const r = await load({ url: t.url, concurrency: c, seconds: o.seconds, ...request(op, t.server, fx, t.url), check: graphqlCheck });
+            const cpuMs = (cpu().seconds * 1000) / Math.max(1, r.requests);
+            const statements = counted ? await counted() : null;
+            const perReq = statements ? statements.total / Math.max(1, r.requests) : null;
+            const db = pgActivity ? { ...(await pgActivity()), statementsPerRequest: perReq, topStatements: statements?.top ?? null } : null;
+            if (db) pgRows.push({ op, clients: c, server: t.server, rep: rep + 1, ...db });
             const key = `${op}|${c}|${t.server}`;
-            results.set(key, [...(results.get(key) ?? []), r]);
-            process.stdout.write(`  rep ${rep + 1} ${op.padEnd(8)} ${String(c).padStart(3)} ${t.server.padEnd(7)} ${r.rps.toFixed(0).padStart(6)} req/s${r.errors ? `, ${r.errors} errors (${r.firstError})` : ''}\n`);
+            results.set(key, [...(results.get(key) ?? []), { ...r, cpuMs }]);
+            process.stdout.write(`  rep ${rep + 1} ${op.padEnd(8)} ${String(c).padStart(3)} ${t.server.padEnd(7)} ${r.rps.toFixed(0).padStart(6)} req/s, ${cpuMs.toFixed(1)} CPU ms/req${perReq !== null ? `, ${perReq.toFixed(1)} PG statements/req` : ''}${db ? `, PostgreSQL backends: ${db.lockWait.toFixed(1)} waiting for a lock, ${db.active.toFixed(1)} running, ${db.idleInTx.toFixed(1)} idle in transaction` : ''}${r.errors ? `, ${r.errors} errors (${r.firstError})` : ''}\n`);
           }
         }
       }
@@ -80,34 +108,54 @@ export default async function gateway(argv: string[]): Promise<BenchOutput> {
         const g = results.get(`${op}|${c}|gateway`)!;
         const b = results.get(`${op}|${c}|bare`)!;
         const ratio = spread(g.map((r, i) => r.rps / b[i]!.rps));
+        const cpuRatio = spread(g.map((r, i) => r.cpuMs / b[i]!.cpuMs));
         for (const [server, rs] of [['gateway', g], ['bare', b]] as const) {
           const l = latencySpread(rs.map((r) => r.latencies));
           const rps = spread(rs.map((r) => r.rps));
-          rows.push([OP_NAMES[op] ?? op, String(c), server === 'gateway' ? 'gateway' : 'bare Apollo', fmt(rps, 0), fmt(l.p50), fmt(l.p95), fmt(l.p99), String(rs.reduce((n, r) => n + r.errors, 0)), server === 'gateway' ? `${fmt(ratio, 2)}x` : '']);
-          data.push({ op, clients: c, server, rps, ...l, errors: rs.map((r) => r.errors), firstError: rs.find((r) => r.firstError)?.firstError ?? null, ...(server === 'gateway' ? { ratio } : {}) });
+          const cpuMs = spread(rs.map((r) => r.cpuMs));
+          rows.push([OP_NAMES[op] ?? op, String(c), server === 'gateway' ? 'gateway' : 'bare Apollo', fmt(rps, 0), fmt(l.p50), fmt(l.p95), fmt(l.p99), String(rs.reduce((n, r) => n + r.errors, 0)), server === 'gateway' ? `${fmt(ratio, 2)}x` : '', fmt(cpuMs, 2), server === 'gateway' ? `${fmt(cpuRatio, 2)}x` : '']);
+          data.push({ op, clients: c, server, rps, ...l, cpuMs, errors: rs.map((r) => r.errors), firstError: rs.find((r) => r.firstError)?.firstError ?? null, ...(server === 'gateway' ? { ratio, cpuRatio } : {}) });
         }
       }
     }
     await gw.stop();
     const profile = o.profile ? summarizeProfiles(path.join(dir, 'prof')) : null;
     const text = [
-      header('gateway', `${o.reps} x ${o.seconds} s per row, closed loop, keep-alive, load generator on the same cores`),
+      header('gateway', `${o.reps} x ${o.seconds} s per row, closed loop, keep-alive, ${o.dbPool} PostgreSQL connections per server, load generator on the same cores`),
       '',
-      table(['operation', 'clients', 'server', 'req/s', 'p50 ms', 'p95 ms', 'p99 ms', 'errors', 'gateway/bare req/s'], rows),
+      table(['operation', 'clients', 'server', 'req/s', 'p50 ms', 'p95 ms', 'p99 ms', 'errors', 'gateway/bare req/s', 'CPU ms/req', 'gateway/bare CPU'], rows),
       '',
       'Figures: median over repetitions (min–max across them). Same PostgreSQL rows for both servers.',
       'bare Apollo: Apollo Server 5 + express5 + graphql-js + pg, DataLoader per request; no token check, no authorization,',
       'no type-graphql, no GraphQL limits, no VM command (see bench/src/baseline/bare-apollo.ts).',
       'requestApplication: each client then ends the session it opened (untimed); req/s counts request+end pairs.',
-      ...(profile ? ['', profile.text] : []),
+      'CPU ms/req: CPU time of the server process alone (not PostgreSQL, not its children) over the row / requests answered,',
+      `background included: idle (3 s before the rows) the gateway used ${idleCores.get('gateway')!.toFixed(3)} cores${o.profile ? ` and sent ${idleStatementsPerS.toFixed(1)} statements/s` : ''}, the bare server ${idleCores.get('bare')!.toFixed(3)}`,
+      '(heartbeats, queue workers, timers, the warm-up\'s tail): at a few req/s that weighs on the per-request figures.',
+      ...(profile ? ['', profile.text, '', 'PostgreSQL backends during each row (mean of 100 ms samples of pg_stat_activity):',
+        table(['operation', 'clients', 'server', 'rep', 'waiting for a lock', 'running', 'idle in transaction', 'statements / req (gateway, background included)'], pgRows.map((p) => [String(p.op), String(p.clients), String(p.server), String(p.rep), (p.lockWait as number).toFixed(1), (p.active as number).toFixed(1), (p.idleInTx as number).toFixed(1), p.statementsPerRequest == null ? '' : (p.statementsPerRequest as number).toFixed(1)]))] : []),
     ].join('\n');
-    return { text, data: { options: o, rows: data, profile: profile?.data ?? null } };
+    return { text, data: { options: o, idleCores: Object.fromEntries(idleCores), idleStatementsPerS, rows: data, profile: profile?.data ?? null, postgres: pgRows } };
   } finally {
     if (bare) await stopChild(bare, 5000);
     if (gw) await gw.stop();
     await pg.stop();
     fs.rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * Counts the statements the gateway sends from now until the returned function is called (the
+ * preload lib/count-statements.ts, toggled by SIGUSR2): their total and the most frequent.
+ */
+function countStatements(gw: Gateway, file: string): () => Promise<{ total: number; top: [string, number][] }> {
+  fs.rmSync(file, { force: true });
+  gw.child.kill('SIGUSR2');
+  return async () => {
+    gw.child.kill('SIGUSR2');
+    const counts = await until('the gateway\'s statement count', 10_000, async () => fs.existsSync(file) && (JSON.parse(fs.readFileSync(file, 'utf8')) as [string, number][]));
+    return { total: counts.reduce((n, [, k]) => n + k, 0), top: counts.slice(0, 12) };
+  };
 }
 
 const OP_NAMES: Record<string, string> = { session: 'session(id) + user/ua/vm/10 events', sessions: 'sessions(limit:100) + relations', request: 'requestApplication (+ endSession)' };

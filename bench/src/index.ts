@@ -8,6 +8,7 @@ const BENCHES: Record<string, string> = {
   gateway: 'GraphQL req/s and latency, gateway vs bare Apollo on the same rows',
   fanout: 'session events delivered to 1,000 / 5,000 graphql-ws subscribers; memory per subscription',
   session: 'requestApplication -> first decoded frame on warm PROCESS, warm and cold DOCKER VMs, by stage',
+  density: 'concurrent 720p30 sessions per platform, added one at a time until p95 > 50 ms or fps < 28',
   stream: 'input -> decoded frame latency per platform and codec, vs a fixed-clock x11grab baseline',
   'stream-browser': 'input -> drawn frame in headless Chromium by stage, motion fps/bitrate/CPU, vs x11grab',
   reconnect: 'reconnect -> first restored frame (NO_LOSS), VM Data store/retrieve MB/s and memory by size',

@@ -12,9 +12,9 @@ import type { InputEvent, VideoCodec } from '@uve/protocol';
 import type { RoundTrip } from './browser-page/entry';
 import { bundleBenchPage, launchChromium, openBenchPage, type Browser, type Page } from './lib/browser';
 import { fmt, header, latencySpread, now, parseArgs, percentile, spread, table, type BenchOutput } from './lib/report';
-import { ADMIN, dataDir, requestWhenReady, startGateway, startPostgres, type Gateway } from './lib/services';
+import { ADMIN, dataDir, startGateway, startPostgres, type Gateway } from './lib/services';
+import { cpuOfTree, requestSession } from './lib/sessions';
 import { startX11grabBaseline } from './lib/x11grab';
-import { treeCpuSeconds } from './lib/proc';
 
 const HELP = `bench/stream-browser: input -> drawn frame in headless Chromium (the real web client), by stage,
 per platform and codec at each fps; motion fps, bitrate and server CPU per stream; x11grab baseline
@@ -64,9 +64,9 @@ function input(c: Case, i: number, o: Options): InputEvent[] {
 interface Open { page: Page; sessionId: string }
 
 async function openSession(gw: GatewayClient, browser: Browser, bundle: string, c: Case, fps: number, o: Options): Promise<Open> {
-  const session = await requestWhenReady(gw, c.ua, { screenWidth: o.width, screenHeight: o.height, codecs: [c.codec], localResources: [], maxFrameRate: fps });
+  const session = await requestSession(gw, { ua: c.ua, codec: c.codec, width: o.width, height: o.height, fps });
   const page = await openBenchPage(browser, bundle);
-  await page.evaluate((t) => window.bench.play(t), { url: session.connection!.url, token: session.connection!.token });
+  await page.evaluate((t) => window.bench.play(t), { url: session.connection.url, token: session.connection.token });
   return { page, sessionId: session.id };
 }
 
@@ -147,11 +147,9 @@ export default async function streamBrowser(argv: string[]): Promise<BenchOutput
         sessions.push(s);
         const row = { key: `${name}@${fps}`, label: c.label, fps, got: [] as { fps: number; kbps: number; cpuPct: number; c2d: number[] }[] };
         for (let r = 0; r < Math.max(2, o.reps >> 1); r++) {
-          const cpu0 = treeCpuSeconds(gwPid);
-          const t0 = now();
+          const cpu = cpuOfTree(gwPid);
           const m = await s.page.evaluate(([ms]) => window.bench.motion(ms, ['ArrowLeft', 'ArrowRight'], 150), [o.motionMs] as const);
-          const cpu = (treeCpuSeconds(gwPid) - cpu0) / ((now() - t0) / 1000);
-          row.got.push({ fps: (m.frames * 1000) / m.ms, kbps: (m.bytes * 8) / m.ms, cpuPct: cpu * 100, c2d: m.captureToDraw });
+          row.got.push({ fps: (m.frames * 1000) / m.ms, kbps: (m.bytes * 8) / m.ms, cpuPct: cpu().cores * 100, c2d: m.captureToDraw });
         }
         motion.push(row);
         process.stdout.write(`  motion ${row.key.padEnd(14)} ${median(row.got.map((g) => g.fps)).toFixed(1)} fps\n`);

@@ -8,7 +8,8 @@ import path from 'node:path';
 import { GatewayClient, StreamClient, createNodeDecoder, type FrameEvent } from '@uve/client';
 import type { InputEvent, VideoCodec } from '@uve/protocol';
 import { fmt, header, latencySpread, now, parseArgs, spread, table, type BenchOutput } from './lib/report';
-import { ADMIN, dataDir, requestWhenReady, startGateway, startPostgres, type Gateway } from './lib/services';
+import { requestSession } from './lib/sessions';
+import { ADMIN, dataDir, startGateway, startPostgres, type Gateway } from './lib/services';
 import { startX11grabBaseline, type Baseline } from './lib/x11grab';
 
 const HELP = `bench/stream: input -> decoded frame latency per platform and codec, vs a fixed-clock x11grab baseline
@@ -45,8 +46,8 @@ function probeInput(ua: string, i: number, o: Options): InputEvent[] {
 
 /** A session of the UA streamed to a Node client, ready for round trips. */
 async function openCase(gw: GatewayClient, ua: string, codec: VideoCodec, o: Options): Promise<Baseline> {
-  const session = await requestWhenReady(gw, ua, { screenWidth: o.width, screenHeight: o.height, codecs: [codec], localResources: [], maxFrameRate: o.fps });
-  const conn = session.connection!;
+  const session = await requestSession(gw, { ua, codec, width: o.width, height: o.height, fps: o.fps });
+  const conn = session.connection;
   const sessionId = session.id;
   const client = new StreamClient({ browserResources: false });
   let waiting: { seq: number; shows: (f: FrameEvent) => boolean; resolve: (f: FrameEvent) => void } | null = null;

@@ -180,6 +180,30 @@ it('fills a VM to capacity, then refuses with UNAVAILABLE', async () => {
   for (const s of [a, b]) await ok(gwA, `mutation { endSession(sessionId: "${s.id}") { state } }`, {}, user.token);
 });
 
+it('places concurrent requests of many users through both gateways on free slots only, never over a VM capacity', async () => {
+  // only the chosen VM is locked per placement: this is what keeps two placements off one last slot
+  const second = await newVm({ codecs: ['H264', 'MJPEG'], capacity: 1 });
+  const users = await Promise.all(Array.from({ length: 6 }, (_, i) => registerUser(gwA, `crowd${i}`)));
+  const answers = await Promise.all(users.map((u, i) => gql(i % 2 ? gwB : gwA, REQUEST, { i: { uaId, terminal: terminal() } }, u.token)));
+  const placed = answers.filter((r) => !r.errors).map((r) => r.data!.requestApplication);
+  const refused = answers.filter((r) => r.errors);
+  expect(placed).toHaveLength(3); // vms[0] takes 2, the second 1
+  expect(refused.map((r) => r.errors![0]!.extensions?.code)).toEqual(['UNAVAILABLE', 'UNAVAILABLE', 'UNAVAILABLE']);
+  expect(placed.filter((s) => s.vm.id === vms[0]!.id)).toHaveLength(2);
+  expect(placed.filter((s) => s.vm.id === second.id)).toHaveLength(1);
+  for (const v of [vms[0]!, second]) {
+    const row = await ok(gwA, `{ vm(id: "${v.id}") { activeSessions capacity } }`, {}, adminToken);
+    expect(row.vm.activeSessions).toBe(row.vm.capacity);
+  }
+  for (const s of placed) {
+    const owner = users[answers.findIndex((r) => r.data?.requestApplication?.id === s.id)]!;
+    await ok(gwA, `mutation { endSession(sessionId: "${s.id}") { state } }`, {}, owner.token);
+  }
+  await second.close();
+  vms.splice(vms.indexOf(second), 1);
+  await until('the second VM to be gone', 15_000, async () => (await gql(gwA, `{ vm(id: "${second.id}") { status } }`, {}, adminToken)).data?.vm?.status !== 'IDLE');
+});
+
 it('marks a silent VM OFFLINE, disconnects its sessions with an event, and sends new requests elsewhere', async () => {
   const dying = vms[0]!;
   const s = (await request(user.token)).data!.requestApplication;

@@ -91,7 +91,7 @@ export async function startGateway(config: GatewayConfig, hooks: GatewayHooks = 
       redisUrl = redis.url;
     }
 
-    const ds = createDataSource(databaseUrl, config.dbTimeoutMs);
+    const ds = createDataSource(databaseUrl, config.dbTimeoutMs, config.dbPoolSize);
     await ds.initialize();
     stops.push(['database pool', () => ds.destroy()]);
     await migrate(ds, log);

@@ -80,6 +80,8 @@ export interface GatewayConfig {
   shutdownTimeoutMs: number;
   /** bound on connecting to PostgreSQL and on one query, so requests fail fast when it is down */
   dbTimeoutMs: number;
+  /** connections the gateway keeps to PostgreSQL at most (every request and the outbox share them) */
+  dbPoolSize: number;
 }
 
 export class ConfigError extends Error {}
@@ -202,6 +204,7 @@ export const CONFIG_SPEC = {
   logLevel: { env: 'UVE_LOG_LEVEL', doc: 'error, warn, info or debug', default: 'info', parse: oneOf('error', 'warn', 'info', 'debug') },
   shutdownTimeoutMs: { env: 'UVE_SHUTDOWN_TIMEOUT_MS', doc: 'longest orderly stop on SIGINT/SIGTERM; then every process it started is killed', default: '10000', parse: int(1000, 600_000) },
   dbTimeoutMs: { env: 'UVE_DB_TIMEOUT_MS', doc: 'bound on connecting to PostgreSQL and on one query (requests then fail with UNAVAILABLE)', default: '10000', parse: int(500, 600_000) },
+  dbPoolSize: { env: 'UVE_DB_POOL_SIZE', doc: 'most connections to PostgreSQL the gateway holds at once (requests beyond wait up to UVE_DB_TIMEOUT_MS for one; mind PostgreSQL max_connections across gateways)', default: '10', parse: int(1, 1000) },
 } satisfies { [K in keyof GatewayConfig]: Spec<NonNullable<GatewayConfig[K]>> };
 
 /** the value in the file <name>_FILE names (trailing line breaks dropped), or undefined when that is unset */

@@ -23,7 +23,8 @@ const typeDefs = `#graphql
   type Mutation { requestApplication(input: RequestApplicationInput!, userId: ID!): Session! endSession(sessionId: ID!): Session! }
 `;
 
-const pool = new Pool({ connectionString: process.env.DATABASE_URL, max: 10 });
+// the same pool size as the gateway it stands beside (bench/gateway --db-pool)
+const pool = new Pool({ connectionString: process.env.DATABASE_URL, max: Number(process.env.DB_POOL_SIZE ?? 10) });
 type Row = Record<string, any>;
 
 const SESSION = `id, state, ua_version AS "uaVersion", created_at AS "createdAt", user_id AS "userId", ua_id AS "uaId", vm_id AS "vmId"`;

@@ -2,9 +2,9 @@
 // function and by package (node_modules/<pkg>, node: internals, the gateway's own code, GC, idle).
 import fs from 'node:fs';
 import path from 'node:path';
-import { table } from './report';
+import { RESULTS_DIR, table } from './report';
 
-interface Node { id: number; callFrame: { functionName: string; url: string; lineNumber: number }; hitCount?: number }
+interface Node { id: number; callFrame: { functionName: string; url: string; lineNumber: number }; hitCount?: number; children?: number[] }
 interface Profile { nodes: Node[]; samples: number[]; timeDeltas: number[]; startTime: number; endTime: number }
 
 function owner(url: string, fn: string): string {
@@ -20,10 +20,14 @@ export function summarizeProfiles(dir: string, top = 15): { text: string; data: 
   const files = fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => f.endsWith('.cpuprofile')) : [];
   const byFn = new Map<string, number>();
   const byOwner = new Map<string, number>();
+  // inclusive time of the project's own functions (apps/, packages/): which request path the time is under
+  const ownInclusive = new Map<string, number>();
   let total = 0;
   for (const f of files) {
     const p = JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8')) as Profile;
     const nodes = new Map(p.nodes.map((n) => [n.id, n]));
+    const parentOf = new Map<number, number>();
+    for (const n of p.nodes) for (const c of n.children ?? []) parentOf.set(c, n.id);
     // self time per sample: the delta that follows it
     for (let i = 0; i < p.samples.length; i++) {
       const n = nodes.get(p.samples[i]!);
@@ -35,16 +39,66 @@ export function summarizeProfiles(dir: string, top = 15): { text: string; data: 
       byFn.set(fnKey, (byFn.get(fnKey) ?? 0) + dt);
       const o = owner(cf.url, cf.functionName);
       byOwner.set(o, (byOwner.get(o) ?? 0) + dt);
+      if (o === '(idle)') continue;
+      const seen = new Set<string>();
+      for (let id: number | undefined = n.id; id !== undefined; id = parentOf.get(id)) {
+        const f = nodes.get(id)!.callFrame;
+        if (!/\/(apps|packages)\/[^/]+\/(dist|src)\//.test(f.url) || /node_modules/.test(f.url)) continue;
+        const k = `${f.functionName || '(anonymous)'} ${f.url.replace(/^file:\/\/.*\/(apps|packages)\//, '$1/')}:${f.lineNumber + 1}`;
+        if (!seen.has(k)) ownInclusive.set(k, (ownInclusive.get(k) ?? 0) + dt);
+        seen.add(k);
+      }
     }
   }
+  // kept beside the results (not committed), to open in Chrome DevTools or speedscope
+  fs.mkdirSync(RESULTS_DIR, { recursive: true });
+  for (const f of files) fs.copyFileSync(path.join(dir, f), path.join(RESULTS_DIR, f));
   const busy = total - (byOwner.get('(idle)') ?? 0);
   const rank = (m: Map<string, number>) => [...m].filter(([k]) => k !== '(idle)').sort((a, b) => b[1] - a[1]).slice(0, top);
   const pct = (ms: number) => `${((ms / busy) * 100).toFixed(1)} %`;
   const text = [
-    `gateway CPU profile (${files.length} file(s), ${(busy / 1000).toFixed(1)} s busy of ${(total / 1000).toFixed(1)} s): self time, share of busy time`,
+    `gateway CPU profile (${files.map((f) => `bench/results/${f}`).join(', ')}, ${(busy / 1000).toFixed(1)} s busy of ${(total / 1000).toFixed(1)} s): self time, share of busy time`,
     table(['package / area', 'self', 'share'], rank(byOwner).map(([k, v]) => [k, `${(v / 1000).toFixed(2)} s`, pct(v)])),
     '',
     table(['function', 'self', 'share'], rank(byFn).map(([k, v]) => [k.slice(0, 110), `${(v / 1000).toFixed(2)} s`, pct(v)])),
+    '',
+    table(['own function (apps/, packages/): inclusive', 'total', 'share'], rank(ownInclusive).map(([k, v]) => [k.slice(0, 110), `${(v / 1000).toFixed(2)} s`, pct(v)])),
   ].join('\n');
-  return { text, data: { files, busyMs: busy, totalMs: total, byOwner: Object.fromEntries(rank(byOwner)), byFunction: Object.fromEntries(rank(byFn)) } };
+  return { text, data: { files, busyMs: busy, totalMs: total, byOwner: Object.fromEntries(rank(byOwner)), byFunction: Object.fromEntries(rank(byFn)), ownInclusive: Object.fromEntries(rank(ownInclusive)) } };
+}
+
+/**
+ * What the database's backends are doing while a row runs, sampled every 100 ms from
+ * pg_stat_activity: how many wait for a lock, run a statement, or sit idle in a transaction (waiting
+ * for the application's next statement). Lock waits that grow with the clients are serialization.
+ */
+export function samplePgActivity(databaseUrl: string): () => Promise<{ samples: number; lockWait: number; active: number; idleInTx: number }> {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { Client } = require('pg') as typeof import('pg');
+  const client = new Client({ connectionString: databaseUrl });
+  const sums = { samples: 0, lockWait: 0, active: 0, idleInTx: 0 };
+  let stopped = false;
+  const loop = (async () => {
+    await client.connect();
+    while (!stopped) {
+      const { rows } = await client.query<{ lock: number; active: number; idle_tx: number }>(
+        `SELECT count(*) FILTER (WHERE wait_event_type = 'Lock')::int AS lock,
+                count(*) FILTER (WHERE state = 'active' AND wait_event_type IS DISTINCT FROM 'Lock')::int AS active,
+                count(*) FILTER (WHERE state LIKE 'idle in transaction%')::int AS idle_tx
+           FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()`,
+      );
+      sums.samples++;
+      sums.lockWait += rows[0]!.lock;
+      sums.active += rows[0]!.active;
+      sums.idleInTx += rows[0]!.idle_tx;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  })();
+  return async () => {
+    stopped = true;
+    await loop.catch(() => undefined);
+    await client.end().catch(() => undefined);
+    const n = Math.max(1, sums.samples);
+    return { samples: sums.samples, lockWait: sums.lockWait / n, active: sums.active / n, idleInTx: sums.idleInTx / n };
+  };
 }

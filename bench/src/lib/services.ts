@@ -3,7 +3,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import type { GatewayClient, RequestApplicationInput, SessionInfo } from '@uve/client';
 
 export const ROOT = path.resolve(__dirname, '../../..');
 export const ADMIN = { username: 'admin', password: 'bench-admin-password' };
@@ -37,9 +36,11 @@ export interface Gateway {
 /**
  * The built gateway with limits that protect a deployment lifted (a bench is one client hammering
  * it) and `env` on top. `nodeArgs` go to node (e.g. --cpu-prof). Port: BENCH_PORT or any free one.
+ * BENCH_GATEWAY_MAIN: another build's main.js (a copy of apps/gateway/dist before a change), to
+ * measure before and after in turns on the same machine.
  */
 export async function startGateway(dir: string, env: Record<string, string>, nodeArgs: string[] = []): Promise<Gateway> {
-  const child = spawn(process.execPath, [...nodeArgs, path.join(ROOT, 'apps/gateway/dist/main.js')], {
+  const child = spawn(process.execPath, [...nodeArgs, process.env.BENCH_GATEWAY_MAIN ?? path.join(ROOT, 'apps/gateway/dist/main.js')], {
     cwd: ROOT,
     env: {
       PATH: process.env.PATH,
@@ -140,20 +141,3 @@ export async function startBaseline(script: string, env: Record<string, string>)
   return { url, child };
 }
 
-/**
- * requestApplication for the UA named `uaName` with this terminal, retried while a fresh gateway's
- * pool is still starting the first VM of the platform (at most 60 s).
- */
-export async function requestWhenReady(gw: GatewayClient, uaName: string, terminal: RequestApplicationInput['terminal']): Promise<SessionInfo> {
-  const ua = (await gw.uas()).find((u) => u.name === uaName);
-  if (!ua) throw new Error(`no UA named ${uaName}`);
-  const request = () => gw.requestApplication({ uaId: ua.id, terminal });
-  const deadline = Date.now() + 60_000;
-  let session = await request().catch((e: Error) => e);
-  while (session instanceof Error && /UNAVAILABLE|not deployed|no VM/i.test(session.message) && Date.now() < deadline) {
-    await new Promise((r) => setTimeout(r, 200));
-    session = await request().catch((e: Error) => e);
-  }
-  if (session instanceof Error) throw session;
-  return session;
-}

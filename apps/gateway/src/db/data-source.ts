@@ -6,8 +6,11 @@ import { DataSource } from 'typeorm';
 import { ENTITIES } from './entities';
 import { SnakeNamingStrategy } from './naming';
 
-/** `timeoutMs` bounds connecting and each query: with PostgreSQL down, requests fail fast instead of hanging. */
-export function createDataSource(url: string, timeoutMs = 10_000): DataSource {
+/**
+ * `timeoutMs` bounds connecting and each query: with PostgreSQL down, requests fail fast instead of hanging.
+ * `poolSize`: most connections held at once (UVE_DB_POOL_SIZE).
+ */
+export function createDataSource(url: string, timeoutMs = 10_000, poolSize = 10): DataSource {
   return new DataSource({
     type: 'postgres',
     url,
@@ -19,6 +22,6 @@ export function createDataSource(url: string, timeoutMs = 10_000): DataSource {
     // gen_random_uuid() is built into PostgreSQL 13+: no extension to install
     uuidExtension: 'pgcrypto',
     namingStrategy: new SnakeNamingStrategy(),
-    extra: { max: 10, connectionTimeoutMillis: timeoutMs, query_timeout: timeoutMs },
+    extra: { max: poolSize, connectionTimeoutMillis: timeoutMs, query_timeout: timeoutMs },
   });
 }

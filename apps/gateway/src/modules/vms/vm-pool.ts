@@ -38,12 +38,21 @@ interface PoolRow {
 }
 
 const POOL_LOCK = 7_426_002;
+/**
+ * Passes start at most this often: every commit with session events nudges the pool, and under load
+ * a pass per commit (a pooled connection and four queries each) was ~9 of the ~55 queries of a
+ * requestApplication + endSession (issue 13). A VM start takes a second or more; 250 ms is not felt.
+ */
+const MIN_PASS_GAP_MS = 250;
 
 export class VmPool {
   private timer: NodeJS.Timeout | null = null;
   private running: Promise<void> | null = null;
   private again = false;
   private stopped = false;
+  private lastPassAt = -Infinity;
+  /** a nudge that came within MIN_PASS_GAP_MS of the last pass: the pass it asked for */
+  private deferred: NodeJS.Timeout | null = null;
   /** consecutive launch failures per platform, and when the next try is allowed */
   private readonly failures = new Map<Platform, { count: number; retryAt: number }>();
 
@@ -62,6 +71,15 @@ export class VmPool {
       this.again = true;
       return;
     }
+    const wait = this.lastPassAt + MIN_PASS_GAP_MS - Date.now();
+    if (wait > 0) {
+      this.deferred ??= setTimeout(() => {
+        this.deferred = null;
+        this.nudge();
+      }, wait);
+      return;
+    }
+    this.lastPassAt = Date.now();
     this.running = this.tick()
       .catch((e: Error) => this.log.error('VM pool pass failed', { error: e.message }))
       .finally(() => {
@@ -77,6 +95,8 @@ export class VmPool {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
+    if (this.deferred) clearTimeout(this.deferred);
+    this.deferred = null;
     await this.running;
   }
 

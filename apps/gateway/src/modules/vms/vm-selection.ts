@@ -28,32 +28,59 @@ export interface SelectionOptions {
 
 export type Selection = { vm: VmCandidate } | { vm: null; reason: string };
 
-/**
- * Locks the ready VMs of the UA's platform, then counts their sessions, and picks one. Must run
- * inside the transaction that assigns the session. The count is a second statement on purpose:
- * under READ COMMITTED a statement that waited for the lock still sees the snapshot it started
- * with, so counting in the locking statement would miss the session the lock holder just added.
- */
-export async function selectVm(em: EntityManager, ua: Ua, codecs: VideoCodec[], o: SelectionOptions): Promise<Selection> {
-  const locked: { id: string }[] = await em.query(
-    `SELECT v.id FROM vms v
-      WHERE v.platform = $1 AND v.status = 'IDLE' AND v.endpoint IS NOT NULL
-        AND v.last_heartbeat_at > now() - make_interval(secs => $2::float8 / 1000)
-        AND ($3::uuid IS NULL OR v.id <> $3::uuid)
-      ORDER BY v.id
-        FOR UPDATE OF v`,
-    [ua.platform, o.heartbeatTimeoutMs, o.excludeVmId ?? null],
-  );
-  if (locked.length === 0) return { vm: null, reason: `no ${ua.platform} VM is running` };
-  const rows: (Omit<VmCandidate, 'codecs'> & { codecs: string; failed: boolean })[] = await em.query(
-    `SELECT v.id, v.endpoint, v.codecs::text[] AS codecs, v.capacity, (v.load->>'cpuLoad')::float8 AS cpu,
+type CandidateRow = Omit<VmCandidate, 'codecs'> & { codecs: string; failed: boolean };
+
+/** The ready VMs of the UA's platform with what selection weighs (not locked). */
+const CANDIDATES = `SELECT v.id, v.endpoint, v.codecs::text[] AS codecs, v.capacity, (v.load->>'cpuLoad')::float8 AS cpu,
             (SELECT count(*)::int FROM sessions s WHERE s.vm_id = v.id AND s.state = ANY($4::session_state[])) AS active,
             EXISTS (SELECT 1 FROM ua_deployments d WHERE d.vm_id = v.id AND d.ua_id = $2 AND d.version = $3 AND d.status = 'INSTALLED') AS deployed,
             EXISTS (SELECT 1 FROM ua_deployments d WHERE d.vm_id = v.id AND d.ua_id = $2 AND d.version = $3 AND d.status = 'FAILED') AS failed
-       FROM vms v
-      WHERE v.id = ANY($1::uuid[])`,
-    [locked.map((r) => r.id), ua.id, ua.currentVersion, SLOT_SESSION_STATES],
+       FROM vms v`;
+
+/** A VM that takes sessions; `$n`: the parameter holding the heartbeat timeout (ms). */
+const ready = (n: number) => `v.status = 'IDLE' AND v.endpoint IS NOT NULL AND v.last_heartbeat_at > now() - make_interval(secs => $${n}::float8 / 1000)`;
+
+/**
+ * Picks a VM for the UA and locks it until the caller's transaction ends; must run inside the
+ * transaction that assigns the session.
+ *
+ * Only the chosen VM is locked, and FOR NO KEY UPDATE: placements on one VM still go one at a time
+ * (so its slots are never over-counted), but placements on other VMs, and the rows that only refer to
+ * a VM (an endSession's outbox command, a session's vm_id; their foreign-key checks take KEY SHARE),
+ * do not queue behind it. Locking every VM of the platform FOR UPDATE made every requestApplication
+ * and endSession of the platform wait for each other (issue 13's gateway bench).
+ *
+ * The slots are counted again after the lock, by a second statement: under READ COMMITTED a
+ * statement sees the snapshot it started with, so a count taken before the lock would miss the
+ * session the previous holder just added.
+ */
+export async function selectVm(em: EntityManager, ua: Ua, codecs: VideoCodec[], o: SelectionOptions): Promise<Selection> {
+  const rows: CandidateRow[] = await em.query(
+    `${CANDIDATES} WHERE v.platform = $1 AND ${ready(5)} AND ($6::uuid IS NULL OR v.id <> $6::uuid)`,
+    [ua.platform, ua.id, ua.currentVersion, SLOT_SESSION_STATES, o.heartbeatTimeoutMs, o.excludeVmId ?? null],
   );
+  const picked = pick(rows, ua, codecs, o.cpuHigh);
+  if (!('ranked' in picked)) return picked;
+  // the best VM that no other placement holds right now, then (all held) the best one, waiting for it
+  await em.query('SAVEPOINT vm_selection');
+  for (const wait of [false, true]) {
+    for (const c of picked.ranked) {
+      const locked: unknown[] = await em.query(
+        `SELECT v.id FROM vms v WHERE v.id = $1 AND ${ready(2)} FOR NO KEY UPDATE OF v${wait ? '' : ' SKIP LOCKED'}`,
+        [c.id, o.heartbeatTimeoutMs],
+      );
+      if (locked.length === 0) continue;
+      const [{ active }] = await em.query(`SELECT count(*)::int AS active FROM sessions WHERE vm_id = $1 AND state = ANY($2::session_state[])`, [c.id, SLOT_SESSION_STATES]);
+      if (active < c.capacity) return { vm: { ...c, active } };
+      // filled meanwhile: let go of it before trying (or waiting for) another, so no two placements wait for each other
+      await em.query('ROLLBACK TO SAVEPOINT vm_selection');
+    }
+  }
+  return { vm: null, reason: `all ${picked.ranked.length} ${ua.platform} VMs that had a free slot were filled meanwhile` };
+}
+
+/** The free candidates best first, or why there is none. */
+function pick(rows: CandidateRow[], ua: Ua, codecs: VideoCodec[], cpuHigh: number): { ranked: VmCandidate[] } | { vm: null; reason: string } {
   const vms = rows.map((r) => ({ ...r, codecs: parsePgArray(r.codecs) as VideoCodec[] }));
   if (vms.length === 0) return { vm: null, reason: `no ${ua.platform} VM is running` };
   const withCodec = vms.filter((v) => v.codecs.some((c) => codecs.includes(c)));
@@ -62,9 +89,7 @@ export async function selectVm(em: EntityManager, ua: Ua, codecs: VideoCodec[], 
   if (usable.length === 0) return { vm: null, reason: `${ua.name} ${ua.currentVersion} failed to deploy on every VM that could run it` };
   const free = usable.filter((v) => v.active < v.capacity);
   if (free.length === 0) return { vm: null, reason: `all ${usable.length} ${ua.platform} VMs are full` };
-  const [best] = rankCandidates(free, o.cpuHigh);
-  const { id, endpoint, codecs: vmCodecs, capacity, active, deployed, cpu } = best!;
-  return { vm: { id, endpoint, codecs: vmCodecs, capacity, active, deployed, cpu } };
+  return { ranked: rankCandidates(free, cpuHigh).map(({ id, endpoint, codecs: vmCodecs, capacity, active, deployed, cpu }) => ({ id, endpoint, codecs: vmCodecs, capacity, active, deployed, cpu })) };
 }
 
 /** A VM is hot when its last heartbeat put its CPU at or above the threshold. */

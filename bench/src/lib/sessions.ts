@@ -1,0 +1,84 @@
+// What the benches share beyond lib/report: a UA session requested through the gateway (waiting out
+// a pool that is still starting its first VM of the platform), and the CPU a process (tree) used.
+import fs from 'node:fs';
+import type { GatewayClient, SessionInfo } from '@uve/client';
+import type { VideoCodec } from '@uve/protocol';
+
+export interface SessionRequest {
+  ua: string;
+  codec: VideoCodec;
+  width: number;
+  height: number;
+  fps: number;
+}
+
+/** requestApplication for the UA named `r.ua`; retried for up to 60 s while no VM of its platform is up yet. */
+export async function requestSession(gw: GatewayClient, r: SessionRequest): Promise<SessionInfo & { connection: NonNullable<SessionInfo['connection']> }> {
+  const uaInfo = (await gw.uas()).find((u) => u.name === r.ua);
+  if (!uaInfo) throw new Error(`no UA named ${r.ua}`);
+  const request = () => gw.requestApplication({ uaId: uaInfo.id, terminal: { screenWidth: r.width, screenHeight: r.height, codecs: [r.codec], localResources: [], maxFrameRate: r.fps } });
+  const deadline = Date.now() + 60_000;
+  let session = await request().catch((e: Error) => e);
+  while (session instanceof Error && /UNAVAILABLE|not deployed|no VM/i.test(session.message) && Date.now() < deadline) {
+    await new Promise((res) => setTimeout(res, 200));
+    session = await request().catch((e: Error) => e);
+  }
+  if (session instanceof Error) throw session;
+  if (!session.connection) throw new Error(`session ${session.id} has no connection (state ${session.state})`);
+  return session as SessionInfo & { connection: NonNullable<SessionInfo['connection']> };
+}
+
+const TICKS_PER_S = 100; // USER_HZ on Linux
+
+/** utime + stime (ticks) of `root` and (withChildren) every process below it, by pid. */
+function treeTicks(root: number, withChildren: boolean): Map<number, number> {
+  const parent = new Map<number, number>();
+  const ticks = new Map<number, number>();
+  for (const e of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${e}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      parent.set(Number(e), Number(f[1]));
+      ticks.set(Number(e), Number(f[11]) + Number(f[12]));
+    } catch {
+      /* exited meanwhile */
+    }
+  }
+  const inTree = (pid: number): boolean => {
+    if (!withChildren) return pid === root;
+    for (let p: number | undefined = pid, n = 0; p && n < 64; p = parent.get(p), n++) if (p === root) return true;
+    return false;
+  };
+  return new Map([...ticks].filter(([pid]) => inTree(pid)));
+}
+
+/**
+ * CPU of a process (withChildren: and every process below it) over a window: call once at the
+ * start, the result at the end, in cores (1.0 = one core busy) and CPU seconds. Processes that
+ * started or ended inside the window count for the part seen.
+ */
+export function cpuOfTree(root: number, withChildren = true): () => { cores: number; seconds: number } {
+  const start = treeTicks(root, withChildren);
+  const t0 = performance.now();
+  return () => {
+    let used = 0;
+    for (const [pid, t] of treeTicks(root, withChildren)) used += t - (start.get(pid) ?? 0);
+    const seconds = used / TICKS_PER_S;
+    return { cores: seconds / ((performance.now() - t0) / 1000), seconds };
+  };
+}
+
+/** Busy share of the whole machine (all cores) over a window, from /proc/stat: call at the start, the result at the end. */
+export function machineBusy(): () => number {
+  const read = () => {
+    const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+    const idle = f[3]! + (f[4] ?? 0);
+    return { idle, total: f.reduce((a, b) => a + b, 0) };
+  };
+  const a = read();
+  return () => {
+    const b = read();
+    return 1 - (b.idle - a.idle) / Math.max(1, b.total - a.total);
+  };
+}
