@@ -73,7 +73,7 @@ function fsBackend(): Backend {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'uve-vm-data-'));
   const file = (id: string) => path.join(dir, `${id}.vmd`);
   return {
-    env: () => ({ UVE_VM_DATA_STORE: 'fs', UVE_VM_DATA_DIR: dir }),
+    env: () => ({ UVE_VM_DATA_STORE: 'fs', UVE_VM_DATA_STORE_DIR: dir }),
     chunks: async (id) => parseFile(file(id)),
     flip: async (id, seq, offset) => {
       const c = parseFile(file(id)).find((x) => x.seq === seq)!;

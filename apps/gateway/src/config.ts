@@ -176,8 +176,8 @@ export const CONFIG_SPEC = {
     if (!key) throw new ConfigError(`${env} must be 32 bytes as 64 hex digits or base64 (e.g. from \`openssl rand -hex 32\`)`);
     return key;
   } },
-  vmDataStore: { env: 'UVE_VM_DATA_STORE', doc: 'where VM Data is kept: postgres (chunks in the database, any gateway serves any VM) or fs (files in UVE_VM_DATA_DIR, single-host setups)', default: 'postgres', parse: oneOf('postgres', 'fs') },
-  vmDataDir: { env: 'UVE_VM_DATA_DIR', doc: 'folder of the fs VM Data store (default <UVE_DATA_DIR>/vm-data)', default: null, parse: (raw: string) => path.resolve(raw) },
+  vmDataStore: { env: 'UVE_VM_DATA_STORE', doc: 'where VM Data is kept: postgres (chunks in the database, any gateway serves any VM) or fs (files in UVE_VM_DATA_STORE_DIR, single-host setups)', default: 'postgres', parse: oneOf('postgres', 'fs') },
+  vmDataDir: { env: 'UVE_VM_DATA_STORE_DIR', doc: 'folder of the fs VM Data store (default <UVE_DATA_DIR>/vm-data)', default: null, parse: (raw: string) => path.resolve(raw) },
   vmDataKeep: { env: 'UVE_VM_DATA_KEEP', doc: 'VM Data snapshots kept per user, UA and kind (APP_DATA, FULL): the newest; older ones are deleted when a new one is stored', default: '1', parse: int(1, 100) },
   graphqlMaxTokens: { env: 'UVE_GRAPHQL_MAX_TOKENS', doc: 'most tokens a GraphQL document may have', default: '2000', parse: int(100, 100_000) },
   graphqlMaxDepth: { env: 'UVE_GRAPHQL_MAX_DEPTH', doc: 'deepest selection a GraphQL operation may nest', default: '10', parse: int(2, 100) },

@@ -100,14 +100,16 @@ export class SnapshotsService {
       if (!session || session.vmId !== vm.id) return null;
       const open = session.state === 'REQUESTED' || (SLOT_SESSION_STATES as readonly string[]).includes(session.state);
       if (!open && !(session.endedAt && Date.now() - session.endedAt.getTime() < SAVE_AFTER_END_MS)) return null;
-      // the record first (its id names the chunks), its size and checksum once all bytes are in
+      // the record first (its id names the chunks), its size and checksum once all bytes are in;
+      // its session only then: a row referring to the session locks it against FOR UPDATE (every
+      // change of the session's state) for as long as the upload would run
       const snap = await em.save(em.create(VmSnapshot, {
-        userId: session.userId, uaId: session.uaId, sessionId, kind, sizeBytes: 0, sha256: '0'.repeat(64),
+        userId: session.userId, uaId: session.uaId, sessionId: null, kind, sizeBytes: 0, sha256: '0'.repeat(64),
         sourceVmId: vm.id, storageKey: this.store_.storageKey, encryptionKeyId: this.store_.keyId, lastRestoredAt: null,
       }));
       writing(snap.id);
       const { sizeBytes, sha256 } = await this.store_.write(em, snap.id, body, maxBytes);
-      await em.update(VmSnapshot, snap.id, { sizeBytes, sha256 });
+      await em.update(VmSnapshot, snap.id, { sizeBytes, sha256, sessionId });
       const older: { id: string }[] = await em.query(
         `SELECT id FROM vm_snapshots WHERE user_id = $1 AND ua_id = $2 AND kind = $3 AND id <> $4 ORDER BY created_at DESC, id OFFSET $5`,
         [session.userId, session.uaId, kind, snap.id, this.keep - 1],
@@ -116,7 +118,7 @@ export class SnapshotsService {
         await em.delete(VmSnapshot, { id: In(older.map((o) => o.id)) });
         replaced(older.map((o) => o.id));
       }
-      return Object.assign(snap, { sizeBytes, sha256 });
+      return Object.assign(snap, { sizeBytes, sha256, sessionId });
     });
   }
 

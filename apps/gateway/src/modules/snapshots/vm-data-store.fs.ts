@@ -1,4 +1,4 @@
-// VM Data chunks in a folder (UVE_VM_DATA_STORE=fs, UVE_VM_DATA_DIR), for single-host setups: one
+// VM Data chunks in a folder (UVE_VM_DATA_STORE=fs, UVE_VM_DATA_STORE_DIR), for single-host setups: one
 // file per snapshot, written to a temporary name, fsync'd, renamed into place (and the folder
 // fsync'd), so a snapshot file is either whole or absent. Each chunk is a fixed header (seq,
 // length, nonce, sha256 of the stored bytes) followed by its bytes; reads go one chunk ahead.
