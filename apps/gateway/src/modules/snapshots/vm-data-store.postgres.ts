@@ -84,6 +84,8 @@ export class CopyBinaryRows {
   private size = 0;
   private headerRead = false;
   private ended = false;
+  /** bytes the row being assembled needs at least (not walked again before they are here) */
+  private need = 0;
 
   push(piece: Buffer): void {
     this.pieces.push(piece);
@@ -102,7 +104,7 @@ export class CopyBinaryRows {
       this.take(19 + extension);
       this.headerRead = true;
     }
-    if (this.size < 2) return null;
+    if (this.size < Math.max(2, this.need)) return null;
     const fields = this.peek(2).readInt16BE(0);
     if (fields === -1) {
       this.ended = true;
@@ -111,11 +113,14 @@ export class CopyBinaryRows {
     // walk the row's lengths first: nothing is taken until the whole row is there
     let at = 2;
     for (let i = 0; i < fields; i++) {
-      if (this.size < at + 4) return null;
+      this.need = at + 4;
+      if (this.size < this.need) return null;
       const len = this.peekAt(at, 4).readInt32BE(0);
       at += 4 + Math.max(len, 0);
+      this.need = at;
       if (this.size < at) return null;
     }
+    this.need = 0;
     this.take(2);
     const row: (Buffer | null)[] = [];
     for (let i = 0; i < fields; i++) {
@@ -148,16 +153,10 @@ export class CopyBinaryRows {
   private take(n: number): Buffer {
     const out = this.peekAt(0, n);
     this.size -= n;
-    while (n > 0) {
-      const first = this.pieces[0]!;
-      if (n >= first.byteLength) {
-        n -= first.byteLength;
-        this.pieces.shift();
-      } else {
-        this.pieces[0] = first.subarray(n);
-        n = 0;
-      }
-    }
+    let whole = 0;
+    while (n > 0 && n >= this.pieces[whole]!.byteLength) n -= this.pieces[whole++]!.byteLength;
+    this.pieces.splice(0, whole);
+    if (n > 0) this.pieces[0] = this.pieces[0]!.subarray(n);
     return out;
   }
 }

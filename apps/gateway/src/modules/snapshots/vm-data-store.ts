@@ -10,6 +10,8 @@ import type { EntityManager } from 'typeorm';
 
 export const CHUNK_BYTES = 1024 * 1024;
 export const NONCE_BYTES = 12;
+/** chunk buffers an upload fills in turn: one being filled, one in flight, one just handed over */
+const RING = 3;
 const TAG_BYTES = 16;
 
 /** The store refused the bytes; `status` is the HTTP answer to a VM (413: too large, 422: damaged, 500: unreadable here). */
@@ -59,7 +61,8 @@ export interface ChunkStore {
   /**
    * Keeps `chunks` (in order) as snapshot `snapshotId`, inside the caller's transaction where the
    * store has one; resolves once all are durable. Reads the next chunk only once the store can take
-   * it (backpressure).
+   * it (backpressure), with at most one earlier chunk still in flight then: a chunk's buffer is
+   * filled again two chunks later.
    */
   write(em: EntityManager, snapshotId: string, chunks: AsyncIterable<StoredChunk>): Promise<void>;
   /** the stored chunks in order, read ahead by a bounded amount at most */
@@ -95,7 +98,10 @@ export class VmDataStore {
     const whole = createHash('sha256');
     let size = 0;
     const sealed = async function* (this: VmDataStore): AsyncGenerator<StoredChunk> {
-      let chunk = Buffer.allocUnsafe(CHUNK_BYTES);
+      // a few buffers in turn, not a new one per chunk (garbage the collector is late for): a store
+      // has at most one chunk in flight while it asks for the next (ChunkStore.write)
+      const ring = Array.from({ length: RING }, () => Buffer.allocUnsafe(CHUNK_BYTES));
+      let chunk = ring[0]!;
       let filled = 0;
       let seq = 0;
       for await (const piece of source) {
@@ -109,8 +115,7 @@ export class VmDataStore {
           at += n;
           if (filled === CHUNK_BYTES) {
             yield this.seal(snapshotId, seq++, chunk);
-            // a new buffer: the store may still be sending the last one while this one fills
-            chunk = Buffer.allocUnsafe(CHUNK_BYTES);
+            chunk = ring[seq % RING]!;
             filled = 0;
           }
         }
