@@ -18,24 +18,27 @@ import os from 'node:os';
 import path from 'node:path';
 import { StreamClient, createNodeDecoder } from '@uve/client';
 import { summarizeProfiles } from './lib/profile';
+import { storeLayer } from './vm-data-layer';
 
 const HELP = `bench/reconnect: reconnect-to-restored-frame time and VM Data store throughput
 
-Usage: node bench/dist/reconnect.js [--runs N] [--sizes 1,16,128] [--store postgres|fs] [--profile]
+Usage: node bench/dist/reconnect.js [--runs N] [--sizes 1,16,128] [--store postgres|fs] [--profile] [--layer MiB]
   --runs N       end-to-end reconnections of the game UA (default 10)
   --sizes MiB    VM Data sizes for the store/retrieve throughput (default 1,16,128)
   --store KIND   the gateway's VM Data store (UVE_VM_DATA_STORE, default postgres)
   --profile      the gateway runs with --cpu-prof; its hottest functions are printed
+  --layer MiB    only the stores themselves (no HTTP, no VMs), 3 repetitions of MiB, with the
+                 PostgreSQL read the store used before as the baseline
 Starts its own gateway on embedded defaults in a temporary folder; writes bench/results/reconnect.json.`;
 
 const PASSWORD = 'bench-admin-password';
 const MiB = 1024 * 1024;
 const TERMINAL = { screenWidth: 640, screenHeight: 480, codecs: ['MJPEG'], localResources: [] };
 
-interface Options { runs: number; sizes: number[]; store: 'postgres' | 'fs'; profile: boolean }
+interface Options { runs: number; sizes: number[]; store: 'postgres' | 'fs'; profile: boolean; layer: number }
 
 function parse(argv: string[]): Options | null {
-  const o: Options = { runs: 10, sizes: [1, 16, 128], store: 'postgres', profile: false };
+  const o: Options = { runs: 10, sizes: [1, 16, 128], store: 'postgres', profile: false, layer: 0 };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === '--help' || a === '-h') return null;
@@ -48,6 +51,7 @@ function parse(argv: string[]): Options | null {
     if (a === '--runs') o.runs = Number(value);
     else if (a === '--sizes') o.sizes = value.split(',').map(Number);
     else if (a === '--store' && (value === 'postgres' || value === 'fs')) o.store = value;
+    else if (a === '--layer' && Number(value) >= 1) o.layer = Number(value);
     else throw new Error(`unknown argument ${a} ${value}; see --help`);
   }
   if (!(o.runs >= 1) || !o.sizes.every((s) => s > 0 && s <= 1024)) throw new Error('--runs must be positive and --sizes MiB in (0, 1024]');
@@ -230,6 +234,7 @@ export async function run(args: string[]): Promise<void> {
     process.stdout.write(HELP + '\n');
     return;
   }
+  if (o.layer) return layer(o.layer);
   const gw = await ownGateway(o);
   try {
     const admin = (await gql(gw.url, `mutation { login(username: "admin", password: "${PASSWORD}") { token } }`, {})).login.token as string;
@@ -257,6 +262,19 @@ export async function run(args: string[]): Promise<void> {
     const profile = await gw.stop();
     if (profile) process.stdout.write(`\n${profile}\n`);
   }
+}
+
+async function layer(mib: number): Promise<void> {
+  const rows = await storeLayer(mib, 3);
+  const med = (xs: number[]) => pct(xs, 50);
+  const f = (xs: number[]) => (xs.length ? `${med(xs).toFixed(0)} (${Math.min(...xs).toFixed(0)}–${Math.max(...xs).toFixed(0)})` : '');
+  process.stdout.write(`bench/reconnect --layer ${mib}: the VM Data stores alone, ${os.cpus().length} cores, load average ${os.loadavg().map((l) => l.toFixed(2)).join(' / ')}, 3 repetitions\n\n`);
+  process.stdout.write('| store | write MB/s | read MB/s |\n|---|---|---|\n');
+  for (const r of rows) process.stdout.write(`| ${r.store} | ${f(r.writeMBps)} | ${f(r.readMBps)} |\n`);
+  const out = path.resolve(__dirname, '../results/reconnect-layer.json');
+  fs.mkdirSync(path.dirname(out), { recursive: true });
+  fs.writeFileSync(out, JSON.stringify({ at: new Date().toISOString(), cores: os.cpus().length, loadAverage: os.loadavg(), mib, rows }, null, 2) + '\n');
+  process.stdout.write(`\nwrote ${path.relative(process.cwd(), out)}\n`);
 }
 
 if (require.main === module) {
