@@ -238,4 +238,32 @@ it('keeps the newest UVE_VM_DATA_KEEP snapshots of a user, UA and kind; deleteSn
   expect(await store.chunks(ids[2]!).catch(() => [])).toEqual([]);
   expect(await store.count()).toBe(1);
 });
+
+it('a gateway told to stop lets an upload under way finish before it closes its connections and the database', async () => {
+  let pulled = 0;
+  let release!: () => void;
+  const released = new Promise<void>((r) => (release = r));
+  let reading!: () => void;
+  const gatewayReading = new Promise<void>((r) => (reading = r));
+  const uploading = upload(new ReadableStream<Uint8Array>({
+    async pull(c) {
+      pulled++;
+      if (pulled === 3) reading(); // the gateway reads the body (it pulls only as it stores)
+      if (pulled === 4) await released;
+      if (pulled > 6) return c.close();
+      c.enqueue(randomBytes(256 * 1024));
+    },
+  }));
+  await gatewayReading;
+  gw.child.kill('SIGTERM');
+  // the stop waits for the upload (longer than the GraphQL server's drain would), which then goes on
+  await until('the gateway waiting for the upload', 30_000, async () => gw.output().includes('stopping: waiting for VM Data transfers under way'));
+  expect(await fetch(`${gw.url}/graphql?query=%7B__typename%7D`).then(() => 'answered', () => 'refused')).toBe('refused');
+  release();
+  const res = await uploading;
+  expect(res.status).toBe(201);
+  expect(((await res.json()) as { sizeBytes: number }).sizeBytes).toBe(6 * 256 * 1024);
+  await new Promise((r) => (gw.child.exitCode !== null ? r(null) : gw.child.once('exit', r)));
+  expect(gw.output()).not.toMatch(/Connection terminated|VM Data transfers cut/);
+});
 });

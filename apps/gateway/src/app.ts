@@ -122,14 +122,23 @@ export async function startGateway(config: GatewayConfig, hooks: GatewayHooks = 
     const http = await startHttpServer(schema, services, config.host, config.port);
     stops.push(['HTTP server', async () => {
       const closed = new Promise<void>((resolve) => http.server.close(() => resolve()));
-      http.server.closeIdleConnections();
-      // VM Data transfers running now finish (bounded) before the database they stream to goes
-      const left = await services.snapshots.drain(VM_DATA_DRAIN_MS);
-      if (left) log.warn('VM Data transfers cut by the stop', { transfers: left });
       http.server.closeAllConnections();
       await closed;
-    }, VM_DATA_DRAIN_MS + STOP_STEP_MS]);
+      // handlers of VM Data transfers cut just now end (their transaction rolls back) before the database goes
+      await services.snapshots.drain(1000);
+    }, STOP_STEP_MS + 1000]);
     stops.push(['GraphQL server', http.stop]);
+    // before the GraphQL server's drain, which cuts open requests after a short grace (stops run in
+    // reverse): no new connections, and VM Data transfers under way finish (bounded)
+    stops.push(['VM Data transfers', async () => {
+      http.server.close();
+      http.server.closeIdleConnections();
+      const running = services.snapshots.running;
+      if (running === 0) return;
+      log.warn('stopping: waiting for VM Data transfers under way', { transfers: running });
+      const left = await services.snapshots.drain(VM_DATA_DRAIN_MS);
+      if (left) log.warn('VM Data transfers cut by the stop', { transfers: left });
+    }, VM_DATA_DRAIN_MS + 1000]);
     const address = http.server.address();
     const port = typeof address === 'object' && address ? address.port : config.port;
     const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;

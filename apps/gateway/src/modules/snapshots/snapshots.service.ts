@@ -34,6 +34,11 @@ export class SnapshotsService {
     return p;
   }
 
+  /** VM Data transfers running now */
+  get running(): number {
+    return this.transfers.size;
+  }
+
   /** resolves once the transfers running now have settled, or after `ms` */
   async drain(ms: number): Promise<number> {
     const left = this.transfers.size;
