@@ -17,30 +17,42 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { StreamClient, createNodeDecoder } from '@uve/client';
+import { summarizeProfiles } from './lib/profile';
+import { storeLayer } from './vm-data-layer';
 
 const HELP = `bench/reconnect: reconnect-to-restored-frame time and VM Data store throughput
 
-Usage: node bench/dist/reconnect.js [--runs N] [--sizes 1,16,128]
+Usage: node bench/dist/reconnect.js [--runs N] [--sizes 1,16,128] [--store postgres|fs] [--profile] [--layer MiB]
   --runs N       end-to-end reconnections of the game UA (default 10)
   --sizes MiB    VM Data sizes for the store/retrieve throughput (default 1,16,128)
+  --store KIND   the gateway's VM Data store (UVE_VM_DATA_STORE, default postgres)
+  --profile      the gateway runs with --cpu-prof; its hottest functions are printed
+  --layer MiB    only the stores themselves (no HTTP, no VMs), 3 repetitions of MiB, with the
+                 PostgreSQL read the store used before as the baseline
 Starts its own gateway on embedded defaults in a temporary folder; writes bench/results/reconnect.json.`;
 
 const PASSWORD = 'bench-admin-password';
 const MiB = 1024 * 1024;
 const TERMINAL = { screenWidth: 640, screenHeight: 480, codecs: ['MJPEG'], localResources: [] };
 
-interface Options { runs: number; sizes: number[] }
+interface Options { runs: number; sizes: number[]; store: 'postgres' | 'fs'; profile: boolean; layer: number }
 
 function parse(argv: string[]): Options | null {
-  const o: Options = { runs: 10, sizes: [1, 16, 128] };
+  const o: Options = { runs: 10, sizes: [1, 16, 128], store: 'postgres', profile: false, layer: 0 };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
-    const value = argv[++i];
     if (a === '--help' || a === '-h') return null;
+    if (a === '--profile') {
+      o.profile = true;
+      continue;
+    }
+    const value = argv[++i];
     if (value === undefined) throw new Error(`${a} needs a value; see --help`);
     if (a === '--runs') o.runs = Number(value);
     else if (a === '--sizes') o.sizes = value.split(',').map(Number);
-    else throw new Error(`unknown argument ${a}; see --help`);
+    else if (a === '--store' && (value === 'postgres' || value === 'fs')) o.store = value;
+    else if (a === '--layer' && Number(value) >= 1) o.layer = Number(value);
+    else throw new Error(`unknown argument ${a} ${value}; see --help`);
   }
   if (!(o.runs >= 1) || !o.sizes.every((s) => s > 0 && s <= 1024)) throw new Error('--runs must be positive and --sizes MiB in (0, 1024]');
   return o;
@@ -48,11 +60,15 @@ function parse(argv: string[]): Options | null {
 
 const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))] ?? NaN;
 
-/** The platform on embedded defaults, in a folder of its own, with its pid for memory readings. */
-async function ownGateway(): Promise<{ url: string; pid: number; stop(): Promise<void> }> {
+/**
+ * The platform on embedded defaults, in a folder of its own, with its pid for memory readings;
+ * stop() gives the CPU profile summary when it ran with --profile.
+ */
+async function ownGateway(o: Options): Promise<{ url: string; pid: number; stop(): Promise<string | null> }> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'uve-bench-reconnect-'));
-  const child: ChildProcess = spawn(process.execPath, [path.resolve(__dirname, '../../apps/gateway/dist/main.js')], {
-    env: { ...process.env, UVE_DATA_DIR: dir, UVE_PORT: '0', UVE_ADMIN_PASSWORD: PASSWORD, UVE_WARM_VMS: '2', UVE_POOL_PLATFORMS: 'WASM', UVE_DOCKER: 'off', UVE_LOG_LEVEL: 'warn', UVE_VM_DATA_MAX_MB: '1024', UVE_REQUEST_RATE_PER_MIN: '10000' },
+  const prof = path.join(dir, 'prof');
+  const child: ChildProcess = spawn(process.execPath, [...(o.profile ? ['--cpu-prof', `--cpu-prof-dir=${prof}`] : []), path.resolve(__dirname, '../../apps/gateway/dist/main.js')], {
+    env: { ...process.env, UVE_DATA_DIR: dir, UVE_VM_DATA_STORE: o.store, UVE_PORT: '0', UVE_ADMIN_PASSWORD: PASSWORD, UVE_WARM_VMS: '2', UVE_POOL_PLATFORMS: 'WASM', UVE_DOCKER: 'off', UVE_LOG_LEVEL: 'warn', UVE_VM_DATA_MAX_MB: '1024', UVE_REQUEST_RATE_PER_MIN: '10000' },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   let out = '';
@@ -71,7 +87,9 @@ async function ownGateway(): Promise<{ url: string; pid: number; stop(): Promise
       const exited = new Promise((r) => child.once('exit', r));
       child.kill('SIGTERM');
       await exited;
+      const profile = o.profile ? summarizeProfiles(prof).text : null;
       fs.rmSync(dir, { recursive: true, force: true });
+      return profile;
     },
   };
 }
@@ -216,7 +234,8 @@ export async function run(args: string[]): Promise<void> {
     process.stdout.write(HELP + '\n');
     return;
   }
-  const gw = await ownGateway();
+  if (o.layer) return layer(o.layer);
+  const gw = await ownGateway(o);
   try {
     const admin = (await gql(gw.url, `mutation { login(username: "admin", password: "${PASSWORD}") { token } }`, {})).login.token as string;
     const name = `bench-${Date.now()}`;
@@ -230,18 +249,32 @@ export async function run(args: string[]): Promise<void> {
     for (const mib of o.sizes) rows.push(await store(c, gw.pid, mib));
 
     const f = (n: number, d = 1) => n.toFixed(d).padStart(8);
-    process.stdout.write(`bench/reconnect: loopback, ${os.cpus().length} cores, PostgreSQL store (embedded), WASM PROCESS VMs\n\n`);
+    process.stdout.write(`bench/reconnect: loopback, ${os.cpus().length} cores, load average ${os.loadavg().map((l) => l.toFixed(2)).join(' / ')}, ${o.store === 'fs' ? 'filesystem' : 'PostgreSQL (embedded)'} VM Data store, WASM PROCESS VMs\n\n`);
     process.stdout.write(`reconnecting requestApplication -> first restored frame decoded (game, NO_LOSS, FULL snapshot of ${(e2e.sizeBytes / 1024).toFixed(0)} KiB, ${o.runs} runs):\n`);
     process.stdout.write(`  p50 ${pct(e2e.ms, 50).toFixed(1)} ms, p95 ${pct(e2e.ms, 95).toFixed(1)} ms\n\n`);
     process.stdout.write('|  MiB | store MB/s | retrieve MB/s | gateway +MiB (store) | gateway +MiB (retrieve) | agent +MiB (retrieve) |\n|------|-----------|---------------|----------------------|-------------------------|-----------------------|\n');
     for (const r of rows) process.stdout.write(`| ${String(r.mib).padStart(4)} | ${f(r.storeMBps)}  | ${f(r.retrieveMBps)}      | ${f(r.gatewayStoreGrowthMiB)}             | ${f(r.gatewayRetrieveGrowthMiB)}                | ${f(r.agentRetrieveGrowthMiB)}              |\n`);
     const out = path.resolve(__dirname, '../results/reconnect.json');
     fs.mkdirSync(path.dirname(out), { recursive: true });
-    fs.writeFileSync(out, JSON.stringify({ at: new Date().toISOString(), cores: os.cpus().length, endToEnd: { runs: o.runs, snapshotBytes: e2e.sizeBytes, ms: e2e.ms, p50: pct(e2e.ms, 50), p95: pct(e2e.ms, 95) }, store: rows }, null, 2) + '\n');
+    fs.writeFileSync(out, JSON.stringify({ at: new Date().toISOString(), cores: os.cpus().length, loadAverage: os.loadavg(), vmDataStore: o.store, endToEnd: { runs: o.runs, snapshotBytes: e2e.sizeBytes, ms: e2e.ms, p50: pct(e2e.ms, 50), p95: pct(e2e.ms, 95) }, store: rows }, null, 2) + '\n');
     process.stdout.write(`\nwrote ${path.relative(process.cwd(), out)}\n`);
   } finally {
-    await gw.stop();
+    const profile = await gw.stop();
+    if (profile) process.stdout.write(`\n${profile}\n`);
   }
+}
+
+async function layer(mib: number): Promise<void> {
+  const rows = await storeLayer(mib, 3);
+  const med = (xs: number[]) => pct(xs, 50);
+  const f = (xs: number[]) => (xs.length ? `${med(xs).toFixed(0)} (${Math.min(...xs).toFixed(0)}–${Math.max(...xs).toFixed(0)})` : '');
+  process.stdout.write(`bench/reconnect --layer ${mib}: the VM Data stores alone, ${os.cpus().length} cores, load average ${os.loadavg().map((l) => l.toFixed(2)).join(' / ')}, 3 repetitions\n\n`);
+  process.stdout.write('| store | write MB/s | read MB/s |\n|---|---|---|\n');
+  for (const r of rows) process.stdout.write(`| ${r.store} | ${f(r.writeMBps)} | ${f(r.readMBps)} |\n`);
+  const out = path.resolve(__dirname, '../results/reconnect-layer.json');
+  fs.mkdirSync(path.dirname(out), { recursive: true });
+  fs.writeFileSync(out, JSON.stringify({ at: new Date().toISOString(), cores: os.cpus().length, loadAverage: os.loadavg(), mib, rows }, null, 2) + '\n');
+  process.stdout.write(`\nwrote ${path.relative(process.cwd(), out)}\n`);
 }
 
 if (require.main === module) {

@@ -2,7 +2,9 @@
 // reconnect window the dropped user's program waits frozen on its VM (processes stopped, Xvfb kept)
 // and the reconnecting request goes back to that VM and that very program: the text typed before
 // the drop is still on screen and the same shell goes on. After the window the session is over and
-// the API says what NO_LOSS gives on this platform (Ua.noLoss).
+// the API says what NO_LOSS gives on this platform (Ua.noLoss). NORMAL: the UA's home folder is its
+// application data, saved as a tar archive when the session ends and unpacked into the home of the
+// next session (on any VM) before the program starts.
 import fs from 'node:fs';
 import path from 'node:path';
 import { freshDatabase, startRedis, until, type TestRedis } from '../support/services';
@@ -119,4 +121,40 @@ it('within the window the same xterm continues on the same VM, frozen meanwhile;
     await next.close();
   }
   await ok(gw, `mutation { endSession(sessionId: "${fresh.id}") { state } }`, {}, user.token);
+}, 120_000);
+
+it('NORMAL: a file the UA wrote in its home is there in the next session, the program started afresh', async () => {
+  const user = await registerUser(gw, 'rc-x11-normal');
+  const xterm = await uaId(gw, user.token, 'xterm');
+  const s = (await ok(gw, REQUEST, { i: { uaId: xterm, reconnectionMethod: 'NORMAL', terminal } }, user.token)).requestApplication as Requested;
+  const stream = await openStream(s.connection);
+  try {
+    await stream.frame(() => true, 'at all');
+    // the red block is on screen only once it is in the file (written, then shown from it)
+    const typed = await typeLine(stream, "printf '\\033[41m%4000s\\033[0m' '' > ~/red && cat ~/red");
+    await stream.frame((f) => f.header.inputSeq >= typed && share(f, RED) > 0.2, 'with the file shown (red)', 20_000);
+  } finally {
+    await stream.close();
+  }
+  await ok(gw, `mutation { endSession(sessionId: "${s.id}") { state } }`, {}, user.token);
+  const saved = await until('the home saved as VM Data', 20_000, async () =>
+    (await sessionOf(s.id)).events.find((e) => e.type === 'SNAPSHOT_SAVED')?.data as { snapshotId: string; kind: string; sizeBytes: number } | undefined);
+  expect(saved.kind).toBe('APP_DATA');
+  expect(saved.sizeBytes).toBeGreaterThan(4000);
+
+  const next = (await ok(gw, REQUEST, { i: { uaId: xterm, reconnectionMethod: 'NORMAL', terminal } }, user.token)).requestApplication as Requested;
+  expect(next.id).not.toBe(s.id);
+  expect(next.restoredFrom).toEqual({ id: saved.snapshotId, kind: 'APP_DATA' });
+  const back = await openStream(next.connection);
+  try {
+    expect(back.welcome.vmData).toEqual({ snapshotId: saved.snapshotId, restored: true, kind: 'APP_DATA' });
+    expect(share(await back.frame(() => true, 'of the new session'), RED)).toBeLessThan(0.01); // a fresh xterm
+    const shown = await typeLine(back, 'cat ~/red');
+    await back.frame((f) => f.header.inputSeq >= shown && share(f, RED) > 0.2, 'with the restored file shown (red)', 20_000);
+  } finally {
+    await back.close();
+  }
+  const now = await sessionOf(next.id);
+  expect(now.events.find((e) => e.type === 'SNAPSHOT_RESTORED')!.data).toMatchObject({ snapshotId: saved.snapshotId, kind: 'APP_DATA' });
+  await ok(gw, `mutation { endSession(sessionId: "${next.id}") { state } }`, {}, user.token);
 }, 120_000);

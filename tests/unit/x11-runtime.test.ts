@@ -504,7 +504,7 @@ describe('X11Runtime with Xvfb', () => {
     expect(s.exit).toBeNull(); // closing is not the UA exiting by itself
   });
 
-  it('has no app data and no full-state checkpoint', async () => {
+  it('an untouched home is no app data (tests/e2e/reconnect-x11: a home with files is); no full-state checkpoint', async () => {
     const s = await Session.start(runtime, path.join(X11_UAS, 'probe'));
     await expect(s.inst.saveAppData()).resolves.toEqual(new Uint8Array(0));
     await expect(s.inst.restoreAppData(new Uint8Array(0))).resolves.toBeUndefined();

@@ -33,6 +33,8 @@ export interface GatewayHooks {
 
 /** Longest one stop step may take; main.ts bounds the whole stop (UVE_SHUTDOWN_TIMEOUT_MS). */
 const STOP_STEP_MS = 4000;
+/** longest wait at a stop for VM Data uploads and downloads under way */
+const VM_DATA_DRAIN_MS = 3000;
 
 function bounded<T>(what: string, p: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout;
@@ -118,15 +120,35 @@ export async function startGateway(config: GatewayConfig, hooks: GatewayHooks = 
 
     const schema = await buildUveSchema();
     const http = await startHttpServer(schema, services, config.host, config.port);
-    stops.push(['HTTP server', () => new Promise<void>((resolve) => {
-      http.server.close(() => resolve());
+    stops.push(['HTTP server', async () => {
+      const closed = new Promise<void>((resolve) => http.server.close(() => resolve()));
       http.server.closeAllConnections();
-    })]);
+      await closed;
+      // handlers of VM Data transfers cut just now end (their transaction rolls back) before the database goes
+      await services.snapshots.drain(1000);
+    }, STOP_STEP_MS + 1000]);
     stops.push(['GraphQL server', http.stop]);
+    // before the GraphQL server's drain, which cuts open requests after a short grace (stops run in
+    // reverse): no new connections, and VM Data transfers under way finish (bounded)
+    stops.push(['VM Data transfers', async () => {
+      http.server.close();
+      http.server.closeIdleConnections();
+      const running = services.snapshots.running;
+      if (running === 0) return;
+      log.warn('stopping: waiting for VM Data transfers under way', { transfers: running });
+      const left = await services.snapshots.drain(VM_DATA_DRAIN_MS);
+      if (left) log.warn('VM Data transfers cut by the stop', { transfers: left });
+    }, VM_DATA_DRAIN_MS + 1000]);
     const address = http.server.address();
     const port = typeof address === 'object' && address ? address.port : config.port;
     const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
     publicUrl ||= url;
+
+    // files of snapshots whose records went with their user or UA (filesystem store)
+    const sweepVmData = () => services.snapshots.sweep().then((n) => n && log.info('VM Data files without a snapshot removed', { files: n }), (e: Error) => log.warn('VM Data sweep failed', { error: e.message }));
+    void sweepVmData();
+    const vmDataSweeper = setInterval(sweepVmData, 3600_000).unref();
+    stops.push(['VM Data sweeper', async () => clearInterval(vmDataSweeper)]);
 
     const reports = consumeVmReports(services);
     stops.push(['UVE-5 consumer', () => reports.close()]);

@@ -56,6 +56,12 @@ export interface GatewayConfig {
   vmDataMaxMb: number;
   /** AES-256-GCM key VM Data is sealed with at rest; null: stored in clear */
   vmDataKey: VmDataKey | null;
+  /** where VM Data chunks are kept: PostgreSQL (any gateway serves any VM) or a folder (one host) */
+  vmDataStore: 'postgres' | 'fs';
+  /** the folder of the fs store (null: <dataDir>/vm-data) */
+  vmDataDir: string | null;
+  /** snapshots kept per user, UA and kind (the newest) */
+  vmDataKeep: number;
   graphqlMaxTokens: number;
   graphqlMaxDepth: number;
   graphqlMaxAliases: number;
@@ -181,6 +187,9 @@ export const CONFIG_SPEC = {
     if (!key) throw new ConfigError(`${env} must be 32 bytes as 64 hex digits or base64 (e.g. from \`openssl rand -hex 32\`)`);
     return key;
   } },
+  vmDataStore: { env: 'UVE_VM_DATA_STORE', doc: 'where VM Data is kept: postgres (chunks in the database, any gateway serves any VM) or fs (files in UVE_VM_DATA_STORE_DIR, single-host setups)', default: 'postgres', parse: oneOf('postgres', 'fs') },
+  vmDataDir: { env: 'UVE_VM_DATA_STORE_DIR', doc: 'folder of the fs VM Data store (default <UVE_DATA_DIR>/vm-data)', default: null, parse: (raw: string) => path.resolve(raw) },
+  vmDataKeep: { env: 'UVE_VM_DATA_KEEP', doc: 'VM Data snapshots kept per user, UA and kind (APP_DATA, FULL): the newest; older ones are deleted when a new one is stored', default: '1', parse: int(1, 100) },
   graphqlMaxTokens: { env: 'UVE_GRAPHQL_MAX_TOKENS', doc: 'most tokens a GraphQL document may have', default: '2000', parse: int(100, 100_000) },
   graphqlMaxDepth: { env: 'UVE_GRAPHQL_MAX_DEPTH', doc: 'deepest selection a GraphQL operation may nest', default: '10', parse: int(2, 100) },
   graphqlMaxAliases: { env: 'UVE_GRAPHQL_MAX_ALIASES', doc: 'most aliases in one GraphQL operation', default: '10', parse: int(0, 1000) },

@@ -1,4 +1,5 @@
 // The services of one gateway process, built once and handed to resolvers through the context.
+import path from 'node:path';
 import type { DataSource } from 'typeorm';
 import type { Redis } from 'ioredis';
 import type { MessageBus } from '@uve/queue';
@@ -14,7 +15,9 @@ import { InvitationsService } from './modules/invitations/invitations.service';
 import { ProcurementsService } from './modules/procurements/procurements.service';
 import { SessionsService } from './modules/sessions/sessions.service';
 import { SnapshotsService } from './modules/snapshots/snapshots.service';
-import { VmDataStore } from './modules/snapshots/vm-data-store';
+import { VmDataStore, type ChunkStore } from './modules/snapshots/vm-data-store';
+import { PostgresChunkStore } from './modules/snapshots/vm-data-store.postgres';
+import { FsChunkStore } from './modules/snapshots/vm-data-store.fs';
 import { StorefrontsService } from './modules/storefronts/storefronts.service';
 import { UasService } from './modules/uas/uas.service';
 import { UsersService } from './modules/users/users.service';
@@ -126,7 +129,13 @@ export async function createServices(deps: {
     procurements,
     watchers: new WatchersService(ds, txs, users, sessions),
     invitations: new InvitationsService(ds, txs, users, sessions, { ttlMs: config.invitationTtlSec * 1000 }),
-    snapshots: new SnapshotsService(ds, new VmDataStore(config.vmDataKey)),
+    snapshots: new SnapshotsService(ds, new VmDataStore(vmDataChunks(config, ds), config.vmDataKey), config.vmDataKeep),
     metrics,
   };
+}
+
+/** the VM Data store UVE_VM_DATA_STORE names */
+function vmDataChunks(config: GatewayConfig, ds: DataSource): ChunkStore {
+  if (config.vmDataStore === 'fs') return new FsChunkStore(config.vmDataDir ?? path.join(config.dataDir, 'vm-data'));
+  return new PostgresChunkStore((ds.options as { url: string }).url, config.dbTimeoutMs);
 }

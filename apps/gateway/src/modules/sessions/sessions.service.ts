@@ -254,7 +254,7 @@ export class SessionsService implements SessionReportTarget {
     throw unavailable(`No VM can serve ${request.ua.name} now: ${why}. Try again shortly.`, { reason, sessionId: session.id });
   }
 
-  /** The newest VM Data of a user's UA (one per kind is kept), or null. */
+  /** The newest VM Data of a user's UA (of any kind), or null. */
   private async latestSnapshot(em: EntityManager, userId: string, uaId: string): Promise<VmSnapshot | null> {
     return em.findOne(VmSnapshot, { where: { userId, uaId }, order: { createdAt: 'DESC' } });
   }

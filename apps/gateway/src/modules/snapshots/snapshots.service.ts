@@ -1,5 +1,5 @@
 // VM Data records (seed 7.2): stored by the VM holding a session, read back by the VM told to restore them.
-import { Not, type DataSource, type FindOptionsWhere, type Repository } from 'typeorm';
+import { In, type DataSource, type FindOptionsWhere, type Repository } from 'typeorm';
 import { SLOT_SESSION_STATES, type SnapshotKind } from '@uve/protocol';
 import { COMMAND_TTL_MS } from '../vmm/vm-commands.service';
 import { Session } from '../sessions/sessions.entity';
@@ -10,8 +10,6 @@ import { page } from '../users/users.service';
 import { VmSnapshot } from './snapshots.entity';
 import type { VmDataStore } from './vm-data-store';
 
-const STORAGE_KEY = 'postgres:vm_data_chunks';
-
 /**
  * A session's VM Data is saved while the session is open or as it ends (the user's end reaches the
  * VM as a terminate, which may come as late as its expiry): past that, no VM may write it.
@@ -20,9 +18,35 @@ const SAVE_AFTER_END_MS = COMMAND_TTL_MS['session.terminate'];
 
 export class SnapshotsService {
   private readonly repo: Repository<VmSnapshot>;
+  /** VM Data uploads and downloads running now (a stop lets them finish before the database goes) */
+  private readonly transfers = new Set<Promise<unknown>>();
 
-  constructor(private readonly ds: DataSource, private readonly store_: VmDataStore) {
+  /** `keep`: snapshots kept per user, UA and kind (UVE_VM_DATA_KEEP), the newest */
+  constructor(private readonly ds: DataSource, private readonly store_: VmDataStore, private readonly keep = 1) {
     this.repo = ds.getRepository(VmSnapshot);
+  }
+
+  /** runs one VM Data transfer, counted until it settles */
+  transfer<T>(work: () => Promise<T>): Promise<T> {
+    const p = work();
+    const tracked = p.catch(() => undefined).finally(() => this.transfers.delete(tracked));
+    this.transfers.add(tracked);
+    return p;
+  }
+
+  /** VM Data transfers running now */
+  get running(): number {
+    return this.transfers.size;
+  }
+
+  /** resolves once the transfers running now have settled, or after `ms` */
+  async drain(ms: number): Promise<number> {
+    const left = this.transfers.size;
+    if (left === 0) return 0;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all([...this.transfers]), new Promise((r) => (timer = setTimeout(r, ms)))]);
+    clearTimeout(timer);
+    return this.transfers.size;
   }
 
   findById(id: string): Promise<VmSnapshot | null> {
@@ -52,26 +76,54 @@ export class SnapshotsService {
 
   /**
    * UVE-5 VM Data update: the VM that holds the session stores the session's state, streamed into
-   * the store chunk by chunk (never whole in memory). The newest snapshot of a kind replaces the
-   * older ones of the same user and UA (seed B.1: "the" VM Data). Null when the VM holds no such
+   * the store chunk by chunk (never whole in memory). Of the same user, UA and kind only the newest
+   * `keep` snapshots stay (seed B.1: "the" VM Data is the newest). Null when the VM holds no such
    * session; a VmDataStoreError when the bytes are refused (too large, empty).
    */
   async store(vm: Vm, sessionId: string, kind: SnapshotKind, body: AsyncIterable<Uint8Array>, maxBytes: number): Promise<VmSnapshot | null> {
     if (!isUuid(sessionId)) return null;
+    let written: string | null = null;
+    let dropped: string[] = [];
+    let snap: VmSnapshot | null;
+    try {
+      snap = await this.storeInTransaction(vm, sessionId, kind, body, maxBytes, (id) => (written = id), (ids) => (dropped = ids));
+    } catch (e) {
+      // bytes kept outside the database go with the transaction that did not commit
+      if (written) await this.store_.chunks.discard(written).catch(() => undefined);
+      throw e;
+    }
+    if (dropped.length) await this.store_.chunks.remove(dropped).catch(() => undefined);
+    return snap;
+  }
+
+  private storeInTransaction(
+    vm: Vm, sessionId: string, kind: SnapshotKind, body: AsyncIterable<Uint8Array>, maxBytes: number,
+    writing: (id: string) => void, replaced: (ids: string[]) => void,
+  ): Promise<VmSnapshot | null> {
     return this.ds.transaction(async (em) => {
       const session = await em.findOneBy(Session, { id: sessionId });
       if (!session || session.vmId !== vm.id) return null;
       const open = session.state === 'REQUESTED' || (SLOT_SESSION_STATES as readonly string[]).includes(session.state);
       if (!open && !(session.endedAt && Date.now() - session.endedAt.getTime() < SAVE_AFTER_END_MS)) return null;
-      // the record first (its id names the chunks), its size and checksum once all bytes are in
+      // the record first (its id names the chunks), its size and checksum once all bytes are in;
+      // its session only then: a row referring to the session locks it against FOR UPDATE (every
+      // change of the session's state) for as long as the upload would run
       const snap = await em.save(em.create(VmSnapshot, {
-        userId: session.userId, uaId: session.uaId, sessionId, kind, sizeBytes: 0, sha256: '0'.repeat(64),
-        sourceVmId: vm.id, storageKey: STORAGE_KEY, encryptionKeyId: this.store_.keyId, lastRestoredAt: null,
+        userId: session.userId, uaId: session.uaId, sessionId: null, kind, sizeBytes: 0, sha256: '0'.repeat(64),
+        sourceVmId: vm.id, storageKey: this.store_.storageKey, encryptionKeyId: this.store_.keyId, lastRestoredAt: null,
       }));
+      writing(snap.id);
       const { sizeBytes, sha256 } = await this.store_.write(em, snap.id, body, maxBytes);
-      await em.update(VmSnapshot, snap.id, { sizeBytes, sha256 });
-      await em.delete(VmSnapshot, { userId: session.userId, uaId: session.uaId, kind, id: Not(snap.id) });
-      return Object.assign(snap, { sizeBytes, sha256 });
+      await em.update(VmSnapshot, snap.id, { sizeBytes, sha256, sessionId });
+      const older: { id: string }[] = await em.query(
+        `SELECT id FROM vm_snapshots WHERE user_id = $1 AND ua_id = $2 AND kind = $3 AND id <> $4 ORDER BY created_at DESC, id OFFSET $5`,
+        [session.userId, session.uaId, kind, snap.id, this.keep - 1],
+      );
+      if (older.length) {
+        await em.delete(VmSnapshot, { id: In(older.map((o) => o.id)) });
+        replaced(older.map((o) => o.id));
+      }
+      return Object.assign(snap, { sizeBytes, sha256, sessionId });
     });
   }
 
@@ -92,18 +144,29 @@ export class SnapshotsService {
   }
 
   /**
-   * The snapshot's bytes in order, one chunk at a time, once every stored chunk was checked against
-   * its checksum (a damaged snapshot is refused before a byte goes out).
+   * The snapshot's bytes in order, one chunk at a time, each checked against its checksum before it
+   * goes out (resolves once the first one passed: see VmDataStore.open).
    */
-  async open(snapshot: VmSnapshot): Promise<AsyncGenerator<Buffer>> {
-    const chunks = await this.store_.verify(this.ds.manager, snapshot.id, snapshot.encryptionKeyId);
-    return this.store_.read(this.ds.manager, snapshot.id, chunks, snapshot.encryptionKeyId);
+  open(snapshot: VmSnapshot): Promise<AsyncGenerator<Buffer>> {
+    return this.store_.open(snapshot);
   }
 
   async delete(user: User, id: string): Promise<boolean> {
     const s = await this.findById(id);
     if (!s || (s.userId !== user.id && user.role !== 'ADMIN')) throw notFound('Snapshot', id);
     await this.repo.delete(s.id);
+    await this.store_.chunks.remove([s.id]);
     return true;
+  }
+
+  /** Removes stored bytes whose snapshot records are gone (a user or UA deleted): filesystem store only. */
+  async sweep(): Promise<number> {
+    const chunks = this.store_.chunks;
+    if (!chunks.sweep) return 0;
+    return chunks.sweep(async (ids) => {
+      if (ids.length === 0) return new Set();
+      const rows: { id: string }[] = await this.ds.query(`SELECT id::text FROM vm_snapshots WHERE id = ANY($1::uuid[])`, [ids.filter(isUuid)]);
+      return new Set(rows.map((r) => r.id));
+    });
   }
 }

@@ -22,7 +22,7 @@ async function vmOf(req: Request, res: Response, services: Services): Promise<Vm
 }
 
 export function registerVmDataRoutes(app: Express, services: Services, maxBytes: number): void {
-  app.put(`${VM_DATA_PATH}/sessions/:sessionId`, async (req, res, next) => {
+  app.put(`${VM_DATA_PATH}/sessions/:sessionId`, (req, res, next) => services.snapshots.transfer(async () => {
     try {
       const vm = await vmOf(req, res, services);
       if (!vm) return;
@@ -42,9 +42,9 @@ export function registerVmDataRoutes(app: Express, services: Services, maxBytes:
       if (e.status === 413) return refuseTooLarge(req, res, maxBytes);
       refuse(res, e.status, e.code, e.message);
     }
-  });
+  }));
 
-  app.get(`${VM_DATA_PATH}/snapshots/:snapshotId`, async (req, res, next) => {
+  app.get(`${VM_DATA_PATH}/snapshots/:snapshotId`, (req, res, next) => services.snapshots.transfer(async () => {
     try {
       const vm = await vmOf(req, res, services);
       if (!vm) return;
@@ -61,9 +61,12 @@ export function registerVmDataRoutes(app: Express, services: Services, maxBytes:
         }
         res.end();
       } catch (e) {
-        if (!res.headersSent) throw e;
-        services.log.warn('VM Data download cut short', { snapshot: snapshot.id, vmId: vm.id, error: (e as Error).message });
+        const error = (e as Error).message;
+        if (e instanceof VmDataStoreError && e.code === 'DAMAGED') services.log.error('corrupted VM Data refused part-way', { snapshotId: snapshot.id, vmId: vm.id, error });
+        else services.log.warn('VM Data download cut short', { snapshotId: snapshot.id, vmId: vm.id, error });
         res.destroy();
+      } finally {
+        await chunks.return(undefined); // the store's reader is released when the VM hung up
       }
     } catch (e) {
       if (e instanceof VmDataStoreError && !res.headersSent) {
@@ -72,7 +75,7 @@ export function registerVmDataRoutes(app: Express, services: Services, maxBytes:
       }
       next(e);
     }
-  });
+  }));
 }
 
 /** Answers 413 and drops the connection: the rest of a too-large body is not worth reading. */

@@ -13,6 +13,7 @@ export class ScreenWindowManager {
   private firstMapped!: () => void;
   /** resolves when the UA has mapped its first window (it can take input from then on) */
   readonly firstWindow = new Promise<void>((resolve) => (this.firstMapped = resolve));
+  private mapWaiters: (() => void)[] = [];
 
   constructor(
     private readonly client: XClient,
@@ -62,9 +63,15 @@ export class ScreenWindowManager {
     });
   }
 
+  /** resolves when the next window is mapped (a UA started again on this display) */
+  nextWindow(): Promise<void> {
+    return new Promise((resolve) => this.mapWaiters.push(resolve));
+  }
+
   private mapAndFocus(wid: number): void {
     this.client.MapWindow(wid);
     this.firstMapped();
+    for (const w of this.mapWaiters.splice(0)) w();
     const i = this.stack.indexOf(wid);
     if (i >= 0) this.stack.splice(i, 1);
     this.stack.push(wid);

@@ -105,6 +105,11 @@ export class X11Display {
     return this.wmgr?.firstWindow;
   }
 
+  /** resolves when the next window is mapped on this display */
+  nextWindow(): Promise<void> | undefined {
+    return this.wmgr?.nextWindow();
+  }
+
   xvfbStderr(): string {
     return this.xvfb?.stderr() || 'no output';
   }

@@ -4,6 +4,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { chmodSync, chownSync, mkdirSync, readdirSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { InputEvent } from '@uve/protocol';
@@ -15,6 +16,7 @@ import { uaEnvironment } from './ua-env';
 import { signalAll, tail, TERM_GRACE_MS, uaProcesses } from './processes';
 import type { UaUser } from './ua-user';
 import { X11Display, type X11DisplayConfig } from './x11-display';
+import { archiveHome, unpackHome } from './home-archive';
 
 export interface X11InstanceConfig extends X11DisplayConfig {
   /** the UA runs as this user (null: as the agent's) */
@@ -41,8 +43,13 @@ export class X11Instance implements UaInstance {
   private exitReported = false;
   private orphanTimer: NodeJS.Timeout | null = null;
   private closing: Promise<void> | null = null;
+  /** the UA's home folder (its application data) */
+  private home: string | null = null;
+  /** the UA is being started again on a restored home: its leader's end is no news */
+  private restarting = false;
 
   private constructor(
+    private readonly pkg: X11Package,
     private readonly opts: UaStartOptions,
     private readonly config: X11InstanceConfig,
   ) {
@@ -52,7 +59,7 @@ export class X11Instance implements UaInstance {
 
   /** Starts the UA on `display` (a started spare of the runtime's) or on a display started for it. */
   static async start(pkg: X11Package, opts: UaStartOptions, config: X11InstanceConfig, display: X11Display | null = null): Promise<X11Instance> {
-    const inst = new X11Instance(opts, config);
+    const inst = new X11Instance(pkg, opts, config);
     try {
       inst.screen = display ?? (await X11Display.start(config, opts.width, opts.height));
       inst.screen.listen({
@@ -61,8 +68,8 @@ export class X11Instance implements UaInstance {
         },
         onFail: (message) => inst.fail(message),
       });
-      await inst.startUa(pkg);
-      await inst.untilFirstWindow(FIRST_WINDOW_TIMEOUT_MS);
+      await inst.startUa();
+      await inst.untilWindow(inst.screen.firstWindow, FIRST_WINDOW_TIMEOUT_MS);
     } catch (e) {
       await inst.close();
       throw e;
@@ -106,13 +113,33 @@ export class X11Instance implements UaInstance {
     return this.screen?.grab() ?? blackFrame(this.width, this.height);
   }
 
-  /** Linux UAs keep their own files; VM Data for X11 is a later issue. */
+  /** the UA's application data: its home folder as a tar archive (empty when the home is) */
   async saveAppData(): Promise<Uint8Array> {
-    return new Uint8Array(0);
+    if (!this.home) return new Uint8Array(0);
+    return archiveHome(this.home, this.config.uaUser ?? null);
   }
 
+  /**
+   * Puts the saved home in place and starts the UA again on it (a program reads its files as it
+   * starts), on the same display; resolves once its window is up (or after the usual bound).
+   */
   async restoreAppData(data: Uint8Array): Promise<void> {
-    if (data.length !== 0) throw new Error('LINUX_X11 UAs have no app data to restore (their files stay on the VM)');
+    if (data.length === 0) return;
+    const screen = this.screen;
+    if (!screen || !this.home || this.ended) throw new Error('the UA is not running');
+    this.restarting = true;
+    try {
+      if (this.sid) await stopUaProcesses(this.sid, this.ua);
+      this.sid = 0;
+      await rm(this.home, { recursive: true, force: true });
+      this.makeHome();
+      await unpackHome(this.home, data, this.config.uaUser ?? null);
+      const window = screen.nextWindow();
+      await this.startUa();
+      await this.untilWindow(window, FIRST_WINDOW_TIMEOUT_MS);
+    } finally {
+      this.restarting = false;
+    }
   }
 
   async saveFullState(): Promise<Uint8Array> {
@@ -150,21 +177,29 @@ export class X11Instance implements UaInstance {
    * screen, and early input is not lost on a display with nothing to take it. A program that
    * never maps a window is not held up longer than `ms`.
    */
-  private async untilFirstWindow(ms: number): Promise<void> {
+  private async untilWindow(window: Promise<void> | undefined, ms: number): Promise<void> {
     let timer: NodeJS.Timeout | undefined;
-    await Promise.race([this.screen?.firstWindow, new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]);
+    await Promise.race([window, new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]);
     clearTimeout(timer);
   }
 
-  private async startUa(pkg: X11Package): Promise<void> {
-    // a home of its own, removed with the session's folder; nothing of the agent's environment
+  /** a home of its own, removed with the session's folder */
+  private makeHome(): string {
+    this.home = path.join(this.screen!.fbdir, 'home');
+    mkdirSync(this.home, { mode: 0o700 });
+    const user = this.config.uaUser ?? null;
+    if (user) chownSync(this.home, user.uid, user.gid);
+    return this.home;
+  }
+
+  private async startUa(): Promise<void> {
+    const pkg = this.pkg;
+    // nothing of the agent's environment
     const screen = this.screen!;
-    const home = path.join(screen.fbdir, 'home');
-    mkdirSync(home, { mode: 0o700 });
+    const home = this.home ?? this.makeHome();
     const user = this.config.uaUser ?? null;
     if (user) {
       // its own user: the home and the display's cookie are its; the session folder it may only pass through
-      chownSync(home, user.uid, user.gid);
       chownSync(screen.authFile, user.uid, user.gid);
       chmodSync(screen.fbdir, 0o711);
       // Xvfb's framebuffer file is the agent's to read, no UA's
@@ -190,7 +225,7 @@ export class X11Instance implements UaInstance {
   // ---- ending ------------------------------------------------------------------------------------
 
   private uaLeaderExited(code: number | null, signal: NodeJS.Signals | null): void {
-    if (this.closing) return;
+    if (this.closing || this.restarting) return;
     const reason = (): Error | undefined => {
       if (code === 0) return undefined;
       const stderr = this.uaStderr();
