@@ -77,7 +77,8 @@ async function prepare(over: Partial<PrepareSessionCommand> & { uaId: string }):
 /** Resolves once the agent handled every command sent before (the command queue is ordered). */
 async function barrier(): Promise<void> {
   const from = vmm.events.mark;
-  const marker = await prepare({ uaId: 'ua-barrier' });
+  // a codec no VM encodes fails at once (a UA the VM never heard of would wait for its deploy)
+  const marker = await prepare({ uaId: PAINT, stream: { codec: 'VP8', width: 64, height: 64, maxFps: 1, bitrateKbps: 100 } });
   await vmm.events.waitFor(isEvent('session.failed', marker.sessionId), 'barrier', 10_000, from);
 }
 
