@@ -76,7 +76,7 @@ export async function selectVm(em: EntityManager, ua: Ua, codecs: VideoCodec[], 
       await em.query('ROLLBACK TO SAVEPOINT vm_selection');
     }
   }
-  return { vm: null, reason: `all ${picked.ranked.length} ${ua.platform} VMs that had a free slot were filled meanwhile` };
+  return { vm: null, reason: `all ${picked.ranked.length} ${ua.platform} VMs that had a free slot are full now (filled by requests placed meanwhile)` };
 }
 
 /** The free candidates best first, or why there is none. */
