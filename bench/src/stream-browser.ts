@@ -11,7 +11,7 @@ import { GatewayClient } from '@uve/client';
 import type { InputEvent, VideoCodec } from '@uve/protocol';
 import type { RoundTrip } from './browser-page/entry';
 import { bundleBenchPage, launchChromium, openBenchPage, type Browser, type Page } from './lib/browser';
-import { fmt, header, latencySpread, now, parseArgs, percentile, spread, table, type BenchOutput } from './lib/report';
+import { fmt, header, latencySpread, parseArgs, percentile, spread, table, type BenchOutput } from './lib/report';
 import { ADMIN, dataDir, startGateway, startPostgres, type Gateway } from './lib/services';
 import { cpuOfTree, requestSession } from './lib/sessions';
 import { startX11grabBaseline } from './lib/x11grab';

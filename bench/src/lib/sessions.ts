@@ -1,8 +1,10 @@
 // What the benches share beyond lib/report: a UA session requested through the gateway (waiting out
 // a pool that is still starting its first VM of the platform), and the CPU a process (tree) used.
 import fs from 'node:fs';
+import path from 'node:path';
 import type { GatewayClient, SessionInfo } from '@uve/client';
 import type { VideoCodec } from '@uve/protocol';
+import { ROOT } from './services';
 
 export interface SessionRequest {
   ua: string;
@@ -30,20 +32,18 @@ export async function requestSession(gw: GatewayClient, r: SessionRequest): Prom
 
 const TICKS_PER_S = 100; // USER_HZ on Linux
 
+interface ProcStat { pid: number; ppid: number; ticks: number }
+
 /** utime + stime (ticks) of `root` and (withChildren) every process below it, by pid. */
 function treeTicks(root: number, withChildren: boolean): Map<number, number> {
+  // the VM agent's one /proc stat reader (the agent is built before any bench runs)
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { allProcStats } = require(path.join(ROOT, 'apps/vm-agent/dist/common/procfs.js')) as { allProcStats: () => ProcStat[] };
   const parent = new Map<number, number>();
   const ticks = new Map<number, number>();
-  for (const e of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(e)) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${e}/stat`, 'utf8');
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      parent.set(Number(e), Number(f[1]));
-      ticks.set(Number(e), Number(f[11]) + Number(f[12]));
-    } catch {
-      /* exited meanwhile */
-    }
+  for (const s of allProcStats()) {
+    parent.set(s.pid, s.ppid);
+    ticks.set(s.pid, s.ticks);
   }
   const inTree = (pid: number): boolean => {
     if (!withChildren) return pid === root;

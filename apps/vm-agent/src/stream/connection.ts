@@ -1,9 +1,9 @@
 // One UC's WebSocket as the session and the frame pump see it.
 import type { WebSocket } from 'ws';
-import { closeReason, type ClientMessage, type FrameTiming, type ServerMessage, type StreamRole } from '@uve/protocol';
+import { closeReason, type ClientMessage, type ServerMessage, type StreamRole } from '@uve/protocol';
 import { wallClock } from '../common/clock';
 import type { DecoderConfig } from '../encoders/encoder';
-import type { FrameSink } from './frame-pump';
+import type { FrameSink, FrameStamp } from './frame-pump';
 
 let nextId = 1;
 
@@ -48,7 +48,7 @@ export class StreamConnection implements FrameSink {
     if (this.open) this.ws.send(JSON.stringify(msg));
   }
 
-  sendFrame(message: Uint8Array, written: () => void, timing?: Omit<FrameTiming, 'sentAt'>): void {
+  sendFrame(message: Uint8Array, written: () => void, timing?: FrameStamp): void {
     if (!this.open) return;
     const stamp = this.timings ? timing : undefined;
     this.ws.send(message, { binary: true, compress: false }, (e) => {

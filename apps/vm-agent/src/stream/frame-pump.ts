@@ -20,12 +20,15 @@ export interface FrameSource {
   captureFull(): RawFrame;
 }
 
+/** A frame's VM stages up to its encode; the sink adds when it was written (`sentAt`). */
+export type FrameStamp = Omit<FrameTiming, 'sentAt'>;
+
 /** One receiver of the stream (a UC socket). */
 export interface FrameSink {
   /** bytes queued on the socket and not yet handed to the OS */
   bufferedAmount(): number;
   /** sends one binary frame message; `written` runs once it has left the process (or failed) */
-  sendFrame(message: Uint8Array, written: () => void, timing?: Omit<FrameTiming, 'sentAt'>): void;
+  sendFrame(message: Uint8Array, written: () => void, timing?: FrameStamp): void;
   /** sends the decoder configuration (the `codec` message) */
   sendCodec(config: DecoderConfig): void;
 }
@@ -317,7 +320,7 @@ export class FramePump {
     }
   }
 
-  private deliver(header: FrameHeader, out: EncodedFrame, warmUp: boolean, timing: Omit<FrameTiming, 'sentAt'>): void {
+  private deliver(header: FrameHeader, out: EncodedFrame, warmUp: boolean, timing: FrameStamp): void {
     header.keyframe = out.keyframe;
     const message = encodeFrame(header, out.data);
     const config = this.opts.encoder.config();
@@ -344,7 +347,7 @@ export class FramePump {
     if (!warmUp) this.opts.onFrame?.(header, out.data.byteLength, sentTo);
   }
 
-  private sendTo(st: SinkState, message: Uint8Array, config: DecoderConfig | null, keyframe: boolean, timing?: Omit<FrameTiming, 'sentAt'>): void {
+  private sendTo(st: SinkState, message: Uint8Array, config: DecoderConfig | null, keyframe: boolean, timing?: FrameStamp): void {
     if (keyframe) {
       const k = configKey(config);
       if (config && st.configKey !== k) {
