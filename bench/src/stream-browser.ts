@@ -1,5 +1,5 @@
 // bench/stream-browser: what a user of the reference web client feels, measured in headless
-// Chromium with the SDK's browser code (WebCodecs for H264, ImageBitmap for MJPEG), on one clock,
+// Chromium with the SDK's browser code (WebCodecs' VideoDecoder for H264, ImageDecoder for MJPEG), on one clock,
 // with the stages of every input's way to the screen (sent, received and applied by the VM,
 // captured, encoded, written, received, decoded, drawn, painted), so the table says where the time
 // goes; then motion (the game sample running): fps delivered, bitrate, server CPU per stream.
@@ -230,8 +230,9 @@ export default async function streamBrowser(argv: string[]): Promise<BenchOutput
       'input -> drawn: the page sends the input and waits for the first drawn frame that shows it (WASM: the frame whose',
       'inputSeq covers it; X11: the frame whose centre pixel changed); painted: the next animation frame after the draw.',
       'Stages: to VM (socket, VM event loop), apply (into the UA), to capture (frame pacing; for X11 also the program\'s',
-      'repaint), encode, write (socket write done), to page (loopback, browser), decode (WebCodecs / createImageBitmap),',
-      'draw (drawImage), to paint. X11 stages take the newest input before the capture (the key release).',
+      'repaint), encode, write (socket write done), to page (loopback, browser), decode (WebCodecs VideoDecoder; JPEG:',
+      'ImageDecoder, old: createImageBitmap), draw (into the canvas: the path named below, old: drawImage), to paint.',
+      'X11 stages take the newest input before the capture (the key release).',
       'dropped /s: decoded pictures the page skipped because a newer one came before they were drawn.',
       'Motion: the game sample running for each window with arrow keys pressed every 150 ms; CPU is the gateway process',
       `tree (gateway, every VM agent and encoder) over the window, one core = 100 %.${pageErrors.length ? ` Page errors: ${pageErrors.slice(0, 3).join('; ')}` : ''}`,

@@ -1,6 +1,6 @@
 // The browser side of bench/stream-browser, bundled with esbuild at run time: a UC page built from
 // the SDK's public browser API (StreamClient with the browser's WebSocket and `timings`,
-// attachCanvas with WebCodecs or ImageBitmap), which measures in the page itself, so that the
+// attachCanvas with WebCodecs), which measures in the page itself, so that the
 // DevTools round trip of the driver is not in any figure. Every time is on one clock: the machine's
 // (performance.timeOrigin + performance.now(), the VM agent's wallClock on the same host).
 import { StreamClient, attachCanvas, type CanvasView, type CanvasViewOptions, type DrawTimes } from '@uve/client';

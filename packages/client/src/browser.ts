@@ -37,7 +37,7 @@ export interface CanvasViewOptions {
 }
 
 export interface CanvasView {
-  /** frames waiting in the decoder */
+  /** frames waiting in the decoder or for the canvas */
   readonly queued: number;
   /** pictures decoded but overtaken by a newer one before they could be drawn */
   readonly dropped: number;
