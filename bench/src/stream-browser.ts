@@ -1,5 +1,5 @@
 // bench/stream-browser: what a user of the reference web client feels, measured in headless
-// Chromium with the SDK's browser code (WebCodecs for H264, ImageBitmap for MJPEG), on one clock,
+// Chromium with the SDK's browser code (WebCodecs' VideoDecoder for H264, ImageDecoder for MJPEG), on one clock,
 // with the stages of every input's way to the screen (sent, received and applied by the VM,
 // captured, encoded, written, received, decoded, drawn, painted), so the table says where the time
 // goes; then motion (the game sample running): fps delivered, bitrate, server CPU per stream.
@@ -7,7 +7,7 @@
 // the same fps (lib/x11grab.ts; decoded in Node, not in the browser: say so when reading the ratio).
 import fs from 'node:fs';
 import path from 'node:path';
-import { GatewayClient } from '@uve/client';
+import { GatewayClient, type CanvasViewOptions } from '@uve/client';
 import type { InputEvent, VideoCodec } from '@uve/protocol';
 import type { RoundTrip } from './browser-page/entry';
 import { bundleBenchPage, launchChromium, openBenchPage, type Browser, type Page } from './lib/browser';
@@ -21,9 +21,19 @@ per platform and codec at each fps; motion fps, bitrate and server CPU per strea
 
 Usage: npm run bench -- stream-browser [--inputs 200] [--reps 4] [--fps 30,60] [--width 1280 --height 720]
                                        [--cases wasm-mjpeg,wasm-h264,x11-h264] [--motion-ms 4000] [--display 441] [--quick]
---inputs: per case and fps, over all repetitions; --display: the X display number the baseline's own Xvfb takes.`;
+                                       [--clients sdk,old]
+--inputs: per case and fps, over all repetitions; --display: the X display number the baseline's own Xvfb takes.
+--clients: how the page draws, each in its own session, in turns: sdk (attachCanvas's defaults: the newest picture
+  only, VideoFrame.copyTo or drawImage as measured, ImageDecoder for JPEG), old (the path before: every picture
+  drawn in order with drawImage, createImageBitmap for JPEG).`;
 
-interface Options { inputs: number; reps: number; fps: string[]; width: number; height: number; cases: string[]; motionMs: number; display: number; quick: boolean }
+interface Options { inputs: number; reps: number; fps: string[]; width: number; height: number; cases: string[]; motionMs: number; display: number; quick: boolean; clients: string[] }
+
+/** attachCanvas's options per --clients name */
+const CLIENTS: Record<string, { suffix: string; drawing: Pick<CanvasViewOptions, 'draw' | 'jpeg' | 'drawEveryFrame'> }> = {
+  sdk: { suffix: '', drawing: {} },
+  old: { suffix: ' (old draw)', drawing: { draw: 'drawImage', jpeg: 'createImageBitmap', drawEveryFrame: true } },
+};
 
 interface Case { label: string; ua: string; codec: VideoCodec; until: 'seq' | 'centre' }
 const CASES: Record<string, Case> = {
@@ -63,19 +73,20 @@ function input(c: Case, i: number, o: Options): InputEvent[] {
 
 interface Open { page: Page; sessionId: string }
 
-async function openSession(gw: GatewayClient, browser: Browser, bundle: string, c: Case, fps: number, o: Options): Promise<Open> {
+async function openSession(gw: GatewayClient, browser: Browser, bundle: string, c: Case, fps: number, o: Options, clientName: string): Promise<Open> {
   const session = await requestSession(gw, { ua: c.ua, codec: c.codec, width: o.width, height: o.height, fps });
   const page = await openBenchPage(browser, bundle);
-  await page.evaluate((t) => window.bench.play(t), { url: session.connection.url, token: session.connection.token });
+  await page.evaluate(([t, d]) => window.bench.play(t, d), [{ url: session.connection.url, token: session.connection.token }, CLIENTS[clientName]!.drawing] as const);
   return { page, sessionId: session.id };
 }
 
 const median = (xs: number[]): number => percentile(xs, 50);
 
 export default async function streamBrowser(argv: string[]): Promise<BenchOutput> {
-  const o: Options = parseArgs(argv, { inputs: 200, reps: 4, fps: ['30', '60'], width: 1280, height: 720, cases: Object.keys(CASES), motionMs: 4000, display: 441, quick: false }, HELP);
+  const o: Options = parseArgs(argv, { inputs: 200, reps: 4, fps: ['30', '60'], width: 1280, height: 720, cases: Object.keys(CASES), motionMs: 4000, display: 441, quick: false, clients: ['sdk'] }, HELP);
   if (o.quick) Object.assign(o, { inputs: 24, reps: 2, motionMs: 2000 });
   for (const c of o.cases) if (!CASES[c]) throw new Error(`unknown case ${c}; see --help`);
+  for (const c of o.clients) if (!CLIENTS[c]) throw new Error(`unknown client ${c}; see --help`);
   const fpsList = o.fps.map(Number);
   const perRep = Math.ceil(o.inputs / o.reps);
   const dir = dataDir('stream-browser');
@@ -90,10 +101,10 @@ export default async function streamBrowser(argv: string[]): Promise<BenchOutput
     await client.login(ADMIN.username, ADMIN.password);
     const [bundle, b] = await Promise.all([bundleBenchPage(), launchChromium()]);
     browser = b;
-    const keys = o.cases.flatMap((c) => fpsList.map((fps) => ({ c, fps, key: `${c}@${fps}` })));
+    const keys = o.cases.flatMap((c) => fpsList.flatMap((fps) => o.clients.map((client) => ({ c, fps, client, key: `${c}@${fps}${CLIENTS[client]!.suffix}` }))));
     const open = new Map<string, Open>();
     for (const k of keys) {
-      const s = await openSession(client, browser, bundle, CASES[k.c]!, k.fps, o);
+      const s = await openSession(client, browser, bundle, CASES[k.c]!, k.fps, o, k.client);
       sessions.push(s);
       open.set(k.key, s);
       // warm up: the first keyframe and the encoder start are not what a running session feels
@@ -116,7 +127,7 @@ export default async function streamBrowser(argv: string[]): Promise<BenchOutput
           else lost.set(k.key, (lost.get(k.key) ?? 0) + 1);
         }
         trips.get(k.key)!.push(got);
-        process.stdout.write(`  rep ${r + 1} ${k.key.padEnd(14)} input -> drawn p50 ${median(got.map((t) => t.drawnAt - t.sentAt)).toFixed(1)} ms\n`);
+        process.stdout.write(`  rep ${r + 1} ${k.key.padEnd(25)} input -> drawn p50 ${median(got.map((t) => t.drawnAt - t.sentAt)).toFixed(1)} ms\n`);
       }
       if (o.cases.includes('x11-h264')) {
         for (const fps of fpsList) {
@@ -139,23 +150,39 @@ export default async function streamBrowser(argv: string[]): Promise<BenchOutput
     }
 
     // motion: the game running, keys pressed in turn (a key also starts a new round after a crash)
-    const motion: { key: string; label: string; fps: number; got: { fps: number; kbps: number; cpuPct: number; c2d: number[] }[] }[] = [];
+    type Got = { fps: number; kbps: number; cpuPct: number; c2d: number[]; dropped: number };
+    const motion: { key: string; label: string; fps: number; got: Got[] }[] = [];
+    const closedErrors: string[] = [];
     const gwPid = gw.child.pid!;
     for (const [name, c] of Object.entries(MOTION)) {
       for (const fps of fpsList) {
-        const s = await openSession(client, browser, bundle, c, fps, o);
-        sessions.push(s);
-        const row = { key: `${name}@${fps}`, label: c.label, fps, got: [] as { fps: number; kbps: number; cpuPct: number; c2d: number[] }[] };
-        for (let r = 0; r < Math.max(2, o.reps >> 1); r++) {
-          const cpu = cpuOfTree(gwPid);
-          const m = await s.page.evaluate(([ms]) => window.bench.motion(ms, ['ArrowLeft', 'ArrowRight'], 150), [o.motionMs] as const);
-          row.got.push({ fps: (m.frames * 1000) / m.ms, kbps: (m.bytes * 8) / m.ms, cpuPct: cpu().cores * 100, c2d: m.captureToDraw });
+        // the clients' sessions of one case side by side, their windows in turns, then closed
+        const rows: { key: string; label: string; fps: number; page: Page; got: Got[] }[] = [];
+        for (const cl of o.clients) {
+          const s = await openSession(client, browser, bundle, c, fps, o, cl);
+          sessions.push(s);
+          rows.push({ key: `${name}@${fps}${CLIENTS[cl]!.suffix}`, label: `${c.label}${CLIENTS[cl]!.suffix}`, fps, page: s.page, got: [] });
         }
-        motion.push(row);
-        process.stdout.write(`  motion ${row.key.padEnd(14)} ${median(row.got.map((g) => g.fps)).toFixed(1)} fps\n`);
+        for (let r = 0; r < Math.max(2, o.reps >> 1); r++) {
+          for (const row of rows) {
+            const cpu = cpuOfTree(gwPid);
+            const d0 = (await row.page.evaluate(() => window.bench.view())).dropped;
+            const m = await row.page.evaluate(([ms]) => window.bench.motion(ms, ['ArrowLeft', 'ArrowRight'], 150), [o.motionMs] as const);
+            const d1 = (await row.page.evaluate(() => window.bench.view())).dropped;
+            row.got.push({ fps: (m.frames * 1000) / m.ms, kbps: (m.bytes * 8) / m.ms, cpuPct: cpu().cores * 100, c2d: m.captureToDraw, dropped: ((d1 - d0) * 1000) / m.ms });
+            process.stdout.write(`  rep ${r + 1} motion ${row.key.padEnd(25)} ${((m.frames * 1000) / m.ms).toFixed(1)} fps\n`);
+          }
+        }
+        for (const row of rows) {
+          closedErrors.push(...(await row.page.evaluate(() => window.bench.errors()).catch(() => [] as string[])));
+          await row.page.evaluate(() => window.bench.stop()).catch(() => undefined);
+          await row.page.close().catch(() => undefined);
+          motion.push({ key: row.key, label: row.label, fps: row.fps, got: row.got });
+        }
       }
     }
-    const pageErrors = (await Promise.all(sessions.map((s) => s.page.evaluate(() => window.bench.errors())))).flat();
+    const drawPaths = Object.fromEntries(await Promise.all([...open.entries()].map(async ([k, s]) => [k, (await s.page.evaluate(() => window.bench.view())).drawPath] as const)));
+    const pageErrors = (await Promise.all(sessions.map((s) => s.page.evaluate(() => window.bench.errors()).catch(() => [] as string[])))).flat().concat(closedErrors);
 
     const rows = keys.map((k) => {
       const reps = trips.get(k.key)!;
@@ -169,7 +196,7 @@ export default async function streamBrowser(argv: string[]): Promise<BenchOutput
         return xs.length ? median(xs) : NaN;
       });
       const vmTimings = all.filter((t) => t.vm).length;
-      return { key: k.key, label: `${CASES[k.c]!.label} @${k.fps}`, drawn, painted, ratio, stageMedians, vmTimings, samples: all.length };
+      return { key: k.key, label: `${CASES[k.c]!.label} @${k.fps}${CLIENTS[k.client]!.suffix}`, drawn, painted, ratio, stageMedians, vmTimings, samples: all.length };
     });
     const baseRows = [...base.entries()].filter(([, reps]) => reps.length).map(([fps, reps]) => ({ fps, l: latencySpread(reps) }));
     const motionRows = motion.map((m) => ({
@@ -178,6 +205,7 @@ export default async function streamBrowser(argv: string[]): Promise<BenchOutput
       kbpsS: spread(m.got.map((g) => g.kbps)),
       cpuS: spread(m.got.map((g) => g.cpuPct)),
       c2d: latencySpread(m.got.map((g) => g.c2d)),
+      droppedS: spread(m.got.map((g) => g.dropped)),
     }));
     const f1 = (x: number) => (Number.isFinite(x) ? x.toFixed(1) : '-');
     const text = [
@@ -193,15 +221,19 @@ export default async function streamBrowser(argv: string[]): Promise<BenchOutput
       '',
       table(['case', ...STAGES, 'VM timings'], rows.map((r) => [r.label, ...r.stageMedians.map(f1), `${r.vmTimings}/${r.samples}`])),
       '',
-      table(['motion', 'fps requested', 'fps drawn', 'kbit/s', 'server CPU % (all VMs + gateway)', 'capture -> drawn p50 ms', 'p95 ms'],
-        motionRows.map((m) => [m.label, String(m.fps), fmt(m.fpsS), fmt(m.kbpsS, 0), fmt(m.cpuS, 0), fmt(m.c2d.p50), fmt(m.c2d.p95)])),
+      table(['motion', 'fps requested', 'fps drawn', 'dropped /s', 'kbit/s', 'server CPU % (all VMs + gateway)', 'capture -> drawn p50 ms', 'p95 ms'],
+        motionRows.map((m) => [m.label, String(m.fps), fmt(m.fpsS), fmt(m.droppedS), fmt(m.kbpsS, 0), fmt(m.cpuS, 0), fmt(m.c2d.p50), fmt(m.c2d.p95)])),
+      '',
+      `draw path the SDK settled on: ${[...new Set(Object.entries(drawPaths).filter(([k]) => !k.endsWith(CLIENTS.old!.suffix)).map(([k, p]) => `${k} ${p}`))].join(', ')}`,
       '',
       'lost: inputs whose picture did not come within 5 s (left out of the figures).',
       'input -> drawn: the page sends the input and waits for the first drawn frame that shows it (WASM: the frame whose',
       'inputSeq covers it; X11: the frame whose centre pixel changed); painted: the next animation frame after the draw.',
       'Stages: to VM (socket, VM event loop), apply (into the UA), to capture (frame pacing; for X11 also the program\'s',
-      'repaint), encode, write (socket write done), to page (loopback, browser), decode (WebCodecs / createImageBitmap),',
-      'draw (drawImage), to paint. X11 stages take the newest input before the capture (the key release).',
+      'repaint), encode, write (socket write done), to page (loopback, browser), decode (WebCodecs VideoDecoder; JPEG:',
+      'ImageDecoder, old: createImageBitmap), draw (into the canvas: the path named below, old: drawImage), to paint.',
+      'X11 stages take the newest input before the capture (the key release).',
+      'dropped /s: decoded pictures the page skipped because a newer one came before they were drawn.',
       'Motion: the game sample running for each window with arrow keys pressed every 150 ms; CPU is the gateway process',
       `tree (gateway, every VM agent and encoder) over the window, one core = 100 %.${pageErrors.length ? ` Page errors: ${pageErrors.slice(0, 3).join('; ')}` : ''}`,
     ].join('\n');
@@ -211,7 +243,8 @@ export default async function streamBrowser(argv: string[]): Promise<BenchOutput
         options: o,
         rows: rows.map((r) => ({ case: r.key, drawn: r.drawn, painted: r.painted, ratioToBaseline: r.ratio, stageMediansMs: Object.fromEntries(STAGES.map((s, j) => [s, r.stageMedians[j]])), vmTimings: r.vmTimings, samples: r.samples })),
         baseline: baseRows,
-        motion: motionRows.map((m) => ({ case: m.key, fps: m.fpsS, kbps: m.kbpsS, cpuPct: m.cpuS, captureToDrawn: m.c2d })),
+        motion: motionRows.map((m) => ({ case: m.key, fps: m.fpsS, droppedPerS: m.droppedS, kbps: m.kbpsS, cpuPct: m.cpuS, captureToDrawn: m.c2d })),
+        drawPaths,
         trips: Object.fromEntries(trips),
         pageErrors,
         lost: Object.fromEntries(lost),

@@ -1,9 +1,9 @@
 // The browser side of bench/stream-browser, bundled with esbuild at run time: a UC page built from
 // the SDK's public browser API (StreamClient with the browser's WebSocket and `timings`,
-// attachCanvas with WebCodecs or ImageBitmap), which measures in the page itself, so that the
+// attachCanvas with WebCodecs), which measures in the page itself, so that the
 // DevTools round trip of the driver is not in any figure. Every time is on one clock: the machine's
 // (performance.timeOrigin + performance.now(), the VM agent's wallClock on the same host).
-import { StreamClient, attachCanvas, type DrawTimes } from '@uve/client';
+import { StreamClient, attachCanvas, type CanvasView, type CanvasViewOptions, type DrawTimes } from '@uve/client';
 import type { FrameHeader, FrameTiming, InputEvent } from '@uve/protocol';
 
 /** One input's way to the screen: each stage's time, ms since epoch. */
@@ -27,7 +27,10 @@ export interface Motion {
 }
 
 export interface BenchPage {
-  play(target: { url: string; token: string }): Promise<{ codec: string; width: number; height: number }>;
+  /** `client`: attachCanvas's drawing options (the bench compares the SDK's default with the old path) */
+  play(target: { url: string; token: string }, client?: Pick<CanvasViewOptions, 'draw' | 'jpeg' | 'drawEveryFrame'>): Promise<{ codec: string; width: number; height: number }>;
+  /** pictures the SDK dropped (overtaken before drawn) and the draw path it uses */
+  view(): { dropped: number; drawPath: string };
   /**
    * Sends `events` (after a random wait of `phaseMs`, against any frame clock) and resolves with the
    * stages of the first drawn frame that shows them: for `seq`, the first whose inputSeq covers the
@@ -52,6 +55,7 @@ const errors: string[] = [];
 const timings = new Map<number, FrameTiming>();
 let client: StreamClient | null = null;
 let ctx: CanvasRenderingContext2D | null = null;
+let view: CanvasView | null = null;
 let bytes = 0;
 type Draw = { header: FrameHeader; latencyMs: number; times: DrawTimes };
 const drawWaiters = new Set<(d: Draw) => void>();
@@ -82,7 +86,7 @@ function waitDraw(test: (d: Draw) => boolean, timeoutMs: number, what: string): 
 }
 
 window.bench = {
-  async play(target) {
+  async play(target, drawing = {}) {
     const c = new StreamClient({ browserResources: false, timings: true });
     client = c;
     c.on('error', (e) => errors.push(e.message));
@@ -91,7 +95,8 @@ window.bench = {
       timings.set(t.seq, t);
       if (timings.size > 512) timings.delete(timings.keys().next().value!);
     });
-    attachCanvas(c, canvas, {
+    view = attachCanvas(c, canvas, {
+      ...drawing,
       onDraw: (header, latencyMs, times) => {
         for (const w of [...drawWaiters]) w({ header, latencyMs, times });
       },
@@ -142,6 +147,8 @@ window.bench = {
     drawWaiters.delete(count);
     return { ms: now() - t0, frames: captureToDraw.length, bytes: bytes - bytes0, captureToDraw };
   },
+
+  view: () => ({ dropped: view?.dropped ?? 0, drawPath: view?.drawPath ?? '' }),
 
   errors: () => [...errors],
 

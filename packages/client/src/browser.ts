@@ -1,51 +1,168 @@
 // Browser side of a UC: drawing the Output Stream to a canvas and capturing interaction from it.
 // H264 goes through WebCodecs (hardware decoding where there is one, each frame output at once:
-// the stream is Constrained Baseline without reordering); MJPEG through createImageBitmap.
+// the stream is Constrained Baseline without reordering); MJPEG through WebCodecs' ImageDecoder
+// (createImageBitmap where there is none). Only the newest picture is drawn: one that a newer one
+// overtook before it reached the canvas is dropped, so a slow page skips pictures instead of
+// showing them late (H264 still decodes every frame: each delta needs the one before).
 import type { FrameHeader, InputEvent } from '@uve/protocol';
 import type { CodecConfig, FrameEvent, StreamClient } from './stream-client';
 
 /** When a drawn frame passed the UC's stages (local clock, ms since epoch). */
 export interface DrawTimes {
   receivedAt: number;
-  /** the decoder gave the picture (VideoDecoder output, or the JPEG's ImageBitmap) */
+  /** the decoder gave the picture (VideoDecoder or ImageDecoder output, or the JPEG's ImageBitmap) */
   decodedAt: number;
-  /** drawImage into the canvas returned */
+  /** the picture is in the canvas (drawImage or putImageData returned) */
   drawnAt: number;
 }
+
+/**
+ * How a decoded picture reaches the canvas. `drawImage`: the 2D context converts the YUV picture
+ * (with a GPU, on it; without, in software: ~20 ms per 720p picture in Chromium). `copyTo`: the
+ * VideoFrame converts itself to RGBA (libyuv, ~1 ms at 720p) and putImageData copies it in; slower
+ * where the picture lives on a GPU. `auto` (default): both on the first pictures, then the faster.
+ */
+export type DrawPath = 'auto' | 'drawImage' | 'copyTo';
 
 export interface CanvasViewOptions {
   /** after a picture was drawn: its header, capture-to-draw latency (VM clock, ms) and stage times */
   onDraw?: (header: FrameHeader, latencyMs: number, times: DrawTimes) => void;
   onError?: (error: Error) => void;
+  /** how pictures reach the canvas (default 'auto') */
+  draw?: DrawPath;
+  /** the JPEG decoder of MJPEG (default 'auto': ImageDecoder where the browser has it) */
+  jpeg?: 'auto' | 'ImageDecoder' | 'createImageBitmap';
+  /** draw every picture in order even when newer ones wait (default false: the newest only) */
+  drawEveryFrame?: boolean;
 }
 
 export interface CanvasView {
-  /** frames waiting in the decoder */
+  /** frames waiting in the decoder or for the canvas */
   readonly queued: number;
+  /** pictures decoded but overtaken by a newer one before they could be drawn */
+  readonly dropped: number;
+  /** the draw path in use ('auto' while it is still measuring) */
+  readonly drawPath: DrawPath;
   detach(): void;
 }
 
 /** H264 frames allowed to wait in the decoder before deltas are dropped for a fresh keyframe. */
 const MAX_DECODE_QUEUE = 4;
+/** pictures drawn each way before `auto` picks the faster */
+const PROBES = 3;
 
-/** Draws every frame of `client` into `canvas` (sized to the stream). */
+type Stamp = { header: FrameHeader; receivedAt: number };
+/** a decoded picture waiting for the canvas */
+interface Picture {
+  image: VideoFrame | ImageBitmap;
+  stamp: Stamp;
+  decodedAt: number;
+}
+
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[xs.length >> 1] ?? Infinity;
+
+/** Draws the frames of `client` into `canvas` (sized to the stream), the newest first. */
 export function attachCanvas(client: StreamClient, canvas: HTMLCanvasElement, options: CanvasViewOptions = {}): CanvasView {
   const ctx = canvas.getContext('2d', { alpha: false, desynchronized: true });
   if (!ctx) throw new Error('canvas has no 2d context');
+  const useImageDecoder = options.jpeg !== 'createImageBitmap' && typeof ImageDecoder !== 'undefined';
   let decoder: VideoDecoder | null = null;
   let waitingForKey = true;
-  let lastDrawnSeq = -1;
-  let pendingBitmaps = 0;
+  let detached = false;
   /** decoders replaced since the last picture came out; a decoder that keeps failing is given up */
   let recoveries = 0;
-  const headers = new Map<number, { header: FrameHeader; receivedAt: number }>();
+  const headers = new Map<number, Stamp>();
   const fail = (e: unknown): void => options.onError?.(e instanceof Error ? e : new Error(String(e)));
   const now = (): number => performance.timeOrigin + performance.now();
 
-  const drawn = (f: { header: FrameHeader; receivedAt: number } | undefined, decodedAt: number): void => {
-    if (f) options.onDraw?.(f.header, client.latencyOf(f.header), { receivedAt: f.receivedAt, decodedAt, drawnAt: now() });
+  // ---- the canvas side: one picture drawn at a time, the newest waiting one next ----
+  let path: DrawPath = options.draw ?? 'auto';
+  const probes: Record<'drawImage' | 'copyTo', number[]> = { drawImage: [], copyTo: [] };
+  let rgba: ImageData | null = null;
+  let drawing = false;
+  let waiting: Picture[] = [];
+  let dropped = 0;
+  let lastDrawnSeq = -1;
+
+  const release = (p: Picture): void => p.image.close();
+
+  /** copyTo: the frame converts itself to RGBA; false when it cannot (no RGBA support, size) */
+  const copyIn = async (frame: VideoFrame): Promise<boolean> => {
+    const r = frame.visibleRect;
+    if (!r || r.width !== canvas.width || r.height !== canvas.height) return false;
+    if (!rgba || rgba.width !== r.width || rgba.height !== r.height) rgba = new ImageData(r.width, r.height);
+    const img = rgba;
+    try {
+      await frame.copyTo(img.data, { format: 'RGBA', colorSpace: 'srgb' });
+    } catch {
+      return false;
+    }
+    ctx.putImageData(img, 0, 0);
+    return true;
   };
 
+  const paint = async (p: Picture): Promise<void> => {
+    const img = p.image;
+    if (typeof VideoFrame === 'undefined' || !(img instanceof VideoFrame)) {
+      ctx.drawImage(img, 0, 0, canvas.width, canvas.height);
+      return;
+    }
+    // auto: alternate the two ways on the first pictures, then keep the faster
+    let way: 'drawImage' | 'copyTo' = path === 'auto' ? (probes.copyTo.length <= probes.drawImage.length ? 'copyTo' : 'drawImage') : path;
+    const t0 = performance.now();
+    if (way === 'copyTo' && !(await copyIn(img))) {
+      if (path !== 'drawImage') path = 'drawImage';
+      way = 'drawImage';
+      probes.copyTo.length = 0;
+    }
+    if (way === 'drawImage') ctx.drawImage(img, 0, 0, canvas.width, canvas.height);
+    if (path === 'auto') {
+      probes[way].push(performance.now() - t0);
+      if (probes.drawImage.length >= PROBES && probes.copyTo.length >= PROBES) path = median(probes.copyTo) < median(probes.drawImage) ? 'copyTo' : 'drawImage';
+    }
+  };
+
+  const pump = async (): Promise<void> => {
+    if (drawing) return;
+    drawing = true;
+    try {
+      for (let p = waiting.shift(); p; p = waiting.shift()) {
+        try {
+          // a keyframe after a reconfiguration may carry a lower seq: it is newer all the same
+          if (detached || (p.stamp.header.seq <= lastDrawnSeq && !p.stamp.header.keyframe)) {
+            dropped++;
+            continue;
+          }
+          await paint(p);
+          lastDrawnSeq = p.stamp.header.seq;
+          options.onDraw?.(p.stamp.header, client.latencyOf(p.stamp.header), { receivedAt: p.stamp.receivedAt, decodedAt: p.decodedAt, drawnAt: now() });
+        } catch (e) {
+          fail(e);
+        } finally {
+          release(p);
+        }
+      }
+    } finally {
+      drawing = false;
+    }
+  };
+
+  const show = (p: Picture): void => {
+    if (detached) {
+      release(p);
+      return;
+    }
+    if (!options.drawEveryFrame) {
+      // the picture being drawn finishes; older waiting ones would only be shown late
+      dropped += waiting.length;
+      for (const w of waiting) release(w);
+      waiting = [];
+    }
+    waiting.push(p);
+    void pump();
+  };
+
+  // ---- H264: WebCodecs VideoDecoder ----
   const configure = (cfg: CodecConfig): void => {
     canvas.width = cfg.width;
     canvas.height = cfg.height;
@@ -53,6 +170,7 @@ export function attachCanvas(client: StreamClient, canvas: HTMLCanvasElement, op
     decoder = null;
     waitingForKey = true;
     headers.clear();
+    lastDrawnSeq = -1;
     if (cfg.codec !== 'H264') return;
     if (typeof VideoDecoder === 'undefined') {
       fail(new Error('this browser has no WebCodecs VideoDecoder (needs a secure context)'));
@@ -62,12 +180,14 @@ export function attachCanvas(client: StreamClient, canvas: HTMLCanvasElement, op
       output: (frame) => {
         const decodedAt = now();
         const seq = Math.round(frame.timestamp / 1000);
-        ctx.drawImage(frame, 0, 0, canvas.width, canvas.height);
-        frame.close();
         recoveries = 0;
-        const h = headers.get(seq);
+        const stamp = headers.get(seq);
         headers.delete(seq);
-        drawn(h, decodedAt);
+        if (!stamp || decoder !== d) {
+          frame.close();
+          return;
+        }
+        show({ image: frame, stamp, decodedAt });
       },
       error: (e) => {
         fail(e);
@@ -94,23 +214,56 @@ export function attachCanvas(client: StreamClient, canvas: HTMLCanvasElement, op
     decoder = d;
   };
 
+  // ---- MJPEG: one JPEG decoding at a time, the newest arrived one next ----
+  let jpegBusy = false;
+  let jpegNext: FrameEvent | null = null;
+  const decodeJpeg = async (f: FrameEvent): Promise<Picture> => {
+    const data = f.payload as Uint8Array<ArrayBuffer>;
+    const stamp = { header: f.header, receivedAt: f.receivedAt };
+    if (useImageDecoder) {
+      const dec = new ImageDecoder({ type: 'image/jpeg', data });
+      try {
+        const { image } = await dec.decode();
+        return { image, stamp, decodedAt: now() };
+      } finally {
+        dec.close();
+      }
+    }
+    const image = await createImageBitmap(new Blob([data], { type: 'image/jpeg' }));
+    return { image, stamp, decodedAt: now() };
+  };
+  const jpegLoop = async (): Promise<void> => {
+    jpegBusy = true;
+    try {
+      while (jpegNext && !detached) {
+        const f = jpegNext;
+        jpegNext = null;
+        try {
+          show(await decodeJpeg(f));
+        } catch (e) {
+          fail(e);
+        }
+      }
+    } finally {
+      jpegBusy = false;
+    }
+  };
+
+  let pendingBitmaps = 0;
   const onFrame = (f: FrameEvent): void => {
     const cfg = client.codec;
     if (!cfg) return;
     if (cfg.codec === 'MJPEG') {
-      // decodes may finish out of order: never draw an older picture over a newer one
-      pendingBitmaps++;
-      createImageBitmap(new Blob([f.payload as Uint8Array<ArrayBuffer>], { type: 'image/jpeg' }))
-        .then((bmp) => {
-          const decodedAt = now();
-          if (f.header.seq > lastDrawnSeq || f.header.keyframe) {
-            lastDrawnSeq = f.header.seq;
-            ctx.drawImage(bmp, 0, 0, canvas.width, canvas.height);
-            drawn(f, decodedAt);
-          }
-          bmp.close();
-        }, fail)
-        .finally(() => pendingBitmaps--);
+      if (options.drawEveryFrame) {
+        // every JPEG decoded at once, concurrently; show() keeps them in seq order
+        pendingBitmaps++;
+        decodeJpeg(f).then(show, fail).finally(() => pendingBitmaps--);
+        return;
+      }
+      // a JPEG that a newer one overtook before its decode began is never decoded
+      if (jpegNext) dropped++;
+      jpegNext = f;
+      if (!jpegBusy) void jpegLoop();
       return;
     }
     const d = decoder;
@@ -131,12 +284,21 @@ export function attachCanvas(client: StreamClient, canvas: HTMLCanvasElement, op
   const offs = [client.on('codec', configure), client.on('frame', onFrame)];
   return {
     get queued() {
-      return (decoder?.decodeQueueSize ?? 0) + pendingBitmaps;
+      return (decoder?.decodeQueueSize ?? 0) + pendingBitmaps + (jpegBusy ? 1 : 0) + (jpegNext ? 1 : 0) + waiting.length;
+    },
+    get dropped() {
+      return dropped;
+    },
+    get drawPath() {
+      return path;
     },
     detach() {
+      detached = true;
       for (const off of offs) off();
       if (decoder && decoder.state !== 'closed') decoder.close();
       decoder = null;
+      for (const w of waiting) release(w);
+      waiting = [];
     },
   };
 }

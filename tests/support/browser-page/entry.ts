@@ -2,7 +2,7 @@
 // built only from the SDK's public browser API (StreamClient with the browser's WebSocket,
 // attachCanvas, captureInput, the default UVE-4 providers). It records what the test checks:
 // draws, decoder use, errors, and the time from an input event to the pixel change it causes.
-import { StreamClient, attachCanvas, captureInput, type CanvasView } from '@uve/client';
+import { StreamClient, attachCanvas, captureInput, type CanvasView, type DrawPath } from '@uve/client';
 import type { InputEvent } from '@uve/protocol';
 
 export type Rgb = [number, number, number];
@@ -32,8 +32,12 @@ export interface PageReport {
   drawLatencies: number[];
   /** WebCodecs use, recorded by a wrapper around the browser's VideoDecoder */
   videoDecoder: { configs: Array<{ codec: string; codedWidth?: number; codedHeight?: number; optimizeForLatency?: boolean; hardwareAcceleration?: string; description: boolean }>; chunks: number; outputs: number; supported: boolean | null };
-  /** createImageBitmap calls (MJPEG) */
+  /** createImageBitmap calls */
   bitmaps: number;
+  /** ImageDecoder pictures decoded (MJPEG) */
+  imageDecodes: number;
+  /** the way attachCanvas draws pictures (after them: 'auto' settles on one) */
+  drawPath: string | null;
   errors: string[];
   resourceRequests: string[];
   /** interaction commands captureInput sent, in order */
@@ -45,7 +49,7 @@ export interface PageReport {
 }
 
 export interface UvePage {
-  play(target: { url: string; token: string }): Promise<{ role: string; codec: string; width: number; height: number }>;
+  play(target: { url: string; token: string }, draw?: DrawPath): Promise<{ role: string; codec: string; width: number; height: number }>;
   report(): PageReport;
   pixel(x: number, y: number): Rgb;
   /** pixels of the rectangle that are not white (each channel below 255 - tol) */
@@ -75,6 +79,8 @@ const report: PageReport = {
   drawLatencies: [],
   videoDecoder: { configs: [], chunks: 0, outputs: 0, supported: null },
   bitmaps: 0,
+  imageDecodes: 0,
+  drawPath: null,
   errors: [],
   resourceRequests: [],
   sent: [],
@@ -125,6 +131,17 @@ window.createImageBitmap = ((...args: Parameters<typeof createImageBitmap>) => {
   report.bitmaps++;
   return nativeCreateImageBitmap(...args);
 }) as typeof createImageBitmap;
+
+const NativeImageDecoder = window.ImageDecoder;
+if (NativeImageDecoder) {
+  class RecordingImageDecoder extends NativeImageDecoder {
+    override decode(options?: ImageDecodeOptions): Promise<ImageDecodeResult> {
+      report.imageDecodes++;
+      return super.decode(options);
+    }
+  }
+  window.ImageDecoder = RecordingImageDecoder;
+}
 
 // ---- canvas reading -------------------------------------------------------------------------------
 
@@ -180,7 +197,7 @@ let view: CanvasView | null = null;
 let stopInput: (() => void) | null = null;
 
 window.uve = {
-  async play(target) {
+  async play(target, draw) {
     if (client) throw new Error('already playing');
     report.playAt = performance.now();
     status.textContent = 'UVE browser client: connecting';
@@ -197,6 +214,7 @@ window.uve = {
       return seq;
     };
     view = attachCanvas(c, canvas, {
+      ...(draw ? { draw } : {}),
       onDraw: (header, latencyMs) => {
         const now = performance.now();
         report.draws++;
@@ -213,7 +231,7 @@ window.uve = {
     status.textContent = `UVE browser client: ${welcome.role} ${welcome.codec} ${welcome.width}x${welcome.height}`;
     return { role: welcome.role, codec: welcome.codec, width: welcome.width, height: welcome.height };
   },
-  report: () => ({ ...report, watches: watches.map((w) => ({ ...w.result })) }),
+  report: () => ({ ...report, drawPath: view?.drawPath ?? null, watches: watches.map((w) => ({ ...w.result })) }),
   pixel,
   ink,
   rgba: (x, y, w, h) => Array.from(context().getImageData(x, y, w, h).data),

@@ -1,6 +1,7 @@
 'use client';
 // The reference web client: requestApplication, then the SDK's StreamClient draws the stream into a
-// canvas (WebCodecs for H264, createImageBitmap for MJPEG) and captureInput sends mouse, touch and keys.
+// canvas (WebCodecs: VideoDecoder for H264, ImageDecoder for MJPEG; the newest picture only) and
+// captureInput sends mouse, touch and keys.
 import { useEffect, useRef, useState } from 'react';
 import { Alert, Badge, Box, Button, Group, Select, Stack, Switch, Text, Title } from '@mantine/core';
 import { StreamClient, attachCanvas, captureInput, type CanvasView } from '@uve/client';
