@@ -6,10 +6,18 @@ import type { VmCommand } from '@uve/protocol';
 import type { Logger } from './logger';
 import type { NotificationPayload, SessionEventPayload, UvePubSub } from './pubsub';
 
+/** A command written to the outbox by a transaction, to send once it has committed. */
+export interface QueuedCommand {
+  id: string;
+  vmId: string;
+  command: VmCommand;
+  expiresAt: Date;
+}
+
 /** The outbox as a transaction sees it (modules/vmm/vm-commands.service.ts). */
 export interface CommandOutbox {
-  enqueue(em: EntityManager, vmId: string, command: VmCommand, sessionId?: string | null): Promise<string>;
-  flush(ids: string[]): Promise<void>;
+  enqueue(em: EntityManager, vmId: string, command: VmCommand, sessionId?: string | null): Promise<QueuedCommand>;
+  flush(queued: QueuedCommand[]): Promise<void>;
 }
 
 /** how long a request waits for its commands to reach the queue before leaving them to the relay */
@@ -17,7 +25,7 @@ const FLUSH_WAIT_MS = 1_000;
 
 export class UnitOfWork {
   readonly events: SessionEventPayload[] = [];
-  readonly commandIds: string[] = [];
+  readonly commands: QueuedCommand[] = [];
   /** notifications to users other than the session's owner (watchers, invitees), sent after the commit */
   readonly notifications: { userId: string; payload: NotificationPayload }[] = [];
 
@@ -25,7 +33,7 @@ export class UnitOfWork {
 
   /** Writes a UVE-2 command to the outbox; it leaves when the transaction has committed. */
   async command(vmId: string, command: VmCommand, sessionId: string | null = null): Promise<void> {
-    this.commandIds.push(await this.outbox.enqueue(this.em, vmId, command, sessionId));
+    this.commands.push(await this.outbox.enqueue(this.em, vmId, command, sessionId));
   }
 
   /** Tells a user (their `notifications` subscription) once the transaction has committed. */
@@ -59,7 +67,7 @@ export class Transactions {
     for (const n of uow.notifications) this.pubsub.publish('NOTIFICATION', n.userId, n.payload);
     // Sent now so the VM hears at once; the outbox keeps them if this fails or stalls (Redis
     // unreachable), and the relay sends them later: the caller waits a bounded time, never longer.
-    const flushed = this.outbox.flush(uow.commandIds).catch((e: Error) => this.log.warn('UVE-2 commands left to the relay', { error: e.message }));
+    const flushed = this.outbox.flush(uow.commands).catch((e: Error) => this.log.warn('UVE-2 commands left to the relay', { error: e.message }));
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([flushed, new Promise<void>((resolve) => (timer = setTimeout(resolve, FLUSH_WAIT_MS)))]);
     clearTimeout(timer);

@@ -13,6 +13,7 @@ import type { Services } from '../services';
 import { resolvePrincipal, type Context } from './context';
 import { formatError } from './format-error';
 import { createLoaders } from './loaders';
+import { sharedSubscribe } from './shared-execution';
 import { cachedDocumentChecker, limitRules, type GraphqlLimits } from './limits';
 import { registerVmDataRoutes } from '../modules/snapshots/vm-data.routes';
 
@@ -90,6 +91,8 @@ export async function startHttpServer(schema: GraphQLSchema, services: Services,
   const wsCleanup = useServer<Record<string, unknown>>(
     {
       schema,
+      // one execution per event for the subscribers that would get the same answer (shared-execution.ts)
+      subscribe: sharedSubscribe,
       // graphql-ws authenticates in connection_init: { authorization: "Bearer …" }
       onConnect: async (ctx) => {
         const auth = ctx.connectionParams?.authorization ?? ctx.connectionParams?.Authorization;

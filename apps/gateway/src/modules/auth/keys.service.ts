@@ -15,6 +15,8 @@ const ACCESS_AUDIENCE = 'uve-api';
 /** how many of the newest keys verify (and are published) */
 const LIVE_KEYS = 2;
 const ROTATION_LOCK = 7_426_003;
+/** access tokens remembered as verified (the ECDSA check is a request's costliest step after the database) */
+const VERIFIED_CACHE_SIZE = 10_000;
 
 export interface AccessClaims {
   sub: string;
@@ -38,6 +40,8 @@ export class KeysService {
   private keys: LoadedKey[] = [];
   private reloading: Promise<void> | null = null;
   private lastReload = 0;
+  /** token -> its claims and key id, for tokens whose signature verified (oldest dropped first) */
+  private readonly verified = new Map<string, { claims: AccessClaims; kid: string }>();
   private timer: NodeJS.Timeout | null = null;
 
   private constructor(private readonly ds: DataSource) {}
@@ -162,10 +166,19 @@ export class KeysService {
 
   /** The claims of a valid, unexpired access token signed by a live key; null for anything else. */
   async verifyAccessToken(token: string): Promise<AccessClaims | null> {
+    const known = this.verified.get(token);
+    if (known) {
+      // good until it expires or its key is rotated out; user and revocation are read per request regardless
+      if (known.claims.exp * 1000 > Date.now() && this.keys.some((k) => k.kid === known.kid)) return known.claims;
+      this.verified.delete(token);
+    }
     try {
-      const { payload } = await jwtVerify(token, (h) => this.keyFor(h), { audience: ACCESS_AUDIENCE, issuer: SESSION_TOKEN_ISSUER, algorithms: [ALG] });
+      const { payload, protectedHeader } = await jwtVerify(token, (h) => this.keyFor(h), { audience: ACCESS_AUDIENCE, issuer: SESSION_TOKEN_ISSUER, algorithms: [ALG] });
       if (typeof payload.sub !== 'string' || typeof payload.jti !== 'string' || typeof payload.exp !== 'number') return null;
-      return { sub: payload.sub, jti: payload.jti, gen: typeof payload.gen === 'number' ? payload.gen : 0, exp: payload.exp };
+      const claims = { sub: payload.sub, jti: payload.jti, gen: typeof payload.gen === 'number' ? payload.gen : 0, exp: payload.exp };
+      if (this.verified.size >= VERIFIED_CACHE_SIZE) this.verified.delete(this.verified.keys().next().value!);
+      this.verified.set(token, { claims, kid: protectedHeader.kid! });
+      return claims;
     } catch {
       return null;
     }

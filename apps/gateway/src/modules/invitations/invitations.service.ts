@@ -31,7 +31,7 @@ export class InvitationsService {
     private readonly options: InvitationsOptions,
   ) {
     // guests follow a reconnected session to its new VM
-    sessions.assignedHooks.push((uow, s) => this.onSessionAssigned(uow, s));
+    sessions.assignedHooks.push((uow, s, created) => this.onSessionAssigned(uow, s, created));
   }
 
   participantsOf(sessionId: string): Promise<Participant[]> {
@@ -162,7 +162,9 @@ export class InvitationsService {
     return true;
   }
 
-  private async onSessionAssigned(uow: UnitOfWork, s: Session): Promise<void> {
+  private async onSessionAssigned(uow: UnitOfWork, s: Session, created: boolean): Promise<void> {
+    // a session just created has no guests yet (nothing could invite to it before its commit)
+    if (created) return;
     const guests = await uow.em.find(Participant, { where: { sessionId: s.id, leftAt: IsNull() } });
     for (const p of guests) await uow.command(s.vmId!, { type: 'monitoring.notify', sessionId: s.id, watcherId: p.userId, privileges: privilegesOf(p.role) }, s.id);
   }

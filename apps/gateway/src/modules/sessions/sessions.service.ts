@@ -74,9 +74,10 @@ export class SessionsService implements SessionReportTarget {
   vmSupply: VmSupply | null = null;
   /**
    * told inside the transaction that put a session on a VM (after its prepare): watchers and
-   * guests are announced to that VM (modules/watchers, modules/invitations)
+   * guests are announced to that VM (modules/watchers, modules/invitations). `created`: the session
+   * was inserted by this very transaction, so no other row (monitoring, participant) refers to it yet.
    */
-  readonly assignedHooks: ((uow: UnitOfWork, s: Session) => Promise<void>)[] = [];
+  readonly assignedHooks: ((uow: UnitOfWork, s: Session, created: boolean) => Promise<void>)[] = [];
 
   constructor(
     private readonly ds: DataSource,
@@ -97,9 +98,9 @@ export class SessionsService implements SessionReportTarget {
   }
 
   /** Owner and admins; a watcher while monitoring it, a guest while in it, an invitee while invited. */
-  async canView(session: Session, user: User): Promise<boolean> {
+  async canView(session: Session, user: User, em: EntityManager = this.ds.manager): Promise<boolean> {
     if (session.userId === user.id || user.role === 'ADMIN') return true;
-    const [row] = await this.ds.query(
+    const [row] = await em.query(
       `SELECT EXISTS (SELECT 1 FROM monitorings WHERE session_id = $1 AND watcher_id = $2 AND ended_at IS NULL)
            OR EXISTS (SELECT 1 FROM participants WHERE session_id = $1 AND user_id = $2 AND left_at IS NULL)
            OR EXISTS (SELECT 1 FROM invitations WHERE session_id = $1 AND to_id = $2 AND status = 'PENDING') AS ok`,
@@ -216,7 +217,7 @@ export class SessionsService implements SessionReportTarget {
       // after an endSession or a closed window: the user's latest VM Data of this UA, unless fresh
       const restore = input.fresh ? null : await this.latestSnapshot(uow.em, user.id, ua.id);
       const requested = await this.createRequested(uow, request, selection.vm ? null : selection.reason, restore);
-      if (selection.vm) return { session: await this.assign(uow, requested, request, selection.vm), waitFor: null };
+      if (selection.vm) return { session: await this.assign(uow, requested, request, selection.vm, {}, true), waitFor: null };
       // nothing free now: wait for a VM the pool starts, when it can, or say why not
       const cannot = this.options.requestWaitMs > 0 && this.vmSupply ? await this.vmSupply.cannotStart(ua.platform, uow.em) : 'no VM is started on demand here';
       if (cannot) throw unavailable(`No VM can serve ${ua.name} now: ${selection.reason}; ${cannot}. Try again shortly.`, { reason: selection.reason });
@@ -318,7 +319,7 @@ export class SessionsService implements SessionReportTarget {
    * REQUESTED (or DISCONNECTED) → ASSIGNED on the selected VM: stream negotiated, UA deployed if
    * need be, VM told (with the VM Data to restore, `restoredFromId`, if any).
    */
-  private async assign(uow: UnitOfWork, s: Session, r: PlacementRequest, vm: VmCandidate, patch: Partial<Session> = {}): Promise<Session> {
+  private async assign(uow: UnitOfWork, s: Session, r: PlacementRequest, vm: VmCandidate, patch: Partial<Session> = {}, created = false): Promise<Session> {
     const codec = pickCodec(r.terminal.codecs, vm.codecs)!;
     const stream = negotiateStream(r.terminal, codec);
     const restoreSnapshotId = patch.restoredFromId !== undefined ? patch.restoredFromId : s.restoredFromId;
@@ -331,15 +332,16 @@ export class SessionsService implements SessionReportTarget {
       type: 'session.prepare', sessionId: s.id, userId: r.user.id, uaId: r.ua.id, uaVersion: r.ua.currentVersion,
       reconnectionMethod: r.input.reconnectionMethod, terminal: r.terminal, stream, restoreSnapshotId, reconnectWindowMs: this.options.reconnectWindowMs,
     }, s.id);
-    for (const hook of this.assignedHooks) await hook(uow, s);
+    for (const hook of this.assignedHooks) await hook(uow, s, created);
     return s;
   }
 
   // ---- UVE-1: end, suspend, resume; management: terminate ----------------------------------------
 
   async endSession(user: User, id: string): Promise<Session> {
-    const session = await this.getVisible(id, user);
-    return this.end(session.id, user.id, 'ended by the user');
+    if (!isUuid(id)) throw notFound('Session', id);
+    // one read: the row is locked first and its visibility checked on it (not read, then locked)
+    return this.end(id, user.id, 'ended by the user', true, user);
   }
 
   async terminate(admin: User, id: string, reason: string | null | undefined): Promise<Session> {
@@ -349,9 +351,10 @@ export class SessionsService implements SessionReportTarget {
     return this.end(session.id, admin.id, reason ? `terminated by an admin: ${reason}` : 'terminated by an admin');
   }
 
-  private end(id: string, actorId: string | null, reason: string, saveVmData = true): Promise<Session> {
+  private end(id: string, actorId: string | null, reason: string, saveVmData = true, visibleTo: User | null = null): Promise<Session> {
     return this.txs.run(async (uow) => {
       const s = await this.lock(uow.em, id);
+      if (visibleTo && !(await this.canView(s, visibleTo, uow.em))) throw notFound('Session', id);
       assertTransition(s.state, 'ENDED', 'end the session');
       const vmId = s.vmId;
       const ended = await this.move(uow, s, 'ENDED', 'end the session', actorId, { endedAt: new Date(), endReason: reason }, { reason });

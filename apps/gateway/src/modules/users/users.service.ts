@@ -7,7 +7,6 @@ import type { Role } from '../../graphql/enums';
 import type { AccessClaims, KeysService } from '../auth/keys.service';
 import { burnPasswordCheck, hashPassword, needsRehash, verifyPassword } from '../auth/passwords';
 import type { RateLimits } from '../auth/rate-limits';
-import { RevokedToken } from '../auth/revoked-token.entity';
 import { terminalData, type TerminalCapabilitiesInput } from './terminal.types';
 import type { RegisterInput } from './users.inputs';
 import { User } from './users.entity';
@@ -57,12 +56,21 @@ export class UsersService {
     },
     { cache: false, maxBatchSize: 1000 },
   );
-  /** whether a token id is revoked, read now, batched as `fresh` (every request checks its token) */
-  private readonly revoked = new DataLoader<string, boolean>(
-    async (jtis) => {
-      const rows = await this.ds.getRepository(RevokedToken).find({ select: { jti: true }, where: { jti: In([...new Set(jtis)]) } });
-      const found = new Set(rows.map((r) => r.jti));
-      return jtis.map((j) => found.has(j));
+  /**
+   * A login token's user and whether the token is revoked, read now, batched as `fresh`: one
+   * statement for both (every request checks its token). Keys: `${userId} ${jti}`.
+   */
+  private readonly tokenCheck = new DataLoader<string, { user: User | null; revoked: boolean }>(
+    async (keys) => {
+      const pairs = keys.map((k) => k.split(' ') as [string, string]);
+      const { entities, raw } = await this.repo
+        .createQueryBuilder('u')
+        .addSelect('ARRAY(SELECT r.jti::text FROM revoked_tokens r WHERE r.user_id = u.id AND r.jti = ANY(CAST(:jtis AS uuid[])))', 'revoked_jtis')
+        .where('u.id IN (:...ids)', { ids: [...new Set(pairs.map(([id]) => id))], jtis: [...new Set(pairs.map(([, jti]) => jti))] })
+        .getRawAndEntities<{ u_id: string; revoked_jtis: string[] }>();
+      const revoked = new Set(raw.flatMap((r) => r.revoked_jtis.map((jti) => `${r.u_id} ${jti}`)));
+      const users = new Map(entities.map((u) => [u.id, u]));
+      return keys.map((k, i) => ({ user: users.get(pairs[i]![0]) ?? null, revoked: revoked.has(k) }));
     },
     { cache: false, maxBatchSize: 1000 },
   );
@@ -149,7 +157,7 @@ export class UsersService {
     if (!claims || !isUuid(claims.sub) || !isUuid(claims.jti)) return null;
     // read now (a revocation or a new token generation applies at once), in one query per tick for
     // all the requests arriving together
-    const [user, revoked] = await Promise.all([this.fresh.load(claims.sub), this.revoked.load(claims.jti)]);
+    const { user, revoked } = await this.tokenCheck.load(`${claims.sub} ${claims.jti}`);
     if (!user || revoked || claims.gen !== user.tokenGeneration) return null;
     return { user, token: claims };
   }

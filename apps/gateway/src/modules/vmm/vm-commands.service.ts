@@ -5,6 +5,7 @@ import type { DataSource, EntityManager } from 'typeorm';
 import { uve, type MessageBus } from '@uve/queue';
 import type { CommandAck, VmCommand } from '@uve/protocol';
 import type { Logger } from '../../common/logger';
+import type { QueuedCommand } from '../../common/unit-of-work';
 import { isUuid } from '../../common/errors';
 import { COMMAND_OUTCOMES, VmCommandRecord, type CommandOutcome } from './vm-commands.entity';
 
@@ -60,21 +61,25 @@ export class VmCommandsService {
     private readonly options: VmCommandsOptions = DEFAULT_COMMAND_OPTIONS,
   ) {}
 
-  /** Writes a command inside the caller's transaction; returns its id (send it with `flush` after the commit). */
-  async enqueue(em: EntityManager, vmId: string, command: VmCommand, sessionId: string | null = null): Promise<string> {
+  /**
+   * Writes a command inside the caller's transaction, already counted as sent once (its first
+   * re-send is due after `resendMs`): `flush` sends it after the commit with no second statement.
+   * Not sent then (the process died, Redis is down), the relay sends it when that re-send is due.
+   */
+  async enqueue(em: EntityManager, vmId: string, command: VmCommand, sessionId: string | null = null): Promise<QueuedCommand> {
     const now = Date.now();
+    const expiresAt = new Date(now + COMMAND_TTL_MS[command.type]);
     const row = await em.save(em.create(VmCommandRecord, {
       vmId, sessionId, type: command.type, command,
-      expiresAt: new Date(now + COMMAND_TTL_MS[command.type]), nextAttemptAt: new Date(now),
-      attempts: 0, lastSentAt: null, outcome: null, settledAt: null, error: null,
+      expiresAt, nextAttemptAt: new Date(now + this.options.resendMs),
+      attempts: 1, lastSentAt: new Date(now), outcome: null, settledAt: null, error: null,
     }));
-    return row.id;
+    return { id: row.id, vmId, command, expiresAt };
   }
 
-  /** Sends these committed commands now instead of at the relay's next pass (latency of a request). */
-  async flush(ids: string[]): Promise<void> {
-    if (ids.length === 0) return;
-    await this.sendDue('c.id = ANY($1::uuid[])', [ids]);
+  /** Sends commands committed by `enqueue` now, in the order they were written (the latency of a request). */
+  async flush(queued: QueuedCommand[]): Promise<void> {
+    for (const q of queued) await this.send(q.id, q.vmId, q.command, q.expiresAt);
   }
 
   /** The VM took the command (or dropped it as expired): stop re-sending. Only the addressed VM may ack. */
@@ -155,16 +160,18 @@ export class VmCommandsService {
       [...params, resendMs, maxResendMs],
     ));
     claimed.sort((a, b) => +new Date(a.created_at) - +new Date(b.created_at));
-    for (const row of claimed) {
-      const command = { ...row.command, commandId: row.id, expiresAt: new Date(row.expires_at).toISOString() } as VmCommand;
-      try {
-        await uve.sendToVm(this.bus, row.vm_id, command);
-      } catch (e) {
-        // Redis is down: the command stays pending and goes at a later pass
-        await this.ds.query(`UPDATE vm_commands SET error = $2, next_attempt_at = now() + interval '1 second' WHERE id = $1`, [row.id, (e as Error).message.slice(0, 1024)])
-          .catch(() => undefined);
-        this.log.warn('UVE-2 command not sent yet', { vmId: row.vm_id, type: command.type, error: (e as Error).message });
-      }
+    for (const row of claimed) await this.send(row.id, row.vm_id, row.command, new Date(row.expires_at));
+  }
+
+  private async send(id: string, vmId: string, stored: VmCommand, expiresAt: Date): Promise<void> {
+    const command = { ...stored, commandId: id, expiresAt: expiresAt.toISOString() } as VmCommand;
+    try {
+      await uve.sendToVm(this.bus, vmId, command);
+    } catch (e) {
+      // Redis is down: the command stays pending and goes at a later pass
+      await this.ds.query(`UPDATE vm_commands SET error = $2, next_attempt_at = now() + interval '1 second' WHERE id = $1`, [id, (e as Error).message.slice(0, 1024)])
+        .catch(() => undefined);
+      this.log.warn('UVE-2 command not sent yet', { vmId, type: command.type, error: (e as Error).message });
     }
   }
 }

@@ -61,22 +61,37 @@ export async function selectVm(em: EntityManager, ua: Ua, codecs: VideoCodec[], 
   );
   const picked = pick(rows, ua, codecs, o.cpuHigh);
   if (!('ranked' in picked)) return picked;
-  // the best VM that no other placement holds right now, then (all held) the best one, waiting for it
+  // the best VM that no other placement holds right now (one statement over all of them, in rank
+  // order), then (all held) the best one, waiting for it; a VM filled meanwhile is let go and the
+  // next one waited for
+  const byId = new Map(picked.ranked.map((c) => [c.id, c]));
   await em.query('SAVEPOINT vm_selection');
-  for (const wait of [false, true]) {
-    for (const c of picked.ranked) {
-      const locked: unknown[] = await em.query(
-        `SELECT v.id FROM vms v WHERE v.id = $1 AND ${ready(2)} FOR NO KEY UPDATE OF v${wait ? '' : ' SKIP LOCKED'}`,
-        [c.id, o.heartbeatTimeoutMs],
-      );
-      if (locked.length === 0) continue;
-      const [{ active }] = await em.query(`SELECT count(*)::int AS active FROM sessions WHERE vm_id = $1 AND state = ANY($2::session_state[])`, [c.id, SLOT_SESSION_STATES]);
-      if (active < c.capacity) return { vm: { ...c, active } };
-      // filled meanwhile: let go of it before trying (or waiting for) another, so no two placements wait for each other
-      await em.query('ROLLBACK TO SAVEPOINT vm_selection');
-    }
+  const [free]: { id: string }[] = await em.query(
+    `SELECT v.id FROM vms v JOIN unnest($1::uuid[]) WITH ORDINALITY AS r(id, n) ON r.id = v.id
+      WHERE ${ready(2)} ORDER BY r.n LIMIT 1 FOR NO KEY UPDATE OF v SKIP LOCKED`,
+    [picked.ranked.map((c) => c.id), o.heartbeatTimeoutMs],
+  );
+  const held = await slotsAfterLock(em, free ? byId.get(free.id)! : null);
+  if (held) return { vm: held };
+  for (const c of picked.ranked) {
+    if (c.id === free?.id) continue;
+    const locked: unknown[] = await em.query(`SELECT v.id FROM vms v WHERE v.id = $1 AND ${ready(2)} FOR NO KEY UPDATE OF v`, [c.id, o.heartbeatTimeoutMs]);
+    const vm = locked.length ? await slotsAfterLock(em, c) : null;
+    if (vm) return { vm };
   }
   return { vm: null, reason: `all ${picked.ranked.length} ${ua.platform} VMs that had a free slot are full now (filled by requests placed meanwhile)` };
+}
+
+/**
+ * The locked candidate with its slots counted again (a second statement: see selectVm), or null
+ * when it has none left (filled meanwhile: let go of, so no two placements wait for each other).
+ */
+async function slotsAfterLock(em: EntityManager, c: VmCandidate | null): Promise<VmCandidate | null> {
+  if (!c) return null;
+  const [{ active }] = await em.query(`SELECT count(*)::int AS active FROM sessions WHERE vm_id = $1 AND state = ANY($2::session_state[])`, [c.id, SLOT_SESSION_STATES]);
+  if (active < c.capacity) return { ...c, active };
+  await em.query('ROLLBACK TO SAVEPOINT vm_selection');
+  return null;
 }
 
 /** The free candidates best first, or why there is none. */

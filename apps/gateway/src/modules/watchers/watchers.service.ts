@@ -36,7 +36,7 @@ export class WatchersService {
     this.grants = ds.getRepository(WatcherGrant);
     this.monitorings = ds.getRepository(Monitoring);
     // watchers monitoring the watchee follow its sessions onto their VMs (new ones, reconnections)
-    sessions.assignedHooks.push((uow, s) => this.onSessionAssigned(uow, s));
+    sessions.assignedHooks.push((uow, s, created) => this.onSessionAssigned(uow, s, created));
   }
 
   // ---- grants (admins) ---------------------------------------------------------------------------
@@ -175,10 +175,11 @@ export class WatchersService {
   }
 
   /** A session of a watchee went onto a VM: watchers monitoring the watchee are announced there. */
-  private async onSessionAssigned(uow: UnitOfWork, s: Session): Promise<void> {
+  private async onSessionAssigned(uow: UnitOfWork, s: Session, created: boolean): Promise<void> {
     const watching = await uow.em.find(WatcherGrant, { where: { watcheeId: s.userId, monitoringSince: Not(IsNull()) }, order: { monitoringSince: 'ASC' } });
     for (const g of watching) await this.startOn(uow, s.id, g);
-    // watchers of a reconnected session follow it to its new VM
+    // watchers of a reconnected session follow it to its new VM (a session just created has none)
+    if (created) return;
     const open = await uow.em.find(Monitoring, { where: { sessionId: s.id, endedAt: IsNull(), watcherId: Not(In(watching.map((g) => g.watcherId).concat(s.userId))) } });
     for (const m of open) await uow.command(s.vmId!, { type: 'monitoring.notify', sessionId: s.id, watcherId: m.watcherId, privileges: m.privileges }, s.id);
   }
