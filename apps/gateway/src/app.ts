@@ -112,6 +112,7 @@ export async function startGateway(config: GatewayConfig, hooks: GatewayHooks = 
       config, log, ds, bus, pubsub, redisUrl, redis: pinger, redisPing: () => pinger.ping(), publicUrl: () => publicUrl,
       privateState: (dep) => privateStates[dep]?.() ?? 'up',
     });
+    stops.push(['VM Data store connections', () => services.snapshots.close()]);
     services.keys.startRotationSchedule(config.signingKeyMaxAgeDays * 86400_000, log);
     stops.push(['signing key rotation', async () => services.keys.stopRotationSchedule()]);
     await services.users.ensureFirstAdmin(config.adminUsername, config.adminPassword, log);
