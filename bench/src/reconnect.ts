@@ -28,7 +28,8 @@ Usage: node bench/dist/reconnect.js [--runs N] [--sizes 1,16,128] [--store postg
   --store KIND   the gateway's VM Data store (UVE_VM_DATA_STORE, default postgres)
   --profile      the gateway runs with --cpu-prof; its hottest functions are printed
   --layer MiB    only the stores themselves (no HTTP, no VMs), 3 repetitions of MiB, with the
-                 PostgreSQL read the store used before as the baseline
+                 PostgreSQL read the store used before as the baseline, and PostgreSQL storing
+                 the same bytes again and with every tenth chunk changed (content addressing)
 Starts its own gateway on embedded defaults in a temporary folder; writes bench/results/reconnect.json.`;
 
 const PASSWORD = 'bench-admin-password';
@@ -269,8 +270,8 @@ async function layer(mib: number): Promise<void> {
   const med = (xs: number[]) => pct(xs, 50);
   const f = (xs: number[]) => (xs.length ? `${med(xs).toFixed(0)} (${Math.min(...xs).toFixed(0)}–${Math.max(...xs).toFixed(0)})` : '');
   process.stdout.write(`bench/reconnect --layer ${mib}: the VM Data stores alone, ${os.cpus().length} cores, load average ${os.loadavg().map((l) => l.toFixed(2)).join(' / ')}, 3 repetitions\n\n`);
-  process.stdout.write('| store | write MB/s | read MB/s |\n|---|---|---|\n');
-  for (const r of rows) process.stdout.write(`| ${r.store} | ${f(r.writeMBps)} | ${f(r.readMBps)} |\n`);
+  process.stdout.write(`| store | write MB/s | read MB/s | chunks written of ${mib} |\n|---|---|---|---|\n`);
+  for (const r of rows) process.stdout.write(`| ${r.store} | ${f(r.writeMBps)} | ${f(r.readMBps)} | ${r.chunksWritten ? f(r.chunksWritten) : ''} |\n`);
   const out = path.resolve(__dirname, '../results/reconnect-layer.json');
   fs.mkdirSync(path.dirname(out), { recursive: true });
   fs.writeFileSync(out, JSON.stringify({ at: new Date().toISOString(), cores: os.cpus().length, loadAverage: os.loadavg(), mib, rows }, null, 2) + '\n');
