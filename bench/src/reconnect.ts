@@ -226,7 +226,11 @@ async function endToEndState(c: Ctx, runs: number, state: Uint8Array): Promise<n
     const again = await request(c, false);
     const client = await firstFrame(again.connection);
     ms.push(performance.now() - t0);
-    const restored = await until('the restore reported', 10_000, async () => eventOf(c, s.id, 'SNAPSHOT_RESTORED') ?? (await eventOf(c, s.id, 'SNAPSHOT_RESTORE_FAILED').then((f) => f && Promise.reject(new Error(`the grown state was refused: ${f.data.reason}`)))));
+    const restored = await until('the restore reported', 30_000, async () => {
+      const failed = await eventOf(c, s.id, 'SNAPSHOT_RESTORE_FAILED');
+      if (failed) throw new Error(`the grown state was refused: ${failed.data.reason}`);
+      return eventOf(c, s.id, 'SNAPSHOT_RESTORED');
+    });
     if (restored.data.snapshotId !== ((await put.json()) as { snapshotId: string }).snapshotId) throw new Error('another snapshot was restored');
     await client.bye();
     await gql(c.url, `mutation { endSession(sessionId: "${s.id}") { state } }`, {}, c.user);
