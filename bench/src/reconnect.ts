@@ -3,12 +3,11 @@
 // defaults, two warm WASM PROCESS VMs):
 //  1. end to end, the real `game` UA, NO_LOSS: drop the socket (no bye), wait for the VM Data saved
 //     at the drop, then time the reconnecting `requestApplication` up to the first frame decoded
-//     from the other VM, which restored the snapshot before it (p50/p95 over --runs); then as many
-//     reconnections restoring the game's real state with its memory grown to --state MiB (16);
+//     from the other VM, which restored the snapshot before it (p50/p95 over --runs);
 //  2. the store at 1, 16 and 128 MiB (--sizes): a VM's upload through the UVE-5 VM Data endpoint
-//     (PUT of distinct random MiB, timed by the VM side: the bench holds the VM's secret), then the retrieval by the real
-//     agent of the VM the session moves to (reconnecting request -> SNAPSHOT_RESTORE_FAILED: the
-//     synthetic bytes are no state the runtime accepts, so the time is download + sha256 check +
+//     (PUT of distinct random MiB, timed by the VM side: the bench holds the VM's secret), then the
+//     retrieval by the real agent of the VM the session moves to (reconnecting request ->
+//     SNAPSHOT_RESTORE_FAILED: the synthetic bytes are no state the runtime accepts, so the time is download + sha256 check +
 //     the refusal), with the resident memory (VmRSS) of the gateway and of that agent sampled
 //     every 10 ms, growth over the value just before.
 // Exports run(args) for the bench runner; prints a table and writes JSON to bench/results/.
@@ -19,14 +18,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { StreamClient, createNodeDecoder } from '@uve/client';
 import { summarizeProfiles } from './lib/profile';
-import { ROOT } from './lib/services';
 import { storeLayer } from './vm-data-layer';
 
 const HELP = `bench/reconnect: reconnect-to-restored-frame time and VM Data store throughput
 
-Usage: node bench/dist/reconnect.js [--runs N] [--state MiB] [--sizes 1,16,128] [--store postgres|fs] [--profile] [--layer MiB]
-  --runs N       end-to-end reconnections of the game UA (default 10), then as many restoring
-  --state MiB    the game's real state with its memory grown to MiB (default 16; 0: not run)
+Usage: node bench/dist/reconnect.js [--runs N] [--sizes 1,16,128] [--store postgres|fs] [--profile] [--layer MiB]
+  --runs N       end-to-end reconnections of the game UA (default 10)
   --sizes MiB    VM Data sizes for the store/retrieve throughput (default 1,16,128)
   --store KIND   the gateway's VM Data store (UVE_VM_DATA_STORE, default postgres)
   --profile      the gateway runs with --cpu-prof; its hottest functions are printed
@@ -39,10 +36,10 @@ const PASSWORD = 'bench-admin-password';
 const MiB = 1024 * 1024;
 const TERMINAL = { screenWidth: 640, screenHeight: 480, codecs: ['MJPEG'], localResources: [] };
 
-interface Options { runs: number; sizes: number[]; store: 'postgres' | 'fs'; profile: boolean; layer: number; state: number }
+interface Options { runs: number; sizes: number[]; store: 'postgres' | 'fs'; profile: boolean; layer: number }
 
 function parse(argv: string[]): Options | null {
-  const o: Options = { runs: 10, sizes: [1, 16, 128], store: 'postgres', profile: false, layer: 0, state: 16 };
+  const o: Options = { runs: 10, sizes: [1, 16, 128], store: 'postgres', profile: false, layer: 0 };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === '--help' || a === '-h') return null;
@@ -56,7 +53,6 @@ function parse(argv: string[]): Options | null {
     else if (a === '--sizes') o.sizes = value.split(',').map(Number);
     else if (a === '--store' && (value === 'postgres' || value === 'fs')) o.store = value;
     else if (a === '--layer' && Number(value) >= 1) o.layer = Number(value);
-    else if (a === '--state' && Number(value) >= 0 && Number(value) <= 256) o.state = Number(value);
     else throw new Error(`unknown argument ${a} ${value}; see --help`);
   }
   if (!(o.runs >= 1) || !o.sizes.every((s) => s > 0 && s <= 1024)) throw new Error('--runs must be positive and --sizes MiB in (0, 1024]');
@@ -188,62 +184,6 @@ async function endToEnd(c: Ctx, runs: number): Promise<{ ms: number[]; sizeBytes
   return { ms, sizeBytes };
 }
 
-/** a WebAssembly memory page */
-const PAGE_BYTES = 64 * 1024;
-
-/**
- * The game's real FULL state with its linear memory grown by random (incompressible) pages to about
- * `mib` MiB: downloaded as the VM the session moved to (which holds it for its restore), decoded
- * and encoded again with the agent's own code. It restores for real (the runtime grows the
- * guest's memory to the state's size), so the time is that of a reconnection restoring `mib` MiB.
- */
-async function grownState(c: Ctx, mib: number): Promise<Uint8Array> {
-  const { s, saved } = await dropped(c);
-  const again = await request(c, false);
-  const client = await firstFrame(again.connection);
-  const vm = agentOf(again.vm.id);
-  const res = await fetch(`${c.url}/vmm/vm-data/snapshots/${saved.snapshotId}`, { headers: { 'x-uve-vm-id': again.vm.id, authorization: `Bearer ${vm.secret}` } });
-  if (res.status !== 200) throw new Error(`the game's state could not be read back: ${res.status} ${await res.text()}`);
-  const real = new Uint8Array(await res.arrayBuffer());
-  await client.bye();
-  await gql(c.url, `mutation { endSession(sessionId: "${s.id}") { state } }`, {}, c.user);
-  const { decodeFullState, encodeFullState } = require(path.join(ROOT, 'apps/vm-agent/dist/runtimes/wasm/snapshot.js'));
-  const state = await decodeFullState(real);
-  const pages = Math.max(0, Math.round((mib * MiB - real.length) / PAGE_BYTES));
-  state.memory = Buffer.concat([state.memory, randomBytes(pages * PAGE_BYTES)]);
-  return encodeFullState(state);
-}
-
-/**
- * Reconnections restoring `state`, stored as the dropped session's newest VM Data each time. A run
- * where the old VM's own save replaced it first (the VM saves again as the session leaves it) is
- * not counted and run again (`replaced`).
- */
-async function endToEndState(c: Ctx, runs: number, state: Uint8Array): Promise<{ ms: number[]; replaced: number }> {
-  const ms: number[] = [];
-  let replaced = 0;
-  while (ms.length < runs) {
-    if (replaced > 2 * runs) throw new Error(`the uploaded state was replaced before its restore in ${replaced} runs`);
-    const { s } = await dropped(c);
-    const vm = agentOf(s.vm.id);
-    const put = await fetch(`${c.url}/vmm/vm-data/sessions/${s.id}?kind=FULL`, { method: 'PUT', headers: { 'x-uve-vm-id': s.vm.id, authorization: `Bearer ${vm.secret}` }, body: state as unknown as ArrayBuffer });
-    if (put.status !== 201) throw new Error(`upload refused: ${put.status} ${await put.text()}`);
-    const uploaded = ((await put.json()) as { snapshotId: string }).snapshotId;
-    const t0 = performance.now();
-    const again = await request(c, false);
-    const client = await firstFrame(again.connection);
-    const took = performance.now() - t0;
-    const outcome = await until('the restore reported', 30_000, async () =>
-      (await eventOf(c, s.id, 'SNAPSHOT_RESTORED')) ?? (await eventOf(c, s.id, 'SNAPSHOT_RESTORE_FAILED')));
-    if (outcome.data.snapshotId === uploaded && !outcome.data.reason) ms.push(took);
-    else if (/No such snapshot/.test(String(outcome.data.reason)) || outcome.data.snapshotId !== uploaded) replaced++;
-    else throw new Error(`the grown state was refused: ${outcome.data.reason}`);
-    await client.bye();
-    await gql(c.url, `mutation { endSession(sessionId: "${s.id}") { state } }`, {}, c.user);
-  }
-  return { ms, replaced };
-}
-
 interface StoreRow { mib: number; storeMBps: number; retrieveMBps: number; gatewayStoreGrowthMiB: number; gatewayRetrieveGrowthMiB: number; agentRetrieveGrowthMiB: number }
 
 async function store(c: Ctx, gatewayPid: number, mib: number): Promise<StoreRow> {
@@ -252,11 +192,11 @@ async function store(c: Ctx, gatewayPid: number, mib: number): Promise<StoreRow>
   // the VM that holds the dropped session stores mib MiB of VM Data (newest replaces the game's own)
   const bytes = mib * MiB;
   // distinct pieces, made before the clock starts: the store keeps equal chunks once
-  const pieces = Array.from({ length: mib }, () => randomBytes(MiB));
+  const pieces = Array.from({ length: Math.ceil(mib) }, () => randomBytes(MiB));
   let sent = 0;
   const body = new ReadableStream<Uint8Array>({
     pull(ctl) {
-      if (sent >= mib) return ctl.close();
+      if (sent >= pieces.length) return ctl.close();
       ctl.enqueue(pieces[sent++]!);
     },
   });
@@ -306,22 +246,18 @@ export async function run(args: string[]): Promise<void> {
     const c: Ctx = { url: gw.url, admin, user, game };
 
     const e2e = await endToEnd(c, o.runs);
-    const grown = o.state ? await grownState(c, o.state) : null;
-    const { ms: grownMs, replaced } = grown ? await endToEndState(c, o.runs, grown) : { ms: [], replaced: 0 };
     const rows: StoreRow[] = [];
     for (const mib of o.sizes) rows.push(await store(c, gw.pid, mib));
 
     const f = (n: number, d = 1) => n.toFixed(d).padStart(8);
     process.stdout.write(`bench/reconnect: loopback, ${os.cpus().length} cores, load average ${os.loadavg().map((l) => l.toFixed(2)).join(' / ')}, ${o.store === 'fs' ? 'filesystem' : 'PostgreSQL (embedded)'} VM Data store, WASM PROCESS VMs\n\n`);
     process.stdout.write(`reconnecting requestApplication -> first restored frame decoded (game, NO_LOSS, FULL snapshot of ${(e2e.sizeBytes / 1024).toFixed(0)} KiB, ${o.runs} runs):\n`);
-    process.stdout.write(`  p50 ${pct(e2e.ms, 50).toFixed(1)} ms, p95 ${pct(e2e.ms, 95).toFixed(1)} ms\n`);
-    if (grown) process.stdout.write(`  the same state grown to ${(grown.length / MiB).toFixed(1)} MiB (restored for real, ${o.runs} runs, ${replaced} more replaced before their restore): p50 ${pct(grownMs, 50).toFixed(1)} ms, p95 ${pct(grownMs, 95).toFixed(1)} ms\n`);
-    process.stdout.write('\n');
+    process.stdout.write(`  p50 ${pct(e2e.ms, 50).toFixed(1)} ms, p95 ${pct(e2e.ms, 95).toFixed(1)} ms\n\n`);
     process.stdout.write('|  MiB | store MB/s | retrieve MB/s | gateway +MiB (store) | gateway +MiB (retrieve) | agent +MiB (retrieve) |\n|------|-----------|---------------|----------------------|-------------------------|-----------------------|\n');
     for (const r of rows) process.stdout.write(`| ${String(r.mib).padStart(4)} | ${f(r.storeMBps)}  | ${f(r.retrieveMBps)}      | ${f(r.gatewayStoreGrowthMiB)}             | ${f(r.gatewayRetrieveGrowthMiB)}                | ${f(r.agentRetrieveGrowthMiB)}              |\n`);
     const out = path.resolve(__dirname, '../results/reconnect.json');
     fs.mkdirSync(path.dirname(out), { recursive: true });
-    fs.writeFileSync(out, JSON.stringify({ at: new Date().toISOString(), cores: os.cpus().length, loadAverage: os.loadavg(), vmDataStore: o.store, endToEnd: { runs: o.runs, snapshotBytes: e2e.sizeBytes, ms: e2e.ms, p50: pct(e2e.ms, 50), p95: pct(e2e.ms, 95) }, grownState: grown && { bytes: grown.length, replaced, ms: grownMs, p50: pct(grownMs, 50), p95: pct(grownMs, 95) }, store: rows }, null, 2) + '\n');
+    fs.writeFileSync(out, JSON.stringify({ at: new Date().toISOString(), cores: os.cpus().length, loadAverage: os.loadavg(), vmDataStore: o.store, endToEnd: { runs: o.runs, snapshotBytes: e2e.sizeBytes, ms: e2e.ms, p50: pct(e2e.ms, 50), p95: pct(e2e.ms, 95) }, store: rows }, null, 2) + '\n');
     process.stdout.write(`\nwrote ${path.relative(process.cwd(), out)}\n`);
   } finally {
     const profile = await gw.stop();
