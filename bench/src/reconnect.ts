@@ -5,9 +5,9 @@
 //     at the drop, then time the reconnecting `requestApplication` up to the first frame decoded
 //     from the other VM, which restored the snapshot before it (p50/p95 over --runs);
 //  2. the store at 1, 16 and 128 MiB (--sizes): a VM's upload through the UVE-5 VM Data endpoint
-//     (PUT, timed by the VM side: the bench holds the VM's secret), then the retrieval by the real
-//     agent of the VM the session moves to (reconnecting request -> SNAPSHOT_RESTORE_FAILED: the
-//     synthetic bytes are no state the runtime accepts, so the time is download + sha256 check +
+//     (PUT of distinct random MiB, timed by the VM side: the bench holds the VM's secret), then the
+//     retrieval by the real agent of the VM the session moves to (reconnecting request ->
+//     SNAPSHOT_RESTORE_FAILED: the synthetic bytes are no state the runtime accepts, so the time is download + sha256 check +
 //     the refusal), with the resident memory (VmRSS) of the gateway and of that agent sampled
 //     every 10 ms, growth over the value just before.
 // Exports run(args) for the bench runner; prints a table and writes JSON to bench/results/.
@@ -28,7 +28,8 @@ Usage: node bench/dist/reconnect.js [--runs N] [--sizes 1,16,128] [--store postg
   --store KIND   the gateway's VM Data store (UVE_VM_DATA_STORE, default postgres)
   --profile      the gateway runs with --cpu-prof; its hottest functions are printed
   --layer MiB    only the stores themselves (no HTTP, no VMs), 3 repetitions of MiB, with the
-                 PostgreSQL read the store used before as the baseline
+                 PostgreSQL read the store used before as the baseline, and PostgreSQL storing
+                 the same bytes again and with every tenth chunk changed (content addressing)
 Starts its own gateway on embedded defaults in a temporary folder; writes bench/results/reconnect.json.`;
 
 const PASSWORD = 'bench-admin-password';
@@ -190,13 +191,13 @@ async function store(c: Ctx, gatewayPid: number, mib: number): Promise<StoreRow>
   const vm = agentOf(s.vm.id);
   // the VM that holds the dropped session stores mib MiB of VM Data (newest replaces the game's own)
   const bytes = mib * MiB;
-  const piece = randomBytes(MiB);
+  // distinct pieces, made before the clock starts: the store keeps equal chunks once
+  const pieces = Array.from({ length: Math.ceil(mib) }, () => randomBytes(MiB));
   let sent = 0;
   const body = new ReadableStream<Uint8Array>({
     pull(ctl) {
-      if (sent >= bytes) return ctl.close();
-      ctl.enqueue(piece);
-      sent += MiB;
+      if (sent >= pieces.length) return ctl.close();
+      ctl.enqueue(pieces[sent++]!);
     },
   });
   const put = await withMemory([gatewayPid], async () => {
@@ -269,8 +270,8 @@ async function layer(mib: number): Promise<void> {
   const med = (xs: number[]) => pct(xs, 50);
   const f = (xs: number[]) => (xs.length ? `${med(xs).toFixed(0)} (${Math.min(...xs).toFixed(0)}–${Math.max(...xs).toFixed(0)})` : '');
   process.stdout.write(`bench/reconnect --layer ${mib}: the VM Data stores alone, ${os.cpus().length} cores, load average ${os.loadavg().map((l) => l.toFixed(2)).join(' / ')}, 3 repetitions\n\n`);
-  process.stdout.write('| store | write MB/s | read MB/s |\n|---|---|---|\n');
-  for (const r of rows) process.stdout.write(`| ${r.store} | ${f(r.writeMBps)} | ${f(r.readMBps)} |\n`);
+  process.stdout.write(`| store | write MB/s | read MB/s | chunks written of ${mib} |\n|---|---|---|---|\n`);
+  for (const r of rows) process.stdout.write(`| ${r.store} | ${f(r.writeMBps)} | ${f(r.readMBps)} | ${r.chunksWritten ? f(r.chunksWritten) : ''} |\n`);
   const out = path.resolve(__dirname, '../results/reconnect-layer.json');
   fs.mkdirSync(path.dirname(out), { recursive: true });
   fs.writeFileSync(out, JSON.stringify({ at: new Date().toISOString(), cores: os.cpus().length, loadAverage: os.loadavg(), mib, rows }, null, 2) + '\n');

@@ -160,7 +160,7 @@ describe('VM Data', () => {
     expect((await vmData(vmA, `snapshots/${saved.snapshotId}`)).status).toBe(404);
 
     // the bytes change at rest: refused with a reason, not served
-    await db.query(`UPDATE vm_data_chunks SET data = $2 WHERE snapshot_id = $1`, [saved.snapshotId, Buffer.from('tampered')]);
+    await db.query(`UPDATE vm_data_chunks SET data = $2 WHERE address IN (SELECT address FROM vm_data_manifests WHERE snapshot_id = $1)`, [saved.snapshotId, Buffer.from('tampered')]);
     const bad = await vmData(vmB, `snapshots/${saved.snapshotId}`);
     expect(bad.status).toBe(422);
     const body = (await bad.json()) as { error: { code: string; message: string } };

@@ -118,7 +118,7 @@ it('a corrupted snapshot is caught by its checksum: the UA starts fresh with a c
   const pg = new PgClient({ connectionString: dbUrl });
   await pg.connect();
   try {
-    const r = await pg.query(`UPDATE vm_data_chunks SET data = overlay(data placing decode(lpad(to_hex(get_byte(data, 100) # 255), 2, '0'), 'hex') from 101 for 1) WHERE snapshot_id = $1 AND seq = 0`, [saved.snapshotId]);
+    const r = await pg.query(`UPDATE vm_data_chunks SET data = overlay(data placing decode(lpad(to_hex(get_byte(data, 100) # 255), 2, '0'), 'hex') from 101 for 1) WHERE address = (SELECT address FROM vm_data_manifests WHERE snapshot_id = $1 AND seq = 0)`, [saved.snapshotId]);
     expect(r.rowCount).toBe(1);
   } finally {
     await pg.end();

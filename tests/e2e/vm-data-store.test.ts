@@ -3,8 +3,10 @@
 // in PostgreSQL and files in a folder. Uploads stream into 1 MiB chunks sealed with AES-256-GCM
 // (UVE_VM_DATA_KEY), too large is refused and leaves nothing, downloads give back the bytes, a
 // flipped byte is refused by its checksum (before anything goes out when it is in the first chunk,
-// by cutting the download short after), a chunk moved elsewhere does not open, retention keeps the
-// newest UVE_VM_DATA_KEEP snapshots and deleteSnapshot removes the bytes.
+// by cutting the download short after), a chunk's bytes moved to another chunk's place do not open,
+// chunks in another order are caught by the whole snapshot's sha256, retention keeps the newest
+// UVE_VM_DATA_KEEP snapshots and deleteSnapshot removes the bytes. The PostgreSQL store is
+// content-addressed: a chunk it holds is not written again, and chunks go once no snapshot holds them.
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -13,13 +15,15 @@ import { Client as PgClient } from 'pg';
 import { freshDatabase, startRedis, until, type TestRedis } from '../support/services';
 import { ADMIN, login, ok, registerUser, startGateway, type GatewayProcess } from '../support/gateway';
 import { uaId, vmSecret } from '../support/stream';
+import { VmDataStore, parseVmDataKey } from '../../apps/gateway/src/modules/snapshots/vm-data-store';
+import { PostgresChunkStore } from '../../apps/gateway/src/modules/snapshots/vm-data-store.postgres';
 
 const KEY = randomBytes(32).toString('hex');
 const MiB = 1024 * 1024;
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
-/** One stored chunk as a store keeps it: its sealed bytes and nonce. */
-interface Kept { seq: number; data: Buffer; nonce: Buffer | null }
+/** One stored chunk as a store keeps it: its address, sealed bytes and nonce. */
+interface Kept { seq: number; address: Buffer; data: Buffer; nonce: Buffer | null }
 
 /** What a test needs to see and alter in a store's own place (rows or a file). */
 interface Backend {
@@ -27,23 +31,25 @@ interface Backend {
   chunks(snapshotId: string): Promise<Kept[]>;
   /** flips the byte at `offset` of chunk `seq` (leaving its checksum) */
   flip(snapshotId: string, seq: number, offset: number): Promise<void>;
-  /** swaps two chunks, checksums and all */
+  /** swaps the stored bytes (checksums and nonces too) of two chunks, each left at its address */
   swap(snapshotId: string, a: number, b: number): Promise<void>;
+  /** swaps two chunks in the snapshot's order (its manifest) */
+  reorder(snapshotId: string, a: number, b: number): Promise<void>;
   /** how many snapshots have bytes in the store */
   count(): Promise<number>;
   dispose(): void;
 }
 
-/** the fs store's file layout (vm-data-store.fs.ts): magic, then per chunk seq, length, sealed, nonce, sha256, bytes */
+/** the fs store's file layout (vm-data-store.fs.ts): magic, then per chunk seq, length, sealed, nonce, sha256, address, bytes */
 const MAGIC = 8;
-const HEADER = 4 + 4 + 1 + 12 + 32;
-function parseFile(file: string): { at: number; seq: number; data: Buffer; nonce: Buffer | null; header: Buffer }[] {
+const HEADER = 4 + 4 + 1 + 12 + 32 + 32;
+function parseFile(file: string): { at: number; seq: number; address: Buffer; data: Buffer; nonce: Buffer | null; header: Buffer }[] {
   const b = fs.readFileSync(file);
   const out = [];
   for (let at = MAGIC; at < b.length;) {
     const header = b.subarray(at, at + HEADER);
     const len = header.readUInt32BE(4);
-    out.push({ at, seq: header.readUInt32BE(0), nonce: header[8] ? Buffer.from(header.subarray(9, 21)) : null, data: b.subarray(at + HEADER, at + HEADER + len), header });
+    out.push({ at, seq: header.readUInt32BE(0), address: Buffer.from(header.subarray(53)), nonce: header[8] ? Buffer.from(header.subarray(9, 21)) : null, data: b.subarray(at + HEADER, at + HEADER + len), header });
     at += HEADER + len;
   }
   return out;
@@ -55,16 +61,22 @@ let dbUrl: string;
 function postgresBackend(): Backend {
   return {
     env: () => ({}),
-    chunks: async (id) => (await pg.query(`SELECT seq, data, nonce FROM vm_data_chunks WHERE snapshot_id = $1 ORDER BY seq`, [id])).rows,
+    chunks: async (id) => (await pg.query(`SELECT m.seq, c.address, c.data, c.nonce FROM vm_data_manifests m JOIN vm_data_chunks c USING (address) WHERE m.snapshot_id = $1 ORDER BY m.seq`, [id])).rows,
     flip: async (id, seq, offset) => {
-      const r = await pg.query(`UPDATE vm_data_chunks SET data = overlay(data placing decode(lpad(to_hex(get_byte(data, $3) # 255), 2, '0'), 'hex') from $3 + 1 for 1) WHERE snapshot_id = $1 AND seq = $2`, [id, seq, offset]);
+      const r = await pg.query(`UPDATE vm_data_chunks SET data = overlay(data placing decode(lpad(to_hex(get_byte(data, $3) # 255), 2, '0'), 'hex') from $3 + 1 for 1) WHERE address = (SELECT address FROM vm_data_manifests WHERE snapshot_id = $1 AND seq = $2)`, [id, seq, offset]);
       expect(r.rowCount).toBe(1);
     },
     swap: async (id, a, b) => {
-      await pg.query(`UPDATE vm_data_chunks SET seq = (CASE seq WHEN $2::int THEN $3::int ELSE $2::int END) + 100 WHERE snapshot_id = $1 AND seq IN ($2, $3)`, [id, a, b]);
-      await pg.query(`UPDATE vm_data_chunks SET seq = seq - 100 WHERE snapshot_id = $1 AND seq >= 100`, [id]);
+      const r = await pg.query(`UPDATE vm_data_chunks c SET data = o.data, nonce = o.nonce, sha256 = o.sha256
+          FROM vm_data_manifests m, vm_data_manifests n, vm_data_chunks o
+         WHERE m.snapshot_id = $1 AND n.snapshot_id = $1 AND m.seq IN ($2, $3) AND n.seq IN ($2, $3) AND m.seq <> n.seq AND c.address = m.address AND o.address = n.address`, [id, a, b]);
+      expect(r.rowCount).toBe(2);
     },
-    count: async () => (await pg.query(`SELECT count(DISTINCT snapshot_id)::int AS n FROM vm_data_chunks`)).rows[0].n,
+    reorder: async (id, a, b) => {
+      await pg.query(`UPDATE vm_data_manifests SET seq = (CASE seq WHEN $2::int THEN $3::int ELSE $2::int END) + 100 WHERE snapshot_id = $1 AND seq IN ($2, $3)`, [id, a, b]);
+      await pg.query(`UPDATE vm_data_manifests SET seq = seq - 100 WHERE snapshot_id = $1 AND seq >= 100`, [id]);
+    },
+    count: async () => (await pg.query(`SELECT count(DISTINCT snapshot_id)::int AS n FROM vm_data_manifests`)).rows[0].n,
     dispose: () => undefined,
   };
 }
@@ -82,6 +94,19 @@ function fsBackend(): Backend {
       fs.closeSync(fd);
     },
     swap: async (id, a, b) => {
+      // each chunk keeps its seq and address, with the other's length, nonce, checksum and bytes
+      const chunks = parseFile(file(id));
+      const [ca, cb] = [chunks[a]!, chunks[b]!];
+      const moved = (at: (typeof chunks)[number], from: (typeof chunks)[number]) => {
+        const h = Buffer.from(from.header);
+        at.header.copy(h, 0, 0, 4);
+        at.address.copy(h, 53);
+        return Buffer.concat([h, from.data]);
+      };
+      const bytes = chunks.map((c, i) => (i === a ? moved(ca, cb) : i === b ? moved(cb, ca) : Buffer.concat([c.header, c.data])));
+      fs.writeFileSync(file(id), Buffer.concat([fs.readFileSync(file(id)).subarray(0, MAGIC), ...bytes]));
+    },
+    reorder: async (id, a, b) => {
       // the seq numbers in the headers are swapped back, so each chunk sits at the other's place
       const chunks = parseFile(file(id));
       const bytes = (c: (typeof chunks)[number]) => Buffer.concat([c.header, c.data]);
@@ -200,10 +225,10 @@ it('refuses a snapshot with a flipped byte by its checksum: before sending anyth
   await expect(later.arrayBuffer()).rejects.toThrow();
 });
 
-it('a chunk moved to another place, checksum and all, does not open: refused before the first byte, cut short after', async () => {
-  /** swaps two chunks of a snapshot with their checksums (each is sealed to its position) */
+it('a chunk\'s bytes moved to another chunk\'s place, checksum and all, do not open: refused before the first byte, cut short after', async () => {
+  /** swaps the sealed bytes of two chunks with their checksums (each is sealed to its address) */
   const swapped = async (a: number, b: number) => {
-    const stored = (await (await upload(randomBytes(2.5 * MiB))).json()) as { snapshotId: string };
+    const stored = (await (await upload(randomBytes(3.5 * MiB))).json()) as { snapshotId: string };
     await restoreOnVm(stored.snapshotId);
     await store.swap(stored.snapshotId, a, b);
     return stored.snapshotId;
@@ -212,9 +237,20 @@ it('a chunk moved to another place, checksum and all, does not open: refused bef
   const refused = await download(first);
   expect(refused.status).toBe(422);
   expect(await refused.json()).toEqual({ error: { code: 'DAMAGED', message: `VM Data chunk 0 of ${first} does not open with its key (tampered with or misplaced).` } });
-  const later = await download(await swapped(1, 2));
-  expect(later.status).toBe(200); // chunk 0 went out before chunk 1 failed to open
+  const later = await download(await swapped(2, 3));
+  expect(later.status).toBe(200); // chunk 0 went out before chunk 2 failed to open
   await expect(later.arrayBuffer()).rejects.toThrow();
+});
+
+it('chunks whole but in another order (the manifest tampered with) are caught by the snapshot\'s sha256: the last chunk never goes out', async () => {
+  const state = randomBytes(2.5 * MiB);
+  const stored = (await (await upload(state)).json()) as { snapshotId: string };
+  await restoreOnVm(stored.snapshotId);
+  await store.reorder(stored.snapshotId, 0, 1);
+  const res = await download(stored.snapshotId);
+  expect(res.status).toBe(200);
+  await expect(res.arrayBuffer()).rejects.toThrow();
+  await until('the refusal logged', 10_000, async () => gw.output().includes(`snapshot ${stored.snapshotId} does not add up to the sha256 it was stored with`));
 });
 
 it('a gateway without the key the snapshot was sealed with refuses it clearly', async () => {
@@ -238,6 +274,133 @@ it('keeps the newest UVE_VM_DATA_KEEP snapshots of a user, UA and kind; deleteSn
   expect(await store.chunks(ids[2]!).catch(() => [])).toEqual([]);
   expect(await store.count()).toBe(1);
 });
+
+if (name === 'postgres') {
+  const rows = async () => (await pg.query(`SELECT count(*)::int AS n FROM vm_data_chunks`)).rows[0].n as number;
+  const addresses = async (id: string) => (await store.chunks(id)).map((c) => c.address.toString('hex'));
+
+  it('keeps a chunk once: the same bytes again add no chunk rows, a changed chunk adds only itself; chunks go when no snapshot holds them', async () => {
+    // UVE_VM_DATA_KEEP is 2: a third snapshot of the user's UA drops the first
+    for (const id of (await ok(gw, `{ mySnapshots { id } }`, {}, user.token)).mySnapshots.map((x: { id: string }) => x.id)) {
+      await ok(gw, `mutation($id: ID!) { deleteSnapshot(id: $id) }`, { id }, user.token);
+    }
+    expect(await rows()).toBe(0);
+    const state = randomBytes(3 * MiB + 100);
+    const a = ((await (await upload(state)).json()) as { snapshotId: string }).snapshotId;
+    expect(await rows()).toBe(4);
+    // sealed: the address is an HMAC under the key, not the sha256 of the plain bytes
+    expect((await addresses(a))[0]).not.toBe(sha(state.subarray(0, MiB)));
+    const b = ((await (await upload(state)).json()) as { snapshotId: string }).snapshotId;
+    expect(await rows()).toBe(4);
+    expect(await addresses(b)).toEqual(await addresses(a));
+    const changed = Buffer.from(state);
+    changed[MiB + 7] ^= 1;
+    const c = ((await (await upload(changed)).json()) as { snapshotId: string }).snapshotId;
+    // a (the oldest) was dropped, its chunks all shared with b: one new chunk, nothing collected
+    expect(await rows()).toBe(5);
+    expect(await store.chunks(a)).toEqual([]);
+    const [ab, ac] = [await addresses(b), await addresses(c)];
+    expect(ac.filter((x, i) => x !== ab[i])).toHaveLength(1);
+    expect(ac[1]).not.toBe(ab[1]);
+    // b's changed chunk is held by b alone: deleting b collects it, the shared ones stay for c
+    await ok(gw, `mutation($id: ID!) { deleteSnapshot(id: $id) }`, { id: b }, user.token);
+    expect(await rows()).toBe(4);
+    await restoreOnVm(c);
+    expect(Buffer.from(await (await download(c)).arrayBuffer()).equals(changed)).toBe(true);
+    await ok(gw, `mutation($id: ID!) { deleteSnapshot(id: $id) }`, { id: c }, user.token);
+    expect(await rows()).toBe(0);
+  });
+
+  it('two stores of the same new bytes at once keep one chunk each, and a collection racing a store that reuses a chunk leaves it', async () => {
+    const chunks = new PostgresChunkStore(dbUrl, 10_000, 2);
+    const vmData = new VmDataStore(chunks, parseVmDataKey(KEY));
+    const clients = await Promise.all([0, 1, 2].map(async () => {
+      const c = new PgClient({ connectionString: dbUrl });
+      await c.connect();
+      return c;
+    }));
+    const [t1, t2, other] = clients as [PgClient, PgClient, PgClient];
+    const em = (c: PgClient) => ({ query: (q: string, p?: unknown[]) => c.query(q, p).then((r) => r.rows) }) as never;
+    /** a snapshot record of the test's user and UA, as the service writes first */
+    const record = async (c: PgClient) => (await c.query(`INSERT INTO vm_snapshots (user_id, ua_id, kind, size_bytes, sha256, storage_key)
+      SELECT user_id, ua_id, 'FULL', 0, repeat('0', 64), 'postgres:vm_data_chunks' FROM sessions WHERE id = $1 RETURNING id`, [session.id])).rows[0].id as string;
+    /** a source of `state` in 1 MiB pieces that stops before piece `gate` until released, telling when it got there */
+    const gated = (state: Buffer, gate: number) => {
+      let release!: () => void;
+      let reached!: () => void;
+      const at = new Promise<void>((r) => (reached = r));
+      const released = new Promise<void>((r) => (release = r));
+      const source = (async function* () {
+        for (let i = 0; i * MiB < state.length; i++) {
+          if (i === gate) {
+            reached();
+            await released;
+          }
+          yield state.subarray(i * MiB, (i + 1) * MiB);
+        }
+      })();
+      return { source, at, release };
+    };
+    const readBack = async (id: string, size: number, sum: string) => {
+      const parts: Buffer[] = [];
+      for await (const b of await vmData.open({ id, sizeBytes: size, sha256: sum, encryptionKeyId: vmData.keyId })) parts.push(b);
+      return Buffer.concat(parts);
+    };
+    const commit = async (c: PgClient, id: string, w: { sizeBytes: number; sha256: string }) => {
+      await c.query(`UPDATE vm_snapshots SET size_bytes = $2, sha256 = $3 WHERE id = $1`, [id, w.sizeBytes, w.sha256]);
+      await c.query('COMMIT');
+    };
+    try {
+      // two stores of the same new 3 MiB at once: the second waits on the first's chunk 0, then finds it
+      const before = await rows();
+      const state = randomBytes(3 * MiB);
+      await t1.query('BEGIN');
+      await t2.query('BEGIN');
+      const [id1, id2] = [await record(t1), await record(t2)];
+      const first = gated(state, 2); // chunk 0 inserted (by the time piece 2 is asked for), not committed
+      const w1 = vmData.write(em(t1), id1, first.source, Number.MAX_SAFE_INTEGER);
+      await first.at;
+      const w2 = vmData.write(em(t2), id2, (async function* () { yield state; })(), Number.MAX_SAFE_INTEGER);
+      first.release();
+      const s1 = await w1;
+      await commit(t1, id1, s1);
+      const s2 = await w2;
+      await commit(t2, id2, s2);
+      expect([s1.written, s2.written]).toEqual([3, 0]);
+      expect(await rows()).toBe(before + 3);
+      expect((await readBack(id2, s2.sizeBytes, s2.sha256)).equals(state)).toBe(true);
+
+      // a store reusing chunks 0 and 1 holds them (FOR KEY SHARE) while id1 and id2 are deleted and
+      // collected: chunk 2 (not reused) goes, 0 and 1 stay
+      await t1.query('BEGIN');
+      const id3 = await record(t1);
+      const state3 = Buffer.concat([state.subarray(0, 2 * MiB), randomBytes(2 * MiB)]);
+      const reuse = gated(state3, 3); // chunks 0 and 1 locked by then, the new chunk 2 on its way
+      const w3 = vmData.write(em(t1), id3, reuse.source, Number.MAX_SAFE_INTEGER);
+      await reuse.at;
+      await other.query('BEGIN');
+      const refs = await chunks.held(em(other), [id1, id2]);
+      await other.query(`DELETE FROM vm_snapshots WHERE id = ANY($1::uuid[])`, [[id1, id2]]);
+      await other.query('COMMIT');
+      await chunks.remove(refs); // chunks 0 and 1 locked: skipped; chunk 2 not taken yet: collected
+      expect(await rows()).toBe(before + 2);
+      reuse.release();
+      const s3 = await w3;
+      await commit(t1, id3, s3);
+      expect(s3.written).toBe(2);
+      expect((await readBack(id3, s3.sizeBytes, s3.sha256)).equals(state3)).toBe(true);
+      // the store's collector never takes a chunk a manifest refers to, even when asked for all
+      await chunks.sweep();
+      expect(await rows()).toBe(before + 4);
+      await pg.query(`DELETE FROM vm_snapshots WHERE id = $1`, [id3]);
+      expect(await chunks.sweep()).toBe(4);
+      expect(await rows()).toBe(before);
+    } finally {
+      for (const c of clients) await c.end();
+      await chunks.close();
+    }
+  });
+}
 
 it('a gateway told to stop lets an upload under way finish before it closes its connections and the database', async () => {
   let pulled = 0;

@@ -112,6 +112,7 @@ export async function startGateway(config: GatewayConfig, hooks: GatewayHooks = 
       config, log, ds, bus, pubsub, redisUrl, redis: pinger, redisPing: () => pinger.ping(), publicUrl: () => publicUrl,
       privateState: (dep) => privateStates[dep]?.() ?? 'up',
     });
+    stops.push(['VM Data store connections', () => services.snapshots.close()]);
     services.keys.startRotationSchedule(config.signingKeyMaxAgeDays * 86400_000, log);
     stops.push(['signing key rotation', async () => services.keys.stopRotationSchedule()]);
     await services.users.ensureFirstAdmin(config.adminUsername, config.adminPassword, log);
@@ -144,8 +145,8 @@ export async function startGateway(config: GatewayConfig, hooks: GatewayHooks = 
     const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
     publicUrl ||= url;
 
-    // files of snapshots whose records went with their user or UA (filesystem store)
-    const sweepVmData = () => services.snapshots.sweep().then((n) => n && log.info('VM Data files without a snapshot removed', { files: n }), (e: Error) => log.warn('VM Data sweep failed', { error: e.message }));
+    // bytes of snapshots whose records went with their user or UA (chunks no manifest refers to, files)
+    const sweepVmData = () => services.snapshots.sweep().then((n) => n && log.info('VM Data no snapshot refers to removed', { [config.vmDataStore === 'fs' ? 'files' : 'chunks']: n }), (e: Error) => log.warn('VM Data sweep failed', { error: e.message }));
     void sweepVmData();
     const vmDataSweeper = setInterval(sweepVmData, 3600_000).unref();
     stops.push(['VM Data sweeper', async () => clearInterval(vmDataSweeper)]);

@@ -62,6 +62,8 @@ export interface GatewayConfig {
   vmDataDir: string | null;
   /** snapshots kept per user, UA and kind (the newest) */
   vmDataKeep: number;
+  /** VM Data downloads the PostgreSQL store serves at once (each on a connection of its own) */
+  vmDataReaders: number;
   graphqlMaxTokens: number;
   graphqlMaxDepth: number;
   graphqlMaxAliases: number;
@@ -190,6 +192,7 @@ export const CONFIG_SPEC = {
   vmDataStore: { env: 'UVE_VM_DATA_STORE', doc: 'where VM Data is kept: postgres (chunks in the database, any gateway serves any VM) or fs (files in UVE_VM_DATA_STORE_DIR, single-host setups)', default: 'postgres', parse: oneOf('postgres', 'fs') },
   vmDataDir: { env: 'UVE_VM_DATA_STORE_DIR', doc: 'folder of the fs VM Data store (default <UVE_DATA_DIR>/vm-data)', default: null, parse: (raw: string) => path.resolve(raw) },
   vmDataKeep: { env: 'UVE_VM_DATA_KEEP', doc: 'VM Data snapshots kept per user, UA and kind (APP_DATA, FULL): the newest; older ones are deleted when a new one is stored', default: '1', parse: int(1, 100) },
+  vmDataReaders: { env: 'UVE_VM_DATA_READERS', doc: 'VM Data downloads the postgres store serves at once, each on a database connection of its own besides the pool (more wait for one, up to UVE_DB_TIMEOUT_MS)', default: '4', parse: int(1, 64) },
   graphqlMaxTokens: { env: 'UVE_GRAPHQL_MAX_TOKENS', doc: 'most tokens a GraphQL document may have', default: '2000', parse: int(100, 100_000) },
   graphqlMaxDepth: { env: 'UVE_GRAPHQL_MAX_DEPTH', doc: 'deepest selection a GraphQL operation may nest', default: '10', parse: int(2, 100) },
   graphqlMaxAliases: { env: 'UVE_GRAPHQL_MAX_ALIASES', doc: 'most aliases in one GraphQL operation', default: '10', parse: int(0, 1000) },

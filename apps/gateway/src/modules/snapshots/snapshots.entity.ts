@@ -32,16 +32,29 @@ export class VmSnapshot {
 }
 
 /**
- * One chunk of a snapshot's bytes (vm-data-store.ts), kept in PostgreSQL so every gateway can serve
- * them to any VM; sealed with AES-256-GCM when `nonce` is set.
+ * One chunk of VM Data (vm-data-store.ts), kept once in PostgreSQL under its address however many
+ * snapshots hold it (their manifests), so every gateway can serve it to any VM; sealed with
+ * AES-256-GCM when `nonce` is set.
  */
 @Entity('vm_data_chunks')
 export class VmDataChunk {
+  /** sha256 of the plain bytes, or their HMAC under UVE_VM_DATA_KEY when sealed */
+  @PrimaryColumn({ type: 'bytea' }) address!: Buffer;
+  @Column({ type: 'bytea' }) data!: Buffer;
+  @Column({ type: 'bytea', nullable: true }) nonce!: Buffer | null;
+  /** what a sealed chunk stored before content addressing is bound to (its snapshot and position); null: its address */
+  @Column({ type: 'bytea', nullable: true }) aad!: Buffer | null;
+  /** sha256 of `data` as stored, checked on every read */
+  @Column({ type: 'bytea' }) sha256!: Buffer;
+}
+
+/** A snapshot's chunks in order: its manifest (the chunk cannot go while a manifest refers to it). */
+@Entity('vm_data_manifests')
+@Index('ix_vm_data_manifests_address', ['address'])
+export class VmDataManifest {
   @PrimaryColumn({ type: 'uuid' }) snapshotId!: string;
   @ManyToOne(() => VmSnapshot, { onDelete: 'CASCADE' }) @JoinColumn({ name: 'snapshot_id' }) snapshot?: VmSnapshot;
   @PrimaryColumn({ type: 'int' }) seq!: number;
-  @Column({ type: 'bytea' }) data!: Buffer;
-  @Column({ type: 'bytea', nullable: true }) nonce!: Buffer | null;
-  /** sha256 of `data` as stored, checked by PostgreSQL before every read */
-  @Column({ type: 'bytea' }) sha256!: Buffer;
+  @Column({ type: 'bytea' }) address!: Buffer;
+  @ManyToOne(() => VmDataChunk, { onDelete: 'NO ACTION' }) @JoinColumn({ name: 'address' }) chunk?: VmDataChunk;
 }

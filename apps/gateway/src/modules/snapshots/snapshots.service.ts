@@ -8,7 +8,7 @@ import { isUuid, notFound } from '../../common/errors';
 import type { User } from '../users/users.entity';
 import { page } from '../users/users.service';
 import { VmSnapshot } from './snapshots.entity';
-import type { VmDataStore } from './vm-data-store';
+import type { ChunkRefs, VmDataStore } from './vm-data-store';
 
 /**
  * A session's VM Data is saved while the session is open or as it ends (the user's end reaches the
@@ -49,6 +49,11 @@ export class SnapshotsService {
     return this.transfers.size;
   }
 
+  /** closes the store's own connections (once the transfers drained) */
+  async close(): Promise<void> {
+    await this.store_.chunks.close?.();
+  }
+
   findById(id: string): Promise<VmSnapshot | null> {
     return isUuid(id) ? this.repo.findOneBy({ id }) : Promise.resolve(null);
   }
@@ -83,22 +88,23 @@ export class SnapshotsService {
   async store(vm: Vm, sessionId: string, kind: SnapshotKind, body: AsyncIterable<Uint8Array>, maxBytes: number): Promise<VmSnapshot | null> {
     if (!isUuid(sessionId)) return null;
     let written: string | null = null;
-    let dropped: string[] = [];
+    let dropped: ChunkRefs | null = null;
     let snap: VmSnapshot | null;
     try {
-      snap = await this.storeInTransaction(vm, sessionId, kind, body, maxBytes, (id) => (written = id), (ids) => (dropped = ids));
+      snap = await this.storeInTransaction(vm, sessionId, kind, body, maxBytes, (id) => (written = id), (refs) => (dropped = refs));
     } catch (e) {
       // bytes kept outside the database go with the transaction that did not commit
       if (written) await this.store_.chunks.discard(written).catch(() => undefined);
       throw e;
     }
-    if (dropped.length) await this.store_.chunks.remove(dropped).catch(() => undefined);
+    // chunks the new snapshot shares with the replaced ones stay (the store only collects the unreferenced)
+    if (dropped) await this.store_.chunks.remove(dropped).catch(() => undefined);
     return snap;
   }
 
   private storeInTransaction(
     vm: Vm, sessionId: string, kind: SnapshotKind, body: AsyncIterable<Uint8Array>, maxBytes: number,
-    writing: (id: string) => void, replaced: (ids: string[]) => void,
+    writing: (id: string) => void, replaced: (refs: ChunkRefs) => void,
   ): Promise<VmSnapshot | null> {
     return this.ds.transaction(async (em) => {
       const session = await em.findOneBy(Session, { id: sessionId });
@@ -120,8 +126,9 @@ export class SnapshotsService {
         [session.userId, session.uaId, kind, snap.id, this.keep - 1],
       );
       if (older.length) {
-        await em.delete(VmSnapshot, { id: In(older.map((o) => o.id)) });
-        replaced(older.map((o) => o.id));
+        const ids = older.map((o) => o.id);
+        replaced(await this.store_.chunks.held(em, ids));
+        await em.delete(VmSnapshot, { id: In(ids) });
       }
       return Object.assign(snap, { sizeBytes, sha256, sessionId });
     });
@@ -154,12 +161,17 @@ export class SnapshotsService {
   async delete(user: User, id: string): Promise<boolean> {
     const s = await this.findById(id);
     if (!s || (s.userId !== user.id && user.role !== 'ADMIN')) throw notFound('Snapshot', id);
-    await this.repo.delete(s.id);
-    await this.store_.chunks.remove([s.id]);
+    const refs = await this.ds.transaction(async (em) => {
+      const held = await this.store_.chunks.held(em, [s.id]);
+      await em.delete(VmSnapshot, s.id);
+      return held;
+    });
+    // the record is gone: bytes a busy store could not collect now go with the hourly sweep
+    await this.store_.chunks.remove(refs).catch(() => undefined);
     return true;
   }
 
-  /** Removes stored bytes whose snapshot records are gone (a user or UA deleted): filesystem store only. */
+  /** Removes stored bytes no snapshot record refers to any more (their user or UA was deleted). */
   async sweep(): Promise<number> {
     const chunks = this.store_.chunks;
     if (!chunks.sweep) return 0;

@@ -1,17 +1,22 @@
 // VM Data chunks in a folder (UVE_VM_DATA_STORE=fs, UVE_VM_DATA_STORE_DIR), for single-host setups: one
 // file per snapshot, written to a temporary name, fsync'd, renamed into place (and the folder
 // fsync'd), so a snapshot file is either whole or absent. Each chunk is a fixed header (seq,
-// length, nonce, sha256 of the stored bytes) followed by its bytes; reads go one chunk ahead.
+// length, nonce, sha256 of the stored bytes, address) followed by its bytes; reads go one chunk
+// ahead. Not deduplicated: a snapshot is one file (chunks are addressed and sealed as in every
+// store, so a file's chunks open the same way); files of the first format (no address, sealed
+// chunks bound to their snapshot and position) are still read.
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { open, readdir, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import type { EntityManager } from 'typeorm';
-import { NONCE_BYTES, VmDataStoreError, type ChunkStore, type StoredChunk } from './vm-data-store';
+import { NONCE_BYTES, VmDataStoreError, legacyAad, type ChunkRefs, type ChunkStore, type NewChunk, type StoredChunk } from './vm-data-store';
 
-const MAGIC = Buffer.from('UVEVMD1\n');
-/** seq u32, length u32, sealed u8, nonce, sha256 */
-const HEADER_BYTES = 4 + 4 + 1 + NONCE_BYTES + 32;
+const MAGIC_V1 = Buffer.from('UVEVMD1\n');
+const MAGIC = Buffer.from('UVEVMD2\n');
+/** seq u32, length u32, sealed u8, nonce, sha256 (v1 ends here), address */
+const HEADER_V1_BYTES = 4 + 4 + 1 + NONCE_BYTES + 32;
+const HEADER_BYTES = HEADER_V1_BYTES + 32;
 const SUFFIX = '.vmd';
 /** a file this old belongs to no write still running (a temporary one: a crashed gateway's) */
 const SETTLED_MS = 3600_000;
@@ -29,11 +34,12 @@ export class FsChunkStore implements ChunkStore {
     return path.join(this.dir, snapshotId + SUFFIX);
   }
 
-  async write(_em: EntityManager, snapshotId: string, chunks: AsyncIterable<StoredChunk>): Promise<void> {
+  async write(_em: EntityManager, snapshotId: string, chunks: AsyncIterable<NewChunk>): Promise<number> {
     const final = this.file(snapshotId);
     const tmp = `${final}.tmp-${randomBytes(4).toString('hex')}`;
     const fh = await open(tmp, 'wx', 0o600);
     let done = false;
+    let written = 0;
     try {
       let at = 0;
       const put = async (bufs: Buffer[]) => {
@@ -43,7 +49,11 @@ export class FsChunkStore implements ChunkStore {
         at += want;
       };
       await put([MAGIC]);
-      for await (const c of chunks) await put([header(c), c.data]);
+      for await (const n of chunks) {
+        const c = n.stored();
+        await put([header(c), c.data]);
+        written++;
+      }
       await fh.sync();
       done = true;
     } finally {
@@ -52,6 +62,7 @@ export class FsChunkStore implements ChunkStore {
     }
     await rename(tmp, final);
     await syncDir(this.dir);
+    return written;
   }
 
   async *read(snapshotId: string): AsyncGenerator<StoredChunk> {
@@ -64,16 +75,27 @@ export class FsChunkStore implements ChunkStore {
     }
     try {
       const magic = await readExactly(fh, 0, MAGIC.length);
-      if (!magic?.equals(MAGIC)) throw new VmDataStoreError(422, 'DAMAGED', `VM Data snapshot ${snapshotId}: its file is not a VM Data file.`);
+      const v1 = !!magic?.equals(MAGIC_V1);
+      if (!v1 && !magic?.equals(MAGIC)) throw new VmDataStoreError(422, 'DAMAGED', `VM Data snapshot ${snapshotId}: its file is not a VM Data file.`);
+      const headerBytes = v1 ? HEADER_V1_BYTES : HEADER_BYTES;
       let at = MAGIC.length;
       const readChunk = async (): Promise<StoredChunk | null> => {
-        const h = await readExactly(fh, at, HEADER_BYTES);
+        const h = await readExactly(fh, at, headerBytes);
         if (!h) return null;
         const len = h.readUInt32BE(4);
-        const data = await readExactly(fh, at + HEADER_BYTES, len);
+        const data = await readExactly(fh, at + headerBytes, len);
         if (!data) throw new VmDataStoreError(422, 'DAMAGED', `VM Data snapshot ${snapshotId}: its file ends inside a chunk.`);
-        at += HEADER_BYTES + len;
-        return { seq: h.readUInt32BE(0), data, nonce: h[8] ? Buffer.from(h.subarray(9, 9 + NONCE_BYTES)) : null, sha256: Buffer.from(h.subarray(9 + NONCE_BYTES)) };
+        at += headerBytes + len;
+        const seq = h.readUInt32BE(0);
+        const sealed = h[8] !== 0;
+        const sha256 = Buffer.from(h.subarray(9 + NONCE_BYTES, HEADER_V1_BYTES));
+        return {
+          seq, data, sha256,
+          nonce: sealed ? Buffer.from(h.subarray(9, 9 + NONCE_BYTES)) : null,
+          // a v1 chunk has no address: a clear one's is its checksum, a sealed one is bound to its place
+          address: v1 ? sha256 : Buffer.from(h.subarray(HEADER_V1_BYTES)),
+          aad: v1 && sealed ? legacyAad(snapshotId, seq) : null,
+        };
       };
       // one chunk ahead: the disk works while the last chunk goes out
       let next = readChunk();
@@ -89,12 +111,16 @@ export class FsChunkStore implements ChunkStore {
     }
   }
 
-  async remove(snapshotIds: string[]): Promise<void> {
-    await Promise.all(snapshotIds.map((id) => unlink(this.file(id)).catch(ignoreMissing)));
+  async held(_em: EntityManager, snapshotIds: string[]): Promise<ChunkRefs> {
+    return { snapshotIds, addresses: [] };
+  }
+
+  async remove(refs: ChunkRefs): Promise<void> {
+    await Promise.all(refs.snapshotIds.map((id) => unlink(this.file(id)).catch(ignoreMissing)));
   }
 
   async discard(snapshotId: string): Promise<void> {
-    await this.remove([snapshotId]);
+    await this.remove({ snapshotIds: [snapshotId], addresses: [] });
   }
 
   /**
@@ -131,6 +157,7 @@ function header(c: StoredChunk): Buffer {
     c.nonce.copy(h, 9);
   }
   c.sha256.copy(h, 9 + NONCE_BYTES);
+  c.address.copy(h, HEADER_V1_BYTES);
   return h;
 }
 

@@ -1,71 +1,150 @@
-// VM Data chunks in PostgreSQL (`vm_data_chunks`), the default store: every gateway serves any VM.
-// Writes are one INSERT per chunk inside the caller's transaction, the next chunk filled while the
-// last one is on its way (one in flight). Reads are one `COPY ... TO STDOUT (FORMAT binary)`:
-// node-postgres gives `bytea` results only as hex text (twice the bytes, decoded in JS, strings
-// for the collector), COPY gives the raw bytes as a stream that stops reading the socket when the
-// consumer is behind, so the read-ahead is bounded (READ_AHEAD_BYTES).
-import { Client } from 'pg';
+// VM Data in PostgreSQL, the default store: every gateway serves any VM. Content-addressed: a
+// chunk is one row of `vm_data_chunks` keyed by its address, kept once however many snapshots hold
+// it; a snapshot is its manifest, rows of `vm_data_manifests` (snapshot, seq -> address), whose
+// foreign key to the chunk makes PostgreSQL itself refuse to drop a chunk a manifest refers to.
+// Writes run inside the caller's transaction, one chunk in flight: a chunk the store holds is only
+// locked (FOR KEY SHARE, until the commit, so the collector cannot take it away meanwhile), a new
+// one is inserted (ON CONFLICT DO NOTHING: two gateways storing the same bytes at once). Reads are
+// one `COPY ... TO STDOUT (FORMAT binary)`: node-postgres gives `bytea` results only as hex text
+// (twice the bytes, decoded in JS, strings for the collector), COPY gives the raw bytes as a stream
+// that stops reading the socket when the consumer is behind, so the read-ahead is bounded
+// (READ_AHEAD_BYTES); at most UVE_VM_DATA_READERS of them at once, on connections of their own.
+import { Pool, type PoolClient } from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
 import type { EntityManager } from 'typeorm';
-import type { ChunkStore, StoredChunk } from './vm-data-store';
+import type { ChunkRefs, ChunkStore, NewChunk, StoredChunk } from './vm-data-store';
 import { VmDataStoreError } from './vm-data-store';
 
 /** how far the COPY stream reads ahead of the consumer (two chunks and a little) */
 const READ_AHEAD_BYTES = 2 * 1024 * 1024 + 64 * 1024;
+/** a new chunk lost twice in a row to a collector removing it as it was found: give up */
+const WRITE_ATTEMPTS = 3;
+/** a collection that met a chunk a store took meanwhile (the foreign key refused it) is tried again */
+const COLLECT_ATTEMPTS = 3;
 
 export class PostgresChunkStore implements ChunkStore {
   readonly storageKey = 'postgres:vm_data_chunks';
+  /** reads only: a COPY outlives the main pool's query timeout, and downloads are bounded apart */
+  private readonly readers: Pool;
 
-  /** `url`: the database; reads use a connection of their own (a COPY outlives the pool's query timeout) */
-  constructor(private readonly url: string, private readonly connectTimeoutMs: number) {}
+  /** `url`: the database; `readers`: downloads served at once (more wait for a connection) */
+  constructor(url: string, connectTimeoutMs: number, readers: number) {
+    this.readers = new Pool({ connectionString: url, max: readers, connectionTimeoutMillis: connectTimeoutMs, idleTimeoutMillis: 30_000 });
+    this.readers.on('error', () => undefined); // an idle connection that died is replaced
+  }
 
-  async write(em: EntityManager, snapshotId: string, chunks: AsyncIterable<StoredChunk>): Promise<void> {
+  async write(em: EntityManager, snapshotId: string, chunks: AsyncIterable<NewChunk>): Promise<number> {
     let inFlight: Promise<unknown> | null = null;
+    const addresses: Buffer[] = [];
+    let written = 0;
+    const keep = async (c: NewChunk) => {
+      for (let attempt = 0; attempt < WRITE_ATTEMPTS; attempt++) {
+        const held = await em.query(`SELECT 1 FROM vm_data_chunks WHERE address = $1 FOR KEY SHARE`, [c.address]);
+        if (held.length) return;
+        const s = c.stored();
+        const inserted = await em.query(
+          `INSERT INTO vm_data_chunks (address, data, nonce, sha256) VALUES ($1, $2, $3, $4) ON CONFLICT (address) DO NOTHING RETURNING 1`,
+          [s.address, s.data, s.nonce, s.sha256],
+        );
+        if (inserted.length) return void written++;
+        // another transaction stored it first: locked at the next turn (or gone again: stored then)
+      }
+      throw new VmDataStoreError(500, 'STORE_BUSY', `VM Data chunk ${c.seq} of ${snapshotId} was removed ${WRITE_ATTEMPTS} times as it was stored; try again.`);
+    };
     try {
       for await (const c of chunks) {
         await inFlight;
-        inFlight = em.query(`INSERT INTO vm_data_chunks (snapshot_id, seq, data, nonce, sha256) VALUES ($1, $2, $3, $4, $5)`, [snapshotId, c.seq, c.data, c.nonce, c.sha256]);
+        addresses.push(c.address);
+        inFlight = keep(c);
       }
     } finally {
-      // never leave an insert running unobserved (the transaction rolls back on the error anyway)
+      // never leave a statement running unobserved (the transaction rolls back on the error anyway)
       await inFlight?.catch(() => undefined);
     }
     await inFlight;
+    await em.query(
+      `INSERT INTO vm_data_manifests (snapshot_id, seq, address) SELECT $1, m.ord - 1, m.address FROM unnest($2::bytea[]) WITH ORDINALITY AS m(address, ord)`,
+      [snapshotId, addresses],
+    );
+    return written;
   }
 
   async *read(snapshotId: string): AsyncGenerator<StoredChunk> {
-    const client = new Client({ connectionString: this.url, connectionTimeoutMillis: this.connectTimeoutMs });
-    client.on('error', () => undefined); // surfaces through the stream
-    await client.connect();
+    let client: PoolClient;
+    try {
+      client = await this.readers.connect();
+    } catch (e) {
+      throw new VmDataStoreError(500, 'STORE_BUSY', `VM Data readers are all busy or the database is unreachable (UVE_VM_DATA_READERS): ${(e as Error).message}`);
+    }
     let complete = false;
     try {
       const stream = client.query(copyTo(
         // the id is a uuid checked by the caller; COPY takes no parameters
-        `COPY (SELECT seq, data, nonce, sha256 FROM vm_data_chunks WHERE snapshot_id = '${uuid(snapshotId)}' ORDER BY seq) TO STDOUT (FORMAT binary)`,
+        `COPY (SELECT m.seq, c.address, c.data, c.nonce, c.aad, c.sha256 FROM vm_data_manifests m JOIN vm_data_chunks c ON c.address = m.address
+                WHERE m.snapshot_id = '${uuid(snapshotId)}' ORDER BY m.seq) TO STDOUT (FORMAT binary)`,
         { highWaterMark: READ_AHEAD_BYTES },
       ));
       const rows = new CopyBinaryRows();
       for await (const piece of stream as AsyncIterable<Buffer>) {
         rows.push(piece);
         for (let row = rows.next(); row; row = rows.next()) {
-          const [seq, data, nonce, sha256] = row;
-          if (!seq || !data || !sha256) throw new VmDataStoreError(422, 'DAMAGED', `VM Data snapshot ${snapshotId} has a chunk without its bytes.`);
-          yield { seq: seq.readInt32BE(0), data, nonce, sha256 };
+          const [seq, address, data, nonce, aad, sha256] = row;
+          if (!seq || !address || !data || !sha256) throw new VmDataStoreError(422, 'DAMAGED', `VM Data snapshot ${snapshotId} has a chunk without its bytes.`);
+          yield { seq: seq.readInt32BE(0), address, data, nonce: nonce ?? null, aad: aad ?? null, sha256 };
         }
       }
       complete = true;
     } finally {
       // a COPY left half read cannot go on: the connection is dropped, not reused
-      if (complete) await client.end().catch(() => undefined);
-      else (client as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
+      client.release(complete ? undefined : new Error('VM Data read left part-way'));
     }
   }
 
-  /** the rows go with their snapshot (ON DELETE CASCADE) */
-  async remove(): Promise<void> {}
+  /** the addresses the snapshots' manifests refer to (the manifests go with their records: ON DELETE CASCADE) */
+  async held(em: EntityManager, snapshotIds: string[]): Promise<ChunkRefs> {
+    const rows: { address: Buffer }[] = snapshotIds.length
+      ? await em.query(`SELECT DISTINCT address FROM vm_data_manifests WHERE snapshot_id = ANY($1::uuid[])`, [snapshotIds])
+      : [];
+    return { snapshotIds, addresses: rows.map((r) => r.address) };
+  }
+
+  /** collects the chunks of `refs` that no manifest refers to any more */
+  async remove(refs: ChunkRefs): Promise<void> {
+    if (refs.addresses.length) await this.collect(`c.address = ANY($1::bytea[])`, [refs.addresses]);
+  }
 
   /** the rows were written in the transaction that rolled back */
   async discard(): Promise<void> {}
+
+  /** collects every chunk no manifest refers to (their snapshots went with a user or UA) */
+  async sweep(): Promise<number> {
+    return this.collect('true', []);
+  }
+
+  /**
+   * Deletes the chunks matching `where` that no manifest refers to. A chunk a store is writing a
+   * manifest for is locked (FOR KEY SHARE) and skipped; one whose manifest committed after this
+   * statement began makes the foreign key refuse the delete, and the statement runs again.
+   */
+  private async collect(where: string, params: unknown[]): Promise<number> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const { rowCount } = await this.readers.query(
+          `DELETE FROM vm_data_chunks WHERE address IN (
+             SELECT c.address FROM vm_data_chunks c WHERE ${where} AND NOT EXISTS (SELECT 1 FROM vm_data_manifests m WHERE m.address = c.address)
+             FOR UPDATE SKIP LOCKED)`,
+          params,
+        );
+        return rowCount ?? 0;
+      } catch (e) {
+        if ((e as { code?: string }).code !== '23503' || attempt >= COLLECT_ATTEMPTS) throw e;
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.readers.end();
+  }
 }
 
 function uuid(id: string): string {

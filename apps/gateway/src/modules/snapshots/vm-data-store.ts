@@ -2,10 +2,14 @@
 // gateway's memory (one chunk at a time plus a bounded read-ahead, in both directions). Two places
 // keep the chunks behind one interface (UVE_VM_DATA_STORE): PostgreSQL (vm-data-store.postgres.ts,
 // the default: any gateway serves any VM) and a folder (vm-data-store.fs.ts, single-host setups).
-// Each chunk keeps the sha256 of its stored bytes, checked on every read before the chunk goes
-// out; with a key configured (UVE_VM_DATA_KEY) each chunk is sealed with AES-256-GCM under its own
-// random nonce, bound to its snapshot and position (a chunk moved elsewhere does not open).
-import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
+// Chunks are content-addressed: a chunk's address is the sha256 of its plain bytes, or with a key
+// configured (UVE_VM_DATA_KEY) an HMAC under the key (equal plain bytes do not show across keys),
+// so the PostgreSQL store keeps a chunk once however many snapshots hold it. Each chunk keeps the
+// sha256 of its stored bytes, checked on every read before the chunk goes out; sealed chunks are
+// AES-256-GCM under a nonce derived from their address (the same bytes seal the same way, which is
+// what lets them be shared), bound to that address (bytes moved to another address do not open).
+// A snapshot's order of chunks (its manifest) is checked by the whole snapshot's sha256 at the end.
+import { createCipheriv, createDecipheriv, createHash, createHmac } from 'node:crypto';
 import type { EntityManager } from 'typeorm';
 
 export const CHUNK_BYTES = 1024 * 1024;
@@ -24,6 +28,9 @@ export class VmDataStoreError extends Error {
 export interface StoredBytes {
   sizeBytes: number;
   sha256: string;
+  /** chunks of the snapshot, and of those the ones the store did not hold yet (written now) */
+  chunks: number;
+  written: number;
 }
 
 /** The encryption key at rest: 32 bytes, given as 64 hex digits or base64. */
@@ -39,18 +46,34 @@ export function parseVmDataKey(raw: string): VmDataKey | null {
   return { id: createHash('sha256').update('uve-vm-data-key\0').update(key).digest('hex').slice(0, 16), key };
 }
 
-/** One chunk as kept: its stored bytes (sealed or clear), the nonce when sealed, the sha256 of `data`. */
+/**
+ * One chunk as kept: its address, its stored bytes (sealed or clear), the nonce when sealed, the
+ * sha256 of `data`; `aad` only for sealed chunks bound to something else than their address
+ * (chunks stored before content addressing: their snapshot and position).
+ */
 export interface StoredChunk {
   seq: number;
+  address: Buffer;
   data: Buffer;
   nonce: Buffer | null;
+  aad: Buffer | null;
   sha256: Buffer;
+}
+
+/** A chunk on its way in: its address first, its stored form only if the store lacks it (sealing costs). */
+export interface NewChunk {
+  seq: number;
+  address: Buffer;
+  /** valid until the store asks for the chunk after the next one (the buffers are reused) */
+  stored(): StoredChunk;
 }
 
 /** What a store needs to know of a snapshot to give its bytes back. */
 export interface SnapshotRef {
   id: string;
   sizeBytes: number;
+  /** of the whole snapshot (hex): checked once the last chunk went out */
+  sha256: string;
   encryptionKeyId: string | null;
 }
 
@@ -60,26 +83,46 @@ export interface ChunkStore {
   readonly storageKey: string;
   /**
    * Keeps `chunks` (in order) as snapshot `snapshotId`, inside the caller's transaction where the
-   * store has one; resolves once all are durable. Reads the next chunk only once the store can take
-   * it (backpressure), with at most one earlier chunk still in flight then: a chunk's buffer is
-   * filled again two chunks later.
+   * store has one; resolves once all are durable, with the number of chunks it wrote (those it
+   * did not hold already). Reads the next chunk only once the store can take it (backpressure),
+   * with at most one earlier chunk still in flight then: a chunk's buffer is filled again two
+   * chunks later.
    */
-  write(em: EntityManager, snapshotId: string, chunks: AsyncIterable<StoredChunk>): Promise<void>;
+  write(em: EntityManager, snapshotId: string, chunks: AsyncIterable<NewChunk>): Promise<number>;
   /** the stored chunks in order, read ahead by a bounded amount at most */
   read(snapshotId: string): AsyncGenerator<StoredChunk>;
+  /**
+   * What remove() needs to forget the bytes of `snapshotIds`, read inside the transaction that
+   * deletes their records (before the delete).
+   */
+  held(em: EntityManager, snapshotIds: string[]): Promise<ChunkRefs>;
   /** forgets the bytes of snapshots whose records are gone (after the commit that removed them) */
-  remove(snapshotIds: string[]): Promise<void>;
+  remove(refs: ChunkRefs): Promise<void>;
   /** undoes a write whose transaction did not commit */
   discard(snapshotId: string): Promise<void>;
-  /** removes bytes of snapshots that have no record any more (`existing`: those of `ids` that do) */
+  /** removes bytes that no snapshot record refers to any more (`existing`: those of `ids` that have one) */
   sweep?(existing: (ids: string[]) => Promise<Set<string>>): Promise<number>;
+  /** closes the store's own connections (after the transfers drained) */
+  close?(): Promise<void>;
 }
 
-/** What binds a sealed chunk to its place: another snapshot's chunk, or another position, fails to open. */
-const aad = (snapshotId: string, seq: number) => Buffer.from(`${snapshotId}/${seq}`);
+/** the snapshots whose bytes go, and the chunk addresses they referred to (content-addressed stores) */
+export interface ChunkRefs {
+  snapshotIds: string[];
+  addresses: Buffer[];
+}
+
+/** What sealed chunks stored before content addressing are bound to: their snapshot and position. */
+export const legacyAad = (snapshotId: string, seq: number) => Buffer.from(`${snapshotId}/${seq}`);
 
 export class VmDataStore {
-  constructor(readonly chunks: ChunkStore, private readonly key: VmDataKey | null) {}
+  /** keys derived from the configured one: for addresses, and for the nonces derived from them */
+  private readonly derived: { address: Buffer; nonce: Buffer } | null;
+
+  constructor(readonly chunks: ChunkStore, private readonly key: VmDataKey | null) {
+    const derive = (label: string) => createHmac('sha256', key!.key).update(label).digest();
+    this.derived = key && { address: derive('uve-vm-data-address'), nonce: derive('uve-vm-data-nonce') };
+  }
 
   /** the key id new snapshots are sealed with (null: stored in clear) */
   get keyId(): string | null {
@@ -97,7 +140,7 @@ export class VmDataStore {
   async write(em: EntityManager, snapshotId: string, source: AsyncIterable<Uint8Array>, maxBytes: number): Promise<StoredBytes> {
     const whole = createHash('sha256');
     let size = 0;
-    const sealed = async function* (this: VmDataStore): AsyncGenerator<StoredChunk> {
+    const sealed = async function* (this: VmDataStore): AsyncGenerator<NewChunk> {
       // a few buffers in turn, not a new one per chunk (garbage the collector is late for): a store
       // has at most one chunk in flight while it asks for the next (ChunkStore.write)
       const ring = Array.from({ length: RING }, () => Buffer.allocUnsafe(CHUNK_BYTES));
@@ -114,33 +157,40 @@ export class VmDataStore {
           filled += n;
           at += n;
           if (filled === CHUNK_BYTES) {
-            yield this.seal(snapshotId, seq++, chunk);
+            yield this.addressed(seq++, chunk);
             chunk = ring[seq % RING]!;
             filled = 0;
           }
         }
       }
       if (size === 0) throw new VmDataStoreError(400, 'BAD_USER_INPUT', 'VM Data is empty.');
-      if (filled > 0) yield this.seal(snapshotId, seq, chunk.subarray(0, filled));
+      if (filled > 0) yield this.addressed(seq++, chunk.subarray(0, filled));
+      chunks = seq;
     };
+    let chunks = 0;
+    let written: number;
     try {
-      await this.chunks.write(em, snapshotId, sealed.call(this));
+      written = await this.chunks.write(em, snapshotId, sealed.call(this));
     } catch (e) {
       await this.chunks.discard(snapshotId).catch(() => undefined);
       throw e;
     }
-    return { sizeBytes: size, sha256: whole.digest('hex') };
+    return { sizeBytes: size, sha256: whole.digest('hex'), chunks, written };
   }
 
-  private seal(snapshotId: string, seq: number, plain: Buffer): StoredChunk {
-    let data = plain;
-    let nonce: Buffer | null = null;
-    if (this.key) {
-      nonce = randomBytes(NONCE_BYTES);
-      const c = createCipheriv('aes-256-gcm', this.key.key, nonce).setAAD(aad(snapshotId, seq));
-      data = Buffer.concat([c.update(plain), c.final(), c.getAuthTag()]);
-    }
-    return { seq, data, nonce, sha256: createHash('sha256').update(data).digest() };
+  /** a chunk's address: sha256 of its plain bytes, or their HMAC under the key when sealed */
+  private addressed(seq: number, plain: Buffer): NewChunk {
+    const address = (this.derived ? createHmac('sha256', this.derived.address) : createHash('sha256')).update(plain).digest();
+    return { seq, address, stored: () => this.seal(seq, address, plain) };
+  }
+
+  private seal(seq: number, address: Buffer, plain: Buffer): StoredChunk {
+    if (!this.key || !this.derived) return { seq, address, data: plain, nonce: null, aad: null, sha256: address };
+    // the nonce follows from the address: only the same plain bytes under the same key share one
+    const nonce = createHmac('sha256', this.derived.nonce).update(address).digest().subarray(0, NONCE_BYTES);
+    const c = createCipheriv('aes-256-gcm', this.key.key, nonce).setAAD(address);
+    const data = Buffer.concat([c.update(plain), c.final(), c.getAuthTag()]);
+    return { seq, address, data, nonce, aad: null, sha256: createHash('sha256').update(data).digest() };
   }
 
   /**
@@ -148,7 +198,8 @@ export class VmDataStore {
    * before it is given out. Resolves once the first chunk passed, so a snapshot damaged from its
    * start, or sealed with a key this gateway has not, is refused before a byte goes out; a later
    * damaged chunk ends the iteration with a VmDataStoreError (the reader then has fewer bytes than
-   * announced).
+   * announced). The last chunk is given out only after the whole snapshot's sha256 matched, so a
+   * reader never gets all the bytes of a snapshot whose chunks are in another order.
    */
   async open(snapshot: SnapshotRef): Promise<AsyncGenerator<Buffer>> {
     if (snapshot.encryptionKeyId !== null && snapshot.encryptionKeyId !== this.key?.id) {
@@ -169,17 +220,27 @@ export class VmDataStore {
   private async *checked(snapshot: SnapshotRef): AsyncGenerator<Buffer> {
     let expected = 0;
     let size = 0;
+    const whole = createHash('sha256');
+    let held: Buffer | null = null;
     for await (const chunk of this.chunks.read(snapshot.id)) {
       if (chunk.seq !== expected) throw damaged(`VM Data snapshot ${snapshot.id} lacks chunk ${expected}.`);
-      if (!createHash('sha256').update(chunk.data).digest().equals(chunk.sha256)) {
+      const sum = createHash('sha256').update(chunk.data).digest();
+      // a clear chunk's address is its checksum
+      if (!sum.equals(chunk.sha256) || (!chunk.nonce && !sum.equals(chunk.address))) {
         throw damaged(`VM Data checksum mismatch: chunk ${chunk.seq} of snapshot ${snapshot.id} is not what was stored.`);
       }
       const plain = this.open_(snapshot, chunk);
       size += plain.byteLength;
+      whole.update(plain);
       expected++;
-      yield plain;
+      // one chunk held back: the last goes out only once the whole snapshot checked out
+      if (held) yield held;
+      held = plain;
     }
     if (size !== snapshot.sizeBytes) throw damaged(`VM Data snapshot ${snapshot.id} holds ${size} bytes, ${snapshot.sizeBytes} were stored.`);
+    // every chunk was whole; this catches them in another order (a manifest tampered with)
+    if (whole.digest('hex') !== snapshot.sha256) throw damaged(`VM Data checksum mismatch: snapshot ${snapshot.id} does not add up to the sha256 it was stored with.`);
+    if (held) yield held;
   }
 
   /** a stored chunk as plain bytes: unsealed when sealed, refused when it does not open */
@@ -187,7 +248,7 @@ export class VmDataStore {
     if (!chunk.nonce) return chunk.data;
     if (!this.key || snapshot.encryptionKeyId !== this.key.id) throw new VmDataStoreError(500, 'KEY_UNAVAILABLE', `VM Data chunk ${chunk.seq} of ${snapshot.id} is encrypted and this gateway has not its key.`);
     const sealed = chunk.data;
-    const d = createDecipheriv('aes-256-gcm', this.key.key, chunk.nonce).setAAD(aad(snapshot.id, chunk.seq));
+    const d = createDecipheriv('aes-256-gcm', this.key.key, chunk.nonce).setAAD(chunk.aad ?? chunk.address);
     d.setAuthTag(sealed.subarray(sealed.length - TAG_BYTES));
     try {
       return Buffer.concat([d.update(sealed.subarray(0, sealed.length - TAG_BYTES)), d.final()]);
