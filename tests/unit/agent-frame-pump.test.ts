@@ -1,5 +1,5 @@
 // Frame pacing of the VM agent's stream: event-driven capture, fps cap with damage coalescing,
-// unchanged pictures, one encode in flight, keyframes for joining UCs, backpressure.
+// early pictures for input, unchanged pictures, one encode in flight, keyframes for joining UCs, backpressure.
 import { decodeFrame, type VideoCodec } from '@uve/protocol';
 import { FramePump, type FrameSink } from '../../apps/vm-agent/src/stream/frame-pump';
 import type { DecoderConfig, EncodedFrame, VideoEncoder } from '../../apps/vm-agent/src/encoders/encoder';
@@ -183,6 +183,73 @@ describe('FramePump', () => {
     expect(sink.frames).toHaveLength(3);
     expect(sink.frames[2].version).toBe(3); // the latest picture, captured once
     expect(clock.pending).toBe(0);
+  });
+
+  it("lets an input's picture through before the interval ends, only after a gap that makes up for it", async () => {
+    const { pump, source, sink, clock } = await running({ maxFps: 30 });
+    // a frame, then input 10 ms later: the frame before the last is long past, so its picture goes at once
+    source.changed = true;
+    pump.damage();
+    await flush();
+    await clock.advance(10);
+    source.changed = true;
+    pump.inputApplied();
+    await flush();
+    expect(sink.frames).toHaveLength(3);
+    // two captures 10 ms apart: the next input's picture keeps to the plain interval
+    await clock.advance(10);
+    source.changed = true;
+    pump.inputApplied();
+    await flush();
+    expect(sink.frames).toHaveLength(3);
+    await clock.advance(33.3 - 10 - 0.5);
+    expect(sink.frames).toHaveLength(3);
+    await clock.advance(1);
+    expect(sink.frames).toHaveLength(4);
+    // an input 20 ms after that: the gap before (33.3 ms) does not make up for an early one either
+    await clock.advance(20 - 0.5);
+    source.changed = true;
+    pump.inputApplied();
+    await flush();
+    expect(sink.frames).toHaveLength(4);
+    await clock.advance(33.3 - 20 - 0.5);
+    expect(sink.frames).toHaveLength(4);
+    await clock.advance(1);
+    expect(sink.frames).toHaveLength(5);
+    // damage alone keeps the plain interval
+    await clock.advance(5);
+    source.changed = true;
+    pump.damage();
+    await flush();
+    await clock.advance(33.3 - 5 - 0.5);
+    expect(sink.frames).toHaveLength(5);
+    await clock.advance(1);
+    expect(sink.frames).toHaveLength(6);
+  });
+
+  it('an input pulls forward a capture already waiting for the interval, and keeps the rate under steady damage', async () => {
+    const { pump, source, sink, clock } = await running({ maxFps: 30 });
+    source.changed = true;
+    pump.damage();
+    await flush();
+    await clock.advance(5);
+    source.changed = true;
+    pump.damage(); // waits for the interval's end (33.3 ms after the last capture)
+    await flush();
+    expect(sink.frames).toHaveLength(2);
+    pump.inputApplied();
+    await flush();
+    expect(sink.frames).toHaveLength(3);
+    // under damage and input every 4 ms for a second, no more than 30 frames (+1 for the window's edges)
+    const before = sink.frames.length;
+    for (let t = 0; t < 1000; t += 4) {
+      source.changed = true;
+      if (t % 8 === 0) pump.inputApplied();
+      else pump.damage();
+      await clock.advance(4);
+    }
+    expect(sink.frames.length - before).toBeLessThanOrEqual(31);
+    expect(sink.frames.length - before).toBeGreaterThanOrEqual(28);
   });
 
   it('does not encode or send an unchanged picture', async () => {

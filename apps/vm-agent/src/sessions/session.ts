@@ -359,8 +359,9 @@ export class Session {
           this.log.warn('UA rejected input', { error: errorMessage(e) });
         }
         if (!guest) this.lastInputTimes = { receivedAt, appliedAt: wallClock() };
-        // input applied: capture now rather than on the UA's next damage signal
-        this.pump?.damage();
+        // input applied: capture now rather than on the UA's next damage signal, and let its
+        // picture through before the interval ends
+        this.pump?.inputApplied();
         return;
       }
       case 'ping':

@@ -10,6 +10,12 @@
 // One encoder per session feeds every socket of the session. A socket that cannot keep up
 // (bufferedAmount over the high-water mark) is skipped instead of queueing video seconds behind;
 // when its writes drain it gets a keyframe and continues from the current picture.
+//
+// The picture answering an input may come before the interval ends (inputApplied): waiting for
+// the end costs up to a whole interval (33 ms at 30 fps) to a user who types right after the last
+// frame. Early only after a gap long enough to make up for it (the two gaps together at least two
+// intervals), so the average rate stays within maxFps; under steady motion frames keep their even
+// spacing.
 import { decodeFrame, encodeFrame, type FrameHeader, type FrameTiming } from '@uve/protocol';
 import type { DecoderConfig, EncodedFrame, VideoEncoder } from '../encoders/encoder';
 import type { RawFrame } from '../runtimes/runtime';
@@ -93,6 +99,12 @@ export class FramePump {
   private paused = false;
   private closed = false;
   private lastCaptureAt = -Infinity;
+  /** the capture before the last one: an input's picture may come early within two intervals */
+  private prevCaptureAt = -Infinity;
+  /** input was applied and no changed picture captured since: the next one may come early */
+  private inputPending = false;
+  /** when the pacing timer fires (monotonic), while one is set */
+  private timerDue = 0;
   private seq = 0;
   private cached: CachedKeyframe | null = null;
   /** resolves warmUp() once its capture is encoded (or turned out unchanged) */
@@ -137,6 +149,12 @@ export class FramePump {
       this.damageQueued = false;
       this.kick();
     });
+  }
+
+  /** Input was applied to the UA: like damage(), and its picture may come before the interval ends. */
+  inputApplied(): void {
+    this.inputPending = true;
+    this.damage();
   }
 
   /** A keyframe for everyone (e.g. after a decoder configuration change). */
@@ -240,10 +258,27 @@ export class FramePump {
     return this.dirty;
   }
 
+  /** the earliest time (monotonic) the next capture may run */
+  private nextCaptureAt(): number {
+    if (this.urgent) return -Infinity;
+    const paced = this.lastCaptureAt + this.interval;
+    if (!this.inputPending) return paced;
+    // early only as far as the gap before the last frame was longer than an interval
+    return Math.min(paced, Math.max(this.lastCaptureAt, this.prevCaptureAt + 2 * this.interval));
+  }
+
   private kick(): void {
-    if (this.encoding || this.timer !== null || !this.wantsFrame()) return;
-    const wait = this.urgent ? 0 : this.lastCaptureAt + this.interval - this.now();
+    if (this.encoding || !this.wantsFrame()) return;
+    const due = this.nextCaptureAt();
+    if (this.timer !== null) {
+      // an input may make the pending capture due sooner
+      if (due >= this.timerDue) return;
+      this.clearTimer(this.timer);
+      this.timer = null;
+    }
+    const wait = due - this.now();
     if (wait > 0) {
+      this.timerDue = due;
       this.timer = this.setTimer(() => {
         this.timer = null;
         if (this.wantsFrame()) this.produce(false);
@@ -273,6 +308,8 @@ export class FramePump {
     }
     this.forceKey = false;
     this.urgent = false;
+    this.inputPending = false;
+    this.prevCaptureAt = this.lastCaptureAt;
     this.lastCaptureAt = this.now();
     const header: FrameHeader = {
       seq: (this.seq = (this.seq + 1) >>> 0),
