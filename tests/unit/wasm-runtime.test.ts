@@ -134,6 +134,13 @@ const vec = (items: number[][]): number[] => [...uleb(items.length), ...items.fl
 const str = (s: string): number[] => [...uleb(s.length), ...Buffer.from(s)];
 const section = (id: number, payload: number[]): number[] => [id, ...uleb(payload.length), ...payload];
 const i32 = (n: number): number[] => [OP.i32const, ...sleb(n)];
+/** a uve_render body that returns 1 on its first call (the start's) and runs `then` on later ones (flag at address 0) */
+const afterFirstRender = (then: number[]): number[] => [
+  ...i32(0), 0x28, 0x02, 0x00, // i32.load
+  0x04, 0x40, ...then, 0x0b, // if … end
+  ...i32(0), ...i32(1), 0x36, 0x02, 0x00, // i32.store
+  ...i32(1),
+];
 
 /** A module with one memory of `pages`, exported as "memory", and the given functions. */
 function wasmModule(fns: Fn[], imports: Import[] = [], pages = 1): Uint8Array {
@@ -533,7 +540,7 @@ describe('guest traps', () => {
   });
 
   it('a trap while rendering makes capture() return null and calls onExit once', async () => {
-    const { inst, exit } = await start(runtime, makePackage(MANIFEST, wasmModule(abiFns({ uve_render: [OP.unreachable] }))), size);
+    const { inst, exit } = await start(runtime, makePackage(MANIFEST, wasmModule(abiFns({ uve_render: afterFirstRender([OP.unreachable]) }))), size);
     const exited = exit.next();
     let frame: RawFrame | null = null;
     expect(() => (frame = inst.capture())).not.toThrow();
@@ -542,6 +549,10 @@ describe('guest traps', () => {
     inst.capture();
     await new Promise((r) => setImmediate(r));
     expect(exit.count).toBe(1);
+  });
+
+  it('a trap in the first render (run by start(), under the start budget) makes start() reject', async () => {
+    await expect(start(runtime, makePackage(MANIFEST, wasmModule(abiFns({ uve_render: [OP.unreachable] }))), size)).rejects.toThrow(/UA trapped: unreachable/);
   });
 
   it('a trap in uve_init makes start() reject instead', async () => {
@@ -587,7 +598,7 @@ describe('watchdog: a guest that does not come back', () => {
   });
 
   it('a guest looping while rendering ends the same way, once', async () => {
-    const { inst, exit } = await start(runtime, makePackage(MANIFEST, wasmModule(abiFns({ uve_render: [...LOOP, ...i32(1)] }))), size);
+    const { inst, exit } = await start(runtime, makePackage(MANIFEST, wasmModule(abiFns({ uve_render: afterFirstRender(LOOP) }))), size);
     const exited = exit.next(5000);
     expect(inst.capture()).toBeNull();
     await expect(exited).resolves.toBeInstanceOf(UaUnresponsiveError);

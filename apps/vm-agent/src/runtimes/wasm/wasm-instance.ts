@@ -99,6 +99,12 @@ export class WasmInstance implements UaInstance {
         throw new UaTrapError(`uve_init returned a framebuffer (${inst.framebuffer}) that is not inside the UA memory`);
       }
       inst.issueAll(r.requests);
+      // the first picture under the start budget: compiling the render path and first touching the
+      // framebuffer are the start's cost, not a frame's (a frame has the 1 s call budget, which a
+      // first render on a busy machine overran)
+      const first = await inst.callAsync({ op: 'render', clock: inst.clock.now(), frame: 'always' }, config.startBudgetMs);
+      if (first.trap) throw new UaTrapError(first.trap.abort ? first.trap.message : `UA trapped: ${first.trap.message}`);
+      inst.issueAll(first.requests);
     } catch (e) {
       inst.end();
       throw e instanceof UaTrapError || e instanceof UaUnresponsiveError ? e : new UaTrapError(`UA failed to start: ${(e as Error).message}`, { cause: e });
