@@ -111,7 +111,7 @@ export function attachCanvas(client: StreamClient, canvas: HTMLCanvasElement, op
     let way: 'drawImage' | 'copyTo' = path === 'auto' ? (probes.copyTo.length <= probes.drawImage.length ? 'copyTo' : 'drawImage') : path;
     const t0 = performance.now();
     if (way === 'copyTo' && !(await copyIn(img))) {
-      if (path !== 'drawImage') path = 'drawImage';
+      path = 'drawImage';
       way = 'drawImage';
       probes.copyTo.length = 0;
     }
