@@ -51,6 +51,11 @@ export interface EngineVmsContext {
 export function engineVms(ctx: EngineVmsContext) {
   const vm = (id: string) => gql(ctx.gw(), `{ vm(id: "${id}") { status provider platform endpoint } }`, {}, ctx.admin());
   const idle = (id: string) => until(`VM ${id} to register`, 90_000, async () => ((await vm(id)).data?.vm?.status === 'IDLE' ? (await vm(id)).data!.vm : null), 100);
+  /** removeVm through the gateway: the record is OFFLINE */
+  const remove = async (id: string): Promise<void> => {
+    const removed = await ok(ctx.gw(), `mutation { removeVm(id: "${id}") { status } }`, {}, ctx.admin());
+    expect(removed.removeVm.status).toBe('OFFLINE');
+  };
   const warm = async () => ((await gql(ctx.gw(), `{ vms(status: IDLE, platform: WASM) { id provider } }`, {}, ctx.admin())).data?.vms ?? []) as { id: string; provider: string }[];
 
   return {
@@ -81,18 +86,23 @@ export function engineVms(ctx: EngineVmsContext) {
       }
     },
 
-    /** removeVm through the gateway: the record is OFFLINE */
-    async remove(id: string): Promise<void> {
-      const removed = await ok(ctx.gw(), `mutation { removeVm(id: "${id}") { status } }`, {}, ctx.admin());
-      expect(removed.removeVm.status).toBe('OFFLINE');
-    },
+    remove,
 
     /**
      * Takes the pool's warm WASM VM away with `kill` (from outside the gateway); expects it OFFLINE
      * with a reason matching `reason` at once, and a replacement from the pool; returns the replacement's id.
      */
     async lostAndReplaced(clients: Client[], kill: (vmId: string) => Promise<unknown>, reason: RegExp): Promise<string> {
-      const [victim] = await until('the pool to warm a WASM VM', 90_000, async () => ((await warm()).length ? warm() : null), 100);
+      // the pool settled: none starting, at least one idle; idle ones beyond the one kept warm are
+      // removed here, else the pool's own retirement of the surplus could take the victim
+      // mid-test, and a surplus VM left over would pass for the replacement
+      const idleNow = await until('the pool to settle on a warm WASM VM', 90_000, async () => {
+        const starting = (await gql(ctx.gw(), `{ vms(status: PROVISIONING, platform: WASM) { id } }`, {}, ctx.admin())).data?.vms ?? [];
+        const idle = await warm();
+        return starting.length === 0 && idle.length ? idle : null;
+      }, 100);
+      const [victim, ...surplus] = idleNow;
+      for (const v of surplus) await remove(v.id);
       expect(victim!.provider).toBe(ctx.provider);
       const a = wsClient(ctx.gw(), ctx.admin());
       clients.push(a);
@@ -108,7 +118,7 @@ export function engineVms(ctx: EngineVmsContext) {
       // seen through the provider within seconds on a quiet machine (the suites set a heartbeat timeout of 2 minutes); the bound allows for a loaded one
       const lost = await events.next((e) => e.data?.vmEvents?.vm?.id === victim!.id && e.data.vmEvents.vm.status === 'OFFLINE', 45_000);
       expect(lost.data!.vmEvents).toMatchObject({ type: 'STATUS_CHANGED', data: { status: 'OFFLINE', reason: expect.stringMatching(reason) } });
-      const replacement = await until('a replacement VM', 90_000, async () => (await warm()).find((v) => v.id !== victim!.id) ?? null, 100);
+      const replacement = await until('a replacement VM', 90_000, async () => (await warm()).find((v) => !idleNow.some((x) => x.id === v.id)) ?? null, 100);
       expect(replacement.provider).toBe(ctx.provider);
       return replacement.id;
     },
