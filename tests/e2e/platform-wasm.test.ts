@@ -155,7 +155,12 @@ it('sees a killed agent: its VM goes OFFLINE, its session DISCONNECTED with an e
   const s = await requestUa(gw, user.token, paint, { codec: 'MJPEG' });
   // the SDK's automatic reconnect requests the UA again (seed B.1 step 4)
   const again: { id: string; vm: { id: string } }[] = [];
+  // the SDK reconnects at once; it waits until the test has seen the session DISCONNECTED (a
+  // reconnection would end it and continue in a new one)
+  let looked!: () => void;
+  const sessionLookedAt = new Promise<void>((resolve) => (looked = resolve));
   const stream = await openStream(s.connection, {}, async () => {
+    await sessionLookedAt;
     const next = await requestUa(gw, user.token, paint, { codec: 'MJPEG' });
     again.push(next);
     return next.connection;
@@ -174,7 +179,7 @@ it('sees a killed agent: its VM goes OFFLINE, its session DISCONNECTED with an e
   expect(disc.data!.sessionEvents.data).toMatchObject({ unexpected: true, userId: user.id, uaId: paint, reason: expect.stringMatching(/^VM process exited \(SIGKILL\)/) });
   expect(Date.now() - killedAt).toBeLessThan(HEARTBEAT_TIMEOUT_MS);
   expect((await ok(gw, `{ vm(id: "${s.vm.id}") { status } }`, {}, admin)).vm.status).toBe('OFFLINE');
-  const gone = await ok(gw, `{ session(id: "${s.id}") { state connection { url } } }`, {}, user.token);
+  const gone = await ok(gw, `{ session(id: "${s.id}") { state connection { url } } }`, {}, user.token).finally(looked);
   expect(gone.session).toEqual({ state: 'DISCONNECTED', connection: null });
 
   try {
