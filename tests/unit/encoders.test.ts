@@ -376,10 +376,15 @@ describe('H264', () => {
       await within(enc.ready(), 10_000, 'encoder ready');
       // the session took the process the VM had started before it came
       expect(enc.pids().active).toBe(primed);
-      // and the VM keeps another for the next session with these parameters
+      // no other ffmpeg starts beside the first picture: the spare and the next warm one come after it
+      expect(enc.pids().spare).toBeUndefined();
+      expect(warm.pid()).toBeUndefined();
+      const frames = [...await encodeEach(enc, w, h, 0, 1)];
+      // then the VM keeps another for the next session with these parameters
       const next = await until(() => warm.pid(), 'the next warm process');
+      await until(() => enc.pids().spare, 'the spare');
       expect([primed, enc.pids().spare]).not.toContain(next);
-      const frames = await encodeEach(enc, w, h, 0, 6, [3]);
+      frames.push(...await encodeEach(enc, w, h, 1, 6, [3]));
       expect(frames.map((f) => f.keyframe)).toEqual([true, false, false, true, false, false]);
       // the keyframe from the spare differs in idr_pic_id from the primed process's first IDR
       const ids = [frames[0], frames[3]].map((f) => idrPicId(f.data, enc.config()!.description!));
@@ -389,6 +394,7 @@ describe('H264', () => {
       const other = track(createEncoder('H264', opts(320, 180), warm) as H264Encoder);
       await within(other.ready(), 10_000, 'second encoder ready');
       expect(other.pids().active).not.toBe(next);
+      await encodeEach(other, 320, 180, 0, 1);
       await until(() => !existsSync(`/proc/${next}`) || undefined, 'the replaced warm process to end');
     } finally {
       const last = warm.pid();

@@ -207,6 +207,8 @@ export class H264Encoder implements VideoEncoder {
   private starting: Promise<void> | null = null;
   private failure: Error | null = null;
   private closing = false;
+  /** the spare and the next warm process were started (after the first output) */
+  private backgroundStarted = false;
   /** serialises submissions (a forced keyframe may wait for the spare) without waiting for outputs */
   private submitChain: Promise<unknown> = Promise.resolve();
   /** settles after the previous encode(): results settle in call order even across a process switch */
@@ -257,6 +259,8 @@ export class H264Encoder implements VideoEncoder {
 
   async close(): Promise<void> {
     this.closing = true;
+    // a session that ended before its first picture still leaves the VM a warm process
+    this.startBackground();
     const procs = [this.active, this.spare, ...this.retiring].filter((p): p is X264Process => p !== null);
     this.active = this.spare = null;
     await Promise.all(procs.map((p) => p.kill('H264 encoder closed')));
@@ -274,8 +278,17 @@ export class H264Encoder implements VideoEncoder {
     this.active = warm ?? this.spawn();
     await this.active.primed;
     this.cfg = this.configFor(this.active);
-    if (!this.closing) this.spare = this.spawn();
-    // the next session's: once this one's processes are up, not competing with its first frame
+  }
+
+  /**
+   * The spare (for forced keyframes) and the VM's next warm process start once the first picture
+   * is out: each is an ffmpeg start plus a primed 720p picture, which on 2 cores took the first
+   * keyframe from ~10 ms to ~140 ms when they ran beside it. The first picture is an IDR anyway.
+   */
+  private startBackground(): void {
+    if (this.backgroundStarted) return;
+    this.backgroundStarted = true;
+    if (!this.closing && !this.spare && !this.failure) this.spare = this.spawn();
     this.warm?.keep(this.opts);
   }
 
@@ -285,7 +298,11 @@ export class H264Encoder implements VideoEncoder {
     await this.ready();
     if (this.closing) throw new Error('H264 encoder closed');
     if (this.failure) throw this.failure;
-    if (!keyframe || this.active!.fresh) return { result: this.active!.submit(data, ts) };
+    if (!keyframe || this.active!.fresh) {
+      const result = this.active!.submit(data, ts);
+      if (!this.backgroundStarted) void result.catch(() => undefined).then(() => setImmediate(() => this.startBackground()));
+      return { result };
+    }
     const old = this.active!;
     const result = (await this.switchToSpare()).submit(data, ts);
     // retire the old process and start the next spare once the keyframe is out and its receiver
