@@ -394,6 +394,8 @@ describe('H264', () => {
       expect(enc.pids().spare).toBeUndefined();
       expect(warm.pid()).toBeUndefined();
       const frames = [...await encodeEach(enc, w, h, 0, 1)];
+      // nor right after it (the UC's first input follows it): a while later
+      expect(enc.pids().spare).toBeUndefined();
       // then the VM keeps another for the next session with these parameters
       const next = await until(() => warm.pid(), 'the next warm process');
       await until(() => enc.pids().spare, 'the spare');

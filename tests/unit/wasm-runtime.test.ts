@@ -339,13 +339,15 @@ describe('sample UAs', () => {
 
 describe('a warm runtime (warmThread)', () => {
   it('runs each UA on the guest thread it started ahead, starts the next one after, and stops it on close', async () => {
-    const runtime = new WasmRuntime({ warmThread: true });
+    const runtime = new WasmRuntime({ warmThread: true, warmThreadDelayMs: 200 });
     try {
       expect(runtime.hasSpareThread).toBe(true);
       const a = await startSample(runtime, 'paint');
-      // the UA took the kept thread; the next one starts once this start is over, not beside it
+      // the UA took the kept thread; the next one starts a while after this start, not beside it
       expect(runtime.hasSpareThread).toBe(false);
-      await new Promise((r) => setImmediate(r));
+      await new Promise((r) => setTimeout(r, 100));
+      expect(runtime.hasSpareThread).toBe(false);
+      for (let i = 0; i < 100 && !runtime.hasSpareThread; i++) await new Promise((r) => setTimeout(r, 20));
       expect(runtime.hasSpareThread).toBe(true);
       const b = await startSample(runtime, 'paint');
       // each runs on its own thread: input to one paints only that one
@@ -357,7 +359,6 @@ describe('a warm runtime (warmThread)', () => {
       await Promise.all([a.inst.close(), b.inst.close()]);
       expect(a.exit.count + b.exit.count).toBe(0);
     } finally {
-      await new Promise((r) => setImmediate(r));
       await runtime.close();
     }
     expect(runtime.hasSpareThread).toBe(false);

@@ -20,6 +20,11 @@ import type { DecoderConfig, EncodedFrame, EncoderOptions, VideoEncoder } from '
 import { avcCodecString, FlvParser, parseAvcC } from './flv';
 
 const FFMPEG = 'ffmpeg';
+/**
+ * how long after a session's first picture its spare and the VM's next warm process start: beside
+ * the first picture, the UC's first input and its decoder's start (2 cores) they doubled those
+ */
+export const BACKGROUND_START_DELAY_MS = 1_000;
 /** how long a retired process may take to flush and exit before it is killed */
 const RETIRE_TIMEOUT_MS = 2_000;
 const STDERR_TAIL = 2_000;
@@ -207,8 +212,9 @@ export class H264Encoder implements VideoEncoder {
   private starting: Promise<void> | null = null;
   private failure: Error | null = null;
   private closing = false;
-  /** the spare and the next warm process were started (after the first output) */
+  /** the spare and the next warm process were started (BACKGROUND_START_DELAY_MS after the first output) */
   private backgroundStarted = false;
+  private backgroundTimer: NodeJS.Timeout | null = null;
   /** serialises submissions (a forced keyframe may wait for the spare) without waiting for outputs */
   private submitChain: Promise<unknown> = Promise.resolve();
   /** settles after the previous encode(): results settle in call order even across a process switch */
@@ -218,6 +224,7 @@ export class H264Encoder implements VideoEncoder {
     private readonly opts: EncoderOptions,
     /** the VM's primed encoder kept ready for the next session (WarmX264) */
     private readonly warm: WarmX264 | null = null,
+    private readonly backgroundDelayMs = BACKGROUND_START_DELAY_MS,
   ) {
     if (!(opts.width > 0 && opts.height > 0) || opts.width % 2 || opts.height % 2) {
       throw new Error(`H264 needs even, positive dimensions (4:2:0), got ${opts.width}x${opts.height}`);
@@ -281,11 +288,14 @@ export class H264Encoder implements VideoEncoder {
   }
 
   /**
-   * The spare (for forced keyframes) and the VM's next warm process start once the first picture
-   * is out: each is an ffmpeg start plus a primed 720p picture, which on 2 cores took the first
-   * keyframe from ~10 ms to ~140 ms when they ran beside it. The first picture is an IDR anyway.
+   * The spare (for forced keyframes) and the VM's next warm process start a while after the first
+   * picture is out: each is an ffmpeg start plus a primed 720p picture, which on 2 cores took the
+   * first keyframe from ~10 ms to ~140 ms when they ran beside it (the first picture is an IDR
+   * anyway), and the UC's first input after it. A forced keyframe before then starts the spare.
    */
   private startBackground(): void {
+    if (this.backgroundTimer) clearTimeout(this.backgroundTimer);
+    this.backgroundTimer = null;
     if (this.backgroundStarted) return;
     this.backgroundStarted = true;
     if (!this.closing && !this.spare && !this.failure) this.spare = this.spawn();
@@ -300,7 +310,13 @@ export class H264Encoder implements VideoEncoder {
     if (this.failure) throw this.failure;
     if (!keyframe || this.active!.fresh) {
       const result = this.active!.submit(data, ts);
-      if (!this.backgroundStarted) void result.catch(() => undefined).then(() => setImmediate(() => this.startBackground()));
+      if (!this.backgroundStarted && !this.backgroundTimer) {
+        void result.catch(() => undefined).then(() => {
+          if (this.backgroundStarted || this.backgroundTimer) return;
+          this.backgroundTimer = setTimeout(() => this.startBackground(), this.backgroundDelayMs);
+          this.backgroundTimer.unref();
+        });
+      }
       return { result };
     }
     const old = this.active!;

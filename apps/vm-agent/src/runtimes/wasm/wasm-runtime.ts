@@ -20,6 +20,8 @@ export interface WasmRuntimeOptions {
   startBudgetMs?: number;
   /** keep a guest thread started for the next UA (a warm VM, UVE_WARM_START) */
   warmThread?: boolean;
+  /** how long after a UA's start the next thread starts (default 1 s: not beside the session's first picture and input) */
+  warmThreadDelayMs?: number;
 }
 
 export const DEFAULT_WASM_CALL_BUDGET_MS = 1_000;
@@ -35,6 +37,7 @@ export class WasmRuntime implements UaRuntime {
   /** compiled modules by sha256 of the module bytes */
   private readonly modules = new Map<string, Promise<CompiledModule>>();
   private readonly warmThread: boolean;
+  private readonly warmThreadDelayMs: number;
   /** the guest thread kept started for the next UA */
   private spare: Worker | null = null;
   private closed = false;
@@ -46,6 +49,7 @@ export class WasmRuntime implements UaRuntime {
     this.callBudgetMs = options.callBudgetMs ?? DEFAULT_WASM_CALL_BUDGET_MS;
     this.startBudgetMs = options.startBudgetMs ?? DEFAULT_WASM_START_BUDGET_MS;
     this.warmThread = options.warmThread ?? false;
+    this.warmThreadDelayMs = options.warmThreadDelayMs ?? 1_000;
     if (this.warmThread) this.keepThread();
   }
 
@@ -97,8 +101,8 @@ export class WasmRuntime implements UaRuntime {
         takeThread: () => this.takeThread(),
       });
     } finally {
-      // the next UA's thread starts once this one has started, not beside it
-      if (this.warmThread) setImmediate(() => this.keepThread());
+      // the next UA's thread starts once this session has its first picture, not beside it
+      if (this.warmThread) setTimeout(() => this.keepThread(), this.warmThreadDelayMs).unref();
     }
   }
 }
