@@ -3,7 +3,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { CLOSE, STREAM_PATH, encodeFrame, parseClientMessage, type ClientMessage, type ServerMessage } from '@uve/protocol';
-import { StreamClient, StreamCloseError, streamUrl, type WelcomeMessage } from '../../packages/client/src/stream-client';
+import { StreamClient, StreamCloseError, streamUrl, type DecoderFactory, type WelcomeMessage } from '../../packages/client/src/stream-client';
 import { provideResource } from '../../packages/client/src/resources';
 
 /** A fake VM: records what each connection sends; the test scripts what it answers. */
@@ -146,6 +146,25 @@ describe('StreamClient', () => {
     await three;
     expect(decoded).toEqual([1, 2]);
     c.close();
+  });
+
+  it('prepares its decoder when the stream opens, after the hello, and releases what was prepared when it closes', async () => {
+    const events: string[] = [];
+    vm.onHello = (s) => {
+      events.push('hello at the VM');
+      vm.welcome(s);
+    };
+    const factory: DecoderFactory = Object.assign(() => ({ decode: async () => ({ width: 1, height: 1, data: new Uint8Array(4) }), close: async () => undefined }), {
+      prepare: () => events.push('prepare'),
+      release: () => events.push('release'),
+    });
+    const c = new StreamClient({ browserResources: false, pingIntervalMs: 0 });
+    await c.connect({ url: vm.url, token: 't', decoder: factory });
+    // before the welcome (the VM may take long to start the session), never before the hello left
+    expect(events.slice(0, 2).sort()).toEqual(['hello at the VM', 'prepare']);
+    expect(events).not.toContain('release');
+    c.close();
+    expect(events.filter((e) => e === 'release').length).toBeGreaterThanOrEqual(1);
   });
 
   it('answers resource requests from its providers; refuses kinds it has none for and provider failures', async () => {

@@ -1,11 +1,25 @@
 // Agent encoders (MJPEG via sharp, H264 via ffmpeg/libx264) against the Node client decoders.
 // H264 tests need ffmpeg with libx264 (CI installs it); they fail, not skip, when it is missing.
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { availableCodecs, createEncoder, ffmpegAvailable, H264Encoder, WarmX264, type EncodedFrame, type VideoEncoder } from '../../apps/vm-agent/src/encoders';
 import { avcCodecString, FlvParser, parseAvcC, type FlvEvent } from '../../apps/vm-agent/src/encoders/flv';
-import { createNodeDecoder, type DecodedFrame, type FrameDecoder } from '../../packages/client/src/decoders';
+import { createNodeDecoder, nodeDecoderFactory, type DecodedFrame, type FrameDecoder } from '../../packages/client/src/decoders';
+
+/** ffmpeg processes this process started and has not reaped (its children named ffmpeg) */
+function ffmpegChildren(): number[] {
+  return readdirSync('/proc').filter((d) => /^\d+$/.test(d)).flatMap((d) => {
+    try {
+      const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
+      const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      return comm === 'ffmpeg' && ppid === process.pid ? [Number(d)] : [];
+    } catch {
+      return []; // gone meanwhile
+    }
+  });
+}
 
 type Rgb = [number, number, number];
 const QUADRANTS: Rgb[] = [
@@ -376,10 +390,17 @@ describe('H264', () => {
       await within(enc.ready(), 10_000, 'encoder ready');
       // the session took the process the VM had started before it came
       expect(enc.pids().active).toBe(primed);
-      // and the VM keeps another for the next session with these parameters
+      // no other ffmpeg starts beside the first picture: the spare and the next warm one come after it
+      expect(enc.pids().spare).toBeUndefined();
+      expect(warm.pid()).toBeUndefined();
+      const frames = [...await encodeEach(enc, w, h, 0, 1)];
+      // nor right after it (the UC's first input follows it): a while later
+      expect(enc.pids().spare).toBeUndefined();
+      // then the VM keeps another for the next session with these parameters
       const next = await until(() => warm.pid(), 'the next warm process');
+      await until(() => enc.pids().spare, 'the spare');
       expect([primed, enc.pids().spare]).not.toContain(next);
-      const frames = await encodeEach(enc, w, h, 0, 6, [3]);
+      frames.push(...await encodeEach(enc, w, h, 1, 6, [3]));
       expect(frames.map((f) => f.keyframe)).toEqual([true, false, false, true, false, false]);
       // the keyframe from the spare differs in idr_pic_id from the primed process's first IDR
       const ids = [frames[0], frames[3]].map((f) => idrPicId(f.data, enc.config()!.description!));
@@ -389,12 +410,44 @@ describe('H264', () => {
       const other = track(createEncoder('H264', opts(320, 180), warm) as H264Encoder);
       await within(other.ready(), 10_000, 'second encoder ready');
       expect(other.pids().active).not.toBe(next);
+      await encodeEach(other, 320, 180, 0, 1);
       await until(() => !existsSync(`/proc/${next}`) || undefined, 'the replaced warm process to end');
     } finally {
       const last = warm.pid();
       await warm.close();
       if (last) expect(existsSync(`/proc/${last}`)).toBe(false);
     }
+  });
+
+  it('a Node decoder factory starts ffmpeg when the stream opens, decodes with that process, and releases one left unused', async () => {
+    const [w, h] = [640, 360];
+    const enc = track(createEncoder('H264', opts(w, h)));
+    await within(enc.ready(), 10_000, 'encoder ready');
+    const frames = await encodeEach(enc, w, h, 0, 3);
+    const cfg = enc.config()!;
+    const before = new Set(ffmpegChildren());
+    const started = () => ffmpegChildren().filter((pid) => !before.has(pid));
+    const factory = nodeDecoderFactory();
+    factory.prepare!();
+    factory.prepare!(); // one at a time
+    const [prepared, ...more] = started();
+    expect(prepared).toBeDefined();
+    expect(more).toEqual([]);
+    const dec = track(factory({ codec: 'H264', mime: cfg.mime, width: w, height: h, description: cfg.description }));
+    // the decoder took the prepared process: none started for it
+    expect(started()).toEqual([prepared]);
+    (await decodeAll(dec, frames)).forEach((d, i) => expectPicture(d, w, h, i));
+    factory.release!(); // nothing left to release: the decoder's process stays
+    expect(started()).toEqual([prepared]);
+
+    factory.prepare!();
+    const unused = started().find((pid) => pid !== prepared);
+    expect(unused).toBeDefined();
+    factory.release!();
+    await until(() => !ffmpegChildren().includes(unused!) || undefined, 'the unused decoder process to end');
+    // a stream without H264 prepares nothing
+    nodeDecoderFactory({ codecs: ['MJPEG'] }).prepare!();
+    expect(started()).toEqual([prepared]);
   });
 
   it('will not start decoding without a keyframe', async () => {

@@ -337,6 +337,34 @@ describe('sample UAs', () => {
   });
 });
 
+describe('a warm runtime (warmThread)', () => {
+  it('runs each UA on the guest thread it started ahead, starts the next one after, and stops it on close', async () => {
+    const runtime = new WasmRuntime({ warmThread: true, warmThreadDelayMs: 200 });
+    try {
+      expect(runtime.hasSpareThread).toBe(true);
+      const a = await startSample(runtime, 'paint');
+      // the UA took the kept thread; the next one starts a while after this start, not beside it
+      expect(runtime.hasSpareThread).toBe(false);
+      await new Promise((r) => setTimeout(r, 100));
+      expect(runtime.hasSpareThread).toBe(false);
+      for (let i = 0; i < 100 && !runtime.hasSpareThread; i++) await new Promise((r) => setTimeout(r, 20));
+      expect(runtime.hasSpareThread).toBe(true);
+      const b = await startSample(runtime, 'paint');
+      // each runs on its own thread: input to one paints only that one
+      expect(pixel(a.inst.captureFull(), 100, 100)).toEqual([255, 255, 255]);
+      expect(pixel(b.inst.captureFull(), 100, 100)).toEqual([255, 255, 255]);
+      a.inst.input(pointer('down', 100, 100));
+      expect(pixel(a.inst.capture()!, 100, 100)).toEqual([255, 0, 0]);
+      expect(b.inst.capture()).toBeNull();
+      await Promise.all([a.inst.close(), b.inst.close()]);
+      expect(a.exit.count + b.exit.count).toBe(0);
+    } finally {
+      await runtime.close();
+    }
+    expect(runtime.hasSpareThread).toBe(false);
+  });
+});
+
 describe('suspend and the frame clock', () => {
   afterEach(() => jest.useRealTimers());
 
@@ -542,6 +570,9 @@ describe('guest traps', () => {
   it('a trap while rendering makes capture() return null and calls onExit once', async () => {
     const { inst, exit } = await start(runtime, makePackage(MANIFEST, wasmModule(abiFns({ uve_render: afterFirstRender([OP.unreachable]) }))), size);
     const exited = exit.next();
+    // the first capture is the picture of the start's render: the guest is not called again
+    expect(inst.capture()).toMatchObject({ width: size.width, height: size.height });
+    expect(exit.count).toBe(0);
     let frame: RawFrame | null = null;
     expect(() => (frame = inst.capture())).not.toThrow();
     expect(frame).toBeNull();
@@ -600,6 +631,7 @@ describe('watchdog: a guest that does not come back', () => {
   it('a guest looping while rendering ends the same way, once', async () => {
     const { inst, exit } = await start(runtime, makePackage(MANIFEST, wasmModule(abiFns({ uve_render: afterFirstRender(LOOP) }))), size);
     const exited = exit.next(5000);
+    expect(inst.capture()).not.toBeNull(); // the start's picture
     expect(inst.capture()).toBeNull();
     await expect(exited).resolves.toBeInstanceOf(UaUnresponsiveError);
     expect(inst.capture()).toBeNull();

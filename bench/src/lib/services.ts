@@ -58,6 +58,8 @@ export async function startGateway(dir: string, env: Record<string, string>, nod
       UVE_REGISTER_RATE_PER_MIN: '100000',
       UVE_REQUEST_RATE_PER_MIN: '100000',
       UVE_MAX_OPEN_SESSIONS: '1000',
+      // agent images of another build (docker/build-images.js --wasm-image), to compare builds in turns
+      ...(process.env.UVE_VM_IMAGE_WASM ? { UVE_VM_IMAGE_WASM: process.env.UVE_VM_IMAGE_WASM } : {}),
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -6,7 +6,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import type { InputEvent, ReconnectionMethod, VideoCodec } from '@uve/protocol';
-import { createNodeDecoder } from './decoders';
+import { nodeDecoderFactory } from './decoders';
 import { GatewayClient, GatewayError } from './gateway-client';
 import { packUa } from './pack';
 import { StreamClient, StreamCloseError, type FrameEvent } from './stream-client';
@@ -253,7 +253,8 @@ async function play(a: PlayArgs): Promise<number> {
   const welcome = await client.connect({
     url: session.connection.url,
     token: session.connection.token,
-    decoder: (cfg) => createNodeDecoder({ codec: cfg.codec === 'H264' ? 'H264' : 'MJPEG', width: cfg.width, height: cfg.height, description: cfg.description, fps: a.fps }),
+    // the H264 decoder starts with the stream, not after the first frame's codec message
+    decoder: nodeDecoderFactory({ fps: a.fps, codecs: [a.codec] }),
   });
   const tWelcome = performance.now();
   process.stderr.write(`uve: session ${session.id} on VM ${session.connection.vmId}: ${welcome.codec} ${welcome.width}x${welcome.height} up to ${welcome.maxFps} fps (${welcome.role})\n`);

@@ -55,7 +55,15 @@ export interface FrameDecoderLike {
   decode(payload: Uint8Array, keyframe: boolean): Promise<DecodedPicture>;
   close(): Promise<void>;
 }
-export type DecoderFactory = (config: CodecConfig) => FrameDecoderLike;
+export type DecoderFactory = ((config: CodecConfig) => FrameDecoderLike) & {
+  /**
+   * Called when the stream opens, before the `codec` message: a decoder that takes long to start
+   * (a process) starts now, beside the VM's start of the session, and the factory hands it out.
+   */
+  prepare?: () => void;
+  /** The connection is over: whatever `prepare` started and no decoder took is released. */
+  release?: () => void;
+};
 
 export interface FrameEvent {
   header: FrameHeader;
@@ -320,6 +328,7 @@ export class StreamClient extends Emitter<StreamClientEvents> {
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     this.ws?.close(code, reason);
     this.setState('ended');
+    this.target?.decoder?.release?.();
   }
 
   // ---- internals ------------------------------------------------------------------------------
@@ -342,7 +351,11 @@ export class StreamClient extends Emitter<StreamClientEvents> {
     this.samples.length = 0; // a reconnect may land on another VM with another clock
     return new Promise<WelcomeMessage>((resolve, reject) => {
       let welcomed = false;
-      ws.onopen = () => ws.send(JSON.stringify({ t: 'hello', v: STREAM_PROTOCOL_VERSION, token: target.token, ...(this.options.timings ? { timings: true } : {}) } satisfies ClientMessage));
+      ws.onopen = () => {
+        ws.send(JSON.stringify({ t: 'hello', v: STREAM_PROTOCOL_VERSION, token: target.token, ...(this.options.timings ? { timings: true } : {}) } satisfies ClientMessage));
+        // after the hello has left: the decoder starts while the VM checks the token and starts the session
+        target.decoder?.prepare?.();
+      };
       ws.onerror = () => undefined; // the close event follows with the code
       ws.onmessage = (ev) => {
         if (typeof ev.data === 'string') {
@@ -567,6 +580,7 @@ export class StreamClient extends Emitter<StreamClientEvents> {
   }
 
   private closeDecoder(): Promise<void> {
+    this.target?.decoder?.release?.();
     const d = this.decoder;
     this.decoder = null;
     this.decodeChain = this.decodeChain.then(() => d?.close()).catch(() => undefined);

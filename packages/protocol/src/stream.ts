@@ -126,7 +126,7 @@ export type WelcomeVmData =
   | { snapshotId: string; restored: false; reason: string };
 
 export type ServerMessage =
-  | { t: 'welcome'; v: number; sessionId: string; role: StreamRole; codec: VideoCodec; width: number; height: number; maxFps: number; suspended: boolean; vmData?: WelcomeVmData; watched?: boolean }
+  | { t: 'welcome'; v: number; sessionId: string; role: StreamRole; codec: VideoCodec; width: number; height: number; maxFps: number; suspended: boolean; vmData?: WelcomeVmData; watched?: boolean; start?: SessionStartTiming }
   /** decoder configuration; sent before the first frame and whenever it changes */
   | { t: 'codec'; codec: VideoCodec; mime: string; width: number; height: number; description?: string }
   | { t: 'pong'; id: number; t0: number; t1: number }
@@ -140,6 +140,26 @@ export type ServerMessage =
   | { t: 'ended'; reason: string }
   /** after a frame, to a UC whose hello asked for timings: where the frame's time went on the VM */
   | ({ t: 'timing' } & FrameTiming);
+
+/**
+ * Where a session's start went, in the welcome to a UC whose hello asked for timings (wall clock, ms
+ * since epoch; the VMM and the VM share one clock on one host, else they differ by the clock offset).
+ * The VMM's stamps travel in its session.prepare (`trace`); the VM's are its own.
+ */
+export interface SessionStartTiming {
+  /** VMM: the transaction that assigned the session committed; its session.prepare went to the queue */
+  committedAt?: number;
+  sentAt?: number;
+  /** VM: the session.prepare arrived; the UA started; the encoder was ready; the first picture was captured and encoded */
+  preparedAt: number;
+  uaStartedAt?: number;
+  encoderReadyAt?: number;
+  capturedAt?: number;
+  encodedAt?: number;
+  /** VM: this UC's hello arrived; its welcome left */
+  helloAt?: number;
+  welcomeAt: number;
+}
 
 /**
  * The VM's stages of one frame, VM wall clock (ms since epoch, fractional). The input fields are

@@ -29,6 +29,11 @@ export interface CommandMeta {
   commandId?: string;
   /** ISO time after which the VM must not act on it */
   expiresAt?: string;
+  /**
+   * VMM wall clock (ms since epoch) of this copy: the transaction that wrote it committed (absent
+   * on a re-send), it was handed to the queue. Diagnostics only (a session's start stages).
+   */
+  trace?: { committedAt?: number; sentAt: number };
 }
 
 export interface DeployUaCommand extends CommandMeta {

@@ -17,7 +17,7 @@ export interface QueuedCommand {
 /** The outbox as a transaction sees it (modules/vmm/vm-commands.service.ts). */
 export interface CommandOutbox {
   enqueue(em: EntityManager, vmId: string, command: VmCommand, sessionId?: string | null): Promise<QueuedCommand>;
-  flush(queued: QueuedCommand[]): Promise<void>;
+  flush(queued: QueuedCommand[], committedAt?: number): Promise<void>;
 }
 
 /** how long a request waits for its commands to reach the queue before leaving them to the relay */
@@ -60,6 +60,7 @@ export class Transactions {
   async run<T>(fn: (uow: UnitOfWork) => Promise<T>): Promise<T> {
     let uow!: UnitOfWork;
     const result = await this.ds.transaction((em) => fn((uow = new UnitOfWork(em, this.outbox))));
+    const committedAt = Date.now();
     for (const ev of uow.events) {
       this.pubsub.publish('SESSION_EVENT', ev.sessionId, ev);
       this.pubsub.publish('NOTIFICATION', ev.ownerId, { at: ev.at, sessionEvent: ev, invitationId: null });
@@ -67,7 +68,7 @@ export class Transactions {
     for (const n of uow.notifications) this.pubsub.publish('NOTIFICATION', n.userId, n.payload);
     // Sent now so the VM hears at once; the outbox keeps them if this fails or stalls (Redis
     // unreachable), and the relay sends them later: the caller waits a bounded time, never longer.
-    const flushed = this.outbox.flush(uow.commands).catch((e: Error) => this.log.warn('UVE-2 commands left to the relay', { error: e.message }));
+    const flushed = this.outbox.flush(uow.commands, committedAt).catch((e: Error) => this.log.warn('UVE-2 commands left to the relay', { error: e.message }));
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([flushed, new Promise<void>((resolve) => (timer = setTimeout(resolve, FLUSH_WAIT_MS)))]);
     clearTimeout(timer);

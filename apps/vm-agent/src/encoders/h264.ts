@@ -20,6 +20,11 @@ import type { DecoderConfig, EncodedFrame, EncoderOptions, VideoEncoder } from '
 import { avcCodecString, FlvParser, parseAvcC } from './flv';
 
 const FFMPEG = 'ffmpeg';
+/**
+ * how long after a session's first picture its spare and the VM's next warm process start: beside
+ * the first picture, the UC's first input and its decoder's start (2 cores) they doubled those
+ */
+export const BACKGROUND_START_DELAY_MS = 1_000;
 /** how long a retired process may take to flush and exit before it is killed */
 const RETIRE_TIMEOUT_MS = 2_000;
 const STDERR_TAIL = 2_000;
@@ -207,6 +212,9 @@ export class H264Encoder implements VideoEncoder {
   private starting: Promise<void> | null = null;
   private failure: Error | null = null;
   private closing = false;
+  /** the spare and the next warm process were started (BACKGROUND_START_DELAY_MS after the first output) */
+  private backgroundStarted = false;
+  private backgroundTimer: NodeJS.Timeout | null = null;
   /** serialises submissions (a forced keyframe may wait for the spare) without waiting for outputs */
   private submitChain: Promise<unknown> = Promise.resolve();
   /** settles after the previous encode(): results settle in call order even across a process switch */
@@ -216,6 +224,7 @@ export class H264Encoder implements VideoEncoder {
     private readonly opts: EncoderOptions,
     /** the VM's primed encoder kept ready for the next session (WarmX264) */
     private readonly warm: WarmX264 | null = null,
+    private readonly backgroundDelayMs = BACKGROUND_START_DELAY_MS,
   ) {
     if (!(opts.width > 0 && opts.height > 0) || opts.width % 2 || opts.height % 2) {
       throw new Error(`H264 needs even, positive dimensions (4:2:0), got ${opts.width}x${opts.height}`);
@@ -257,6 +266,8 @@ export class H264Encoder implements VideoEncoder {
 
   async close(): Promise<void> {
     this.closing = true;
+    // a session that ended before its first picture still leaves the VM a warm process
+    this.startBackground();
     const procs = [this.active, this.spare, ...this.retiring].filter((p): p is X264Process => p !== null);
     this.active = this.spare = null;
     await Promise.all(procs.map((p) => p.kill('H264 encoder closed')));
@@ -274,8 +285,20 @@ export class H264Encoder implements VideoEncoder {
     this.active = warm ?? this.spawn();
     await this.active.primed;
     this.cfg = this.configFor(this.active);
-    if (!this.closing) this.spare = this.spawn();
-    // the next session's: once this one's processes are up, not competing with its first frame
+  }
+
+  /**
+   * The spare (for forced keyframes) and the VM's next warm process start a while after the first
+   * picture is out: each is an ffmpeg start plus a primed 720p picture, which on 2 cores took the
+   * first keyframe from ~10 ms to ~140 ms when they ran beside it (the first picture is an IDR
+   * anyway), and the UC's first input after it. A forced keyframe before then starts the spare.
+   */
+  private startBackground(): void {
+    if (this.backgroundTimer) clearTimeout(this.backgroundTimer);
+    this.backgroundTimer = null;
+    if (this.backgroundStarted) return;
+    this.backgroundStarted = true;
+    if (!this.closing && !this.spare && !this.failure) this.spare = this.spawn();
     this.warm?.keep(this.opts);
   }
 
@@ -285,7 +308,17 @@ export class H264Encoder implements VideoEncoder {
     await this.ready();
     if (this.closing) throw new Error('H264 encoder closed');
     if (this.failure) throw this.failure;
-    if (!keyframe || this.active!.fresh) return { result: this.active!.submit(data, ts) };
+    if (!keyframe || this.active!.fresh) {
+      const result = this.active!.submit(data, ts);
+      if (!this.backgroundStarted && !this.backgroundTimer) {
+        void result.catch(() => undefined).then(() => {
+          if (this.backgroundStarted || this.backgroundTimer) return;
+          this.backgroundTimer = setTimeout(() => this.startBackground(), this.backgroundDelayMs);
+          this.backgroundTimer.unref();
+        });
+      }
+      return { result };
+    }
     const old = this.active!;
     const result = (await this.switchToSpare()).submit(data, ts);
     // retire the old process and start the next spare once the keyframe is out and its receiver

@@ -10,6 +10,7 @@ import {
   type LocalResourceKind,
   type PrepareSessionCommand,
   type ReconnectionMethod,
+  type SessionStartTiming,
   type SessionTokenClaims,
   type SnapshotKind,
   type StreamParams,
@@ -115,6 +116,8 @@ export class Session {
   private vmData: WelcomeVmData | null = null;
   /** the UA is stopped while its PLAYER is away (freezeForReconnect) */
   private frozenForReconnect = false;
+  /** where the start went (VMM stamps from the prepare's trace), for a UC asking for timings */
+  private readonly startTiming: Omit<SessionStartTiming, 'welcomeAt' | 'helloAt'>;
   private readonly ready: Promise<void>;
   private settleReady!: (error?: Error) => void;
   private readonly log: Logger;
@@ -131,6 +134,7 @@ export class Session {
     const w = cmd.reconnectWindowMs;
     this.reconnectWindowMs = typeof w === 'number' && Number.isFinite(w) && w >= 0 ? w : DEFAULT_RECONNECT_WINDOW_MS;
     this.log = deps.log.child({ session: this.id });
+    this.startTiming = { committedAt: cmd.trace?.committedAt, sentAt: cmd.trace?.sentAt, preparedAt: wallClock() };
     this.ready = new Promise<void>((resolve, reject) => {
       this.settleReady = (e) => (e ? reject(e) : resolve());
     });
@@ -205,6 +209,7 @@ export class Session {
         return;
       }
       this.instance = instance;
+      this.startTiming.uaStartedAt = wallClock();
       if (this.suspended) instance.suspend();
       this.encoder = this.deps.createEncoder(this.stream.codec, {
         width: instance.width,
@@ -222,8 +227,13 @@ export class Session {
         onFrame: (header, _bytes, sentTo) => this.onFrameSent(header.inputSeq, sentTo),
       });
       if (this.suspended) this.pump.pause();
-      await withTimeout(this.pump.warmUp(), WARM_UP_TIMEOUT_MS, 'first frame');
+      const pump = this.pump;
+      await withTimeout(this.encoder.ready().then(() => {
+        this.startTiming.encoderReadyAt = wallClock();
+        return pump.warmUp();
+      }), WARM_UP_TIMEOUT_MS, 'first frame');
       if (this.ended) return;
+      Object.assign(this.startTiming, pump.warmUpTiming);
       this.state = 'ready';
       this.settleReady();
       this.log.info('session ready', { ua: this.uaId, codec: this.stream.codec, size: `${instance.width}x${instance.height}`, maxFps: this.stream.maxFps });
@@ -317,6 +327,7 @@ export class Session {
       suspended: this.suspended,
       ...(this.vmData ? { vmData: this.vmData } : {}),
       watched: claims.sub === this.userId && this.watched,
+      ...(conn.timings ? { start: { ...this.startTiming, helloAt: conn.helloAt || undefined, welcomeAt: wallClock() } } : {}),
     });
     if (this.suspended) conn.send({ t: 'suspended', reason: this.suspendReason });
     pump.addSink(conn);

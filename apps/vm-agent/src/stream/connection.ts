@@ -27,8 +27,10 @@ export class StreamConnection implements FrameSink {
   claimedSession: string | null = null;
   /** messages per second after the welcome */
   readonly rate: TokenBucket;
-  /** the UC's hello asked for a `timing` message after each frame */
+  /** the UC's hello asked for a `timing` message after each frame (and its welcome for the start's) */
   timings = false;
+  /** when its hello arrived (VM wall clock) */
+  helloAt = 0;
   lastKeyframeAt = 0;
   keyframeTimer: NodeJS.Timeout | null = null;
 

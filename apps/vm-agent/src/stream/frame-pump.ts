@@ -114,6 +114,9 @@ export class FramePump {
   /** running average of encoded frame sizes, for the high-water mark */
   private avgFrameBytes = 0;
 
+  /** when the warm-up's picture was captured and encoded (VM wall clock), for the session's start timing */
+  warmUpTiming: { capturedAt: number; encodedAt: number } | null = null;
+
   readonly stats = { captured: 0, unchanged: 0, encoded: 0, keyframes: 0, skippedForBackpressure: 0, lastEncodeMs: 0 };
 
   constructor(private readonly opts: FramePumpOptions) {
@@ -332,6 +335,7 @@ export class FramePump {
       (out) => {
         this.stats.lastEncodeMs = this.now() - t0;
         const timing = { seq: header.seq, inputSeq: header.inputSeq, inputReceivedAt: input?.receivedAt ?? null, inputAppliedAt: input?.appliedAt ?? null, capturedAt: header.captureTs, encodedAt: this.wall() };
+        if (warmUp) this.warmUpTiming = { capturedAt: timing.capturedAt, encodedAt: timing.encodedAt };
         if (!this.closed) this.deliver(header, out, warmUp, timing);
       },
       (e) => {

@@ -19,6 +19,7 @@ import {
 } from '@uve/protocol';
 import type { Logger } from '../common/log';
 import { errorMessage } from '../common/errors';
+import { wallClock } from '../common/clock';
 import { AuthError, TokenReplayGuard, type TokenVerifier } from './auth';
 import type { StreamLimits } from '../config';
 import { StreamConnection } from './connection';
@@ -232,6 +233,7 @@ export class StreamServer {
         }
         conn.state = 'authenticating';
         conn.timings = msg.timings === true;
+        conn.helloAt = wallClock();
         void this.authenticate(conn, msg.v, msg.token);
         return;
       case 'authenticating':

@@ -1,6 +1,8 @@
 // Decoders for Node clients (tests, the `uve` CLI, benchmarks): a frame message's payload in, an
 // RGBA picture out. Browsers use WebCodecs instead. H264 needs ffmpeg on PATH; MJPEG uses sharp.
-import { H264Decoder } from './h264';
+import type { ChildProcessWithoutNullStreams } from 'node:child_process';
+import type { DecoderFactory } from '../stream-client';
+import { H264Decoder, spawnH264Decoder } from './h264';
 import { MjpegDecoder } from './mjpeg';
 
 /** One RGBA picture, rows tightly packed (stride = width * 4); same shape as the agent's RawFrame. */
@@ -29,17 +31,47 @@ export interface NodeDecoderConfig {
   fps?: number;
 }
 
-export function createNodeDecoder(config: NodeDecoderConfig): FrameDecoder {
+/** `h264Process`: an ffmpeg spawnH264Decoder started before the configuration was known */
+export function createNodeDecoder(config: NodeDecoderConfig, h264Process?: ChildProcessWithoutNullStreams): FrameDecoder {
   switch (config.codec) {
     case 'MJPEG':
       return new MjpegDecoder();
     case 'H264':
       if (!config.description) throw new Error('an H264 decoder needs the avcC record (description)');
-      return new H264Decoder(config.width, config.height, config.description, config.fps ?? 60);
+      return new H264Decoder(config.width, config.height, config.description, config.fps ?? 60, h264Process);
     default:
       throw new Error(`no Node decoder for codec ${String((config as { codec: unknown }).codec)}`);
   }
 }
 
-export { H264Decoder, avccToAnnexB } from './h264';
+/**
+ * StreamClient's `decoder` for Node (the CLI, tests, benches): with `prepare` the H264 decoder's
+ * ffmpeg starts when the stream opens, while the VM starts the session, instead of when the `codec`
+ * message comes (a native client opens its decoder with the stream; a browser's WebCodecs decoder
+ * starts in milliseconds). `codecs` without H264 (MJPEG only) prepares nothing.
+ */
+export function nodeDecoderFactory(opts: { fps?: number; codecs?: readonly string[] } = {}): DecoderFactory {
+  let prepared: ChildProcessWithoutNullStreams | null = null;
+  const release = (): void => {
+    if (prepared && prepared.exitCode === null && prepared.signalCode === null) prepared.kill('SIGKILL');
+    prepared = null;
+  };
+  const factory: DecoderFactory = (cfg) => {
+    // one that exited already (its 'close' may have passed) cannot be handed on
+    const take = prepared && prepared.exitCode === null && prepared.signalCode === null && cfg.codec === 'H264' ? prepared : undefined;
+    if (take) prepared = null;
+    return createNodeDecoder({ codec: cfg.codec === 'H264' ? 'H264' : 'MJPEG', width: cfg.width, height: cfg.height, description: cfg.description, fps: opts.fps }, take);
+  };
+  factory.prepare = () => {
+    if (prepared || (opts.codecs && !opts.codecs.includes('H264'))) return;
+    const p = (prepared = spawnH264Decoder(opts.fps ?? 60));
+    // until a decoder takes it: a failed start is the decoder's to report, and it is never waited on
+    p.on('error', () => undefined);
+    p.stdin.on('error', () => undefined);
+  };
+  factory.release = release;
+  return factory;
+}
+
+export { H264Decoder, avccToAnnexB, spawnH264Decoder } from './h264';
 export { MjpegDecoder } from './mjpeg';

@@ -78,8 +78,8 @@ export class VmCommandsService {
   }
 
   /** Sends commands committed by `enqueue` now, in the order they were written (the latency of a request). */
-  async flush(queued: QueuedCommand[]): Promise<void> {
-    for (const q of queued) await this.send(q.id, q.vmId, q.command, q.expiresAt);
+  async flush(queued: QueuedCommand[], committedAt?: number): Promise<void> {
+    for (const q of queued) await this.send(q.id, q.vmId, q.command, q.expiresAt, committedAt);
   }
 
   /** The VM took the command (or dropped it as expired): stop re-sending. Only the addressed VM may ack. */
@@ -163,8 +163,8 @@ export class VmCommandsService {
     for (const row of claimed) await this.send(row.id, row.vm_id, row.command, new Date(row.expires_at));
   }
 
-  private async send(id: string, vmId: string, stored: VmCommand, expiresAt: Date): Promise<void> {
-    const command = { ...stored, commandId: id, expiresAt: expiresAt.toISOString() } as VmCommand;
+  private async send(id: string, vmId: string, stored: VmCommand, expiresAt: Date, committedAt?: number): Promise<void> {
+    const command = { ...stored, commandId: id, expiresAt: expiresAt.toISOString(), trace: { ...(committedAt ? { committedAt } : {}), sentAt: Date.now() } } as VmCommand;
     try {
       await uve.sendToVm(this.bus, vmId, command);
     } catch (e) {

@@ -26,6 +26,8 @@ export interface InstanceConfig {
   callBudgetMs: number;
   /** most time the start (instantiation + uve_init) and bulk calls (app data, FULL state) may take */
   startBudgetMs: number;
+  /** a spare thread (startSpareThread) to run the guest on, when the runtime keeps one */
+  takeThread?: () => Worker | null;
 }
 
 /** The guest trapped or aborted. */
@@ -52,6 +54,18 @@ interface AsyncCall {
 const TRAPPED = Symbol('trapped');
 /** the worker's source: the same function in the built agent and under the TypeScript tests */
 const WORKER_SOURCE = `(${guestWorkerMain.toString()})()`;
+/** a thread started before its UA is known: its workerData comes in its first message (`attach`) */
+const SPARE_SOURCE = `const wt = require('node:worker_threads'); wt.parentPort.once('message', (m) => { wt.workerData = m.attach; (${guestWorkerMain.toString()})(); });`;
+
+/**
+ * A guest thread started ahead of the UA it will run (a warm VM keeps one): a Node worker's start
+ * is the largest part of a WASM UA's start. Unref'd until an instance takes it.
+ */
+export function startSpareThread(): Worker {
+  const w = new Worker(SPARE_SOURCE, { eval: true });
+  w.unref();
+  return w;
+}
 
 /** a request as composed here; the id is added when it is sent */
 type Op = GuestRequest extends infer R ? (R extends GuestRequest ? Omit<R, 'id'> : never) : never;
@@ -75,6 +89,11 @@ export class WasmInstance implements UaInstance {
   /** the next capture returns a picture even when the guest says nothing changed (start, restore) */
   private forceFrame = true;
   private frameTimer: NodeJS.Timeout | null = null;
+  /**
+   * The picture of the start's render, while nothing has been asked of the guest since: the
+   * session's first capture takes it instead of rendering and copying the 720p picture again.
+   */
+  private startFrame: { data: Uint8Array; flags: number } | null = null;
   private readonly pending = new Map<number, PendingRequest>();
   private readonly clock: AppClock;
 
@@ -105,6 +124,7 @@ export class WasmInstance implements UaInstance {
       const first = await inst.callAsync({ op: 'render', clock: inst.clock.now(), frame: 'always' }, config.startBudgetMs);
       if (first.trap) throw new UaTrapError(first.trap.abort ? first.trap.message : `UA trapped: ${first.trap.message}`);
       inst.issueAll(first.requests);
+      if (first.frame) inst.startFrame = { data: first.frame, flags: first.flags ?? 0 };
     } catch (e) {
       inst.end();
       throw e instanceof UaTrapError || e instanceof UaUnresponsiveError ? e : new UaTrapError(`UA failed to start: ${(e as Error).message}`, { cause: e });
@@ -127,6 +147,8 @@ export class WasmInstance implements UaInstance {
 
   capture(): RawFrame | null {
     if (this.ended || this.suspended) return null;
+    const start = this.takeStartFrame();
+    if (start) return start;
     const r = this.render(this.forceFrame ? 'always' : 'changed');
     if (r === TRAPPED || !r.frame) return null;
     return this.frame(r.frame);
@@ -134,6 +156,8 @@ export class WasmInstance implements UaInstance {
 
   captureFull(): RawFrame {
     if (!this.ended && !this.suspended) {
+      const start = this.takeStartFrame();
+      if (start) return start;
       const r = this.render('always');
       if (r !== TRAPPED && r.frame) return this.frame(r.frame);
     } else if (!this.ended) {
@@ -260,7 +284,12 @@ export class WasmInstance implements UaInstance {
       kindCodes: Object.values(RESOURCE_KIND_CODE),
       pageBytes: PAGE_BYTES,
     };
-    const worker = (this.worker = new Worker(WORKER_SOURCE, { eval: true, workerData, transferList: [port2] }));
+    const spare = this.config.takeThread?.() ?? null;
+    const worker = (this.worker = spare ?? new Worker(WORKER_SOURCE, { eval: true, workerData, transferList: [port2] }));
+    if (spare) {
+      spare.ref();
+      spare.postMessage({ attach: workerData }, [port2]);
+    }
     worker.on('message', (r: GuestReply) => {
       const call = this.asyncCalls.get(r.id);
       if (!call) return;
@@ -272,6 +301,7 @@ export class WasmInstance implements UaInstance {
     worker.on('exit', (code) => {
       if (!this.ended) this.fail(new UaTrapError(`the UA's thread exited (code ${code})`));
     });
+    if (spare) return; // started already (or its failure comes as 'error'/'exit' above)
     await new Promise<void>((resolve, reject) => {
       worker.once('online', resolve);
       worker.once('error', reject);
@@ -284,6 +314,7 @@ export class WasmInstance implements UaInstance {
    */
   private callSync(req: Op): GuestReply | typeof TRAPPED {
     if (this.ended) return TRAPPED;
+    this.startFrame = null; // the guest may change its picture
     const id = ++this.syncSeq;
     this.port.postMessage({ ...req, id });
     const budget = this.config.callBudgetMs;
@@ -314,6 +345,7 @@ export class WasmInstance implements UaInstance {
   /** A bulk call (start, app data, FULL state) with the start budget; this thread does not wait. */
   private callAsync(req: Op, budget: number, transfer: ArrayBuffer[] = []): Promise<GuestReply> {
     if (this.ended) return Promise.reject(new Error('the UA has ended'));
+    this.startFrame = null; // the guest may change its picture
     const id = ++this.asyncSeq;
     return new Promise<GuestReply>((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -371,6 +403,14 @@ export class WasmInstance implements UaInstance {
     if (r.flags! & RENDER_ANIMATING) this.armFrameTimer();
     else this.clearFrameTimer();
     return r;
+  }
+
+  private takeStartFrame(): RawFrame | null {
+    const f = this.startFrame;
+    if (!f) return null;
+    this.startFrame = null;
+    if (f.flags & RENDER_ANIMATING) this.armFrameTimer();
+    return this.frame(f.data);
   }
 
   /** the picture the worker copied out (owned by the caller) */

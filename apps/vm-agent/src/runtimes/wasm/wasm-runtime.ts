@@ -4,7 +4,8 @@ import { performance } from 'node:perf_hooks';
 import type { LocalResourceKind } from '@uve/protocol';
 import type { UaInstance, UaRuntime, UaStartOptions } from '../runtime';
 import { loadPackage, type CompiledModule } from './package';
-import { WasmInstance } from './wasm-instance';
+import type { Worker } from 'node:worker_threads';
+import { startSpareThread, WasmInstance } from './wasm-instance';
 
 export interface WasmRuntimeOptions {
   /** monotonic wall clock in ms that drives the app clocks (default performance.now) */
@@ -17,6 +18,10 @@ export interface WasmRuntimeOptions {
   callBudgetMs?: number;
   /** most time a guest's start and its bulk calls (app data, FULL state) may take */
   startBudgetMs?: number;
+  /** keep a guest thread started for the next UA (a warm VM, UVE_WARM_START) */
+  warmThread?: boolean;
+  /** how long after a UA's start the next thread starts (default 1 s: not beside the session's first picture and input) */
+  warmThreadDelayMs?: number;
 }
 
 export const DEFAULT_WASM_CALL_BUDGET_MS = 1_000;
@@ -31,6 +36,11 @@ export class WasmRuntime implements UaRuntime {
   private readonly startBudgetMs: number;
   /** compiled modules by sha256 of the module bytes */
   private readonly modules = new Map<string, Promise<CompiledModule>>();
+  private readonly warmThread: boolean;
+  private readonly warmThreadDelayMs: number;
+  /** the guest thread kept started for the next UA */
+  private spare: Worker | null = null;
+  private closed = false;
 
   constructor(options: WasmRuntimeOptions = {}) {
     this.clock = options.clock ?? (() => performance.now());
@@ -38,6 +48,37 @@ export class WasmRuntime implements UaRuntime {
     this.maxMemoryPages = options.maxMemoryPages ?? 4096;
     this.callBudgetMs = options.callBudgetMs ?? DEFAULT_WASM_CALL_BUDGET_MS;
     this.startBudgetMs = options.startBudgetMs ?? DEFAULT_WASM_START_BUDGET_MS;
+    this.warmThread = options.warmThread ?? false;
+    this.warmThreadDelayMs = options.warmThreadDelayMs ?? 1_000;
+    if (this.warmThread) this.keepThread();
+  }
+
+  /** whether a guest thread is kept started (tests, diagnostics) */
+  get hasSpareThread(): boolean {
+    return this.spare !== null;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    const w = this.spare;
+    this.spare = null;
+    await w?.terminate();
+  }
+
+  private keepThread(): void {
+    if (this.spare || this.closed) return;
+    const w = (this.spare = startSpareThread());
+    const drop = (): void => {
+      if (this.spare === w) this.spare = null;
+    };
+    w.on('error', drop);
+    w.on('exit', drop);
+  }
+
+  private takeThread(): Worker | null {
+    const w = this.spare;
+    this.spare = null;
+    return w;
   }
 
   async validatePackage(dir: string): Promise<{ requiredResources: LocalResourceKind[]; minWidth?: number; minHeight?: number }> {
@@ -51,11 +92,17 @@ export class WasmRuntime implements UaRuntime {
     const pkg = await loadPackage(opts.ua.dir, this.maxMemoryPages, this.modules, this.startBudgetMs);
     const { minWidth = 1, minHeight = 1, name } = pkg.manifest;
     if (width < minWidth || height < minHeight) throw new Error(`${name} needs a screen of at least ${minWidth}x${minHeight}, got ${width}x${height}`);
-    return WasmInstance.start(pkg, opts, {
-      wallClock: this.clock,
-      frameIntervalMs: this.frameIntervalMs,
-      callBudgetMs: this.callBudgetMs,
-      startBudgetMs: this.startBudgetMs,
-    });
+    try {
+      return await WasmInstance.start(pkg, opts, {
+        wallClock: this.clock,
+        frameIntervalMs: this.frameIntervalMs,
+        callBudgetMs: this.callBudgetMs,
+        startBudgetMs: this.startBudgetMs,
+        takeThread: () => this.takeThread(),
+      });
+    } finally {
+      // the next UA's thread starts once this session has its first picture, not beside it
+      if (this.warmThread) setTimeout(() => this.keepThread(), this.warmThreadDelayMs).unref();
+    }
   }
 }
