@@ -8,6 +8,13 @@ import { PAGE_BYTES } from './webassembly';
 
 const deflateAsync = promisify(deflate);
 const inflateAsync = promisify(inflate);
+/**
+ * zlib's default 16 KiB output pieces cost a thread-pool round trip each (8,192 for 128 MiB, plus
+ * a copy to join them): the memory is inflated into one piece of its known size and deflated in
+ * 1 MiB pieces. Level 1: most of a memory is either near-empty or incompressible, where a
+ * deeper match search only costs time (16 MiB of random bytes: 0.5-0.9 s at the default level 6).
+ */
+const DEFLATE_OPTIONS = { level: 1, chunkSize: 1024 * 1024 };
 
 const MAGIC = 0x57455655; // 'UVEW' little-endian
 const FORMAT_VERSION = 1;
@@ -38,7 +45,7 @@ export interface FullState {
 export class SnapshotError extends Error {}
 
 export async function encodeFullState(s: FullState): Promise<Uint8Array> {
-  const packed = await deflateAsync(s.memory);
+  const packed = await deflateAsync(s.memory, DEFLATE_OPTIONS);
   const size = HEADER_BYTES + s.pending.length * PENDING_BYTES + s.globals.length * GLOBAL_BYTES + packed.length;
   const out = Buffer.alloc(size);
   let o = 0;
@@ -104,7 +111,7 @@ export async function decodeFullState(data: Uint8Array): Promise<FullState> {
   }
   let memory: Uint8Array;
   try {
-    memory = await inflateAsync(b.subarray(o));
+    memory = await inflateAsync(b.subarray(o), { chunkSize: Math.max(64, pages * PAGE_BYTES), maxOutputLength: Math.max(1, pages * PAGE_BYTES) });
   } catch (e) {
     throw new SnapshotError(`snapshot memory is corrupt: ${(e as Error).message}`);
   }
