@@ -491,6 +491,10 @@ describe('FULL snapshots', () => {
     const swollen = Buffer.concat([gameBlob.subarray(0, C), bigger]);
     swollen.writeUInt32LE(bigger.length, 76);
     await expect(game.inst.restoreFullState(swollen)).rejects.toThrow(/snapshot memory is corrupt/);
+    // and a header that claims more memory than this host allows is refused before any inflating
+    const huge = Buffer.from(gameBlob);
+    huge.writeUInt32LE(1 << 20, 72);
+    await expect(game.inst.restoreFullState(huge)).rejects.toThrow(/does not fit this host's limit of 4096/);
     for (const s of [paint, game, bigGame]) await s.inst.close();
   });
 

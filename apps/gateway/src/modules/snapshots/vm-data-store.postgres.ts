@@ -49,6 +49,8 @@ export class PostgresChunkStore implements ChunkStore {
     // the chunks not kept yet, oldest first: at most inFlight when the next is asked for (their buffers are reused after)
     const pending: Promise<void>[] = [];
     const addresses: Buffer[] = [];
+    /** the new chunks this write committed: collected again when it fails (nothing half-written stays) */
+    const inserted: Buffer[] = [];
     let written = 0;
     /** the chunk held by this transaction (locked) once it returns true */
     const lock = async (c: NewChunk) => (await em.query(`SELECT 1 FROM vm_data_chunks WHERE address = $1 FOR KEY SHARE`, [c.address])).length > 0;
@@ -60,7 +62,10 @@ export class PostgresChunkStore implements ChunkStore {
           `INSERT INTO vm_data_chunks (address, data, nonce, sha256) VALUES ($1, $2, $3, $4) ON CONFLICT (address) DO NOTHING`,
           [s.address, s.data, s.nonce, s.sha256],
         );
-        if (rowCount) written++;
+        if (rowCount) {
+          written++;
+          inserted.push(c.address);
+        }
         // committed (by this insert or another store's): locked now, unless a collector took it as an orphan meanwhile
         if (await lock(c)) return;
       }
@@ -75,9 +80,13 @@ export class PostgresChunkStore implements ChunkStore {
         if (pending.length > this.inFlight) await pending.shift();
       }
       while (pending.length) await pending.shift();
-    } finally {
-      // never leave a statement running unobserved (the transaction rolls back on the error anyway)
+    } catch (e) {
+      // never leave a statement running unobserved (the transaction rolls back on the error anyway);
+      // the chunks committed for it go again unless another store took them meanwhile (then locked:
+      // skipped). A transaction that fails after this returns leaves its new chunks to the sweep.
       await Promise.allSettled(pending);
+      if (inserted.length) await this.collect(`c.address = ANY($1::bytea[])`, [inserted]).catch(() => undefined);
+      throw e;
     }
     await em.query(
       `INSERT INTO vm_data_manifests (snapshot_id, seq, address) SELECT $1, m.ord - 1, m.address FROM unnest($2::bytea[]) WITH ORDINALITY AS m(address, ord)`,

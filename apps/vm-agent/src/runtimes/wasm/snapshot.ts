@@ -83,7 +83,8 @@ export async function encodeFullState(s: FullState): Promise<Uint8Array> {
   return out;
 }
 
-export async function decodeFullState(data: Uint8Array): Promise<FullState> {
+/** `maxPages`: the most memory the restoring host allows; a larger snapshot is refused before it is inflated */
+export async function decodeFullState(data: Uint8Array, maxPages = Number.POSITIVE_INFINITY): Promise<FullState> {
   const b = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
   if (b.length < HEADER_BYTES || b.readUInt32LE(0) !== MAGIC) throw new SnapshotError('not a WASM FULL snapshot');
   if (b.readUInt16LE(4) !== FORMAT_VERSION) throw new SnapshotError(`snapshot format ${b.readUInt16LE(4)} is not supported`);
@@ -93,6 +94,7 @@ export async function decodeFullState(data: Uint8Array): Promise<FullState> {
   const pages = b.readUInt32LE(72);
   const packedLength = b.readUInt32LE(76);
   if (b.length !== HEADER_BYTES + pendingCount * PENDING_BYTES + globalCount * GLOBAL_BYTES + packedLength) throw new SnapshotError('snapshot length does not match its header');
+  if (pages > maxPages) throw new SnapshotError(`snapshot memory (${pages} pages of 64 KiB) does not fit this host's limit of ${maxPages}`);
   let o = HEADER_BYTES;
   const pending: Array<[number, number]> = [];
   for (let i = 0; i < pendingCount; i++, o += PENDING_BYTES) pending.push([b.readUInt32LE(o), b.readUInt32LE(o + 4)]);
