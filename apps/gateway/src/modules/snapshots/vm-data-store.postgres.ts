@@ -71,6 +71,8 @@ export class PostgresChunkStore implements ChunkStore {
       }
       throw new VmDataStoreError(500, 'STORE_BUSY', `VM Data chunk ${c.seq} of ${snapshotId} was removed ${WRITE_ATTEMPTS} times as it was stored; try again.`);
     };
+    // rolled back to when the write fails: the locks it took go, so its own new chunks can be collected
+    await em.query('SAVEPOINT vm_data_write');
     try {
       for await (const c of chunks) {
         addresses.push(c.address);
@@ -85,6 +87,7 @@ export class PostgresChunkStore implements ChunkStore {
       // the chunks committed for it go again unless another store took them meanwhile (then locked:
       // skipped). A transaction that fails after this returns leaves its new chunks to the sweep.
       await Promise.allSettled(pending);
+      await em.query('ROLLBACK TO SAVEPOINT vm_data_write').catch(() => undefined);
       if (inserted.length) await this.collect(`c.address = ANY($1::bytea[])`, [inserted]).catch(() => undefined);
       throw e;
     }
