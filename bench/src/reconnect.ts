@@ -4,7 +4,13 @@
 //  1. end to end, the real `game` UA, NO_LOSS: drop the socket (no bye), wait for the VM Data saved
 //     at the drop, then time the reconnecting `requestApplication` up to the first frame decoded
 //     from the other VM, which restored the snapshot before it (p50/p95 over --runs);
-//  2. the store at 1, 16 and 128 MiB (--sizes): a VM's upload through the UVE-5 VM Data endpoint
+//  2. the same with a real state of 1, 16 and 128 MiB (--sizes): the `memory` sample UA fills that
+//     much of its memory (incompressible), the drop makes its VM save a FULL snapshot of it (timed
+//     from the drop to SNAPSHOT_SAVED: capture, deflate, upload), the reconnection is timed up to
+//     the first frame from the other VM, which must be the picture of before the drop, and the
+//     restored UA then checks every block of its memory (V: the square at (0, 0) turns green); the
+//     memory of the gateway and of that agent is sampled during the reconnection;
+//  3. the store at the same sizes: a VM's upload through the UVE-5 VM Data endpoint
 //     (PUT of distinct random MiB, timed by the VM side: the bench holds the VM's secret), then the
 //     retrieval by the real agent of the VM the session moves to (reconnecting request ->
 //     SNAPSHOT_RESTORE_FAILED: the synthetic bytes are no state the runtime accepts, so the time is download + sha256 check +
@@ -16,15 +22,16 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { StreamClient, createNodeDecoder } from '@uve/client';
+import { StreamClient, createNodeDecoder, type FrameEvent } from '@uve/client';
 import { summarizeProfiles } from './lib/profile';
 import { storeLayer } from './vm-data-layer';
 
 const HELP = `bench/reconnect: reconnect-to-restored-frame time and VM Data store throughput
 
-Usage: node bench/dist/reconnect.js [--runs N] [--sizes 1,16,128] [--store postgres|fs] [--profile] [--layer MiB]
+Usage: node bench/dist/reconnect.js [--runs N] [--state-runs N] [--sizes 1,16,128] [--store postgres|fs] [--profile] [--layer MiB]
   --runs N       end-to-end reconnections of the game UA (default 10)
-  --sizes MiB    VM Data sizes for the store/retrieve throughput (default 1,16,128)
+  --state-runs N reconnections per size of the memory UA's real state (default 5; 2 at 128 MiB and above)
+  --sizes MiB    state sizes: real snapshots restored, and VM Data store/retrieve throughput (default 1,16,128)
   --store KIND   the gateway's VM Data store (UVE_VM_DATA_STORE, default postgres)
   --profile      the gateway runs with --cpu-prof; its hottest functions are printed
   --layer MiB    only the stores themselves (no HTTP, no VMs), 3 repetitions of MiB, with the
@@ -36,10 +43,10 @@ const PASSWORD = 'bench-admin-password';
 const MiB = 1024 * 1024;
 const TERMINAL = { screenWidth: 640, screenHeight: 480, codecs: ['MJPEG'], localResources: [] };
 
-interface Options { runs: number; sizes: number[]; store: 'postgres' | 'fs'; profile: boolean; layer: number }
+interface Options { runs: number; stateRuns: number | null; sizes: number[]; store: 'postgres' | 'fs'; profile: boolean; layer: number }
 
 function parse(argv: string[]): Options | null {
-  const o: Options = { runs: 10, sizes: [1, 16, 128], store: 'postgres', profile: false, layer: 0 };
+  const o: Options = { runs: 10, stateRuns: null, sizes: [1, 16, 128], store: 'postgres', profile: false, layer: 0 };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === '--help' || a === '-h') return null;
@@ -50,15 +57,19 @@ function parse(argv: string[]): Options | null {
     const value = argv[++i];
     if (value === undefined) throw new Error(`${a} needs a value; see --help`);
     if (a === '--runs') o.runs = Number(value);
+    else if (a === '--state-runs' && Number(value) >= 1) o.stateRuns = Number(value);
     else if (a === '--sizes') o.sizes = value.split(',').map(Number);
     else if (a === '--store' && (value === 'postgres' || value === 'fs')) o.store = value;
     else if (a === '--layer' && Number(value) >= 1) o.layer = Number(value);
     else throw new Error(`unknown argument ${a} ${value}; see --help`);
   }
-  if (!(o.runs >= 1) || !o.sizes.every((s) => s > 0 && s <= 1024)) throw new Error('--runs must be positive and --sizes MiB in (0, 1024]');
+  if (!(o.runs >= 1) || !o.sizes.every((s) => Number.isInteger(s) && s > 0 && s <= 1024)) throw new Error('--runs must be positive and --sizes whole MiB in [1, 1024]');
   return o;
 }
 
+const fail = (message: string): never => {
+  throw new Error(message);
+};
 const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))] ?? NaN;
 
 /**
@@ -141,11 +152,11 @@ async function withMemory<T>(pids: number[], work: () => Promise<T>): Promise<{ 
   }
 }
 
-interface Ctx { url: string; admin: string; user: string; game: string }
+interface Ctx { url: string; admin: string; user: string; game: string; memory: string }
 
 const REQUEST = `mutation($i: RequestApplicationInput!) { requestApplication(input: $i) { id vm { id } connection { url token } } }`;
 type Requested = { id: string; vm: { id: string }; connection: { url: string; token: string } };
-const request = (c: Ctx, fresh: boolean) => gql<{ requestApplication: Requested }>(c.url, REQUEST, { i: { uaId: c.game, reconnectionMethod: 'NO_LOSS', fresh, terminal: TERMINAL } }, c.user).then((d) => d.requestApplication);
+const request = (c: Ctx, fresh: boolean, ua = c.game) => gql<{ requestApplication: Requested }>(c.url, REQUEST, { i: { uaId: ua, reconnectionMethod: 'NO_LOSS', fresh, terminal: TERMINAL } }, c.user).then((d) => d.requestApplication);
 const eventOf = async (c: Ctx, sessionId: string, type: string) =>
   (await gql(c.url, `{ session(id: "${sessionId}") { state events(last: 30) { type data } } }`, {}, c.admin)).session.events.find((e: { type: string }) => e.type === type) as { data: Record<string, any> } | undefined;
 
@@ -182,6 +193,131 @@ async function endToEnd(c: Ctx, runs: number): Promise<{ ms: number[]; sizeBytes
     await gql(c.url, `mutation { endSession(sessionId: "${s.id}") { state } }`, {}, c.user);
   }
   return { ms, sizeBytes };
+}
+
+/** A stream whose decoded pictures can be waited for (bounded): the newest one is looked at. */
+async function watch(target: { url: string; token: string }) {
+  const client = new StreamClient({ browserResources: false, pingIntervalMs: 0 });
+  let last: FrameEvent | null = null;
+  let wake: (() => void) | null = null;
+  client.on('frame', (f) => {
+    if (!f.decoded) return;
+    last = f;
+    wake?.();
+  });
+  await client.connect({ ...target, decoder: (cfg) => createNodeDecoder({ codec: 'MJPEG', width: cfg.width, height: cfg.height }) });
+  return {
+    client,
+    /** the newest picture once it satisfies `ok` (given the input it answers) */
+    async picture(what: string, ms: number, ok: (p: DecodedPicture, inputSeq: number) => boolean): Promise<DecodedPicture> {
+      const end = Date.now() + ms;
+      for (;;) {
+        const f = last as FrameEvent | null;
+        if (f && ok(f.decoded!, f.header.inputSeq)) return f.decoded!;
+        if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+        await new Promise<void>((r) => {
+          wake = r;
+          setTimeout(r, 50);
+        });
+      }
+    },
+    newest: (): DecodedPicture => (last as FrameEvent | null)!.decoded!,
+    key: (code: string, key: string): number => client.sendInput({ kind: 'key', type: 'down', code, key }),
+  };
+}
+
+type DecodedPicture = NonNullable<FrameEvent['decoded']>;
+/** the memory UA's state square at (0, 0): grey before any check, blue while busy, green when intact */
+const square = (p: DecodedPicture) => ({ r: p.data[32 * p.width + 32]!, g: p.data[32 * p.width + 33]!, b: p.data[32 * p.width + 34]! });
+const near = (a: number, b: number) => Math.abs(a - b) <= 24;
+const isGrey = (p: DecodedPicture) => [square(p).r, square(p).g, square(p).b].every((v) => near(v, 128));
+const isGreen = (p: DecodedPicture) => near(square(p).r, 0) && near(square(p).g, 200) && near(square(p).b, 0);
+/** the largest difference of one colour channel between two pictures of the same size */
+function maxDiff(a: DecodedPicture, b: DecodedPicture): number {
+  if (a.width !== b.width || a.height !== b.height) return 255;
+  let d = 0;
+  for (let i = 0; i < a.data.length; i++) if ((i & 3) !== 3) d = Math.max(d, Math.abs(a.data[i]! - b.data[i]!));
+  return d;
+}
+
+interface StateRow { mib: number; snapshotBytes: number; runs: number; ms: number[]; saveMs: number[]; gatewayGrowthMiB: number; agentGrowthMiB: number; notMeasured: string[] }
+
+/** a run that measured nothing, and why (printed and counted, never timed) */
+class NotMeasured extends Error {}
+
+/**
+ * Real states restored: the memory UA grown to `mib` MiB, dropped (its VM saves the FULL snapshot),
+ * reconnected on the other VM; the first frame must be the last picture of before the drop, and
+ * the restored memory must check out block by block.
+ */
+async function restoredState(c: Ctx, gatewayPid: number, mib: number, runs: number): Promise<StateRow> {
+  const row: StateRow = { mib, snapshotBytes: 0, runs, ms: [], saveMs: [], gatewayGrowthMiB: 0, agentGrowthMiB: 0, notMeasured: [] };
+  // a run that could not measure (no VM Data saved in time, no other VM to move to) is told apart and
+  // made up for, at most `runs` times
+  for (let i = 0; row.ms.length < runs && i < 2 * runs; i++) {
+    try {
+      await restoreOnce(c, gatewayPid, mib, row);
+    } catch (e) {
+      if (!(e instanceof NotMeasured)) throw e;
+      row.notMeasured.push(e.message);
+      process.stderr.write(`bench/reconnect: ${mib} MiB, a run not measured: ${e.message}\n`);
+    }
+  }
+  return row;
+}
+
+async function restoreOnce(c: Ctx, gatewayPid: number, mib: number, row: StateRow): Promise<void> {
+  {
+    const s = await request(c, true, c.memory);
+    const before = await watch(s.connection);
+    for (const d of String(mib)) before.key(`Digit${d}`, d);
+    const enter = before.key('Enter', 'Enter');
+    // grey again after the Enter: filled, idle (no more pictures until an input)
+    await before.picture(`${mib} MiB filled`, 120_000, (p, seq) => seq >= enter && isGrey(p));
+    const last = before.newest(); // what the user saw last
+    const dropAt = Date.now();
+    before.client.close(); // no bye: an unexpected disconnect
+    const saved = await until('the VM Data saved at the drop', 180_000, async () => (await eventOf(c, s.id, 'SNAPSHOT_SAVED'))?.data).catch(async (e: Error) => {
+      await gql(c.url, `mutation { endSession(sessionId: "${s.id}") { state } }`, {}, c.user).catch(() => undefined);
+      throw new NotMeasured(`${e.message} (session ${s.id})`);
+    });
+    row.saveMs.push(Date.now() - dropAt);
+    row.snapshotBytes = saved.sizeBytes;
+    const idle = await until('the other VM', 10_000, async () =>
+      (await gql(c.url, `{ vms(status: IDLE, platform: WASM) { id } }`, {}, c.admin)).vms.find((v: { id: string }) => v.id !== s.vm.id));
+    const target = agentOf(idle.id);
+    const got = await withMemory([gatewayPid, target.pid], async () => {
+      const t0 = performance.now();
+      const again = await request(c, false, c.memory);
+      if (again.id !== s.id) throw new Error('the reconnection did not continue the session');
+      if (again.vm.id === s.vm.id) {
+        await gql(c.url, `mutation { endSession(sessionId: "${s.id}") { state } }`, {}, c.user);
+        throw new NotMeasured(`the reconnection went back to the old VM (no other VM ready), session ${s.id}`);
+      }
+      const after = await watch(again.connection);
+      const first = await after.picture('the first restored frame', 120_000, () => true);
+      const ms = performance.now() - t0;
+      return { ms, after, first };
+    });
+    const { after, first } = got.result;
+    try {
+      const diff = maxDiff(first, last);
+      if (diff > 24) throw new Error(`the first frame after the restore is not the picture of before the drop (a channel differs by ${diff})`);
+      // the VM's report of the restore reaches the VMM after the frame (bounded wait)
+      const outcome = await until('the restore reported', 15_000, async () =>
+        (await eventOf(c, s.id, 'SNAPSHOT_RESTORED')) ? 'restored' : (await eventOf(c, s.id, 'SNAPSHOT_RESTORE_FAILED'))?.data);
+      if (outcome !== 'restored') throw new Error(`the reconnection did not restore the snapshot: ${JSON.stringify(outcome)}`);
+      after.key('KeyV', 'v');
+      await after.picture(`the restored ${mib} MiB checked intact`, 60_000, isGreen);
+    } finally {
+      await after.client.bye().catch(() => undefined);
+      after.client.close();
+    }
+    row.ms.push(got.result.ms);
+    row.gatewayGrowthMiB = Math.max(row.gatewayGrowthMiB, got.growthMiB[0]!);
+    row.agentGrowthMiB = Math.max(row.agentGrowthMiB, got.growthMiB[1]!);
+    await gql(c.url, `mutation { endSession(sessionId: "${s.id}") { state } }`, {}, c.user);
+  }
 }
 
 interface StoreRow { mib: number; storeMBps: number; retrieveMBps: number; gatewayStoreGrowthMiB: number; gatewayRetrieveGrowthMiB: number; agentRetrieveGrowthMiB: number }
@@ -242,10 +378,13 @@ export async function run(args: string[]): Promise<void> {
     const name = `bench-${Date.now()}`;
     const user = (await gql(gw.url, `mutation($i: RegisterInput!) { register(input: $i) { token } }`, { i: { username: name, password: PASSWORD } })).register.token as string;
     await until('2 idle WASM VMs', 60_000, async () => (await gql(gw.url, `{ vms(status: IDLE, platform: WASM) { id } }`, {}, admin)).vms.length >= 2);
-    const game = (await gql(gw.url, `{ uas { id name } }`, {}, user)).uas.find((u: { name: string }) => u.name === 'game').id as string;
-    const c: Ctx = { url: gw.url, admin, user, game };
+    const uas = (await gql(gw.url, `{ uas { id name } }`, {}, user)).uas as { id: string; name: string }[];
+    const uaNamed = (name: string) => uas.find((u) => u.name === name)?.id ?? fail(`no sample UA ${name} (npm run build)`);
+    const c: Ctx = { url: gw.url, admin, user, game: uaNamed('game'), memory: uaNamed('memory') };
 
     const e2e = await endToEnd(c, o.runs);
+    const states: StateRow[] = [];
+    for (const mib of o.sizes) states.push(await restoredState(c, gw.pid, mib, o.stateRuns ?? (mib >= 128 ? 2 : 5)));
     const rows: StoreRow[] = [];
     for (const mib of o.sizes) rows.push(await store(c, gw.pid, mib));
 
@@ -253,11 +392,18 @@ export async function run(args: string[]): Promise<void> {
     process.stdout.write(`bench/reconnect: loopback, ${os.cpus().length} cores, load average ${os.loadavg().map((l) => l.toFixed(2)).join(' / ')}, ${o.store === 'fs' ? 'filesystem' : 'PostgreSQL (embedded)'} VM Data store, WASM PROCESS VMs\n\n`);
     process.stdout.write(`reconnecting requestApplication -> first restored frame decoded (game, NO_LOSS, FULL snapshot of ${(e2e.sizeBytes / 1024).toFixed(0)} KiB, ${o.runs} runs):\n`);
     process.stdout.write(`  p50 ${pct(e2e.ms, 50).toFixed(1)} ms, p95 ${pct(e2e.ms, 95).toFixed(1)} ms\n\n`);
+    process.stdout.write(`reconnecting requestApplication -> first restored frame decoded (memory UA, NO_LOSS, a real state of N MiB; save: drop -> SNAPSHOT_SAVED):\n`);
+    process.stdout.write('|  MiB | snapshot MiB | runs | reconnect -> frame p50 ms | p95 ms | restore MB/s (p50) | save MB/s (p50) | gateway +MiB | agent +MiB |\n|---|---|---|---|---|---|---|---|---|\n');
+    for (const r of states) {
+      const p50 = pct(r.ms, 50);
+      process.stdout.write(`| ${r.mib} | ${(r.snapshotBytes / MiB).toFixed(1)} | ${r.runs} | ${p50.toFixed(0)} (${Math.min(...r.ms).toFixed(0)}–${Math.max(...r.ms).toFixed(0)}) | ${pct(r.ms, 95).toFixed(0)} | ${(r.snapshotBytes / 1e6 / (p50 / 1000)).toFixed(1)} | ${(r.snapshotBytes / 1e6 / (pct(r.saveMs, 50) / 1000)).toFixed(1)} | ${r.gatewayGrowthMiB.toFixed(1)} | ${r.agentGrowthMiB.toFixed(1)} |${r.notMeasured.length ? ` ${r.notMeasured.length} run(s) not measured` : ''}\n`);
+    }
+    process.stdout.write('\nVM Data store alone (synthetic bytes PUT by the VM side; retrieve: reconnect -> SNAPSHOT_RESTORE_FAILED):\n');
     process.stdout.write('|  MiB | store MB/s | retrieve MB/s | gateway +MiB (store) | gateway +MiB (retrieve) | agent +MiB (retrieve) |\n|------|-----------|---------------|----------------------|-------------------------|-----------------------|\n');
     for (const r of rows) process.stdout.write(`| ${String(r.mib).padStart(4)} | ${f(r.storeMBps)}  | ${f(r.retrieveMBps)}      | ${f(r.gatewayStoreGrowthMiB)}             | ${f(r.gatewayRetrieveGrowthMiB)}                | ${f(r.agentRetrieveGrowthMiB)}              |\n`);
     const out = path.resolve(__dirname, '../results/reconnect.json');
     fs.mkdirSync(path.dirname(out), { recursive: true });
-    fs.writeFileSync(out, JSON.stringify({ at: new Date().toISOString(), cores: os.cpus().length, loadAverage: os.loadavg(), vmDataStore: o.store, endToEnd: { runs: o.runs, snapshotBytes: e2e.sizeBytes, ms: e2e.ms, p50: pct(e2e.ms, 50), p95: pct(e2e.ms, 95) }, store: rows }, null, 2) + '\n');
+    fs.writeFileSync(out, JSON.stringify({ at: new Date().toISOString(), cores: os.cpus().length, loadAverage: os.loadavg(), vmDataStore: o.store, endToEnd: { runs: o.runs, snapshotBytes: e2e.sizeBytes, ms: e2e.ms, p50: pct(e2e.ms, 50), p95: pct(e2e.ms, 95) }, states: states.map((r) => ({ ...r, p50: pct(r.ms, 50), p95: pct(r.ms, 95) })), store: rows }, null, 2) + '\n');
     process.stdout.write(`\nwrote ${path.relative(process.cwd(), out)}\n`);
   } finally {
     const profile = await gw.stop();

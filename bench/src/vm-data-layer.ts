@@ -33,7 +33,8 @@ export async function storeLayer(mib: number, reps: number): Promise<LayerRow[]>
   const c = new Client({ connectionString: pg.url });
   await c.connect();
   const stores = {
-    postgres: new VmDataStore(new PostgresChunkStore(pg.url, 10_000, 2), null),
+    // UVE_VM_DATA_WRITERS as the gateway reads it: new chunks inserted at once (default 1)
+    postgres: new VmDataStore(new PostgresChunkStore(pg.url, 10_000, 2, Number(process.env.UVE_VM_DATA_WRITERS ?? 1)), null),
     fs: new VmDataStore(new FsChunkStore(path.join(dir, 'fs')), null),
   };
   try {

@@ -190,6 +190,8 @@ it('streams an upload into sealed 1 MiB chunks and gives the same bytes back', a
 
 it('refuses an upload over UVE_VM_DATA_MAX_MB with 413, whether announced or streamed, and keeps nothing of it', async () => {
   const before = await store.count();
+  const chunkRows = async () => (name === 'postgres' ? (await pg.query(`SELECT count(*)::int AS n FROM vm_data_chunks`)).rows[0].n as number : 0);
+  const rowsBefore = await chunkRows();
   const announced = await upload(randomBytes(5 * MiB));
   expect(announced.status).toBe(413);
   expect(await announced.json()).toEqual({ error: { code: 'TOO_LARGE', message: expect.stringMatching(/at most 4194304 bytes \(UVE_VM_DATA_MAX_MB\)/) } });
@@ -205,6 +207,8 @@ it('refuses an upload over UVE_VM_DATA_MAX_MB with 413, whether announced or str
   expect(streamed.status).toBe(413);
   expect(((await streamed.json()) as { error: { code: string } }).error.code).toBe('TOO_LARGE');
   expect(await store.count()).toBe(before);
+  // the chunks stored before the refusal (committed one by one) went again
+  expect(await chunkRows()).toBe(rowsBefore);
   const empty = await upload(new Uint8Array(0));
   expect(empty.status).toBe(400);
 });
@@ -311,7 +315,7 @@ if (name === 'postgres') {
     expect(await rows()).toBe(0);
   });
 
-  it('two stores of the same new bytes at once keep one chunk each, and a collection racing a store that reuses a chunk leaves it', async () => {
+  it('two stores of the same new bytes at once keep one chunk each, and a collection racing a store that reuses a chunk leaves it; two stores of the same two new chunks in opposite order both complete', async () => {
     const chunks = new PostgresChunkStore(dbUrl, 10_000, 2);
     const vmData = new VmDataStore(chunks, parseVmDataKey(KEY));
     const clients = await Promise.all([0, 1, 2].map(async () => {
@@ -350,8 +354,13 @@ if (name === 'postgres') {
       await c.query(`UPDATE vm_snapshots SET size_bytes = $2, sha256 = $3 WHERE id = $1`, [id, w.sizeBytes, w.sha256]);
       await c.query('COMMIT');
     };
+    /** whether `address` is stored (committed), or being inserted by the transaction of backend `pid` */
+    const inserting = async (address: Buffer, pid: number) => (await pg.query(`SELECT EXISTS (SELECT 1 FROM vm_data_chunks WHERE address = $1)
+        OR EXISTS (SELECT 1 FROM pg_locks WHERE pid = $2 AND relation = 'vm_data_chunks'::regclass AND mode = 'RowExclusiveLock') AS yes`, [address, pid])).rows[0].yes as boolean;
+    const pidOf = async (c: PgClient) => (await c.query(`SELECT pg_backend_pid() AS pid`)).rows[0].pid as number;
     try {
-      // two stores of the same new 3 MiB at once: the second waits on the first's chunk 0, then finds it
+      // two stores of the same new 3 MiB at once: the second finds what the first committed (or waits
+      // on its insert in flight), stores the rest; each chunk is written once between them
       const before = await rows();
       const state = randomBytes(3 * MiB);
       await t1.query('BEGIN');
@@ -366,7 +375,7 @@ if (name === 'postgres') {
       await commit(t1, id1, s1);
       const s2 = await w2;
       await commit(t2, id2, s2);
-      expect([s1.written, s2.written]).toEqual([3, 0]);
+      expect(s1.written + s2.written).toBe(3);
       expect(await rows()).toBe(before + 3);
       expect((await readBack(id2, s2.sizeBytes, s2.sha256)).equals(state)).toBe(true);
 
@@ -378,12 +387,14 @@ if (name === 'postgres') {
       const reuse = gated(state3, 3); // chunks 0 and 1 locked by then, the new chunk 2 on its way
       const w3 = vmData.write(em(t1), id3, reuse.source, Number.MAX_SAFE_INTEGER);
       await reuse.at;
+      // the new chunk 2 is committed on its own, before its manifest (the old chunks 0-2 are there too)
+      await until('the new chunk 2 stored', 10_000, async () => (await rows()) === before + 4, 20);
       await other.query('BEGIN');
       const refs = await chunks.held(em(other), [id1, id2]);
       await other.query(`DELETE FROM vm_snapshots WHERE id = ANY($1::uuid[])`, [[id1, id2]]);
       await other.query('COMMIT');
-      await chunks.remove(refs); // chunks 0 and 1 locked: skipped; chunk 2 not taken yet: collected
-      expect(await rows()).toBe(before + 2);
+      await chunks.remove(refs); // chunks 0 and 1 locked: skipped; the old chunk 2 (not reused): collected
+      expect(await rows()).toBe(before + 3);
       reuse.release();
       const s3 = await w3;
       await commit(t1, id3, s3);
@@ -395,6 +406,38 @@ if (name === 'postgres') {
       await pg.query(`DELETE FROM vm_snapshots WHERE id = $1`, [id3]);
       expect(await chunks.sweep()).toBe(4);
       expect(await rows()).toBe(before);
+
+      // two stores of the same two new chunks in opposite order, each held after inserting its first:
+      // with both inserts inside the stores' transactions each waited for the other's (a deadlock,
+      // one store aborted by PostgreSQL); each chunk committed by itself, both complete
+      const [x, y] = [randomBytes(MiB), randomBytes(MiB)];
+      const clear = new VmDataStore(chunks, null); // addresses: the sha256 of the plain bytes
+      await t1.query('BEGIN');
+      await t2.query('BEGIN');
+      const [pid1, pid2] = [await pidOf(t1), await pidOf(t2)];
+      const [id4, id5] = [await record(t1), await record(t2)];
+      const xy = gated(Buffer.concat([x, y]), 1);
+      const yx = gated(Buffer.concat([y, x]), 1);
+      const w4 = clear.write(em(t1), id4, xy.source, Number.MAX_SAFE_INTEGER);
+      const w5 = clear.write(em(t2), id5, yx.source, Number.MAX_SAFE_INTEGER);
+      await Promise.all([xy.at, yx.at]);
+      await until('each store\'s first chunk inserted', 10_000, async () => (await inserting(createHash('sha256').update(x).digest(), pid1)) && (await inserting(createHash('sha256').update(y).digest(), pid2)), 20);
+      xy.release();
+      yx.release();
+      const [s4, s5] = await Promise.all([w4, w5]);
+      await commit(t1, id4, s4);
+      await commit(t2, id5, s5);
+      expect(s4.written + s5.written).toBe(2);
+      expect(await rows()).toBe(before + 2);
+      const readClear = async (id: string, w: { sizeBytes: number; sha256: string }) => {
+        const parts: Buffer[] = [];
+        for await (const b of await clear.open({ id, sizeBytes: w.sizeBytes, sha256: w.sha256, encryptionKeyId: null })) parts.push(b);
+        return Buffer.concat(parts);
+      };
+      expect((await readClear(id4, s4)).equals(Buffer.concat([x, y]))).toBe(true);
+      expect((await readClear(id5, s5)).equals(Buffer.concat([y, x]))).toBe(true);
+      await pg.query(`DELETE FROM vm_snapshots WHERE id = ANY($1::uuid[])`, [[id4, id5]]);
+      expect(await chunks.sweep()).toBe(2);
     } finally {
       for (const c of clients) await c.end();
       await chunks.close();

@@ -1,6 +1,7 @@
 // The WASM platform of the VM agent (docs/wasm-abi.md) against the three sample UAs built by
 // `npm run build -w @uve/vm-agent`, plus hand-assembled modules for the error paths.
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { deflateSync } from 'node:zlib';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import type { InputEvent, LocalResourceKind } from '@uve/protocol';
@@ -9,7 +10,7 @@ import { UaTrapError, WasmRuntime, type WasmInstance } from '../../apps/vm-agent
 import { UaUnresponsiveError } from '../../apps/vm-agent/src/runtimes/runtime';
 
 const UAS = path.resolve(__dirname, '../../apps/vm-agent/uas');
-const SAMPLES = ['paint', 'game', 'sensors'] as const;
+const SAMPLES = ['paint', 'game', 'sensors', 'memory'] as const;
 type Sample = (typeof SAMPLES)[number];
 const W = 320;
 const H = 240;
@@ -511,7 +512,45 @@ describe('FULL snapshots', () => {
     await expect(bigGame.inst.restoreFullState(gameBlob)).rejects.toThrow(/320x240 screen/);
     await expect(game.inst.restoreFullState(gameBlob.subarray(0, gameBlob.length - 10))).rejects.toThrow(/length/);
     await expect(game.inst.restoreFullState(new Uint8Array(100))).rejects.toThrow(/not a WASM FULL snapshot/);
+    // memory that inflates to more than the header's page count is refused before it is all inflated
+    const C = gameBlob.length - Buffer.from(gameBlob).readUInt32LE(76);
+    const pages = Buffer.from(gameBlob).readUInt32LE(72);
+    const bigger = deflateSync(Buffer.alloc((pages + 1) * 65536));
+    const swollen = Buffer.concat([gameBlob.subarray(0, C), bigger]);
+    swollen.writeUInt32LE(bigger.length, 76);
+    await expect(game.inst.restoreFullState(swollen)).rejects.toThrow(/snapshot memory is corrupt/);
+    // and a header that claims more memory than this host allows is refused before any inflating
+    const huge = Buffer.from(gameBlob);
+    huge.writeUInt32LE(1 << 20, 72);
+    await expect(game.inst.restoreFullState(huge)).rejects.toThrow(/does not fit this host's limit of 4096/);
     for (const s of [paint, game, bigGame]) await s.inst.close();
+  });
+
+  it('memory: a state of the MiB its user typed survives a round trip into a fresh instance, every block checked', async () => {
+    const runtime = new WasmRuntime({ clock: new ManualClock().now });
+    const a = await startSample(runtime, 'memory');
+    const BLUE: [number, number, number] = [0, 0, 255];
+    /** renders until the UA is no longer filling or checking (4 MiB a frame) */
+    const settle = (inst: WasmInstance) => {
+      for (let i = 0; i < 50 && String(pixel(inst.captureFull(), 4, 4)) === String(BLUE); i++) inst.capture();
+      return inst.captureFull();
+    };
+    for (const ev of [key('Digit9', '9'), key('Enter')]) a.inst.input(ev);
+    const before = settle(a.inst);
+    expect(pixel(before, 4, 4)).toEqual([128, 128, 128]); // filled, not checked yet
+    const blob = await a.inst.saveFullState();
+    // the pattern does not compress: the snapshot is as large as the state
+    expect(blob.length).toBeGreaterThan(9 * 1024 * 1024);
+
+    const b = await startSample(runtime, 'memory');
+    await b.inst.restoreFullState(blob);
+    expect(Buffer.from(b.inst.captureFull().data).equals(Buffer.from(before.data))).toBe(true);
+    b.inst.input(key('KeyV', 'v'));
+    expect(pixel(settle(b.inst), 4, 4)).toEqual([0, 200, 0]); // every block as filled
+    // a fresh instance holds nothing: its check finds nothing to doubt, its picture differs
+    const c = await startSample(runtime, 'memory');
+    expect(Buffer.from(c.inst.captureFull().data).equals(Buffer.from(before.data))).toBe(false);
+    for (const s of [a, b, c]) await s.inst.close();
   });
 });
 

@@ -64,6 +64,7 @@ export interface GatewayConfig {
   vmDataKeep: number;
   /** VM Data downloads the PostgreSQL store serves at once (each on a connection of its own) */
   vmDataReaders: number;
+  vmDataWriters: number;
   graphqlMaxTokens: number;
   graphqlMaxDepth: number;
   graphqlMaxAliases: number;
@@ -193,6 +194,7 @@ export const CONFIG_SPEC = {
   vmDataDir: { env: 'UVE_VM_DATA_STORE_DIR', doc: 'folder of the fs VM Data store (default <UVE_DATA_DIR>/vm-data)', default: null, parse: (raw: string) => path.resolve(raw) },
   vmDataKeep: { env: 'UVE_VM_DATA_KEEP', doc: 'VM Data snapshots kept per user, UA and kind (APP_DATA, FULL): the newest; older ones are deleted when a new one is stored', default: '1', parse: int(1, 100) },
   vmDataReaders: { env: 'UVE_VM_DATA_READERS', doc: 'VM Data downloads the postgres store serves at once, each on a database connection of its own besides the pool (more wait for one, up to UVE_DB_TIMEOUT_MS)', default: '4', parse: int(1, 64) },
+  vmDataWriters: { env: 'UVE_VM_DATA_WRITERS', doc: 'new VM Data chunks the postgres store inserts at once, each on a database connection of its own besides the pool (an upload keeps that many in flight; 2 and 4 measured no faster against one embedded server, whose own write path is the bound)', default: '1', parse: int(1, 16) },
   graphqlMaxTokens: { env: 'UVE_GRAPHQL_MAX_TOKENS', doc: 'most tokens a GraphQL document may have', default: '2000', parse: int(100, 100_000) },
   graphqlMaxDepth: { env: 'UVE_GRAPHQL_MAX_DEPTH', doc: 'deepest selection a GraphQL operation may nest', default: '10', parse: int(2, 100) },
   graphqlMaxAliases: { env: 'UVE_GRAPHQL_MAX_ALIASES', doc: 'most aliases in one GraphQL operation', default: '10', parse: int(0, 1000) },

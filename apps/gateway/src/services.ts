@@ -137,5 +137,5 @@ export async function createServices(deps: {
 /** the VM Data store UVE_VM_DATA_STORE names */
 function vmDataChunks(config: GatewayConfig, ds: DataSource): ChunkStore {
   if (config.vmDataStore === 'fs') return new FsChunkStore(config.vmDataDir ?? path.join(config.dataDir, 'vm-data'));
-  return new PostgresChunkStore((ds.options as { url: string }).url, config.dbTimeoutMs, config.vmDataReaders);
+  return new PostgresChunkStore((ds.options as { url: string }).url, config.dbTimeoutMs, config.vmDataReaders, config.vmDataWriters);
 }

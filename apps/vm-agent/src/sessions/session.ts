@@ -177,6 +177,8 @@ export class Session {
    * without waiting for the UA or the encoder. Failure ends the session with session.failed.
    */
   async start(): Promise<void> {
+    // the VM Data comes while the UA starts (the download does not wait for the instantiation)
+    const vmData = this.restoreSnapshotId ? this.fetchRestore(this.restoreSnapshotId) : null;
     try {
       const ua = await this.deps.resolveUa();
       if (this.ended) return;
@@ -199,7 +201,7 @@ export class Session {
         return;
       }
       // seed B.1: the VM Data is in the UA before its first frame; unusable data means a fresh start
-      if (this.restoreSnapshotId && !(await this.restore(instance, this.restoreSnapshotId))) {
+      if (this.restoreSnapshotId && vmData && !(await this.restore(instance, this.restoreSnapshotId, vmData))) {
         await instance.close().catch(() => undefined);
         if (this.ended) return;
         instance = await startUa();
@@ -246,10 +248,9 @@ export class Session {
    * Restores VM Data into the just started UA: FULL (memory, globals, app clock) or APP_DATA.
    * Reports the outcome (vmdata.restored); false when the UA must start again fresh.
    */
-  private async restore(instance: UaInstance, snapshotId: string): Promise<boolean> {
+  private async restore(instance: UaInstance, snapshotId: string, fetched: Promise<{ kind: SnapshotKind; data: Uint8Array }>): Promise<boolean> {
     try {
-      if (!this.deps.fetchVmData) throw new Error('this VM has no VMM to fetch VM Data from');
-      const { kind, data } = await this.deps.fetchVmData(snapshotId);
+      const { kind, data } = await fetched;
       if (kind === 'FULL') await instance.restoreFullState(data);
       else await instance.restoreAppData(data);
       this.log.info('VM Data restored', { snapshot: snapshotId, kind, bytes: data.byteLength });
@@ -263,6 +264,13 @@ export class Session {
       this.vmData = { snapshotId, restored: false, reason };
       return false;
     }
+  }
+
+  /** the download of the VM Data to restore (UVE-5 retrieve), its failure kept for restore() */
+  private fetchRestore(snapshotId: string): Promise<{ kind: SnapshotKind; data: Uint8Array }> {
+    const fetched = this.deps.fetchVmData ? this.deps.fetchVmData(snapshotId) : Promise.reject(new Error('this VM has no VMM to fetch VM Data from'));
+    fetched.catch(() => undefined); // observed by restore(), or moot when the session fails first
+    return fetched;
   }
 
   /** Resolves when the first frame is ready; rejects if the session ends first. */

@@ -2,9 +2,14 @@
 // chunk is one row of `vm_data_chunks` keyed by its address, kept once however many snapshots hold
 // it; a snapshot is its manifest, rows of `vm_data_manifests` (snapshot, seq -> address), whose
 // foreign key to the chunk makes PostgreSQL itself refuse to drop a chunk a manifest refers to.
-// Writes run inside the caller's transaction, one chunk in flight: a chunk the store holds is only
-// locked (FOR KEY SHARE, until the commit, so the collector cannot take it away meanwhile), a new
-// one is inserted (ON CONFLICT DO NOTHING: two gateways storing the same bytes at once). Reads are
+// A write looks each chunk up inside the caller's transaction and locks the ones it holds (FOR KEY
+// SHARE, until the commit, so the collector cannot take them away meanwhile). New chunks are
+// inserted on connections of their own (UVE_VM_DATA_WRITERS at once, each insert committed by
+// itself, ON CONFLICT DO NOTHING: two gateways storing the same bytes at once), then locked the
+// same way from the transaction, which writes the manifest. A chunk committed before its manifest
+// is an orphan the collector may take before the lock: it is inserted again. One row per
+// transaction is what makes two uploads of the same new chunks in opposite order unable to
+// deadlock (each would wait for a row the other inserted and had not committed). Reads are
 // one `COPY ... TO STDOUT (FORMAT binary)`: node-postgres gives `bytea` results only as hex text
 // (twice the bytes, decoded in JS, strings for the collector), COPY gives the raw bytes as a stream
 // that stops reading the socket when the consumer is behind, so the read-ahead is bounded
@@ -24,44 +29,68 @@ const COLLECT_ATTEMPTS = 3;
 
 export class PostgresChunkStore implements ChunkStore {
   readonly storageKey = 'postgres:vm_data_chunks';
+  /** one chunk per writer connection in flight at most */
+  readonly inFlight: number;
   /** reads only: a COPY outlives the main pool's query timeout, and downloads are bounded apart */
   private readonly readers: Pool;
+  /** inserts of new chunks, each committed by itself */
+  private readonly writers: Pool;
 
-  /** `url`: the database; `readers`: downloads served at once (more wait for a connection) */
-  constructor(url: string, connectTimeoutMs: number, readers: number) {
+  /** `url`: the database; `readers`: downloads served at once (more wait for a connection); `writers`: chunk inserts at once */
+  constructor(url: string, connectTimeoutMs: number, readers: number, writers = 1) {
     this.readers = new Pool({ connectionString: url, max: readers, connectionTimeoutMillis: connectTimeoutMs, idleTimeoutMillis: 30_000 });
     this.readers.on('error', () => undefined); // an idle connection that died is replaced
+    this.writers = new Pool({ connectionString: url, max: writers, connectionTimeoutMillis: connectTimeoutMs, idleTimeoutMillis: 30_000 });
+    this.writers.on('error', () => undefined);
+    this.inFlight = writers;
   }
 
   async write(em: EntityManager, snapshotId: string, chunks: AsyncIterable<NewChunk>): Promise<number> {
-    let inFlight: Promise<unknown> | null = null;
+    // the chunks not kept yet, oldest first: at most inFlight when the next is asked for (their buffers are reused after)
+    const pending: Promise<void>[] = [];
     const addresses: Buffer[] = [];
+    /** the new chunks this write committed: collected again when it fails (nothing half-written stays) */
+    const inserted: Buffer[] = [];
     let written = 0;
+    /** the chunk held by this transaction (locked) once it returns true */
+    const lock = async (c: NewChunk) => (await em.query(`SELECT 1 FROM vm_data_chunks WHERE address = $1 FOR KEY SHARE`, [c.address])).length > 0;
     const keep = async (c: NewChunk) => {
+      if (await lock(c)) return;
       for (let attempt = 0; attempt < WRITE_ATTEMPTS; attempt++) {
-        const held = await em.query(`SELECT 1 FROM vm_data_chunks WHERE address = $1 FOR KEY SHARE`, [c.address]);
-        if (held.length) return;
         const s = c.stored();
-        const inserted = await em.query(
-          `INSERT INTO vm_data_chunks (address, data, nonce, sha256) VALUES ($1, $2, $3, $4) ON CONFLICT (address) DO NOTHING RETURNING 1`,
+        const { rowCount } = await this.writers.query(
+          `INSERT INTO vm_data_chunks (address, data, nonce, sha256) VALUES ($1, $2, $3, $4) ON CONFLICT (address) DO NOTHING`,
           [s.address, s.data, s.nonce, s.sha256],
         );
-        if (inserted.length) return void written++;
-        // another transaction stored it first: locked at the next turn (or gone again: stored then)
+        if (rowCount) {
+          written++;
+          inserted.push(c.address);
+        }
+        // committed (by this insert or another store's): locked now, unless a collector took it as an orphan meanwhile
+        if (await lock(c)) return;
       }
       throw new VmDataStoreError(500, 'STORE_BUSY', `VM Data chunk ${c.seq} of ${snapshotId} was removed ${WRITE_ATTEMPTS} times as it was stored; try again.`);
     };
+    // rolled back to when the write fails: the locks it took go, so its own new chunks can be collected
+    await em.query('SAVEPOINT vm_data_write');
     try {
       for await (const c of chunks) {
-        await inFlight;
         addresses.push(c.address);
-        inFlight = keep(c);
+        const kept = keep(c);
+        kept.catch(() => undefined); // observed below, in order
+        pending.push(kept);
+        if (pending.length > this.inFlight) await pending.shift();
       }
-    } finally {
-      // never leave a statement running unobserved (the transaction rolls back on the error anyway)
-      await inFlight?.catch(() => undefined);
+      while (pending.length) await pending.shift();
+    } catch (e) {
+      // never leave a statement running unobserved (the transaction rolls back on the error anyway);
+      // the chunks committed for it go again unless another store took them meanwhile (then locked:
+      // skipped). A transaction that fails after this returns leaves its new chunks to the sweep.
+      await Promise.allSettled(pending);
+      await em.query('ROLLBACK TO SAVEPOINT vm_data_write').catch(() => undefined);
+      if (inserted.length) await this.collect(`c.address = ANY($1::bytea[])`, [inserted]).catch(() => undefined);
+      throw e;
     }
-    await inFlight;
     await em.query(
       `INSERT INTO vm_data_manifests (snapshot_id, seq, address) SELECT $1, m.ord - 1, m.address FROM unnest($2::bytea[]) WITH ORDINALITY AS m(address, ord)`,
       [snapshotId, addresses],
@@ -143,7 +172,7 @@ export class PostgresChunkStore implements ChunkStore {
   }
 
   async close(): Promise<void> {
-    await this.readers.end();
+    await Promise.all([this.readers.end(), this.writers.end()]);
   }
 }
 

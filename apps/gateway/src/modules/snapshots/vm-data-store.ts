@@ -14,8 +14,6 @@ import type { EntityManager } from 'typeorm';
 
 export const CHUNK_BYTES = 1024 * 1024;
 export const NONCE_BYTES = 12;
-/** chunk buffers an upload fills in turn: one being filled, one in flight, one just handed over */
-const RING = 3;
 const TAG_BYTES = 16;
 
 /** The store refused the bytes; `status` is the HTTP answer to a VM (413: too large, 422: damaged, 500: unreadable here). */
@@ -81,12 +79,14 @@ export interface SnapshotRef {
 export interface ChunkStore {
   /** recorded as the snapshot's storageKey */
   readonly storageKey: string;
+  /** chunks write() may still hold while it asks for the next one (default 1) */
+  readonly inFlight?: number;
   /**
    * Keeps `chunks` (in order) as snapshot `snapshotId`, inside the caller's transaction where the
    * store has one; resolves once all are durable, with the number of chunks it wrote (those it
    * did not hold already). Reads the next chunk only once the store can take it (backpressure),
-   * with at most one earlier chunk still in flight then: a chunk's buffer is filled again two
-   * chunks later.
+   * with at most `inFlight` earlier chunks still in flight then: a chunk's buffer is filled again
+   * `inFlight` + 1 chunks later.
    */
   write(em: EntityManager, snapshotId: string, chunks: AsyncIterable<NewChunk>): Promise<number>;
   /** the stored chunks in order, read ahead by a bounded amount at most */
@@ -142,7 +142,9 @@ export class VmDataStore {
     let size = 0;
     const sealed = async function* (this: VmDataStore): AsyncGenerator<NewChunk> {
       // a few buffers in turn, not a new one per chunk (garbage the collector is late for): a store
-      // has at most one chunk in flight while it asks for the next (ChunkStore.write)
+      // has at most `inFlight` chunks in flight while it asks for the next (ChunkStore.write); one
+      // more is being filled, one just handed over
+      const RING = (this.chunks.inFlight ?? 1) + 2;
       const ring = Array.from({ length: RING }, () => Buffer.allocUnsafe(CHUNK_BYTES));
       let chunk = ring[0]!;
       let filled = 0;

@@ -22,6 +22,8 @@ export interface CompiledModule {
   globals: GlobalEntry[];
   exportNames: ReadonlySet<string>;
   hasAppData: boolean;
+  /** most 64 KiB pages the instance's memory may grow to (this host's limit) */
+  maxMemoryPages: number;
 }
 
 export interface WasmPackage {
@@ -145,6 +147,7 @@ export async function compileModule(dir: string, bytes: Uint8Array, maxMemoryPag
     globals: info.globals.filter((g) => g.mutable),
     exportNames,
     hasAppData: APP_DATA_EXPORTS.every((n) => exportNames.has(n)),
+    maxMemoryPages,
   };
 }
 

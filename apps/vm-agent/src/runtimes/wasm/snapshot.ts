@@ -8,6 +8,13 @@ import { PAGE_BYTES } from './webassembly';
 
 const deflateAsync = promisify(deflate);
 const inflateAsync = promisify(inflate);
+/**
+ * zlib's default 16 KiB output pieces cost a thread-pool round trip each (8,192 for 128 MiB, plus
+ * a copy to join them): the memory is inflated into one piece of its known size and deflated in
+ * 1 MiB pieces. Level 1: most of a memory is either near-empty or incompressible, where a
+ * deeper match search only costs time (16 MiB of random bytes: 0.5-0.9 s at the default level 6).
+ */
+const DEFLATE_OPTIONS = { level: 1, chunkSize: 1024 * 1024 };
 
 const MAGIC = 0x57455655; // 'UVEW' little-endian
 const FORMAT_VERSION = 1;
@@ -38,7 +45,7 @@ export interface FullState {
 export class SnapshotError extends Error {}
 
 export async function encodeFullState(s: FullState): Promise<Uint8Array> {
-  const packed = await deflateAsync(s.memory);
+  const packed = await deflateAsync(s.memory, DEFLATE_OPTIONS);
   const size = HEADER_BYTES + s.pending.length * PENDING_BYTES + s.globals.length * GLOBAL_BYTES + packed.length;
   const out = Buffer.alloc(size);
   let o = 0;
@@ -76,7 +83,8 @@ export async function encodeFullState(s: FullState): Promise<Uint8Array> {
   return out;
 }
 
-export async function decodeFullState(data: Uint8Array): Promise<FullState> {
+/** `maxPages`: the most memory the restoring host allows; a larger snapshot is refused before it is inflated */
+export async function decodeFullState(data: Uint8Array, maxPages = Number.POSITIVE_INFINITY): Promise<FullState> {
   const b = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
   if (b.length < HEADER_BYTES || b.readUInt32LE(0) !== MAGIC) throw new SnapshotError('not a WASM FULL snapshot');
   if (b.readUInt16LE(4) !== FORMAT_VERSION) throw new SnapshotError(`snapshot format ${b.readUInt16LE(4)} is not supported`);
@@ -86,6 +94,7 @@ export async function decodeFullState(data: Uint8Array): Promise<FullState> {
   const pages = b.readUInt32LE(72);
   const packedLength = b.readUInt32LE(76);
   if (b.length !== HEADER_BYTES + pendingCount * PENDING_BYTES + globalCount * GLOBAL_BYTES + packedLength) throw new SnapshotError('snapshot length does not match its header');
+  if (pages > maxPages) throw new SnapshotError(`snapshot memory (${pages} pages of 64 KiB) does not fit this host's limit of ${maxPages}`);
   let o = HEADER_BYTES;
   const pending: Array<[number, number]> = [];
   for (let i = 0; i < pendingCount; i++, o += PENDING_BYTES) pending.push([b.readUInt32LE(o), b.readUInt32LE(o + 4)]);
@@ -104,7 +113,7 @@ export async function decodeFullState(data: Uint8Array): Promise<FullState> {
   }
   let memory: Uint8Array;
   try {
-    memory = await inflateAsync(b.subarray(o));
+    memory = await inflateAsync(b.subarray(o), { chunkSize: Math.max(64, pages * PAGE_BYTES), maxOutputLength: Math.max(1, pages * PAGE_BYTES) });
   } catch (e) {
     throw new SnapshotError(`snapshot memory is corrupt: ${(e as Error).message}`);
   }

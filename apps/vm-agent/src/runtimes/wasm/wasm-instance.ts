@@ -210,7 +210,7 @@ export class WasmInstance implements UaInstance {
 
   async restoreFullState(data: Uint8Array): Promise<void> {
     this.assertLive('restored');
-    const s = await decodeFullState(data);
+    const s = await decodeFullState(data, this.pkg.compiled.maxMemoryPages);
     if (!s.moduleSha256.equals(this.pkg.compiled.sha256)) throw new SnapshotError('snapshot was taken from a different WASM module (sha256 mismatch)');
     if (s.width !== this.width || s.height !== this.height) throw new SnapshotError(`snapshot is for a ${s.width}x${s.height} screen, this UA runs at ${this.width}x${this.height}`);
     if (!this.framebufferFits(s.framebuffer, s.memory.length)) throw new SnapshotError('snapshot framebuffer is not inside its memory');
