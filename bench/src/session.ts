@@ -67,6 +67,8 @@ async function createDatabase(url: string, name: string): Promise<string> {
 async function sample(gw: Gateway, token: string, uaId: string, codec: VideoCodec, paint: boolean): Promise<Sample> {
   const client = new StreamClient({ browserResources: false, timings: true });
   const t0 = now();
+  // the sample's start in the gateway's log (BENCH_GATEWAY_LOG), to read its stages on one clock
+  if (process.env.BENCH_GATEWAY_LOG) fs.appendFileSync(process.env.BENCH_GATEWAY_LOG, JSON.stringify({ t: new Date().toISOString(), msg: 'bench: requestApplication sent' }) + '\n');
   const d = await gql(gw.graphqlUrl, `mutation($i: RequestApplicationInput!) { requestApplication(input: $i) { id connection { url token } } }`, { i: { uaId, fresh: true, terminal: { screenWidth: 1280, screenHeight: 720, codecs: [codec], localResources: [] } } }, token);
   const placed = now();
   const s = d.requestApplication as { id: string; connection: { url: string; token: string } };

@@ -50,7 +50,8 @@ export async function startGateway(dir: string, env: Record<string, string>, nod
       UVE_DATA_DIR: path.join(dir, 'gateway'),
       UVE_ADMIN_USERNAME: ADMIN.username,
       UVE_ADMIN_PASSWORD: ADMIN.password,
-      UVE_LOG_LEVEL: 'warn',
+      // BENCH_GATEWAY_LOG=<file>: the gateway's info log (timestamped JSON lines) appended there, to time a start by stage
+      UVE_LOG_LEVEL: process.env.BENCH_GATEWAY_LOG ? 'info' : 'warn',
       UVE_DOCKER: 'off',
       // the cheapest hash the gateway allows: a bench registers hundreds of users, it does not measure scrypt
       UVE_PASSWORD_SCRYPT_N: '1024',
@@ -66,6 +67,7 @@ export async function startGateway(dir: string, env: Record<string, string>, nod
   });
   let out = '';
   child.stderr!.on('data', (b: Buffer) => (out += b));
+  if (process.env.BENCH_GATEWAY_LOG) child.stderr!.pipe(fs.createWriteStream(process.env.BENCH_GATEWAY_LOG, { flags: 'a' }));
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`gateway did not start in 90 s:\n${out}`)), 90_000);
     child.stdout!.on('data', (b: Buffer) => {
