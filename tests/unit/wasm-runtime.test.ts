@@ -460,7 +460,8 @@ describe('FULL snapshots', () => {
 
     // another "VM": a fresh runtime and instance of the same package
     const b = await startSample(new WasmRuntime({ clock: clock.now }), 'game');
-    await b.inst.restoreFullState(blob);
+    // restoring takes the blob over (its buffer moves to the guest's thread): restore a copy
+    await b.inst.restoreFullState(new Uint8Array(blob));
     expect(Buffer.compare(Buffer.from(await b.inst.saveFullState()), Buffer.from(blob))).toBe(0);
     expect(b.inst.appTimeMs).toBe(a.inst.appTimeMs);
     const fa = a.inst.captureFull();
@@ -512,13 +513,21 @@ describe('FULL snapshots', () => {
     await expect(bigGame.inst.restoreFullState(gameBlob)).rejects.toThrow(/320x240 screen/);
     await expect(game.inst.restoreFullState(gameBlob.subarray(0, gameBlob.length - 10))).rejects.toThrow(/length/);
     await expect(game.inst.restoreFullState(new Uint8Array(100))).rejects.toThrow(/not a WASM FULL snapshot/);
-    // memory that inflates to more than the header's page count is refused before it is all inflated
+    // memory that inflates to more than the header's page count is refused before it is all
+    // inflated: format 1 (one stream for the whole memory), and a format 2 piece
     const C = gameBlob.length - Buffer.from(gameBlob).readUInt32LE(76);
     const pages = Buffer.from(gameBlob).readUInt32LE(72);
     const bigger = deflateSync(Buffer.alloc((pages + 1) * 65536));
     const swollen = Buffer.concat([gameBlob.subarray(0, C), bigger]);
+    swollen.writeUInt16LE(1, 4);
     swollen.writeUInt32LE(bigger.length, 76);
     await expect(game.inst.restoreFullState(swollen)).rejects.toThrow(/snapshot memory is corrupt/);
+    const pieces = Math.ceil((pages * 65536) / (1024 * 1024));
+    const swollenPiece = Buffer.concat([gameBlob.subarray(0, C), Buffer.alloc(8 * pieces), bigger]);
+    swollenPiece.writeUInt8(2, C); // piece 0 deflated, the others zero
+    swollenPiece.writeUInt32LE(bigger.length, C + 4);
+    swollenPiece.writeUInt32LE(8 * pieces + bigger.length, 76);
+    await expect(game.inst.restoreFullState(swollenPiece)).rejects.toThrow(/snapshot memory is corrupt: piece at 0/);
     // and a header that claims more memory than this host allows is refused before any inflating
     const huge = Buffer.from(gameBlob);
     huge.writeUInt32LE(1 << 20, 72);

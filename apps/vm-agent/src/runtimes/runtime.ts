@@ -60,6 +60,7 @@ export interface UaInstance {
   /** the full state, byte for byte (NO_LOSS); runtimes that cannot capture it throw */
   saveFullState(): Promise<Uint8Array>;
   restoreAppData(data: Uint8Array): Promise<void>;
+  /** takes `data` over: a WASM UA may move its buffer to the guest's thread (the caller must not read it after) */
   restoreFullState(data: Uint8Array): Promise<void>;
   /** freezes the UA: no clock, no rendering, input ignored */
   suspend(): void;

@@ -251,9 +251,10 @@ export class Session {
   private async restore(instance: UaInstance, snapshotId: string, fetched: Promise<{ kind: SnapshotKind; data: Uint8Array }>): Promise<boolean> {
     try {
       const { kind, data } = await fetched;
+      const bytes = data.byteLength; // a FULL restore moves the blob to the guest's thread
       if (kind === 'FULL') await instance.restoreFullState(data);
       else await instance.restoreAppData(data);
-      this.log.info('VM Data restored', { snapshot: snapshotId, kind, bytes: data.byteLength });
+      this.log.info('VM Data restored', { snapshot: snapshotId, kind, bytes });
       this.report({ type: 'vmdata.restored', snapshotId, restored: true, kind });
       this.vmData = { snapshotId, restored: true, kind };
       return true;

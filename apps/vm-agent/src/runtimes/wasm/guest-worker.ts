@@ -21,7 +21,15 @@ export type GuestRequest =
   | { op: 'appDataSave'; id: number }
   | { op: 'appDataLoad'; id: number; data: Uint8Array }
   | { op: 'saveFull'; id: number }
-  | { op: 'restoreFull'; id: number; memory: Uint8Array; globals: Array<{ index: number; value: number | bigint }>; framebuffer: number; nextRequestId: number };
+  | { op: 'restoreFull'; id: number; memoryBytes: number; pieces: RestorePiece[]; globals: Array<{ index: number; value: number | bigint }>; framebuffer: number; nextRequestId: number };
+
+/** A FULL snapshot's memory piece (snapshot.ts MemoryPiece): written straight into the guest's memory */
+export interface RestorePiece {
+  offset: number;
+  length: number;
+  kind: 'zero' | 'raw' | 'deflate';
+  bytes: Uint8Array;
+}
 
 export interface GuestReply {
   id: number;
@@ -60,6 +68,7 @@ export interface GuestWorkerData {
 export function guestWorkerMain(): void {
   /* eslint-disable @typescript-eslint/no-require-imports */
   const { parentPort, workerData } = require('node:worker_threads');
+  const zlib = require('node:zlib');
   const data = workerData as GuestWorkerData;
   const WA = (globalThis as unknown as { WebAssembly: any }).WebAssembly;
   const done = new Int32Array(data.ctl);
@@ -201,17 +210,38 @@ export function guestWorkerMain(): void {
           }
           const memory = memoryOf(fresh);
           const have = memory.buffer.byteLength;
-          if (have > m.memory.length) {
+          if (have > m.memoryBytes) {
             reply.error = 'snapshot memory is smaller than the module starts with';
             break;
           }
           try {
-            if (have < m.memory.length) memory.grow((m.memory.length - have) / data.pageBytes);
+            if (have < m.memoryBytes) memory.grow((m.memoryBytes - have) / data.pageBytes);
           } catch (e) {
             reply.error = `snapshot memory does not fit this host's limit: ${(e as Error).message}`;
             break;
           }
-          new Uint8Array(memory.buffer).set(m.memory);
+          // memory grown past the module's initial size is zero already: zero pieces there cost nothing
+          const target = new Uint8Array(memory.buffer);
+          for (const p of m.pieces) {
+            if (p.kind === 'raw') target.set(p.bytes, p.offset);
+            else if (p.kind === 'zero') {
+              if (p.offset < have) target.fill(0, p.offset, p.offset + p.length);
+            } else {
+              let out: Uint8Array;
+              try {
+                out = zlib.inflateSync(p.bytes, { chunkSize: Math.max(64, p.length), maxOutputLength: p.length });
+              } catch (e) {
+                reply.error = `snapshot memory is corrupt: piece at ${p.offset}: ${(e as Error).message}`;
+                break;
+              }
+              if (out.length !== p.length) {
+                reply.error = `snapshot memory is corrupt: piece at ${p.offset} inflates to ${out.length} bytes, not ${p.length}`;
+                break;
+              }
+              target.set(out, p.offset);
+            }
+          }
+          if (reply.error) break;
           for (const g of m.globals) {
             const name = data.globals.find((x) => x.index === g.index)?.name;
             if (name) fresh.exports[name].value = g.value;

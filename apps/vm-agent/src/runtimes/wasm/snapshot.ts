@@ -1,5 +1,7 @@
 // The FULL state blob (NO_LOSS reconnection): header, pending UVE-4 requests, mutable globals,
-// then the whole linear memory, deflated. Layout in docs/wasm-abi.md ("FULL snapshots").
+// then the linear memory in 1 MiB pieces, each empty (all zero), raw or deflated (format 2; format
+// 1 deflated the whole memory as one stream and is still read). Layout in docs/wasm-abi.md
+// ("FULL snapshots").
 import { promisify } from 'node:util';
 import { deflate, inflate } from 'node:zlib';
 import { ABI_VERSION } from './abi';
@@ -17,10 +19,21 @@ const inflateAsync = promisify(inflate);
 const DEFLATE_OPTIONS = { level: 1, chunkSize: 1024 * 1024 };
 
 const MAGIC = 0x57455655; // 'UVEW' little-endian
-const FORMAT_VERSION = 1;
+const FORMAT_VERSION = 2;
+const WHOLE_DEFLATED_FORMAT = 1;
 const HEADER_BYTES = 80;
 const PENDING_BYTES = 8;
 const GLOBAL_BYTES = 16;
+const PIECE_ENTRY_BYTES = 8;
+/** memory per piece (16 pages): small enough that zero and incompressible stretches are caught */
+export const PIECE_BYTES = 1024 * 1024;
+/**
+ * A piece whose first 64 KiB do not shrink is stored raw without deflating the rest: random-like
+ * memory deflates at ~30 MB/s here and gains nothing (at worst a mixed piece is stored larger).
+ */
+const PROBE_BYTES = 64 * 1024;
+const PIECE_KIND = ['zero', 'raw', 'deflate'] as const;
+export type PieceKind = (typeof PIECE_KIND)[number];
 const TYPE_CODE: Readonly<Record<string, number>> = { i32: 0x7f, i64: 0x7e, f32: 0x7d, f64: 0x7c };
 
 export interface SnapshotGlobal {
@@ -44,10 +57,47 @@ export interface FullState {
 
 export class SnapshotError extends Error {}
 
+
+/** One piece of a decoded memory: where it goes, and its bytes as stored (a view into the blob) */
+export interface MemoryPiece {
+  offset: number;
+  length: number;
+  kind: PieceKind;
+  /** empty for 'zero'; `length` bytes for 'raw'; a zlib stream that inflates to `length` for 'deflate' */
+  bytes: Uint8Array;
+}
+
+/** A decoded blob: the memory stays in its pieces, written into the guest's memory by the guest worker */
+export interface DecodedFullState extends Omit<FullState, 'memory'> {
+  memoryBytes: number;
+  pieces: MemoryPiece[];
+}
+
+const EMPTY = Buffer.alloc(0);
+let zeros: Buffer | undefined;
+
+async function packPiece(raw: Buffer): Promise<[PieceKind, Buffer]> {
+  zeros ??= Buffer.alloc(PIECE_BYTES);
+  if (raw.equals(zeros.subarray(0, raw.length))) return ['zero', EMPTY];
+  if (raw.length > PROBE_BYTES) {
+    const probe = await deflateAsync(raw.subarray(0, PROBE_BYTES), { level: DEFLATE_OPTIONS.level, chunkSize: 2 * PROBE_BYTES });
+    if (probe.length >= PROBE_BYTES) return ['raw', raw];
+  }
+  const packed = await deflateAsync(raw, DEFLATE_OPTIONS);
+  return packed.length < raw.length ? ['deflate', packed] : ['raw', raw];
+}
+
 export async function encodeFullState(s: FullState): Promise<Uint8Array> {
-  const packed = await deflateAsync(s.memory, DEFLATE_OPTIONS);
-  const size = HEADER_BYTES + s.pending.length * PENDING_BYTES + s.globals.length * GLOBAL_BYTES + packed.length;
-  const out = Buffer.alloc(size);
+  const memory = Buffer.from(s.memory.buffer, s.memory.byteOffset, s.memory.byteLength);
+  const ranges: Buffer[] = [];
+  for (let at = 0; at < memory.length; at += PIECE_BYTES) ranges.push(memory.subarray(at, at + PIECE_BYTES));
+  const pieces = await Promise.all(ranges.map(packPiece));
+  const tableBytes = pieces.length * PIECE_ENTRY_BYTES;
+  const memoryPart = tableBytes + pieces.reduce((n, [, b]) => n + b.length, 0);
+  const front = HEADER_BYTES + s.pending.length * PENDING_BYTES + s.globals.length * GLOBAL_BYTES + tableBytes;
+  // every byte is written: the front (with its padding) zeroed, then the pieces copied in
+  const out = Buffer.allocUnsafe(front - tableBytes + memoryPart);
+  out.fill(0, 0, front);
   let o = 0;
   o = out.writeUInt32LE(MAGIC, o);
   o = out.writeUInt16LE(FORMAT_VERSION, o);
@@ -61,7 +111,7 @@ export async function encodeFullState(s: FullState): Promise<Uint8Array> {
   o = out.writeUInt32LE(s.pending.length, o);
   o = out.writeUInt32LE(s.globals.length, o);
   o = out.writeUInt32LE(s.memory.length / PAGE_BYTES, o);
-  o = out.writeUInt32LE(packed.length, o);
+  o = out.writeUInt32LE(memoryPart, o);
   for (const [id, kind] of s.pending) {
     o = out.writeUInt32LE(id, o);
     o = out.writeUInt32LE(kind, o);
@@ -79,21 +129,31 @@ export async function encodeFullState(s: FullState): Promise<Uint8Array> {
     }
     o += 8;
   }
-  packed.copy(out, o);
+  for (const [kind, bytes] of pieces) {
+    out.writeUInt8(PIECE_KIND.indexOf(kind), o);
+    out.writeUInt32LE(bytes.length, o + 4);
+    o += PIECE_ENTRY_BYTES;
+  }
+  for (const [, bytes] of pieces) o += bytes.copy(out, o);
   return out;
 }
 
-/** `maxPages`: the most memory the restoring host allows; a larger snapshot is refused before it is inflated */
-export async function decodeFullState(data: Uint8Array, maxPages = Number.POSITIVE_INFINITY): Promise<FullState> {
+/**
+ * `maxPages`: the most memory the restoring host allows; a larger snapshot is refused before
+ * anything of its size is allocated. Format 2 pieces stay views into `data` (nothing inflated
+ * here); a format 1 memory is inflated into one raw piece.
+ */
+export async function decodeFullState(data: Uint8Array, maxPages = Number.POSITIVE_INFINITY): Promise<DecodedFullState> {
   const b = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
   if (b.length < HEADER_BYTES || b.readUInt32LE(0) !== MAGIC) throw new SnapshotError('not a WASM FULL snapshot');
-  if (b.readUInt16LE(4) !== FORMAT_VERSION) throw new SnapshotError(`snapshot format ${b.readUInt16LE(4)} is not supported`);
+  const format = b.readUInt16LE(4);
+  if (format !== FORMAT_VERSION && format !== WHOLE_DEFLATED_FORMAT) throw new SnapshotError(`snapshot format ${format} is not supported`);
   if (b.readUInt16LE(6) !== ABI_VERSION) throw new SnapshotError(`snapshot is for ABI version ${b.readUInt16LE(6)}`);
   const pendingCount = b.readUInt32LE(64);
   const globalCount = b.readUInt32LE(68);
   const pages = b.readUInt32LE(72);
-  const packedLength = b.readUInt32LE(76);
-  if (b.length !== HEADER_BYTES + pendingCount * PENDING_BYTES + globalCount * GLOBAL_BYTES + packedLength) throw new SnapshotError('snapshot length does not match its header');
+  const memoryPart = b.readUInt32LE(76);
+  if (b.length !== HEADER_BYTES + pendingCount * PENDING_BYTES + globalCount * GLOBAL_BYTES + memoryPart) throw new SnapshotError('snapshot length does not match its header');
   if (pages > maxPages) throw new SnapshotError(`snapshot memory (${pages} pages of 64 KiB) does not fit this host's limit of ${maxPages}`);
   let o = HEADER_BYTES;
   const pending: Array<[number, number]> = [];
@@ -111,13 +171,8 @@ export async function decodeFullState(data: Uint8Array, maxPages = Number.POSITI
       default: throw new SnapshotError(`global ${index} has unknown type code ${code}`);
     }
   }
-  let memory: Uint8Array;
-  try {
-    memory = await inflateAsync(b.subarray(o), { chunkSize: Math.max(64, pages * PAGE_BYTES), maxOutputLength: Math.max(1, pages * PAGE_BYTES) });
-  } catch (e) {
-    throw new SnapshotError(`snapshot memory is corrupt: ${(e as Error).message}`);
-  }
-  if (memory.length !== pages * PAGE_BYTES) throw new SnapshotError('snapshot memory size does not match its header');
+  const memoryBytes = pages * PAGE_BYTES;
+  const pieces = format === WHOLE_DEFLATED_FORMAT ? [{ offset: 0, length: memoryBytes, kind: 'raw' as const, bytes: await inflateWhole(b.subarray(o), memoryBytes) }] : readPieces(b.subarray(o), memoryBytes);
   return {
     moduleSha256: Buffer.from(b.subarray(8, 40)),
     width: b.readUInt32LE(40),
@@ -127,6 +182,42 @@ export async function decodeFullState(data: Uint8Array, maxPages = Number.POSITI
     appClockMs: b.readDoubleLE(56),
     pending,
     globals,
-    memory,
+    memoryBytes,
+    pieces,
   };
+}
+
+/** format 1: the whole memory as one zlib stream, inflated into one buffer of the size the header gives */
+async function inflateWhole(packed: Buffer, memoryBytes: number): Promise<Buffer> {
+  let memory: Buffer;
+  try {
+    memory = await inflateAsync(packed, { chunkSize: Math.max(64, memoryBytes), maxOutputLength: Math.max(1, memoryBytes) });
+  } catch (e) {
+    throw new SnapshotError(`snapshot memory is corrupt: ${(e as Error).message}`);
+  }
+  if (memory.length !== memoryBytes) throw new SnapshotError('snapshot memory size does not match its header');
+  return memory;
+}
+
+/** format 2: the piece table, checked against the memory size and the bytes that follow it */
+function readPieces(part: Buffer, memoryBytes: number): MemoryPiece[] {
+  const count = Math.ceil(memoryBytes / PIECE_BYTES);
+  const tableBytes = count * PIECE_ENTRY_BYTES;
+  if (part.length < tableBytes) throw new SnapshotError('snapshot memory is corrupt: its piece table is cut short');
+  const pieces: MemoryPiece[] = [];
+  let at = tableBytes;
+  for (let i = 0; i < count; i++) {
+    const e = i * PIECE_ENTRY_BYTES;
+    const kind = PIECE_KIND[part.readUInt8(e)];
+    const stored = part.readUInt32LE(e + 4);
+    const offset = i * PIECE_BYTES;
+    const length = Math.min(PIECE_BYTES, memoryBytes - offset);
+    if (!kind) throw new SnapshotError(`snapshot memory is corrupt: piece ${i} has unknown kind ${part.readUInt8(e)}`);
+    const fits = kind === 'zero' ? stored === 0 : kind === 'raw' ? stored === length : stored > 0;
+    if (!fits || at + stored > part.length) throw new SnapshotError(`snapshot memory is corrupt: piece ${i} (${kind}) has a wrong length ${stored}`);
+    pieces.push({ offset, length, kind, bytes: part.subarray(at, at + stored) });
+    at += stored;
+  }
+  if (at !== part.length) throw new SnapshotError('snapshot memory is corrupt: its pieces do not fill its length');
+  return pieces;
 }

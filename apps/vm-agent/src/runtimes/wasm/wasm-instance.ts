@@ -213,7 +213,7 @@ export class WasmInstance implements UaInstance {
     const s = await decodeFullState(data, this.pkg.compiled.maxMemoryPages);
     if (!s.moduleSha256.equals(this.pkg.compiled.sha256)) throw new SnapshotError('snapshot was taken from a different WASM module (sha256 mismatch)');
     if (s.width !== this.width || s.height !== this.height) throw new SnapshotError(`snapshot is for a ${s.width}x${s.height} screen, this UA runs at ${this.width}x${this.height}`);
-    if (!this.framebufferFits(s.framebuffer, s.memory.length)) throw new SnapshotError('snapshot framebuffer is not inside its memory');
+    if (!this.framebufferFits(s.framebuffer, s.memoryBytes)) throw new SnapshotError('snapshot framebuffer is not inside its memory');
     const saved = new Map(s.globals.map((g) => [g.index, g]));
     if (saved.size !== this.pkg.compiled.globals.length) throw new SnapshotError('snapshot globals do not match the module');
     for (const g of this.pkg.compiled.globals) {
@@ -221,9 +221,14 @@ export class WasmInstance implements UaInstance {
       if (!v || v.type !== g.type) throw new SnapshotError(`snapshot has no value of type ${g.type} for global ${g.index}`);
     }
     this.assertLive('restored');
+    // the pieces are views into the downloaded blob (format 1: into its inflated memory): their
+    // buffer moves to the guest's thread rather than being copied, when it is theirs alone
+    // (the blob is spent then: a Buffer of Node's shared pool never is)
+    const own = (u: Uint8Array): boolean => u.byteOffset === 0 && u.byteLength === u.buffer.byteLength && u.buffer instanceof ArrayBuffer;
+    const transfer = new Set([data, ...s.pieces.map((p) => p.bytes)].filter(own).map((u) => u.buffer as ArrayBuffer));
     const r = await this.guestAsync(
-      { op: 'restoreFull', memory: s.memory, globals: s.globals.map((g) => ({ index: g.index, value: g.value })), framebuffer: s.framebuffer, nextRequestId: s.nextRequestId },
-      [s.memory.buffer as ArrayBuffer],
+      { op: 'restoreFull', memoryBytes: s.memoryBytes, pieces: s.pieces, globals: s.globals.map((g) => ({ index: g.index, value: g.value })), framebuffer: s.framebuffer, nextRequestId: s.nextRequestId },
+      [...transfer],
     );
     if (r.error) throw new SnapshotError(r.error);
 

@@ -1,0 +1,116 @@
+// The FULL snapshot format (apps/vm-agent/src/runtimes/wasm/snapshot.ts): format 2's memory
+// pieces (zero, raw, deflated), format 1 still read, and damaged or oversized blobs refused.
+import { randomBytes } from 'node:crypto';
+import { deflateSync, inflateSync } from 'node:zlib';
+import { decodeFullState, encodeFullState, PIECE_BYTES, SnapshotError, type DecodedFullState, type FullState } from '../../apps/vm-agent/src/runtimes/wasm/snapshot';
+
+const MiB = 1024 * 1024;
+
+/** a memory of 4 MiB + 64 KiB: zero, random, text-like, zero again, and a short last piece of random */
+function mixedMemory(): Buffer {
+  const m = Buffer.alloc(4 * MiB + 65536);
+  randomBytes(MiB).copy(m, MiB);
+  m.fill('the quick brown fox jumps over the lazy dog. ', 2 * MiB, 3 * MiB);
+  randomBytes(65536).copy(m, 4 * MiB);
+  return m;
+}
+
+function state(memory: Uint8Array): FullState {
+  return {
+    moduleSha256: Buffer.alloc(32, 7),
+    width: 320,
+    height: 240,
+    framebuffer: 1024,
+    nextRequestId: 5,
+    appClockMs: 1234.5,
+    pending: [[3, 1]],
+    globals: [{ index: 0, type: 'i32', value: -2 }, { index: 2, type: 'i64', value: 1n << 40n }, { index: 3, type: 'f64', value: 0.25 }],
+    memory,
+  };
+}
+
+/** the memory a decoded state describes, pieces applied as the guest worker applies them */
+function memoryOf(s: DecodedFullState): Buffer {
+  const m = Buffer.alloc(s.memoryBytes);
+  for (const p of s.pieces) {
+    if (p.kind === 'raw') m.set(p.bytes, p.offset);
+    else if (p.kind === 'deflate') m.set(inflateSync(p.bytes), p.offset);
+  }
+  return m;
+}
+
+/** a format 1 blob of the same state: the whole memory as one zlib stream */
+function formatOne(s: FullState, v2: Uint8Array): Buffer {
+  const front = Buffer.from(v2.subarray(0, 80 + 8 * s.pending.length + 16 * s.globals.length));
+  const packed = deflateSync(s.memory);
+  front.writeUInt16LE(1, 4);
+  front.writeUInt32LE(packed.length, 76);
+  return Buffer.concat([front, packed]);
+}
+
+describe('FULL snapshot format', () => {
+  it('stores zero pieces as nothing, incompressible ones raw, the rest deflated, and reads them back', async () => {
+    const s = state(mixedMemory());
+    const blob = await encodeFullState(s);
+    const d = await decodeFullState(blob);
+    expect(d.pieces.map((p) => p.kind)).toEqual(['zero', 'raw', 'deflate', 'zero', 'raw']);
+    expect(d.pieces.map((p) => p.length)).toEqual([MiB, MiB, MiB, MiB, 65536]);
+    expect(d.pieces[0].bytes.length).toBe(0);
+    // the raw pieces are views into the blob: nothing is copied on decode
+    expect(d.pieces[1].bytes.buffer).toBe(blob.buffer);
+    expect(memoryOf(d).equals(Buffer.from(s.memory))).toBe(true);
+    expect(blob.length).toBeLessThan(MiB + 65536 + 64 * 1024);
+    const { memory: _m, ...rest } = s;
+    expect(d).toMatchObject({ ...rest, memoryBytes: s.memory.length });
+    // encoding is deterministic (a restored UA saves the same bytes again)
+    expect(Buffer.from(await encodeFullState(s)).equals(Buffer.from(blob))).toBe(true);
+  });
+
+  it('still reads format 1 (the whole memory deflated as one stream)', async () => {
+    const s = state(mixedMemory());
+    const old = formatOne(s, await encodeFullState(s));
+    const d = await decodeFullState(old);
+    expect(d.pieces).toHaveLength(1);
+    expect(d.pieces[0]).toMatchObject({ offset: 0, length: s.memory.length, kind: 'raw' });
+    expect(memoryOf(d).equals(Buffer.from(s.memory))).toBe(true);
+    expect(d.globals).toEqual(s.globals);
+  });
+
+  it('refuses corrupt piece tables and lengths with a SnapshotError', async () => {
+    const s = state(mixedMemory());
+    const blob = Buffer.from(await encodeFullState(s));
+    const table = 80 + 8 + 16 * 3;
+    const damaged = (edit: (b: Buffer) => void): Buffer => {
+      const b = Buffer.from(blob);
+      edit(b);
+      return b;
+    };
+    const cases: Array<[Buffer, RegExp]> = [
+      [damaged((b) => b.writeUInt8(9, table)), /piece 0 has unknown kind 9/],
+      [damaged((b) => b.writeUInt32LE(1, table + 4)), /piece 0 \(zero\) has a wrong length/],
+      [damaged((b) => b.writeUInt32LE(MiB - 1, table + 8 + 4)), /piece 1 \(raw\) has a wrong length/],
+      [damaged((b) => b.writeUInt32LE(0, table + 16 + 4)), /piece 2 \(deflate\) has a wrong length/],
+      [damaged((b) => b.writeUInt32LE(b.readUInt32LE(table + 16 + 4) + 1, table + 16 + 4)), /wrong length|do not fill/],
+      [damaged((b) => b.writeUInt8(0, table + 8)), /wrong length|do not fill/],
+    ];
+    for (const [b, message] of cases) {
+      const e = await decodeFullState(b).catch((x: unknown) => x);
+      expect(e).toBeInstanceOf(SnapshotError);
+      expect((e as Error).message).toMatch(message);
+    }
+    // a table cut short: the memory part claims less than the table needs
+    const short = Buffer.concat([blob.subarray(0, table), Buffer.alloc(8)]);
+    short.writeUInt32LE(8, 76);
+    await expect(decodeFullState(short)).rejects.toThrow(/piece table is cut short/);
+  });
+
+  it('enforces the host limit from the header, before anything of the claimed size is allocated', async () => {
+    const s = state(Buffer.alloc(2 * PIECE_BYTES));
+    const blob = Buffer.from(await encodeFullState(s));
+    await expect(decodeFullState(blob, 31)).rejects.toThrow(/32 pages of 64 KiB\) does not fit this host's limit of 31/);
+    // a header claiming 64 GiB: refused from the header alone (the blob is a few hundred bytes)
+    blob.writeUInt32LE(1 << 20, 72);
+    await expect(decodeFullState(blob, 4096)).rejects.toThrow(/does not fit this host's limit of 4096/);
+    expect(blob.length).toBeLessThan(1024);
+  });
+});
