@@ -17,6 +17,17 @@ import { joinSwarm, type SwarmMembership } from '../support/swarm';
 
 const docker = new Docker();
 const STACK = 'uvestack';
+
+/** what an operator would look at first when the stack does not come up: its tasks and the gateway's and PostgreSQL's last lines */
+async function stackDiagnostics(): Promise<string> {
+  const out: string[] = [];
+  for (const args of [
+    ['stack', 'ps', '--no-trunc', '--format', '{{.Name}} {{.CurrentState}} {{.Error}}', STACK],
+    ['service', 'logs', '--tail', '30', `${STACK}_gateway`],
+    ['service', 'logs', '--tail', '15', `${STACK}_postgres`],
+  ]) out.push(`$ docker ${args.join(' ')}\n${await dockerCli(args).catch((e: Error) => e.message)}`);
+  return out.join('\n');
+}
 const NAMESPACE = `com.docker.stack.namespace=${STACK}`;
 // images of this suite's own (a service takes the image its tag names when its task starts)
 const PREFIX = 'uve-stack-e2e/';
@@ -130,7 +141,10 @@ it('deploys with docker stack deploy, serves a UA through its one address, and l
   // both replicas ready (PostgreSQL's first start initializes its volume; the gateways restart until it answers)
   proxy = gatewayAddress(`http://127.0.0.1:${ports.proxy}`);
   const ready = (port: number) => fetch(`http://127.0.0.1:${port}/readyz`).then((r) => (r.ok ? true : null), () => null);
-  await until('both gateway replicas to be ready', 150_000, async () => ((await ready(ports.gateway1)) && (await ready(ports.gateway2)) ? true : null), 500);
+  await until('both gateway replicas to be ready', 150_000, async () => ((await ready(ports.gateway1)) && (await ready(ports.gateway2)) ? true : null), 500)
+    .catch(async (e: Error) => {
+      throw new Error(`${e.message}\n${await stackDiagnostics()}`);
+    });
   await until('the proxy to pass /readyz on', 30_000, () => ready(ports.proxy), 250);
 
   admin = (await login(proxy, 'admin', fs.readFileSync(path.join(secretsDir, 'admin-password'), 'utf8').trim())).token;
