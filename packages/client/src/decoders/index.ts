@@ -52,13 +52,14 @@ export function createNodeDecoder(config: NodeDecoderConfig, h264Process?: Child
  */
 export function nodeDecoderFactory(opts: { fps?: number; codecs?: readonly string[] } = {}): DecoderFactory {
   let prepared: ChildProcessWithoutNullStreams | null = null;
+  // one that exited already (its 'close' may have passed) can neither be handed on nor killed
+  const running = (p: ChildProcessWithoutNullStreams | null): p is ChildProcessWithoutNullStreams => !!p && p.exitCode === null && p.signalCode === null;
   const release = (): void => {
-    if (prepared && prepared.exitCode === null && prepared.signalCode === null) prepared.kill('SIGKILL');
+    if (running(prepared)) prepared.kill('SIGKILL');
     prepared = null;
   };
   const factory: DecoderFactory = (cfg) => {
-    // one that exited already (its 'close' may have passed) cannot be handed on
-    const take = prepared && prepared.exitCode === null && prepared.signalCode === null && cfg.codec === 'H264' ? prepared : undefined;
+    const take = cfg.codec === 'H264' && running(prepared) ? prepared : undefined;
     if (take) prepared = null;
     return createNodeDecoder({ codec: cfg.codec === 'H264' ? 'H264' : 'MJPEG', width: cfg.width, height: cfg.height, description: cfg.description, fps: opts.fps }, take);
   };
