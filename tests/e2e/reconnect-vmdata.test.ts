@@ -81,6 +81,8 @@ it('NO_LOSS: a dropped session continues on another VM process, its drawing rest
     });
     const types = now.events.map((e) => e.type);
     expect(types.indexOf('RECONNECTED')).toBeGreaterThan(types.indexOf('DISCONNECTED'));
+    // moved by policy (WASM NO_LOSS_SCOPE ANY_VM), from the VM that lost the client
+    expect(now.events.find((e) => e.type === 'RECONNECTED')!.data).toMatchObject({ sameVm: false, fromVmId: s.vm.id, vmId: again.vm.id });
     expect(now.events.find((e) => e.type === 'SNAPSHOT_RESTORED')!.data).toMatchObject({ snapshotId: saved.snapshotId, kind: 'FULL', vmId: again.vm.id });
     expect(types).not.toContain('SNAPSHOT_RESTORE_FAILED');
     expect(now).toMatchObject({ reconnections: 1, vm: { id: again.vm.id }, restoredFrom: { id: saved.snapshotId } });
