@@ -163,7 +163,7 @@ const eventOf = async (c: Ctx, sessionId: string, type: string) =>
 /** why the VMM sent a reconnection back to the old VM (its RECONNECTED event: `why`, `reason`) */
 const stayedBecause = async (c: Ctx, sessionId: string): Promise<string> => {
   const d = (await eventOf(c, sessionId, 'RECONNECTED'))?.data;
-  return d?.sameVm ? `${d.why}: ${d.reason}` : 'no reason given';
+  return d?.why ? `${d.why}: ${d.reason}` : 'the VMM gave no reason';
 };
 
 /** a stream that resolves on its first decoded frame */
