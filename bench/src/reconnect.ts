@@ -160,6 +160,12 @@ const request = (c: Ctx, fresh: boolean, ua = c.game) => gql<{ requestApplicatio
 const eventOf = async (c: Ctx, sessionId: string, type: string) =>
   (await gql(c.url, `{ session(id: "${sessionId}") { state events(last: 30) { type data } } }`, {}, c.admin)).session.events.find((e: { type: string }) => e.type === type) as { data: Record<string, any> } | undefined;
 
+/** why the VMM sent a reconnection back to the old VM (its RECONNECTED event: `why`, `reason`) */
+const stayedBecause = async (c: Ctx, sessionId: string): Promise<string> => {
+  const d = (await eventOf(c, sessionId, 'RECONNECTED'))?.data;
+  return d?.why ? `${d.why}: ${d.reason}` : 'the VMM gave no reason';
+};
+
 /** a stream that resolves on its first decoded frame */
 async function firstFrame(target: { url: string; token: string }): Promise<StreamClient> {
   const client = new StreamClient({ browserResources: false, pingIntervalMs: 0 });
@@ -186,7 +192,8 @@ async function endToEnd(c: Ctx, runs: number): Promise<{ ms: number[]; sizeBytes
     sizeBytes = saved.sizeBytes;
     const t0 = performance.now();
     const again = await request(c, false);
-    if (again.id !== s.id || again.vm.id === s.vm.id) throw new Error('the reconnection did not move the session to another VM');
+    if (again.id !== s.id) throw new Error('the reconnection did not continue the session');
+    if (again.vm.id === s.vm.id) throw new Error(`the reconnection did not move the session to another VM (${await stayedBecause(c, s.id)})`);
     const client = await firstFrame(again.connection);
     ms.push(performance.now() - t0);
     await client.bye();
@@ -222,6 +229,8 @@ async function watch(target: { url: string; token: string }) {
       }
     },
     newest: (): DecodedPicture => (last as FrameEvent | null)!.decoded!,
+    /** the newest decoded frame's header (what the VM stamped on it) */
+    newestHeader: () => (last as FrameEvent | null)?.header ?? null,
     key: (code: string, key: string): number => client.sendInput({ kind: 'key', type: 'down', code, key }),
   };
 }
@@ -238,6 +247,46 @@ function maxDiff(a: DecodedPicture, b: DecodedPicture): number {
   let d = 0;
   for (let i = 0; i < a.data.length; i++) if ((i & 3) !== 3) d = Math.max(d, Math.abs(a.data[i]! - b.data[i]!));
   return d;
+}
+
+/** the box (x0,y0)-(x1,y1) where two pictures of one size differ by more than `tolerance` */
+function diffBox(a: DecodedPicture, b: DecodedPicture, tolerance = 24): string {
+  let x0 = Infinity, y0 = Infinity, x1 = -1, y1 = -1;
+  for (let y = 0; y < a.height; y++) {
+    for (let x = 0; x < a.width; x++) {
+      const i = (y * a.width + x) * 4;
+      if (Math.max(Math.abs(a.data[i]! - b.data[i]!), Math.abs(a.data[i + 1]! - b.data[i + 1]!), Math.abs(a.data[i + 2]! - b.data[i + 2]!)) <= tolerance) continue;
+      x0 = Math.min(x0, x); y0 = Math.min(y0, y); x1 = Math.max(x1, x); y1 = Math.max(y1, y);
+    }
+  }
+  return x1 < 0 ? 'nowhere' : `(${x0},${y0})-(${x1},${y1})`;
+}
+
+const ppm = (p: DecodedPicture): Buffer => {
+  const rgb = Buffer.alloc(p.width * p.height * 3);
+  for (let i = 0, j = 0; i < p.data.length; i += 4, j += 3) rgb.set(p.data.subarray(i, i + 3), j);
+  return Buffer.concat([Buffer.from(`P6\n${p.width} ${p.height}\n255\n`), rgb]);
+};
+
+/**
+ * What a restored first frame that is not the picture of before the drop looked like, for the
+ * error: where they differ, the frames' headers, the session's events; both pictures are written
+ * as PPM files (BENCH_DATA_DIR, else the temporary folder) to be looked at.
+ */
+async function mismatch(c: Ctx, sessionId: string, mib: number, last: DecodedPicture, lastHeader: FrameEvent['header'] | null, first: DecodedPicture, firstHeader: FrameEvent['header'] | null): Promise<string> {
+  const dir = process.env.BENCH_DATA_DIR ?? os.tmpdir();
+  fs.mkdirSync(dir, { recursive: true });
+  const base = path.join(dir, `reconnect-mismatch-${mib}mib-${sessionId}`);
+  fs.writeFileSync(`${base}-before.ppm`, ppm(last));
+  fs.writeFileSync(`${base}-restored.ppm`, ppm(first));
+  const events = (await gql(c.url, `{ session(id: "${sessionId}") { events(last: 30) { type at data } } }`, {}, c.admin).catch(() => null))?.session?.events ?? [];
+  return [
+    `differs in ${diffBox(first, last)}`,
+    `last frame before the drop ${JSON.stringify(lastHeader)}`,
+    `first restored frame ${JSON.stringify(firstHeader)}`,
+    `pictures ${base}-{before,restored}.ppm`,
+    `events ${JSON.stringify(events)}`,
+  ].join('; ');
 }
 
 interface StateRow { mib: number; snapshotBytes: number; runs: number; ms: number[]; saveMs: number[]; gatewayGrowthMiB: number; agentGrowthMiB: number; notMeasured: string[] }
@@ -275,6 +324,7 @@ async function restoreOnce(c: Ctx, gatewayPid: number, mib: number, row: StateRo
     // grey again after the Enter: filled, idle (no more pictures until an input)
     await before.picture(`${mib} MiB filled`, 120_000, (p, seq) => seq >= enter && isGrey(p));
     const last = before.newest(); // what the user saw last
+    const lastHeader = before.newestHeader();
     const dropAt = Date.now();
     before.client.close(); // no bye: an unexpected disconnect
     const saved = await until('the VM Data saved at the drop', 180_000, async () => (await eventOf(c, s.id, 'SNAPSHOT_SAVED'))?.data).catch(async (e: Error) => {
@@ -291,8 +341,9 @@ async function restoreOnce(c: Ctx, gatewayPid: number, mib: number, row: StateRo
       const again = await request(c, false, c.memory);
       if (again.id !== s.id) throw new Error('the reconnection did not continue the session');
       if (again.vm.id === s.vm.id) {
+        const why = await stayedBecause(c, s.id);
         await gql(c.url, `mutation { endSession(sessionId: "${s.id}") { state } }`, {}, c.user);
-        throw new NotMeasured(`the reconnection went back to the old VM (no other VM ready), session ${s.id}`);
+        throw new NotMeasured(`the reconnection went back to the old VM (${why}; VM ${idle.id} was listed IDLE just before), session ${s.id}`);
       }
       const after = await watch(again.connection);
       const first = await after.picture('the first restored frame', 120_000, () => true);
@@ -301,12 +352,14 @@ async function restoreOnce(c: Ctx, gatewayPid: number, mib: number, row: StateRo
     });
     const { after, first } = got.result;
     try {
-      const diff = maxDiff(first, last);
-      if (diff > 24) throw new Error(`the first frame after the restore is not the picture of before the drop (a channel differs by ${diff})`);
-      // the VM's report of the restore reaches the VMM after the frame (bounded wait)
+      // first whether the VM restored the snapshot at all (its report reaches the VMM after the
+      // frame: bounded wait): a failed restore starts the UA fresh, whose picture is no evidence
+      // about NO_LOSS (this bench once called such a run a picture mismatch)
       const outcome = await until('the restore reported', 15_000, async () =>
         (await eventOf(c, s.id, 'SNAPSHOT_RESTORED')) ? 'restored' : (await eventOf(c, s.id, 'SNAPSHOT_RESTORE_FAILED'))?.data);
       if (outcome !== 'restored') throw new Error(`the reconnection did not restore the snapshot: ${JSON.stringify(outcome)}`);
+      const diff = maxDiff(first, last);
+      if (diff > 24) throw new Error(`the first frame after the restore is not the picture of before the drop (a channel differs by ${diff}): ${await mismatch(c, s.id, mib, last, lastHeader, first, after.newestHeader())}`);
       after.key('KeyV', 'v');
       await after.picture(`the restored ${mib} MiB checked intact`, 60_000, isGreen);
     } finally {
@@ -349,7 +402,7 @@ async function store(c: Ctx, gatewayPid: number, mib: number): Promise<StoreRow>
   const get = await withMemory([gatewayPid, target.pid], async () => {
     const t0 = performance.now();
     const again = await request(c, false);
-    if (again.vm.id !== idle.id) throw new Error(`the session went to VM ${again.vm.id}, not the idle ${idle.id}`);
+    if (again.vm.id !== idle.id) throw new Error(`the session went to VM ${again.vm.id}, not the idle ${idle.id}${again.vm.id === s.vm.id ? ` (${await stayedBecause(c, s.id)})` : ''}`);
     const failed = await until('the retrieval', 120_000, async () => eventOf(c, s.id, 'SNAPSHOT_RESTORE_FAILED'));
     if (!/FULL|snapshot|magic|state/i.test(String(failed.data.reason))) throw new Error(`unexpected retrieval outcome: ${failed.data.reason}`);
     return performance.now() - t0;

@@ -1,7 +1,8 @@
 // DOCKER VMs through the gateway with the real engine: provision one per platform, use a UA in
 // each, remove them, and see a container killed from outside go OFFLINE and be replaced by the pool.
 import Docker from 'dockerode';
-import { startGateway } from '../support/gateway';
+import { gql, startGateway } from '../support/gateway';
+import { until } from '../support/services';
 import { buildAgentImages, removeContainersLabelled, requireDocker } from '../support/docker';
 import { engineVms, PLATFORM_CASES, startEngineSuite, stopEngineSuite, type EngineSuite } from '../support/engine-vms';
 import type { Client } from 'graphql-ws';
@@ -54,3 +55,28 @@ it('reconciles at start: a VM whose container went away while the gateway was do
   expect((await vms.vm(id)).data!.vm.status).toBe('OFFLINE');
   await expect(container(id).inspect()).rejects.toMatchObject({ statusCode: 404 });
 });
+
+it('a VM the pool is retiring when the gateway stops is removed, container and all, before the gateway exits', async () => {
+  // a gateway of its own: one VM kept warm, an idle surplus retired after 30 s
+  const own = await startEngineSuite(`${PREFIX}retire`, { UVE_DOCKER: 'on', UVE_VM_PROVIDER: 'DOCKER', UVE_VM_IDLE_RETIRE_MS: '30000', UVE_LOG_LEVEL: 'info', UVE_SHUTDOWN_TIMEOUT_MS: '30000' }, 'retireuser');
+  try {
+    const ownVms = engineVms({ gw: () => own.gw, admin: () => own.admin, user: () => own.user, provider: 'DOCKER' });
+    const warm = await until('the warm VM', 90_000, async () => (await gql(own.gw, `{ vms(status: IDLE, platform: WASM) { id } }`, {}, own.admin)).data?.vms?.[0]?.id as string | undefined, 100);
+    const surplus = await ownVms.provision('WASM');
+    // both agents frozen: whichever is retired cannot hear its SIGTERM, so its container's stop
+    // takes the whole stop timeout (5 s), longer than the stop gives the pool (4 s)
+    for (const id of [warm, surplus]) {
+      const top = await container(id).top({ ps_args: '-eo pid' });
+      for (const [pid] of top.Processes) process.kill(Number(pid), 'SIGSTOP');
+    }
+    const retiring = await until('the pool to retire the surplus', 90_000, async () => /"msg":"idle VM retired","vmId":"([0-9a-f-]{36})"/.exec(own.gw.output())?.[1], 100);
+    own.gw.child.kill('SIGTERM');
+    await until('the gateway to exit', 40_000, async () => own.gw.child.exitCode !== null, 100);
+    await expect(container(retiring).inspect()).rejects.toMatchObject({ statusCode: 404 });
+    expect(own.gw.output()).toContain('stopping: waiting for VM removals under way');
+  } finally {
+    await removeContainersLabelled(docker, `uve.gateway=${PREFIX}retire`).catch(() => undefined);
+    await own.gw.stop();
+    await own.redis.stop();
+  }
+}, 5 * 60_000);

@@ -6,7 +6,7 @@
 import { Client as PgClient } from 'pg';
 import { freshDatabase, startRedis, until, type TestRedis } from '../support/services';
 import { ADMIN, gql, login, ok, registerUser, startGateway, type GatewayProcess } from '../support/gateway';
-import { agentPid, near, openStream, pixel, uaId } from '../support/stream';
+import { agentPid, near, openStream, pixel, uaId, vmSecret } from '../support/stream';
 import type { FrameEvent } from '@uve/client';
 
 let redis: TestRedis;
@@ -43,8 +43,8 @@ const sessionOf = async (id: string) =>
   };
 
 /** Paints a red dot at (200, 150), drops the socket without a bye, and waits for the VM Data saved at the drop. */
-async function drawAndDrop(method: 'NORMAL' | 'NO_LOSS') {
-  const user = await registerUser(gw, `rc-${method.toLowerCase()}-${Math.random().toString(36).slice(2, 8)}`);
+async function drawAndDrop(method: 'NORMAL' | 'NO_LOSS', as?: { token: string }) {
+  const user = as ?? await registerUser(gw, `rc-${method.toLowerCase()}-${Math.random().toString(36).slice(2, 8)}`);
   const paint = await uaId(gw, user.token, 'paint');
   const s = await request(user.token, paint, method);
   const stream = await openStream(s.connection);
@@ -81,6 +81,8 @@ it('NO_LOSS: a dropped session continues on another VM process, its drawing rest
     });
     const types = now.events.map((e) => e.type);
     expect(types.indexOf('RECONNECTED')).toBeGreaterThan(types.indexOf('DISCONNECTED'));
+    // moved by policy (WASM NO_LOSS_SCOPE ANY_VM), from the VM that lost the client
+    expect(now.events.find((e) => e.type === 'RECONNECTED')!.data).toMatchObject({ sameVm: false, fromVmId: s.vm.id, vmId: again.vm.id });
     expect(now.events.find((e) => e.type === 'SNAPSHOT_RESTORED')!.data).toMatchObject({ snapshotId: saved.snapshotId, kind: 'FULL', vmId: again.vm.id });
     expect(types).not.toContain('SNAPSHOT_RESTORE_FAILED');
     expect(now).toMatchObject({ reconnections: 1, vm: { id: again.vm.id }, restoredFrom: { id: saved.snapshotId } });
@@ -95,6 +97,51 @@ it('NO_LOSS: a dropped session continues on another VM process, its drawing rest
     await stream.close();
   }
   await ok(gw, `mutation { endSession(sessionId: "${s.id}") { state } }`, {}, user.token);
+});
+
+it('NO_LOSS: the VM Data of a dropped session outlives a save of another session of the same UA that began before it and ends after it', async () => {
+  // the user's other paint session, whose VM saves its VM Data (as at an endSession) slowly: the
+  // upload begins, holds, and commits only after the dropped session's VM Data was stored
+  const user = await registerUser(gw, 'rc-retention');
+  const paint = await uaId(gw, user.token, 'paint');
+  const other = await request(user.token, paint, 'NO_LOSS');
+  let release!: () => void;
+  const released = new Promise<void>((r) => (release = r));
+  let reading!: () => void;
+  const gatewayReading = new Promise<void>((r) => (reading = r));
+  let pulled = 0;
+  const uploading = fetch(`${gw.url}/vmm/vm-data/sessions/${other.id}?kind=FULL`, {
+    method: 'PUT',
+    headers: { 'x-uve-vm-id': other.vm.id, authorization: `Bearer ${vmSecret(other.vm.id)}` },
+    body: new ReadableStream<Uint8Array>({
+      async pull(c) {
+        if (++pulled === 2) reading();
+        if (pulled === 3) await released;
+        if (pulled > 3) return c.close();
+        c.enqueue(new Uint8Array(64 * 1024).fill(pulled));
+      },
+    }),
+    duplex: 'half',
+  } as RequestInit);
+  await gatewayReading;
+  const { s, saved } = await drawAndDrop('NO_LOSS', user);
+  release();
+  expect((await uploading).status).toBe(201);
+  // it stays: the dropped session's reconnection needs it (before, the later commit deleted it as
+  // "not the newest", and the session went back to its old VM or started fresh)
+  const mine = (await ok(gw, `{ mySnapshots { id } }`, {}, user.token)).mySnapshots.map((x: { id: string }) => x.id);
+  expect(mine).toContain(saved.snapshotId);
+  const again = await request(user.token, paint, 'NO_LOSS');
+  expect(again).toMatchObject({ id: s.id, restoredFrom: { id: saved.snapshotId, kind: 'FULL' } });
+  expect(again.vm.id).not.toBe(s.vm.id);
+  const stream = await openStream(again.connection);
+  try {
+    expect(stream.welcome.vmData).toEqual({ snapshotId: saved.snapshotId, restored: true, kind: 'FULL' });
+    expect(near(pixel(await stream.frame(() => true, 'after the restore'), 200, 150), RED)).toBe(true);
+  } finally {
+    await stream.close();
+  }
+  for (const id of [s.id, other.id]) await ok(gw, `mutation { endSession(sessionId: "${id}") { state } }`, {}, user.token);
 });
 
 it('NORMAL: after the same drop the UA restarts with its application data', async () => {

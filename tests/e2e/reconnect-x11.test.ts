@@ -101,7 +101,8 @@ it('within the window the same xterm continues on the same VM, frozen meanwhile;
     const more = await typeLine(back, "printf '\\033[44m%4000s\\033[0m' ''");
     await back.frame((f) => f.header.inputSeq >= more && share(f, BLUE) > 0.2, 'with the same shell going on (blue)', 20_000);
     const now = await sessionOf(s.id);
-    expect(now.events.find((e) => e.type === 'RECONNECTED')!.data).toMatchObject({ sameVm: true });
+    // by policy, and the event says so (not a fallback for want of another VM)
+    expect(now.events.find((e) => e.type === 'RECONNECTED')!.data).toMatchObject({ sameVm: true, why: 'NO_LOSS_ON_ITS_VM', reason: expect.stringContaining('SAME_VM_WITHIN_WINDOW') });
   } finally {
     back.client.close(); // dropped again, and this time nobody comes back
   }

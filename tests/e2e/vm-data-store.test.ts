@@ -267,12 +267,22 @@ it('a gateway without the key the snapshot was sealed with refuses it clearly', 
   expect(await res.json()).toEqual({ error: { code: 'KEY_UNAVAILABLE', message: expect.stringMatching(/encrypted with key ffffffffffffffff, which this gateway is not configured with \(UVE_VM_DATA_KEY\)/) } });
 });
 
-it('keeps the newest UVE_VM_DATA_KEEP snapshots of a user, UA and kind; deleteSnapshot removes one with its bytes', async () => {
+it('keeps the newest UVE_VM_DATA_KEEP snapshots of a user, UA and kind, and the one a session placed on a VM restores; deleteSnapshot removes one with its bytes', async () => {
+  const put = async (n: number) => ((await (await upload(randomBytes(n))).json()) as { snapshotId: string }).snapshotId;
+  const mine = async () => (await ok(gw, `{ mySnapshots { id kind } }`, {}, user.token)).mySnapshots.filter((s: { kind: string }) => s.kind === 'FULL').map((s: { id: string }) => s.id).sort();
+  // the session (ASSIGNED) restores the first: newer ones do not push it out
+  const restoring = await put(999);
+  await restoreOnVm(restoring);
   const ids: string[] = [];
-  for (let i = 0; i < 3; i++) ids.push(((await (await upload(randomBytes(1000 + i))).json()) as { snapshotId: string }).snapshotId);
-  const mine = (await ok(gw, `{ mySnapshots { id kind } }`, {}, user.token)).mySnapshots.filter((s: { kind: string }) => s.kind === 'FULL').map((s: { id: string }) => s.id);
-  expect(mine.sort()).toEqual(ids.slice(1).sort());
+  for (let i = 0; i < 3; i++) ids.push(await put(1000 + i));
+  expect(await mine()).toEqual([restoring, ...ids.slice(1)].sort());
+  // restored (no longer needed by the session): the next store lets it go with the older ones
+  await pg.query(`UPDATE sessions SET restored_from_id = NULL WHERE id = $1`, [session.id]);
+  ids.push(await put(1003));
+  expect(await mine()).toEqual(ids.slice(2).sort());
+  expect(await store.chunks(restoring).catch(() => [])).toEqual([]);
   expect(await store.chunks(ids[0]!).catch(() => [])).toEqual([]);
+  ids.shift();
   expect((await store.chunks(ids[2]!)).length).toBe(1);
   expect((await ok(gw, `mutation($id: ID!) { deleteSnapshot(id: $id) }`, { id: ids[2] }, user.token)).deleteSnapshot).toBe(true);
   expect(await store.chunks(ids[2]!).catch(() => [])).toEqual([]);

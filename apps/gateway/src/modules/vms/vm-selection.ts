@@ -59,6 +59,7 @@ export async function selectVm(em: EntityManager, ua: Ua, codecs: VideoCodec[], 
     `${CANDIDATES} WHERE v.platform = $1 AND ${ready(5)} AND ($6::uuid IS NULL OR v.id <> $6::uuid)`,
     [ua.platform, ua.id, ua.currentVersion, SLOT_SESSION_STATES, o.heartbeatTimeoutMs, o.excludeVmId ?? null],
   );
+  if (rows.length === 0) return { vm: null, reason: await noneReady(em, ua, o) };
   const picked = pick(rows, ua, codecs, o.cpuHigh);
   if (!('ranked' in picked)) return picked;
   // the best VM that no other placement holds right now (one statement over all of them, in rank
@@ -83,6 +84,26 @@ export async function selectVm(em: EntityManager, ua: Ua, codecs: VideoCodec[], 
 }
 
 /**
+ * Why no VM of the platform takes sessions: none runs, or those that run are starting, draining,
+ * or silent past the heartbeat timeout (the `vms` query still lists such a VM IDLE until the
+ * watchdog marks it OFFLINE).
+ */
+async function noneReady(em: EntityManager, ua: Ua, o: SelectionOptions): Promise<string> {
+  const vms: { status: string; endpoint: boolean; silent_ms: number | null }[] = await em.query(
+    `SELECT status, endpoint IS NOT NULL AS endpoint, (extract(epoch FROM now() - last_heartbeat_at) * 1000)::float8 AS silent_ms
+       FROM vms WHERE platform = $1 AND status IN ('PROVISIONING', 'IDLE', 'DRAINING') AND ($2::uuid IS NULL OR id <> $2::uuid)`,
+    [ua.platform, o.excludeVmId ?? null],
+  );
+  const other = o.excludeVmId ? ' other than the one the session was on' : '';
+  if (vms.length === 0) return `no ${ua.platform} VM${other} is running`;
+  const why = vms.map((v) =>
+    v.status !== 'IDLE' ? v.status
+      : !v.endpoint ? 'IDLE without an endpoint'
+        : `IDLE, silent for ${((v.silent_ms ?? Infinity) / 1000).toFixed(1)} s (heartbeat timeout ${(o.heartbeatTimeoutMs / 1000).toFixed(1)} s)`);
+  return `no ${ua.platform} VM${other} is ready: ${why.join('; ')}`;
+}
+
+/**
  * The locked candidate with its slots counted again (a second statement: see selectVm), or null
  * when it has none left (filled meanwhile: let go of, so no two placements wait for each other).
  */
@@ -97,7 +118,6 @@ async function slotsAfterLock(em: EntityManager, c: VmCandidate | null): Promise
 /** The free candidates best first, or why there is none. */
 function pick(rows: CandidateRow[], ua: Ua, codecs: VideoCodec[], cpuHigh: number): { ranked: VmCandidate[] } | { vm: null; reason: string } {
   const vms = rows.map((r) => ({ ...r, codecs: parsePgArray(r.codecs) as VideoCodec[] }));
-  if (vms.length === 0) return { vm: null, reason: `no ${ua.platform} VM is running` };
   const withCodec = vms.filter((v) => v.codecs.some((c) => codecs.includes(c)));
   if (withCodec.length === 0) return { vm: null, reason: `no ${ua.platform} VM encodes any of ${codecs.join(', ')}` };
   const usable = withCodec.filter((v) => v.deployed || !v.failed);

@@ -35,6 +35,13 @@ export class VmsService {
   private readonly repo: Repository<Vm>;
   private readonly providers = new Map<VmProvider, VmProviderDriver>();
   private closing = false;
+  /**
+   * Removals and destroys under way (a pool retirement, removeVm, the reaper), by provider: the
+   * stop lets them finish before it closes their provider. A retirement cut by the stop left its
+   * container stopped and never removed (the pool's stop step gives up after 4 s; a container's
+   * stop alone may take 5).
+   */
+  private readonly underWay = new Map<VmProvider, Set<Promise<unknown>>>();
   private readonly vmLostListeners: ((vmId: string, reason: string) => Promise<void>)[] = [];
   private readonly deploymentListeners: ((m: DeploymentChanged) => Promise<void>)[] = [];
   private readonly joinListeners: ((m: VmRegistered) => Promise<void>)[] = [];
@@ -301,7 +308,7 @@ export class VmsService {
       // a VM of a provider this gateway does not run is left to the gateway that does
       if (!driver) continue;
       try {
-        await driver.destroy(vm.id, vm.providerRef);
+        await this.track(vm.provider, driver.destroy(vm.id, vm.providerRef));
       } catch (e) {
         this.log.warn('stopped VM not destroyed yet', { vmId: vm.id, error: (e as Error).message });
         continue;
@@ -388,9 +395,23 @@ export class VmsService {
     return this.get(id);
   }
 
+  /** `work` counted as under way for `kind`'s provider until it settles (closeProviders waits for it) */
+  private track<T>(kind: VmProvider, work: Promise<T>): Promise<T> {
+    const set = this.underWay.get(kind) ?? new Set();
+    this.underWay.set(kind, set);
+    const settled = work.then(() => undefined, () => undefined).finally(() => set.delete(settled));
+    set.add(settled);
+    return work;
+  }
+
   /** Stops the VM through its provider and keeps the record (OFFLINE) for history, until pruned. */
   async remove(id: string, reason = 'removed'): Promise<Vm> {
     const vm = await this.get(id);
+    await this.track(vm.provider, this.removeVm(vm, reason));
+    return this.get(id);
+  }
+
+  private async removeVm(vm: Vm, reason: string): Promise<void> {
     const driver = this.providers.get(vm.provider);
     // the agent ends its sessions cleanly if it hears this before its provider stops it
     await this.txs.run((uow) => uow.command(vm.id, { type: 'vm.shutdown' }));
@@ -401,7 +422,6 @@ export class VmsService {
     await this.commands.cancelForVm(vm.id, 'VM removed');
     await this.bus.destroyQueue(vmCommandQueue(vm.id)).catch(() => undefined);
     this.publish(vm.id, 'REMOVED', null);
-    return this.get(id);
   }
 
   /** Why VMs of a platform cannot be launched with a provider here (null: they can). */
@@ -419,6 +439,13 @@ export class VmsService {
   async closeProviders(): Promise<void> {
     this.closing = true;
     await Promise.all([...this.providers.values()].map(async (p) => {
+      // removals under way finish first (each bounded by its provider: a container's stop timeout,
+      // an agent's SIGKILL grace), so a VM being retired is not left half removed
+      const underWay = [...(this.underWay.get(p.kind) ?? [])];
+      if (underWay.length) {
+        this.log.info('stopping: waiting for VM removals under way', { provider: p.kind, removals: underWay.length });
+        await Promise.all(underWay);
+      }
       const before = (await p.running?.().catch(() => [])) ?? [];
       await p.close();
       const after = new Set((await p.running?.().catch(() => [])) ?? []);
