@@ -8,7 +8,7 @@ import { graphqlCheck, load, type LoadResult } from './lib/load';
 import { fmt, header, latencySpread, parseArgs, percentile, spread, table, type BenchOutput } from './lib/report';
 import { dataDir, gql, login, startGateway, startPostgres, startBaseline, stopChild, until, type Gateway } from './lib/services';
 import { samplePgActivity, summarizeProfiles } from './lib/profile';
-import { cpuByRole, cpuOfTree, machineBusy } from './lib/sessions';
+import { cpuByRole, cpuOfTree, machineBusy, runQueueWait } from './lib/sessions';
 
 const HELP = `bench/gateway: req/s and p50/p99 of session(id), a 100-row sessions list and requestApplication,
 gateway vs a bare Apollo Server on the same database, at each concurrency
@@ -86,7 +86,7 @@ export default async function gateway(argv: string[]): Promise<BenchOutput> {
     }
     const results = new Map<string, (LoadResult & { cpuMs: number })[]>();
     const pgRows: Record<string, unknown>[] = [];
-    const roleRows: { op: string; clients: number; server: Server; rep: number; rps: number; machineBusy: number; cpuMsPerReq: Record<string, number>; endP50: number | null }[] = [];
+    const roleRows: { op: string; clients: number; server: Server; rep: number; rps: number; machineBusy: number; cpuMsPerReq: Record<string, number>; endP50: number | null; mainThreadRunMs: number; mainThreadWaitMs: number }[] = [];
     for (let rep = 0; rep < o.reps; rep++) {
       for (const op of o.ops) {
         for (const c of clients) {
@@ -97,6 +97,7 @@ export default async function gateway(argv: string[]): Promise<BenchOutput> {
             // every process of the run by role (the VMs' agents and encoders too: they share the cores) and the machine
             const roles = cpuByRole(process.pid, (pid, comm) => roleOf(pid, comm, targets));
             const busy = machineBusy();
+            const sched = runQueueWait(t.pid);
             const ends: number[] = [];
             const pgActivity = o.profile ? samplePgActivity(pg.url) : null;
             const counted = o.profile && t.server === 'gateway' ? countStatements(gw, statementsFile) : null;
@@ -104,14 +105,16 @@ export default async function gateway(argv: string[]): Promise<BenchOutput> {
             const cpuMs = (cpu().seconds * 1000) / Math.max(1, r.requests);
             const byRole = [...roles()].sort((a, b) => b[1] - a[1]).map(([k, s]) => [k, (s * 1000) / Math.max(1, r.requests)] as const);
             const machine = busy();
+            const { runMs, waitMs } = sched();
+            const waitPerReq = waitMs / Math.max(1, r.requests);
             const statements = counted ? await counted() : null;
             const perReq = statements ? statements.total / Math.max(1, r.requests) : null;
             const db = pgActivity ? { ...(await pgActivity()), statementsPerRequest: perReq, topStatements: statements?.top ?? null } : null;
             if (db) pgRows.push({ op, clients: c, server: t.server, rep: rep + 1, ...db });
             const key = `${op}|${c}|${t.server}`;
             results.set(key, [...(results.get(key) ?? []), { ...r, cpuMs }]);
-            roleRows.push({ op, clients: c, server: t.server, rep: rep + 1, rps: r.rps, machineBusy: machine, cpuMsPerReq: Object.fromEntries(byRole), endP50: ends.length ? percentile(ends, 50) : null });
-            process.stdout.write(`  rep ${rep + 1} ${op.padEnd(8)} ${String(c).padStart(3)} ${t.server.padEnd(7)} ${r.rps.toFixed(0).padStart(6)} req/s, ${cpuMs.toFixed(1)} CPU ms/req, machine ${(machine * 100).toFixed(0)} % busy${ends.length ? `, endSession p50 ${percentile(ends, 50).toFixed(0)} ms` : ''}${perReq !== null ? `, ${perReq.toFixed(1)} PG statements/req` : ''}${db ? `, PostgreSQL backends: ${db.lockWait.toFixed(1)} waiting for a lock, ${db.active.toFixed(1)} running, ${db.idleInTx.toFixed(1)} idle in transaction` : ''}${r.errors ? `, ${r.errors} errors (${r.firstError})` : ''}\n`);
+            roleRows.push({ op, clients: c, server: t.server, rep: rep + 1, rps: r.rps, machineBusy: machine, cpuMsPerReq: Object.fromEntries(byRole), endP50: ends.length ? percentile(ends, 50) : null, mainThreadRunMs: runMs / Math.max(1, r.requests), mainThreadWaitMs: waitPerReq });
+            process.stdout.write(`  rep ${rep + 1} ${op.padEnd(8)} ${String(c).padStart(3)} ${t.server.padEnd(7)} ${r.rps.toFixed(0).padStart(6)} req/s, ${cpuMs.toFixed(1)} CPU ms/req, main thread ${waitPerReq.toFixed(1)} ms/req waiting for a core, machine ${(machine * 100).toFixed(0)} % busy${ends.length ? `, endSession p50 ${percentile(ends, 50).toFixed(0)} ms` : ''}${perReq !== null ? `, ${perReq.toFixed(1)} PG statements/req` : ''}${db ? `, PostgreSQL backends: ${db.lockWait.toFixed(1)} waiting for a lock, ${db.active.toFixed(1)} running, ${db.idleInTx.toFixed(1)} idle in transaction` : ''}${r.errors ? `, ${r.errors} errors (${r.firstError})` : ''}\n`);
           }
         }
       }
@@ -150,7 +153,8 @@ export default async function gateway(argv: string[]): Promise<BenchOutput> {
       '(heartbeats, queue workers, timers, the warm-up\'s tail): at a few req/s that weighs on the per-request figures.',
       '',
       'CPU ms per answered request by process (all processes of the run, the VMs\' agents and encoders included: they share the cores;',
-      '"ended children": processes that ended in the row, e.g. an encoder per session), the machine\'s busy share, endSession p50:',
+      '"ended children": processes that ended in the row, e.g. an encoder per session), the machine\'s busy share, endSession p50, and the',
+      'server\'s main thread from /proc/<pid>/schedstat: time on a core and time runnable but waiting for one (the run queue):',
       roleTable(roleRows),
       ...(profile ? ['', profile.text, '', 'PostgreSQL backends during each row (mean of 100 ms samples of pg_stat_activity):',
         table(['operation', 'clients', 'server', 'rep', 'waiting for a lock', 'running', 'idle in transaction', 'statements / req (gateway, background included)'], pgRows.map((p) => [String(p.op), String(p.clients), String(p.server), String(p.rep), (p.lockWait as number).toFixed(1), (p.active as number).toFixed(1), (p.idleInTx as number).toFixed(1), p.statementsPerRequest == null ? '' : (p.statementsPerRequest as number).toFixed(1)]))] : []),
@@ -178,10 +182,11 @@ function countStatements(gw: Gateway, file: string): () => Promise<{ total: numb
   };
 }
 
-function roleTable(rows: { op: string; clients: number; server: Server; rep: number; rps: number; machineBusy: number; cpuMsPerReq: Record<string, number>; endP50: number | null }[]): string {
+function roleTable(rows: { op: string; clients: number; server: Server; rep: number; rps: number; machineBusy: number; cpuMsPerReq: Record<string, number>; endP50: number | null; mainThreadRunMs: number; mainThreadWaitMs: number }[]): string {
   const roles = [...new Set(rows.flatMap((r) => Object.keys(r.cpuMsPerReq)))].filter((k) => rows.some((r) => (r.cpuMsPerReq[k] ?? 0) >= 0.5));
-  return table(['operation', 'clients', 'server', 'rep', 'req/s', 'machine busy', 'endSession p50 ms', ...roles], rows.map((r) => [
+  return table(['operation', 'clients', 'server', 'rep', 'req/s', 'machine busy', 'endSession p50 ms', 'server main thread: on a core / waiting for one, ms/req', ...roles], rows.map((r) => [
     r.op, String(r.clients), r.server, String(r.rep), r.rps.toFixed(0), `${(r.machineBusy * 100).toFixed(0)} %`, r.endP50 === null ? '' : r.endP50.toFixed(0),
+    `${r.mainThreadRunMs.toFixed(1)} / ${r.mainThreadWaitMs.toFixed(1)}`,
     ...roles.map((k) => (r.cpuMsPerReq[k] ?? 0).toFixed(1)),
   ]));
 }

@@ -129,3 +129,24 @@ export function cpuByRole(root: number, label: (pid: number, comm: string) => st
     return out;
   };
 }
+
+/**
+ * A process's main thread over a window, from /proc/<pid>/schedstat: ms on a core and ms runnable
+ * but waiting for one (the run queue). A thread that waits for a core is not CPU-bound itself:
+ * the machine is. Call at the start, the result at the end.
+ */
+export function runQueueWait(pid: number): () => { runMs: number; waitMs: number } {
+  const read = (): [number, number] => {
+    try {
+      const [run, wait] = fs.readFileSync(`/proc/${pid}/schedstat`, 'utf8').trim().split(/\s+/).map(Number);
+      return [run! / 1e6, wait! / 1e6];
+    } catch {
+      return [0, 0];
+    }
+  };
+  const [run0, wait0] = read();
+  return () => {
+    const [run1, wait1] = read();
+    return { runMs: run1 - run0, waitMs: wait1 - wait0 };
+  };
+}
