@@ -5,15 +5,18 @@ import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { graphqlCheck, load, type LoadResult } from './lib/load';
-import { fmt, header, latencySpread, parseArgs, spread, table, type BenchOutput } from './lib/report';
+import { fmt, header, latencySpread, parseArgs, percentile, spread, table, type BenchOutput } from './lib/report';
 import { dataDir, gql, login, startGateway, startPostgres, startBaseline, stopChild, until, type Gateway } from './lib/services';
 import { samplePgActivity, summarizeProfiles } from './lib/profile';
-import { cpuOfTree } from './lib/sessions';
+import { cpuByRole, cpuOfTree, machineBusy, runQueueWait } from './lib/sessions';
 
 const HELP = `bench/gateway: req/s and p50/p99 of session(id), a 100-row sessions list and requestApplication,
 gateway vs a bare Apollo Server on the same database, at each concurrency
 
 Usage: npm run bench -- gateway [--seconds 4] [--reps 3] [--clients 50,200] [--ops session,sessions,request]
+                                (also request-light: requestApplication with the VMs' work made small, a 320x200
+                                 MJPEG terminal: no encoder process per session; printed per row: CPU ms per request
+                                 of every process of the run by role, VM agents and encoders included)
                                 [--profile]   (the gateway runs with --cpu-prof; its hottest functions are printed, the
                                                .cpuprofile kept in bench/results/; PostgreSQL's lock waits sampled per row)
                                 [--db-pool 10] (PostgreSQL connections of each server: UVE_DB_POOL_SIZE and the baseline's pool)
@@ -23,6 +26,12 @@ const SESSION_FIELDS = 'id state uaVersion createdAt user { id username displayN
 const Q_SESSION = `query($id: ID!) { session(id: $id) { ${SESSION_FIELDS} events(last: 10) { id type at actor { id username } } } }`;
 const Q_SESSIONS = `query { sessions(limit: 100) { ${SESSION_FIELDS} events(last: 3) { id type at } } }`;
 const TERMINAL = { screenWidth: 1280, screenHeight: 720, codecs: ['H264', 'MJPEG'], localResources: [], maxFrameRate: 30 };
+/**
+ * `request-light`: the same operations, the VMs' share of each session made small (a 320x200 MJPEG
+ * stream: no x264 process per session, a tiny first picture; the UA still starts), so that a row
+ * shows the gateway against the bare server with the VMs' real work mostly out of the cores' way
+ */
+const LIGHT_TERMINAL = { screenWidth: 320, screenHeight: 200, codecs: ['MJPEG'], localResources: [], maxFrameRate: 30 };
 const M_REQUEST = `mutation($i: RequestApplicationInput!) { requestApplication(input: $i) { id state vm { id } } }`;
 const M_REQUEST_BARE = `mutation($i: RequestApplicationInput!, $u: ID!) { requestApplication(input: $i, userId: $u) { id state vm { id } } }`;
 const M_END = `mutation($s: ID!) { endSession(sessionId: $s) { id state } }`;
@@ -77,6 +86,7 @@ export default async function gateway(argv: string[]): Promise<BenchOutput> {
     }
     const results = new Map<string, (LoadResult & { cpuMs: number })[]>();
     const pgRows: Record<string, unknown>[] = [];
+    const roleRows: { op: string; clients: number; server: Server; rep: number; rps: number; machineBusy: number; cpuMsPerReq: Record<string, number>; endP50: number | null; mainThreadRunMs: number; mainThreadWaitMs: number }[] = [];
     for (let rep = 0; rep < o.reps; rep++) {
       for (const op of o.ops) {
         for (const c of clients) {
@@ -84,18 +94,27 @@ export default async function gateway(argv: string[]): Promise<BenchOutput> {
           for (const t of rep % 2 ? [...targets].reverse() : targets) {
             // CPU the server process itself spent per answered request: unlike req/s, it moves little with the machine's load
             const cpu = cpuOfTree(t.pid, false);
-            const t0 = performance.now();
+            // every process of the run by role (the VMs' agents and encoders too: they share the cores) and the machine
+            const roles = cpuByRole(process.pid, (pid, comm) => roleOf(pid, comm, targets));
+            const busy = machineBusy();
+            const sched = runQueueWait(t.pid);
+            const ends: number[] = [];
             const pgActivity = o.profile ? samplePgActivity(pg.url) : null;
             const counted = o.profile && t.server === 'gateway' ? countStatements(gw, statementsFile) : null;
-            const r = await load({ url: t.url, concurrency: c, seconds: o.seconds, ...request(op, t.server, fx, t.url), check: graphqlCheck });
+            const r = await load({ url: t.url, concurrency: c, seconds: o.seconds, ...request(op, t.server, fx, t.url, ends), check: graphqlCheck });
             const cpuMs = (cpu().seconds * 1000) / Math.max(1, r.requests);
+            const byRole = [...roles()].sort((a, b) => b[1] - a[1]).map(([k, s]) => [k, (s * 1000) / Math.max(1, r.requests)] as const);
+            const machine = busy();
+            const { runMs, waitMs } = sched();
+            const waitPerReq = waitMs / Math.max(1, r.requests);
             const statements = counted ? await counted() : null;
             const perReq = statements ? statements.total / Math.max(1, r.requests) : null;
             const db = pgActivity ? { ...(await pgActivity()), statementsPerRequest: perReq, topStatements: statements?.top ?? null } : null;
             if (db) pgRows.push({ op, clients: c, server: t.server, rep: rep + 1, ...db });
             const key = `${op}|${c}|${t.server}`;
             results.set(key, [...(results.get(key) ?? []), { ...r, cpuMs }]);
-            process.stdout.write(`  rep ${rep + 1} ${op.padEnd(8)} ${String(c).padStart(3)} ${t.server.padEnd(7)} ${r.rps.toFixed(0).padStart(6)} req/s, ${cpuMs.toFixed(1)} CPU ms/req${perReq !== null ? `, ${perReq.toFixed(1)} PG statements/req` : ''}${db ? `, PostgreSQL backends: ${db.lockWait.toFixed(1)} waiting for a lock, ${db.active.toFixed(1)} running, ${db.idleInTx.toFixed(1)} idle in transaction` : ''}${r.errors ? `, ${r.errors} errors (${r.firstError})` : ''}\n`);
+            roleRows.push({ op, clients: c, server: t.server, rep: rep + 1, rps: r.rps, machineBusy: machine, cpuMsPerReq: Object.fromEntries(byRole), endP50: ends.length ? percentile(ends, 50) : null, mainThreadRunMs: runMs / Math.max(1, r.requests), mainThreadWaitMs: waitPerReq });
+            process.stdout.write(`  rep ${rep + 1} ${op.padEnd(8)} ${String(c).padStart(3)} ${t.server.padEnd(7)} ${r.rps.toFixed(0).padStart(6)} req/s, ${cpuMs.toFixed(1)} CPU ms/req, main thread ${waitPerReq.toFixed(1)} ms/req waiting for a core, machine ${(machine * 100).toFixed(0)} % busy${ends.length ? `, endSession p50 ${percentile(ends, 50).toFixed(0)} ms` : ''}${perReq !== null ? `, ${perReq.toFixed(1)} PG statements/req` : ''}${db ? `, PostgreSQL backends: ${db.lockWait.toFixed(1)} waiting for a lock, ${db.active.toFixed(1)} running, ${db.idleInTx.toFixed(1)} idle in transaction` : ''}${r.errors ? `, ${r.errors} errors (${r.firstError})` : ''}\n`);
           }
         }
       }
@@ -132,10 +151,15 @@ export default async function gateway(argv: string[]): Promise<BenchOutput> {
       'CPU ms/req: CPU time of the server process alone (not PostgreSQL, not its children) over the row / requests answered,',
       `background included: idle (3 s before the rows) the gateway used ${idleCores.get('gateway')!.toFixed(3)} cores${o.profile ? ` and sent ${idleStatementsPerS.toFixed(1)} statements/s` : ''}, the bare server ${idleCores.get('bare')!.toFixed(3)}`,
       '(heartbeats, queue workers, timers, the warm-up\'s tail): at a few req/s that weighs on the per-request figures.',
+      '',
+      'CPU ms per answered request by process (all processes of the run, the VMs\' agents and encoders included: they share the cores;',
+      '"ended children": processes that ended in the row, e.g. an encoder per session), the machine\'s busy share, endSession p50, and the',
+      'server\'s main thread from /proc/<pid>/schedstat: time on a core and time runnable but waiting for one (the run queue):',
+      roleTable(roleRows),
       ...(profile ? ['', profile.text, '', 'PostgreSQL backends during each row (mean of 100 ms samples of pg_stat_activity):',
         table(['operation', 'clients', 'server', 'rep', 'waiting for a lock', 'running', 'idle in transaction', 'statements / req (gateway, background included)'], pgRows.map((p) => [String(p.op), String(p.clients), String(p.server), String(p.rep), (p.lockWait as number).toFixed(1), (p.active as number).toFixed(1), (p.idleInTx as number).toFixed(1), p.statementsPerRequest == null ? '' : (p.statementsPerRequest as number).toFixed(1)]))] : []),
     ].join('\n');
-    return { text, data: { options: o, idleCores: Object.fromEntries(idleCores), idleStatementsPerS, rows: data, profile: profile?.data ?? null, postgres: pgRows } };
+    return { text, data: { options: o, idleCores: Object.fromEntries(idleCores), idleStatementsPerS, rows: data, profile: profile?.data ?? null, postgres: pgRows, cpuByRole: roleRows } };
   } finally {
     if (bare) await stopChild(bare, 5000);
     if (gw) await gw.stop();
@@ -158,14 +182,40 @@ function countStatements(gw: Gateway, file: string): () => Promise<{ total: numb
   };
 }
 
-const OP_NAMES: Record<string, string> = { session: 'session(id) + user/ua/vm/10 events', sessions: 'sessions(limit:100) + relations', request: 'requestApplication (+ endSession)' };
+function roleTable(rows: { op: string; clients: number; server: Server; rep: number; rps: number; machineBusy: number; cpuMsPerReq: Record<string, number>; endP50: number | null; mainThreadRunMs: number; mainThreadWaitMs: number }[]): string {
+  const roles = [...new Set(rows.flatMap((r) => Object.keys(r.cpuMsPerReq)))].filter((k) => rows.some((r) => (r.cpuMsPerReq[k] ?? 0) >= 0.5));
+  return table(['operation', 'clients', 'server', 'rep', 'req/s', 'machine busy', 'endSession p50 ms', 'server main thread: on a core / waiting for one, ms/req', ...roles], rows.map((r) => [
+    r.op, String(r.clients), r.server, String(r.rep), r.rps.toFixed(0), `${(r.machineBusy * 100).toFixed(0)} %`, r.endP50 === null ? '' : r.endP50.toFixed(0),
+    `${r.mainThreadRunMs.toFixed(1)} / ${r.mainThreadWaitMs.toFixed(1)}`,
+    ...roles.map((k) => (r.cpuMsPerReq[k] ?? 0).toFixed(1)),
+  ]));
+}
 
-function request(op: string, server: Server, fx: Fixture, url: string) {
+const OP_NAMES: Record<string, string> = {
+  session: 'session(id) + user/ua/vm/10 events',
+  sessions: 'sessions(limit:100) + relations',
+  request: 'requestApplication (+ endSession)',
+  'request-light': 'requestApplication (+ endSession), light VM work (MJPEG 320x200)',
+};
+
+/** Who a process of the run is, for the CPU by role (comm: the kernel's name of its program). */
+function roleOf(pid: number, comm: string, targets: Target[]): string {
+  if (pid === process.pid) return 'load generator (this bench)';
+  const t = targets.find((x) => x.pid === pid);
+  if (t) return t.server === 'gateway' ? 'gateway' : 'bare Apollo';
+  if (comm === 'postgres') return 'PostgreSQL';
+  if (comm === 'redis-server') return 'Redis';
+  if (comm === 'ffmpeg') return 'VM encoders (ffmpeg)';
+  return comm === 'node' || comm.startsWith('node') ? 'VM agents' : comm;
+}
+
+/** `ends`: each endSession's latency (ms) is pushed there (untimed in the req/s). */
+function request(op: string, server: Server, fx: Fixture, url: string, ends: number[] = []) {
   const auth = (token: string): Record<string, string> => (server === 'gateway' ? { authorization: `Bearer ${token}` } : {});
   if (op === 'session') return { headers: auth(fx.owner.token), body: () => JSON.stringify({ query: Q_SESSION, variables: { id: fx.sessionId } }) };
   if (op === 'sessions') return { headers: auth(fx.admin), body: () => JSON.stringify({ query: Q_SESSIONS }) };
-  if (op !== 'request') throw new Error(`unknown op ${op}; see --help`);
-  const input = { uaId: fx.uaId, terminal: TERMINAL, fresh: true };
+  if (op !== 'request' && op !== 'request-light') throw new Error(`unknown op ${op}; see --help`);
+  const input = { uaId: fx.uaId, terminal: op === 'request' ? TERMINAL : LIGHT_TERMINAL, fresh: true };
   // one user per client: a user's requests are serialised by the gateway (open-session count)
   const user = (c: number) => fx.users[c % fx.users.length]!;
   return {
@@ -173,7 +223,9 @@ function request(op: string, server: Server, fx: Fixture, url: string) {
     headers: (c: number) => auth(user(c).token),
     after: async (c: number, text: string) => {
       const id = (JSON.parse(text) as { data: { requestApplication: { id: string } } }).data.requestApplication.id;
+      const t0 = performance.now();
       await gql(url, M_END, { s: id }, server === 'gateway' ? user(c).token : undefined);
+      ends.push(performance.now() - t0);
     },
   };
 }

@@ -82,3 +82,71 @@ export function machineBusy(): () => number {
     return 1 - (b.idle - a.idle) / Math.max(1, b.total - a.total);
   };
 }
+
+interface TreeProc { pid: number; ppid: number; comm: string; ticks: number; reapedTicks: number }
+
+/** Every process below (and with) `root`: its comm, own ticks and its ended children's (cutime + cstime). */
+function treeProcs(root: number): TreeProc[] {
+  const all: TreeProc[] = [];
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let text: string;
+    try {
+      text = fs.readFileSync(`/proc/${entry}/stat`, 'latin1');
+    } catch {
+      continue; // ended while read
+    }
+    const open = text.indexOf('(');
+    const close = text.lastIndexOf(')');
+    const f = text.slice(close + 2).split(' ');
+    const at = (n: number): number => Number(f[n - 3]);
+    all.push({ pid: Number(entry), ppid: at(4), comm: text.slice(open + 1, close), ticks: at(14) + at(15), reapedTicks: at(16) + at(17) });
+  }
+  const parent = new Map(all.map((p) => [p.pid, p.ppid]));
+  const inTree = (pid: number): boolean => {
+    for (let p: number | undefined = pid, n = 0; p && n < 64; p = parent.get(p), n++) if (p === root) return true;
+    return false;
+  };
+  return all.filter((p) => inTree(p.pid));
+}
+
+/**
+ * CPU seconds of every process below `root` over a window, summed by `label(pid, comm)`; processes
+ * that ended inside the window (an encoder per session) count through their parent's reaped-children
+ * ticks, under "<parent's label>: ended children". Call at the start, the result at the end.
+ */
+export function cpuByRole(root: number, label: (pid: number, comm: string) => string): () => Map<string, number> {
+  const start = new Map(treeProcs(root).map((p) => [p.pid, p]));
+  return () => {
+    const out = new Map<string, number>();
+    const add = (k: string, ticks: number) => ticks > 0 && out.set(k, (out.get(k) ?? 0) + ticks / TICKS_PER_S);
+    for (const p of treeProcs(root)) {
+      const s = start.get(p.pid);
+      const name = label(p.pid, p.comm);
+      add(name, p.ticks - (s?.ticks ?? 0));
+      add(`${name}: ended children`, p.reapedTicks - (s?.reapedTicks ?? 0));
+    }
+    return out;
+  };
+}
+
+/**
+ * A process's main thread over a window, from /proc/<pid>/schedstat: ms on a core and ms runnable
+ * but waiting for one (the run queue). A thread that waits for a core is not CPU-bound itself:
+ * the machine is. Call at the start, the result at the end.
+ */
+export function runQueueWait(pid: number): () => { runMs: number; waitMs: number } {
+  const read = (): [number, number] => {
+    try {
+      const [run, wait] = fs.readFileSync(`/proc/${pid}/schedstat`, 'utf8').trim().split(/\s+/).map(Number);
+      return [run! / 1e6, wait! / 1e6];
+    } catch {
+      return [0, 0];
+    }
+  };
+  const [run0, wait0] = read();
+  return () => {
+    const [run1, wait1] = read();
+    return { runMs: run1 - run0, waitMs: wait1 - wait0 };
+  };
+}

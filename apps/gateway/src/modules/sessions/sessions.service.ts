@@ -213,10 +213,13 @@ export class SessionsService implements SessionReportTarget {
       if (open >= this.options.maxOpenSessionsPerUser) {
         throw conflict(`You have ${open} open sessions, the most allowed; end one (endSession) before starting another.`, { reason: 'SESSION_LIMIT', limit: this.options.maxOpenSessionsPerUser });
       }
-      const selection = await selectVm(uow.em, ua, terminal.codecs, this.selection());
       // after an endSession or a closed window: the user's latest VM Data of this UA, unless fresh
       const restore = input.fresh ? null : await this.latestSnapshot(uow.em, user.id, ua.id);
-      const requested = await this.createRequested(uow, request, selection.vm ? null : selection.reason, restore);
+      // written before the VM is locked: placements on one VM wait for that lock, held to the commit,
+      // so it covers as few statements as possible (issue 13: under load they queued on it)
+      const requested = await this.insertRequested(request, uow, restore);
+      const selection = await selectVm(uow.em, ua, terminal.codecs, this.selection());
+      await this.recordRequested(uow, requested, request, selection.vm ? null : selection.reason, restore);
       if (selection.vm) return { session: await this.assign(uow, requested, request, selection.vm, {}, true), waitFor: null };
       // nothing free now: wait for a VM the pool starts, when it can, or say why not
       const cannot = this.options.requestWaitMs > 0 && this.vmSupply ? await this.vmSupply.cannotStart(ua.platform, uow.em) : 'no VM is started on demand here';
@@ -312,19 +315,22 @@ export class SessionsService implements SessionReportTarget {
     throw unavailable(`Your disconnected session of ${r.ua.name} cannot continue now: ${elsewhere.reason}. Try again shortly, or ask for a fresh start.`, { reason: elsewhere.reason, sessionId: old.id });
   }
 
-  private async createRequested(uow: UnitOfWork, r: PlacementRequest, waitingBecause: string | null, restore: VmSnapshot | null = null): Promise<Session> {
-    const s = await uow.em.save(uow.em.create(Session, {
+  /** The REQUESTED session row; its REQUESTED event follows once the VM selection says whether it waits. */
+  private insertRequested(r: PlacementRequest, uow: UnitOfWork, restore: VmSnapshot | null): Promise<Session> {
+    return uow.em.save(uow.em.create(Session, {
       userId: r.user.id, uaId: r.ua.id, uaVersion: r.ua.currentVersion, vmId: null, state: 'REQUESTED',
       reconnectionMethod: r.input.reconnectionMethod, terminal: r.terminal, stream: null, reconnections: 0, lastReportSeq: 0,
       suspendControllerId: null, suspendedById: null, restoredFromId: restore?.id ?? null, endReason: null,
       startedAt: null, lastDisconnectAt: null, endedAt: null,
     }));
+  }
+
+  private async recordRequested(uow: UnitOfWork, s: Session, r: PlacementRequest, waitingBecause: string | null, restore: VmSnapshot | null): Promise<void> {
     await this.record(uow, s, 'REQUESTED', r.user.id, {
       uaVersion: r.ua.currentVersion, reconnectionMethod: r.input.reconnectionMethod,
       ...(waitingBecause ? { waitingForVm: true, reason: waitingBecause } : {}),
       ...(restore ? { restoreSnapshotId: restore.id, restoreKind: restore.kind } : {}),
     });
-    return s;
   }
 
   /**
