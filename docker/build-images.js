@@ -35,7 +35,7 @@ const APP_ROOT = '/app';
 /** uid/gid the agent runs as (docker/agent.Dockerfile USER) */
 const UVE_UID = 10001;
 /** bump to rebuild every image after a change of this script's output */
-const FORMAT = 2;
+const FORMAT = 3;
 /** folders whose mode is not 0755, in whichever layer writes into them */
 const SPECIAL_DIRS = { '/tmp': 0o1777, '/tmp/.X11-unix': 0o1777 };
 
@@ -287,6 +287,7 @@ function dependencyClosure(appDir = AGENT_DIR, skip = () => false) {
 function addModules(layer, appDir, below, skip = () => false) {
   const closure = dependencyClosure(appDir, skip);
   const native = [];
+  closure.nativeNames = new Set();
   for (const pkg of closure.packages.filter((p) => !p.workspace)) {
     walk(
       pkg.realPath,
@@ -300,7 +301,10 @@ function addModules(layer, appDir, below, skip = () => false) {
         }
         if (!st.isFile()) return;
         layer.file(path.posix.join(APP_ROOT, path.relative(ROOT, p)), p);
-        if (/\.node$|\.so(\.\d+)*$/.test(ent.name)) native.push(p);
+        if (/\.node$|\.so(\.\d+)*$/.test(ent.name)) {
+          native.push(p);
+          closure.nativeNames.add(readJson(path.join(pkg.realPath, 'package.json')).name);
+        }
       },
       prunable,
     );
@@ -348,6 +352,49 @@ function addNodeBase(layer, users) {
   layer.data('/etc/nsswitch.conf', 'passwd: files\ngroup: files\nhosts: files dns\n');
 }
 
+/** where the image's agent bundle goes; beside dist/main.js's folder depth, so its __dirname-relative paths (AGENT_ROOT) hold */
+const BUNDLE = 'apps/vm-agent/dist/bundle/main.js';
+/** optional packages the agent's dependencies try to load (ws); absent here, absent in the image */
+const OPTIONAL_EXTERNALS = ['bufferutil', 'utf-8-validate'];
+
+/**
+ * The agent (dist/main.js and everything it requires, less native addons) bundled into one file,
+ * with its source map (through the tsc maps to src/*.ts, no sources inlined): [[dest, Buffer], ...].
+ * Node loads one file instead of resolving and reading ~hundreds of modules: 0.1-0.2 s less of a
+ * cold DOCKER VM's start (docs/performance.md). Packages with native addons stay in node_modules
+ * (they find their .node files relative to themselves).
+ */
+function agentBundle(nativeNames) {
+  let esbuild;
+  try {
+    esbuild = require('esbuild');
+  } catch {
+    throw new BuildError('esbuild is not installed (a devDependency of the repository): run npm ci');
+  }
+  const outfile = path.join(ROOT, BUNDLE);
+  const r = esbuild.buildSync({
+    entryPoints: [path.join(AGENT_DIR, 'dist', 'main.js')],
+    absWorkingDir: ROOT,
+    bundle: true,
+    platform: 'node',
+    format: 'cjs',
+    target: `node${process.versions.node.split('.')[0]}`,
+    external: [...nativeNames, ...OPTIONAL_EXTERNALS],
+    sourcemap: 'linked',
+    sourcesContent: false,
+    outfile,
+    write: false,
+    logLevel: 'silent',
+  });
+  return r.outputFiles.map((f) => [path.posix.join(APP_ROOT, path.relative(ROOT, f.path)), Buffer.from(f.contents)]);
+}
+
+/** "true" when this machine's ffmpeg (the one the image gets) has libx264: the agent then skips its `ffmpeg -encoders` probe at start */
+function ffmpegHasLibx264() {
+  const r = spawnSync(which('ffmpeg') || 'ffmpeg', ['-hide_banner', '-nostdin', '-encoders'], { encoding: 'utf8', maxBuffer: 16 * 1024 * 1024 });
+  return r.status === 0 && /^\s*V\S*\s+libx264\s/m.test(r.stdout) ? 'true' : 'false';
+}
+
 function collectLayers(platforms) {
   for (const [p, hint] of [
     [path.join(AGENT_DIR, 'dist', 'main.js'), 'npm run build'],
@@ -391,7 +438,7 @@ function collectLayers(platforms) {
   }
 
   // modules: the agent's runtime node_modules, and the system libraries of their native addons
-  const { packages, links } = addModules(L.modules, AGENT_DIR, [L.base, L.media]);
+  const { packages, links, nativeNames } = addModules(L.modules, AGENT_DIR, [L.base, L.media]);
 
   // app: the agent, the workspace packages it uses, the sample UA builds
   const appFiles = (dir, sub) => {
@@ -407,6 +454,8 @@ function collectLayers(platforms) {
   for (const [link, real] of links) {
     L.app.symlink(path.posix.join(APP_ROOT, link), path.relative(path.dirname(path.join(ROOT, link)), real));
   }
+  // the agent as one file, which the image runs (ENTRYPOINT): no module resolution at start
+  for (const [dest, data] of agentBundle(nativeNames)) L.app.data(dest, data);
   // sample UAs: WASM ones as built (uas/<name>/build), LINUX_X11 ones as they are (uas-x11/<name>)
   const uasDir = path.join(AGENT_DIR, 'uas');
   let uas = 0;
@@ -578,7 +627,8 @@ async function buildImages(options = {}) {
   }
   openHashCache(HASH_CACHE);
   const L = collectLayers(opts.platforms);
-  const dockerfile = fs.readFileSync(DOCKERFILE);
+  const libx264 = ffmpegHasLibx264();
+  const dockerfile = Buffer.concat([fs.readFileSync(DOCKERFILE), Buffer.from(`\0libx264=${libx264}`)]);
   const hashes = {};
   for (const name of LAYERS) hashes[name] = layerHash(L[name]);
   saveHashCache(HASH_CACHE);
@@ -626,6 +676,7 @@ async function buildImages(options = {}) {
       '--build-arg', `UVE_VM_PLATFORM=${job.spec.platform}`,
       '--build-arg', `VERSION=${agentVersion()}`,
       '--build-arg', `INPUTS_SHA256=${job.hash}`,
+      '--build-arg', `FFMPEG_LIBX264=${libx264}`,
       CONTEXT,
     ], job.image);
     // the replaced image would stay behind untagged: remove it unless a container still uses it or

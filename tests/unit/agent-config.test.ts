@@ -26,6 +26,7 @@ describe('vm-agent config', () => {
       dataDir: null,
       queuePrefix: 'uve',
       logLevel: 'info',
+      ffmpegLibx264: 'probe',
     });
     expect(c.vmName).toMatch(/^vm-.+-vm-12345$/);
   });
@@ -44,20 +45,22 @@ describe('vm-agent config', () => {
       UVE_VM_DATA_DIR: '/var/lib/uve',
       UVE_QUEUE_PREFIX: 'prod',
       UVE_LOG_LEVEL: 'debug',
+      UVE_FFMPEG_LIBX264: 'true',
     });
-    expect(c).toMatchObject({ vmName: 'edge-1', platform: 'LINUX_X11', provider: 'DOCKER', host: '0.0.0.0', publicHost: 'vm1.example.net', port: 7001, capacity: 12, codecs: ['MJPEG', 'H264'], dataDir: '/var/lib/uve', queuePrefix: 'prod', logLevel: 'debug' });
+    expect(c).toMatchObject({ ffmpegLibx264: 'true', vmName: 'edge-1', platform: 'LINUX_X11', provider: 'DOCKER', host: '0.0.0.0', publicHost: 'vm1.example.net', port: 7001, capacity: 12, codecs: ['MJPEG', 'H264'], dataDir: '/var/lib/uve', queuePrefix: 'prod', logLevel: 'debug' });
   });
 
   it('lists every problem at once with what to do', () => {
     let err: ConfigError | undefined;
     try {
-      loadConfig({ REDIS_URL: 'http://x', UVE_GATEWAY_URL: 'nope', UVE_VM_PORT: '70000', UVE_VM_CAPACITY: '0', UVE_VM_CODECS: 'H265', UVE_VM_PLATFORM: 'WINDOWS', UVE_VM_HOST: '0.0.0.0' });
+      loadConfig({ REDIS_URL: 'http://x', UVE_GATEWAY_URL: 'nope', UVE_VM_PORT: '70000', UVE_VM_CAPACITY: '0', UVE_VM_CODECS: 'H265', UVE_VM_PLATFORM: 'WINDOWS', UVE_VM_HOST: '0.0.0.0', UVE_FFMPEG_LIBX264: 'yes' });
     } catch (e) {
       err = e as ConfigError;
     }
     expect(err).toBeInstanceOf(ConfigError);
     const text = err!.problems.join('\n');
     expect(text).toMatch(/REDIS_URL must be a redis:\/\/ or rediss:\/\/ URL/);
+    expect(text).toMatch(/UVE_FFMPEG_LIBX264/);
     expect(text).toMatch(/UVE_GATEWAY_URL is not a URL/);
     expect(text).toMatch(/UVE_VM_ID is required/);
     expect(text).toMatch(/UVE_VM_SECRET_FILE \(or UVE_VM_SECRET\) is required/);
@@ -66,7 +69,7 @@ describe('vm-agent config', () => {
     expect(text).toMatch(/UVE_VM_CODECS has unknown codecs H265/);
     expect(text).toMatch(/UVE_VM_PLATFORM must be one of WASM, LINUX_X11/);
     expect(text).toMatch(/UVE_VM_PUBLIC_HOST must be an address UCs can reach/);
-    expect(err!.problems).toHaveLength(9);
+    expect(err!.problems).toHaveLength(10);
   });
 
   it('reads the secret and the Redis URL from files readable by their owner only, never from a file others may read', () => {

@@ -258,6 +258,16 @@ describe('encoder selection', () => {
     await requireFfmpeg();
     expect(await availableCodecs()).toEqual(['H264', 'MJPEG']);
   });
+
+  it('takes a recorded libx264 answer (the agent image) instead of probing ffmpeg', async () => {
+    await requireFfmpeg(); // this machine's ffmpeg has libx264: only the recorded "false" can say otherwise
+    let mod!: typeof import('../../apps/vm-agent/src/encoders');
+    jest.isolateModules(() => {
+      mod = require('../../apps/vm-agent/src/encoders');
+    });
+    expect(await mod.availableCodecs('false')).toEqual(['MJPEG']);
+    expect(await mod.ffmpegAvailable()).toBe(false); // kept for the encoders' own checks: no probe ran
+  });
 });
 
 describe('MJPEG', () => {

@@ -53,6 +53,8 @@ export interface AgentConfig {
   tls: { certFile: string; keyFile: string } | null;
   /** keeps a primed H264 encoder (and on LINUX_X11 a started display) ready for the next session */
   warmStart: boolean;
+  /** whether ffmpeg has libx264: known (the agent image records it at build) or probed at start */
+  ffmpegLibx264: 'probe' | 'true' | 'false';
 }
 
 /** Limits of the UVE-3 server (each refusal closes with a code and a reason). */
@@ -108,6 +110,7 @@ export const CONFIG_VARS: readonly ConfigVar[] = [
   { name: 'UVE_STREAM_TLS_CERT', required: false, default: 'none (ws://)', doc: 'PEM certificate file: with UVE_STREAM_TLS_KEY the UVE-3 server speaks wss:// and registers a wss:// endpoint' },
   { name: 'UVE_STREAM_TLS_KEY', required: false, default: 'none', doc: 'PEM private key file of UVE_STREAM_TLS_CERT' },
   { name: 'UVE_WARM_START', required: false, default: 'true', doc: "true: a primed H264 encoder (for the last session's stream parameters, at first 1280x720 at 60 fps) and, on LINUX_X11, a started X display wait for the next session, so that its first frame does not wait for them; false: started per session" },
+  { name: 'UVE_FFMPEG_LIBX264', required: false, default: 'probe', doc: "whether ffmpeg on PATH has the libx264 encoder (H264): probe = `ffmpeg -encoders` at start (~0.2 s); true/false = known (the agent image sets it, checked at the image's build on the ffmpeg it contains; a wrong true shows when the primed encoder starts)" },
   { name: 'UVE_STOP_TIMEOUT_MS', required: false, default: '10000', doc: 'a stop taking longer is cut short: child processes are killed and the agent exits 1' },
 ];
 
@@ -243,6 +246,7 @@ export function loadConfig(processEnv: NodeJS.ProcessEnv = process.env): AgentCo
     },
     tls: certFile && keyFile ? { certFile, keyFile } : null,
     warmStart: oneOf('UVE_WARM_START', 'true', ['true', 'false'] as const) === 'true',
+    ffmpegLibx264: oneOf('UVE_FFMPEG_LIBX264', 'probe', ['probe', 'true', 'false'] as const),
   };
   if (problems.length) throw new ConfigError(problems);
   return cfg;

@@ -75,7 +75,7 @@ export class Vm {
     if (uaUser) log.info('LINUX_X11 UAs run as their own user', { user: uaUser.name, uid: uaUser.uid });
     const runtime = (this.runtime = this.deps.runtime ?? runtimeFor(cfg.platform, { wasm: { callBudgetMs: cfg.wasmCallBudgetMs, startBudgetMs: cfg.wasmStartBudgetMs, warmThread: cfg.warmStart }, x11: { uaUser, warmDisplay: cfg.warmStart } }));
 
-    const available = await (this.deps.availableCodecs ?? encoderCodecs)();
+    const available = await (this.deps.availableCodecs ?? (() => encoderCodecs(cfg.ffmpegLibx264)))();
     this.codecs = cfg.codecs ? available.filter((c) => cfg.codecs!.includes(c)) : available;
     const unavailable = (cfg.codecs ?? []).filter((c) => !available.includes(c));
     if (unavailable.length) log.warn('configured codecs this machine cannot encode are left out', { codecs: unavailable.join(',') });

@@ -31,8 +31,12 @@ const STDERR_TAIL = 2_000;
 
 let available: Promise<boolean> | undefined;
 
-/** True when `ffmpeg` is on PATH and has the libx264 encoder (checked once per process). */
-export function ffmpegAvailable(): Promise<boolean> {
+/**
+ * True when `ffmpeg` is on PATH and has the libx264 encoder (checked once per process). `known`:
+ * the answer recorded elsewhere (the agent image, at its build), taken instead of the probe.
+ */
+export function ffmpegAvailable(known?: boolean): Promise<boolean> {
+  if (known !== undefined) available ??= Promise.resolve(known);
   available ??= new Promise<boolean>((resolve) => {
     let out = '';
     const p = trackChild(spawn(FFMPEG, ['-hide_banner', '-nostdin', '-encoders'], { stdio: ['ignore', 'pipe', 'ignore'] }));

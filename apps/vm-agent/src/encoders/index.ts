@@ -23,7 +23,10 @@ export function createEncoder(codec: VideoCodec, opts: EncoderOptions, warm: War
   }
 }
 
-/** Codecs this VM can encode, preferred first: H264 when ffmpeg has libx264, MJPEG always. */
-export async function availableCodecs(): Promise<VideoCodec[]> {
-  return (await ffmpegAvailable()) ? ['H264', 'MJPEG'] : ['MJPEG'];
+/**
+ * Codecs this VM can encode, preferred first: H264 when ffmpeg has libx264, MJPEG always.
+ * `libx264` known (true/false: the agent image records it) skips the probe, an ffmpeg start.
+ */
+export async function availableCodecs(libx264: 'probe' | 'true' | 'false' = 'probe'): Promise<VideoCodec[]> {
+  return (await ffmpegAvailable(libx264 === 'probe' ? undefined : libx264 === 'true')) ? ['H264', 'MJPEG'] : ['MJPEG'];
 }

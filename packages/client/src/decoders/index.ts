@@ -74,5 +74,5 @@ export function nodeDecoderFactory(opts: { fps?: number; codecs?: readonly strin
   return factory;
 }
 
-export { H264Decoder, avccToAnnexB, spawnH264Decoder } from './h264';
+export { H264Decoder, avccToAnnexB, h264DecoderArgs, spawnH264Decoder } from './h264';
 export { MjpegDecoder } from './mjpeg';
