@@ -12,6 +12,7 @@ const BENCHES: Record<string, string> = {
   stream: 'input -> decoded frame latency per platform and codec, vs a fixed-clock x11grab baseline',
   'stream-browser': 'input -> drawn frame in headless Chromium by stage, motion fps/bitrate/CPU, vs x11grab',
   reconnect: 'reconnect -> first restored frame (NO_LOSS), VM Data store/retrieve MB/s and memory by size',
+  'motion-frame': "one full-motion 720p frame's VM-side CPU (game, pump, encoder; no network), optionally vs another build",
 };
 
 /**
