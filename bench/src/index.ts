@@ -13,6 +13,7 @@ const BENCHES: Record<string, string> = {
   'stream-browser': 'input -> drawn frame in headless Chromium by stage, motion fps/bitrate/CPU, vs x11grab',
   reconnect: 'reconnect -> first restored frame (NO_LOSS), VM Data store/retrieve MB/s and memory by size',
   decoder: "the Node client's H264 decoder (SDK): first picture after its ffmpeg started, against later ones",
+  'motion-frame': "one full-motion 720p frame's VM-side CPU (game, pump, encoder; no network), optionally vs another build",
 };
 
 /**

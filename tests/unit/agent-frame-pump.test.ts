@@ -133,7 +133,7 @@ function setup(opts: { maxFps?: number; codec?: VideoCodec } = {}) {
     onError: (e) => errors.push(e),
     now: clock.now,
     wallClock: () => 1_700_000_000_000 + clock.t + 0.25,
-    setTimer: clock.setTimer,
+    setTimer: (fn, ms) => clock.setTimer(fn, ms),
     clearTimer: clock.clearTimer,
     minHighWaterBytes: 1000,
   });
@@ -183,6 +183,26 @@ describe('FramePump', () => {
     expect(sink.frames).toHaveLength(3);
     expect(sink.frames[2].version).toBe(3); // the latest picture, captured once
     expect(clock.pending).toBe(0);
+  });
+
+  it('keeps the fps cadence when its timer fires late: 30 pictures a second at 30 fps, never two within half an interval', async () => {
+    const { pump, source, sink, clock } = await running({ maxFps: 30 });
+    // a steadily animating UA, and every pacing timer 1.5 ms late (timer granularity, a busy loop)
+    const late = clock.setTimer;
+    (clock as { setTimer: typeof late }).setTimer = (fn, ms) => late(fn, ms + 1.5);
+    const times: number[] = [];
+    const before = sink.frames.length;
+    for (let i = 0; i < 300; i++) {
+      source.changed = true;
+      pump.damage();
+      await flush();
+      if (sink.frames.length > before + times.length) times.push(clock.t);
+      await clock.advance(1);
+    }
+    const s = (times[times.length - 1] - times[0]) / 1000;
+    expect((times.length - 1) / s).toBeGreaterThan(29.5); // 1.5 ms late each time would give 28.7
+    expect((times.length - 1) / s).toBeLessThanOrEqual(30.01);
+    for (let i = 1; i < times.length; i++) expect(times[i] - times[i - 1]).toBeGreaterThanOrEqual(1000 / 30 / 2);
   });
 
   it("lets an input's picture through before the interval ends, only after a gap that makes up for it", async () => {

@@ -2,7 +2,11 @@
 // (a later runtime) implement it; the session/stream code only sees these interfaces.
 import type { InputEvent, LocalResourceKind, Platform, ResourceValue } from '@uve/protocol';
 
-/** One RGBA picture, 4 bytes per pixel, rows tightly packed (stride = width * 4). */
+/**
+ * One RGBA picture, 4 bytes per pixel, rows tightly packed (stride = width * 4). A runtime may reuse
+ * `data` for a later picture: it stays as it is until two more captures of the same UA (the WASM
+ * runtime's ring of three shared buffers); the frame pump encodes one picture at a time.
+ */
 export interface RawFrame {
   width: number;
   height: number;

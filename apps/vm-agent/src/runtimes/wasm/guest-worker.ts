@@ -118,7 +118,20 @@ export function guestWorkerMain(): void {
     return inst;
   };
 
-  const copyFrame = (): Uint8Array => new Uint8Array(memoryOf(instance).buffer, framebuffer, frameBytes).slice();
+  // Pictures leave through a ring of shared buffers, written in turn: the host reads them in place.
+  // A fresh 3.6 MB buffer per 720p picture (slice + transfer) cost ~2.5 ms of page faults and the
+  // collection of 100 MB/s of garbage, against ~0.3 ms for a copy into memory touched before.
+  // A picture stays as it is until FRAME_SLOTS - 1 more have been taken (RawFrame).
+  const FRAME_SLOTS = 3;
+  const slots: Uint8Array[] = [];
+  let nextSlot = 0;
+  const copyFrame = (): Uint8Array => {
+    if (slots.length === 0) for (let i = 0; i < FRAME_SLOTS; i++) slots.push(new Uint8Array(new SharedArrayBuffer(frameBytes)));
+    const slot = slots[nextSlot];
+    nextSlot = (nextSlot + 1) % FRAME_SLOTS;
+    slot.set(new Uint8Array(memoryOf(instance).buffer, framebuffer, frameBytes));
+    return slot;
+  };
 
   const handle = (m: GuestRequest): { reply: GuestReply; transfer: ArrayBuffer[] } => {
     issued = [];
@@ -143,15 +156,11 @@ export function guestWorkerMain(): void {
         case 'render': {
           const flags = instance.exports.uve_render(m.clock);
           reply.flags = flags;
-          if (m.frame === 'always' || flags & 1) {
-            reply.frame = copyFrame();
-            transfer.push(reply.frame.buffer as ArrayBuffer);
-          }
+          if (m.frame === 'always' || flags & 1) reply.frame = copyFrame();
           break;
         }
         case 'frame': {
           reply.frame = copyFrame();
-          transfer.push(reply.frame.buffer as ArrayBuffer);
           break;
         }
         case 'answer': {
