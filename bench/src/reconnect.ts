@@ -197,7 +197,7 @@ async function endToEnd(c: Ctx, runs: number): Promise<{ ms: number[]; sizeBytes
 
 /** A stream whose decoded pictures can be waited for (bounded): the newest one is looked at. */
 async function watch(target: { url: string; token: string }) {
-  const client = new StreamClient({ browserResources: false, pingIntervalMs: 0 });
+  const client = new StreamClient({ browserResources: false, pingIntervalMs: 0, timings: true });
   let last: FrameEvent | null = null;
   let wake: (() => void) | null = null;
   client.on('frame', (f) => {
@@ -240,7 +240,40 @@ function maxDiff(a: DecodedPicture, b: DecodedPicture): number {
   return d;
 }
 
-interface StateRow { mib: number; snapshotBytes: number; runs: number; ms: number[]; saveMs: number[]; gatewayGrowthMiB: number; agentGrowthMiB: number; notMeasured: string[] }
+/** where two pictures of the same size first differ by more than 24, and how many pixels do */
+function firstDiff(a: DecodedPicture, b: DecodedPicture): string {
+  let at = -1;
+  let n = 0;
+  for (let i = 0; i < a.data.length; i += 4) {
+    if ([0, 1, 2].some((k) => Math.abs(a.data[i + k]! - b.data[i + k]!) > 24)) {
+      if (at < 0) at = i / 4;
+      n++;
+    }
+  }
+  return at < 0 ? '' : ` at x=${at % a.width}, y=${Math.floor(at / a.width)}, ${n} pixels differ; restored ${Array.from(a.data.subarray(at * 4, at * 4 + 3))}, before ${Array.from(b.data.subarray(at * 4, at * 4 + 3))}`;
+}
+
+interface StateRow { mib: number; snapshotBytes: number; runs: number; ms: number[]; saveMs: number[]; gatewayGrowthMiB: number; agentGrowthMiB: number; notMeasured: string[]; stages: Record<string, number>[] }
+
+/** the reconnection's stages on one clock (this host's wall clock: the VMM, the VM and the bench share it), in order */
+const STAGES: Array<[string, string]> = [
+  ['placed', 'requestApplication answered (placement)'],
+  ['committedAt', 'VMM: assignment committed'],
+  ['sentAt', 'VMM: session.prepare sent'],
+  ['preparedAt', 'VM: session.prepare arrived'],
+  ['vmDataRequestedAt', 'VM: download started'],
+  ['vmDataFirstByteAt', 'VM: first bytes'],
+  ['uaInstantiatedAt', 'VM: UA started (before the restore)'],
+  ['vmDataFetchedAt', 'VM: download complete, sha256 checked'],
+  ['vmDataRestoredAt', 'VM: state in the UA'],
+  ['encoderReadyAt', 'VM: encoder ready'],
+  ['capturedAt', 'VM: first picture captured'],
+  ['encodedAt', 'VM: first picture encoded'],
+  ['helloAt', 'VM: hello arrived'],
+  ['welcomeAt', 'VM: welcome sent'],
+  ['frame', 'first restored frame decoded'],
+];
+const wallNow = () => performance.timeOrigin + performance.now();
 
 /** a run that measured nothing, and why (printed and counted, never timed) */
 class NotMeasured extends Error {}
@@ -251,7 +284,7 @@ class NotMeasured extends Error {}
  * the restored memory must check out block by block.
  */
 async function restoredState(c: Ctx, gatewayPid: number, mib: number, runs: number): Promise<StateRow> {
-  const row: StateRow = { mib, snapshotBytes: 0, runs, ms: [], saveMs: [], gatewayGrowthMiB: 0, agentGrowthMiB: 0, notMeasured: [] };
+  const row: StateRow = { mib, snapshotBytes: 0, runs, ms: [], saveMs: [], gatewayGrowthMiB: 0, agentGrowthMiB: 0, notMeasured: [], stages: [] };
   // a run that could not measure (no VM Data saved in time, no other VM to move to) is told apart and
   // made up for, at most `runs` times
   for (let i = 0; row.ms.length < runs && i < 2 * runs; i++) {
@@ -288,7 +321,9 @@ async function restoreOnce(c: Ctx, gatewayPid: number, mib: number, row: StateRo
     const target = agentOf(idle.id);
     const got = await withMemory([gatewayPid, target.pid], async () => {
       const t0 = performance.now();
+      const wall0 = wallNow();
       const again = await request(c, false, c.memory);
+      const placed = wallNow() - wall0;
       if (again.id !== s.id) throw new Error('the reconnection did not continue the session');
       if (again.vm.id === s.vm.id) {
         await gql(c.url, `mutation { endSession(sessionId: "${s.id}") { state } }`, {}, c.user);
@@ -297,16 +332,18 @@ async function restoreOnce(c: Ctx, gatewayPid: number, mib: number, row: StateRo
       const after = await watch(again.connection);
       const first = await after.picture('the first restored frame', 120_000, () => true);
       const ms = performance.now() - t0;
-      return { ms, after, first };
+      const stages: Record<string, number> = { placed, frame: ms };
+      for (const [k, v] of Object.entries(after.client.welcome?.start ?? {})) if (typeof v === 'number') stages[k] = v - wall0;
+      return { ms, after, first, stages };
     });
     const { after, first } = got.result;
     try {
-      const diff = maxDiff(first, last);
-      if (diff > 24) throw new Error(`the first frame after the restore is not the picture of before the drop (a channel differs by ${diff})`);
       // the VM's report of the restore reaches the VMM after the frame (bounded wait)
       const outcome = await until('the restore reported', 15_000, async () =>
         (await eventOf(c, s.id, 'SNAPSHOT_RESTORED')) ? 'restored' : (await eventOf(c, s.id, 'SNAPSHOT_RESTORE_FAILED'))?.data);
       if (outcome !== 'restored') throw new Error(`the reconnection did not restore the snapshot: ${JSON.stringify(outcome)}`);
+      const diff = maxDiff(first, last);
+      if (diff > 24) throw new Error(`the first frame after the restore is not the picture of before the drop (a channel differs by ${diff}${firstDiff(first, last)}; session ${s.id})`);
       after.key('KeyV', 'v');
       await after.picture(`the restored ${mib} MiB checked intact`, 60_000, isGreen);
     } finally {
@@ -314,6 +351,7 @@ async function restoreOnce(c: Ctx, gatewayPid: number, mib: number, row: StateRo
       after.client.close();
     }
     row.ms.push(got.result.ms);
+    row.stages.push(got.result.stages);
     row.gatewayGrowthMiB = Math.max(row.gatewayGrowthMiB, got.growthMiB[0]!);
     row.agentGrowthMiB = Math.max(row.agentGrowthMiB, got.growthMiB[1]!);
     await gql(c.url, `mutation { endSession(sessionId: "${s.id}") { state } }`, {}, c.user);
@@ -397,6 +435,13 @@ export async function run(args: string[]): Promise<void> {
     for (const r of states) {
       const p50 = pct(r.ms, 50);
       process.stdout.write(`| ${r.mib} | ${(r.snapshotBytes / MiB).toFixed(1)} | ${r.runs} | ${p50.toFixed(0)} (${Math.min(...r.ms).toFixed(0)}–${Math.max(...r.ms).toFixed(0)}) | ${pct(r.ms, 95).toFixed(0)} | ${(r.snapshotBytes / 1e6 / (p50 / 1000)).toFixed(1)} | ${(r.snapshotBytes / 1e6 / (pct(r.saveMs, 50) / 1000)).toFixed(1)} | ${r.gatewayGrowthMiB.toFixed(1)} | ${r.agentGrowthMiB.toFixed(1)} |${r.notMeasured.length ? ` ${r.notMeasured.length} run(s) not measured` : ''}\n`);
+    }
+    for (const r of states) {
+      process.stdout.write(`\n${r.mib} MiB: the reconnection by stage, ms after the reconnecting requestApplication was sent (p50, range over ${r.stages.length} runs):\n`);
+      for (const [k, what] of STAGES) {
+        const xs = r.stages.map((st) => st[k]).filter((v): v is number => typeof v === 'number');
+        if (xs.length) process.stdout.write(`  ${what.padEnd(44)} ${pct(xs, 50).toFixed(0).padStart(6)} (${Math.min(...xs).toFixed(0)}–${Math.max(...xs).toFixed(0)})\n`);
+      }
     }
     process.stdout.write('\nVM Data store alone (synthetic bytes PUT by the VM side; retrieve: reconnect -> SNAPSHOT_RESTORE_FAILED):\n');
     process.stdout.write('|  MiB | store MB/s | retrieve MB/s | gateway +MiB (store) | gateway +MiB (retrieve) | agent +MiB (retrieve) |\n|------|-----------|---------------|----------------------|-------------------------|-----------------------|\n');

@@ -53,6 +53,8 @@ export interface AgentConfig {
   tls: { certFile: string; keyFile: string } | null;
   /** keeps a primed H264 encoder (and on LINUX_X11 a started display) ready for the next session */
   warmStart: boolean;
+  /** VM Data downloads up to this size go into one buffer kept between restores (touched ahead on a warm VM) */
+  vmDataBufferBytes: number;
 }
 
 /** Limits of the UVE-3 server (each refusal closes with a code and a reason). */
@@ -108,6 +110,7 @@ export const CONFIG_VARS: readonly ConfigVar[] = [
   { name: 'UVE_STREAM_TLS_CERT', required: false, default: 'none (ws://)', doc: 'PEM certificate file: with UVE_STREAM_TLS_KEY the UVE-3 server speaks wss:// and registers a wss:// endpoint' },
   { name: 'UVE_STREAM_TLS_KEY', required: false, default: 'none', doc: 'PEM private key file of UVE_STREAM_TLS_CERT' },
   { name: 'UVE_WARM_START', required: false, default: 'true', doc: "true: a primed H264 encoder (for the last session's stream parameters, at first 1280x720 at 60 fps) and, on LINUX_X11, a started X display wait for the next session, so that its first frame does not wait for them; false: started per session" },
+  { name: 'UVE_VM_DATA_BUFFER_MB', required: false, default: '32', doc: 'VM Data to restore up to this size is downloaded into one buffer kept from one restore to the next (with UVE_WARM_START, allocated and touched ahead: the resident memory of an idle VM grows by it); larger downloads get a buffer of their own; 0 = none kept' },
   { name: 'UVE_STOP_TIMEOUT_MS', required: false, default: '10000', doc: 'a stop taking longer is cut short: child processes are killed and the agent exits 1' },
 ];
 
@@ -243,6 +246,7 @@ export function loadConfig(processEnv: NodeJS.ProcessEnv = process.env): AgentCo
     },
     tls: certFile && keyFile ? { certFile, keyFile } : null,
     warmStart: oneOf('UVE_WARM_START', 'true', ['true', 'false'] as const) === 'true',
+    vmDataBufferBytes: int('UVE_VM_DATA_BUFFER_MB', 32, 0, 4096) * 1024 * 1024,
   };
   if (problems.length) throw new ConfigError(problems);
   return cfg;
