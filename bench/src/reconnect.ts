@@ -204,7 +204,7 @@ async function endToEnd(c: Ctx, runs: number): Promise<{ ms: number[]; sizeBytes
 
 /** A stream whose decoded pictures can be waited for (bounded): the newest one is looked at. */
 async function watch(target: { url: string; token: string }) {
-  const client = new StreamClient({ browserResources: false, pingIntervalMs: 0 });
+  const client = new StreamClient({ browserResources: false, pingIntervalMs: 0, timings: true });
   let last: FrameEvent | null = null;
   let wake: (() => void) | null = null;
   client.on('frame', (f) => {
@@ -289,7 +289,28 @@ async function mismatch(c: Ctx, sessionId: string, mib: number, last: DecodedPic
   ].join('; ');
 }
 
-interface StateRow { mib: number; snapshotBytes: number; runs: number; ms: number[]; saveMs: number[]; gatewayGrowthMiB: number; agentGrowthMiB: number; notMeasured: string[] }
+
+interface StateRow { mib: number; snapshotBytes: number; runs: number; ms: number[]; saveMs: number[]; gatewayGrowthMiB: number; agentGrowthMiB: number; notMeasured: string[]; stages: Record<string, number>[] }
+
+/** the reconnection's stages on one clock (this host's wall clock: the VMM, the VM and the bench share it), in order */
+const STAGES: Array<[string, string]> = [
+  ['placed', 'requestApplication answered (placement)'],
+  ['committedAt', 'VMM: assignment committed'],
+  ['sentAt', 'VMM: session.prepare sent'],
+  ['preparedAt', 'VM: session.prepare arrived'],
+  ['vmDataRequestedAt', 'VM: download started'],
+  ['vmDataFirstByteAt', 'VM: first bytes'],
+  ['uaInstantiatedAt', 'VM: UA started (before the restore)'],
+  ['vmDataFetchedAt', 'VM: download complete, sha256 checked'],
+  ['vmDataRestoredAt', 'VM: state in the UA'],
+  ['encoderReadyAt', 'VM: encoder ready'],
+  ['capturedAt', 'VM: first picture captured'],
+  ['encodedAt', 'VM: first picture encoded'],
+  ['helloAt', 'VM: hello arrived'],
+  ['welcomeAt', 'VM: welcome sent'],
+  ['frame', 'first restored frame decoded'],
+];
+const wallNow = () => performance.timeOrigin + performance.now();
 
 /** a run that measured nothing, and why (printed and counted, never timed) */
 class NotMeasured extends Error {}
@@ -300,7 +321,7 @@ class NotMeasured extends Error {}
  * the restored memory must check out block by block.
  */
 async function restoredState(c: Ctx, gatewayPid: number, mib: number, runs: number): Promise<StateRow> {
-  const row: StateRow = { mib, snapshotBytes: 0, runs, ms: [], saveMs: [], gatewayGrowthMiB: 0, agentGrowthMiB: 0, notMeasured: [] };
+  const row: StateRow = { mib, snapshotBytes: 0, runs, ms: [], saveMs: [], gatewayGrowthMiB: 0, agentGrowthMiB: 0, notMeasured: [], stages: [] };
   // a run that could not measure (no VM Data saved in time, no other VM to move to) is told apart and
   // made up for, at most `runs` times
   for (let i = 0; row.ms.length < runs && i < 2 * runs; i++) {
@@ -338,7 +359,9 @@ async function restoreOnce(c: Ctx, gatewayPid: number, mib: number, row: StateRo
     const target = agentOf(idle.id);
     const got = await withMemory([gatewayPid, target.pid], async () => {
       const t0 = performance.now();
+      const wall0 = wallNow();
       const again = await request(c, false, c.memory);
+      const placed = wallNow() - wall0;
       if (again.id !== s.id) throw new Error('the reconnection did not continue the session');
       if (again.vm.id === s.vm.id) {
         const why = await stayedBecause(c, s.id);
@@ -348,7 +371,9 @@ async function restoreOnce(c: Ctx, gatewayPid: number, mib: number, row: StateRo
       const after = await watch(again.connection);
       const first = await after.picture('the first restored frame', 120_000, () => true);
       const ms = performance.now() - t0;
-      return { ms, after, first };
+      const stages: Record<string, number> = { placed, frame: ms };
+      for (const [k, v] of Object.entries(after.client.welcome?.start ?? {})) if (typeof v === 'number') stages[k] = v - wall0;
+      return { ms, after, first, stages };
     });
     const { after, first } = got.result;
     try {
@@ -367,6 +392,7 @@ async function restoreOnce(c: Ctx, gatewayPid: number, mib: number, row: StateRo
       after.client.close();
     }
     row.ms.push(got.result.ms);
+    row.stages.push(got.result.stages);
     row.gatewayGrowthMiB = Math.max(row.gatewayGrowthMiB, got.growthMiB[0]!);
     row.agentGrowthMiB = Math.max(row.agentGrowthMiB, got.growthMiB[1]!);
     await gql(c.url, `mutation { endSession(sessionId: "${s.id}") { state } }`, {}, c.user);
@@ -450,6 +476,13 @@ export async function run(args: string[]): Promise<void> {
     for (const r of states) {
       const p50 = pct(r.ms, 50);
       process.stdout.write(`| ${r.mib} | ${(r.snapshotBytes / MiB).toFixed(1)} | ${r.runs} | ${p50.toFixed(0)} (${Math.min(...r.ms).toFixed(0)}–${Math.max(...r.ms).toFixed(0)}) | ${pct(r.ms, 95).toFixed(0)} | ${(r.snapshotBytes / 1e6 / (p50 / 1000)).toFixed(1)} | ${(r.snapshotBytes / 1e6 / (pct(r.saveMs, 50) / 1000)).toFixed(1)} | ${r.gatewayGrowthMiB.toFixed(1)} | ${r.agentGrowthMiB.toFixed(1)} |${r.notMeasured.length ? ` ${r.notMeasured.length} run(s) not measured` : ''}\n`);
+    }
+    for (const r of states) {
+      process.stdout.write(`\n${r.mib} MiB: the reconnection by stage, ms after the reconnecting requestApplication was sent (p50, range over ${r.stages.length} runs):\n`);
+      for (const [k, what] of STAGES) {
+        const xs = r.stages.map((st) => st[k]).filter((v): v is number => typeof v === 'number');
+        if (xs.length) process.stdout.write(`  ${what.padEnd(44)} ${pct(xs, 50).toFixed(0).padStart(6)} (${Math.min(...xs).toFixed(0)}–${Math.max(...xs).toFixed(0)})\n`);
+      }
     }
     process.stdout.write('\nVM Data store alone (synthetic bytes PUT by the VM side; retrieve: reconnect -> SNAPSHOT_RESTORE_FAILED):\n');
     process.stdout.write('|  MiB | store MB/s | retrieve MB/s | gateway +MiB (store) | gateway +MiB (retrieve) | agent +MiB (retrieve) |\n|------|-----------|---------------|----------------------|-------------------------|-----------------------|\n');

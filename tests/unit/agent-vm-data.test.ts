@@ -1,7 +1,7 @@
 // The agent refuses VM Data whose bytes do not hash to the sha256 the VMM recorded (corruption in the
 // store or on the way), so a restore never feeds damaged state to a UA.
 import { createHash } from 'node:crypto';
-import { verifyVmData } from '../../apps/vm-agent/src/vmm/vm-data';
+import { DownloadBuffer, verifyVmData } from '../../apps/vm-agent/src/vmm/vm-data';
 
 const bytes = Buffer.from('the state of a UA');
 const sha = createHash('sha256').update(bytes).digest('hex');
@@ -17,4 +17,24 @@ it('refuses a flipped byte, a missing checksum and a wrong one', () => {
   expect(() => verifyVmData(flipped, sha)).toThrow(/checksum mismatch: expected sha256 [0-9a-f]{64}, got [0-9a-f]{64}/);
   expect(() => verifyVmData(bytes, null)).toThrow(/expected sha256 \(none\)/);
   expect(() => verifyVmData(bytes, 'ab'.repeat(32))).toThrow(/checksum mismatch/);
+});
+
+describe('DownloadBuffer', () => {
+  it('gives one download at a time the kept shared buffer, the same again after release, others buffers of their own', () => {
+    const buffers = new DownloadBuffer(1024);
+    buffers.warm();
+    const a = buffers.take(100);
+    expect(a.data.buffer).toBeInstanceOf(SharedArrayBuffer);
+    expect(a.data.byteLength).toBe(100);
+    const meanwhile = buffers.take(100);
+    expect(meanwhile.data.buffer).not.toBe(a.data.buffer);
+    expect(buffers.take(2048).data.byteLength).toBe(2048); // larger than kept: its own
+    a.release();
+    a.release(); // twice is once
+    const b = buffers.take(1000);
+    expect(b.data.buffer).toBe(a.data.buffer);
+    expect(buffers.take(10).data.buffer).not.toBe(a.data.buffer); // b still holds it
+    b.release();
+    expect(buffers.take(10).data.buffer).toBe(a.data.buffer);
+  });
 });

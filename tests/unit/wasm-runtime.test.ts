@@ -551,17 +551,22 @@ describe('FULL snapshots', () => {
     for (const s of [paint, game, bigGame]) await s.inst.close();
   });
 
+  /** renders the memory UA until it is no longer filling or checking (4 MiB a frame); its picture then */
+  const settle = (inst: WasmInstance) => {
+    const BLUE = String([0, 0, 255]);
+    for (let i = 0; i < 50 && String(pixel(inst.captureFull(), 4, 4)) === BLUE; i++) inst.capture();
+    return inst.captureFull();
+  };
+  /** a memory UA filled with `mib` MiB, and its picture */
+  const filledMemory = async (runtime: WasmRuntime, mib: number) => {
+    const a = await startSample(runtime, 'memory');
+    for (const ev of [key(`Digit${mib}`, String(mib)), key('Enter')]) a.inst.input(ev);
+    return { a, before: settle(a.inst) };
+  };
+
   it('memory: a state of the MiB its user typed survives a round trip into a fresh instance, every block checked', async () => {
     const runtime = new WasmRuntime({ clock: new ManualClock().now });
-    const a = await startSample(runtime, 'memory');
-    const BLUE: [number, number, number] = [0, 0, 255];
-    /** renders until the UA is no longer filling or checking (4 MiB a frame) */
-    const settle = (inst: WasmInstance) => {
-      for (let i = 0; i < 50 && String(pixel(inst.captureFull(), 4, 4)) === String(BLUE); i++) inst.capture();
-      return inst.captureFull();
-    };
-    for (const ev of [key('Digit9', '9'), key('Enter')]) a.inst.input(ev);
-    const before = settle(a.inst);
+    const { a, before } = await filledMemory(runtime, 9);
     expect(pixel(before, 4, 4)).toEqual([128, 128, 128]); // filled, not checked yet
     const blob = await a.inst.saveFullState();
     // the pattern does not compress: the snapshot is as large as the state
@@ -576,6 +581,31 @@ describe('FULL snapshots', () => {
     const c = await startSample(runtime, 'memory');
     expect(Buffer.from(c.inst.captureFull().data).equals(Buffer.from(before.data))).toBe(false);
     for (const s of [a, b, c]) await s.inst.close();
+  });
+
+  it('memory: restores the same from a shared download buffer into memory prepared from the header, or from a header of another size', async () => {
+    const runtime = new WasmRuntime({ clock: new ManualClock().now });
+    const { a, before } = await filledMemory(runtime, 5);
+    const blob = await a.inst.saveFullState();
+    const empty = await startSample(runtime, 'memory');
+    const smaller = await empty.inst.saveFullState(); // its header announces less memory: nothing prepared fits
+    await empty.inst.close();
+    const pages = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).readUInt32LE(72);
+    expect(pages(smaller)).toBeLessThan(pages(blob));
+    for (const head of [blob.subarray(0, 80), smaller.subarray(0, 80)]) {
+      // as the agent downloads it: into shared memory it keeps for the next download
+      const shared = new Uint8Array(new SharedArrayBuffer(blob.length + 4096), 0, blob.length);
+      shared.set(blob);
+      const b = await startSample(runtime, 'memory');
+      b.inst.prepareRestore(head);
+      await b.inst.restoreFullState(shared);
+      shared.fill(0xee); // the next download: the restored UA no longer reads it
+      expect(Buffer.from(b.inst.captureFull().data).equals(Buffer.from(before.data))).toBe(true);
+      b.inst.input(key('KeyV', 'v'));
+      expect(pixel(settle(b.inst), 4, 4)).toEqual([0, 200, 0]);
+      await b.inst.close();
+    }
+    await a.inst.close();
   });
 });
 

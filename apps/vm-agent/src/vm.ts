@@ -21,7 +21,7 @@ import { WatcherWaits } from './stream/watcher-waits';
 import { UaStore } from './uas/ua-store';
 import { VmmLink } from './vmm/link';
 import { createLoadSampler } from './vmm/heartbeat';
-import { VmDataClient } from './vmm/vm-data';
+import { DownloadBuffer, VmDataClient } from './vmm/vm-data';
 import { VmmWatch } from './vmm/vmm-watch';
 import { AgentMetrics } from './metrics';
 import { killChildren } from './common/children';
@@ -42,6 +42,9 @@ export interface VmDeps {
 
 /** the stream of a default terminal at 1280x720 (gateway stream-params.ts: 60 fps, 3000 kbit/s) */
 const WARM_ENCODER_DEFAULT = { width: 1280, height: 720, maxFps: 60, bitrateKbps: 3000 };
+
+/** how long after its registration a warm VM touches its VM Data download buffer */
+const WARM_BUFFER_DELAY_MS = 1_000;
 
 export class Vm {
   private bus: MessageBus | null = null;
@@ -103,7 +106,8 @@ export class Vm {
     });
     await this.uas.load();
 
-    const vmData = new VmDataClient(cfg.vmDataUrl, cfg.vmId, cfg.vmSecret);
+    const downloads = new DownloadBuffer(cfg.vmDataBufferBytes);
+    const vmData = new VmDataClient(cfg.vmDataUrl, cfg.vmId, cfg.vmSecret, downloads);
     const metrics = new AgentMetrics({
       sessions: () => this.sessions?.all() ?? [],
       capacity: cfg.capacity,
@@ -120,7 +124,7 @@ export class Vm {
       report: (e) => void link.report(e),
       log: log.child({ part: 'sessions' }),
       storeVmData: (sessionId, kind, data) => vmData.upload(sessionId, kind, data),
-      fetchVmData: (snapshotId) => vmData.download(snapshotId),
+      fetchVmData: (snapshotId, onFirstBytes) => vmData.download(snapshotId, onFirstBytes),
       observer: metrics,
     });
 
@@ -185,6 +189,9 @@ export class Vm {
         deployed: this.uas?.deployed() ?? [],
       });
     }, this.deps.heartbeatIntervalMs ?? HEARTBEAT_INTERVAL_MS);
+    // a NO_LOSS restore's download then lands in memory already faulted in (DownloadBuffer); not
+    // beside the VM's own start
+    if (cfg.warmStart && cfg.platform === 'WASM') setTimeout(() => downloads.warm(), WARM_BUFFER_DELAY_MS).unref();
     log.info('VM registered', { vm: cfg.vmId, endpoint: this.endpoint, codecs: this.codecs.join(','), capacity: cfg.capacity, platform: cfg.platform, dataDir: this.dataDir });
   }
 

@@ -154,6 +154,16 @@ export interface SessionStartTiming {
   preparedAt: number;
   uaStartedAt?: number;
   encoderReadyAt?: number;
+  /**
+   * VM, a start with VM Data to restore: its download (UVE-5 retrieve) began, its first bytes
+   * came, it was complete and its sha256 checked; the UA's own start (before the restore) was
+   * done; the state was in the UA (uaStartedAt follows)
+   */
+  vmDataRequestedAt?: number;
+  vmDataFirstByteAt?: number;
+  vmDataFetchedAt?: number;
+  uaInstantiatedAt?: number;
+  vmDataRestoredAt?: number;
   capturedAt?: number;
   encodedAt?: number;
   /** VM: this UC's hello arrived; its welcome left */

@@ -66,6 +66,11 @@ export interface UaInstance {
   restoreAppData(data: Uint8Array): Promise<void>;
   /** takes `data` over: a WASM UA may move its buffer to the guest's thread (the caller must not read it after) */
   restoreFullState(data: Uint8Array): Promise<void>;
+  /**
+   * The first bytes of a FULL snapshot about to be restored (its header): the UA may make room for
+   * the state meanwhile (a WASM UA grows and touches the memory it will restore into). A hint only.
+   */
+  prepareRestore?(head: Uint8Array): void;
   /** freezes the UA: no clock, no rendering, input ignored */
   suspend(): void;
   resume(): void;

@@ -25,7 +25,7 @@ import { errorMessage, withTimeout } from '../common/errors';
 import { FramePump } from '../stream/frame-pump';
 import type { StreamConnection } from '../stream/connection';
 import type { VmReport } from '../vmm/link';
-import type { StoredVmData } from '../vmm/vm-data';
+import type { FetchedVmData, StoredVmData } from '../vmm/vm-data';
 import { SessionResourceBroker } from './resource-broker';
 
 export type SessionState = 'starting' | 'ready' | 'ended';
@@ -45,7 +45,7 @@ export interface SessionDeps {
   /** stores VM Data with the VMM (UVE-5); absent in tests without a VMM */
   storeVmData?: (sessionId: string, kind: SnapshotKind, data: Uint8Array) => Promise<StoredVmData>;
   /** fetches VM Data to restore (UVE-5 retrieve), its checksum verified; absent without a VMM */
-  fetchVmData?: (snapshotId: string) => Promise<{ kind: SnapshotKind; data: Uint8Array }>;
+  fetchVmData?: (snapshotId: string, onFirstBytes?: (head: Uint8Array) => void) => Promise<FetchedVmData>;
   /** stream measurements for /metrics */
   observer?: { encoded(ms: number): void; inputToFrame(ms: number): void };
 }
@@ -178,7 +178,7 @@ export class Session {
    */
   async start(): Promise<void> {
     // the VM Data comes while the UA starts (the download does not wait for the instantiation)
-    const vmData = this.restoreSnapshotId ? this.fetchRestore(this.restoreSnapshotId) : null;
+    const restoring = this.restoreSnapshotId ? this.fetchRestore(this.restoreSnapshotId) : null;
     try {
       const ua = await this.deps.resolveUa();
       if (this.ended) return;
@@ -196,12 +196,18 @@ export class Session {
         return started;
       };
       let instance = await startUa();
+      if (restoring) {
+        this.startTiming.uaInstantiatedAt = wallClock();
+        // the UA makes room for the state while the rest of it downloads
+        const ready = instance;
+        void restoring.head.then((head) => !this.ended && ready.prepareRestore?.(head));
+      }
       if (this.ended) {
         await instance.close().catch(() => undefined);
         return;
       }
       // seed B.1: the VM Data is in the UA before its first frame; unusable data means a fresh start
-      if (this.restoreSnapshotId && vmData && !(await this.restore(instance, this.restoreSnapshotId, vmData))) {
+      if (this.restoreSnapshotId && restoring && !(await this.restore(instance, this.restoreSnapshotId, restoring.fetched))) {
         await instance.close().catch(() => undefined);
         if (this.ended) return;
         instance = await startUa();
@@ -241,6 +247,9 @@ export class Session {
       this.log.info('session ready', { ua: this.uaId, codec: this.stream.codec, size: `${instance.width}x${instance.height}`, maxFps: this.stream.maxFps });
     } catch (e) {
       await this.fail(`could not start the session: ${errorMessage(e)}`);
+    } finally {
+      // restored or not, the download's buffer is free for the next one (restore() released it already when it ran)
+      restoring?.fetched.then((d) => d.release(), () => undefined);
     }
   }
 
@@ -248,12 +257,15 @@ export class Session {
    * Restores VM Data into the just started UA: FULL (memory, globals, app clock) or APP_DATA.
    * Reports the outcome (vmdata.restored); false when the UA must start again fresh.
    */
-  private async restore(instance: UaInstance, snapshotId: string, fetched: Promise<{ kind: SnapshotKind; data: Uint8Array }>): Promise<boolean> {
+  private async restore(instance: UaInstance, snapshotId: string, fetched: Promise<FetchedVmData>): Promise<boolean> {
+    let release = (): void => undefined;
     try {
-      const { kind, data } = await fetched;
+      const { kind, data, release: done } = await fetched;
+      release = done;
       const bytes = data.byteLength; // a FULL restore moves the blob to the guest's thread
       if (kind === 'FULL') await instance.restoreFullState(data);
       else await instance.restoreAppData(data);
+      this.startTiming.vmDataRestoredAt = wallClock();
       this.log.info('VM Data restored', { snapshot: snapshotId, kind, bytes });
       this.report({ type: 'vmdata.restored', snapshotId, restored: true, kind });
       this.vmData = { snapshotId, restored: true, kind };
@@ -264,14 +276,31 @@ export class Session {
       this.report({ type: 'vmdata.restored', snapshotId, restored: false, kind: null, reason });
       this.vmData = { snapshotId, restored: false, reason };
       return false;
+    } finally {
+      release();
     }
   }
 
-  /** the download of the VM Data to restore (UVE-5 retrieve), its failure kept for restore() */
-  private fetchRestore(snapshotId: string): Promise<{ kind: SnapshotKind; data: Uint8Array }> {
-    const fetched = this.deps.fetchVmData ? this.deps.fetchVmData(snapshotId) : Promise.reject(new Error('this VM has no VMM to fetch VM Data from'));
+  /**
+   * The download of the VM Data to restore (UVE-5 retrieve), its failure kept for restore(); `head`:
+   * the first bytes that came (a FULL snapshot's header), never when the download failed before.
+   */
+  private fetchRestore(snapshotId: string): { fetched: Promise<FetchedVmData>; head: Promise<Uint8Array> } {
+    const t = this.startTiming;
+    t.vmDataRequestedAt = wallClock();
+    let gotHead!: (head: Uint8Array) => void;
+    const head = new Promise<Uint8Array>((resolve) => (gotHead = resolve));
+    const fetched = this.deps.fetchVmData
+      ? this.deps.fetchVmData(snapshotId, (first) => {
+          t.vmDataFirstByteAt = wallClock();
+          gotHead(first.slice(0, 256)); // kept past the download's own use of the piece
+        }).then((d) => {
+          t.vmDataFetchedAt = wallClock();
+          return d;
+        })
+      : Promise.reject(new Error('this VM has no VMM to fetch VM Data from'));
     fetched.catch(() => undefined); // observed by restore(), or moot when the session fails first
-    return fetched;
+    return { fetched, head };
   }
 
   /** Resolves when the first frame is ready; rejects if the session ends first. */

@@ -40,7 +40,11 @@ export class PostgresChunkStore implements ChunkStore {
   constructor(url: string, connectTimeoutMs: number, readers: number, writers = 1) {
     this.readers = new Pool({ connectionString: url, max: readers, connectionTimeoutMillis: connectTimeoutMs, idleTimeoutMillis: 30_000 });
     this.readers.on('error', () => undefined); // an idle connection that died is replaced
-    this.writers = new Pool({ connectionString: url, max: writers, connectionTimeoutMillis: connectTimeoutMs, idleTimeoutMillis: 30_000 });
+    // chunk inserts commit without waiting for their WAL flush (synchronous_commit off): the
+    // upload's own transaction, which writes the manifest and commits synchronously after them,
+    // flushes the WAL up to its commit, theirs included (the WAL is one sequence). A crash before
+    // that loses only chunks no manifest refers to yet, of an upload that did not succeed.
+    this.writers = new Pool({ connectionString: url, max: writers, connectionTimeoutMillis: connectTimeoutMs, idleTimeoutMillis: 30_000, options: '-c synchronous_commit=off' });
     this.writers.on('error', () => undefined);
     this.inFlight = writers;
   }

@@ -21,6 +21,8 @@ export type GuestRequest =
   | { op: 'appDataSave'; id: number }
   | { op: 'appDataLoad'; id: number; data: Uint8Array }
   | { op: 'saveFull'; id: number }
+  /** a restore of `memoryBytes` follows: instantiate, grow and touch its memory now (while the snapshot downloads) */
+  | { op: 'prepareRestore'; id: number; memoryBytes: number }
   | { op: 'restoreFull'; id: number; memoryBytes: number; pieces: RestorePiece[]; globals: Array<{ index: number; value: number | bigint }>; framebuffer: number; nextRequestId: number };
 
 /** A FULL snapshot's memory piece (snapshot.ts MemoryPiece): written straight into the guest's memory */
@@ -81,6 +83,8 @@ export function guestWorkerMain(): void {
   let framebuffer = 0;
   let nextRequestId = 1;
   let issued: Array<[number, number]> = [];
+  /** a fresh instance with its memory grown to `memoryBytes` and touched (prepareRestore), for the restore that follows */
+  let prepared: { instance: any; have: number; memoryBytes: number } | null = null;
 
   const memoryOf = (inst: any): any => inst.exports.memory;
 
@@ -116,6 +120,32 @@ export function guestWorkerMain(): void {
     });
     created = inst;
     return inst;
+  };
+
+  /**
+   * A fresh instance (its start function kept from the terminal) with its memory grown to
+   * `memoryBytes`; `have`: its memory before growing (what lies past it is zero). An error text
+   * when the snapshot's memory does not fit.
+   */
+  const freshInstance = (memoryBytes: number): { fresh: any; have: number } | string => {
+    // a fresh instantiation has the module's initial memory, never more than a snapshot of it
+    const wasOpen = gateOpen;
+    gateOpen = false; // a restore's start function must not reach the terminal
+    let fresh: any;
+    try {
+      fresh = instantiate();
+    } finally {
+      gateOpen = wasOpen;
+    }
+    const memory = memoryOf(fresh);
+    const have = memory.buffer.byteLength;
+    if (have > memoryBytes) return 'snapshot memory is smaller than the module starts with';
+    try {
+      if (have < memoryBytes) memory.grow((memoryBytes - have) / data.pageBytes);
+    } catch (e) {
+      return `snapshot memory does not fit this host's limit: ${(e as Error).message}`;
+    }
+    return { fresh, have };
   };
 
   // Pictures leave through a ring of shared buffers, written in turn: the host reads them in place.
@@ -207,28 +237,29 @@ export function guestWorkerMain(): void {
           reply.nextRequestId = nextRequestId;
           break;
         }
+        case 'prepareRestore': {
+          prepared = null;
+          const made = freshInstance(m.memoryBytes);
+          if (typeof made === 'string') {
+            reply.error = made;
+            break;
+          }
+          // one write per 4 KiB page: the page faults of the grown memory are taken now, not in the restore
+          const grown = new Uint8Array(memoryOf(made.fresh).buffer);
+          for (let at = made.have; at < grown.length; at += 4096) grown[at] = 0;
+          prepared = { instance: made.fresh, have: made.have, memoryBytes: m.memoryBytes };
+          break;
+        }
         case 'restoreFull': {
-          // a fresh instantiation has the module's initial memory, never more than a snapshot of it
-          const wasOpen = gateOpen;
-          gateOpen = false; // a restore's start function must not reach the terminal
-          let fresh: any;
-          try {
-            fresh = instantiate();
-          } finally {
-            gateOpen = wasOpen;
+          const ready = prepared?.memoryBytes === m.memoryBytes ? prepared : null;
+          prepared = null;
+          const made = ready ? { fresh: ready.instance, have: ready.have } : freshInstance(m.memoryBytes);
+          if (typeof made === 'string') {
+            reply.error = made;
+            break;
           }
+          const { fresh, have } = made;
           const memory = memoryOf(fresh);
-          const have = memory.buffer.byteLength;
-          if (have > m.memoryBytes) {
-            reply.error = 'snapshot memory is smaller than the module starts with';
-            break;
-          }
-          try {
-            if (have < m.memoryBytes) memory.grow((m.memoryBytes - have) / data.pageBytes);
-          } catch (e) {
-            reply.error = `snapshot memory does not fit this host's limit: ${(e as Error).message}`;
-            break;
-          }
           // memory grown past the module's initial size is zero already: zero pieces there cost nothing
           const target = new Uint8Array(memory.buffer);
           for (const p of m.pieces) {

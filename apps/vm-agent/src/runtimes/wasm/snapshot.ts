@@ -139,6 +139,19 @@ export async function encodeFullState(s: FullState): Promise<Uint8Array> {
 }
 
 /**
+ * The memory size a snapshot's header (its first HEADER_BYTES) announces, before the rest has come;
+ * null when `head` is no FULL snapshot this host reads or its memory is over `maxPages`.
+ */
+export function announcedMemoryBytes(head: Uint8Array, maxPages: number): number | null {
+  if (head.byteLength < HEADER_BYTES) return null;
+  const b = Buffer.from(head.buffer, head.byteOffset, head.byteLength);
+  const format = b.readUInt16LE(4);
+  if (b.readUInt32LE(0) !== MAGIC || (format !== FORMAT_VERSION && format !== WHOLE_DEFLATED_FORMAT) || b.readUInt16LE(6) !== ABI_VERSION) return null;
+  const pages = b.readUInt32LE(72);
+  return pages <= maxPages ? pages * PAGE_BYTES : null;
+}
+
+/**
  * `maxPages`: the most memory the restoring host allows; a larger snapshot is refused before
  * anything of its size is allocated. Format 2 pieces stay views into `data` (nothing inflated
  * here); a format 1 memory is inflated into one raw piece.

@@ -14,7 +14,7 @@ import {
 import { AppClock } from './clock';
 import { guestWorkerMain, type GuestReply, type GuestRequest, type GuestWorkerData } from './guest-worker';
 import type { WasmPackage } from './package';
-import { decodeFullState, encodeFullState, SnapshotError } from './snapshot';
+import { announcedMemoryBytes, decodeFullState, encodeFullState, SnapshotError } from './snapshot';
 import { PAGE_BYTES } from './webassembly';
 
 export interface InstanceConfig {
@@ -96,6 +96,8 @@ export class WasmInstance implements UaInstance {
   private startFrame: { data: Uint8Array; flags: number } | null = null;
   private readonly pending = new Map<number, PendingRequest>();
   private readonly clock: AppClock;
+  /** a FULL restore was asked of the guest's thread: a later prepareRestore would only hold memory */
+  private restoreSent = false;
 
   private constructor(
     private readonly pkg: WasmPackage,
@@ -208,6 +210,13 @@ export class WasmInstance implements UaInstance {
     });
   }
 
+  prepareRestore(head: Uint8Array): void {
+    const bytes = announcedMemoryBytes(head, this.pkg.compiled.maxMemoryPages);
+    if (this.ended || this.restoreSent || bytes === null) return;
+    // the answer does not matter: restoreFull instantiates by itself when nothing was prepared
+    this.callAsync({ op: 'prepareRestore', memoryBytes: bytes }, this.config.startBudgetMs).catch(() => undefined);
+  }
+
   async restoreFullState(data: Uint8Array): Promise<void> {
     this.assertLive('restored');
     const s = await decodeFullState(data, this.pkg.compiled.maxMemoryPages);
@@ -226,6 +235,7 @@ export class WasmInstance implements UaInstance {
     // (the blob is spent then: a Buffer of Node's shared pool never is)
     const own = (u: Uint8Array): boolean => u.byteOffset === 0 && u.byteLength === u.buffer.byteLength && u.buffer instanceof ArrayBuffer;
     const transfer = new Set([data, ...s.pieces.map((p) => p.bytes)].filter(own).map((u) => u.buffer as ArrayBuffer));
+    this.restoreSent = true;
     const r = await this.guestAsync(
       { op: 'restoreFull', memoryBytes: s.memoryBytes, pieces: s.pieces, globals: s.globals.map((g) => ({ index: g.index, value: g.value })), framebuffer: s.framebuffer, nextRequestId: s.nextRequestId },
       [...transfer],
