@@ -110,8 +110,9 @@ async function deliver(subs: Subscribers, events: number, traceFile: string, tri
     const known = new Set(subs.complete.keys());
     const t0 = monotonicMs();
     await trigger(i);
-    // the event's id is only known once it arrives: the next one all subscribers got
-    const id = await until(`event ${i} at every subscriber`, 60_000, async () => [...subs.complete.keys()].find((k) => !known.has(k)));
+    // the event's id is only known once it arrives: the next one all subscribers got, none before the
+    // trigger (an event of the subscription phase may complete only now)
+    const id = await until(`event ${i} at every subscriber`, 60_000, async () => [...subs.complete].find(([k, times]) => !known.has(k) && times.every((t) => t >= t0))?.[0]);
     const trace = await traced(traceFile, id, traceMs);
     if (!trace) traceMs = 0; // a build without the trace: not waited for again
     const rel = (t: number | null) => (t === null ? NaN : t - t0);
