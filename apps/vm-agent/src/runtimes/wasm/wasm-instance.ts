@@ -418,9 +418,10 @@ export class WasmInstance implements UaInstance {
   }
 
   private render(frame: 'changed' | 'always'): GuestReply | typeof TRAPPED {
+    const asked = this.config.wallClock();
     const r = this.callSync({ op: 'render', clock: this.clock.now(), frame });
     if (r === TRAPPED) return TRAPPED;
-    if (r.flags! & RENDER_ANIMATING) this.armFrameTimer();
+    if (r.flags! & RENDER_ANIMATING) this.armFrameTimer(asked);
     else this.clearFrameTimer();
     return r;
   }
@@ -451,13 +452,17 @@ export class WasmInstance implements UaInstance {
     if (!this.ended && !this.suspended) this.opts.onDamage();
   }
 
-  /** one frame later the session is told to capture again; armed by each animating render only */
-  private armFrameTimer(): void {
+  /**
+   * one frame after `since` (the render's call) the session is told to capture again; armed by each
+   * animating render only. Counted from the call, not its return: the render and the picture's copy
+   * (an I420 conversion: ~1 ms at 720p) would otherwise stretch every frame's interval (56 fps at 60)
+   */
+  private armFrameTimer(since = this.config.wallClock()): void {
     if (this.frameTimer || this.ended || this.suspended) return;
     this.frameTimer = setTimeout(() => {
       this.frameTimer = null;
       this.damage();
-    }, this.config.frameIntervalMs);
+    }, Math.max(0, this.config.frameIntervalMs - (this.config.wallClock() - since)));
     this.frameTimer.unref?.();
   }
 
