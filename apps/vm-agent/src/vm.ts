@@ -9,7 +9,7 @@ import { createMessageBus, type MessageBus } from '@uve/queue';
 import type { AgentConfig } from './config';
 import type { Logger } from './common/log';
 import { errorMessage, withTimeout } from './common/errors';
-import { availableCodecs as encoderCodecs, createEncoder, WarmX264 } from './encoders';
+import { availableCodecs as encoderCodecs, createEncoder, sessionPixelFormat, WarmX264 } from './encoders';
 import { runtimeFor } from './runtimes';
 import { resolveUaUser } from './runtimes/x11/ua-user';
 import type { UaRuntime } from './runtimes/runtime';
@@ -113,8 +113,10 @@ export class Vm {
       capacity: cfg.capacity,
       pendingReports: () => link.pendingReports,
     });
-    // the usual first session: 1280x720 at the default 60 fps and 3000 kbit/s (gateway stream-params.ts)
-    const warm = (this.warmEncoder = cfg.warmStart && this.codecs.includes('H264') ? new WarmX264(WARM_ENCODER_DEFAULT) : null);
+    // the usual first session: 1280x720 at the default 60 fps and 3000 kbit/s (gateway stream-params.ts),
+    // in the pictures this VM's platform gives H264 (a VM hosts one platform; later, the last session's)
+    const pixelFormat = sessionPixelFormat('H264', runtime.pixelFormats, WARM_ENCODER_DEFAULT.width, WARM_ENCODER_DEFAULT.height);
+    const warm = (this.warmEncoder = cfg.warmStart && this.codecs.includes('H264') ? new WarmX264({ ...WARM_ENCODER_DEFAULT, pixelFormat }) : null);
     this.sessions = new SessionManager({
       capacity: cfg.capacity,
       codecs: this.codecs,

@@ -22,13 +22,16 @@ const cpuMs = (pid: number): number => {
 };
 
 async function main(): Promise<void> {
-  const opts = { width: 1280, height: 720, maxFps: fps, bitrateKbps: 2000 };
-  const encoder = codec === 'MJPEG' ? new (agent('encoders/mjpeg.js').MjpegEncoder)(opts) : new (agent('encoders/h264.js').H264Encoder)(opts);
   const runtime = new (agent('runtimes/wasm/wasm-runtime.js').WasmRuntime)();
+  // the picture format the agent's session would pick (builds before I420 had none: RGBA)
+  const pickFormat = agent('encoders/encoder.js').sessionPixelFormat;
+  const pixelFormat = pickFormat ? pickFormat(codec, runtime.pixelFormats, 1280, 720) : undefined;
+  const opts = { width: 1280, height: 720, maxFps: fps, bitrateKbps: 2000, pixelFormat };
+  const encoder = codec === 'MJPEG' ? new (agent('encoders/mjpeg.js').MjpegEncoder)(opts) : new (agent('encoders/h264.js').H264Encoder)(opts);
   let pump: any = null;
   const ua = await runtime.start({
     ua: { uaId: 'game', version: '1', dir: path.join(root, 'apps/vm-agent/uas/game/build') },
-    width: 1280, height: 720,
+    width: 1280, height: 720, pixelFormat,
     resources: { request: async () => ({ ok: false, reason: 'none here' }) },
     onDamage: () => pump?.damage(),
     onExit: (e?: Error) => { if (e) process.stderr.write(`UA exited: ${e.message}\n`); },

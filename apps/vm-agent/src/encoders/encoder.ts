@@ -1,7 +1,8 @@
-// Video encoders behind one interface: the session's stream pushes RGBA frames in and sends the
-// access units that come out. MJPEG (sharp, no system packages) and H264 (ffmpeg/libx264).
+// Video encoders behind one interface: the session's stream pushes pictures in (RGBA, or I420 for
+// H264) and sends the access units that come out. MJPEG (sharp, no system packages) and H264
+// (ffmpeg/libx264).
 import type { VideoCodec } from '@uve/protocol';
-import type { RawFrame } from '../runtimes/runtime';
+import { pictureBytes, type PixelFormat, type RawFrame } from '../runtimes/runtime';
 
 export interface EncodedFrame {
   /** JPEG bytes (MJPEG) or one H264 access unit in AVCC form (4-byte big-endian NAL lengths) */
@@ -28,6 +29,30 @@ export interface EncoderOptions {
   bitrateKbps: number;
   /** JPEG quality 1..100 (MJPEG) */
   quality?: number;
+  /** the pictures' format (default rgba); MJPEG takes rgba only, H264 either */
+  pixelFormat?: PixelFormat;
+}
+
+/** The picture formats an encoder of `codec` takes, the one it takes without converting first. */
+export function encoderPixelFormats(codec: VideoCodec): PixelFormat[] {
+  return codec === 'H264' ? ['i420', 'rgba'] : ['rgba'];
+}
+
+/**
+ * The format a session's pictures should come in: the first the encoder takes that the UA's runtime
+ * gives (I420 needs even dimensions: else RGBA, which H264 refuses with its own reason).
+ */
+export function sessionPixelFormat(codec: VideoCodec, offered: readonly PixelFormat[] | undefined, width: number, height: number): PixelFormat {
+  const even = width % 2 === 0 && height % 2 === 0;
+  return encoderPixelFormats(codec).find((f) => (offered ?? ['rgba']).includes(f) && (f !== 'i420' || even)) ?? 'rgba';
+}
+
+/** why `frame` is not a picture of `opts` (an error text), or null */
+export function frameMismatch(name: string, opts: EncoderOptions, frame: RawFrame): string | null {
+  const { width, height } = opts;
+  const format = opts.pixelFormat ?? 'rgba';
+  if (frame.width === width && frame.height === height && (frame.format ?? 'rgba') === format && frame.data.byteLength === pictureBytes(format, width, height)) return null;
+  return `${name} encoder is ${width}x${height} ${format}; got a ${frame.width}x${frame.height} ${frame.format ?? 'rgba'} frame of ${frame.data.byteLength} bytes`;
 }
 
 export interface VideoEncoder {

@@ -1,4 +1,5 @@
-// H264 (Constrained Baseline) through the ffmpeg CLI and libx264: raw RGBA on stdin, FLV on stdout.
+// H264 (Constrained Baseline) through the ffmpeg CLI and libx264: raw pictures on stdin (I420 from
+// a WASM UA, which x264 takes as it is; RGBA from X11, which ffmpeg's swscale converts), FLV on stdout.
 // FLV gives access-unit boundaries and the avcC record as they are written, so each picture comes
 // out as soon as x264 has coded it (ultrafast + zerolatency: no B-frames, no lookahead, one out per
 // one in). Outputs are matched to inputs in FIFO order.
@@ -14,9 +15,9 @@
 //
 // Frames are read asynchronously: the caller must not change frame.data until encode() resolves.
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import type { RawFrame } from '../runtimes/runtime';
+import { pictureBytes, type RawFrame } from '../runtimes/runtime';
 import { trackChild } from '../common/children';
-import type { DecoderConfig, EncodedFrame, EncoderOptions, VideoEncoder } from './encoder';
+import { frameMismatch, type DecoderConfig, type EncodedFrame, type EncoderOptions, type VideoEncoder } from './encoder';
 import { avcCodecString, FlvParser, parseAvcC } from './flv';
 
 const FFMPEG = 'ffmpeg';
@@ -57,7 +58,8 @@ export function x264Args(o: EncoderOptions, primeFrames: number): string[] {
     '-hide_banner', '-nostdin', '-nostats', '-loglevel', 'error',
     // rawvideo has every parameter up front: do not wait for data to "probe" it
     '-probesize', '32', '-analyzeduration', '0',
-    '-f', 'rawvideo', '-pix_fmt', 'rgba', '-s', `${o.width}x${o.height}`, '-framerate', String(fps), '-i', 'pipe:0',
+    // yuv420p in: no swscale conversion (BT.601 limited range, as swscale makes it from rgba)
+    '-f', 'rawvideo', '-pix_fmt', o.pixelFormat === 'i420' ? 'yuv420p' : 'rgba', '-s', `${o.width}x${o.height}`, '-framerate', String(fps), '-i', 'pipe:0',
     '-an', '-c:v', 'libx264', '-preset', 'ultrafast', '-tune', 'zerolatency', '-profile:v', 'baseline', '-pix_fmt', 'yuv420p',
     // IDRs only when asked for: no GOP limit, no scene-cut keyframes
     '-x264-params', 'keyint=infinite:scenecut=0:bframes=0',
@@ -132,7 +134,7 @@ class X264Process {
       }
       res();
     }));
-    const black = new Uint8Array(opts.width * opts.height * 4);
+    const black = new Uint8Array(pictureBytes(opts.pixelFormat ?? 'rgba', opts.width, opts.height));
     for (let i = 0; i < primeFrames; i++) this.child.stdin.write(black);
   }
 
@@ -250,10 +252,8 @@ export class H264Encoder implements VideoEncoder {
   }
 
   encode(frame: RawFrame, opts: { keyframe: boolean; ts: number }): Promise<EncodedFrame> {
-    const { width, height } = this.opts;
-    if (frame.width !== width || frame.height !== height || frame.data.byteLength !== width * height * 4) {
-      return Promise.reject(new Error(`H264 encoder is ${width}x${height} RGBA; got a ${frame.width}x${frame.height} frame of ${frame.data.byteLength} bytes`));
-    }
+    const mismatch = frameMismatch('H264', this.opts, frame);
+    if (mismatch) return Promise.reject(new Error(mismatch));
     const submitted = this.submitChain.then(() => this.submit(frame.data, opts.keyframe, opts.ts));
     this.submitChain = submitted.catch(() => undefined);
     const prev = this.lastResult;
@@ -376,7 +376,7 @@ export class H264Encoder implements VideoEncoder {
 
 /**
  * One primed ffmpeg kept ready per VM for the next session's stream parameters (those of the VM's
- * last session, at first the usual 1280x720), so that a session's first frame does not wait for an
+ * last session, at first the usual 1280x720 in the pictures of the VM's platform), so that a session's first frame does not wait for an
  * encoder to start. A session with other parameters starts its own, as without it.
  */
 export class WarmX264 {
@@ -422,7 +422,7 @@ export class WarmX264 {
   }
 }
 
-const keyOf = (o: EncoderOptions): string => `${o.width}x${o.height}@${frameRate(o)}/${Math.max(100, Math.round(o.bitrateKbps))}`;
+const keyOf = (o: EncoderOptions): string => `${o.width}x${o.height}@${frameRate(o)}/${Math.max(100, Math.round(o.bitrateKbps))}/${o.pixelFormat ?? 'rgba'}`;
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return a.byteLength === b.byteLength && a.every((v, i) => v === b[i]);

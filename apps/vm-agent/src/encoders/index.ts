@@ -5,6 +5,7 @@ import { ffmpegAvailable, H264Encoder, type WarmX264 } from './h264';
 import { MjpegEncoder } from './mjpeg';
 
 export type { DecoderConfig, EncodedFrame, EncoderOptions, VideoEncoder } from './encoder';
+export { encoderPixelFormats, sessionPixelFormat } from './encoder';
 export { ffmpegAvailable, H264Encoder, WarmX264 } from './h264';
 export { MjpegEncoder } from './mjpeg';
 

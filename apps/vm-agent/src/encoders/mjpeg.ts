@@ -10,7 +10,7 @@
 // Frames are read asynchronously: the caller must not change frame.data until encode() resolves.
 import sharp from 'sharp';
 import type { RawFrame } from '../runtimes/runtime';
-import type { DecoderConfig, EncodedFrame, EncoderOptions, VideoEncoder } from './encoder';
+import { frameMismatch, type DecoderConfig, type EncodedFrame, type EncoderOptions, type VideoEncoder } from './encoder';
 
 const DEFAULT_QUALITY = 75;
 
@@ -21,6 +21,7 @@ export class MjpegEncoder implements VideoEncoder {
 
   constructor(private readonly opts: EncoderOptions) {
     if (!(opts.width > 0 && opts.height > 0)) throw new Error(`MJPEG needs positive dimensions, got ${opts.width}x${opts.height}`);
+    if ((opts.pixelFormat ?? 'rgba') !== 'rgba') throw new Error(`MJPEG takes RGBA pictures, not ${opts.pixelFormat}`);
     this.quality = Math.min(100, Math.max(1, Math.round(opts.quality ?? DEFAULT_QUALITY)));
     sharp.cache(false);
   }
@@ -34,9 +35,8 @@ export class MjpegEncoder implements VideoEncoder {
   async encode(frame: RawFrame, opts: { keyframe: boolean; ts: number }): Promise<EncodedFrame> {
     if (this.closed) throw new Error('MJPEG encoder closed');
     const { width, height } = this.opts;
-    if (frame.width !== width || frame.height !== height || frame.data.byteLength !== width * height * 4) {
-      throw new Error(`MJPEG encoder is ${width}x${height} RGBA; got a ${frame.width}x${frame.height} frame of ${frame.data.byteLength} bytes`);
-    }
+    const mismatch = frameMismatch('MJPEG', this.opts, frame);
+    if (mismatch) throw new Error(mismatch);
     const jpeg = await sharp(frame.data, { raw: { width, height, channels: 4 } })
       .jpeg({ quality: this.quality, chromaSubsampling: '4:2:0', mozjpeg: false })
       .toBuffer();

@@ -4,7 +4,8 @@ import type { UaRuntime } from './runtime';
 import { WasmRuntime, type WasmRuntimeOptions } from './wasm';
 import { X11Runtime, type X11RuntimeOptions } from './x11';
 
-export type { UaRuntime, UaInstance, UaStartOptions, RawFrame, InstalledUa, ResourceBroker, ResourceAnswer } from './runtime';
+export type { UaRuntime, UaInstance, UaStartOptions, RawFrame, PixelFormat, InstalledUa, ResourceBroker, ResourceAnswer } from './runtime';
+export { pictureBytes } from './runtime';
 
 export interface RuntimeOptions {
   wasm?: WasmRuntimeOptions;

@@ -3,14 +3,28 @@
 import type { InputEvent, LocalResourceKind, Platform, ResourceValue } from '@uve/protocol';
 
 /**
- * One RGBA picture, 4 bytes per pixel, rows tightly packed (stride = width * 4). A runtime may reuse
- * `data` for a later picture: it stays as it is until two more captures of the same UA (the WASM
- * runtime's ring of three shared buffers); the frame pump encodes one picture at a time.
+ * How a picture's pixels are laid out. `rgba`: 4 bytes per pixel, rows tightly packed (stride =
+ * width * 4). `i420` (yuv420p): the Y plane (width x height), then U and V (width/2 x height/2 each),
+ * BT.601 limited range as ffmpeg's swscale makes it from RGBA; even width and height only.
+ */
+export type PixelFormat = 'rgba' | 'i420';
+
+/** bytes of one picture in `format` */
+export function pictureBytes(format: PixelFormat, width: number, height: number): number {
+  return format === 'i420' ? width * height + 2 * (width / 2) * (height / 2) : width * height * 4;
+}
+
+/**
+ * One picture (RGBA unless `format` says otherwise). A runtime may reuse `data` for a later picture:
+ * it stays as it is until two more captures of the same UA (the WASM runtime's ring of three shared
+ * buffers); the frame pump encodes one picture at a time.
  */
 export interface RawFrame {
   width: number;
   height: number;
   data: Uint8Array;
+  /** absent: rgba */
+  format?: PixelFormat;
 }
 
 /** A UA package as installed on this VM. */
@@ -32,6 +46,11 @@ export interface UaStartOptions {
   width: number;
   height: number;
   resources: ResourceBroker;
+  /**
+   * what capture() returns (default rgba); only a format in the runtime's `pixelFormats`. The H264
+   * encoder takes i420 without a conversion of its own, the MJPEG one (sharp) takes rgba.
+   */
+  pixelFormat?: PixelFormat;
   /** called when the UA's picture may have changed (after input, a timer, an answered resource) */
   onDamage: () => void;
   /** called when the UA exits or traps on its own */
@@ -79,6 +98,8 @@ export interface UaInstance {
 
 export interface UaRuntime {
   readonly platform: Platform;
+  /** the picture formats its UAs can give (UaStartOptions.pixelFormat); absent: rgba only */
+  readonly pixelFormats?: readonly PixelFormat[];
   /** checks an unpacked package and returns what it needs; throws with a reason a storefront can act on */
   validatePackage(dir: string): Promise<{ requiredResources: LocalResourceKind[]; minWidth?: number; minHeight?: number }>;
   start(opts: UaStartOptions): Promise<UaInstance>;

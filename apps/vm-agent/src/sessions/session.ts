@@ -17,7 +17,7 @@ import {
   type TerminalCapabilities,
   type WelcomeVmData,
 } from '@uve/protocol';
-import type { EncoderOptions, VideoEncoder } from '../encoders/encoder';
+import { sessionPixelFormat, type EncoderOptions, type VideoEncoder } from '../encoders/encoder';
 import { UaUnresponsiveError, type InstalledUa, type UaInstance, type UaRuntime } from '../runtimes/runtime';
 import type { Logger } from '../common/log';
 import { monotonic, wallClock } from '../common/clock';
@@ -182,12 +182,15 @@ export class Session {
     try {
       const ua = await this.deps.resolveUa();
       if (this.ended) return;
+      // I420 for H264 when the runtime gives it (the WASM one converts in the guest's thread, cheaper than ffmpeg)
+      const pixelFormat = sessionPixelFormat(this.stream.codec, this.deps.runtime.pixelFormats, this.stream.width, this.stream.height);
       const startUa = async (): Promise<UaInstance> => {
         let started: UaInstance | null = null;
         started = await this.deps.runtime.start({
           ua,
           width: this.stream.width,
           height: this.stream.height,
+          pixelFormat,
           resources: this.broker,
           onDamage: () => this.pump?.damage(),
           // an instance given up during a failed restore is not the session's UA
@@ -224,6 +227,7 @@ export class Session {
         height: instance.height,
         maxFps: this.stream.maxFps,
         bitrateKbps: this.stream.bitrateKbps,
+        pixelFormat,
       });
       this.pump = new FramePump({
         source: { capture: () => instance.capture(), captureFull: () => instance.captureFull() },

@@ -6,13 +6,14 @@
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
 import { TextEchoFilter } from '../text-echo';
 import type { InputEvent, LocalResourceKind } from '@uve/protocol';
-import { UaUnresponsiveError, type RawFrame, type ResourceAnswer, type UaInstance, type UaStartOptions } from '../runtime';
+import { pictureBytes, UaUnresponsiveError, type RawFrame, type ResourceAnswer, type UaInstance, type UaStartOptions } from '../runtime';
 import {
   answerValues, encodeInput, GLOBAL_EXPORT_PREFIX, REFUSAL, refusalCode, RENDER_ANIMATING,
   RESOURCE_KIND_BY_CODE, RESOURCE_KIND_CODE,
 } from './abi';
 import { AppClock } from './clock';
 import { guestWorkerMain, type GuestReply, type GuestRequest, type GuestWorkerData } from './guest-worker';
+import { I420_STAGE_ROWS, i420Module } from './i420';
 import type { WasmPackage } from './package';
 import { announcedMemoryBytes, decodeFullState, encodeFullState, SnapshotError } from './snapshot';
 import { PAGE_BYTES } from './webassembly';
@@ -74,6 +75,7 @@ export class WasmInstance implements UaInstance {
   private readonly echo = new TextEchoFilter();
   readonly width: number;
   readonly height: number;
+  private readonly pixelFormat: 'rgba' | 'i420';
   private worker!: Worker;
   private port!: MessagePort;
   /** [0]: id of the last synchronous request the worker answered */
@@ -106,6 +108,7 @@ export class WasmInstance implements UaInstance {
   ) {
     this.width = opts.width;
     this.height = opts.height;
+    this.pixelFormat = opts.pixelFormat ?? 'rgba';
     this.clock = new AppClock(config.wallClock);
   }
 
@@ -167,7 +170,7 @@ export class WasmInstance implements UaInstance {
       if (r !== TRAPPED && r.frame) return this.frame(r.frame);
     }
     // the guest is gone: its last picture (or black) stands for it
-    return this.lastFrame ?? { width: this.width, height: this.height, data: new Uint8Array(this.width * this.height * 4) };
+    return this.lastFrame ?? this.blackFrame();
   }
 
   async saveAppData(): Promise<Uint8Array> {
@@ -298,6 +301,8 @@ export class WasmInstance implements UaInstance {
       globals: this.pkg.compiled.globals.map((g) => ({ index: g.index, name: `${GLOBAL_EXPORT_PREFIX}${g.index}` })),
       kindCodes: Object.values(RESOURCE_KIND_CODE),
       pageBytes: PAGE_BYTES,
+      pixelFormat: this.pixelFormat,
+      i420: this.pixelFormat === 'i420' ? { module: i420Module(), stageRows: I420_STAGE_ROWS } : undefined,
     };
     const spare = this.config.takeThread?.() ?? null;
     const worker = (this.worker = spare ?? new Worker(WORKER_SOURCE, { eval: true, workerData, transferList: [port2] }));
@@ -413,9 +418,10 @@ export class WasmInstance implements UaInstance {
   }
 
   private render(frame: 'changed' | 'always'): GuestReply | typeof TRAPPED {
+    const asked = this.config.wallClock();
     const r = this.callSync({ op: 'render', clock: this.clock.now(), frame });
     if (r === TRAPPED) return TRAPPED;
-    if (r.flags! & RENDER_ANIMATING) this.armFrameTimer();
+    if (r.flags! & RENDER_ANIMATING) this.armFrameTimer(asked);
     else this.clearFrameTimer();
     return r;
   }
@@ -431,21 +437,32 @@ export class WasmInstance implements UaInstance {
   /** the picture the worker copied out (owned by the caller) */
   private frame(data: Uint8Array): RawFrame {
     this.forceFrame = false;
-    this.lastFrame = { width: this.width, height: this.height, data };
+    this.lastFrame = { width: this.width, height: this.height, data, format: this.pixelFormat };
     return this.lastFrame;
+  }
+
+  /** a black picture, for a keyframe asked before the UA gave one (I420 black: Y 16, U and V 128) */
+  private blackFrame(): RawFrame {
+    const data = new Uint8Array(pictureBytes(this.pixelFormat, this.width, this.height));
+    if (this.pixelFormat === 'i420') data.fill(16, 0, this.width * this.height).fill(128, this.width * this.height);
+    return { width: this.width, height: this.height, data, format: this.pixelFormat };
   }
 
   private damage(): void {
     if (!this.ended && !this.suspended) this.opts.onDamage();
   }
 
-  /** one frame later the session is told to capture again; armed by each animating render only */
-  private armFrameTimer(): void {
+  /**
+   * one frame after `since` (the render's call) the session is told to capture again; armed by each
+   * animating render only. Counted from the call, not its return: the render and the picture's copy
+   * (an I420 conversion: ~1 ms at 720p) would otherwise stretch every frame's interval (56 fps at 60)
+   */
+  private armFrameTimer(since = this.config.wallClock()): void {
     if (this.frameTimer || this.ended || this.suspended) return;
     this.frameTimer = setTimeout(() => {
       this.frameTimer = null;
       this.damage();
-    }, this.config.frameIntervalMs);
+    }, Math.max(0, this.config.frameIntervalMs - (this.config.wallClock() - since)));
     this.frameTimer.unref?.();
   }
 

@@ -2,7 +2,8 @@
 // run on Node's built-in WebAssembly engine, each on its own worker thread with a time budget per call.
 import { performance } from 'node:perf_hooks';
 import type { LocalResourceKind } from '@uve/protocol';
-import type { UaInstance, UaRuntime, UaStartOptions } from '../runtime';
+import type { PixelFormat, UaInstance, UaRuntime, UaStartOptions } from '../runtime';
+import { i420Unsupported } from './i420';
 import { loadPackage, type CompiledModule } from './package';
 import type { Worker } from 'node:worker_threads';
 import { startSpareThread, WasmInstance } from './wasm-instance';
@@ -32,6 +33,8 @@ export const DEFAULT_WASM_START_BUDGET_MS = 5_000;
 
 export class WasmRuntime implements UaRuntime {
   readonly platform = 'WASM' as const;
+  /** i420: converted in the guest's thread (i420.ts), for an encoder that takes it */
+  readonly pixelFormats: readonly PixelFormat[] = ['rgba', 'i420'];
   private readonly clock: () => number;
   private readonly frameIntervalMs: number;
   private readonly maxMemoryPages: number;
@@ -92,6 +95,8 @@ export class WasmRuntime implements UaRuntime {
   async start(opts: UaStartOptions): Promise<UaInstance> {
     const { width, height } = opts;
     if (!Number.isInteger(width) || !Number.isInteger(height) || width <= 0 || height <= 0) throw new Error(`invalid screen size ${width}x${height}`);
+    const unsupported = opts.pixelFormat === 'i420' ? i420Unsupported(width, height) : null;
+    if (unsupported) throw new Error(unsupported);
     const pkg = await loadPackage(opts.ua.dir, this.maxMemoryPages, this.modules, this.startBudgetMs);
     const { minWidth = 1, minHeight = 1, name } = pkg.manifest;
     if (width < minWidth || height < minHeight) throw new Error(`${name} needs a screen of at least ${minWidth}x${minHeight}, got ${width}x${height}`);

@@ -26,6 +26,7 @@ interface WebAssemblyApi {
   validate(bytes: Uint8Array): boolean;
   compile(bytes: Uint8Array): Promise<WasmModule>;
   instantiate(module: WasmModule, imports: WasmImports): Promise<WasmInstance>;
+  Module: new (bytes: Uint8Array) => WasmModule;
 }
 
 export const WA = (globalThis as unknown as { WebAssembly: WebAssemblyApi }).WebAssembly;
