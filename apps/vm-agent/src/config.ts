@@ -44,6 +44,8 @@ export interface AgentConfig {
   wasmCallBudgetMs: number;
   /** most time a WASM guest's start and bulk calls (app data, FULL state) may take */
   wasmStartBudgetMs: number;
+  /** WASM guest threads kept idle for the next UAs (closed UAs leave theirs); 0 = a thread ends with its UA */
+  wasmIdleThreads: number;
   /** the agent stops by itself once its VMM was unreachable this long; 0 = never */
   vmmLostExitMs: number;
   /** a stop (signal, vm.shutdown, lost VMM) that takes longer is cut short: children killed, exit 1 */
@@ -98,6 +100,7 @@ export const CONFIG_VARS: readonly ConfigVar[] = [
   { name: 'UVE_LOG_LEVEL', required: false, default: 'info', doc: `log level on stderr: ${LOG_LEVELS.join(', ')}` },
   { name: 'UVE_WASM_CALL_BUDGET_MS', required: false, default: '1000', doc: 'most time one call into a WASM UA (input, a frame) may take; over it the UA is stopped and only its session fails' },
   { name: 'UVE_WASM_START_BUDGET_MS', required: false, default: '5000', doc: "most time a WASM UA's start and its state saves/restores may take" },
+  { name: 'UVE_WASM_IDLE_THREADS', required: false, default: '2', doc: "WASM guest threads kept idle for the next UAs: a UA closed in order leaves its thread (its instance and memory dropped: the next UA gets its own), so a session does not pay a worker thread's start; a UA that failed ends its thread; 0 = every thread ends with its UA" },
   {
     name: 'UVE_VMM_LOST_EXIT_MS',
     required: false,
@@ -238,6 +241,7 @@ export function loadConfig(processEnv: NodeJS.ProcessEnv = process.env): AgentCo
     logLevel: oneOf('UVE_LOG_LEVEL', 'info', LOG_LEVELS),
     wasmCallBudgetMs: int('UVE_WASM_CALL_BUDGET_MS', 1000, 10, 600_000),
     wasmStartBudgetMs: int('UVE_WASM_START_BUDGET_MS', 5000, 100, 600_000),
+    wasmIdleThreads: int('UVE_WASM_IDLE_THREADS', 2, 0, 64),
     vmmLostExitMs: int('UVE_VMM_LOST_EXIT_MS', 60_000, 0, 86_400_000),
     stopTimeoutMs: int('UVE_STOP_TIMEOUT_MS', 10_000, 1000, 600_000),
     stream: {

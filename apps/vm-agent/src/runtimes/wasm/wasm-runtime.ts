@@ -1,11 +1,14 @@
 // The WASM platform: UAs are WebAssembly modules speaking the UVE WASM ABI (docs/wasm-abi.md),
 // run on Node's built-in WebAssembly engine, each on its own worker thread with a time budget per call.
+// A thread outlives its UA: a UA closed in order leaves it to the next UA (a few are kept idle), so
+// that a session does not pay a Node worker's start; each UA still gets a WebAssembly instance and
+// memory of its own (wasm-instance.ts, THREAD_SOURCE). A UA that failed takes its thread with it.
 import { performance } from 'node:perf_hooks';
 import type { LocalResourceKind } from '@uve/protocol';
 import type { UaInstance, UaRuntime, UaStartOptions } from '../runtime';
 import { loadPackage, type CompiledModule } from './package';
 import type { Worker } from 'node:worker_threads';
-import { startSpareThread, WasmInstance } from './wasm-instance';
+import { startGuestThread, WasmInstance } from './wasm-instance';
 
 export interface WasmRuntimeOptions {
   /** monotonic wall clock in ms that drives the app clocks (default performance.now) */
@@ -25,7 +28,11 @@ export interface WasmRuntimeOptions {
   warmThread?: boolean;
   /** how long after a UA's start the next thread starts (default 1 s: not beside the session's first picture and input) */
   warmThreadDelayMs?: number;
+  /** most guest threads kept idle for the next UAs, those of closed UAs included (default 2; 0: a thread ends with its UA) */
+  idleThreads?: number;
 }
+
+export const DEFAULT_WASM_IDLE_THREADS = 2;
 
 export const DEFAULT_WASM_CALL_BUDGET_MS = 1_000;
 export const DEFAULT_WASM_START_BUDGET_MS = 5_000;
@@ -41,8 +48,12 @@ export class WasmRuntime implements UaRuntime {
   private readonly modules = new Map<string, Promise<CompiledModule>>();
   private readonly warmThread: boolean;
   private readonly warmThreadDelayMs: number;
-  /** the guest thread kept started for the next UA */
-  private spare: Worker | null = null;
+  private readonly maxIdle: number;
+  /** guest threads with no UA, kept for the next UAs; each with its listener that drops it when it dies */
+  private readonly idle = new Map<Worker, () => void>();
+  /** threads released by their UA, not yet confirmed free (`released`) */
+  private readonly releasing = new Set<Worker>();
+  private releaseSeq = 0;
   private closed = false;
 
   constructor(options: WasmRuntimeOptions = {}) {
@@ -53,35 +64,89 @@ export class WasmRuntime implements UaRuntime {
     this.startBudgetMs = options.startBudgetMs ?? DEFAULT_WASM_START_BUDGET_MS;
     this.warmThread = options.warmThread ?? false;
     this.warmThreadDelayMs = options.warmThreadDelayMs ?? 1_000;
+    this.maxIdle = options.idleThreads ?? DEFAULT_WASM_IDLE_THREADS;
     if (this.warmThread) this.keepThread();
   }
 
   /** whether a guest thread is kept started (tests, diagnostics) */
   get hasSpareThread(): boolean {
-    return this.spare !== null;
+    return this.idle.size > 0;
+  }
+
+  /** guest threads kept with no UA (tests, diagnostics) */
+  get idleThreads(): number {
+    return this.idle.size;
   }
 
   async close(): Promise<void> {
     this.closed = true;
-    const w = this.spare;
-    this.spare = null;
-    await w?.terminate();
+    const threads = [...this.idle.keys(), ...this.releasing];
+    this.idle.clear();
+    this.releasing.clear();
+    await Promise.all(threads.map((w) => w.terminate()));
   }
 
+  /** a warm VM keeps one thread started for its next UA (at least one: the max applies to released ones) */
   private keepThread(): void {
-    if (this.spare || this.closed) return;
-    const w = (this.spare = startSpareThread());
+    if (this.idle.size > 0 || this.closed) return;
+    this.addIdle(startGuestThread(), true);
+  }
+
+  private addIdle(w: Worker, started = false): void {
+    if (this.closed || (!started && this.idle.size >= this.maxIdle)) {
+      void w.terminate().catch(() => undefined);
+      return;
+    }
+    w.unref();
     const drop = (): void => {
-      if (this.spare === w) this.spare = null;
+      this.idle.delete(w);
     };
     w.on('error', drop);
     w.on('exit', drop);
+    this.idle.set(w, drop);
   }
 
   private takeThread(): Worker | null {
-    const w = this.spare;
-    this.spare = null;
+    const [w, drop] = this.idle.entries().next().value ?? [];
+    if (!w || !drop) return null;
+    this.idle.delete(w);
+    w.off('error', drop);
+    w.off('exit', drop);
     return w;
+  }
+
+  /**
+   * A closed UA's thread: it cuts the UA off (`release`) and answers once every reply of that UA
+   * was sent; then it waits for the next UA. One that does not answer within the start budget (a
+   * guest still running a long call) is terminated.
+   */
+  private releaseThread(w: Worker): void {
+    if (this.closed || this.idle.size >= this.maxIdle) {
+      void w.terminate().catch(() => undefined);
+      return;
+    }
+    w.unref();
+    const token = ++this.releaseSeq;
+    this.releasing.add(w);
+    const done = (keep: boolean): void => {
+      clearTimeout(timer);
+      w.off('message', onMessage);
+      w.off('error', onGone);
+      w.off('exit', onGone);
+      if (!this.releasing.delete(w)) return; // the runtime closed meanwhile
+      if (keep) this.addIdle(w);
+      else void w.terminate().catch(() => undefined);
+    };
+    const onMessage = (m: { released?: number }): void => {
+      if (m?.released === token) done(true);
+    };
+    const onGone = (): void => done(false);
+    const timer = setTimeout(() => done(false), this.startBudgetMs);
+    timer.unref();
+    w.on('message', onMessage);
+    w.on('error', onGone);
+    w.on('exit', onGone);
+    w.postMessage({ release: token });
   }
 
   async validatePackage(dir: string): Promise<{ requiredResources: LocalResourceKind[]; minWidth?: number; minHeight?: number }> {
@@ -102,6 +167,7 @@ export class WasmRuntime implements UaRuntime {
         callBudgetMs: this.callBudgetMs,
         startBudgetMs: this.startBudgetMs,
         takeThread: () => this.takeThread(),
+        releaseThread: (w) => this.releaseThread(w),
       });
     } finally {
       // the next UA's thread starts once this session has its first picture, not beside it
