@@ -369,6 +369,7 @@ export class Session {
     });
     if (this.suspended) conn.send({ t: 'suspended', reason: this.suspendReason });
     pump.addSink(conn);
+    this.encoder?.clientJoined?.();
     if (claims.role === 'PLAYER' && !guest) this.broker.playerJoined();
     this.log.info('UC connected', { role: claims.role, user: claims.sub, guest, conn: conn.id, remote: conn.remote });
     if (claims.role === 'PLAYER' && !guest) this.report({ type: 'session.connected', role: claims.role });
