@@ -112,6 +112,7 @@ export class Vm {
       sessions: () => this.sessions?.all() ?? [],
       capacity: cfg.capacity,
       pendingReports: () => link.pendingReports,
+      ...(runtime.guestThreads ? { guestThreads: () => runtime.guestThreads!() } : {}),
     });
     // the usual first session: 1280x720 at the default 60 fps and 3000 kbit/s (gateway stream-params.ts)
     const warm = (this.warmEncoder = cfg.warmStart && this.codecs.includes('H264') ? new WarmX264(WARM_ENCODER_DEFAULT) : null);

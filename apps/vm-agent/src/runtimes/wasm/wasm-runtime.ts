@@ -54,6 +54,10 @@ export class WasmRuntime implements UaRuntime {
   /** threads released by their UA, not yet confirmed free (`released`) */
   private readonly releasing = new Set<Worker>();
   private releaseSeq = 0;
+  /** threads that ran a UA before (for the counts) */
+  private readonly served = new WeakSet<Worker>();
+  private started = 0;
+  private reused = 0;
   private closed = false;
 
   constructor(options: WasmRuntimeOptions = {}) {
@@ -78,6 +82,10 @@ export class WasmRuntime implements UaRuntime {
     return this.idle.size;
   }
 
+  guestThreads(): { started: number; reused: number; idle: number } {
+    return { started: this.started, reused: this.reused, idle: this.idle.size };
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     const threads = [...this.idle.keys(), ...this.releasing];
@@ -89,6 +97,7 @@ export class WasmRuntime implements UaRuntime {
   /** a warm VM keeps one thread started for its next UA (at least one: the max applies to released ones) */
   private keepThread(): void {
     if (this.idle.size > 0 || this.closed) return;
+    this.started++;
     this.addIdle(startGuestThread(), true);
   }
 
@@ -134,8 +143,10 @@ export class WasmRuntime implements UaRuntime {
       w.off('error', onGone);
       w.off('exit', onGone);
       if (!this.releasing.delete(w)) return; // the runtime closed meanwhile
-      if (keep) this.addIdle(w);
-      else void w.terminate().catch(() => undefined);
+      if (keep) {
+        this.served.add(w);
+        this.addIdle(w);
+      } else void w.terminate().catch(() => undefined);
     };
     const onMessage = (m: { released?: number }): void => {
       if (m?.released === token) done(true);
@@ -166,7 +177,12 @@ export class WasmRuntime implements UaRuntime {
         frameIntervalMs: this.frameIntervalMs,
         callBudgetMs: this.callBudgetMs,
         startBudgetMs: this.startBudgetMs,
-        takeThread: () => this.takeThread(),
+        takeThread: () => {
+          const kept = this.takeThread();
+          if (!kept) this.started++;
+          else if (this.served.has(kept)) this.reused++;
+          return kept;
+        },
         releaseThread: (w) => this.releaseThread(w),
       });
     } finally {
