@@ -94,9 +94,13 @@ export class WasmRuntime implements UaRuntime {
     await Promise.all(threads.map((w) => w.terminate()));
   }
 
-  /** a warm VM keeps one thread started for its next UA (at least one: the max applies to released ones) */
+  /**
+   * A warm VM keeps one thread started for its next UA (at least one: the max applies to released
+   * ones); not while a closed UA's thread is on its way back (under churn that started a thread for
+   * nearly every session, and the released ones past the max were ended).
+   */
   private keepThread(): void {
-    if (this.idle.size > 0 || this.closed) return;
+    if (this.idle.size > 0 || this.releasing.size > 0 || this.closed) return;
     this.started++;
     this.addIdle(startGuestThread(), true);
   }
