@@ -421,6 +421,24 @@ describe('guest threads kept across UAs (idleThreads)', () => {
     expect(runtime.idleThreads).toBe(0);
   });
 
+  it('keeps the threads of a burst for a while, then all but one end', async () => {
+    const runtime = new WasmRuntime({ idleThreads: 3, idleThreadTtlMs: 300 });
+    try {
+      const uas = await Promise.all([0, 1, 2].map(() => startSample(runtime, 'paint')));
+      expect(new Set(uas.map((u) => u.inst.threadId)).size).toBe(3);
+      await Promise.all(uas.map((u) => u.inst.close()));
+      for (let i = 0; i < 100 && runtime.idleThreads < 3; i++) await new Promise((r) => setTimeout(r, 20));
+      expect(runtime.idleThreads).toBe(3);
+      for (let i = 0; i < 100 && runtime.idleThreads > 1; i++) await new Promise((r) => setTimeout(r, 20));
+      expect(runtime.idleThreads).toBe(1);
+      const next = await startSample(runtime, 'paint');
+      expect(uas.map((u) => u.inst.threadId)).toContain(next.inst.threadId);
+      await next.inst.close();
+    } finally {
+      await runtime.close();
+    }
+  });
+
   it('a UA that trapped takes its thread with it; with idleThreads 0 every thread ends with its UA', async () => {
     const runtime = new WasmRuntime({ idleThreads: 2 });
     const none = new WasmRuntime({ idleThreads: 0 });

@@ -30,9 +30,12 @@ export interface WasmRuntimeOptions {
   warmThreadDelayMs?: number;
   /** most guest threads kept idle for the next UAs, those of closed UAs included (default 2; 0: a thread ends with its UA) */
   idleThreads?: number;
+  /** an idle thread past the first unused this long ends (default 60 s: a burst's threads and memory are given back) */
+  idleThreadTtlMs?: number;
 }
 
 export const DEFAULT_WASM_IDLE_THREADS = 2;
+export const DEFAULT_WASM_IDLE_THREAD_TTL_MS = 60_000;
 
 export const DEFAULT_WASM_CALL_BUDGET_MS = 1_000;
 export const DEFAULT_WASM_START_BUDGET_MS = 5_000;
@@ -49,8 +52,9 @@ export class WasmRuntime implements UaRuntime {
   private readonly warmThread: boolean;
   private readonly warmThreadDelayMs: number;
   private readonly maxIdle: number;
-  /** guest threads with no UA, kept for the next UAs; each with its listener that drops it when it dies */
-  private readonly idle = new Map<Worker, () => void>();
+  private readonly idleTtlMs: number;
+  /** guest threads with no UA, kept for the next UAs; each with its listener that drops it when it dies, and its expiry */
+  private readonly idle = new Map<Worker, { drop: () => void; expiry: NodeJS.Timeout }>();
   /** threads released by their UA, not yet confirmed free (`released`) */
   private readonly releasing = new Set<Worker>();
   private releaseSeq = 0;
@@ -69,6 +73,7 @@ export class WasmRuntime implements UaRuntime {
     this.warmThread = options.warmThread ?? false;
     this.warmThreadDelayMs = options.warmThreadDelayMs ?? 1_000;
     this.maxIdle = options.idleThreads ?? DEFAULT_WASM_IDLE_THREADS;
+    this.idleTtlMs = options.idleThreadTtlMs ?? DEFAULT_WASM_IDLE_THREAD_TTL_MS;
     if (this.warmThread) this.keepThread();
   }
 
@@ -89,6 +94,7 @@ export class WasmRuntime implements UaRuntime {
   async close(): Promise<void> {
     this.closed = true;
     const threads = [...this.idle.keys(), ...this.releasing];
+    for (const { expiry } of this.idle.values()) clearTimeout(expiry);
     this.idle.clear();
     this.releasing.clear();
     await Promise.all(threads.map((w) => w.terminate()));
@@ -112,20 +118,34 @@ export class WasmRuntime implements UaRuntime {
     }
     w.unref();
     const drop = (): void => {
+      clearTimeout(this.idle.get(w)?.expiry);
       this.idle.delete(w);
     };
+    // one idle thread stays for the next UA; the others end when no UA came for them a while
+    const expiry = setTimeout(() => {
+      if (this.idle.size <= 1 || !this.takeIdle(w)) return;
+      void w.terminate().catch(() => undefined);
+    }, this.idleTtlMs);
+    expiry.unref();
     w.on('error', drop);
     w.on('exit', drop);
-    this.idle.set(w, drop);
+    this.idle.set(w, { drop, expiry });
   }
 
   private takeThread(): Worker | null {
-    const [w, drop] = this.idle.entries().next().value ?? [];
-    if (!w || !drop) return null;
+    const w = this.idle.keys().next().value;
+    return w && this.takeIdle(w) ? w : null;
+  }
+
+  /** takes `w` out of the idle threads (false: it is not one) */
+  private takeIdle(w: Worker): boolean {
+    const kept = this.idle.get(w);
+    if (!kept) return false;
     this.idle.delete(w);
-    w.off('error', drop);
-    w.off('exit', drop);
-    return w;
+    clearTimeout(kept.expiry);
+    w.off('error', kept.drop);
+    w.off('exit', kept.drop);
+    return true;
   }
 
   /**
