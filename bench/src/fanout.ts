@@ -1,98 +1,142 @@
 // bench/fanout: one session's events delivered to 1,000 and 5,000 graphql-ws subscribers (one
 // connection each, the session's owner), beside a bare graphql-ws server fanning the same shape
-// out from memory. Delivery = the trigger sent (suspendSession/resumeSession on the gateway, POST
-// /publish on the baseline) -> the event received by each subscriber. Memory per idle subscription
-// = the server's RSS growth over the subscribers, divided by their number.
-import type { ChildProcess } from 'node:child_process';
+// out from memory, with the same client processes. The subscribers are spread over --clients
+// processes (lib/fanout-subscribers.ts) so that receiving is not what is measured. One clock: the
+// machine's monotonic one (process.hrtime) in the bench, its subscriber processes and both servers'
+// traces (UVE_FANOUT_TRACE), so each event is timed by stage: trigger sent -> published (after the
+// commit) -> back from Redis (the gateway) -> each subscriber's payload handed to its socket ->
+// received by each subscriber. Memory per idle subscription = the server's RSS growth over the
+// subscribers, divided by their number.
+import { fork, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import WebSocket from 'ws';
-import { createClient, type Client } from 'graphql-ws';
 import { StreamClient } from '@uve/client';
-import { fmt, header, latencySpread, now, parseArgs, percentile, spread, table, type BenchOutput } from './lib/report';
+import { fmt, header, latencySpread, parseArgs, percentile, spread, table, type BenchOutput, type Spread } from './lib/report';
 import { summarizeProfiles } from './lib/profile';
+import { cpuOfTree, machineBusy } from './lib/sessions';
 import { dataDir, gql, login, startGateway, startPostgres, startBaseline, stopChild, until, type Gateway } from './lib/services';
+import type { FromSubscribers, SubscribeOrder } from './lib/fanout-subscribers';
 
-const HELP = `bench/fanout: delivery p50/p99 of one session's events to N graphql-ws subscribers, and memory per
-idle subscription, gateway vs a bare graphql-ws server
+const HELP = `bench/fanout: delivery p50/p99 of one session's events to N graphql-ws subscribers, by stage, and
+memory per idle subscription, gateway vs a bare graphql-ws server
 
-Usage: npm run bench -- fanout [--subscribers 1000,5000] [--events 10] [--quick]
-                               [--profile]  (the gateway runs with --cpu-prof; its hottest functions are printed)`;
+Usage: npm run bench -- fanout [--subscribers 1000,5000] [--events 10] [--clients 4] [--quick]
+                               [--profile]  (the gateway runs with --cpu-prof; its hottest functions are printed)
+  --clients: subscriber processes the connections are spread over (the same for both servers)`;
 
 const SUB = `subscription($s: ID!) { sessionEvents(sessionId: $s, replay: true) { id type at } }`;
 
-interface Subscribers {
-  clients: Client[];
-  /** per event type+round: when each subscriber got it */
-  arrivals: Map<string, number[]>;
-  close(): Promise<void>;
-}
+const monotonicMs = (): number => Number(process.hrtime.bigint()) / 1e6;
 
 function rssBytes(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) * 1024 : NaN;
 }
 
-/** Opens n connections, each with one subscription, and waits until each got its first (replayed) event. */
-async function subscribe(wsUrl: string, token: string | null, sessionId: string, n: number): Promise<Subscribers> {
-  const arrivals = new Map<string, number[]>();
-  const clients: Client[] = [];
-  const disposers: (() => void)[] = [];
-  for (let i = 0; i < n; i += 250) {
-    await Promise.all(Array.from({ length: Math.min(250, n - i) }, () => new Promise<void>((resolve, reject) => {
-      const client = createClient({ url: wsUrl, webSocketImpl: WebSocket, connectionParams: token ? { authorization: `Bearer ${token}` } : {}, retryAttempts: 0, lazy: true });
-      clients.push(client);
-      let acked = false;
-      const timer = setTimeout(() => reject(new Error('a subscriber got no replayed event in 60 s')), 60_000);
-      disposers.push(client.subscribe<{ sessionEvents: { id: string; type: string } }>({ query: SUB, variables: { s: sessionId } }, {
-        next: (v) => {
-          const t = now();
-          if (!acked) {
-            acked = true;
-            clearTimeout(timer);
-            resolve();
-          }
-          const id = v.data?.sessionEvents.id;
-          if (id) arrivals.set(id, [...(arrivals.get(id) ?? []), t]);
-        },
-        error: (e) => reject(new Error(`subscription failed: ${JSON.stringify(e).slice(0, 200)}`)),
-        complete: () => undefined,
-      }));
-    })));
-  }
+interface Subscribers {
+  processes: ChildProcess[];
+  /** event id -> every subscriber's arrival (monotonic ms), once all of them got it */
+  complete: Map<string, number[]>;
+  close(): Promise<void>;
+}
+
+/** n subscriptions spread over `processes` subscriber processes; resolves when each got its first (replayed) event. */
+async function subscribe(processes: number, order: Omit<SubscribeOrder, 'n'>, n: number): Promise<Subscribers> {
+  const shares = Array.from({ length: processes }, (_, i) => Math.floor(n / processes) + (i < n % processes ? 1 : 0)).filter((k) => k > 0);
+  const partial = new Map<string, number[][]>();
+  const complete = new Map<string, number[]>();
+  const children = shares.map(() => fork(path.join(__dirname, 'lib/fanout-subscribers.js'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
+  const told = children.map((c) => new Promise<void>((resolve, reject) => {
+    c.on('message', (m: FromSubscribers) => {
+      if ('ready' in m) resolve();
+      else if ('error' in m) reject(new Error(m.error));
+      else if ('event' in m) {
+        const parts = [...(partial.get(m.event) ?? []), m.times];
+        if (parts.length < children.length) partial.set(m.event, parts);
+        else {
+          partial.delete(m.event);
+          complete.set(m.event, parts.flat());
+        }
+      }
+    });
+    c.once('exit', (code) => reject(new Error(`a subscriber process exited with ${code}`)));
+  }));
+  children.forEach((c, i) => c.send({ subscribe: { ...order, n: shares[i]! } }));
+  await Promise.all(told).catch(async (e) => {
+    await Promise.all(children.map((c) => stopChild(c, 2000)));
+    throw e;
+  });
   return {
-    clients,
-    arrivals,
+    processes: children,
+    complete,
     close: async () => {
-      for (const d of disposers) d();
-      await Promise.all(clients.map((c) => c.dispose()));
+      await Promise.all(children.map((c) => {
+        const gone = new Promise((r) => c.once('exit', r));
+        c.send({ close: true });
+        return Promise.race([gone, new Promise((r) => setTimeout(r, 10_000))]).then(() => stopChild(c, 1000));
+      }));
     },
   };
 }
 
-/** Triggers `events` events one after the other; for each, the delivery time of every subscriber. */
-async function deliver(subs: Subscribers, n: number, events: number, trigger: (i: number) => Promise<string>): Promise<number[][]> {
-  const rounds: number[][] = [];
+interface Traced {
+  published: number | null;
+  received: number | null;
+  written: number[];
+}
+
+/** A server's trace line for `event` (UVE_FANOUT_TRACE), null if the server writes none (another build). */
+async function traced(file: string, event: string, ms: number): Promise<Traced | null> {
+  const read = async () => {
+    if (!fs.existsSync(file)) return null;
+    for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
+      if (line.includes(`"event":"${event}"`)) return JSON.parse(line) as Traced;
+    }
+    return null;
+  };
+  return until(`the trace of ${event}`, ms, read).catch(() => null);
+}
+
+interface Round {
+  received: number[];
+  trace: Traced | null;
+}
+
+/** Triggers `events` events one after the other; for each, every subscriber's arrival and the server's trace, in ms after the trigger. */
+async function deliver(subs: Subscribers, events: number, traceFile: string, trigger: (i: number) => Promise<void>): Promise<Round[]> {
+  const rounds: Round[] = [];
+  let traceMs = 5000;
   for (let i = 0; i < events; i++) {
-    const t0 = now();
-    const id = await trigger(i);
-    await until(`event ${i} at all ${n} subscribers`, 60_000, async () => (subs.arrivals.get(id)?.length ?? 0) >= n);
-    rounds.push(subs.arrivals.get(id)!.map((t) => t - t0));
+    const known = new Set(subs.complete.keys());
+    const t0 = monotonicMs();
+    await trigger(i);
+    // the event's id is only known once it arrives: the next one all subscribers got, none before the
+    // trigger (an event of the subscription phase may complete only now)
+    const id = await until(`event ${i} at every subscriber`, 60_000, async () => [...subs.complete].find(([k, times]) => !known.has(k) && times.every((t) => t >= t0))?.[0]);
+    const trace = await traced(traceFile, id, traceMs);
+    if (!trace) traceMs = 0; // a build without the trace: not waited for again
+    const rel = (t: number | null) => (t === null ? NaN : t - t0);
+    rounds.push({ received: subs.complete.get(id)!.map(rel), trace: trace && { published: rel(trace.published), received: rel(trace.received), written: trace.written.map(rel) } });
   }
   return rounds;
 }
 
+/** One stage's figure per event (NaN where not traced), as a spread over the events. */
+const stage = (rounds: Round[], f: (r: Round) => number): Spread => spread(rounds.map(f));
+const pct = (xs: number[] | undefined, p: number) => (xs?.length ? percentile(xs, p) : NaN);
+
 export default async function fanout(argv: string[]): Promise<BenchOutput> {
-  const o = parseArgs(argv, { subscribers: ['1000', '5000'], events: 10, profile: false, quick: false }, HELP);
+  const o = parseArgs(argv, { subscribers: ['1000', '5000'], events: 10, clients: 4, profile: false, quick: false }, HELP);
   if (o.quick) Object.assign(o, { subscribers: ['200'], events: 4 });
   const dir = dataDir('fanout');
   const pg = await startPostgres(path.join(dir, 'pg'));
+  const traces = { gateway: path.join(dir, 'gateway-trace.jsonl'), bare: path.join(dir, 'bare-trace.jsonl') };
   let gw: Gateway | null = null;
   let bare: ChildProcess | null = null;
   const stream = new StreamClient({ browserResources: false });
   try {
-    gw = await startGateway(dir, { DATABASE_URL: pg.url, UVE_SAMPLE_UAS: 'true', UVE_POOL_PLATFORMS: 'WASM', UVE_WARM_VMS: '1' }, o.profile ? ['--cpu-prof', `--cpu-prof-dir=${path.join(dir, 'prof')}`] : []);
-    const started = await startBaseline('bare-ws.js', {});
+    gw = await startGateway(dir, { DATABASE_URL: pg.url, UVE_SAMPLE_UAS: 'true', UVE_POOL_PLATFORMS: 'WASM', UVE_WARM_VMS: '1', UVE_FANOUT_TRACE: traces.gateway }, o.profile ? ['--cpu-prof', `--cpu-prof-dir=${path.join(dir, 'prof')}`] : []);
+    const started = await startBaseline('bare-ws.js', { UVE_FANOUT_TRACE: traces.bare });
     bare = started.child;
     const bareUrl = started.url;
     // one ACTIVE session: requested, and its stream connected
@@ -104,53 +148,81 @@ export default async function fanout(argv: string[]): Promise<BenchOutput> {
     await stream.connect({ url: session.connection.url, token: session.connection.token });
     await until('the session ACTIVE', 30_000, async () => (await gql(gw!.graphqlUrl, `query($s: ID!) { session(id: $s) { state } }`, { s: session.id }, token)).session.state === 'ACTIVE');
 
-    process.stdout.write(`${header('fanout', `${o.subscribers.join('/')} subscribers, ${o.events} events each`)}\n`);
+    process.stdout.write(`${header('fanout', `${o.subscribers.join('/')} subscribers, ${o.events} events each, ${o.clients} subscriber processes`)}\n`);
     const rows: string[][] = [];
+    const stageRows: string[][] = [];
     const data: Record<string, unknown>[] = [];
     for (const n of o.subscribers.map(Number)) {
-      let gatewayRounds: number[][] = [];
+      let gatewayRounds: Round[] = [];
       for (const server of ['gateway', 'bare'] as const) {
         const pid = server === 'gateway' ? gw.child.pid! : bare.pid!;
         const rss0 = rssBytes(pid);
-        const t = now();
-        const subs = server === 'gateway' ? await subscribe(gw.wsUrl, token, session.id, n) : await subscribe(bareUrl.replace(/^http/, 'ws') + '/graphql', null, session.id, n);
-        const subscribeS = (now() - t) / 1000;
+        const t = performance.now();
+        const url = server === 'gateway' ? gw.wsUrl : `${bareUrl.replace(/^http/, 'ws')}/graphql`;
+        const subs = await subscribe(o.clients, { url, token: server === 'gateway' ? token : null, query: SUB, variables: { s: session.id } }, n);
+        const subscribeS = (performance.now() - t) / 1000;
         const perSub = (rssBytes(pid) - rss0) / n;
-        const rounds = await deliver(subs, n, o.events, async (i) => {
+        const serverCpu = cpuOfTree(pid, false);
+        const clientCpu = subs.processes.map((c) => cpuOfTree(c.pid!, false));
+        const busy = machineBusy();
+        const rounds = await deliver(subs, o.events, traces[server], async (i) => {
           if (server === 'bare') {
-            const id = `e${n}-${i}`;
-            await fetch(`${bareUrl}/publish`, { method: 'POST', body: JSON.stringify({ id, sessionId: session.id, type: 'SUSPENDED', at: new Date().toISOString() }) });
-            return id;
+            await fetch(`${bareUrl}/publish`, { method: 'POST', body: JSON.stringify({ id: `e${n}-${i}`, sessionId: session.id, type: 'SUSPENDED', at: new Date().toISOString() }) });
+            return;
           }
-          // the event's id is only known once it arrives: wait for the next one of its type
-          const before = new Set(subs.arrivals.keys());
-          const type = i % 2 ? 'RESUMED' : 'SUSPENDED';
           await gql(gw!.graphqlUrl, i % 2 ? `mutation($s: ID!) { resumeSession(sessionId: $s) { id } }` : `mutation($s: ID!) { suspendSession(sessionId: $s) { id } }`, { s: session.id }, token);
-          return until(`a ${type} event`, 60_000, async () => [...subs.arrivals.keys()].find((k) => !before.has(k)));
         });
+        const cpuMsPerEvent = (serverCpu().seconds * 1000) / o.events;
+        const clientCores = Math.max(...clientCpu.map((c) => c().cores));
+        const machine = busy();
         await subs.close();
-        const l = latencySpread(rounds);
-        const last = spread(rounds.map((r) => Math.max(...r)));
+        const received = rounds.map((r) => r.received);
+        const l = latencySpread(received);
+        const last = spread(received.map((r) => Math.max(...r)));
         // the gateway goes first: its p99 per event over the baseline's, event by event
-        const ratio = server === 'bare' ? spread(gatewayRounds.map((g, i) => percentile(g, 99) / percentile(rounds[i] ?? [], 99))) : null;
+        const ratio = server === 'bare' ? spread(gatewayRounds.map((g, i) => percentile(g.received, 99) / percentile(rounds[i]?.received ?? [], 99))) : null;
         if (server === 'gateway') gatewayRounds = rounds;
-        rows.push([String(n), server === 'gateway' ? 'gateway' : 'bare graphql-ws', fmt(l.p50), fmt(l.p99), fmt(last), `${(perSub / 1024).toFixed(1)}`, subscribeS.toFixed(1), ratio ? `${fmt(ratio, 2)}x` : '']);
-        data.push({ subscribers: n, server, ...l, lastArrival: last, rssPerSubscriptionBytes: perSub, subscribeSeconds: subscribeS, gatewayToBareP99: ratio });
-        process.stdout.write(`  ${rows.at(-1)!.join('  ')}\n`);
+        const name = server === 'gateway' ? 'gateway' : 'bare graphql-ws';
+        rows.push([String(n), name, fmt(l.p50), fmt(l.p99), fmt(last), `${(perSub / 1024).toFixed(1)}`, subscribeS.toFixed(1), cpuMsPerEvent.toFixed(0), clientCores.toFixed(2), `${(machine * 100).toFixed(0)}%`, ratio ? `${fmt(ratio, 2)}x` : '']);
+        const stages = {
+          published: stage(rounds, (r) => r.trace?.published ?? NaN),
+          fromRedis: stage(rounds, (r) => r.trace?.received ?? NaN),
+          firstWritten: stage(rounds, (r) => pct(r.trace?.written, 0)),
+          written50: stage(rounds, (r) => pct(r.trace?.written, 50)),
+          written99: stage(rounds, (r) => pct(r.trace?.written, 99)),
+          lastWritten: stage(rounds, (r) => (r.trace?.written.length ? Math.max(...r.trace.written) : NaN)),
+          firstReceived: stage(rounds, (r) => Math.min(...r.received)),
+          received50: l.p50,
+          received99: l.p99,
+        };
+        stageRows.push([String(n), name, ...Object.values(stages).map((x) => fmt(x))]);
+        data.push({ subscribers: n, server, ...l, lastArrival: last, rssPerSubscriptionBytes: perSub, subscribeSeconds: subscribeS, serverCpuMsPerEvent: cpuMsPerEvent, clientProcessCoresMax: clientCores, machineBusy: machine, gatewayToBareP99: ratio, stages, rounds });
+        process.stdout.write(`  ${rows.at(-1)!.join('  ')}\n  ${stageRows.at(-1)!.join('  ')}\n`);
       }
     }
     stream.close();
     await gw.stop();
     const profile = o.profile ? summarizeProfiles(path.join(dir, 'prof')) : null;
     const text = [
-      header('fanout', `${o.events} events per row, one graphql-ws connection per subscriber, subscribers in this same process`),
+      header('fanout', `${o.events} events per row, one graphql-ws connection per subscriber, spread over ${o.clients} subscriber processes`),
       '',
-      table(['subscribers', 'server', 'p50 ms', 'p99 ms', 'last arrival ms', 'KiB RSS / idle sub', 'subscribe s', 'gateway/bare p99'], rows),
+      table(['subscribers', 'server', 'p50 ms', 'p99 ms', 'last arrival ms', 'KiB RSS / idle sub', 'subscribe s', 'server CPU ms / event', 'busiest client process, cores', 'machine busy', 'gateway/bare p99'], rows),
       '',
       'Delivery: trigger sent -> event received, per subscriber; p50/p99 per event, median (min–max) over the events.',
       'Gateway trigger: suspendSession/resumeSession by the owner (the mutation, its transaction, Redis pub/sub, per-event',
       'authorization, serialisation); baseline: POST /publish into an in-memory pub/sub (bench/src/baseline/bare-ws.ts).',
       'KiB RSS / idle sub: the server process RSS growth while the subscribers connected, divided by their number (GC-dependent).',
+      'Server CPU ms / event: the server process over the events (the trigger\'s own work included); busiest client process: its',
+      'CPU over the same window in cores (1.0 = a core saturated: the receiving side would limit the figures).',
+      '',
+      'By stage, ms after the trigger was sent (one monotonic clock; median over the events (min–max)); "-": not traced (a build',
+      'without UVE_FANOUT_TRACE, or no Redis hop):',
+      '',
+      table(['subscribers', 'server', 'published', 'back from Redis', 'first written', 'written p50', 'written p99', 'last written', 'first received', 'received p50', 'received p99'], stageRows),
+      '',
+      'published: the event handed to the pub/sub after its commit (the baseline: the POST read); back from Redis: the gateway\'s',
+      'one listener of the topic got it; written: a subscriber\'s payload handed to its socket (graphql-ws onNext, just before',
+      'the send); received: the subscriber\'s graphql-ws client delivered it.',
       ...(profile ? ['', profile.text] : []),
     ].join('\n');
     return { text, data: { options: o, rows: data, profile: profile?.data ?? null } };

@@ -118,6 +118,27 @@ it('reconciles a VM that registers again with what it says it has installed', as
   await until('REMOVED', 10_000, async () => (await deployments(p.ua.id)).find((d) => d.vm.id === vm.id)?.status === 'REMOVED');
 });
 
+it("keeps REMOVED when the VM's REMOVING report is handled after it (reports are handled concurrently)", async () => {
+  const vm = await newVm();
+  const p = (await ok(gw, PROVIDE, { i: app('removed-late') }, key)).provideApplication;
+  const c = (await vm.nextCommand('ua.deploy', (x) => (x as DeployUaCommand).uaId === p.ua.id)) as DeployUaCommand;
+  await installed(vm, c, 'INSTALLED');
+  await until('INSTALLED', 10_000, async () => (await deployments(p.ua.id)).some((d) => d.vm.id === vm.id && d.status === 'INSTALLED'));
+  const removing = await ok(gw, `mutation { removeUa(uaId: "${p.ua.id}", vmId: "${vm.id}") { status } }`, {}, admin);
+  expect(removing.removeUa).toEqual([{ status: 'REMOVING' }]);
+  await vm.nextCommand('ua.remove', (x) => x.type === 'ua.remove' && x.uaId === p.ua.id);
+  const report = (status: 'REMOVING' | 'REMOVED') => vm.report({ type: 'deployment.changed', uaId: p.ua.id, version: '1.0.0', status, error: null });
+  await report('REMOVED');
+  await until('REMOVED', 10_000, async () => (await deployments(p.ua.id)).find((d) => d.vm.id === vm.id)?.status === 'REMOVED');
+  await report('REMOVING'); // sent first by the VM, handled last
+  // a report sent after it, once applied, shows the late one was handled too (one queue, in order of arrival)
+  const other = (await ok(gw, PROVIDE, { i: app('after-the-late-one') }, key)).provideApplication;
+  const oc = (await vm.nextCommand('ua.deploy', (x) => (x as DeployUaCommand).uaId === other.ua.id)) as DeployUaCommand;
+  await installed(vm, oc, 'INSTALLED');
+  await until('the later report applied', 10_000, async () => (await deployments(other.ua.id)).some((d) => d.status === 'INSTALLED'));
+  expect((await deployments(p.ua.id)).find((d) => d.vm.id === vm.id)?.status).toBe('REMOVED');
+});
+
 it('shows a new version (and what it needs) only once a VM installed it', async () => {
   const vm = await newVm();
   const p1 = (await ok(gw, PROVIDE, { i: app('evolving') }, key)).provideApplication;

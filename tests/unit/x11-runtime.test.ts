@@ -494,8 +494,9 @@ describe('X11Runtime with Xvfb', () => {
       for (let y = 0; y < 30; y++) for (let x = 0; x < 60; x++) if (is(f, x, y, [255, 255, 255])) return true;
       return false;
     }, 'xterm printing ready');
+    // xterm's white cursor can satisfy that picture before its shell ran: the processes are waited for
+    await until(() => s.footprint().pids.length === 5, 'xterm, sh, two sleeps and Xvfb running', 10_000);
     const { pids, socket } = s.footprint();
-    expect(pids.length).toBe(5); // xterm, sh, two sleeps, Xvfb
     expect(existsSync(socket)).toBe(true);
     await s.inst.close();
     // gone (a process killed on a loaded machine may still be on its way out for a moment)

@@ -6,6 +6,7 @@ import { createMessageBus } from '@uve/queue';
 import type { GatewayConfig } from './config';
 import { createLogger, type Logger } from './common/logger';
 import { createUvePubSub } from './common/pubsub';
+import { startFanoutTrace } from './common/fanout-trace';
 import { createDataSource } from './db/data-source';
 import { startEmbeddedPostgres } from './infra/postgres';
 import { assertRedisServerOnPath, startPrivateRedis } from './infra/redis';
@@ -119,6 +120,8 @@ export async function startGateway(config: GatewayConfig, hooks: GatewayHooks = 
     if (config.registerSampleUas.length) await registerSampleUas(ds, log, config.registerSampleUas);
     for (const provider of await createProviders(config, log)) services.vms.addProvider(provider);
 
+    startFanoutTrace(config.fanoutTrace);
+    stops.push(['fan-out trace', async () => startFanoutTrace(null)]);
     const schema = await buildUveSchema();
     const http = await startHttpServer(schema, services, config.host, config.port);
     stops.push(['HTTP server', async () => {

@@ -34,6 +34,7 @@ export interface GatewayConfig {
   dockerMemoryMb: number;
   /** agent image per platform for DOCKER and SWARM VMs (null: uve/vm-agent-<wasm|x11>:<agent version>) */
   vmImageWasm: string | null;
+  fanoutTrace: string | null;
   vmImageX11: string | null;
   /** SWARM provider: place VMs only on nodes labelled uve.platform.<PLATFORM>=true */
   swarmPlatformLabels: boolean;
@@ -160,6 +161,7 @@ export const CONFIG_SPEC = {
   docker: { env: 'UVE_DOCKER', doc: 'DOCKER provider: auto (when an engine answers and the images exist), on (required), off', default: 'auto', parse: oneOf('auto', 'on', 'off') },
   dockerCpus: { env: 'UVE_DOCKER_CPUS', doc: 'CPUs per DOCKER or SWARM VM (0 = no limit)', default: '1', parse: int(0, 256) },
   dockerMemoryMb: { env: 'UVE_DOCKER_MEMORY_MB', doc: 'memory per DOCKER or SWARM VM, MiB (0 = no limit)', default: '1024', parse: int(0, 1_048_576) },
+  fanoutTrace: { env: 'UVE_FANOUT_TRACE', doc: 'file where each session event\'s publish, arrival from Redis and per-subscriber writes are timed (a JSON line per event, for bench/fanout)', default: null, parse: str },
   vmImageWasm: { env: 'UVE_VM_IMAGE_WASM', doc: 'image of DOCKER and SWARM VMs of the WASM platform (unset: uve/vm-agent-wasm:<agent version>, as npm run docker:images names it)', default: null, parse: str },
   vmImageX11: { env: 'UVE_VM_IMAGE_LINUX_X11', doc: 'image of DOCKER and SWARM VMs of the LINUX_X11 platform (unset: uve/vm-agent-x11:<agent version>)', default: null, parse: str },
   swarmPlatformLabels: { env: 'UVE_SWARM_PLATFORM_LABELS', doc: 'SWARM VMs go only to nodes labelled uve.platform.<PLATFORM>=true: on or off (any node)', default: 'on', parse: (raw: string, env: string) => oneOf('on', 'off')(raw, env) === 'on' },

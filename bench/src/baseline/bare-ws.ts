@@ -6,6 +6,14 @@ import http from 'node:http';
 import { buildSchema } from 'graphql';
 import { WebSocketServer } from 'ws';
 import { useServer } from 'graphql-ws/use/ws';
+import path from 'node:path';
+
+// UVE_FANOUT_TRACE: the same trace as the gateway's (its module), publish and per-subscriber writes
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { FanoutTrace } = require(path.resolve(__dirname, '../../../apps/gateway/dist/common/fanout-trace.js')) as {
+  FanoutTrace: new (file: string) => { published(id: string): void; written(result: { data?: Record<string, unknown> | null }): void };
+};
+const trace = process.env.UVE_FANOUT_TRACE ? new FanoutTrace(process.env.UVE_FANOUT_TRACE) : null;
 
 const schema = buildSchema(`
   type SessionEvent { id: ID! sessionId: ID! type: String! at: String! }
@@ -53,6 +61,7 @@ const server = http.createServer((req, res) => {
     req.on('data', (c) => (body += c));
     req.on('end', () => {
       const e = JSON.parse(body) as Event;
+      trace?.published(e.id);
       for (const l of listeners) l(e);
       res.end('{}');
     });
@@ -62,7 +71,7 @@ const server = http.createServer((req, res) => {
   res.end();
 });
 const wss = new WebSocketServer({ server, path: '/graphql' });
-useServer({ schema, roots: { subscription: roots } as never }, wss);
+useServer({ schema, roots: { subscription: roots } as never, ...(trace ? { onNext: (_c: unknown, _i: unknown, _p: unknown, _a: unknown, result: { data?: Record<string, unknown> | null }) => void trace.written(result) } : {}) }, wss);
 server.listen(Number(process.env.PORT ?? 0), '127.0.0.1', () => {
   const { port } = server.address() as { port: number };
   process.stdout.write(`bare graphql-ws listening on http://127.0.0.1:${port}\n`);

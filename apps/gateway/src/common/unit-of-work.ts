@@ -5,6 +5,7 @@ import type { DataSource, EntityManager } from 'typeorm';
 import type { VmCommand } from '@uve/protocol';
 import type { Logger } from './logger';
 import type { NotificationPayload, SessionEventPayload, UvePubSub } from './pubsub';
+import { fanoutTrace } from './fanout-trace';
 
 /** A command written to the outbox by a transaction, to send once it has committed. */
 export interface QueuedCommand {
@@ -62,6 +63,7 @@ export class Transactions {
     const result = await this.ds.transaction((em) => fn((uow = new UnitOfWork(em, this.outbox))));
     const committedAt = Date.now();
     for (const ev of uow.events) {
+      fanoutTrace?.published(ev.id);
       this.pubsub.publish('SESSION_EVENT', ev.sessionId, ev);
       this.pubsub.publish('NOTIFICATION', ev.ownerId, { at: ev.at, sessionEvent: ev, invitationId: null });
     }

@@ -7,13 +7,14 @@ import { expressMiddleware } from '@as-integrations/express5';
 import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { useServer } from 'graphql-ws/use/ws';
-import type { GraphQLSchema } from 'graphql';
+import type { ExecutionResult, GraphQLSchema } from 'graphql';
 import { JWKS_PATH } from '@uve/protocol';
 import type { Services } from '../services';
 import { resolvePrincipal, type Context } from './context';
 import { formatError } from './format-error';
 import { createLoaders } from './loaders';
 import { sharedSubscribe } from './shared-execution';
+import { fanoutTrace } from '../common/fanout-trace';
 import { cachedDocumentChecker, limitRules, type GraphqlLimits } from './limits';
 import { registerVmDataRoutes } from '../modules/snapshots/vm-data.routes';
 
@@ -130,6 +131,8 @@ export async function startHttpServer(schema: GraphQLSchema, services: Services,
         // a subscription lives long: batch its payloads' relations, cache nothing
         loaders: createLoaders(services, { cache: false }),
       }),
+      // UVE_FANOUT_TRACE: each payload's time of writing, per subscriber (bench/fanout)
+      ...(fanoutTrace ? { onNext: (_ctx: unknown, _id: unknown, _payload: unknown, _args: unknown, result: ExecutionResult) => void fanoutTrace?.written(result) } : {}),
       onError: (_ctx, _id, _payload, errors) => {
         for (const e of errors) services.log.debug('subscription error', { message: e.message });
       },

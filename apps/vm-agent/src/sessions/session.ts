@@ -353,6 +353,15 @@ export class Session {
     } else {
       this.viewers.add(conn);
     }
+    conn.batch(() => this.welcome(conn, claims, instance, pump));
+    this.encoder?.clientJoined?.();
+    if (claims.role === 'PLAYER' && !guest) this.broker.playerJoined();
+    this.log.info('UC connected', { role: claims.role, user: claims.sub, guest, conn: conn.id, remote: conn.remote });
+    if (claims.role === 'PLAYER' && !guest) this.report({ type: 'session.connected', role: claims.role });
+  }
+
+  /** welcome, then the decoder configuration and the kept keyframe (addSink) */
+  private welcome(conn: StreamConnection, claims: SessionTokenClaims, instance: UaInstance, pump: FramePump): void {
     conn.send({
       t: 'welcome',
       v: STREAM_PROTOCOL_VERSION,
@@ -369,10 +378,6 @@ export class Session {
     });
     if (this.suspended) conn.send({ t: 'suspended', reason: this.suspendReason });
     pump.addSink(conn);
-    this.encoder?.clientJoined?.();
-    if (claims.role === 'PLAYER' && !guest) this.broker.playerJoined();
-    this.log.info('UC connected', { role: claims.role, user: claims.sub, guest, conn: conn.id, remote: conn.remote });
-    if (claims.role === 'PLAYER' && !guest) this.report({ type: 'session.connected', role: claims.role });
   }
 
   onMessage(conn: StreamConnection, msg: ClientMessage): void {

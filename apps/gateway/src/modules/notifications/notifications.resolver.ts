@@ -4,7 +4,7 @@ import type { NotificationPayload, SessionEventPayload } from '../../common/pubs
 import type { Context } from '../../graphql/context';
 import type { SessionEventType } from '../../graphql/enums';
 import { currentUser } from '../../graphql/auth-checker';
-import { guardedStream, withHistory } from '../../graphql/subscriptions';
+import { guardedStream, type Rule } from '../../graphql/subscriptions';
 import { Invitation } from '../invitations/invitations.entity';
 import { SessionEvent } from '../sessions/sessions.entity';
 import { sessionEventPayload } from '../sessions/sessions.service';
@@ -20,6 +20,11 @@ function toSessionEvent(p: SessionEventPayload): SessionEvent {
   return Object.assign(new SessionEvent(), { id: p.id, sessionId: p.sessionId, type: p.type as SessionEventType, actorId: p.actorId, at: new Date(p.at), data: p.data });
 }
 
+/** The session's owner (carried by the event), its watchers and participants, admins: as at the subscription's start. */
+const mayViewSession: Rule<SessionEventPayload> = (user, p, services) => services.sessions.canView({ id: p.sessionId, userId: p.ownerId }, user);
+/** a user's own notifications: being that user is enough */
+const always: Rule<NotificationPayload> = () => true;
+
 @Resolver()
 export class NotificationsResolver {
   @Subscription(() => SessionEvent, {
@@ -27,9 +32,9 @@ export class NotificationsResolver {
     subscribe: async ({ args, context }) => {
       const ctx = context as Context;
       const session = await ctx.services.sessions.getVisible(args.sessionId as string, currentUser(ctx));
-      const live = guardedStream(ctx, ctx.services.pubsub.subscribe('SESSION_EVENT', session.id), (user) => ctx.services.sessions.canView(session, user));
+      const live = guardedStream(ctx, mayViewSession, 'SESSION_EVENT', session.id);
       if (!args.replay) return live;
-      return withHistory(live, async () => (await ctx.services.sessions.events(session.id, 500)).map((e) => sessionEventPayload(e, session.userId)));
+      return live.withHistory(async () => (await ctx.services.sessions.events(session.id, 500)).map((e) => sessionEventPayload(e, session.userId)));
     },
   })
   sessionEvents(
@@ -45,7 +50,7 @@ export class NotificationsResolver {
     subscribe: ({ context }) => {
       const ctx = context as Context;
       const me = currentUser(ctx);
-      return guardedStream(ctx, ctx.services.pubsub.subscribe('NOTIFICATION', me.id), () => true);
+      return guardedStream(ctx, always, 'NOTIFICATION', me.id);
     },
   })
   async notifications(@Root() n: NotificationPayload, @Ctx() ctx: Context): Promise<Notification> {

@@ -42,7 +42,7 @@ export class ProcurementsResolver {
 
   @Subscription(() => Procurement, {
     description: 'admin',
-    subscribe: ({ context }) => adminOnlyStream(context as Context, (context as Context).services.pubsub.subscribe('PROCUREMENT')),
+    subscribe: ({ context }) => adminOnlyStream(context as Context, 'PROCUREMENT'),
   })
   async procurementUpdates(@Root() p: ProcurementPayload, @Ctx() ctx: Context): Promise<Procurement> {
     const row = await ctx.services.procurements.findById(p.id);

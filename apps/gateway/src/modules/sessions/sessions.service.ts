@@ -98,7 +98,7 @@ export class SessionsService implements SessionReportTarget {
   }
 
   /** Owner and admins; a watcher while monitoring it, a guest while in it, an invitee while invited. */
-  async canView(session: Session, user: User, em: EntityManager = this.ds.manager): Promise<boolean> {
+  async canView(session: Pick<Session, 'id' | 'userId'>, user: User, em: EntityManager = this.ds.manager): Promise<boolean> {
     if (session.userId === user.id || user.role === 'ADMIN') return true;
     const [row] = await em.query(
       `SELECT EXISTS (SELECT 1 FROM monitorings WHERE session_id = $1 AND watcher_id = $2 AND ended_at IS NULL)

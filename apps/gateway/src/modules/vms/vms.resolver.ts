@@ -84,7 +84,7 @@ export class VmsResolver {
 
   @Subscription(() => VmEvent, {
     description: 'admin',
-    subscribe: ({ context }) => adminOnlyStream(context as Context, (context as Context).services.pubsub.subscribe('VM_EVENT')),
+    subscribe: ({ context }) => adminOnlyStream(context as Context, 'VM_EVENT'),
   })
   vmEvents(@Root() ev: VmEventPayload): VmEvent {
     return { vmId: ev.vmId, type: ev.type as VmEventType, at: new Date(ev.at), data: ev.data };

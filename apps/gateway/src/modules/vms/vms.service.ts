@@ -243,10 +243,16 @@ export class VmsService {
     const version = m.status === 'REMOVED' && !m.version
       ? ((await this.ds.getRepository(UaDeployment).findOneBy({ uaId: m.uaId, vmId: m.vmId }))?.version ?? '')
       : m.version;
-    if (m.status === 'DOWNLOADING') {
-      // reports are handled concurrently: a late DOWNLOADING must not overwrite the INSTALLED or
-      // FAILED that followed it (the VMM sets PENDING whenever it sends a package command)
-      const res = await this.ds.getRepository(UaDeployment).update({ uaId: m.uaId, vmId: m.vmId, version, status: 'PENDING' }, { status: 'DOWNLOADING', error: null });
+    // Reports are handled concurrently, so a VM's in-between report may arrive after the one that
+    // followed it: a late DOWNLOADING must not overwrite the INSTALLED or FAILED after it (the VMM
+    // sets PENDING whenever it sends a package command), nor a late REMOVING the REMOVED (or the
+    // PENDING of a deploy sent since).
+    const from = m.status === 'DOWNLOADING' ? ['PENDING'] : m.status === 'REMOVING' ? ['INSTALLED', 'DOWNLOADING', 'FAILED', 'REMOVING'] : null;
+    if (from) {
+      const res = await this.ds.getRepository(UaDeployment).update(
+        { uaId: m.uaId, vmId: m.vmId, status: In(from as UaDeployment['status'][]), ...(m.status === 'DOWNLOADING' ? { version } : {}) },
+        { status: m.status, error: null },
+      );
       if (!res.affected) return;
     } else {
       await this.ds.getRepository(UaDeployment).upsert(

@@ -1,0 +1,71 @@
+// UVE_FANOUT_TRACE=<file>: where a session event's time goes on its way to many subscribers, for
+// bench/fanout. Per event, on the machine's monotonic clock (process.hrtime, the same in every
+// process of the machine, so a client's arrival times compare): its publish after the commit, its
+// arrival back from Redis, and each subscriber's payload handed to its socket. A JSON line per
+// event, written once the event has been quiet for 300 ms. Unset: nothing is recorded.
+import fs from 'node:fs';
+
+/** Monotonic milliseconds, comparable between processes of one machine. */
+export const monotonicMs = (): number => Number(process.hrtime.bigint()) / 1e6;
+
+interface Entry {
+  published?: number;
+  received?: number;
+  written: number[];
+  touched: number;
+}
+
+export class FanoutTrace {
+  private readonly events = new Map<string, Entry>();
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(private readonly file: string) {
+    this.timer = setInterval(() => this.flush(300), 100).unref();
+  }
+
+  private entry(eventId: string): Entry {
+    let e = this.events.get(eventId);
+    if (!e) this.events.set(eventId, (e = { written: [], touched: 0 }));
+    e.touched = monotonicMs();
+    return e;
+  }
+
+  published(eventId: string): void {
+    this.entry(eventId).published ??= monotonicMs();
+  }
+
+  received(eventId: string): void {
+    this.entry(eventId).received ??= monotonicMs();
+  }
+
+  /** A subscriber's result handed to its socket (graphql-ws onNext): the event is the id its field selected. */
+  written(result: { data?: Record<string, unknown> | null }): void {
+    const id = (Object.values(result.data ?? {})[0] as { id?: unknown } | null | undefined)?.id;
+    if (typeof id === 'string') this.entry(id).written.push(monotonicMs());
+  }
+
+  /** Writes the events quiet for `quietMs` (all: 0). */
+  flush(quietMs = 0): void {
+    const t = monotonicMs();
+    const lines: string[] = [];
+    for (const [event, e] of this.events) {
+      if (t - e.touched < quietMs) continue;
+      this.events.delete(event);
+      lines.push(JSON.stringify({ event, published: e.published ?? null, received: e.received ?? null, written: e.written }));
+    }
+    if (lines.length) fs.appendFileSync(this.file, `${lines.join('\n')}\n`);
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+    this.flush();
+  }
+}
+
+/** The gateway's trace, when UVE_FANOUT_TRACE is set (app.ts). */
+export let fanoutTrace: FanoutTrace | null = null;
+
+export function startFanoutTrace(file: string | null): void {
+  fanoutTrace?.stop();
+  fanoutTrace = file ? new FanoutTrace(file) : null;
+}
