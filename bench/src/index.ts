@@ -14,6 +14,7 @@ const BENCHES: Record<string, string> = {
   reconnect: 'reconnect -> first restored frame (NO_LOSS), VM Data store/retrieve MB/s and memory by size',
   decoder: "the Node client's H264 decoder (SDK): first picture after its ffmpeg started, against later ones",
   'motion-frame': "one full-motion 720p frame's VM-side CPU (game, pump, encoder; no network), optionally vs another build",
+  'ua-start': "one WASM UA's start + close: the agent's CPU and wall time per UA, optionally vs another build",
 };
 
 /**

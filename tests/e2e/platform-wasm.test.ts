@@ -71,6 +71,42 @@ describe.each(['MJPEG', 'H264'])('paint over %s', (codec) => {
   });
 });
 
+it('a new session on the VM of an ended one starts fresh: the last user\'s stroke is not in its picture (its guest thread is reused)', async () => {
+  const paint = await uaId(gw, user.token, 'paint');
+  const end = (id: string, token: string) => ok(gw, `mutation { endSession(sessionId: "${id}") { state } }`, {}, token);
+  const a = await requestUa(gw, user.token, paint, { codec: 'MJPEG' });
+  const sa = await openStream(a.connection);
+  try {
+    await sa.frame(() => true, 'at all');
+    const painted = await sa.inputAndFrame({ kind: 'pointer', type: 'down', x: 300, y: 200, button: 0 }, 'after the press');
+    expect(near(pixel(painted, 300, 200), RED)).toBe(true);
+    await sa.client.sendInput({ kind: 'pointer', type: 'up', x: 300, y: 200, button: 0 });
+  } finally {
+    await sa.close();
+    await end(a.id, user.token);
+  }
+  // another user's session on that VM (sessions placed elsewhere are ended; a few tries at most)
+  const other = await registerUser(gw, 'wasmuser-next');
+  let b: Awaited<ReturnType<typeof requestUa>> | null = null;
+  for (let i = 0; i < 6 && !b; i++) {
+    const s = await requestUa(gw, other.token, paint, { codec: 'MJPEG' });
+    if (s.vm.id === a.vm.id) b = s;
+    else await end(s.id, other.token);
+  }
+  expect(b?.vm.id).toBe(a.vm.id);
+  const sb = await openStream(b!.connection);
+  try {
+    const first = await sb.frame(() => true, 'at all');
+    expect(near(pixel(first, 300, 200), WHITE)).toBe(true);
+    // and it ran on a thread an earlier UA of that VM had run on (UVE_WASM_IDLE_THREADS)
+    const metrics = await (await fetch(b!.connection.url.replace(/^ws/, 'http').replace(/^(https?:\/\/[^/]+).*$/, '$1/metrics'))).text();
+    expect(Number(/^uve_vm_wasm_guest_threads\{kind="reused"\} (\d+)/m.exec(metrics)?.[1])).toBeGreaterThan(0);
+  } finally {
+    await sb.close();
+    await end(b!.id, other.token);
+  }
+});
+
 describe('local resources (UVE-4) with the sensors UA', () => {
   const sensors = async (answer: boolean) => {
     const s = await requestUa(gw, user.token, await uaId(gw, user.token, 'sensors'), { codec: 'MJPEG', resources: ['GEOLOCATION', 'ACCELEROMETER'] });

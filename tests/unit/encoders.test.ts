@@ -408,6 +408,9 @@ describe('H264', () => {
       expect(enc.pids().spare).toBeUndefined();
       // then the VM keeps another for the next session with these parameters
       const next = await until(() => warm.pid(), 'the next warm process');
+      // no spare while no UC has joined: nothing would ask it for a keyframe
+      expect(enc.pids().spare).toBeUndefined();
+      enc.clientJoined();
       await until(() => enc.pids().spare, 'the spare');
       expect([primed, enc.pids().spare]).not.toContain(next);
       frames.push(...await encodeEach(enc, w, h, 1, 6, [3]));
@@ -422,6 +425,43 @@ describe('H264', () => {
       expect(other.pids().active).not.toBe(next);
       await encodeEach(other, 320, 180, 0, 1);
       await until(() => !existsSync(`/proc/${next}`) || undefined, 'the replaced warm process to end');
+    } finally {
+      const last = warm.pid();
+      await warm.close();
+      if (last) expect(existsSync(`/proc/${last}`)).toBe(false);
+    }
+  });
+
+  it('a session\'s unused spare becomes the VM\'s next warm process, and the session after it streams from it', async () => {
+    const [w, h] = [640, 360];
+    const warm = new WarmX264(opts(w, h));
+    try {
+      await until(() => warm.pid(), 'the warm process');
+      const a = track(new H264Encoder(opts(w, h), warm, 50));
+      await within(a.ready(), 10_000, 'encoder ready');
+      a.clientJoined();
+      await encodeEach(a, w, h, 0, 1);
+      const spare = await until(() => a.pids().spare, 'the spare');
+      // another session takes the next warm process: the VM has none kept when `a` ends
+      const next = await until(() => warm.pid(), 'the next warm process');
+      const b = track(new H264Encoder(opts(w, h), warm, 60_000));
+      await within(b.ready(), 10_000, 'second encoder ready');
+      expect(b.pids().active).toBe(next);
+      expect(warm.pid()).toBeUndefined();
+      await a.close();
+      // the spare coded no picture: it is kept (not killed, no new ffmpeg started)
+      expect(warm.pid()).toBe(spare);
+      expect(existsSync(`/proc/${spare}`)).toBe(true);
+      const c = track(new H264Encoder(opts(w, h), warm, 60_000));
+      await within(c.ready(), 10_000, 'third encoder ready');
+      expect(c.pids().active).toBe(spare);
+      const frames = await encodeEach(c, w, h, 0, 5, [3]);
+      expect(frames.map((f) => f.keyframe)).toEqual([true, false, false, true, false]);
+      // the adopted process and the spare after it differ in idr_pic_id (H.264 7.4.3)
+      const ids = [frames[0], frames[3]].map((f) => idrPicId(f.data, c.config()!.description!));
+      expect(ids[0]).not.toBe(ids[1]);
+      (await decodeAll(newDecoder(c), frames)).forEach((d, i) => expectPicture(d, w, h, i));
+      await Promise.all([b.close(), c.close()]);
     } finally {
       const last = warm.pid();
       await warm.close();

@@ -382,6 +382,87 @@ describe('a warm runtime (warmThread)', () => {
   });
 });
 
+describe('guest threads kept across UAs (idleThreads)', () => {
+  it('a closed UA leaves its thread to the next UA, which starts fresh: no stroke, no app data, its own memory', async () => {
+    const runtime = new WasmRuntime({ idleThreads: 1 });
+    try {
+      const a = await startSample(runtime, 'paint');
+      const threadA = a.inst.threadId;
+      expect(pixel(a.inst.captureFull(), 100, 100)).toEqual([255, 255, 255]);
+      a.inst.input(pointer('down', 100, 100));
+      a.inst.input(pointer('move', 160, 100));
+      a.inst.input(pointer('up', 160, 100));
+      expect(pixel(a.inst.capture()!, 130, 100)).toEqual([255, 0, 0]);
+      expect((await a.inst.saveAppData()).length).toBeGreaterThan(0);
+      const strokes = await a.inst.saveFullState();
+      await a.inst.close();
+      for (let i = 0; i < 100 && runtime.idleThreads === 0; i++) await new Promise((r) => setTimeout(r, 20));
+      expect(runtime.idleThreads).toBe(1);
+
+      const b = await startSample(runtime, 'paint');
+      // the same thread, a new UA on it: the first UA's stroke is not in its picture nor in its state
+      expect(b.inst.threadId).toBe(threadA);
+      expect(runtime.idleThreads).toBe(0);
+      const first = b.inst.captureFull();
+      for (const x of [100, 130, 160]) expect(pixel(first, x, 100)).toEqual([255, 255, 255]);
+      const fresh = await startSample(new WasmRuntime({ idleThreads: 0 }), 'paint');
+      expect(Buffer.from(await b.inst.saveAppData()).equals(Buffer.from(await fresh.inst.saveAppData()))).toBe(true);
+      expect(Buffer.from(await b.inst.saveFullState()).equals(Buffer.from(strokes))).toBe(false);
+      expect(Buffer.from(first.data).equals(Buffer.from(fresh.inst.captureFull().data))).toBe(true);
+      await fresh.inst.close();
+      // and it works as a thread of its own: input paints there
+      b.inst.input(pointer('down', 50, 50));
+      expect(pixel(b.inst.capture()!, 50, 50)).toEqual([255, 0, 0]);
+      await b.inst.close();
+      expect(a.exit.count + b.exit.count).toBe(0);
+    } finally {
+      await runtime.close();
+    }
+    expect(runtime.idleThreads).toBe(0);
+  });
+
+  it('keeps the threads of a burst for a while, then all but one end', async () => {
+    const runtime = new WasmRuntime({ idleThreads: 3, idleThreadTtlMs: 300 });
+    try {
+      const uas = await Promise.all([0, 1, 2].map(() => startSample(runtime, 'paint')));
+      expect(new Set(uas.map((u) => u.inst.threadId)).size).toBe(3);
+      await Promise.all(uas.map((u) => u.inst.close()));
+      for (let i = 0; i < 100 && runtime.idleThreads < 3; i++) await new Promise((r) => setTimeout(r, 20));
+      expect(runtime.idleThreads).toBe(3);
+      for (let i = 0; i < 100 && runtime.idleThreads > 1; i++) await new Promise((r) => setTimeout(r, 20));
+      expect(runtime.idleThreads).toBe(1);
+      const next = await startSample(runtime, 'paint');
+      expect(uas.map((u) => u.inst.threadId)).toContain(next.inst.threadId);
+      await next.inst.close();
+    } finally {
+      await runtime.close();
+    }
+  });
+
+  it('a UA that trapped takes its thread with it; with idleThreads 0 every thread ends with its UA', async () => {
+    const runtime = new WasmRuntime({ idleThreads: 2 });
+    const none = new WasmRuntime({ idleThreads: 0 });
+    try {
+      const trapOnPointer: Fn = { name: 'uve_pointer', params: ['i32', 'f64', 'f64', 'i32'], body: [OP.unreachable] };
+      const a = await start(runtime, makePackage(MANIFEST, wasmModule(abiFns({}, [trapOnPointer]))), { width: 16, height: 16 });
+      const exited = a.exit.next();
+      a.inst.input(pointer('down', 1, 1));
+      expect(await exited).toBeInstanceOf(UaTrapError);
+      await a.inst.close();
+      expect(runtime.idleThreads).toBe(0);
+      const b = await startSample(runtime, 'paint');
+      expect(b.inst.threadId).not.toBe(a.inst.threadId);
+      await b.inst.close();
+
+      const c = await startSample(none, 'paint');
+      await c.inst.close();
+      expect(none.idleThreads).toBe(0);
+    } finally {
+      await Promise.all([runtime.close(), none.close()]);
+    }
+  });
+});
+
 describe('suspend and the frame clock', () => {
   afterEach(() => jest.useRealTimers());
 

@@ -44,6 +44,8 @@ export interface AgentConfig {
   wasmCallBudgetMs: number;
   /** most time a WASM guest's start and bulk calls (app data, FULL state) may take */
   wasmStartBudgetMs: number;
+  /** WASM guest threads kept idle for the next UAs (closed UAs leave theirs); 0 = a thread ends with its UA */
+  wasmIdleThreads: number;
   /** the agent stops by itself once its VMM was unreachable this long; 0 = never */
   vmmLostExitMs: number;
   /** a stop (signal, vm.shutdown, lost VMM) that takes longer is cut short: children killed, exit 1 */
@@ -98,6 +100,7 @@ export const CONFIG_VARS: readonly ConfigVar[] = [
   { name: 'UVE_LOG_LEVEL', required: false, default: 'info', doc: `log level on stderr: ${LOG_LEVELS.join(', ')}` },
   { name: 'UVE_WASM_CALL_BUDGET_MS', required: false, default: '1000', doc: 'most time one call into a WASM UA (input, a frame) may take; over it the UA is stopped and only its session fails' },
   { name: 'UVE_WASM_START_BUDGET_MS', required: false, default: '5000', doc: "most time a WASM UA's start and its state saves/restores may take" },
+  { name: 'UVE_WASM_IDLE_THREADS', required: false, default: 'UVE_VM_CAPACITY', doc: "WASM guest threads kept idle for the next UAs (at most as many as the VM ran UAs at once): a UA closed in order leaves its thread (its instance and memory dropped: the next UA gets its own), so a session does not pay a worker thread's start; a UA that failed ends its thread; idle threads past the first end after 60 s unused; 0 = every thread ends with its UA" },
   {
     name: 'UVE_VMM_LOST_EXIT_MS',
     required: false,
@@ -217,6 +220,7 @@ export function loadConfig(processEnv: NodeJS.ProcessEnv = process.env): AgentCo
   const keyFile = get('UVE_STREAM_TLS_KEY');
   if ((certFile === undefined) !== (keyFile === undefined)) problems.push('UVE_STREAM_TLS_CERT and UVE_STREAM_TLS_KEY go together: set both or neither');
 
+  const capacity = int('UVE_VM_CAPACITY', 4, 1, 1000);
   const cfg: AgentConfig = {
     redisUrl,
     gatewayUrl,
@@ -231,13 +235,14 @@ export function loadConfig(processEnv: NodeJS.ProcessEnv = process.env): AgentCo
     host,
     publicHost,
     port: int('UVE_VM_PORT', 0, 0, 65535),
-    capacity: int('UVE_VM_CAPACITY', 4, 1, 1000),
+    capacity,
     codecs,
     dataDir: get('UVE_VM_DATA_DIR') ?? null,
     queuePrefix: get('UVE_QUEUE_PREFIX') ?? 'uve',
     logLevel: oneOf('UVE_LOG_LEVEL', 'info', LOG_LEVELS),
     wasmCallBudgetMs: int('UVE_WASM_CALL_BUDGET_MS', 1000, 10, 600_000),
     wasmStartBudgetMs: int('UVE_WASM_START_BUDGET_MS', 5000, 100, 600_000),
+    wasmIdleThreads: int('UVE_WASM_IDLE_THREADS', capacity, 0, 1000),
     vmmLostExitMs: int('UVE_VMM_LOST_EXIT_MS', 60_000, 0, 86_400_000),
     stopTimeoutMs: int('UVE_STOP_TIMEOUT_MS', 10_000, 1000, 600_000),
     stream: {

@@ -8,6 +8,8 @@ export interface MetricsSource {
   capacity: number;
   /** UVE-5 reports Redis has not taken yet */
   pendingReports(): number;
+  /** WASM VMs: their guest threads (UaRuntime.guestThreads) */
+  guestThreads?(): { started: number; reused: number; idle: number };
 }
 
 /** where a session's stream measurements go (Session calls these) */
@@ -82,6 +84,21 @@ export class AgentMetrics implements StreamObserver {
         this.set(src.pendingReports());
       },
     });
+    if (src.guestThreads) {
+      const threads = src.guestThreads;
+      new Gauge({
+        name: 'uve_vm_wasm_guest_threads',
+        help: 'WASM guest threads: started, and UAs that ran on a thread an earlier UA had run on (counts since the start); idle now',
+        labelNames: ['kind'],
+        registers,
+        collect() {
+          const t = threads();
+          this.set({ kind: 'started' }, t.started);
+          this.set({ kind: 'reused' }, t.reused);
+          this.set({ kind: 'idle' }, t.idle);
+        },
+      });
+    }
     this.encodeSeconds = new Histogram({
       name: 'uve_vm_frame_encode_seconds',
       help: 'time to encode one frame',

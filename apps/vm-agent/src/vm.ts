@@ -76,7 +76,7 @@ export class Vm {
     const { cfg, log } = this;
     const uaUser = cfg.platform === 'LINUX_X11' ? resolveUaUser(cfg.uaUser) : null;
     if (uaUser) log.info('LINUX_X11 UAs run as their own user', { user: uaUser.name, uid: uaUser.uid });
-    const runtime = (this.runtime = this.deps.runtime ?? runtimeFor(cfg.platform, { wasm: { callBudgetMs: cfg.wasmCallBudgetMs, startBudgetMs: cfg.wasmStartBudgetMs, warmThread: cfg.warmStart }, x11: { uaUser, warmDisplay: cfg.warmStart } }));
+    const runtime = (this.runtime = this.deps.runtime ?? runtimeFor(cfg.platform, { wasm: { callBudgetMs: cfg.wasmCallBudgetMs, startBudgetMs: cfg.wasmStartBudgetMs, warmThread: cfg.warmStart, idleThreads: cfg.wasmIdleThreads }, x11: { uaUser, warmDisplay: cfg.warmStart } }));
 
     const available = await (this.deps.availableCodecs ?? (() => encoderCodecs(cfg.ffmpegLibx264)))();
     this.codecs = cfg.codecs ? available.filter((c) => cfg.codecs!.includes(c)) : available;
@@ -112,6 +112,7 @@ export class Vm {
       sessions: () => this.sessions?.all() ?? [],
       capacity: cfg.capacity,
       pendingReports: () => link.pendingReports,
+      ...(runtime.guestThreads ? { guestThreads: () => runtime.guestThreads!() } : {}),
     });
     // the usual first session: 1280x720 at the default 60 fps and 3000 kbit/s (gateway stream-params.ts),
     // in the pictures this VM's platform gives H264 (a VM hosts one platform; later, the last session's)

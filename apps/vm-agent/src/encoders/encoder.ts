@@ -67,5 +67,7 @@ export interface VideoEncoder {
    * input: no B-frames, no lookahead).
    */
   encode(frame: RawFrame, opts: { keyframe: boolean; ts: number }): Promise<EncodedFrame>;
+  /** a UC joined the stream: until one does, nothing asks for a keyframe beyond the first picture */
+  clientJoined?(): void;
   close(): Promise<void>;
 }

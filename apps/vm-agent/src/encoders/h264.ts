@@ -111,7 +111,8 @@ class X264Process {
 
   constructor(
     opts: EncoderOptions,
-    primeFrames: number,
+    /** black pictures coded and dropped before the first real one (1 or 2: see above) */
+    readonly primeFrames: number,
     /** told when the process dies on its own; whoever holds the process (a warm slot, a session's encoder) */
     public onUnexpectedExit: (p: X264Process, e: Error) => void,
   ) {
@@ -220,6 +221,11 @@ export class H264Encoder implements VideoEncoder {
   private closing = false;
   /** the spare and the next warm process were started (BACKGROUND_START_DELAY_MS after the first output) */
   private backgroundStarted = false;
+  /**
+   * a UC joined the stream: only then is a spare worth its start (it serves forced keyframes, which
+   * only UCs ask for); a session that ends before any UC came costs no spare
+   */
+  private joined = false;
   private backgroundTimer: NodeJS.Timeout | null = null;
   /** serialises submissions (a forced keyframe may wait for the spare) without waiting for outputs */
   private submitChain: Promise<unknown> = Promise.resolve();
@@ -268,8 +274,21 @@ export class H264Encoder implements VideoEncoder {
     return result;
   }
 
+  clientJoined(): void {
+    if (this.joined) return;
+    this.joined = true;
+    // the spare was held back at the background start: it follows a while after this join
+    if (this.backgroundStarted && !this.spare && !this.closing && !this.failure) {
+      setTimeout(() => {
+        if (!this.closing && !this.spare && !this.failure) this.spare = this.spawn();
+      }, this.backgroundDelayMs).unref();
+    }
+  }
+
   async close(): Promise<void> {
     this.closing = true;
+    // an unused spare (primed, no picture coded) is the VM's next warm process when it has none
+    if (this.spare && this.warm?.adopt(this.opts, this.spare)) this.spare = null;
     // a session that ended before its first picture still leaves the VM a warm process
     this.startBackground();
     const procs = [this.active, this.spare, ...this.retiring].filter((p): p is X264Process => p !== null);
@@ -283,7 +302,7 @@ export class H264Encoder implements VideoEncoder {
     // a process the VM primed before the session came saves its start (~100-300 ms) on the first frame
     const warm = this.warm?.take(this.opts) ?? null;
     if (warm) {
-      this.generation = 1; // it was primed as generation 0: the spare must differ in idr_pic_id
+      this.generation = warm.primeFrames; // the spare must differ from it in idr_pic_id
       warm.onUnexpectedExit = this.processDied;
     }
     this.active = warm ?? this.spawn();
@@ -302,7 +321,7 @@ export class H264Encoder implements VideoEncoder {
     this.backgroundTimer = null;
     if (this.backgroundStarted) return;
     this.backgroundStarted = true;
-    if (!this.closing && !this.spare && !this.failure) this.spare = this.spawn();
+    if (this.joined && !this.closing && !this.spare && !this.failure) this.spare = this.spawn();
     this.warm?.keep(this.opts);
   }
 
@@ -393,6 +412,19 @@ export class WarmX264 {
     if (!r || r.key !== keyOf(opts)) return null;
     this.ready = null;
     return r.proc;
+  }
+
+  /**
+   * Takes a session's unused spare (primed, no real picture sent: its next output is an IDR) as the
+   * kept process when there is none; false: the caller keeps it (and kills it).
+   */
+  adopt(opts: EncoderOptions, proc: X264Process): boolean {
+    if (this.closed || this.ready || !proc.fresh) return false;
+    const r = (this.ready = { key: keyOf(opts), proc });
+    proc.onUnexpectedExit = () => {
+      if (this.ready === r) this.ready = null;
+    };
+    return true;
   }
 
   /** keeps a primed process for these parameters (replacing one for others) */

@@ -105,4 +105,6 @@ export interface UaRuntime {
   start(opts: UaStartOptions): Promise<UaInstance>;
   /** releases what the runtime keeps between sessions (a started spare display) */
   close?(): Promise<void>;
+  /** WASM: guest threads started, and UAs run on a thread an earlier UA ran on, since the start; threads kept idle now */
+  guestThreads?(): { started: number; reused: number; idle: number };
 }

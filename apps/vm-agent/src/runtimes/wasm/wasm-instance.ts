@@ -27,8 +27,10 @@ export interface InstanceConfig {
   callBudgetMs: number;
   /** most time the start (instantiation + uve_init) and bulk calls (app data, FULL state) may take */
   startBudgetMs: number;
-  /** a spare thread (startSpareThread) to run the guest on, when the runtime keeps one */
+  /** a guest thread kept by the runtime (startGuestThread) to run the guest on; null: start one */
   takeThread?: () => Worker | null;
+  /** takes back the thread of a UA that was closed (not failed): its UA is cut off, the thread kept for the next */
+  releaseThread?: (thread: Worker) => void;
 }
 
 /** The guest trapped or aborted. */
@@ -53,17 +55,46 @@ interface AsyncCall {
 }
 
 const TRAPPED = Symbol('trapped');
-/** the worker's source: the same function in the built agent and under the TypeScript tests */
-const WORKER_SOURCE = `(${guestWorkerMain.toString()})()`;
-/** a thread started before its UA is known: its workerData comes in its first message (`attach`) */
-const SPARE_SOURCE = `const wt = require('node:worker_threads'); wt.parentPort.once('message', (m) => { wt.workerData = m.attach; (${guestWorkerMain.toString()})(); });`;
-
 /**
- * A guest thread started ahead of the UA it will run (a warm VM keeps one): a Node worker's start
- * is the largest part of a WASM UA's start. Unref'd until an instance takes it.
+ * The source every guest thread runs (the same guestWorkerMain in the built agent and under the
+ * TypeScript tests). A thread serves one UA at a time and may serve several in turn (WasmRuntime
+ * keeps released threads for the next UAs: a Node worker's start is the largest part of a WASM
+ * UA's start). `attach` carries a UA's workerData and runs guestWorkerMain for it anew: its own
+ * WebAssembly instance, memory, frame buffers and state, nothing kept from an earlier UA.
+ * guestWorkerMain gets a parentPort of its own (on, postMessage) that this loop forwards to, so
+ * that `release` can cut that UA off: its port is closed, its closure dropped, unreachable (its
+ * memory is collected with it), and `released` answers after every reply of that UA.
  */
-export function startSpareThread(): Worker {
-  const w = new Worker(SPARE_SOURCE, { eval: true });
+const THREAD_SOURCE = `
+const wt = require('node:worker_threads');
+const real = wt.parentPort;
+let current = null;
+real.on('message', (m) => {
+  if (m && m.attach) {
+    const ua = (current = { handlers: [], port: m.attach.port });
+    wt.workerData = m.attach;
+    wt.parentPort = {
+      on(ev, fn) { if (ev === 'message') ua.handlers.push(fn); return this; },
+      postMessage(msg, transfer) { if (current === ua) real.postMessage(msg, transfer); },
+    };
+    try {
+      (${guestWorkerMain.toString()})();
+    } finally {
+      wt.parentPort = real;
+      wt.workerData = null;
+    }
+  } else if (m && m.release) {
+    if (current) current.port.close();
+    current = null;
+    real.postMessage({ released: m.release });
+  } else if (current) {
+    for (const fn of current.handlers) fn(m);
+  }
+});`;
+
+/** A guest thread with no UA yet (unref'd until an instance attaches one). */
+export function startGuestThread(): Worker {
+  const w = new Worker(THREAD_SOURCE, { eval: true });
   w.unref();
   return w;
 }
@@ -76,7 +107,10 @@ export class WasmInstance implements UaInstance {
   readonly width: number;
   readonly height: number;
   private readonly pixelFormat: 'rgba' | 'i420';
-  private worker!: Worker;
+  /** the guest's thread; null once it was released or terminated */
+  private worker: Worker | null = null;
+  /** the guest thread's id (tests, diagnostics: a thread serves several UAs in turn) */
+  threadId = -1;
   private port!: MessagePort;
   /** [0]: id of the last synchronous request the worker answered */
   private ctl!: Int32Array;
@@ -277,7 +311,8 @@ export class WasmInstance implements UaInstance {
   }
 
   async close(): Promise<void> {
-    this.end();
+    // a UA closed in order leaves its thread to the next UA; a failed one's thread is terminated
+    this.end(true);
   }
 
   /** app clock in ms (diagnostics, tests) */
@@ -304,29 +339,36 @@ export class WasmInstance implements UaInstance {
       pixelFormat: this.pixelFormat,
       i420: this.pixelFormat === 'i420' ? { module: i420Module(), stageRows: I420_STAGE_ROWS } : undefined,
     };
-    const spare = this.config.takeThread?.() ?? null;
-    const worker = (this.worker = spare ?? new Worker(WORKER_SOURCE, { eval: true, workerData, transferList: [port2] }));
-    if (spare) {
-      spare.ref();
-      spare.postMessage({ attach: workerData }, [port2]);
-    }
-    worker.on('message', (r: GuestReply) => {
-      const call = this.asyncCalls.get(r.id);
-      if (!call) return;
-      this.asyncCalls.delete(r.id);
-      clearTimeout(call.timer);
-      call.resolve(r);
-    });
-    worker.on('error', (e) => this.fail(new UaTrapError(`the UA's thread failed: ${e.message}`, { cause: e })));
-    worker.on('exit', (code) => {
-      if (!this.ended) this.fail(new UaTrapError(`the UA's thread exited (code ${code})`));
-    });
-    if (spare) return; // started already (or its failure comes as 'error'/'exit' above)
+    const kept = this.config.takeThread?.() ?? null;
+    const worker = (this.worker = kept ?? startGuestThread());
+    this.threadId = worker.threadId;
+    worker.ref();
+    worker.postMessage({ attach: workerData }, [port2]);
+    worker.on('message', this.onReply);
+    worker.on('error', this.onThreadError);
+    worker.on('exit', this.onThreadExit);
+    if (kept) return; // started already (or its failure comes as 'error'/'exit' above)
     await new Promise<void>((resolve, reject) => {
       worker.once('online', resolve);
       worker.once('error', reject);
     });
   }
+
+  private readonly onReply = (r: GuestReply): void => {
+    const call = this.asyncCalls.get(r.id);
+    if (!call) return;
+    this.asyncCalls.delete(r.id);
+    clearTimeout(call.timer);
+    call.resolve(r);
+  };
+
+  private readonly onThreadError = (e: Error): void => {
+    this.fail(new UaTrapError(`the UA's thread failed: ${e.message}`, { cause: e }));
+  };
+
+  private readonly onThreadExit = (code: number): void => {
+    if (!this.ended) this.fail(new UaTrapError(`the UA's thread exited (code ${code})`));
+  };
 
   /**
    * One call the caller needs the answer of now (input, a frame): the worker answers through the
@@ -375,7 +417,7 @@ export class WasmInstance implements UaInstance {
         reject(e);
       }, budget);
       this.asyncCalls.set(id, { resolve, reject, timer });
-      this.worker.postMessage({ ...req, id }, transfer);
+      this.worker!.postMessage({ ...req, id }, transfer);
     });
   }
 
@@ -400,7 +442,7 @@ export class WasmInstance implements UaInstance {
     return error;
   }
 
-  private end(): void {
+  private end(release = false): void {
     this.ended = true;
     this.clearFrameTimer();
     this.pending.clear();
@@ -410,7 +452,14 @@ export class WasmInstance implements UaInstance {
       this.asyncCalls.delete(id);
     }
     this.port?.close();
-    void this.worker?.terminate().catch(() => undefined);
+    const worker = this.worker;
+    this.worker = null;
+    if (!worker) return;
+    worker.off('message', this.onReply);
+    worker.off('error', this.onThreadError);
+    worker.off('exit', this.onThreadExit);
+    if (release && this.config.releaseThread) this.config.releaseThread(worker);
+    else void worker.terminate().catch(() => undefined);
   }
 
   private assertLive(what: string): void {
