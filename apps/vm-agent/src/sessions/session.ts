@@ -182,7 +182,7 @@ export class Session {
     try {
       const ua = await this.deps.resolveUa();
       if (this.ended) return;
-      const startUa = async (): Promise<UaInstance> => {
+      const startUa = async (restoreFollows: boolean): Promise<UaInstance> => {
         let started: UaInstance | null = null;
         started = await this.deps.runtime.start({
           ua,
@@ -192,10 +192,12 @@ export class Session {
           onDamage: () => this.pump?.damage(),
           // an instance given up during a failed restore is not the session's UA
           onExit: (error) => (!started || this.instance === started) && this.onUaExit(error),
+          restoreFollows,
         });
         return started;
       };
-      let instance = await startUa();
+      // NO_LOSS saves a FULL state, whose restore makes an instance of its own: the UA's own start is skipped
+      let instance = await startUa(restoring !== null && this.reconnectionMethod === 'NO_LOSS');
       if (restoring) {
         this.startTiming.uaInstantiatedAt = wallClock();
         // the UA makes room for the state while the rest of it downloads
@@ -210,7 +212,7 @@ export class Session {
       if (this.restoreSnapshotId && restoring && !(await this.restore(instance, this.restoreSnapshotId, restoring.fetched))) {
         await instance.close().catch(() => undefined);
         if (this.ended) return;
-        instance = await startUa();
+        instance = await startUa(false);
       }
       if (this.ended) {
         await instance.close().catch(() => undefined);
