@@ -68,7 +68,7 @@ export async function storeLayer(mib: number, reps: number): Promise<LayerRow[]>
         rows[i]!.writeMBps.push(mbps(t0));
         t0 = performance.now();
         let n = 0;
-        for await (const b of await stores[name].open({ id, sizeBytes: stored.sizeBytes, sha256: stored.sha256, encryptionKeyId: null })) n += (b as Buffer).length;
+        for await (const b of await stores[name].open({ id, sizeBytes: stored.sizeBytes, sha256: stored.sha256, manifestSha256: stored.manifestSha256, encryptionKeyId: null })) n += (b as Buffer).length;
         rows[i]!.readMBps.push(mbps(t0));
         if (n !== mib * MiB) throw new Error(`${name} gave back ${n} bytes`);
         if (name === 'postgres') {

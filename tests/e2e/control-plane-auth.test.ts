@@ -110,6 +110,24 @@ it("refuses VM A's signed report about VM B's session: the session is unchanged 
   expect(s.events.map((e: { type: string }) => e.type)).not.toContain('ENDED');
 });
 
+it("ignores, without counting a refusal, a late report of a VM the session was moved off (its VM Data upload's vmdata.updated)", async () => {
+  const vmC = await idleVm();
+  // the session's history says a reconnection moved it off C (as reconnectDisconnected records it)
+  await db.query(`INSERT INTO session_events (session_id, type, data) VALUES ($1, 'RECONNECTED', $2)`, [sessionId, { sameVm: false, fromVmId: vmC.id, vmId: vmB.id }]);
+  const before = await refusedCount('not_its_session');
+  await vmC.report({ type: 'vmdata.updated', sessionId, userId: user.id, uaId, snapshotId: randomUUID(), kind: 'FULL', sizeBytes: 1, sha256: '0'.repeat(64), seq: 7 });
+  const row = await until('the late report settled', 10_000, async () => {
+    const r = await db.query(`SELECT result FROM vm_reports WHERE session_id = $1 AND vm_id = $2 AND applied_at IS NOT NULL`, [sessionId, vmC.id]);
+    return r.rows[0] ?? null;
+  });
+  expect(row.result).toBe('ignored');
+  expect(await refusedCount('not_its_session')).toBe(before);
+  expect((await sessionOf(sessionId)).state).toBe('ACTIVE');
+  // a VM the session was never on is still refused
+  await expectRefused('not_its_session', () => vmA.report({ type: 'vmdata.updated', sessionId, userId: user.id, uaId, snapshotId: randomUUID(), kind: 'FULL', sizeBytes: 1, sha256: '0'.repeat(64), seq: 8 }));
+  await vmC.close();
+});
+
 it('refuses a replayed report and a stale one: they change nothing', async () => {
   const vm = await idleVm();
   vm.silence();

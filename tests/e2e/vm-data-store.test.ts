@@ -4,7 +4,7 @@
 // (UVE_VM_DATA_KEY), too large is refused and leaves nothing, downloads give back the bytes, a
 // flipped byte is refused by its checksum (before anything goes out when it is in the first chunk,
 // by cutting the download short after), a chunk's bytes moved to another chunk's place do not open,
-// chunks in another order are caught by the whole snapshot's sha256, retention keeps the newest
+// chunks in another order are caught by the digest of the chunk order (older snapshots: their whole sha256), retention keeps the newest
 // UVE_VM_DATA_KEEP snapshots and deleteSnapshot removes the bytes. The PostgreSQL store is
 // content-addressed: a chunk it holds is not written again, and chunks go once no snapshot holds them.
 import { createHash, randomBytes } from 'node:crypto';
@@ -246,7 +246,7 @@ it('a chunk\'s bytes moved to another chunk\'s place, checksum and all, do not o
   await expect(later.arrayBuffer()).rejects.toThrow();
 });
 
-it('chunks whole but in another order (the manifest tampered with) are caught by the snapshot\'s sha256: the last chunk never goes out', async () => {
+it('chunks whole but in another order (the manifest tampered with) are caught by the digest of its chunk order, or by the whole sha256 for a snapshot stored without one: the last chunk never goes out', async () => {
   const state = randomBytes(2.5 * MiB);
   const stored = (await (await upload(state)).json()) as { snapshotId: string };
   await restoreOnVm(stored.snapshotId);
@@ -254,6 +254,12 @@ it('chunks whole but in another order (the manifest tampered with) are caught by
   const res = await download(stored.snapshotId);
   expect(res.status).toBe(200);
   await expect(res.arrayBuffer()).rejects.toThrow();
+  await until('the refusal logged', 10_000, async () => gw.output().includes(`snapshot ${stored.snapshotId} does not add up to the chunk order it was stored with`));
+  // as stored before the digest was kept (migration 1766000001570): every byte hashed again
+  await pg.query(`UPDATE vm_snapshots SET manifest_sha256 = NULL WHERE id = $1`, [stored.snapshotId]);
+  const old = await download(stored.snapshotId);
+  expect(old.status).toBe(200);
+  await expect(old.arrayBuffer()).rejects.toThrow();
   await until('the refusal logged', 10_000, async () => gw.output().includes(`snapshot ${stored.snapshotId} does not add up to the sha256 it was stored with`));
 });
 

@@ -62,16 +62,16 @@ interface Started {
   broker: TestBroker;
 }
 
-async function start(runtime: WasmRuntime, dir: string, size = { width: W, height: H }): Promise<Started> {
+async function start(runtime: WasmRuntime, dir: string, size = { width: W, height: H }, restoreFollows = false): Promise<Started> {
   const damage = new Signal();
   const exit = new Signal<Error | undefined>();
   const broker = new TestBroker();
-  const inst = (await runtime.start({ ua: { uaId: path.basename(dir), version: '1', dir }, ...size, resources: broker, onDamage: () => damage.fire(), onExit: exit.fire })) as WasmInstance;
+  const inst = (await runtime.start({ ua: { uaId: path.basename(dir), version: '1', dir }, ...size, resources: broker, onDamage: () => damage.fire(), onExit: exit.fire, restoreFollows })) as WasmInstance;
   return { inst, damage, exit, broker };
 }
 
 const sampleDir = (name: Sample): string => path.join(UAS, name, 'build');
-const startSample = (runtime: WasmRuntime, name: Sample, size?: { width: number; height: number }): Promise<Started> => start(runtime, sampleDir(name), size);
+const startSample = (runtime: WasmRuntime, name: Sample, size?: { width: number; height: number }, restoreFollows?: boolean): Promise<Started> => start(runtime, sampleDir(name), size, restoreFollows);
 
 function pixel(f: RawFrame, x: number, y: number): [number, number, number] {
   const i = (y * f.width + x) * 4;
@@ -579,6 +579,39 @@ describe('FULL snapshots', () => {
     expect(changed).toBe(true);
     await a.inst.close();
     await b.inst.close();
+  });
+
+  it('started for a restore (restoreFollows), the UA runs nothing of its own: the restore gives the same state, picture and future; app data starts it first', async () => {
+    const clock = new ManualClock();
+    const a = await startSample(new WasmRuntime({ clock: clock.now }), 'game');
+    a.inst.input(key('ArrowRight'));
+    for (let i = 0; i < 10; i++) {
+      clock.t += 33;
+      a.inst.capture();
+    }
+    const blob = await a.inst.saveFullState();
+    const b = await startSample(new WasmRuntime({ clock: clock.now }), 'game', undefined, true);
+    await b.inst.restoreFullState(new Uint8Array(blob));
+    expect(Buffer.compare(Buffer.from(await b.inst.saveFullState()), Buffer.from(blob))).toBe(0);
+    expect(same(b.inst.captureFull(), a.inst.captureFull())).toBe(true);
+    for (let i = 0; i < 8; i++) {
+      clock.t += 33;
+      const ev = key(i % 2 ? 'ArrowLeft' : 'ArrowUp');
+      a.inst.input(ev);
+      b.inst.input(ev);
+      expect(same(a.inst.capture(), b.inst.capture())).toBe(true);
+    }
+    await a.inst.close();
+    await b.inst.close();
+
+    const p = await startSample(new WasmRuntime(), 'paint');
+    p.inst.input(pointer('down', 40, 60));
+    p.inst.input(pointer('up', 40, 60));
+    const q = await startSample(new WasmRuntime(), 'paint', undefined, true);
+    await q.inst.restoreAppData(await p.inst.saveAppData());
+    expect(same(q.inst.captureFull(), p.inst.captureFull())).toBe(true);
+    await p.inst.close();
+    await q.inst.close();
   });
 
   it('re-asks the new terminal for the requests a snapshot was waiting on', async () => {

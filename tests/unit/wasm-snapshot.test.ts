@@ -1,6 +1,7 @@
-// The FULL snapshot format (apps/vm-agent/src/runtimes/wasm/snapshot.ts): format 2's memory
-// pieces (zero, raw, deflated), format 1 still read, and damaged or oversized blobs refused.
-import { randomBytes } from 'node:crypto';
+// The FULL snapshot format (apps/vm-agent/src/runtimes/wasm/snapshot.ts): format 3's memory
+// pieces (zero, raw, deflated; the raw ones first, so that unchanged memory keeps its place in the
+// store's 1 MiB chunks), formats 2 and 1 still read, and damaged or oversized blobs refused.
+import { createHash, randomBytes } from 'node:crypto';
 import { deflateSync, inflateSync } from 'node:zlib';
 import { decodeFullState, encodeFullState, PIECE_BYTES, SnapshotError, type DecodedFullState, type FullState } from '../../apps/vm-agent/src/runtimes/wasm/snapshot';
 
@@ -48,6 +49,21 @@ function formatOne(s: FullState, v2: Uint8Array): Buffer {
   return Buffer.concat([front, packed]);
 }
 
+/** the same blob in format 2: the pieces' bytes in memory order */
+function formatTwo(v3: Uint8Array, d: DecodedFullState): Buffer {
+  const b = Buffer.from(v3);
+  const tableEnd = 80 + 8 * d.pending.length + 16 * d.globals.length + 8 * d.pieces.length;
+  b.writeUInt16LE(2, 4);
+  return Buffer.concat([b.subarray(0, tableEnd), ...d.pieces.map((p) => Buffer.from(p.bytes))]);
+}
+
+/** the addresses of a blob's 1 MiB chunks, as the VM Data store cuts and keeps them */
+const chunkAddresses = (blob: Uint8Array): string[] => {
+  const out: string[] = [];
+  for (let at = 0; at < blob.length; at += MiB) out.push(createHash('sha256').update(blob.subarray(at, at + MiB)).digest('hex'));
+  return out;
+};
+
 describe('FULL snapshot format', () => {
   it('stores zero pieces as nothing, incompressible ones raw, the rest deflated, and reads them back', async () => {
     const s = state(mixedMemory());
@@ -64,6 +80,37 @@ describe('FULL snapshot format', () => {
     expect(d).toMatchObject({ ...rest, memoryBytes: s.memory.length });
     // encoding is deterministic (a restored UA saves the same bytes again)
     expect(Buffer.from(await encodeFullState(s)).equals(Buffer.from(blob))).toBe(true);
+  });
+
+  it('keeps the raw pieces in place when a deflated piece before them changes its length: only the chunks around the front and the tail are new', async () => {
+    const memory = Buffer.alloc(8 * MiB);
+    memory.fill('the quick brown fox jumps over the lazy dog. ', 0, MiB);
+    randomBytes(6 * MiB).copy(memory, MiB);
+    memory.fill('lorem ipsum dolor sit amet ', 7 * MiB);
+    const before = await encodeFullState(state(memory));
+    // the app wrote into its compressible memory: piece 0 deflates to another length
+    randomBytes(4096).copy(memory, 1000);
+    const after = await encodeFullState(state(memory));
+    const d = await decodeFullState(after);
+    expect(d.pieces.map((p) => p.kind)).toEqual(['deflate', 'raw', 'raw', 'raw', 'raw', 'raw', 'raw', 'deflate']);
+    expect(memoryOf(d).equals(memory)).toBe(true);
+    const kept = new Set(chunkAddresses(before));
+    const fresh = (blob: Uint8Array) => chunkAddresses(blob).filter((a) => !kept.has(a)).length;
+    // chunk 0 (header, piece table) and the last (the end of the raw pieces and the deflated ones)
+    expect(fresh(after)).toBe(2);
+    expect(chunkAddresses(after)).toHaveLength(7);
+    // format 2 (memory order): the changed length shifts every chunk after it
+    const kept2 = new Set(chunkAddresses(formatTwo(before, await decodeFullState(before))));
+    expect(chunkAddresses(formatTwo(after, d)).filter((a) => !kept2.has(a)).length).toBe(7);
+  });
+
+  it('still reads format 2 (the pieces in memory order)', async () => {
+    const s = state(mixedMemory());
+    const v3 = await encodeFullState(s);
+    const d2 = await decodeFullState(formatTwo(v3, await decodeFullState(v3)));
+    expect(d2.pieces.map((p) => p.kind)).toEqual(['zero', 'raw', 'deflate', 'zero', 'raw']);
+    expect(memoryOf(d2).equals(Buffer.from(s.memory))).toBe(true);
+    expect(d2.globals).toEqual(s.globals);
   });
 
   it('still reads format 1 (the whole memory deflated as one stream)', async () => {

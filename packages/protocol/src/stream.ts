@@ -157,7 +157,8 @@ export interface SessionStartTiming {
   /**
    * VM, a start with VM Data to restore: its download (UVE-5 retrieve) began, its first bytes
    * came, it was complete and its sha256 checked; the UA's own start (before the restore) was
-   * done; the state was in the UA (uaStartedAt follows)
+   * done (a NO_LOSS WASM session: only its guest thread started, the restore makes the instance);
+   * the state was in the UA (uaStartedAt follows)
    */
   vmDataRequestedAt?: number;
   vmDataFirstByteAt?: number;

@@ -55,6 +55,11 @@ export interface UaStartOptions {
   onDamage: () => void;
   /** called when the UA exits or traps on its own */
   onExit: (error?: Error) => void;
+  /**
+   * A FULL state is to be restored into the UA: a runtime may leave out the UA's own start (its
+   * init and first picture, thrown away by the restore) and do it only if something else follows.
+   */
+  restoreFollows?: boolean;
 }
 
 /**

@@ -184,7 +184,7 @@ export class Session {
       if (this.ended) return;
       // I420 for H264 when the runtime gives it (the WASM one converts in the guest's thread, cheaper than ffmpeg)
       const pixelFormat = sessionPixelFormat(this.stream.codec, this.deps.runtime.pixelFormats, this.stream.width, this.stream.height);
-      const startUa = async (): Promise<UaInstance> => {
+      const startUa = async (restoreFollows: boolean): Promise<UaInstance> => {
         let started: UaInstance | null = null;
         started = await this.deps.runtime.start({
           ua,
@@ -195,10 +195,12 @@ export class Session {
           onDamage: () => this.pump?.damage(),
           // an instance given up during a failed restore is not the session's UA
           onExit: (error) => (!started || this.instance === started) && this.onUaExit(error),
+          restoreFollows,
         });
         return started;
       };
-      let instance = await startUa();
+      // NO_LOSS saves a FULL state, whose restore makes an instance of its own: the UA's own start is skipped
+      let instance = await startUa(restoring !== null && this.reconnectionMethod === 'NO_LOSS');
       if (restoring) {
         this.startTiming.uaInstantiatedAt = wallClock();
         // the UA makes room for the state while the rest of it downloads
@@ -213,7 +215,7 @@ export class Session {
       if (this.restoreSnapshotId && restoring && !(await this.restore(instance, this.restoreSnapshotId, restoring.fetched))) {
         await instance.close().catch(() => undefined);
         if (this.ended) return;
-        instance = await startUa();
+        instance = await startUa(false);
       }
       if (this.ended) {
         await instance.close().catch(() => undefined);

@@ -395,6 +395,14 @@ export class SessionsService implements SessionReportTarget {
     });
   }
 
+  async movedOff(em: EntityManager, sessionId: string, vmId: string): Promise<boolean> {
+    const rows: unknown[] = await em.query(
+      `SELECT 1 FROM session_events WHERE session_id = $1 AND type = 'RECONNECTED' AND data->>'fromVmId' = $2 LIMIT 1`,
+      [sessionId, vmId],
+    );
+    return rows.length > 0;
+  }
+
   /** One report of the VM holding the session. Reports that no longer fit the state change nothing. */
   private async applyReport(uow: UnitOfWork, s: Session, m: SessionReport): Promise<void> {
     switch (m.type) {

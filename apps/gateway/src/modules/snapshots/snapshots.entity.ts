@@ -27,6 +27,8 @@ export class VmSnapshot {
   @Column({ type: 'varchar', length: 1024 }) storageKey!: string;
   /** id of the UVE_VM_DATA_KEY its chunks are sealed with; null: stored in clear */
   @Column({ type: 'varchar', length: 16, nullable: true }) encryptionKeyId!: string | null;
+  /** sha256 over its chunks' addresses in order (manifestSha256()): a read checks the order by it; null before 1766000001570 */
+  @Column({ type: 'char', length: 64, nullable: true }) manifestSha256!: string | null;
   @Field() @CreateDateColumn({ type: 'timestamptz' }) createdAt!: Date;
   @Field(() => Date, { nullable: true }) @Column({ type: 'timestamptz', nullable: true }) lastRestoredAt!: Date | null;
 }

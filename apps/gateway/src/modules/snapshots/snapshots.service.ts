@@ -115,12 +115,12 @@ export class SnapshotsService {
       // its session only then: a row referring to the session locks it against FOR UPDATE (every
       // change of the session's state) for as long as the upload would run
       const snap = await em.save(em.create(VmSnapshot, {
-        userId: session.userId, uaId: session.uaId, sessionId: null, kind, sizeBytes: 0, sha256: '0'.repeat(64),
+        userId: session.userId, uaId: session.uaId, sessionId: null, kind, sizeBytes: 0, sha256: '0'.repeat(64), manifestSha256: null,
         sourceVmId: vm.id, storageKey: this.store_.storageKey, encryptionKeyId: this.store_.keyId, lastRestoredAt: null,
       }));
       writing(snap.id);
-      const { sizeBytes, sha256 } = await this.store_.write(em, snap.id, body, maxBytes);
-      await em.update(VmSnapshot, snap.id, { sizeBytes, sha256, sessionId });
+      const { sizeBytes, sha256, manifestSha256 } = await this.store_.write(em, snap.id, body, maxBytes);
+      await em.update(VmSnapshot, snap.id, { sizeBytes, sha256, manifestSha256, sessionId });
       // beyond the newest `keep` by when their save began (an upload begun earlier and committed
       // later is not newer), never this one, nor one an open session still needs: the VM Data of a
       // DISCONNECTED session (its reconnection restores it) or one a session placed on a VM is
@@ -141,7 +141,7 @@ export class SnapshotsService {
         replaced(await this.store_.chunks.held(em, ids));
         await em.delete(VmSnapshot, { id: In(ids) });
       }
-      return Object.assign(snap, { sizeBytes, sha256, sessionId });
+      return Object.assign(snap, { sizeBytes, sha256, manifestSha256, sessionId });
     });
   }
 

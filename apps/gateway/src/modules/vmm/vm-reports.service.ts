@@ -31,6 +31,8 @@ export interface SessionReportTarget {
    * at most one report; returns what step returned (null when the session does not exist).
    */
   withLockedSession<T>(sessionId: string, step: (em: EntityManager, s: { vmId: string | null; lastReportSeq: number }, apply: (m: SessionReport) => Promise<void>) => Promise<T>): Promise<T | null>;
+  /** whether the session was moved off VM `vmId` (a reconnection placed it elsewhere) */
+  movedOff(em: EntityManager, sessionId: string, vmId: string): Promise<boolean>;
 }
 
 type Outcome = 'applied' | 'none' | 'waiting';
@@ -98,9 +100,15 @@ export class VmReportsService {
       if (!next) return 'none';
       // a report that failed waits for its retry, and everything after it waits with it
       if (next.nextAttemptAt && next.nextAttemptAt.getTime() > Date.now()) return 'waiting';
-      // a VM speaks only for the sessions it holds; a late report of a previous VM changes nothing
+      // a VM speaks only for the sessions it holds; a late report of a previous VM changes nothing.
+      // Only one that never held the session is a refusal: the VM a session moved off reports what
+      // it did before it heard (its VM Data upload's vmdata.updated races the reconnection)
       if (next.vmId !== s.vmId) {
-        this.notItsSession(next);
+        if (await this.target.movedOff(em, sessionId, next.vmId)) {
+          this.log.info('UVE-5 report of the session\'s previous VM ignored (the session moved)', { type: next.type, vmId: next.vmId, sessionId });
+        } else {
+          this.notItsSession(next);
+        }
         return this.settle(em, next, 'ignored');
       }
       if (next.seq <= s.lastReportSeq) return this.settle(em, next, 'ignored');

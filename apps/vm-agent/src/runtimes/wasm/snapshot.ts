@@ -1,7 +1,11 @@
 // The FULL state blob (NO_LOSS reconnection): header, pending UVE-4 requests, mutable globals,
-// then the linear memory in 1 MiB pieces, each empty (all zero), raw or deflated (format 2; format
-// 1 deflated the whole memory as one stream and is still read). Layout in docs/wasm-abi.md
-// ("FULL snapshots").
+// then the linear memory in 1 MiB pieces, each empty (all zero), raw or deflated. Format 3 stores
+// the raw pieces first, then the deflated ones: the VM Data store cuts a blob into 1 MiB chunks at
+// fixed offsets and keeps each chunk once (content-addressed), so a raw piece must not move when a
+// piece before it shrinks or grows (format 2 kept the pieces in memory order: the first deflated
+// piece that changed its length shifted every chunk after it, and none of them deduplicated).
+// Formats 2 and 1 (the whole memory deflated as one stream) are still read. Layout in
+// docs/wasm-abi.md ("FULL snapshots").
 import { promisify } from 'node:util';
 import { deflate, inflate } from 'node:zlib';
 import { ABI_VERSION } from './abi';
@@ -19,8 +23,11 @@ const inflateAsync = promisify(inflate);
 const DEFLATE_OPTIONS = { level: 1, chunkSize: 1024 * 1024 };
 
 const MAGIC = 0x57455655; // 'UVEW' little-endian
-const FORMAT_VERSION = 2;
+const FORMAT_VERSION = 3;
+/** pieces in memory order */
+const MEMORY_ORDER_FORMAT = 2;
 const WHOLE_DEFLATED_FORMAT = 1;
+const READ_FORMATS: readonly number[] = [FORMAT_VERSION, MEMORY_ORDER_FORMAT, WHOLE_DEFLATED_FORMAT];
 const HEADER_BYTES = 80;
 const PENDING_BYTES = 8;
 const GLOBAL_BYTES = 16;
@@ -134,7 +141,9 @@ export async function encodeFullState(s: FullState): Promise<Uint8Array> {
     out.writeUInt32LE(bytes.length, o + 4);
     o += PIECE_ENTRY_BYTES;
   }
-  for (const [, bytes] of pieces) o += bytes.copy(out, o);
+  // raw pieces first (each exactly a piece long: where one is stays put while deflated pieces change)
+  for (const [kind, bytes] of pieces) if (kind === 'raw') o += bytes.copy(out, o);
+  for (const [kind, bytes] of pieces) if (kind !== 'raw') o += bytes.copy(out, o);
   return out;
 }
 
@@ -146,7 +155,7 @@ export function announcedMemoryBytes(head: Uint8Array, maxPages: number): number
   if (head.byteLength < HEADER_BYTES) return null;
   const b = Buffer.from(head.buffer, head.byteOffset, head.byteLength);
   const format = b.readUInt16LE(4);
-  if (b.readUInt32LE(0) !== MAGIC || (format !== FORMAT_VERSION && format !== WHOLE_DEFLATED_FORMAT) || b.readUInt16LE(6) !== ABI_VERSION) return null;
+  if (b.readUInt32LE(0) !== MAGIC || !READ_FORMATS.includes(format) || b.readUInt16LE(6) !== ABI_VERSION) return null;
   const pages = b.readUInt32LE(72);
   return pages <= maxPages ? pages * PAGE_BYTES : null;
 }
@@ -160,7 +169,7 @@ export async function decodeFullState(data: Uint8Array, maxPages = Number.POSITI
   const b = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
   if (b.length < HEADER_BYTES || b.readUInt32LE(0) !== MAGIC) throw new SnapshotError('not a WASM FULL snapshot');
   const format = b.readUInt16LE(4);
-  if (format !== FORMAT_VERSION && format !== WHOLE_DEFLATED_FORMAT) throw new SnapshotError(`snapshot format ${format} is not supported`);
+  if (!READ_FORMATS.includes(format)) throw new SnapshotError(`snapshot format ${format} is not supported`);
   if (b.readUInt16LE(6) !== ABI_VERSION) throw new SnapshotError(`snapshot is for ABI version ${b.readUInt16LE(6)}`);
   const pendingCount = b.readUInt32LE(64);
   const globalCount = b.readUInt32LE(68);
@@ -185,7 +194,7 @@ export async function decodeFullState(data: Uint8Array, maxPages = Number.POSITI
     }
   }
   const memoryBytes = pages * PAGE_BYTES;
-  const pieces = format === WHOLE_DEFLATED_FORMAT ? [{ offset: 0, length: memoryBytes, kind: 'raw' as const, bytes: await inflateWhole(b.subarray(o), memoryBytes) }] : readPieces(b.subarray(o), memoryBytes);
+  const pieces = format === WHOLE_DEFLATED_FORMAT ? [{ offset: 0, length: memoryBytes, kind: 'raw' as const, bytes: await inflateWhole(b.subarray(o), memoryBytes) }] : readPieces(b.subarray(o), memoryBytes, format === FORMAT_VERSION);
   return {
     moduleSha256: Buffer.from(b.subarray(8, 40)),
     width: b.readUInt32LE(40),
@@ -212,13 +221,15 @@ async function inflateWhole(packed: Buffer, memoryBytes: number): Promise<Buffer
   return memory;
 }
 
-/** format 2: the piece table, checked against the memory size and the bytes that follow it */
-function readPieces(part: Buffer, memoryBytes: number): MemoryPiece[] {
+/**
+ * Formats 2 and 3: the piece table, checked against the memory size and the bytes that follow it;
+ * `rawFirst` (format 3): the raw pieces' bytes come first, then the others', each in memory order.
+ */
+function readPieces(part: Buffer, memoryBytes: number, rawFirst: boolean): MemoryPiece[] {
   const count = Math.ceil(memoryBytes / PIECE_BYTES);
   const tableBytes = count * PIECE_ENTRY_BYTES;
   if (part.length < tableBytes) throw new SnapshotError('snapshot memory is corrupt: its piece table is cut short');
-  const pieces: MemoryPiece[] = [];
-  let at = tableBytes;
+  const entries: Array<{ i: number; kind: PieceKind; stored: number; offset: number; length: number }> = [];
   for (let i = 0; i < count; i++) {
     const e = i * PIECE_ENTRY_BYTES;
     const kind = PIECE_KIND[part.readUInt8(e)];
@@ -227,8 +238,15 @@ function readPieces(part: Buffer, memoryBytes: number): MemoryPiece[] {
     const length = Math.min(PIECE_BYTES, memoryBytes - offset);
     if (!kind) throw new SnapshotError(`snapshot memory is corrupt: piece ${i} has unknown kind ${part.readUInt8(e)}`);
     const fits = kind === 'zero' ? stored === 0 : kind === 'raw' ? stored === length : stored > 0;
-    if (!fits || at + stored > part.length) throw new SnapshotError(`snapshot memory is corrupt: piece ${i} (${kind}) has a wrong length ${stored}`);
-    pieces.push({ offset, length, kind, bytes: part.subarray(at, at + stored) });
+    if (!fits) throw new SnapshotError(`snapshot memory is corrupt: piece ${i} (${kind}) has a wrong length ${stored}`);
+    entries.push({ i, kind, stored, offset, length });
+  }
+  const inBlobOrder = rawFirst ? [...entries.filter((p) => p.kind === 'raw'), ...entries.filter((p) => p.kind !== 'raw')] : entries;
+  const pieces: MemoryPiece[] = new Array(count);
+  let at = tableBytes;
+  for (const { i, kind, stored, offset, length } of inBlobOrder) {
+    if (at + stored > part.length) throw new SnapshotError(`snapshot memory is corrupt: piece ${i} (${kind}) has a wrong length ${stored}`);
+    pieces[i] = { offset, length, kind, bytes: part.subarray(at, at + stored) };
     at += stored;
   }
   if (at !== part.length) throw new SnapshotError('snapshot memory is corrupt: its pieces do not fill its length');

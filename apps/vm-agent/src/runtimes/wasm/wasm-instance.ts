@@ -134,6 +134,8 @@ export class WasmInstance implements UaInstance {
   private readonly clock: AppClock;
   /** a FULL restore was asked of the guest's thread: a later prepareRestore would only hold memory */
   private restoreSent = false;
+  /** the guest runs the UA (its own start or a FULL restore done); not yet when started for a restore */
+  private begun = false;
 
   private constructor(
     private readonly pkg: WasmPackage,
@@ -150,25 +152,43 @@ export class WasmInstance implements UaInstance {
     const inst = new WasmInstance(pkg, opts, config);
     try {
       await inst.spawn();
-      const r = await inst.callAsync({ op: 'init' }, config.startBudgetMs);
-      if (r.trap) throw r.trap.abort ? new UaTrapError(r.trap.message) : new UaTrapError(`UA failed to start: ${r.trap.message}`);
-      inst.framebuffer = r.framebuffer!;
-      if (!inst.framebufferFits(inst.framebuffer, r.memoryBytes!)) {
-        throw new UaTrapError(`uve_init returned a framebuffer (${inst.framebuffer}) that is not inside the UA memory`);
-      }
-      inst.issueAll(r.requests);
-      // the first picture under the start budget: compiling the render path and first touching the
-      // framebuffer are the start's cost, not a frame's (a frame has the 1 s call budget, which a
-      // first render on a busy machine overran)
-      const first = await inst.callAsync({ op: 'render', clock: inst.clock.now(), frame: 'always' }, config.startBudgetMs);
-      if (first.trap) throw new UaTrapError(first.trap.abort ? first.trap.message : `UA trapped: ${first.trap.message}`);
-      inst.issueAll(first.requests);
-      if (first.frame) inst.startFrame = { data: first.frame, flags: first.flags ?? 0 };
+      // a FULL restore makes an instance of its own: the UA's start would be thrown away
+      if (!opts.restoreFollows) await inst.begin();
     } catch (e) {
       inst.end();
-      throw e instanceof UaTrapError || e instanceof UaUnresponsiveError ? e : new UaTrapError(`UA failed to start: ${(e as Error).message}`, { cause: e });
+      throw inst.startError(e);
     }
     return inst;
+  }
+
+  /** The UA's own start: instantiation, uve_init and its first picture. */
+  private async begin(): Promise<void> {
+    const { config } = this;
+    const r = await this.callAsync({ op: 'init' }, config.startBudgetMs);
+    if (r.trap) throw r.trap.abort ? new UaTrapError(r.trap.message) : new UaTrapError(`UA failed to start: ${r.trap.message}`);
+    this.framebuffer = r.framebuffer!;
+    if (!this.framebufferFits(this.framebuffer, r.memoryBytes!)) {
+      throw new UaTrapError(`uve_init returned a framebuffer (${this.framebuffer}) that is not inside the UA memory`);
+    }
+    this.issueAll(r.requests);
+    this.begun = true;
+    await this.firstPicture();
+  }
+
+  /**
+   * The first picture under the start budget: compiling the render path and first touching the
+   * framebuffer are the start's cost, not a frame's (a frame has the 1 s call budget, which a
+   * first render on a busy machine overran).
+   */
+  private async firstPicture(): Promise<void> {
+    const first = await this.callAsync({ op: 'render', clock: this.clock.now(), frame: 'always' }, this.config.startBudgetMs);
+    if (first.trap) throw new UaTrapError(first.trap.abort ? first.trap.message : `UA trapped: ${first.trap.message}`);
+    this.issueAll(first.requests);
+    if (first.frame) this.startFrame = { data: first.frame, flags: first.flags ?? 0 };
+  }
+
+  private startError(e: unknown): Error {
+    return e instanceof UaTrapError || e instanceof UaUnresponsiveError ? e : new UaTrapError(`UA failed to start: ${(e as Error).message}`, { cause: e });
   }
 
   // ---- UaInstance --------------------------------------------------------------------------------
@@ -218,6 +238,7 @@ export class WasmInstance implements UaInstance {
   async restoreAppData(data: Uint8Array): Promise<void> {
     this.assertLive('restored');
     // a UA without app-data exports has nothing to restore into; empty data means "none saved"
+    if (!this.begun) await this.begin().catch((e: unknown) => Promise.reject(this.startError(e)));
     if (!this.pkg.compiled.hasAppData || data.length === 0) return;
     const r = await this.guestAsync({ op: 'appDataLoad', data: Uint8Array.from(data) });
     if (r.error) throw new Error(r.error);
@@ -290,6 +311,11 @@ export class WasmInstance implements UaInstance {
       if (kind) this.issue(id, kind);
     }
     this.forceFrame = true;
+    // started for this restore: the render path is compiled by its first picture, under the start's budget
+    if (!this.begun) {
+      this.begun = true;
+      await this.firstPicture();
+    }
     this.damage();
   }
 
