@@ -359,7 +359,7 @@ export class Session {
     } else {
       this.viewers.add(conn);
     }
-    conn.batch(() => this.welcome(conn, claims, instance, pump));
+    this.welcome(conn, claims, instance, pump);
     this.encoder?.clientJoined?.();
     if (claims.role === 'PLAYER' && !guest) this.broker.playerJoined();
     this.log.info('UC connected', { role: claims.role, user: claims.sub, guest, conn: conn.id, remote: conn.remote });

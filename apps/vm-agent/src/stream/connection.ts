@@ -1,5 +1,4 @@
 // One UC's WebSocket as the session and the frame pump see it.
-import type { Socket } from 'node:net';
 import type { WebSocket } from 'ws';
 import { closeReason, type ClientMessage, type ServerMessage, type StreamRole } from '@uve/protocol';
 import { wallClock } from '../common/clock';
@@ -49,22 +48,6 @@ export class StreamConnection implements FrameSink {
 
   send(msg: ServerMessage): void {
     if (this.open) this.ws.send(JSON.stringify(msg));
-  }
-
-  /**
-   * What `fn` sends leaves in one write (the socket corked until the end of this tick): the
-   * welcome, the decoder configuration and the kept keyframe reach the UC in one read instead of
-   * three, between which a busy client could be descheduled.
-   */
-  batch(fn: () => void): void {
-    // ws keeps its net.Socket as `_socket` (not in its types); its own sends cork/uncork inside ours
-    const socket = (this.ws as unknown as { _socket?: Socket })._socket;
-    socket?.cork();
-    try {
-      fn();
-    } finally {
-      if (socket) process.nextTick(() => socket.uncork());
-    }
   }
 
   sendFrame(message: Uint8Array, written: () => void, timing?: FrameStamp): void {
