@@ -23,7 +23,8 @@ Usage: npm run bench -- density [--cases wasm-game,x11-xterm] [--max 12] [--seco
                                 [--p95-ms 50] [--min-fps 28] [--fps 30] [--width 1280 --height 720]
                                 [--vm-capacity 4] [--keep-going] [--quick]
 --cases:   wasm-game (WASM game sample on PROCESS VMs, full motion), wasm-paint (WASM, static between inputs),
-           x11-xterm (LINUX_X11 xterm, mostly static), x11-probe (LINUX_X11 probe, static)
+           x11-xterm (LINUX_X11 xterm, mostly static), x11-probe (LINUX_X11 probe, static),
+           x11-scroll (LINUX_X11 scroll sample, full motion)
 --max:     most sessions per case (the step past the goal is enough to say the goal is met)
 --seconds: measured window per step
 --vm-capacity: sessions per VM (UVE_VM_CAPACITY; the pool starts another VM when the open ones are full)
@@ -47,6 +48,7 @@ const CASES: Record<string, Case> = {
   // a typed letter, then its erasure: the line never grows, each key is echoed by the shell
   'x11-xterm': { label: 'LINUX_X11 xterm (mostly static), PROCESS VMs', ua: 'xterm', platform: 'LINUX_X11', motion: false, goal: 6, input: (i) => (i % 2 ? key('Backspace', 'Backspace') : key('KeyA', 'a')) },
   'x11-probe': { label: 'LINUX_X11 probe (static), PROCESS VMs', ua: 'probe', platform: 'LINUX_X11', motion: false, goal: 6, input: () => key('KeyA', 'a') },
+  'x11-scroll': { label: 'LINUX_X11 scroll (full motion), PROCESS VMs', ua: 'scroll', platform: 'LINUX_X11', motion: true, goal: 4, input: (i) => (i % 2 ? key('ArrowLeft', 'ArrowLeft') : key('ArrowRight', 'ArrowRight')) },
 };
 
 /** One open session: its client, the frames it received and the round trips it measured. */

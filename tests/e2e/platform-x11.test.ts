@@ -29,7 +29,7 @@ afterAll(async () => {
 
 it('registers the Linux samples as LINUX_X11 UAs', async () => {
   const d = await ok(gw, `{ uas(platform: LINUX_X11) { name } }`, {}, user.token);
-  expect(d.uas.map((u: { name: string }) => u.name).sort()).toEqual(['probe', 'xcalc', 'xterm']);
+  expect(d.uas.map((u: { name: string }) => u.name).sort()).toEqual(['probe', 'scroll', 'xcalc', 'xterm']);
 });
 
 it('streams xterm over H264; typed text runs in its shell and shows in decoded frames; exit ends the session', async () => {

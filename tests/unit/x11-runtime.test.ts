@@ -513,6 +513,29 @@ describe('X11Runtime with Xvfb', () => {
     await expect(s.inst.restoreFullState(new Uint8Array(1))).rejects.toThrow(/full process checkpoint/);
   });
 
+  it('the scroll sample moves the whole picture without input; an arrow key turns it and toggles its marker', async () => {
+    const s = await Session.start(runtime, path.join(X11_UAS, 'scroll'));
+    const marker = (f: RawFrame): RGB => pixel(f, W - 8, 8);
+    /** d such that row y of b is row y of a moved left by d (the field scrolls right: d > 0), null if none within 160 */
+    const shift = (a: RawFrame, b: RawFrame): number | null => {
+      const y = H / 2;
+      const row = (f: RawFrame, x: number): string => pixel(f, x, y).join();
+      for (let d = -160; d <= 160; d++) {
+        if (d === 0) continue;
+        let same = true;
+        for (let x = 200; x < 440 && same; x += 3) same = row(b, x) === row(a, x + d);
+        if (same) return d;
+      }
+      return null;
+    };
+    const a = await s.frameWhere((f) => marker(f).join() === '255,255,255', 'the first tiles');
+    const b = await s.frameWhere((f) => shift(a, f) !== null && shift(a, f)! > 0, 'the field scrolling right');
+    for (const ev of tap('ArrowLeft', 'ArrowLeft')) s.inst.input(ev);
+    const c = await s.frameWhere((f) => marker(f).join() === '255,0,0', 'the marker toggled by the key');
+    await s.frameWhere((f) => shift(c, f) !== null && shift(c, f)! < 0, 'the field scrolling left');
+    expect(shift(a, b)! % 4).toBe(0); // 4 pixels a frame
+  });
+
   it('xcalc, a real application, starts full-screen', async () => {
     const s = await Session.start(runtime, path.join(X11_UAS, 'xcalc'));
     // xcalc's white buttons cover much of the otherwise black screen
