@@ -1,10 +1,12 @@
 // The RGBA -> I420 converter (apps/vm-agent/src/runtimes/wasm/i420.wat, WASM SIMD): bit for bit
 // against a plain JS reference, colour for colour against ffmpeg's swscale (what x264 was given
-// before), in the guest thread of a WASM UA, and through H264 to a decoded picture.
+// before), in the guest thread of a WASM UA, from a LINUX_X11 UA's framebuffer (with its BGRX ->
+// RGBA step), and through H264 to a decoded picture.
 import { execFileSync } from 'node:child_process';
 import * as path from 'node:path';
 import type { RawFrame } from '../../apps/vm-agent/src/runtimes/runtime';
 import { WasmRuntime } from '../../apps/vm-agent/src/runtimes/wasm';
+import { X11Runtime } from '../../apps/vm-agent/src/runtimes/x11';
 import { i420Module } from '../../apps/vm-agent/src/runtimes/wasm/i420';
 import { createEncoder, sessionPixelFormat, WarmX264, type VideoEncoder } from '../../apps/vm-agent/src/encoders';
 import { createNodeDecoder, type DecodedFrame } from '../../packages/client/src/decoders';
@@ -48,6 +50,20 @@ function simdI420(rgba: Uint8Array, w: number, h: number): Uint8Array {
   return new Uint8Array(memory.buffer).slice(y, y + w * h * 1.5);
 }
 
+/** bgrx_to_rgba in a memory of its own */
+function simdBgrxToRgba(bgrx: Uint8Array): Uint8Array {
+  const pages = Math.ceil((bgrx.length + 1) / 65536);
+  const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
+  const { bgrx_to_rgba: swap } = new WebAssembly.Instance(i420Module() as WebAssembly.Module, { env: { memory } }).exports as { bgrx_to_rgba: (at: number, bytes: number) => void };
+  const mem = new Uint8Array(memory.buffer);
+  mem.set(bgrx, 1); // at an odd address too: the stage and the slots are not 16-byte aligned in general
+  mem[0] = 7;
+  mem[bgrx.length + 1] = 9;
+  swap(1, bgrx.length);
+  expect([mem[0], mem[bgrx.length + 1]]).toEqual([7, 9]); // nothing around it written
+  return mem.slice(1, bgrx.length + 1);
+}
+
 /** a deterministic pseudo-random picture (alpha random too: it must be ignored) */
 function noise(w: number, h: number, seed: number): Uint8Array {
   let s = seed >>> 0;
@@ -87,6 +103,13 @@ describe('RGBA -> I420 in WASM SIMD', () => {
   ])('matches the JS reference bit for bit at %ix%i', (w, h) => {
     const rgba = noise(w, h, w * 7 + h);
     expect(Buffer.compare(simdI420(rgba, w, h), referenceI420(rgba, w, h))).toBe(0);
+  });
+
+  it.each([1, 3, 4, 5, 1280 * 16])('turns %i X pixels (B, G, R, pad) into opaque RGBA in place', (pixels) => {
+    const bgrx = noise(pixels, 1, pixels);
+    const expected = new Uint8Array(bgrx.length);
+    for (let i = 0; i < bgrx.length; i += 4) expected.set([bgrx[i + 2], bgrx[i + 1], bgrx[i], 255], i);
+    expect(Buffer.compare(simdBgrxToRgba(bgrx), expected)).toBe(0);
   });
 
   it('matches the reference on the extremes of every channel', () => {
@@ -149,6 +172,95 @@ describe('a WASM UA\'s pictures as I420', () => {
     expect(sessionPixelFormat('H264', runtime.pixelFormats, 1280, 720)).toBe('i420');
     expect(sessionPixelFormat('MJPEG', runtime.pixelFormats, 1280, 720)).toBe('rgba');
     expect(sessionPixelFormat('H264', undefined, 1280, 720)).toBe('rgba');
+  });
+});
+
+describe('a LINUX_X11 UA\'s pictures as I420', () => {
+  const runtime = new X11Runtime({ warmDisplay: false });
+  const W = 320;
+  const H = 400; // xcalc's smallest screen (its manifest): a picture of many colours
+  afterAll(() => runtime.close());
+
+  it('offers i420 and converts the framebuffer as the reference converts its RGBA, into a ring of three buffers', async () => {
+    expect(runtime.pixelFormats).toContain('i420');
+    let damaged = (): void => undefined;
+    const start = (pixelFormat: 'rgba' | 'i420') => runtime.start({
+      ua: { uaId: 'xcalc', version: '1', dir: path.join(AGENT, 'uas-x11/xcalc') },
+      width: W, height: H, pixelFormat,
+      resources: { request: async () => ({ ok: false, reason: 'none here' }) },
+      onDamage: () => damaged(),
+      onExit: () => undefined,
+    });
+    const [rgba, yuv] = await Promise.all([start('rgba'), start('i420')]);
+    try {
+      // two xcalcs of one size draw the same picture once both are up: wait (bounded, on damage) for
+      // the I420 capture to be the reference conversion of the RGBA one
+      const same = (): boolean => {
+        const a = rgba.captureFull();
+        const b = yuv.captureFull();
+        let white = 0; // xcalc's white buttons cover much of the otherwise black screen once it is up
+        for (let i = 0; i < a.data.length; i += 32) if (a.data[i] === 255) white++;
+        const drawn = white > a.data.length / 32 / 3;
+        return drawn && b.format === 'i420' && Buffer.compare(b.data, referenceI420(a.data, W, H)) === 0;
+      };
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error('the I420 picture never matched the reference of the RGBA one within 10 s')), 10_000);
+        damaged = () => {
+          if (!same()) return;
+          clearTimeout(timer);
+          resolve();
+        };
+        damaged();
+      });
+      // three pictures in turn are three buffers (RawFrame: a picture stays for two more captures)
+      const frames: RawFrame[] = [yuv.captureFull(), yuv.captureFull(), yuv.captureFull()];
+      expect(new Set(frames.map((f) => f.data)).size).toBe(3);
+    } finally {
+      damaged = () => undefined;
+      await Promise.all([rgba.close(), yuv.close()]);
+    }
+  });
+
+  it('keeps the X server\'s channel order: the probe\'s pure blue is blue in I420, not red', async () => {
+    let damaged = (): void => undefined;
+    const probe = await runtime.start({
+      ua: { uaId: 'probe', version: '1', dir: path.join(AGENT, 'uas-x11/probe') },
+      width: W, height: H, pixelFormat: 'i420',
+      resources: { request: async () => ({ ok: false, reason: 'none here' }) },
+      onDamage: () => damaged(),
+      onExit: () => undefined,
+    });
+    try {
+      // BT.601 limited range: blue (0, 0, 255) is Y 41, U 240, V 110 (red would be 82, 90, 240)
+      const yuv = (): number[] => {
+        const f = probe.captureFull();
+        const [x, y] = [W / 2, H / 2];
+        return [f.data[y * W + x], f.data[W * H + (y / 2) * (W / 2) + x / 2], f.data[W * H * 1.25 + (y / 2) * (W / 2) + x / 2]];
+      };
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no blue within 10 s: Y, U, V ${yuv().join(', ')}`)), 10_000);
+        damaged = () => {
+          if (yuv().join() !== '41,240,110') return;
+          clearTimeout(timer);
+          resolve();
+        };
+        probe.input({ kind: 'pointer', type: 'down', x: 10, y: 10, button: 0 });
+        probe.input({ kind: 'pointer', type: 'up', x: 10, y: 10, button: 0 });
+      });
+    } finally {
+      damaged = () => undefined;
+      await probe.close();
+    }
+  });
+
+  it('refuses I420 at an odd size with the reason', async () => {
+    await expect(runtime.start({
+      ua: { uaId: 'xcalc', version: '1', dir: path.join(AGENT, 'uas-x11/xcalc') },
+      width: 321, height: 400, pixelFormat: 'i420',
+      resources: { request: async () => ({ ok: false, reason: 'none here' }) },
+      onDamage: () => undefined,
+      onExit: () => undefined,
+    })).rejects.toThrow(/even width and height/);
   });
 });
 

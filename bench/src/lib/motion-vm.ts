@@ -1,14 +1,15 @@
 // One motion session's VM side without the network, in its own process: the `game` sample on the
-// WASM runtime, the frame pump and the encoder of the agent build under `root`, a sink that takes
-// every frame at once. Prints one JSON line: fps, the agent's CPU (all its threads) and the
-// encoder process's CPU per frame, gaps between frames, encode() call -> output.
-// Run by motion-frame.ts: node motion-vm.js <repo root> <fps> <seconds> <H264|MJPEG>
+// WASM runtime (or the `scroll` sample on the LINUX_X11 runtime), the frame pump and the encoder of
+// the agent build under `root`, a sink that takes every frame at once. Prints one JSON line: fps,
+// the agent's CPU (all its threads), the encoder process's and the UA's own processes' (X11: the
+// program and its Xvfb) CPU per frame, gaps between frames, encode() call -> output.
+// Run by motion-frame.ts: node motion-vm.js <repo root> <fps> <seconds> <H264|MJPEG> [game|scroll <scroll package dir>]
 import fs from 'node:fs';
 import path from 'node:path';
 import { percentile } from './report';
 
 /* eslint-disable @typescript-eslint/no-require-imports, @typescript-eslint/no-explicit-any */
-const [root, fpsArg, secondsArg, codec] = process.argv.slice(2) as [string, string, string, string];
+const [root, fpsArg, secondsArg, codec, uaName = 'game', scrollDir = ''] = process.argv.slice(2) as [string, string, string, string, string?, string?];
 const fps = Number(fpsArg);
 const agent = (p: string): any => require(path.join(root, 'apps/vm-agent/dist', p));
 const cpuMs = (pid: number): number => {
@@ -22,7 +23,9 @@ const cpuMs = (pid: number): number => {
 };
 
 async function main(): Promise<void> {
-  const runtime = new (agent('runtimes/wasm/wasm-runtime.js').WasmRuntime)();
+  const x11 = uaName === 'scroll';
+  // the X11 sample from this checkout (a build before it may not have it): only the agent is compared
+  const runtime = x11 ? new (agent('runtimes/x11/x11-runtime.js').X11Runtime)() : new (agent('runtimes/wasm/wasm-runtime.js').WasmRuntime)();
   // the picture format the agent's session would pick (builds before I420 had none: RGBA)
   const pickFormat = agent('encoders/encoder.js').sessionPixelFormat;
   const pixelFormat = pickFormat ? pickFormat(codec, runtime.pixelFormats, 1280, 720) : undefined;
@@ -30,7 +33,7 @@ async function main(): Promise<void> {
   const encoder = codec === 'MJPEG' ? new (agent('encoders/mjpeg.js').MjpegEncoder)(opts) : new (agent('encoders/h264.js').H264Encoder)(opts);
   let pump: any = null;
   const ua = await runtime.start({
-    ua: { uaId: 'game', version: '1', dir: path.join(root, 'apps/vm-agent/uas/game/build') },
+    ua: x11 ? { uaId: 'scroll', version: '1', dir: scrollDir } : { uaId: 'game', version: '1', dir: path.join(root, 'apps/vm-agent/uas/game/build') },
     width: 1280, height: 720, pixelFormat,
     resources: { request: async () => ({ ok: false, reason: 'none here' }) },
     onDamage: () => pump?.damage(),
@@ -56,12 +59,17 @@ async function main(): Promise<void> {
   await pump.warmUp();
   pump.addSink({ bufferedAmount: () => 0, sendFrame: (_m: Uint8Array, written: () => void) => setImmediate(written), sendCodec: () => undefined });
   // a key starts a round (and a new one after a crash): the game animates throughout
-  const press = (): void => ua.input({ kind: 'key', type: 'down', code: 'ArrowLeft', key: 'ArrowLeft' });
+  const press = (): void => {
+    ua.input({ kind: 'key', type: 'down', code: 'ArrowLeft', key: 'ArrowLeft' });
+    if (x11) ua.input({ kind: 'key', type: 'up', code: 'ArrowLeft', key: 'ArrowLeft' }); // no auto-repeat
+  };
   press();
   const presser = setInterval(press, 500);
   await new Promise((r) => setTimeout(r, 1500)); // warm: JIT, the encoder's spare
   const pids = (): number[] => (codec === 'MJPEG' ? [] : Object.values(encoder.pids() as Record<string, number | undefined>).filter((p): p is number => !!p));
+  const uaPids = (): number[] => (x11 ? [...ua.processes(), ua.xvfbPid] : []);
   const enc0 = new Map(pids().map((p) => [p, cpuMs(p)]));
+  const ua0 = new Map(uaPids().map((p) => [p, cpuMs(p)]));
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   const f0 = frames;
@@ -71,6 +79,7 @@ async function main(): Promise<void> {
   const s = (performance.now() - t0) / 1000;
   const c = process.cpuUsage(cpu0);
   const encoderMs = pids().reduce((a, p) => a + cpuMs(p) - (enc0.get(p) ?? 0), 0);
+  const uaMs = uaPids().reduce((a, p) => a + cpuMs(p) - (ua0.get(p) ?? 0), 0);
   clearInterval(presser);
   pump.close();
   await encoder.close();
@@ -80,6 +89,7 @@ async function main(): Promise<void> {
     fps: n / s,
     agentMsPerFrame: (c.user + c.system) / 1000 / n,
     encoderMsPerFrame: encoderMs / n,
+    uaMsPerFrame: uaMs / n,
     gapP50: percentile(gaps, 50), gapP95: percentile(gaps, 95),
     encodeP50: percentile(encodeMs, 50), encodeP95: percentile(encodeMs, 95),
   }) + '\n');

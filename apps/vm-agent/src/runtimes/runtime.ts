@@ -14,6 +14,14 @@ export function pictureBytes(format: PixelFormat, width: number, height: number)
   return format === 'i420' ? width * height + 2 * (width / 2) * (height / 2) : width * height * 4;
 }
 
+/** a black picture (I420 black: Y 16, U and V 128; RGBA opaque), for a keyframe asked before the UA drew */
+export function blackPicture(format: PixelFormat, width: number, height: number): RawFrame {
+  const data = new Uint8Array(pictureBytes(format, width, height));
+  if (format === 'i420') data.fill(16, 0, width * height).fill(128, width * height);
+  else for (let i = 3; i < data.length; i += 4) data[i] = 255;
+  return { width, height, data, format };
+}
+
 /**
  * One picture (RGBA unless `format` says otherwise). A runtime may reuse `data` for a later picture:
  * it stays as it is until two more captures of the same UA (the WASM runtime's ring of three shared

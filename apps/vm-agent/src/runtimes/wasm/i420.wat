@@ -1,6 +1,8 @@
 ;; RGBA -> I420 (yuv420p), BT.601 limited range, in WASM SIMD: what the H264 encoder takes, made in
 ;; the guest thread so that ffmpeg neither reads 3.6 MB per 720p picture nor converts it (swscale).
 ;; Built into i420-module.ts by scripts/build-wat.js (npm run build); see i420.ts for the layout.
+;; bgrx_to_rgba: an X server's 32-bit pixels (little-endian 0xXXRRGGBB: B, G, R, pad) to opaque
+;; RGBA in place, for LINUX_X11 pictures (x11/framebuffer.ts), before or instead of the conversion.
 ;;
 ;; Per pixel (integers, the same in the scalar tail and in i420.ts's reference):
 ;;   Y = (66 R + 129 G + 25 B + 128) >> 8 + 16
@@ -99,6 +101,30 @@
             (br $tail)))
         (local.set $row (i32.add (local.get $row) (i32.const 2)))
         (br $rows))))
+
+  ;; $bytes a multiple of 4: 4 pixels at a time, then one at a time
+  (func (export "bgrx_to_rgba") (param $p i32) (param $bytes i32)
+    (local $end i32) (local $simdEnd i32)
+    (local.set $end (i32.add (local.get $p) (local.get $bytes)))
+    (local.set $simdEnd (i32.add (local.get $p) (i32.and (local.get $bytes) (i32.const -16))))
+    (block $simdDone
+      (loop $quads
+        (br_if $simdDone (i32.ge_u (local.get $p) (local.get $simdEnd)))
+        (v128.store (local.get $p) (v128.or
+          (i8x16.shuffle 2 1 0 3 6 5 4 7 10 9 8 11 14 13 12 15 (v128.load (local.get $p)) (v128.load (local.get $p)))
+          (v128.const i32x4 0xff000000 0xff000000 0xff000000 0xff000000)))
+        (local.set $p (i32.add (local.get $p) (i32.const 16)))
+        (br $quads)))
+    (block $done
+      (loop $pixels
+        (br_if $done (i32.ge_u (local.get $p) (local.get $end)))
+        ;; 0xXXRRGGBB -> 0xFFBBGGRR
+        (i32.store (local.get $p) (i32.or (i32.or (i32.const 0xff000000)
+          (i32.shl (i32.and (i32.load (local.get $p)) (i32.const 0xff)) (i32.const 16)))
+          (i32.or (i32.and (i32.load (local.get $p)) (i32.const 0xff00))
+            (i32.and (i32.shr_u (i32.load (local.get $p)) (i32.const 16)) (i32.const 0xff)))))
+        (local.set $p (i32.add (local.get $p) (i32.const 4)))
+        (br $pixels))))
 
   ;; Y of 8 pixels (R, G in the low and high halves of $rg, B in the low half of $bx), as 8 bytes in lane 0
   (func $luma (param $rg v128) (param $bx v128) (result v128)

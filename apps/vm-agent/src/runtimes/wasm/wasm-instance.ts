@@ -6,7 +6,7 @@
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
 import { TextEchoFilter } from '../text-echo';
 import type { InputEvent, LocalResourceKind } from '@uve/protocol';
-import { pictureBytes, UaUnresponsiveError, type RawFrame, type ResourceAnswer, type UaInstance, type UaStartOptions } from '../runtime';
+import { blackPicture, UaUnresponsiveError, type RawFrame, type ResourceAnswer, type UaInstance, type UaStartOptions } from '../runtime';
 import {
   answerValues, encodeInput, GLOBAL_EXPORT_PREFIX, REFUSAL, refusalCode, RENDER_ANIMATING,
   RESOURCE_KIND_BY_CODE, RESOURCE_KIND_CODE,
@@ -516,11 +516,9 @@ export class WasmInstance implements UaInstance {
     return this.lastFrame;
   }
 
-  /** a black picture, for a keyframe asked before the UA gave one (I420 black: Y 16, U and V 128) */
+  /** a black picture, for a keyframe asked before the UA gave one */
   private blackFrame(): RawFrame {
-    const data = new Uint8Array(pictureBytes(this.pixelFormat, this.width, this.height));
-    if (this.pixelFormat === 'i420') data.fill(16, 0, this.width * this.height).fill(128, this.width * this.height);
-    return { width: this.width, height: this.height, data, format: this.pixelFormat };
+    return blackPicture(this.pixelFormat, this.width, this.height);
   }
 
   private damage(): void {

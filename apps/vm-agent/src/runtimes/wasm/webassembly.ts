@@ -27,6 +27,8 @@ interface WebAssemblyApi {
   compile(bytes: Uint8Array): Promise<WasmModule>;
   instantiate(module: WasmModule, imports: WasmImports): Promise<WasmInstance>;
   Module: new (bytes: Uint8Array) => WasmModule;
+  Memory: new (descriptor: { initial: number; maximum?: number; shared?: boolean }) => WasmMemory;
+  Instance: new (module: WasmModule, imports: Record<string, Record<string, unknown>>) => WasmInstance;
 }
 
 export const WA = (globalThis as unknown as { WebAssembly: WebAssemblyApi }).WebAssembly;

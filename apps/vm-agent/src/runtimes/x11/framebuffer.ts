@@ -4,10 +4,18 @@
 // would be an asynchronous request (UaInstance.capture() is synchronous) costing as much or more
 // (docs/linux-x11.md). A read during a drawing may catch it half done; that drawing's damage
 // report brings the next capture.
+//
+// Pictures leave through a ring of buffers in a WebAssembly memory, written in turn (RawFrame: one
+// stays as it is for two more captures), converted there by i420.wat: BGRX to RGBA in place, or, for
+// an H264 session, a few rows at a time to I420 (what x264 takes without swscale). A fresh 3.6 MB
+// buffer per 720p picture and a JS pixel loop cost the agent ~14 ms per picture of a full-motion UA
+// on this machine (page faults, garbage, the loop), ffmpeg's RGBA conversion more (docs/performance.md).
 import { closeSync, openSync, readSync } from 'node:fs';
 import { endianness } from 'node:os';
 import * as path from 'node:path';
-import type { RawFrame } from '../runtime';
+import { pictureBytes, type PixelFormat, type RawFrame } from '../runtime';
+import { I420_STAGE_ROWS, i420Module } from '../wasm/i420';
+import { PAGE_BYTES, WA } from '../wasm/webassembly';
 
 const XWD_COLOR_BYTES = 12;
 const XWD_Z_PIXMAP = 2;
@@ -18,8 +26,22 @@ export function framebufferFile(fbdir: string, screen = 0): string {
   return path.join(fbdir, `Xvfb_screen${screen}`);
 }
 
+/** pictures kept as they are after their capture: the one being encoded and the next two */
+const PICTURE_SLOTS = 3;
+
+interface PictureRing {
+  format: PixelFormat;
+  slots: Uint8Array[];
+  next: number;
+  /** I420: the rows being converted */
+  stage: Uint8Array;
+  bgrxToRgba: (at: number, bytes: number) => void;
+  rgbaToI420: (src: number, y: number, u: number, v: number, width: number, rows: number) => void;
+}
+
 export class XvfbFramebuffer {
   private fd: number | null;
+  private ring: PictureRing | null = null;
 
   private constructor(
     fd: number,
@@ -52,37 +74,64 @@ export class XvfbFramebuffer {
     }
   }
 
-  /** The current picture as RGBA, in a new buffer the caller owns. */
-  read(): RawFrame {
+  /** The current picture in `format` (I420: even sizes only), in the ring's next buffer. */
+  read(format: PixelFormat = 'rgba'): RawFrame {
     if (this.fd === null) throw new Error('the framebuffer is closed');
-    const { width, height, stride } = this;
+    const { width, height } = this;
+    if (this.ring?.format !== format) this.ring = this.makeRing(format);
+    const ring = this.ring;
+    const slot = ring.slots[ring.next];
+    ring.next = (ring.next + 1) % PICTURE_SLOTS;
     const rowBytes = width * 4;
-    const out = Buffer.allocUnsafe(rowBytes * height);
-    if (stride === rowBytes) {
-      readSync(this.fd, out, 0, out.length, this.offset);
+    if (format === 'rgba') {
+      this.readRows(slot, 0, height);
+      ring.bgrxToRgba(slot.byteOffset, slot.byteLength);
     } else {
-      const tmp = Buffer.allocUnsafe(stride * height);
-      readSync(this.fd, tmp, 0, tmp.length, this.offset);
-      for (let y = 0; y < height; y++) tmp.copy(out, y * rowBytes, y * stride, y * stride + rowBytes);
+      const lumaBytes = width * height;
+      const chromaBytes = lumaBytes / 4;
+      for (let row = 0; row < height; row += I420_STAGE_ROWS) {
+        const rows = Math.min(I420_STAGE_ROWS, height - row);
+        this.readRows(ring.stage, row, rows);
+        ring.bgrxToRgba(ring.stage.byteOffset, rows * rowBytes);
+        const u = slot.byteOffset + lumaBytes + (row / 2) * (width / 2);
+        ring.rgbaToI420(ring.stage.byteOffset, slot.byteOffset + row * width, u, u + chromaBytes, width, rows);
+      }
     }
-    bgrxToRgba(out);
-    return { width, height, data: out };
+    return { width, height, data: slot, format };
   }
 
   close(): void {
     if (this.fd !== null) closeSync(this.fd);
     this.fd = null;
+    this.ring = null;
   }
-}
 
-/**
- * In place, one 32-bit word per pixel: little-endian BGRX (0xXXRRGGBB) -> RGBA with opaque alpha
- * (0xFFBBGGRR). About 1.6 ms for 1280x720 on the reference machine.
- */
-export function bgrxToRgba(buf: Uint8Array): void {
-  const px = new Uint32Array(buf.buffer, buf.byteOffset, buf.byteLength >>> 2);
-  for (let i = 0; i < px.length; i++) {
-    const v = px[i];
-    px[i] = 0xff000000 | ((v & 0xff) << 16) | (v & 0xff00) | ((v >>> 16) & 0xff);
+  /** `rows` rows of pixels from `first` on, packed, at the start of `dst` */
+  private readRows(dst: Uint8Array, first: number, rows: number): void {
+    const rowBytes = this.width * 4;
+    if (this.stride === rowBytes) {
+      readSync(this.fd!, dst, 0, rows * rowBytes, this.offset + first * rowBytes);
+      return;
+    }
+    for (let r = 0; r < rows; r++) readSync(this.fd!, dst, r * rowBytes, rowBytes, this.offset + (first + r) * this.stride);
+  }
+
+  /** [stage: I420_STAGE_ROWS rows of 32-bit pixels][slot 0][slot 1][slot 2] in one memory that never grows */
+  private makeRing(format: PixelFormat): PictureRing {
+    const { width, height } = this;
+    if (format === 'i420' && (width % 2 || height % 2)) throw new Error(`I420 pictures need an even width and height (4:2:0), got ${width}x${height}`);
+    const stageBytes = format === 'i420' ? width * 4 * I420_STAGE_ROWS : 0;
+    const slotBytes = pictureBytes(format, width, height);
+    const pages = Math.ceil((stageBytes + PICTURE_SLOTS * slotBytes) / PAGE_BYTES);
+    const memory = new WA.Memory({ initial: pages, maximum: pages, shared: true });
+    const { exports } = new WA.Instance(i420Module(), { env: { memory } });
+    return {
+      format,
+      slots: Array.from({ length: PICTURE_SLOTS }, (_, i) => new Uint8Array(memory.buffer, stageBytes + i * slotBytes, slotBytes)),
+      next: 0,
+      stage: new Uint8Array(memory.buffer, 0, stageBytes),
+      bgrxToRgba: exports.bgrx_to_rgba as PictureRing['bgrxToRgba'],
+      rgbaToI420: exports.rgba_to_i420 as PictureRing['rgbaToI420'],
+    };
   }
 }

@@ -13,7 +13,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import type { RawFrame } from '../runtime';
+import { blackPicture, type PixelFormat, type RawFrame } from '../runtime';
 import { framebufferFile, XvfbFramebuffer } from './framebuffer';
 import { InputInjector } from './input';
 import { Keyboard } from './keyboard';
@@ -115,10 +115,10 @@ export class X11Display {
   }
 
   /** the picture now (marks it clean) */
-  grab(): RawFrame {
+  grab(format: PixelFormat): RawFrame {
     this.dirty = false;
-    if (!this.fb) return blackFrame(this.width, this.height); // closed
-    return this.fb.read();
+    if (!this.fb) return blackPicture(format, this.width, this.height); // closed
+    return this.fb.read(format);
   }
 
   xServerGone(): boolean {
@@ -250,10 +250,4 @@ export class X11Display {
     }
     if (this.fbdir) rmSync(this.fbdir, { recursive: true, force: true });
   }
-}
-
-function blackFrame(width: number, height: number): RawFrame {
-  const data = new Uint8Array(width * height * 4);
-  for (let i = 3; i < data.length; i += 4) data[i] = 255;
-  return { width, height, data };
 }

@@ -10,7 +10,7 @@ import { performance } from 'node:perf_hooks';
 import type { InputEvent } from '@uve/protocol';
 import { withTimeout } from '../../common/errors';
 import { trackChild } from '../../common/children';
-import type { RawFrame, UaInstance, UaStartOptions } from '../runtime';
+import { blackPicture, type PixelFormat, type RawFrame, type UaInstance, type UaStartOptions } from '../runtime';
 import type { X11Package } from './package';
 import { uaEnvironment } from './ua-env';
 import { signalAll, tail, TERM_GRACE_MS, uaProcesses } from './processes';
@@ -32,6 +32,8 @@ const FIRST_WINDOW_TIMEOUT_MS = 10_000;
 export class X11Instance implements UaInstance {
   readonly width: number;
   readonly height: number;
+  /** what capture() returns (UaStartOptions) */
+  private readonly pixelFormat: PixelFormat;
   private screen: X11Display | null = null;
   private ua: ChildProcess | null = null;
   private uaStderr: () => string = () => '';
@@ -55,6 +57,7 @@ export class X11Instance implements UaInstance {
   ) {
     this.width = opts.width;
     this.height = opts.height;
+    this.pixelFormat = opts.pixelFormat ?? 'rgba';
   }
 
   /** Starts the UA on `display` (a started spare of the runtime's) or on a display started for it. */
@@ -106,11 +109,11 @@ export class X11Instance implements UaInstance {
 
   capture(): RawFrame | null {
     if (this.ended || this.suspended || !this.screen?.dirty) return null;
-    return this.screen.grab();
+    return this.screen.grab(this.pixelFormat);
   }
 
   captureFull(): RawFrame {
-    return this.screen?.grab() ?? blackFrame(this.width, this.height);
+    return this.screen?.grab(this.pixelFormat) ?? blackPicture(this.pixelFormat, this.width, this.height);
   }
 
   /** the UA's application data: its home folder as a tar archive (empty when the home is) */
@@ -279,12 +282,6 @@ export class X11Instance implements UaInstance {
 
 const FULL_STATE_UNAVAILABLE =
   'a LINUX_X11 UA cannot be captured as a full process checkpoint on this VM (CRIU does not work on this kernel); use NORMAL reconnection';
-
-function blackFrame(width: number, height: number): RawFrame {
-  const data = new Uint8Array(width * height * 4);
-  for (let i = 3; i < data.length; i += 4) data[i] = 255;
-  return { width, height, data };
-}
 
 /**
  * SIGTERM to every process of the UA (with SIGCONT: a stopped process would not act on it), then

@@ -4,7 +4,8 @@
 import { accessSync, constants, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import type { LocalResourceKind } from '@uve/protocol';
-import type { UaInstance, UaRuntime, UaStartOptions } from '../runtime';
+import type { PixelFormat, UaInstance, UaRuntime, UaStartOptions } from '../runtime';
+import { i420Unsupported } from '../wasm/i420';
 import { loadPackage } from './package';
 import { X11Display } from './x11-display';
 import { X11Instance } from './x11-instance';
@@ -42,6 +43,8 @@ function defaultTmpDir(): string {
 
 export class X11Runtime implements UaRuntime {
   readonly platform = 'LINUX_X11' as const;
+  /** I420 is converted from the framebuffer in WASM SIMD (framebuffer.ts): ffmpeg then takes it as it is */
+  readonly pixelFormats: readonly PixelFormat[] = ['rgba', 'i420'];
   private readonly xvfb: string;
   private readonly tmpDir: string;
   private readonly warmDisplay: boolean;
@@ -115,6 +118,8 @@ export class X11Runtime implements UaRuntime {
     if (!Number.isInteger(width) || !Number.isInteger(height) || width <= 0 || height <= 0 || width > 16384 || height > 16384) {
       throw new Error(`invalid screen size ${width}x${height}`);
     }
+    const odd = opts.pixelFormat === 'i420' ? i420Unsupported(width, height) : null;
+    if (odd) throw new Error(odd);
     const pkg = await loadPackage(opts.ua.dir);
     const { minWidth = 1, minHeight = 1, name } = pkg.manifest;
     if (width < minWidth || height < minHeight) throw new Error(`${name} needs a screen of at least ${minWidth}x${minHeight}, got ${width}x${height}`);
