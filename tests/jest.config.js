@@ -17,7 +17,8 @@ module.exports = {
       },
     ],
   },
-  testEnvironment: 'node',
+  // Node's, naming each test file's handles left open (tests/support/leak-check-env.js)
+  testEnvironment: '<rootDir>/support/leak-check-env.js',
   globalSetup: '<rootDir>/support/global-setup.js',
   globalTeardown: '<rootDir>/support/global-teardown.js',
   // e2e suites start real services; two workers fit the 2-core machines this runs on

@@ -182,14 +182,22 @@ beforeAll(() => {
     if (!existsSync(path.join(sampleDir(s), 'app.wasm'))) throw new Error(`sample ${s} is not built: run npm run build -w @uve/vm-agent`);
   }
 });
-afterAll(() => {
+/** every runtime a test made: a closed UA leaves its guest thread idle in its runtime until the runtime closes */
+const runtimes: WasmRuntime[] = [];
+function newRuntime(options?: ConstructorParameters<typeof WasmRuntime>[0]): WasmRuntime {
+  const r = new WasmRuntime(options);
+  runtimes.push(r);
+  return r;
+}
+afterAll(async () => {
   for (const d of tmpDirs) rmSync(d, { recursive: true, force: true });
+  await Promise.all(runtimes.map((r) => r.close()));
 });
 
 // ---- tests ---------------------------------------------------------------------------------------
 
 describe('WasmRuntime.validatePackage', () => {
-  const runtime = new WasmRuntime();
+  const runtime = newRuntime();
 
   it('accepts the samples and returns their manifest requirements', async () => {
     await expect(runtime.validatePackage(sampleDir('sensors'))).resolves.toEqual({ requiredResources: ['GEOLOCATION', 'ACCELEROMETER'], minWidth: 320, minHeight: 240 });
@@ -224,7 +232,7 @@ describe('WasmRuntime.validatePackage', () => {
 });
 
 describe('sample UAs', () => {
-  const runtime = new WasmRuntime();
+  const runtime = newRuntime();
 
   it.each(SAMPLES)('%s starts and renders a non-blank frame', async (name) => {
     const { inst } = await startSample(runtime, name);
@@ -271,7 +279,7 @@ describe('sample UAs', () => {
 
   it('game: each arrow/A/D key press moves the ship by 16 px in the very next frame', async () => {
     const clock = new ManualClock();
-    const { inst } = await startSample(new WasmRuntime({ clock: clock.now }), 'game');
+    const { inst } = await startSample(newRuntime({ clock: clock.now }), 'game');
     const x0 = shipX(inst.captureFull());
     expect(x0).toBe((W - 32) / 2);
     inst.input(key('ArrowRight'));
@@ -292,7 +300,7 @@ describe('sample UAs', () => {
 
   it('a picture stays as it is while the next two are taken (the pictures share three buffers)', async () => {
     const clock = new ManualClock();
-    const { inst } = await startSample(new WasmRuntime({ clock: clock.now }), 'game');
+    const { inst } = await startSample(newRuntime({ clock: clock.now }), 'game');
     inst.input(key('ArrowLeft')); // starts a round: every render moves the blocks
     const first = inst.capture()!;
     const kept = Uint8Array.from(first.data);
@@ -307,7 +315,7 @@ describe('sample UAs', () => {
   });
 
   it('game: every key press changes the next picture, even against the wall', async () => {
-    const { inst } = await startSample(new WasmRuntime({ clock: new ManualClock().now }), 'game');
+    const { inst } = await startSample(newRuntime({ clock: new ManualClock().now }), 'game');
     for (let i = 0; i < 20; i++) inst.input(key('ArrowLeft'));
     let prev = inst.captureFull();
     expect(shipX(prev)).toBe(0);
@@ -356,7 +364,7 @@ describe('sample UAs', () => {
 
 describe('a warm runtime (warmThread)', () => {
   it('runs each UA on the guest thread it started ahead, starts the next one after, and stops it on close', async () => {
-    const runtime = new WasmRuntime({ warmThread: true, warmThreadDelayMs: 200 });
+    const runtime = newRuntime({ warmThread: true, warmThreadDelayMs: 200 });
     try {
       expect(runtime.hasSpareThread).toBe(true);
       const a = await startSample(runtime, 'paint');
@@ -384,7 +392,7 @@ describe('a warm runtime (warmThread)', () => {
 
 describe('guest threads kept across UAs (idleThreads)', () => {
   it('a closed UA leaves its thread to the next UA, which starts fresh: no stroke, no app data, its own memory', async () => {
-    const runtime = new WasmRuntime({ idleThreads: 1 });
+    const runtime = newRuntime({ idleThreads: 1 });
     try {
       const a = await startSample(runtime, 'paint');
       const threadA = a.inst.threadId;
@@ -405,7 +413,7 @@ describe('guest threads kept across UAs (idleThreads)', () => {
       expect(runtime.idleThreads).toBe(0);
       const first = b.inst.captureFull();
       for (const x of [100, 130, 160]) expect(pixel(first, x, 100)).toEqual([255, 255, 255]);
-      const fresh = await startSample(new WasmRuntime({ idleThreads: 0 }), 'paint');
+      const fresh = await startSample(newRuntime({ idleThreads: 0 }), 'paint');
       expect(Buffer.from(await b.inst.saveAppData()).equals(Buffer.from(await fresh.inst.saveAppData()))).toBe(true);
       expect(Buffer.from(await b.inst.saveFullState()).equals(Buffer.from(strokes))).toBe(false);
       expect(Buffer.from(first.data).equals(Buffer.from(fresh.inst.captureFull().data))).toBe(true);
@@ -422,7 +430,7 @@ describe('guest threads kept across UAs (idleThreads)', () => {
   });
 
   it('keeps the threads of a burst for a while, then all but one end', async () => {
-    const runtime = new WasmRuntime({ idleThreads: 3, idleThreadTtlMs: 300 });
+    const runtime = newRuntime({ idleThreads: 3, idleThreadTtlMs: 300 });
     try {
       const uas = await Promise.all([0, 1, 2].map(() => startSample(runtime, 'paint')));
       expect(new Set(uas.map((u) => u.inst.threadId)).size).toBe(3);
@@ -440,8 +448,8 @@ describe('guest threads kept across UAs (idleThreads)', () => {
   });
 
   it('a UA that trapped takes its thread with it; with idleThreads 0 every thread ends with its UA', async () => {
-    const runtime = new WasmRuntime({ idleThreads: 2 });
-    const none = new WasmRuntime({ idleThreads: 0 });
+    const runtime = newRuntime({ idleThreads: 2 });
+    const none = newRuntime({ idleThreads: 0 });
     try {
       const trapOnPointer: Fn = { name: 'uve_pointer', params: ['i32', 'f64', 'f64', 'i32'], body: [OP.unreachable] };
       const a = await start(runtime, makePackage(MANIFEST, wasmModule(abiFns({}, [trapOnPointer]))), { width: 16, height: 16 });
@@ -468,7 +476,7 @@ describe('suspend and the frame clock', () => {
 
   it('drives onDamage only while the UA animates, one frame per render, never when idle or suspended', async () => {
     jest.useFakeTimers();
-    const runtime = new WasmRuntime({ clock: new ManualClock().now });
+    const runtime = newRuntime({ clock: new ManualClock().now });
     const game = await startSample(runtime, 'game');
     const paint = await startSample(runtime, 'paint');
     game.inst.capture();
@@ -507,7 +515,7 @@ describe('suspend and the frame clock', () => {
 
   it('stops the app clock and drops input while suspended', async () => {
     const clock = new ManualClock();
-    const { inst } = await startSample(new WasmRuntime({ clock: clock.now }), 'paint');
+    const { inst } = await startSample(newRuntime({ clock: clock.now }), 'paint');
     clock.t = 1000;
     expect(inst.appTimeMs).toBe(1000);
     inst.suspend();
@@ -522,7 +530,7 @@ describe('suspend and the frame clock', () => {
   });
 
   it('keeps resource answers that arrive while suspended until resume', async () => {
-    const { inst, broker, damage } = await startSample(new WasmRuntime(), 'sensors');
+    const { inst, broker, damage } = await startSample(newRuntime(), 'sensors');
     inst.captureFull();
     inst.suspend();
     broker.pending('GEOLOCATION')({ ok: true, value: { kind: 'GEOLOCATION', latitude: 0, longitude: 0, accuracy: 1 } });
@@ -538,7 +546,7 @@ describe('suspend and the frame clock', () => {
 describe('FULL snapshots', () => {
   it('restores a running game on a fresh instance: same bytes, same pixels, same future', async () => {
     const clock = new ManualClock();
-    const runtime = new WasmRuntime({ clock: clock.now });
+    const runtime = newRuntime({ clock: clock.now });
     const a = await startSample(runtime, 'game');
     a.inst.captureFull();
     a.inst.input(key('ArrowRight'));
@@ -556,7 +564,7 @@ describe('FULL snapshots', () => {
     const blob = await a.inst.saveFullState();
 
     // another "VM": a fresh runtime and instance of the same package
-    const b = await startSample(new WasmRuntime({ clock: clock.now }), 'game');
+    const b = await startSample(newRuntime({ clock: clock.now }), 'game');
     // restoring takes the blob over (its buffer moves to the guest's thread): restore a copy
     await b.inst.restoreFullState(new Uint8Array(blob));
     expect(Buffer.compare(Buffer.from(await b.inst.saveFullState()), Buffer.from(blob))).toBe(0);
@@ -583,14 +591,14 @@ describe('FULL snapshots', () => {
 
   it('started for a restore (restoreFollows), the UA runs nothing of its own: the restore gives the same state, picture and future; app data starts it first', async () => {
     const clock = new ManualClock();
-    const a = await startSample(new WasmRuntime({ clock: clock.now }), 'game');
+    const a = await startSample(newRuntime({ clock: clock.now }), 'game');
     a.inst.input(key('ArrowRight'));
     for (let i = 0; i < 10; i++) {
       clock.t += 33;
       a.inst.capture();
     }
     const blob = await a.inst.saveFullState();
-    const b = await startSample(new WasmRuntime({ clock: clock.now }), 'game', undefined, true);
+    const b = await startSample(newRuntime({ clock: clock.now }), 'game', undefined, true);
     await b.inst.restoreFullState(new Uint8Array(blob));
     expect(Buffer.compare(Buffer.from(await b.inst.saveFullState()), Buffer.from(blob))).toBe(0);
     expect(same(b.inst.captureFull(), a.inst.captureFull())).toBe(true);
@@ -604,10 +612,10 @@ describe('FULL snapshots', () => {
     await a.inst.close();
     await b.inst.close();
 
-    const p = await startSample(new WasmRuntime(), 'paint');
+    const p = await startSample(newRuntime(), 'paint');
     p.inst.input(pointer('down', 40, 60));
     p.inst.input(pointer('up', 40, 60));
-    const q = await startSample(new WasmRuntime(), 'paint', undefined, true);
+    const q = await startSample(newRuntime(), 'paint', undefined, true);
     await q.inst.restoreAppData(await p.inst.saveAppData());
     expect(same(q.inst.captureFull(), p.inst.captureFull())).toBe(true);
     await p.inst.close();
@@ -615,7 +623,7 @@ describe('FULL snapshots', () => {
   });
 
   it('re-asks the new terminal for the requests a snapshot was waiting on', async () => {
-    const runtime = new WasmRuntime();
+    const runtime = newRuntime();
     const a = await startSample(runtime, 'sensors');
     const blob = await a.inst.saveFullState();
     const b = await startSample(runtime, 'sensors');
@@ -633,7 +641,7 @@ describe('FULL snapshots', () => {
   });
 
   it('refuses a snapshot of another module, another screen size, or a damaged blob', async () => {
-    const runtime = new WasmRuntime();
+    const runtime = newRuntime();
     const paint = await startSample(runtime, 'paint');
     const game = await startSample(runtime, 'game');
     const bigGame = await startSample(runtime, 'game', { width: 400, height: 300 });
@@ -679,7 +687,7 @@ describe('FULL snapshots', () => {
   };
 
   it('memory: a state of the MiB its user typed survives a round trip into a fresh instance, every block checked', async () => {
-    const runtime = new WasmRuntime({ clock: new ManualClock().now });
+    const runtime = newRuntime({ clock: new ManualClock().now });
     const { a, before } = await filledMemory(runtime, 9);
     expect(pixel(before, 4, 4)).toEqual([128, 128, 128]); // filled, not checked yet
     const blob = await a.inst.saveFullState();
@@ -698,7 +706,7 @@ describe('FULL snapshots', () => {
   });
 
   it('memory: restores the same from a shared download buffer into memory prepared from the header, or from a header of another size', async () => {
-    const runtime = new WasmRuntime({ clock: new ManualClock().now });
+    const runtime = newRuntime({ clock: new ManualClock().now });
     const { a, before } = await filledMemory(runtime, 5);
     const blob = await a.inst.saveFullState();
     const empty = await startSample(runtime, 'memory');
@@ -725,7 +733,7 @@ describe('FULL snapshots', () => {
 
 describe('app data (NORMAL reconnection)', () => {
   it('paint: strokes and notes survive a round trip into a fresh instance', async () => {
-    const runtime = new WasmRuntime();
+    const runtime = newRuntime();
     const a = await startSample(runtime, 'paint');
     for (const ev of [pointer('down', 40, 60), pointer('move', 120, 90), pointer('up', 120, 90), key('KeyH', 'H'), key('KeyI', 'i'), { kind: 'text', text: '!' } as InputEvent]) a.inst.input(ev);
     const data = await a.inst.saveAppData();
@@ -746,7 +754,7 @@ describe('app data (NORMAL reconnection)', () => {
   });
 
   it('is empty for a UA without app-data exports', async () => {
-    const { inst } = await startSample(new WasmRuntime(), 'game');
+    const { inst } = await startSample(newRuntime(), 'game');
     expect((await inst.saveAppData()).length).toBe(0);
     await expect(inst.restoreAppData(new Uint8Array(0))).resolves.toBeUndefined();
     await inst.close();
@@ -754,7 +762,7 @@ describe('app data (NORMAL reconnection)', () => {
 });
 
 describe('guest traps', () => {
-  const runtime = new WasmRuntime();
+  const runtime = newRuntime();
   const size = { width: 16, height: 16 };
   const trapOnPointer: Fn = { name: 'uve_pointer', params: ['i32', 'f64', 'f64', 'i32'], body: [OP.unreachable] };
 
@@ -805,7 +813,7 @@ describe('guest traps', () => {
 
 describe('watchdog: a guest that does not come back', () => {
   const budget = 300;
-  const runtime = new WasmRuntime({ callBudgetMs: budget, startBudgetMs: 1500 });
+  const runtime = newRuntime({ callBudgetMs: budget, startBudgetMs: 1500 });
   const size = { width: 16, height: 16 };
   const LOOP = [0x03, 0x40, 0x0c, 0x00, 0x0b]; // loop br 0 end: never returns
   const hangDir = path.resolve(UAS, 'hang', 'build');

@@ -1,0 +1,86 @@
+// The tests' environment: Node's, plus a check at the end of each test file that it closed what it
+// opened. Jest otherwise only says, at the end of a run, that "a worker process has failed to exit
+// gracefully", without the file; here each file's leftover handles (a server, a socket, a child
+// process, a timer that keeps the process alive) are named on stderr with the file. A handle gets a
+// short grace to close (a socket on its way out), then is reported; the test does not fail for it.
+'use strict';
+const path = require('node:path');
+const { TestEnvironment } = require('jest-environment-node');
+
+const GRACE_MS = 2000;
+
+// Worker threads are in neither of Node's lists: the class is wrapped (once per jest worker) so that
+// the live ones are known. A module that took the class before the wrap is not seen.
+const threads = require('node:worker_threads');
+const liveWorkers = new Set();
+if (!threads.Worker.__leakChecked) {
+  const Original = threads.Worker;
+  threads.Worker = class Worker extends Original {
+    constructor(...args) {
+      super(...args);
+      liveWorkers.add(this);
+      this.once('exit', () => liveWorkers.delete(this));
+    }
+  };
+  threads.Worker.__leakChecked = true;
+}
+
+/** what keeps the worker alive: refed handles other than the worker's own stdio and IPC */
+function live(before) {
+  // (by fd: reading process.stdin here would open it, a handle of its own)
+  return process._getActiveHandles().filter((h) => !before.has(h) && (typeof h.hasRef !== 'function' || h.hasRef()) && !(h._handle?.fd >= 0 && h._handle.fd <= 2));
+}
+
+/** active resources by kind (Node lists timers, workers and requests only this way) */
+function resources() {
+  const n = new Map();
+  for (const r of process.getActiveResourcesInfo()) n.set(r, (n.get(r) ?? 0) + 1);
+  return n;
+}
+
+/** kinds with more resources than at the start, other than the handles named one by one */
+function moreThan(before, handles) {
+  const named = new Map();
+  for (const h of handles) named.set(h?.constructor?.name, (named.get(h?.constructor?.name) ?? 0) + 1);
+  return [...resources()].map(([kind, n]) => [kind, n - (before.get(kind) ?? 0)]).filter(([, d]) => d > 0).map(([kind, d]) => `${d} ${kind}`);
+}
+
+function describe(h) {
+  const name = h?.constructor?.name ?? typeof h;
+  if (name === 'Socket' || name === 'TLSSocket') return `${name} ${h.localPort ?? ''} -> ${h.remoteAddress ?? '?'}:${h.remotePort ?? '?'}${h._type === 'pipe' || h.remoteAddress === undefined ? ' (pipe or unconnected)' : ''}`;
+  if (name === 'Server') return `Server listening on ${JSON.stringify(h.address?.() ?? null)}`;
+  if (name === 'ChildProcess') return `ChildProcess ${h.pid} ${h.spawnfile ?? ''} ${(h.spawnargs ?? []).slice(1, 4).join(' ')}`;
+  return name;
+}
+
+class LeakCheckEnvironment extends TestEnvironment {
+  constructor(config, context) {
+    super(config, context);
+    this.file = path.relative(config.projectConfig.rootDir, context.testPath);
+  }
+
+  async setup() {
+    await super.setup();
+    this.before = new Set(process._getActiveHandles());
+    this.resourcesBefore = resources();
+    this.workersBefore = new Set(liveWorkers);
+  }
+
+  async teardown() {
+    const deadline = Date.now() + GRACE_MS;
+    let left = live(this.before);
+    let more = moreThan(this.resourcesBefore, left);
+    const workers = () => [...liveWorkers].filter((w) => !this.workersBefore.has(w));
+    while ((left.length > 0 || more.length > 0 || workers().length > 0) && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 50).unref());
+      left = live(this.before);
+      more = moreThan(this.resourcesBefore, left);
+    }
+    if (workers().length) process.stderr.write(`[handle left open] ${this.file}: ${workers().length} worker thread(s) still running\n`);
+    for (const h of left) process.stderr.write(`[handle left open] ${this.file}: ${describe(h)}\n`);
+    if (more.length) process.stderr.write(`[handle left open] ${this.file}: active resources more than at its start: ${more.join(', ')}\n`);
+    await super.teardown();
+  }
+}
+
+module.exports = LeakCheckEnvironment;
