@@ -128,8 +128,8 @@ export default async function run(argv: string[]): Promise<BenchOutput> {
       table(['decoder', 'n', 'first keyframe → picture ms', 'next P frame ms', 'later keyframe ms'], rows),
       '',
       'ms from decode() (the access unit written to ffmpeg) to the whole picture read back; median (min–max).',
-      "The first picture pays ffmpeg's first-use costs (stream probing decodes it twice, zeroed frame pools, the",
-      'RGBA converter and its buffers); later ones, keyframes included, do not.',
+      "The first picture pays ffmpeg's first-use costs (zeroed frame pools, the RGBA converter and its buffers; no",
+      'stream probing since 2026-12-03, which decoded it twice); later ones, keyframes included, do not.',
     ].join('\n'),
     data: { runs: o.runs, preparedMs: o.prepared, sdk, i420 },
   };

@@ -5,7 +5,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { availableCodecs, createEncoder, ffmpegAvailable, H264Encoder, WarmX264, type EncodedFrame, type VideoEncoder } from '../../apps/vm-agent/src/encoders';
 import { avcCodecString, FlvParser, parseAvcC, type FlvEvent } from '../../apps/vm-agent/src/encoders/flv';
-import { createNodeDecoder, nodeDecoderFactory, type DecodedFrame, type FrameDecoder } from '../../packages/client/src/decoders';
+import { H264Decoder, createNodeDecoder, h264DecoderArgs, nodeDecoderFactory, spawnH264Decoder, type DecodedFrame, type FrameDecoder } from '../../packages/client/src/decoders';
 
 /** ffmpeg processes this process started and has not reaped (its children named ffmpeg) */
 function ffmpegChildren(): number[] {
@@ -505,6 +505,26 @@ describe('H264', () => {
     // a stream without H264 prepares nothing
     nodeDecoderFactory({ codecs: ['MJPEG'] }).prepare!();
     expect(started()).toEqual([prepared]);
+  });
+
+  it('decodes from the first keyframe without probing the stream first, and ffmpeg reports nothing', async () => {
+    const [w, h] = [640, 360];
+    const enc = track(createEncoder('H264', opts(w, h)));
+    await within(enc.ready(), 10_000, 'encoder ready');
+    const frames = await encodeEach(enc, w, h, 0, 4);
+    // probing decoded the first keyframe twice (docs/performance.md, session); without it the raw
+    // input's stream is mapped by hand and the output keeps the input's timestamps
+    expect(h264DecoderArgs(60)).toEqual(expect.arrayContaining(['-nofind_stream_info', '-map', '0:v:0']));
+    const child = spawnH264Decoder(60);
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const dec = track(new H264Decoder(w, h, enc.config()!.description!, 60, child));
+    // all at once, as a stream's frames come: ffmpeg's timestamps are checked across pictures
+    (await within(Promise.all(frames.map((f) => dec.decode(f.data, f.keyframe))), 10_000, 'decode')).forEach((d, i) => expectPicture(d, w, h, i));
+    // what ffmpeg wrote before its pictures has all come once its pipes closed (killed: no end-of-input noise)
+    await within(dec.close(), 10_000, 'ffmpeg to end');
+    // e.g. "non monotonically increasing dts" when the output guessed its own frame rate
+    expect(stderr).toBe('');
   });
 
   it('will not start decoding without a keyframe', async () => {

@@ -4,7 +4,7 @@
 // DevTools round trip of the driver is not in any figure. Every time is on one clock: the machine's
 // (performance.timeOrigin + performance.now(), the VM agent's wallClock on the same host).
 import { StreamClient, attachCanvas, type CanvasView, type CanvasViewOptions, type DrawTimes } from '@uve/client';
-import type { FrameHeader, FrameTiming, InputEvent } from '@uve/protocol';
+import type { FrameHeader, FrameTiming, InputEvent, SessionStartTiming } from '@uve/protocol';
 
 /** One input's way to the screen: each stage's time, ms since epoch. */
 export interface RoundTrip {
@@ -18,6 +18,20 @@ export interface RoundTrip {
   paintedAt: number;
 }
 
+/** The session's first picture in the page, ms since epoch (bench/session's browser client). */
+export interface FirstFrame {
+  /** play() entered (after the driver's hop into the page) */
+  calledAt: number;
+  welcomeAt: number;
+  /** the `codec` message handled (the VideoDecoder configured) */
+  codecAt: number;
+  receivedAt: number;
+  decodedAt: number;
+  drawnAt: number;
+  /** the VMM's and the VM's stages, from the welcome (asked for with `timings`) */
+  start?: SessionStartTiming;
+}
+
 export interface Motion {
   ms: number;
   frames: number;
@@ -28,7 +42,7 @@ export interface Motion {
 
 export interface BenchPage {
   /** `client`: attachCanvas's drawing options (the bench compares the SDK's default with the old path) */
-  play(target: { url: string; token: string }, client?: Pick<CanvasViewOptions, 'draw' | 'jpeg' | 'drawEveryFrame'>): Promise<{ codec: string; width: number; height: number }>;
+  play(target: { url: string; token: string }, client?: Pick<CanvasViewOptions, 'draw' | 'jpeg' | 'drawEveryFrame'>): Promise<{ codec: string; width: number; height: number; first: FirstFrame }>;
   /** pictures the SDK dropped (overtaken before drawn) and the draw path it uses */
   view(): { dropped: number; drawPath: string };
   /**
@@ -87,8 +101,11 @@ function waitDraw(test: (d: Draw) => boolean, timeoutMs: number, what: string): 
 
 window.bench = {
   async play(target, drawing = {}) {
+    const calledAt = now();
     const c = new StreamClient({ browserResources: false, timings: true });
     client = c;
+    let codecAt = NaN;
+    c.on('codec', () => (codecAt = Number.isNaN(codecAt) ? now() : codecAt));
     c.on('error', (e) => errors.push(e.message));
     c.on('frame', (f) => (bytes += f.payload.byteLength));
     c.on('timing', (t) => {
@@ -105,8 +122,9 @@ window.bench = {
     ctx = canvas.getContext('2d');
     const first = waitDraw(() => true, 30_000, 'at all');
     const welcome = await c.connect(target);
-    await first;
-    return { codec: welcome.codec, width: welcome.width, height: welcome.height };
+    const welcomeAt = now();
+    const { times } = await first;
+    return { codec: welcome.codec, width: welcome.width, height: welcome.height, first: { calledAt, welcomeAt, codecAt, ...times, start: welcome.start } };
   },
 
   async roundTrip(events, until, phaseMs, timeoutMs) {

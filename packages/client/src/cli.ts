@@ -185,7 +185,15 @@ async function play(a: PlayArgs): Promise<number> {
     if (!s.connection) throw new Error(`session ${s.id} has no connection (state ${s.state})`);
     return { ...s, connection: s.connection };
   };
-  let session = await request();
+  // the H264 decoder's ffmpeg starts before the request, as a browser's page and decoder are up
+  // before its user picks an app: its start (exec, libraries) is then off the first picture's way
+  // and off the cores the VM starts the session on (docs/performance.md, session)
+  const decoder = nodeDecoderFactory({ fps: a.fps, codecs: [a.codec] });
+  decoder.prepare!();
+  let session = await request().catch((e: Error) => {
+    decoder.release!();
+    throw e;
+  });
   const tAssigned = performance.now();
 
   if (a.out) await mkdir(a.out, { recursive: true });
@@ -253,8 +261,7 @@ async function play(a: PlayArgs): Promise<number> {
   const welcome = await client.connect({
     url: session.connection.url,
     token: session.connection.token,
-    // the H264 decoder starts with the stream, not after the first frame's codec message
-    decoder: nodeDecoderFactory({ fps: a.fps, codecs: [a.codec] }),
+    decoder,
   });
   const tWelcome = performance.now();
   process.stderr.write(`uve: session ${session.id} on VM ${session.connection.vmId}: ${welcome.codec} ${welcome.width}x${welcome.height} up to ${welcome.maxFps} fps (${welcome.role})\n`);

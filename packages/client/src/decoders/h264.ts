@@ -8,6 +8,11 @@
 // both measures a 720p picture is back in JS ~5-6 ms (p50) after its access unit was written;
 // without them it came two input frames later. (An end-of-sequence NAL instead of the delimiter
 // did not help; `-fflags nobuffer` made this ffmpeg 5.1 output no picture at all.)
+// The first picture: no stream probing (`-nofind_stream_info`). Probing decoded the first keyframe
+// with a decoder of its own before the real one decoded it again (bench decoder: first picture
+// ~62 against ~74-80 ms without); the raw h264 input then has a stream whose size is not known
+// until the first picture, so it is mapped by hand (`-map 0:v:0`) and the rawvideo output takes the
+// input's time base (`-enc_time_base -1`; else it guesses 25 fps and logs non-monotonic timestamps).
 // The stream's SPS size must be the configured width x height: output is cut every width*height*4.
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import type { DecodedFrame, FrameDecoder } from './index';
@@ -64,10 +69,10 @@ export function h264DecoderArgs(fps: number): string[] {
   return [
     '-hide_banner', '-nostdin', '-nostats', '-loglevel', 'error',
     // no `-fflags nobuffer`: see above
-    '-probesize', '32', '-analyzeduration', '0', '-flags', 'low_delay', '-threads', '1',
-    '-f', 'h264', '-framerate', String(fps), '-i', 'pipe:0',
+    '-probesize', '32', '-analyzeduration', '0', '-nofind_stream_info', '-flags', 'low_delay', '-threads', '1',
+    '-f', 'h264', '-framerate', String(fps), '-i', 'pipe:0', '-map', '0:v:0',
     // the rawvideo encoder is frame-threaded by default, which holds each picture back by one
-    '-threads', '1', '-fps_mode', 'passthrough', '-flush_packets', '1', '-f', 'rawvideo', '-pix_fmt', 'rgba', 'pipe:1',
+    '-threads', '1', '-fps_mode', 'passthrough', '-enc_time_base', '-1', '-flush_packets', '1', '-f', 'rawvideo', '-pix_fmt', 'rgba', 'pipe:1',
   ];
 }
 
