@@ -1,5 +1,5 @@
 // Frame pacing of the VM agent's stream: event-driven capture, fps cap with damage coalescing,
-// early pictures for input, unchanged pictures, one encode in flight, keyframes for joining UCs, backpressure.
+// early pictures for input (a credit: maxFps on average, two back to back), unchanged pictures, one encode in flight, keyframes for joining UCs, backpressure.
 import { decodeFrame, type VideoCodec } from '@uve/protocol';
 import { FramePump, type FrameSink } from '../../apps/vm-agent/src/stream/frame-pump';
 import type { DecoderConfig, EncodedFrame, VideoEncoder } from '../../apps/vm-agent/src/encoders/encoder';
@@ -150,6 +150,19 @@ async function running(opts: { maxFps?: number; codec?: VideoCodec } = {}) {
   return { ...s, sink };
 }
 
+/** Runs `each` once a millisecond for `ms` (a UA changing its picture); when the sink got a frame. */
+async function frameTimes(p: { sink: Sink; clock: Clock }, ms: number, each: () => void): Promise<number[]> {
+  const times: number[] = [];
+  const before = p.sink.frames.length;
+  for (let i = 0; i < ms; i++) {
+    each();
+    await flush();
+    while (p.sink.frames.length > before + times.length) times.push(p.clock.t);
+    await p.clock.advance(1);
+  }
+  return times;
+}
+
 describe('FramePump', () => {
   it('captures and sends right away on damage, with the header the UC needs', async () => {
     const { pump, source, sink, setInput, clock, encoder } = await running();
@@ -186,65 +199,111 @@ describe('FramePump', () => {
   });
 
   it('keeps the fps cadence when its timer fires late: 30 pictures a second at 30 fps, never two within half an interval', async () => {
-    const { pump, source, sink, clock } = await running({ maxFps: 30 });
+    const p = await running({ maxFps: 30 });
     // a steadily animating UA, and every pacing timer 1.5 ms late (timer granularity, a busy loop)
-    const late = clock.setTimer;
-    (clock as { setTimer: typeof late }).setTimer = (fn, ms) => late(fn, ms + 1.5);
-    const times: number[] = [];
-    const before = sink.frames.length;
-    for (let i = 0; i < 300; i++) {
-      source.changed = true;
-      pump.damage();
-      await flush();
-      if (sink.frames.length > before + times.length) times.push(clock.t);
-      await clock.advance(1);
-    }
+    const late = p.clock.setTimer;
+    (p.clock as { setTimer: typeof late }).setTimer = (fn, ms) => late(fn, ms + 1.5);
+    const times = await frameTimes(p, 300, () => {
+      p.source.changed = true;
+      p.pump.damage();
+    });
     const s = (times[times.length - 1] - times[0]) / 1000;
     expect((times.length - 1) / s).toBeGreaterThan(29.5); // 1.5 ms late each time would give 28.7
     expect((times.length - 1) / s).toBeLessThanOrEqual(30.01);
     for (let i = 1; i < times.length; i++) expect(times[i] - times[i - 1]).toBeGreaterThanOrEqual(1000 / 30 / 2);
   });
 
-  it("lets an input's picture through before the interval ends, only after a gap that makes up for it", async () => {
+  it("lets an input's picture through before the interval ends, as far as the credit goes (two back to back after a quiet spell)", async () => {
     const { pump, source, sink, clock } = await running({ maxFps: 30 });
-    // a frame, then input 10 ms later: the frame before the last is long past, so its picture goes at once
-    source.changed = true;
-    pump.damage();
-    await flush();
+    const I = 1000 / 30;
+    const change = async (input: boolean): Promise<void> => {
+      source.changed = true;
+      if (input) pump.inputApplied();
+      else pump.damage();
+      await flush();
+    };
+    // a frame (the credit, full after the quiet spell, goes from 2 to 1), input 10 ms later: at once
+    await change(false);
     await clock.advance(10);
-    source.changed = true;
-    pump.inputApplied();
-    await flush();
+    await change(true);
     expect(sink.frames).toHaveLength(3);
-    // two captures 10 ms apart: the next input's picture keeps to the plain interval
+    // input 10 ms after that: the credit (0.6) reaches 1 at 0.7 intervals after the last picture,
+    // before the plain interval would end
     await clock.advance(10);
-    source.changed = true;
-    pump.inputApplied();
-    await flush();
+    await change(true);
     expect(sink.frames).toHaveLength(3);
-    await clock.advance(33.3 - 10 - 0.5);
+    await clock.advance(0.7 * I - 10 - 0.5);
     expect(sink.frames).toHaveLength(3);
     await clock.advance(1);
     expect(sink.frames).toHaveLength(4);
-    // an input 20 ms after that: the gap before (33.3 ms) does not make up for an early one either
-    await clock.advance(20 - 0.5);
-    source.changed = true;
-    pump.inputApplied();
-    await flush();
+    // damage alone, the input over an interval old: the plain interval after the last picture
+    await clock.advance(20); // 34.1 ms after the input
+    await change(false);
     expect(sink.frames).toHaveLength(4);
-    await clock.advance(33.3 - 20 - 0.5);
+    await clock.advance(1100 + 0.7 * I + 10 + I - clock.t - 0.5);
     expect(sink.frames).toHaveLength(4);
     await clock.advance(1);
     expect(sink.frames).toHaveLength(5);
-    // damage alone keeps the plain interval
+    expect(sink.frames[4].captureTs - sink.frames[3].captureTs).toBeCloseTo(I, 2);
+    // after a quiet spell: a blink's picture, then an input 5 ms later goes at once, and its key
+    // release's picture 1 ms after that waits for the credit (0.15 + 1 ms worth, short of 1)
+    await clock.advance(200);
+    await change(false);
     await clock.advance(5);
+    await change(true);
+    expect(sink.frames).toHaveLength(7);
+    await clock.advance(1);
+    await change(true);
+    expect(sink.frames).toHaveLength(7);
+    await clock.advance(I - 6 - 0.5);
+    expect(sink.frames).toHaveLength(7);
+    await clock.advance(1);
+    expect(sink.frames).toHaveLength(8);
+  });
+
+  it('takes a damage report shortly after input as its picture (an X program repaints after the input, maybe in several reports)', async () => {
+    const { pump, source, sink, clock } = await running({ maxFps: 30 });
     source.changed = true;
     pump.damage();
     await flush();
-    await clock.advance(33.3 - 5 - 0.5);
-    expect(sink.frames).toHaveLength(5);
+    expect(sink.frames).toHaveLength(2);
+    // input 5 ms later, nothing changed yet (capture() -> null); the program's repaint 3 ms after
+    await clock.advance(5);
+    pump.inputApplied();
+    await flush();
+    expect(sink.frames).toHaveLength(2);
+    await clock.advance(3);
+    source.changed = true;
+    pump.damage();
+    await flush();
+    expect(sink.frames).toHaveLength(3);
+    // a second report of the same repaint 20 ms later: the credit allows it at 1 interval after the
+    // first picture (not 1 interval after the last); past the interval after input it is plain damage
+    await clock.advance(20);
+    source.changed = true;
+    pump.damage();
+    await flush();
+    expect(sink.frames).toHaveLength(3);
+    await clock.advance(1000 / 30 - 28 - 0.5);
+    expect(sink.frames).toHaveLength(3);
     await clock.advance(1);
-    expect(sink.frames).toHaveLength(6);
+    expect(sink.frames).toHaveLength(4);
+  });
+
+  it('never sends more than maxFps pictures a second plus the burst, whatever the input rate', async () => {
+    for (const maxFps of [30, 60]) {
+      const p = await running({ maxFps });
+      // a changed picture for every input, one input a millisecond, for a second
+      const times = await frameTimes(p, 1000, () => {
+        p.source.changed = true;
+        p.pump.inputApplied();
+      });
+      expect(times.length).toBeLessThanOrEqual(maxFps + 2);
+      expect(times.length).toBeGreaterThanOrEqual(maxFps - 1);
+      // at most two pictures within any interval
+      for (let i = 2; i < times.length; i++) expect(times[i] - times[i - 2]).toBeGreaterThanOrEqual(1000 / maxFps - 1);
+      p.pump.close();
+    }
   });
 
   it('an input pulls forward a capture already waiting for the interval, and keeps the rate under steady damage', async () => {

@@ -13,9 +13,13 @@
 //
 // The picture answering an input may come before the interval ends (inputApplied): waiting for
 // the end costs up to a whole interval (33 ms at 30 fps) to a user who types right after the last
-// frame. Early only after a gap long enough to make up for it (the two gaps together at least two
-// intervals), so the average rate stays within maxFps; under steady motion frames keep their even
-// spacing.
+// frame. Early pictures spend a credit (a token bucket): it refills at maxFps, holds at most BURST
+// pictures, and every changed picture spends one, so the average rate stays within maxFps and
+// under steady motion (credit near 0) frames keep their even spacing. Two pictures may go at once
+// after a quiet spell, so an input's picture is not held back by the one just before it (a cursor
+// blink, the key release's picture, the previous input's). The bucket replaced "early only when
+// the last two gaps add up to two intervals", which held a WASM input at 30 fps up to 30 ms behind
+// its key release's picture (stream-browser's p95).
 import { decodeFrame, encodeFrame, type FrameHeader, type FrameTiming } from '@uve/protocol';
 import type { DecoderConfig, EncodedFrame, VideoEncoder } from '../encoders/encoder';
 import type { RawFrame } from '../runtimes/runtime';
@@ -75,6 +79,9 @@ interface CachedKeyframe {
   config: DecoderConfig | null;
 }
 
+/** pictures that may go back to back after a quiet spell (the bucket's size) */
+const BURST = 2;
+
 const configKey = (c: DecoderConfig | null): string =>
   c ? `${c.codec}|${c.mime}|${c.width}x${c.height}|${c.description ? Buffer.from(c.description).toString('base64') : ''}` : 'none';
 
@@ -99,10 +106,13 @@ export class FramePump {
   private paused = false;
   private closed = false;
   private lastCaptureAt = -Infinity;
-  /** the capture before the last one: an input's picture may come early within two intervals */
-  private prevCaptureAt = -Infinity;
   /** input was applied and no changed picture captured since: the next one may come early */
   private inputPending = false;
+  /** when input was last applied (monotonic): a program's repaint may take several damage reports */
+  private lastInputAt = -Infinity;
+  /** early pictures left at `creditAt` (refills at maxFps up to BURST; may dip below 0) */
+  private credit = BURST;
+  private creditAt = -Infinity;
   /** when the pacing timer fires (monotonic), while one is set */
   private timerDue = 0;
   private seq = 0;
@@ -157,6 +167,7 @@ export class FramePump {
   /** Input was applied to the UA: like damage(), and its picture may come before the interval ends. */
   inputApplied(): void {
     this.inputPending = true;
+    this.lastInputAt = this.now();
     this.damage();
   }
 
@@ -265,9 +276,10 @@ export class FramePump {
   private nextCaptureAt(): number {
     if (this.urgent) return -Infinity;
     const paced = this.lastCaptureAt + this.interval;
-    if (!this.inputPending) return paced;
-    // early only as far as the gap before the last frame was longer than an interval
-    return Math.min(paced, Math.max(this.lastCaptureAt, this.prevCaptureAt + 2 * this.interval));
+    // input since the last picture, or within the last interval (an X program's repaint may come
+    // in more than one damage report, and a blink may take the first): early, as far as the credit goes
+    if (!this.inputPending && this.now() - this.lastInputAt >= this.interval) return paced;
+    return Math.min(paced, this.creditAt + (1 - this.credit) * this.interval);
   }
 
   private kick(): void {
@@ -312,10 +324,11 @@ export class FramePump {
     this.forceKey = false;
     this.urgent = false;
     this.inputPending = false;
-    this.prevCaptureAt = this.lastCaptureAt;
+    const now = this.now();
+    this.credit = Math.min(BURST, this.credit + (now - this.creditAt) / this.interval) - 1;
+    this.creditAt = now;
     // the capture's place on the fps cadence: one a little late (timer granularity, a busy event
     // loop) does not push every later one back, which held 30 fps requested at ~28
-    const now = this.now();
     const paced = this.lastCaptureAt + this.interval;
     this.lastCaptureAt = now >= paced && now - paced < this.interval / 2 ? paced : now;
     const header: FrameHeader = {
