@@ -21,13 +21,14 @@ per platform and codec at each fps; motion fps, bitrate and server CPU per strea
 
 Usage: npm run bench -- stream-browser [--inputs 200] [--reps 4] [--fps 30,60] [--width 1280 --height 720]
                                        [--cases wasm-mjpeg,wasm-h264,x11-h264] [--motion-ms 4000] [--display 441] [--quick]
-                                       [--clients sdk,old]
+                                       [--clients sdk,old] [--motion game-h264,game-mjpeg]
+--cases '': no latency cases (motion only); --motion '': no motion windows.
 --inputs: per case and fps, over all repetitions; --display: the X display number the baseline's own Xvfb takes.
 --clients: how the page draws, each in its own session, in turns: sdk (attachCanvas's defaults: the newest picture
   only, VideoFrame.copyTo or drawImage as measured, ImageDecoder for JPEG), old (the path before: every picture
   drawn in order with drawImage, createImageBitmap for JPEG).`;
 
-interface Options { inputs: number; reps: number; fps: string[]; width: number; height: number; cases: string[]; motionMs: number; display: number; quick: boolean; clients: string[] }
+interface Options { inputs: number; reps: number; fps: string[]; width: number; height: number; cases: string[]; motion: string[]; motionMs: number; display: number; quick: boolean; clients: string[] }
 
 /** attachCanvas's options per --clients name */
 const CLIENTS: Record<string, { suffix: string; drawing: Pick<CanvasViewOptions, 'draw' | 'jpeg' | 'drawEveryFrame'> }> = {
@@ -45,6 +46,9 @@ const MOTION: Record<string, Case> = {
   'game-h264': { label: 'WASM game, H264', ua: 'game', codec: 'H264', until: 'seq' },
   'game-mjpeg': { label: 'WASM game, MJPEG', ua: 'game', codec: 'MJPEG', until: 'seq' },
 };
+
+/** motion before a case's first window, not counted */
+const MOTION_WARM_UP_MS = 2000;
 
 /** The stages of one round trip, ms, in order; null where the VM's timing did not come. */
 const STAGES = ['to VM', 'apply', 'to capture', 'encode', 'write', 'to page', 'decode', 'draw', 'to paint'] as const;
@@ -74,18 +78,24 @@ function input(c: Case, i: number, o: Options): InputEvent[] {
 interface Open { page: Page; sessionId: string }
 
 async function openSession(gw: GatewayClient, browser: Browser, bundle: string, c: Case, fps: number, o: Options, clientName: string): Promise<Open> {
-  const session = await requestSession(gw, { ua: c.ua, codec: c.codec, width: o.width, height: o.height, fps });
+  // fresh: an earlier case's session of this UA, closed and so DISCONNECTED, would otherwise be
+  // resumed with its own stream (the motion case at 60 fps measured the 30 fps session before it)
+  const session = await requestSession(gw, { ua: c.ua, codec: c.codec, width: o.width, height: o.height, fps, fresh: true });
   const page = await openBenchPage(browser, bundle);
-  await page.evaluate(([t, d]) => window.bench.play(t, d), [{ url: session.connection.url, token: session.connection.token }, CLIENTS[clientName]!.drawing] as const);
+  const got = await page.evaluate(([t, d]) => window.bench.play(t, d), [{ url: session.connection.url, token: session.connection.token }, CLIENTS[clientName]!.drawing] as const);
+  const asked = `${c.codec} ${o.width}x${o.height}@${fps}`;
+  const stream = `${got.codec} ${got.width}x${got.height}@${got.maxFps}`;
+  if (stream !== asked) throw new Error(`session ${session.id} streams ${stream}, not the ${asked} the case asked for`);
   return { page, sessionId: session.id };
 }
 
 const median = (xs: number[]): number => percentile(xs, 50);
 
 export default async function streamBrowser(argv: string[]): Promise<BenchOutput> {
-  const o: Options = parseArgs(argv, { inputs: 200, reps: 4, fps: ['30', '60'], width: 1280, height: 720, cases: Object.keys(CASES), motionMs: 4000, display: 441, quick: false, clients: ['sdk'] }, HELP);
+  const o: Options = parseArgs(argv, { inputs: 200, reps: 4, fps: ['30', '60'], width: 1280, height: 720, cases: Object.keys(CASES), motion: Object.keys(MOTION), motionMs: 4000, display: 441, quick: false, clients: ['sdk'] }, HELP);
   if (o.quick) Object.assign(o, { inputs: 24, reps: 2, motionMs: 2000 });
   for (const c of o.cases) if (!CASES[c]) throw new Error(`unknown case ${c}; see --help`);
+  for (const c of o.motion) if (!MOTION[c]) throw new Error(`unknown motion case ${c}; see --help`);
   for (const c of o.clients) if (!CLIENTS[c]) throw new Error(`unknown client ${c}; see --help`);
   const fpsList = o.fps.map(Number);
   const perRep = Math.ceil(o.inputs / o.reps);
@@ -150,11 +160,14 @@ export default async function streamBrowser(argv: string[]): Promise<BenchOutput
     }
 
     // motion: the game running, keys pressed in turn (a key also starts a new round after a crash)
-    type Got = { fps: number; kbps: number; cpuPct: number; c2d: number[]; dropped: number };
+    // per second: `encoded` the VM's frame numbers spanned (every frame it captured and encoded for the
+    // stream, sent to this page or not),
+    // `received`/`decoded`/`skipped` at the page, `animationFrames` its requestAnimationFrame rate
+    type Got = { fps: number; kbps: number; cpuPct: number; c2d: number[]; dropped: number; encoded: number; received: number; decoded: number; skipped: number; animationFrames: number };
     const motion: { key: string; label: string; fps: number; got: Got[] }[] = [];
     const closedErrors: string[] = [];
     const gwPid = gw.child.pid!;
-    for (const [name, c] of Object.entries(MOTION)) {
+    for (const [name, c] of Object.entries(MOTION).filter(([n]) => o.motion.includes(n))) {
       for (const fps of fpsList) {
         // the clients' sessions of one case side by side, their windows in turns, then closed
         const rows: { key: string; label: string; fps: number; page: Page; got: Got[] }[] = [];
@@ -162,6 +175,8 @@ export default async function streamBrowser(argv: string[]): Promise<BenchOutput
           const s = await openSession(client, browser, bundle, c, fps, o, cl);
           sessions.push(s);
           rows.push({ key: `${name}@${fps}${CLIENTS[cl]!.suffix}`, label: `${c.label}${CLIENTS[cl]!.suffix}`, fps, page: s.page, got: [] });
+          // warm up, not counted: the game's first round, the JIT, the encoder's spare starting
+          await s.page.evaluate(([ms]) => window.bench.motion(ms, ['ArrowLeft', 'ArrowRight'], 150), [MOTION_WARM_UP_MS] as const);
         }
         for (let r = 0; r < Math.max(2, o.reps >> 1); r++) {
           for (const row of rows) {
@@ -169,8 +184,11 @@ export default async function streamBrowser(argv: string[]): Promise<BenchOutput
             const d0 = (await row.page.evaluate(() => window.bench.view())).dropped;
             const m = await row.page.evaluate(([ms]) => window.bench.motion(ms, ['ArrowLeft', 'ArrowRight'], 150), [o.motionMs] as const);
             const d1 = (await row.page.evaluate(() => window.bench.view())).dropped;
-            row.got.push({ fps: (m.frames * 1000) / m.ms, kbps: (m.bytes * 8) / m.ms, cpuPct: cpu().cores * 100, c2d: m.captureToDraw, dropped: ((d1 - d0) * 1000) / m.ms });
-            process.stdout.write(`  rep ${r + 1} motion ${row.key.padEnd(25)} ${((m.frames * 1000) / m.ms).toFixed(1)} fps\n`);
+            const perS = (n: number): number => (n * 1000) / m.ms;
+            const g: Got = { fps: perS(m.frames), kbps: (m.bytes * 8) / m.ms, cpuPct: cpu().cores * 100, c2d: m.captureToDraw, dropped: perS(d1 - d0), encoded: perS(m.seqSpan), received: perS(m.received), decoded: perS(m.decoded), skipped: perS(m.skipped), animationFrames: perS(m.animationFrames) };
+            row.got.push(g);
+            const f = (x: number): string => x.toFixed(1);
+            process.stdout.write(`  rep ${r + 1} motion ${row.key.padEnd(25)} ${f(g.fps)} fps drawn; /s: VM encoded ${f(g.encoded)}, received ${f(g.received)}, decoded ${f(g.decoded)}, skipped ${f(g.skipped)}, dropped ${f(g.dropped)}, keyframes ${f(perS(m.keyframes))}, animation frames ${f(g.animationFrames)}; page queue max ${m.maxQueued}\n`);
           }
         }
         for (const row of rows) {
@@ -206,6 +224,11 @@ export default async function streamBrowser(argv: string[]): Promise<BenchOutput
       cpuS: spread(m.got.map((g) => g.cpuPct)),
       c2d: latencySpread(m.got.map((g) => g.c2d)),
       droppedS: spread(m.got.map((g) => g.dropped)),
+      encodedS: spread(m.got.map((g) => g.encoded)),
+      receivedS: spread(m.got.map((g) => g.received)),
+      decodedS: spread(m.got.map((g) => g.decoded)),
+      skippedS: spread(m.got.map((g) => g.skipped)),
+      rafS: spread(m.got.map((g) => g.animationFrames)),
     }));
     const f1 = (x: number) => (Number.isFinite(x) ? x.toFixed(1) : '-');
     const text = [
@@ -221,8 +244,8 @@ export default async function streamBrowser(argv: string[]): Promise<BenchOutput
       '',
       table(['case', ...STAGES, 'VM timings'], rows.map((r) => [r.label, ...r.stageMedians.map(f1), `${r.vmTimings}/${r.samples}`])),
       '',
-      table(['motion', 'fps requested', 'fps drawn', 'dropped /s', 'kbit/s', 'server CPU % (all VMs + gateway)', 'capture -> drawn p50 ms', 'p95 ms'],
-        motionRows.map((m) => [m.label, String(m.fps), fmt(m.fpsS), fmt(m.droppedS), fmt(m.kbpsS, 0), fmt(m.cpuS, 0), fmt(m.c2d.p50), fmt(m.c2d.p95)])),
+      table(['motion', 'fps requested', 'fps drawn', 'VM encoded /s', 'received /s', 'decoded /s', 'skipped /s', 'dropped /s', 'animation frames /s', 'kbit/s', 'server CPU % (all VMs + gateway)', 'capture -> drawn p50 ms', 'p95 ms'],
+        motionRows.map((m) => [m.label, String(m.fps), fmt(m.fpsS), fmt(m.encodedS), fmt(m.receivedS), fmt(m.decodedS), fmt(m.skippedS), fmt(m.droppedS), fmt(m.rafS), fmt(m.kbpsS, 0), fmt(m.cpuS, 0), fmt(m.c2d.p50), fmt(m.c2d.p95)])),
       '',
       `draw path the SDK settled on: ${[...new Set(Object.entries(drawPaths).filter(([k]) => !k.endsWith(CLIENTS.old!.suffix)).map(([k, p]) => `${k} ${p}`))].join(', ')}`,
       '',
@@ -234,6 +257,9 @@ export default async function streamBrowser(argv: string[]): Promise<BenchOutput
       'ImageDecoder, old: createImageBitmap), draw (into the canvas: the path named below, old: drawImage), to paint.',
       'X11 stages take the newest input before the capture (the key release).',
       'dropped /s: decoded pictures the page skipped because a newer one came before they were drawn.',
+      'Motion per second: VM encoded (the span of the frame numbers the page received: every frame the VM captured and',
+      'encoded, sent to this page or not), received, decoded, skipped (H264 frames not decoded, waiting for a keyframe), animation frames (the page\'s',
+      `requestAnimationFrame rate: the display's); fps drawn counts pictures drawn into the canvas. ${MOTION_WARM_UP_MS} ms of motion before the windows are not counted.`,
       'Motion: the game sample running for each window with arrow keys pressed every 150 ms; CPU is the gateway process',
       `tree (gateway, every VM agent and encoder) over the window, one core = 100 %.${pageErrors.length ? ` Page errors: ${pageErrors.slice(0, 3).join('; ')}` : ''}`,
     ].join('\n');
@@ -243,7 +269,7 @@ export default async function streamBrowser(argv: string[]): Promise<BenchOutput
         options: o,
         rows: rows.map((r) => ({ case: r.key, drawn: r.drawn, painted: r.painted, ratioToBaseline: r.ratio, stageMediansMs: Object.fromEntries(STAGES.map((s, j) => [s, r.stageMedians[j]])), vmTimings: r.vmTimings, samples: r.samples })),
         baseline: baseRows,
-        motion: motionRows.map((m) => ({ case: m.key, fps: m.fpsS, droppedPerS: m.droppedS, kbps: m.kbpsS, cpuPct: m.cpuS, captureToDrawn: m.c2d })),
+        motion: motionRows.map((m) => ({ case: m.key, fps: m.fpsS, encodedPerS: m.encodedS, receivedPerS: m.receivedS, decodedPerS: m.decodedS, skippedPerS: m.skippedS, droppedPerS: m.droppedS, animationFramesPerS: m.rafS, kbps: m.kbpsS, cpuPct: m.cpuS, captureToDrawn: m.c2d })),
         drawPaths,
         trips: Object.fromEntries(trips),
         pageErrors,

@@ -158,11 +158,16 @@ describe.each([
         expect(r.videoDecoder.configs[0]!.codec).toMatch(/^avc1\.42/);
         expect(r.videoDecoder.supported).toBe(true);
         expect(r.videoDecoder.outputs).toBeGreaterThan(0);
+        // the view counts what the decoder gave (the bench's motion rows read it)
+        expect(r.view!.decoded).toBe(r.videoDecoder.outputs);
         expect(r.bitmaps).toBe(0);
       } else {
         // WebCodecs' ImageDecoder decoded the JPEGs (this Chromium has it)
         expect(r.videoDecoder.configs).toEqual([]);
         expect(r.imageDecodes).toBeGreaterThan(0);
+        // decoded once a decode resolved: one may still be on its way
+        expect(r.view!.decoded).toBeGreaterThanOrEqual(r.imageDecodes - 1);
+        expect(r.view!.decoded).toBeLessThanOrEqual(r.imageDecodes);
         expect(r.bitmaps).toBe(0);
       }
       // a forced path stays in use (no fallback to drawImage): the pixels above came through it

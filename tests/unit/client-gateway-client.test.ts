@@ -30,6 +30,16 @@ describe('GatewayClient', () => {
     expect(s.connection).toEqual({ vmId: 'vm', url: 'ws://h:1/uve3', token: 'st', expiresAt: 'y' });
   });
 
+  it('asks for a fresh start only when told to', async () => {
+    const { fn, calls } = fakeFetch(() => ({ data: { requestApplication: { id: 's', state: 'ASSIGNED', connection: null } } }));
+    const gw = new GatewayClient('http://gw', { fetch: fn, token: 't' });
+    const terminal = { screenWidth: 800, screenHeight: 600, codecs: ['MJPEG' as const], localResources: [] };
+    await gw.requestApplication({ uaId: 'ua', terminal, fresh: true });
+    await gw.requestApplication({ uaId: 'ua', terminal });
+    expect(calls[0].body.variables).toEqual({ input: { uaId: 'ua', terminal, reconnectionMethod: 'NORMAL', fresh: true } });
+    expect(calls[1].body.variables.input).not.toHaveProperty('fresh');
+  });
+
   it('surfaces the GraphQL error code and message', async () => {
     const { fn } = fakeFetch(() => ({ errors: [{ message: 'no VM has capacity for this UA now', extensions: { code: 'UNAVAILABLE' } }], data: null }));
     const err = await new GatewayClient('http://gw', { fetch: fn, token: 't' }).uas().catch((e: unknown) => e);

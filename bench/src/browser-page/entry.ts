@@ -34,7 +34,20 @@ export interface FirstFrame {
 
 export interface Motion {
   ms: number;
+  /** pictures drawn */
   frames: number;
+  /** frames received from the VM (any codec), of them keyframes */
+  received: number;
+  keyframes: number;
+  /** the VM's frame numbers first..last received in the window: how many it sent in all */
+  seqSpan: number;
+  /** pictures out of the decoder; frames not given to it (waiting for a keyframe) */
+  decoded: number;
+  skipped: number;
+  /** the decoder's queue (H264 frames given and not yet out), largest seen at each frame's arrival */
+  maxQueued: number;
+  /** requestAnimationFrame callbacks in the window (the page's display rate) */
+  animationFrames: number;
   bytes: number;
   /** capture (VM) -> drawn (page) of each drawn frame */
   captureToDraw: number[];
@@ -42,7 +55,7 @@ export interface Motion {
 
 export interface BenchPage {
   /** `client`: attachCanvas's drawing options (the bench compares the SDK's default with the old path) */
-  play(target: { url: string; token: string }, client?: Pick<CanvasViewOptions, 'draw' | 'jpeg' | 'drawEveryFrame'>): Promise<{ codec: string; width: number; height: number; first: FirstFrame }>;
+  play(target: { url: string; token: string }, client?: Pick<CanvasViewOptions, 'draw' | 'jpeg' | 'drawEveryFrame'>): Promise<{ codec: string; width: number; height: number; maxFps: number; first: FirstFrame }>;
   /** pictures the SDK dropped (overtaken before drawn) and the draw path it uses */
   view(): { dropped: number; drawPath: string };
   /**
@@ -71,6 +84,8 @@ let client: StreamClient | null = null;
 let ctx: CanvasRenderingContext2D | null = null;
 let view: CanvasView | null = null;
 let bytes = 0;
+/** frames received and their last header (the motion window's counters) */
+const received = { frames: 0, keyframes: 0, lastSeq: 0, maxQueued: 0 };
 type Draw = { header: FrameHeader; latencyMs: number; times: DrawTimes };
 const drawWaiters = new Set<(d: Draw) => void>();
 
@@ -107,7 +122,13 @@ window.bench = {
     let codecAt = NaN;
     c.on('codec', () => (codecAt = Number.isNaN(codecAt) ? now() : codecAt));
     c.on('error', (e) => errors.push(e.message));
-    c.on('frame', (f) => (bytes += f.payload.byteLength));
+    c.on('frame', (f) => {
+      bytes += f.payload.byteLength;
+      received.frames++;
+      if (f.header.keyframe) received.keyframes++;
+      received.lastSeq = f.header.seq;
+      received.maxQueued = Math.max(received.maxQueued, view?.queued ?? 0);
+    });
     c.on('timing', (t) => {
       timings.set(t.seq, t);
       if (timings.size > 512) timings.delete(timings.keys().next().value!);
@@ -124,7 +145,7 @@ window.bench = {
     const welcome = await c.connect(target);
     const welcomeAt = now();
     const { times } = await first;
-    return { codec: welcome.codec, width: welcome.width, height: welcome.height, first: { calledAt, welcomeAt, codecAt, ...times, start: welcome.start } };
+    return { codec: welcome.codec, width: welcome.width, height: welcome.height, maxFps: welcome.maxFps, first: { calledAt, welcomeAt, codecAt, ...times, start: welcome.start } };
   },
 
   async roundTrip(events, until, phaseMs, timeoutMs) {
@@ -154,7 +175,17 @@ window.bench = {
       return false;
     };
     drawWaiters.add(count);
+    let animationFrames = 0;
+    let animating = true;
+    const onAnimationFrame = (): void => {
+      animationFrames++;
+      if (animating) requestAnimationFrame(onAnimationFrame);
+    };
+    requestAnimationFrame(onAnimationFrame);
     const bytes0 = bytes;
+    const r0 = { ...received, maxQueued: 0 };
+    received.maxQueued = 0;
+    const v0 = { decoded: view!.decoded, skipped: view!.skipped };
     const t0 = now();
     for (let i = 0; now() - t0 < ms; i++) {
       const key = keys[i % keys.length]!;
@@ -163,7 +194,20 @@ window.bench = {
       await sleep(everyMs);
     }
     drawWaiters.delete(count);
-    return { ms: now() - t0, frames: captureToDraw.length, bytes: bytes - bytes0, captureToDraw };
+    animating = false;
+    return {
+      ms: now() - t0,
+      frames: captureToDraw.length,
+      received: received.frames - r0.frames,
+      keyframes: received.keyframes - r0.keyframes,
+      seqSpan: received.lastSeq - r0.lastSeq,
+      decoded: view!.decoded - v0.decoded,
+      skipped: view!.skipped - v0.skipped,
+      maxQueued: received.maxQueued,
+      animationFrames,
+      bytes: bytes - bytes0,
+      captureToDraw,
+    };
   },
 
   view: () => ({ dropped: view?.dropped ?? 0, drawPath: view?.drawPath ?? '' }),

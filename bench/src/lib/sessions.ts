@@ -12,13 +12,18 @@ export interface SessionRequest {
   width: number;
   height: number;
   fps: number;
+  /**
+   * a new session even when the user has a DISCONNECTED one of this UA: that one would be resumed
+   * with the stream it was negotiated with (its codec and fps, not these)
+   */
+  fresh?: boolean;
 }
 
 /** requestApplication for the UA named `r.ua`; retried for up to 60 s while no VM of its platform is up yet. */
 export async function requestSession(gw: GatewayClient, r: SessionRequest): Promise<SessionInfo & { connection: NonNullable<SessionInfo['connection']> }> {
   const uaInfo = (await gw.uas()).find((u) => u.name === r.ua);
   if (!uaInfo) throw new Error(`no UA named ${r.ua}`);
-  const request = () => gw.requestApplication({ uaId: uaInfo.id, terminal: { screenWidth: r.width, screenHeight: r.height, codecs: [r.codec], localResources: [], maxFrameRate: r.fps } });
+  const request = () => gw.requestApplication({ uaId: uaInfo.id, terminal: { screenWidth: r.width, screenHeight: r.height, codecs: [r.codec], localResources: [], maxFrameRate: r.fps }, ...(r.fresh ? { fresh: true } : {}) });
   const deadline = Date.now() + 60_000;
   let session = await request().catch((e: Error) => e);
   while (session instanceof Error && /UNAVAILABLE|not deployed|no VM/i.test(session.message) && Date.now() < deadline) {

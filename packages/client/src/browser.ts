@@ -41,6 +41,10 @@ export interface CanvasView {
   readonly queued: number;
   /** pictures decoded but overtaken by a newer one before they could be drawn */
   readonly dropped: number;
+  /** pictures that came out of the decoder */
+  readonly decoded: number;
+  /** H264 frames received but not decoded: waiting for a keyframe (start, decoder behind, lost) */
+  readonly skipped: number;
   /** the draw path in use ('auto' while it is still measuring) */
   readonly drawPath: DrawPath;
   detach(): void;
@@ -82,6 +86,8 @@ export function attachCanvas(client: StreamClient, canvas: HTMLCanvasElement, op
   let drawing = false;
   let waiting: Picture[] = [];
   let dropped = 0;
+  let decoded = 0;
+  let skipped = 0;
   let lastDrawnSeq = -1;
 
   const release = (p: Picture): void => p.image.close();
@@ -179,6 +185,7 @@ export function attachCanvas(client: StreamClient, canvas: HTMLCanvasElement, op
     const d = new VideoDecoder({
       output: (frame) => {
         const decodedAt = now();
+        decoded++;
         const seq = Math.round(frame.timestamp / 1000);
         recoveries = 0;
         const stamp = headers.get(seq);
@@ -224,12 +231,14 @@ export function attachCanvas(client: StreamClient, canvas: HTMLCanvasElement, op
       const dec = new ImageDecoder({ type: 'image/jpeg', data });
       try {
         const { image } = await dec.decode();
+        decoded++;
         return { image, stamp, decodedAt: now() };
       } finally {
         dec.close();
       }
     }
     const image = await createImageBitmap(new Blob([data], { type: 'image/jpeg' }));
+    decoded++;
     return { image, stamp, decodedAt: now() };
   };
   const jpegLoop = async (): Promise<void> => {
@@ -268,9 +277,13 @@ export function attachCanvas(client: StreamClient, canvas: HTMLCanvasElement, op
     }
     const d = decoder;
     if (!d || d.state !== 'configured') return;
-    if (waitingForKey && !f.header.keyframe) return;
+    if (waitingForKey && !f.header.keyframe) {
+      skipped++;
+      return;
+    }
     if (!f.header.keyframe && d.decodeQueueSize > MAX_DECODE_QUEUE) {
       // the decoder falls behind: skip to a fresh keyframe instead of showing old pictures late
+      skipped++;
       waitingForKey = true;
       client.requestKeyframe();
       return;
@@ -288,6 +301,12 @@ export function attachCanvas(client: StreamClient, canvas: HTMLCanvasElement, op
     },
     get dropped() {
       return dropped;
+    },
+    get decoded() {
+      return decoded;
+    },
+    get skipped() {
+      return skipped;
     },
     get drawPath() {
       return path;

@@ -60,6 +60,8 @@ export interface RequestApplicationInput {
   uaId: string;
   terminal: TerminalCapabilities;
   reconnectionMethod?: ReconnectionMethod;
+  /** start the UA afresh: the user's DISCONNECTED session of this UA and its VM Data are not resumed */
+  fresh?: boolean;
 }
 
 export interface GatewayClientOptions {
@@ -134,7 +136,7 @@ export class GatewayClient {
   async requestApplication(input: RequestApplicationInput): Promise<SessionInfo> {
     const d = await this.request<{ requestApplication: SessionInfo }>(
       `mutation RequestApplication($input: RequestApplicationInput!) { requestApplication(input: $input) { ${SESSION} } }`,
-      { input: { uaId: input.uaId, terminal: input.terminal, reconnectionMethod: input.reconnectionMethod ?? 'NORMAL' } },
+      { input: { uaId: input.uaId, terminal: input.terminal, reconnectionMethod: input.reconnectionMethod ?? 'NORMAL', ...(input.fresh ? { fresh: true } : {}) } },
     );
     return d.requestApplication;
   }

@@ -38,6 +38,8 @@ export interface PageReport {
   imageDecodes: number;
   /** the way attachCanvas draws pictures (after them: 'auto' settles on one) */
   drawPath: string | null;
+  /** attachCanvas's own counters: pictures decoded, frames skipped waiting for a keyframe, pictures dropped */
+  view: { decoded: number; skipped: number; dropped: number } | null;
   errors: string[];
   resourceRequests: string[];
   /** interaction commands captureInput sent, in order */
@@ -81,6 +83,7 @@ const report: PageReport = {
   bitmaps: 0,
   imageDecodes: 0,
   drawPath: null,
+  view: null,
   errors: [],
   resourceRequests: [],
   sent: [],
@@ -231,7 +234,12 @@ window.uve = {
     status.textContent = `UVE browser client: ${welcome.role} ${welcome.codec} ${welcome.width}x${welcome.height}`;
     return { role: welcome.role, codec: welcome.codec, width: welcome.width, height: welcome.height };
   },
-  report: () => ({ ...report, drawPath: view?.drawPath ?? null, watches: watches.map((w) => ({ ...w.result })) }),
+  report: () => ({
+    ...report,
+    drawPath: view?.drawPath ?? null,
+    view: view && { decoded: view.decoded, skipped: view.skipped, dropped: view.dropped },
+    watches: watches.map((w) => ({ ...w.result })),
+  }),
   pixel,
   ink,
   rgba: (x, y, w, h) => Array.from(context().getImageData(x, y, w, h).data),
