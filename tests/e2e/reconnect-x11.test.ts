@@ -8,7 +8,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { freshDatabase, startRedis, until, type TestRedis } from '../support/services';
-import { ADMIN, ROOT, login, ok, registerUser, startGateway, type GatewayProcess } from '../support/gateway';
+import { ADMIN, ROOT, gql, login, ok, registerUser, startGateway, type GatewayProcess } from '../support/gateway';
 import { agentPid, near, openStream, pixel, uaId } from '../support/stream';
 import type { FrameEvent } from '@uve/client';
 
@@ -89,6 +89,13 @@ it('within the window the same xterm continues on the same VM, frozen meanwhile;
   await until('the session DISCONNECTED', 15_000, async () => (await sessionOf(s.id)).state === 'DISCONNECTED');
   await until('the xterm stopped (SIGSTOP)', 10_000, async () => stateOf(before.xterm) === 'T');
   expect(stateOf(before.xvfb)).not.toBe('T'); // the X server keeps the picture
+
+  // a terminal that cannot decode the stream the xterm has (MJPEG) is refused with the reason: the
+  // session can only continue on its VM, whose encoder stays; it stays DISCONNECTED for a terminal that can
+  const h264Only = await gql(gw, REQUEST, { i: { uaId: xterm, reconnectionMethod: 'NO_LOSS', terminal: { ...terminal, codecs: ['H264'] } } }, user.token);
+  expect(h264Only.errors?.[0]?.extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'terminal.codecs' });
+  expect(h264Only.errors?.[0]?.message).toMatch(/streams MJPEG, which this terminal does not decode.*fresh start/);
+  expect((await sessionOf(s.id)).state).toBe('DISCONNECTED');
 
   const again = (await ok(gw, REQUEST, { i: { uaId: xterm, reconnectionMethod: 'NO_LOSS', terminal } }, user.token)).requestApplication as Requested;
   expect(again).toMatchObject({ id: s.id, reconnections: 1, vm: { id: s.vm.id }, restoredFrom: null });

@@ -288,10 +288,23 @@ export class SessionsService implements SessionReportTarget {
     const [oldAlive] = oldVmId
       ? await uow.em.query(`SELECT 1 FROM vms WHERE id = $1 AND status IN ('IDLE', 'DRAINING') AND last_heartbeat_at > now() - make_interval(secs => $2::float8 / 1000)`, [oldVmId, this.options.heartbeatTimeoutMs])
       : [];
+    // Back on its VM the session keeps the stream it had (codec, size, rate): the VM does not
+    // change a running session's encoder. A terminal that cannot decode that codec is refused with
+    // the reason instead of being handed a stream it cannot show; the session stays DISCONNECTED
+    // (the user may come back from a terminal that can, or ask for a fresh start). Moving to
+    // another VM with VM Data negotiates the stream afresh, so that path is still open to it.
+    const keptCodec = old.stream?.codec;
+    const undecodable = keptCodec && !r.terminal.codecs.includes(keptCodec)
+      ? `your disconnected session of ${r.ua.name} streams ${keptCodec}, which this terminal does not decode (it offers ${r.terminal.codecs.join(', ')})`
+      : null;
     // the RECONNECTED event says which happened and why (`sameVm`, `why`, `reason`): clients, tests
     // and benches tell a deliberate return from a fallback
-    const backToOldVm = (why: 'NO_LOSS_ON_ITS_VM' | 'NO_VM_DATA' | 'NO_OTHER_VM', reason: string): Promise<Session> =>
-      this.move(uow, old, 'ASSIGNED', 'reconnect the session', r.user.id, { reconnections: old.reconnections + 1 }, { vmId: oldVmId, sameVm: true, why, reason });
+    const backToOldVm = (why: 'NO_LOSS_ON_ITS_VM' | 'NO_VM_DATA' | 'NO_OTHER_VM', reason: string): Promise<Session> => {
+      if (undecodable) {
+        throw badInput(`Cannot reconnect: ${undecodable}, and it can only continue on the VM it runs on (${reason}). Reconnect from a terminal that decodes ${keptCodec}, or ask for a fresh start (fresh: true).`, 'terminal.codecs');
+      }
+      return this.move(uow, old, 'ASSIGNED', 'reconnect the session', r.user.id, { reconnections: old.reconnections + 1 }, { vmId: oldVmId, sameVm: true, why, reason });
+    };
     if (oldAlive) {
       // NO_LOSS without a FULL snapshot: the UA on its VM is the exact state, so the user goes back
       // to it by policy (LINUX_X11, NO_LOSS_SCOPE SAME_VM_WITHIN_WINDOW: frozen there, no VM Data
