@@ -269,6 +269,8 @@ describe('X11Runtime with a warm display', () => {
       expect(b.inst.xvfbPid).not.toBe(next);
       await until(() => processState(next!) === null, 'the spare of the old size to stop');
       const third = await runtime.spareXvfbPid();
+      // (CI once found no spare here; why it was lost, if it was, is in the message)
+      expect({ spare: third, lost: runtime.spareLost }).toEqual({ spare: expect.any(Number), lost: null });
       const c = await Session.start(runtime, path.join(X11_UAS, 'probe'));
       expect(c.inst.xvfbPid).toBe(third);
     } finally {

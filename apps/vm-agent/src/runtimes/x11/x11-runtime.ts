@@ -50,6 +50,8 @@ export class X11Runtime implements UaRuntime {
   private readonly warmDisplay: boolean;
   /** the display kept started for the next session, by size */
   private spare: { width: number; height: number; display: Promise<X11Display | null> } | null = null;
+  /** why the last spare display was dropped (its start failed or its X server died), for tests and diagnosis */
+  spareLost: string | null = null;
   private closed = false;
   private readonly uaUser: UaUser | null;
 
@@ -82,13 +84,15 @@ export class X11Runtime implements UaRuntime {
       display: X11Display.start({ xvfb: this.xvfb, tmpDir: this.tmpDir }, width, height).then(
         (d) => {
           // a spare whose X server dies while it waits is dropped (the next session starts its own)
-          d.listen({ onDamage: () => undefined, onFail: () => {
+          d.listen({ onDamage: () => undefined, onFail: (why) => {
+            this.spareLost = `its X server failed while it waited: ${why}`;
             if (this.spare === entry) this.spare = null;
             void d.close();
           } });
           return d;
         },
-        () => {
+        (e: Error) => {
+          this.spareLost = `it did not start: ${e.message}`;
           if (this.spare === entry) this.spare = null;
           return null;
         },
