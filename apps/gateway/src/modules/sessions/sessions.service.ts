@@ -294,14 +294,11 @@ export class SessionsService implements SessionReportTarget {
     // (the user may come back from a terminal that can, or ask for a fresh start). Moving to
     // another VM with VM Data negotiates the stream afresh, so that path is still open to it.
     const keptCodec = old.stream?.codec;
-    const undecodable = keptCodec && !r.terminal.codecs.includes(keptCodec)
-      ? `your disconnected session of ${r.ua.name} streams ${keptCodec}, which this terminal does not decode (it offers ${r.terminal.codecs.join(', ')})`
-      : null;
     // the RECONNECTED event says which happened and why (`sameVm`, `why`, `reason`): clients, tests
     // and benches tell a deliberate return from a fallback
     const backToOldVm = (why: 'NO_LOSS_ON_ITS_VM' | 'NO_VM_DATA' | 'NO_OTHER_VM', reason: string): Promise<Session> => {
-      if (undecodable) {
-        throw badInput(`Cannot reconnect: ${undecodable}, and it can only continue on the VM it runs on (${reason}). Reconnect from a terminal that decodes ${keptCodec}, or ask for a fresh start (fresh: true).`, 'terminal.codecs');
+      if (keptCodec && !r.terminal.codecs.includes(keptCodec)) {
+        throw badInput(`Cannot reconnect: your disconnected session of ${r.ua.name} streams ${keptCodec}, which this terminal does not decode (it offers ${r.terminal.codecs.join(', ')}), and it can only continue on the VM it runs on (${reason}). Reconnect from a terminal that decodes ${keptCodec}, or ask for a fresh start (fresh: true).`, 'terminal.codecs');
       }
       return this.move(uow, old, 'ASSIGNED', 'reconnect the session', r.user.id, { reconnections: old.reconnections + 1 }, { vmId: oldVmId, sameVm: true, why, reason });
     };

@@ -14,7 +14,7 @@ import { closeSync, openSync, readSync } from 'node:fs';
 import { endianness } from 'node:os';
 import * as path from 'node:path';
 import { pictureBytes, type PixelFormat, type RawFrame } from '../runtime';
-import { I420_STAGE_ROWS, i420Module } from '../wasm/i420';
+import { I420_STAGE_ROWS, i420Module, i420Unsupported } from '../wasm/i420';
 import { PAGE_BYTES, WA } from '../wasm/webassembly';
 
 const XWD_COLOR_BYTES = 12;
@@ -119,7 +119,8 @@ export class XvfbFramebuffer {
   /** [stage: I420_STAGE_ROWS rows of 32-bit pixels][slot 0][slot 1][slot 2] in one memory that never grows */
   private makeRing(format: PixelFormat): PictureRing {
     const { width, height } = this;
-    if (format === 'i420' && (width % 2 || height % 2)) throw new Error(`I420 pictures need an even width and height (4:2:0), got ${width}x${height}`);
+    const odd = format === 'i420' ? i420Unsupported(width, height) : null;
+    if (odd) throw new Error(odd);
     const stageBytes = format === 'i420' ? width * 4 * I420_STAGE_ROWS : 0;
     const slotBytes = pictureBytes(format, width, height);
     const pages = Math.ceil((stageBytes + PICTURE_SLOTS * slotBytes) / PAGE_BYTES);
