@@ -84,7 +84,7 @@ interface FirstPicture {
   firstInput: number;
   close(): Promise<void>;
 }
-type Connect = ((connection: { url: string; token: string }) => Promise<FirstPicture>) & {
+type Connect = ((connection: { url: string; token: string; size?: { width: number; height: number } }) => Promise<FirstPicture>) & {
   /** called right before requestApplication is sent */
   beforeRequest?: () => void;
 };
@@ -115,7 +115,7 @@ function nodeClient(codec: VideoCodec, paint: boolean, early = false): Connect {
           }
         });
       });
-      await client.connect({ ...connection, decoder });
+      await client.connect({ url: connection.url, token: connection.token, decoder });
       const welcome = now();
       const dec = await decoded;
       // the issue's other figure: the first input right after the first frame (185-219 ms in it)
@@ -177,12 +177,12 @@ async function sample(gw: Gateway, token: string, uaId: string, codec: VideoCode
   const t0 = now();
   // the sample's start in the gateway's log (BENCH_GATEWAY_LOG), to read its stages on one clock
   if (process.env.BENCH_GATEWAY_LOG) fs.appendFileSync(process.env.BENCH_GATEWAY_LOG, JSON.stringify({ t: new Date().toISOString(), msg: 'bench: requestApplication sent' }) + '\n');
-  const d = await gql(gw.graphqlUrl, `mutation($i: RequestApplicationInput!) { requestApplication(input: $i) { id connection { url token } } }`, { i: { uaId, fresh: true, terminal: { screenWidth: 1280, screenHeight: 720, codecs: [codec], localResources: [] } } }, token);
+  const d = await gql(gw.graphqlUrl, `mutation($i: RequestApplicationInput!) { requestApplication(input: $i) { id connection { url token } stream { width height } } }`, { i: { uaId, fresh: true, terminal: { screenWidth: 1280, screenHeight: 720, codecs: [codec], localResources: [] } } }, token);
   const placed = now();
-  const s = d.requestApplication as { id: string; connection: { url: string; token: string } };
+  const s = d.requestApplication as { id: string; connection: { url: string; token: string }; stream: { width: number; height: number } | null };
   let first: FirstPicture | null = null;
   try {
-    first = await connect(s.connection);
+    first = await connect({ ...s.connection, ...(s.stream ? { size: s.stream } : {}) });
     const ev = await gql(gw.graphqlUrl, `query($s: ID!) { session(id: $s) { events { type at } } }`, { s: s.id }, token);
     const at = (type: string) => new Date((ev.session.events as { type: string; at: string }[]).find((e) => e.type === type)?.at ?? NaN).getTime();
     const stages: Record<string, number> = { placed: placed - t0 };

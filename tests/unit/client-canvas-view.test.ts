@@ -21,10 +21,10 @@ class StubDecoder {
   decode(chunk: { type: string; timestamp: number }): void {
     this.chunks.push(chunk);
   }
-  /** the oldest chunk given comes out as a picture */
-  output(): void {
+  /** the oldest chunk given comes out as a picture (`picture`: what comes out, given its timestamp) */
+  output(picture?: (timestamp: number) => unknown): void {
     const c = this.chunks.shift()!;
-    this.init.output({ timestamp: c.timestamp, close: () => undefined });
+    this.init.output(picture ? picture(c.timestamp) : { timestamp: c.timestamp, close: () => undefined });
   }
   close(): void {
     this.state = 'closed';
@@ -109,5 +109,101 @@ describe('attachCanvas counters (H264)', () => {
     for (let i = 0; i < 6; i++) decoder.output();
     await turn();
     expect(view.decoded).toBe(6);
+  });
+});
+
+describe('attachCanvas prepares the canvas before the first picture', () => {
+  /** what happened, in order: canvas resizes, puts, conversions started and finished */
+  let log: string[];
+  let warmUp: (() => void) | null;
+  class StubImageData {
+    readonly data: Uint8ClampedArray;
+    constructor(readonly width: number, readonly height: number) {
+      this.data = new Uint8ClampedArray(width * height * 4);
+    }
+  }
+  class StubVideoFrame {
+    readonly visibleRect: { width: number; height: number };
+    constructor(_data: unknown, readonly init: { codedWidth: number; codedHeight: number; timestamp: number }) {
+      this.visibleRect = { width: init.codedWidth, height: init.codedHeight };
+    }
+    get timestamp(): number {
+      return this.init.timestamp;
+    }
+    copyTo(): Promise<void> {
+      // the blank frame's conversion (timestamp 0) finishes when the test says; pictures at once
+      if (this.init.timestamp !== 0) return Promise.resolve(void log.push(`copy ${this.init.timestamp / 1000}`));
+      log.push('warm-up started');
+      return new Promise((resolve) => (warmUp = () => resolve(void log.push('warm-up done'))));
+    }
+    close(): void {}
+  }
+  beforeEach(() => {
+    log = [];
+    warmUp = null;
+    globals.ImageData = StubImageData;
+    globals.VideoFrame = StubVideoFrame;
+  });
+  afterEach(() => {
+    delete globals.ImageData;
+    delete globals.VideoFrame;
+  });
+
+  function canvasAndClient(codec: CodecConfig | null) {
+    const listeners: Record<string, ((x: never) => void)[]> = {};
+    let width = 0;
+    let height = 0;
+    const canvas = {
+      get width() { return width; },
+      set width(v: number) { width = v; log.push(`width ${v}`); },
+      get height() { return height; },
+      set height(v: number) { height = v; log.push(`height ${v}`); },
+      getContext: () => ({
+        drawImage: () => log.push('drawImage'),
+        putImageData: (img: StubImageData) => log.push(`put ${img.width}x${img.height} ${[...img.data.subarray(0, 4)].join(',')}`),
+      }),
+    } as unknown as HTMLCanvasElement;
+    const client = {
+      codec,
+      on: (name: string, fn: (x: never) => void) => {
+        (listeners[name] ??= []).push(fn);
+        return () => undefined;
+      },
+      latencyOf: () => 0,
+      requestKeyframe: () => undefined,
+    } as unknown as StreamClient;
+    const emit = (name: string, x: unknown): void => {
+      for (const fn of listeners[name] ?? []) fn(x as never);
+    };
+    return { canvas, client, emit };
+  }
+
+  it('sizes the canvas and puts an opaque black picture as soon as the page knows the size', () => {
+    const { canvas, client, emit } = canvasAndClient(null);
+    attachCanvas(client, canvas, { size: { width: 64, height: 48 } });
+    expect(log).toEqual(['width 64', 'height 48', 'put 64x48 0,0,0,255', 'warm-up started']);
+    // the codec message of the same size keeps the canvas as it is (a reconnection keeps its picture)
+    emit('codec', config);
+    expect(log).toEqual(['width 64', 'height 48', 'put 64x48 0,0,0,255', 'warm-up started']);
+    // another size prepares again
+    emit('codec', { ...config, width: 32, height: 16 });
+    expect(log.slice(4)).toEqual(['width 32', 'height 16', 'put 32x16 0,0,0,255', 'warm-up started']);
+  });
+
+  it('converts the first picture only after the warm-up conversion into the same buffer is done', async () => {
+    const { canvas, client, emit } = canvasAndClient(null);
+    const drawn: number[] = [];
+    attachCanvas(client, canvas, { size: { width: 64, height: 48 }, draw: 'copyTo', onDraw: (h) => drawn.push(h.seq) });
+    (client as { codec: CodecConfig | null }).codec = config;
+    emit('codec', config);
+    emit('frame', { header: { seq: 1, keyframe: true, captureTs: 0, inputSeq: 0, width: 64, height: 48 }, payload: new Uint8Array([1]), receivedAt: 0 });
+    StubDecoder.last!.output((timestamp) => new StubVideoFrame(null, { codedWidth: 64, codedHeight: 48, timestamp }));
+    await turn();
+    expect(drawn).toEqual([]);
+    expect(log).not.toContain('copy 1');
+    warmUp!();
+    await turn();
+    expect(log.slice(-3)).toEqual(['warm-up done', 'copy 1', 'put 64x48 0,0,0,255']);
+    expect(drawn).toEqual([1]);
   });
 });

@@ -55,7 +55,7 @@ export interface Motion {
 
 export interface BenchPage {
   /** `client`: attachCanvas's drawing options (the bench compares the SDK's default with the old path) */
-  play(target: { url: string; token: string }, client?: Pick<CanvasViewOptions, 'draw' | 'jpeg' | 'drawEveryFrame'>): Promise<{ codec: string; width: number; height: number; maxFps: number; first: FirstFrame }>;
+  play(target: { url: string; token: string; size?: { width: number; height: number } }, client?: Pick<CanvasViewOptions, 'draw' | 'jpeg' | 'drawEveryFrame'>): Promise<{ codec: string; width: number; height: number; maxFps: number; first: FirstFrame }>;
   /** pictures the SDK dropped (overtaken before drawn) and the draw path it uses */
   view(): { dropped: number; drawPath: string };
   /**
@@ -135,6 +135,8 @@ window.bench = {
     });
     view = attachCanvas(c, canvas, {
       ...drawing,
+      // the stream's size from requestApplication, as the console's player passes it
+      ...(target.size ? { size: target.size } : {}),
       onDraw: (header, latencyMs, times) => {
         for (const w of [...drawWaiters]) w({ header, latencyMs, times });
       },
@@ -142,7 +144,7 @@ window.bench = {
     });
     ctx = canvas.getContext('2d');
     const first = waitDraw(() => true, 30_000, 'at all');
-    const welcome = await c.connect(target);
+    const welcome = await c.connect({ url: target.url, token: target.token });
     const welcomeAt = now();
     const { times } = await first;
     return { codec: welcome.codec, width: welcome.width, height: welcome.height, maxFps: welcome.maxFps, first: { calledAt, welcomeAt, codecAt, ...times, start: welcome.start } };

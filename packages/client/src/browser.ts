@@ -34,6 +34,13 @@ export interface CanvasViewOptions {
   jpeg?: 'auto' | 'ImageDecoder' | 'createImageBitmap';
   /** draw every picture in order even when newer ones wait (default false: the newest only) */
   drawEveryFrame?: boolean;
+  /**
+   * The stream's size when the page knows it before connecting (requestApplication's `stream`):
+   * the canvas and the picture copy are made ready while the connection opens, so the first
+   * picture is drawn at once (without it, they are made ready on the `codec` message, beside the
+   * first decode).
+   */
+  size?: { width: number; height: number };
 }
 
 export interface CanvasView {
@@ -92,10 +99,39 @@ export function attachCanvas(client: StreamClient, canvas: HTMLCanvasElement, op
 
   const release = (p: Picture): void => p.image.close();
 
+  // The first picture drawn paid 45–100 ms here (software Chromium) that later ones do not: the
+  // first touch of the canvas's 3.6 MB (720p) and of the ImageData copied into it, and copyTo's
+  // own first conversion. `prepare` pays them before the picture arrives: an opaque black picture
+  // put into the canvas, and one blank frame converted into the copy buffer.
+  let preparedFor = '';
+  let warming: Promise<void> | null = null;
+  const prepare = (width: number, height: number): void => {
+    // the same size keeps the canvas (a reconnection shows the last picture until the next one)
+    if (canvas.width !== width) canvas.width = width;
+    if (canvas.height !== height) canvas.height = height;
+    if (preparedFor === `${width}x${height}` || typeof ImageData === 'undefined') return;
+    preparedFor = `${width}x${height}`;
+    const img = new ImageData(width, height);
+    new Uint32Array(img.data.buffer).fill(0xff000000);
+    ctx.putImageData(img, 0, 0);
+    rgba = img;
+    if (typeof VideoFrame === 'undefined' || path === 'drawImage' || width % 2 || height % 2) return;
+    const blank = new VideoFrame(new Uint8Array((width * height * 3) / 2), { format: 'I420', codedWidth: width, codedHeight: height, timestamp: 0 });
+    const done: Promise<void> = blank.copyTo(img.data, { format: 'RGBA', colorSpace: 'srgb' })
+      .then(() => undefined, () => undefined)
+      .finally(() => {
+        blank.close();
+        if (warming === done) warming = null;
+      });
+    warming = done;
+  };
+
   /** copyTo: the frame converts itself to RGBA; false when it cannot (no RGBA support, size) */
   const copyIn = async (frame: VideoFrame): Promise<boolean> => {
     const r = frame.visibleRect;
     if (!r || r.width !== canvas.width || r.height !== canvas.height) return false;
+    // the warm-up's conversion writes into the same buffer
+    if (warming) await warming;
     if (!rgba || rgba.width !== r.width || rgba.height !== r.height) rgba = new ImageData(r.width, r.height);
     const img = rgba;
     try {
@@ -170,8 +206,7 @@ export function attachCanvas(client: StreamClient, canvas: HTMLCanvasElement, op
 
   // ---- H264: WebCodecs VideoDecoder ----
   const configure = (cfg: CodecConfig): void => {
-    canvas.width = cfg.width;
-    canvas.height = cfg.height;
+    prepare(cfg.width, cfg.height);
     if (decoder && decoder.state !== 'closed') decoder.close();
     decoder = null;
     waitingForKey = true;
@@ -294,6 +329,7 @@ export function attachCanvas(client: StreamClient, canvas: HTMLCanvasElement, op
   };
 
   if (client.codec) configure(client.codec);
+  else if (options.size) prepare(options.size.width, options.size.height);
   const offs = [client.on('codec', configure), client.on('frame', onFrame)];
   return {
     get queued() {

@@ -1,6 +1,6 @@
 // Minimal UVE-1 helpers: the GraphQL calls a UC needs to log in and get a UA session (see
 // docs/api/uve.graphql). Plain fetch, so it runs in browsers and Node 20 alike.
-import type { LocalResourceKind, Platform, ReconnectionMethod, TerminalCapabilities } from '@uve/protocol';
+import type { LocalResourceKind, Platform, ReconnectionMethod, StreamParams, TerminalCapabilities } from '@uve/protocol';
 
 export const GRAPHQL_PATH = '/graphql';
 
@@ -54,6 +54,8 @@ export interface SessionInfo {
   ua: { id: string; name: string };
   vm: { id: string; endpoint: string | null } | null;
   connection: SessionConnection | null;
+  /** the Output Stream negotiated (null until a VM is assigned): known before connecting */
+  stream: StreamParams | null;
 }
 
 export interface RequestApplicationInput {
@@ -73,7 +75,7 @@ export interface GatewayClientOptions {
 }
 
 const USER = 'id username displayName role';
-const SESSION = `id state uaVersion reconnectionMethod ua { id name } vm { id endpoint } connection { vmId url token expiresAt }`;
+const SESSION = `id state uaVersion reconnectionMethod ua { id name } vm { id endpoint } connection { vmId url token expiresAt } stream { codec width height maxFps bitrateKbps }`;
 const UA = 'id name platform currentVersion requiredResources minScreenWidth minScreenHeight';
 
 export class GatewayClient {

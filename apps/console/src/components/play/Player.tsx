@@ -83,6 +83,7 @@ export function Player({ ua }: { ua: CatalogQuery['uas'][number] }) {
           canvas.dataset.draws = String(draws);
         },
         onError: (e) => setError(e.message),
+        ...(s.stream ? { size: s.stream } : {}),
       });
       const stopInput = captureInput(client, canvas);
       live.current = { client, view, stopInput, sessionId: s.id };

@@ -4,6 +4,7 @@ import { GraphQLJSON } from 'graphql-scalars';
 import { RECONNECTION_METHODS, type ReconnectionMethod, type StreamParams } from '@uve/protocol';
 import { ReconnectionMethodEnum, SESSION_EVENT_TYPES, SESSION_STATES, SessionEventTypeEnum, SessionStateEnum, type SessionEventType, type SessionState } from '../../graphql/enums';
 import { TerminalCapabilities } from '../users/terminal.types';
+import { OutputStream } from './sessions.types';
 import { User } from '../users/users.entity';
 import { Ua } from '../uas/uas.entity';
 import { Vm } from '../vms/vms.entity';
@@ -25,7 +26,7 @@ export class Session {
   @Field(() => SessionStateEnum) @Column({ type: 'enum', enum: SESSION_STATES, enumName: 'session_state' }) state!: SessionState;
   @Field(() => ReconnectionMethodEnum) @Column({ type: 'enum', enum: RECONNECTION_METHODS, enumName: 'reconnection_method' }) reconnectionMethod!: ReconnectionMethod;
   @Field(() => TerminalCapabilities) @Column({ type: 'jsonb' }) terminal!: TerminalCapabilities;
-  /** what was negotiated for the Output Stream (codec, size, fps, bitrate) */
+  @Field(() => OutputStream, { nullable: true, description: 'the Output Stream negotiated when a VM was assigned (null before); a reconnection back on the same VM keeps it, one on another VM negotiates it afresh' })
   @Column({ type: 'jsonb', nullable: true }) stream!: StreamParams | null;
   @ManyToOne(() => User, { onDelete: 'SET NULL', nullable: true }) @JoinColumn({ name: 'suspend_controller_id' }) suspendController?: User | null;
   @Column({ type: 'uuid', nullable: true }) suspendControllerId!: string | null;
