@@ -84,7 +84,7 @@ interface FirstPicture {
   firstInput: number;
   close(): Promise<void>;
 }
-type Connect = ((connection: { url: string; token: string; size?: { width: number; height: number } }) => Promise<FirstPicture>) & {
+type Connect = ((connection: { url: string; token: string }) => Promise<FirstPicture>) & {
   /** called right before requestApplication is sent */
   beforeRequest?: () => void;
 };
@@ -115,7 +115,7 @@ function nodeClient(codec: VideoCodec, paint: boolean, early = false): Connect {
           }
         });
       });
-      await client.connect({ url: connection.url, token: connection.token, decoder });
+      await client.connect({ ...connection, decoder });
       const welcome = now();
       const dec = await decoded;
       // the issue's other figure: the first input right after the first frame (185-219 ms in it)
@@ -150,6 +150,8 @@ function nodeClient(codec: VideoCodec, paint: boolean, early = false): Connect {
 function browserClient(browser: Browser, bundle: string, paint: boolean): () => Promise<Connect> {
   return async () => {
     const page = await openBenchPage(browser, bundle);
+    // the page readies its canvas while it waits for its user, as the console's player does
+    await page.evaluate(() => window.bench.prepare(1280, 720));
     const close = async (): Promise<void> => {
       await page.evaluate(() => window.bench.stop()).catch(() => undefined);
       await page.close().catch(() => undefined);
@@ -177,12 +179,12 @@ async function sample(gw: Gateway, token: string, uaId: string, codec: VideoCode
   const t0 = now();
   // the sample's start in the gateway's log (BENCH_GATEWAY_LOG), to read its stages on one clock
   if (process.env.BENCH_GATEWAY_LOG) fs.appendFileSync(process.env.BENCH_GATEWAY_LOG, JSON.stringify({ t: new Date().toISOString(), msg: 'bench: requestApplication sent' }) + '\n');
-  const d = await gql(gw.graphqlUrl, `mutation($i: RequestApplicationInput!) { requestApplication(input: $i) { id connection { url token } stream { width height } } }`, { i: { uaId, fresh: true, terminal: { screenWidth: 1280, screenHeight: 720, codecs: [codec], localResources: [] } } }, token);
+  const d = await gql(gw.graphqlUrl, `mutation($i: RequestApplicationInput!) { requestApplication(input: $i) { id connection { url token } } }`, { i: { uaId, fresh: true, terminal: { screenWidth: 1280, screenHeight: 720, codecs: [codec], localResources: [] } } }, token);
   const placed = now();
-  const s = d.requestApplication as { id: string; connection: { url: string; token: string }; stream: { width: number; height: number } | null };
+  const s = d.requestApplication as { id: string; connection: { url: string; token: string } };
   let first: FirstPicture | null = null;
   try {
-    first = await connect({ ...s.connection, ...(s.stream ? { size: s.stream } : {}) });
+    first = await connect(s.connection);
     const ev = await gql(gw.graphqlUrl, `query($s: ID!) { session(id: $s) { events { type at } } }`, { s: s.id }, token);
     const at = (type: string) => new Date((ev.session.events as { type: string; at: string }[]).find((e) => e.type === type)?.at ?? NaN).getTime();
     const stages: Record<string, number> = { placed: placed - t0 };

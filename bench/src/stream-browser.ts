@@ -82,7 +82,7 @@ async function openSession(gw: GatewayClient, browser: Browser, bundle: string, 
   // resumed with its own stream (the motion case at 60 fps measured the 30 fps session before it)
   const session = await requestSession(gw, { ua: c.ua, codec: c.codec, width: o.width, height: o.height, fps, fresh: true });
   const page = await openBenchPage(browser, bundle);
-  const got = await page.evaluate(([t, d]) => window.bench.play(t, d), [{ url: session.connection.url, token: session.connection.token, ...(session.stream ? { size: { width: session.stream.width, height: session.stream.height } } : {}) }, CLIENTS[clientName]!.drawing] as const);
+  const got = await page.evaluate(([t, d]) => window.bench.play(t, d), [{ url: session.connection.url, token: session.connection.token }, CLIENTS[clientName]!.drawing] as const);
   const asked = `${c.codec} ${o.width}x${o.height}@${fps}`;
   const stream = `${got.codec} ${got.width}x${got.height}@${got.maxFps}`;
   if (stream !== asked) throw new Error(`session ${session.id} streams ${stream}, not the ${asked} the case asked for`);

@@ -1,7 +1,7 @@
 // attachCanvas's H264 counters (the SDK's web client, packages/client/src/browser.ts) with WebCodecs
 // and the canvas stubbed: what a bench or an app reads to tell "the VM sent it", "the page decoded
 // it" and "it was drawn" apart (stream-browser's motion rows).
-import { attachCanvas } from '../../packages/client/src/browser';
+import { attachCanvas, prepareCanvas } from '../../packages/client/src/browser';
 import type { CodecConfig, FrameEvent, StreamClient } from '../../packages/client/src/stream-client';
 
 /** A VideoDecoder whose outputs the test releases (decodeQueueSize: chunks given, not yet out). */
@@ -112,14 +112,16 @@ describe('attachCanvas counters (H264)', () => {
   });
 });
 
-describe('attachCanvas prepares the canvas before the first picture', () => {
-  /** what happened, in order: canvas resizes, puts, conversions started and finished */
+describe('prepareCanvas readies the canvas before the session', () => {
+  /** what happened, in order: canvas resizes, puts (with the buffer's number), conversions */
   let log: string[];
   let warmUp: (() => void) | null;
+  let images: StubImageData[];
   class StubImageData {
     readonly data: Uint8ClampedArray;
     constructor(readonly width: number, readonly height: number) {
       this.data = new Uint8ClampedArray(width * height * 4);
+      images.push(this);
     }
   }
   class StubVideoFrame {
@@ -140,6 +142,7 @@ describe('attachCanvas prepares the canvas before the first picture', () => {
   }
   beforeEach(() => {
     log = [];
+    images = [];
     warmUp = null;
     globals.ImageData = StubImageData;
     globals.VideoFrame = StubVideoFrame;
@@ -149,61 +152,80 @@ describe('attachCanvas prepares the canvas before the first picture', () => {
     delete globals.VideoFrame;
   });
 
-  function canvasAndClient(codec: CodecConfig | null) {
+  function canvasAndClient() {
     const listeners: Record<string, ((x: never) => void)[]> = {};
     let width = 0;
     let height = 0;
+    const ctx = {
+      drawImage: () => log.push('drawImage'),
+      putImageData: (img: StubImageData) => log.push(`put #${images.indexOf(img)} ${img.width}x${img.height} ${[...img.data.subarray(0, 4)].join(',')}`),
+    };
     const canvas = {
       get width() { return width; },
       set width(v: number) { width = v; log.push(`width ${v}`); },
       get height() { return height; },
       set height(v: number) { height = v; log.push(`height ${v}`); },
-      getContext: () => ({
-        drawImage: () => log.push('drawImage'),
-        putImageData: (img: StubImageData) => log.push(`put ${img.width}x${img.height} ${[...img.data.subarray(0, 4)].join(',')}`),
-      }),
+      getContext: () => ctx,
     } as unknown as HTMLCanvasElement;
     const client = {
-      codec,
+      codec: null as CodecConfig | null,
       on: (name: string, fn: (x: never) => void) => {
         (listeners[name] ??= []).push(fn);
         return () => undefined;
       },
       latencyOf: () => 0,
       requestKeyframe: () => undefined,
-    } as unknown as StreamClient;
+    };
     const emit = (name: string, x: unknown): void => {
+      if (name === 'codec') client.codec = x as CodecConfig;
       for (const fn of listeners[name] ?? []) fn(x as never);
     };
-    return { canvas, client, emit };
+    const frame = (seq: number): void => emit('frame', { header: { seq, keyframe: true, captureTs: 0, inputSeq: 0, width: 64, height: 48 }, payload: new Uint8Array([seq]), receivedAt: 0 });
+    return { canvas, client: client as unknown as StreamClient, emit, frame };
   }
+  const picture = (timestamp: number) => new StubVideoFrame(null, { codedWidth: 64, codedHeight: 48, timestamp });
 
-  it('sizes the canvas and puts an opaque black picture as soon as the page knows the size', () => {
-    const { canvas, client, emit } = canvasAndClient(null);
-    attachCanvas(client, canvas, { size: { width: 64, height: 48 } });
-    expect(log).toEqual(['width 64', 'height 48', 'put 64x48 0,0,0,255', 'warm-up started']);
-    // the codec message of the same size keeps the canvas as it is (a reconnection keeps its picture)
+  it('sizes the canvas, paints it opaque black and converts one blank frame, and the stream of that size keeps the canvas', async () => {
+    const { canvas, client, emit } = canvasAndClient();
+    const done = prepareCanvas(canvas, 64, 48);
+    expect(log).toEqual(['width 64', 'height 48', 'put #0 64x48 0,0,0,255', 'warm-up started']);
+    warmUp!();
+    await done;
+    attachCanvas(client, canvas, {});
     emit('codec', config);
-    expect(log).toEqual(['width 64', 'height 48', 'put 64x48 0,0,0,255', 'warm-up started']);
-    // another size prepares again
-    emit('codec', { ...config, width: 32, height: 16 });
-    expect(log.slice(4)).toEqual(['width 32', 'height 16', 'put 32x16 0,0,0,255', 'warm-up started']);
+    expect(log).toEqual(['width 64', 'height 48', 'put #0 64x48 0,0,0,255', 'warm-up started', 'warm-up done']);
   });
 
-  it('converts the first picture only after the warm-up conversion into the same buffer is done', async () => {
-    const { canvas, client, emit } = canvasAndClient(null);
+  it('draws the first picture through the prepared buffer once its warm-up conversion is done', async () => {
+    const { canvas, client, emit, frame } = canvasAndClient();
+    void prepareCanvas(canvas, 64, 48);
     const drawn: number[] = [];
-    attachCanvas(client, canvas, { size: { width: 64, height: 48 }, draw: 'copyTo', onDraw: (h) => drawn.push(h.seq) });
-    (client as { codec: CodecConfig | null }).codec = config;
+    attachCanvas(client, canvas, { draw: 'copyTo', onDraw: (h) => drawn.push(h.seq) });
     emit('codec', config);
-    emit('frame', { header: { seq: 1, keyframe: true, captureTs: 0, inputSeq: 0, width: 64, height: 48 }, payload: new Uint8Array([1]), receivedAt: 0 });
-    StubDecoder.last!.output((timestamp) => new StubVideoFrame(null, { codedWidth: 64, codedHeight: 48, timestamp }));
+    frame(1);
+    StubDecoder.last!.output(picture);
     await turn();
     expect(drawn).toEqual([]);
-    expect(log).not.toContain('copy 1');
     warmUp!();
     await turn();
-    expect(log.slice(-3)).toEqual(['warm-up done', 'copy 1', 'put 64x48 0,0,0,255']);
+    expect(log.slice(-3)).toEqual(['warm-up done', 'copy 1', 'put #0 64x48 0,0,0,255']);
+    expect(images).toHaveLength(1);
     expect(drawn).toEqual([1]);
+  });
+
+  it('does without it for a stream of another size', async () => {
+    const { canvas, client, emit, frame } = canvasAndClient();
+    const done = prepareCanvas(canvas, 32, 16);
+    warmUp!();
+    await done;
+    attachCanvas(client, canvas, { draw: 'copyTo' });
+    emit('codec', config);
+    frame(1);
+    StubDecoder.last!.output(picture);
+    await turn();
+    await turn();
+    expect(log).toEqual(expect.arrayContaining(['width 64', 'height 48']));
+    expect(log.slice(-2)).toEqual(['copy 1', 'put #1 64x48 0,0,0,0']);
+    expect(images).toHaveLength(2);
   });
 });

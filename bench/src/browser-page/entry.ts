@@ -3,7 +3,7 @@
 // attachCanvas with WebCodecs), which measures in the page itself, so that the
 // DevTools round trip of the driver is not in any figure. Every time is on one clock: the machine's
 // (performance.timeOrigin + performance.now(), the VM agent's wallClock on the same host).
-import { StreamClient, attachCanvas, type CanvasView, type CanvasViewOptions, type DrawTimes } from '@uve/client';
+import { StreamClient, attachCanvas, prepareCanvas, type CanvasView, type CanvasViewOptions, type DrawTimes } from '@uve/client';
 import type { FrameHeader, FrameTiming, InputEvent, SessionStartTiming } from '@uve/protocol';
 
 /** One input's way to the screen: each stage's time, ms since epoch. */
@@ -54,8 +54,10 @@ export interface Motion {
 }
 
 export interface BenchPage {
+  /** prepareCanvas for a stream of this size, as a player page does before its user presses Start */
+  prepare(width: number, height: number): Promise<void>;
   /** `client`: attachCanvas's drawing options (the bench compares the SDK's default with the old path) */
-  play(target: { url: string; token: string; size?: { width: number; height: number } }, client?: Pick<CanvasViewOptions, 'draw' | 'jpeg' | 'drawEveryFrame'>): Promise<{ codec: string; width: number; height: number; maxFps: number; first: FirstFrame }>;
+  play(target: { url: string; token: string }, client?: Pick<CanvasViewOptions, 'draw' | 'jpeg' | 'drawEveryFrame'>): Promise<{ codec: string; width: number; height: number; maxFps: number; first: FirstFrame }>;
   /** pictures the SDK dropped (overtaken before drawn) and the draw path it uses */
   view(): { dropped: number; drawPath: string };
   /**
@@ -115,6 +117,8 @@ function waitDraw(test: (d: Draw) => boolean, timeoutMs: number, what: string): 
 }
 
 window.bench = {
+  prepare: (width, height) => prepareCanvas(canvas, width, height),
+
   async play(target, drawing = {}) {
     const calledAt = now();
     const c = new StreamClient({ browserResources: false, timings: true });
@@ -135,8 +139,6 @@ window.bench = {
     });
     view = attachCanvas(c, canvas, {
       ...drawing,
-      // the stream's size from requestApplication, as the console's player passes it
-      ...(target.size ? { size: target.size } : {}),
       onDraw: (header, latencyMs, times) => {
         for (const w of [...drawWaiters]) w({ header, latencyMs, times });
       },
@@ -144,7 +146,7 @@ window.bench = {
     });
     ctx = canvas.getContext('2d');
     const first = waitDraw(() => true, 30_000, 'at all');
-    const welcome = await c.connect({ url: target.url, token: target.token });
+    const welcome = await c.connect(target);
     const welcomeAt = now();
     const { times } = await first;
     return { codec: welcome.codec, width: welcome.width, height: welcome.height, maxFps: welcome.maxFps, first: { calledAt, welcomeAt, codecAt, ...times, start: welcome.start } };

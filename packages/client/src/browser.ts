@@ -34,13 +34,6 @@ export interface CanvasViewOptions {
   jpeg?: 'auto' | 'ImageDecoder' | 'createImageBitmap';
   /** draw every picture in order even when newer ones wait (default false: the newest only) */
   drawEveryFrame?: boolean;
-  /**
-   * The stream's size when the page knows it before connecting (requestApplication's `stream`):
-   * the canvas and the picture copy are made ready while the connection opens, so the first
-   * picture is drawn at once (without it, they are made ready on the `codec` message, beside the
-   * first decode).
-   */
-  size?: { width: number; height: number };
 }
 
 export interface CanvasView {
@@ -72,6 +65,46 @@ interface Picture {
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[xs.length >> 1] ?? Infinity;
 
+/** A canvas's copy buffer made ready by prepareCanvas, and its warm-up conversion. */
+const prepared = new WeakMap<HTMLCanvasElement, { image: ImageData; ready: Promise<void> }>();
+
+/**
+ * Makes `canvas` ready to show a `width` x `height` stream, ahead of the session: call it when the
+ * page knows the size it will ask for (the player is shown), not on the way to the first picture.
+ *
+ * The first picture drawn pays, in a software canvas, costs the later ones do not: the canvas's own
+ * memory (3.6 MB at 720p, allocated and touched by its first draw: 22–56 ms here), the RGBA buffer
+ * the picture is copied into (as much again) and VideoFrame.copyTo's first conversion (~25 ms). This
+ * pays them now: the canvas sized and painted opaque black, the buffer filled, one blank frame
+ * converted into it. Done on the way to the first picture, the same work delayed the page's hello
+ * to the VM by ~75 ms (bench session, Chromium). A stream of another size does without it.
+ */
+export async function prepareCanvas(canvas: HTMLCanvasElement, width: number, height: number): Promise<void> {
+  const ctx = canvas.getContext('2d', { alpha: false, desynchronized: true });
+  if (!ctx || typeof ImageData === 'undefined') return;
+  if (canvas.width !== width) canvas.width = width;
+  if (canvas.height !== height) canvas.height = height;
+  const image = new ImageData(width, height);
+  new Uint32Array(image.data.buffer).fill(0xff000000);
+  ctx.putImageData(image, 0, 0);
+  let ready = Promise.resolve();
+  if (typeof VideoFrame !== 'undefined' && width % 2 === 0 && height % 2 === 0) {
+    const blank = new VideoFrame(new Uint8Array((width * height * 3) / 2), { format: 'I420', codedWidth: width, codedHeight: height, timestamp: 0 });
+    ready = blank.copyTo(image.data, { format: 'RGBA', colorSpace: 'srgb' }).then(() => undefined, () => undefined).finally(() => blank.close());
+  }
+  prepared.set(canvas, { image, ready });
+  await ready;
+}
+
+/** The buffer prepareCanvas made for this canvas and size, once its warm-up conversion is done (it writes into it). */
+async function preparedImage(canvas: HTMLCanvasElement, width: number, height: number): Promise<ImageData | null> {
+  const p = prepared.get(canvas);
+  if (!p || p.image.width !== width || p.image.height !== height) return null;
+  prepared.delete(canvas);
+  await p.ready;
+  return p.image;
+}
+
 /** Draws the frames of `client` into `canvas` (sized to the stream), the newest first. */
 export function attachCanvas(client: StreamClient, canvas: HTMLCanvasElement, options: CanvasViewOptions = {}): CanvasView {
   const ctx = canvas.getContext('2d', { alpha: false, desynchronized: true });
@@ -99,40 +132,11 @@ export function attachCanvas(client: StreamClient, canvas: HTMLCanvasElement, op
 
   const release = (p: Picture): void => p.image.close();
 
-  // The first picture drawn paid 45–100 ms here (software Chromium) that later ones do not: the
-  // first touch of the canvas's 3.6 MB (720p) and of the ImageData copied into it, and copyTo's
-  // own first conversion. `prepare` pays them before the picture arrives: an opaque black picture
-  // put into the canvas, and one blank frame converted into the copy buffer.
-  let preparedFor = '';
-  let warming: Promise<void> | null = null;
-  const prepare = (width: number, height: number): void => {
-    // the same size keeps the canvas (a reconnection shows the last picture until the next one)
-    if (canvas.width !== width) canvas.width = width;
-    if (canvas.height !== height) canvas.height = height;
-    if (preparedFor === `${width}x${height}` || typeof ImageData === 'undefined') return;
-    preparedFor = `${width}x${height}`;
-    const img = new ImageData(width, height);
-    new Uint32Array(img.data.buffer).fill(0xff000000);
-    ctx.putImageData(img, 0, 0);
-    rgba = img;
-    if (typeof VideoFrame === 'undefined' || path === 'drawImage' || width % 2 || height % 2) return;
-    const blank = new VideoFrame(new Uint8Array((width * height * 3) / 2), { format: 'I420', codedWidth: width, codedHeight: height, timestamp: 0 });
-    const done: Promise<void> = blank.copyTo(img.data, { format: 'RGBA', colorSpace: 'srgb' })
-      .then(() => undefined, () => undefined)
-      .finally(() => {
-        blank.close();
-        if (warming === done) warming = null;
-      });
-    warming = done;
-  };
-
   /** copyTo: the frame converts itself to RGBA; false when it cannot (no RGBA support, size) */
   const copyIn = async (frame: VideoFrame): Promise<boolean> => {
     const r = frame.visibleRect;
     if (!r || r.width !== canvas.width || r.height !== canvas.height) return false;
-    // the warm-up's conversion writes into the same buffer
-    if (warming) await warming;
-    if (!rgba || rgba.width !== r.width || rgba.height !== r.height) rgba = new ImageData(r.width, r.height);
+    if (!rgba || rgba.width !== r.width || rgba.height !== r.height) rgba = (await preparedImage(canvas, r.width, r.height)) ?? new ImageData(r.width, r.height);
     const img = rgba;
     try {
       await frame.copyTo(img.data, { format: 'RGBA', colorSpace: 'srgb' });
@@ -206,7 +210,10 @@ export function attachCanvas(client: StreamClient, canvas: HTMLCanvasElement, op
 
   // ---- H264: WebCodecs VideoDecoder ----
   const configure = (cfg: CodecConfig): void => {
-    prepare(cfg.width, cfg.height);
+    // the same size keeps the canvas: its memory (prepareCanvas), and the last picture until the
+    // next one on a reconnection
+    if (canvas.width !== cfg.width) canvas.width = cfg.width;
+    if (canvas.height !== cfg.height) canvas.height = cfg.height;
     if (decoder && decoder.state !== 'closed') decoder.close();
     decoder = null;
     waitingForKey = true;
@@ -329,7 +336,6 @@ export function attachCanvas(client: StreamClient, canvas: HTMLCanvasElement, op
   };
 
   if (client.codec) configure(client.codec);
-  else if (options.size) prepare(options.size.width, options.size.height);
   const offs = [client.on('codec', configure), client.on('frame', onFrame)];
   return {
     get queued() {

@@ -21,6 +21,6 @@ export {
 } from './stream-client';
 export { browserResourceProviders, provideResource, isRefusal, type ResourceProvider, type ResourceProviders, type ResourceRefusal } from './resources';
 export { GatewayClient, GatewayError, GRAPHQL_PATH, type AuthPayload, type GatewayClientOptions, type RequestApplicationInput, type SessionConnection, type SessionInfo, type UaInfo, type UserInfo } from './gateway-client';
-export { attachCanvas, captureInput, toStreamPoint, type CanvasView, type CanvasViewOptions, type DrawPath, type DrawTimes, type InputCaptureOptions } from './browser';
+export { attachCanvas, captureInput, prepareCanvas, toStreamPoint, type CanvasView, type CanvasViewOptions, type DrawPath, type DrawTimes, type InputCaptureOptions } from './browser';
 export { Emitter, type Listener } from './events';
 export * from './decoders';

@@ -158,7 +158,7 @@ export const RevokeWatcherDoc = graphql(`
 
 export const RequestApplicationDoc = graphql(`
   mutation RequestApplication($input: RequestApplicationInput!) {
-    requestApplication(input: $input) { id state connection { url token expiresAt } stream { width height } }
+    requestApplication(input: $input) { id state connection { url token expiresAt } }
   }
 `);
 

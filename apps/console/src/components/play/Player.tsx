@@ -4,7 +4,7 @@
 // captureInput sends mouse, touch and keys.
 import { useEffect, useRef, useState } from 'react';
 import { Alert, Badge, Box, Button, Group, Select, Stack, Switch, Text, Title } from '@mantine/core';
-import { StreamClient, attachCanvas, captureInput, type CanvasView } from '@uve/client';
+import { StreamClient, attachCanvas, captureInput, prepareCanvas, type CanvasView } from '@uve/client';
 import { EndSessionDoc, RequestApplicationDoc, SessionConnectionDoc } from '@/graphql/operations';
 import type { CatalogQuery, ReconnectionMethod, VideoCodec } from '@/gql/graphql';
 import { gql } from '@/lib/client';
@@ -39,15 +39,27 @@ export function Player({ ua }: { ua: CatalogQuery['uas'][number] }) {
   };
   useEffect(() => teardown, []);
 
+  /** the terminal: this page's room for the picture, at least what the UA needs */
+  const screenSize = (canvas: HTMLCanvasElement) => {
+    const box = canvas.parentElement!.getBoundingClientRect();
+    const width = Math.max(ua.minScreenWidth ?? 0, Math.min(1280, Math.round(box.width) || 640));
+    return { width, height: Math.max(ua.minScreenHeight ?? 0, Math.min(720, Math.round((width * 3) / 4))) };
+  };
+  // the canvas made ready for that size while the user looks at the page, so that the first
+  // picture is drawn as soon as it is decoded (see prepareCanvas)
+  useEffect(() => {
+    const canvas = canvasRef.current;
+    if (!canvas) return;
+    const { width, height } = screenSize(canvas);
+    void prepareCanvas(canvas, width, height);
+  }, [ua.id]);
+
   const start = async () => {
     const canvas = canvasRef.current!;
     setError(null);
     setPhase('requesting');
     const codecs: VideoCodec[] = typeof VideoDecoder !== 'undefined' ? ['H264', 'MJPEG'] : ['MJPEG'];
-    // the terminal: this page's room for the picture, at least what the UA needs
-    const box = canvas.parentElement!.getBoundingClientRect();
-    const width = Math.max(ua.minScreenWidth ?? 0, Math.min(1280, Math.round(box.width) || 640));
-    const height = Math.max(ua.minScreenHeight ?? 0, Math.min(720, Math.round((width * 3) / 4)));
+    const { width, height } = screenSize(canvas);
     try {
       const { requestApplication: s } = await gql(RequestApplicationDoc, {
         input: {
@@ -83,7 +95,6 @@ export function Player({ ua }: { ua: CatalogQuery['uas'][number] }) {
           canvas.dataset.draws = String(draws);
         },
         onError: (e) => setError(e.message),
-        ...(s.stream ? { size: s.stream } : {}),
       });
       const stopInput = captureInput(client, canvas);
       live.current = { client, view, stopInput, sessionId: s.id };
