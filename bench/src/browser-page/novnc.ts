@@ -5,6 +5,8 @@
 // animation frame. noVNC draws an update into a hidden canvas and copies it to the visible one in
 // Display.flip(), so the page wraps that method of the client's display (a private of noVNC 1.3).
 
+import { centreOf, nextPaint, now, sleep, waitIn } from './page';
+
 export interface VncRoundTrip {
   sentAt: number;
   /** the flip (copy to the visible canvas) that showed the probe's new colour */
@@ -46,9 +48,6 @@ const RFB_MODULE = '/novnc/core/rfb.js';
 /** XK_a: the probe repaints on any key press, as in the UVE X11 case's KeyA */
 const XK_A = 0x61;
 
-const now = (): number => performance.timeOrigin + performance.now();
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-const nextPaint = (): Promise<number> => new Promise((resolve) => requestAnimationFrame(() => resolve(now())));
 const errors: string[] = [];
 const flipWaiters = new Set<(at: number) => void>();
 let rfb: NoVncRfb | null = null;
@@ -56,28 +55,10 @@ let rfb: NoVncRfb | null = null;
 let stopping = false;
 let ctx: CanvasRenderingContext2D | null = null;
 
-function centre(): number {
-  const c = ctx!.canvas;
-  const d = ctx!.getImageData(c.width >> 1, c.height >> 1, 1, 1).data;
-  return d[0]! + d[1]! + d[2]!;
-}
+const centre = (): number => centreOf(ctx!);
 
 /** resolves with the time of the first flip after which `test` holds, or rejects after `timeoutMs` */
-function waitFlip(test: () => boolean, timeoutMs: number, what: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      flipWaiters.delete(w);
-      reject(new Error(`no noVNC update ${what} within ${timeoutMs} ms`));
-    }, timeoutMs);
-    const w = (at: number): void => {
-      if (!test()) return;
-      clearTimeout(timer);
-      flipWaiters.delete(w);
-      resolve(at);
-    };
-    flipWaiters.add(w);
-  });
-}
+const waitFlip = (test: () => boolean, timeoutMs: number, what: string): Promise<number> => waitIn(flipWaiters, () => test(), timeoutMs, `no noVNC update ${what} within ${timeoutMs} ms`);
 
 window.vnc = {
   async connect(url, timeoutMs) {

@@ -5,7 +5,10 @@
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import type { VncRoundTrip } from '../browser-page/novnc';
+import { bundleBenchPage, NOVNC_ENTRY, openBenchPage, type Browser, type Page } from './browser';
 import { startProbeDisplay } from './probe-display';
+import { until } from './services';
 
 export const NOVNC_DIR = process.env.NOVNC_DIR ?? '/usr/share/novnc';
 
@@ -62,6 +65,40 @@ export async function startX11vncServer(opts: { display: number; width: number; 
     return { url: `ws://127.0.0.1:${port}/`, close: probe.close };
   } catch (e) {
     await probe.close();
+    throw e;
+  }
+}
+
+export interface X11vncBaseline {
+  /** one key press through noVNC at a random phase up to `phaseMs`; null when its picture did not come in 5 s */
+  roundTrip(phaseMs: number): Promise<VncRoundTrip | null>;
+  errors(): Promise<string[]>;
+  close(): Promise<void>;
+}
+
+/** x11vnc on the probe's own Xvfb, and a page of `browser` viewing it with noVNC, ready to measure. */
+export async function openX11vncBaseline(browser: Browser, opts: { display: number; width: number; height: number }): Promise<X11vncBaseline> {
+  const server = await startX11vncServer(opts);
+  let page: Page | null = null;
+  try {
+    page = await openBenchPage(browser, await bundleBenchPage(NOVNC_ENTRY), { global: 'vnc', files: { prefix: '/novnc/', dir: NOVNC_DIR } });
+    const p = page;
+    const got = await p.evaluate(([url]) => window.vnc.connect(url, 15_000), [server.url] as const);
+    if (got.width !== opts.width || got.height !== opts.height) throw new Error(`noVNC shows ${got.width}x${got.height}, not the ${opts.width}x${opts.height} of the baseline's Xvfb`);
+    // the probe takes its key presses once it listens: until then a press changes nothing
+    await until('the probe answering key presses through x11vnc', 20_000, () => p.evaluate(() => window.vnc.roundTrip(0, 1000)).then(() => true));
+    return {
+      roundTrip: (phaseMs) => p.evaluate(([ms]) => window.vnc.roundTrip(ms, 5000), [phaseMs] as const).catch(() => null),
+      errors: () => p.evaluate(() => window.vnc.errors()).catch(() => [] as string[]),
+      close: async () => {
+        await p.evaluate(() => window.vnc.stop()).catch(() => undefined);
+        await p.close().catch(() => undefined);
+        await server.close();
+      },
+    };
+  } catch (e) {
+    await page?.close().catch(() => undefined);
+    await server.close();
     throw e;
   }
 }
