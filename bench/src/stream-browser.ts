@@ -26,15 +26,17 @@ per platform and codec at each fps; motion fps, bitrate and server CPU per strea
 Usage: npm run bench -- stream-browser [--inputs 200] [--reps 4] [--fps 30,60] [--width 1280 --height 720]
                                        [--cases wasm-mjpeg,wasm-h264,x11-h264] [--motion-ms 4000] [--display 441] [--quick]
                                        [--clients sdk,old] [--motion game-h264,game-mjpeg] [--baselines x11grab,x11vnc]
+                                       [--x11vnc-args '-defer 0 -wait 5']
 --cases '': no latency cases (motion only); --motion '': no motion windows.
 --inputs: per case and fps, over all repetitions; --display: the X display numbers the baselines' own Xvfbs take (n: x11grab, n+1: x11vnc).
 --baselines: run with the x11-h264 case: x11grab (ffmpeg at each fps, decoded in Node), x11vnc (Debian's x11vnc viewed by noVNC
   in the same Chromium; needs apt-get install x11vnc novnc, skipped with a message without them).
 --clients: how the page draws, each in its own session, in turns: sdk (attachCanvas's defaults: the newest picture
   only, VideoFrame.copyTo or drawImage as measured, ImageDecoder for JPEG), old (the path before: every picture
-  drawn in order with drawImage, createImageBitmap for JPEG).`;
+  drawn in order with drawImage, createImageBitmap for JPEG).
+--x11vnc-args: added to x11vnc's command line (default none: its pacing as shipped, -wait 20 -defer 20 ms).`;
 
-interface Options { inputs: number; reps: number; fps: string[]; width: number; height: number; cases: string[]; motion: string[]; motionMs: number; display: number; quick: boolean; clients: string[]; baselines: string[] }
+interface Options { inputs: number; reps: number; fps: string[]; width: number; height: number; cases: string[]; motion: string[]; motionMs: number; display: number; quick: boolean; clients: string[]; baselines: string[]; x11vncArgs: string }
 
 /** attachCanvas's options per --clients name */
 const CLIENTS: Record<string, { suffix: string; drawing: Pick<CanvasViewOptions, 'draw' | 'jpeg' | 'drawEveryFrame'> }> = {
@@ -99,7 +101,7 @@ const median = (xs: number[]): number => percentile(xs, 50);
 const BASELINES = ['x11grab', 'x11vnc'];
 
 export default async function streamBrowser(argv: string[]): Promise<BenchOutput> {
-  const o: Options = parseArgs(argv, { inputs: 200, reps: 4, fps: ['30', '60'], width: 1280, height: 720, cases: Object.keys(CASES), motion: Object.keys(MOTION), motionMs: 4000, display: 441, quick: false, clients: ['sdk'], baselines: BASELINES }, HELP);
+  const o: Options = parseArgs(argv, { inputs: 200, reps: 4, fps: ['30', '60'], width: 1280, height: 720, cases: Object.keys(CASES), motion: Object.keys(MOTION), motionMs: 4000, display: 441, quick: false, clients: ['sdk'], baselines: BASELINES, x11vncArgs: '' }, HELP);
   if (o.quick) Object.assign(o, { inputs: 24, reps: 2, motionMs: 2000 });
   for (const c of o.cases) if (!CASES[c]) throw new Error(`unknown case ${c}; see --help`);
   for (const c of o.motion) if (!MOTION[c]) throw new Error(`unknown motion case ${c}; see --help`);
@@ -135,7 +137,7 @@ export default async function streamBrowser(argv: string[]): Promise<BenchOutput
     }
     // open, like the sessions, for the whole run; its Xvfb is not x11grab's (that one comes and goes)
     if (withX11 && o.baselines.includes('x11vnc') && !vncSkipped) {
-      vnc = await openX11vncBaseline(browser, { display: o.display + 1, width: o.width, height: o.height });
+      vnc = await openX11vncBaseline(browser, { display: o.display + 1, width: o.width, height: o.height, args: o.x11vncArgs.split(/\s+/).filter(Boolean) });
       for (let i = 0; i < 5; i++) await vnc.roundTrip(0);
     }
     process.stdout.write(`${header('stream-browser', `${o.width}x${o.height} at ${o.fps.join('/')} fps, ${o.reps} x ${perRep} inputs per case at random phase`)}\n`);
@@ -269,7 +271,7 @@ export default async function streamBrowser(argv: string[]): Promise<BenchOutput
         [
           ...rows.map((r) => [r.label, String(r.samples), String(lost.get(r.key) ?? 0), fmt(r.drawn.p50), fmt(r.drawn.p95), fmt(r.drawn.p99), fmt(r.painted.p50), r.ratio ? `${fmt(r.ratio, 2)}x` : '', r.ratioVnc ? `${fmt(r.ratioVnc, 2)}x` : '']),
           ...baseRows.map((b) => [`baseline: x11grab @${b.fps} (Node decoder)`, String(b.l.samples), String(lost.get(`x11grab@${b.fps}`) ?? 0), fmt(b.l.p50), fmt(b.l.p95), fmt(b.l.p99), '', '', '']),
-          ...(vncRow ? [['baseline: x11vnc + noVNC (in the page)', String(vncRow.drawn.samples), String(lost.get('x11vnc') ?? 0), fmt(vncRow.drawn.p50), fmt(vncRow.drawn.p95), fmt(vncRow.drawn.p99), fmt(vncRow.painted.p50), '', '']] : []),
+          ...(vncRow ? [[`baseline: x11vnc${o.x11vncArgs ? ` ${o.x11vncArgs.trim()}` : ''} + noVNC (in the page)`, String(vncRow.drawn.samples), String(lost.get('x11vnc') ?? 0), fmt(vncRow.drawn.p50), fmt(vncRow.drawn.p95), fmt(vncRow.drawn.p99), fmt(vncRow.painted.p50), '', '']] : []),
         ]),
       ...(vncSkipped ? ['', `baseline x11vnc skipped: ${vncSkipped}`] : []),
       '',
@@ -285,7 +287,7 @@ export default async function streamBrowser(argv: string[]): Promise<BenchOutput
       'lost: inputs whose picture did not come within 5 s (left out of the figures).',
       'input -> drawn: the page sends the input and waits for the first drawn frame that shows it (WASM: the frame whose',
       'inputSeq covers it; X11: the frame whose centre pixel changed); painted: the next animation frame after the draw.',
-      'x11vnc: the same probe in its own Xvfb, Debian\'s x11vnc as shipped (polls the screen: -wait 20 -defer 20 ms), noVNC\'s RFB',
+      `x11vnc: the same probe in its own Xvfb, Debian's x11vnc ${o.x11vncArgs.trim() ? `with ${o.x11vncArgs.trim()}` : 'as shipped (polls the screen: -wait 20 -defer 20 ms)'}, noVNC's RFB`,
       'client in this browser; the key pressed through it (rfb.sendKey), drawn = the update copied to its visible canvas whose',
       'centre pixel changed (Display.flip).',
       'Stages: to VM (socket, VM event loop), apply (into the UA), to capture (frame pacing; for X11 also the program\'s',

@@ -33,11 +33,19 @@ export interface X11vncServer {
   close(): Promise<void>;
 }
 
-export async function startX11vncServer(opts: { display: number; width: number; height: number }): Promise<X11vncServer> {
+export interface X11vncOptions {
+  display: number;
+  width: number;
+  height: number;
+  /** appended to x11vnc's command line (its pacing: "-defer 0 -wait 5"); none: as Debian ships it */
+  args?: string[];
+}
+
+export async function startX11vncServer(opts: X11vncOptions): Promise<X11vncServer> {
   const probe = await startProbeDisplay(opts);
   try {
     // -autoport: the first free port from 5900 (x11vnc's own probe), announced as PORT=
-    const vnc = spawn('x11vnc', ['-display', probe.display, '-autoport', '5900', '-localhost', '-nopw', '-forever', '-shared', '-nocursor'], { env: probe.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const vnc = spawn('x11vnc', ['-display', probe.display, '-autoport', '5900', '-localhost', '-nopw', '-forever', '-shared', '-nocursor', ...(opts.args ?? [])], { env: probe.env, stdio: ['ignore', 'pipe', 'pipe'] });
     probe.own(vnc);
     let log = '';
     // x11vnc says on stderr why it did not start
@@ -77,7 +85,7 @@ export interface X11vncBaseline {
 }
 
 /** x11vnc on the probe's own Xvfb, and a page of `browser` viewing it with noVNC, ready to measure. */
-export async function openX11vncBaseline(browser: Browser, opts: { display: number; width: number; height: number }): Promise<X11vncBaseline> {
+export async function openX11vncBaseline(browser: Browser, opts: X11vncOptions): Promise<X11vncBaseline> {
   const server = await startX11vncServer(opts);
   let page: Page | null = null;
   try {
