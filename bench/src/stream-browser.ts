@@ -3,8 +3,10 @@
 // with the stages of every input's way to the screen (sent, received and applied by the VM,
 // captured, encoded, written, received, decoded, drawn, painted), so the table says where the time
 // goes; then motion (the game sample running): fps delivered, bitrate, server CPU per stream.
-// Baseline in the same run: the same X program captured by a fixed-clock `ffmpeg -f x11grab` at
-// the same fps (lib/x11grab.ts; decoded in Node, not in the browser: say so when reading the ratio).
+// Baselines in the same run: the same X program captured by a fixed-clock `ffmpeg -f x11grab` at
+// the same fps (lib/x11grab.ts; decoded in Node, not in the browser: say so when reading the ratio),
+// and served by Debian's x11vnc to noVNC's client in the same Chromium (lib/x11vnc.ts; skipped, and
+// said so, where x11vnc or noVNC is not installed).
 import fs from 'node:fs';
 import path from 'node:path';
 import { GatewayClient, type CanvasViewOptions } from '@uve/client';
@@ -15,20 +17,26 @@ import { fmt, header, latencySpread, parseArgs, percentile, spread, table, type 
 import { ADMIN, dataDir, startGateway, startPostgres, type Gateway } from './lib/services';
 import { cpuOfTree, requestSession } from './lib/sessions';
 import { startX11grabBaseline } from './lib/x11grab';
+import { openX11vncBaseline, x11vncMissing, type X11vncBaseline } from './lib/x11vnc';
+import type { VncRoundTrip } from './browser-page/novnc';
 
 const HELP = `bench/stream-browser: input -> drawn frame in headless Chromium (the real web client), by stage,
-per platform and codec at each fps; motion fps, bitrate and server CPU per stream; x11grab baseline
+per platform and codec at each fps; motion fps, bitrate and server CPU per stream; x11grab and x11vnc baselines
 
 Usage: npm run bench -- stream-browser [--inputs 200] [--reps 4] [--fps 30,60] [--width 1280 --height 720]
                                        [--cases wasm-mjpeg,wasm-h264,x11-h264] [--motion-ms 4000] [--display 441] [--quick]
-                                       [--clients sdk,old] [--motion game-h264,game-mjpeg]
+                                       [--clients sdk,old] [--motion game-h264,game-mjpeg] [--baselines x11grab,x11vnc]
+                                       [--x11vnc-args '-defer 0 -wait 5']
 --cases '': no latency cases (motion only); --motion '': no motion windows.
---inputs: per case and fps, over all repetitions; --display: the X display number the baseline's own Xvfb takes.
+--inputs: per case and fps, over all repetitions; --display: the X display numbers the baselines' own Xvfbs take (n: x11grab, n+1: x11vnc).
+--baselines: run with the x11-h264 case: x11grab (ffmpeg at each fps, decoded in Node), x11vnc (Debian's x11vnc viewed by noVNC
+  in the same Chromium; needs apt-get install x11vnc novnc, skipped with a message without them).
 --clients: how the page draws, each in its own session, in turns: sdk (attachCanvas's defaults: the newest picture
   only, VideoFrame.copyTo or drawImage as measured, ImageDecoder for JPEG), old (the path before: every picture
-  drawn in order with drawImage, createImageBitmap for JPEG).`;
+  drawn in order with drawImage, createImageBitmap for JPEG).
+--x11vnc-args: added to x11vnc's command line (default none: its pacing as shipped, -wait 20 -defer 20 ms).`;
 
-interface Options { inputs: number; reps: number; fps: string[]; width: number; height: number; cases: string[]; motion: string[]; motionMs: number; display: number; quick: boolean; clients: string[] }
+interface Options { inputs: number; reps: number; fps: string[]; width: number; height: number; cases: string[]; motion: string[]; motionMs: number; display: number; quick: boolean; clients: string[]; baselines: string[]; x11vncArgs: string }
 
 /** attachCanvas's options per --clients name */
 const CLIENTS: Record<string, { suffix: string; drawing: Pick<CanvasViewOptions, 'draw' | 'jpeg' | 'drawEveryFrame'> }> = {
@@ -90,19 +98,26 @@ async function openSession(gw: GatewayClient, browser: Browser, bundle: string, 
 }
 
 const median = (xs: number[]): number => percentile(xs, 50);
+const BASELINES = ['x11grab', 'x11vnc'];
 
 export default async function streamBrowser(argv: string[]): Promise<BenchOutput> {
-  const o: Options = parseArgs(argv, { inputs: 200, reps: 4, fps: ['30', '60'], width: 1280, height: 720, cases: Object.keys(CASES), motion: Object.keys(MOTION), motionMs: 4000, display: 441, quick: false, clients: ['sdk'] }, HELP);
+  const o: Options = parseArgs(argv, { inputs: 200, reps: 4, fps: ['30', '60'], width: 1280, height: 720, cases: Object.keys(CASES), motion: Object.keys(MOTION), motionMs: 4000, display: 441, quick: false, clients: ['sdk'], baselines: BASELINES, x11vncArgs: '' }, HELP);
   if (o.quick) Object.assign(o, { inputs: 24, reps: 2, motionMs: 2000 });
   for (const c of o.cases) if (!CASES[c]) throw new Error(`unknown case ${c}; see --help`);
   for (const c of o.motion) if (!MOTION[c]) throw new Error(`unknown motion case ${c}; see --help`);
   for (const c of o.clients) if (!CLIENTS[c]) throw new Error(`unknown client ${c}; see --help`);
+  for (const b of o.baselines) if (!BASELINES.includes(b)) throw new Error(`unknown baseline ${b}; see --help`);
+  const withX11 = o.cases.includes('x11-h264');
+  // x11vnc missing: said once here and in the table, the run goes on without it
+  const vncSkipped = withX11 && o.baselines.includes('x11vnc') ? x11vncMissing() : null;
+  if (vncSkipped) process.stdout.write(`baseline x11vnc skipped: ${vncSkipped}\n`);
   const fpsList = o.fps.map(Number);
   const perRep = Math.ceil(o.inputs / o.reps);
   const dir = dataDir('stream-browser');
   const pg = await startPostgres(path.join(dir, 'pg'));
   let gw: Gateway | null = null;
   let browser: Browser | null = null;
+  let vnc: X11vncBaseline | null = null;
   const sessions: Open[] = [];
   try {
     // one VM per platform holds every session of the run (CPU per stream is then one tree's)
@@ -120,12 +135,18 @@ export default async function streamBrowser(argv: string[]): Promise<BenchOutput
       // warm up: the first keyframe and the encoder start are not what a running session feels
       for (let i = 0; i < 5; i++) await s.page.evaluate(([ev, u]) => window.bench.roundTrip(ev, u, 0, 5000), [input(CASES[k.c]!, i, o), CASES[k.c]!.until] as const);
     }
+    // open, like the sessions, for the whole run; its Xvfb is not x11grab's (that one comes and goes)
+    if (withX11 && o.baselines.includes('x11vnc') && !vncSkipped) {
+      vnc = await openX11vncBaseline(browser, { display: o.display + 1, width: o.width, height: o.height, args: o.x11vncArgs.split(/\s+/).filter(Boolean) });
+      for (let i = 0; i < 5; i++) await vnc.roundTrip(0);
+    }
     process.stdout.write(`${header('stream-browser', `${o.width}x${o.height} at ${o.fps.join('/')} fps, ${o.reps} x ${perRep} inputs per case at random phase`)}\n`);
 
     // latency: repetitions rotate over the cases, so the machine's drifting load hits all alike
     const trips = new Map<string, RoundTrip[][]>(keys.map((k) => [k.key, []]));
     const lost = new Map<string, number>();
     const base = new Map<number, number[][]>(fpsList.map((f) => [f, []]));
+    const vncTrips: VncRoundTrip[][] = [];
     for (let r = 0; r < o.reps; r++) {
       for (const k of keys) {
         const c = CASES[k.c]!;
@@ -139,7 +160,7 @@ export default async function streamBrowser(argv: string[]): Promise<BenchOutput
         trips.get(k.key)!.push(got);
         process.stdout.write(`  rep ${r + 1} ${k.key.padEnd(25)} input -> drawn p50 ${median(got.map((t) => t.drawnAt - t.sentAt)).toFixed(1)} ms\n`);
       }
-      if (o.cases.includes('x11-h264')) {
+      if (withX11 && o.baselines.includes('x11grab')) {
         for (const fps of fpsList) {
           const x = await startX11grabBaseline({ display: o.display, width: o.width, height: o.height, fps });
           const lat: number[] = [];
@@ -156,6 +177,16 @@ export default async function streamBrowser(argv: string[]): Promise<BenchOutput
           base.get(fps)!.push(lat);
           process.stdout.write(`  rep ${r + 1} x11grab@${fps}     p50 ${median(lat).toFixed(1)} ms\n`);
         }
+      }
+      if (vnc) {
+        const got: VncRoundTrip[] = [];
+        for (let i = 0; i < perRep; i++) {
+          const t = await vnc.roundTrip(60);
+          if (t) got.push(t);
+          else lost.set('x11vnc', (lost.get('x11vnc') ?? 0) + 1);
+        }
+        vncTrips.push(got);
+        process.stdout.write(`  rep ${r + 1} x11vnc + noVNC  p50 ${median(got.map((t) => t.drawnAt - t.sentAt)).toFixed(1)} ms\n`);
       }
     }
 
@@ -200,7 +231,7 @@ export default async function streamBrowser(argv: string[]): Promise<BenchOutput
       }
     }
     const drawPaths = Object.fromEntries(await Promise.all([...open.entries()].map(async ([k, s]) => [k, (await s.page.evaluate(() => window.bench.view())).drawPath] as const)));
-    const pageErrors = (await Promise.all(sessions.map((s) => s.page.evaluate(() => window.bench.errors()).catch(() => [] as string[])))).flat().concat(closedErrors);
+    const pageErrors = (await Promise.all(sessions.map((s) => s.page.evaluate(() => window.bench.errors()).catch(() => [] as string[])))).flat().concat(closedErrors, (await vnc?.errors()) ?? []);
 
     const rows = keys.map((k) => {
       const reps = trips.get(k.key)!;
@@ -208,15 +239,17 @@ export default async function streamBrowser(argv: string[]): Promise<BenchOutput
       const painted = latencySpread(reps.map((rep) => rep.map((t) => t.paintedAt - t.sentAt)));
       const b = CASES[k.c]!.until === 'centre' ? base.get(k.fps) : undefined;
       const ratio = b?.length ? spread(reps.map((rep, i) => median(rep.map((t) => t.drawnAt - t.sentAt)) / median(b[i]!))) : null;
+      const ratioVnc = CASES[k.c]!.until === 'centre' && vncTrips.length ? spread(reps.map((rep, i) => median(rep.map((t) => t.drawnAt - t.sentAt)) / median(vncTrips[i]!.map((t) => t.drawnAt - t.sentAt)))) : null;
       const all = reps.flat();
       const stageMedians = STAGES.map((_, j) => {
         const xs = all.map((t) => stages(t)[j]).filter((x): x is number => x !== null);
         return xs.length ? median(xs) : NaN;
       });
       const vmTimings = all.filter((t) => t.vm).length;
-      return { key: k.key, label: `${CASES[k.c]!.label} @${k.fps}${CLIENTS[k.client]!.suffix}`, drawn, painted, ratio, stageMedians, vmTimings, samples: all.length };
+      return { key: k.key, label: `${CASES[k.c]!.label} @${k.fps}${CLIENTS[k.client]!.suffix}`, drawn, painted, ratio, ratioVnc, stageMedians, vmTimings, samples: all.length };
     });
     const baseRows = [...base.entries()].filter(([, reps]) => reps.length).map(([fps, reps]) => ({ fps, l: latencySpread(reps) }));
+    const vncRow = vncTrips.length ? { drawn: latencySpread(vncTrips.map((rep) => rep.map((t) => t.drawnAt - t.sentAt))), painted: latencySpread(vncTrips.map((rep) => rep.map((t) => t.paintedAt - t.sentAt))) } : null;
     const motionRows = motion.map((m) => ({
       ...m,
       fpsS: spread(m.got.map((g) => g.fps)),
@@ -234,11 +267,13 @@ export default async function streamBrowser(argv: string[]): Promise<BenchOutput
     const text = [
       header('stream-browser', `${o.width}x${o.height}, ${o.reps} repetitions x ${perRep} inputs per case and fps, headless Chromium, loopback`),
       '',
-      table(['case', 'inputs', 'lost', 'input -> drawn p50 ms', 'p95 ms', 'p99 ms', 'input -> painted p50 ms', 'p50 / x11grab p50'],
+      table(['case', 'inputs', 'lost', 'input -> drawn p50 ms', 'p95 ms', 'p99 ms', 'input -> painted p50 ms', 'p50 / x11grab p50', 'p50 / x11vnc p50'],
         [
-          ...rows.map((r) => [r.label, String(r.samples), String(lost.get(r.key) ?? 0), fmt(r.drawn.p50), fmt(r.drawn.p95), fmt(r.drawn.p99), fmt(r.painted.p50), r.ratio ? `${fmt(r.ratio, 2)}x` : '']),
-          ...baseRows.map((b) => [`baseline: x11grab @${b.fps} (Node decoder)`, String(b.l.samples), String(lost.get(`x11grab@${b.fps}`) ?? 0), fmt(b.l.p50), fmt(b.l.p95), fmt(b.l.p99), '', '']),
+          ...rows.map((r) => [r.label, String(r.samples), String(lost.get(r.key) ?? 0), fmt(r.drawn.p50), fmt(r.drawn.p95), fmt(r.drawn.p99), fmt(r.painted.p50), r.ratio ? `${fmt(r.ratio, 2)}x` : '', r.ratioVnc ? `${fmt(r.ratioVnc, 2)}x` : '']),
+          ...baseRows.map((b) => [`baseline: x11grab @${b.fps} (Node decoder)`, String(b.l.samples), String(lost.get(`x11grab@${b.fps}`) ?? 0), fmt(b.l.p50), fmt(b.l.p95), fmt(b.l.p99), '', '', '']),
+          ...(vncRow ? [[`baseline: x11vnc${o.x11vncArgs ? ` ${o.x11vncArgs.trim()}` : ''} + noVNC (in the page)`, String(vncRow.drawn.samples), String(lost.get('x11vnc') ?? 0), fmt(vncRow.drawn.p50), fmt(vncRow.drawn.p95), fmt(vncRow.drawn.p99), fmt(vncRow.painted.p50), '', '']] : []),
         ]),
+      ...(vncSkipped ? ['', `baseline x11vnc skipped: ${vncSkipped}`] : []),
       '',
       'Where the time goes: median ms of each stage over all inputs of the case (VM stages from its `timing` messages).',
       '',
@@ -252,6 +287,9 @@ export default async function streamBrowser(argv: string[]): Promise<BenchOutput
       'lost: inputs whose picture did not come within 5 s (left out of the figures).',
       'input -> drawn: the page sends the input and waits for the first drawn frame that shows it (WASM: the frame whose',
       'inputSeq covers it; X11: the frame whose centre pixel changed); painted: the next animation frame after the draw.',
+      `x11vnc: the same probe in its own Xvfb, Debian's x11vnc ${o.x11vncArgs.trim() ? `with ${o.x11vncArgs.trim()}` : 'as shipped (polls the screen: -wait 20 -defer 20 ms)'}, noVNC's RFB`,
+      'client in this browser; the key pressed through it (rfb.sendKey), drawn = the update copied to its visible canvas whose',
+      'centre pixel changed (Display.flip).',
       'Stages: to VM (socket, VM event loop), apply (into the UA), to capture (frame pacing; for X11 also the program\'s',
       'repaint), encode, write (socket write done), to page (loopback, browser), decode (WebCodecs VideoDecoder; JPEG:',
       'ImageDecoder, old: createImageBitmap), draw (into the canvas: the path named below, old: drawImage), to paint.',
@@ -267,8 +305,10 @@ export default async function streamBrowser(argv: string[]): Promise<BenchOutput
       text,
       data: {
         options: o,
-        rows: rows.map((r) => ({ case: r.key, drawn: r.drawn, painted: r.painted, ratioToBaseline: r.ratio, stageMediansMs: Object.fromEntries(STAGES.map((s, j) => [s, r.stageMedians[j]])), vmTimings: r.vmTimings, samples: r.samples })),
+        rows: rows.map((r) => ({ case: r.key, drawn: r.drawn, painted: r.painted, ratioToBaseline: r.ratio, ratioToX11vnc: r.ratioVnc, stageMediansMs: Object.fromEntries(STAGES.map((s, j) => [s, r.stageMedians[j]])), vmTimings: r.vmTimings, samples: r.samples })),
         baseline: baseRows,
+        x11vnc: vncRow ? { ...vncRow, lost: lost.get('x11vnc') ?? 0 } : { skipped: vncSkipped ?? 'not asked for (--baselines, --cases)' },
+        x11vncTrips: vncTrips,
         motion: motionRows.map((m) => ({ case: m.key, fps: m.fpsS, encodedPerS: m.encodedS, receivedPerS: m.receivedS, decodedPerS: m.decodedS, skippedPerS: m.skippedS, droppedPerS: m.droppedS, animationFramesPerS: m.rafS, kbps: m.kbpsS, cpuPct: m.cpuS, captureToDrawn: m.c2d })),
         drawPaths,
         trips: Object.fromEntries(trips),
@@ -278,6 +318,7 @@ export default async function streamBrowser(argv: string[]): Promise<BenchOutput
     };
   } finally {
     for (const s of sessions) await s.page.evaluate(() => window.bench.stop()).catch(() => undefined);
+    await vnc?.close().catch(() => undefined);
     await browser?.close().catch(() => undefined);
     if (gw) await gw.stop();
     await pg.stop();

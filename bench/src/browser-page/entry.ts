@@ -5,6 +5,7 @@
 // (performance.timeOrigin + performance.now(), the VM agent's wallClock on the same host).
 import { StreamClient, attachCanvas, prepareCanvas, type CanvasView, type CanvasViewOptions, type DrawTimes } from '@uve/client';
 import type { FrameHeader, FrameTiming, InputEvent, SessionStartTiming } from '@uve/protocol';
+import { centreOf, nextPaint, now, sleep, waitIn } from './page';
 
 /** One input's way to the screen: each stage's time, ms since epoch. */
 export interface RoundTrip {
@@ -78,7 +79,6 @@ declare global {
   }
 }
 
-const now = (): number => performance.timeOrigin + performance.now();
 const canvas = document.getElementById('screen') as HTMLCanvasElement;
 const errors: string[] = [];
 const timings = new Map<number, FrameTiming>();
@@ -91,30 +91,10 @@ const received = { frames: 0, keyframes: 0, lastSeq: 0, maxQueued: 0 };
 type Draw = { header: FrameHeader; latencyMs: number; times: DrawTimes };
 const drawWaiters = new Set<(d: Draw) => void>();
 
-function centre(): number {
-  const d = ctx!.getImageData(canvas.width >> 1, canvas.height >> 1, 1, 1).data;
-  return d[0]! + d[1]! + d[2]!;
-}
-
-const nextPaint = (): Promise<number> => new Promise((resolve) => requestAnimationFrame(() => resolve(now())));
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+const centre = (): number => centreOf(ctx!);
 
 /** resolves with the first draw `test` accepts, or rejects after `timeoutMs` */
-function waitDraw(test: (d: Draw) => boolean, timeoutMs: number, what: string): Promise<Draw> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      drawWaiters.delete(w);
-      reject(new Error(`no drawn frame ${what} within ${timeoutMs} ms`));
-    }, timeoutMs);
-    const w = (d: Draw): void => {
-      if (!test(d)) return;
-      clearTimeout(timer);
-      drawWaiters.delete(w);
-      resolve(d);
-    };
-    drawWaiters.add(w);
-  });
-}
+const waitDraw = (test: (d: Draw) => boolean, timeoutMs: number, what: string): Promise<Draw> => waitIn(drawWaiters, test, timeoutMs, `no drawn frame ${what} within ${timeoutMs} ms`);
 
 window.bench = {
   prepare: (width, height) => prepareCanvas(canvas, width, height),

@@ -2,11 +2,11 @@
 // by `ffmpeg -f x11grab` on a fixed clock at the same fps, x264 ultrafast/zerolatency, access units
 // read from FLV on stdout and decoded by the same Node decoder the UVE client uses; input injected
 // through one persistent XTest connection (no cursor drawn: it sits on the centre pixel the check reads). What a blind-clock pipeline gives on this machine now.
-import { spawn, type ChildProcess } from 'node:child_process';
-import fs from 'node:fs';
+import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { createNodeDecoder, type FrameDecoder } from '@uve/client';
-import { ROOT, stopChild, until } from './services';
+import { startProbeDisplay } from './probe-display';
+import { ROOT, until } from './services';
 import { now } from './report';
 
 export interface Baseline {
@@ -14,8 +14,6 @@ export interface Baseline {
   roundTrip(): Promise<number>;
   close(): Promise<void>;
 }
-
-const PROBE = path.join(ROOT, 'apps/vm-agent/uas-x11/probe/probe.js');
 
 /** FLV video tags from a byte stream: (avcPacketType, data) for each, data being AVCC (or the avcC record). */
 function flvReader(onTag: (type: number, keyframe: boolean, data: Buffer) => void): (chunk: Buffer) => void {
@@ -41,17 +39,9 @@ function flvReader(onTag: (type: number, keyframe: boolean, data: Buffer) => voi
 }
 
 export async function startX11grabBaseline(opts: { display: number; width: number; height: number; fps: number }): Promise<Baseline> {
-  const display = `:${opts.display}`;
-  const children: ChildProcess[] = [];
-  const close = async () => {
-    for (const c of children.reverse()) await stopChild(c, 3000);
-  };
+  const probe = await startProbeDisplay(opts);
+  const { display, env, close } = probe;
   try {
-    const xvfb = spawn('Xvfb', [display, '-screen', '0', `${opts.width}x${opts.height}x24`, '-nolisten', 'tcp'], { stdio: 'ignore' });
-    children.push(xvfb);
-    await until(`Xvfb ${display}`, 10_000, async () => fs.existsSync(`/tmp/.X11-unix/X${opts.display}`));
-    const env = { ...process.env, DISPLAY: display };
-    children.push(spawn(process.execPath, [PROBE], { env, stdio: ['ignore', 'ignore', 'inherit'] }));
     const x11 = require(path.join(ROOT, 'node_modules/x11'));
     const X = await new Promise<any>((resolve, reject) => x11.createClient({ display }, (e: Error | null, d: any) => (e ? reject(e) : resolve(d))));
     const root = X.screen[0].root;
@@ -61,7 +51,7 @@ export async function startX11grabBaseline(opts: { display: number; width: numbe
       '-c:v', 'libx264', '-preset', 'ultrafast', '-tune', 'zerolatency', '-pix_fmt', 'yuv420p', '-g', String(opts.fps * 10),
       '-f', 'flv', '-flvflags', 'no_duration_filesize', 'pipe:1',
     ], { env, stdio: ['ignore', 'pipe', 'inherit'] });
-    children.push(ffmpeg);
+    probe.own(ffmpeg);
     let decoder: FrameDecoder | null = null;
     let lastCentre = -1;
     let waiting: { before: number; resolve: (t: number) => void } | null = null;
