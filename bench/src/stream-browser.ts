@@ -67,6 +67,16 @@ function stages(r: RoundTrip): (number | null)[] {
   ];
 }
 
+const median = (xs: number[]): number => percentile(xs, 50);
+
+/** each stage's median over `trips` (NaN where none has it) */
+function medianStages(trips: RoundTrip[]): number[] {
+  return STAGES.map((_, j) => {
+    const xs = trips.map((t) => stages(t)[j]).filter((x): x is number => x !== null);
+    return xs.length ? median(xs) : NaN;
+  });
+}
+
 function input(c: Case, i: number, o: Options): InputEvent[] {
   // the LINUX_X11 probe repaints its whole window on every key press
   if (c.ua === 'probe') return [{ kind: 'key', type: 'down', code: 'KeyA', key: 'a' }, { kind: 'key', type: 'up', code: 'KeyA', key: 'a' }];
@@ -88,8 +98,6 @@ async function openSession(gw: GatewayClient, browser: Browser, bundle: string, 
   if (stream !== asked) throw new Error(`session ${session.id} streams ${stream}, not the ${asked} the case asked for`);
   return { page, sessionId: session.id };
 }
-
-const median = (xs: number[]): number => percentile(xs, 50);
 
 export default async function streamBrowser(argv: string[]): Promise<BenchOutput> {
   const o: Options = parseArgs(argv, { inputs: 200, reps: 4, fps: ['30', '60'], width: 1280, height: 720, cases: Object.keys(CASES), motion: Object.keys(MOTION), motionMs: 4000, display: 441, quick: false, clients: ['sdk'] }, HELP);
@@ -209,12 +217,12 @@ export default async function streamBrowser(argv: string[]): Promise<BenchOutput
       const b = CASES[k.c]!.until === 'centre' ? base.get(k.fps) : undefined;
       const ratio = b?.length ? spread(reps.map((rep, i) => median(rep.map((t) => t.drawnAt - t.sentAt)) / median(b[i]!))) : null;
       const all = reps.flat();
-      const stageMedians = STAGES.map((_, j) => {
-        const xs = all.map((t) => stages(t)[j]).filter((x): x is number => x !== null);
-        return xs.length ? median(xs) : NaN;
-      });
+      const stageMedians = medianStages(all);
+      // the slow inputs (at or above the p90 of all): which stage they spent their time in
+      const p90 = percentile(all.map((t) => t.drawnAt - t.sentAt), 90);
+      const tail = all.filter((t) => t.drawnAt - t.sentAt >= p90);
       const vmTimings = all.filter((t) => t.vm).length;
-      return { key: k.key, label: `${CASES[k.c]!.label} @${k.fps}${CLIENTS[k.client]!.suffix}`, drawn, painted, ratio, stageMedians, vmTimings, samples: all.length };
+      return { key: k.key, label: `${CASES[k.c]!.label} @${k.fps}${CLIENTS[k.client]!.suffix}`, drawn, painted, ratio, stageMedians, p90, tail: tail.length, tailStageMedians: medianStages(tail), vmTimings, samples: all.length };
     });
     const baseRows = [...base.entries()].filter(([, reps]) => reps.length).map(([fps, reps]) => ({ fps, l: latencySpread(reps) }));
     const motionRows = motion.map((m) => ({
@@ -244,6 +252,10 @@ export default async function streamBrowser(argv: string[]): Promise<BenchOutput
       '',
       table(['case', ...STAGES, 'VM timings'], rows.map((r) => [r.label, ...r.stageMedians.map(f1), `${r.vmTimings}/${r.samples}`])),
       '',
+      'The tail: median ms of each stage over the inputs at or above the case\'s p90 (input -> drawn).',
+      '',
+      table(['case', 'p90 ms', 'inputs', ...STAGES], rows.map((r) => [r.label, f1(r.p90), String(r.tail), ...r.tailStageMedians.map(f1)])),
+      '',
       table(['motion', 'fps requested', 'fps drawn', 'VM encoded /s', 'received /s', 'decoded /s', 'skipped /s', 'dropped /s', 'animation frames /s', 'kbit/s', 'server CPU % (all VMs + gateway)', 'capture -> drawn p50 ms', 'p95 ms'],
         motionRows.map((m) => [m.label, String(m.fps), fmt(m.fpsS), fmt(m.encodedS), fmt(m.receivedS), fmt(m.decodedS), fmt(m.skippedS), fmt(m.droppedS), fmt(m.rafS), fmt(m.kbpsS, 0), fmt(m.cpuS, 0), fmt(m.c2d.p50), fmt(m.c2d.p95)])),
       '',
@@ -267,7 +279,7 @@ export default async function streamBrowser(argv: string[]): Promise<BenchOutput
       text,
       data: {
         options: o,
-        rows: rows.map((r) => ({ case: r.key, drawn: r.drawn, painted: r.painted, ratioToBaseline: r.ratio, stageMediansMs: Object.fromEntries(STAGES.map((s, j) => [s, r.stageMedians[j]])), vmTimings: r.vmTimings, samples: r.samples })),
+        rows: rows.map((r) => ({ case: r.key, drawn: r.drawn, painted: r.painted, ratioToBaseline: r.ratio, stageMediansMs: Object.fromEntries(STAGES.map((s, j) => [s, r.stageMedians[j]])), p90: r.p90, tailStageMediansMs: Object.fromEntries(STAGES.map((s, j) => [s, r.tailStageMedians[j]])), vmTimings: r.vmTimings, samples: r.samples })),
         baseline: baseRows,
         motion: motionRows.map((m) => ({ case: m.key, fps: m.fpsS, encodedPerS: m.encodedS, receivedPerS: m.receivedS, decodedPerS: m.decodedS, skippedPerS: m.skippedS, droppedPerS: m.droppedS, animationFramesPerS: m.rafS, kbps: m.kbpsS, cpuPct: m.cpuS, captureToDrawn: m.c2d })),
         drawPaths,
