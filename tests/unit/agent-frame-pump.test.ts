@@ -133,6 +133,8 @@ function setup(opts: { maxFps?: number; codec?: VideoCodec } = {}) {
   const source = new Source();
   const encoder = new Encoder(opts.codec);
   const errors: unknown[] = [];
+  /** inputSeq of each capture that found nothing new to send */
+  const unchanged: number[] = [];
   let inputSeq = 0;
   const pump = new FramePump({
     source,
@@ -140,13 +142,14 @@ function setup(opts: { maxFps?: number; codec?: VideoCodec } = {}) {
     maxFps: opts.maxFps ?? 30,
     inputSeq: () => inputSeq,
     onError: (e) => errors.push(e),
+    onUnchanged: (seq) => unchanged.push(seq),
     now: clock.now,
     wallClock: () => 1_700_000_000_000 + clock.t + 0.25,
     setTimer: (fn, ms) => clock.setTimer(fn, ms),
     clearTimer: clock.clearTimer,
     minHighWaterBytes: 1000,
   });
-  return { clock, source, encoder, pump, errors, setInput: (n: number) => (inputSeq = n) };
+  return { clock, source, encoder, pump, errors, unchanged, setInput: (n: number) => (inputSeq = n) };
 }
 
 /** A pump with one sink that already got its first keyframe. */
@@ -352,9 +355,10 @@ describe('FramePump', () => {
     expect(pump.stats.unchanged).toBe(1);
   });
 
-  it("does not encode, send nor spend credit on a picture identical to the last (a pointer up where it went down)", async () => {
-    const { pump, source, sink, encoder, clock } = await running({ maxFps: 30 });
+  it("does not encode, send nor spend credit on a picture answering input that is identical to the last (a pointer up where it went down)", async () => {
+    const { pump, source, sink, encoder, clock, unchanged, setInput } = await running({ maxFps: 30 });
     const input = async (repeat: boolean): Promise<void> => {
+      setInput(sink.frames.length + (repeat ? 1 : 0));
       source.changed = true;
       source.repeat = repeat;
       pump.inputApplied();
@@ -367,6 +371,7 @@ describe('FramePump', () => {
     expect(sink.frames).toHaveLength(2);
     expect(encoder.calls.length).toBe(calls + 1);
     expect(pump.stats.identical).toBe(1);
+    expect(unchanged).toEqual([3]); // the session counts the release as answered by the picture shown
     // the next input 15 ms later still finds credit (had the release's picture spent it, the
     // credit would be 0.48 and this picture would wait ~17 ms for it)
     await clock.advance(14);
@@ -385,13 +390,25 @@ describe('FramePump', () => {
     expect(encoder.calls.at(-1)).toEqual({ version: source.version, keyframe: true });
   });
 
+  it('sends a repeated picture that does not answer input, in the cadence as before (a motion UA)', async () => {
+    const { pump, source, sink, clock } = await running({ maxFps: 30 });
+    source.repeat = true;
+    for (let i = 0; i < 3; i++) {
+      source.changed = true;
+      pump.damage();
+      await clock.advance(40);
+    }
+    expect(sink.frames).toHaveLength(4);
+    expect(pump.stats.identical).toBe(0);
+  });
+
   it('compares with the newest picture: a change written into the buffer of an older, identical one is sent', async () => {
     const { pump, source, sink, clock } = await running({ maxFps: 1000 });
     source.ring = [new Uint8Array(32), new Uint8Array(32), new Uint8Array(32)];
     const change = async (repeat: boolean): Promise<void> => {
       source.changed = true;
       source.repeat = repeat;
-      pump.damage();
+      pump.inputApplied();
       await clock.advance(5);
     };
     await change(false); // buffer 0, sent

@@ -21,10 +21,12 @@
 // the last two gaps add up to two intervals", which held a WASM input at 30 fps up to 30 ms behind
 // its key release's picture (stream-browser's p95).
 //
-// A picture identical to the last one captured counts as unchanged (not encoded, sent, nor
-// paid for with credit): a UA that reports damage for input that changed nothing (a button's
-// release, a pointer up on the spot of its down) would otherwise spend the credit of the input
-// after it, which at 30 fps then waited for the cadence (stream-browser's WASM @30 p95).
+// A picture answering input that is identical to the last one captured counts as unchanged (not
+// encoded, sent, nor paid for with credit): a UA that reports damage for input that changed
+// nothing (a button's release, a pointer up on the spot of its down) would otherwise spend the
+// credit of the input after it, which at 30 fps then waited for the cadence (stream-browser's
+// WASM @30 p95). Pictures without input are not compared: a motion UA's repeated picture keeps
+// its place in the cadence (and in fps counts), as before.
 import { decodeFrame, encodeFrame, type FrameHeader, type FrameTiming } from '@uve/protocol';
 import type { DecoderConfig, EncodedFrame, VideoEncoder } from '../encoders/encoder';
 import type { RawFrame } from '../runtimes/runtime';
@@ -59,6 +61,8 @@ export interface FramePumpOptions {
   onError: (error: unknown) => void;
   /** after each frame was handed to the sinks (stats, tests) */
   onFrame?: (header: FrameHeader, bytes: number, sentTo: number) => void;
+  /** a capture found the picture unchanged (or the same bytes) with these inputs applied: nothing to show for them */
+  onUnchanged?: (inputSeq: number) => void;
   /** smallest high-water mark of a socket, bytes */
   minHighWaterBytes?: number;
   now?: () => number;
@@ -331,14 +335,16 @@ export class FramePump {
     }
     this.dirty = false;
     this.stats.captured++;
-    // a keyframe is wanted even when the picture is the same (a joining or recovering decoder)
-    const identical = frame !== null && !key && this.lastPicture !== null && samePicture(frame, this.lastPicture);
+    // only a picture answering input (early, on credit) is compared: a paced one keeps the stream's
+    // cadence as before, and a keyframe is wanted even when the picture is the same
+    const identical = frame !== null && !key && this.inputPending && this.lastPicture !== null && samePicture(frame, this.lastPicture);
     // the newest buffer stands for the picture: an older one may be rewritten by the next captures
     if (frame) this.lastPicture = frame;
     if (!frame || identical) {
       // unchanged picture: nothing to encode or send
       this.stats.unchanged++;
       if (identical) this.stats.identical++;
+      this.opts.onUnchanged?.(this.opts.inputSeq());
       this.finishProduce();
       return;
     }
