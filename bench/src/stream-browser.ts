@@ -75,6 +75,16 @@ function stages(r: RoundTrip): (number | null)[] {
   ];
 }
 
+const median = (xs: number[]): number => percentile(xs, 50);
+
+/** each stage's median over `trips` (NaN where none has it) */
+function medianStages(trips: RoundTrip[]): number[] {
+  return STAGES.map((_, j) => {
+    const xs = trips.map((t) => stages(t)[j]).filter((x): x is number => x !== null);
+    return xs.length ? median(xs) : NaN;
+  });
+}
+
 function input(c: Case, i: number, o: Options): InputEvent[] {
   // the LINUX_X11 probe repaints its whole window on every key press
   if (c.ua === 'probe') return [{ kind: 'key', type: 'down', code: 'KeyA', key: 'a' }, { kind: 'key', type: 'up', code: 'KeyA', key: 'a' }];
@@ -97,7 +107,6 @@ async function openSession(gw: GatewayClient, browser: Browser, bundle: string, 
   return { page, sessionId: session.id };
 }
 
-const median = (xs: number[]): number => percentile(xs, 50);
 const BASELINES = ['x11grab', 'x11vnc'];
 
 export default async function streamBrowser(argv: string[]): Promise<BenchOutput> {
@@ -241,12 +250,12 @@ export default async function streamBrowser(argv: string[]): Promise<BenchOutput
       const ratio = b?.length ? spread(reps.map((rep, i) => median(rep.map((t) => t.drawnAt - t.sentAt)) / median(b[i]!))) : null;
       const ratioVnc = CASES[k.c]!.until === 'centre' && vncTrips.length ? spread(reps.map((rep, i) => median(rep.map((t) => t.drawnAt - t.sentAt)) / median(vncTrips[i]!.map((t) => t.drawnAt - t.sentAt)))) : null;
       const all = reps.flat();
-      const stageMedians = STAGES.map((_, j) => {
-        const xs = all.map((t) => stages(t)[j]).filter((x): x is number => x !== null);
-        return xs.length ? median(xs) : NaN;
-      });
+      const stageMedians = medianStages(all);
+      // the slow inputs (at or above the p90 of all): which stage they spent their time in
+      const p90 = percentile(all.map((t) => t.drawnAt - t.sentAt), 90);
+      const tail = all.filter((t) => t.drawnAt - t.sentAt >= p90);
       const vmTimings = all.filter((t) => t.vm).length;
-      return { key: k.key, label: `${CASES[k.c]!.label} @${k.fps}${CLIENTS[k.client]!.suffix}`, drawn, painted, ratio, ratioVnc, stageMedians, vmTimings, samples: all.length };
+      return { key: k.key, label: `${CASES[k.c]!.label} @${k.fps}${CLIENTS[k.client]!.suffix}`, drawn, painted, ratio, ratioVnc, stageMedians, p90, tail: tail.length, tailStageMedians: medianStages(tail), vmTimings, samples: all.length };
     });
     const baseRows = [...base.entries()].filter(([, reps]) => reps.length).map(([fps, reps]) => ({ fps, l: latencySpread(reps) }));
     const vncRow = vncTrips.length ? { drawn: latencySpread(vncTrips.map((rep) => rep.map((t) => t.drawnAt - t.sentAt))), painted: latencySpread(vncTrips.map((rep) => rep.map((t) => t.paintedAt - t.sentAt))) } : null;
@@ -279,6 +288,10 @@ export default async function streamBrowser(argv: string[]): Promise<BenchOutput
       '',
       table(['case', ...STAGES, 'VM timings'], rows.map((r) => [r.label, ...r.stageMedians.map(f1), `${r.vmTimings}/${r.samples}`])),
       '',
+      'The tail: median ms of each stage over the inputs at or above the case\'s p90 (input -> drawn).',
+      '',
+      table(['case', 'p90 ms', 'inputs', ...STAGES], rows.map((r) => [r.label, f1(r.p90), String(r.tail), ...r.tailStageMedians.map(f1)])),
+      '',
       table(['motion', 'fps requested', 'fps drawn', 'VM encoded /s', 'received /s', 'decoded /s', 'skipped /s', 'dropped /s', 'animation frames /s', 'kbit/s', 'server CPU % (all VMs + gateway)', 'capture -> drawn p50 ms', 'p95 ms'],
         motionRows.map((m) => [m.label, String(m.fps), fmt(m.fpsS), fmt(m.encodedS), fmt(m.receivedS), fmt(m.decodedS), fmt(m.skippedS), fmt(m.droppedS), fmt(m.rafS), fmt(m.kbpsS, 0), fmt(m.cpuS, 0), fmt(m.c2d.p50), fmt(m.c2d.p95)])),
       '',
@@ -305,7 +318,7 @@ export default async function streamBrowser(argv: string[]): Promise<BenchOutput
       text,
       data: {
         options: o,
-        rows: rows.map((r) => ({ case: r.key, drawn: r.drawn, painted: r.painted, ratioToBaseline: r.ratio, ratioToX11vnc: r.ratioVnc, stageMediansMs: Object.fromEntries(STAGES.map((s, j) => [s, r.stageMedians[j]])), vmTimings: r.vmTimings, samples: r.samples })),
+        rows: rows.map((r) => ({ case: r.key, drawn: r.drawn, painted: r.painted, ratioToBaseline: r.ratio, ratioToX11vnc: r.ratioVnc, stageMediansMs: Object.fromEntries(STAGES.map((s, j) => [s, r.stageMedians[j]])), p90: r.p90, tailStageMediansMs: Object.fromEntries(STAGES.map((s, j) => [s, r.tailStageMedians[j]])), vmTimings: r.vmTimings, samples: r.samples })),
         baseline: baseRows,
         x11vnc: vncRow ? { ...vncRow, lost: lost.get('x11vnc') ?? 0 } : { skipped: vncSkipped ?? 'not asked for (--baselines, --cases)' },
         x11vncTrips: vncTrips,

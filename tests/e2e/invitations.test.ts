@@ -125,7 +125,8 @@ describe('guests in a paint session', () => {
     const mine = await player.inputAndFrame({ kind: 'pointer', type: 'down', x: 300, y: 200, button: 0 }, "after the user's dot");
     expect(near(pixel(mine, 300, 200), RED)).toBe(true);
     expect(near(pixel(mine, 100, 100), RED)).toBe(true);
-    await player.inputAndFrame({ kind: 'pointer', type: 'up', x: 300, y: 200, button: 0 }, "after the user's release");
+    // the release draws nothing new: no frame of its own (protocol.md, "When frames are sent")
+    player.client.sendInput({ kind: 'pointer', type: 'up', x: 300, y: 200, button: 0 });
     await guest.frame((f) => near(pixel(f, 300, 200), RED) && near(pixel(f, 100, 100), RED), 'with both dots, for the guest');
     // both players stay connected: the guest did not replace the user
     expect(player.controls.items.filter((c) => c.t === 'close')).toEqual([]);

@@ -1,5 +1,5 @@
 // Frame pacing of the VM agent's stream: event-driven capture, fps cap with damage coalescing,
-// early pictures for input (a credit: maxFps on average, two back to back), unchanged pictures, one encode in flight, keyframes for joining UCs, backpressure.
+// early pictures for input (a credit: maxFps on average, two back to back), unchanged and identical pictures, one encode in flight, keyframes for joining UCs, backpressure.
 import { decodeFrame, type VideoCodec } from '@uve/protocol';
 import { FramePump, type FrameSink } from '../../apps/vm-agent/src/stream/frame-pump';
 import type { DecoderConfig, EncodedFrame, VideoEncoder } from '../../apps/vm-agent/src/encoders/encoder';
@@ -44,9 +44,16 @@ class Clock {
   }
 }
 
-/** A UA picture source: `changed` decides whether capture() has a new picture. */
+/**
+ * A UA picture source: `changed` decides whether capture() has a picture, `repeat` whether that
+ * picture has the last one's bytes (a UA that redrew the same); `ring` writes pictures into three
+ * buffers in turn (the RawFrame contract) instead of a new one each time.
+ */
 class Source {
   changed = true;
+  repeat = false;
+  ring: Uint8Array[] | null = null;
+  private next = 0;
   version = 0;
   captures = 0;
   fullCaptures = 0;
@@ -62,7 +69,9 @@ class Source {
     return this.picture();
   };
   private picture(): RawFrame {
-    return { width: 4, height: 2, data: new Uint8Array(32).fill(++this.version) };
+    const fill = this.repeat ? this.version : ++this.version;
+    const data = this.ring ? this.ring[this.next++ % this.ring.length]! : new Uint8Array(32);
+    return { width: 4, height: 2, data: data.fill(fill) };
   }
 }
 
@@ -124,6 +133,8 @@ function setup(opts: { maxFps?: number; codec?: VideoCodec } = {}) {
   const source = new Source();
   const encoder = new Encoder(opts.codec);
   const errors: unknown[] = [];
+  /** inputSeq of each capture that found nothing new to send */
+  const unchanged: number[] = [];
   let inputSeq = 0;
   const pump = new FramePump({
     source,
@@ -131,13 +142,14 @@ function setup(opts: { maxFps?: number; codec?: VideoCodec } = {}) {
     maxFps: opts.maxFps ?? 30,
     inputSeq: () => inputSeq,
     onError: (e) => errors.push(e),
+    onUnchanged: (seq) => unchanged.push(seq),
     now: clock.now,
     wallClock: () => 1_700_000_000_000 + clock.t + 0.25,
     setTimer: (fn, ms) => clock.setTimer(fn, ms),
     clearTimer: clock.clearTimer,
     minHighWaterBytes: 1000,
   });
-  return { clock, source, encoder, pump, errors, setInput: (n: number) => (inputSeq = n) };
+  return { clock, source, encoder, pump, errors, unchanged, setInput: (n: number) => (inputSeq = n) };
 }
 
 /** A pump with one sink that already got its first keyframe. */
@@ -341,6 +353,70 @@ describe('FramePump', () => {
     expect(encoder.calls.length).toBe(calls);
     expect(sink.frames).toHaveLength(1);
     expect(pump.stats.unchanged).toBe(1);
+  });
+
+  it("does not encode, send nor spend credit on a picture answering input that is identical to the last (a pointer up where it went down)", async () => {
+    const { pump, source, sink, encoder, clock, unchanged, setInput } = await running({ maxFps: 30 });
+    const input = async (repeat: boolean): Promise<void> => {
+      setInput(sink.frames.length + (repeat ? 1 : 0));
+      source.changed = true;
+      source.repeat = repeat;
+      pump.inputApplied();
+      await flush();
+    };
+    const calls = encoder.calls.length;
+    await input(false); // pointer down: a stroke's dot (credit 2 -> 1)
+    await clock.advance(1);
+    await input(true); // pointer up on the same spot: redrawn, the same bytes
+    expect(sink.frames).toHaveLength(2);
+    expect(encoder.calls.length).toBe(calls + 1);
+    expect(pump.stats.identical).toBe(1);
+    expect(unchanged).toEqual([3]); // the session counts the release as answered by the picture shown
+    // the next input 15 ms later still finds credit (had the release's picture spent it, the
+    // credit would be 0.48 and this picture would wait ~17 ms for it)
+    await clock.advance(14);
+    await input(false);
+    expect(sink.frames).toHaveLength(3);
+    expect(sink.frames[2].version).toBe(source.version);
+  });
+
+  it('codes a keyframe asked for even when the picture is identical', async () => {
+    const { pump, source, sink, encoder, clock } = await running({ maxFps: 30 });
+    source.repeat = true;
+    pump.keyframeFor(sink);
+    await clock.advance(40);
+    expect(sink.frames).toHaveLength(2);
+    expect(sink.frames[1].keyframe).toBe(true);
+    expect(encoder.calls.at(-1)).toEqual({ version: source.version, keyframe: true });
+  });
+
+  it('sends a repeated picture that does not answer input, in the cadence as before (a motion UA)', async () => {
+    const { pump, source, sink, clock } = await running({ maxFps: 30 });
+    source.repeat = true;
+    for (let i = 0; i < 3; i++) {
+      source.changed = true;
+      pump.damage();
+      await clock.advance(40);
+    }
+    expect(sink.frames).toHaveLength(4);
+    expect(pump.stats.identical).toBe(0);
+  });
+
+  it('compares with the newest picture: a change written into the buffer of an older, identical one is sent', async () => {
+    const { pump, source, sink, clock } = await running({ maxFps: 1000 });
+    source.ring = [new Uint8Array(32), new Uint8Array(32), new Uint8Array(32)];
+    const change = async (repeat: boolean): Promise<void> => {
+      source.changed = true;
+      source.repeat = repeat;
+      pump.inputApplied();
+      await clock.advance(5);
+    };
+    await change(false); // buffer 0, sent
+    await change(true); // buffer 1, identical
+    await change(true); // buffer 2, identical
+    await change(false); // buffer 0 again, rewritten with a new picture
+    expect(pump.stats.identical).toBe(2);
+    expect(sink.frames.map((f) => f.version)).toEqual([1, source.version - 1, source.version]);
   });
 
   it('keeps one encode in flight; damage meanwhile gives exactly one more frame with the latest picture', async () => {

@@ -239,6 +239,11 @@ export class Session {
         inputTimes: () => this.lastInputTimes,
         onError: (e) => this.onEncodeError(e),
         onFrame: (header, _bytes, sentTo) => this.onFrameSent(header.inputSeq, sentTo),
+        // an input that changed nothing (a pointer up) is served by the picture already shown,
+        // not by the next change, maybe seconds later
+        onUnchanged: (inputSeq) => {
+          if (this.unservedInput && inputSeq >= this.unservedInput.seq) this.unservedInput = null;
+        },
       });
       if (this.suspended) this.pump.pause();
       const pump = this.pump;
