@@ -179,6 +179,7 @@ export default async function fanout(argv: string[]): Promise<BenchOutput> {
   const o = parseArgs(argv, { subscribers: ['1000', '5000'], events: 10, clients: 4, client: 'graphql-ws', servers: ['gateway', 'bare'], profile: false, clientProf: false, clientNice: 0, keep: false, quick: false }, HELP);
   if (o.client !== 'lean' && o.client !== 'graphql-ws') throw new Error(`--client: lean or graphql-ws, not ${o.client}`);
   const servers = (['gateway', 'bare'] as const).filter((x) => o.servers.includes(x));
+  if (servers.length !== o.servers.length) throw new Error(`--servers: gateway and/or bare, not ${o.servers.join(',')}`);
   if (o.quick) Object.assign(o, { subscribers: ['200'], events: 4 });
   const dir = dataDir('fanout');
   const pg = await startPostgres(path.join(dir, 'pg'));
@@ -304,7 +305,7 @@ export default async function fanout(argv: string[]): Promise<BenchOutput> {
       'send for it returned (the bytes with the kernel); received: the subscriber had the message parsed (its next).',
       '',
       'Where the time went, per event (ms; median over the events (min–max)), from /proc/<pid>/task/<pid>/schedstat between the',
-      'trigger and the last arrival: CPU and run-queue wait (runnable, no core free) of the server\'s main thread and of the',
+      'trigger and the bench seeing the last arrival (it looks every 100 ms, so the window has up to 100 ms of idle at its end): CPU and run-queue wait (runnable, no core free) of the server\'s main thread and of the',
       'subscriber processes (the kernel\'s share from /proc/<pid>/task/<pid>/stat, 10 ms ticks); a process\'s span: its first to its last arrival; two-core bound: (server + subscribers CPU) / 2,',
       'the last arrival could not come sooner on 2 cores:',
       '',
