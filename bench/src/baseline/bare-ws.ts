@@ -11,7 +11,7 @@ import path from 'node:path';
 // UVE_FANOUT_TRACE: the same trace as the gateway's (its module), publish and per-subscriber writes
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { FanoutTrace } = require(path.resolve(__dirname, '../../../apps/gateway/dist/common/fanout-trace.js')) as {
-  FanoutTrace: new (file: string) => { published(id: string): void; written(result: { data?: Record<string, unknown> | null }): void };
+  FanoutTrace: new (file: string) => { published(id: string): void; onNextOf(wss: WebSocketServer): (...a: never[]) => void };
 };
 const trace = process.env.UVE_FANOUT_TRACE ? new FanoutTrace(process.env.UVE_FANOUT_TRACE) : null;
 
@@ -71,7 +71,7 @@ const server = http.createServer((req, res) => {
   res.end();
 });
 const wss = new WebSocketServer({ server, path: '/graphql' });
-useServer({ schema, roots: { subscription: roots } as never, ...(trace ? { onNext: (_c: unknown, _i: unknown, _p: unknown, _a: unknown, result: { data?: Record<string, unknown> | null }) => void trace.written(result) } : {}) }, wss);
+useServer({ schema, roots: { subscription: roots } as never, ...(trace ? { onNext: trace.onNextOf(wss) as never } : {}) }, wss);
 server.listen(Number(process.env.PORT ?? 0), '127.0.0.1', () => {
   const { port } = server.address() as { port: number };
   process.stdout.write(`bare graphql-ws listening on http://127.0.0.1:${port}\n`);

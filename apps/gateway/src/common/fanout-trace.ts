@@ -2,7 +2,8 @@
 // bench/fanout. Per event, on the machine's monotonic clock (process.hrtime, the same in every
 // process of the machine, so a client's arrival times compare): its publish after the commit, its
 // arrival back from Redis, and each subscriber's payload handed to its socket. A JSON line per
-// event, written once the event has been quiet for 300 ms. Unset: nothing is recorded.
+// event, written once the event has been quiet for 300 ms. Unset: nothing is recorded. Also: its
+// authorization answered, each result handed to graphql-ws and each message's ws send returning.
 import fs from 'node:fs';
 
 /** Monotonic milliseconds, comparable between processes of one machine. */
@@ -11,7 +12,9 @@ export const monotonicMs = (): number => Number(process.hrtime.bigint()) / 1e6;
 interface Entry {
   published?: number;
   received?: number;
+  checked?: number;
   written: number[];
+  sent: number[];
   touched: number;
 }
 
@@ -25,7 +28,7 @@ export class FanoutTrace {
 
   private entry(eventId: string): Entry {
     let e = this.events.get(eventId);
-    if (!e) this.events.set(eventId, (e = { written: [], touched: 0 }));
+    if (!e) this.events.set(eventId, (e = { written: [], sent: [], touched: 0 }));
     e.touched = monotonicMs();
     return e;
   }
@@ -38,10 +41,47 @@ export class FanoutTrace {
     this.entry(eventId).received ??= monotonicMs();
   }
 
-  /** A subscriber's result handed to its socket (graphql-ws onNext): the event is the id its field selected. */
-  written(result: { data?: Record<string, unknown> | null }): void {
+  /** The event's per-event authorization answered (the users read fresh, the rules asked). */
+  checked(eventId: string): void {
+    this.entry(eventId).checked ??= monotonicMs();
+  }
+
+  /** A subscriber's result handed to graphql-ws to send (its onNext): the event is the id its field selected. */
+  written(result: { data?: Record<string, unknown> | null }): string | null {
     const id = (Object.values(result.data ?? {})[0] as { id?: unknown } | null | undefined)?.id;
-    if (typeof id === 'string') this.entry(id).written.push(monotonicMs());
+    if (typeof id !== 'string') return null;
+    this.entry(id).written.push(monotonicMs());
+    return id;
+  }
+
+  /** A subscriber's message written to its socket (ws's send returned: the bytes are with the kernel). */
+  sent(eventId: string): void {
+    this.entry(eventId).sent.push(monotonicMs());
+  }
+
+  /**
+   * graphql-ws's onNext for a WebSocketServer: times each `next` both when graphql-ws is handed the
+   * result and when ws's send returns (the socket's own send wrapped; one subscription per socket
+   * at a time is what the bench has).
+   */
+  onNextOf(wss: { on(e: 'connection', l: (s: { send: (...a: never[]) => void }) => void): void }): (ctx: { extra: unknown }, id: unknown, payload: unknown, args: unknown, result: { data?: Record<string, unknown> | null }) => void {
+    const pending = new WeakMap<object, string>();
+    wss.on('connection', (socket) => {
+      const send = socket.send.bind(socket) as (...a: unknown[]) => void;
+      (socket as { send: (...a: unknown[]) => void }).send = (...a) => {
+        send(...a);
+        const id = pending.get(socket);
+        if (id !== undefined) {
+          pending.delete(socket);
+          this.sent(id);
+        }
+      };
+    });
+    return (ctx, _id, _payload, _args, result) => {
+      const id = this.written(result);
+      const socket = (ctx.extra as { socket?: object }).socket;
+      if (id !== null && socket) pending.set(socket, id);
+    };
   }
 
   /** Writes the events quiet for `quietMs` (all: 0). */
@@ -51,7 +91,7 @@ export class FanoutTrace {
     for (const [event, e] of this.events) {
       if (t - e.touched < quietMs) continue;
       this.events.delete(event);
-      lines.push(JSON.stringify({ event, published: e.published ?? null, received: e.received ?? null, written: e.written }));
+      lines.push(JSON.stringify({ event, published: e.published ?? null, received: e.received ?? null, checked: e.checked ?? null, written: e.written, sent: e.sent }));
     }
     if (lines.length) fs.appendFileSync(this.file, `${lines.join('\n')}\n`);
   }

@@ -7,7 +7,7 @@ import { expressMiddleware } from '@as-integrations/express5';
 import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { useServer } from 'graphql-ws/use/ws';
-import type { ExecutionResult, GraphQLSchema } from 'graphql';
+import type { GraphQLSchema } from 'graphql';
 import { JWKS_PATH } from '@uve/protocol';
 import type { Services } from '../services';
 import { resolvePrincipal, type Context } from './context';
@@ -131,8 +131,8 @@ export async function startHttpServer(schema: GraphQLSchema, services: Services,
         // a subscription lives long: batch its payloads' relations, cache nothing
         loaders: createLoaders(services, { cache: false }),
       }),
-      // UVE_FANOUT_TRACE: each payload's time of writing, per subscriber (bench/fanout)
-      ...(fanoutTrace ? { onNext: (_ctx: unknown, _id: unknown, _payload: unknown, _args: unknown, result: ExecutionResult) => void fanoutTrace?.written(result) } : {}),
+      // UVE_FANOUT_TRACE: each payload's time handed to graphql-ws and written to its socket, per subscriber (bench/fanout)
+      ...(fanoutTrace ? { onNext: fanoutTrace.onNextOf(wss) as never } : {}),
       onError: (_ctx, _id, _payload, errors) => {
         for (const e of errors) services.log.debug('subscription error', { message: e.message });
       },

@@ -173,6 +173,7 @@ class Topic<T> {
       checks.push(this.services.users.findFresh(s.userId).then((now) => now !== null && s.rule(now, payload, this.services)));
     }
     const verdicts = await Promise.allSettled(checks);
+    if (fanoutTrace && typeof id === 'string') fanoutTrace.checked(id);
     for (const s of subscribers) {
       const v = verdicts[index.get(s.rule)!.get(s.userId)!]!;
       if (v.status === 'rejected') s.fail(v.reason as Error);
