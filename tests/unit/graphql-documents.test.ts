@@ -1,7 +1,7 @@
 // The graphql-ws path's document check: limits and validation as on HTTP, and valid documents kept
 // by query text, so many subscriptions share one AST and an invalid text is checked every time.
 import { buildSchema } from 'graphql';
-import { cachedDocumentChecker } from '../../apps/gateway/src/graphql/limits';
+import { cachedDocumentChecker } from '../../apps/gateway/src/api/limits';
 
 const schema = buildSchema(`type Query { a: Int }  type Subscription { ticks(n: Int): Int }`);
 const limits = { maxTokens: 200, maxDepth: 5, maxAliases: 3, maxDirectives: 3, maxCost: 1000, introspection: false };

@@ -2,7 +2,7 @@
 // variables, user and role), never shared between users; ending a subscription does not wait for
 // its next event. graphql-js with a real schema and a real event source (no server needed).
 import { buildSchema, parse, type ExecutionResult } from 'graphql';
-import { sharedSubscribe } from '../../apps/gateway/src/graphql/shared-execution';
+import { sharedSubscribe } from '../../apps/gateway/src/api/shared-execution';
 
 const schema = buildSchema('type Event { n: Int!, viewer: String!, run: Int! } type Query { ok: Boolean } type Subscription { events: Event! }');
 const document = parse('subscription { events { n viewer run } }');

@@ -2,7 +2,7 @@
 // (the user read fresh) and a user who may no longer see it gets nothing from that event on; the
 // history comes first with no event twice; a subscription left behind ends with an error. A stub
 // pub/sub and user store (no server needed).
-import { guardedStream, type Rule } from '../../apps/gateway/src/graphql/subscriptions';
+import { guardedStream, type Rule } from '../../apps/gateway/src/common/subscriptions';
 
 type Payload = { id: string; n: number };
 

@@ -2,7 +2,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { lexicographicSortSchema, printSchema } from 'graphql';
-import { buildUveSchema } from '../graphql/schema';
+import { buildUveSchema } from '../api/schema';
 
 (async () => {
   const schema = await buildUveSchema();

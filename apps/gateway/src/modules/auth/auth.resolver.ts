@@ -1,5 +1,5 @@
 import { Authorized, Ctx, Mutation, Resolver } from 'type-graphql';
-import type { Context } from '../../graphql/context';
+import type { Context } from '../../common/context';
 
 @Resolver()
 export class AuthResolver {

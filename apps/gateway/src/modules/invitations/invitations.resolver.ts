@@ -1,8 +1,8 @@
 import { Arg, Authorized, Ctx, FieldResolver, ID, Mutation, Query, Resolver, Root } from 'type-graphql';
-import { currentUser } from '../../graphql/auth-checker';
-import type { Context } from '../../graphql/context';
-import { required } from '../../graphql/loaders';
-import { InvitationStatusEnum, ParticipantRoleEnum, type InvitationStatus, type ParticipantRole } from '../../graphql/enums';
+import { currentUser } from '../../common/auth-checker';
+import type { Context } from '../../common/context';
+import { required } from '../../common/loaders';
+import { InvitationStatusEnum, ParticipantRoleEnum, type InvitationStatus, type ParticipantRole } from '../../common/enums';
 import { Session } from '../sessions/sessions.entity';
 import { SessionConnection } from '../sessions/sessions.types';
 import { User } from '../users/users.entity';

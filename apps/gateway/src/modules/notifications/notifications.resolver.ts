@@ -1,10 +1,10 @@
 // UVE-1 push: session events to whoever may see the session, and per-user notifications.
 import { Arg, Ctx, Field, ID, ObjectType, Resolver, Root, Subscription } from 'type-graphql';
 import type { NotificationPayload, SessionEventPayload } from '../../common/pubsub';
-import type { Context } from '../../graphql/context';
-import type { SessionEventType } from '../../graphql/enums';
-import { currentUser } from '../../graphql/auth-checker';
-import { guardedStream, type Rule } from '../../graphql/subscriptions';
+import type { Context } from '../../common/context';
+import type { SessionEventType } from '../../common/enums';
+import { currentUser } from '../../common/auth-checker';
+import { guardedStream, type Rule } from '../../common/subscriptions';
 import { Invitation } from '../invitations/invitations.entity';
 import { SessionEvent } from '../sessions/sessions.entity';
 import { sessionEventPayload } from '../sessions/sessions.service';

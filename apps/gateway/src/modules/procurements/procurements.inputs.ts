@@ -1,7 +1,7 @@
 import { ArrayMaxSize, IsHexadecimal, IsIn, IsInt, IsOptional, Length, Matches, Max, Min } from 'class-validator';
 import { Field, InputType, Int } from 'type-graphql';
 import { LOCAL_RESOURCE_KINDS, PLATFORMS, type LocalResourceKind, type Platform } from '@uve/protocol';
-import { LocalResourceKindEnum, PlatformEnum } from '../../graphql/enums';
+import { LocalResourceKindEnum, PlatformEnum } from '../../common/enums';
 
 @InputType()
 export class ProvideApplicationInput {

@@ -1,11 +1,11 @@
 import { Arg, Authorized, Ctx, FieldResolver, ID, Int, Mutation, Query, Resolver, Root, Subscription } from 'type-graphql';
 import { conflict } from '../../common/errors';
 import type { ProcurementPayload } from '../../common/pubsub';
-import { currentUser } from '../../graphql/auth-checker';
-import type { Context } from '../../graphql/context';
-import { optional } from '../../graphql/loaders';
-import { ProcurementStatusEnum, type ProcurementStatus } from '../../graphql/enums';
-import { adminOnlyStream } from '../../graphql/subscriptions';
+import { currentUser } from '../../common/auth-checker';
+import type { Context } from '../../common/context';
+import { optional } from '../../common/loaders';
+import { ProcurementStatusEnum, type ProcurementStatus } from '../../common/enums';
+import { adminOnlyStream } from '../../common/subscriptions';
 import { Storefront } from '../storefronts/storefronts.entity';
 import { Ua } from '../uas/uas.entity';
 import { Vm } from '../vms/vms.entity';

@@ -1,7 +1,7 @@
 import { IsBoolean, IsIn, ValidateNested } from 'class-validator';
 import { Field, ID, InputType } from 'type-graphql';
 import { RECONNECTION_METHODS, type ReconnectionMethod } from '@uve/protocol';
-import { ReconnectionMethodEnum } from '../../graphql/enums';
+import { ReconnectionMethodEnum } from '../../common/enums';
 import { TerminalCapabilitiesInput } from '../users/terminal.types';
 
 @InputType()

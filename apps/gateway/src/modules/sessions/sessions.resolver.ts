@@ -1,8 +1,8 @@
 import { Arg, Authorized, Ctx, FieldResolver, ID, Int, Mutation, Query, Resolver, Root } from 'type-graphql';
-import { currentUser } from '../../graphql/auth-checker';
-import type { Context } from '../../graphql/context';
-import { lastEventsKey, optional, required } from '../../graphql/loaders';
-import { SessionStateEnum, type SessionState } from '../../graphql/enums';
+import { currentUser } from '../../common/auth-checker';
+import type { Context } from '../../common/context';
+import { lastEventsKey, optional, required } from '../../common/loaders';
+import { SessionStateEnum, type SessionState } from '../../common/enums';
 import { Participant } from '../invitations/invitations.entity';
 import { VmSnapshot } from '../snapshots/snapshots.entity';
 import { Ua } from '../uas/uas.entity';

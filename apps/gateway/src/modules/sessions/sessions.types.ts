@@ -1,6 +1,6 @@
 import { Field, ID, Int, ObjectType } from 'type-graphql';
 import type { StreamParams, VideoCodec } from '@uve/protocol';
-import { VideoCodecEnum } from '../../graphql/enums';
+import { VideoCodecEnum } from '../../common/enums';
 
 @ObjectType({ description: 'What a UC needs to open the UVE-3 application session with the selected VM.' })
 export class SessionConnection {

@@ -1,7 +1,7 @@
 import { Column, CreateDateColumn, Entity, Index, JoinColumn, ManyToOne, PrimaryColumn, PrimaryGeneratedColumn } from 'typeorm';
 import { Field, ID, Int, ObjectType } from 'type-graphql';
 import { SNAPSHOT_KINDS, type SnapshotKind } from '@uve/protocol';
-import { SnapshotKindEnum } from '../../graphql/enums';
+import { SnapshotKindEnum } from '../../common/enums';
 import { User } from '../users/users.entity';
 import { Ua } from '../uas/uas.entity';
 import { Session } from '../sessions/sessions.entity';

@@ -1,7 +1,7 @@
 import { Arg, Authorized, Ctx, FieldResolver, ID, Int, Mutation, Query, Resolver, Root } from 'type-graphql';
-import { currentUser } from '../../graphql/auth-checker';
-import type { Context } from '../../graphql/context';
-import { optional, required } from '../../graphql/loaders';
+import { currentUser } from '../../common/auth-checker';
+import type { Context } from '../../common/context';
+import { optional, required } from '../../common/loaders';
 import { Session } from '../sessions/sessions.entity';
 import { Ua } from '../uas/uas.entity';
 import { User } from '../users/users.entity';

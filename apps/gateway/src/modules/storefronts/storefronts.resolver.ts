@@ -1,6 +1,6 @@
 import { Arg, Authorized, Ctx, Field, FieldResolver, ID, Mutation, ObjectType, Query, Resolver, Root } from 'type-graphql';
 import { forbidden } from '../../common/errors';
-import type { Context } from '../../graphql/context';
+import type { Context } from '../../common/context';
 import { Procurement } from '../procurements/procurements.entity';
 import { Storefront } from './storefronts.entity';
 

@@ -1,10 +1,10 @@
 import { Arg, Authorized, Ctx, FieldResolver, ID, Mutation, Query, Resolver, Root } from 'type-graphql';
 import { NO_LOSS_SCOPE, type NoLossScope, type Platform } from '@uve/protocol';
 import { forbidden } from '../../common/errors';
-import { currentUser } from '../../graphql/auth-checker';
-import type { Context } from '../../graphql/context';
-import { required } from '../../graphql/loaders';
-import { NoLossScopeEnum, PlatformEnum } from '../../graphql/enums';
+import { currentUser } from '../../common/auth-checker';
+import type { Context } from '../../common/context';
+import { required } from '../../common/loaders';
+import { NoLossScopeEnum, PlatformEnum } from '../../common/enums';
 import { Storefront } from '../storefronts/storefronts.entity';
 import { Vm } from '../vms/vms.entity';
 import { Ua, UaDeployment, UaVersion } from './uas.entity';

@@ -1,8 +1,8 @@
 import { Arg, Authorized, Ctx, Field, FieldResolver, ID, Int, Mutation, ObjectType, Query, Resolver, Root } from 'type-graphql';
 import { forbidden } from '../../common/errors';
-import { currentAuth, currentUser } from '../../graphql/auth-checker';
-import type { Context } from '../../graphql/context';
-import { RoleEnum, type Role } from '../../graphql/enums';
+import { currentAuth, currentUser } from '../../common/auth-checker';
+import type { Context } from '../../common/context';
+import { RoleEnum, type Role } from '../../common/enums';
 import { Session } from '../sessions/sessions.entity';
 import { TerminalCapabilitiesInput } from './terminal.types';
 import { RegisterInput } from './users.inputs';

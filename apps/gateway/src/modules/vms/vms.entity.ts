@@ -1,7 +1,7 @@
 import { Column, CreateDateColumn, Entity, Index, PrimaryGeneratedColumn, UpdateDateColumn } from 'typeorm';
 import { Field, Float, ID, Int, ObjectType } from 'type-graphql';
 import { PLATFORMS, VIDEO_CODECS, VM_PROVIDERS, type Platform, type VideoCodec, type VmProvider } from '@uve/protocol';
-import { PlatformEnum, VideoCodecEnum, VmProviderEnum } from '../../graphql/enums';
+import { PlatformEnum, VideoCodecEnum, VmProviderEnum } from '../../common/enums';
 
 /** What is stored; BUSY is not stored but derived from the sessions a ready VM holds. */
 export const STORED_VM_STATUSES = ['PROVISIONING', 'IDLE', 'DRAINING', 'OFFLINE', 'FAILED'] as const;

@@ -1,7 +1,7 @@
 import { IsIn, IsInt, IsOptional, Length, Max, Min } from 'class-validator';
 import { Field, InputType, Int } from 'type-graphql';
 import { PLATFORMS, VM_PROVIDERS, type Platform, type VmProvider } from '@uve/protocol';
-import { PlatformEnum, VmProviderEnum } from '../../graphql/enums';
+import { PlatformEnum, VmProviderEnum } from '../../common/enums';
 
 @InputType()
 export class ProvisionVmInput {

@@ -2,9 +2,9 @@ import { Arg, Authorized, Ctx, Field, FieldResolver, ID, Int, Mutation, ObjectTy
 import { GraphQLJSON } from 'graphql-scalars';
 import type { Platform } from '@uve/protocol';
 import type { VmEventPayload } from '../../common/pubsub';
-import type { Context } from '../../graphql/context';
-import { PlatformEnum, VmEventTypeEnum, VmStatusEnum, type VmEventType, type VmStatus } from '../../graphql/enums';
-import { adminOnlyStream } from '../../graphql/subscriptions';
+import type { Context } from '../../common/context';
+import { PlatformEnum, VmEventTypeEnum, VmStatusEnum, type VmEventType, type VmStatus } from '../../common/enums';
+import { adminOnlyStream } from '../../common/subscriptions';
 import { UaDeployment } from '../uas/uas.entity';
 import { ProvisionVmInput } from './vms.inputs';
 import { Vm } from './vms.entity';

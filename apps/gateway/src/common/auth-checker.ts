@@ -1,7 +1,7 @@
 // Roles declared on resolvers: @Authorized() = any signed-in user, @Authorized('ADMIN'),
 // @Authorized('STOREFRONT') = a storefront's API key (UVE-7). Refusals carry the contract's codes.
 import type { AuthChecker } from 'type-graphql';
-import { forbidden, unauthenticated } from '../common/errors';
+import { forbidden, unauthenticated } from './errors';
 import type { Context } from './context';
 
 export type AuthRole = 'ADMIN' | 'STOREFRONT';

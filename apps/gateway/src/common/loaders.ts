@@ -4,7 +4,7 @@
 // rows it would cache do not stay true that long). Authorization stays in the field resolvers.
 import DataLoader from 'dataloader';
 import { In, type ObjectLiteral, type Repository } from 'typeorm';
-import { isUuid, notFound } from '../common/errors';
+import { isUuid, notFound } from './errors';
 import { SessionEvent } from '../modules/sessions/sessions.entity';
 import { Ua } from '../modules/uas/uas.entity';
 import { User } from '../modules/users/users.entity';

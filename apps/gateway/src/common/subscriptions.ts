@@ -5,9 +5,9 @@
 // pub/sub once, its authorization re-checked once per distinct user and rule (the users read fresh
 // in one query), and handed to each allowed subscription's queue directly, instead of a Repeater
 // chain per subscription (pub/sub listener, filter, history) with its promises per event.
-import { forbidden } from '../common/errors';
-import { fanoutTrace } from '../common/fanout-trace';
-import type { Topics } from '../common/pubsub';
+import { forbidden } from './errors';
+import { fanoutTrace } from './fanout-trace';
+import type { Topics } from './pubsub';
 import type { User } from '../modules/users/users.entity';
 import type { Services } from '../services';
 import { currentUser } from './auth-checker';

@@ -5,7 +5,7 @@
 // by query text, limits.ts), variables and operation, in the name of the same user with the same
 // role: fields may depend on who asks, so nothing is shared between users.
 import { createSourceEventStream, execute, type DocumentNode, type ExecutionArgs, type ExecutionResult } from 'graphql';
-import type { Context } from './context';
+import type { Context } from '../common/context';
 
 type Result = ExecutionResult | Promise<ExecutionResult>;
 
