@@ -55,6 +55,13 @@ function describe(h) {
   return name;
 }
 
+/**
+ * Warnings that fail the test file that caused them: node-postgres's second query on a busy
+ * connection (pg 9 makes it an error; the stack says whose query it was: run with
+ * NODE_OPTIONS=--trace-deprecation).
+ */
+const FAILING_WARNINGS = [/Calling client\.query\(\) when the client is already executing a query/];
+
 class LeakCheckEnvironment extends TestEnvironment {
   constructor(config, context) {
     super(config, context);
@@ -66,6 +73,12 @@ class LeakCheckEnvironment extends TestEnvironment {
     this.before = new Set(process._getActiveHandles());
     this.resourcesBefore = resources();
     this.workersBefore = new Set(liveWorkers);
+    // the test file's modules are its own (node-postgres's once-only warning is new for each file)
+    this.failingWarnings = [];
+    this.onWarning = (w) => {
+      if (FAILING_WARNINGS.some((re) => re.test(w.message))) this.failingWarnings.push(w);
+    };
+    process.on('warning', this.onWarning);
   }
 
   async teardown() {
@@ -81,7 +94,11 @@ class LeakCheckEnvironment extends TestEnvironment {
     if (workers().length) process.stderr.write(`[handle left open] ${this.file}: ${workers().length} worker thread(s) still running\n`);
     for (const h of left) process.stderr.write(`[handle left open] ${this.file}: ${describe(h)}\n`);
     if (more.length) process.stderr.write(`[handle left open] ${this.file}: active resources more than at its start: ${more.join(', ')}\n`);
+    process.off('warning', this.onWarning);
     await super.teardown();
+    if (this.failingWarnings.length) {
+      throw new Error(`${this.file} caused ${this.failingWarnings.map((w) => w.stack).join("\n")}`);
+    }
   }
 }
 
