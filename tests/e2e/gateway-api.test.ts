@@ -204,6 +204,20 @@ describe('schema', () => {
     const { createDataSource } = require(path.join(ROOT, 'apps/gateway/dist/db/data-source.js'));
     const ds = createDataSource(databaseUrl);
     await ds.initialize();
+    // TypeORM's schema reader (PostgresQueryRunner.loadTables) sends a table's queries all at once
+    // on its one connection, which node-postgres deprecates (pg 9 refuses it): they take turns here
+    const createQueryRunner = ds.createQueryRunner.bind(ds);
+    ds.createQueryRunner = (...args: unknown[]) => {
+      const runner = createQueryRunner(...args);
+      const query = runner.query.bind(runner);
+      let turn: Promise<unknown> = Promise.resolve();
+      runner.query = (...q: unknown[]) => {
+        const next = turn.then(() => query(...q));
+        turn = next.catch(() => undefined);
+        return next;
+      };
+      return runner;
+    };
     try {
       const pending = await ds.driver.createSchemaBuilder().log();
       expect(pending.upQueries.map((q: { query: string }) => q.query)).toEqual([]);

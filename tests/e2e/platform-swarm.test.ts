@@ -25,6 +25,12 @@ const service = (vmId: string) => docker.getService(`uve-vm-${vmId}`);
 const taskContainer = (vmId: string) =>
   until(`the container of VM ${vmId}`, 30_000, async () => (await docker.listContainers({ filters: { label: [`com.docker.swarm.service.name=uve-vm-${vmId}`] } }))[0] ?? null, 100);
 
+/** the VM's tasks as the manager has them, and their containers as this engine has them */
+const taskStates = async (vmId: string) => ({
+  tasks: ((await docker.listTasks({ filters: { service: [`uve-vm-${vmId}`] } })) as { Status?: { State?: string; Err?: string; ContainerStatus?: { ExitCode?: number } } }[]).map((t) => t.Status),
+  containers: (await docker.listContainers({ all: true, filters: { label: [`com.docker.swarm.service.name=uve-vm-${vmId}`] } })).map((c) => `${c.State}: ${c.Status}`),
+});
+
 beforeAll(async () => {
   await requireDocker(docker);
   await buildAgentImages(undefined, ['--wasm-image', IMAGES.UVE_VM_IMAGE_WASM, '--x11-image', IMAGES.UVE_VM_IMAGE_LINUX_X11]);
@@ -68,7 +74,7 @@ it('sees a service removed from outside as OFFLINE, and the pool replaces it', a
 // seen through the engine's `die` event of the task container (the task's failed state may reach
 // the manager tens of seconds later on a loaded machine; the poll of task states is the fallback)
 it('sees a task whose container was killed as OFFLINE (task failed, not restarted), and the pool replaces it', async () => {
-  const replacement = await vms.lostAndReplaced(clients, async (id) => docker.getContainer((await taskContainer(id)).Id).kill(), /^task failed \(exit code \d+\)/);
+  const replacement = await vms.lostAndReplaced(clients, async (id) => docker.getContainer((await taskContainer(id)).Id).kill(), /^task failed \(exit code \d+\)/, taskStates);
   await taskContainer(replacement);
 }, 180_000);
 

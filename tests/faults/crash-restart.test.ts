@@ -43,6 +43,8 @@ it('after kill -9 of the gateway, the next start stops the agents, PostgreSQL an
     vmId: fakeVm, agent: { pid: bystander.pid, startTime: '1' }, gateway: { pid: 999_999_999, startTime: '1' },
   }));
 
+  // the killed run's VMs: the session's, and any the pool was starting or kept idle
+  const firstRun = (await ok<{ vms: { id: string; status: string }[] }>(first, `{ vms { id status } }`, {}, token)).vms.filter((v) => !['OFFLINE', 'FAILED'].includes(v.status));
   first.child.kill('SIGKILL');
   await first.exited(5000);
   // what it started runs on without it
@@ -53,6 +55,11 @@ it('after kill -9 of the gateway, the next start stops the agents, PostgreSQL an
   expect(running([...agent, ...redis, ...postmaster])).toEqual([]);
   expect(isRunning(identify(bystander.pid!)!)).toBe(true);
   expect(fs.existsSync(path.join(dir, 'agents', `${fakeVm}.json`))).toBe(false);
+  // their agents were stopped at start: OFFLINE once the new run serves, however recently they were
+  // heard from or launched (one reaped before it said vm.stopping, or before it registered, was left
+  // IDLE or PROVISIONING, and the pool waited for it instead of starting another)
+  const vmsNow = (await ok<{ vms: { id: string; status: string }[] }>(second, `{ vms { id status } }`, {}, token)).vms;
+  expect(firstRun.map((v) => ({ ...v, now: vmsNow.find((n) => n.id === v.id)?.status }))).toEqual(firstRun.map((v) => ({ ...v, now: 'OFFLINE' })));
 
   const q = `query($s: ID!, $v: ID!) { session(id: $s) { state events { type data } } vm(id: $v) { status } }`;
   const truth = await until('the session and VM of the killed run to be reported', 15_000, async () => {

@@ -137,10 +137,15 @@ export async function startGroupGateway(env: Record<string, string>): Promise<Gr
 /** An admin token and, once the pool has one, the id of an IDLE VM of the platform. */
 export async function adminWithVm(g: { graphqlUrl: string }, platform = 'WASM', ms = 60_000): Promise<{ token: string; vmId: string }> {
   const { token } = await login(g, ADMIN.username, ADMIN.password);
+  let seen: { id: string; status: string; platform: string }[] = [];
   const vm = await until(`an IDLE ${platform} VM`, ms, async () => {
-    const d = await ok<{ vms: { id: string; status: string; platform: string }[] }>(g, `{ vms { id status platform } }`, {}, token);
+    const d = await ok<{ vms: { id: string; status: string; platform: string }[] }>(g, `{ vms { id status platform statusReason startReason createdAt } }`, {}, token);
+    seen = d.vms;
     return d.vms.find((v) => v.platform === platform && v.status === 'IDLE');
-  }, 250);
+  }, 250).catch((e: Error) => {
+    // what the pool was doing (a VM it waits for, one that failed) says why none was IDLE
+    throw new Error(`${e.message}; the VMs were: ${JSON.stringify(seen)}`);
+  });
   return { token, vmId: vm.id };
 }
 

@@ -92,7 +92,8 @@ export function engineVms(ctx: EngineVmsContext) {
      * Takes the pool's warm WASM VM away with `kill` (from outside the gateway); expects it OFFLINE
      * with a reason matching `reason` at once, and a replacement from the pool; returns the replacement's id.
      */
-    async lostAndReplaced(clients: Client[], kill: (vmId: string) => Promise<unknown>, reason: RegExp): Promise<string> {
+    /** `engineState`: what the engine says of the VM (for a failure's message) */
+    async lostAndReplaced(clients: Client[], kill: (vmId: string) => Promise<unknown>, reason: RegExp, engineState?: (vmId: string) => Promise<unknown>): Promise<string> {
       // the pool settled: none starting, at least one idle; idle ones beyond the one kept warm are
       // removed here, else the pool's own retirement of the surplus could take the victim
       // mid-test, and a surplus VM left over would pass for the replacement
@@ -116,7 +117,12 @@ export function engineVms(ctx: EngineVmsContext) {
       });
       await kill(victim!.id);
       // seen through the provider within seconds on a quiet machine (the suites set a heartbeat timeout of 2 minutes); the bound allows for a loaded one
-      const lost = await events.next((e) => e.data?.vmEvents?.vm?.id === victim!.id && e.data.vmEvents.vm.status === 'OFFLINE', 45_000);
+      const lost = await events.next((e) => e.data?.vmEvents?.vm?.id === victim!.id && e.data.vmEvents.vm.status === 'OFFLINE', 45_000).catch(async (e: Error) => {
+        // what the gateway and the engine say of the VM by then: which signal was missed
+        const record = (await gql(ctx.gw(), `{ vm(id: "${victim!.id}") { status statusReason lastHeartbeatAt } }`, {}, ctx.admin())).data?.vm;
+        const engine = await engineState?.(victim!.id).catch((x: Error) => `unknown: ${x.message}`);
+        throw new Error(`VM ${victim!.id} was not seen OFFLINE: ${e.message}; its record: ${JSON.stringify(record)}; the engine: ${JSON.stringify(engine ?? null)}`);
+      });
       expect(lost.data!.vmEvents).toMatchObject({ type: 'STATUS_CHANGED', data: { status: 'OFFLINE', reason: expect.stringMatching(reason) } });
       const replacement = await until('a replacement VM', 90_000, async () => (await warm()).find((v) => !idleNow.some((x) => x.id === v.id)) ?? null, 100);
       expect(replacement.provider).toBe(ctx.provider);

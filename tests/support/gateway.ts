@@ -54,7 +54,8 @@ export function gatewayTestEnv(env: Record<string, string>): Record<string, stri
 
 /** Runs the built gateway; a gateway that fails or times out starting is stopped (with what it started). */
 export async function startGateway(env: Record<string, string>, opts: { startTimeoutMs?: number } = {}): Promise<GatewayProcess> {
-  const child = spawn(process.execPath, [GATEWAY_MAIN], {
+  // (a deprecation's stack in its output: failOnWarnings names the code that caused it)
+  const child = spawn(process.execPath, ['--trace-deprecation', GATEWAY_MAIN], {
     cwd: ROOT,
     env: gatewayTestEnv(env),
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -95,8 +96,20 @@ export async function startGateway(env: Record<string, string>, opts: { startTim
     ...gatewayAddress(url),
     child,
     output: () => out,
-    stop: () => stopChild(child, 20_000),
+    stop: async () => {
+      await stopChild(child, 20_000);
+      failOnWarnings('the gateway', out);
+    },
   };
+}
+
+/**
+ * Throws when a process's output has a warning the tests fail on (tests/support/leak-check-env.js
+ * does it for the test file's own process): node-postgres's second query on a busy connection.
+ */
+export function failOnWarnings(who: string, output: string): void {
+  const at = output.search(/DeprecationWarning: Calling client\.query\(\) when the client is already executing a query/);
+  if (at >= 0) throw new Error(`${who} warned:\n${output.slice(at, at + 3000)}`);
 }
 
 export interface GqlError {

@@ -41,7 +41,8 @@ function resources() {
 /**
  * kinds with more resources than at the start (a handle named one by one shows here too, as its
  * wrap). Only counts: a timer left running can be hidden by one of jest's own that ended meanwhile
- * (seen: a leaked setInterval beside another test file went unreported).
+ * (seen: a leaked setInterval beside another test file went unreported); the test file's own timers
+ * are named one by one (trackTimers).
  */
 function moreThan(before) {
   return [...resources()].map(([kind, n]) => [kind, n - (before.get(kind) ?? 0)]).filter(([, d]) => d > 0).map(([kind, d]) => `${d} ${kind}`);
@@ -55,6 +56,58 @@ function describe(h) {
   return name;
 }
 
+/**
+ * Warnings that fail the test file that caused them: node-postgres's second query on a busy
+ * connection (pg 9 makes it an error; the stack says whose query it was: run with
+ * NODE_OPTIONS=--trace-deprecation).
+ */
+const FAILING_WARNINGS = [/Calling client\.query\(\) when the client is already executing a query/];
+
+/**
+ * The test file's timers: its setTimeout and setInterval (the test's and its modules', which take
+ * them from the file's global) are wrapped so that those still pending and ref'd at its end can be
+ * named, with where they were made. Node's own (sockets, servers) and jest's are not these.
+ */
+function trackTimers(global) {
+  const pending = new Map(); // timer -> where it was made
+  const made = (timer, fn) => {
+    const where = {};
+    Error.captureStackTrace(where, fn); // (formatted only when reported)
+    pending.set(timer, where);
+    return timer;
+  };
+  const { setTimeout: timeout, setInterval: interval, clearTimeout: clearT, clearInterval: clearI } = global;
+  global.setTimeout = function setTimeout(callback, ...rest) {
+    if (typeof callback !== 'function') return timeout(callback, ...rest);
+    const timer = timeout(function (...args) {
+      pending.delete(timer);
+      return callback.apply(this, args);
+    }, ...rest);
+    return made(timer, global.setTimeout);
+  };
+  Object.assign(global.setTimeout, timeout); // util.promisify.custom and the like
+  global.setInterval = function setInterval(...args) {
+    return made(interval(...args), global.setInterval);
+  };
+  Object.assign(global.setInterval, interval);
+  global.clearTimeout = function clearTimeout(timer) {
+    pending.delete(timer);
+    return clearT(timer);
+  };
+  global.clearInterval = function clearInterval(timer) {
+    pending.delete(timer);
+    return clearI(timer);
+  };
+  /** those still scheduled (not fired, not cleared, also by number) that keep the process alive */
+  return () => [...pending].filter(([t]) => !t._destroyed && t.hasRef?.() !== false);
+}
+
+/** a timer as "setInterval(…, 1000 ms) made at <the first frames outside node_modules>" */
+function describeTimer([timer, where]) {
+  const frames = String(where.stack).split('\n').slice(1).map((l) => l.trim()).filter((l) => !l.includes('/node_modules/') && !l.includes('node:internal') && !l.includes('<anonymous>'));
+  return `${timer._repeat ? 'setInterval' : 'setTimeout'}(…, ${timer._idleTimeout} ms) still pending, made ${frames.slice(0, 3).join(' < ') || 'in node_modules'}`;
+}
+
 class LeakCheckEnvironment extends TestEnvironment {
   constructor(config, context) {
     super(config, context);
@@ -66,6 +119,13 @@ class LeakCheckEnvironment extends TestEnvironment {
     this.before = new Set(process._getActiveHandles());
     this.resourcesBefore = resources();
     this.workersBefore = new Set(liveWorkers);
+    // the test file's modules are its own (node-postgres's once-only warning is new for each file)
+    this.failingWarnings = [];
+    this.onWarning = (w) => {
+      if (FAILING_WARNINGS.some((re) => re.test(w.message))) this.failingWarnings.push(w);
+    };
+    process.on('warning', this.onWarning);
+    this.pendingTimers = trackTimers(this.global);
   }
 
   async teardown() {
@@ -73,15 +133,22 @@ class LeakCheckEnvironment extends TestEnvironment {
     let left = live(this.before);
     let more = moreThan(this.resourcesBefore);
     const workers = () => [...liveWorkers].filter((w) => !this.workersBefore.has(w));
-    while ((left.length > 0 || more.length > 0 || workers().length > 0) && Date.now() < deadline) {
+    let timers = this.pendingTimers();
+    while ((left.length > 0 || more.length > 0 || workers().length > 0 || timers.length > 0) && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 50).unref());
       left = live(this.before);
       more = moreThan(this.resourcesBefore);
+      timers = this.pendingTimers();
     }
+    for (const t of timers) process.stderr.write(`[handle left open] ${this.file}: ${describeTimer(t)}\n`);
     if (workers().length) process.stderr.write(`[handle left open] ${this.file}: ${workers().length} worker thread(s) still running\n`);
     for (const h of left) process.stderr.write(`[handle left open] ${this.file}: ${describe(h)}\n`);
     if (more.length) process.stderr.write(`[handle left open] ${this.file}: active resources more than at its start: ${more.join(', ')}\n`);
+    process.off('warning', this.onWarning);
     await super.teardown();
+    if (this.failingWarnings.length) {
+      throw new Error(`${this.file} caused ${this.failingWarnings.map((w) => w.stack).join("\n")}`);
+    }
   }
 }
 

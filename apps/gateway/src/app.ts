@@ -78,7 +78,7 @@ export async function startGateway(config: GatewayConfig, hooks: GatewayHooks = 
   try {
     if (!config.redisUrl) assertRedisServerOnPath();
     // before the private servers a killed run left are stopped: its agents report to them
-    await reapLeftoverAgents(agentStateDir(config), log);
+    const reaped = await reapLeftoverAgents(agentStateDir(config), log);
     let databaseUrl = config.databaseUrl;
     if (!databaseUrl) {
       const pg = await startEmbeddedPostgres(config.dataDir, log, { supervise });
@@ -164,7 +164,9 @@ export async function startGateway(config: GatewayConfig, hooks: GatewayHooks = 
     stops.push(['VM watchdog', () => watchdog.stop()]);
     // VMs get their own grace (SIGTERM, SIGKILL after 5 s) and their records are updated after
     stops.push(['VM providers', () => services.vms.closeProviders(), 8000]);
-    await services.vms.reconcile();
+    // (an agent of the killed run may have been reaped before it said vm.stopping, or even before it
+    // registered: a PROVISIONING record the pool would wait for until the sweep failed it)
+    await services.vms.reconcile(reaped);
     if (config.warmVmsPerPlatform > 0 || config.requestWaitMs > 0) {
       const pool = new VmPool(ds, services.vms, log, {
         platforms: config.poolPlatforms, warm: config.warmVmsPerPlatform, max: config.maxVms, capacity: config.vmCapacity, cpuHigh: config.vmCpuHigh,

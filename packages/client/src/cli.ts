@@ -190,103 +190,110 @@ async function play(a: PlayArgs): Promise<number> {
   // and off the cores the VM starts the session on (docs/performance.md, session)
   const decoder = nodeDecoderFactory({ fps: a.fps, codecs: [a.codec] });
   decoder.prepare!();
-  let session = await request().catch((e: Error) => {
-    decoder.release!();
-    throw e;
-  });
-  const tAssigned = performance.now();
+  let opened: StreamClient | null = null;
+  try {
+    let session = await request();
+    const tAssigned = performance.now();
 
-  if (a.out) await mkdir(a.out, { recursive: true });
-  // after a drop: ask for the UA again (seed B.1), which resumes the session, with its VM Data
-  const client = new StreamClient({
-    browserResources: false,
-    reconnect: async () => {
-      session = await request();
-      return session.connection;
-    },
-  });
-  const say = (line: string) => process.stderr.write(`uve: ${line}\n`);
-  client.on('state', (e) => say(`${e.state}`));
-  client.on('reconnected', (e) => say(`reconnected to session ${e.sessionId} after ${e.attempts} attempt(s)`));
-  client.on('restored', (e) => say(`VM Data ${e.snapshotId} (${e.kind}) restored`));
-  client.on('fresh', (e) => say(`VM Data ${e.snapshotId} not restored, the UA started afresh: ${e.reason}`));
-  const latencies: number[] = [];
-  const inputLatencies: number[] = [];
-  const pendingInputs: Array<{ seq: number; at: number }> = [];
-  let frames = 0;
-  let firstFrameAt = 0;
-  let last: FrameEvent | null = null;
-  let saving: Promise<unknown> = Promise.resolve();
-  let inputSent = false;
+    if (a.out) await mkdir(a.out, { recursive: true });
+    // after a drop: ask for the UA again (seed B.1), which resumes the session, with its VM Data
+    const client = new StreamClient({
+      browserResources: false,
+      reconnect: async () => {
+        session = await request();
+        return session.connection;
+      },
+    });
+    opened = client;
+    const say = (line: string) => process.stderr.write(`uve: ${line}\n`);
+    client.on('state', (e) => say(`${e.state}`));
+    client.on('reconnected', (e) => say(`reconnected to session ${e.sessionId} after ${e.attempts} attempt(s)`));
+    client.on('restored', (e) => say(`VM Data ${e.snapshotId} (${e.kind}) restored`));
+    client.on('fresh', (e) => say(`VM Data ${e.snapshotId} not restored, the UA started afresh: ${e.reason}`));
+    const latencies: number[] = [];
+    const inputLatencies: number[] = [];
+    const pendingInputs: Array<{ seq: number; at: number }> = [];
+    let frames = 0;
+    let firstFrameAt = 0;
+    let last: FrameEvent | null = null;
+    let saving: Promise<unknown> = Promise.resolve();
+    let inputSent = false;
 
-  const done = new Promise<string>((resolve) => {
-    const timer = setTimeout(() => resolve('timeout'), a.timeoutS * 1000);
-    client.on('ended', (e) => resolve(`session ended: ${e.reason}`));
-    client.on('state', (e) => {
-      if (e.state !== 'ended') return; // also when reconnecting gave up
-      clearTimeout(timer);
-      resolve('the connection ended');
-    });
-    client.on('close', (e) => {
-      if (e.reconnecting) return;
-      clearTimeout(timer);
-      resolve(`connection closed (${e.code}${e.reason ? `: ${e.reason}` : ''})`);
-    });
-    client.on('error', (e) => process.stderr.write(`uve: ${e.message}\n`));
-    client.on('frame', (f) => {
-      const now = performance.now();
-      frames++;
-      last = f;
-      if (!firstFrameAt) firstFrameAt = now;
-      // the first frame may be a keyframe kept from before the UC connected: not a latency sample
-      if (client.clock && frames > 1) latencies.push(client.latencyOf(f.header));
-      while (pendingInputs.length && f.header.inputSeq >= pendingInputs[0].seq) inputLatencies.push(now - pendingInputs.shift()!.at);
-      if (a.out && a.every > 0 && frames % a.every === 0) saving = saving.then(() => savePng(f, join(a.out!, `frame-${f.header.seq}.png`)));
-      if (!inputSent) {
-        inputSent = true;
-        const sendAll = (evs: InputEvent[]): void => {
-          for (const ev of evs) pendingInputs.push({ seq: client.sendInput(ev), at: performance.now() });
-        };
-        if (a.click) sendAll([{ kind: 'pointer', type: 'down', button: 0, ...a.click }, { kind: 'pointer', type: 'up', button: 0, ...a.click }]);
-        for (const k of a.keys) sendAll([{ kind: 'key', type: 'down', code: codeFor(k), key: k }, { kind: 'key', type: 'up', code: codeFor(k), key: k }]);
-        if (a.type) sendAll([{ kind: 'text', text: a.type }]);
-      }
-      if (frames >= a.frames) {
+    const done = new Promise<string>((resolve) => {
+      const timer = setTimeout(() => resolve('timeout'), a.timeoutS * 1000);
+      client.on('ended', (e) => resolve(`session ended: ${e.reason}`));
+      client.on('state', (e) => {
+        if (e.state !== 'ended') return; // also when reconnecting gave up
         clearTimeout(timer);
-        resolve('frames');
-      }
+        resolve('the connection ended');
+      });
+      client.on('close', (e) => {
+        if (e.reconnecting) return;
+        clearTimeout(timer);
+        resolve(`connection closed (${e.code}${e.reason ? `: ${e.reason}` : ''})`);
+      });
+      client.on('error', (e) => process.stderr.write(`uve: ${e.message}\n`));
+      client.on('frame', (f) => {
+        const now = performance.now();
+        frames++;
+        last = f;
+        if (!firstFrameAt) firstFrameAt = now;
+        // the first frame may be a keyframe kept from before the UC connected: not a latency sample
+        if (client.clock && frames > 1) latencies.push(client.latencyOf(f.header));
+        while (pendingInputs.length && f.header.inputSeq >= pendingInputs[0].seq) inputLatencies.push(now - pendingInputs.shift()!.at);
+        if (a.out && a.every > 0 && frames % a.every === 0) saving = saving.then(() => savePng(f, join(a.out!, `frame-${f.header.seq}.png`)));
+        if (!inputSent) {
+          inputSent = true;
+          const sendAll = (evs: InputEvent[]): void => {
+            for (const ev of evs) pendingInputs.push({ seq: client.sendInput(ev), at: performance.now() });
+          };
+          if (a.click) sendAll([{ kind: 'pointer', type: 'down', button: 0, ...a.click }, { kind: 'pointer', type: 'up', button: 0, ...a.click }]);
+          for (const k of a.keys) sendAll([{ kind: 'key', type: 'down', code: codeFor(k), key: k }, { kind: 'key', type: 'up', code: codeFor(k), key: k }]);
+          if (a.type) sendAll([{ kind: 'text', text: a.type }]);
+        }
+        if (frames >= a.frames) {
+          clearTimeout(timer);
+          resolve('frames');
+        }
+      });
     });
-  });
 
-  const welcome = await client.connect({
-    url: session.connection.url,
-    token: session.connection.token,
-    decoder,
-  });
-  const tWelcome = performance.now();
-  process.stderr.write(`uve: session ${session.id} on VM ${session.connection.vmId}: ${welcome.codec} ${welcome.width}x${welcome.height} up to ${welcome.maxFps} fps (${welcome.role})\n`);
+    const welcome = await client.connect({
+      url: session.connection.url,
+      token: session.connection.token,
+      decoder,
+    });
+    const tWelcome = performance.now();
+    process.stderr.write(`uve: session ${session.id} on VM ${session.connection.vmId}: ${welcome.codec} ${welcome.width}x${welcome.height} up to ${welcome.maxFps} fps (${welcome.role})\n`);
 
-  const why = await done;
-  const elapsed = (performance.now() - (firstFrameAt || tWelcome)) / 1000;
-  if (client.connected) await client.bye().catch(() => undefined);
-  await client.drain();
-  await saving;
-  if (a.out && last) await savePng(last, join(a.out, 'last.png'));
-  if (!a.keep) await gw.endSession(session.id).catch((e: Error) => process.stderr.write(`uve: could not end the session: ${e.message}\n`));
+    const why = await done;
+    const elapsed = (performance.now() - (firstFrameAt || tWelcome)) / 1000;
+    if (client.connected) await client.bye().catch(() => undefined);
+    await client.drain();
+    await saving;
+    if (a.out && last) await savePng(last, join(a.out, 'last.png'));
+    if (!a.keep) await gw.endSession(session.id).catch((e: Error) => process.stderr.write(`uve: could not end the session: ${e.message}\n`));
 
-  const lines = [
-    `frames: ${frames} in ${elapsed.toFixed(2)} s (${frames > 1 ? ((frames - 1) / elapsed).toFixed(1) : '0'} fps), stopped by ${why}`,
-    `request -> VM assigned: ${ms(tAssigned - t0)}; connect -> welcome: ${ms(tWelcome - tAssigned)}; welcome -> first frame: ${ms(firstFrameAt ? firstFrameAt - tWelcome : NaN)}`,
-    `capture -> decoded latency: p50 ${ms(pct(latencies, 50))}, p95 ${ms(pct(latencies, 95))} (clock offset ${client.clock ? ms(client.clock.offsetMs) : 'n/a'}, rtt ${client.clock ? ms(client.clock.rttMs) : 'n/a'})`,
-  ];
-  if (inputLatencies.length) {
-    lines.push(`first input -> decoded frame: ${ms(inputLatencies[0])}`);
-    if (inputLatencies.length > 1) lines.push(`all ${inputLatencies.length} inputs (sent at once) -> decoded frame: p50 ${ms(pct(inputLatencies, 50))}, max ${ms(Math.max(...inputLatencies))} (frames are capped at ${welcome.maxFps} fps)`);
+    const lines = [
+      `frames: ${frames} in ${elapsed.toFixed(2)} s (${frames > 1 ? ((frames - 1) / elapsed).toFixed(1) : '0'} fps), stopped by ${why}`,
+      `request -> VM assigned: ${ms(tAssigned - t0)}; connect -> welcome: ${ms(tWelcome - tAssigned)}; welcome -> first frame: ${ms(firstFrameAt ? firstFrameAt - tWelcome : NaN)}`,
+      `capture -> decoded latency: p50 ${ms(pct(latencies, 50))}, p95 ${ms(pct(latencies, 95))} (clock offset ${client.clock ? ms(client.clock.offsetMs) : 'n/a'}, rtt ${client.clock ? ms(client.clock.rttMs) : 'n/a'})`,
+    ];
+    if (inputLatencies.length) {
+      lines.push(`first input -> decoded frame: ${ms(inputLatencies[0])}`);
+      if (inputLatencies.length > 1) lines.push(`all ${inputLatencies.length} inputs (sent at once) -> decoded frame: p50 ${ms(pct(inputLatencies, 50))}, max ${ms(Math.max(...inputLatencies))} (frames are capped at ${welcome.maxFps} fps)`);
+    }
+    if (a.out && last) lines.push(`saved ${join(a.out, 'last.png')}`);
+    process.stdout.write(lines.join('\n') + '\n');
+    if (!frames) throw new Error(`no frame decoded (${why})`);
+    return 0;
+  } finally {
+    // every way out, an error before the stream connected too: the connection (and its
+    // reconnecting) ends, and no ffmpeg outlives the command, whether a decoder took it or not
+    if (opened && opened.state !== 'ended') opened.close();
+    await opened?.drain();
+    decoder.release!();
   }
-  if (a.out && last) lines.push(`saved ${join(a.out, 'last.png')}`);
-  process.stdout.write(lines.join('\n') + '\n');
-  if (!frames) throw new Error(`no frame decoded (${why})`);
-  return 0;
 }
 
 export async function run(argv: string[]): Promise<number> {

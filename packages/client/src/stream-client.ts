@@ -328,7 +328,8 @@ export class StreamClient extends Emitter<StreamClientEvents> {
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     this.ws?.close(code, reason);
     this.setState('ended');
-    this.target?.decoder?.release?.();
+    // the decoder too (drain() waits for it): a socket that was never open may not report its close
+    void this.closeDecoder();
   }
 
   // ---- internals ------------------------------------------------------------------------------

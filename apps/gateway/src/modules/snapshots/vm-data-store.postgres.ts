@@ -56,8 +56,16 @@ export class PostgresChunkStore implements ChunkStore {
     /** the new chunks this write committed: collected again when it fails (nothing half-written stays) */
     const inserted: Buffer[] = [];
     let written = 0;
+    // the transaction is one connection, which runs one statement at a time: the chunks in flight
+    // take turns on it (node-postgres queues a second query itself, deprecated; pg 9 refuses it)
+    let turn: Promise<unknown> = Promise.resolve();
+    const inTransaction = <T>(sql: string, params: unknown[]): Promise<T> => {
+      const q = turn.then(() => em.query(sql, params) as Promise<T>);
+      turn = q.catch(() => undefined);
+      return q;
+    };
     /** the chunk held by this transaction (locked) once it returns true */
-    const lock = async (c: NewChunk) => (await em.query(`SELECT 1 FROM vm_data_chunks WHERE address = $1 FOR KEY SHARE`, [c.address])).length > 0;
+    const lock = async (c: NewChunk) => (await inTransaction<unknown[]>(`SELECT 1 FROM vm_data_chunks WHERE address = $1 FOR KEY SHARE`, [c.address])).length > 0;
     const keep = async (c: NewChunk) => {
       if (await lock(c)) return;
       for (let attempt = 0; attempt < WRITE_ATTEMPTS; attempt++) {

@@ -84,8 +84,13 @@ export class VmsService {
     await this.vmLost(vmId, reason);
   }
 
-  /** At start: records of VMs a provider no longer runs are OFFLINE; VMs it runs without a record are stopped. */
-  async reconcile(): Promise<void> {
+  /**
+   * At start: records of VMs a provider no longer runs are OFFLINE; VMs it runs without a record are
+   * stopped. `stopped`: VMs known to run no more (the agents a killed run of this gateway left, just
+   * stopped): OFFLINE however recently they were heard from or launched.
+   */
+  async reconcile(stopped: readonly string[] = []): Promise<void> {
+    for (const id of stopped.filter(isUuid)) await this.markLost(id, 'its agent, left by an earlier run of the gateway that was killed, was stopped at start');
     for (const driver of this.providers.values()) {
       if (!driver.running) continue;
       const running = new Set(await driver.running());
@@ -189,6 +194,12 @@ export class VmsService {
     if (existing.status === 'FAILED' || existing.platform !== m.platform) {
       this.log.warn('registration of a failed or mismatched VM refused', { vmId: m.vmId });
       await this.txs.run((uow) => uow.command(m.vmId, { type: 'vm.shutdown' }));
+      return;
+    }
+    // as a heartbeat: one sent before the VM was found gone (queued while the gateway that started
+    // it was killed, its agent since stopped) is no sign of life
+    if (existing.status === 'OFFLINE' && !(Date.parse(m.at) > existing.updatedAt.getTime())) {
+      this.log.warn('registration sent before the VM went OFFLINE ignored', { vmId: m.vmId, at: m.at });
       return;
     }
     const fields = {

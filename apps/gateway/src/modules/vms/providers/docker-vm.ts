@@ -116,6 +116,8 @@ export function secretArchive(secret: string, redisUrl: string): Buffer {
 }
 
 /** one line of the engine's event stream (GET /events) */
+const unixSeconds = () => Math.floor(Date.now() / 1000);
+
 export interface EngineEvent {
   Type?: string;
   Action?: string;
@@ -154,14 +156,15 @@ export abstract class DockerVms<O extends DockerVmOptions> {
 
   /**
    * Follows the engine's events matching `filters`, calling `onEvent` for each; opened again when
-   * the stream ends or breaks (the engine restarted): the gap is covered by the caller's other
-   * signals (heartbeats, the task poll). Ends with closeEvents().
+   * the stream ends or breaks (the engine restarted), from a second before it broke: the engine
+   * replays what happened meanwhile (`since`), so `onEvent` may see an event twice, never none.
+   * Ends with closeEvents().
    */
-  protected async watchEvents(filters: Record<string, string[]>, onEvent: (e: EngineEvent) => void): Promise<void> {
+  protected async watchEvents(filters: Record<string, string[]>, onEvent: (e: EngineEvent) => void, since?: number): Promise<void> {
     if (this.closed) return;
     this.events = 'opening';
     try {
-      const stream = (await this.docker.getEvents({ filters })) as NodeJS.ReadableStream & { destroy?: () => void };
+      const stream = (await this.docker.getEvents({ filters, ...(since !== undefined ? { since } : {}) })) as NodeJS.ReadableStream & { destroy?: () => void };
       if (this.closed || this.events !== 'opening') return stream.destroy?.();
       this.events = stream;
       let buf = '';
@@ -179,18 +182,19 @@ export abstract class DockerVms<O extends DockerVmOptions> {
           onEvent(event);
         }
       });
-      stream.on('end', () => this.rewatch(stream, filters, onEvent));
-      stream.on('error', () => this.rewatch(stream, filters, onEvent));
+      stream.on('end', () => this.rewatch(stream, filters, onEvent, unixSeconds() - 1));
+      stream.on('error', () => this.rewatch(stream, filters, onEvent, unixSeconds() - 1));
     } catch (e) {
       this.opts.log?.warn(`${this.kind}: engine events unavailable; relying on the other signals`, { error: (e as Error).message });
-      this.rewatch('opening', filters, onEvent);
+      // (never opened: from where this attempt was to start)
+      this.rewatch('opening', filters, onEvent, since);
     }
   }
 
-  private rewatch(stream: NodeJS.ReadableStream | 'opening', filters: Record<string, string[]>, onEvent: (e: EngineEvent) => void): void {
+  private rewatch(stream: NodeJS.ReadableStream | 'opening', filters: Record<string, string[]>, onEvent: (e: EngineEvent) => void, since: number | undefined): void {
     if (this.events !== stream) return; // an older stream ending after closeEvents() or a rewatch
     this.events = null;
-    if (!this.closed) setTimeout(() => void this.watchEvents(filters, onEvent), 2_000).unref();
+    if (!this.closed) setTimeout(() => void this.watchEvents(filters, onEvent, since), 2_000).unref();
   }
 
   protected closeEvents(): void {

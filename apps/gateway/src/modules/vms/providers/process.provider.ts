@@ -138,8 +138,8 @@ function tracked(stateDir: string, vmId: string): TrackedAgent | null {
  * First thing at start: agents a previous run of this gateway left running (it was killed) are
  * stopped (SIGTERM, SIGKILL after 5 s, with what they started) while the Redis they report to may
  * still run, so they can say vm.stopping; their VM records are reconciled later (OFFLINE, sessions
- * DISCONNECTED). Agents of another gateway process that still runs are left alone. Returns the VM
- * ids it stopped.
+ * DISCONNECTED). Agents of another gateway process that still runs are left alone. Returns the ids
+ * of the VMs that run no more: those it stopped and those whose agent had already gone.
  */
 export async function reapLeftoverAgents(stateDir: string, log: Logger, agentMain = AGENT_MAIN): Promise<string[]> {
   if (!fs.existsSync(stateDir)) return [];
@@ -152,8 +152,8 @@ export async function reapLeftoverAgents(stateDir: string, log: Logger, agentMai
     if (t && isRunning(t.agent) && commandLine(t.agent.pid).includes(agentMain)) {
       log.warn('stopping a VM agent an earlier run of the gateway left running', { vmId, pid: t.agent.pid });
       await stopTree(t.agent, 5000);
-      reaped.push(vmId);
     }
+    reaped.push(vmId);
     fs.rmSync(path.join(stateDir, f), { force: true });
     fs.rmSync(path.join(stateDir, `${vmId}.secret`), { force: true });
   }));
