@@ -254,7 +254,7 @@ async function subscriptionResult(principal: Principal, op: string): Promise<{ e
 
 describe('authorization matrix', () => {
   it('has an entry for every operation the gateway serves', async () => {
-    const { buildUveSchema } = require(path.join(__dirname, '../../apps/gateway/dist/graphql/schema.js'));
+    const { buildUveSchema } = require(path.join(__dirname, '../../apps/gateway/dist/api/schema.js'));
     const schema = await buildUveSchema();
     const served = [schema.getQueryType(), schema.getMutationType(), schema.getSubscriptionType()].flatMap((t) => Object.keys(t?.getFields() ?? {}));
     expect(served.filter((op: string) => !MATRIX[op]).sort()).toEqual([]);

@@ -3,7 +3,7 @@ import { buildSchema } from 'type-graphql';
 import { DateTimeResolver } from 'graphql-scalars';
 import type { GraphQLSchema } from 'graphql';
 import { authChecker } from '../common/auth-checker';
-import './enums';
+import '../common/enums';
 import { UsersResolver } from '../modules/users/users.resolver';
 import { AuthResolver } from '../modules/auth/auth.resolver';
 import { StorefrontsResolver } from '../modules/storefronts/storefronts.resolver';

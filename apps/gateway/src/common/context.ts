@@ -12,7 +12,7 @@ export interface Context {
   services: Services;
   /** the caller's address, for per-address rate limits */
   clientIp: string;
-  /** relations batched per request (graphql/loaders.ts) */
+  /** relations batched per request (common/loaders.ts) */
   loaders: Loaders;
 }
 
