@@ -120,7 +120,7 @@ it('a private Redis that cannot be restarted makes the gateway exit with a clear
   gateways.push(g);
   const before = platformProcesses(g.pid);
   const redis = before.find((p) => commandLine(p.pid).includes('redis-server'))!;
-  const port = Number(/:(\d+)/.exec(commandLine(redis.pid))![1]);
+  const port = Number(/--port (\d+)/.exec(commandLine(redis.pid))![1]);
   // someone else takes its port: every restart fails (killed again until the port is ours, as the
   // gateway may restart it before the port is taken)
   const squatter = net.createServer((socket) => socket.destroy());

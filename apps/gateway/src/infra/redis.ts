@@ -112,7 +112,10 @@ export async function startPrivateRedis(
   fs.chmodSync(dir, 0o700);
   const password = options.password ?? passwordIn(dir);
   const configFile = path.join(dir, 'redis.conf');
-  fs.writeFileSync(configFile, `requirepass ${password}\n`, { mode: 0o600 });
+  // set-proc-title no: redis-server rewrites its title over its environment by default, which hid
+  // it from anything that finds a process by what it inherited (the tests' leak check looks for
+  // UVE_TEST_RUN there, and missed two Redis servers a killed test worker left behind)
+  fs.writeFileSync(configFile, `requirepass ${password}\nset-proc-title no\n`, { mode: 0o600 });
   fs.chmodSync(configFile, 0o600);
   const args = [configFile, '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--protected-mode', 'yes'];
   let ownerFile: string | null = null;
