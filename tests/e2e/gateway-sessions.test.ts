@@ -18,7 +18,7 @@ const PREFIX = 'sess';
 
 const REQUEST = `mutation($i: RequestApplicationInput!) { requestApplication(input: $i) {
   id state uaVersion reconnectionMethod vm { id } terminal { screenWidth codecs }
-  connection { vmId url token expiresAt } } }`;
+  connection { vmId url token expiresAt } stream { codec width height maxFps bitrateKbps } } }`;
 const terminal = (codecs: string[] = ['H264', 'MJPEG']) => ({ screenWidth: 1280, screenHeight: 720, codecs, localResources: ['GEOLOCATION'] });
 const request = (token: string, codecs?: string[], method = 'NORMAL') => gql(gwA, REQUEST, { i: { uaId, terminal: terminal(codecs), reconnectionMethod: method } }, token);
 
@@ -82,6 +82,8 @@ it('selects a VM, returns a signed session token, and tells the VM over UVE-2', 
   expect(deploy).toMatchObject({ uaId, version: '1.0.0', packageUrl: 'https://s.example/paint.tar', sha256: 'd'.repeat(64) });
   const prepare = await vm.nextCommand('session.prepare', (c) => c.type === 'session.prepare' && c.sessionId === s.id);
   expect(prepare).toMatchObject({ userId: user.id, uaId, stream: { codec: 'MJPEG', width: 1280, height: 720 } });
+  // the UC is told the same Output Stream before it connects
+  expect(s.stream).toEqual((prepare as Extract<typeof prepare, { type: 'session.prepare' }>).stream);
   await ok(gwA, `mutation { endSession(sessionId: "${s.id}") { state } }`, {}, user.token);
 });
 
