@@ -80,12 +80,25 @@ export async function openStream(target: { url: string; token: string }, resourc
 
 /** pid of the vm-agent process of a VM (PROCESS provider), found by its environment. */
 export function agentPid(vmId: string): number {
-  for (const entry of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
+  const marker = `UVE_VM_ID=${vmId}`;
+  const marked = (pid: number | string): boolean => {
     try {
-      if (fs.readFileSync(`/proc/${entry}/environ`, 'utf8').split('\0').includes(`UVE_VM_ID=${vmId}`)) return Number(entry);
+      return fs.readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').includes(marker);
     } catch {
-      /* gone or not ours */
+      return false; // gone or not ours
+    }
+  };
+  // the agent's children (Xvfb, ffmpeg, the UA's programs) inherit the marker, and once pids wrap
+  // (pid_max 32768 here, a full run spawns more) a child can have a lower pid than its agent: the
+  // agent is the marked process whose parent is not marked
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry) || !marked(entry)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (!marked(ppid)) return Number(entry);
+    } catch {
+      /* gone */
     }
   }
   throw new Error(`no process for VM ${vmId}`);
