@@ -2,7 +2,7 @@
 // H264) and sends the access units that come out. MJPEG (sharp, no system packages) and H264
 // (ffmpeg/libx264).
 import type { VideoCodec } from '@uve/protocol';
-import { pictureBytes, type PixelFormat, type RawFrame } from '../runtimes/runtime';
+import { formatOf, pictureBytes, type PixelFormat, type RawFrame } from '../runtimes/runtime';
 
 export interface EncodedFrame {
   /** JPEG bytes (MJPEG) or one H264 access unit in AVCC form (4-byte big-endian NAL lengths) */
@@ -51,8 +51,8 @@ export function sessionPixelFormat(codec: VideoCodec, offered: readonly PixelFor
 export function frameMismatch(name: string, opts: EncoderOptions, frame: RawFrame): string | null {
   const { width, height } = opts;
   const format = opts.pixelFormat ?? 'rgba';
-  if (frame.width === width && frame.height === height && (frame.format ?? 'rgba') === format && frame.data.byteLength === pictureBytes(format, width, height)) return null;
-  return `${name} encoder is ${width}x${height} ${format}; got a ${frame.width}x${frame.height} ${frame.format ?? 'rgba'} frame of ${frame.data.byteLength} bytes`;
+  if (frame.width === width && frame.height === height && formatOf(frame) === format && frame.data.byteLength === pictureBytes(format, width, height)) return null;
+  return `${name} encoder is ${width}x${height} ${format}; got a ${frame.width}x${frame.height} ${formatOf(frame)} frame of ${frame.data.byteLength} bytes`;
 }
 
 export interface VideoEncoder {

@@ -35,6 +35,9 @@ export interface RawFrame {
   format?: PixelFormat;
 }
 
+/** a picture's format (RGBA when it names none) */
+export const formatOf = (frame: RawFrame): PixelFormat => frame.format ?? 'rgba';
+
 /** A UA package as installed on this VM. */
 export interface InstalledUa {
   uaId: string;

@@ -31,6 +31,9 @@ export interface VmsServiceOptions {
 /** how long after its record a VM's launch may still be under way (reconcile leaves it alone) */
 const LAUNCH_GRACE_MS = 30_000;
 
+/** a VM report sent after its record went OFFLINE (the record's last change): one sent before is no sign of life */
+const sentSinceOffline = (vm: { updatedAt: Date }, at: string): boolean => Date.parse(at) > vm.updatedAt.getTime();
+
 export class VmsService {
   private readonly repo: Repository<Vm>;
   private readonly providers = new Map<VmProvider, VmProviderDriver>();
@@ -198,7 +201,7 @@ export class VmsService {
     }
     // as a heartbeat: one sent before the VM was found gone (queued while the gateway that started
     // it was killed, its agent since stopped) is no sign of life
-    if (existing.status === 'OFFLINE' && !(Date.parse(m.at) > existing.updatedAt.getTime())) {
+    if (existing.status === 'OFFLINE' && !sentSinceOffline(existing, m.at)) {
       this.log.warn('registration sent before the VM went OFFLINE ignored', { vmId: m.vmId, at: m.at });
       return;
     }
@@ -227,7 +230,7 @@ export class VmsService {
     await this.repo.update(m.vmId, { lastHeartbeatAt: new Date(), codecs: m.codecs, capacity: m.capacity, load: { cpuLoad: m.cpuLoad, rssBytes: m.rssBytes, source: m.loadSource ?? null } });
     // back only on a heartbeat sent after it went OFFLINE: one queued while no gateway ran (its
     // VM since removed, and found gone at reconciliation) is no sign of life
-    if (vm.status === 'OFFLINE' && Date.parse(m.at) > vm.updatedAt.getTime()) await this.setStatus(m.vmId, 'IDLE');
+    if (vm.status === 'OFFLINE' && sentSinceOffline(vm, m.at)) await this.setStatus(m.vmId, 'IDLE');
   }
 
   async onStopping(m: VmStopping): Promise<void> {

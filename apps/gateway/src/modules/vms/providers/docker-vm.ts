@@ -115,9 +115,9 @@ export function secretArchive(secret: string, redisUrl: string): Buffer {
   ]);
 }
 
-/** one line of the engine's event stream (GET /events) */
 const unixSeconds = () => Math.floor(Date.now() / 1000);
 
+/** one line of the engine's event stream (GET /events) */
 export interface EngineEvent {
   Type?: string;
   Action?: string;
