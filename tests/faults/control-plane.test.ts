@@ -18,8 +18,11 @@ const PREFIX = 'faults';
 const WINDOW_S = 3;
 
 const REQUEST = `mutation($i: RequestApplicationInput!) { requestApplication(input: $i) { id state vm { id } } }`;
+// fresh: a test's session of the same user and UA, left DISCONNECTED inside its reconnect window,
+// would otherwise be continued by the next test's request (seen in CI: a test waited on a session
+// that earlier tests had moved across three VMs)
 const request = (token: string) =>
-  gql(gw, REQUEST, { i: { uaId, terminal: { screenWidth: 1280, screenHeight: 720, codecs: ['H264'], localResources: [] }, reconnectionMethod: 'NORMAL' } }, token);
+  gql(gw, REQUEST, { i: { uaId, terminal: { screenWidth: 1280, screenHeight: 720, codecs: ['H264'], localResources: [] }, reconnectionMethod: 'NORMAL', fresh: true } }, token);
 const sessionOf = async (id: string) =>
   (await ok(gw, `{ session(id: "${id}") { state reconnections events(last: 100) { type data } } }`, {}, admin)).session;
 
