@@ -1,6 +1,6 @@
 import { Column, CreateDateColumn, Entity, Index, JoinColumn, ManyToOne, PrimaryGeneratedColumn } from 'typeorm';
 import { Field, ID, ObjectType } from 'type-graphql';
-import { INVITATION_STATUSES, InvitationStatusEnum, PARTICIPANT_ROLES, ParticipantRoleEnum, type InvitationStatus, type ParticipantRole } from '../../common/enums';
+import { INVITATION_STATUSES, InvitationStatusEnum, PARTICIPANT_ROLES, ParticipantRoleEnum, type InvitationStatus, type ParticipantRole } from './invitations.enums';
 import { User } from '../users/users.entity';
 import { Session } from '../sessions/sessions.entity';
 

@@ -2,7 +2,7 @@ import { Arg, Authorized, Ctx, FieldResolver, ID, Mutation, Query, Resolver, Roo
 import { currentUser } from '../../common/auth-checker';
 import type { Context } from '../../common/context';
 import { required } from '../../common/loaders';
-import { InvitationStatusEnum, ParticipantRoleEnum, type InvitationStatus, type ParticipantRole } from '../../common/enums';
+import { InvitationStatusEnum, ParticipantRoleEnum, type InvitationStatus, type ParticipantRole } from './invitations.enums';
 import { Session } from '../sessions/sessions.entity';
 import { SessionConnection } from '../sessions/sessions.types';
 import { User } from '../users/users.entity';

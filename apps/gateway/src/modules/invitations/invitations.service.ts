@@ -7,7 +7,7 @@
 import { IsNull, type DataSource } from 'typeorm';
 import { badInput, checkText, conflict, forbidden, isUuid, notFound } from '../../common/errors';
 import type { Transactions, UnitOfWork } from '../../common/unit-of-work';
-import type { InvitationStatus, ParticipantRole } from '../../common/enums';
+import type { InvitationStatus, ParticipantRole } from './invitations.enums';
 import { LIVE_STATES, OPEN_STATES } from '../sessions/session-state';
 import type { Session } from '../sessions/sessions.entity';
 import type { SessionConnection, SessionsService } from '../sessions/sessions.service';

@@ -7,7 +7,7 @@ import type { DataSource } from 'typeorm';
 import { PLATFORMS, SESSION_STATES, SLOT_SESSION_STATES, VMM_QUEUE } from '@uve/protocol';
 import type { MessageBus } from '@uve/queue';
 import type { Logger } from '../../common/logger';
-import { VM_STATUSES } from '../../common/enums';
+import { VM_STATUSES } from '../vms/vms.enums';
 
 export interface Sample {
   labels?: Record<string, string>;

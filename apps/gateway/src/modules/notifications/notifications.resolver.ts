@@ -2,7 +2,7 @@
 import { Arg, Ctx, Field, ID, ObjectType, Resolver, Root, Subscription } from 'type-graphql';
 import type { NotificationPayload, SessionEventPayload } from '../../common/pubsub';
 import type { Context } from '../../common/context';
-import type { SessionEventType } from '../../common/enums';
+import type { SessionEventType } from '../sessions/sessions.enums';
 import { currentUser } from '../../common/auth-checker';
 import { guardedStream, type Rule } from '../../common/subscriptions';
 import { Invitation } from '../invitations/invitations.entity';

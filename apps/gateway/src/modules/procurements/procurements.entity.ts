@@ -1,6 +1,6 @@
 import { Column, CreateDateColumn, Entity, Index, JoinColumn, ManyToOne, PrimaryGeneratedColumn, UpdateDateColumn } from 'typeorm';
 import { Field, ID, ObjectType } from 'type-graphql';
-import { PROCUREMENT_STATUSES, ProcurementStatusEnum, type ProcurementStatus } from '../../common/enums';
+import { PROCUREMENT_STATUSES, ProcurementStatusEnum, type ProcurementStatus } from './procurements.enums';
 import { Storefront } from '../storefronts/storefronts.entity';
 import { Ua } from '../uas/uas.entity';
 import { Vm } from '../vms/vms.entity';

@@ -4,7 +4,7 @@ import type { ProcurementPayload } from '../../common/pubsub';
 import { currentUser } from '../../common/auth-checker';
 import type { Context } from '../../common/context';
 import { optional } from '../../common/loaders';
-import { ProcurementStatusEnum, type ProcurementStatus } from '../../common/enums';
+import { ProcurementStatusEnum, type ProcurementStatus } from './procurements.enums';
 import { adminOnlyStream } from '../../common/subscriptions';
 import { Storefront } from '../storefronts/storefronts.entity';
 import { Ua } from '../uas/uas.entity';

@@ -9,7 +9,7 @@ import { badInput, conflict } from '../../common/errors';
 import type { Logger } from '../../common/logger';
 import type { UvePubSub } from '../../common/pubsub';
 import type { Transactions } from '../../common/unit-of-work';
-import type { ProcurementStatus } from '../../common/enums';
+import type { ProcurementStatus } from './procurements.enums';
 import { page } from '../users/users.service';
 import type { Storefront } from '../storefronts/storefronts.entity';
 import { Ua, UaDeployment, UaVersion, type UaVersionMetadata } from '../uas/uas.entity';

@@ -1,7 +1,7 @@
 // The one state machine of a session. Every change goes through `assertTransition`; anything else
 // is refused with CONFLICT, so a late or duplicated message cannot move a session backwards.
 import { conflict } from '../../common/errors';
-import type { SessionEventType, SessionState } from '../../common/enums';
+import type { SessionEventType, SessionState } from './sessions.enums';
 
 const NEXT: Record<SessionState, readonly SessionState[]> = {
   REQUESTED: ['ASSIGNED', 'ENDED', 'FAILED'],

@@ -2,7 +2,8 @@ import { Column, CreateDateColumn, Entity, Generated, Index, JoinColumn, ManyToO
 import { Field, ID, Int, ObjectType } from 'type-graphql';
 import { GraphQLJSON } from 'graphql-scalars';
 import { RECONNECTION_METHODS, type ReconnectionMethod, type StreamParams } from '@uve/protocol';
-import { ReconnectionMethodEnum, SESSION_EVENT_TYPES, SESSION_STATES, SessionEventTypeEnum, SessionStateEnum, type SessionEventType, type SessionState } from '../../common/enums';
+import { ReconnectionMethodEnum } from '../../common/enums';
+import { SESSION_EVENT_TYPES, SESSION_STATES, SessionEventTypeEnum, SessionStateEnum, type SessionEventType, type SessionState } from './sessions.enums';
 import { TerminalCapabilities } from '../users/terminal.types';
 import { OutputStream } from './sessions.types';
 import { User } from '../users/users.entity';

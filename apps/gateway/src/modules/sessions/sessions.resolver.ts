@@ -2,7 +2,7 @@ import { Arg, Authorized, Ctx, FieldResolver, ID, Int, Mutation, Query, Resolver
 import { currentUser } from '../../common/auth-checker';
 import type { Context } from '../../common/context';
 import { lastEventsKey, optional, required } from '../../common/loaders';
-import { SessionStateEnum, type SessionState } from '../../common/enums';
+import { SessionStateEnum, type SessionState } from './sessions.enums';
 import { Participant } from '../invitations/invitations.entity';
 import { VmSnapshot } from '../snapshots/snapshots.entity';
 import { Ua } from '../uas/uas.entity';

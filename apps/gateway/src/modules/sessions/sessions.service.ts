@@ -8,7 +8,7 @@ import type { Logger } from '../../common/logger';
 import type { SessionEventPayload } from '../../common/pubsub';
 import type { Transactions, UnitOfWork } from '../../common/unit-of-work';
 import type { SessionReport, SessionReportTarget } from '../vmm/vm-reports.service';
-import type { SessionEventType, SessionState } from '../../common/enums';
+import type { SessionEventType, SessionState } from './sessions.enums';
 import type { KeysService } from '../auth/keys.service';
 import type { RateLimits } from '../auth/rate-limits';
 import { Ua, UaDeployment, type UaVersion } from '../uas/uas.entity';

@@ -1,7 +1,8 @@
 import { Column, CreateDateColumn, Entity, Index, JoinColumn, ManyToOne, PrimaryGeneratedColumn, Unique, UpdateDateColumn } from 'typeorm';
 import { Field, ID, Int, ObjectType } from 'type-graphql';
 import { DEPLOYMENT_STATUSES, LOCAL_RESOURCE_KINDS, PLATFORMS, type DeploymentStatus, type LocalResourceKind, type Platform } from '@uve/protocol';
-import { DeploymentStatusEnum, PlatformEnum, LocalResourceKindEnum, UA_VERSION_STATUSES, UaVersionStatusEnum, type UaVersionStatus } from '../../common/enums';
+import { DeploymentStatusEnum, PlatformEnum, LocalResourceKindEnum } from '../../common/enums';
+import { UA_VERSION_STATUSES, UaVersionStatusEnum, type UaVersionStatus } from './uas.enums';
 import { Storefront } from '../storefronts/storefronts.entity';
 import { Vm } from '../vms/vms.entity';
 

@@ -3,7 +3,8 @@
 import { ArrayMaxSize, ArrayNotEmpty, IsIn, IsInt, IsNumber, IsOptional, Max, MaxLength, Min, ValidateNested } from 'class-validator';
 import { Field, Float, InputType, Int, ObjectType } from 'type-graphql';
 import { LOCAL_RESOURCE_KINDS, VIDEO_CODECS, type LocalResourceKind, type VideoCodec } from '@uve/protocol';
-import { ACCESS_NETWORK_TYPES, AccessNetworkTypeEnum, LocalResourceKindEnum, VideoCodecEnum, type AccessNetworkType } from '../../common/enums';
+import { ACCESS_NETWORK_TYPES, AccessNetworkTypeEnum, type AccessNetworkType } from './users.enums';
+import { LocalResourceKindEnum, VideoCodecEnum } from '../../common/enums';
 
 @ObjectType()
 export class AccessNetwork {

@@ -1,6 +1,6 @@
 import { Column, CreateDateColumn, Entity, PrimaryGeneratedColumn, UpdateDateColumn } from 'typeorm';
 import { Field, ID, ObjectType } from 'type-graphql';
-import { ROLES, RoleEnum, type Role } from '../../common/enums';
+import { ROLES, RoleEnum, type Role } from './users.enums';
 import { TerminalCapabilities } from './terminal.types';
 
 @ObjectType()

@@ -2,7 +2,7 @@ import { Arg, Authorized, Ctx, Field, FieldResolver, ID, Int, Mutation, ObjectTy
 import { forbidden } from '../../common/errors';
 import { currentAuth, currentUser } from '../../common/auth-checker';
 import type { Context } from '../../common/context';
-import { RoleEnum, type Role } from '../../common/enums';
+import { RoleEnum, type Role } from './users.enums';
 import { Session } from '../sessions/sessions.entity';
 import { TerminalCapabilitiesInput } from './terminal.types';
 import { RegisterInput } from './users.inputs';

@@ -3,7 +3,7 @@ import DataLoader from 'dataloader';
 import { ILike, In, type DataSource, type Repository } from 'typeorm';
 import { badInput, conflict, forbidden, notFound, isUuid, unauthenticated } from '../../common/errors';
 import type { Logger } from '../../common/logger';
-import type { Role } from '../../common/enums';
+import type { Role } from './users.enums';
 import type { AccessClaims, KeysService } from '../auth/keys.service';
 import { burnPasswordCheck, hashPassword, needsRehash, verifyPassword } from '../auth/passwords';
 import type { RateLimits } from '../auth/rate-limits';

@@ -7,7 +7,7 @@ import { PLATFORMS, SLOT_SESSION_STATES, vmCommandQueue, type DeploymentChanged,
 import { badInput, conflict, isUuid, notFound, unavailable } from '../../common/errors';
 import type { Logger } from '../../common/logger';
 import type { UvePubSub } from '../../common/pubsub';
-import type { VmEventType, VmStatus } from '../../common/enums';
+import type { VmEventType, VmStatus } from './vms.enums';
 import type { Transactions } from '../../common/unit-of-work';
 import type { VmCommandsService } from '../vmm/vm-commands.service';
 import { Session } from '../sessions/sessions.entity';

@@ -1,6 +1,6 @@
 import { Column, CreateDateColumn, Entity, Index, JoinColumn, ManyToOne, PrimaryGeneratedColumn, Unique, UpdateDateColumn } from 'typeorm';
 import { Field, ID, ObjectType } from 'type-graphql';
-import { WATCHER_PRIVILEGES, WatcherPrivilegeEnum, type WatcherPrivilege } from '../../common/enums';
+import { WATCHER_PRIVILEGES, WatcherPrivilegeEnum, type WatcherPrivilege } from './watchers.enums';
 import { User } from '../users/users.entity';
 import { Session } from '../sessions/sessions.entity';
 

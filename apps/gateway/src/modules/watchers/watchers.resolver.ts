@@ -1,7 +1,7 @@
 import { Arg, Authorized, Ctx, FieldResolver, ID, Mutation, Query, Resolver, Root } from 'type-graphql';
 import { currentUser } from '../../common/auth-checker';
 import type { Context } from '../../common/context';
-import { WatcherPrivilegeEnum, type WatcherPrivilege } from '../../common/enums';
+import { WatcherPrivilegeEnum, type WatcherPrivilege } from './watchers.enums';
 import { Session } from '../sessions/sessions.entity';
 import { SessionConnection } from '../sessions/sessions.types';
 import { User } from '../users/users.entity';

@@ -6,7 +6,7 @@
 import { In, IsNull, Not, type DataSource, type FindOptionsWhere, type Repository } from 'typeorm';
 import { badInput, checkText, conflict, forbidden, isUuid, notFound } from '../../common/errors';
 import type { Transactions, UnitOfWork } from '../../common/unit-of-work';
-import { WATCHER_PRIVILEGES, type WatcherPrivilege } from '../../common/enums';
+import { WATCHER_PRIVILEGES, type WatcherPrivilege } from './watchers.enums';
 import { LIVE_STATES, assertTransition } from '../sessions/session-state';
 import { Session } from '../sessions/sessions.entity';
 import type { SessionConnection, SessionsService } from '../sessions/sessions.service';
