@@ -2,7 +2,9 @@
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { AGENT_ENV, agentLaunchEnv } from '@uve/protocol';
 import { CONFIG_VARS, ConfigError, helpText, loadConfig } from '../../apps/vm-agent/src/config';
+import { agentEnv, type VmLaunchSpec } from '../../apps/gateway/src/modules/vms/providers/vm-provider';
 
 const base = { REDIS_URL: 'redis://127.0.0.1:6379', UVE_GATEWAY_URL: 'http://vmm.local:4000/', UVE_VM_ID: 'vm-1234567890', UVE_VM_SECRET: 's3cret' };
 
@@ -101,5 +103,27 @@ describe('vm-agent config', () => {
     const help = helpText('1.2.3');
     for (const v of CONFIG_VARS) expect(help).toContain(v.name);
     expect(help).toMatch(/--help/);
+  });
+
+  it('reads the environment a VMM launches it with, under the names both take from @uve/protocol', () => {
+    const documented = new Set(CONFIG_VARS.map((v) => v.name));
+    for (const name of Object.values(AGENT_ENV)) {
+      // a *_FILE variable is documented with the variable it holds
+      expect(documented.has(name) || documented.has(name.replace(/_FILE$/, ''))).toBe(true);
+    }
+    const dir = mkdtempSync(path.join(tmpdir(), 'uve-agent-env-'));
+    try {
+      const secretFile = path.join(dir, 'secret');
+      writeFileSync(secretFile, 'from-the-vmm\n', { mode: 0o600 });
+      const spec: VmLaunchSpec = { vmId: 'vm-launched-1', name: 'edge-7', platform: 'LINUX_X11', capacity: 3, secret: 'from-the-vmm', redisUrl: 'redis://10.0.0.2:6380', gatewayUrl: 'http://vmm.local:4000', queuePrefix: 'uve-b' };
+      const env = { ...agentEnv(spec, 'DOCKER', secretFile), ...agentLaunchEnv({ host: '0.0.0.0', publicHost: 'edge-7.local', port: '7001', logLevel: 'debug' }) };
+      expect(loadConfig(env)).toMatchObject({
+        vmId: 'vm-launched-1', vmName: 'edge-7', vmSecret: 'from-the-vmm', platform: 'LINUX_X11', provider: 'DOCKER', capacity: 3,
+        redisUrl: 'redis://10.0.0.2:6380', gatewayUrl: 'http://vmm.local:4000', queuePrefix: 'uve-b',
+        host: '0.0.0.0', publicHost: 'edge-7.local', port: 7001, logLevel: 'debug',
+      });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

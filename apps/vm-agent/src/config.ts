@@ -3,6 +3,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import { hostname } from 'node:os';
 import {
+  AGENT_ENV,
   JWKS_PATH,
   PLATFORMS,
   VIDEO_CODECS,
@@ -82,22 +83,22 @@ export interface ConfigVar {
 
 /** Every variable the agent reads; `--help` and docs/vm-agent.md list these. */
 export const CONFIG_VARS: readonly ConfigVar[] = [
-  { name: 'REDIS_URL', required: true, doc: 'Redis of the message bus (UVE-2 commands in, UVE-5 events out), redis:// or rediss://; or REDIS_URL_FILE, a file holding it (it may carry a password)' },
-  { name: 'UVE_GATEWAY_URL', required: true, doc: `base http(s) URL of the VMM; session-token keys come from ${JWKS_PATH}, VM Data goes to ${VM_DATA_PATH}` },
-  { name: 'UVE_VM_ID', required: true, doc: 'id of this VM, as created by the VMM' },
-  { name: 'UVE_VM_SECRET_FILE', required: true, doc: 'file (readable by its owner only) holding the credential the VMM issued this VM: it signs UVE-5 reports and authenticates VM Data calls. UVE_VM_SECRET (the value itself) is taken instead, but every process of the same user can read an environment' },
+  { name: AGENT_ENV.redisUrl, required: true, doc: 'Redis of the message bus (UVE-2 commands in, UVE-5 events out), redis:// or rediss://; or REDIS_URL_FILE, a file holding it (it may carry a password)' },
+  { name: AGENT_ENV.gatewayUrl, required: true, doc: `base http(s) URL of the VMM; session-token keys come from ${JWKS_PATH}, VM Data goes to ${VM_DATA_PATH}` },
+  { name: AGENT_ENV.vmId, required: true, doc: 'id of this VM, as created by the VMM' },
+  { name: AGENT_ENV.vmSecretFile, required: true, doc: 'file (readable by its owner only) holding the credential the VMM issued this VM: it signs UVE-5 reports and authenticates VM Data calls. UVE_VM_SECRET (the value itself) is taken instead, but every process of the same user can read an environment' },
   { name: 'UVE_UA_USER', required: false, default: 'auto', doc: "user LINUX_X11 UAs run as, so they cannot read the agent's files or its /proc: auto = uve-ua, else nobody, when the agent runs as root (else the agent's own user); none = the agent's own user" },
-  { name: 'UVE_VM_NAME', required: false, default: 'vm-<hostname>-<id prefix>', doc: 'name reported in vm.register' },
-  { name: 'UVE_VM_PLATFORM', required: false, default: 'WASM', doc: `platform of the UAs this VM hosts: ${PLATFORMS.join(', ')}` },
-  { name: 'UVE_VM_PROVIDER', required: false, default: 'PROCESS', doc: `how the VM is provided: ${VM_PROVIDERS.join(', ')}` },
-  { name: 'UVE_VM_HOST', required: false, default: '127.0.0.1', doc: 'address the UVE-3 server binds to' },
-  { name: 'UVE_VM_PUBLIC_HOST', required: false, default: 'UVE_VM_HOST', doc: 'host put into the registered endpoint ws://HOST:PORT' },
-  { name: 'UVE_VM_PORT', required: false, default: '0', doc: 'port of the UVE-3 server; 0 = any free port (the bound port is registered)' },
-  { name: 'UVE_VM_CAPACITY', required: false, default: '4', doc: 'sessions this VM runs at once' },
+  { name: AGENT_ENV.vmName, required: false, default: 'vm-<hostname>-<id prefix>', doc: 'name reported in vm.register' },
+  { name: AGENT_ENV.platform, required: false, default: 'WASM', doc: `platform of the UAs this VM hosts: ${PLATFORMS.join(', ')}` },
+  { name: AGENT_ENV.provider, required: false, default: 'PROCESS', doc: `how the VM is provided: ${VM_PROVIDERS.join(', ')}` },
+  { name: AGENT_ENV.host, required: false, default: '127.0.0.1', doc: 'address the UVE-3 server binds to' },
+  { name: AGENT_ENV.publicHost, required: false, default: 'UVE_VM_HOST', doc: 'host put into the registered endpoint ws://HOST:PORT' },
+  { name: AGENT_ENV.port, required: false, default: '0', doc: 'port of the UVE-3 server; 0 = any free port (the bound port is registered)' },
+  { name: AGENT_ENV.capacity, required: false, default: '4', doc: 'sessions this VM runs at once' },
   { name: 'UVE_VM_CODECS', required: false, default: 'all available', doc: `comma-separated subset of ${VIDEO_CODECS.join(', ')}; intersected with what this machine can encode` },
   { name: 'UVE_VM_DATA_DIR', required: false, default: 'a temporary folder', doc: 'where downloaded UA packages are kept (a temporary folder is removed on exit)' },
-  { name: 'UVE_QUEUE_PREFIX', required: false, default: 'uve', doc: 'key prefix of the message bus in Redis (must match the VMM)' },
-  { name: 'UVE_LOG_LEVEL', required: false, default: 'info', doc: `log level on stderr: ${LOG_LEVELS.join(', ')}` },
+  { name: AGENT_ENV.queuePrefix, required: false, default: 'uve', doc: 'key prefix of the message bus in Redis (must match the VMM)' },
+  { name: AGENT_ENV.logLevel, required: false, default: 'info', doc: `log level on stderr: ${LOG_LEVELS.join(', ')}` },
   { name: 'UVE_WASM_CALL_BUDGET_MS', required: false, default: '1000', doc: 'most time one call into a WASM UA (input, a frame) may take; over it the UA is stopped and only its session fails' },
   { name: 'UVE_WASM_START_BUDGET_MS', required: false, default: '5000', doc: "most time a WASM UA's start and its state saves/restores may take" },
   { name: 'UVE_WASM_IDLE_THREADS', required: false, default: 'UVE_VM_CAPACITY', doc: "WASM guest threads kept idle for the next UAs (at most as many as the VM ran UAs at once): a UA closed in order leaves its thread (its instance and memory dropped: the next UA gets its own), so a session does not pay a worker thread's start; a UA that failed ends its thread; idle threads past the first end after 60 s unused; 0 = every thread ends with its UA" },
@@ -183,18 +184,18 @@ export function loadConfig(processEnv: NodeJS.ProcessEnv = process.env): AgentCo
       return '';
     }
   };
-  const fromFiles = { REDIS_URL: secret('REDIS_URL'), UVE_VM_SECRET: secret('UVE_VM_SECRET') };
+  const fromFiles = { REDIS_URL: secret(AGENT_ENV.redisUrl), UVE_VM_SECRET: secret('UVE_VM_SECRET') };
   env = { ...env, ...fromFiles };
-  const redisUrl = url('REDIS_URL', ['redis:', 'rediss:']);
-  const gatewayUrl = url('UVE_GATEWAY_URL', ['http:', 'https:']).replace(/\/+$/, '');
-  const vmId = required('UVE_VM_ID');
+  const redisUrl = url(AGENT_ENV.redisUrl, ['redis:', 'rediss:']);
+  const gatewayUrl = url(AGENT_ENV.gatewayUrl, ['http:', 'https:']).replace(/\/+$/, '');
+  const vmId = required(AGENT_ENV.vmId);
   if (vmId && (vmId.length > 128 || /\s/.test(vmId))) problems.push('UVE_VM_ID must be at most 128 characters without whitespace');
   const vmSecret = get('UVE_VM_SECRET') ?? '';
-  if (!vmSecret && get('UVE_VM_SECRET_FILE') === undefined) problems.push(`UVE_VM_SECRET_FILE (or UVE_VM_SECRET) is required (${CONFIG_VARS.find((c) => c.name === 'UVE_VM_SECRET_FILE')!.doc})`);
+  if (!vmSecret && get(AGENT_ENV.vmSecretFile) === undefined) problems.push(`UVE_VM_SECRET_FILE (or UVE_VM_SECRET) is required (${CONFIG_VARS.find((c) => c.name === AGENT_ENV.vmSecretFile)!.doc})`);
   const uaUser = get('UVE_UA_USER') ?? 'auto';
   if (!/^(auto|none|[a-z_][a-z0-9_-]*\$?)$/i.test(uaUser)) problems.push(`UVE_UA_USER must be auto, none or a user name, got ${JSON.stringify(uaUser)}`);
-  const host = get('UVE_VM_HOST') ?? '127.0.0.1';
-  const publicHost = get('UVE_VM_PUBLIC_HOST') ?? host;
+  const host = get(AGENT_ENV.host) ?? '127.0.0.1';
+  const publicHost = get(AGENT_ENV.publicHost) ?? host;
   if (publicHost === '0.0.0.0' || publicHost === '::') {
     problems.push(`UVE_VM_PUBLIC_HOST must be an address UCs can reach; ${publicHost} is only a bind address (set UVE_VM_PUBLIC_HOST)`);
   }
@@ -220,7 +221,7 @@ export function loadConfig(processEnv: NodeJS.ProcessEnv = process.env): AgentCo
   const keyFile = get('UVE_STREAM_TLS_KEY');
   if ((certFile === undefined) !== (keyFile === undefined)) problems.push('UVE_STREAM_TLS_CERT and UVE_STREAM_TLS_KEY go together: set both or neither');
 
-  const capacity = int('UVE_VM_CAPACITY', 4, 1, 1000);
+  const capacity = int(AGENT_ENV.capacity, 4, 1, 1000);
   const cfg: AgentConfig = {
     redisUrl,
     gatewayUrl,
@@ -229,17 +230,17 @@ export function loadConfig(processEnv: NodeJS.ProcessEnv = process.env): AgentCo
     vmId,
     vmSecret,
     uaUser: uaUser === 'none' ? null : uaUser,
-    vmName: get('UVE_VM_NAME') ?? `vm-${hostname()}-${vmId.slice(0, 8)}`,
-    platform: oneOf('UVE_VM_PLATFORM', 'WASM', PLATFORMS),
-    provider: oneOf('UVE_VM_PROVIDER', 'PROCESS', VM_PROVIDERS),
+    vmName: get(AGENT_ENV.vmName) ?? `vm-${hostname()}-${vmId.slice(0, 8)}`,
+    platform: oneOf(AGENT_ENV.platform, 'WASM', PLATFORMS),
+    provider: oneOf(AGENT_ENV.provider, 'PROCESS', VM_PROVIDERS),
     host,
     publicHost,
-    port: int('UVE_VM_PORT', 0, 0, 65535),
+    port: int(AGENT_ENV.port, 0, 0, 65535),
     capacity,
     codecs,
     dataDir: get('UVE_VM_DATA_DIR') ?? null,
-    queuePrefix: get('UVE_QUEUE_PREFIX') ?? 'uve',
-    logLevel: oneOf('UVE_LOG_LEVEL', 'info', LOG_LEVELS),
+    queuePrefix: get(AGENT_ENV.queuePrefix) ?? 'uve',
+    logLevel: oneOf(AGENT_ENV.logLevel, 'info', LOG_LEVELS),
     wasmCallBudgetMs: int('UVE_WASM_CALL_BUDGET_MS', 1000, 10, 600_000),
     wasmStartBudgetMs: int('UVE_WASM_START_BUDGET_MS', 5000, 100, 600_000),
     wasmIdleThreads: int('UVE_WASM_IDLE_THREADS', capacity, 0, 1000),

@@ -4,3 +4,4 @@ export * from './token';
 export * from './vm-messages';
 export * from './stream';
 export * from './package-manifest';
+export * from './agent-env';

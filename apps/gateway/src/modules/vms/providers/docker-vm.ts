@@ -2,7 +2,7 @@
 // service) named uve-vm-<vm id>, running the agent image of its platform, labelled to tie it to its
 // VM record and to its deployment, with the agent's environment and resource limits.
 import type Docker from 'dockerode';
-import type { Platform, VmProvider } from '@uve/protocol';
+import { AGENT_ENV, agentLaunchEnv, type Platform, type VmProvider } from '@uve/protocol';
 import type { Logger } from '../../../common/logger';
 import { connectDocker, defaultImages, describeConnection, dockerAvailable, ensureImages, type DockerConnection, type ImageInfo } from './docker-image';
 import { agentEnv, type VmLaunchSpec } from './vm-provider';
@@ -248,14 +248,16 @@ export abstract class DockerVms<O extends DockerVmOptions> {
    */
   protected vmEnv(spec: VmLaunchSpec, defaults: { host: string; publicHost?: string }, files: { secret: string; redisUrl: string }): string[] {
     const o = this.opts;
-    const { REDIS_URL: _inFile, ...agent } = agentEnv(spec, this.kind, files.secret);
+    const { [AGENT_ENV.redisUrl]: _inFile, ...agent } = agentEnv(spec, this.kind, files.secret);
     const env: Record<string, string> = {
       ...o.env,
       ...agent,
-      REDIS_URL_FILE: files.redisUrl,
-      UVE_VM_HOST: o.vmHost ?? defaults.host,
-      UVE_VM_PUBLIC_HOST: o.vmPublicHost ?? (o.vmHost && o.vmHost !== '0.0.0.0' ? o.vmHost : (defaults.publicHost ?? defaults.host)),
-      UVE_VM_PORT: '0',
+      ...agentLaunchEnv({
+        redisUrlFile: files.redisUrl,
+        host: o.vmHost ?? defaults.host,
+        publicHost: o.vmPublicHost ?? (o.vmHost && o.vmHost !== '0.0.0.0' ? o.vmHost : (defaults.publicHost ?? defaults.host)),
+        port: '0',
+      }),
     };
     return Object.entries(env).map(([k, v]) => `${k}=${v}`);
   }

@@ -2,7 +2,7 @@
 // engine answers and the agent images exist (or required, with UVE_DOCKER=on or UVE_VM_PROVIDER=DOCKER),
 // SWARM when it is the default provider (UVE_VM_PROVIDER=SWARM: the engine must be a swarm manager).
 import path from 'node:path';
-import type { Platform } from '@uve/protocol';
+import { agentLaunchEnv, type Platform } from '@uve/protocol';
 import type { GatewayConfig } from '../../../config';
 import { ConfigError } from '../../../config';
 import type { Logger } from '../../../common/logger';
@@ -29,7 +29,7 @@ export async function createProviders(config: GatewayConfig, log: Logger): Promi
     images: configuredImages(config),
     cpus: config.dockerCpus,
     memoryBytes: config.dockerMemoryMb * 1024 * 1024,
-    env: { UVE_LOG_LEVEL: config.logLevel },
+    env: agentLaunchEnv({ logLevel: config.logLevel }),
     log,
   });
   try {
@@ -62,7 +62,7 @@ async function createSwarmProvider(config: GatewayConfig, log: Logger): Promise<
     vmHost: config.swarmVmHost,
     ...(config.swarmVmPublicHost ? { vmPublicHost: config.swarmVmPublicHost } : {}),
     ...(config.swarmStack ? { stack: config.swarmStack } : {}),
-    env: { UVE_LOG_LEVEL: config.logLevel },
+    env: agentLaunchEnv({ logLevel: config.logLevel }),
     log,
   });
   try {

@@ -1,6 +1,6 @@
 // How the VMM gets VMs: a provider launches an agent (child process, Docker container) that then
 // registers itself over UVE-5. PROCESS and DOCKER implement this one interface.
-import type { Platform, VmProvider } from '@uve/protocol';
+import { agentLaunchEnv, type Platform, type VmProvider } from '@uve/protocol';
 
 export interface VmLaunchSpec {
   vmId: string;
@@ -45,15 +45,15 @@ export interface VmProviderDriver {
  * it only, at `secretFile` (UVE_VM_SECRET_FILE), which the provider writes.
  */
 export function agentEnv(spec: VmLaunchSpec, provider: VmProvider, secretFile: string): Record<string, string> {
-  return {
-    REDIS_URL: spec.redisUrl,
-    UVE_GATEWAY_URL: spec.gatewayUrl,
-    UVE_VM_ID: spec.vmId,
-    UVE_VM_SECRET_FILE: secretFile,
-    UVE_VM_NAME: spec.name,
-    UVE_VM_PLATFORM: spec.platform,
-    UVE_VM_PROVIDER: provider,
-    UVE_VM_CAPACITY: String(spec.capacity),
-    UVE_QUEUE_PREFIX: spec.queuePrefix,
-  };
+  return agentLaunchEnv({
+    redisUrl: spec.redisUrl,
+    gatewayUrl: spec.gatewayUrl,
+    vmId: spec.vmId,
+    vmSecretFile: secretFile,
+    vmName: spec.name,
+    platform: spec.platform,
+    provider,
+    capacity: String(spec.capacity),
+    queuePrefix: spec.queuePrefix,
+  });
 }
