@@ -7,6 +7,7 @@ import {
   STREAM_PROTOCOL_VERSION,
   decodeFrame,
   type ClientMessage,
+  type DecoderConfig,
   type FrameHeader,
   type FrameTiming,
   type InputEvent,
@@ -14,7 +15,6 @@ import {
   type ServerMessage,
   type SnapshotKind,
   type StreamRole,
-  type VideoCodec,
 } from '@uve/protocol';
 import { Emitter } from './events';
 import { browserResourceProviders, provideResource, type ResourceProviders } from './resources';
@@ -36,13 +36,7 @@ export type WebSocketConstructor = new (url: string) => WebSocketLike;
 export type WelcomeMessage = Extract<ServerMessage, { t: 'welcome' }>;
 
 /** Decoder configuration from the `codec` message, description base64-decoded. */
-export interface CodecConfig {
-  codec: VideoCodec;
-  mime: string;
-  width: number;
-  height: number;
-  description?: Uint8Array;
-}
+export type CodecConfig = DecoderConfig;
 
 export interface DecodedPicture {
   width: number;

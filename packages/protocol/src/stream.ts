@@ -125,10 +125,24 @@ export type WelcomeVmData =
   | { snapshotId: string; restored: true; kind: SnapshotKind }
   | { snapshotId: string; restored: false; reason: string };
 
+/**
+ * What a decoder needs to start on a stream: the VM's encoder gives it, the `codec` message carries
+ * it (with `description` base64), the UC's decoder takes it (WebCodecs' VideoDecoderConfig shape).
+ */
+export interface DecoderConfig {
+  codec: VideoCodec;
+  /** WebCodecs codec string, e.g. 'avc1.42C01F', or 'image/jpeg' for MJPEG */
+  mime: string;
+  width: number;
+  height: number;
+  /** avcC record for H264 (AVCDecoderConfigurationRecord), none for MJPEG */
+  description?: Uint8Array;
+}
+
 export type ServerMessage =
   | { t: 'welcome'; v: number; sessionId: string; role: StreamRole; codec: VideoCodec; width: number; height: number; maxFps: number; suspended: boolean; vmData?: WelcomeVmData; watched?: boolean; start?: SessionStartTiming }
   /** decoder configuration; sent before the first frame and whenever it changes */
-  | { t: 'codec'; codec: VideoCodec; mime: string; width: number; height: number; description?: string }
+  | ({ t: 'codec'; description?: string } & Omit<DecoderConfig, 'description'>)
   | { t: 'pong'; id: number; t0: number; t1: number }
   | { t: 'resourceRequest'; id: number; kind: LocalResourceKind }
   | { t: 'suspended'; reason: string | null }

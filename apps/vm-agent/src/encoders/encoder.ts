@@ -1,7 +1,7 @@
 // Video encoders behind one interface: the session's stream pushes pictures in (RGBA, or I420 for
 // H264) and sends the access units that come out. MJPEG (sharp, no system packages) and H264
 // (ffmpeg/libx264).
-import type { VideoCodec } from '@uve/protocol';
+import type { DecoderConfig, VideoCodec } from '@uve/protocol';
 import { formatOf, pictureBytes, type PixelFormat, type RawFrame } from '../runtimes/runtime';
 
 export interface EncodedFrame {
@@ -12,15 +12,7 @@ export interface EncodedFrame {
   ts: number;
 }
 
-export interface DecoderConfig {
-  codec: VideoCodec;
-  /** WebCodecs codec string, e.g. 'avc1.42C01F', or 'image/jpeg' for MJPEG */
-  mime: string;
-  width: number;
-  height: number;
-  /** avcC record for H264 (AVCDecoderConfigurationRecord), none for MJPEG */
-  description?: Uint8Array;
-}
+export type { DecoderConfig } from '@uve/protocol';
 
 export interface EncoderOptions {
   width: number;
