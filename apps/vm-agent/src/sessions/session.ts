@@ -15,7 +15,6 @@ import {
   type SnapshotKind,
   type StreamParams,
   type TerminalCapabilities,
-  type WelcomeVmData,
 } from '@uve/protocol';
 import { sessionPixelFormat, type EncoderOptions, type VideoEncoder } from '../encoders/encoder';
 import { UaUnresponsiveError, type InstalledUa, type UaInstance, type UaRuntime } from '../runtimes/runtime';
@@ -26,12 +25,13 @@ import { FramePump } from '../stream/frame-pump';
 import type { StreamConnection } from '../stream/connection';
 import type { VmReport } from '../vmm/link';
 import type { FetchedVmData, StoredVmData } from '../vmm/vm-data';
+import { SessionVmData } from './session-vm-data';
 import { SessionResourceBroker } from './resource-broker';
 
 export type SessionState = 'starting' | 'ready' | 'ended';
 
 /** UVE-5 events of a session, minus the ids the session adds itself. */
-type SessionReport = VmReport extends infer R ? (R extends { sessionId: string } ? Omit<R, 'sessionId' | 'userId' | 'uaId' | 'seq'> : never) : never;
+export type SessionReport = VmReport extends infer R ? (R extends { sessionId: string } ? Omit<R, 'sessionId' | 'userId' | 'uaId' | 'seq'> : never) : never;
 
 export interface SessionDeps {
   runtime: UaRuntime;
@@ -87,7 +87,6 @@ export class Session {
   everConnected = false;
   /** the VMM ended it and the VM is saving its data: a socket closing now is no disconnect */
   terminating = false;
-  private saving: Promise<StoredVmData | null> | null = null;
   readonly broker: SessionResourceBroker;
 
   private player: StreamConnection | null = null;
@@ -112,8 +111,7 @@ export class Session {
   private readonly frameTimes: number[] = [];
   /** runs while the PLAYER is away after an unexpected disconnect */
   private reconnectTimer: NodeJS.Timeout | null = null;
-  /** what became of the VM Data to restore (told to UCs in their welcome) */
-  private vmData: WelcomeVmData | null = null;
+  private readonly vmData: SessionVmData;
   /** the UA is stopped while its PLAYER is away (freezeForReconnect) */
   private frozenForReconnect = false;
   /** where the start went (VMM stamps from the prepare's trace), for a UC asking for timings */
@@ -139,6 +137,7 @@ export class Session {
       this.settleReady = (e) => (e ? reject(e) : resolve());
     });
     this.ready.catch(() => undefined); // observed by whenReady(); not an unhandled rejection
+    this.vmData = new SessionVmData(this.id, deps, this.startTiming, (event) => this.report(event), this.log);
     this.broker = new SessionResourceBroker(this.terminal.localResources ?? [], {
       sendRequest: (id, kind) => {
         if (!this.player?.open) return false;
@@ -178,7 +177,7 @@ export class Session {
    */
   async start(): Promise<void> {
     // the VM Data comes while the UA starts (the download does not wait for the instantiation)
-    const restoring = this.restoreSnapshotId ? this.fetchRestore(this.restoreSnapshotId) : null;
+    const restoring = this.restoreSnapshotId ? this.vmData.download(this.restoreSnapshotId) : null;
     try {
       const ua = await this.deps.resolveUa();
       if (this.ended) return;
@@ -212,7 +211,7 @@ export class Session {
         return;
       }
       // seed B.1: the VM Data is in the UA before its first frame; unusable data means a fresh start
-      if (this.restoreSnapshotId && restoring && !(await this.restore(instance, this.restoreSnapshotId, restoring.fetched))) {
+      if (this.restoreSnapshotId && restoring && !(await this.vmData.restore(instance, this.restoreSnapshotId, restoring.fetched))) {
         await instance.close().catch(() => undefined);
         if (this.ended) return;
         instance = await startUa(false);
@@ -262,56 +261,6 @@ export class Session {
       // restored or not, the download's buffer is free for the next one (restore() released it already when it ran)
       restoring?.fetched.then((d) => d.release(), () => undefined);
     }
-  }
-
-  /**
-   * Restores VM Data into the just started UA: FULL (memory, globals, app clock) or APP_DATA.
-   * Reports the outcome (vmdata.restored); false when the UA must start again fresh.
-   */
-  private async restore(instance: UaInstance, snapshotId: string, fetched: Promise<FetchedVmData>): Promise<boolean> {
-    let release = (): void => undefined;
-    try {
-      const { kind, data, release: done } = await fetched;
-      release = done;
-      const bytes = data.byteLength; // a FULL restore moves the blob to the guest's thread
-      if (kind === 'FULL') await instance.restoreFullState(data);
-      else await instance.restoreAppData(data);
-      this.startTiming.vmDataRestoredAt = wallClock();
-      this.log.info('VM Data restored', { snapshot: snapshotId, kind, bytes });
-      this.report({ type: 'vmdata.restored', snapshotId, restored: true, kind });
-      this.vmData = { snapshotId, restored: true, kind };
-      return true;
-    } catch (e) {
-      const reason = errorMessage(e);
-      this.log.warn('VM Data not restored; the UA starts fresh', { snapshot: snapshotId, reason });
-      this.report({ type: 'vmdata.restored', snapshotId, restored: false, kind: null, reason });
-      this.vmData = { snapshotId, restored: false, reason };
-      return false;
-    } finally {
-      release();
-    }
-  }
-
-  /**
-   * The download of the VM Data to restore (UVE-5 retrieve), its failure kept for restore(); `head`:
-   * the first bytes that came (a FULL snapshot's header), never when the download failed before.
-   */
-  private fetchRestore(snapshotId: string): { fetched: Promise<FetchedVmData>; head: Promise<Uint8Array> } {
-    const t = this.startTiming;
-    t.vmDataRequestedAt = wallClock();
-    let gotHead!: (head: Uint8Array) => void;
-    const head = new Promise<Uint8Array>((resolve) => (gotHead = resolve));
-    const fetched = this.deps.fetchVmData
-      ? this.deps.fetchVmData(snapshotId, (first) => {
-          t.vmDataFirstByteAt = wallClock();
-          gotHead(first.slice(0, 256)); // kept past the download's own use of the piece
-        }).then((d) => {
-          t.vmDataFetchedAt = wallClock();
-          return d;
-        })
-      : Promise.reject(new Error('this VM has no VMM to fetch VM Data from'));
-    fetched.catch(() => undefined); // observed by restore(), or moot when the session fails first
-    return { fetched, head };
   }
 
   /** Resolves when the first frame is ready; rejects if the session ends first. */
@@ -383,7 +332,7 @@ export class Session {
       height: instance.height,
       maxFps: this.stream.maxFps,
       suspended: this.suspended,
-      ...(this.vmData ? { vmData: this.vmData } : {}),
+      ...(this.vmData.outcome ? { vmData: this.vmData.outcome } : {}),
       watched: claims.sub === this.userId && this.watched,
       ...(conn.timings ? { start: { ...this.startTiming, helloAt: conn.helloAt || undefined, welcomeAt: wallClock() } } : {}),
     });
@@ -533,41 +482,9 @@ export class Session {
     this.reconnectTimer = null;
   }
 
-  /**
-   * Saves the session's VM Data per its Reconnection Method (NORMAL: the UA's own data; NO_LOSS:
-   * the full state, or the UA's data where the runtime cannot capture more) and stores it with the
-   * VMM. Never throws: a failed save is logged, the session goes on.
-   */
+  /** Saves the session's VM Data per its Reconnection Method and stores it with the VMM (never throws). */
   saveVmData(): Promise<StoredVmData | null> {
-    // one save at a time: a disconnect during the save at termination does not save again
-    this.saving ??= this.doSaveVmData().finally(() => (this.saving = null));
-    return this.saving;
-  }
-
-  private async doSaveVmData(): Promise<StoredVmData | null> {
-    const instance = this.instance;
-    if (!instance || !this.deps.storeVmData) return null;
-    try {
-      let kind: SnapshotKind = 'APP_DATA';
-      let data: Uint8Array | null = null;
-      if (this.reconnectionMethod === 'NO_LOSS') {
-        try {
-          data = await instance.saveFullState();
-          kind = 'FULL';
-        } catch (e) {
-          this.log.warn('full state not capturable here; saving the application data', { error: errorMessage(e) });
-        }
-      }
-      data ??= await instance.saveAppData();
-      if (data.byteLength === 0) return null; // the UA keeps nothing
-      const stored = await this.deps.storeVmData(this.id, kind, data);
-      this.report({ type: 'vmdata.updated', snapshotId: stored.snapshotId, kind: stored.kind, sizeBytes: stored.sizeBytes, sha256: stored.sha256 });
-      this.log.info('VM Data saved', { kind, bytes: data.byteLength, snapshot: stored.snapshotId });
-      return stored;
-    } catch (e) {
-      this.log.warn('VM Data not saved', { error: errorMessage(e) });
-      return null;
-    }
+    return this.vmData.save(this.instance, this.reconnectionMethod);
   }
 
   /** monitoring.notify: a watcher (VIEW, SUSPEND) or an invited PLAYER (PLAY) may join. */

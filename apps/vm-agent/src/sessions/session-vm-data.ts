@@ -1,0 +1,116 @@
+// A session's VM Data (seed 7.2, UVE-5): the snapshot to restore downloads while the UA starts and
+// goes into it before the first frame (Annex B.1); at a drop or at the end the UA's state is saved
+// per the session's Reconnection Method and stored with the VMM.
+import type { ReconnectionMethod, SessionStartTiming, SnapshotKind, WelcomeVmData } from '@uve/protocol';
+import type { UaInstance } from '../runtimes/runtime';
+import type { Logger } from '../common/log';
+import { wallClock } from '../common/clock';
+import { errorMessage } from '../common/errors';
+import type { FetchedVmData, StoredVmData } from '../vmm/vm-data';
+import type { SessionDeps, SessionReport } from './session';
+
+/** the start's stamps this part writes (the session's own object, shared) */
+type VmDataStamps = Pick<SessionStartTiming, 'vmDataRequestedAt' | 'vmDataFirstByteAt' | 'vmDataFetchedAt' | 'vmDataRestoredAt'>;
+
+export interface RestoreDownload {
+  fetched: Promise<FetchedVmData>;
+  /** the first bytes that came (a FULL snapshot's header); never settles when the download failed before */
+  head: Promise<Uint8Array>;
+}
+
+export class SessionVmData {
+  /** what became of the VM Data to restore (told to UCs in their welcome) */
+  outcome: WelcomeVmData | null = null;
+  private saving: Promise<StoredVmData | null> | null = null;
+
+  constructor(
+    private readonly sessionId: string,
+    private readonly deps: Pick<SessionDeps, 'storeVmData' | 'fetchVmData'>,
+    private readonly stamps: VmDataStamps,
+    private readonly report: (event: SessionReport) => void,
+    private readonly log: Logger,
+  ) {}
+
+  /** Starts the download of the VM Data to restore (UVE-5 retrieve); its failure is kept for restore(). */
+  download(snapshotId: string): RestoreDownload {
+    const t = this.stamps;
+    t.vmDataRequestedAt = wallClock();
+    let gotHead!: (head: Uint8Array) => void;
+    const head = new Promise<Uint8Array>((resolve) => (gotHead = resolve));
+    const fetched = this.deps.fetchVmData
+      ? this.deps.fetchVmData(snapshotId, (first) => {
+          t.vmDataFirstByteAt = wallClock();
+          gotHead(first.slice(0, 256)); // kept past the download's own use of the piece
+        }).then((d) => {
+          t.vmDataFetchedAt = wallClock();
+          return d;
+        })
+      : Promise.reject(new Error('this VM has no VMM to fetch VM Data from'));
+    fetched.catch(() => undefined); // observed by restore(), or moot when the session fails first
+    return { fetched, head };
+  }
+
+  /**
+   * Restores the downloaded VM Data into the just started UA: FULL (memory, globals, app clock) or
+   * APP_DATA. Reports the outcome (vmdata.restored); false when the UA must start again fresh.
+   */
+  async restore(instance: UaInstance, snapshotId: string, fetched: Promise<FetchedVmData>): Promise<boolean> {
+    let release = (): void => undefined;
+    try {
+      const { kind, data, release: done } = await fetched;
+      release = done;
+      const bytes = data.byteLength; // a FULL restore moves the blob to the guest's thread
+      if (kind === 'FULL') await instance.restoreFullState(data);
+      else await instance.restoreAppData(data);
+      this.stamps.vmDataRestoredAt = wallClock();
+      this.log.info('VM Data restored', { snapshot: snapshotId, kind, bytes });
+      this.report({ type: 'vmdata.restored', snapshotId, restored: true, kind });
+      this.outcome = { snapshotId, restored: true, kind };
+      return true;
+    } catch (e) {
+      const reason = errorMessage(e);
+      this.log.warn('VM Data not restored; the UA starts fresh', { snapshot: snapshotId, reason });
+      this.report({ type: 'vmdata.restored', snapshotId, restored: false, kind: null, reason });
+      this.outcome = { snapshotId, restored: false, reason };
+      return false;
+    } finally {
+      release();
+    }
+  }
+
+  /**
+   * Saves the UA's VM Data per the Reconnection Method (NORMAL: the UA's own data; NO_LOSS: the full
+   * state, or the UA's data where the runtime cannot capture more) and stores it with the VMM. One
+   * save at a time: a disconnect during the save at termination does not save again. Never throws:
+   * a failed save is logged, the session goes on.
+   */
+  save(instance: UaInstance | null, method: ReconnectionMethod): Promise<StoredVmData | null> {
+    this.saving ??= this.doSave(instance, method).finally(() => (this.saving = null));
+    return this.saving;
+  }
+
+  private async doSave(instance: UaInstance | null, method: ReconnectionMethod): Promise<StoredVmData | null> {
+    if (!instance || !this.deps.storeVmData) return null;
+    try {
+      let kind: SnapshotKind = 'APP_DATA';
+      let data: Uint8Array | null = null;
+      if (method === 'NO_LOSS') {
+        try {
+          data = await instance.saveFullState();
+          kind = 'FULL';
+        } catch (e) {
+          this.log.warn('full state not capturable here; saving the application data', { error: errorMessage(e) });
+        }
+      }
+      data ??= await instance.saveAppData();
+      if (data.byteLength === 0) return null; // the UA keeps nothing
+      const stored = await this.deps.storeVmData(this.sessionId, kind, data);
+      this.report({ type: 'vmdata.updated', snapshotId: stored.snapshotId, kind: stored.kind, sizeBytes: stored.sizeBytes, sha256: stored.sha256 });
+      this.log.info('VM Data saved', { kind, bytes: data.byteLength, snapshot: stored.snapshotId });
+      return stored;
+    } catch (e) {
+      this.log.warn('VM Data not saved', { error: errorMessage(e) });
+      return null;
+    }
+  }
+}
