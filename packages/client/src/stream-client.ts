@@ -16,6 +16,8 @@ import {
   type SnapshotKind,
   type StreamRole,
 } from '@uve/protocol';
+import { ClockSync, localNow, type ClockSample } from './clock-sync';
+export type { ClockSample } from './clock-sync';
 import { Emitter } from './events';
 import { browserResourceProviders, provideResource, type ResourceProviders } from './resources';
 
@@ -68,11 +70,6 @@ export interface FrameEvent {
   receivedAt: number;
 }
 
-export interface ClockSample {
-  rttMs: number;
-  /** VM clock minus local clock, ms */
-  offsetMs: number;
-}
 
 export interface StreamClientEvents {
   welcome: WelcomeMessage;
@@ -150,7 +147,6 @@ export class StreamCloseError extends Error {
   }
 }
 
-const localNow = (): number => (typeof performance !== 'undefined' && performance.timeOrigin ? performance.timeOrigin + performance.now() : Date.now());
 
 function defaultWebSocket(): WebSocketConstructor {
   const isNode = typeof process !== 'undefined' && !!process.versions?.node;
@@ -179,11 +175,7 @@ export class StreamClient extends Emitter<StreamClientEvents> {
   private ws: WebSocketLike | null = null;
   private target: ConnectOptions | null = null;
   private inputSeq = 0;
-  private pingId = 0;
-  private readonly pings = new Map<number, { t0: number; resolve: (s: ClockSample) => void; reject: (e: Error) => void }>();
-  private readonly timers = new Set<ReturnType<typeof setTimeout>>();
-  private readonly samples: ClockSample[] = [];
-  private pingTimer: ReturnType<typeof setInterval> | null = null;
+  private readonly clockSync = new ClockSync((m) => this.send(m), (best) => this.emit('clock', best));
   private decoder: FrameDecoderLike | null = null;
   private decodeChain: Promise<void> = Promise.resolve();
   private waitingForKeyframe = true;
@@ -233,8 +225,7 @@ export class StreamClient extends Emitter<StreamClientEvents> {
 
   /** The best clock sample (smallest round trip of the recent ones), or null before the first pong. */
   get clock(): ClockSample | null {
-    if (!this.samples.length) return null;
-    return this.samples.reduce((a, b) => (b.rttMs < a.rttMs ? b : a));
+    return this.clockSync.best;
   }
 
   /** The VM's clock now, estimated (local clock when no sample yet). */
@@ -273,37 +264,7 @@ export class StreamClient extends Emitter<StreamClientEvents> {
 
   /** One clock sample: round trip and VM-minus-local offset. */
   ping(timeoutMs = 5_000): Promise<ClockSample> {
-    const id = ++this.pingId;
-    const t0 = localNow();
-    return new Promise<ClockSample>((resolve, reject) => {
-      const done = (): void => {
-        clearTimeout(timer);
-        this.timers.delete(timer);
-        this.pings.delete(id);
-      };
-      const timer = setTimeout(() => {
-        done();
-        reject(new Error('no pong'));
-      }, timeoutMs);
-      this.timers.add(timer);
-      this.pings.set(id, {
-        t0,
-        resolve: (s) => {
-          done();
-          resolve(s);
-        },
-        reject: (e) => {
-          done();
-          reject(e);
-        },
-      });
-      try {
-        this.send({ t: 'ping', id, t0 });
-      } catch (e) {
-        done();
-        reject(e as Error);
-      }
-    });
+    return this.clockSync.ping(timeoutMs);
   }
 
   /** Ends the connection the expected way (the VM reports it as not unexpected). */
@@ -343,7 +304,7 @@ export class StreamClient extends Emitter<StreamClientEvents> {
     this.welcome = null;
     this.codec = null;
     this.waitingForKeyframe = true;
-    this.samples.length = 0; // a reconnect may land on another VM with another clock
+    this.clockSync.reset();
     return new Promise<WelcomeMessage>((resolve, reject) => {
       let welcomed = false;
       ws.onopen = () => {
@@ -374,7 +335,7 @@ export class StreamClient extends Emitter<StreamClientEvents> {
       };
       ws.onclose = (ev) => {
         if (this.ws === ws) this.ws = null;
-        this.stopPings();
+        this.clockSync.stop();
         const code = ev.code;
         const reason = ev.reason ?? '';
         const reconnecting = this.shouldReconnect(code);
@@ -440,30 +401,9 @@ export class StreamClient extends Emitter<StreamClientEvents> {
       if (d.restored) this.emit('restored', { sessionId: m.sessionId, snapshotId: d.snapshotId, kind: d.kind });
       else this.emit('fresh', { sessionId: m.sessionId, snapshotId: d.snapshotId, reason: d.reason });
     }
-    // a short burst gives a good first clock estimate; then a slow refresh follows drift
-    const sample = (): void => void this.ping().catch(() => undefined);
-    sample();
-    for (const ms of [50, 150]) {
-      const t = setTimeout(() => {
-        this.timers.delete(t);
-        if (this.connected) sample();
-      }, ms);
-      this.timers.add(t);
-    }
-    const every = this.options.pingIntervalMs ?? 2_000;
-    if (every > 0) {
-      this.pingTimer = setInterval(sample, every);
-      (this.pingTimer as { unref?: () => void }).unref?.();
-    }
+    this.clockSync.start(this.options.pingIntervalMs ?? 2_000, () => this.connected);
   }
 
-  private stopPings(): void {
-    if (this.pingTimer) clearInterval(this.pingTimer);
-    this.pingTimer = null;
-    for (const p of [...this.pings.values()]) p.reject(new Error('connection closed'));
-    for (const t of this.timers) clearTimeout(t);
-    this.timers.clear();
-  }
 
   private onControl(m: ServerMessage): void {
     switch (m.t) {
@@ -485,17 +425,9 @@ export class StreamClient extends Emitter<StreamClientEvents> {
         this.emit('codec', cfg);
         return;
       }
-      case 'pong': {
-        const p = this.pings.get(m.id);
-        if (!p) return;
-        const t2 = localNow();
-        const s: ClockSample = { rttMs: t2 - m.t0, offsetMs: m.t1 - (m.t0 + t2) / 2 };
-        this.samples.push(s);
-        if (this.samples.length > 16) this.samples.shift();
-        p.resolve(s);
-        this.emit('clock', this.clock!);
+      case 'pong':
+        this.clockSync.onPong(m);
         return;
-      }
       case 'resourceRequest':
         this.emit('resourceRequest', { id: m.id, kind: m.kind });
         void provideResource(this.providers, m.kind).then((a) => {
