@@ -18,3 +18,33 @@ it.each([
   expect(out.extensions.code).toBe(expected ? 'UNAVAILABLE' : 'INTERNAL_SERVER_ERROR');
   if (expected) expect(out.extensions.dependency).toBe(expected);
 });
+
+// graphql-ws sends a GraphQLError as it is (message, extensions): the WebSocket path formats its
+// errors with the same rule, so a subscription cannot leak what HTTP masks.
+describe('errors on the WebSocket path', () => {
+  const { GraphQLError } = require('graphql') as typeof import('graphql');
+  const { formatErrors } = require(path.resolve(__dirname, '../../apps/gateway/dist/api/format-error.js'));
+  const { notFound } = require(path.resolve(__dirname, '../../apps/gateway/dist/common/errors.js'));
+  const format = formatErrors(quiet, { introspection: false });
+
+  it('masks an unexpected error and keeps its path', () => {
+    const located = new GraphQLError('relation "vm_secrets" does not exist', { path: ['sessionEvents', 'actor'], originalError: new Error('relation "vm_secrets" does not exist') });
+    const [out] = format([located]);
+    expect(out.extensions.code).toBe('INTERNAL_SERVER_ERROR');
+    expect(out.message).not.toMatch(/vm_secrets/);
+    expect(out.path).toEqual(['sessionEvents', 'actor']);
+  });
+
+  it('keeps a contract error as it is', () => {
+    const e = notFound('Session', '6b1f0c1e-0000-4000-8000-000000000000');
+    const [out] = format([new GraphQLError(e.message, { path: ['sessionEvents'], originalError: e })]);
+    expect(out.extensions.code).toBe('NOT_FOUND');
+    expect(out.message).toBe(e.message);
+  });
+
+  it('names a dependency that is down', () => {
+    const down = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' });
+    const [out] = format([new GraphQLError(down.message, { originalError: down })]);
+    expect(out.extensions).toMatchObject({ code: 'UNAVAILABLE', dependency: 'database' });
+  });
+});

@@ -1,6 +1,6 @@
 // Every refusal leaves with one of the contract's codes and a message a person can act on;
 // anything unexpected is logged and masked.
-import type { GraphQLFormattedError } from 'graphql';
+import type { GraphQLError, GraphQLFormattedError } from 'graphql';
 import type { Logger } from '../common/logger';
 import { withoutSuggestions, type GraphqlLimits } from './limits';
 
@@ -70,4 +70,13 @@ export function formatError(log: Logger, limits: Pick<GraphqlLimits, 'introspect
     log.error('unexpected error in a resolver', { message: formatted.message, path: formatted.path, stack: (error as { originalError?: Error })?.originalError?.stack });
     return { message: 'Internal error; it was logged. Try again, and tell the operator if it persists.', path: formatted.path, extensions: { code: 'INTERNAL_SERVER_ERROR' } };
   };
+}
+
+/**
+ * The same rule on the WebSocket path, where graphql-ws would send each GraphQLError as it is: for
+ * its onError (a refused subscribe) and onNext (errors in an event's result).
+ */
+export function formatErrors(log: Logger, limits: Pick<GraphqlLimits, 'introspection'>) {
+  const format = formatError(log, limits);
+  return (errors: readonly GraphQLError[]): GraphQLFormattedError[] => errors.map((e) => format(e.toJSON(), e));
 }

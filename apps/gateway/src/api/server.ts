@@ -11,7 +11,7 @@ import type { GraphQLSchema } from 'graphql';
 import { JWKS_PATH } from '@uve/protocol';
 import type { Services } from '../services';
 import { resolvePrincipal, type Context } from '../common/context';
-import { formatError } from './format-error';
+import { formatError, formatErrors } from './format-error';
 import { createLoaders } from '../common/loaders';
 import { sharedSubscribe } from './shared-execution';
 import { fanoutTrace } from '../common/fanout-trace';
@@ -89,6 +89,9 @@ export async function startHttpServer(schema: GraphQLSchema, services: Services,
 
   const wss = new WebSocketServer({ server, path: '/graphql', maxPayload: 64 * 1024 });
   const checkSubscription = cachedDocumentChecker(schema, limits);
+  const wsErrors = formatErrors(services.log, limits);
+  // UVE_FANOUT_TRACE: each payload's time handed to graphql-ws and written to its socket, per subscriber (bench/fanout)
+  const traceNext = fanoutTrace?.onNextOf(wss);
   const wsCleanup = useServer<Record<string, unknown>>(
     {
       schema,
@@ -131,10 +134,14 @@ export async function startHttpServer(schema: GraphQLSchema, services: Services,
         // a subscription lives long: batch its payloads' relations, cache nothing
         loaders: createLoaders(services, { cache: false }),
       }),
-      // UVE_FANOUT_TRACE: each payload's time handed to graphql-ws and written to its socket, per subscriber (bench/fanout)
-      ...(fanoutTrace ? { onNext: fanoutTrace.onNextOf(wss) as never } : {}),
+      // errors leave as on HTTP: contract codes as they are, anything unexpected logged and masked
+      onNext: (ctx, id, payload, args, result) => {
+        traceNext?.(ctx, id, payload, args, result);
+        if (result.errors?.length) return { ...result, errors: wsErrors(result.errors) };
+      },
       onError: (_ctx, _id, _payload, errors) => {
         for (const e of errors) services.log.debug('subscription error', { message: e.message });
+        return wsErrors(errors);
       },
     },
     wss,
