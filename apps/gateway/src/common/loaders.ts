@@ -3,8 +3,7 @@
 // HTTP request; a subscription gets loaders that batch but do not cache (it lives for hours, the
 // rows it would cache do not stay true that long). Authorization stays in the field resolvers.
 import DataLoader from 'dataloader';
-import type { DataSource, EntityTarget, ObjectLiteral } from 'typeorm';
-import { rowReader } from '../db/row-reader';
+import { In, type ObjectLiteral, type Repository } from 'typeorm';
 import { isUuid, notFound } from './errors';
 import { SessionEvent } from '../modules/sessions/sessions.entity';
 import { Ua } from '../modules/uas/uas.entity';
@@ -22,10 +21,11 @@ export interface Loaders {
   lastEvents: DataLoader<string, SessionEvent[]>;
 }
 
-function byId<T extends ObjectLiteral & { id: string }>(ds: DataSource, entity: EntityTarget<T>, cache: boolean): DataLoader<string, T | null> {
+function byId<T extends ObjectLiteral & { id: string }>(repo: Repository<T>, cache: boolean): DataLoader<string, T | null> {
   return new DataLoader<string, T | null>(
     async (ids) => {
-      const rows = await rowReader(ds, entity, 'x').byIds(ids.filter(isUuid));
+      const valid = ids.filter(isUuid);
+      const rows = valid.length ? await repo.findBy({ id: In(valid) } as never) : [];
       const found = new Map(rows.map((r) => [r.id, r]));
       return ids.map((id) => found.get(id) ?? null);
     },
@@ -51,16 +51,16 @@ class LazyLoaders implements Loaders {
   ) {}
 
   get users() {
-    return (this.u ??= byId(this.services.ds, User, this.cache));
+    return (this.u ??= byId(this.services.ds.getRepository(User), this.cache));
   }
   get uas() {
-    return (this.a ??= byId(this.services.ds, Ua, this.cache));
+    return (this.a ??= byId(this.services.ds.getRepository(Ua), this.cache));
   }
   get vms() {
-    return (this.v ??= byId(this.services.ds, Vm, this.cache));
+    return (this.v ??= byId(this.services.ds.getRepository(Vm), this.cache));
   }
   get snapshots() {
-    return (this.s ??= byId(this.services.ds, VmSnapshot, this.cache));
+    return (this.s ??= byId(this.services.ds.getRepository(VmSnapshot), this.cache));
   }
   get lastEvents() {
     return (this.e ??= lastEventsLoader(this.services, this.cache));

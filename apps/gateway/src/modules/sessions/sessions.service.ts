@@ -21,7 +21,6 @@ import type { TerminalCapabilities } from '../users/terminal.types';
 import type { RequestApplicationInput } from './sessions.inputs';
 import { Session, SessionEvent } from './sessions.entity';
 import { VmSnapshot } from '../snapshots/snapshots.entity';
-import { rowReader } from '../../db/row-reader';
 import { LIVE_STATES, OPEN_STATES, assertTransition, canTransition, eventFor } from './session-state';
 import { negotiateStream, pickCodec } from './stream-params';
 
@@ -95,7 +94,7 @@ export class SessionsService implements SessionReportTarget {
   // ---- reading ---------------------------------------------------------------------------------
 
   findById(id: string): Promise<Session | null> {
-    return isUuid(id) ? rowReader(this.ds, Session, 's').byIds([id]).then((r) => r[0] ?? null) : Promise.resolve(null);
+    return isUuid(id) ? this.repo.findOneBy({ id }) : Promise.resolve(null);
   }
 
   /** Owner and admins; a watcher while monitoring it, a guest while in it, an invitee while invited. */
@@ -126,18 +125,16 @@ export class SessionsService implements SessionReportTarget {
 
   list(filter: { state?: SessionState | null; userId?: string | null; uaId?: string | null; vmId?: string | null }, limit: number | null, offset: number | null): Promise<Session[]> {
     const { take, skip } = page(limit, offset);
-    const params: unknown[] = [];
-    const where: string[] = [];
-    if (filter.state) where.push(`s.state = $${params.push(filter.state)}`);
-    for (const [key, column] of [['userId', 'user_id'], ['uaId', 'ua_id'], ['vmId', 'vm_id']] as const) {
+    const where: FindOptionsWhere<Session> = {};
+    if (filter.state) where.state = filter.state;
+    for (const key of ['userId', 'uaId', 'vmId'] as const) {
       const id = filter[key];
       if (!id) continue;
       // an id that cannot exist matches nothing (rather than a database error)
       if (!isUuid(id)) return Promise.resolve([]);
-      where.push(`s.${column} = $${params.push(id)}`);
+      where[key] = id;
     }
-    // the admins' list: read on every page of the console, a whole page of rows (rowReader: no query builder)
-    return rowReader(this.ds, Session, 's').read(`${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY s.created_at DESC LIMIT $${params.push(take)} OFFSET $${params.push(skip)}`, params);
+    return this.repo.find({ where, order: { createdAt: 'DESC' }, take, skip });
   }
 
   events(sessionId: string, lastOrDefault: number | null): Promise<SessionEvent[]> {
@@ -151,10 +148,12 @@ export class SessionsService implements SessionReportTarget {
     const ids = sessionIds.filter(isUuid);
     const out = new Map<string, SessionEvent[]>(ids.map((id) => [id, []]));
     if (!ids.length) return out;
-    const rows = await rowReader(this.ds, SessionEvent, 'e').read(
-      'WHERE e.id IN (SELECT x.id FROM unnest($1::uuid[]) AS s(id) CROSS JOIN LATERAL (SELECT id FROM session_events WHERE session_id = s.id ORDER BY seq DESC LIMIT $2) x) ORDER BY e.seq ASC',
-      [ids, last],
-    );
+    const rows = await this.ds
+      .getRepository(SessionEvent)
+      .createQueryBuilder('e')
+      .where('e.id IN (SELECT x.id FROM unnest(CAST(:ids AS uuid[])) AS s(id) CROSS JOIN LATERAL (SELECT id FROM session_events WHERE session_id = s.id ORDER BY seq DESC LIMIT :last) x)', { ids, last })
+      .orderBy('e.seq', 'ASC')
+      .getMany();
     for (const e of rows) out.get(e.sessionId)!.push(e);
     return out;
   }

@@ -10,7 +10,6 @@ import type { RateLimits } from '../auth/rate-limits';
 import { terminalData, type TerminalCapabilitiesInput } from './terminal.types';
 import type { RegisterInput } from './users.inputs';
 import { User } from './users.entity';
-import { rowReader } from '../../db/row-reader';
 
 export interface AuthPayload {
   token: string;
@@ -64,14 +63,13 @@ export class UsersService {
   private readonly tokenCheck = new DataLoader<string, { user: User | null; revoked: boolean }>(
     async (keys) => {
       const pairs = keys.map((k) => k.split(' ') as [string, string]);
-      // every request's token check: one statement without the query builder (db/row-reader.ts)
-      const rows = await rowReader(this.ds, User, 'u').readWith<{ revoked_jtis: string[] }>(
-        ', ARRAY(SELECT r.jti::text FROM revoked_tokens r WHERE r.user_id = u.id AND r.jti = ANY($2::uuid[])) AS "revoked_jtis"',
-        'WHERE u.id = ANY($1::uuid[])',
-        [[...new Set(pairs.map(([id]) => id))], [...new Set(pairs.map(([, jti]) => jti))]],
-      );
-      const revoked = new Set(rows.flatMap((r) => r.row.revoked_jtis.map((jti) => `${r.entity.id} ${jti}`)));
-      const users = new Map(rows.map((r) => [r.entity.id, r.entity]));
+      const { entities, raw } = await this.repo
+        .createQueryBuilder('u')
+        .addSelect('ARRAY(SELECT r.jti::text FROM revoked_tokens r WHERE r.user_id = u.id AND r.jti = ANY(CAST(:jtis AS uuid[])))', 'revoked_jtis')
+        .where('u.id IN (:...ids)', { ids: [...new Set(pairs.map(([id]) => id))], jtis: [...new Set(pairs.map(([, jti]) => jti))] })
+        .getRawAndEntities<{ u_id: string; revoked_jtis: string[] }>();
+      const revoked = new Set(raw.flatMap((r) => r.revoked_jtis.map((jti) => `${r.u_id} ${jti}`)));
+      const users = new Map(entities.map((u) => [u.id, u]));
       return keys.map((k, i) => ({ user: users.get(pairs[i]![0]) ?? null, revoked: revoked.has(k) }));
     },
     { cache: false, maxBatchSize: 1000 },
