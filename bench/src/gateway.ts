@@ -132,7 +132,7 @@ export default async function gateway(argv: string[]): Promise<BenchOutput> {
             // the unfinished ones end before the next row (bounded), so that it does not run beside them
             const left = await settle(r, o.settle);
             settles.push({ op, clients: c, server: t.server, rep: rep + 1, unfinished: r.unfinished, drainMs: r.drainMs, ...left });
-            if (rowsBefore) written.push({ op, server: t.server, pairs: r.requests + r.unfinished, rows: diffRows(rowsBefore, await tableRows(pg.url)) });
+            if (rowsBefore) written.push({ op, server: t.server, pairs: r.requests + r.censored.length, rows: diffRows(rowsBefore, await tableRows(pg.url)) });
             process.stdout.write(`  rep ${rep + 1} ${op.padEnd(8)} ${String(c).padStart(3)} ${t.server.padEnd(7)} ${r.rps.toFixed(0).padStart(6)} req/s${r.unfinished ? ` (${r.unfinished} unfinished after a ${(r.drainMs / 1000).toFixed(1)} s drain, ${left.stillOpen ? `${left.stillOpen} still open after ${o.settle} s` : `ended in ${(left.settleMs / 1000).toFixed(1)} s`})` : ''}, ${cpuMs.toFixed(1)} CPU ms/req, main thread ${waitPerReq.toFixed(1)} ms/req waiting for a core, machine ${(machine * 100).toFixed(0)} % busy${ends.length ? `, endSession p50 ${percentile(ends, 50).toFixed(0)} ms` : ''}${perReq !== null ? `, ${perReq.toFixed(1)} PG statements/req` : ''}${db ? `, PostgreSQL backends: ${db.lockWait.toFixed(1)} waiting for a lock, ${db.active.toFixed(1)} running, ${db.idleInTx.toFixed(1)} idle in transaction` : ''}${r.errors ? `, ${r.errors} errors (${r.firstError})` : ''}\n`);
           }
         }
@@ -190,7 +190,7 @@ export default async function gateway(argv: string[]): Promise<BenchOutput> {
       'server\'s main thread from /proc/<pid>/schedstat: time on a core and time runnable but waiting for one (the run queue):',
       roleTable(roleRows),
       ...(written.length ? ['', 'Rows each server wrote per request + end pair, by table (rows added less removed, counted over all of the operation\'s rows,',
-        'after their requests ended; pairs: answered + unfinished). The bare server writes the session and its events only:', writtenTable(written)] : []),
+        'after their requests ended; pairs: answered + never answered in the row). The bare server writes the session and its events only:', writtenTable(written)] : []),
       ...(settles.some((x) => x.unfinished) ? ['', 'Rows with unfinished requests: the drain, then how long they took to end (untimed) or how many were still open when the next row started:',
         table(['operation', 'clients', 'server', 'rep', 'unfinished', 'drain s', 'ended after s', 'still open'], settles.filter((x) => x.unfinished).map((x) => [x.op, String(x.clients), x.server, String(x.rep), String(x.unfinished), (x.drainMs / 1000).toFixed(1), (x.settleMs / 1000).toFixed(1), String(x.stillOpen)]))] : []),
       '',
