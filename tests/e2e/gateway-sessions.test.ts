@@ -169,6 +169,29 @@ it("keeps a session private to its user and admins", async () => {
   expect(admin.terminateSession.state).toBe('ENDED');
 });
 
+it("lists sessions for admins by state, user, UA and VM, newest first, with each row's relations and last events", async () => {
+  const vm = vms[0]!;
+  const lister = await registerUser(gwA, 'lister');
+  const first = (await request(lister.token)).data!.requestApplication;
+  await ok(gwA, `mutation { endSession(sessionId: "${first.id}") { id } }`, {}, lister.token);
+  const open = (await request(lister.token, ['MJPEG'])).data!.requestApplication;
+  const fields = `id state uaVersion createdAt terminal { screenWidth codecs localResources } user { id username } ua { id name } vm { id codecs } events(last: 2) { type actor { id } }`;
+  const list = async (args: string) => (await ok(gwB, `{ sessions(${args}) { ${fields} } }`, {}, adminToken)).sessions as { id: string; state: string; createdAt: string; terminal: { codecs: string[]; localResources: string[] }; user: { id: string }; ua: { id: string }; vm: { id: string; codecs: string[] } | null; events: { type: string; actor: { id: string } | null }[] }[];
+
+  const mine = await list(`userId: "${lister.id}"`);
+  expect(mine.map((s) => s.id)).toEqual([open.id, first.id]);
+  expect(mine[1]).toMatchObject({ state: 'ENDED', terminal: { codecs: ['H264', 'MJPEG'], localResources: ['GEOLOCATION'] }, user: { id: lister.id }, ua: { id: uaId }, vm: { id: vm.id, codecs: ['MJPEG'] } });
+  expect(mine[1]!.events.map((e) => e.type)).toEqual(['ASSIGNED', 'ENDED']);
+  expect(mine[1]!.events[1]!.actor?.id).toBe(lister.id);
+  expect(new Date(mine[0]!.createdAt).getTime()).toBeGreaterThanOrEqual(new Date(mine[1]!.createdAt).getTime());
+  expect((await list(`userId: "${lister.id}", state: ENDED`)).map((s) => s.id)).toEqual([first.id]);
+  expect((await list(`userId: "${lister.id}", uaId: "${uaId}", vmId: "${vm.id}", limit: 1, offset: 1`)).map((s) => s.id)).toEqual([first.id]);
+  expect((await list(`vmId: "${vm.id}", limit: 200`)).every((s) => s.vm?.id === vm.id)).toBe(true);
+  expect(await list(`userId: "not-a-uuid"`)).toEqual([]);
+  expect((await refusal(gwA, `{ sessions(limit: 201) { id } }`, {}, adminToken)).extensions?.code).toBe('BAD_USER_INPUT');
+  await ok(gwA, `mutation { endSession(sessionId: "${open.id}") { id } }`, {}, lister.token);
+});
+
 it('fills a VM to capacity, then refuses with UNAVAILABLE', async () => {
   const a = (await request(user.token)).data!.requestApplication;
   const b = (await request(user.token)).data!.requestApplication;

@@ -16,7 +16,7 @@ function owner(url: string, fn: string): string {
   return app ? `${app[1]}/${app[2]}` : url;
 }
 
-export function summarizeProfiles(dir: string, top = 15): { text: string; data: Record<string, unknown> } {
+export function summarizeProfiles(dir: string, top = 15, label = 'gateway'): { text: string; data: Record<string, unknown> } {
   const files = fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => f.endsWith('.cpuprofile')) : [];
   const byFn = new Map<string, number>();
   const byOwner = new Map<string, number>();
@@ -57,7 +57,7 @@ export function summarizeProfiles(dir: string, top = 15): { text: string; data: 
   const rank = (m: Map<string, number>) => [...m].filter(([k]) => k !== '(idle)').sort((a, b) => b[1] - a[1]).slice(0, top);
   const pct = (ms: number) => `${((ms / busy) * 100).toFixed(1)} %`;
   const text = [
-    `gateway CPU profile (${files.map((f) => `bench/results/${f}`).join(', ')}, ${(busy / 1000).toFixed(1)} s busy of ${(total / 1000).toFixed(1)} s): self time, share of busy time`,
+    `${label} CPU profile (${files.map((f) => `bench/results/${f}`).join(', ')}, ${(busy / 1000).toFixed(1)} s busy of ${(total / 1000).toFixed(1)} s): self time, share of busy time`,
     table(['package / area', 'self', 'share'], rank(byOwner).map(([k, v]) => [k, `${(v / 1000).toFixed(2)} s`, pct(v)])),
     '',
     table(['function', 'self', 'share'], rank(byFn).map(([k, v]) => [k.slice(0, 110), `${(v / 1000).toFixed(2)} s`, pct(v)])),
@@ -101,4 +101,24 @@ export function samplePgActivity(databaseUrl: string): () => Promise<{ samples: 
     const n = Math.max(1, sums.samples);
     return { samples: sums.samples, lockWait: sums.lockWait / n, active: sums.active / n, idleInTx: sums.idleInTx / n };
   };
+}
+
+/**
+ * Rows in every table of the database now: the difference over a row of a bench is what each server
+ * wrote (inserted, less deleted) for its requests, table by table. An exact count(*), not
+ * pg_stat_user_tables: backends report those up to 10 s late.
+ */
+export async function tableRows(databaseUrl: string): Promise<Map<string, number>> {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { Client } = require('pg') as typeof import('pg');
+  const client = new Client({ connectionString: databaseUrl });
+  await client.connect();
+  try {
+    const { rows: tables } = await client.query<{ t: string }>(`SELECT quote_ident(table_name) AS t FROM information_schema.tables WHERE table_schema = 'public' AND table_type = 'BASE TABLE' AND table_name <> 'migrations' ORDER BY 1`);
+    if (!tables.length) return new Map();
+    const { rows } = await client.query<{ t: string; n: string }>(tables.map((x, i) => `SELECT ${client.escapeLiteral(x.t)} AS t, count(*) AS n FROM ${x.t}${i < tables.length - 1 ? ' UNION ALL ' : ''}`).join(''));
+    return new Map(rows.map((r) => [r.t, Number(r.n)]));
+  } finally {
+    await client.end().catch(() => undefined);
+  }
 }

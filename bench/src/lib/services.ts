@@ -131,8 +131,8 @@ export async function until<T>(what: string, ms: number, probe: () => Promise<T 
 }
 
 /** A baseline server of bench/dist/baseline/ as its own process; resolves with the URL it prints ("listening on <url>"). */
-export async function startBaseline(script: string, env: Record<string, string>): Promise<{ url: string; child: ChildProcess }> {
-  const child = spawn(process.execPath, [path.join(ROOT, 'bench/dist/baseline', script)], { env: { ...process.env, PORT: '0', ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+export async function startBaseline(script: string, env: Record<string, string>, nodeArgs: string[] = []): Promise<{ url: string; child: ChildProcess }> {
+  const child = spawn(process.execPath, [...nodeArgs, path.join(ROOT, 'bench/dist/baseline', script)], { env: { ...process.env, PORT: '0', ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
   const url = await new Promise<string>((resolve, reject) => {
     let out = '';
     child.stdout!.on('data', (b: Buffer) => {
