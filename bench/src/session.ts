@@ -217,8 +217,8 @@ async function sample(gw: Gateway, token: string, uaId: string, codec: VideoCode
 }
 
 /** One baseline sample, its stages ms from its start (t0: the request's counterpart). */
-async function baselineSample(b: BaselineRunner): Promise<Sample> {
-  const { t0, at } = await b.run();
+async function baselineSample(start: () => Promise<{ t0: number; at: Record<string, number> }>): Promise<Sample> {
+  const { t0, at } = await start();
   const stages = Object.fromEntries(Object.entries(at).map(([k, v]) => [k, v - t0]));
   const rel = (k: string) => stages[k] ?? NaN;
   return { placed: NaN, welcome: NaN, firstFrame: rel('firstFrame'), decoded: rel('decoded'), drawn: rel('drawn'), firstInput: NaN, assignedServer: NaN, connectedServer: NaN, stages };
@@ -290,8 +290,9 @@ export default async function session(argv: string[]): Promise<BenchOutput> {
             process.stdout.write(`  ${k.label}: decoded ${last.decoded.toFixed(0)} ms${Number.isFinite(last.drawn) ? `, drawn ${last.drawn.toFixed(0)} ms` : ''}\n`);
           }
           for (const b of baselines) {
+            const start = await b.runner.ready();
             await settle();
-            const s = await baselineSample(b.runner);
+            const s = await baselineSample(start);
             samples.get(`baseline:${b.key}`)!.push(s);
             process.stdout.write(`  baseline ${b.label}: ${b.figure} ${s.stages[b.figure]!.toFixed(0)} ms\n`);
           }

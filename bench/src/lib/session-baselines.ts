@@ -25,7 +25,11 @@ export interface BaselineSample {
   at: Record<string, number>;
 }
 export interface BaselineRunner {
-  run(): Promise<BaselineSample>;
+  /**
+   * Readies a sample (the browser's page opened and prepared, as the web client's is before the
+   * bench's pause) and returns its start: t0 is taken when that is called.
+   */
+  ready(): Promise<() => Promise<BaselineSample>>;
   close(): Promise<void>;
 }
 
@@ -61,7 +65,7 @@ async function x11grabRun(probe: ProbeDisplay, stream: Stream, at: Record<string
 /** Warm, Node: x11grab's first picture out of the SDK's Node decoder. */
 export function x11grabNodeBaseline(probe: ProbeDisplay, stream: Stream): BaselineRunner {
   return {
-    async run() {
+    ready: async () => async () => {
       const factory = nodeDecoderFactory({ codecs: ['H264'], fps: stream.fps });
       let decoder: FrameDecoderLike | null = null;
       const at: Record<string, number> = {};
@@ -103,31 +107,33 @@ export async function x11grabBrowserBaseline(probe: ProbeDisplay, stream: Stream
   const url = `ws://127.0.0.1:${(wss.address() as { port: number }).port}`;
   const { avcCodecString } = agentFlv();
   return {
-    async run() {
+    async ready() {
       const page = await openPage();
-      const at: Record<string, number> = {};
-      let socket: WebSocket | null = null;
-      const pending: (string | Uint8Array)[] = [];
-      const send = (m: string | Uint8Array): void => void (socket ? socket.send(m) : pending.push(m));
-      const onConnection = (ws: WebSocket): void => {
-        socket = ws;
-        for (const m of pending.splice(0)) ws.send(m);
+      return async () => {
+        const at: Record<string, number> = {};
+        let socket: WebSocket | null = null;
+        const pending: (string | Uint8Array)[] = [];
+        const send = (m: string | Uint8Array): void => void (socket ? socket.send(m) : pending.push(m));
+        const onConnection = (ws: WebSocket): void => {
+          socket = ws;
+          for (const m of pending.splice(0)) ws.send(m);
+        };
+        wss.once('connection', onConnection);
+        try {
+          const t0 = now();
+          const played = page.evaluate(([u, ms]) => window.bench.playRaw(u, ms), [url, FIRST_PICTURE_MS] as const);
+          await x11grabRun(probe, stream, at, {
+            config: (avcC) => send(JSON.stringify({ codec: avcCodecString(avcC), width: stream.width, height: stream.height, description: Buffer.from(avcC).toString('base64') })),
+            frame: (_keyframe, data) => send(data),
+          }, played.then(() => undefined));
+          const f = await played;
+          return { t0, at: { ...at, calledAt: f.calledAt, codec: f.codecAt, firstFrame: f.receivedAt, decoded: f.decodedAt, drawn: f.drawnAt } };
+        } finally {
+          wss.off('connection', onConnection);
+          (socket as WebSocket | null)?.terminate();
+          await page.close().catch(() => undefined);
+        }
       };
-      wss.once('connection', onConnection);
-      try {
-        const t0 = now();
-        const played = page.evaluate(([u, ms]) => window.bench.playRaw(u, ms), [url, FIRST_PICTURE_MS] as const);
-        await x11grabRun(probe, stream, at, {
-          config: (avcC) => send(JSON.stringify({ codec: avcCodecString(avcC), width: stream.width, height: stream.height, description: Buffer.from(avcC).toString('base64') })),
-          frame: (_keyframe, data) => send(data),
-        }, played.then(() => undefined));
-        const f = await played;
-        return { t0, at: { ...at, calledAt: f.calledAt, codec: f.codecAt, firstFrame: f.receivedAt, decoded: f.decodedAt, drawn: f.drawnAt } };
-      } finally {
-        wss.off('connection', onConnection);
-        (socket as WebSocket | null)?.terminate();
-        await page.close().catch(() => undefined);
-      }
     },
     close: () => new Promise<void>((resolve) => wss.close(() => resolve())),
   };
@@ -145,7 +151,7 @@ export function containerFloor(): BaselineRunner {
   const image: string = process.env.UVE_VM_IMAGE_WASM ?? defaultImages().WASM;
   const provider = new DockerProvider({ images: { WASM: image, LINUX_X11: image } });
   return {
-    async run() {
+    ready: async () => async () => {
       const id = crypto.randomUUID();
       const spec = { vmId: id, name: 'floor', platform: 'WASM', capacity: 1, secret: id, gatewayUrl: 'http://127.0.0.1:9', redisUrl: 'redis://127.0.0.1:9', queuePrefix: 'floor' };
       const options = { ...provider.containerOptions(spec), name: `uve-bench-floor-${id}`, Labels: { 'uve.bench': 'session-floor' }, Entrypoint: ['/usr/bin/node', '-e', ''], Cmd: [], Healthcheck: { Test: ['NONE'] } };
@@ -170,7 +176,7 @@ export function containerFloor(): BaselineRunner {
 /** A PROCESS VM's floor: the node binary the agent runs on, `node -e ''`, spawned -> exited. */
 export function processFloor(): BaselineRunner {
   return {
-    async run() {
+    ready: async () => async () => {
       const t0 = now();
       const child = spawn(process.execPath, ['-e', ''], { stdio: 'ignore' });
       const code = await new Promise<number | null>((resolve, reject) => child.once('exit', resolve).once('error', reject));
