@@ -3,27 +3,36 @@
 // started from zero for the request; the first picture decoded by the SDK in Node (an ffmpeg) and,
 // with --clients node,browser, in turns with it, by the reference web client in headless Chromium
 // (WebCodecs) and drawn. One clock (this host's) for the client stages; the gateway's recorded
-// session events (REQUESTED, ASSIGNED, CONNECTED) for the server side.
+// session events (REQUESTED, ASSIGNED, CONNECTED) for the server side. Beside each case, in turns
+// with its samples, a baseline of the raw parts without the platform (lib/session-baselines.ts):
+// the ratio to it is the headline.
 import path from 'node:path';
 import fs from 'node:fs';
 import { Client } from 'pg';
 import { StreamClient, nodeDecoderFactory, type FrameEvent } from '@uve/client';
 import type { SessionStartTiming, VideoCodec } from '@uve/protocol';
-import { bundleBenchPage, launchChromium, openBenchPage, type Browser } from './lib/browser';
-import { fmt, header, now, parseArgs, spread, table, type BenchOutput, type Spread } from './lib/report';
+import { bundleBenchPage, launchChromium, openBenchPage, type Browser, type Page } from './lib/browser';
+import { startProbeDisplay, type ProbeDisplay } from './lib/probe-display';
+import { fmt, header, now, parseArgs, percentile, spread, table, type BenchOutput, type Spread } from './lib/report';
+import { containerFloor, processFloor, x11grabBrowserBaseline, x11grabNodeBaseline, type BaselineRunner } from './lib/session-baselines';
 import { dataDir, gql, login, startGateway, startPostgres, until, type Gateway } from './lib/services';
 
 const HELP = `bench/session: requestApplication -> first decoded frame (paint UA, or xcalc on LINUX_X11, 1280x720), by stage
 
 Usage: npm run bench -- session [--warm 10] [--cold 3] [--codec H264] [--cases process,docker,x11,process-cold,docker-cold] [--gap 1500]
-                                [--clients node,browser] [--quick]
+                                [--clients node,browser] [--baselines x11grab,floor] [--display 443] [--quick]
 
 --gap: ms between a warm sample's end and the next request (a user arriving later finds the VM
 settled: its spare encoder and guest thread start ~1 s after a session's first picture).
 --clients: who decodes the first picture, each its own sample in turns: node (the SDK in Node, an ffmpeg
   started when the stream opens), node-early (the same, its ffmpeg started right before the request, as
   the uve CLI does), browser (the reference web client in headless Chromium: WebCodecs, drawn
-  into a canvas; the requestApplication is sent from Node and the connection handed to the page).`;
+  into a canvas; the requestApplication is sent from Node and the connection handed to the page).
+--baselines: sampled in turns with each case's samples ('' for none): x11grab (warm cases: the probe
+  running in its own Xvfb on --display, an ffmpeg x11grab -> x264 ultrafast/zerolatency pipeline started
+  on request, its first picture decoded by the same Node decoder, or for the browser client relayed to
+  the same page and decoded by WebCodecs and drawn); floor (cold cases: the agent image run with the
+  gateway's container options and \`node -e ''\` until it exits; a PROCESS VM: \`node -e ''\`).`;
 
 const CLIENTS: Record<string, { suffix: string }> = { node: { suffix: '' }, 'node-early': { suffix: ', Node decoder prepared before the request' }, browser: { suffix: ', Chromium' } };
 
@@ -52,6 +61,11 @@ const STAGES: [key: string, label: string][] = [
   ['firstFrame', 'client: first frame received'],
   ['decoded', 'client: first frame decoded'],
   ['drawn', 'page: first frame drawn (Chromium)'],
+  ['avcAt', 'x11grab: avcC out of ffmpeg'],
+  ['auAt', 'x11grab: first access unit out of ffmpeg'],
+  ['floorCreated', 'floor: container created'],
+  ['floorStarted', 'floor: container started'],
+  ['floorExited', 'floor: node -e \'\' exited'],
 ];
 
 const FROM_ZERO = { UVE_WARM_VMS: '0', UVE_VM_IDLE_RETIRE_MS: '0', UVE_REQUEST_WAIT_MS: '60000' };
@@ -147,11 +161,16 @@ function nodeClient(codec: VideoCodec, paint: boolean, early = false): Connect {
  * WebCodecs), its page loaded before the request as a user's is; the page stamps its stages on
  * this host's clock, the connection is handed to it by the driver (calledAt shows that hop).
  */
+async function preparedPage(browser: Browser, bundle: string): Promise<Page> {
+  const page = await openBenchPage(browser, bundle);
+  // the page readies its canvas while it waits for its user, as the console's player does
+  await page.evaluate(() => window.bench.prepare(1280, 720));
+  return page;
+}
+
 function browserClient(browser: Browser, bundle: string, paint: boolean): () => Promise<Connect> {
   return async () => {
-    const page = await openBenchPage(browser, bundle);
-    // the page readies its canvas while it waits for its user, as the console's player does
-    await page.evaluate(() => window.bench.prepare(1280, 720));
+    const page = await preparedPage(browser, bundle);
     const close = async (): Promise<void> => {
       await page.evaluate(() => window.bench.stop()).catch(() => undefined);
       await page.close().catch(() => undefined);
@@ -197,11 +216,27 @@ async function sample(gw: Gateway, token: string, uaId: string, codec: VideoCode
   }
 }
 
+/** One baseline sample, its stages ms from its start (t0: the request's counterpart). */
+async function baselineSample(start: () => Promise<{ t0: number; at: Record<string, number> }>): Promise<Sample> {
+  const { t0, at } = await start();
+  const stages = Object.fromEntries(Object.entries(at).map(([k, v]) => [k, v - t0]));
+  const rel = (k: string) => stages[k] ?? NaN;
+  return { placed: NaN, welcome: NaN, firstFrame: rel('firstFrame'), decoded: rel('decoded'), drawn: rel('drawn'), firstInput: NaN, assignedServer: NaN, connectedServer: NaN, stages };
+}
+
+/** A baseline of the run: what it is, which UVE figure it stands beside, and its own figure (a stage key). */
+interface Baseline { key: string; label: string; figure: string; runner: BaselineRunner }
+
+/** The stage a client's first picture is compared on: drawn in the page, decoded in Node. */
+const figureOf = (client: string) => (client === 'browser' ? 'drawn' : 'decoded');
+
 export default async function session(argv: string[]): Promise<BenchOutput> {
-  const o = parseArgs(argv, { warm: 10, cold: 3, codec: 'H264', cases: ['process', 'docker', 'x11', 'process-cold', 'docker-cold'], gap: 1500, clients: ['node'], quick: false }, HELP);
+  const startedAt = Date.now();
+  const o = parseArgs(argv, { warm: 10, cold: 3, codec: 'H264', cases: ['process', 'docker', 'x11', 'process-cold', 'docker-cold'], gap: 1500, clients: ['node'], baselines: ['x11grab', 'floor'], display: 443, quick: false }, HELP);
   if (o.quick) Object.assign(o, { warm: 3, cold: 1, cases: ['process'] });
   const dir = dataDir('session');
   for (const c of o.clients) if (!CLIENTS[c]) throw new Error(`unknown client ${c}; see --help`);
+  for (const b of o.baselines) if (!['x11grab', 'floor'].includes(b)) throw new Error(`unknown baseline ${b}; see --help`);
   const pg = await startPostgres(path.join(dir, 'pg'));
   let browser: Browser | null = null;
   let bundle = '';
@@ -210,7 +245,17 @@ export default async function session(argv: string[]): Promise<BenchOutput> {
   const stageCols: string[] = [];
   const stageCells = new Map<string, string[]>(STAGES.map(([k]) => [k, []]));
   const data: Record<string, unknown>[] = [];
+  const headline: string[][] = [];
+  let probe: ProbeDisplay | null = null;
+  const warm: Baseline[] = [];
   try {
+    // the warm baselines' X program, started once and left running like a warm VM's runtime
+    if (o.baselines.includes('x11grab') && o.cases.some((c) => !CASES[c]?.cold)) {
+      probe = await startProbeDisplay({ display: o.display, width: 1280, height: 720 });
+      const stream = { width: 1280, height: 720, fps: 60 }; // the session's: the terminal declares no cap
+      if (o.clients.some((c) => c !== 'browser')) warm.push({ key: 'node', label: 'x11grab → Node decoder', figure: 'decoded', runner: x11grabNodeBaseline(probe, stream) });
+      if (browser) warm.push({ key: 'browser', label: 'x11grab → WebCodecs, drawn (Chromium)', figure: 'drawn', runner: await x11grabBrowserBaseline(probe, stream, () => preparedPage(browser!, bundle)) });
+    }
     process.stdout.write(`${header('session', `${o.warm} warm / ${o.cold} cold samples, ${o.codec}`)}\n`);
     for (const c of o.cases) {
       const kase = CASES[c];
@@ -227,17 +272,32 @@ export default async function session(argv: string[]): Promise<BenchOutput> {
           // the warm VM is up and has run the UA once (what "warm" means for a user arriving later)
           await until(`a warm VM (${kase.label})`, 120_000, async () => (await sample(gw, token, uaId, o.codec as VideoCodec, nodeClient(o.codec as VideoCodec, kase.ua === 'paint')), true));
         }
-        const samples = new Map<string, Sample[]>(connects.map((k) => [k.name, []]));
+        // cold: the floor of the VM's start, one per turn; warm: the x11grab pipeline per kind of client
+        const floor: Baseline | null = cold && o.baselines.includes('floor') ? { key: 'floor', label: kase.env.UVE_VM_PROVIDER === 'DOCKER' ? "bare container (agent image, node -e '')" : "bare process (node -e '')", figure: 'floorExited', runner: kase.env.UVE_VM_PROVIDER === 'DOCKER' ? containerFloor() : processFloor() } : null;
+        const baselines = floor ? [floor] : cold ? [] : warm;
+        // before each sample: warm, the gap; cold, the previous sample's VM gone (its container stopped and removed)
+        const settle = async (): Promise<void> => {
+          if (!cold) return new Promise((r) => setTimeout(r, o.gap));
+          await until('no VM left from the previous sample', 60_000, async () => !((await gql(gw.graphqlUrl, '{ vms { id status } }', {}, admin.token)).vms as { status: string }[]).some((v) => ['IDLE', 'BUSY', 'PROVISIONING', 'DRAINING'].includes(v.status)));
+        };
+        const samples = new Map<string, Sample[]>([...connects.map((k) => [k.name, []] as [string, Sample[]]), ...baselines.map((b) => [`baseline:${b.key}`, []] as [string, Sample[]])]);
         for (let i = 0; i < (cold ? o.cold : o.warm); i++) {
           for (const k of connects) {
             const connect = await k.connect();
-            if (cold) await until('no VM left from the previous sample', 60_000, async () => !((await gql(gw.graphqlUrl, '{ vms { id status } }', {}, admin.token)).vms as { status: string }[]).some((v) => ['IDLE', 'BUSY', 'PROVISIONING', 'DRAINING'].includes(v.status)));
-            if (!cold) await new Promise((r) => setTimeout(r, o.gap));
+            await settle();
             samples.get(k.name)!.push(await sample(gw, token, uaId, o.codec as VideoCodec, connect));
             const last = samples.get(k.name)!.at(-1)!;
             process.stdout.write(`  ${k.label}: decoded ${last.decoded.toFixed(0)} ms${Number.isFinite(last.drawn) ? `, drawn ${last.drawn.toFixed(0)} ms` : ''}\n`);
           }
+          for (const b of baselines) {
+            const start = await b.runner.ready();
+            await settle();
+            const s = await baselineSample(start);
+            samples.get(`baseline:${b.key}`)!.push(s);
+            process.stdout.write(`  baseline ${b.label}: ${b.figure} ${s.stages[b.figure]!.toFixed(0)} ms\n`);
+          }
         }
+        await floor?.runner.close();
         for (const k of connects) {
           const xs = samples.get(k.name)!;
           const st = (f: Figure) => spread(xs.map((s) => s[f]));
@@ -247,6 +307,23 @@ export default async function session(argv: string[]): Promise<BenchOutput> {
           stageCols.push(k.label);
           for (const [key] of STAGES) stageCells.get(key)!.push(cell(spread(xs.map((x) => x.stages[key] ?? NaN))));
           data.push({ case: c, client: k.name, label: k.label, samples: xs });
+          // the headline: this client's first picture against its baseline's, sample by sample in turns
+          const b = floor ?? warm.find((w) => w.key === (k.name === 'browser' ? 'browser' : 'node'));
+          if (!b) continue;
+          const fig = figureOf(k.name);
+          const ours = xs.map((s) => s.stages[fig] ?? NaN);
+          const theirs = samples.get(`baseline:${b.key}`)!.map((s) => s.stages[b.figure] ?? NaN);
+          const goal = cold ? (kase.env.UVE_VM_PROVIDER === 'DOCKER' ? 2000 : NaN) : kase.platform === 'LINUX_X11' ? 500 : 300;
+          const p50 = spread(ours).median;
+          headline.push([k.label, String(xs.length), fig, fmt(spread(ours), 0), percentile(ours.filter(Number.isFinite), 95).toFixed(0), b.label, fmt(spread(theirs), 0), percentile(theirs.filter(Number.isFinite), 95).toFixed(0),
+            `${(p50 / spread(theirs).median).toFixed(2)}x`, `${(percentile(ours.filter(Number.isFinite), 95) / percentile(theirs.filter(Number.isFinite), 95)).toFixed(2)}x`,
+            `${fmt(spread(ours.map((x, i) => x / theirs[i]!)), 2)}x`, Number.isFinite(goal) ? `${p50 <= goal ? 'met' : 'missed'} (≤ ${goal})` : '-']);
+        }
+        for (const b of baselines) {
+          const xs = samples.get(`baseline:${b.key}`)!;
+          stageCols.push(`baseline ${cold ? 'floor' : `x11grab, ${b.key}`} (${c})`);
+          for (const [key] of STAGES) stageCells.get(key)!.push(fmt(spread(xs.map((x) => x.stages[key] ?? NaN)), 0));
+          data.push({ case: c, baseline: b.key, label: b.label, figure: b.figure, samples: xs });
         }
       } finally {
         await gw.stop();
@@ -254,6 +331,16 @@ export default async function session(argv: string[]): Promise<BenchOutput> {
     }
     const text = [
       header('session', `paint UA (xcalc on LINUX_X11), 1280x720, ${o.codec}, Node decoder (${o.codec === 'H264' ? 'an ffmpeg process per session, started when the stream opens' : 'sharp'})${browser ? ', and the web client in headless Chromium' : ''}`),
+      '',
+      'Headline: the first picture against a baseline of the raw parts without the platform, sampled in turns with it (sample i',
+      'of a case, then sample i of its baseline, the same gap before each): median (min–max) ms over the samples, p95, and the',
+      'ratios: of the p50s, of the p95s, and each turn\'s own ratio, median (min–max). Warm baseline: the LINUX_X11 probe already',
+      'running in its own Xvfb, on request an ffmpeg x11grab (60 fps clock) -> x264 ultrafast/zerolatency started, its first',
+      'picture decoded by the same Node decoder (prepared at the same instant) or, beside the Chromium rows, relayed over a bare',
+      'WebSocket to the same prepared page, decoded by WebCodecs and drawn. Cold baseline: the same agent image run by the engine',
+      'with the gateway\'s own container options and `node -e \'\'` (create -> exited); PROCESS: `node -e \'\'` (spawn -> exited).',
+      '',
+      table(['VM, client', 'n', 'figure', 'p50 ms (min–max)', 'p95', 'baseline', 'baseline p50 (min–max)', 'p95', 'p50 / baseline', 'p95 / baseline', 'per turn', 'goal'], headline),
       '',
       table(['VM', 'n', 'placed ms', 'welcome ms', 'first frame ms', 'decoded ms (p50)', 'decoded p95', 'drawn ms', 'first input → decoded ms', 'server: REQUESTED→ASSIGNED', 'server: →CONNECTED'], rows),
       '',
@@ -272,9 +359,13 @@ export default async function session(argv: string[]): Promise<BenchOutput> {
       '',
       'The VM starts the session (UA, encoder, first keyframe) when the prepare arrives and the client connects',
       'when requestApplication answers: the two run side by side, the welcome leaves when both are done.',
+      '',
+      `Wall time of this run: ${((Date.now() - startedAt) / 1000).toFixed(0)} s (the load average above is at its end).`,
     ].join('\n');
     return { text, data: { options: o, rows: data } };
   } finally {
+    for (const b of warm) await b.runner.close().catch(() => undefined);
+    await probe?.close();
     await browser?.close().catch(() => undefined);
     await pg.stop();
     fs.rmSync(dir, { recursive: true, force: true });

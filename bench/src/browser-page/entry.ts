@@ -6,6 +6,7 @@
 import { StreamClient, attachCanvas, prepareCanvas, type CanvasView, type CanvasViewOptions, type DrawTimes } from '@uve/client';
 import type { FrameHeader, FrameTiming, InputEvent, SessionStartTiming } from '@uve/protocol';
 import { centreOf, nextPaint, now, sleep, waitIn } from './page';
+import { playRaw, type RawFirstPicture } from './raw-h264';
 
 /** One input's way to the screen: each stage's time, ms since epoch. */
 export interface RoundTrip {
@@ -59,6 +60,8 @@ export interface BenchPage {
   prepare(width: number, height: number): Promise<void>;
   /** `client`: attachCanvas's drawing options (the bench compares the SDK's default with the old path) */
   play(target: { url: string; token: string }, client?: Pick<CanvasViewOptions, 'draw' | 'jpeg' | 'drawEveryFrame'>): Promise<{ codec: string; width: number; height: number; maxFps: number; first: FirstFrame }>;
+  /** bench/session's baseline: a bare H264 relay's first picture, decoded and drawn without the SDK (raw-h264.ts) */
+  playRaw(url: string, timeoutMs: number): Promise<RawFirstPicture>;
   /** pictures the SDK dropped (overtaken before drawn) and the draw path it uses */
   view(): { dropped: number; drawPath: string };
   /**
@@ -193,6 +196,8 @@ window.bench = {
       captureToDraw,
     };
   },
+
+  playRaw: (url, timeoutMs) => playRaw(url, canvas, timeoutMs),
 
   view: () => ({ dropped: view?.dropped ?? 0, drawPath: view?.drawPath ?? '' }),
 
