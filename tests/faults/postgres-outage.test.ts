@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { commandLine, isRunning, platformProcesses, startGroupGateway, startTestPostgres, tempDir, type GroupGateway, type TestPostgres } from './support';
-import { ADMIN, gql, login, ok } from '../support/gateway';
+import { ADMIN, gql, login, ok, subscribe, wsClient } from '../support/gateway';
 import { startRedis, until, type TestRedis } from '../support/services';
 
 
@@ -50,6 +50,14 @@ it('PostgreSQL stopped: /readyz not ready, requests refused with UNAVAILABLE; st
     expect(r.errors?.[0]?.extensions).toMatchObject({ code: 'UNAVAILABLE', dependency: 'database' });
     expect(r.errors?.[0]?.message).toMatch(/database .* unavailable/i);
   }
+  // a subscriber connecting meanwhile is told the same, as a close code and reason
+  const client = wsClient(g, token);
+  const sub = subscribe(client, `subscription { notifications { at } }`);
+  await until('the subscription connection to be closed', 15_000, async () => sub.failure() !== null);
+  const closed = sub.failure() as { code?: number; reason?: string };
+  expect(closed.code).toBe(1013);
+  expect(closed.reason).toMatch(/database .* unavailable/i);
+  await client.dispose();
   const metrics = await (await fetch(`${g.url}/metrics`)).text();
   expect(metrics).toMatch(/^uve_dependency_up\{dependency="database"\} 0$/m);
 

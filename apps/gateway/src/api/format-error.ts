@@ -49,6 +49,11 @@ export function unavailableDependency(error: unknown): 'database' | 'redis' | nu
   return null;
 }
 
+/** What a client is told when a dependency is down (a GraphQL error's message, a WebSocket close reason). */
+export function unavailableMessage(down: 'database' | 'redis'): string {
+  return `${down === 'database' ? 'The database (PostgreSQL)' : 'The message broker (Redis)'} is unavailable right now; try again shortly.`;
+}
+
 export function formatError(log: Logger, limits: Pick<GraphqlLimits, 'introspection'>) {
   return (formatted: GraphQLFormattedError, error: unknown): GraphQLFormattedError => {
     const code = String(formatted.extensions?.code ?? '');
@@ -64,8 +69,7 @@ export function formatError(log: Logger, limits: Pick<GraphqlLimits, 'introspect
     const down = unavailableDependency(error);
     if (down) {
       log.warn('request failed: a dependency is unavailable', { dependency: down, path: formatted.path, error: formatted.message });
-      const what = down === 'database' ? 'The database (PostgreSQL)' : 'The message broker (Redis)';
-      return { message: `${what} is unavailable right now; try again shortly.`, path: formatted.path, extensions: { code: 'UNAVAILABLE', dependency: down } };
+      return { message: unavailableMessage(down), path: formatted.path, extensions: { code: 'UNAVAILABLE', dependency: down } };
     }
     log.error('unexpected error in a resolver', { message: formatted.message, path: formatted.path, stack: (error as { originalError?: Error })?.originalError?.stack });
     return { message: 'Internal error; it was logged. Try again, and tell the operator if it persists.', path: formatted.path, extensions: { code: 'INTERNAL_SERVER_ERROR' } };

@@ -11,7 +11,7 @@ import type { GraphQLSchema } from 'graphql';
 import { JWKS_PATH } from '@uve/protocol';
 import type { Services } from '../services';
 import { resolvePrincipal, type Context } from '../common/context';
-import { formatError, formatErrors } from './format-error';
+import { formatError, formatErrors, unavailableDependency, unavailableMessage } from './format-error';
 import { createLoaders } from '../common/loaders';
 import { sharedSubscribe } from './shared-execution';
 import { fanoutTrace } from '../common/fanout-trace';
@@ -57,6 +57,8 @@ export function graphqlLimits(config: Services['config']): GraphqlLimits {
 /** graphql-ws close codes of a connection whose login token stopped being valid. */
 const TOKEN_EXPIRED = 4401;
 const TOKEN_REVOKED = 4403;
+/** WebSocket's own "Try Again Later": a dependency the connection needs is down. */
+const TRY_AGAIN_LATER = 1013;
 
 interface SocketAuth {
   userId: string;
@@ -101,9 +103,19 @@ export async function startHttpServer(schema: GraphQLSchema, services: Services,
       onConnect: async (ctx) => {
         const auth = ctx.connectionParams?.authorization ?? ctx.connectionParams?.Authorization;
         if (auth !== undefined && typeof auth !== 'string') return false;
-        const principal = await resolvePrincipal(services, auth as string | undefined);
-        if (auth && !principal) return false; // a wrong token is refused, not downgraded to anonymous
         const extra = ctx.extra as { principal?: Context['principal']; auth?: SocketAuth; socket: WebSocket };
+        let principal: Context['principal'];
+        try {
+          principal = await resolvePrincipal(services, auth as string | undefined);
+        } catch (e) {
+          // graphql-ws would close with 4500 and the raw error: say which dependency is down instead
+          const down = unavailableDependency(e);
+          if (!down) throw e;
+          services.log.warn('subscription connection refused: a dependency is unavailable', { dependency: down });
+          extra.socket.close(TRY_AGAIN_LATER, unavailableMessage(down));
+          return false;
+        }
+        if (auth && !principal) return false; // a wrong token is refused, not downgraded to anonymous
         extra.principal = principal;
         if (principal?.kind === 'user') {
           const a: SocketAuth = {
