@@ -234,6 +234,8 @@ export async function startX11grabPipeline(o: { ua: string; width: number; heigh
     return {
       pids: () => grab.ua.pids(),
       roundTrip: async (down, up, timeoutMs) => {
+        const d = keyOf(down);
+        const u = keyOf(up);
         const t = now();
         const shown = new Promise<number | null>((resolve) => {
           const timer = setTimeout(() => {
@@ -242,10 +244,8 @@ export async function startX11grabPipeline(o: { ua: string; width: number; heigh
           }, timeoutMs);
           waiting = { before: settled!, candidate: null, shown: null, resolve: (at) => { clearTimeout(timer); resolve(at); } };
         });
-        const d = keyOf(down);
         grab.key(d.code, d.key, d.down);
         const at = await shown;
-        const u = keyOf(up);
         grab.key(u.code, u.key, u.down);
         return at === null ? null : at - t;
       },
