@@ -83,6 +83,8 @@ interface Player {
   frames: number;
   latencies: number[];
   timeouts: number;
+  /** why its stream closed under it (a session the VM or gateway dropped), null while it streams */
+  lost: string | null;
   /** the next input's round trip: ms to the frame showing it, null when none came in 2 s */
   answer(): Promise<number | null>;
   /** resolves once the loop of the current window has stopped */
@@ -96,13 +98,13 @@ const ANSWER_MS = 2000;
 function player(c: Case, roundTrip: (down: InputEvent, up: InputEvent) => Promise<number | null>, close: () => Promise<void>): Player {
   let i = 0;
   const p: Player = {
-    frames: 0, latencies: [], timeouts: 0, close,
+    frames: 0, latencies: [], timeouts: 0, lost: null, close,
     answer: () => {
       const [down, up] = c.input(i++);
       return roundTrip(down, up);
     },
     play: async (until: number) => {
-      while (Date.now() < until) {
+      while (Date.now() < until && !p.lost) {
         await new Promise((res) => setTimeout(res, 60 + Math.random() * 120)); // a person's pace, at random phase
         const ms = await p.answer();
         if (ms === null) p.timeouts++;
@@ -120,13 +122,17 @@ async function openPlayer(gw: GatewayClient, c: Case, o: Options): Promise<Playe
   let first: (() => void) | null = null;
   const firstFrame = new Promise<void>((r) => (first = r));
   const p = player(c, async (down, up) => {
+    if (!client.connected) {
+      p.lost = `session ${session.id}'s stream closed (${client.state})`;
+      return null;
+    }
     const t = now();
     const seq = client.sendInput(down);
     const shown = await new Promise<boolean>((resolve) => {
       const timer = setTimeout(() => { waiting = null; resolve(false); }, ANSWER_MS);
       waiting = { seq, resolve: () => { clearTimeout(timer); resolve(true); } };
     });
-    client.sendInput(up);
+    if (client.connected) client.sendInput(up);
     return shown ? now() - t : null;
   }, async () => {
     await client.bye().catch(() => undefined);
@@ -211,6 +217,7 @@ async function measure(players: Player[], c: Case, o: Options, cpu: CpuMeter, at
   const lat = players.flatMap((p) => p.latencies);
   const fps = players.map((p) => p.frames / seconds).sort((a, b) => a - b);
   const timeouts = players.reduce((n, p) => n + p.timeouts, 0);
+  const lost = players.filter((p) => p.lost).map((p) => p.lost!);
   const s: Step = {
     sessions: players.length, attempt, inputs: lat.length, timeouts,
     p50: percentile(lat, 50), p95: percentile(lat, 95), p99: percentile(lat, 99),
@@ -218,7 +225,8 @@ async function measure(players: Player[], c: Case, o: Options, cpu: CpuMeter, at
     serverCores: server(), clientCores: (clientUse.user + clientUse.system) / 1e6 / seconds, machineBusy: busy(), load1: loadavg()[0]!, over: null,
   };
   // an input that never showed within 2 s counts as over the limit
-  const over = [s.p95 > o.p95Ms || timeouts > 0.05 * (lat.length + timeouts) ? `p95 ${s.p95.toFixed(1)} ms > ${o.p95Ms}${timeouts ? ` (${timeouts} inputs unanswered in 2 s)` : ''}` : '', c.motion && s.fpsMin < o.minFps ? `fps ${s.fpsMin.toFixed(1)} < ${o.minFps}` : ''].filter(Boolean);
+  // a session whose stream closed is over the limit for good (it stays in the count, and says so each window)
+  const over = [lost.length ? `${lost.length} lost: ${lost[0]}` : '', s.p95 > o.p95Ms || timeouts > 0.05 * (lat.length + timeouts) ? `p95 ${s.p95.toFixed(1)} ms > ${o.p95Ms}${timeouts ? ` (${timeouts} inputs unanswered in 2 s)` : ''}` : '', c.motion && s.fpsMin < o.minFps ? `fps ${s.fpsMin.toFixed(1)} < ${o.minFps}` : ''].filter(Boolean);
   s.over = over.length ? over.join(', ') : null;
   return s;
 }
