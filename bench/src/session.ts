@@ -12,7 +12,7 @@ import { Client } from 'pg';
 import { StreamClient, nodeDecoderFactory, type FrameEvent } from '@uve/client';
 import type { SessionStartTiming, VideoCodec } from '@uve/protocol';
 import { bundleBenchPage, launchChromium, openBenchPage, type Browser, type Page } from './lib/browser';
-import { startProbeDisplay, type ProbeDisplay } from './lib/probe-display';
+import { startUaDisplay, type UaDisplay } from './lib/ua-display';
 import { fmt, header, now, parseArgs, percentile, spread, table, type BenchOutput, type Spread } from './lib/report';
 import { containerFloor, processFloor, x11grabBrowserBaseline, x11grabNodeBaseline, type BaselineRunner } from './lib/session-baselines';
 import { dataDir, gql, login, startGateway, startPostgres, until, type Gateway } from './lib/services';
@@ -246,12 +246,12 @@ export default async function session(argv: string[]): Promise<BenchOutput> {
   const stageCells = new Map<string, string[]>(STAGES.map(([k]) => [k, []]));
   const data: Record<string, unknown>[] = [];
   const headline: string[][] = [];
-  let probe: ProbeDisplay | null = null;
+  let probe: UaDisplay | null = null;
   const warm: Baseline[] = [];
   try {
     // the warm baselines' X program, started once and left running like a warm VM's runtime
     if (o.baselines.includes('x11grab') && o.cases.some((c) => !CASES[c]?.cold)) {
-      probe = await startProbeDisplay({ display: o.display, width: 1280, height: 720 });
+      probe = await startUaDisplay({ display: o.display, width: 1280, height: 720 });
       const stream = { width: 1280, height: 720, fps: 60 }; // the session's: the terminal declares no cap
       if (o.clients.some((c) => c !== 'browser')) warm.push({ key: 'node', label: 'x11grab → Node decoder', figure: 'decoded', runner: x11grabNodeBaseline(probe, stream) });
       if (browser) warm.push({ key: 'browser', label: 'x11grab → WebCodecs, drawn (Chromium)', figure: 'drawn', runner: await x11grabBrowserBaseline(probe, stream, () => preparedPage(browser!, bundle)) });

@@ -14,7 +14,7 @@ import path from 'node:path';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { nodeDecoderFactory, type FrameDecoderLike } from '@uve/client';
 import type { Page } from './browser';
-import type { ProbeDisplay } from './probe-display';
+import type { UaDisplay } from './ua-display';
 import { now } from './report';
 import { ROOT, stopChild } from './services';
 import { agentFlv, spawnX11grab, type X11grabSink } from './x11grab';
@@ -40,7 +40,7 @@ type Stream = { width: number; height: number; fps: number };
  * The pipeline started at t0 and fed to `sink` until `done` settles; stops ffmpeg either way.
  * at.avcAt / at.auAt: the avcC record and the first access unit out of ffmpeg (read by the bench).
  */
-async function x11grabRun(probe: ProbeDisplay, stream: Stream, at: Record<string, number>, sink: X11grabSink, done: Promise<void>): Promise<void> {
+async function x11grabRun(probe: UaDisplay, stream: Stream, at: Record<string, number>, sink: X11grabSink, done: Promise<void>): Promise<void> {
   const child: ChildProcess = spawnX11grab(probe, stream, {
     config: (avcC) => {
       at.avcAt ||= now();
@@ -63,7 +63,7 @@ async function x11grabRun(probe: ProbeDisplay, stream: Stream, at: Record<string
 }
 
 /** Warm, Node: x11grab's first picture out of the SDK's Node decoder. */
-export function x11grabNodeBaseline(probe: ProbeDisplay, stream: Stream): BaselineRunner {
+export function x11grabNodeBaseline(probe: UaDisplay, stream: Stream): BaselineRunner {
   return {
     ready: async () => async () => {
       const factory = nodeDecoderFactory({ codecs: ['H264'], fps: stream.fps });
@@ -101,7 +101,7 @@ export function x11grabNodeBaseline(probe: ProbeDisplay, stream: Stream): Baseli
  * Warm, browser: x11grab's access units relayed as they come over a WebSocket of this process to
  * a bench page opened and prepared before t0 (as the web client's is), decoded and drawn there.
  */
-export async function x11grabBrowserBaseline(probe: ProbeDisplay, stream: Stream, openPage: () => Promise<Page>): Promise<BaselineRunner> {
+export async function x11grabBrowserBaseline(probe: UaDisplay, stream: Stream, openPage: () => Promise<Page>): Promise<BaselineRunner> {
   const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
   await new Promise<void>((resolve, reject) => wss.once('listening', resolve).once('error', reject));
   const url = `ws://127.0.0.1:${(wss.address() as { port: number }).port}`;

@@ -39,8 +39,8 @@ const TICKS_PER_S = 100; // USER_HZ on Linux
 
 interface ProcStat { pid: number; ppid: number; ticks: number }
 
-/** utime + stime (ticks) of `root` and (withChildren) every process below it, by pid. */
-function treeTicks(root: number, withChildren: boolean): Map<number, number> {
+/** utime + stime (ticks) of the `roots` and (withChildren) every process below them, by pid. */
+function treeTicks(roots: ReadonlySet<number>, withChildren: boolean): Map<number, number> {
   // the VM agent's one /proc stat reader (the agent is built before any bench runs)
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { allProcStats } = require(path.join(ROOT, 'apps/vm-agent/dist/common/procfs.js')) as { allProcStats: () => ProcStat[] };
@@ -51,24 +51,25 @@ function treeTicks(root: number, withChildren: boolean): Map<number, number> {
     ticks.set(s.pid, s.ticks);
   }
   const inTree = (pid: number): boolean => {
-    if (!withChildren) return pid === root;
-    for (let p: number | undefined = pid, n = 0; p && n < 64; p = parent.get(p), n++) if (p === root) return true;
+    if (!withChildren) return roots.has(pid);
+    for (let p: number | undefined = pid, n = 0; p && n < 64; p = parent.get(p), n++) if (roots.has(p)) return true;
     return false;
   };
   return new Map([...ticks].filter(([pid]) => inTree(pid)));
 }
 
 /**
- * CPU of a process (withChildren: and every process below it) over a window: call once at the
- * start, the result at the end, in cores (1.0 = one core busy) and CPU seconds. Processes that
- * started or ended inside the window count for the part seen.
+ * CPU of a process, or of several together (withChildren: and every process below them) over a
+ * window: call once at the start, the result at the end, in cores (1.0 = one core busy) and CPU
+ * seconds. Processes that started or ended inside the window count for the part seen.
  */
-export function cpuOfTree(root: number, withChildren = true): () => { cores: number; seconds: number } {
-  const start = treeTicks(root, withChildren);
+export function cpuOfTree(root: number | readonly number[], withChildren = true): () => { cores: number; seconds: number } {
+  const roots = new Set(typeof root === 'number' ? [root] : root);
+  const start = treeTicks(roots, withChildren);
   const t0 = performance.now();
   return () => {
     let used = 0;
-    for (const [pid, t] of treeTicks(root, withChildren)) used += t - (start.get(pid) ?? 0);
+    for (const [pid, t] of treeTicks(roots, withChildren)) used += t - (start.get(pid) ?? 0);
     const seconds = used / TICKS_PER_S;
     return { cores: seconds / ((performance.now() - t0) / 1000), seconds };
   };

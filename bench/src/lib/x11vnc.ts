@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { VncRoundTrip } from '../browser-page/novnc';
 import { bundleBenchPage, NOVNC_ENTRY, openBenchPage, type Browser, type Page } from './browser';
-import { startProbeDisplay } from './probe-display';
+import { startUaDisplay } from './ua-display';
 import { until } from './services';
 
 export const NOVNC_DIR = process.env.NOVNC_DIR ?? '/usr/share/novnc';
@@ -42,7 +42,7 @@ export interface X11vncOptions {
 }
 
 export async function startX11vncServer(opts: X11vncOptions): Promise<X11vncServer> {
-  const probe = await startProbeDisplay(opts);
+  const probe = await startUaDisplay(opts);
   try {
     // -autoport: the first free port from 5900 (x11vnc's own probe), announced as PORT=
     const vnc = spawn('x11vnc', ['-display', probe.display, '-autoport', '5900', '-localhost', '-nopw', '-forever', '-shared', '-nocursor', ...(opts.args ?? [])], { env: probe.env, stdio: ['ignore', 'pipe', 'pipe'] });

@@ -2,8 +2,10 @@
 // A full-motion X client for load tests: a field of coloured 40x40 tiles scrolls across the whole
 // window, redrawn up to 60 times a second, so every picture differs from the last everywhere (what
 // a game or a video does to the capture and the encoder). The arrow keys turn the scroll; each key
-// or button press also toggles an 8x8 marker at the top right corner, so an input changes the
-// next picture. Pure JS on the `x11` package, like the probe, so CI needs no compiler.
+// or button press also toggles an 8x8 marker at the top right corner, painted at once (not with the
+// next frame), so the next picture captured shows the input whoever captures it (the agent, or
+// ffmpeg's x11grab in the density bench's baseline). Pure JS on the `x11` package, like the probe,
+// so CI needs no compiler.
 'use strict';
 const x11 = require('x11');
 
@@ -49,6 +51,10 @@ x11.createClient((err, display) => {
   X.ChangeProperty(0, wid, X.atoms.WM_NAME, X.atoms.STRING, 8, 'uve scroll');
   const gc = X.AllocID();
   X.CreateGC(gc, wid, { foreground: 0 });
+  const paintMarker = () => {
+    X.ChangeGC(gc, { foreground: MARKER[marker] });
+    X.PolyFillRectangle(wid, gc, [width - 12, 4, 8, 8]);
+  };
   const paint = () => {
     const byColour = PALETTE.map(() => []);
     const ox = ((x % TILE) + TILE) % TILE;
@@ -63,8 +69,7 @@ x11.createClient((err, display) => {
       X.ChangeGC(gc, { foreground: PALETTE[c] });
       X.PolyFillRectangle(wid, gc, rects);
     });
-    X.ChangeGC(gc, { foreground: MARKER[marker] });
-    X.PolyFillRectangle(wid, gc, [width - 12, 4, 8, 8]);
+    paintMarker();
   };
   // one frame in flight at most: the next is drawn once the X server answered for the last one,
   // so a slow server gets fewer frames instead of a growing queue
@@ -96,9 +101,11 @@ x11.createClient((err, display) => {
       case 'KeyPress':
         dir = DIRECTIONS[keysyms[ev.keycode - display.min_keycode]] ?? dir;
         marker ^= 1;
+        paintMarker();
         break;
       case 'ButtonPress':
         marker ^= 1;
+        paintMarker();
         break;
     }
   });
