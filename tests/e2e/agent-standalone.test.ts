@@ -513,8 +513,8 @@ describe('VM agent standalone', () => {
     });
     client.on('resourceRequest', (r) => requests.push(r.kind));
     const from = vmm.events.mark;
-    await connectAndFirstFrame(client, cmd);
-    // the UA asked at start (before the UC came): the geolocation request was held for the player
+    // watched from the first frame on: the answer can be painted before connectAndFirstFrame
+    // returns, and a picture that does not change again is not sent again
     const answered = new Promise<FrameEvent>((resolve) => {
       const check = (f: FrameEvent): void => {
         const geo = pixel(f.decoded!, 8, 8);
@@ -523,6 +523,8 @@ describe('VM agent standalone', () => {
       };
       client.on('frame', check);
     });
+    // the UA asked at start (before the UC came): the geolocation request was held for the player
+    await connectAndFirstFrame(client, cmd);
     const f = await withTimeout(answered, 15_000, 'green geolocation and red accelerometer squares');
     expect(requests).toEqual(['GEOLOCATION']);
     // latitude 45 -> blue band up to x = (45 + 90) * 640 / 180 = 480
@@ -534,8 +536,8 @@ describe('VM agent standalone', () => {
     // a refusal by the terminal reaches the UA as a refusal (red square)
     const refusing = newClient({ resources: { GEOLOCATION: async () => ({ refused: 'user said no' }) } });
     const cmd2 = await prepare({ uaId: SENSORS, terminal: { screenWidth: 640, screenHeight: 360, codecs: ['MJPEG'], localResources: ['GEOLOCATION'] } });
-    await connectAndFirstFrame(refusing, cmd2);
     const red = new Promise<void>((resolve) => refusing.on('frame', (fr) => pixel(fr.decoded!, 8, 8)[0] > 150 && pixel(fr.decoded!, 8, 8)[1] < 80 && resolve()));
+    await connectAndFirstFrame(refusing, cmd2);
     await withTimeout(red, 15_000, 'red geolocation square');
     client.close();
     refusing.close();
