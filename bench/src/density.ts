@@ -27,7 +27,7 @@ import { startX11grabPipeline, type Region } from './lib/x11grab';
 const HELP = `bench/density: concurrent 1280x720 sessions at 30 fps, added one at a time until p95 input -> frame > 50 ms
 or (motion UAs) fps < 28, per platform
 
-Usage: npm run bench -- density [--cases wasm-game,x11-xterm] [--max 10] [--seconds 4] [--codec H264]
+Usage: npm run bench -- density [--cases wasm-game,x11-xterm] [--max 10] [--seconds 5] [--codec H264]
                                 [--p95-ms 50] [--min-fps 28] [--fps 30] [--width 1280 --height 720]
                                 [--vm-capacity 4] [--baseline auto|none] [--keep-going] [--quick]
 --cases:   wasm-game (WASM game sample on PROCESS VMs, full motion), wasm-paint (WASM, static between inputs),
@@ -308,7 +308,7 @@ function ratio(s: CaseResult, b: CaseResult): string {
 
 export default async function density(argv: string[]): Promise<BenchOutput> {
   const started = performance.now();
-  const o = parseArgs(argv, { cases: ['wasm-game', 'x11-xterm'], max: 10, seconds: 4, codec: 'H264', p95Ms: 50, minFps: 28, fps: 30, width: 1280, height: 720, vmCapacity: 4, baseline: 'auto', keepGoing: false, quick: false } as Options, HELP);
+  const o = parseArgs(argv, { cases: ['wasm-game', 'x11-xterm'], max: 10, seconds: 5, codec: 'H264', p95Ms: 50, minFps: 28, fps: 30, width: 1280, height: 720, vmCapacity: 4, baseline: 'auto', keepGoing: false, quick: false } as Options, HELP);
   if (o.quick) Object.assign(o, { max: Math.min(o.max, 3), seconds: 3 });
   for (const c of o.cases) if (!CASES[c]) throw new Error(`unknown case ${c}; see --help`);
   if (o.codec !== 'H264' && o.codec !== 'MJPEG') throw new Error(`--codec must be H264 or MJPEG, got ${o.codec}`);
