@@ -7,7 +7,7 @@ import { expressMiddleware } from '@as-integrations/express5';
 import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { useServer } from 'graphql-ws/use/ws';
-import type { GraphQLSchema } from 'graphql';
+import type { FormattedExecutionResult, GraphQLSchema } from 'graphql';
 import { JWKS_PATH } from '@uve/protocol';
 import type { Services } from '../services';
 import { resolvePrincipal, type Context } from '../common/context';
@@ -92,6 +92,7 @@ export async function startHttpServer(schema: GraphQLSchema, services: Services,
   const wss = new WebSocketServer({ server, path: '/graphql', maxPayload: 64 * 1024 });
   const checkSubscription = cachedDocumentChecker(schema, limits);
   const wsErrors = formatErrors(services.log, limits);
+  const formattedResults = new WeakMap<object, FormattedExecutionResult>();
   // UVE_FANOUT_TRACE: each payload's time handed to graphql-ws and written to its socket, per subscriber (bench/fanout)
   const traceNext = fanoutTrace?.onNextOf(wss);
   const wsCleanup = useServer<Record<string, unknown>>(
@@ -147,9 +148,13 @@ export async function startHttpServer(schema: GraphQLSchema, services: Services,
         loaders: createLoaders(services, { cache: false }),
       }),
       // errors leave as on HTTP: contract codes as they are, anything unexpected logged and masked
+      // (once per result: a shared execution's result reaches many subscribers, logged once)
       onNext: (ctx, id, payload, args, result) => {
         traceNext?.(ctx, id, payload, args, result);
-        if (result.errors?.length) return { ...result, errors: wsErrors(result.errors) };
+        if (!result.errors?.length) return;
+        let formatted = formattedResults.get(result);
+        if (!formatted) formattedResults.set(result, (formatted = { ...result, errors: wsErrors(result.errors) }));
+        return formatted;
       },
       onError: (_ctx, _id, _payload, errors) => {
         for (const e of errors) services.log.debug('subscription error', { message: e.message });
