@@ -98,6 +98,9 @@ export async function startHttpServer(schema: GraphQLSchema, services: Services,
   const wsCleanup = useServer<Record<string, unknown>>(
     {
       schema,
+      // whatever NODE_ENV says: an unexpected error closes a socket with 4500 "Internal server
+      // error", never with its own message (an SQL error, a path) as the close reason
+      isProd: true,
       // one execution per event for the subscribers that would get the same answer (shared-execution.ts)
       subscribe: sharedSubscribe,
       // graphql-ws authenticates in connection_init: { authorization: "Bearer …" }
