@@ -257,3 +257,18 @@ it('marks a silent VM OFFLINE, disconnects its sessions with an event, and sends
   const prep = await other.nextCommand('session.prepare', (x) => x.type === 'session.prepare' && x.sessionId === next.id);
   expect(prep).toMatchObject({ stream: { codec: 'H264' } });
 });
+
+it('keeps an enrolled VM found silent (its operator runs it, the VMM cannot stop it): its next heartbeat brings it back, endpoint and all', async () => {
+  const vm = await newVm();
+  const state = async () => (await ok(gwA, `{ vm(id: "${vm.id}") { status statusReason endpoint } }`, {}, adminToken)).vm;
+  vm.silence();
+  const lost = await until('the silent VM to go OFFLINE', 30_000, async () => ((await state()).status === 'OFFLINE' ? state() : null), 100);
+  expect(lost).toMatchObject({ statusReason: 'heartbeat lost', endpoint: `ws://127.0.0.1:9/${vm.id}` });
+  // the watchdog's reaper runs right after its sweep: had it destroyed this VM, its secret would
+  // be gone and this heartbeat refused as from an unknown VM
+  await vm.report({ type: 'vm.heartbeat', activeSessions: 0, capacity: 2, codecs: ['H264', 'MJPEG'], cpuLoad: 0, rssBytes: 0, deployed: [] });
+  const back = await until('the VM back with its heartbeat', 10_000, async () => ((await state()).status === 'IDLE' ? state() : null), 100);
+  expect(back).toEqual({ status: 'IDLE', statusReason: null, endpoint: `ws://127.0.0.1:9/${vm.id}` });
+  await vm.close();
+  vms.splice(vms.indexOf(vm), 1);
+});

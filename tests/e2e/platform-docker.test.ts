@@ -12,7 +12,7 @@ const PREFIX = 'dockere2e';
 let suite: EngineSuite;
 const clients: Client[] = [];
 
-const vms = engineVms({ gw: () => suite.gw, admin: () => suite.admin, user: () => suite.user, provider: 'DOCKER' });
+const vms = engineVms({ gw: () => suite.gw, admin: () => suite.admin, user: () => suite.user, provider: 'DOCKER', output: () => suite.gw.output() });
 const container = (vmId: string) => docker.getContainer(`uve-vm-${vmId}`);
 
 beforeAll(async () => {

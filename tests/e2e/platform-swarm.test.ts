@@ -19,7 +19,7 @@ let swarm: SwarmMembership;
 let suite: EngineSuite;
 const clients: Client[] = [];
 
-const vms = engineVms({ gw: () => suite.gw, admin: () => suite.admin, user: () => suite.user, provider: 'SWARM' });
+const vms = engineVms({ gw: () => suite.gw, admin: () => suite.admin, user: () => suite.user, provider: 'SWARM', output: () => suite.gw.output() });
 const service = (vmId: string) => docker.getService(`uve-vm-${vmId}`);
 /** the running container of a VM's task (on this one node) */
 const taskContainer = (vmId: string) =>
@@ -66,9 +66,14 @@ describe.each(PLATFORM_CASES)('a SWARM VM for $platform', (c) => {
   }, 180_000);
 });
 
-it('sees a service removed from outside as OFFLINE, and the pool replaces it', async () => {
-  const replacement = await vms.lostAndReplaced(clients, (id) => dockerCli(['service', 'rm', `uve-vm-${id}`]), /^service removed$/);
+it('sees a service removed from outside as OFFLINE for good, and the pool replaces it', async () => {
+  let victim = '';
+  const replacement = await vms.lostAndReplaced(clients, (id) => dockerCli(['service', 'rm', `uve-vm-${(victim = id)}`]), /^service removed$/);
   expect((await service(replacement).inspect()).Spec.Labels['uve.vm.id']).toBe(replacement);
+  // its agent heartbeats on through the task's stop grace: no sign of life (once, one such
+  // heartbeat made it IDLE again, and the next test took it for the pool's warm VM)
+  await until('the removed service\'s container to go', 30_000, async () => ((await docker.listContainers({ filters: { label: [`com.docker.swarm.service.name=uve-vm-${victim}`] } })).length ? null : true), 100);
+  expect((await vms.vm(victim)).data!.vm.status).toBe('OFFLINE');
 }, 180_000);
 
 // seen through the engine's `die` event of the task container (the task's failed state may reach

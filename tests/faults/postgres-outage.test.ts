@@ -6,6 +6,7 @@ import path from 'node:path';
 import { commandLine, isRunning, platformProcesses, startGroupGateway, startTestPostgres, tempDir, type GroupGateway, type TestPostgres } from './support';
 import { ADMIN, gql, login, ok, subscribe, wsClient } from '../support/gateway';
 import { startRedis, until, type TestRedis } from '../support/services';
+import { startFakeVm } from '../support/fake-vm';
 
 
 const dirs: string[] = [];
@@ -23,6 +24,8 @@ async function readyz(g: { url: string }): Promise<{ status: number; body: { ok:
 }
 
 const ME = `{ me { id username } }`;
+const PREFIX = 'pgoutage';
+const HEARTBEAT_TIMEOUT_MS = 2000;
 
 it('PostgreSQL stopped: /readyz not ready, requests refused with UNAVAILABLE; started again: the same gateway serves', async () => {
   const pgDir = tempDir('pg');
@@ -34,10 +37,21 @@ it('PostgreSQL stopped: /readyz not ready, requests refused with UNAVAILABLE; st
 
   const dataDir = tempDir('pg-gw');
   dirs.push(dataDir);
-  const g = await startGroupGateway({ UVE_DATA_DIR: dataDir, DATABASE_URL: pg.url, REDIS_URL: redis.url, UVE_DB_TIMEOUT_MS: '3000' });
+  const g = await startGroupGateway({
+    UVE_DATA_DIR: dataDir, DATABASE_URL: pg.url, REDIS_URL: redis.url, UVE_DB_TIMEOUT_MS: '3000', UVE_QUEUE_PREFIX: PREFIX,
+    // shorter than the outage below (the VMs beat every 300 ms)
+    UVE_VM_HEARTBEAT_TIMEOUT_MS: String(HEARTBEAT_TIMEOUT_MS),
+  });
   gateways.push(g);
   const { token } = await login(g, ADMIN.username, ADMIN.password);
   expect((await readyz(g)).body).toEqual({ ok: true, checks: { database: 'ok', redis: 'ok' } });
+  // two VMs that keep beating through the outage; one says it is stopping during it
+  const fake = () => startFakeVm({ redisUrl: redis.url, prefix: PREFIX, gateway: g, admin: token, heartbeatMs: 300 });
+  const [staying, stopping] = [await fake(), await fake()];
+  cleanups.unshift(() => staying.close(), () => stopping.close()); // before their Redis stops
+  const vm = async (id: string) => (await ok(g, `{ vm(id: "${id}") { status statusReason lastHeartbeatAt } }`, {}, token)).vm;
+  for (const v of [staying, stopping]) await until('the VM to register', 10_000, async () => (await vm(v.id)).status === 'IDLE');
+  const lastHeard = Date.parse((await vm(staying.id)).lastHeartbeatAt);
 
   await pg.stop();
   const down = await readyz(g);
@@ -60,6 +74,12 @@ it('PostgreSQL stopped: /readyz not ready, requests refused with UNAVAILABLE; st
   await client.dispose();
   const metrics = await (await fetch(`${g.url}/metrics`)).text();
   expect(metrics).toMatch(/^uve_dependency_up\{dependency="database"\} 0$/m);
+  // a report that cannot be handled now is handed over again once PostgreSQL is back, not lost
+  await stopping.report({ type: 'vm.stopping', reason: 'said during the outage' });
+  await until('the report to have failed once', 15_000, async () => /UVE-5 report failed.*vm\.stopping/.test(g.output()), 100);
+  // the heartbeats of the outage could not be recorded: once back, the VMs' records are older than
+  // the heartbeat timeout, which must not make them look silent
+  await until('an outage longer than the heartbeat timeout', 20_000, async () => Date.now() - lastHeard > HEARTBEAT_TIMEOUT_MS * 1.5, 100);
 
   pg = await startTestPostgres(pgDir, pg.port);
   await until('/readyz to be ready again', 20_000, async () => (await readyz(g)).status === 200);
@@ -67,6 +87,11 @@ it('PostgreSQL stopped: /readyz not ready, requests refused with UNAVAILABLE; st
   expect(again.errors).toBeUndefined();
   expect(again.data?.me.username).toBe(ADMIN.username);
   await login(g, ADMIN.username, ADMIN.password);
+  const stopped = await until('the report from the outage applied', 30_000, async () => ((await vm(stopping.id)).status === 'OFFLINE' ? vm(stopping.id) : null), 100);
+  expect(stopped.statusReason).toBe('VM stopping: said during the outage');
+  await until('a heartbeat of the other VM recorded since', 10_000, async () => Date.parse((await vm(staying.id)).lastHeartbeatAt) > lastHeard + HEARTBEAT_TIMEOUT_MS, 100);
+  expect((await vm(staying.id)).status).toBe('IDLE');
+  expect(g.output()).not.toMatch(/VM heartbeat lost/);
   expect(g.child.exitCode).toBeNull(); // recovered, not restarted
 }, 180_000);
 

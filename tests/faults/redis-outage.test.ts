@@ -44,8 +44,9 @@ it('Redis stopped and started again mid-session: readiness says so, the session 
   const g = await startGroupGateway({
     UVE_DATA_DIR: dataDir, DATABASE_URL: await freshDatabase(), REDIS_URL: redis.url,
     UVE_WARM_VMS: '1', UVE_SAMPLE_UAS: 'true',
-    // the outage must not look like a lost VM: heartbeats travel through Redis too
-    UVE_VM_HEARTBEAT_TIMEOUT_MS: '60000',
+    // shorter than the outage below: heartbeats travel through Redis too, and the outage must
+    // still not look like a lost VM (silence counts only while the gateway can hear VMs)
+    UVE_VM_HEARTBEAT_TIMEOUT_MS: '5000',
   });
   gateways.push(g);
   const { token, vmId } = await adminWithVm(g);
@@ -66,6 +67,10 @@ it('Redis stopped and started again mid-session: readiness says so, the session 
   expect((await ok(g, `{ me { username } }`, {}, token)).me.username).toBe('admin');
   await stream.inputAndFrame({ kind: 'pointer', type: 'down', x: 100, y: 100, button: 0 }, 'during the outage');
   expect((await gql(g, `{ session(id: "${s.id}") { state } }`, {}, token)).data?.session.state).toBe('ACTIVE');
+  // the VM has now been silent for longer than the heartbeat timeout, and the watchdog has looked
+  await until('the watchdog to hold back on the silent VM', 30_000, async () => /VM liveness not judged while VM reports cannot reach this gateway/.test(g.output()), 100);
+  expect((await gql(g, `query($v: ID!) { vm(id: $v) { status } }`, { v: vmId }, token)).data?.vm.status).toBe('BUSY');
+  await stream.inputAndFrame({ kind: 'pointer', type: 'down', x: 120, y: 100, button: 0 }, 'after the heartbeat timeout, Redis still down');
 
   redis = await startPrivateRedis(redisDir, log, { port });
   const back = Date.now();

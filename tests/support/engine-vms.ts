@@ -46,6 +46,8 @@ export interface EngineVmsContext {
   admin: () => string;
   user: () => { token: string };
   provider: 'DOCKER' | 'SWARM';
+  /** the gateway's output so far (its lines about a VM go into a failure's message) */
+  output?: () => string;
 }
 
 export function engineVms(ctx: EngineVmsContext) {
@@ -121,7 +123,8 @@ export function engineVms(ctx: EngineVmsContext) {
         // what the gateway and the engine say of the VM by then: which signal was missed
         const record = (await gql(ctx.gw(), `{ vm(id: "${victim!.id}") { status statusReason lastHeartbeatAt } }`, {}, ctx.admin())).data?.vm;
         const engine = await engineState?.(victim!.id).catch((x: Error) => `unknown: ${x.message}`);
-        throw new Error(`VM ${victim!.id} was not seen OFFLINE: ${e.message}; its record: ${JSON.stringify(record)}; the engine: ${JSON.stringify(engine ?? null)}`);
+        const said = (ctx.output?.() ?? '').split('\n').filter((l) => l.includes(victim!.id)).slice(-20).join('\n');
+        throw new Error(`VM ${victim!.id} was not seen OFFLINE: ${e.message}; its record: ${JSON.stringify(record)}; the engine: ${JSON.stringify(engine ?? null)}; the gateway said of it:\n${said || '(nothing)'}`);
       });
       expect(lost.data!.vmEvents).toMatchObject({ type: 'STATUS_CHANGED', data: { status: 'OFFLINE', reason: expect.stringMatching(reason) } });
       const replacement = await until('a replacement VM', 90_000, async () => (await warm()).find((v) => !idleNow.some((x) => x.id === v.id)) ?? null, 100);

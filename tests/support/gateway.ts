@@ -37,7 +37,7 @@ export function gatewayTestEnv(env: Record<string, string>): Record<string, stri
       UVE_ADMIN_PASSWORD: ADMIN.password,
       UVE_SAMPLE_UAS: 'false',
       UVE_WARM_VMS: '0',
-      UVE_LOG_LEVEL: 'warn',
+      UVE_LOG_LEVEL: process.env.UVE_TEST_GATEWAY_LOG ?? 'warn',
       // limits that protect a real deployment are tested by their own suite; elsewhere they must
       // not be what a test trips over (and the production scrypt cost would make users slow to create)
       UVE_PASSWORD_SCRYPT_N: '16384',

@@ -160,7 +160,7 @@ export async function startGateway(config: GatewayConfig, hooks: GatewayHooks = 
     stops.push(['UVE-5 inbox sweeper', () => services.reports.stopSweeper()]);
     services.commands.startRelay();
     stops.push(['UVE-2 relay', () => services.commands.stopRelay()]);
-    const watchdog = startVmWatchdog(services);
+    const watchdog = startVmWatchdog(services, reports);
     stops.push(['VM watchdog', () => watchdog.stop()]);
     // VMs get their own grace (SIGTERM, SIGKILL after 5 s) and their records are updated after
     stops.push(['VM providers', () => services.vms.closeProviders(), 8000]);

@@ -10,6 +10,12 @@ export interface BusMessage {
 }
 
 export interface Consumer {
+  /**
+   * Since when (epoch ms) this consumer has been connected without a break; null while it is not:
+   * for as long as it is null, nothing sent to its queue can arrive (the VMM's liveness sweep
+   * judges no VM by silence then).
+   */
+  connectedSince(): number | null;
   close(): Promise<void>;
 }
 
@@ -21,9 +27,18 @@ export interface ConsumeOptions {
 /** Messages of one queue by state (BullMQ job counts). */
 export type QueueCounts = Record<'waiting' | 'active' | 'delayed' | 'failed' | 'prioritized', number>;
 
+/** How a message is delivered to its consumer. */
+export interface SendOptions {
+  /**
+   * times the consumer may be handed the message again after its handler threw (a dependency of
+   * the consumer's was down), after 0.5 s, 1 s, 2 s ... (default 0: handled once, whatever happens)
+   */
+  retries?: number;
+}
+
 export interface MessageBus {
   /** with `sendTimeoutMs`, rejects within it when Redis is unreachable (the caller retries) */
-  send(queue: string, message: BusMessage): Promise<void>;
+  send(queue: string, message: BusMessage, options?: SendOptions): Promise<void>;
   /** how many messages wait, run, are delayed or failed in a queue */
   counts(queue: string): Promise<QueueCounts>;
   consume<M extends BusMessage>(queue: string, handler: (message: M) => Promise<void>, options?: ConsumeOptions): Consumer;
@@ -45,6 +60,17 @@ export interface BusOptions {
   sendTimeoutMs?: number;
   onError?: (error: Error) => void;
 }
+
+/** first delay before a message whose handler threw is handed over again; doubles each time */
+const RETRY_DELAY_MS = 500;
+
+/**
+ * UVE-5 reports are handed to the VMM again when its handler threw (PostgreSQL down, say): 10
+ * retries reach 4 min 15 s after the first try, inside the age a report may have
+ * (UVE_VM_REPORT_MAX_AGE_S, 5 min by default). Heartbeats are not: the next one follows in 2 s,
+ * and a late one is refused as stale anyway.
+ */
+const REPORT_RETRIES = 10;
 
 function bounded<T>(what: string, p: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout;
@@ -95,8 +121,10 @@ class BullMqBus implements MessageBus {
     return q;
   }
 
-  async send(queue: string, message: BusMessage): Promise<void> {
-    await this.bound(`sending ${message.type} to ${queue}`, this.queue(queue).add(message.type, message));
+  async send(queue: string, message: BusMessage, options: SendOptions = {}): Promise<void> {
+    const retries = options.retries ?? 0;
+    const opts = retries > 0 ? { attempts: retries + 1, backoff: { type: 'exponential', delay: RETRY_DELAY_MS } } : undefined;
+    await this.bound(`sending ${message.type} to ${queue}`, this.queue(queue).add(message.type, message, opts));
   }
 
   async counts(queue: string): Promise<QueueCounts> {
@@ -109,6 +137,9 @@ class BullMqBus implements MessageBus {
     // BullMQ requires maxRetriesPerRequest: null on connections that block (workers)
     const connection = new IORedis(this.options.redisUrl, { maxRetriesPerRequest: null });
     connection.on('error', (e) => this.error(e));
+    let since: number | null = null;
+    connection.on('ready', () => (since = Date.now()));
+    connection.on('close', () => (since = null));
     const worker = new Worker(
       queue,
       async (job: Job) => {
@@ -122,6 +153,7 @@ class BullMqBus implements MessageBus {
     worker.on('failed', (job, e) => this.options.onError?.(new Error(`handler for ${job?.name ?? 'message'} on ${queue} failed: ${e.message}`)));
     this.consumers.set(worker, connection);
     return {
+      connectedSince: () => since,
       close: async () => {
         this.consumers.delete(worker);
         await this.closeWorker(worker, connection);
@@ -166,7 +198,7 @@ export const uve = {
   /** VMM -> VM */
   sendToVm: (bus: MessageBus, vmId: string, command: VmCommand) => bus.send(vmCommandQueue(vmId), command),
   /** VM -> VMM */
-  reportToVmm: (bus: MessageBus, event: VmEventMessage) => bus.send(VMM_QUEUE, event),
+  reportToVmm: (bus: MessageBus, event: VmEventMessage) => bus.send(VMM_QUEUE, event, { retries: event.type === 'vm.heartbeat' ? 0 : REPORT_RETRIES }),
   consumeVmCommands: (bus: MessageBus, vmId: string, handler: (c: VmCommand) => Promise<void>) => bus.consume<VmCommand>(vmCommandQueue(vmId), handler),
   consumeVmEvents: (bus: MessageBus, handler: (e: VmEventMessage) => Promise<void>, options?: ConsumeOptions) =>
     bus.consume<VmEventMessage>(VMM_QUEUE, handler, options),

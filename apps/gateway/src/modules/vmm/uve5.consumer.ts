@@ -6,6 +6,7 @@ import { uve, type Consumer } from '@uve/queue';
 import type { VmEventMessage } from '@uve/protocol';
 import type { Services } from '../../services';
 import { isSessionReport } from './vm-reports.service';
+import type { AdmittedReport } from './report-guard';
 
 export function consumeVmReports(services: Services): Consumer {
   const { vms, reports, commands, log } = services;
@@ -29,15 +30,19 @@ export function consumeVmReports(services: Services): Consumer {
     }
   };
   // several handlers at once: reports of different VMs (and sessions) do not wait for each other;
-  // the inbox keeps one session's reports in order. A handler that throws is retried by the queue.
+  // the inbox keeps one session's reports in order. A report whose handling threw is handed over
+  // again by the queue (uve.reportToVmm's retries), except a heartbeat: the next one follows.
   return uve.consumeVmEvents(services.bus, async (m) => {
-    const admitted = await services.reportGuard.admit(m);
-    if (!admitted) return;
+    let admitted: AdmittedReport | null = null;
     try {
+      admitted = await services.reportGuard.admit(m);
+      if (!admitted) return;
       await handle(m);
     } catch (e) {
-      await admitted.release();
-      log.error('UVE-5 report failed; the queue retries it', { type: m.type, vmId: m.vmId, error: (e as Error).message });
+      // a sign of life that could not be recorded: the VM's silence is not judged over it
+      if (m.type === 'vm.heartbeat' || m.type === 'vm.register') vms.livenessUnrecorded();
+      await admitted?.release();
+      log.error(m.type === 'vm.heartbeat' ? 'UVE-5 heartbeat not recorded' : 'UVE-5 report failed; the queue hands it over again', { type: m.type, vmId: m.vmId, error: (e as Error).message });
       throw e;
     }
   }, { concurrency: 4 });
@@ -47,12 +52,13 @@ export function consumeVmReports(services: Services): Consumer {
  * The VMM's housekeeping on a short interval: silent VMs go OFFLINE (their sessions DISCONNECTED),
  * reconnect windows close, monitorings and invitations of ended sessions lapse, stopped VMs are destroyed and old records pruned.
  */
-export function startVmWatchdog(services: Services): { stop(): Promise<void> } {
+export function startVmWatchdog(services: Services, reports: Consumer): { stop(): Promise<void> } {
   const every = Math.max(250, Math.min(1000, Math.floor(services.config.vmHeartbeatTimeoutMs / 4)));
   let running: Promise<void> | null = null;
   let passes = 0;
   const pass = async (): Promise<void> => {
-    await services.vms.sweepSilentVms();
+    // silence counts only while this gateway can hear VMs (their reports come through `reports`)
+    await services.vms.sweepSilentVms(reports.connectedSince());
     await services.sessions.closeReconnectWindows();
     // watchers and guests of sessions that are over leave them; unanswered invitations expire
     await services.watchers.sweep();

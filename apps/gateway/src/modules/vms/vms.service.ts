@@ -15,6 +15,7 @@ import { Ua, UaDeployment } from '../uas/uas.entity';
 import type { VmProviderDriver } from './providers/vm-provider';
 import type { PoolPlatformStatus } from './vm-pool';
 import { Vm, type StoredVmStatus } from './vms.entity';
+import { HEARTBEAT_LOST_REASON, heartbeatRevives, sentSinceOffline } from './vm-liveness';
 
 export interface VmRecordInput { platform: Platform; provider?: VmProvider | null; capacity?: number | null; name?: string | null }
 
@@ -32,12 +33,15 @@ export interface VmsServiceOptions {
 const LAUNCH_GRACE_MS = 30_000;
 
 /** a VM report sent after its record went OFFLINE (the record's last change): one sent before is no sign of life */
-const sentSinceOffline = (vm: { updatedAt: Date }, at: string): boolean => Date.parse(at) > vm.updatedAt.getTime();
 
 export class VmsService {
   private readonly repo: Repository<Vm>;
   private readonly providers = new Map<VmProvider, VmProviderDriver>();
   private closing = false;
+  /** the liveness sweep said it holds back (once per episode) */
+  private toldDeaf = false;
+  /** when a heartbeat or registration last arrived and could not be recorded (PostgreSQL down) */
+  private unrecordedAt = 0;
   /**
    * Removals and destroys under way (a pool retirement, removeVm, the reaper), by provider: the
    * stop lets them finish before it closes their provider. A retirement cut by the stop left its
@@ -223,14 +227,16 @@ export class VmsService {
     for (const l of this.joinListeners) await l(m);
   }
 
-  /** A heartbeat also brings back a VM that was marked OFFLINE after a network hiccup. */
+  /** A heartbeat also brings back a VM that was marked OFFLINE for its silence alone (a network hiccup): vm-liveness.ts. */
   async onHeartbeat(m: VmHeartbeat): Promise<void> {
     const vm = await this.findById(m.vmId);
     if (!vm || vm.status === 'FAILED' || vm.destroyedAt) return;
     await this.repo.update(m.vmId, { lastHeartbeatAt: new Date(), codecs: m.codecs, capacity: m.capacity, load: { cpuLoad: m.cpuLoad, rssBytes: m.rssBytes, source: m.loadSource ?? null } });
-    // back only on a heartbeat sent after it went OFFLINE: one queued while no gateway ran (its
-    // VM since removed, and found gone at reconciliation) is no sign of life
-    if (vm.status === 'OFFLINE' && sentSinceOffline(vm, m.at)) await this.setStatus(m.vmId, 'IDLE');
+    // conditional: the reaper may be destroying it meanwhile, and what it records wins
+    if (heartbeatRevives(vm, m.at)) {
+      const res = await this.repo.update({ id: m.vmId, status: 'OFFLINE', statusReason: HEARTBEAT_LOST_REASON, destroyedAt: IsNull() }, { status: 'IDLE', statusReason: null });
+      if (res.affected) this.publish(m.vmId, 'STATUS_CHANGED', { status: 'IDLE' });
+    }
   }
 
   async onStopping(m: VmStopping): Promise<void> {
@@ -295,14 +301,41 @@ export class VmsService {
     if (rows.length) await this.ds.getRepository(UaDeployment).upsert(rows, ['uaId', 'vmId']);
   }
 
-  /** VMs silent for longer than the heartbeat timeout; returns the ids it marked OFFLINE. */
-  async sweepSilentVms(): Promise<string[]> {
+  /** A VM's sign of life arrived and could not be recorded (uve5.consumer): see sweepSilentVms. */
+  livenessUnrecorded(): void {
+    this.unrecordedAt = Date.now();
+  }
+
+  /**
+   * VMs silent for longer than the heartbeat timeout; returns the ids it marked OFFLINE.
+   * `listeningSince`: since when reports have been able to reach this gateway without a break
+   * (null: they cannot now). Silence counts only while the VMM listens: no heartbeat arrives while
+   * Redis is down, and once it is back each VM gets a whole timeout to be heard again. Else an
+   * outage longer than the timeout looked like every VM lost, and the reaper destroyed them all
+   * with their sessions.
+   */
+  async sweepSilentVms(listeningSince: number | null): Promise<string[]> {
     const cutoff = new Date(Date.now() - this.options.heartbeatTimeoutMs);
+    // a heartbeat that arrived but could not be recorded (PostgreSQL down) is silence of the
+    // VMM's own: once PostgreSQL is back, the VMs' records are stale until their next heartbeat
+    const heardSince = listeningSince === null ? null : Math.max(listeningSince, this.unrecordedAt);
+    if (heardSince === null || heardSince > cutoff.getTime()) {
+      if (!this.toldDeaf) {
+        const silentNow = await this.repo.count({ where: { status: In(['IDLE', 'DRAINING']), lastHeartbeatAt: LessThan(cutoff) } });
+        if (silentNow) {
+          this.toldDeaf = true;
+          const why = listeningSince === null ? 'VM reports cannot reach this gateway (Redis down)' : 'VM reports could not reach this gateway or be recorded a moment ago';
+          this.log.warn(`VM liveness not judged while ${why}`, { silentVms: silentNow, heartbeatTimeoutMs: this.options.heartbeatTimeoutMs });
+        }
+      }
+      return [];
+    }
+    this.toldDeaf = false;
     const silent = await this.repo.find({ where: { status: In(['IDLE', 'DRAINING']), lastHeartbeatAt: LessThan(cutoff) } });
     const lost: string[] = [];
     for (const vm of silent) {
         // conditional update: with several gateways only one wins and reports it
-      const res = await this.repo.update({ id: vm.id, status: vm.status, lastHeartbeatAt: LessThan(cutoff) }, { status: 'OFFLINE', statusReason: 'heartbeat lost' });
+      const res = await this.repo.update({ id: vm.id, status: vm.status, lastHeartbeatAt: LessThan(cutoff) }, { status: 'OFFLINE', statusReason: HEARTBEAT_LOST_REASON });
       if (!res.affected) continue;
       lost.push(vm.id);
       this.publish(vm.id, 'HEARTBEAT_LOST', { lastHeartbeatAt: vm.lastHeartbeatAt?.toISOString() ?? null });
@@ -319,9 +352,15 @@ export class VmsService {
   /**
    * VMs that stopped serving are destroyed through their provider (a hung agent is not left
    * running), and their records pruned once the retention has passed. Returns the ids destroyed.
+   * An OFFLINE VM no provider launched (enrolled: its operator runs the agent, the VMM cannot stop
+   * it) keeps its record and secret: after a network hiccup its next heartbeat brings it back,
+   * and after a restart its registration; removeVm is how an admin lets it go.
    */
   async reapStoppedVms(): Promise<string[]> {
-    const gone = await this.repo.find({ where: { status: In(['OFFLINE', 'FAILED']), destroyedAt: IsNull() }, take: 50 });
+    const gone = await this.repo.find({
+      where: [{ status: 'FAILED', destroyedAt: IsNull() }, { status: 'OFFLINE', destroyedAt: IsNull(), providerRef: Not(IsNull()) }],
+      take: 50,
+    });
     const destroyed: string[] = [];
     for (const vm of gone) {
       const driver = this.providers.get(vm.provider);
