@@ -32,8 +32,6 @@ export interface VmsServiceOptions {
 /** how long after its record a VM's launch may still be under way (reconcile leaves it alone) */
 const LAUNCH_GRACE_MS = 30_000;
 
-/** a VM report sent after its record went OFFLINE (the record's last change): one sent before is no sign of life */
-
 export class VmsService {
   private readonly repo: Repository<Vm>;
   private readonly providers = new Map<VmProvider, VmProviderDriver>();
