@@ -65,7 +65,13 @@ export async function startJwks(): Promise<JwksHandle> {
         .setIssuedAt()
         .setExpirationTime(opts.expiresIn ?? '5m')
         .sign(opts.key ?? privateKey),
-    stop: () => new Promise<void>((r) => server.close(() => r())),
+    // gone like a VMM that stops: its open connections too (close() alone keeps serving a
+    // keep-alive connection that was busy at that moment, and the agent's health checks, one every
+    // few hundred ms, kept it busy for ever on a loaded machine)
+    stop: () => new Promise<void>((r) => {
+      server.close(() => r());
+      server.closeAllConnections();
+    }),
   };
 }
 
