@@ -99,7 +99,7 @@ export const CONFIG_VARS: readonly ConfigVar[] = [
   { name: 'UVE_VM_DATA_DIR', required: false, default: 'a temporary folder', doc: 'where downloaded UA packages are kept (a temporary folder is removed on exit)' },
   { name: AGENT_ENV.queuePrefix, required: false, default: 'uve', doc: 'key prefix of the message bus in Redis (must match the VMM)' },
   { name: AGENT_ENV.logLevel, required: false, default: 'info', doc: `log level on stderr: ${LOG_LEVELS.join(', ')}` },
-  { name: 'UVE_WASM_CALL_BUDGET_MS', required: false, default: '1000', doc: 'most time one call into a WASM UA (input, a frame) may take; over it the UA is stopped and only its session fails' },
+  { name: 'UVE_WASM_CALL_BUDGET_MS', required: false, default: '1000', doc: 'most time one call into a WASM UA (input, a frame) may take; over it the UA is stopped and only its session fails, unless its thread was starved (less than half of the CPU since: waited for up to 5 budgets)' },
   { name: 'UVE_WASM_START_BUDGET_MS', required: false, default: '5000', doc: "most time a WASM UA's start and its state saves/restores may take" },
   { name: 'UVE_WASM_IDLE_THREADS', required: false, default: 'UVE_VM_CAPACITY', doc: "WASM guest threads kept idle for the next UAs (at most as many as the VM ran UAs at once): a UA closed in order leaves its thread (its instance and memory dropped: the next UA gets its own), so a session does not pay a worker thread's start; a UA that failed ends its thread; idle threads past the first end after 60 s unused; 0 = every thread ends with its UA" },
   {

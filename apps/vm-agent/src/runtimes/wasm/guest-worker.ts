@@ -55,7 +55,7 @@ export interface GuestReply {
 
 export interface GuestWorkerData {
   module: unknown;
-  /** Int32Array over it: [0] = id of the last sync request answered */
+  /** Int32Array over it: [0] = id of the last sync request answered, [1] = this thread's Linux id (0: unknown) */
   ctl: SharedArrayBuffer;
   port: unknown;
   width: number;
@@ -78,6 +78,12 @@ export function guestWorkerMain(): void {
   const data = workerData as GuestWorkerData;
   const WA = (globalThis as unknown as { WebAssembly: any }).WebAssembly;
   const done = new Int32Array(data.ctl);
+  // this thread's Linux id, for the host to see how much CPU it gets when a call overruns
+  try {
+    done[1] = Number(require('node:fs').readlinkSync('/proc/thread-self').split('/').pop()) || 0;
+  } catch {
+    done[1] = 0; // not Linux: an overrun is judged on the wall clock alone
+  }
   const port = data.port as any;
   const frameBytes = data.width * data.height * 4;
   const MAX_REQUEST_ID = 0x7fffffff;
