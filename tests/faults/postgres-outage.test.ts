@@ -92,6 +92,8 @@ it('PostgreSQL stopped: /readyz not ready, requests refused with UNAVAILABLE; st
   await until('a heartbeat of the other VM recorded since', 10_000, async () => Date.parse((await vm(staying.id)).lastHeartbeatAt) > lastHeard + HEARTBEAT_TIMEOUT_MS, 100);
   expect((await vm(staying.id)).status).toBe('IDLE');
   expect(g.output()).not.toMatch(/VM heartbeat lost/);
+  // operators see what was handed over again
+  expect(await (await fetch(`${g.url}/metrics`)).text()).toMatch(/^uve_vm_reports_failed_total\{type="vm\.stopping"\} [1-9]/m);
   expect(g.child.exitCode).toBeNull(); // recovered, not restarted
 }, 180_000);
 

@@ -79,6 +79,14 @@ export class MetricsService {
     registers: [this.registry],
   });
 
+  /** UVE-5 reports this gateway took but could not handle (uve5.consumer.ts), by type. */
+  readonly vmReportsFailed = new Counter({
+    name: 'uve_vm_reports_failed_total',
+    help: 'UVE-5 reports this gateway could not handle (a dependency down, say), by type; each but a heartbeat is handed over again by the queue, 10 times from 0.5 s doubling.',
+    labelNames: ['type'],
+    registers: [this.registry],
+  });
+
   metrics(): Promise<string> {
     return this.registry.metrics();
   }

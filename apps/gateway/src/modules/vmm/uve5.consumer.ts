@@ -41,6 +41,7 @@ export function consumeVmReports(services: Services): Consumer {
     } catch (e) {
       // a sign of life that could not be recorded: the VM's silence is not judged over it
       if (m.type === 'vm.heartbeat' || m.type === 'vm.register') vms.livenessUnrecorded();
+      services.metrics.vmReportsFailed.inc({ type: String(m.type).slice(0, 40) });
       await admitted?.release();
       log.error(m.type === 'vm.heartbeat' ? 'UVE-5 heartbeat not recorded' : 'UVE-5 report failed; the queue hands it over again', { type: m.type, vmId: m.vmId, error: (e as Error).message });
       throw e;
