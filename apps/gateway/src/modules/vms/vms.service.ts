@@ -322,7 +322,7 @@ export class VmsService {
         const silentNow = await this.repo.count({ where: { status: In(['IDLE', 'DRAINING']), lastHeartbeatAt: LessThan(cutoff) } });
         if (silentNow) {
           this.toldDeaf = true;
-          const why = listeningSince === null ? 'VM reports cannot reach this gateway (Redis down)' : 'VM reports could not reach this gateway or be recorded a moment ago';
+          const why = listeningSince === null ? 'VM reports cannot reach this gateway (Redis down)' : 'VM reports have reached this gateway and been recorded for less than the heartbeat timeout (it has just started, or Redis or PostgreSQL was down)';
           this.log.warn(`VM liveness not judged while ${why}`, { silentVms: silentNow, heartbeatTimeoutMs: this.options.heartbeatTimeoutMs });
         }
       }
