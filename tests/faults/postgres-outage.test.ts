@@ -92,6 +92,13 @@ it('PostgreSQL stopped: /readyz not ready, requests refused with UNAVAILABLE; st
   expect(stopped.statusReason).toBe('VM stopping: said during the outage');
   await until('a heartbeat of the other VM recorded since', 10_000, async () => Date.parse((await vm(staying.id)).lastHeartbeatAt) > lastHeard + HEARTBEAT_TIMEOUT_MS, 100);
   expect((await vm(staying.id)).status).toBe('IDLE');
+  // the stopping VM beats on, as a VM winding down may: none of that is recorded as a sign of life
+  // (read once a heartbeat that was being handled as it went OFFLINE has surely landed)
+  const aSecondOn = async (from: number) => until('a second on, by the other VM\'s heartbeats', 10_000, async () => Date.parse((await vm(staying.id)).lastHeartbeatAt) > from + 1000, 100);
+  await aSecondOn(Date.parse(stopped.lastHeartbeatAt));
+  const gone = await vm(stopping.id);
+  await aSecondOn(Date.parse(gone.lastHeartbeatAt));
+  expect(await vm(stopping.id)).toEqual({ status: 'OFFLINE', statusReason: 'VM stopping: said during the outage', lastHeartbeatAt: gone.lastHeartbeatAt });
   expect(g.output()).not.toMatch(/VM heartbeat lost/);
   // operators see what was handed over again
   expect(await (await fetch(`${g.url}/metrics`)).text()).toMatch(/^uve_vm_reports_failed_total\{type="vm\.stopping"\} [1-9]/m);

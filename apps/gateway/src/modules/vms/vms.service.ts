@@ -229,9 +229,13 @@ export class VmsService {
   async onHeartbeat(m: VmHeartbeat): Promise<void> {
     const vm = await this.findById(m.vmId);
     if (!vm || vm.status === 'FAILED' || vm.destroyedAt) return;
+    // from a VM gone for good (its provider saw it go, it said it was stopping) or sent before it
+    // was found silent: nothing of it is recorded, its record keeps the last heartbeat it had alive
+    const revives = heartbeatRevives(vm, m.at);
+    if (vm.status === 'OFFLINE' && !revives) return;
     await this.repo.update(m.vmId, { lastHeartbeatAt: new Date(), codecs: m.codecs, capacity: m.capacity, load: { cpuLoad: m.cpuLoad, rssBytes: m.rssBytes, source: m.loadSource ?? null } });
     // conditional: the reaper may be destroying it meanwhile, and what it records wins
-    if (heartbeatRevives(vm, m.at)) {
+    if (revives) {
       const res = await this.repo.update({ id: m.vmId, status: 'OFFLINE', statusReason: HEARTBEAT_LOST_REASON, destroyedAt: IsNull() }, { status: 'IDLE', statusReason: null });
       if (res.affected) this.publish(m.vmId, 'STATUS_CHANGED', { status: 'IDLE' });
     }
