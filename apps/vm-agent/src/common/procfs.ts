@@ -1,6 +1,9 @@
 // /proc/<pid>/stat, read once for every purpose the agent has (a UA's processes, the VM's load).
 import { readdirSync, readFileSync } from 'node:fs';
 
+/** clock ticks per second of the CPU times in stat (Linux's USER_HZ: 100 on every architecture Node runs on; sysconf is not reachable from Node) */
+export const TICKS_PER_SECOND = 100;
+
 export interface ProcStat {
   pid: number;
   /** R, S, D, Z, T, ... */
@@ -28,6 +31,15 @@ export function parseProcStat(text: string): ProcStat | null {
 export function procStat(pid: number): ProcStat | null {
   try {
     return parseProcStat(readFileSync(`/proc/${pid}/stat`, 'latin1'));
+  } catch {
+    return null;
+  }
+}
+
+/** The stat of one thread of this process (`tid`: its Linux id), null when it is gone or /proc does not say. */
+export function threadStat(tid: number): ProcStat | null {
+  try {
+    return parseProcStat(readFileSync(`/proc/self/task/${tid}/stat`, 'latin1'));
   } catch {
     return null;
   }

@@ -9,7 +9,7 @@
 //   CPU time of a process that started and ended between two samples is not seen.
 import { availableParallelism } from 'node:os';
 import { readFileSync } from 'node:fs';
-import { allProcStats, type ProcStat } from '../common/procfs';
+import { allProcStats, TICKS_PER_SECOND, type ProcStat } from '../common/procfs';
 
 export { parseProcStat } from '../common/procfs';
 
@@ -38,8 +38,6 @@ export function createLoadSampler(inContainer: boolean, root = '/sys/fs/cgroup')
 
 // ---- process tree ---------------------------------------------------------------------------------
 
-/** Linux's USER_HZ is 100 on every architecture Node runs on; sysconf is not reachable from Node. */
-const TICKS_PER_SECOND = 100;
 const PAGE_BYTES = 4096;
 
 /** The processes that belong to `rootPid`: descendants, and members of the sessions they lead. */
