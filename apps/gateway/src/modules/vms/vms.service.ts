@@ -318,12 +318,13 @@ export class VmsService {
    */
   async sweepSilentVms(listeningSince: number | null): Promise<string[]> {
     const cutoff = new Date(Date.now() - this.options.heartbeatTimeoutMs);
+    const silentWhere = { status: In(['IDLE', 'DRAINING'] as StoredVmStatus[]), lastHeartbeatAt: LessThan(cutoff) };
     // a heartbeat that arrived but could not be recorded (PostgreSQL down) is silence of the
     // VMM's own: once PostgreSQL is back, the VMs' records are stale until their next heartbeat
     const heardSince = listeningSince === null ? null : Math.max(listeningSince, this.unrecordedAt);
     if (heardSince === null || heardSince > cutoff.getTime()) {
       if (!this.toldDeaf) {
-        const silentNow = await this.repo.count({ where: { status: In(['IDLE', 'DRAINING']), lastHeartbeatAt: LessThan(cutoff) } });
+        const silentNow = await this.repo.count({ where: silentWhere });
         if (silentNow) {
           this.toldDeaf = true;
           const why = listeningSince === null ? 'VM reports cannot reach this gateway (Redis down)' : 'VM reports have reached this gateway and been recorded for less than the heartbeat timeout (it has just started, or Redis or PostgreSQL was down)';
@@ -333,7 +334,7 @@ export class VmsService {
       return [];
     }
     this.toldDeaf = false;
-    const silent = await this.repo.find({ where: { status: In(['IDLE', 'DRAINING']), lastHeartbeatAt: LessThan(cutoff) } });
+    const silent = await this.repo.find({ where: silentWhere });
     const lost: string[] = [];
     for (const vm of silent) {
         // conditional update: with several gateways only one wins and reports it
