@@ -57,12 +57,20 @@ async function drawAndDrop(method: 'NORMAL' | 'NO_LOSS', as?: { token: string })
     const now = await sessionOf(s.id);
     return now.state === 'DISCONNECTED' ? now.events.find((e) => e.type === 'SNAPSHOT_SAVED') ?? null : null;
   });
-  return { user, paint, s, saved: saved.data as { snapshotId: string; kind: string; sha256: string } };
+  return { user, paint, s, saved: saved.data as { snapshotId: string; kind: string; sha256: string; timing: Record<string, number> } };
 }
 
 it('NO_LOSS: a dropped session continues on another VM process, its drawing restored before the first frame', async () => {
   const { user, paint, s, saved } = await drawAndDrop('NO_LOSS');
   expect(saved.kind).toBe('FULL');
+  // where the save's time went, the VM's stages and the VMM's, in order on this host's one clock
+  const t = saved.timing;
+  expect([t.startedAt, t.capturedAt, t.encodedAt, t.receivedAt, t.storedAt].every((v) => typeof v === 'number')).toBe(true);
+  expect(t.startedAt).toBeLessThanOrEqual(t.capturedAt);
+  expect(t.capturedAt).toBeLessThanOrEqual(t.encodedAt);
+  expect(t.encodedAt).toBeLessThanOrEqual(t.receivedAt + 1); // the VM's clock is sub-millisecond, the VMM's whole
+  expect(t.receivedAt).toBeLessThanOrEqual(t.storedAt);
+  expect(t.storedAt).toBeGreaterThan(Date.now() - 60_000);
   const again = await request(user.token, paint, 'NO_LOSS');
   expect(again.id).toBe(s.id); // the same session, not a new one
   expect(again.vm.id).not.toBe(s.vm.id);

@@ -126,7 +126,7 @@ export class Vm {
       createEncoder: (codec, opts) => createEncoder(codec, opts, warm),
       report: (e) => void link.report(e),
       log: log.child({ part: 'sessions' }),
-      storeVmData: (sessionId, kind, data) => vmData.upload(sessionId, kind, data),
+      storeVmData: (sessionId, kind, data, timing) => vmData.upload(sessionId, kind, data, timing),
       fetchVmData: (snapshotId, onFirstBytes) => vmData.download(snapshotId, onFirstBytes),
       observer: metrics,
     });

@@ -9,6 +9,22 @@ export const VMM_QUEUE = 'uve-vmm';
 export const vmCommandQueue = (vmId: string): string => `uve-vm-${vmId}`;
 /** HTTP path on the gateway where a VM uploads/downloads VM Data, authenticated with its VM secret. */
 export const VM_DATA_PATH = '/vmm/vm-data';
+/** Header of a VM Data upload: where the save's time went on the VM, a VmDataSaveTiming as JSON. */
+export const VM_DATA_SAVE_TIMING_HEADER = 'x-uve-save-timing';
+
+/**
+ * One VM Data save by stage, wall clock in ms since the epoch (as SessionStartTiming: one clock when
+ * the VMM and the VM share a host). The VM began the save (at a drop or the session's end), had the
+ * UA's state copied out, had it encoded (the upload began); the VMM had the upload's request and had
+ * it stored (committed). In the SNAPSHOT_SAVED event's data as `timing`.
+ */
+export interface VmDataSaveTiming {
+  startedAt: number;
+  capturedAt?: number;
+  encodedAt: number;
+  receivedAt?: number;
+  storedAt?: number;
+}
 
 export const HEARTBEAT_INTERVAL_MS = 2_000;
 

@@ -1,6 +1,6 @@
 // The seam between the agent and the platforms it hosts. WASM (this package) and LINUX_X11
 // (a later runtime) implement it; the session/stream code only sees these interfaces.
-import type { InputEvent, LocalResourceKind, Platform, ResourceValue } from '@uve/protocol';
+import type { InputEvent, LocalResourceKind, Platform, ResourceValue, VmDataSaveTiming } from '@uve/protocol';
 
 /**
  * How a picture's pixels are laid out. `rgba`: 4 bytes per pixel, rows tightly packed (stride =
@@ -96,8 +96,11 @@ export interface UaInstance {
   captureFull(): RawFrame;
   /** the UA's own data to keep across NORMAL reconnections (may be empty) */
   saveAppData(): Promise<Uint8Array>;
-  /** the full state, byte for byte (NO_LOSS); runtimes that cannot capture it throw */
-  saveFullState(): Promise<Uint8Array>;
+  /**
+   * the full state, byte for byte (NO_LOSS); runtimes that cannot capture it throw. `timing` gets
+   * when the state was out of the UA (its encoding follows)
+   */
+  saveFullState(timing?: Pick<VmDataSaveTiming, 'capturedAt'>): Promise<Uint8Array>;
   restoreAppData(data: Uint8Array): Promise<void>;
   /** takes `data` over: a WASM UA may move its buffer to the guest's thread (the caller must not read it after) */
   restoreFullState(data: Uint8Array): Promise<void>;

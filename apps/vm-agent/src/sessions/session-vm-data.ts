@@ -1,7 +1,7 @@
 // A session's VM Data (seed 7.2, UVE-5): the snapshot to restore downloads while the UA starts and
 // goes into it before the first frame (Annex B.1); at a drop or at the end the UA's state is saved
 // per the session's Reconnection Method and stored with the VMM.
-import type { ReconnectionMethod, SessionStartTiming, SnapshotKind, WelcomeVmData } from '@uve/protocol';
+import type { ReconnectionMethod, SessionStartTiming, SnapshotKind, VmDataSaveTiming, WelcomeVmData } from '@uve/protocol';
 import type { UaInstance } from '../runtimes/runtime';
 import type { Logger } from '../common/log';
 import { wallClock } from '../common/clock';
@@ -92,11 +92,12 @@ export class SessionVmData {
   private async doSave(instance: UaInstance | null, method: ReconnectionMethod): Promise<StoredVmData | null> {
     if (!instance || !this.deps.storeVmData) return null;
     try {
+      const timing: VmDataSaveTiming = { startedAt: wallClock(), encodedAt: 0 };
       let kind: SnapshotKind = 'APP_DATA';
       let data: Uint8Array | null = null;
       if (method === 'NO_LOSS') {
         try {
-          data = await instance.saveFullState();
+          data = await instance.saveFullState(timing);
           kind = 'FULL';
         } catch (e) {
           this.log.warn('full state not capturable here; saving the application data', { error: errorMessage(e) });
@@ -104,9 +105,11 @@ export class SessionVmData {
       }
       data ??= await instance.saveAppData();
       if (data.byteLength === 0) return null; // the UA keeps nothing
-      const stored = await this.deps.storeVmData(this.sessionId, kind, data);
+      timing.encodedAt = wallClock();
+      const stored = await this.deps.storeVmData(this.sessionId, kind, data, timing);
       this.report({ type: 'vmdata.updated', snapshotId: stored.snapshotId, kind: stored.kind, sizeBytes: stored.sizeBytes, sha256: stored.sha256 });
-      this.log.info('VM Data saved', { kind, bytes: data.byteLength, snapshot: stored.snapshotId });
+      const ms = (t: number) => Math.round(t - timing.startedAt);
+      this.log.info('VM Data saved', { kind, bytes: data.byteLength, snapshot: stored.snapshotId, encodedAfterMs: ms(timing.encodedAt), storedAfterMs: ms(wallClock()) });
       return stored;
     } catch (e) {
       this.log.warn('VM Data not saved', { error: errorMessage(e) });

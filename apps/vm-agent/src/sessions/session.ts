@@ -15,6 +15,7 @@ import {
   type SnapshotKind,
   type StreamParams,
   type TerminalCapabilities,
+  type VmDataSaveTiming,
 } from '@uve/protocol';
 import { sessionPixelFormat, type EncoderOptions, type VideoEncoder } from '../encoders/encoder';
 import { UaUnresponsiveError, type InstalledUa, type UaInstance, type UaRuntime } from '../runtimes/runtime';
@@ -43,7 +44,7 @@ export interface SessionDeps {
   /** the session ended: free its capacity */
   onEnded: (session: Session, reason: string) => void;
   /** stores VM Data with the VMM (UVE-5); absent in tests without a VMM */
-  storeVmData?: (sessionId: string, kind: SnapshotKind, data: Uint8Array) => Promise<StoredVmData>;
+  storeVmData?: (sessionId: string, kind: SnapshotKind, data: Uint8Array, timing?: VmDataSaveTiming) => Promise<StoredVmData>;
   /** fetches VM Data to restore (UVE-5 retrieve), its checksum verified; absent without a VMM */
   fetchVmData?: (snapshotId: string, onFirstBytes?: (head: Uint8Array) => void) => Promise<FetchedVmData>;
   /** stream measurements for /metrics */

@@ -3,7 +3,7 @@
 import { createHash, type Hash } from 'node:crypto';
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
-import type { SnapshotKind } from '@uve/protocol';
+import { VM_DATA_SAVE_TIMING_HEADER, type SnapshotKind, type VmDataSaveTiming } from '@uve/protocol';
 
 const TIMEOUT_MS = 60_000;
 
@@ -70,10 +70,11 @@ export class VmDataClient {
     return { 'x-uve-vm-id': this.vmId, authorization: `Bearer ${this.secret}` };
   }
 
-  async upload(sessionId: string, kind: SnapshotKind, data: Uint8Array): Promise<StoredVmData> {
+  /** UVE-5 store; `timing`: the save's stages so far, recorded with the VM Data (SNAPSHOT_SAVED) */
+  async upload(sessionId: string, kind: SnapshotKind, data: Uint8Array, timing?: VmDataSaveTiming): Promise<StoredVmData> {
     const res = await fetch(`${this.baseUrl}/sessions/${encodeURIComponent(sessionId)}?kind=${kind}`, {
       method: 'PUT',
-      headers: { ...this.headers(), 'content-type': 'application/octet-stream' },
+      headers: { ...this.headers(), 'content-type': 'application/octet-stream', ...(timing && { [VM_DATA_SAVE_TIMING_HEADER]: JSON.stringify(timing) }) },
       // the bytes as they are, not a copy (a snapshot can be as large as the UA's memory); the cast
       // is for lib settings where a Uint8Array over a shared buffer is no body
       body: data as unknown as ArrayBuffer,

@@ -4,7 +4,7 @@
 //   GET /vmm/vm-data/snapshots/:snapshotId
 // Headers: `x-uve-vm-id: <vm id>`, `authorization: Bearer <vm secret>`.
 import type { Express, Request, Response } from 'express';
-import { SNAPSHOT_KINDS, VM_DATA_PATH, type SnapshotKind } from '@uve/protocol';
+import { SNAPSHOT_KINDS, VM_DATA_PATH, VM_DATA_SAVE_TIMING_HEADER, type SnapshotKind, type VmDataSaveTiming } from '@uve/protocol';
 import type { Services } from '../../services';
 import type { Vm } from '../vms/vms.entity';
 import { VmDataStoreError } from './vm-data-store';
@@ -23,6 +23,7 @@ async function vmOf(req: Request, res: Response, services: Services): Promise<Vm
 
 export function registerVmDataRoutes(app: Express, services: Services, maxBytes: number): void {
   app.put(`${VM_DATA_PATH}/sessions/:sessionId`, (req, res, next) => services.snapshots.transfer(async () => {
+    const receivedAt = Date.now();
     try {
       const vm = await vmOf(req, res, services);
       if (!vm) return;
@@ -35,7 +36,8 @@ export function registerVmDataRoutes(app: Express, services: Services, maxBytes:
       const body = req.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>;
       const snap = await services.snapshots.store(vm, String(req.params.sessionId), kind as SnapshotKind, body, maxBytes);
       if (!snap) return refuse(res, 404, 'NOT_FOUND', 'This VM holds no such open session (or it ended too long ago).');
-      await services.sessions.recordEvent(snap.sessionId!, 'SNAPSHOT_SAVED', { snapshotId: snap.id, kind: snap.kind, sizeBytes: snap.sizeBytes, sha256: snap.sha256 });
+      const timing = saveTiming(req.header(VM_DATA_SAVE_TIMING_HEADER), receivedAt);
+      await services.sessions.recordEvent(snap.sessionId!, 'SNAPSHOT_SAVED', { snapshotId: snap.id, kind: snap.kind, sizeBytes: snap.sizeBytes, sha256: snap.sha256, timing });
       res.status(201).json({ snapshotId: snap.id, kind: snap.kind, sizeBytes: snap.sizeBytes, sha256: snap.sha256 });
     } catch (e) {
       if (!(e instanceof VmDataStoreError)) return next(e);
@@ -78,7 +80,25 @@ export function registerVmDataRoutes(app: Express, services: Services, maxBytes:
   }));
 }
 
-/** Answers 413 and drops the connection: the rest of a too-large body is not worth reading. */
+/**
+ * The save's stages: the VM's (its header, kept only as far as they are numbers) and the VMM's own,
+ * for whoever looks into a slow save (SNAPSHOT_SAVED's data).
+ */
+function saveTiming(header: string | undefined, receivedAt: number): Partial<VmDataSaveTiming> {
+  const timing: Partial<VmDataSaveTiming> = {};
+  let sent: unknown = null;
+  try {
+    sent = JSON.parse(header ?? 'null');
+  } catch {
+    // a VM's diagnostics that do not parse are left out, not a reason to refuse its VM Data
+  }
+  for (const key of ['startedAt', 'capturedAt', 'encodedAt'] as const) {
+    const v = (sent as Record<string, unknown> | null)?.[key];
+    if (typeof v === 'number' && Number.isFinite(v)) timing[key] = v;
+  }
+  return { ...timing, receivedAt, storedAt: Date.now() };
+}
+
 /**
  * 413 once the rest of the body was read and dropped (never kept): answering while the VM still
  * sends made the connection reset under it, so it saw no answer at all. A body that goes on for

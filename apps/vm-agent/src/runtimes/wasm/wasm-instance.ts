@@ -5,13 +5,14 @@
 // longer than that budget.
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
 import { TextEchoFilter } from '../text-echo';
-import type { InputEvent, LocalResourceKind } from '@uve/protocol';
+import type { InputEvent, LocalResourceKind, VmDataSaveTiming } from '@uve/protocol';
 import { blackPicture, UaUnresponsiveError, type RawFrame, type ResourceAnswer, type UaInstance, type UaStartOptions } from '../runtime';
 import {
   answerValues, encodeInput, GLOBAL_EXPORT_PREFIX, REFUSAL, refusalCode, RENDER_ANIMATING,
   RESOURCE_KIND_BY_CODE, RESOURCE_KIND_CODE,
 } from './abi';
 import { AppClock } from './clock';
+import { wallClock } from '../../common/clock';
 import { guestWorkerMain, type GuestReply, type GuestRequest, type GuestWorkerData } from './guest-worker';
 import { I420_STAGE_ROWS, i420Module } from './i420';
 import type { WasmPackage } from './package';
@@ -248,13 +249,14 @@ export class WasmInstance implements UaInstance {
     this.damage();
   }
 
-  async saveFullState(): Promise<Uint8Array> {
+  async saveFullState(timing?: Pick<VmDataSaveTiming, 'capturedAt'>): Promise<Uint8Array> {
     this.assertLive('captured');
     const { pkg } = this;
     const appClockMs = this.clock.now();
     // answers that arrived while suspended were not delivered: the restored UA asks again
     const pending = [...this.pending.values()].map((r): [number, number] => [r.id, RESOURCE_KIND_CODE[r.kind]]);
     const r = await this.guestAsync({ op: 'saveFull' });
+    if (timing) timing.capturedAt = wallClock(); // epoch ms, as the other stamps (config.wallClock is monotonic)
     const byIndex = new Map(r.globals!.map((g) => [g.index, g.value]));
     return encodeFullState({
       moduleSha256: pkg.compiled.sha256,
