@@ -1,7 +1,7 @@
 // The agent refuses VM Data whose bytes do not hash to the sha256 the VMM recorded (corruption in the
 // store or on the way), so a restore never feeds damaged state to a UA.
 import { createHash } from 'node:crypto';
-import { DownloadBuffer, verifyVmData } from '../../apps/vm-agent/src/vmm/vm-data';
+import { VmDataBuffer, verifyVmData } from '../../apps/vm-agent/src/vmm/vm-data';
 
 const bytes = Buffer.from('the state of a UA');
 const sha = createHash('sha256').update(bytes).digest('hex');
@@ -19,9 +19,9 @@ it('refuses a flipped byte, a missing checksum and a wrong one', () => {
   expect(() => verifyVmData(bytes, 'ab'.repeat(32))).toThrow(/checksum mismatch/);
 });
 
-describe('DownloadBuffer', () => {
+describe('VmDataBuffer', () => {
   it('gives one download at a time the kept shared buffer, the same again after release, others buffers of their own', () => {
-    const buffers = new DownloadBuffer(1024);
+    const buffers = new VmDataBuffer(1024);
     buffers.warm();
     const a = buffers.take(100);
     expect(a.data.buffer).toBeInstanceOf(SharedArrayBuffer);
@@ -36,5 +36,21 @@ describe('DownloadBuffer', () => {
     expect(buffers.take(10).data.buffer).not.toBe(a.data.buffer); // b still holds it
     b.release();
     expect(buffers.take(10).data.buffer).toBe(a.data.buffer);
+  });
+
+  it('lends a save the whole kept buffer, or nothing while a download or another save has it', () => {
+    const buffers = new VmDataBuffer(1024);
+    const save = buffers.takeKept()!;
+    expect(save.data.buffer).toBeInstanceOf(SharedArrayBuffer);
+    expect(save.data.byteLength).toBe(1024);
+    expect(buffers.takeKept()).toBeNull();
+    expect(buffers.take(10).data.buffer).not.toBe(save.data.buffer);
+    save.release();
+    const download = buffers.take(10);
+    expect(download.data.buffer).toBe(save.data.buffer);
+    expect(buffers.takeKept()).toBeNull();
+    download.release();
+    expect(buffers.takeKept()!.data.buffer).toBe(save.data.buffer);
+    expect(new VmDataBuffer(0).takeKept()).toBeNull();
   });
 });

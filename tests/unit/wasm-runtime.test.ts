@@ -589,6 +589,28 @@ describe('FULL snapshots', () => {
     await b.inst.close();
   });
 
+  it('saves the same FULL state into a shared buffer it is lent (the blob a view of it), and into one of its own when that is too small', async () => {
+    const clock = new ManualClock();
+    const a = await startSample(newRuntime({ clock: clock.now }), 'game');
+    a.inst.input(key('ArrowRight'));
+    for (let i = 0; i < 5; i++) {
+      clock.t += 33;
+      a.inst.capture();
+    }
+    const own = Buffer.from(await a.inst.saveFullState());
+    const lent = new Uint8Array(new SharedArrayBuffer(own.length + 4 * 1024 * 1024)).fill(0xa5);
+    const timing: { capturedAt?: number } = {};
+    const inLent = await a.inst.saveFullState(timing, lent);
+    expect(inLent.buffer).toBe(lent.buffer);
+    expect(Buffer.from(inLent).equals(own)).toBe(true);
+    expect(timing.capturedAt).toBeGreaterThan(Date.now() - 60_000);
+    const tooSmall = new Uint8Array(new SharedArrayBuffer(1024));
+    const notInIt = await a.inst.saveFullState(undefined, tooSmall);
+    expect(notInIt.buffer).not.toBe(tooSmall.buffer);
+    expect(Buffer.from(notInIt).equals(own)).toBe(true);
+    await a.inst.close();
+  });
+
   it('started for a restore (restoreFollows), the UA runs nothing of its own: the restore gives the same state, picture and future; app data starts it first', async () => {
     const clock = new ManualClock();
     const a = await startSample(newRuntime({ clock: clock.now }), 'game');

@@ -3,7 +3,7 @@
 // store's 1 MiB chunks), formats 2 and 1 still read, and damaged or oversized blobs refused.
 import { createHash, randomBytes } from 'node:crypto';
 import { deflateSync, inflateSync } from 'node:zlib';
-import { decodeFullState, encodeFullState, PIECE_BYTES, SnapshotError, type DecodedFullState, type FullState } from '../../apps/vm-agent/src/runtimes/wasm/snapshot';
+import { decodeFullState, encodeFullState, encodeFullStateInPlace, frontBytes, frontLayout, PIECE_BYTES, SnapshotError, type DecodedFullState, type FullState } from '../../apps/vm-agent/src/runtimes/wasm/snapshot';
 
 const MiB = 1024 * 1024;
 
@@ -80,6 +80,23 @@ describe('FULL snapshot format', () => {
     expect(d).toMatchObject({ ...rest, memoryBytes: s.memory.length });
     // encoding is deterministic (a restored UA saves the same bytes again)
     expect(Buffer.from(await encodeFullState(s)).equals(Buffer.from(blob))).toBe(true);
+  });
+
+  it('encodes in place in a shared buffer the memory was written into after the front: the blob is a view of it, the same bytes', async () => {
+    const s = state(mixedMemory());
+    const at = frontBytes(frontLayout(s.pending.length, s.globals.length), s.memory.length);
+    // room past the memory too, as in the agent's kept buffer; stale bytes in front of it
+    const shared = new Uint8Array(new SharedArrayBuffer(at + s.memory.length + MiB)).fill(0xa5);
+    shared.set(s.memory, at);
+    const blob = await encodeFullStateInPlace(s, shared, s.memory.length);
+    expect(blob.buffer).toBe(shared.buffer);
+    expect(blob.byteOffset).toBe(0);
+    // the raw pieces moved down over the zero and deflated ones before them
+    const d = await decodeFullState(blob);
+    expect(d.pieces.map((p) => p.kind)).toEqual(['zero', 'raw', 'deflate', 'zero', 'raw']);
+    expect(memoryOf(d).equals(Buffer.from(s.memory))).toBe(true);
+    expect(Buffer.from(blob).equals(Buffer.from(await encodeFullState(s)))).toBe(true);
+    await expect(encodeFullStateInPlace(s, shared.subarray(0, at + s.memory.length - 1), s.memory.length)).rejects.toThrow(SnapshotError);
   });
 
   it('keeps the raw pieces in place when a deflated piece before them changes its length: only the chunks around the front and the tail are new', async () => {

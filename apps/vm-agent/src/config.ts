@@ -117,7 +117,7 @@ export const CONFIG_VARS: readonly ConfigVar[] = [
   { name: 'UVE_STREAM_TLS_KEY', required: false, default: 'none', doc: 'PEM private key file of UVE_STREAM_TLS_CERT' },
   { name: 'UVE_WARM_START', required: false, default: 'true', doc: "true: a primed H264 encoder (for the last session's stream parameters, at first 1280x720 at 60 fps) and, on LINUX_X11, a started X display wait for the next session, so that its first frame does not wait for them; false: started per session" },
   { name: 'UVE_FFMPEG_LIBX264', required: false, default: 'probe', doc: "whether ffmpeg on PATH has the libx264 encoder (H264): probe = `ffmpeg -encoders` at start (~0.2 s); true/false = known (the agent image sets it, checked at the image's build on the ffmpeg it contains; a wrong true shows when the primed encoder starts)" },
-  { name: 'UVE_VM_DATA_BUFFER_MB', required: false, default: '32', doc: 'VM Data to restore up to this size is downloaded into one buffer kept from one restore to the next (with UVE_WARM_START, allocated and touched ahead: the resident memory of an idle VM grows by it); larger downloads get a buffer of their own; 0 = none kept' },
+  { name: 'UVE_VM_DATA_BUFFER_MB', required: false, default: '32', doc: 'VM Data to restore up to this size is downloaded into one buffer kept from one transfer to the next, and a WASM FULL save of up to this size is packed in it (with UVE_WARM_START, allocated and touched ahead: the resident memory of an idle VM grows by it); larger downloads get a buffer of their own; 0 = none kept' },
   { name: 'UVE_STOP_TIMEOUT_MS', required: false, default: '10000', doc: 'a stop taking longer is cut short: child processes are killed and the agent exits 1' },
 ];
 

@@ -21,7 +21,7 @@ import { WatcherWaits } from './stream/watcher-waits';
 import { UaStore } from './uas/ua-store';
 import { VmmLink } from './vmm/link';
 import { createLoadSampler } from './vmm/heartbeat';
-import { DownloadBuffer, VmDataClient } from './vmm/vm-data';
+import { VmDataBuffer, VmDataClient } from './vmm/vm-data';
 import { VmmWatch } from './vmm/vmm-watch';
 import { AgentMetrics } from './metrics';
 import { killChildren } from './common/children';
@@ -106,8 +106,8 @@ export class Vm {
     });
     await this.uas.load();
 
-    const downloads = new DownloadBuffer(cfg.vmDataBufferBytes);
-    const vmData = new VmDataClient(cfg.vmDataUrl, cfg.vmId, cfg.vmSecret, downloads);
+    const buffer = new VmDataBuffer(cfg.vmDataBufferBytes);
+    const vmData = new VmDataClient(cfg.vmDataUrl, cfg.vmId, cfg.vmSecret, buffer);
     const metrics = new AgentMetrics({
       sessions: () => this.sessions?.all() ?? [],
       capacity: cfg.capacity,
@@ -128,6 +128,7 @@ export class Vm {
       log: log.child({ part: 'sessions' }),
       storeVmData: (sessionId, kind, data, timing) => vmData.upload(sessionId, kind, data, timing),
       fetchVmData: (snapshotId, onFirstBytes) => vmData.download(snapshotId, onFirstBytes),
+      vmDataBuffer: () => buffer.takeKept(),
       observer: metrics,
     });
 
@@ -192,9 +193,9 @@ export class Vm {
         deployed: this.uas?.deployed() ?? [],
       });
     }, this.deps.heartbeatIntervalMs ?? HEARTBEAT_INTERVAL_MS);
-    // a NO_LOSS restore's download then lands in memory already faulted in (DownloadBuffer); not
-    // beside the VM's own start
-    if (cfg.warmStart && cfg.platform === 'WASM') setTimeout(() => downloads.warm(), WARM_BUFFER_DELAY_MS).unref();
+    // a NO_LOSS restore's download, or a save, then goes through memory already faulted in
+    // (VmDataBuffer); not beside the VM's own start
+    if (cfg.warmStart && cfg.platform === 'WASM') setTimeout(() => buffer.warm(), WARM_BUFFER_DELAY_MS).unref();
     log.info('VM registered', { vm: cfg.vmId, endpoint: this.endpoint, codecs: this.codecs.join(','), capacity: cfg.capacity, platform: cfg.platform, dataDir: this.dataDir });
   }
 

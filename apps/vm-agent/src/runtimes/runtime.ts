@@ -98,9 +98,10 @@ export interface UaInstance {
   saveAppData(): Promise<Uint8Array>;
   /**
    * the full state, byte for byte (NO_LOSS); runtimes that cannot capture it throw. `timing` gets
-   * when the state was out of the UA (its encoding follows)
+   * when the state was out of the UA (its encoding follows). `into`: a shared buffer the state
+   * may be written into (the result is then a view of it, valid while the caller holds it)
    */
-  saveFullState(timing?: Pick<VmDataSaveTiming, 'capturedAt'>): Promise<Uint8Array>;
+  saveFullState(timing?: Pick<VmDataSaveTiming, 'capturedAt'>, into?: Uint8Array): Promise<Uint8Array>;
   restoreAppData(data: Uint8Array): Promise<void>;
   /** takes `data` over: a WASM UA may move its buffer to the guest's thread (the caller must not read it after) */
   restoreFullState(data: Uint8Array): Promise<void>;

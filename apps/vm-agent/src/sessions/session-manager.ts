@@ -34,6 +34,7 @@ export interface SessionManagerOptions {
   firstConnectTimeoutMs?: number;
   storeVmData?: SessionDeps['storeVmData'];
   fetchVmData?: SessionDeps['fetchVmData'];
+  vmDataBuffer?: SessionDeps['vmDataBuffer'];
   observer?: SessionDeps['observer'];
 }
 
@@ -136,6 +137,7 @@ export class SessionManager {
       log: this.opts.log,
       storeVmData: this.opts.storeVmData,
       fetchVmData: this.opts.fetchVmData,
+      vmDataBuffer: this.opts.vmDataBuffer,
       observer: this.opts.observer,
       onEnded: (s, reason) => {
         if (this.sessions.get(s.id) === s) this.sessions.delete(s.id);

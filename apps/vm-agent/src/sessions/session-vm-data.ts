@@ -25,7 +25,7 @@ export class SessionVmData {
 
   constructor(
     private readonly sessionId: string,
-    private readonly deps: Pick<SessionDeps, 'storeVmData' | 'fetchVmData'>,
+    private readonly deps: Pick<SessionDeps, 'storeVmData' | 'fetchVmData' | 'vmDataBuffer'>,
     private readonly stamps: VmDataStamps,
     private readonly report: (event: SessionReport) => void,
     private readonly log: Logger,
@@ -91,13 +91,16 @@ export class SessionVmData {
 
   private async doSave(instance: UaInstance | null, method: ReconnectionMethod): Promise<StoredVmData | null> {
     if (!instance || !this.deps.storeVmData) return null;
+    // a FULL state is written into the VM's kept buffer when it is free and large enough (no fresh
+    // memory of the state's size), held until the upload is done
+    const held = method === 'NO_LOSS' ? (this.deps.vmDataBuffer?.() ?? null) : null;
     try {
       const timing: VmDataSaveTiming = { startedAt: wallClock(), encodedAt: 0 };
       let kind: SnapshotKind = 'APP_DATA';
       let data: Uint8Array | null = null;
       if (method === 'NO_LOSS') {
         try {
-          data = await instance.saveFullState(timing);
+          data = await instance.saveFullState(timing, held?.data);
           kind = 'FULL';
         } catch (e) {
           this.log.warn('full state not capturable here; saving the application data', { error: errorMessage(e) });
@@ -114,6 +117,8 @@ export class SessionVmData {
     } catch (e) {
       this.log.warn('VM Data not saved', { error: errorMessage(e) });
       return null;
+    } finally {
+      held?.release();
     }
   }
 }

@@ -25,7 +25,7 @@ import { errorMessage, withTimeout } from '../common/errors';
 import { FramePump } from '../stream/frame-pump';
 import type { StreamConnection } from '../stream/connection';
 import type { VmReport } from '../vmm/link';
-import type { FetchedVmData, StoredVmData } from '../vmm/vm-data';
+import type { FetchedVmData, HeldBuffer, StoredVmData } from '../vmm/vm-data';
 import { SessionVmData } from './session-vm-data';
 import { SessionResourceBroker } from './resource-broker';
 
@@ -47,6 +47,8 @@ export interface SessionDeps {
   storeVmData?: (sessionId: string, kind: SnapshotKind, data: Uint8Array, timing?: VmDataSaveTiming) => Promise<StoredVmData>;
   /** fetches VM Data to restore (UVE-5 retrieve), its checksum verified; absent without a VMM */
   fetchVmData?: (snapshotId: string, onFirstBytes?: (head: Uint8Array) => void) => Promise<FetchedVmData>;
+  /** the VM's kept buffer for VM Data, lent to a save (null while in use); absent: saves allocate their own */
+  vmDataBuffer?: () => HeldBuffer | null;
   /** stream measurements for /metrics */
   observer?: { encoded(ms: number): void; inputToFrame(ms: number): void };
 }

@@ -22,14 +22,14 @@ export interface FetchedVmData {
 }
 
 /**
- * The buffer VM Data is downloaded into, kept from one restore to the next and touched ahead of
- * time on a warm VM: writing a freshly allocated buffer costs its page faults (60-400 ms per 16 MiB
- * on this Firecracker VM, docs/performance.md), a touched one a plain copy. Shared memory, so that
- * the guest's thread reads a FULL snapshot's pieces out of it with neither a copy nor a transfer.
- * One download at a time has it; another one at the same time, or a larger one than `keepBytes`,
- * gets a buffer of its own.
+ * The buffer VM Data goes through, kept from one transfer to the next and touched ahead of time on
+ * a warm VM: writing a freshly allocated buffer costs its page faults (50-400 ms per 16 MiB on this
+ * Firecracker VM, docs/performance.md), a touched one a plain copy. Shared memory, so that the
+ * guest's thread reads a FULL snapshot's pieces out of it, or writes its memory into it for a save,
+ * with neither a copy nor a transfer. One download or save at a time has it; another one at the
+ * same time, or a larger download than `keepBytes`, gets a buffer of its own.
  */
-export class DownloadBuffer {
+export class VmDataBuffer {
   private kept: SharedArrayBuffer | null = null;
   private busy = false;
 
@@ -41,19 +41,36 @@ export class DownloadBuffer {
     this.kept = touched(new SharedArrayBuffer(Math.min(bytes, this.keepBytes)));
   }
 
-  take(size: number): { data: Uint8Array; release(): void } {
+  take(size: number): HeldBuffer {
     if (this.busy || size > this.keepBytes) return { data: new Uint8Array(size), release: () => undefined };
-    this.busy = true;
     if (!this.kept || this.kept.byteLength < size) this.kept = new SharedArrayBuffer(size);
+    return this.hold(size);
+  }
+
+  /** the whole kept buffer (keepBytes), for a save whose size is known only once it is written; null while in use or when none is kept */
+  takeKept(): HeldBuffer | null {
+    if (this.busy || this.keepBytes <= 0) return null;
+    if (!this.kept || this.kept.byteLength < this.keepBytes) this.kept = new SharedArrayBuffer(this.keepBytes);
+    return this.hold(this.keepBytes);
+  }
+
+  private hold(size: number): HeldBuffer {
+    this.busy = true;
     let released = false;
     return {
-      data: new Uint8Array(this.kept, 0, size),
+      data: new Uint8Array(this.kept!, 0, size),
       release: () => {
         if (!released) this.busy = false;
         released = true;
       },
     };
   }
+}
+
+/** a buffer lent out until `release()` (twice is once) */
+export interface HeldBuffer {
+  data: Uint8Array;
+  release(): void;
 }
 
 /** one write per 4 KiB page faults the buffer in */
@@ -64,7 +81,7 @@ function touched(b: SharedArrayBuffer): SharedArrayBuffer {
 }
 
 export class VmDataClient {
-  constructor(private readonly baseUrl: string, private readonly vmId: string, private readonly secret: string, private readonly buffer = new DownloadBuffer(0)) {}
+  constructor(private readonly baseUrl: string, private readonly vmId: string, private readonly secret: string, readonly buffer = new VmDataBuffer(0)) {}
 
   private headers(): Record<string, string> {
     return { 'x-uve-vm-id': this.vmId, authorization: `Bearer ${this.secret}` };
@@ -72,16 +89,15 @@ export class VmDataClient {
 
   /** UVE-5 store; `timing`: the save's stages so far, recorded with the VM Data (SNAPSHOT_SAVED) */
   async upload(sessionId: string, kind: SnapshotKind, data: Uint8Array, timing?: VmDataSaveTiming): Promise<StoredVmData> {
-    const res = await fetch(`${this.baseUrl}/sessions/${encodeURIComponent(sessionId)}?kind=${kind}`, {
-      method: 'PUT',
-      headers: { ...this.headers(), 'content-type': 'application/octet-stream', ...(timing && { [VM_DATA_SAVE_TIMING_HEADER]: JSON.stringify(timing) }) },
-      // the bytes as they are, not a copy (a snapshot can be as large as the UA's memory); the cast
-      // is for lib settings where a Uint8Array over a shared buffer is no body
-      body: data as unknown as ArrayBuffer,
-      signal: AbortSignal.timeout(TIMEOUT_MS),
-    });
-    if (res.status !== 201) throw new Error(`VM Data upload refused: ${res.status} ${(await res.text()).slice(0, 300)}`);
-    return (await res.json()) as StoredVmData;
+    const res = await send(`${this.baseUrl}/sessions/${encodeURIComponent(sessionId)}?kind=${kind}`, 'PUT', {
+      ...this.headers(),
+      'content-type': 'application/octet-stream',
+      'content-length': String(data.byteLength),
+      ...(timing && { [VM_DATA_SAVE_TIMING_HEADER]: JSON.stringify(timing) }),
+    }, data);
+    const body = await text(res);
+    if (res.statusCode !== 201) throw new Error(`VM Data upload refused: ${res.statusCode} ${body.slice(0, 300)}`);
+    return JSON.parse(body) as StoredVmData;
   }
 
   /**
@@ -89,7 +105,7 @@ export class VmDataClient {
    * `onFirstBytes` gets the first piece that arrives (a snapshot's header), before the rest.
    */
   async download(snapshotId: string, onFirstBytes?: (head: Uint8Array) => void): Promise<FetchedVmData> {
-    const res = await get(`${this.baseUrl}/snapshots/${encodeURIComponent(snapshotId)}`, this.headers());
+    const res = await send(`${this.baseUrl}/snapshots/${encodeURIComponent(snapshotId)}`, 'GET', this.headers());
     if (res.statusCode !== 200) throw new Error(`VM Data download refused: ${res.statusCode} ${(await text(res)).slice(0, 300)}`);
     const kind = res.headers['x-uve-snapshot-kind'] as SnapshotKind;
     const hash = createHash('sha256');
@@ -112,14 +128,16 @@ export class VmDataClient {
 }
 
 /**
- * A GET with node:http rather than fetch: a snapshot comes as Buffers off the socket without a web
- * stream around each piece (a 16 MiB download took 2-3x as long through fetch on this machine).
- * Times out as a whole after TIMEOUT_MS.
+ * A request with node:http rather than fetch: a snapshot comes as Buffers off the socket without a
+ * web stream around each piece (a 16 MiB download took 2-3x as long through fetch on this
+ * machine), and `body` goes out as it is (fetch copies a Uint8Array body into a fresh buffer
+ * first, as large as the state). Times out as a whole after TIMEOUT_MS.
  */
-function get(url: string, headers: Record<string, string>): Promise<IncomingMessage> {
+function send(url: string, method: 'GET' | 'PUT', headers: Record<string, string>, body?: Uint8Array): Promise<IncomingMessage> {
   return new Promise((resolve, reject) => {
-    const req = (url.startsWith('https:') ? https : http).get(url, { headers, signal: AbortSignal.timeout(TIMEOUT_MS) }, resolve);
+    const req = (url.startsWith('https:') ? https : http).request(url, { method, headers, signal: AbortSignal.timeout(TIMEOUT_MS) }, resolve);
     req.on('error', reject);
+    req.end(body);
   });
 }
 

@@ -20,7 +20,11 @@ export type GuestRequest =
   | { op: 'answer'; id: number; reqId: number; code: number; ok: boolean; v: number[]; text: number[] | null; refusal: number }
   | { op: 'appDataSave'; id: number }
   | { op: 'appDataLoad'; id: number; data: Uint8Array }
-  | { op: 'saveFull'; id: number }
+  /**
+   * the memory, written after the room its blob's front takes (snapshot.ts FrontLayout): into
+   * `into` (the host's shared buffer) when it fits, else into a buffer of its own, moved to the host
+   */
+  | { op: 'saveFull'; id: number; into: Uint8Array | null; front: { fixed: number; perPiece: number; pieceBytes: number } }
   /** a restore of `memoryBytes` follows: instantiate, grow and touch its memory now (while the snapshot downloads) */
   | { op: 'prepareRestore'; id: number; memoryBytes: number }
   | { op: 'restoreFull'; id: number; memoryBytes: number; pieces: RestorePiece[]; globals: Array<{ index: number; value: number | bigint }>; framebuffer: number; nextRequestId: number };
@@ -273,8 +277,16 @@ export function guestWorkerMain(): void {
           break;
         }
         case 'saveFull': {
-          reply.memory = new Uint8Array(memoryOf(instance).buffer).slice();
-          transfer.push(reply.memory.buffer as ArrayBuffer);
+          const memory = new Uint8Array(memoryOf(instance).buffer);
+          const at = m.front.fixed + m.front.perPiece * Math.ceil(memory.length / m.front.pieceBytes);
+          const into = m.into && at + memory.length <= m.into.length ? m.into : null;
+          const target = into ?? new Uint8Array(at + memory.length);
+          target.set(memory, at);
+          if (!into) {
+            reply.memory = target;
+            transfer.push(target.buffer as ArrayBuffer);
+          }
+          reply.memoryBytes = memory.length;
           reply.globals = data.globals.map((g) => ({ index: g.index, value: instance.exports[g.name].value }));
           reply.nextRequestId = nextRequestId;
           break;

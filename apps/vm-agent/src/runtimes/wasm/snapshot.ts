@@ -94,18 +94,66 @@ async function packPiece(raw: Buffer): Promise<[PieceKind, Buffer]> {
   return packed.length < raw.length ? ['deflate', packed] : ['raw', raw];
 }
 
+/** The state besides its memory: what a blob's front holds. */
+export type FullStateFront = Omit<FullState, 'memory'>;
+
+/**
+ * Where a blob's memory goes for encodeFullStateInPlace: after `fixed` bytes and `perPiece` for
+ * each piece of `pieceBytes` (the piece table), i.e. frontBytes. For the guest's thread, which
+ * writes the memory there without this module.
+ */
+export interface FrontLayout {
+  fixed: number;
+  perPiece: number;
+  pieceBytes: number;
+}
+
+export function frontLayout(pending: number, globals: number): FrontLayout {
+  return { fixed: HEADER_BYTES + pending * PENDING_BYTES + globals * GLOBAL_BYTES, perPiece: PIECE_ENTRY_BYTES, pieceBytes: PIECE_BYTES };
+}
+
+/** the bytes of a blob before its pieces (header, pending requests, globals, piece table) */
+export function frontBytes(f: FrontLayout, memoryBytes: number): number {
+  return f.fixed + f.perPiece * Math.ceil(memoryBytes / f.pieceBytes);
+}
+
 export async function encodeFullState(s: FullState): Promise<Uint8Array> {
-  const memory = Buffer.from(s.memory.buffer, s.memory.byteOffset, s.memory.byteLength);
+  const at = frontBytes(frontLayout(s.pending.length, s.globals.length), s.memory.byteLength);
+  const buf = Buffer.allocUnsafe(at + s.memory.byteLength);
+  buf.set(s.memory, at);
+  return encodeFullStateInPlace(s, buf, s.memory.byteLength);
+}
+
+/**
+ * Encodes, in place, a state whose memory (`memoryBytes`) lies in `buf` right after the room its
+ * front takes (frontBytes): the blob is `buf`'s beginning, returned as a view of it. The memory is
+ * thus written once, where the guest's thread copies it out (the agent's kept, already touched
+ * buffer), and packed where it lies: no fresh buffers of the memory's size, whose first touch
+ * costs ~3 ms per MiB on this kind of machine (docs/performance.md).
+ */
+export async function encodeFullStateInPlace(s: FullStateFront, buf: Uint8Array, memoryBytes: number): Promise<Buffer> {
+  const out = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
+  const front = frontBytes(frontLayout(s.pending.length, s.globals.length), memoryBytes);
+  if (out.length < front + memoryBytes) throw new SnapshotError('the buffer does not hold the memory after the front');
   const ranges: Buffer[] = [];
-  for (let at = 0; at < memory.length; at += PIECE_BYTES) ranges.push(memory.subarray(at, at + PIECE_BYTES));
+  for (let at = 0; at < memoryBytes; at += PIECE_BYTES) ranges.push(out.subarray(front + at, front + Math.min(at + PIECE_BYTES, memoryBytes)));
+  // every piece is packed before any moves: a deflate reads its piece where it lies
   const pieces = await Promise.all(ranges.map(packPiece));
   const tableBytes = pieces.length * PIECE_ENTRY_BYTES;
   const memoryPart = tableBytes + pieces.reduce((n, [, b]) => n + b.length, 0);
-  const front = HEADER_BYTES + s.pending.length * PENDING_BYTES + s.globals.length * GLOBAL_BYTES + tableBytes;
-  // every byte is written: the front (with its padding) zeroed, then the pieces copied in
-  const out = Buffer.allocUnsafe(front - tableBytes + memoryPart);
+  // raw pieces first (each exactly a piece long: where one is stays put while deflated pieces
+  // change), moved down in memory order: a piece's new place never reaches a piece not yet moved
+  let o = front;
+  for (const [kind, bytes] of pieces) {
+    if (kind !== 'raw') continue;
+    const from = bytes.byteOffset - out.byteOffset;
+    if (from !== o) out.copyWithin(o, from, from + bytes.length);
+    o += bytes.length;
+  }
+  for (const [kind, bytes] of pieces) if (kind !== 'raw') o += bytes.copy(out, o);
+  // the front (with its padding) last: it lies below the memory, which it never overlapped
   out.fill(0, 0, front);
-  let o = 0;
+  o = 0;
   o = out.writeUInt32LE(MAGIC, o);
   o = out.writeUInt16LE(FORMAT_VERSION, o);
   o = out.writeUInt16LE(ABI_VERSION, o);
@@ -117,7 +165,7 @@ export async function encodeFullState(s: FullState): Promise<Uint8Array> {
   o = out.writeDoubleLE(s.appClockMs, o);
   o = out.writeUInt32LE(s.pending.length, o);
   o = out.writeUInt32LE(s.globals.length, o);
-  o = out.writeUInt32LE(s.memory.length / PAGE_BYTES, o);
+  o = out.writeUInt32LE(memoryBytes / PAGE_BYTES, o);
   o = out.writeUInt32LE(memoryPart, o);
   for (const [id, kind] of s.pending) {
     o = out.writeUInt32LE(id, o);
@@ -141,10 +189,7 @@ export async function encodeFullState(s: FullState): Promise<Uint8Array> {
     out.writeUInt32LE(bytes.length, o + 4);
     o += PIECE_ENTRY_BYTES;
   }
-  // raw pieces first (each exactly a piece long: where one is stays put while deflated pieces change)
-  for (const [kind, bytes] of pieces) if (kind === 'raw') o += bytes.copy(out, o);
-  for (const [kind, bytes] of pieces) if (kind !== 'raw') o += bytes.copy(out, o);
-  return out;
+  return out.subarray(0, front - tableBytes + memoryPart);
 }
 
 /**

@@ -16,7 +16,7 @@ import { wallClock } from '../../common/clock';
 import { guestWorkerMain, type GuestReply, type GuestRequest, type GuestWorkerData } from './guest-worker';
 import { I420_STAGE_ROWS, i420Module } from './i420';
 import type { WasmPackage } from './package';
-import { announcedMemoryBytes, decodeFullState, encodeFullState, SnapshotError } from './snapshot';
+import { announcedMemoryBytes, decodeFullState, encodeFullStateInPlace, frontLayout, SnapshotError } from './snapshot';
 import { PAGE_BYTES } from './webassembly';
 import { STARVED_MAX_BUDGETS, starvedOver, threadCpuMs } from './thread-cpu';
 
@@ -249,16 +249,18 @@ export class WasmInstance implements UaInstance {
     this.damage();
   }
 
-  async saveFullState(timing?: Pick<VmDataSaveTiming, 'capturedAt'>): Promise<Uint8Array> {
+  async saveFullState(timing?: Pick<VmDataSaveTiming, 'capturedAt'>, into?: Uint8Array): Promise<Uint8Array> {
     this.assertLive('captured');
     const { pkg } = this;
     const appClockMs = this.clock.now();
     // answers that arrived while suspended were not delivered: the restored UA asks again
     const pending = [...this.pending.values()].map((r): [number, number] => [r.id, RESOURCE_KIND_CODE[r.kind]]);
-    const r = await this.guestAsync({ op: 'saveFull' });
+    // a shared buffer only: the guest's thread writes the memory into it (an unshared one would be copied)
+    const shared = into?.buffer instanceof SharedArrayBuffer ? into : null;
+    const r = await this.guestAsync({ op: 'saveFull', into: shared, front: frontLayout(pending.length, pkg.compiled.globals.length) });
     if (timing) timing.capturedAt = wallClock(); // epoch ms, as the other stamps (config.wallClock is monotonic)
     const byIndex = new Map(r.globals!.map((g) => [g.index, g.value]));
-    return encodeFullState({
+    return encodeFullStateInPlace({
       moduleSha256: pkg.compiled.sha256,
       width: this.width,
       height: this.height,
@@ -267,8 +269,7 @@ export class WasmInstance implements UaInstance {
       appClockMs,
       pending,
       globals: pkg.compiled.globals.map((g) => ({ index: g.index, type: g.type, value: byIndex.get(g.index)! })),
-      memory: r.memory!,
-    });
+    }, r.memory ?? shared!, r.memoryBytes!);
   }
 
   prepareRestore(head: Uint8Array): void {
