@@ -290,7 +290,7 @@ async function mismatch(c: Ctx, sessionId: string, mib: number, last: DecodedPic
 }
 
 
-interface StateRow { mib: number; snapshotBytes: number; runs: number; ms: number[]; saveMs: number[]; gatewayGrowthMiB: number; agentGrowthMiB: number; notMeasured: string[]; stages: Record<string, number>[]; saveStages: Record<string, number>[] }
+interface StateRow { mib: number; snapshotBytes: number; runs: number; ms: number[]; saveMs: number[]; gatewayGrowthMiB: number; agentGrowthMiB: number; notMeasured: string[]; stages: Record<string, number>[]; saveStages: Record<string, number>[]; chunksWritten: string[] }
 
 /** the reconnection's stages on one clock (this host's wall clock: the VMM, the VM and the bench share it), in order */
 const STAGES: Array<[string, string]> = [
@@ -339,7 +339,7 @@ class NotMeasured extends Error {}
  * the restored memory must check out block by block.
  */
 async function restoredState(c: Ctx, gatewayPid: number, mib: number, runs: number): Promise<StateRow> {
-  const row: StateRow = { mib, snapshotBytes: 0, runs, ms: [], saveMs: [], gatewayGrowthMiB: 0, agentGrowthMiB: 0, notMeasured: [], stages: [], saveStages: [] };
+  const row: StateRow = { mib, snapshotBytes: 0, runs, ms: [], saveMs: [], gatewayGrowthMiB: 0, agentGrowthMiB: 0, notMeasured: [], stages: [], saveStages: [], chunksWritten: [] };
   // a run that could not measure (no VM Data saved in time, no other VM to move to) is told apart and
   // made up for, at most `runs` times
   for (let i = 0; row.ms.length < runs && i < 2 * runs; i++) {
@@ -376,6 +376,8 @@ async function restoreOnce(c: Ctx, gatewayPid: number, mib: number, row: StateRo
     for (const [k, v] of Object.entries(saved.timing ?? {})) if (typeof v === 'number') saveStages[k] = v - dropAt;
     row.saveMs.push(saveStages.storedAt ?? seen);
     row.saveStages.push(saveStages);
+    // a save of bytes the store holds already writes only the chunks that changed (content addressing)
+    if (typeof saved.chunks === 'number') row.chunksWritten.push(`${saved.chunksWritten}/${saved.chunks}`);
     row.snapshotBytes = saved.sizeBytes;
     const idle = await until('the other VM', 10_000, async () =>
       (await gql(c.url, `{ vms(status: IDLE, platform: WASM) { id } }`, {}, c.admin)).vms.find((v: { id: string }) => v.id !== s.vm.id));
@@ -502,6 +504,7 @@ export async function run(args: string[]): Promise<void> {
     }
     for (const r of states) {
       printStages(`${r.mib} MiB: the save at the drop by stage, ms after the bench dropped the socket`, r.saveStages, SAVE_STAGES);
+      if (r.chunksWritten.length) process.stdout.write(`  chunks the store wrote of the snapshot's, by run: ${r.chunksWritten.join(', ')}\n`);
       printStages(`${r.mib} MiB: the reconnection by stage, ms after the reconnecting requestApplication was sent`, r.stages, STAGES);
     }
     process.stdout.write('\nVM Data store alone (synthetic bytes PUT by the VM side; retrieve: reconnect -> SNAPSHOT_RESTORE_FAILED):\n');

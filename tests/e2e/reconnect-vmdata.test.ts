@@ -57,7 +57,7 @@ async function drawAndDrop(method: 'NORMAL' | 'NO_LOSS', as?: { token: string })
     const now = await sessionOf(s.id);
     return now.state === 'DISCONNECTED' ? now.events.find((e) => e.type === 'SNAPSHOT_SAVED') ?? null : null;
   });
-  return { user, paint, s, saved: saved.data as { snapshotId: string; kind: string; sha256: string; timing: Record<string, number> } };
+  return { user, paint, s, saved: saved.data as { snapshotId: string; kind: string; sha256: string; chunks: number; chunksWritten: number; timing: Record<string, number> } };
 }
 
 it('NO_LOSS: a dropped session continues on another VM process, its drawing restored before the first frame', async () => {
@@ -71,6 +71,10 @@ it('NO_LOSS: a dropped session continues on another VM process, its drawing rest
   expect(t.encodedAt).toBeLessThanOrEqual(t.receivedAt + 1); // the VM's clock is sub-millisecond, the VMM's whole
   expect(t.receivedAt).toBeLessThanOrEqual(t.storedAt);
   expect(t.storedAt).toBeGreaterThan(Date.now() - 60_000);
+  // and how much of it the store wrote (the rest it held already: content addressing)
+  expect(saved.chunks).toBeGreaterThanOrEqual(1);
+  expect(saved.chunksWritten).toBeGreaterThanOrEqual(0);
+  expect(saved.chunksWritten).toBeLessThanOrEqual(saved.chunks);
   const again = await request(user.token, paint, 'NO_LOSS');
   expect(again.id).toBe(s.id); // the same session, not a new one
   expect(again.vm.id).not.toBe(s.vm.id);

@@ -16,6 +16,13 @@ import type { ChunkRefs, VmDataStore } from './vm-data-store';
  */
 const SAVE_AFTER_END_MS = COMMAND_TTL_MS['session.terminate'];
 
+/** A snapshot just stored, and how many of its chunks the store did not hold yet (content addressing) */
+export interface StoredSnapshot {
+  snapshot: VmSnapshot;
+  chunks: number;
+  chunksWritten: number;
+}
+
 export class SnapshotsService {
   private readonly repo: Repository<VmSnapshot>;
   /** VM Data uploads and downloads running now (a stop lets them finish before the database goes) */
@@ -85,11 +92,11 @@ export class SnapshotsService {
    * `keep` snapshots stay (seed B.1: "the" VM Data is the newest). Null when the VM holds no such
    * session; a VmDataStoreError when the bytes are refused (too large, empty).
    */
-  async store(vm: Vm, sessionId: string, kind: SnapshotKind, body: AsyncIterable<Uint8Array>, maxBytes: number): Promise<VmSnapshot | null> {
+  async store(vm: Vm, sessionId: string, kind: SnapshotKind, body: AsyncIterable<Uint8Array>, maxBytes: number): Promise<StoredSnapshot | null> {
     if (!isUuid(sessionId)) return null;
     let written: string | null = null;
     let dropped: ChunkRefs | null = null;
-    let snap: VmSnapshot | null;
+    let snap: StoredSnapshot | null;
     try {
       snap = await this.storeInTransaction(vm, sessionId, kind, body, maxBytes, (id) => (written = id), (refs) => (dropped = refs));
     } catch (e) {
@@ -105,7 +112,7 @@ export class SnapshotsService {
   private storeInTransaction(
     vm: Vm, sessionId: string, kind: SnapshotKind, body: AsyncIterable<Uint8Array>, maxBytes: number,
     writing: (id: string) => void, replaced: (refs: ChunkRefs) => void,
-  ): Promise<VmSnapshot | null> {
+  ): Promise<StoredSnapshot | null> {
     return this.ds.transaction(async (em) => {
       const session = await em.findOneBy(Session, { id: sessionId });
       if (!session || session.vmId !== vm.id) return null;
@@ -119,7 +126,7 @@ export class SnapshotsService {
         sourceVmId: vm.id, storageKey: this.store_.storageKey, encryptionKeyId: this.store_.keyId, lastRestoredAt: null,
       }));
       writing(snap.id);
-      const { sizeBytes, sha256, manifestSha256 } = await this.store_.write(em, snap.id, body, maxBytes);
+      const { sizeBytes, sha256, manifestSha256, chunks, written: chunksWritten } = await this.store_.write(em, snap.id, body, maxBytes);
       await em.update(VmSnapshot, snap.id, { sizeBytes, sha256, manifestSha256, sessionId });
       // beyond the newest `keep` by when their save began (an upload begun earlier and committed
       // later is not newer), never this one, nor one an open session still needs: the VM Data of a
@@ -141,7 +148,7 @@ export class SnapshotsService {
         replaced(await this.store_.chunks.held(em, ids));
         await em.delete(VmSnapshot, { id: In(ids) });
       }
-      return Object.assign(snap, { sizeBytes, sha256, manifestSha256, sessionId });
+      return { snapshot: Object.assign(snap, { sizeBytes, sha256, manifestSha256, sessionId }), chunks, chunksWritten };
     });
   }
 

@@ -34,10 +34,12 @@ export function registerVmDataRoutes(app: Express, services: Services, maxBytes:
       // the body streams into the store, chunk by chunk, once the VM is known
       // (not destroyed when the store stops early: a refusal still gets its answer to the VM)
       const body = req.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>;
-      const snap = await services.snapshots.store(vm, String(req.params.sessionId), kind as SnapshotKind, body, maxBytes);
-      if (!snap) return refuse(res, 404, 'NOT_FOUND', 'This VM holds no such open session (or it ended too long ago).');
+      const stored = await services.snapshots.store(vm, String(req.params.sessionId), kind as SnapshotKind, body, maxBytes);
+      if (!stored) return refuse(res, 404, 'NOT_FOUND', 'This VM holds no such open session (or it ended too long ago).');
+      const { snapshot: snap, chunks, chunksWritten } = stored;
       const timing = saveTiming(req.header(VM_DATA_SAVE_TIMING_HEADER), receivedAt);
-      await services.sessions.recordEvent(snap.sessionId!, 'SNAPSHOT_SAVED', { snapshotId: snap.id, kind: snap.kind, sizeBytes: snap.sizeBytes, sha256: snap.sha256, timing });
+      // chunksWritten: the chunks the store did not hold yet (the rest are shared with other snapshots)
+      await services.sessions.recordEvent(snap.sessionId!, 'SNAPSHOT_SAVED', { snapshotId: snap.id, kind: snap.kind, sizeBytes: snap.sizeBytes, sha256: snap.sha256, chunks, chunksWritten, timing });
       res.status(201).json({ snapshotId: snap.id, kind: snap.kind, sizeBytes: snap.sizeBytes, sha256: snap.sha256 });
     } catch (e) {
       if (!(e instanceof VmDataStoreError)) return next(e);
