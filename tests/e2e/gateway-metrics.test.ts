@@ -2,7 +2,7 @@
 // and Redis at scrape time.
 import fs from 'node:fs';
 import path from 'node:path';
-import { ADMIN, login, ok, startGateway, type GatewayProcess } from '../support/gateway';
+import { ADMIN, login, metricSample as sample, ok, startGateway, type GatewayProcess } from '../support/gateway';
 import { freshDatabase, startRedis, until, type TestRedis } from '../support/services';
 
 let gw: GatewayProcess;
@@ -21,11 +21,6 @@ const scrape = async () => {
   expect(res.status).toBe(200);
   expect(res.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
   return res.text();
-};
-/** value of one sample, or undefined */
-const sample = (text: string, series: string) => {
-  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
-  return line === undefined ? undefined : Number(line.slice(series.length + 1));
 };
 
 it('serves every series documented in docs/operations.md', async () => {

@@ -1,10 +1,11 @@
 // PostgreSQL stopped and started again under a running gateway: /readyz says the database is
 // down, requests are refused with UNAVAILABLE without hanging, and the same gateway process serves
 // again once PostgreSQL is back. The gateway's own embedded PostgreSQL is restarted when it dies.
+import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { commandLine, isRunning, platformProcesses, startGroupGateway, startTestPostgres, tempDir, type GroupGateway, type TestPostgres } from './support';
-import { ADMIN, gql, login, ok, subscribe, wsClient } from '../support/gateway';
+import { ADMIN, gql, login, metricSample as sample, ok, subscribe, wsClient } from '../support/gateway';
 import { startRedis, until, type TestRedis } from '../support/services';
 import { startFakeVm } from '../support/fake-vm';
 
@@ -100,10 +101,64 @@ it('PostgreSQL stopped: /readyz not ready, requests refused with UNAVAILABLE; st
   await aSecondOn(Date.parse(gone.lastHeartbeatAt));
   expect(await vm(stopping.id)).toEqual({ status: 'OFFLINE', statusReason: 'VM stopping: said during the outage', lastHeartbeatAt: gone.lastHeartbeatAt });
   expect(g.output()).not.toMatch(/VM heartbeat lost/);
-  // operators see what was handed over again
-  expect(await (await fetch(`${g.url}/metrics`)).text()).toMatch(/^uve_vm_reports_failed_total\{type="vm\.stopping"\} [1-9]/m);
+  // operators see what was handed over again, and that nothing of it was given up
+  const counted = await (await fetch(`${g.url}/metrics`)).text();
+  expect(sample(counted, 'uve_vm_reports_failed_total{type="vm.stopping",retried="true"}')).toBeGreaterThanOrEqual(1);
+  expect(sample(counted, 'uve_vm_reports_failed_total{type="vm.stopping",retried="false"}')).toBeUndefined();
   expect(g.child.exitCode).toBeNull(); // recovered, not restarted
 }, 180_000);
+
+// The other side of the same rule: a report that fails the same way every time is not handed
+// over again 10 times in 4 min; it is counted and logged once.
+it('a report PostgreSQL refuses for its data fails once, is counted and logged, and is not handed over again', async () => {
+  const redis: TestRedis = await startRedis();
+  cleanups.push(() => redis.stop());
+  const dataDir = tempDir('pg-refused');
+  dirs.push(dataDir);
+  const g = await startGroupGateway({ UVE_DATA_DIR: dataDir, REDIS_URL: redis.url, UVE_QUEUE_PREFIX: PREFIX });
+  gateways.push(g);
+  const { token } = await login(g, ADMIN.username, ADMIN.password);
+  const fakeVm = await startFakeVm({ redisUrl: redis.url, prefix: PREFIX, gateway: g, admin: token, heartbeatMs: 300 });
+  cleanups.unshift(() => fakeVm.close());
+  const vm = async () => (await ok(g, `{ vm(id: "${fakeVm.id}") { status lastHeartbeatAt } }`, {}, token)).vm;
+  await until('the VM to register', 10_000, async () => (await vm()).status === 'IDLE');
+  const metrics = async () => (await fetch(`${g.url}/metrics`)).text();
+  const failedBefore = sample(await metrics(), 'uve_queue_messages{queue="uve-vmm",state="failed"}')!;
+
+  // both pass the report guard (signed by their VM) and reach PostgreSQL, which refuses them for
+  // their data: a VM report through its handler, a session report on its way into the inbox
+  const refused = [
+    { type: 'deployment.changed', error: /invalid input syntax for type uuid/ }, // 22P02
+    { type: 'session.ended', error: /out of range for type integer/ }, // 22003: seq is an int4
+  ];
+  await fakeVm.report({ type: 'deployment.changed', uaId: 'not-a-uuid', version: '1.0.0', status: 'INSTALLED' });
+  await fakeVm.report({ type: 'session.ended', sessionId: randomUUID(), userId: randomUUID(), uaId: randomUUID(), seq: 2 ** 31, reason: 'refused' });
+  const failedOnce = (text: string, type: string) => sample(text, `uve_vm_reports_failed_total{type="${type}",retried="false"}`) === 1;
+  await until('both reports to have failed', 15_000, async () => {
+    const text = await metrics();
+    return refused.every((r) => failedOnce(text, r.type));
+  }, 100);
+  const failedAt = Date.now();
+  // BullMQ holds them as failed for good: nothing waits for another hand-over
+  const queue = await metrics();
+  expect(sample(queue, 'uve_queue_messages{queue="uve-vmm",state="failed"}')).toBe(failedBefore + 2);
+  expect(sample(queue, 'uve_queue_messages{queue="uve-vmm",state="delayed"}')).toBe(0);
+  // a first hand-over again would have come 0.5 s after the failure, a second 1 s after that:
+  // the VM's heartbeats, recorded past both, say the gateway went on handling reports meanwhile
+  await until('a heartbeat recorded 2 s after the failures', 10_000, async () => Date.parse((await vm()).lastHeartbeatAt) > failedAt + 2000, 100);
+  const after = await metrics();
+  for (const r of refused) {
+    expect(failedOnce(after, r.type)).toBe(true);
+    expect(sample(after, `uve_vm_reports_failed_total{type="${r.type}",retried="true"}`)).toBeUndefined();
+    // one error line each, naming the report, its VM and PostgreSQL's reason
+    const lines = g.output().split('\n').filter((l) => l.includes(`"type":"${r.type}"`) && l.includes('UVE-5 report failed'));
+    expect(lines).toHaveLength(1);
+    const logged = JSON.parse(lines[0]!);
+    expect(logged).toMatchObject({ level: 'error', msg: 'UVE-5 report failed for good; it is not handed over again', vmId: fakeVm.id, attempt: 1 });
+    expect(logged.error).toMatch(r.error);
+  }
+  expect((await vm()).status).toBe('IDLE');
+}, 120_000);
 
 it('the embedded PostgreSQL, killed, is restarted by the gateway and requests succeed again', async () => {
   const dataDir = tempDir('pg-embedded');

@@ -112,6 +112,12 @@ export function failOnWarnings(who: string, output: string): void {
   if (at >= 0) throw new Error(`${who} warned:\n${output.slice(at, at + 3000)}`);
 }
 
+/** The value of one series in /metrics text (`name{label="value",...}`, labels in the order the gateway wrote them), or undefined. */
+export function metricSample(text: string, series: string): number | undefined {
+  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+  return line === undefined ? undefined : Number(line.slice(series.length + 1));
+}
+
 export interface GqlError {
   message: string;
   extensions?: { code?: string; [k: string]: unknown };

@@ -1,7 +1,8 @@
 // Failures that mean "a dependency is down" leave as UNAVAILABLE naming it; anything else stays masked.
 import path from 'node:path';
 
-const { formatError, unavailableDependency } = require(path.resolve(__dirname, '../../apps/gateway/dist/api/format-error.js'));
+const { formatError } = require(path.resolve(__dirname, '../../apps/gateway/dist/api/format-error.js'));
+const { unavailableDependency } = require(path.resolve(__dirname, '../../apps/gateway/dist/common/transient-errors.js'));
 const quiet = { error: () => undefined, warn: () => undefined, info: () => undefined, debug: () => undefined };
 
 it.each([

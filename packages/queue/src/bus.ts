@@ -1,7 +1,7 @@
 // The one small message-bus module of the platform: the VMM and the VMs talk UVE-2/UVE-5 through
 // it. BullMQ (the maintained successor of bull) on Redis gives durable, acknowledged delivery, so a
 // command sent to a VM that is restarting waits for it instead of being lost like a pub/sub message.
-import { Queue, Worker, type Job } from 'bullmq';
+import { Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
 import IORedis, { type Redis } from 'ioredis';
 import { VMM_QUEUE, vmCommandQueue, type VmCommand, type VmEventMessage } from '@uve/protocol';
 
@@ -24,6 +24,25 @@ export interface ConsumeOptions {
   concurrency?: number;
 }
 
+/** Which hand-over of a message a handler is running. */
+export interface Delivery {
+  /** 1 the first time */
+  attempt: number;
+  /** how many it gets in all (1 + the retries it was sent with): a failure of the last one is final */
+  attempts: number;
+}
+
+/**
+ * What a handler throws for a message that can never be handled (a bug, data nothing will
+ * accept): the queue does not hand it over again, whatever retries it was sent with.
+ */
+export class PermanentFailure extends Error {
+  constructor(cause: unknown) {
+    super(cause instanceof Error ? cause.message : String(cause), { cause });
+    this.name = 'PermanentFailure';
+  }
+}
+
 /** Messages of one queue by state (BullMQ job counts). */
 export type QueueCounts = Record<'waiting' | 'active' | 'delayed' | 'failed' | 'prioritized', number>;
 
@@ -31,17 +50,21 @@ export type QueueCounts = Record<'waiting' | 'active' | 'delayed' | 'failed' | '
 export interface SendOptions {
   /**
    * times the consumer may be handed the message again after its handler threw (a dependency of
-   * the consumer's was down), after 0.5 s, 1 s, 2 s ... (default 0: handled once, whatever happens)
+   * the consumer's was down), after 0.5 s, 1 s, 2 s ... (default 0: handled once, whatever happens);
+   * none after it threw a PermanentFailure
    */
   retries?: number;
 }
+
+export type Handler<M> = (message: M, delivery: Delivery) => Promise<void>;
 
 export interface MessageBus {
   /** with `sendTimeoutMs`, rejects within it when Redis is unreachable (the caller retries) */
   send(queue: string, message: BusMessage, options?: SendOptions): Promise<void>;
   /** how many messages wait, run, are delayed or failed in a queue */
   counts(queue: string): Promise<QueueCounts>;
-  consume<M extends BusMessage>(queue: string, handler: (message: M) => Promise<void>, options?: ConsumeOptions): Consumer;
+  /** a handler that throws gets the message again if it was sent with retries left, unless it threw a PermanentFailure */
+  consume<M extends BusMessage>(queue: string, handler: Handler<M>, options?: ConsumeOptions): Consumer;
   /** deletes a queue and whatever still waits in it (a removed VM's commands) */
   destroyQueue(queue: string): Promise<void>;
   close(): Promise<void>;
@@ -65,10 +88,10 @@ export interface BusOptions {
 const RETRY_DELAY_MS = 500;
 
 /**
- * UVE-5 reports are handed to the VMM again when its handler threw (PostgreSQL down, say): 10
- * retries reach 4 min 15 s after the first try, inside the age a report may have
- * (UVE_VM_REPORT_MAX_AGE_S, 5 min by default). Heartbeats are not: the next one follows in 2 s,
- * and a late one is refused as stale anyway.
+ * UVE-5 reports are handed to the VMM again when its handler threw for a reason that may pass
+ * (PostgreSQL down, say; it throws a PermanentFailure for the others): 10 retries reach 4 min 15 s
+ * after the first try, inside the age a report may have (UVE_VM_REPORT_MAX_AGE_S, 5 min by
+ * default). Heartbeats are not: the next one follows in 2 s, and a late one is refused as stale anyway.
  */
 const REPORT_RETRIES = 10;
 
@@ -132,7 +155,7 @@ class BullMqBus implements MessageBus {
     return { waiting: c.waiting ?? 0, active: c.active ?? 0, delayed: c.delayed ?? 0, failed: c.failed ?? 0, prioritized: c.prioritized ?? 0 };
   }
 
-  consume<M extends BusMessage>(queue: string, handler: (message: M) => Promise<void>, options: ConsumeOptions = {}): Consumer {
+  consume<M extends BusMessage>(queue: string, handler: Handler<M>, options: ConsumeOptions = {}): Consumer {
     const ttl = this.options.ttlMs;
     // BullMQ requires maxRetriesPerRequest: null on connections that block (workers)
     const connection = new IORedis(this.options.redisUrl, { maxRetriesPerRequest: null });
@@ -145,7 +168,14 @@ class BullMqBus implements MessageBus {
       async (job: Job) => {
         // A command that waited longer than its TTL (the VM was down) is dropped, not replayed late.
         if (ttl && Date.now() - job.timestamp > ttl) return;
-        await handler(job.data as M);
+        try {
+          // attemptsMade: the hand-overs that failed before this one
+          await handler(job.data as M, { attempt: job.attemptsMade + 1, attempts: job.opts.attempts ?? 1 });
+        } catch (e) {
+          // BullMQ's way of saying "no more attempts"
+          if (e instanceof PermanentFailure) throw new UnrecoverableError(e.message);
+          throw e;
+        }
       },
       { connection, prefix: this.prefix, concurrency: options.concurrency ?? 1, autorun: true },
     );
@@ -200,6 +230,6 @@ export const uve = {
   /** VM -> VMM */
   reportToVmm: (bus: MessageBus, event: VmEventMessage) => bus.send(VMM_QUEUE, event, { retries: event.type === 'vm.heartbeat' ? 0 : REPORT_RETRIES }),
   consumeVmCommands: (bus: MessageBus, vmId: string, handler: (c: VmCommand) => Promise<void>) => bus.consume<VmCommand>(vmCommandQueue(vmId), handler),
-  consumeVmEvents: (bus: MessageBus, handler: (e: VmEventMessage) => Promise<void>, options?: ConsumeOptions) =>
+  consumeVmEvents: (bus: MessageBus, handler: Handler<VmEventMessage>, options?: ConsumeOptions) =>
     bus.consume<VmEventMessage>(VMM_QUEUE, handler, options),
 };

@@ -2,6 +2,7 @@
 // anything unexpected is logged and masked.
 import type { GraphQLError, GraphQLFormattedError } from 'graphql';
 import type { Logger } from '../common/logger';
+import { unavailableDependency } from '../common/transient-errors';
 import { withoutSuggestions, type GraphqlLimits } from './limits';
 
 const CONTRACT_CODES = new Set(['UNAUTHENTICATED', 'FORBIDDEN', 'NOT_FOUND', 'BAD_USER_INPUT', 'CONFLICT', 'UNAVAILABLE']);
@@ -20,33 +21,6 @@ function flatten(errors: ValidationErrorLike[], prefix = ''): string[] {
     const own = Object.values(e.constraints ?? {}).map((m) => `${path}: ${m}`);
     return own.concat(flatten(e.children ?? [], path));
   });
-}
-
-/** PostgreSQL SQLSTATE classes and codes that mean "the server is not there right now". */
-const PG_UNAVAILABLE = /^(08|57P0[1-3]|53300)/;
-const NET_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENOTFOUND']);
-const UNAVAILABLE_MESSAGES = [
-  /Connection terminated/i, // pg: server went away mid-query
-  /timeout exceeded when trying to connect/i, // pg pool: UVE_DB_TIMEOUT_MS
-  /Query read timeout/i, // pg: query_timeout
-  /Connection is closed/i, // ioredis
-  /Stream isn't writeable/i, // ioredis, offline queue disabled
-  /Reached the max retries per request limit/i, // ioredis
-  /Redis did not answer/i, // @uve/queue send timeout
-];
-
-/** Which dependency a failure came from when it means that dependency is down, else null. */
-export function unavailableDependency(error: unknown): 'database' | 'redis' | null {
-  for (let e = error as Record<string, unknown> | undefined, depth = 0; e && depth < 5; depth++) {
-    const code = typeof e.code === 'string' ? e.code : '';
-    const message = typeof e.message === 'string' ? e.message : '';
-    const isRedis = e.name === 'MaxRetriesPerRequestError' || /Redis|Stream isn't writeable|Connection is closed/i.test(message);
-    if (PG_UNAVAILABLE.test(code) || NET_CODES.has(code) || UNAVAILABLE_MESSAGES.some((m) => m.test(message)) || e.name === 'MaxRetriesPerRequestError') {
-      return isRedis ? 'redis' : 'database';
-    }
-    e = (e.driverError ?? e.originalError ?? e.cause) as Record<string, unknown> | undefined;
-  }
-  return null;
 }
 
 /** What a client is told when a dependency is down (a GraphQL error's message, a WebSocket close reason). */

@@ -79,11 +79,11 @@ export class MetricsService {
     registers: [this.registry],
   });
 
-  /** UVE-5 reports this gateway took but could not handle (uve5.consumer.ts), by type. */
+  /** UVE-5 reports this gateway took but could not handle (uve5.consumer.ts), by type and whether the queue hands them over again. */
   readonly vmReportsFailed = new Counter({
     name: 'uve_vm_reports_failed_total',
-    help: 'UVE-5 reports this gateway could not handle (a dependency down, say), by type; each but a heartbeat is handed over again by the queue, 10 times from 0.5 s doubling.',
-    labelNames: ['type'],
+    help: 'UVE-5 reports this gateway could not handle, by type; retried="true" when the queue hands the report over again (a dependency down, say: up to 10 times from 0.5 s doubling, never a heartbeat), "false" when it does not (a failure that cannot pass, or the last hand-over).',
+    labelNames: ['type', 'retried'],
     registers: [this.registry],
   });
 

@@ -2,9 +2,10 @@
 // guard has checked who sent it (signed by a provisioned VM, fresh, not a replay). Session reports go
 // through the inbox (ordered, exactly once in effect); acks settle outbox commands; VM reports
 // (register, heartbeat, stopping, deployments) are idempotent updates of the VM's record.
-import { uve, type Consumer } from '@uve/queue';
+import { PermanentFailure, uve, type Consumer } from '@uve/queue';
 import type { VmEventMessage } from '@uve/protocol';
 import type { Services } from '../../services';
+import { mayPassOnRetry } from '../../common/transient-errors';
 import { isSessionReport } from './vm-reports.service';
 import type { AdmittedReport } from './report-guard';
 
@@ -30,9 +31,14 @@ export function consumeVmReports(services: Services): Consumer {
     }
   };
   // several handlers at once: reports of different VMs (and sessions) do not wait for each other;
-  // the inbox keeps one session's reports in order. A report whose handling threw is handed over
-  // again by the queue (uve.reportToVmm's retries), except a heartbeat: the next one follows.
-  return uve.consumeVmEvents(services.bus, async (m) => {
+  // the inbox keeps one session's reports in order. A report whose handling failed for a reason
+  // that may pass (a dependency down, a transaction that lost to others) is handed over again by the
+  // queue (uve.reportToVmm's retries), except a heartbeat: the next one follows. Any other failure
+  // would fail the same way each time: it is logged once and not handed over again. A session
+  // report's own application never fails here (the inbox keeps it and retries it itself): what
+  // does is storing it, or the inbox's queries around applying it (once stored, its sweeper
+  // applies it whatever this hand-over did).
+  return uve.consumeVmEvents(services.bus, async (m, delivery) => {
     let admitted: AdmittedReport | null = null;
     try {
       admitted = await services.reportGuard.admit(m);
@@ -41,9 +47,22 @@ export function consumeVmReports(services: Services): Consumer {
     } catch (e) {
       // a sign of life that could not be recorded: the VM's silence is not judged over it
       if (m.type === 'vm.heartbeat' || m.type === 'vm.register') vms.livenessUnrecorded();
-      services.metrics.vmReportsFailed.inc({ type: String(m.type).slice(0, 40) });
-      await admitted?.release();
-      log.error(m.type === 'vm.heartbeat' ? 'UVE-5 heartbeat not recorded' : 'UVE-5 report failed; the queue hands it over again', { type: m.type, vmId: m.vmId, error: (e as Error).message });
+      const transient = mayPassOnRetry(e);
+      const retried = transient && delivery.attempt < delivery.attempts;
+      services.metrics.vmReportsFailed.inc({ type: String(m.type).slice(0, 40), retried: String(retried) });
+      const about = { type: m.type, vmId: m.vmId, attempt: delivery.attempt, attempts: delivery.attempts, error: (e as Error).message };
+      if (retried) {
+        // the next hand-over passes the report guard again
+        await admitted?.release();
+        log.warn('UVE-5 report failed; the queue hands it over again', about);
+        throw e;
+      }
+      if (!transient) {
+        log.error('UVE-5 report failed for good; it is not handed over again', about);
+        throw new PermanentFailure(e);
+      }
+      if (m.type === 'vm.heartbeat') log.warn('UVE-5 heartbeat not recorded', about);
+      else log.error('UVE-5 report failed on its last hand-over; given up', about);
       throw e;
     }
   }, { concurrency: 4 });
