@@ -6,7 +6,8 @@
 //     from the other VM, which restored the snapshot before it (p50/p95 over --runs);
 //  2. the same with a real state of 1, 16 and 128 MiB (--sizes): the `memory` sample UA fills that
 //     much of its memory (incompressible), the drop makes its VM save a FULL snapshot of it (timed
-//     from the drop to SNAPSHOT_SAVED: capture, deflate, upload), the reconnection is timed up to
+//     from the drop to the VMM's `storedAt` in SNAPSHOT_SAVED, by stage: capture, encode, upload,
+//     store; a first store of its chunks, unless --resave), the reconnection is timed up to
 //     the first frame from the other VM, which must be the picture of before the drop, and the
 //     restored UA then checks every block of its memory (V: the square at (0, 0) turns green); the
 //     memory of the gateway and of that agent is sampled during the reconnection;
@@ -28,11 +29,15 @@ import { storeLayer } from './vm-data-layer';
 
 const HELP = `bench/reconnect: reconnect-to-restored-frame time and VM Data store throughput
 
-Usage: node bench/dist/reconnect.js [--runs N] [--state-runs N] [--sizes 1,16,128] [--store postgres|fs] [--profile] [--layer MiB]
+Usage: node bench/dist/reconnect.js [--runs N] [--state-runs N] [--sizes 1,16,128] [--store postgres|fs] [--resave] [--profile] [--layer MiB]
   --runs N       end-to-end reconnections of the game UA (default 10)
   --state-runs N reconnections per size of the memory UA's real state (default 5; 2 at 128 MiB and above)
   --sizes MiB    state sizes: real snapshots restored, and VM Data store/retrieve throughput (default 1,16,128)
   --store KIND   the gateway's VM Data store (UVE_VM_DATA_STORE, default postgres)
+  --resave       keep the bench user's snapshots from one state run to the next: the memory UA
+                 fills the same bytes each run, so a save after the first one is a re-store of the
+                 chunks that changed (content addressing). By default they are deleted before each
+                 run (deleteSnapshot), so that every save is a first store of its chunks
   --profile      the gateway runs with --cpu-prof; its hottest functions are printed
   --layer MiB    only the stores themselves (no HTTP, no VMs), 3 repetitions of MiB, with the
                  PostgreSQL read the store used before as the baseline, and PostgreSQL storing
@@ -43,15 +48,15 @@ const PASSWORD = 'bench-admin-password';
 const MiB = 1024 * 1024;
 const TERMINAL = { screenWidth: 640, screenHeight: 480, codecs: ['MJPEG'], localResources: [] };
 
-interface Options { runs: number; stateRuns: number | null; sizes: number[]; store: 'postgres' | 'fs'; profile: boolean; layer: number }
+interface Options { runs: number; stateRuns: number | null; sizes: number[]; store: 'postgres' | 'fs'; resave: boolean; profile: boolean; layer: number }
 
 function parse(argv: string[]): Options | null {
-  const o: Options = { runs: 10, stateRuns: null, sizes: [1, 16, 128], store: 'postgres', profile: false, layer: 0 };
+  const o: Options = { runs: 10, stateRuns: null, sizes: [1, 16, 128], store: 'postgres', resave: false, profile: false, layer: 0 };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === '--help' || a === '-h') return null;
-    if (a === '--profile') {
-      o.profile = true;
+    if (a === '--profile' || a === '--resave') {
+      o[a === '--profile' ? 'profile' : 'resave'] = true;
       continue;
     }
     const value = argv[++i];
@@ -152,7 +157,7 @@ async function withMemory<T>(pids: number[], work: () => Promise<T>): Promise<{ 
   }
 }
 
-interface Ctx { url: string; admin: string; user: string; game: string; memory: string }
+interface Ctx { url: string; admin: string; user: string; game: string; memory: string; resave: boolean }
 
 const REQUEST = `mutation($i: RequestApplicationInput!) { requestApplication(input: $i) { id vm { id } connection { url token } } }`;
 type Requested = { id: string; vm: { id: string }; connection: { url: string; token: string } };
@@ -354,8 +359,25 @@ async function restoredState(c: Ctx, gatewayPid: number, mib: number, runs: numb
   return row;
 }
 
+/**
+ * Ends a state run's session and waits (bounded) for the VM Data its VM saves at the end: the next
+ * run deletes the user's snapshots first, which a save landing after that would outlive.
+ */
+async function endSettled(c: Ctx, sessionId: string): Promise<void> {
+  const saves = async () => ((await gql(c.url, `{ session(id: "${sessionId}") { events(last: 50) { type } } }`, {}, c.admin)).session.events as { type: string }[]).filter((e) => e.type === 'SNAPSHOT_SAVED').length;
+  const before = await saves();
+  await gql(c.url, `mutation { endSession(sessionId: "${sessionId}") { state } }`, {}, c.user);
+  await until('the VM Data saved at the end', 30_000, async () => (await saves()) > before).catch(() => undefined);
+}
+
 async function restoreOnce(c: Ctx, gatewayPid: number, mib: number, row: StateRow): Promise<void> {
   {
+    // no chunk of this run's state in the store beforehand: the save at the drop is a first store
+    if (!c.resave) {
+      for (const { id } of (await gql(c.url, `{ mySnapshots { id } }`, {}, c.user)).mySnapshots as { id: string }[]) {
+        await gql(c.url, `mutation($id: ID!) { deleteSnapshot(id: $id) }`, { id }, c.user);
+      }
+    }
     const s = await request(c, true, c.memory);
     const before = await watch(s.connection);
     for (const d of String(mib)) before.key(`Digit${d}`, d);
@@ -367,7 +389,7 @@ async function restoreOnce(c: Ctx, gatewayPid: number, mib: number, row: StateRo
     const dropAt = wallNow();
     before.client.close(); // no bye: an unexpected disconnect
     const saved = await until('the VM Data saved at the drop', 180_000, async () => (await eventOf(c, s.id, 'SNAPSHOT_SAVED'))?.data).catch(async (e: Error) => {
-      await gql(c.url, `mutation { endSession(sessionId: "${s.id}") { state } }`, {}, c.user).catch(() => undefined);
+      await endSettled(c, s.id).catch(() => undefined);
       throw new NotMeasured(`${e.message} (session ${s.id})`);
     });
     const seen = wallNow() - dropAt;
@@ -390,7 +412,7 @@ async function restoreOnce(c: Ctx, gatewayPid: number, mib: number, row: StateRo
       if (again.id !== s.id) throw new Error('the reconnection did not continue the session');
       if (again.vm.id === s.vm.id) {
         const why = await stayedBecause(c, s.id);
-        await gql(c.url, `mutation { endSession(sessionId: "${s.id}") { state } }`, {}, c.user);
+        await endSettled(c, s.id);
         throw new NotMeasured(`the reconnection went back to the old VM (${why}; VM ${idle.id} was listed IDLE just before), session ${s.id}`);
       }
       const after = await watch(again.connection);
@@ -420,7 +442,7 @@ async function restoreOnce(c: Ctx, gatewayPid: number, mib: number, row: StateRo
     row.stages.push(got.result.stages);
     row.gatewayGrowthMiB = Math.max(row.gatewayGrowthMiB, got.growthMiB[0]!);
     row.agentGrowthMiB = Math.max(row.agentGrowthMiB, got.growthMiB[1]!);
-    await gql(c.url, `mutation { endSession(sessionId: "${s.id}") { state } }`, {}, c.user);
+    await endSettled(c, s.id);
   }
 }
 
@@ -484,7 +506,7 @@ export async function run(args: string[]): Promise<void> {
     await until('2 idle WASM VMs', 60_000, async () => (await gql(gw.url, `{ vms(status: IDLE, platform: WASM) { id } }`, {}, admin)).vms.length >= 2);
     const uas = (await gql(gw.url, `{ uas { id name } }`, {}, user)).uas as { id: string; name: string }[];
     const uaNamed = (name: string) => uas.find((u) => u.name === name)?.id ?? fail(`no sample UA ${name} (npm run build)`);
-    const c: Ctx = { url: gw.url, admin, user, game: uaNamed('game'), memory: uaNamed('memory') };
+    const c: Ctx = { url: gw.url, admin, user, game: uaNamed('game'), memory: uaNamed('memory'), resave: o.resave };
 
     const e2e = await endToEnd(c, o.runs);
     const states: StateRow[] = [];
@@ -496,7 +518,7 @@ export async function run(args: string[]): Promise<void> {
     process.stdout.write(`bench/reconnect: loopback, ${os.cpus().length} cores, load average ${os.loadavg().map((l) => l.toFixed(2)).join(' / ')}, ${o.store === 'fs' ? 'filesystem' : 'PostgreSQL (embedded)'} VM Data store, WASM PROCESS VMs\n\n`);
     process.stdout.write(`reconnecting requestApplication -> first restored frame decoded (game, NO_LOSS, FULL snapshot of ${(e2e.sizeBytes / 1024).toFixed(0)} KiB, ${o.runs} runs):\n`);
     process.stdout.write(`  p50 ${pct(e2e.ms, 50).toFixed(1)} ms, p95 ${pct(e2e.ms, 95).toFixed(1)} ms\n\n`);
-    process.stdout.write(`reconnecting requestApplication -> first restored frame decoded (memory UA, NO_LOSS, a real state of N MiB; save: drop -> stored, the VMM's stamp in SNAPSHOT_SAVED):\n`);
+    process.stdout.write(`reconnecting requestApplication -> first restored frame decoded (memory UA, NO_LOSS, a real state of N MiB; save: drop -> stored, the VMM's stamp in SNAPSHOT_SAVED, ${o.resave ? 'a re-store after the first run (--resave)' : "a first store: the user's snapshots deleted before each run"}):\n`);
     process.stdout.write('|  MiB | snapshot MiB | runs | reconnect -> frame p50 ms | p95 ms | restore MB/s (p50) | save MB/s (p50) | gateway +MiB | agent +MiB |\n|---|---|---|---|---|---|---|---|---|\n');
     for (const r of states) {
       const p50 = pct(r.ms, 50);
