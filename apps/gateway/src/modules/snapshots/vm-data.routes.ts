@@ -86,7 +86,7 @@ export function registerVmDataRoutes(app: Express, services: Services, maxBytes:
  * The save's stages: the VM's (its header, kept only as far as they are numbers) and the VMM's own,
  * for whoever looks into a slow save (SNAPSHOT_SAVED's data).
  */
-function saveTiming(header: string | undefined, receivedAt: number): Partial<VmDataSaveTiming> {
+export function saveTiming(header: string | undefined, receivedAt: number): Partial<VmDataSaveTiming> {
   const timing: Partial<VmDataSaveTiming> = {};
   let sent: unknown = null;
   try {
