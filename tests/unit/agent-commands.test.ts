@@ -100,9 +100,11 @@ describe('VmmLink.handle', () => {
 
   it('retries a report Redis refused, keeping the order, so no session seq goes missing', async () => {
     const sent: VmEventMessage[] = [];
+    const tried: VmEventMessage[] = [];
     let failures = 2;
     const bus = {
       send: async (_q: string, m: VmEventMessage) => {
+        tried.push(m);
         if ((m as { seq?: number }).seq === 1 && failures-- > 0) throw new Error('READONLY');
         sent.push(m);
       },
@@ -114,5 +116,8 @@ describe('VmmLink.handle', () => {
     await l.flush();
     expect(sent.map((e) => (e as { seq?: number }).seq)).toEqual([1, 2]);
     expect(failures).toBe(-1);
+    // every try is the one message signed once (one nonce): should Redis have taken a try whose
+    // answer was lost, the VMM handles one copy and refuses the others as replays (report-guard.ts)
+    expect(tried.slice(0, 3)).toEqual([sent[0], sent[0], sent[0]]);
   });
 });

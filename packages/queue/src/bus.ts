@@ -26,7 +26,13 @@ export interface ConsumeOptions {
 
 /** Which hand-over of a message a handler is running. */
 export interface Delivery {
-  /** 1 the first time */
+  /**
+   * The message's id in its queue, the same on every hand-over of it (a retry, or a redelivery
+   * after its consumer died); the same content sent again is another message with another id
+   * (BullMQ counts them: no sender can give a message the id an earlier one had).
+   */
+  id: string;
+  /** 1 the first time (a redelivery after its consumer died runs the same attempt again) */
   attempt: number;
   /** how many it gets in all (1 + the retries it was sent with): a failure of the last one is final */
   attempts: number;
@@ -86,6 +92,23 @@ export interface BusOptions {
 
 /** first delay before a message whose handler threw is handed over again; doubles each time */
 const RETRY_DELAY_MS = 500;
+
+/*
+ * A message whose consumer died while handling it (kill -9, OOM, a host lost) is handed over again
+ * to a consumer of its queue: a running handler holds a lock on its message, renewed every
+ * LOCK_MS / 2, and every consumer looks every STALLED_CHECK_MS (one look per interval across them
+ * all) for messages whose lock is gone. LOCK_MS stays BullMQ's 30 s: a consumer whose event loop
+ * or Redis stalls for less than 15 s keeps its messages. A message during whose handling consumers
+ * died twice (it may be what kills them) is failed, not handed over a third time.
+ */
+const LOCK_MS = 30_000;
+const STALLED_CHECK_MS = 10_000;
+const MAX_STALLED = 1;
+/**
+ * The longest a message whose consumer died waits to be handed over again while another consumer
+ * of its queue runs; when none does, it comes at most STALLED_CHECK_MS after one starts, if later.
+ */
+export const REDELIVERY_MS = LOCK_MS + STALLED_CHECK_MS;
 
 /**
  * UVE-5 reports are handed to the VMM again when its handler threw for a reason that may pass
@@ -169,15 +192,18 @@ class BullMqBus implements MessageBus {
         // A command that waited longer than its TTL (the VM was down) is dropped, not replayed late.
         if (ttl && Date.now() - job.timestamp > ttl) return;
         try {
-          // attemptsMade: the hand-overs that failed before this one
-          await handler(job.data as M, { attempt: job.attemptsMade + 1, attempts: job.opts.attempts ?? 1 });
+          // attemptsMade: the hand-overs that failed before this one (a stalled one did not fail)
+          await handler(job.data as M, { id: String(job.id), attempt: job.attemptsMade + 1, attempts: job.opts.attempts ?? 1 });
         } catch (e) {
           // BullMQ's way of saying "no more attempts"
           if (e instanceof PermanentFailure) throw new UnrecoverableError(e.message);
           throw e;
         }
       },
-      { connection, prefix: this.prefix, concurrency: options.concurrency ?? 1, autorun: true },
+      {
+        connection, prefix: this.prefix, concurrency: options.concurrency ?? 1, autorun: true,
+        lockDuration: LOCK_MS, stalledInterval: STALLED_CHECK_MS, maxStalledCount: MAX_STALLED,
+      },
     );
     worker.on('error', (e) => this.error(e));
     worker.on('failed', (job, e) => this.options.onError?.(new Error(`handler for ${job?.name ?? 'message'} on ${queue} failed: ${e.message}`)));

@@ -7,7 +7,6 @@ import type { VmEventMessage } from '@uve/protocol';
 import type { Services } from '../../services';
 import { mayPassOnRetry } from '../../common/transient-errors';
 import { isSessionReport } from './vm-reports.service';
-import type { AdmittedReport } from './report-guard';
 
 export function consumeVmReports(services: Services): Consumer {
   const { vms, reports, commands, log } = services;
@@ -37,12 +36,13 @@ export function consumeVmReports(services: Services): Consumer {
   // would fail the same way each time: it is logged once and not handed over again. A session
   // report's own application never fails here (the inbox keeps it and retries it itself): what
   // does is storing it, or the inbox's queries around applying it (once stored, its sweeper
-  // applies it whatever this hand-over did).
+  // applies it whatever this hand-over did). Every hand-over of a report (a retry, or a redelivery
+  // after the gateway handling it was killed) is the same queue message: the report guard admits it
+  // again, as it refuses the same report in another message. Handled again, a report does nothing more
+  // (see the top: the inbox, idempotent updates).
   return uve.consumeVmEvents(services.bus, async (m, delivery) => {
-    let admitted: AdmittedReport | null = null;
     try {
-      admitted = await services.reportGuard.admit(m);
-      if (!admitted) return;
+      if (!(await services.reportGuard.admit(m, delivery.id))) return;
       await handle(m);
     } catch (e) {
       // a sign of life that could not be recorded: the VM's silence is not judged over it
@@ -52,8 +52,6 @@ export function consumeVmReports(services: Services): Consumer {
       services.metrics.vmReportsFailed.inc({ type: String(m.type).slice(0, 40), retried: String(retried) });
       const about = { type: m.type, vmId: m.vmId, attempt: delivery.attempt, attempts: delivery.attempts, error: (e as Error).message };
       if (retried) {
-        // the next hand-over passes the report guard again
-        await admitted?.release();
         log.warn('UVE-5 report failed; the queue hands it over again', about);
         throw e;
       }
