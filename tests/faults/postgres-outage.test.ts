@@ -109,7 +109,7 @@ it('PostgreSQL stopped: /readyz not ready, requests refused with UNAVAILABLE; st
 }, 180_000);
 
 // The other side of the same rule: a report that fails the same way every time is not handed
-// over again 10 times in 4 min; it is counted and logged once.
+// over again 9 times in 4 min; it is counted and logged once.
 it('a report PostgreSQL refuses for its data fails once, is counted and logged, and is not handed over again', async () => {
   const redis: TestRedis = await startRedis();
   cleanups.push(() => redis.stop());

@@ -112,11 +112,11 @@ export const REDELIVERY_MS = LOCK_MS + STALLED_CHECK_MS;
 
 /**
  * UVE-5 reports are handed to the VMM again when its handler threw for a reason that may pass
- * (PostgreSQL down, say; it throws a PermanentFailure for the others): 10 retries reach 4 min 15 s
- * after the first try, inside the age a report may have (UVE_VM_REPORT_MAX_AGE_S, 5 min by
- * default). Heartbeats are not: the next one follows in 2 s, and a late one is refused as stale anyway.
+ * (PostgreSQL down, say; it throws a PermanentFailure for the others): 9 retries, 0.5 s doubling,
+ * reach 4 min 15.5 s after the first try, inside the age a report may have (UVE_VM_REPORT_MAX_AGE_S,
+ * 5 min by default); a 10th would come at 8 min 31.5 s, always refused as stale. Heartbeats are not: the next one follows in 2 s, and a late one is refused as stale anyway.
  */
-const REPORT_RETRIES = 10;
+const REPORT_RETRIES = 9;
 
 function bounded<T>(what: string, p: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout;

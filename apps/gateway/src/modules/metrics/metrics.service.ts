@@ -82,7 +82,7 @@ export class MetricsService {
   /** UVE-5 reports this gateway took but could not handle (uve5.consumer.ts), by type and whether the queue hands them over again. */
   readonly vmReportsFailed = new Counter({
     name: 'uve_vm_reports_failed_total',
-    help: 'UVE-5 reports this gateway could not handle, by type; retried="true" when the queue hands the report over again (a dependency down, say: up to 10 times from 0.5 s doubling, never a heartbeat), "false" when it does not (a failure that cannot pass, or the last hand-over).',
+    help: 'UVE-5 reports this gateway could not handle, by type; retried="true" when the queue hands the report over again (a dependency down, say: up to 9 times from 0.5 s doubling, never a heartbeat), "false" when it does not (a failure that cannot pass, or the last hand-over).',
     labelNames: ['type', 'retried'],
     registers: [this.registry],
   });
