@@ -142,7 +142,7 @@ it('the embedded PostgreSQL, killed, is restarted by the gateway and requests su
   await until('nothing left', 3000, async () => before.every((p) => !isRunning(p)));
 }, 180_000);
 
-it('the VM Data store\'s idle connections, closed by a PostgreSQL restart, are replaced: the next save and its download succeed, and the gateway stops cleanly', async () => {
+it('the VM Data store\'s idle connections, closed by a PostgreSQL restart, are replaced: the next save and its download succeed; a writer that stops answering fails a save within UVE_DB_TIMEOUT_MS and is replaced; the gateway stops cleanly', async () => {
   const { db, g } = await gatewayOnOwnServers('pg-vmdata', { UVE_QUEUE_PREFIX: `${PREFIX}-vmdata`, UVE_SAMPLE_UAS: 'true', UVE_POOL_PLATFORMS: 'WASM', UVE_WARM_VMS: '1' });
   const { token } = await adminWithVm(g);
   const session = await requestPaint(g, token);
@@ -181,6 +181,21 @@ it('the VM Data store\'s idle connections, closed by a PostgreSQL restart, are r
   const replaced = await storeBackends();
   expect(replaced.map((b) => b.name)).toEqual(['uve-vm-data-reader', 'uve-vm-data-writer']);
   expect(replaced.filter((b) => kept.some((k) => k.pid === b.pid))).toEqual([]);
+
+  // a kept writer connection whose backend stops answering (as one that died unseen) fails the
+  // save within UVE_DB_TIMEOUT_MS instead of holding it, and the next save opens another
+  const writer = replaced.find((b) => b.name === 'uve-vm-data-writer')!;
+  process.kill(writer.pid, 'SIGSTOP');
+  try {
+    const put = await fetch(`${g.url}/vmm/vm-data/sessions/${session.id}?kind=FULL`, {
+      method: 'PUT', headers, body: randomBytes(2 * 1024 * 1024) as unknown as ArrayBuffer, signal: AbortSignal.timeout(3000 + 5000),
+    });
+    expect(put.status).toBe(500);
+  } finally {
+    process.kill(writer.pid, 'SIGCONT');
+  }
+  await saveAndRestore(randomBytes(2 * 1024 * 1024));
+  expect((await storeBackends()).find((b) => b.name === 'uve-vm-data-writer')?.pid).not.toBe(writer.pid);
 
   // the kept connections do not hold the stop up
   const before = platformProcesses(g.pid);
