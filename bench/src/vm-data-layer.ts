@@ -116,8 +116,8 @@ export async function storeLayer(mib: number, reps: number, idleS = 0): Promise<
       }
       await c.query('TRUNCATE vm_data_manifests, vm_data_chunks');
     }
-    // after the rest: an idle pause of the first store would also be one of its backends (an idle
-    // timeout shorter than the pause would give the rows above new ones)
+    // after the rest: in a build whose idle timeout is shorter than the pause, the pause gives the
+    // first store new backends, which would slow the rows above too
     for (let rep = 0; idleS && rep < reps; rep++) {
       const more = Array.from({ length: mib }, piece);
       await new Promise((r) => setTimeout(r, idleS * 1000));
