@@ -29,7 +29,7 @@ import { storeLayer } from './vm-data-layer';
 
 const HELP = `bench/reconnect: reconnect-to-restored-frame time and VM Data store throughput
 
-Usage: node bench/dist/reconnect.js [--runs N] [--state-runs N] [--sizes 1,16,128] [--store postgres|fs] [--resave] [--profile] [--layer MiB]
+Usage: node bench/dist/reconnect.js [--runs N] [--state-runs N] [--sizes 1,16,128] [--store postgres|fs] [--resave] [--profile] [--layer MiB [--layer-runs N] [--layer-idle S]]
   --runs N       end-to-end reconnections of the game UA (default 10)
   --state-runs N reconnections per size of the memory UA's real state (default 5; 2 at 128 MiB and above)
   --sizes MiB    state sizes: real snapshots restored, and VM Data store/retrieve throughput (default 1,16,128)
@@ -41,17 +41,21 @@ Usage: node bench/dist/reconnect.js [--runs N] [--state-runs N] [--sizes 1,16,12
   --profile      the gateway runs with --cpu-prof; its hottest functions are printed
   --layer MiB    only the stores themselves (no HTTP, no VMs), 3 repetitions of MiB, with the
                  PostgreSQL read the store used before as the baseline, and PostgreSQL storing
-                 the same bytes again and with every tenth chunk changed (content addressing)
+                 the same bytes again and with every tenth chunk changed (content addressing),
+                 and on new PostgreSQL backends beside ones that wrote before, in turns
+  --layer-runs N repetitions of --layer (default 3)
+  --layer-idle S with --layer, also the first PostgreSQL store again after S s idle, as a
+                 gateway's sporadic saves meet it (BENCH_GATEWAY_MAIN: another build's store)
 Starts its own gateway on embedded defaults in a temporary folder; writes bench/results/reconnect.json.`;
 
 const PASSWORD = 'bench-admin-password';
 const MiB = 1024 * 1024;
 const TERMINAL = { screenWidth: 640, screenHeight: 480, codecs: ['MJPEG'], localResources: [] };
 
-interface Options { runs: number; stateRuns: number | null; sizes: number[]; store: 'postgres' | 'fs'; resave: boolean; profile: boolean; layer: number }
+interface Options { runs: number; stateRuns: number | null; sizes: number[]; store: 'postgres' | 'fs'; resave: boolean; profile: boolean; layer: number; layerRuns: number; layerIdle: number }
 
 function parse(argv: string[]): Options | null {
-  const o: Options = { runs: 10, stateRuns: null, sizes: [1, 16, 128], store: 'postgres', resave: false, profile: false, layer: 0 };
+  const o: Options = { runs: 10, stateRuns: null, sizes: [1, 16, 128], store: 'postgres', resave: false, profile: false, layer: 0, layerRuns: 3, layerIdle: 0 };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === '--help' || a === '-h') return null;
@@ -66,6 +70,8 @@ function parse(argv: string[]): Options | null {
     else if (a === '--sizes') o.sizes = value.split(',').map(Number);
     else if (a === '--store' && (value === 'postgres' || value === 'fs')) o.store = value;
     else if (a === '--layer' && Number(value) >= 1) o.layer = Number(value);
+    else if (a === '--layer-runs' && Number.isInteger(Number(value)) && Number(value) >= 1) o.layerRuns = Number(value);
+    else if (a === '--layer-idle' && Number(value) >= 0) o.layerIdle = Number(value);
     else throw new Error(`unknown argument ${a} ${value}; see --help`);
   }
   if (!(o.runs >= 1) || !o.sizes.every((s) => Number.isInteger(s) && s > 0 && s <= 1024)) throw new Error('--runs must be positive and --sizes whole MiB in [1, 1024]');
@@ -497,7 +503,7 @@ export async function run(args: string[]): Promise<void> {
     process.stdout.write(HELP + '\n');
     return;
   }
-  if (o.layer) return layer(o.layer);
+  if (o.layer) return layer(o.layer, o.layerRuns, o.layerIdle);
   const gw = await ownGateway(o);
   try {
     const admin = (await gql(gw.url, `mutation { login(username: "admin", password: "${PASSWORD}") { token } }`, {})).login.token as string;
@@ -542,11 +548,11 @@ export async function run(args: string[]): Promise<void> {
   }
 }
 
-async function layer(mib: number): Promise<void> {
-  const rows = await storeLayer(mib, 3);
+async function layer(mib: number, reps: number, idleS: number): Promise<void> {
+  const rows = await storeLayer(mib, reps, idleS);
   const med = (xs: number[]) => pct(xs, 50);
   const f = (xs: number[]) => (xs.length ? `${med(xs).toFixed(0)} (${Math.min(...xs).toFixed(0)}–${Math.max(...xs).toFixed(0)})` : '');
-  process.stdout.write(`bench/reconnect --layer ${mib}: the VM Data stores alone, ${os.cpus().length} cores, load average ${os.loadavg().map((l) => l.toFixed(2)).join(' / ')}, 3 repetitions\n\n`);
+  process.stdout.write(`bench/reconnect --layer ${mib}: the VM Data stores alone, ${os.cpus().length} cores, load average ${os.loadavg().map((l) => l.toFixed(2)).join(' / ')}, ${reps} repetitions\n\n`);
   process.stdout.write(`| store | write MB/s | read MB/s | chunks written of ${mib} |\n|---|---|---|---|\n`);
   for (const r of rows) process.stdout.write(`| ${r.store} | ${f(r.writeMBps)} | ${f(r.readMBps)} | ${r.chunksWritten ? f(r.chunksWritten) : ''} |\n`);
   const out = path.resolve(__dirname, '../results/reconnect-layer.json');

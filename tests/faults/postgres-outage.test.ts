@@ -1,13 +1,16 @@
 // PostgreSQL stopped and started again under a running gateway: /readyz says the database is
 // down, requests are refused with UNAVAILABLE without hanging, and the same gateway process serves
 // again once PostgreSQL is back. The gateway's own embedded PostgreSQL is restarted when it dies.
-import { randomUUID } from 'node:crypto';
+// The VM Data store's connections, kept open while idle, are replaced when a restart closed them.
+import { randomBytes, randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { commandLine, isRunning, platformProcesses, startGroupGateway, startTestPostgres, tempDir, type GroupGateway, type TestPostgres } from './support';
+import { Client as PgClient } from 'pg';
+import { adminWithVm, commandLine, isRunning, platformProcesses, requestPaint, startGroupGateway, startTestPostgres, tempDir, type GroupGateway, type TestPostgres } from './support';
 import { ADMIN, gql, login, metricSample as sample, ok, subscribe, wsClient } from '../support/gateway';
 import { startRedis, until, type TestRedis } from '../support/services';
 import { startFakeVm } from '../support/fake-vm';
+import { vmSecret } from '../support/stream';
 
 
 const dirs: string[] = [];
@@ -28,22 +31,32 @@ const ME = `{ me { id username } }`;
 const PREFIX = 'pgoutage';
 const HEARTBEAT_TIMEOUT_MS = 2000;
 
-it('PostgreSQL stopped: /readyz not ready, requests refused with UNAVAILABLE; started again: the same gateway serves', async () => {
-  const pgDir = tempDir('pg');
+/** A gateway on a PostgreSQL and a Redis of the test's own; `db.pg` is the PostgreSQL as it runs now (`db.start` starts it again where it was once stopped). */
+async function gatewayOnOwnServers(name: string, env: Record<string, string>) {
+  const pgDir = tempDir(name);
   dirs.push(pgDir);
-  let pg: TestPostgres = await startTestPostgres(pgDir);
-  cleanups.push(() => pg.stop());
+  const db: { pg: TestPostgres; start(): Promise<void> } = {
+    pg: await startTestPostgres(pgDir),
+    async start() {
+      db.pg = await startTestPostgres(pgDir, db.pg.port);
+    },
+  };
+  cleanups.push(() => db.pg.stop());
   const redis: TestRedis = await startRedis();
   cleanups.push(() => redis.stop());
-
-  const dataDir = tempDir('pg-gw');
+  const dataDir = tempDir(`${name}-gw`);
   dirs.push(dataDir);
-  const g = await startGroupGateway({
-    UVE_DATA_DIR: dataDir, DATABASE_URL: pg.url, REDIS_URL: redis.url, UVE_DB_TIMEOUT_MS: '3000', UVE_QUEUE_PREFIX: PREFIX,
+  const g = await startGroupGateway({ UVE_DATA_DIR: dataDir, DATABASE_URL: db.pg.url, REDIS_URL: redis.url, UVE_DB_TIMEOUT_MS: '3000', ...env });
+  gateways.push(g);
+  return { db, redis, g };
+}
+
+it('PostgreSQL stopped: /readyz not ready, requests refused with UNAVAILABLE; started again: the same gateway serves', async () => {
+  const { db, redis, g } = await gatewayOnOwnServers('pg', {
+    UVE_QUEUE_PREFIX: PREFIX,
     // shorter than the outage below (the VMs beat every 300 ms)
     UVE_VM_HEARTBEAT_TIMEOUT_MS: String(HEARTBEAT_TIMEOUT_MS),
   });
-  gateways.push(g);
   const { token } = await login(g, ADMIN.username, ADMIN.password);
   expect((await readyz(g)).body).toEqual({ ok: true, checks: { database: 'ok', redis: 'ok' } });
   // two VMs that keep beating through the outage; one says it is stopping during it
@@ -54,7 +67,7 @@ it('PostgreSQL stopped: /readyz not ready, requests refused with UNAVAILABLE; st
   for (const v of [staying, stopping]) await until('the VM to register', 10_000, async () => (await vm(v.id)).status === 'IDLE');
   const lastHeard = Date.parse((await vm(staying.id)).lastHeartbeatAt);
 
-  await pg.stop();
+  await db.pg.stop();
   const down = await readyz(g);
   expect(down.status).toBe(503);
   expect(down.body.checks.redis).toBe('ok');
@@ -82,7 +95,7 @@ it('PostgreSQL stopped: /readyz not ready, requests refused with UNAVAILABLE; st
   // the heartbeat timeout, which must not make them look silent
   await until('an outage longer than the heartbeat timeout', 20_000, async () => Date.now() - lastHeard > HEARTBEAT_TIMEOUT_MS * 1.5, 100);
 
-  pg = await startTestPostgres(pgDir, pg.port);
+  await db.start();
   await until('/readyz to be ready again', 20_000, async () => (await readyz(g)).status === 200);
   const again = await gql(g, ME, {}, token);
   expect(again.errors).toBeUndefined();
@@ -177,6 +190,68 @@ it('the embedded PostgreSQL, killed, is restarted by the gateway and requests su
   expect((await ok(g, ME, {}, token)).me.username).toBe(ADMIN.username);
   expect(g.output()).toMatch(/embedded PostgreSQL exited; restarting/);
 
+  const before = platformProcesses(g.pid);
+  process.kill(-g.pid, 'SIGINT');
+  expect((await g.exited(13_000)).code).toBe(0);
+  await until('nothing left', 3000, async () => before.every((p) => !isRunning(p)));
+}, 180_000);
+
+it('the VM Data store\'s idle connections, closed by a PostgreSQL restart, are replaced: the next save and its download succeed; a writer that stops answering fails a save within UVE_DB_TIMEOUT_MS and is replaced; the gateway stops cleanly', async () => {
+  const { db, g } = await gatewayOnOwnServers('pg-vmdata', { UVE_QUEUE_PREFIX: `${PREFIX}-vmdata`, UVE_SAMPLE_UAS: 'true', UVE_POOL_PLATFORMS: 'WASM', UVE_WARM_VMS: '1' });
+  const { token } = await adminWithVm(g);
+  const session = await requestPaint(g, token);
+  const headers = { 'x-uve-vm-id': session.vmId, authorization: `Bearer ${vmSecret(session.vmId)}` };
+  /** what the database says, on a connection of the test's own */
+  const sql = async <T>(q: string, params: unknown[] = []): Promise<T[]> => {
+    const c = new PgClient({ connectionString: db.pg.url });
+    await c.connect();
+    try {
+      return (await c.query(q, params)).rows as T[];
+    } finally {
+      await c.end();
+    }
+  };
+  /** a save by the session's VM, then the same bytes read back as its restore */
+  const saveAndRestore = async (bytes: Buffer) => {
+    const put = await fetch(`${g.url}/vmm/vm-data/sessions/${session.id}?kind=FULL`, { method: 'PUT', headers, body: bytes as unknown as ArrayBuffer });
+    expect([put.status, put.status === 201 ? '' : await put.text()]).toEqual([201, '']);
+    const { snapshotId } = (await put.json()) as { snapshotId: string };
+    await sql(`UPDATE sessions SET restored_from_id = $1 WHERE id = $2`, [snapshotId, session.id]);
+    const got = await fetch(`${g.url}/vmm/vm-data/snapshots/${snapshotId}`, { headers });
+    expect(got.status).toBe(200);
+    expect(Buffer.from(await got.arrayBuffer()).equals(bytes)).toBe(true);
+  };
+  const storeBackends = () => sql<{ pid: number; name: string }>(`SELECT pid, application_name AS name FROM pg_stat_activity WHERE application_name LIKE 'uve-vm-data-%' ORDER BY name`);
+
+  await saveAndRestore(randomBytes(3 * 1024 * 1024 + 5));
+  // the store's connections, idle now, are kept (no idle timeout: a backend that wrote before writes faster)
+  const kept = await storeBackends();
+  expect(kept.map((b) => b.name)).toEqual(['uve-vm-data-reader', 'uve-vm-data-writer']);
+
+  await db.pg.stop();
+  await db.start();
+  await until('/readyz to be ready again', 20_000, async () => (await readyz(g)).status === 200);
+  await saveAndRestore(randomBytes(3 * 1024 * 1024 + 5));
+  const replaced = await storeBackends();
+  expect(replaced.map((b) => b.name)).toEqual(['uve-vm-data-reader', 'uve-vm-data-writer']);
+  expect(replaced.filter((b) => kept.some((k) => k.pid === b.pid))).toEqual([]);
+
+  // a kept writer connection whose backend stops answering (as one that died unseen) fails the
+  // save within UVE_DB_TIMEOUT_MS instead of holding it, and the next save opens another
+  const writer = replaced.find((b) => b.name === 'uve-vm-data-writer')!;
+  process.kill(writer.pid, 'SIGSTOP');
+  try {
+    const put = await fetch(`${g.url}/vmm/vm-data/sessions/${session.id}?kind=FULL`, {
+      method: 'PUT', headers, body: randomBytes(2 * 1024 * 1024) as unknown as ArrayBuffer, signal: AbortSignal.timeout(3000 + 5000),
+    });
+    expect(put.status).toBe(500);
+  } finally {
+    process.kill(writer.pid, 'SIGCONT');
+  }
+  await saveAndRestore(randomBytes(2 * 1024 * 1024));
+  expect((await storeBackends()).find((b) => b.name === 'uve-vm-data-writer')?.pid).not.toBe(writer.pid);
+
+  // the kept connections do not hold the stop up
   const before = platformProcesses(g.pid);
   process.kill(-g.pid, 'SIGINT');
   expect((await g.exited(13_000)).code).toBe(0);

@@ -195,8 +195,8 @@ export const CONFIG_SPEC = {
   vmDataStore: { env: 'UVE_VM_DATA_STORE', doc: 'where VM Data is kept: postgres (chunks in the database, any gateway serves any VM) or fs (files in UVE_VM_DATA_STORE_DIR, single-host setups)', default: 'postgres', parse: oneOf('postgres', 'fs') },
   vmDataDir: { env: 'UVE_VM_DATA_STORE_DIR', doc: 'folder of the fs VM Data store (default <UVE_DATA_DIR>/vm-data)', default: null, parse: (raw: string) => path.resolve(raw) },
   vmDataKeep: { env: 'UVE_VM_DATA_KEEP', doc: 'VM Data snapshots kept per user, UA and kind (APP_DATA, FULL): the newest; older ones are deleted when a new one is stored', default: '1', parse: int(1, 100) },
-  vmDataReaders: { env: 'UVE_VM_DATA_READERS', doc: 'VM Data downloads the postgres store serves at once, each on a database connection of its own besides the pool (more wait for one, up to UVE_DB_TIMEOUT_MS)', default: '4', parse: int(1, 64) },
-  vmDataWriters: { env: 'UVE_VM_DATA_WRITERS', doc: 'new VM Data chunks the postgres store inserts at once, each on a database connection of its own besides the pool (an upload keeps that many in flight; 2 and 4 measured no faster against one embedded server, whose own write path is the bound)', default: '1', parse: int(1, 16) },
+  vmDataReaders: { env: 'UVE_VM_DATA_READERS', doc: 'VM Data downloads the postgres store serves at once, each on a database connection of its own besides the pool, kept open once opened (more wait for one, up to UVE_DB_TIMEOUT_MS)', default: '4', parse: int(1, 64) },
+  vmDataWriters: { env: 'UVE_VM_DATA_WRITERS', doc: 'new VM Data chunks the postgres store inserts at once, each on a database connection of its own besides the pool, kept open once opened (an upload keeps that many in flight; 2 and 4 measured no faster against one embedded server, whose own write path is the bound)', default: '1', parse: int(1, 16) },
   graphqlMaxTokens: { env: 'UVE_GRAPHQL_MAX_TOKENS', doc: 'most tokens a GraphQL document may have', default: '2000', parse: int(100, 100_000) },
   graphqlMaxDepth: { env: 'UVE_GRAPHQL_MAX_DEPTH', doc: 'deepest selection a GraphQL operation may nest', default: '10', parse: int(2, 100) },
   graphqlMaxAliases: { env: 'UVE_GRAPHQL_MAX_ALIASES', doc: 'most aliases in one GraphQL operation', default: '10', parse: int(0, 1000) },
@@ -220,7 +220,7 @@ export const CONFIG_SPEC = {
   logLevel: { env: 'UVE_LOG_LEVEL', doc: 'error, warn, info or debug', default: 'info', parse: oneOf('error', 'warn', 'info', 'debug') },
   shutdownTimeoutMs: { env: 'UVE_SHUTDOWN_TIMEOUT_MS', doc: 'longest orderly stop on SIGINT/SIGTERM; then every process it started is killed', default: '10000', parse: int(1000, 600_000) },
   dbTimeoutMs: { env: 'UVE_DB_TIMEOUT_MS', doc: 'bound on connecting to PostgreSQL and on one query (requests then fail with UNAVAILABLE)', default: '10000', parse: int(500, 600_000) },
-  dbPoolSize: { env: 'UVE_DB_POOL_SIZE', doc: 'most connections to PostgreSQL the gateway holds at once (requests beyond wait up to UVE_DB_TIMEOUT_MS for one; mind PostgreSQL max_connections across gateways)', default: '10', parse: int(1, 1000) },
+  dbPoolSize: { env: 'UVE_DB_POOL_SIZE', doc: 'most connections of the gateway\'s main PostgreSQL pool (requests beyond wait up to UVE_DB_TIMEOUT_MS for one; mind PostgreSQL max_connections across gateways: each holds up to this plus UVE_VM_DATA_READERS and UVE_VM_DATA_WRITERS)', default: '10', parse: int(1, 1000) },
 } satisfies { [K in keyof GatewayConfig]: Spec<NonNullable<GatewayConfig[K]>> };
 
 /** the value in the file <name>_FILE names (trailing line breaks dropped), or undefined when that is unset */

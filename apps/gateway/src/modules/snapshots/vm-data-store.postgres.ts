@@ -36,15 +36,28 @@ export class PostgresChunkStore implements ChunkStore {
   /** inserts of new chunks, each committed by itself */
   private readonly writers: Pool;
 
-  /** `url`: the database; `readers`: downloads served at once (more wait for a connection); `writers`: chunk inserts at once */
-  constructor(url: string, connectTimeoutMs: number, readers: number, writers = 1) {
-    this.readers = new Pool({ connectionString: url, max: readers, connectionTimeoutMillis: connectTimeoutMs, idleTimeoutMillis: 30_000 });
+  /**
+   * `url`: the database; `timeoutMs`: bound on connecting and on each chunk insert (UVE_DB_TIMEOUT_MS);
+   * `readers`: downloads served at once (more wait for a connection); `writers`: chunk inserts at once
+   */
+  constructor(url: string, timeoutMs: number, readers: number, writers = 1) {
+    // Connections are kept once opened, never closed for being idle: a PostgreSQL backend's first
+    // writes and reads are 2-3x slower than its later ones (it first-touches its memory and the
+    // shared buffers it maps, costly on a VM), and saves come one per user disconnect, so with an
+    // idle timeout nearly every save met a new backend (docs/performance.md, reconnect, eighth
+    // pass). TCP keepalive keeps a quiet connection through NATs and firewalls and finds a dead
+    // one; one closed by the server (a restart) leaves the pool at once ('error' below) and the
+    // next transfer opens another.
+    const kept = { connectionString: url, connectionTimeoutMillis: timeoutMs, idleTimeoutMillis: 0, keepAlive: true, keepAliveInitialDelayMillis: 30_000 };
+    this.readers = new Pool({ ...kept, max: readers, application_name: 'uve-vm-data-reader' });
     this.readers.on('error', () => undefined); // an idle connection that died is replaced
     // chunk inserts commit without waiting for their WAL flush (synchronous_commit off): the
     // upload's own transaction, which writes the manifest and commits synchronously after them,
     // flushes the WAL up to its commit, theirs included (the WAL is one sequence). A crash before
-    // that loses only chunks no manifest refers to yet, of an upload that did not succeed.
-    this.writers = new Pool({ connectionString: url, max: writers, connectionTimeoutMillis: connectTimeoutMs, idleTimeoutMillis: 30_000, options: '-c synchronous_commit=off' });
+    // that loses only chunks no manifest refers to yet, of an upload that did not succeed. Each
+    // insert is bounded like the main pool's queries: a connection that died unseen fails the
+    // save instead of holding it for TCP's own timeout (the connection is dropped, not reused).
+    this.writers = new Pool({ ...kept, max: writers, application_name: 'uve-vm-data-writer', query_timeout: timeoutMs, options: '-c synchronous_commit=off' });
     this.writers.on('error', () => undefined);
     this.inFlight = writers;
   }
