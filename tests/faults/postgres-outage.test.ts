@@ -22,6 +22,13 @@ afterAll(async () => {
   dirs.forEach((d) => fs.rmSync(d, { recursive: true, force: true }));
 });
 
+/** /readyz answers 200 again within `ms`; else the gateway's last output is in the failure (it may have died) */
+async function readyAgain(g: GroupGateway, ms: number): Promise<void> {
+  await until('/readyz to be ready again', ms, async () => (await readyz(g)).status === 200).catch((e: Error) => {
+    throw new Error(`${e.message}; the gateway ${g.child.exitCode === null ? 'runs' : `exited with ${g.child.exitCode}`}, its last output:\n${g.output().slice(-6000)}`);
+  });
+}
+
 async function readyz(g: { url: string }): Promise<{ status: number; body: { ok: boolean; checks: Record<string, string> } }> {
   const res = await fetch(`${g.url}/readyz`, { signal: AbortSignal.timeout(10_000) });
   return { status: res.status, body: (await res.json()) as { ok: boolean; checks: Record<string, string> } };
@@ -96,7 +103,7 @@ it('PostgreSQL stopped: /readyz not ready, requests refused with UNAVAILABLE; st
   await until('an outage longer than the heartbeat timeout', 20_000, async () => Date.now() - lastHeard > HEARTBEAT_TIMEOUT_MS * 1.5, 100);
 
   await db.start();
-  await until('/readyz to be ready again', 20_000, async () => (await readyz(g)).status === 200);
+  await readyAgain(g, 20_000);
   const again = await gql(g, ME, {}, token);
   expect(again.errors).toBeUndefined();
   expect(again.data?.me.username).toBe(ADMIN.username);
@@ -184,7 +191,7 @@ it('the embedded PostgreSQL, killed, is restarted by the gateway and requests su
 
   process.kill(postmaster.pid, 'SIGKILL');
   await until('the killed postmaster to be gone', 5000, async () => !isRunning(postmaster));
-  await until('/readyz to be ready again', 30_000, async () => (await readyz(g)).status === 200);
+  await readyAgain(g, 30_000);
   const restarted = platformProcesses(g.pid).find((p) => commandLine(p.pid).includes(`-D ${path.join(dataDir, 'postgres')}`));
   expect(restarted && restarted.pid !== postmaster.pid).toBe(true);
   expect((await ok(g, ME, {}, token)).me.username).toBe(ADMIN.username);
@@ -230,7 +237,7 @@ it('the VM Data store\'s idle connections, closed by a PostgreSQL restart, are r
 
   await db.pg.stop();
   await db.start();
-  await until('/readyz to be ready again', 20_000, async () => (await readyz(g)).status === 200);
+  await readyAgain(g, 20_000);
   await saveAndRestore(randomBytes(3 * 1024 * 1024 + 5));
   const replaced = await storeBackends();
   expect(replaced.map((b) => b.name)).toEqual(['uve-vm-data-reader', 'uve-vm-data-writer']);
