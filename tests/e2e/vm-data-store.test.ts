@@ -331,6 +331,33 @@ if (name === 'postgres') {
     expect(await rows()).toBe(0);
   });
 
+  it('a reader whose connection is lost while it waits for its consumer ends that read, not the process, and is not used again', async () => {
+    const chunks = new PostgresChunkStore(dbUrl, 10_000, 1);
+    try {
+      // one chunk: its COPY has all come in with that chunk, so the read waits on an idle connection
+      const { snapshotId } = (await (await upload(randomBytes(MiB))).json()) as { snapshotId: string };
+      // the read holds its connection while it waits for its consumer (here, after its chunk)
+      const reading = chunks.read(snapshotId);
+      expect((await reading.next()).done).toBe(false);
+      const readers = async () => (await pg.query(`SELECT pid FROM pg_stat_activity WHERE application_name = 'uve-vm-data-reader'`)).rows.map((r) => r.pid as number);
+      const before = await readers();
+      expect(before.length).toBeGreaterThanOrEqual(1);
+      await pg.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'uve-vm-data-reader'`);
+      await until('the readers\' backends gone', 10_000, async () => (await readers()).every((pid) => !before.includes(pid)));
+      // the client has seen its connection end by now (an unhandled 'error' event would have ended
+      // this process); the rest of this read: what had arrived, then its end, or the lost connection's error
+      await (async () => {
+        for (let r = await reading.next(); !r.done; r = await reading.next()) expect(r.value.data.length).toBeGreaterThan(0);
+      })().catch((e: Error) => expect(e.message).toMatch(/terminating connection/));
+      // the lost connection went with the read: the next read opens another and gets every chunk
+      const again: Buffer[] = [];
+      for await (const c of chunks.read(snapshotId)) again.push(c.data);
+      expect(again.length).toBe(1);
+    } finally {
+      await chunks.close();
+    }
+  });
+
   it('two stores of the same new bytes at once keep one chunk each, and a collection racing a store that reuses a chunk leaves it; two stores of the same two new chunks in opposite order both complete', async () => {
     const chunks = new PostgresChunkStore(dbUrl, 10_000, 2);
     const vmData = new VmDataStore(chunks, parseVmDataKey(KEY));

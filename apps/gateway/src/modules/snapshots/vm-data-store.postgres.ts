@@ -131,6 +131,12 @@ export class PostgresChunkStore implements ChunkStore {
       throw new VmDataStoreError(500, 'STORE_BUSY', `VM Data readers are all busy or the database is unreachable (UVE_VM_DATA_READERS): ${(e as Error).message}`);
     }
     let complete = false;
+    // a checked-out client has no listener of the pool's: a connection lost while the reader waits
+    // for its consumer (between two chunks, or after the last before it hands the client back)
+    // would be an unhandled 'error' event, which ends the process
+    let lost: Error | null = null;
+    const onLost = (e: Error) => (lost = e);
+    client.on('error', onLost);
     try {
       const stream = client.query(copyTo(
         // the id is a uuid checked by the caller; COPY takes no parameters
@@ -149,8 +155,9 @@ export class PostgresChunkStore implements ChunkStore {
       }
       complete = true;
     } finally {
-      // a COPY left half read cannot go on: the connection is dropped, not reused
-      client.release(complete ? undefined : new Error('VM Data read left part-way'));
+      client.off('error', onLost);
+      // a COPY left half read cannot go on, nor a lost connection: either is dropped, not reused
+      client.release(lost ?? (complete ? undefined : new Error('VM Data read left part-way')));
     }
   }
 
