@@ -30,7 +30,9 @@ it('after kill -9 of the gateway, the next start stops the agents, PostgreSQL an
   const left = platformProcesses(first.pid).filter((p) => p.pid !== first.pid);
   const agent = left.filter((p) => commandLine(p.pid).includes('vm-agent/dist/main.js'));
   const redis = serversOf(left, 'redis-server');
-  const postmaster = left.filter((p) => commandLine(p.pid).includes(`-D ${path.join(dir, 'postgres')}`));
+  // (a backend just forked carries the postmaster's command line until it sets its own title: the
+  // postmaster is the one whose parent does not)
+  const postmaster = serversOf(left, `-D ${path.join(dir, 'postgres')}`);
   // the session's agent, and the pool may have started another to keep one idle
   expect([agent.length >= 1, redis.length, postmaster.length]).toEqual([true, 1, 1]);
 

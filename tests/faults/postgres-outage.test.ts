@@ -6,7 +6,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Client as PgClient } from 'pg';
-import { adminWithVm, commandLine, isRunning, platformProcesses, requestPaint, startGroupGateway, startTestPostgres, tempDir, type GroupGateway, type TestPostgres } from './support';
+import { adminWithVm, isRunning, platformProcesses, requestPaint, serversOf, startGroupGateway, startTestPostgres, tempDir, type GroupGateway, type TestPostgres } from './support';
 import { ADMIN, gql, login, metricSample as sample, ok, subscribe, wsClient } from '../support/gateway';
 import { startRedis, until, type TestRedis } from '../support/services';
 import { startFakeVm } from '../support/fake-vm';
@@ -186,13 +186,15 @@ it('the embedded PostgreSQL, killed, is restarted by the gateway and requests su
   const g = await startGroupGateway({ UVE_DATA_DIR: dataDir, UVE_DB_TIMEOUT_MS: '3000' });
   gateways.push(g);
   const { token } = await login(g, ADMIN.username, ADMIN.password);
-  const postmaster = platformProcesses(g.pid).find((p) => commandLine(p.pid).includes(`-D ${path.join(dataDir, 'postgres')}`))!;
+  // the postmaster, not a backend it just forked (which carries its command line for a moment)
+  const postmasterOf = () => serversOf(platformProcesses(g.pid), `-D ${path.join(dataDir, 'postgres')}`)[0];
+  const postmaster = postmasterOf()!;
   expect(postmaster).toBeDefined();
 
   process.kill(postmaster.pid, 'SIGKILL');
   await until('the killed postmaster to be gone', 5000, async () => !isRunning(postmaster));
   await readyAgain(g, 30_000);
-  const restarted = platformProcesses(g.pid).find((p) => commandLine(p.pid).includes(`-D ${path.join(dataDir, 'postgres')}`));
+  const restarted = postmasterOf();
   expect(restarted && restarted.pid !== postmaster.pid).toBe(true);
   expect((await ok(g, ME, {}, token)).me.username).toBe(ADMIN.username);
   expect(g.output()).toMatch(/embedded PostgreSQL exited; restarting/);
