@@ -81,7 +81,7 @@ function touched(b: SharedArrayBuffer): SharedArrayBuffer {
 }
 
 export class VmDataClient {
-  constructor(private readonly baseUrl: string, private readonly vmId: string, private readonly secret: string, readonly buffer = new VmDataBuffer(0)) {}
+  constructor(private readonly baseUrl: string, private readonly vmId: string, private readonly secret: string, private readonly buffer = new VmDataBuffer(0)) {}
 
   private headers(): Record<string, string> {
     return { 'x-uve-vm-id': this.vmId, authorization: `Bearer ${this.secret}` };

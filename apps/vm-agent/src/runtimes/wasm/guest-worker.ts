@@ -11,6 +11,8 @@
 // same code serves the built agent and the TypeScript tests: it must not use anything from
 // outside its own body (no imports, no helpers of this module).
 
+import type { FrontLayout } from './snapshot';
+
 /** What the host sends. `id` orders the answers; sync ids and async ids are counted apart. */
 export type GuestRequest =
   | { op: 'init'; id: number }
@@ -24,7 +26,7 @@ export type GuestRequest =
    * the memory, written after the room its blob's front takes (snapshot.ts FrontLayout): into
    * `into` (the host's shared buffer) when it fits, else into a buffer of its own, moved to the host
    */
-  | { op: 'saveFull'; id: number; into: Uint8Array | null; front: { fixed: number; perPiece: number; pieceBytes: number } }
+  | { op: 'saveFull'; id: number; into: Uint8Array | null; front: FrontLayout }
   /** a restore of `memoryBytes` follows: instantiate, grow and touch its memory now (while the snapshot downloads) */
   | { op: 'prepareRestore'; id: number; memoryBytes: number }
   | { op: 'restoreFull'; id: number; memoryBytes: number; pieces: RestorePiece[]; globals: Array<{ index: number; value: number | bigint }>; framebuffer: number; nextRequestId: number };
