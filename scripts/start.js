@@ -69,7 +69,10 @@ for (const sig of ['SIGINT', 'SIGTERM']) {
 // root) unless the operator says otherwise; the gateway alone (uve-gateway, the images) does not
 const samples = process.env.UVE_SAMPLE_UAS || 'true,xterm';
 if (!process.env.UVE_SAMPLE_UAS) process.stdout.write('uve start: offering the xterm sample (a shell); UVE_SAMPLE_UAS=true leaves it out\n');
-const gateway = run('gateway', [GATEWAY_MAIN], { cwd: ROOT, env: { ...process.env, UVE_SAMPLE_UAS: samples } });
+// the gateway's own allocator as it sets those of the processes it starts (infra/allocator.ts)
+const { allocatorEnv } = require(path.join(ROOT, 'apps/gateway/dist/infra/allocator.js'));
+const allocator = allocatorEnv(process.env.UVE_GLIBC_TUNABLES);
+const gateway = run('gateway', [GATEWAY_MAIN], { cwd: ROOT, env: { ...process.env, ...allocator, UVE_SAMPLE_UAS: samples } });
 let out = '';
 const onData = (b) => {
   out += b.toString();

@@ -25,6 +25,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { StreamClient, createNodeDecoder, type FrameEvent } from '@uve/client';
 import { summarizeProfiles } from './lib/profile';
+import { gatewayAllocatorEnv } from './lib/services';
 import { storeLayer } from './vm-data-layer';
 
 const HELP = `bench/reconnect: reconnect-to-restored-frame time and VM Data store throughput
@@ -91,7 +92,7 @@ async function ownGateway(o: Options): Promise<{ url: string; pid: number; stop(
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'uve-bench-reconnect-'));
   const prof = path.join(dir, 'prof');
   const child: ChildProcess = spawn(process.execPath, [...(o.profile ? ['--cpu-prof', `--cpu-prof-dir=${prof}`] : []), path.resolve(__dirname, '../../apps/gateway/dist/main.js')], {
-    env: { ...process.env, UVE_DATA_DIR: dir, UVE_VM_DATA_STORE: o.store, UVE_PORT: '0', UVE_ADMIN_PASSWORD: PASSWORD, UVE_WARM_VMS: '2', UVE_POOL_PLATFORMS: 'WASM', UVE_DOCKER: 'off', UVE_LOG_LEVEL: 'warn', UVE_VM_DATA_MAX_MB: '1024', UVE_REQUEST_RATE_PER_MIN: '10000' },
+    env: { ...process.env, ...gatewayAllocatorEnv(), UVE_DATA_DIR: dir, UVE_VM_DATA_STORE: o.store, UVE_PORT: '0', UVE_ADMIN_PASSWORD: PASSWORD, UVE_WARM_VMS: '2', UVE_POOL_PLATFORMS: 'WASM', UVE_DOCKER: 'off', UVE_LOG_LEVEL: 'warn', UVE_VM_DATA_MAX_MB: '1024', UVE_REQUEST_RATE_PER_MIN: '10000' },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   let out = '';
@@ -521,7 +522,7 @@ export async function run(args: string[]): Promise<void> {
     for (const mib of o.sizes) rows.push(await store(c, gw.pid, mib));
 
     const f = (n: number, d = 1) => n.toFixed(d).padStart(8);
-    process.stdout.write(`bench/reconnect: loopback, ${os.cpus().length} cores, load average ${os.loadavg().map((l) => l.toFixed(2)).join(' / ')}, ${o.store === 'fs' ? 'filesystem' : 'PostgreSQL (embedded)'} VM Data store, WASM PROCESS VMs\n\n`);
+    process.stdout.write(`bench/reconnect: loopback, ${os.cpus().length} cores, load average ${os.loadavg().map((l) => l.toFixed(2)).join(' / ')}, ${o.store === 'fs' ? 'filesystem' : 'PostgreSQL (embedded)'} VM Data store, WASM PROCESS VMs, GLIBC_TUNABLES ${gatewayAllocatorEnv().GLIBC_TUNABLES ?? '(none)'}\n\n`);
     process.stdout.write(`reconnecting requestApplication -> first restored frame decoded (game, NO_LOSS, FULL snapshot of ${(e2e.sizeBytes / 1024).toFixed(0)} KiB, ${o.runs} runs):\n`);
     process.stdout.write(`  p50 ${pct(e2e.ms, 50).toFixed(1)} ms, p95 ${pct(e2e.ms, 95).toFixed(1)} ms\n\n`);
     process.stdout.write(`reconnecting requestApplication -> first restored frame decoded (memory UA, NO_LOSS, a real state of N MiB; save: drop -> stored, the VMM's stamp in SNAPSHOT_SAVED, ${o.resave ? 'a re-store after the first run (--resave)' : "a first store: the user's snapshots deleted before each run"}):\n`);

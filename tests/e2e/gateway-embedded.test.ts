@@ -5,7 +5,7 @@ import path from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { ADMIN, GATEWAY_MAIN, ROOT, login, ok, startGateway } from '../support/gateway';
 import { AGENT_MAIN } from '../support/agent-harness';
-import { killTree, stopChild, testRunEnv } from '../support/services';
+import { descendants, killTree, stopChild, testRunEnv, until } from '../support/services';
 
 const dirs: string[] = [];
 const tmp = () => {
@@ -19,9 +19,31 @@ afterAll(() => dirs.forEach((d) => fs.rmSync(d, { recursive: true, force: true }
 jest.setTimeout(240_000);
 const SLOW_START = { startTimeoutMs: 120_000 };
 
+/**
+ * what the gateway's children run with: GLIBC_TUNABLES of its postmaster, Redis server and VM
+ * agents, by kind, each value once (a backend just forked carries the postmaster's command line)
+ */
+function childTunables(gatewayPid: number, dataDir: string): { postgres?: string[]; redis?: string[]; agent?: string[] } {
+  const by: Record<string, string[]> = {};
+  for (const pid of descendants(gatewayPid)) {
+    let cmd: string, env: string[];
+    try {
+      cmd = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ');
+      env = fs.readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
+    } catch {
+      continue; // gone meanwhile
+    }
+    const kind = cmd.includes(`-D ${path.join(dataDir, 'postgres')}`) ? 'postgres' : cmd.includes('redis-server') ? 'redis' : env.some((e) => e.startsWith('UVE_VM_ID=')) ? 'agent' : null;
+    const value = env.find((e) => e.startsWith('GLIBC_TUNABLES=')) ?? '(none)';
+    if (kind && !by[kind]?.includes(value)) (by[kind] ??= []).push(value);
+  }
+  return by;
+}
+
 it('runs on an embedded PostgreSQL and a private Redis, ready and serving, and keeps its data across restarts', async () => {
   const dataDir = tmp();
-  const gw = await startGateway({ UVE_DATA_DIR: dataDir }, SLOW_START);
+  // one warm VM: its agent is started with the allocator setting as the private servers are
+  const gw = await startGateway({ UVE_DATA_DIR: dataDir, UVE_WARM_VMS: '1', UVE_POOL_PLATFORMS: 'WASM' }, SLOW_START);
   try {
     const ready = await fetch(`${gw.url}/readyz`);
     expect(ready.status).toBe(200);
@@ -29,14 +51,19 @@ it('runs on an embedded PostgreSQL and a private Redis, ready and serving, and k
     const me = await ok(gw, `{ me { id } }`);
     expect(me.me).toBeNull();
     await ok(gw, `mutation { register(input: {username: "kept", password: "kept-password"}) { token } }`);
+    // large allocations on transparent huge pages by default (UVE_GLIBC_TUNABLES, infra/allocator.ts)
+    const on = 'GLIBC_TUNABLES=glibc.malloc.hugetlb=1';
+    const started = await until('the warm VM agent', 60_000, async () => (childTunables(gw.child.pid!, dataDir).agent ? childTunables(gw.child.pid!, dataDir) : null));
+    expect(started).toEqual({ postgres: [on], redis: [on], agent: [on] });
   } finally {
     await gw.stop();
   }
   expect(fs.existsSync(path.join(dataDir, 'postgres', 'PG_VERSION'))).toBe(true);
-  const again = await startGateway({ UVE_DATA_DIR: dataDir }, SLOW_START);
+  const again = await startGateway({ UVE_DATA_DIR: dataDir, UVE_GLIBC_TUNABLES: 'off' }, SLOW_START);
   try {
     await login(again, 'kept', 'kept-password');
     await login(again, ADMIN.username, ADMIN.password);
+    expect(childTunables(again.child.pid!, dataDir)).toEqual({ postgres: ['(none)'], redis: ['(none)'] });
   } finally {
     await again.stop();
   }

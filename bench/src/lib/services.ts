@@ -33,6 +33,12 @@ export interface Gateway {
   stop(): Promise<void>;
 }
 
+/** the gateway's own allocator as `npm start` gives it (scripts/start.js; UVE_GLIBC_TUNABLES=off: none) */
+export function gatewayAllocatorEnv(): Record<string, string> {
+  const { allocatorEnv } = require(path.join(ROOT, 'apps/gateway/dist/infra/allocator.js'));
+  return allocatorEnv(process.env.UVE_GLIBC_TUNABLES);
+}
+
 /**
  * The built gateway with limits that protect a deployment lifted (a bench is one client hammering
  * it) and `env` on top. `nodeArgs` go to node (e.g. --cpu-prof). Port: BENCH_PORT or any free one.
@@ -45,6 +51,8 @@ export async function startGateway(dir: string, env: Record<string, string>, nod
     env: {
       PATH: process.env.PATH,
       HOME: process.env.HOME,
+      ...gatewayAllocatorEnv(),
+      ...(process.env.UVE_GLIBC_TUNABLES && { UVE_GLIBC_TUNABLES: process.env.UVE_GLIBC_TUNABLES }),
       UVE_HOST: '127.0.0.1',
       UVE_PORT: process.env.BENCH_PORT ?? '0',
       UVE_DATA_DIR: path.join(dir, 'gateway'),

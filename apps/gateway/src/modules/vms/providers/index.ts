@@ -6,8 +6,9 @@ import { agentLaunchEnv, type Platform } from '@uve/protocol';
 import type { GatewayConfig } from '../../../config';
 import { ConfigError } from '../../../config';
 import type { Logger } from '../../../common/logger';
+import { allocatorEnv } from '../../../infra/allocator';
 import { DockerProvider, dockerAvailable, BUILD_IMAGES_COMMAND } from './docker.provider';
-import { ProcessProvider } from './process.provider';
+import { AGENT_MAIN, ProcessProvider } from './process.provider';
 import { SwarmProvider } from './swarm.provider';
 import type { VmProviderDriver } from './vm-provider';
 
@@ -15,7 +16,7 @@ import type { VmProviderDriver } from './vm-provider';
 export const agentStateDir = (config: GatewayConfig) => path.join(config.dataDir, 'agents');
 
 export async function createProviders(config: GatewayConfig, log: Logger): Promise<VmProviderDriver[]> {
-  const providers: VmProviderDriver[] = [new ProcessProvider(log, agentStateDir(config))];
+  const providers: VmProviderDriver[] = [new ProcessProvider(log, agentStateDir(config), AGENT_MAIN, allocatorEnv(config.glibcTunables))];
   if (config.vmProvider === 'SWARM') providers.push(await createSwarmProvider(config, log));
   const required = config.docker === 'on' || config.vmProvider === 'DOCKER';
   if (config.docker === 'off') return providers;
@@ -29,7 +30,7 @@ export async function createProviders(config: GatewayConfig, log: Logger): Promi
     images: configuredImages(config),
     cpus: config.dockerCpus,
     memoryBytes: config.dockerMemoryMb * 1024 * 1024,
-    env: agentLaunchEnv({ logLevel: config.logLevel }),
+    env: containerEnv(config),
     log,
   });
   try {
@@ -42,6 +43,11 @@ export async function createProviders(config: GatewayConfig, log: Logger): Promi
   await docker.pruneExited();
   providers.push(docker);
   return providers;
+}
+
+/** what a VM's container starts with besides its own settings */
+function containerEnv(config: GatewayConfig): Record<string, string> {
+  return { ...agentLaunchEnv({ logLevel: config.logLevel }), ...allocatorEnv(config.glibcTunables) };
 }
 
 /** the images set by UVE_VM_IMAGE_*; the others are the defaults */
@@ -62,7 +68,7 @@ async function createSwarmProvider(config: GatewayConfig, log: Logger): Promise<
     vmHost: config.swarmVmHost,
     ...(config.swarmVmPublicHost ? { vmPublicHost: config.swarmVmPublicHost } : {}),
     ...(config.swarmStack ? { stack: config.swarmStack } : {}),
-    env: agentLaunchEnv({ logLevel: config.logLevel }),
+    env: containerEnv(config),
     log,
   });
   try {
