@@ -30,11 +30,15 @@ import { storeLayer } from './vm-data-layer';
 
 const HELP = `bench/reconnect: reconnect-to-restored-frame time and VM Data store throughput
 
-Usage: node bench/dist/reconnect.js [--runs N] [--state-runs N] [--sizes 1,16,128] [--store postgres|fs] [--resave] [--profile] [--layer MiB [--layer-runs N] [--layer-idle S]]
+Usage: node bench/dist/reconnect.js [--runs N] [--state-runs N] [--sizes 1,16,128] [--store postgres|fs] [--stage S] [--resave] [--profile] [--layer MiB [--layer-runs N] [--layer-idle S]]
   --runs N       end-to-end reconnections of the game UA (default 10)
   --state-runs N reconnections per size of the memory UA's real state (default 5; 2 at 128 MiB and above)
   --sizes MiB    state sizes: real snapshots restored, and VM Data store/retrieve throughput (default 1,16,128)
   --store KIND   the gateway's VM Data store (UVE_VM_DATA_STORE, default postgres)
+  --stage S      NO_LOSS sessions stage their state every S s (UVE_VM_DATA_STAGE_S, default 2; the
+                 gateway's own default is 10): each state run waits until the filled state is
+                 staged before it drops, so the save at the drop sends what changed since (a
+                 user who played S s or more). 0: no staging, the save at the drop sends all
   --resave       keep the bench user's snapshots from one state run to the next: the memory UA
                  fills the same bytes each run, so a save after the first one is a re-store of the
                  chunks that changed (content addressing). By default they are deleted before each
@@ -53,10 +57,10 @@ const PASSWORD = 'bench-admin-password';
 const MiB = 1024 * 1024;
 const TERMINAL = { screenWidth: 640, screenHeight: 480, codecs: ['MJPEG'], localResources: [] };
 
-interface Options { runs: number; stateRuns: number | null; sizes: number[]; store: 'postgres' | 'fs'; resave: boolean; profile: boolean; layer: number; layerRuns: number; layerIdle: number }
+interface Options { runs: number; stateRuns: number | null; sizes: number[]; store: 'postgres' | 'fs'; stageS: number; resave: boolean; profile: boolean; layer: number; layerRuns: number; layerIdle: number }
 
 function parse(argv: string[]): Options | null {
-  const o: Options = { runs: 10, stateRuns: null, sizes: [1, 16, 128], store: 'postgres', resave: false, profile: false, layer: 0, layerRuns: 3, layerIdle: 0 };
+  const o: Options = { runs: 10, stateRuns: null, sizes: [1, 16, 128], store: 'postgres', stageS: 2, resave: false, profile: false, layer: 0, layerRuns: 3, layerIdle: 0 };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === '--help' || a === '-h') return null;
@@ -70,6 +74,7 @@ function parse(argv: string[]): Options | null {
     else if (a === '--state-runs' && Number(value) >= 1) o.stateRuns = Number(value);
     else if (a === '--sizes') o.sizes = value.split(',').map(Number);
     else if (a === '--store' && (value === 'postgres' || value === 'fs')) o.store = value;
+    else if (a === '--stage' && Number.isInteger(Number(value)) && Number(value) >= 0) o.stageS = Number(value);
     else if (a === '--layer' && Number(value) >= 1) o.layer = Number(value);
     else if (a === '--layer-runs' && Number.isInteger(Number(value)) && Number(value) >= 1) o.layerRuns = Number(value);
     else if (a === '--layer-idle' && Number(value) >= 0) o.layerIdle = Number(value);
@@ -92,7 +97,7 @@ async function ownGateway(o: Options): Promise<{ url: string; pid: number; stop(
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'uve-bench-reconnect-'));
   const prof = path.join(dir, 'prof');
   const child: ChildProcess = spawn(process.execPath, [...(o.profile ? ['--cpu-prof', `--cpu-prof-dir=${prof}`] : []), path.resolve(__dirname, '../../apps/gateway/dist/main.js')], {
-    env: { ...process.env, ...gatewayAllocatorEnv(), UVE_DATA_DIR: dir, UVE_VM_DATA_STORE: o.store, UVE_PORT: '0', UVE_ADMIN_PASSWORD: PASSWORD, UVE_WARM_VMS: '2', UVE_POOL_PLATFORMS: 'WASM', UVE_DOCKER: 'off', UVE_LOG_LEVEL: 'warn', UVE_VM_DATA_MAX_MB: '1024', UVE_REQUEST_RATE_PER_MIN: '10000' },
+    env: { ...process.env, ...gatewayAllocatorEnv(), UVE_DATA_DIR: dir, UVE_VM_DATA_STORE: o.store, UVE_VM_DATA_STAGE_S: String(o.stageS), UVE_PORT: '0', UVE_ADMIN_PASSWORD: PASSWORD, UVE_WARM_VMS: '2', UVE_POOL_PLATFORMS: 'WASM', UVE_DOCKER: 'off', UVE_LOG_LEVEL: 'warn', UVE_VM_DATA_MAX_MB: '1024', UVE_REQUEST_RATE_PER_MIN: '10000' },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   let out = '';
@@ -164,7 +169,7 @@ async function withMemory<T>(pids: number[], work: () => Promise<T>): Promise<{ 
   }
 }
 
-interface Ctx { url: string; admin: string; user: string; game: string; memory: string; resave: boolean }
+interface Ctx { url: string; admin: string; user: string; game: string; memory: string; resave: boolean; staged: boolean }
 
 const REQUEST = `mutation($i: RequestApplicationInput!) { requestApplication(input: $i) { id vm { id } connection { url token } } }`;
 type Requested = { id: string; vm: { id: string }; connection: { url: string; token: string } };
@@ -391,6 +396,14 @@ async function restoreOnce(c: Ctx, gatewayPid: number, mib: number, row: StateRo
     const enter = before.key('Enter', 'Enter');
     // grey again after the Enter: filled, idle (no more pictures until an input)
     await before.picture(`${mib} MiB filled`, 120_000, (p, seq) => seq >= enter && isGrey(p));
+    // staged ahead (a user who played a while): the save at the drop then sends what changed since
+    if (c.staged) {
+      const filledAt = Date.now();
+      await until(`the ${mib} MiB state staged`, 120_000, async () => {
+        const at = (await gql(c.url, `{ session(id: "${s.id}") { vmDataStaged { stagedAt } } }`, {}, c.user)).session.vmDataStaged?.stagedAt;
+        return at && Date.parse(at) > filledAt;
+      });
+    }
     const last = before.newest(); // what the user saw last
     const lastHeader = before.newestHeader();
     const dropAt = wallNow();
@@ -406,7 +419,7 @@ async function restoreOnce(c: Ctx, gatewayPid: number, mib: number, row: StateRo
     row.saveMs.push(saveStages.storedAt ?? seen);
     row.saveStages.push(saveStages);
     // a save of bytes the store holds already writes only the chunks that changed (content addressing)
-    if (typeof saved.chunks === 'number') row.chunksWritten.push(`${saved.chunksWritten}/${saved.chunks}`);
+    if (typeof saved.chunks === 'number') row.chunksWritten.push(`${saved.chunksSent ?? saved.chunks}/${saved.chunksWritten}/${saved.chunks}`);
     row.snapshotBytes = saved.sizeBytes;
     const idle = await until('the other VM', 10_000, async () =>
       (await gql(c.url, `{ vms(status: IDLE, platform: WASM) { id } }`, {}, c.admin)).vms.find((v: { id: string }) => v.id !== s.vm.id));
@@ -513,7 +526,7 @@ export async function run(args: string[]): Promise<void> {
     await until('2 idle WASM VMs', 60_000, async () => (await gql(gw.url, `{ vms(status: IDLE, platform: WASM) { id } }`, {}, admin)).vms.length >= 2);
     const uas = (await gql(gw.url, `{ uas { id name } }`, {}, user)).uas as { id: string; name: string }[];
     const uaNamed = (name: string) => uas.find((u) => u.name === name)?.id ?? fail(`no sample UA ${name} (npm run build)`);
-    const c: Ctx = { url: gw.url, admin, user, game: uaNamed('game'), memory: uaNamed('memory'), resave: o.resave };
+    const c: Ctx = { url: gw.url, admin, user, game: uaNamed('game'), memory: uaNamed('memory'), resave: o.resave, staged: o.stageS > 0 && o.store === 'postgres' };
 
     const e2e = await endToEnd(c, o.runs);
     const states: StateRow[] = [];
@@ -522,10 +535,10 @@ export async function run(args: string[]): Promise<void> {
     for (const mib of o.sizes) rows.push(await store(c, gw.pid, mib));
 
     const f = (n: number, d = 1) => n.toFixed(d).padStart(8);
-    process.stdout.write(`bench/reconnect: loopback, ${os.cpus().length} cores, load average ${os.loadavg().map((l) => l.toFixed(2)).join(' / ')}, ${o.store === 'fs' ? 'filesystem' : 'PostgreSQL (embedded)'} VM Data store, WASM PROCESS VMs, GLIBC_TUNABLES ${gatewayAllocatorEnv().GLIBC_TUNABLES ?? '(none)'}\n\n`);
+    process.stdout.write(`bench/reconnect: loopback, ${os.cpus().length} cores, load average ${os.loadavg().map((l) => l.toFixed(2)).join(' / ')}, ${o.store === 'fs' ? 'filesystem' : 'PostgreSQL (embedded)'} VM Data store, ${c.staged ? `state staged every ${o.stageS} s` : 'no staging'}, WASM PROCESS VMs, GLIBC_TUNABLES ${gatewayAllocatorEnv().GLIBC_TUNABLES ?? '(none)'}\n\n`);
     process.stdout.write(`reconnecting requestApplication -> first restored frame decoded (game, NO_LOSS, FULL snapshot of ${(e2e.sizeBytes / 1024).toFixed(0)} KiB, ${o.runs} runs):\n`);
     process.stdout.write(`  p50 ${pct(e2e.ms, 50).toFixed(1)} ms, p95 ${pct(e2e.ms, 95).toFixed(1)} ms\n\n`);
-    process.stdout.write(`reconnecting requestApplication -> first restored frame decoded (memory UA, NO_LOSS, a real state of N MiB; save: drop -> stored, the VMM's stamp in SNAPSHOT_SAVED, ${o.resave ? 'a re-store after the first run (--resave)' : "a first store: the user's snapshots deleted before each run"}):\n`);
+    process.stdout.write(`reconnecting requestApplication -> first restored frame decoded (memory UA, NO_LOSS, a real state of N MiB; save: drop -> stored, the VMM's stamp in SNAPSHOT_SAVED, ${c.staged ? 'staged before the drop, ' : ''}${o.resave ? 'a re-store after the first run (--resave)' : "a first store: the user's snapshots deleted before each run"}):\n`);
     process.stdout.write('|  MiB | snapshot MiB | runs | reconnect -> frame p50 ms | p95 ms | restore MB/s (p50) | save MB/s (p50) | gateway +MiB | agent +MiB |\n|---|---|---|---|---|---|---|---|---|\n');
     for (const r of states) {
       const p50 = pct(r.ms, 50);
@@ -533,7 +546,7 @@ export async function run(args: string[]): Promise<void> {
     }
     for (const r of states) {
       printStages(`${r.mib} MiB: the save at the drop by stage, ms after the bench dropped the socket`, r.saveStages, SAVE_STAGES);
-      if (r.chunksWritten.length) process.stdout.write(`  chunks the store wrote of the snapshot's, by run: ${r.chunksWritten.join(', ')}\n`);
+      if (r.chunksWritten.length) process.stdout.write(`  chunks of the snapshot sent at the drop / written by the store / in all, by run: ${r.chunksWritten.join(', ')}\n`);
       printStages(`${r.mib} MiB: the reconnection by stage, ms after the reconnecting requestApplication was sent`, r.stages, STAGES);
     }
     process.stdout.write('\nVM Data store alone (synthetic bytes PUT by the VM side; retrieve: reconnect -> SNAPSHOT_RESTORE_FAILED):\n');

@@ -19,7 +19,8 @@ const RED = { r: 255, g: 0, b: 0 };
 beforeAll(async () => {
   redis = await startRedis();
   dbUrl = await freshDatabase();
-  gw = await startGateway({ DATABASE_URL: dbUrl, REDIS_URL: redis.url, UVE_QUEUE_PREFIX: 'reconnect', UVE_SAMPLE_UAS: 'true', UVE_WARM_VMS: '2', UVE_VM_CAPACITY: '4' });
+  // NO_LOSS sessions stage their state every second: every test's save may be a delta (10 s by default)
+  gw = await startGateway({ DATABASE_URL: dbUrl, REDIS_URL: redis.url, UVE_QUEUE_PREFIX: 'reconnect', UVE_SAMPLE_UAS: 'true', UVE_WARM_VMS: '2', UVE_VM_CAPACITY: '4', UVE_VM_DATA_STAGE_S: '1' });
   admin = (await login(gw, ADMIN.username, ADMIN.password)).token;
   await until('2 idle WASM VMs', 30_000, async () => ((await gql(gw, `{ vms(status: IDLE, platform: WASM) { id } }`, {}, admin)).data?.vms?.length ?? 0) >= 2, 100);
 }, 90_000);
@@ -219,6 +220,55 @@ it('fresh: true starts the UA afresh and ends the disconnected session', async (
   }
   await ok(gw, `mutation { endSession(sessionId: "${fresh.id}") { state } }`, {}, user.token);
 });
+
+/** the memory UA's state square at (8, 8): grey before any check, green when its memory checked out intact */
+const square = (f: FrameEvent) => pixel(f, 8, 8);
+const GREY = { r: 128, g: 128, b: 128 };
+const GREEN = { r: 0, g: 200, b: 0 };
+const key = (code: string, k: string) => ({ kind: 'key' as const, type: 'down' as const, key: k, code });
+
+it('NO_LOSS with the state staged ahead: the save at the drop sends only what changed since, and the state comes back whole', async () => {
+  const user = await registerUser(gw, 'rc-staged');
+  const memory = await uaId(gw, user.token, 'memory');
+  const s = await request(user.token, memory, 'NO_LOSS');
+  const stream = await openStream(s.connection);
+  await stream.frame(() => true, 'at all');
+  // 6 MiB of incompressible memory
+  stream.client.sendInput(key('Digit6', '6'));
+  const enter = stream.client.sendInput(key('Enter', 'Enter'));
+  await stream.frame((f) => f.header.inputSeq >= enter && near(square(f), GREY), 'with 6 MiB filled', 60_000);
+  const filledAt = Date.now();
+  const staged = async () => (await ok(gw, `{ session(id: "${s.id}") { vmDataStaged { stagedAt chunks } } }`, {}, user.token)).session.vmDataStaged as { stagedAt: string; chunks: number } | null;
+  const ahead = await until('the filled state staged', 20_000, async () => {
+    const now = await staged();
+    return now && Date.parse(now.stagedAt) > filledAt ? now : null;
+  }, 100);
+  expect(ahead.chunks).toBeGreaterThanOrEqual(6);
+  stream.client.close(); // no bye
+  const saved = await until('the VM Data saved at the drop', 20_000, async () => (await sessionOf(s.id)).events.find((e) => e.type === 'SNAPSHOT_SAVED')?.data ?? null);
+  expect(saved).toMatchObject({ kind: 'FULL' });
+  const { chunks, chunksSent, chunksWritten } = saved as { chunks: number; chunksSent: number; chunksWritten: number };
+  // the UA idled since: its memory is as staged, only what moves with the clock (the front) went
+  expect(chunks).toBeGreaterThanOrEqual(6);
+  expect(chunksSent).toBeGreaterThanOrEqual(1);
+  expect(chunksSent).toBeLessThanOrEqual(2);
+  expect(chunksWritten).toBeLessThanOrEqual(chunksSent);
+  const again = await request(user.token, memory, 'NO_LOSS');
+  expect(again).toMatchObject({ id: s.id, reconnections: 1, restoredFrom: { kind: 'FULL' } });
+  expect(again.vm.id).not.toBe(s.vm.id);
+  const next = await openStream(again.connection);
+  try {
+    await next.frame(() => true, 'after the restore');
+    // the UA checks its whole memory block by block: green only when every byte came back
+    const v = next.client.sendInput(key('KeyV', 'v'));
+    await next.frame((f) => f.header.inputSeq >= v && near(square(f), GREEN), 'with the restored memory checked intact', 30_000);
+  } finally {
+    await next.close();
+  }
+  await ok(gw, `mutation { endSession(sessionId: "${s.id}") { state } }`, {}, user.token);
+  // the last save (at the end) lets go of what the session staged
+  await until('nothing staged after the end', 20_000, async () => (await staged()) === null, 100);
+}, 120_000);
 
 /** left x of the game's ship (its bottom row, y = height - 25, is rgb(80, 200, 255)), or -1 */
 function shipX(f: FrameEvent): number {

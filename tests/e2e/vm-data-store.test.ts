@@ -15,12 +15,21 @@ import { Client as PgClient } from 'pg';
 import { freshDatabase, startRedis, until, type TestRedis } from '../support/services';
 import { ADMIN, login, ok, registerUser, startGateway, type GatewayProcess } from '../support/gateway';
 import { uaId, vmSecret } from '../support/stream';
+import { VM_DATA_DELTA_CONTENT_TYPE, encodeVmDataDelta } from '@uve/protocol';
 import { VmDataStore, parseVmDataKey } from '../../apps/gateway/src/modules/snapshots/vm-data-store';
 import { PostgresChunkStore } from '../../apps/gateway/src/modules/snapshots/vm-data-store.postgres';
 
 const KEY = randomBytes(32).toString('hex');
 const MiB = 1024 * 1024;
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+const chunksOf = (b: Buffer) => Array.from({ length: Math.ceil(b.length / MiB) }, (_, i) => b.subarray(i * MiB, (i + 1) * MiB));
+const chunkHashes = (b: Buffer) => new Set(chunksOf(b).map(sha));
+/** `state` as a delta (@uve/protocol vm-data-delta.ts): the chunks in `staged` named, the others sent */
+function delta(state: Buffer, staged: Set<string>): Buffer {
+  const chunks = chunksOf(state);
+  const head = encodeVmDataDelta({ sizeBytes: state.length, sha256: createHash('sha256').update(state).digest() }, chunks.map((c) => ({ sha256: createHash('sha256').update(c).digest(), sent: !staged.has(sha(c)) })));
+  return Buffer.concat([head, ...chunks.filter((c) => !staged.has(sha(c)))]);
+}
 
 /** One stored chunk as a store keeps it: its address, sealed bytes and nonce. */
 interface Kept { seq: number; address: Buffer; data: Buffer; nonce: Buffer | null }
@@ -144,7 +153,7 @@ let headers: Record<string, string>;
 let user: { token: string };
 
 beforeAll(async () => {
-  gw = await startGateway({ DATABASE_URL: dbUrl, REDIS_URL: redis.url, UVE_QUEUE_PREFIX: `vmstore-${name}`, UVE_SAMPLE_UAS: 'true', UVE_POOL_PLATFORMS: 'WASM', UVE_WARM_VMS: '1', UVE_VM_DATA_MAX_MB: '4', UVE_VM_DATA_KEY: KEY, UVE_VM_DATA_KEEP: '2', ...store.env() });
+  gw = await startGateway({ DATABASE_URL: dbUrl, REDIS_URL: redis.url, UVE_QUEUE_PREFIX: `vmstore-${name}`, UVE_SAMPLE_UAS: 'true', UVE_POOL_PLATFORMS: 'WASM', UVE_WARM_VMS: '1', UVE_VM_DATA_MAX_MB: '4', UVE_VM_DATA_KEY: KEY, UVE_VM_DATA_KEEP: '2', UVE_VM_DATA_STAGE_S: '0', ...store.env() });
   const admin = (await login(gw, ADMIN.username, ADMIN.password)).token;
   await until('an idle WASM VM', 60_000, async () => ((await ok(gw, `{ vms(status: IDLE, platform: WASM) { id } }`, {}, admin)).vms.length > 0), 100);
   user = await registerUser(gw, `vm-data-store-${name}`);
@@ -166,6 +175,9 @@ const upload = (body: Uint8Array | ReadableStream<Uint8Array>) =>
 /** lets the VM read a snapshot back: the VMM's record that its session restores it */
 const restoreOnVm = (snapshotId: string) => pg.query(`UPDATE sessions SET restored_from_id = $1 WHERE id = $2`, [snapshotId, session.id]);
 const download = (snapshotId: string) => fetch(`${gw.url}/vmm/vm-data/snapshots/${snapshotId}`, { headers });
+/** PUT to the session's VM Data path + `to` ('/staged' or '?kind=...'), a delta unless `type` says otherwise */
+const putDelta = (to: string, body: Uint8Array, type = VM_DATA_DELTA_CONTENT_TYPE) =>
+  fetch(`${gw.url}/vmm/vm-data/sessions/${session.id}${to}`, { method: 'PUT', headers: { ...headers, 'content-type': type }, body: body as unknown as ArrayBuffer });
 
 it('streams an upload into sealed 1 MiB chunks and gives the same bytes back', async () => {
   const state = randomBytes(3.5 * MiB);
@@ -485,6 +497,74 @@ if (name === 'postgres') {
       for (const c of clients) await c.end();
       await chunks.close();
     }
+  });
+
+  it('a delta names the chunks its session staged and sends the rest: the same bytes back, sealed; staged chunks outlive the snapshots that shared them', async () => {
+    for (const id of (await ok(gw, `{ mySnapshots { id } }`, {}, user.token)).mySnapshots.map((x: { id: string }) => x.id)) {
+      await ok(gw, `mutation($id: ID!) { deleteSnapshot(id: $id) }`, { id }, user.token);
+    }
+    const vmDataStaged = async () => (await ok(gw, `{ session(id: "${session.id}") { vmDataStaged { stagedAt chunks } } }`, {}, user.token)).session.vmDataStaged;
+    const base = await rows();
+    const state = randomBytes(3.5 * MiB);
+    const staged = await putDelta('/staged', delta(state, new Set()));
+    expect(staged.status).toBe(200);
+    expect(await staged.json()).toEqual({ chunks: 4, chunksSent: 4, chunksWritten: 4 });
+    expect(await vmDataStaged()).toEqual({ stagedAt: expect.any(String), chunks: 4 });
+    expect(await rows()).toBe(base + 4);
+    // the UA moved on: its second MiB changed; the save sends that chunk and the front, names the rest
+    const next = Buffer.from(state);
+    next[MiB + 5] ^= 1;
+    next[3] ^= 1;
+    const saved = await putDelta('?kind=FULL', delta(next, chunkHashes(state)));
+    expect(saved.status).toBe(201);
+    const { snapshotId } = (await saved.json()) as { snapshotId: string };
+    expect(await rows()).toBe(base + 6);
+    expect(await addresses(snapshotId)).toHaveLength(4);
+    const event = (await ok(gw, `{ session(id: "${session.id}") { events(last: 20) { type data } } }`, {}, user.token)).session.events.filter((e: { type: string }) => e.type === 'SNAPSHOT_SAVED').at(-1);
+    expect(event.data).toMatchObject({ snapshotId, sha256: sha(next), chunks: 4, chunksSent: 2, chunksWritten: 2 });
+    await restoreOnVm(snapshotId);
+    const back = await download(snapshotId);
+    expect(back.headers.get('x-uve-sha256')).toBe(sha(next));
+    expect(Buffer.from(await back.arrayBuffer()).equals(next)).toBe(true);
+    await pg.query(`UPDATE sessions SET restored_from_id = NULL WHERE id = $1`, [session.id]);
+    // the snapshot goes: the chunks it had alone go with it, the staged ones stay, and name again
+    await ok(gw, `mutation($id: ID!) { deleteSnapshot(id: $id) }`, { id: snapshotId }, user.token);
+    expect(await rows()).toBe(base + 4);
+    const again = await putDelta('?kind=FULL', delta(state, chunkHashes(state)));
+    expect(again.status).toBe(201);
+    expect(await rows()).toBe(base + 4);
+    const { snapshotId: id2 } = (await again.json()) as { snapshotId: string };
+    await restoreOnVm(id2);
+    expect(Buffer.from(await (await download(id2)).arrayBuffer()).equals(state)).toBe(true);
+    await pg.query(`UPDATE sessions SET restored_from_id = NULL WHERE id = $1`, [session.id]);
+  });
+
+  it('refuses a delta that names a chunk its session did not stage, sends bytes that are not what they say, or is cut short or not a delta, and keeps nothing of it', async () => {
+    const before = [await store.count(), await rows()];
+    const state = randomBytes(2 * MiB + 10);
+    const notStaged = await putDelta('?kind=FULL', delta(state, chunkHashes(state)));
+    expect(notStaged.status).toBe(409);
+    expect(await notStaged.json()).toEqual({ error: { code: 'NOT_STAGED', message: expect.stringMatching(/names chunk 0 \(sha256 [0-9a-f]{64}\) as staged, and this session holds no such staged chunk; send it whole/) } });
+    const lying = delta(state, new Set());
+    lying[lying.length - 1] ^= 1; // the last chunk's bytes, after the list that named their sha256
+    const damaged = await putDelta('?kind=FULL', lying);
+    expect(damaged.status).toBe(422);
+    expect(((await damaged.json()) as { error: { code: string; message: string } }).error).toEqual({ code: 'DAMAGED', message: expect.stringMatching(/delta chunk 2 is not what its sha256 says/) });
+    const short = await putDelta('?kind=FULL', delta(state, new Set()).subarray(0, 52 + 33 * 3 + MiB));
+    expect(short.status).toBe(400);
+    expect(((await short.json()) as { error: { message: string } }).error.message).toMatch(/ends \d+ bytes short/);
+    const garbage = await putDelta('/staged', randomBytes(200));
+    expect(garbage.status).toBe(400);
+    expect(((await garbage.json()) as { error: { message: string } }).error.message).toMatch(/not a VM Data delta/);
+    const whole = await putDelta('/staged', state, 'application/octet-stream');
+    expect(whole.status).toBe(415);
+    expect([await store.count(), await rows()]).toEqual(before);
+  });
+} else {
+  it('keeps no staged state: a staging is refused, the VM then saves whole', async () => {
+    const res = await putDelta('/staged', delta(randomBytes(MiB), new Set()));
+    expect(res.status).toBe(409);
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe('NOT_STAGED');
   });
 }
 

@@ -98,6 +98,8 @@ export async function createServices(deps: {
     heartbeatTimeoutMs: config.vmHeartbeatTimeoutMs,
     sessionTokenTtlSec: config.sessionTokenTtlSec,
     reconnectWindowMs: config.reconnectWindowSec * 1000,
+    // staged VM Data lives in PostgreSQL beside the chunks (the fs store has none)
+    vmDataStageMs: config.vmDataStore === 'postgres' ? config.vmDataStageSec * 1000 : 0,
     maxOpenSessionsPerUser: config.maxOpenSessionsPerUser,
     requestWaitMs: config.requestWaitMs,
     vmCpuHigh: config.vmCpuHigh,

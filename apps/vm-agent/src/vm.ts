@@ -128,6 +128,7 @@ export class Vm {
       log: log.child({ part: 'sessions' }),
       storeVmData: (sessionId, kind, data, timing) => vmData.upload(sessionId, kind, data, timing),
       fetchVmData: (snapshotId, onFirstBytes) => vmData.download(snapshotId, onFirstBytes),
+      vmDataDeltas: vmData,
       vmDataBuffer: () => buffer.takeKept(),
       observer: metrics,
     });

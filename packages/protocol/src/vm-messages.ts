@@ -87,6 +87,12 @@ export interface PrepareSessionCommand extends CommandMeta {
    * itself when no PLAYER is back by then (the VMM ends it too: whichever comes first)
    */
   reconnectWindowMs?: number;
+  /**
+   * NO_LOSS where the VMM keeps staged VM Data: the VM stages the UA's FULL state with the VMM this
+   * often (ms) while the session runs (vm-data-delta.ts), so that its save at a drop or at the end
+   * sends only the chunks that changed since; absent or 0: never
+   */
+  vmDataStageMs?: number;
 }
 /**
  * UVE-2 monitoring notification: the VM admits this user to the session. `privileges` holds

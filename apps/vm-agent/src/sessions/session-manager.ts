@@ -34,6 +34,7 @@ export interface SessionManagerOptions {
   firstConnectTimeoutMs?: number;
   storeVmData?: SessionDeps['storeVmData'];
   fetchVmData?: SessionDeps['fetchVmData'];
+  vmDataDeltas?: SessionDeps['vmDataDeltas'];
   vmDataBuffer?: SessionDeps['vmDataBuffer'];
   observer?: SessionDeps['observer'];
 }
@@ -137,6 +138,7 @@ export class SessionManager {
       log: this.opts.log,
       storeVmData: this.opts.storeVmData,
       fetchVmData: this.opts.fetchVmData,
+      vmDataDeltas: this.opts.vmDataDeltas,
       vmDataBuffer: this.opts.vmDataBuffer,
       observer: this.opts.observer,
       onEnded: (s, reason) => {

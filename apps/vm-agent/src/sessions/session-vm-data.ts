@@ -6,7 +6,7 @@ import type { UaInstance } from '../runtimes/runtime';
 import type { Logger } from '../common/log';
 import { wallClock } from '../common/clock';
 import { errorMessage } from '../common/errors';
-import type { FetchedVmData, StoredVmData } from '../vmm/vm-data';
+import type { FetchedVmData, StagedHashes, StoredVmData } from '../vmm/vm-data';
 import type { SessionDeps, SessionReport } from './session';
 
 /** the start's stamps this part writes (the session's own object, shared) */
@@ -22,10 +22,15 @@ export class SessionVmData {
   /** what became of the VM Data to restore (told to UCs in their welcome) */
   outcome: WelcomeVmData | null = null;
   private saving: Promise<StoredVmData | null> | null = null;
+  /** the sha256s of the chunks the VMM holds staged for this session; null: not known (none, or a staging that failed) */
+  private staged: StagedHashes | null = null;
+  /** the staging under way, if any */
+  private staging: { done: Promise<void>; abort: AbortController } | null = null;
+  private stageTimer: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly sessionId: string,
-    private readonly deps: Pick<SessionDeps, 'storeVmData' | 'fetchVmData' | 'vmDataBuffer'>,
+    private readonly deps: Pick<SessionDeps, 'storeVmData' | 'fetchVmData' | 'vmDataBuffer' | 'vmDataDeltas'>,
     private readonly stamps: VmDataStamps,
     private readonly report: (event: SessionReport) => void,
     private readonly log: Logger,
@@ -79,6 +84,58 @@ export class SessionVmData {
   }
 
   /**
+   * Stages the UA's FULL state with the VMM every `everyMs` while `live()` gives the UA (NO_LOSS,
+   * session.prepare's vmDataStageMs): the save at a drop or at the end then sends only the chunks
+   * that changed since. Each staging copies the state out between two guest calls, as a save does.
+   */
+  startStaging(live: () => UaInstance | null, everyMs: number | undefined): void {
+    if (!this.deps.vmDataDeltas || !everyMs || everyMs <= 0 || this.stageTimer) return;
+    this.stageTimer = setInterval(() => {
+      const instance = live();
+      if (instance && !this.saving && !this.staging) this.stage(instance);
+    }, everyMs);
+    this.stageTimer.unref();
+  }
+
+  /** No more staging; one under way is given up (the session ends). */
+  stopStaging(): void {
+    if (this.stageTimer) clearInterval(this.stageTimer);
+    this.stageTimer = null;
+    this.staging?.abort.abort();
+  }
+
+  private stage(instance: UaInstance): void {
+    const abort = new AbortController();
+    const done = (async () => {
+      const held = this.deps.vmDataBuffer?.() ?? null;
+      try {
+        let data: Uint8Array;
+        try {
+          data = await instance.saveFullState(undefined, held?.data);
+        } catch (e) {
+          // a UA whose full state cannot be captured here is not asked again
+          this.log.warn('full state not capturable here; no more staging', { error: errorMessage(e) });
+          this.stopStaging();
+          return;
+        }
+        if (abort.signal.aborted) return;
+        // unknown until the VMM answers: a staging cut short may or may not have replaced the last one
+        const before = this.staged ?? new Set<string>();
+        this.staged = null;
+        const r = await this.deps.vmDataDeltas!.stage(this.sessionId, data, before, abort.signal);
+        this.staged = r.staged;
+        this.log.debug('VM Data staged', { chunks: r.chunks, sent: r.sent });
+      } catch (e) {
+        if (!abort.signal.aborted) this.log.warn('VM Data not staged', { error: errorMessage(e) });
+      } finally {
+        held?.release();
+        this.staging = null;
+      }
+    })();
+    this.staging = { done, abort };
+  }
+
+  /**
    * Saves the UA's VM Data per the Reconnection Method (NORMAL: the UA's own data; NO_LOSS: the full
    * state, or the UA's data where the runtime cannot capture more) and stores it with the VMM. One
    * save at a time: a disconnect during the save at termination does not save again. Never throws:
@@ -89,8 +146,24 @@ export class SessionVmData {
     return this.saving;
   }
 
+  /** the VM Data as a delta against what the session staged when there is some, else (or when the VMM refuses the delta) whole */
+  private async upload(kind: SnapshotKind, data: Uint8Array, timing: VmDataSaveTiming): Promise<StoredVmData> {
+    const staged = kind === 'FULL' ? this.staged : null;
+    if (staged && this.deps.vmDataDeltas) {
+      try {
+        return await this.deps.vmDataDeltas.uploadDelta(this.sessionId, kind, data, staged, timing);
+      } catch (e) {
+        this.staged = null;
+        this.log.warn('VM Data delta not stored; sending the whole', { error: errorMessage(e) });
+      }
+    }
+    return this.deps.storeVmData!(this.sessionId, kind, data, timing);
+  }
+
   private async doSave(instance: UaInstance | null, method: ReconnectionMethod): Promise<StoredVmData | null> {
     if (!instance || !this.deps.storeVmData) return null;
+    // a staging under way finishes first (it uses the kept buffer; and what it stages, this save need not send)
+    await this.staging?.done;
     // a FULL state is written into the VM's kept buffer when it is free and large enough (no fresh
     // memory of the state's size), held until the upload is done
     const held = method === 'NO_LOSS' ? (this.deps.vmDataBuffer?.() ?? null) : null;
@@ -109,7 +182,7 @@ export class SessionVmData {
       data ??= await instance.saveAppData();
       if (data.byteLength === 0) return null; // the UA keeps nothing
       timing.encodedAt = wallClock();
-      const stored = await this.deps.storeVmData(this.sessionId, kind, data, timing);
+      const stored = await this.upload(kind, data, timing);
       this.report({ type: 'vmdata.updated', snapshotId: stored.snapshotId, kind: stored.kind, sizeBytes: stored.sizeBytes, sha256: stored.sha256 });
       const ms = (t: number) => Math.round(t - timing.startedAt);
       this.log.info('VM Data saved', { kind, bytes: data.byteLength, snapshot: stored.snapshotId, encodedAfterMs: ms(timing.encodedAt), storedAfterMs: ms(wallClock()) });

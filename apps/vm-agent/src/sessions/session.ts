@@ -25,7 +25,7 @@ import { errorMessage, withTimeout } from '../common/errors';
 import { FramePump } from '../stream/frame-pump';
 import type { StreamConnection } from '../stream/connection';
 import type { VmReport } from '../vmm/link';
-import type { FetchedVmData, HeldBuffer, StoredVmData } from '../vmm/vm-data';
+import type { FetchedVmData, HeldBuffer, StoredVmData, VmDataClient } from '../vmm/vm-data';
 import { SessionVmData } from './session-vm-data';
 import { SessionResourceBroker } from './resource-broker';
 
@@ -45,6 +45,8 @@ export interface SessionDeps {
   onEnded: (session: Session, reason: string) => void;
   /** stores VM Data with the VMM (UVE-5); absent in tests without a VMM */
   storeVmData?: (sessionId: string, kind: SnapshotKind, data: Uint8Array, timing?: VmDataSaveTiming) => Promise<StoredVmData>;
+  /** VM Data as deltas against what a session staged with the VMM (UVE-5); absent without a VMM */
+  vmDataDeltas?: Pick<VmDataClient, 'uploadDelta' | 'stage'>;
   /** fetches VM Data to restore (UVE-5 retrieve), its checksum verified; absent without a VMM */
   fetchVmData?: (snapshotId: string, onFirstBytes?: (head: Uint8Array) => void) => Promise<FetchedVmData>;
   /** the VM's kept buffer for VM Data, lent to a save (null while in use); absent: saves allocate their own */
@@ -77,6 +79,8 @@ export class Session {
   readonly stream: StreamParams;
   readonly reconnectionMethod: ReconnectionMethod;
   readonly restoreSnapshotId: string | null;
+  /** how often the UA's FULL state is staged with the VMM (session.prepare; undefined: never) */
+  private readonly vmDataStageMs: number | undefined;
   readonly reconnectWindowMs: number;
 
   state: SessionState = 'starting';
@@ -132,6 +136,7 @@ export class Session {
     this.stream = cmd.stream;
     this.reconnectionMethod = cmd.reconnectionMethod;
     this.restoreSnapshotId = cmd.restoreSnapshotId ?? null;
+    this.vmDataStageMs = cmd.vmDataStageMs;
     const w = cmd.reconnectWindowMs;
     this.reconnectWindowMs = typeof w === 'number' && Number.isFinite(w) && w >= 0 ? w : DEFAULT_RECONNECT_WINDOW_MS;
     this.log = deps.log.child({ session: this.id });
@@ -257,6 +262,10 @@ export class Session {
       Object.assign(this.startTiming, pump.warmUpTiming);
       this.state = 'ready';
       this.settleReady();
+      // NO_LOSS with a full state that moves to any VM: staged ahead while a PLAYER plays
+      if (this.reconnectionMethod === 'NO_LOSS' && NO_LOSS_SCOPE[this.deps.runtime.platform] !== 'SAME_VM_WITHIN_WINDOW') {
+        this.vmData.startStaging(() => (this.player && !this.ended ? this.instance : null), this.vmDataStageMs);
+      }
       this.log.info('session ready', { ua: this.uaId, codec: this.stream.codec, size: `${instance.width}x${instance.height}`, maxFps: this.stream.maxFps });
     } catch (e) {
       await this.fail(`could not start the session: ${errorMessage(e)}`);
@@ -546,6 +555,7 @@ export class Session {
   async end(reason: string, code: number = CLOSE.ENDED): Promise<void> {
     if (this.ended) return;
     this.state = 'ended';
+    this.vmData.stopStaging();
     this.endReason = reason;
     this.stopReconnectWindow();
     this.settleReady(new Error(`session ended: ${reason}`));

@@ -3,7 +3,10 @@
 import { createHash, type Hash } from 'node:crypto';
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
-import { VM_DATA_SAVE_TIMING_HEADER, type SnapshotKind, type VmDataSaveTiming } from '@uve/protocol';
+import {
+  VM_DATA_CHUNK_BYTES, VM_DATA_DELTA_CONTENT_TYPE, VM_DATA_SAVE_TIMING_HEADER, encodeVmDataDelta, vmDataChunkCount, vmDataChunkLength,
+  type SnapshotKind, type VmDataSaveTiming,
+} from '@uve/protocol';
 
 const TIMEOUT_MS = 60_000;
 
@@ -101,6 +104,38 @@ export class VmDataClient {
   }
 
   /**
+   * UVE-5 update as a delta: the chunks of `data` whose sha256 is not in `staged` (what the session
+   * staged with the VMM) are sent, the others named (@uve/protocol vm-data-delta.ts). Throws when
+   * the VMM refuses it (a staged chunk gone, say): the caller then sends the whole.
+   */
+  async uploadDelta(sessionId: string, kind: SnapshotKind, data: Uint8Array, staged: StagedHashes, timing?: VmDataSaveTiming): Promise<StoredVmData> {
+    const { body } = delta(data, staged);
+    const res = await send(`${this.baseUrl}/sessions/${encodeURIComponent(sessionId)}?kind=${kind}`, 'PUT', {
+      ...this.deltaHeaders(body),
+      ...(timing && { [VM_DATA_SAVE_TIMING_HEADER]: JSON.stringify(timing) }),
+    }, body);
+    const text_ = await text(res);
+    if (res.statusCode !== 201) throw new Error(`VM Data delta refused: ${res.statusCode} ${text_.slice(0, 300)}`);
+    return JSON.parse(text_) as StoredVmData;
+  }
+
+  /**
+   * Stages the session's FULL state with the VMM ahead of its save, sending only the chunks not in
+   * `staged` (what it staged before); the chunks now staged, or an error. `signal` gives it up.
+   */
+  async stage(sessionId: string, data: Uint8Array, staged: StagedHashes, signal?: AbortSignal): Promise<{ staged: StagedHashes; sent: number; chunks: number }> {
+    const { body, hashes, sent } = delta(data, staged);
+    const res = await send(`${this.baseUrl}/sessions/${encodeURIComponent(sessionId)}/staged`, 'PUT', this.deltaHeaders(body), body, signal);
+    const text_ = await text(res);
+    if (res.statusCode !== 200) throw new Error(`VM Data staging refused: ${res.statusCode} ${text_.slice(0, 300)}`);
+    return { staged: new Set(hashes), sent, chunks: hashes.length };
+  }
+
+  private deltaHeaders(body: Uint8Array[]): Record<string, string> {
+    return { ...this.headers(), 'content-type': VM_DATA_DELTA_CONTENT_TYPE, 'content-length': String(body.reduce((n, b) => n + b.byteLength, 0)) };
+  }
+
+  /**
    * UVE-5 retrieve: the snapshot's bytes, refused unless they match the sha256 the VMM recorded.
    * `onFirstBytes` gets the first piece that arrives (a snapshot's header), before the rest.
    */
@@ -133,12 +168,39 @@ export class VmDataClient {
  * machine), and `body` goes out as it is (fetch copies a Uint8Array body into a fresh buffer
  * first, as large as the state). Times out as a whole after TIMEOUT_MS.
  */
-function send(url: string, method: 'GET' | 'PUT', headers: Record<string, string>, body?: Uint8Array): Promise<IncomingMessage> {
+function send(url: string, method: 'GET' | 'PUT', headers: Record<string, string>, body?: Uint8Array | Uint8Array[], signal?: AbortSignal): Promise<IncomingMessage> {
   return new Promise((resolve, reject) => {
-    const req = (url.startsWith('https:') ? https : http).request(url, { method, headers, signal: AbortSignal.timeout(TIMEOUT_MS) }, resolve);
+    const timeout = AbortSignal.timeout(TIMEOUT_MS);
+    const req = (url.startsWith('https:') ? https : http).request(url, { method, headers, signal: signal ? AbortSignal.any([signal, timeout]) : timeout }, resolve);
     req.on('error', reject);
-    req.end(body);
+    if (Array.isArray(body)) {
+      for (const piece of body) req.write(piece);
+      req.end();
+    } else req.end(body);
   });
+}
+
+/** sha256s (hex) of the chunks a session staged with the VMM */
+export type StagedHashes = ReadonlySet<string>;
+
+/**
+ * `data` as a delta against `staged`: its head and chunk list, then the chunks not staged (views
+ * into `data`, not copies); every chunk's sha256 (hex) in order; how many are sent.
+ */
+function delta(data: Uint8Array, staged: StagedHashes): { body: Uint8Array[]; hashes: string[]; sent: number } {
+  const sums: Buffer[] = [];
+  const body: Uint8Array[] = [];
+  for (let seq = 0; seq < vmDataChunkCount(data.byteLength); seq++) {
+    const chunk = data.subarray(seq * VM_DATA_CHUNK_BYTES, seq * VM_DATA_CHUNK_BYTES + vmDataChunkLength(data.byteLength, seq));
+    sums.push(createHash('sha256').update(chunk).digest());
+    if (!staged.has(sums[seq]!.toString('hex'))) body.push(chunk);
+  }
+  const hashes = sums.map((h) => h.toString('hex'));
+  const head = encodeVmDataDelta(
+    { sizeBytes: data.byteLength, sha256: createHash('sha256').update(data).digest() },
+    sums.map((sha256, seq) => ({ sha256, sent: !staged.has(hashes[seq]!) })),
+  );
+  return { body: [head, ...body], hashes, sent: body.length };
 }
 
 async function text(res: IncomingMessage): Promise<string> {

@@ -4,7 +4,7 @@ import type { Context } from '../../common/context';
 import { lastEventsKey, optional, required } from '../../common/loaders';
 import { SessionStateEnum, type SessionState } from './sessions.enums';
 import { Participant } from '../invitations/invitations.entity';
-import { VmSnapshot } from '../snapshots/snapshots.entity';
+import { VmDataStaging, VmSnapshot } from '../snapshots/snapshots.entity';
 import { Ua } from '../uas/uas.entity';
 import { User } from '../users/users.entity';
 import { Vm } from '../vms/vms.entity';
@@ -118,6 +118,11 @@ export class SessionsResolver {
   @FieldResolver(() => VmSnapshot, { nullable: true, description: 'snapshot restored into the current VM, if any' })
   restoredFrom(@Root() s: Session, @Ctx() ctx: Context): Promise<VmSnapshot | null> {
     return optional(ctx.loaders.snapshots, s.restoredFromId);
+  }
+
+  @FieldResolver(() => VmDataStaging, { nullable: true, description: 'NO_LOSS where the VMM keeps staged VM Data: the state as last staged while the session runs; null when none is' })
+  vmDataStaged(@Root() s: Session, @Ctx() ctx: Context): Promise<VmDataStaging | null> {
+    return ctx.services.snapshots.stagedOf(s.id);
   }
 
   @FieldResolver(() => [VmSnapshot])

@@ -49,6 +49,8 @@ export interface SessionsServiceOptions {
   sessionTokenTtlSec: number;
   /** a DISCONNECTED session keeps its VM slot this long, then ends */
   reconnectWindowMs: number;
+  /** NO_LOSS sessions' VMs stage the FULL state this often (0: never; session.prepare's vmDataStageMs) */
+  vmDataStageMs?: number;
   maxOpenSessionsPerUser: number;
   /** how long a request waits for a VM started for it; 0: none is started, the request is refused */
   requestWaitMs: number;
@@ -359,6 +361,7 @@ export class SessionsService implements SessionReportTarget {
     await uow.command(vm.id, {
       type: 'session.prepare', sessionId: s.id, userId: r.user.id, uaId: r.ua.id, uaVersion: r.ua.currentVersion,
       reconnectionMethod: r.input.reconnectionMethod, terminal: r.terminal, stream, restoreSnapshotId, reconnectWindowMs: this.options.reconnectWindowMs,
+      ...(r.input.reconnectionMethod === 'NO_LOSS' && this.options.vmDataStageMs ? { vmDataStageMs: this.options.vmDataStageMs } : {}),
     }, s.id);
     for (const hook of this.assignedHooks) await hook(uow, s, created);
     return s;

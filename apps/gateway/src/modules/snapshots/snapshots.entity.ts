@@ -60,3 +60,28 @@ export class VmDataManifest {
   @Column({ type: 'bytea' }) address!: Buffer;
   @ManyToOne(() => VmDataChunk, { onDelete: 'NO ACTION' }) @JoinColumn({ name: 'address' }) chunk?: VmDataChunk;
 }
+
+/**
+ * A live session's FULL state staged ahead of its save, chunk by chunk (seq -> address), while the
+ * user plays: the save at a drop or at the end then sends only the chunks that changed since
+ * (docs/architecture.md, "VM Data staged ahead"). A chunk cannot go while a staged row refers to it;
+ * the rows go with their session, and once it ended.
+ */
+@Entity('vm_data_staged')
+@Index('ix_vm_data_staged_address', ['address'])
+export class VmDataStaged {
+  @PrimaryColumn({ type: 'uuid' }) sessionId!: string;
+  @ManyToOne(() => Session, { onDelete: 'CASCADE' }) @JoinColumn({ name: 'session_id' }) session?: Session;
+  @PrimaryColumn({ type: 'int' }) seq!: number;
+  @Column({ type: 'bytea' }) address!: Buffer;
+  @ManyToOne(() => VmDataChunk, { onDelete: 'NO ACTION' }) @JoinColumn({ name: 'address' }) chunk?: VmDataChunk;
+  /** sha256 of the chunk's plain bytes, as the VMM hashed them when staged: what a save names it by */
+  @Column({ type: 'bytea' }) plainSha256!: Buffer;
+  @Column({ type: 'timestamptz' }) stagedAt!: Date;
+}
+
+@ObjectType({ description: "A running NO_LOSS session's state as last staged with the VMM (its save at a drop or at the end then sends only the chunks that changed since)" })
+export class VmDataStaging {
+  @Field({ description: 'when the VM last staged the state' }) stagedAt!: Date;
+  @Field(() => Int, { description: 'chunks of 1 MiB the staged state has' }) chunks!: number;
+}

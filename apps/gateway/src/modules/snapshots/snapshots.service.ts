@@ -7,7 +7,7 @@ import type { Vm } from '../vms/vms.entity';
 import { isUuid, notFound } from '../../common/errors';
 import type { User } from '../users/users.entity';
 import { page } from '../users/users.service';
-import { VmSnapshot } from './snapshots.entity';
+import { VmSnapshot, type VmDataStaging } from './snapshots.entity';
 import type { ChunkRefs, VmDataStore } from './vm-data-store';
 
 /**
@@ -21,7 +21,12 @@ export interface StoredSnapshot {
   snapshot: VmSnapshot;
   chunks: number;
   chunksWritten: number;
+  /** chunks whose bytes came with the upload (a delta names the others, staged before) */
+  chunksSent: number;
 }
+
+/** a session a VM may still save or stage VM Data for */
+const isOpen = (session: Session) => session.state === 'REQUESTED' || (SLOT_SESSION_STATES as readonly string[]).includes(session.state);
 
 export class SnapshotsService {
   private readonly repo: Repository<VmSnapshot>;
@@ -56,6 +61,11 @@ export class SnapshotsService {
     return this.transfers.size;
   }
 
+  /** whether this gateway's store keeps staged VM Data (the postgres store) */
+  get stages(): boolean {
+    return Boolean(this.store_.chunks.stage);
+  }
+
   /** closes the store's own connections (once the transfers drained) */
   async close(): Promise<void> {
     await this.store_.chunks.close?.();
@@ -67,6 +77,12 @@ export class SnapshotsService {
 
   ofSession(sessionId: string): Promise<VmSnapshot[]> {
     return this.repo.find({ where: { sessionId }, order: { createdAt: 'DESC' } });
+  }
+
+  /** what the session staged ahead of its save (null: nothing) */
+  async stagedOf(sessionId: string): Promise<VmDataStaging | null> {
+    const [row]: { at: Date | null; n: number }[] = await this.ds.query(`SELECT max(staged_at) AS at, count(*)::int AS n FROM vm_data_staged WHERE session_id = $1`, [sessionId]);
+    return row?.at ? { stagedAt: row.at, chunks: row.n } : null;
   }
 
   mine(userId: string): Promise<VmSnapshot[]> {
@@ -92,31 +108,52 @@ export class SnapshotsService {
    * `keep` snapshots stay (seed B.1: "the" VM Data is the newest). Null when the VM holds no such
    * session; a VmDataStoreError when the bytes are refused (too large, empty).
    */
-  async store(vm: Vm, sessionId: string, kind: SnapshotKind, body: AsyncIterable<Uint8Array>, maxBytes: number): Promise<StoredSnapshot | null> {
+  async store(vm: Vm, sessionId: string, kind: SnapshotKind, body: AsyncIterable<Uint8Array>, maxBytes: number, delta = false): Promise<StoredSnapshot | null> {
     if (!isUuid(sessionId)) return null;
     let written: string | null = null;
-    let dropped: ChunkRefs | null = null;
+    const dropped: ChunkRefs = { snapshotIds: [], addresses: [] };
     let snap: StoredSnapshot | null;
     try {
-      snap = await this.storeInTransaction(vm, sessionId, kind, body, maxBytes, (id) => (written = id), (refs) => (dropped = refs));
+      snap = await this.storeInTransaction(vm, sessionId, kind, body, maxBytes, delta, (id) => (written = id), (refs) => {
+        dropped.snapshotIds.push(...refs.snapshotIds);
+        dropped.addresses.push(...refs.addresses);
+      });
     } catch (e) {
       // bytes kept outside the database go with the transaction that did not commit
       if (written) await this.store_.chunks.discard(written).catch(() => undefined);
       throw e;
     }
     // chunks the new snapshot shares with the replaced ones stay (the store only collects the unreferenced)
-    if (dropped) await this.store_.chunks.remove(dropped).catch(() => undefined);
+    if (dropped.snapshotIds.length || dropped.addresses.length) await this.store_.chunks.remove(dropped).catch(() => undefined);
     return snap;
   }
 
+  /**
+   * Stages a live session's FULL state ahead of its save (a delta, @uve/protocol vm-data-delta.ts),
+   * replacing what it staged before; only the VM that holds the session, while it is open. Null
+   * when the VM holds no such open session.
+   */
+  async stage(vm: Vm, sessionId: string, body: AsyncIterable<Uint8Array>, maxBytes: number): Promise<{ chunks: number; chunksSent: number; chunksWritten: number } | null> {
+    if (!isUuid(sessionId)) return null;
+    const staged = await this.ds.transaction(async (em) => {
+      const session = await em.findOneBy(Session, { id: sessionId });
+      if (!session || session.vmId !== vm.id || !isOpen(session)) return null;
+      return this.store_.stage(em, sessionId, body, maxBytes);
+    });
+    if (!staged) return null;
+    // what the session no longer stages goes unless a snapshot holds it
+    if (staged.unstaged.length) await this.store_.chunks.remove({ snapshotIds: [], addresses: staged.unstaged }).catch(() => undefined);
+    return { chunks: staged.chunks, chunksSent: staged.sent, chunksWritten: staged.written };
+  }
+
   private storeInTransaction(
-    vm: Vm, sessionId: string, kind: SnapshotKind, body: AsyncIterable<Uint8Array>, maxBytes: number,
+    vm: Vm, sessionId: string, kind: SnapshotKind, body: AsyncIterable<Uint8Array>, maxBytes: number, delta: boolean,
     writing: (id: string) => void, replaced: (refs: ChunkRefs) => void,
   ): Promise<StoredSnapshot | null> {
     return this.ds.transaction(async (em) => {
       const session = await em.findOneBy(Session, { id: sessionId });
       if (!session || session.vmId !== vm.id) return null;
-      const open = session.state === 'REQUESTED' || (SLOT_SESSION_STATES as readonly string[]).includes(session.state);
+      const open = isOpen(session);
       if (!open && !(session.endedAt && Date.now() - session.endedAt.getTime() < SAVE_AFTER_END_MS)) return null;
       // the record first (its id names the chunks), its size and checksum once all bytes are in;
       // its session only then: a row referring to the session locks it against FOR UPDATE (every
@@ -126,8 +163,15 @@ export class SnapshotsService {
         sourceVmId: vm.id, storageKey: this.store_.storageKey, encryptionKeyId: this.store_.keyId, lastRestoredAt: null,
       }));
       writing(snap.id);
-      const { sizeBytes, sha256, manifestSha256, chunks, written: chunksWritten } = await this.store_.write(em, snap.id, body, maxBytes);
+      const { sizeBytes, sha256, manifestSha256, chunks, written: chunksWritten, sent: chunksSent } = delta
+        ? await this.store_.writeDelta(em, snap.id, body, await this.store_.staged(em, sessionId), maxBytes)
+        : await this.store_.write(em, snap.id, body, maxBytes);
       await em.update(VmSnapshot, snap.id, { sizeBytes, sha256, manifestSha256, sessionId });
+      // the session's last save: what it staged is of no more use (its chunks stay where this snapshot holds them)
+      if (!open) {
+        const unstaged: { address: Buffer }[] = await em.query(`DELETE FROM vm_data_staged WHERE session_id = $1 RETURNING address`, [sessionId]);
+        replaced({ snapshotIds: [], addresses: unstaged.map((r) => r.address) });
+      }
       // beyond the newest `keep` by when their save began (an upload begun earlier and committed
       // later is not newer), never this one, nor one an open session still needs: the VM Data of a
       // DISCONNECTED session (its reconnection restores it) or one a session placed on a VM is
@@ -148,7 +192,7 @@ export class SnapshotsService {
         replaced(await this.store_.chunks.held(em, ids));
         await em.delete(VmSnapshot, { id: In(ids) });
       }
-      return { snapshot: Object.assign(snap, { sizeBytes, sha256, manifestSha256, sessionId }), chunks, chunksWritten };
+      return { snapshot: Object.assign(snap, { sizeBytes, sha256, manifestSha256, sessionId }), chunks, chunksWritten, chunksSent };
     });
   }
 
@@ -189,10 +233,14 @@ export class SnapshotsService {
     return true;
   }
 
-  /** Removes stored bytes no snapshot record refers to any more (their user or UA was deleted). */
+  /**
+   * Removes stored bytes no snapshot record refers to any more (their user or UA was deleted), and
+   * what sessions that ended without a last save staged.
+   */
   async sweep(): Promise<number> {
     const chunks = this.store_.chunks;
     if (!chunks.sweep) return 0;
+    if (chunks.stage) await this.ds.query(`DELETE FROM vm_data_staged s USING sessions x WHERE x.id = s.session_id AND x.state IN ('ENDED', 'FAILED')`);
     return chunks.sweep(async (ids) => {
       if (ids.length === 0) return new Set();
       const rows: { id: string }[] = await this.ds.query(`SELECT id::text FROM vm_snapshots WHERE id = ANY($1::uuid[])`, [ids.filter(isUuid)]);

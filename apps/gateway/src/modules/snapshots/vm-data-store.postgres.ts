@@ -63,6 +63,36 @@ export class PostgresChunkStore implements ChunkStore {
   }
 
   async write(em: EntityManager, snapshotId: string, chunks: AsyncIterable<NewChunk>): Promise<number> {
+    const { addresses, written } = await this.keepAll(em, snapshotId, chunks);
+    await em.query(
+      `INSERT INTO vm_data_manifests (snapshot_id, seq, address) SELECT $1, m.ord - 1, m.address FROM unnest($2::bytea[]) WITH ORDINALITY AS m(address, ord)`,
+      [snapshotId, addresses],
+    );
+    return written;
+  }
+
+  /** the session's staged chunks by the sha256 of their plain bytes (hex) */
+  async staged(em: EntityManager, sessionId: string): Promise<Map<string, Buffer>> {
+    const rows: { plain_sha256: Buffer; address: Buffer }[] = await em.query(`SELECT plain_sha256, address FROM vm_data_staged WHERE session_id = $1`, [sessionId]);
+    return new Map(rows.map((r) => [r.plain_sha256.toString('hex'), r.address]));
+  }
+
+  async stage(em: EntityManager, sessionId: string, chunks: AsyncIterable<NewChunk>, plainSha256: (seq: number) => Buffer): Promise<{ written: number; unstaged: Buffer[] }> {
+    const { addresses, written } = await this.keepAll(em, `staged for ${sessionId}`, chunks);
+    const before: { address: Buffer }[] = await em.query(`DELETE FROM vm_data_staged WHERE session_id = $1 RETURNING address`, [sessionId]);
+    await em.query(
+      `INSERT INTO vm_data_staged (session_id, seq, address, plain_sha256, staged_at)
+         SELECT $1, m.ord - 1, m.address, m.sha, now() FROM unnest($2::bytea[], $3::bytea[]) WITH ORDINALITY AS m(address, sha, ord)`,
+      [sessionId, addresses, addresses.map((_, seq) => plainSha256(seq))],
+    );
+    return { written, unstaged: before.map((r) => r.address) };
+  }
+
+  /**
+   * Keeps `chunks` (the new ones inserted, every one locked by the caller's transaction until it
+   * commits); their addresses in order, and how many the store did not hold. `what` names them in errors.
+   */
+  private async keepAll(em: EntityManager, what: string, chunks: AsyncIterable<NewChunk>): Promise<{ addresses: Buffer[]; written: number }> {
     // the chunks not kept yet, oldest first: at most inFlight when the next is asked for (their buffers are reused after)
     const pending: Promise<void>[] = [];
     const addresses: Buffer[] = [];
@@ -94,7 +124,7 @@ export class PostgresChunkStore implements ChunkStore {
         // committed (by this insert or another store's): locked now, unless a collector took it as an orphan meanwhile
         if (await lock(c)) return;
       }
-      throw new VmDataStoreError(500, 'STORE_BUSY', `VM Data chunk ${c.seq} of ${snapshotId} was removed ${WRITE_ATTEMPTS} times as it was stored; try again.`);
+      throw new VmDataStoreError(500, 'STORE_BUSY', `VM Data chunk ${c.seq} of ${what} was removed ${WRITE_ATTEMPTS} times as it was stored; try again.`);
     };
     // rolled back to when the write fails: the locks it took go, so its own new chunks can be collected
     await em.query('SAVEPOINT vm_data_write');
@@ -116,11 +146,7 @@ export class PostgresChunkStore implements ChunkStore {
       if (inserted.length) await this.collect(`c.address = ANY($1::bytea[])`, [inserted]).catch(() => undefined);
       throw e;
     }
-    await em.query(
-      `INSERT INTO vm_data_manifests (snapshot_id, seq, address) SELECT $1, m.ord - 1, m.address FROM unnest($2::bytea[]) WITH ORDINALITY AS m(address, ord)`,
-      [snapshotId, addresses],
-    );
-    return written;
+    return { addresses, written };
   }
 
   async *read(snapshotId: string): AsyncGenerator<StoredChunk> {
@@ -169,7 +195,7 @@ export class PostgresChunkStore implements ChunkStore {
     return { snapshotIds, addresses: rows.map((r) => r.address) };
   }
 
-  /** collects the chunks of `refs` that no manifest refers to any more */
+  /** collects the chunks of `refs` that no manifest or staged row refers to any more */
   async remove(refs: ChunkRefs): Promise<void> {
     if (refs.addresses.length) await this.collect(`c.address = ANY($1::bytea[])`, [refs.addresses]);
   }
@@ -183,7 +209,7 @@ export class PostgresChunkStore implements ChunkStore {
   }
 
   /**
-   * Deletes the chunks matching `where` that no manifest refers to. A chunk a store is writing a
+   * Deletes the chunks matching `where` that no manifest or staged row refers to. A chunk a store is writing a
    * manifest for is locked (FOR KEY SHARE) and skipped; one whose manifest committed after this
    * statement began makes the foreign key refuse the delete, and the statement runs again.
    */
@@ -193,6 +219,7 @@ export class PostgresChunkStore implements ChunkStore {
         const { rowCount } = await this.readers.query(
           `DELETE FROM vm_data_chunks WHERE address IN (
              SELECT c.address FROM vm_data_chunks c WHERE ${where} AND NOT EXISTS (SELECT 1 FROM vm_data_manifests m WHERE m.address = c.address)
+                AND NOT EXISTS (SELECT 1 FROM vm_data_staged s WHERE s.address = c.address)
              FOR UPDATE SKIP LOCKED)`,
           params,
         );

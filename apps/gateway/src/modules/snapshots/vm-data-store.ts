@@ -15,8 +15,13 @@
 // digest was kept are checked by their whole sha256.
 import { createCipheriv, createDecipheriv, createHash, createHmac } from 'node:crypto';
 import type { EntityManager } from 'typeorm';
+import {
+  VM_DATA_CHUNK_BYTES, VM_DATA_DELTA_ENTRY_BYTES, VM_DATA_DELTA_HEAD_BYTES, decodeVmDataDeltaChunks, decodeVmDataDeltaHead, vmDataChunkLength,
+  type VmDataDeltaChunk, type VmDataDeltaHead,
+} from '@uve/protocol';
 
-export const CHUNK_BYTES = 1024 * 1024;
+/** a delta names the same pieces (@uve/protocol vm-data-delta.ts) */
+export const CHUNK_BYTES = VM_DATA_CHUNK_BYTES;
 export const NONCE_BYTES = 12;
 const TAG_BYTES = 16;
 
@@ -35,6 +40,8 @@ export interface StoredBytes {
   /** chunks of the snapshot, and of those the ones the store did not hold yet (written now) */
   chunks: number;
   written: number;
+  /** chunks whose bytes came with the upload (fewer than `chunks` for a delta: the rest were staged) */
+  sent: number;
 }
 
 /** The encryption key at rest: 32 bytes, given as 64 hex digits or base64. */
@@ -118,7 +125,21 @@ export interface ChunkStore {
   sweep?(existing: (ids: string[]) => Promise<Set<string>>): Promise<number>;
   /** closes the store's own connections (after the transfers drained) */
   close?(): Promise<void>;
+  /**
+   * Staging (stores that have it): a live session's FULL state kept chunk by chunk ahead of its
+   * save. `staged`: the chunks the session staged, by the sha256 of their plain bytes (hex).
+   */
+  staged?(em: EntityManager, sessionId: string): Promise<StagedChunks>;
+  /**
+   * Keeps `chunks` as the session's staged state (replacing what it staged before), inside the
+   * caller's transaction; `plainSha256(seq)` is known for every chunk once `chunks` ended. The
+   * addresses no longer staged are collected by the caller after the commit.
+   */
+  stage?(em: EntityManager, sessionId: string, chunks: AsyncIterable<NewChunk>, plainSha256: (seq: number) => Buffer): Promise<{ written: number; unstaged: Buffer[] }>;
 }
+
+/** a session's staged chunks: the sha256 of their plain bytes (hex) -> address */
+export type StagedChunks = Map<string, Buffer>;
 
 /** the snapshots whose bytes go, and the chunk addresses they referred to (content-addressed stores) */
 export interface ChunkRefs {
@@ -161,11 +182,7 @@ export class VmDataStore {
       return c;
     };
     const sealed = async function* (this: VmDataStore): AsyncGenerator<NewChunk> {
-      // a few buffers in turn, not a new one per chunk (garbage the collector is late for): a store
-      // has at most `inFlight` chunks in flight while it asks for the next (ChunkStore.write); one
-      // more is being filled, one just handed over
-      const RING = (this.chunks.inFlight ?? 1) + 2;
-      const ring = Array.from({ length: RING }, () => Buffer.allocUnsafe(CHUNK_BYTES));
+      const ring = this.ring();
       let chunk = ring[0]!;
       let filled = 0;
       let seq = 0;
@@ -180,7 +197,7 @@ export class VmDataStore {
           at += n;
           if (filled === CHUNK_BYTES) {
             yield addressed(seq++, chunk);
-            chunk = ring[seq % RING]!;
+            chunk = ring[seq % ring.length]!;
             filled = 0;
           }
         }
@@ -197,13 +214,95 @@ export class VmDataStore {
       await this.chunks.discard(snapshotId).catch(() => undefined);
       throw e;
     }
-    return { sizeBytes: size, sha256: whole.digest('hex'), manifestSha256: manifest.digest(), chunks, written };
+    return { sizeBytes: size, sha256: whole.digest('hex'), manifestSha256: manifest.digest(), chunks, written, sent: chunks };
   }
 
-  /** a chunk's address: sha256 of its plain bytes, or their HMAC under the key when sealed */
-  private addressed(seq: number, plain: Buffer): NewChunk {
-    const address = (this.derived ? createHmac('sha256', this.derived.address) : createHash('sha256')).update(plain).digest();
+  /**
+   * A few chunk buffers to fill in turn, not a new one per chunk (garbage the collector is late
+   * for): a store has at most `inFlight` chunks in flight while it asks for the next
+   * (ChunkStore.write); one more is being filled, one just handed over.
+   */
+  private ring(): Buffer[] {
+    return Array.from({ length: (this.chunks.inFlight ?? 1) + 2 }, () => Buffer.allocUnsafe(CHUNK_BYTES));
+  }
+
+  /**
+   * A chunk's address: sha256 of its plain bytes (`sha256` when the caller has it already), or
+   * their HMAC under the key when sealed.
+   */
+  private addressed(seq: number, plain: Buffer, sha256?: Buffer): NewChunk {
+    const address = this.derived ? createHmac('sha256', this.derived.address).update(plain).digest() : (sha256 ?? createHash('sha256').update(plain).digest());
     return { seq, address, stored: () => this.seal(seq, address, plain) };
+  }
+
+  /**
+   * Writes a delta (@uve/protocol vm-data-delta.ts) as the chunks of `snapshotId`: the chunks it
+   * sends, each checked against the sha256 it names, and the ones it names as staged, taken from
+   * `staged`. Its size and whole sha256 are the VM's word (the VMM never holds all the bytes): a
+   * restoring VM checks the whole sha256, and every read checks each chunk and their order.
+   */
+  async writeDelta(em: EntityManager, snapshotId: string, source: AsyncIterable<Uint8Array>, staged: StagedChunks, maxBytes: number): Promise<StoredBytes> {
+    const delta = new DeltaChunks();
+    let written: number;
+    try {
+      written = await this.chunks.write(em, snapshotId, this.deltaChunks(source, staged, maxBytes, delta));
+    } catch (e) {
+      await this.chunks.discard(snapshotId).catch(() => undefined);
+      throw e;
+    }
+    const manifest = manifestSha256();
+    delta.addresses.forEach((a) => manifest.add(a));
+    const head = delta.head!;
+    return { sizeBytes: head.sizeBytes, sha256: Buffer.from(head.sha256).toString('hex'), manifestSha256: manifest.digest(), chunks: head.chunks, written, sent: delta.sent };
+  }
+
+  /** Keeps a delta as the session's staged state (ChunkStore.stage); refused by a store that cannot stage. */
+  async stage(em: EntityManager, sessionId: string, source: AsyncIterable<Uint8Array>, maxBytes: number): Promise<{ chunks: number; sent: number; written: number; unstaged: Buffer[] }> {
+    if (!this.chunks.stage || !this.chunks.staged) throw new VmDataStoreError(409, 'NOT_STAGED', `The ${this.storageKey} VM Data store keeps no staged state; send the VM Data whole at the save.`);
+    const delta = new DeltaChunks();
+    const staged = await this.chunks.staged(em, sessionId);
+    const r = await this.chunks.stage(em, sessionId, this.deltaChunks(source, staged, maxBytes, delta), (seq) => delta.plain[seq]!);
+    return { chunks: delta.head!.chunks, sent: delta.sent, ...r };
+  }
+
+  /** the session's staged chunks (none where the store keeps no staged state) */
+  staged(em: EntityManager, sessionId: string): Promise<StagedChunks> {
+    return this.chunks.staged?.(em, sessionId) ?? Promise.resolve(new Map());
+  }
+
+  /** the chunks of a delta in order, checked; `into` learns its head, plain sha256s and addresses as they come */
+  private async *deltaChunks(source: AsyncIterable<Uint8Array>, staged: StagedChunks, maxBytes: number, into: DeltaChunks): AsyncGenerator<NewChunk> {
+    const reader = new ExactReader(source);
+    let list: VmDataDeltaChunk[];
+    try {
+      into.head = decodeVmDataDeltaHead(await reader.read(VM_DATA_DELTA_HEAD_BYTES), maxBytes);
+      list = decodeVmDataDeltaChunks(await reader.read(VM_DATA_DELTA_ENTRY_BYTES * into.head.chunks), into.head.chunks);
+    } catch (e) {
+      if (e instanceof VmDataStoreError) throw e;
+      throw new VmDataStoreError(400, 'BAD_USER_INPUT', `VM Data delta refused: ${(e as Error).message}.`);
+    }
+    const ring = this.ring();
+    for (const [seq, entry] of list.entries()) {
+      const claimed = Buffer.from(entry.sha256);
+      into.plain.push(claimed);
+      if (!entry.sent) {
+        const address = staged.get(claimed.toString('hex'));
+        const gone = () => new VmDataStoreError(409, 'NOT_STAGED', `VM Data delta names chunk ${seq} (sha256 ${claimed.toString('hex')}) as staged, and this session holds no such staged chunk; send it whole.`);
+        if (!address) throw gone();
+        into.addresses.push(address);
+        // locked by the store (held), never written: a staged chunk gone meanwhile fails the write
+        yield { seq, address, stored: () => { throw gone(); } };
+        continue;
+      }
+      const plain = await reader.read(vmDataChunkLength(into.head.sizeBytes, seq), ring[seq % ring.length]);
+      into.sent++;
+      const sum = createHash('sha256').update(plain).digest();
+      if (!sum.equals(claimed)) throw damaged(`VM Data delta chunk ${seq} is not what its sha256 says (${sum.toString('hex')}, named ${claimed.toString('hex')}).`);
+      const c = this.addressed(seq, plain, sum);
+      into.addresses.push(c.address);
+      yield c;
+    }
+    if (!(await reader.atEnd())) throw new VmDataStoreError(400, 'BAD_USER_INPUT', 'VM Data delta refused: bytes past its last chunk.');
   }
 
   private seal(seq: number, address: Buffer, plain: Buffer): StoredChunk {
@@ -286,3 +385,48 @@ export class VmDataStore {
 }
 
 const damaged = (message: string) => new VmDataStoreError(422, 'DAMAGED', message);
+
+/** what a delta told as it was read */
+class DeltaChunks {
+  head: VmDataDeltaHead | null = null;
+  /** the sha256 of each chunk's plain bytes, by seq */
+  plain: Buffer[] = [];
+  addresses: Buffer[] = [];
+  sent = 0;
+}
+
+/** Reads exact lengths out of a stream of pieces of any size. */
+class ExactReader {
+  private readonly it: AsyncIterator<Uint8Array>;
+  private rest: Buffer = Buffer.alloc(0);
+
+  constructor(source: AsyncIterable<Uint8Array>) {
+    this.it = source[Symbol.asyncIterator]();
+  }
+
+  /** the next `n` bytes (into `buffer` when given, which must hold them); throws when the stream ends first */
+  async read(n: number, buffer?: Buffer): Promise<Buffer> {
+    const out = buffer ? buffer.subarray(0, n) : Buffer.allocUnsafe(n);
+    let filled = 0;
+    for (;;) {
+      const take = Math.min(n - filled, this.rest.byteLength);
+      this.rest.copy(out, filled, 0, take);
+      this.rest = this.rest.subarray(take);
+      filled += take;
+      if (filled === n) return out;
+      const next = await this.it.next();
+      if (next.done) throw new VmDataStoreError(400, 'BAD_USER_INPUT', `VM Data delta refused: it ends ${n - filled} bytes short.`);
+      this.rest = Buffer.from(next.value.buffer, next.value.byteOffset, next.value.byteLength);
+    }
+  }
+
+  /** true when no byte is left */
+  async atEnd(): Promise<boolean> {
+    while (this.rest.byteLength === 0) {
+      const next = await this.it.next();
+      if (next.done) return true;
+      this.rest = Buffer.from(next.value.buffer, next.value.byteOffset, next.value.byteLength);
+    }
+    return false;
+  }
+}

@@ -1,10 +1,12 @@
 // UVE-5 VM Data over HTTP (large state does not belong in Redis): a VM uploads a session's VM Data
 // and fetches a snapshot to restore, authenticated with its own VM secret.
-//   PUT /vmm/vm-data/sessions/:sessionId?kind=APP_DATA|FULL   body: the bytes (streamed into the store)
+//   PUT /vmm/vm-data/sessions/:sessionId?kind=APP_DATA|FULL   body: the bytes (streamed into the store),
+//       or a delta (content-type VM_DATA_DELTA_CONTENT_TYPE): the chunks that changed since the session staged
+//   PUT /vmm/vm-data/sessions/:sessionId/staged                body: a delta, the session's state staged ahead
 //   GET /vmm/vm-data/snapshots/:snapshotId
 // Headers: `x-uve-vm-id: <vm id>`, `authorization: Bearer <vm secret>`.
 import type { Express, Request, Response } from 'express';
-import { SNAPSHOT_KINDS, VM_DATA_PATH, VM_DATA_SAVE_TIMING_HEADER, type SnapshotKind, type VmDataSaveTiming } from '@uve/protocol';
+import { SNAPSHOT_KINDS, VM_DATA_DELTA_CONTENT_TYPE, VM_DATA_PATH, VM_DATA_SAVE_TIMING_HEADER, type SnapshotKind, type VmDataSaveTiming } from '@uve/protocol';
 import type { Services } from '../../services';
 import type { Vm } from '../vms/vms.entity';
 import { VmDataStoreError } from './vm-data-store';
@@ -34,16 +36,31 @@ export function registerVmDataRoutes(app: Express, services: Services, maxBytes:
       // the body streams into the store, chunk by chunk, once the VM is known
       // (not destroyed when the store stops early: a refusal still gets its answer to the VM)
       const body = req.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>;
-      const stored = await services.snapshots.store(vm, String(req.params.sessionId), kind as SnapshotKind, body, maxBytes);
+      const stored = await services.snapshots.store(vm, String(req.params.sessionId), kind as SnapshotKind, body, maxBytes, isDelta(req));
       if (!stored) return refuse(res, 404, 'NOT_FOUND', 'This VM holds no such open session (or it ended too long ago).');
-      const { snapshot: snap, chunks, chunksWritten } = stored;
+      const { snapshot: snap, chunks, chunksWritten, chunksSent } = stored;
       const timing = saveTiming(req.header(VM_DATA_SAVE_TIMING_HEADER), receivedAt);
-      // chunksWritten: the chunks the store did not hold yet (the rest are shared with other snapshots)
-      await services.sessions.recordEvent(snap.sessionId!, 'SNAPSHOT_SAVED', { snapshotId: snap.id, kind: snap.kind, sizeBytes: snap.sizeBytes, sha256: snap.sha256, chunks, chunksWritten, timing });
+      // chunksSent: the chunks whose bytes came (a delta names the ones staged before); chunksWritten:
+      // the chunks the store did not hold yet (the rest are shared with other snapshots)
+      await services.sessions.recordEvent(snap.sessionId!, 'SNAPSHOT_SAVED', { snapshotId: snap.id, kind: snap.kind, sizeBytes: snap.sizeBytes, sha256: snap.sha256, chunks, chunksSent, chunksWritten, timing });
       res.status(201).json({ snapshotId: snap.id, kind: snap.kind, sizeBytes: snap.sizeBytes, sha256: snap.sha256 });
     } catch (e) {
       if (!(e instanceof VmDataStoreError)) return next(e);
       if (e.status === 413) return refuseTooLarge(req, res, maxBytes);
+      refuse(res, e.status, e.code, e.message);
+    }
+  }));
+
+  app.put(`${VM_DATA_PATH}/sessions/:sessionId/staged`, (req, res, next) => services.snapshots.transfer(async () => {
+    try {
+      const vm = await vmOf(req, res, services);
+      if (!vm) return;
+      if (!isDelta(req)) return refuse(res, 415, 'BAD_USER_INPUT', `Staged VM Data is a delta (content-type ${VM_DATA_DELTA_CONTENT_TYPE}).`);
+      const staged = await services.snapshots.stage(vm, String(req.params.sessionId), req.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>, maxBytes);
+      if (!staged) return refuse(res, 404, 'NOT_FOUND', 'This VM holds no such open session.');
+      res.status(200).json(staged);
+    } catch (e) {
+      if (!(e instanceof VmDataStoreError)) return next(e);
       refuse(res, e.status, e.code, e.message);
     }
   }));
@@ -81,6 +98,8 @@ export function registerVmDataRoutes(app: Express, services: Services, maxBytes:
     }
   }));
 }
+
+const isDelta = (req: Request) => (req.header('content-type') ?? '').split(';')[0]!.trim().toLowerCase() === VM_DATA_DELTA_CONTENT_TYPE;
 
 /**
  * The save's stages: the VM's (its header, kept only as far as they are numbers) and the VMM's own,

@@ -1,0 +1,80 @@
+// A NO_LOSS session's VM Data staged ahead (sessions/session-vm-data.ts): the save at a drop goes as
+// a delta against what the VMM holds staged, and whole when the VMM refuses the delta (a staged
+// chunk gone) or nothing is known to be staged. Stubs for the VMM and the UA: the calls are what count.
+import { SessionVmData } from '../../apps/vm-agent/src/sessions/session-vm-data';
+import type { SessionDeps } from '../../apps/vm-agent/src/sessions/session';
+import type { UaInstance } from '../../apps/vm-agent/src/runtimes/runtime';
+
+const log = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined, child: () => log };
+
+function setup() {
+  const calls: string[] = [];
+  let refuseDelta = false;
+  const stored = (kind: 'FULL' | 'APP_DATA', data: Uint8Array) => ({ snapshotId: 'snap', kind, sizeBytes: data.byteLength, sha256: '0'.repeat(64) });
+  const deps: Pick<SessionDeps, 'storeVmData' | 'fetchVmData' | 'vmDataBuffer' | 'vmDataDeltas'> = {
+    storeVmData: async (_id, kind, data) => {
+      calls.push('whole');
+      return stored(kind, data);
+    },
+    vmDataDeltas: {
+      stage: async (_id, _data, staged) => {
+        calls.push(`stage against ${staged.size}`);
+        return { staged: new Set(['a', 'b', 'c']), sent: 3 - staged.size, chunks: 3 };
+      },
+      uploadDelta: async (_id, kind, data, staged) => {
+        calls.push(`delta against ${staged.size}`);
+        if (refuseDelta) throw new Error('VM Data delta refused: 409 NOT_STAGED');
+        return stored(kind, data);
+      },
+    },
+  };
+  const vmData = new SessionVmData('session', deps, {}, () => undefined, log as never);
+  const instance = { saveFullState: async () => new Uint8Array(3 * 1024 * 1024), saveAppData: async () => new Uint8Array(1) } as unknown as UaInstance;
+  return { calls, vmData, instance, refuse: () => (refuseDelta = true) };
+}
+
+async function staged(calls: string[], n: number): Promise<void> {
+  for (const until = Date.now() + 5000; calls.filter((c) => c.startsWith('stage')).length < n;) {
+    if (Date.now() > until) throw new Error(`no staging after 5 s: ${calls.join(', ')}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+it('stages while the UA is live, against what it staged before, and saves a delta against that', async () => {
+  const { calls, vmData, instance } = setup();
+  let live: UaInstance | null = null;
+  vmData.startStaging(() => live, 10);
+  await new Promise((r) => setTimeout(r, 50));
+  expect(calls).toEqual([]); // no PLAYER: nothing staged
+  live = instance;
+  await staged(calls, 2);
+  vmData.stopStaging();
+  expect(calls.slice(0, 2)).toEqual(['stage against 0', 'stage against 3']);
+  calls.length = 0;
+  expect(await vmData.save(instance, 'NO_LOSS')).toMatchObject({ kind: 'FULL' });
+  expect(calls).toEqual(['delta against 3']);
+});
+
+it('saves whole when the VMM refuses the delta, and whole again until something is staged anew', async () => {
+  const { calls, vmData, instance, refuse } = setup();
+  vmData.startStaging(() => instance, 10);
+  await staged(calls, 1);
+  vmData.stopStaging();
+  refuse();
+  calls.length = 0;
+  expect(await vmData.save(instance, 'NO_LOSS')).toMatchObject({ kind: 'FULL' });
+  expect(calls).toEqual(['delta against 3', 'whole']);
+  calls.length = 0;
+  await vmData.save(instance, 'NO_LOSS');
+  expect(calls).toEqual(['whole']);
+});
+
+it('saves the application data of a NORMAL session whole, staged or not', async () => {
+  const { calls, vmData, instance } = setup();
+  vmData.startStaging(() => instance, 10);
+  await staged(calls, 1);
+  vmData.stopStaging();
+  calls.length = 0;
+  expect(await vmData.save(instance, 'NORMAL')).toMatchObject({ kind: 'APP_DATA' });
+  expect(calls).toEqual(['whole']);
+});
