@@ -5,3 +5,4 @@ export * from './vm-messages';
 export * from './stream';
 export * from './package-manifest';
 export * from './agent-env';
+export * from './vm-message-checks';
