@@ -6,3 +6,4 @@ export * from './stream';
 export * from './package-manifest';
 export * from './agent-env';
 export * from './vm-data-delta';
+export * from './vm-message-checks';

@@ -1,6 +1,6 @@
 // UVE-2 (VMM -> VM) and UVE-5 (VM -> VMM) messages, carried by @uve/queue.
 // Small messages only: VM Data (snapshots) goes over HTTP (see VM_DATA_PATH).
-import type { DeploymentStatus, Platform, ReconnectionMethod, SnapshotKind, StreamRole, VideoCodec, VmProvider } from './enums';
+import type { DeploymentStatus, LocalResourceKind, Platform, ReconnectionMethod, SnapshotKind, StreamRole, VideoCodec, VmProvider } from './enums';
 import type { StreamParams, TerminalCapabilities } from './terminal';
 
 /** The queue every VM reports to (UVE-5). */
@@ -148,6 +148,8 @@ export interface VmRegistered extends FromVm {
   agentVersion: string;
   deployed: DeployedUa[];
 }
+export const LOAD_SOURCES = ['cgroup', 'process-tree'] as const;
+export type LoadSource = (typeof LOAD_SOURCES)[number];
 export interface VmHeartbeat extends FromVm {
   type: 'vm.heartbeat';
   activeSessions: number;
@@ -158,7 +160,7 @@ export interface VmHeartbeat extends FromVm {
   /** memory of everything the VM runs */
   rssBytes: number;
   /** where the figures come from: the container's cgroup, or the agent's process tree */
-  loadSource?: 'cgroup' | 'process-tree';
+  loadSource?: LoadSource;
   deployed: DeployedUa[];
 }
 export interface VmStopping extends FromVm { type: 'vm.stopping'; reason: string }
@@ -173,7 +175,7 @@ interface SessionRef extends FromVm { sessionId: string; userId: string; uaId: s
 export interface SessionConnected extends SessionRef { type: 'session.connected'; role: StreamRole }
 /** The UC went away without ending the session (seed B.1 step 2: exception notice). */
 export interface SessionDisconnected extends SessionRef { type: 'session.disconnected'; reason: string; unexpected: boolean }
-export interface SessionResourceRequested extends SessionRef { type: 'session.resourceRequested'; kind: string }
+export interface SessionResourceRequested extends SessionRef { type: 'session.resourceRequested'; kind: LocalResourceKind }
 export interface SessionFailed extends SessionRef { type: 'session.failed'; error: string }
 /** The UA finished by itself (the user quit it): a normal end, not a failure. */
 export interface SessionEnded extends SessionRef { type: 'session.ended'; reason: string }
@@ -204,11 +206,12 @@ export interface DeploymentChanged extends FromVm {
   error?: string | null;
 }
 
+export const ACK_OUTCOMES = ['done', 'expired', 'failed'] as const;
 /** The VM took a UVE-2 command (or dropped it as expired): the VMM stops re-sending it. */
 export interface CommandAck extends FromVm {
   type: 'command.ack';
   commandId: string;
-  outcome: 'done' | 'expired' | 'failed';
+  outcome: (typeof ACK_OUTCOMES)[number];
   error?: string | null;
 }
 

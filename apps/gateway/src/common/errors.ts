@@ -17,8 +17,7 @@ export const badInput = (msg: string, field?: string) => new UveError('BAD_USER_
 export const conflict = (msg: string, extra?: Record<string, unknown>) => new UveError('CONFLICT', msg, extra);
 export const unavailable = (msg: string, extra?: Record<string, unknown>) => new UveError('UNAVAILABLE', msg, extra);
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-export const isUuid = (id: string): boolean => UUID.test(id);
+export { isUuid } from '@uve/protocol';
 
 /** Checks a free-text argument that has no input class to carry validators. */
 export function checkText(value: string | null | undefined, field: string, maxLength: number): void {

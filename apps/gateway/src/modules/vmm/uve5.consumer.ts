@@ -1,9 +1,11 @@
 // UVE-5: what VMs report to the VMM, routed to the services that own each part once the report
-// guard has checked who sent it (signed by a provisioned VM, fresh, not a replay). Session reports go
-// through the inbox (ordered, exactly once in effect); acks settle outbox commands; VM reports
-// (register, heartbeat, stopping, deployments) are idempotent updates of the VM's record.
+// guard has checked who sent it (signed by a provisioned VM, fresh, not a replay) and its fields have
+// been checked (@uve/protocol's checkVmReport: a report that breaks one fails for good, below, before
+// any handler reads it). Session reports go through the inbox (ordered, exactly once in effect);
+// acks settle outbox commands; VM reports (register, heartbeat, stopping, deployments) are
+// idempotent updates of the VM's record.
 import { PermanentFailure, uve, type Consumer } from '@uve/queue';
-import type { VmEventMessage } from '@uve/protocol';
+import { checkVmReport, type VmEventMessage } from '@uve/protocol';
 import type { Services } from '../../services';
 import { mayPassOnRetry } from '../../common/transient-errors';
 import { isSessionReport } from './vm-reports.service';
@@ -33,21 +35,23 @@ export function consumeVmReports(services: Services): Consumer {
   // the inbox keeps one session's reports in order. A report whose handling failed for a reason
   // that may pass (a dependency down, a transaction that lost to others) is handed over again by the
   // queue (uve.reportToVmm's retries), except a heartbeat: the next one follows. Any other failure
-  // would fail the same way each time: it is logged once and not handed over again. A session
-  // report's own application never fails here (the inbox keeps it and retries it itself): what
-  // does is storing it, or the inbox's queries around applying it (once stored, its sweeper
-  // applies it whatever this hand-over did). Every hand-over of a report (a retry, or a redelivery
+  // (a bug, data PostgreSQL refuses, a report whose fields do not fit) would fail the same way each
+  // time: it is logged once and not handed over again. A session report's own application never
+  // fails here (the inbox keeps it and retries it itself): what does is storing it, or the inbox's
+  // queries around applying it (once stored, its sweeper applies it whatever this hand-over did). Every hand-over of a report (a retry, or a redelivery
   // after the gateway handling it was killed) is the same queue message: the report guard admits it
   // again, as it refuses the same report in another message. Handled again, a report does nothing more
   // (see the top: the inbox, idempotent updates).
   return uve.consumeVmEvents(services.bus, async (m, delivery) => {
     try {
       if (!(await services.reportGuard.admit(m, delivery.id))) return;
+      checkVmReport(m);
       await handle(m);
     } catch (e) {
-      // a sign of life that could not be recorded: the VM's silence is not judged over it
-      if (m.type === 'vm.heartbeat' || m.type === 'vm.register') vms.livenessUnrecorded();
       const transient = mayPassOnRetry(e);
+      // a sign of life that could not be recorded for now: the VM's silence is not judged over it
+      // (one that fails for good, say malformed, is no sign of life, and must not blind liveness for all)
+      if (transient && (m.type === 'vm.heartbeat' || m.type === 'vm.register')) vms.livenessUnrecorded();
       const retried = transient && delivery.attempt < delivery.attempts;
       services.metrics.vmReportsFailed.inc({ type: String(m.type).slice(0, 40), retried: String(retried) });
       const about = { type: m.type, vmId: m.vmId, attempt: delivery.attempt, attempts: delivery.attempts, error: (e as Error).message };
