@@ -82,6 +82,16 @@ describe('FULL snapshot format', () => {
     expect(Buffer.from(await encodeFullState(s)).equals(Buffer.from(blob))).toBe(true);
   });
 
+  it('stores noise raw without deflating it, and still deflates structured memory whose bytes span the whole range (pixels, text)', async () => {
+    const pixels = Buffer.alloc(MiB);
+    for (let i = 0; i < MiB; i += 4) pixels.set([i & 255, (i >> 8) & 255, (i >> 16) & 255, 255], i);
+    const text = Buffer.from('The quick brown fox jumps over the lazy dog. 0123456789 {"k":[1,2,3]}\n'.repeat(MiB / 64).slice(0, MiB));
+    const memory = Buffer.concat([randomBytes(MiB), pixels, text]);
+    const d = await decodeFullState(await encodeFullState(state(memory)));
+    expect(d.pieces.map((p) => p.kind)).toEqual(['raw', 'deflate', 'deflate']);
+    expect(memoryOf(d).equals(memory)).toBe(true);
+  });
+
   it('encodes in place in a shared buffer the memory was written into after the front: the blob is a view of it, the same bytes', async () => {
     const s = state(mixedMemory());
     const at = frontBytes(frontLayout(s.pending.length, s.globals.length), s.memory.length);

@@ -24,5 +24,15 @@ export function checkText(value: string | null | undefined, field: string, maxLe
   if (value != null && value.length > maxLength) throw badInput(`${field} is longer than ${maxLength} characters.`, field);
 }
 
+/**
+ * The first `max` UTF-16 units of `text`, never ending in half a surrogate pair: PostgreSQL's jsonb
+ * refuses a lone surrogate, and a report whose event it refused would be retried for ever.
+ */
+export function clipText(text: string, max: number): string {
+  const clipped = text.slice(0, max);
+  const last = clipped.charCodeAt(clipped.length - 1);
+  return last >= 0xd800 && last <= 0xdbff ? clipped.slice(0, -1) : clipped;
+}
+
 /** A contract operation whose flow this gateway version does not run yet. */
 export const notOffered = (what: string) => unavailable(`${what} is not offered by this gateway version yet.`, { notImplemented: true });

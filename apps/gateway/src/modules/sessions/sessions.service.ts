@@ -3,7 +3,7 @@
 // published once it has committed.
 import { In, type DataSource, type EntityManager, type FindOptionsWhere, type Repository } from 'typeorm';
 import { NO_LOSS_SCOPE, type Platform, type StreamRole } from '@uve/protocol';
-import { badInput, checkText, conflict, isUuid, notFound, unavailable } from '../../common/errors';
+import { badInput, checkText, clipText, conflict, isUuid, notFound, unavailable } from '../../common/errors';
 import type { Logger } from '../../common/logger';
 import type { SessionEventPayload } from '../../common/pubsub';
 import type { Transactions, UnitOfWork } from '../../common/unit-of-work';
@@ -433,12 +433,12 @@ export class SessionsService implements SessionReportTarget {
         return;
       case 'session.failed':
         if (!canTransition(s.state, 'FAILED')) return;
-        await this.move(uow, s, 'FAILED', 'fail', null, { endedAt: new Date(), endReason: m.error.slice(0, 500) }, { error: m.error.slice(0, 500) });
+        await this.move(uow, s, 'FAILED', 'fail', null, { endedAt: new Date(), endReason: clipText(m.error, 500) }, { error: clipText(m.error, 500) });
         return;
       case 'session.ended':
         // the UA quit by itself (or the VM closed the reconnect window): over, normally
         if (!canTransition(s.state, 'ENDED')) return;
-        await this.move(uow, s, 'ENDED', 'end', null, { endedAt: new Date(), endReason: m.reason.slice(0, 500) }, { reason: m.reason.slice(0, 500) });
+        await this.move(uow, s, 'ENDED', 'end', null, { endedAt: new Date(), endReason: clipText(m.reason, 500) }, { reason: clipText(m.reason, 500) });
         return;
       case 'session.resourceRequested':
         await this.record(uow, s, 'RESOURCE_REQUESTED', null, { kind: m.kind });
