@@ -96,6 +96,8 @@ export class PostgresChunkStore implements ChunkStore {
     // the chunks not kept yet, oldest first: at most inFlight when the next is asked for (their buffers are reused after)
     const pending: Promise<void>[] = [];
     const addresses: Buffer[] = [];
+    /** chunks named as staged: locked together at the end */
+    const staged: Buffer[] = [];
     /** the new chunks this write committed: collected again when it fails (nothing half-written stays) */
     const inserted: Buffer[] = [];
     let written = 0;
@@ -131,12 +133,23 @@ export class PostgresChunkStore implements ChunkStore {
     try {
       for await (const c of chunks) {
         addresses.push(c.address);
+        if (c.staged) {
+          staged.push(c.address);
+          continue;
+        }
         const kept = keep(c);
         kept.catch(() => undefined); // observed below, in order
         pending.push(kept);
         if (pending.length > this.inFlight) await pending.shift();
       }
       while (pending.length) await pending.shift();
+      // the chunks a delta named as staged, locked in one statement rather than one round trip each
+      if (staged.length) {
+        const held: unknown[] = await inTransaction(`SELECT 1 FROM vm_data_chunks WHERE address = ANY($1::bytea[]) FOR KEY SHARE`, [staged]);
+        if (held.length < new Set(staged.map((a) => a.toString('hex'))).size) {
+          throw new VmDataStoreError(409, 'NOT_STAGED', `VM Data of ${what} names staged chunks the store no longer holds; send it whole.`);
+        }
+      }
     } catch (e) {
       // never leave a statement running unobserved (the transaction rolls back on the error anyway);
       // the chunks committed for it go again unless another store took them meanwhile (then locked:

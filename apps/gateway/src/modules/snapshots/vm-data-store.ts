@@ -75,6 +75,11 @@ export interface StoredChunk {
 export interface NewChunk {
   seq: number;
   address: Buffer;
+  /**
+   * a chunk a delta names as staged: the store holds it (a staged row refers to it), it has no
+   * bytes here; a store may lock such chunks together, and refuses the write when one is gone
+   */
+  staged?: boolean;
   /** valid until the store asks for the chunk after the next one (the buffers are reused) */
   stored(): StoredChunk;
 }
@@ -291,7 +296,7 @@ export class VmDataStore {
         if (!address) throw gone();
         into.addresses.push(address);
         // locked by the store (held), never written: a staged chunk gone meanwhile fails the write
-        yield { seq, address, stored: () => { throw gone(); } };
+        yield { seq, address, staged: true, stored: () => { throw gone(); } };
         continue;
       }
       const plain = await reader.read(vmDataChunkLength(into.head.sizeBytes, seq), ring[seq % ring.length]);
