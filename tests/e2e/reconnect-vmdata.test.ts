@@ -276,6 +276,52 @@ function shipX(f: FrameEvent): number {
   return -1;
 }
 
+/**
+ * Reconnects a game session whose VM was killed: on another VM, restored from `snapshotId` (any FULL
+ * snapshot when unset), its ship at `shipAt`; then ends it.
+ */
+async function gameContinuesElsewhere(token: string, game: string, s: Requested, shipAt: number, snapshotId?: string): Promise<void> {
+  const again = await request(token, game, 'NO_LOSS');
+  expect(again).toMatchObject({ id: s.id, reconnections: 1, restoredFrom: { kind: 'FULL', ...(snapshotId ? { id: snapshotId } : {}) } });
+  expect(again.vm.id).not.toBe(s.vm.id);
+  const next = await openStream(again.connection);
+  try {
+    expect(shipX(await next.frame(() => true, 'after the restore'))).toBe(shipAt);
+    await until('SNAPSHOT_RESTORED', 15_000, async () => (await sessionOf(s.id)).events.some((e) => e.type === 'SNAPSHOT_RESTORED'));
+  } finally {
+    await next.close();
+  }
+  await ok(gw, `mutation { endSession(sessionId: "${s.id}") { state } }`, {}, token);
+}
+
+it('NO_LOSS with the VM agent killed before it could save: the game continues on another VM process from what it staged last', async () => {
+  const user = await registerUser(gw, 'rc-staged-killed');
+  const game = await uaId(gw, user.token, 'game');
+  const s = await request(user.token, game, 'NO_LOSS');
+  const stream = await openStream(s.connection);
+  const start = shipX(await stream.frame((f) => shipX(f) >= 0, 'with the ship'));
+  const f = await stream.inputAndFrame({ kind: 'key', type: 'down', key: 'ArrowRight', code: 'ArrowRight' }, 'after a step right');
+  const moved = shipX(f);
+  expect(moved).toBe(start + 16);
+  const movedAt = Date.now();
+  await until('the moved ship staged', 20_000, async () => {
+    const at = (await ok(gw, `{ session(id: "${s.id}") { vmDataStaged { stagedAt } } }`, {}, user.token)).session.vmDataStaged?.stagedAt;
+    return at && Date.parse(at) > movedAt;
+  }, 100);
+  // killed with the socket still open: the VM never sees a drop, nothing is saved
+  process.kill(agentPid(s.vm.id), 'SIGKILL');
+  await until('the killed VM OFFLINE', 15_000, async () => (await ok(gw, `{ vm(id: "${s.vm.id}") { status } }`, {}, admin)).vm.status === 'OFFLINE');
+  const kept = await until('the staged state kept as its VM Data', 15_000, async () => {
+    const saved = (await sessionOf(s.id)).events.filter((e) => e.type === 'SNAPSHOT_SAVED');
+    return saved.length ? saved : null;
+  });
+  expect(kept).toHaveLength(1);
+  expect(kept[0]!.data).toMatchObject({ kind: 'FULL', staged: true, chunksSent: 0 });
+  expect(Date.parse(kept[0]!.data.stagedAt as string)).toBeGreaterThan(movedAt);
+  await stream.close().catch(() => undefined);
+  await gameContinuesElsewhere(user.token, game, s, moved, kept[0]!.data.snapshotId as string);
+});
+
 it('NO_LOSS after kill -9 of the VM agent: the game continues on another VM process from the saved state', async () => {
   const user = await registerUser(gw, 'rc-killed');
   const game = await uaId(gw, user.token, 'game');
@@ -290,15 +336,5 @@ it('NO_LOSS after kill -9 of the VM agent: the game continues on another VM proc
   await until('the VM Data saved at the drop', 20_000, async () => (await sessionOf(s.id)).events.some((e) => e.type === 'SNAPSHOT_SAVED'));
   process.kill(agentPid(s.vm.id), 'SIGKILL');
   await until('the killed VM OFFLINE', 15_000, async () => (await ok(gw, `{ vm(id: "${s.vm.id}") { status } }`, {}, admin)).vm.status === 'OFFLINE');
-  const again = await request(user.token, game, 'NO_LOSS');
-  expect(again).toMatchObject({ id: s.id, reconnections: 1, restoredFrom: { kind: 'FULL' } });
-  expect(again.vm.id).not.toBe(s.vm.id);
-  const next = await openStream(again.connection);
-  try {
-    expect(shipX(await next.frame(() => true, 'after the restore'))).toBe(moved);
-    await until('SNAPSHOT_RESTORED', 15_000, async () => (await sessionOf(s.id)).events.some((e) => e.type === 'SNAPSHOT_RESTORED'));
-  } finally {
-    await next.close();
-  }
-  await ok(gw, `mutation { endSession(sessionId: "${s.id}") { state } }`, {}, user.token);
+  await gameContinuesElsewhere(user.token, game, s, moved);
 });

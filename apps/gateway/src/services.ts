@@ -104,6 +104,19 @@ export async function createServices(deps: {
     requestWaitMs: config.requestWaitMs,
     vmCpuHigh: config.vmCpuHigh,
   });
+  const snapshots = new SnapshotsService(ds, new VmDataStore(vmDataChunks(config, ds), config.vmDataKey), config.vmDataKeep);
+  // before its sessions are disconnected: what they staged is their VM Data when they reconnect
+  // (a failure here must not keep them from being disconnected: logged, not thrown)
+  vms.onVmLost(async (vmId) => {
+    try {
+      for (const k of await snapshots.keepStagedOf(vmId)) {
+        const { snapshot: s } = k;
+        await sessions.recordEvent(s.sessionId!, 'SNAPSHOT_SAVED', { snapshotId: s.id, kind: s.kind, sizeBytes: s.sizeBytes, sha256: s.sha256, chunks: k.chunks, chunksSent: 0, chunksWritten: 0, staged: true, stagedAt: k.stagedAt.toISOString() });
+      }
+    } catch (e) {
+      log.warn('the staged VM Data of a lost VM\'s sessions was not kept', { vmId, error: (e as Error).message });
+    }
+  });
   vms.onVmLost((vmId, reason) => sessions.onVmLost(vmId, reason));
   const procurements = new ProcurementsService(ds, txs, pubsub, uas, log);
   vms.onDeploymentReported((m) => procurements.onDeploymentChanged(m));
@@ -131,7 +144,7 @@ export async function createServices(deps: {
     procurements,
     watchers: new WatchersService(ds, txs, users, sessions),
     invitations: new InvitationsService(ds, txs, users, sessions, { ttlMs: config.invitationTtlSec * 1000 }),
-    snapshots: new SnapshotsService(ds, new VmDataStore(vmDataChunks(config, ds), config.vmDataKey), config.vmDataKeep),
+    snapshots,
     metrics,
   };
 }

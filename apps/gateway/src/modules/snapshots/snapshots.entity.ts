@@ -77,6 +77,9 @@ export class VmDataStaged {
   @ManyToOne(() => VmDataChunk, { onDelete: 'NO ACTION' }) @JoinColumn({ name: 'address' }) chunk?: VmDataChunk;
   /** sha256 of the chunk's plain bytes, as the VMM hashed them when staged: what a save names it by */
   @Column({ type: 'bytea' }) plainSha256!: Buffer;
+  /** the whole staged state's size and sha256 (the VM's word, as a delta's), the same on each of its rows */
+  @Column({ type: 'int' }) stateBytes!: number;
+  @Column({ type: 'char', length: 64 }) stateSha256!: string;
   @Column({ type: 'timestamptz' }) stagedAt!: Date;
 }
 

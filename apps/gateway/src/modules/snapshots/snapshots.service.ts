@@ -8,7 +8,7 @@ import { isUuid, notFound } from '../../common/errors';
 import type { User } from '../users/users.entity';
 import { page } from '../users/users.service';
 import { VmSnapshot, type VmDataStaging } from './snapshots.entity';
-import type { ChunkRefs, VmDataStore } from './vm-data-store';
+import { manifestSha256, type ChunkRefs, type VmDataStore } from './vm-data-store';
 
 /**
  * A session's VM Data is saved while the session is open or as it ends (the user's end reaches the
@@ -144,6 +144,44 @@ export class SnapshotsService {
     // what the session no longer stages goes unless a snapshot holds it
     if (staged.unstaged.length) await this.store_.chunks.remove({ snapshotIds: [], addresses: staged.unstaged }).catch(() => undefined);
     return { chunks: staged.chunks, chunksSent: staged.sent, chunksWritten: staged.written };
+  }
+
+  /**
+   * A VM lost without its save (killed, crashed, silent): each open session it held keeps what it
+   * staged last as its VM Data, a FULL snapshot as of that staging (its chunks held already), unless
+   * a save of the session landed after it. Their reconnections then restore it. Returns them.
+   */
+  async keepStagedOf(vmId: string): Promise<{ snapshot: VmSnapshot; chunks: number; stagedAt: Date }[]> {
+    if (!this.store_.chunks.stage) return [];
+    const held: { session_id: string }[] = await this.ds.query(
+      `SELECT DISTINCT st.session_id FROM vm_data_staged st JOIN sessions x ON x.id = st.session_id WHERE x.vm_id = $1 AND x.state = ANY($2::session_state[])`,
+      [vmId, ['REQUESTED', ...SLOT_SESSION_STATES]],
+    );
+    const kept = [];
+    for (const { session_id: sessionId } of held) {
+      const k = await this.ds.transaction(async (em) => {
+        const session = await em.findOneBy(Session, { id: sessionId });
+        const rows: { state_bytes: number; state_sha256: string; staged_at: Date; n: number }[] = await em.query(
+          `SELECT state_bytes, state_sha256, max(staged_at) AS staged_at, count(*)::int AS n FROM vm_data_staged WHERE session_id = $1 GROUP BY state_bytes, state_sha256`,
+          [sessionId],
+        );
+        const staged = rows.length === 1 ? rows[0]! : null; // one staging's rows, whole
+        if (!session || !staged) return null;
+        const newer = await em.query(`SELECT 1 FROM vm_snapshots WHERE session_id = $1 AND kind = 'FULL' AND created_at >= $2 LIMIT 1`, [sessionId, staged.staged_at]);
+        if (newer.length) return null;
+        const addresses: { address: Buffer }[] = await em.query(`SELECT address FROM vm_data_staged WHERE session_id = $1 ORDER BY seq`, [sessionId]);
+        const manifest = manifestSha256();
+        addresses.forEach((a) => manifest.add(a.address));
+        const snapshot = await em.save(em.create(VmSnapshot, {
+          userId: session.userId, uaId: session.uaId, sessionId, kind: 'FULL', sizeBytes: staged.state_bytes, sha256: staged.state_sha256,
+          manifestSha256: manifest.digest(), sourceVmId: vmId, storageKey: this.store_.storageKey, encryptionKeyId: this.store_.keyId, lastRestoredAt: null,
+        }));
+        await em.query(`INSERT INTO vm_data_manifests (snapshot_id, seq, address) SELECT $1, seq, address FROM vm_data_staged WHERE session_id = $2`, [snapshot.id, sessionId]);
+        return { snapshot, chunks: staged.n, stagedAt: staged.staged_at };
+      });
+      if (k) kept.push(k);
+    }
+    return kept;
   }
 
   private storeInTransaction(

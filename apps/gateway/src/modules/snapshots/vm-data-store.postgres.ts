@@ -77,13 +77,14 @@ export class PostgresChunkStore implements ChunkStore {
     return new Map(rows.map((r) => [r.plain_sha256.toString('hex'), r.address]));
   }
 
-  async stage(em: EntityManager, sessionId: string, chunks: AsyncIterable<NewChunk>, plainSha256: (seq: number) => Buffer): Promise<{ written: number; unstaged: Buffer[] }> {
+  async stage(em: EntityManager, sessionId: string, chunks: AsyncIterable<NewChunk>, plainSha256: (seq: number) => Buffer, whole: () => { sizeBytes: number; sha256: string }): Promise<{ written: number; unstaged: Buffer[] }> {
     const { addresses, written } = await this.keepAll(em, `staged for ${sessionId}`, chunks);
     const before: { address: Buffer }[] = await em.query(`DELETE FROM vm_data_staged WHERE session_id = $1 RETURNING address`, [sessionId]);
+    const { sizeBytes, sha256 } = whole();
     await em.query(
-      `INSERT INTO vm_data_staged (session_id, seq, address, plain_sha256, staged_at)
-         SELECT $1, m.ord - 1, m.address, m.sha, now() FROM unnest($2::bytea[], $3::bytea[]) WITH ORDINALITY AS m(address, sha, ord)`,
-      [sessionId, addresses, addresses.map((_, seq) => plainSha256(seq))],
+      `INSERT INTO vm_data_staged (session_id, seq, address, plain_sha256, state_bytes, state_sha256, staged_at)
+         SELECT $1, m.ord - 1, m.address, m.sha, $4, $5, now() FROM unnest($2::bytea[], $3::bytea[]) WITH ORDINALITY AS m(address, sha, ord)`,
+      [sessionId, addresses, addresses.map((_, seq) => plainSha256(seq)), sizeBytes, sha256],
     );
     return { written, unstaged: before.map((r) => r.address) };
   }

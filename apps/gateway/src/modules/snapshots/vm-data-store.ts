@@ -140,7 +140,7 @@ export interface ChunkStore {
    * caller's transaction; `plainSha256(seq)` is known for every chunk once `chunks` ended. The
    * addresses no longer staged are collected by the caller after the commit.
    */
-  stage?(em: EntityManager, sessionId: string, chunks: AsyncIterable<NewChunk>, plainSha256: (seq: number) => Buffer): Promise<{ written: number; unstaged: Buffer[] }>;
+  stage?(em: EntityManager, sessionId: string, chunks: AsyncIterable<NewChunk>, plainSha256: (seq: number) => Buffer, whole: () => { sizeBytes: number; sha256: string }): Promise<{ written: number; unstaged: Buffer[] }>;
 }
 
 /** a session's staged chunks: the sha256 of their plain bytes (hex) -> address */
@@ -266,7 +266,10 @@ export class VmDataStore {
     if (!this.chunks.stage || !this.chunks.staged) throw new VmDataStoreError(409, 'NOT_STAGED', `The ${this.storageKey} VM Data store keeps no staged state; send the VM Data whole at the save.`);
     const delta = new DeltaChunks();
     const staged = await this.chunks.staged(em, sessionId);
-    const r = await this.chunks.stage(em, sessionId, this.deltaChunks(source, staged, maxBytes, delta), (seq) => delta.plain[seq]!);
+    const r = await this.chunks.stage(em, sessionId, this.deltaChunks(source, staged, maxBytes, delta), (seq) => delta.plain[seq]!, () => ({
+      sizeBytes: delta.head!.sizeBytes,
+      sha256: Buffer.from(delta.head!.sha256).toString('hex'),
+    }));
     return { chunks: delta.head!.chunks, sent: delta.sent, ...r };
   }
 
