@@ -1,5 +1,6 @@
 // UVE-1 sessions against two real gateway processes on one PostgreSQL and Redis, with VMs that
 // speak UVE-2/UVE-5 over the real queue: selection, tokens, the state machine, events, liveness.
+import { randomUUID } from 'node:crypto';
 import { createRemoteJWKSet, jwtVerify } from 'jose';
 import { freshDatabase, startRedis, until, type TestRedis } from '../support/services';
 import { ADMIN, gql, login, markVersionsAvailable, ok, refusal, registerUser, startGateway, subscribe, subscribeLive, wsClient, type GatewayProcess } from '../support/gateway';
@@ -97,6 +98,19 @@ it('refuses terminals the UA or the VMs cannot serve', async () => {
   expect(noCodecs.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
   const unknownUa = await gql(gwA, REQUEST, { i: { uaId: '00000000-0000-4000-8000-000000000000', terminal: terminal() } }, user.token);
   expect(unknownUa.errors?.[0]?.extensions?.code).toBe('NOT_FOUND');
+});
+
+it("applies a session.connected that names no user (a user deleted meanwhile) without that actor, instead of holding the session's reports back", async () => {
+  const vm = vms[0]!;
+  const s = (await request(user.token)).data!.requestApplication;
+  const nobody = randomUUID();
+  await vm.report({ type: 'session.connected', sessionId: s.id, userId: nobody, uaId, role: 'PLAYER' } as never);
+  const connected = await until('the session ACTIVE', 15_000, async () => {
+    const now = (await ok(gwA, `{ session(id: "${s.id}") { state events(last: 10) { type actor { id } data } } }`, {}, user.token)).session;
+    return now.state === 'ACTIVE' ? now.events.find((e: { type: string }) => e.type === 'CONNECTED') : null;
+  }, 100);
+  expect(connected).toMatchObject({ actor: null, data: { role: 'PLAYER', userId: nobody } });
+  await ok(gwA, `mutation { endSession(sessionId: "${s.id}") { state } }`, {}, user.token);
 });
 
 it('runs the state machine, delivering events to a subscriber on the other gateway', async () => {

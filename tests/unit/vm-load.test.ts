@@ -6,6 +6,8 @@ import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { CgroupSampler, parseProcStat, ProcessTreeSampler, treeOf } from '../../apps/vm-agent/src/vmm/heartbeat';
+import { checkVmReport } from '@uve/protocol';
+import { randomUUID } from 'node:crypto';
 import { isHot, rankCandidates } from '../../apps/gateway/src/modules/vms/vm-selection';
 
 describe('process-tree load', () => {
@@ -77,6 +79,19 @@ describe('cgroup load', () => {
     const first = s.sample();
     expect(first).toMatchObject({ rssBytes: 4096, source: 'cgroup' });
     expect(first.cpuLoad).toBe(0);
+  });
+
+  it('reports a reading that does not parse as 0, never NaN (a heartbeat the VMM would refuse at its edge)', () => {
+    const root = mkdtempSync(path.join(tmpdir(), 'uve-cg2-bad-'));
+    writeFileSync(path.join(root, 'cpu.stat'), 'usage_usec 1000000\n');
+    writeFileSync(path.join(root, 'memory.current'), '1000\n');
+    writeFileSync(path.join(root, 'cpu.max'), 'max 100000\n');
+    const s = CgroupSampler.open(root)!;
+    writeFileSync(path.join(root, 'cpu.stat'), 'usage_usec garbage\n');
+    writeFileSync(path.join(root, 'memory.current'), 'garbage\n');
+    const r = s.sample();
+    expect(r).toEqual({ cpuLoad: 0, rssBytes: 0, source: 'cgroup' });
+    expect(() => checkVmReport({ type: 'vm.heartbeat', vmId: randomUUID(), at: new Date().toISOString(), activeSessions: 0, capacity: 1, codecs: ['MJPEG'], cpuLoad: r.cpuLoad, rssBytes: r.rssBytes, loadSource: r.source } as never)).not.toThrow();
   });
 
   it('is not used where no cgroup files are readable', () => {

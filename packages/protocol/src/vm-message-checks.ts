@@ -12,6 +12,26 @@ export const INT4_MAX = 2 ** 31 - 1;
 /** free text the VMM clips before it keeps it (reasons, errors, a VM's name): longer is no report */
 export const REPORT_TEXT_MAX = 16_384;
 
+/**
+ * The first `max` UTF-16 units of `text`, never ending in half a surrogate pair (which PostgreSQL's
+ * jsonb refuses, and this check too).
+ */
+export function clipText(text: string, max: number): string {
+  const clipped = text.slice(0, max);
+  const last = clipped.charCodeAt(clipped.length - 1);
+  return last >= 0xd800 && last <= 0xdbff ? clipped.slice(0, -1) : clipped;
+}
+
+/** A report's free text (`reason`, `error`) cut to REPORT_TEXT_MAX: what a VM sends, so that a long error is not a refused report. */
+export function clipReportText<T extends object>(report: T): T {
+  const r = report as Record<string, unknown>;
+  const long = (k: string) => typeof r[k] === 'string' && (r[k] as string).length > REPORT_TEXT_MAX;
+  if (!long('reason') && !long('error')) return report;
+  const out = { ...r };
+  for (const k of ['reason', 'error']) if (long(k)) out[k] = clipText(r[k] as string, REPORT_TEXT_MAX);
+  return out as T;
+}
+
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 export const isUuid = (v: unknown): v is string => typeof v === 'string' && UUID.test(v);
 /** NUL, or half a surrogate pair: PostgreSQL's text refuses the first, its jsonb (the inbox keeps reports so) both */

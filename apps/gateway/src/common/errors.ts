@@ -17,22 +17,14 @@ export const badInput = (msg: string, field?: string) => new UveError('BAD_USER_
 export const conflict = (msg: string, extra?: Record<string, unknown>) => new UveError('CONFLICT', msg, extra);
 export const unavailable = (msg: string, extra?: Record<string, unknown>) => new UveError('UNAVAILABLE', msg, extra);
 
-export { isUuid } from '@uve/protocol';
+// clipText: a report's text cut for its event must stay storable (a report whose event PostgreSQL refused would be retried for ever)
+export { clipText, isUuid } from '@uve/protocol';
 
 /** Checks a free-text argument that has no input class to carry validators. */
 export function checkText(value: string | null | undefined, field: string, maxLength: number): void {
   if (value != null && value.length > maxLength) throw badInput(`${field} is longer than ${maxLength} characters.`, field);
 }
 
-/**
- * The first `max` UTF-16 units of `text`, never ending in half a surrogate pair: PostgreSQL's jsonb
- * refuses a lone surrogate, and a report whose event it refused would be retried for ever.
- */
-export function clipText(text: string, max: number): string {
-  const clipped = text.slice(0, max);
-  const last = clipped.charCodeAt(clipped.length - 1);
-  return last >= 0xd800 && last <= 0xdbff ? clipped.slice(0, -1) : clipped;
-}
 
 /** A contract operation whose flow this gateway version does not run yet. */
 export const notOffered = (what: string) => unavailable(`${what} is not offered by this gateway version yet.`, { notImplemented: true });

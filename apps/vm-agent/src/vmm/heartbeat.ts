@@ -25,7 +25,10 @@ export interface LoadSampler {
   sample(): LoadSample;
 }
 
-const clamp01 = (x: number): number => Math.min(1, Math.max(0, Math.round(x * 1000) / 1000));
+/** in [0, 1]; a reading that is not a number (a cgroup file that did not parse) counts as 0, not as a heartbeat the VMM refuses */
+const clamp01 = (x: number): number => (Number.isFinite(x) ? Math.min(1, Math.max(0, Math.round(x * 1000) / 1000)) : 0);
+/** bytes as the VMM takes them (finite, not negative); else 0, as above */
+const bytes = (x: number): number => (Number.isFinite(x) && x >= 0 ? x : 0);
 
 /** Picks the cgroup when the agent is the only thing in its container's cgroup, else the process tree. */
 export function createLoadSampler(inContainer: boolean, root = '/sys/fs/cgroup'): LoadSampler {
@@ -92,7 +95,7 @@ export class ProcessTreeSampler implements LoadSampler {
     this.last = seen;
     this.lastAt = now;
     const cpu = elapsedS > 0 ? ticks / TICKS_PER_SECOND / (elapsedS * this.cores) : 0;
-    return { cpuLoad: clamp01(cpu), rssBytes: rssPages * PAGE_BYTES, source: 'process-tree' };
+    return { cpuLoad: clamp01(cpu), rssBytes: bytes(rssPages * PAGE_BYTES), source: 'process-tree' };
   }
 }
 
@@ -186,6 +189,6 @@ export class CgroupSampler implements LoadSampler {
     } catch {
       rssBytes = process.memoryUsage.rss();
     }
-    return { cpuLoad: clamp01(load), rssBytes, source: 'cgroup' };
+    return { cpuLoad: clamp01(load), rssBytes: bytes(rssBytes), source: 'cgroup' };
   }
 }

@@ -2,6 +2,7 @@
 // out (in order, retried until Redis takes them, never throwing into the session that reported).
 import { reportKey, signReport, uve, type MessageBus, type Consumer } from '@uve/queue';
 import type { VmCommand, VmEventMessage } from '@uve/protocol';
+import { clipReportText } from '@uve/protocol';
 import type { Logger } from '../common/log';
 import { errorMessage } from '../common/errors';
 import { CommandGate } from './command-gate';
@@ -33,7 +34,8 @@ export class VmmLink {
 
   /** Queues one UVE-5 event; events leave in the order they were reported. */
   report(event: VmReport): Promise<void> {
-    const message = signReport({ ...event, vmId: this.vmId, at: new Date().toISOString() } as VmEventMessage, this.key);
+    // a text over the VMM's limit would get the whole report refused at its edge
+    const message = signReport({ ...clipReportText(event), vmId: this.vmId, at: new Date().toISOString() } as VmEventMessage, this.key);
     this.undelivered.push(Date.now());
     this.chain = this.chain.then(async () => {
       // retried until Redis takes it: the VMM applies a session's reports in seq order, so a

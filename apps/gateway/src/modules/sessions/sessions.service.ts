@@ -13,7 +13,7 @@ import type { KeysService } from '../auth/keys.service';
 import type { RateLimits } from '../auth/rate-limits';
 import { Ua, UaDeployment, type UaVersion } from '../uas/uas.entity';
 import type { UasService } from '../uas/uas.service';
-import type { User } from '../users/users.entity';
+import { User } from '../users/users.entity';
 import { terminalData } from '../users/terminal.types';
 import { page } from '../users/users.service';
 import { selectVm, type SelectionOptions, type VmCandidate } from '../vms/vm-selection';
@@ -423,7 +423,10 @@ export class SessionsService implements SessionReportTarget {
         if (s.state === 'ACTIVE' || s.state === 'SUSPENDED' || !canTransition(s.state, 'ACTIVE')) return;
         const patch: Partial<Session> = { startedAt: s.startedAt ?? new Date() };
         if (s.state === 'DISCONNECTED') patch.reconnections = s.reconnections + 1;
-        await this.move(uow, s, 'ACTIVE', 'connect', m.userId, patch, { role: m.role });
+        // the actor is a user's id as the VM read it from a stream token: one that names no user (a
+        // user deleted meanwhile) is left out, not a foreign key the inbox would retry for ever
+        const actor = m.userId === s.userId || (await uow.em.existsBy(User, { id: m.userId })) ? m.userId : null;
+        await this.move(uow, s, 'ACTIVE', 'connect', actor, patch, { role: m.role, ...(actor ? {} : { userId: m.userId }) });
         return;
       }
       case 'session.disconnected':
