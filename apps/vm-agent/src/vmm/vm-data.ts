@@ -92,15 +92,11 @@ export class VmDataClient {
 
   /** UVE-5 store; `timing`: the save's stages so far, recorded with the VM Data (SNAPSHOT_SAVED) */
   async upload(sessionId: string, kind: SnapshotKind, data: Uint8Array, timing?: VmDataSaveTiming): Promise<StoredVmData> {
-    const res = await send(`${this.baseUrl}/sessions/${encodeURIComponent(sessionId)}?kind=${kind}`, 'PUT', {
-      ...this.headers(),
+    return this.put(`/sessions/${encodeURIComponent(sessionId)}?kind=${kind}`, {
       'content-type': 'application/octet-stream',
       'content-length': String(data.byteLength),
       ...(timing && { [VM_DATA_SAVE_TIMING_HEADER]: JSON.stringify(timing) }),
-    }, data);
-    const body = await text(res);
-    if (res.statusCode !== 201) throw new Error(`VM Data upload refused: ${res.statusCode} ${body.slice(0, 300)}`);
-    return JSON.parse(body) as StoredVmData;
+    }, data, 201, 'VM Data upload');
   }
 
   /**
@@ -110,13 +106,10 @@ export class VmDataClient {
    */
   async uploadDelta(sessionId: string, kind: SnapshotKind, data: Uint8Array, staged: StagedHashes, timing?: VmDataSaveTiming): Promise<StoredVmData> {
     const { body } = delta(data, staged);
-    const res = await send(`${this.baseUrl}/sessions/${encodeURIComponent(sessionId)}?kind=${kind}`, 'PUT', {
-      ...this.deltaHeaders(body),
+    return this.put(`/sessions/${encodeURIComponent(sessionId)}?kind=${kind}`, {
+      ...deltaHeaders(body),
       ...(timing && { [VM_DATA_SAVE_TIMING_HEADER]: JSON.stringify(timing) }),
-    }, body);
-    const text_ = await text(res);
-    if (res.statusCode !== 201) throw new Error(`VM Data delta refused: ${res.statusCode} ${text_.slice(0, 300)}`);
-    return JSON.parse(text_) as StoredVmData;
+    }, body, 201, 'VM Data delta');
   }
 
   /**
@@ -125,14 +118,16 @@ export class VmDataClient {
    */
   async stage(sessionId: string, data: Uint8Array, staged: StagedHashes, signal?: AbortSignal): Promise<{ staged: StagedHashes; sent: number; chunks: number }> {
     const { body, hashes, sent } = delta(data, staged);
-    const res = await send(`${this.baseUrl}/sessions/${encodeURIComponent(sessionId)}/staged`, 'PUT', this.deltaHeaders(body), body, signal);
-    const text_ = await text(res);
-    if (res.statusCode !== 200) throw new Error(`VM Data staging refused: ${res.statusCode} ${text_.slice(0, 300)}`);
+    await this.put(`/sessions/${encodeURIComponent(sessionId)}/staged`, deltaHeaders(body), body, 200, 'VM Data staging', signal);
     return { staged: new Set(hashes), sent, chunks: hashes.length };
   }
 
-  private deltaHeaders(body: Uint8Array[]): Record<string, string> {
-    return { ...this.headers(), 'content-type': VM_DATA_DELTA_CONTENT_TYPE, 'content-length': String(body.reduce((n, b) => n + b.byteLength, 0)) };
+  /** PUT of VM Data under this VM's credentials: the VMM's JSON answer, or an error naming `what` unless it answers `expected` */
+  private async put<T>(path: string, headers: Record<string, string>, body: Uint8Array | Uint8Array[], expected: number, what: string, signal?: AbortSignal): Promise<T> {
+    const res = await send(`${this.baseUrl}${path}`, 'PUT', { ...this.headers(), ...headers }, body, signal);
+    const answer = await text(res);
+    if (res.statusCode !== expected) throw new Error(`${what} refused: ${res.statusCode} ${answer.slice(0, 300)}`);
+    return JSON.parse(answer) as T;
   }
 
   /**
@@ -188,19 +183,24 @@ export type StagedHashes = ReadonlySet<string>;
  * into `data`, not copies); every chunk's sha256 (hex) in order; how many are sent.
  */
 function delta(data: Uint8Array, staged: StagedHashes): { body: Uint8Array[]; hashes: string[]; sent: number } {
-  const sums: Buffer[] = [];
+  const entries: { sha256: Buffer; sent: boolean }[] = [];
+  const hashes: string[] = [];
   const body: Uint8Array[] = [];
   for (let seq = 0; seq < vmDataChunkCount(data.byteLength); seq++) {
     const chunk = data.subarray(seq * VM_DATA_CHUNK_BYTES, seq * VM_DATA_CHUNK_BYTES + vmDataChunkLength(data.byteLength, seq));
-    sums.push(createHash('sha256').update(chunk).digest());
-    if (!staged.has(sums[seq]!.toString('hex'))) body.push(chunk);
+    const sha256 = createHash('sha256').update(chunk).digest();
+    const hex = sha256.toString('hex');
+    const sent = !staged.has(hex);
+    entries.push({ sha256, sent });
+    hashes.push(hex);
+    if (sent) body.push(chunk);
   }
-  const hashes = sums.map((h) => h.toString('hex'));
-  const head = encodeVmDataDelta(
-    { sizeBytes: data.byteLength, sha256: createHash('sha256').update(data).digest() },
-    sums.map((sha256, seq) => ({ sha256, sent: !staged.has(hashes[seq]!) })),
-  );
+  const head = encodeVmDataDelta({ sizeBytes: data.byteLength, sha256: createHash('sha256').update(data).digest() }, entries);
   return { body: [head, ...body], hashes, sent: body.length };
+}
+
+function deltaHeaders(body: Uint8Array[]): Record<string, string> {
+  return { 'content-type': VM_DATA_DELTA_CONTENT_TYPE, 'content-length': String(body.reduce((n, b) => n + b.byteLength, 0)) };
 }
 
 async function text(res: IncomingMessage): Promise<string> {

@@ -1,5 +1,5 @@
 // VM Data records (seed 7.2): stored by the VM holding a session, read back by the VM told to restore them.
-import { In, type DataSource, type FindOptionsWhere, type Repository } from 'typeorm';
+import { In, type DataSource, type EntityManager, type FindOptionsWhere, type Repository } from 'typeorm';
 import { SLOT_SESSION_STATES, type SnapshotKind } from '@uve/protocol';
 import { COMMAND_TTL_MS } from '../vmm/vm-commands.service';
 import { Session } from '../sessions/sessions.entity';
@@ -59,11 +59,6 @@ export class SnapshotsService {
     await Promise.race([Promise.all([...this.transfers]), new Promise((r) => (timer = setTimeout(r, ms)))]);
     clearTimeout(timer);
     return this.transfers.size;
-  }
-
-  /** whether this gateway's store keeps staged VM Data (the postgres store) */
-  get stages(): boolean {
-    return Boolean(this.store_.chunks.stage);
   }
 
   /** closes the store's own connections (once the transfers drained) */
@@ -172,16 +167,20 @@ export class SnapshotsService {
         const addresses: { address: Buffer }[] = await em.query(`SELECT address FROM vm_data_staged WHERE session_id = $1 ORDER BY seq`, [sessionId]);
         const manifest = manifestSha256();
         addresses.forEach((a) => manifest.add(a.address));
-        const snapshot = await em.save(em.create(VmSnapshot, {
-          userId: session.userId, uaId: session.uaId, sessionId, kind: 'FULL', sizeBytes: staged.state_bytes, sha256: staged.state_sha256,
-          manifestSha256: manifest.digest(), sourceVmId: vmId, storageKey: this.store_.storageKey, encryptionKeyId: this.store_.keyId, lastRestoredAt: null,
-        }));
+        const snapshot = await this.newRecord(em, session, vmId, { kind: 'FULL', sessionId, sizeBytes: staged.state_bytes, sha256: staged.state_sha256, manifestSha256: manifest.digest() });
         await em.query(`INSERT INTO vm_data_manifests (snapshot_id, seq, address) SELECT $1, seq, address FROM vm_data_staged WHERE session_id = $2`, [snapshot.id, sessionId]);
         return { snapshot, chunks: staged.n, stagedAt: staged.staged_at };
       });
       if (k) kept.push(k);
     }
     return kept;
+  }
+
+  /** a snapshot record of `session`'s user and UA, saved by VM `vmId` into this gateway's store */
+  private newRecord(em: EntityManager, session: Session, vmId: string, fields: Pick<VmSnapshot, 'kind' | 'sessionId' | 'sizeBytes' | 'sha256' | 'manifestSha256'>): Promise<VmSnapshot> {
+    return em.save(em.create(VmSnapshot, {
+      ...fields, userId: session.userId, uaId: session.uaId, sourceVmId: vmId, storageKey: this.store_.storageKey, encryptionKeyId: this.store_.keyId, lastRestoredAt: null,
+    }));
   }
 
   private storeInTransaction(
@@ -196,10 +195,7 @@ export class SnapshotsService {
       // the record first (its id names the chunks), its size and checksum once all bytes are in;
       // its session only then: a row referring to the session locks it against FOR UPDATE (every
       // change of the session's state) for as long as the upload would run
-      const snap = await em.save(em.create(VmSnapshot, {
-        userId: session.userId, uaId: session.uaId, sessionId: null, kind, sizeBytes: 0, sha256: '0'.repeat(64), manifestSha256: null,
-        sourceVmId: vm.id, storageKey: this.store_.storageKey, encryptionKeyId: this.store_.keyId, lastRestoredAt: null,
-      }));
+      const snap = await this.newRecord(em, session, vm.id, { kind, sessionId: null, sizeBytes: 0, sha256: '0'.repeat(64), manifestSha256: null });
       writing(snap.id);
       const { sizeBytes, sha256, manifestSha256, chunks, written: chunksWritten, sent: chunksSent } = delta
         ? await this.store_.writeDelta(em, snap.id, body, await this.store_.staged(em, sessionId), maxBytes)

@@ -212,14 +212,18 @@ export class VmDataStore {
       chunks = seq;
     };
     let chunks = 0;
-    let written: number;
+    const written = await this.writeChunks(em, snapshotId, sealed.call(this));
+    return { sizeBytes: size, sha256: whole.digest('hex'), manifestSha256: manifest.digest(), chunks, written, sent: chunks };
+  }
+
+  /** ChunkStore.write, its bytes undone when it fails (nothing half-written stays) */
+  private async writeChunks(em: EntityManager, snapshotId: string, chunks: AsyncIterable<NewChunk>): Promise<number> {
     try {
-      written = await this.chunks.write(em, snapshotId, sealed.call(this));
+      return await this.chunks.write(em, snapshotId, chunks);
     } catch (e) {
       await this.chunks.discard(snapshotId).catch(() => undefined);
       throw e;
     }
-    return { sizeBytes: size, sha256: whole.digest('hex'), manifestSha256: manifest.digest(), chunks, written, sent: chunks };
   }
 
   /**
@@ -248,13 +252,7 @@ export class VmDataStore {
    */
   async writeDelta(em: EntityManager, snapshotId: string, source: AsyncIterable<Uint8Array>, staged: StagedChunks, maxBytes: number): Promise<StoredBytes> {
     const delta = new DeltaChunks();
-    let written: number;
-    try {
-      written = await this.chunks.write(em, snapshotId, this.deltaChunks(source, staged, maxBytes, delta));
-    } catch (e) {
-      await this.chunks.discard(snapshotId).catch(() => undefined);
-      throw e;
-    }
+    const written = await this.writeChunks(em, snapshotId, this.deltaChunks(source, staged, maxBytes, delta));
     const manifest = manifestSha256();
     delta.addresses.forEach((a) => manifest.add(a));
     const head = delta.head!;
