@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
+import type { Browser, BrowserContext, Page, Request } from 'playwright-core';
 import { freshDatabase, startRedis, until, type TestRedis } from '../support/services';
 import { ADMIN, gql, login, ok, registerUser, ROOT, startGateway, subscribe, wsClient, type GatewayProcess } from '../support/gateway';
 import { launchChromium } from '../support/browser';
@@ -105,13 +105,43 @@ async function sameDocument(page: Page): Promise<boolean> {
   return page.evaluate(() => (window as unknown as { __uveMark?: number }).__uveMark === 1);
 }
 
+/**
+ * The page's subscription messages pass through here, so a test can hold live events back: from
+ * the first message `closeOn` matches, messages wait (in order) until `open()`.
+ */
+class LiveGate {
+  closeOn: ((message: string) => boolean) | null = null;
+  private held: Array<() => void> | null = null;
+
+  async attach(page: Page): Promise<void> {
+    await page.routeWebSocket(/\/graphql$/, (ws) => {
+      const server = ws.connectToServer();
+      ws.onMessage((m) => server.send(m));
+      server.onMessage((m) => {
+        if (!this.held && this.closeOn?.(m.toString())) this.held = [];
+        if (this.held) this.held.push(() => ws.send(m));
+        else ws.send(m);
+      });
+    });
+  }
+
+  open(): void {
+    const held = this.held ?? [];
+    this.closeOn = null;
+    this.held = null;
+    for (const send of held) send();
+  }
+}
+
 describe('admin', () => {
   let context: BrowserContext;
   let page: Page;
   let errors: string[];
+  const live = new LiveGate();
 
   beforeAll(async () => {
     ({ context, page, errors } = await newPage());
+    await live.attach(page);
   });
   afterAll(async () => {
     await context?.close();
@@ -361,8 +391,41 @@ describe('admin', () => {
     const installed = (await ok(gw, `{ uas { name deployments { status vm { id } } } }`, {}, adminToken)).uas.find((u: { name: string }) => u.name === 'game').deployments;
     expect(installed).toContainEqual({ status: 'INSTALLED', vm: { id: warmVm.id } });
     await audit(page, 'uas');
-    // removed from that VM: REMOVED arrives the same way
+    // removed from that VM: REMOVED arrives the same way. The race a CI run lost: the page's
+    // refetch after the removal left before the VM's REMOVED reached the page, and its answer
+    // (REMOVING: read before the VM's report) came after, putting REMOVING back for good. Made
+    // certain here: the event is held until the refetch has left, whose answer says REMOVING and is
+    // held until the event has shown. The page must drop that answer and ask again.
+    const uasQuery = (r: Request) => r.url().endsWith('/api/graphql') && (r.postData() ?? '').includes('query Uas');
+    live.closeOn = (m) => m.includes('DEPLOYMENT_CHANGED') && m.includes('REMOVED');
+    let eventShown!: () => void;
+    const shown = new Promise<void>((resolve) => (eventShown = resolve));
+    let heldAnswered!: () => void;
+    const answered = new Promise<void>((resolve) => (heldAnswered = resolve));
+    let heldOne = false;
+    await page.route('**/api/graphql', async (route) => {
+      if (heldOne || !uasQuery(route.request())) return route.fallback();
+      heldOne = true;
+      const res = await route.fetch();
+      const json = (await res.json()) as { data: { uas: Array<{ name: string; deployments: Array<{ status: string; vm: { id: string } }> }> } };
+      for (const d of json.data.uas.find((u) => u.name === 'game')!.deployments) if (d.vm.id === warmVm.id) d.status = 'REMOVING';
+      live.open();
+      await shown;
+      await route.fulfill({ response: res, json });
+      heldAnswered();
+    });
+    const asked: Request[] = [];
+    const onRequest = (r: Request) => void (uasQuery(r) && asked.push(r));
+    page.on('request', onRequest);
     await deployment.getByRole('button', { name: `Remove game from ${warmVm.name}` }).click();
+    await waitFor(page, `[data-testid="deployment-game-${warmVm.name}"]`, '[data-testid="deployment-status"][data-status="REMOVED"]');
+    eventShown();
+    await answered;
+    // asked again when the event arrived, while the held answer was out
+    const redo = await until('the page to ask for the UAs again', 10_000, async () => asked[1]);
+    await redo.response();
+    page.off('request', onRequest);
+    await page.unroute('**/api/graphql');
     await waitFor(page, `[data-testid="deployment-game-${warmVm.name}"]`, '[data-testid="deployment-status"][data-status="REMOVED"]');
     expect(await sameDocument(page)).toBe(true);
     const removed = (await ok(gw, `{ uas { name deployments { status vm { id } } } }`, {}, adminToken)).uas.find((u: { name: string }) => u.name === 'game').deployments;

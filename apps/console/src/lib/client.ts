@@ -5,6 +5,7 @@ import { useCallback, useEffect, useRef, useState } from 'react';
 import { createClient, type Client } from 'graphql-ws';
 import { notifications } from '@mantine/notifications';
 import type { TypedDocumentString } from '@/gql/graphql';
+import { QueryOrder } from './query-order';
 
 export class ApiError extends Error {
   constructor(message: string, readonly code: string) {
@@ -66,21 +67,20 @@ export function useQuery<R, V>(doc: TypedDocumentString<R, V>, variables: V, ini
   const [error, setError] = useState<ApiError | null>(null);
   const [loading, setLoading] = useState(initial === null);
   const key = JSON.stringify(variables);
-  const latest = useRef(0);
+  const order = useRef(new QueryOrder());
   const refetch = useCallback(async () => {
-    const n = ++latest.current;
+    const n = order.current.begin();
     setLoading(true);
+    let answer: { data: R } | { error: ApiError };
     try {
-      const d = await gql(doc, JSON.parse(key) as V);
-      if (n === latest.current) {
-        setDataState(d);
-        setError(null);
-      }
+      answer = { data: await gql(doc, JSON.parse(key) as V) };
     } catch (e) {
-      if (n === latest.current) setError(e instanceof ApiError ? e : new ApiError(String(e), 'INTERNAL'));
-    } finally {
-      if (n === latest.current) setLoading(false);
+      answer = { error: e instanceof ApiError ? e : new ApiError(String(e), 'INTERNAL') };
     }
+    if (!order.current.settle(n)) return;
+    if ('data' in answer) setDataState(answer.data);
+    setError('error' in answer ? answer.error : null);
+    setLoading(false);
   }, [doc, key]);
   const first = useRef(initial !== null);
   useEffect(() => {
@@ -90,7 +90,12 @@ export function useQuery<R, V>(doc: TypedDocumentString<R, V>, variables: V, ini
     }
     void refetch();
   }, [refetch]);
-  const setData = useCallback((update: (d: R) => R) => setDataState((d) => (d === null ? d : update(d))), []);
+  const latestRefetch = useRef(refetch);
+  latestRefetch.current = refetch;
+  const setData = useCallback((update: (d: R) => R) => {
+    setDataState((d) => (d === null ? d : update(d)));
+    if (order.current.updated()) void latestRefetch.current();
+  }, []);
   return { data, error, loading, refetch, setData };
 }
 
@@ -121,17 +126,25 @@ function subscriptions(): Client {
 
 export type LiveState = 'connecting' | 'live' | 'error';
 
-/** Calls `onData` for each item of a subscription while mounted; reports whether it is live. */
-export function useSubscription<R, V>(doc: TypedDocumentString<R, V>, variables: V, onData: (d: R) => void, enabled = true): LiveState {
+/**
+ * Calls `onData` for each item of a subscription while mounted; reports whether it is live.
+ * `resync` (the page's refetch) runs each time the connection is made while mounted: events sent
+ * while it was down, or before it first came up, were never seen.
+ */
+export function useSubscription<R, V>(doc: TypedDocumentString<R, V>, variables: V, onData: (d: R) => void, resync?: () => Promise<void>): LiveState {
   const [state, setState] = useState<LiveState>('connecting');
   const handler = useRef(onData);
   handler.current = onData;
+  const again = useRef(resync);
+  again.current = resync;
   const key = JSON.stringify(variables);
   useEffect(() => {
-    if (!enabled) return;
     const client = subscriptions();
     if (wsConnected) setState('live');
-    const offConnected = client.on('connected', () => setState('live'));
+    const offConnected = client.on('connected', () => {
+      setState('live');
+      void again.current?.();
+    });
     const offClosed = client.on('closed', () => setState('connecting'));
     const dispose = client.subscribe<R>(
       { query: doc.toString(), variables: JSON.parse(key) as Record<string, unknown> },
@@ -149,6 +162,6 @@ export function useSubscription<R, V>(doc: TypedDocumentString<R, V>, variables:
       offConnected();
       offClosed();
     };
-  }, [doc, key, enabled]);
+  }, [doc, key]);
   return state;
 }

@@ -27,7 +27,7 @@ export function Dashboard({ initial }: { initial: DashboardQuery }) {
   const q = useQuery(DashboardDoc, {}, initial);
   const live = useSubscription(VmEventsDoc, {}, ({ vmEvents }) => {
     q.setData((d) => ({ ...d, vms: d.vms.some((v) => v.id === vmEvents.vm.id) ? d.vms.map((v) => (v.id === vmEvents.vm.id ? vmEvents.vm : v)) : [...d.vms, vmEvents.vm] }));
-  });
+  }, q.refetch);
   const { refetch } = q;
   // the chart's "now": set in the browser after hydration (the server's render has none), moved on each refresh
   const [now, setNow] = useState<number | null>(null);

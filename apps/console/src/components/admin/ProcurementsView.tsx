@@ -21,7 +21,7 @@ export function ProcurementsView({ initial }: { initial: ProcurementsQuery }) {
   const q = useQuery(ProcurementsDoc, {}, initial);
   const live = useSubscription(ProcurementUpdatesDoc, {}, ({ procurementUpdates: p }) => {
     q.setData((d) => ({ ...d, procurements: upsert(d.procurements, p) }));
-  });
+  }, q.refetch);
   const storefronts = (q.data?.storefronts ?? []).filter((s) => s.enabled);
   const [storefrontId, setStorefrontId] = useState<string | null>(null);
   const [catalog, setCatalog] = useState<CatalogEntry[] | null>(null);

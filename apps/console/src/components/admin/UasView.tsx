@@ -67,7 +67,7 @@ export function UasView({ initial }: { initial: UasQuery }) {
       ...data,
       uas: data.uas.map((ua) => (ua.id !== d.uaId ? ua : { ...ua, deployments: ua.deployments.map((x) => (x.vm.id === e.vm.id ? { ...x, status: d.status as typeof x.status, version: d.version, error: d.error } : x)) })),
     }));
-  });
+  }, q.refetch);
   const [action, setAction] = useState<Action | null>(null);
   const [busy, setBusy] = useState<string | null>(null);
   const removeFrom = async (ua: Ua, vm: { id: string; name: string }) => {

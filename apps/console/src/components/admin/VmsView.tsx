@@ -17,7 +17,7 @@ export function VmsView({ initial }: { initial: VmsQuery }) {
   const live = useSubscription(VmEventsDoc, {}, ({ vmEvents }) => {
     q.setData((d) => ({ ...d, vms: d.vms.map((v) => (v.id === vmEvents.vm.id ? { ...v, ...vmEvents.vm } : v)) }));
     void q.refetch();
-  });
+  }, q.refetch);
   const [opened, { open, close }] = useDisclosure(false);
   const [busy, setBusy] = useState<string | null>(null);
   const form = useForm<{ platform: Platform; provider: VmProvider | ''; capacity: number; name: string }>({

@@ -17,7 +17,7 @@ export function Invitations({ initial }: { initial: MyInvitationsQuery }) {
   const q = useQuery(MyInvitationsDoc, { status: status === 'ALL' ? null : status }, status === 'ALL' ? initial : null);
   const live = useSubscription(MyNotificationsDoc, {}, ({ notifications }) => {
     if (notifications.invitation) void q.refetch();
-  });
+  }, q.refetch);
   const [rejecting, setRejecting] = useState<Invitation | null>(null);
   const [reason, setReason] = useState('');
   const [busy, setBusy] = useState<string | null>(null);
