@@ -256,6 +256,11 @@ it('NO_LOSS with the state staged ahead: the save at the drop sends only what ch
   const again = await request(user.token, memory, 'NO_LOSS');
   expect(again).toMatchObject({ id: s.id, reconnections: 1, restoredFrom: { kind: 'FULL' } });
   expect(again.vm.id).not.toBe(s.vm.id);
+  // what the reconnection restores is what the session has staged from then on (as of its save),
+  // not what it staged before the drop: the new VM does not send the whole state again
+  const placed = (await ok(gw, `{ session(id: "${s.id}") { restoredFrom { createdAt } vmDataStaged { stagedAt chunks } } }`, {}, user.token)).session;
+  expect(placed.vmDataStaged.chunks).toBe(chunks);
+  expect(Date.parse(placed.vmDataStaged.stagedAt)).toBeGreaterThanOrEqual(Date.parse(placed.restoredFrom.createdAt));
   const next = await openStream(again.connection);
   try {
     await next.frame(() => true, 'after the restore');
@@ -263,8 +268,12 @@ it('NO_LOSS with the state staged ahead: the save at the drop sends only what ch
     const v = next.client.sendInput(key('KeyV', 'v'));
     await next.frame((f) => f.header.inputSeq >= v && near(square(f), GREEN), 'with the restored memory checked intact', 30_000);
   } finally {
-    await next.close();
+    // dropped again at once, staged or not by the new VM: its save names the restored chunks
+    next.client.close();
   }
+  const resaved = await until('the VM Data saved at the second drop', 20_000, async () => (await sessionOf(s.id)).events.filter((e) => e.type === 'SNAPSHOT_SAVED')[1]?.data ?? null);
+  expect(resaved).toMatchObject({ kind: 'FULL', chunks });
+  expect((resaved as { chunksSent: number }).chunksSent).toBeLessThanOrEqual(2);
   await ok(gw, `mutation { endSession(sessionId: "${s.id}") { state } }`, {}, user.token);
   // the last save (at the end) lets go of what the session staged
   await until('nothing staged after the end', 20_000, async () => (await staged()) === null, 100);

@@ -7,7 +7,7 @@ import type { UaInstance } from '../../apps/vm-agent/src/runtimes/runtime';
 
 const log = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined, child: () => log };
 
-function setup() {
+function setup(stagedAtStart?: unknown) {
   const calls: string[] = [];
   let refuseDelta = false;
   const stored = (kind: 'FULL' | 'APP_DATA', data: Uint8Array) => ({ snapshotId: 'snap', kind, sizeBytes: data.byteLength, sha256: '0'.repeat(64) });
@@ -28,7 +28,7 @@ function setup() {
       },
     },
   };
-  const vmData = new SessionVmData('session', deps, {}, () => undefined, log as never);
+  const vmData = new SessionVmData('session', deps, {}, () => undefined, log as never, stagedAtStart as string[] | undefined);
   const instance = { saveFullState: async () => new Uint8Array(3 * 1024 * 1024), saveAppData: async () => new Uint8Array(1) } as unknown as UaInstance;
   return { calls, vmData, instance, refuse: () => (refuseDelta = true) };
 }
@@ -77,4 +77,26 @@ it('saves the application data of a NORMAL session whole, staged or not', async 
   calls.length = 0;
   expect(await vmData.save(instance, 'NORMAL')).toMatchObject({ kind: 'APP_DATA' });
   expect(calls).toEqual(['whole']);
+});
+
+const SHA = (c: string) => c.repeat(64);
+
+it('takes the VM Data it restores as staged from the start: its first staging and a save before it go as deltas against it', async () => {
+  const restored = [SHA('a'), SHA('b')];
+  const first = setup(restored);
+  expect(await first.vmData.save(first.instance, 'NO_LOSS')).toMatchObject({ kind: 'FULL' });
+  expect(first.calls).toEqual(['delta against 2']);
+  const second = setup(restored);
+  second.vmData.startStaging(() => second.instance, 10);
+  await staged(second.calls, 1);
+  second.vmData.stopStaging();
+  expect(second.calls[0]).toBe('stage against 2');
+});
+
+it('ignores a staged set from the VMM that is not sha256s in hex', async () => {
+  for (const bad of [['nope'], [SHA('A')], [SHA('a'), 7], 'abc', []]) {
+    const { calls, vmData, instance } = setup(bad);
+    await vmData.save(instance, 'NO_LOSS');
+    expect(calls).toEqual(['whole']);
+  }
 });

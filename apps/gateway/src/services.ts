@@ -105,6 +105,7 @@ export async function createServices(deps: {
     vmCpuHigh: config.vmCpuHigh,
   });
   const snapshots = new SnapshotsService(ds, new VmDataStore(vmDataChunks(config, ds), config.vmDataKey), config.vmDataKeep);
+  sessions.stageRestored = (em, sessionId, snapshotId) => snapshots.stageRestored(em, sessionId, snapshotId);
   // before its sessions are disconnected: what they staged is their VM Data when they reconnect
   // (a failure here must not keep them from being disconnected: logged, not thrown)
   vms.onVmLost(async (vmId) => {

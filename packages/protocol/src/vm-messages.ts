@@ -93,6 +93,12 @@ export interface PrepareSessionCommand extends CommandMeta {
    * sends only the chunks that changed since; absent or 0: never
    */
   vmDataStageMs?: number;
+  /**
+   * NO_LOSS with VM Data to restore, where the VMM keeps staged VM Data: that snapshot is what the
+   * session has staged from the start, by the sha256s (hex) of its chunks in order. The VM names
+   * them in its first staging and its saves, which then send only what changed since the restore.
+   */
+  vmDataStaged?: string[];
 }
 /**
  * UVE-2 monitoring notification: the VM admits this user to the session. `privileges` holds

@@ -9,6 +9,8 @@ import { errorMessage } from '../common/errors';
 import type { FetchedVmData, StagedHashes, StoredVmData } from '../vmm/vm-data';
 import type { SessionDeps, SessionReport } from './session';
 
+const SHA256_HEX = /^[0-9a-f]{64}$/;
+
 /** the start's stamps this part writes (the session's own object, shared) */
 type VmDataStamps = Pick<SessionStartTiming, 'vmDataRequestedAt' | 'vmDataFirstByteAt' | 'vmDataFetchedAt' | 'vmDataRestoredAt'>;
 
@@ -34,7 +36,13 @@ export class SessionVmData {
     private readonly stamps: VmDataStamps,
     private readonly report: (event: SessionReport) => void,
     private readonly log: Logger,
-  ) {}
+    /** what the VMM holds staged for the session from the start: the VM Data it restores (session.prepare) */
+    stagedAtStart?: readonly string[],
+  ) {
+    if (Array.isArray(stagedAtStart) && stagedAtStart.length > 0 && stagedAtStart.every((h) => typeof h === 'string' && SHA256_HEX.test(h))) {
+      this.staged = new Set(stagedAtStart);
+    }
+  }
 
   /** Starts the download of the VM Data to restore (UVE-5 retrieve); its failure is kept for restore(). */
   download(snapshotId: string): RestoreDownload {

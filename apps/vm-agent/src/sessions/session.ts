@@ -145,7 +145,7 @@ export class Session {
       this.settleReady = (e) => (e ? reject(e) : resolve());
     });
     this.ready.catch(() => undefined); // observed by whenReady(); not an unhandled rejection
-    this.vmData = new SessionVmData(this.id, deps, this.startTiming, (event) => this.report(event), this.log);
+    this.vmData = new SessionVmData(this.id, deps, this.startTiming, (event) => this.report(event), this.log, cmd.vmDataStaged);
     this.broker = new SessionResourceBroker(this.terminal.localResources ?? [], {
       sendRequest: (id, kind) => {
         if (!this.player?.open) return false;

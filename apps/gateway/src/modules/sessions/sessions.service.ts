@@ -80,6 +80,8 @@ export class SessionsService implements SessionReportTarget {
    * was inserted by this very transaction, so no other row (monitoring, participant) refers to it yet.
    */
   readonly assignedHooks: ((uow: UnitOfWork, s: Session, created: boolean) => Promise<void>)[] = [];
+  /** makes the VM Data a placement restores the session's staged state (SnapshotsService.stageRestored) */
+  stageRestored: ((em: EntityManager, sessionId: string, snapshotId: string) => Promise<string[] | null>) | null = null;
 
   constructor(
     private readonly ds: DataSource,
@@ -358,10 +360,13 @@ export class SessionsService implements SessionReportTarget {
     // this prepare) is not sent again: a second one would supersede the first behind the prepares
     const underway = !vm.deployed && await uow.em.existsBy(UaDeployment, { uaId: r.ua.id, vmId: vm.id, version: r.version.version, status: In(['PENDING', 'DOWNLOADING']) });
     if (!vm.deployed && !underway) await this.uas.sendPackage(uow, vm.id, 'ua.deploy', r.ua, r.version);
+    const noLoss = r.input.reconnectionMethod === 'NO_LOSS';
+    const vmDataStaged = noLoss && restoreSnapshotId && this.stageRestored ? await this.stageRestored(uow.em, s.id, restoreSnapshotId) : null;
     await uow.command(vm.id, {
       type: 'session.prepare', sessionId: s.id, userId: r.user.id, uaId: r.ua.id, uaVersion: r.ua.currentVersion,
       reconnectionMethod: r.input.reconnectionMethod, terminal: r.terminal, stream, restoreSnapshotId, reconnectWindowMs: this.options.reconnectWindowMs,
-      ...(r.input.reconnectionMethod === 'NO_LOSS' && this.options.vmDataStageMs ? { vmDataStageMs: this.options.vmDataStageMs } : {}),
+      ...(noLoss && this.options.vmDataStageMs ? { vmDataStageMs: this.options.vmDataStageMs } : {}),
+      ...(vmDataStaged ? { vmDataStaged } : {}),
     }, s.id);
     for (const hook of this.assignedHooks) await hook(uow, s, created);
     return s;

@@ -74,6 +74,23 @@ export class SnapshotsService {
     return this.repo.find({ where: { sessionId }, order: { createdAt: 'DESC' } });
   }
 
+  /**
+   * A session placed with VM Data to restore (a reconnection, or the user's latest VM Data): that
+   * FULL snapshot becomes what the session has staged, so the new VM's first staging, and a save
+   * before it, send only what changed since the restore rather than the whole state again. Inside
+   * the placement's transaction. The sha256s (hex) of its chunks, for the VM to name; null when
+   * the store stages nothing, the snapshot is not FULL, or its chunks are sealed (encryption at
+   * rest keeps no plain sha256 of a stored chunk).
+   */
+  async stageRestored(em: EntityManager, sessionId: string, snapshotId: string): Promise<string[] | null> {
+    if (!this.store_.chunks.stageSnapshot) return null;
+    const snap = await em.findOneBy(VmSnapshot, { id: snapshotId });
+    if (!snap || snap.kind !== 'FULL') return null;
+    // as staged when it was saved: a lost VM's staged state is then this snapshot itself (keepStagedOf)
+    const sha256s = await this.store_.chunks.stageSnapshot(em, sessionId, { id: snap.id, sizeBytes: snap.sizeBytes, sha256: snap.sha256, at: snap.createdAt });
+    return sha256s?.map((b) => b.toString('hex')) ?? null;
+  }
+
   /** what the session staged ahead of its save (null: nothing) */
   async stagedOf(sessionId: string): Promise<VmDataStaging | null> {
     const [row]: { at: Date | null; n: number }[] = await this.ds.query(`SELECT max(staged_at) AS at, count(*)::int AS n FROM vm_data_staged WHERE session_id = $1`, [sessionId]);

@@ -89,6 +89,23 @@ export class PostgresChunkStore implements ChunkStore {
     return { written, unstaged: before.map((r) => r.address) };
   }
 
+  async stageSnapshot(em: EntityManager, sessionId: string, snapshot: { id: string; sizeBytes: number; sha256: string; at: Date }): Promise<Buffer[] | null> {
+    // a clear chunk's address is the sha256 of its plain bytes; a sealed one's is keyed
+    const rows: { address: Buffer; sealed: boolean }[] = await em.query(
+      `SELECT m.address, c.nonce IS NOT NULL AS sealed FROM vm_data_manifests m JOIN vm_data_chunks c ON c.address = m.address WHERE m.snapshot_id = $1 ORDER BY m.seq FOR KEY SHARE OF c`,
+      [snapshot.id],
+    );
+    if (rows.length === 0 || rows.some((r) => r.sealed)) return null;
+    // what the session staged before goes to the sweep unless a snapshot holds it
+    await em.query(`DELETE FROM vm_data_staged WHERE session_id = $1`, [sessionId]);
+    await em.query(
+      `INSERT INTO vm_data_staged (session_id, seq, address, plain_sha256, state_bytes, state_sha256, staged_at)
+         SELECT $1, seq, address, address, $3, $4, $5 FROM vm_data_manifests WHERE snapshot_id = $2`,
+      [sessionId, snapshot.id, snapshot.sizeBytes, snapshot.sha256, snapshot.at],
+    );
+    return rows.map((r) => r.address);
+  }
+
   /**
    * Keeps `chunks` (the new ones inserted, every one locked by the caller's transaction until it
    * commits); their addresses in order, and how many the store did not hold. `what` names them in errors.

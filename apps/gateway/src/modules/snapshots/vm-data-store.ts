@@ -141,6 +141,12 @@ export interface ChunkStore {
    * addresses no longer staged are collected by the caller after the commit.
    */
   stage?(em: EntityManager, sessionId: string, chunks: AsyncIterable<NewChunk>, plainSha256: (seq: number) => Buffer, whole: () => { sizeBytes: number; sha256: string }): Promise<{ written: number; unstaged: Buffer[] }>;
+  /**
+   * Makes a stored snapshot the session's staged state (replacing what it staged before), inside
+   * the caller's transaction, as staged at `at`; the sha256s of its chunks' plain bytes in order.
+   * Null when a chunk is sealed: its plain sha256 is not kept, so a VM could not name it.
+   */
+  stageSnapshot?(em: EntityManager, sessionId: string, snapshot: { id: string; sizeBytes: number; sha256: string; at: Date }): Promise<Buffer[] | null>;
 }
 
 /** a session's staged chunks: the sha256 of their plain bytes (hex) -> address */
