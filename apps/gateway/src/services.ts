@@ -14,7 +14,7 @@ import { MetricsService } from './modules/metrics/metrics.service';
 import { InvitationsService } from './modules/invitations/invitations.service';
 import { ProcurementsService } from './modules/procurements/procurements.service';
 import { SessionsService } from './modules/sessions/sessions.service';
-import { SnapshotsService } from './modules/snapshots/snapshots.service';
+import { SnapshotsService, snapshotSavedData } from './modules/snapshots/snapshots.service';
 import { VmDataStore, type ChunkStore } from './modules/snapshots/vm-data-store';
 import { PostgresChunkStore } from './modules/snapshots/vm-data-store.postgres';
 import { FsChunkStore } from './modules/snapshots/vm-data-store.fs';
@@ -111,8 +111,7 @@ export async function createServices(deps: {
   vms.onVmLost(async (vmId) => {
     try {
       for (const k of await snapshots.keepStagedOf(vmId)) {
-        const { snapshot: s } = k;
-        await sessions.recordEvent(s.sessionId!, 'SNAPSHOT_SAVED', { snapshotId: s.id, kind: s.kind, sizeBytes: s.sizeBytes, sha256: s.sha256, chunks: k.chunks, chunksSent: 0, chunksWritten: 0, staged: true, stagedAt: k.stagedAt.toISOString() });
+        await sessions.recordEvent(k.snapshot.sessionId!, 'SNAPSHOT_SAVED', snapshotSavedData(k.snapshot, { chunks: k.chunks, chunksSent: 0, chunksWritten: 0 }, { staged: true, stagedAt: k.stagedAt.toISOString() }));
       }
     } catch (e) {
       log.warn('the staged VM Data of a lost VM\'s sessions was not kept', { vmId, error: (e as Error).message });

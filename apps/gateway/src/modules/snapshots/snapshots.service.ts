@@ -28,6 +28,15 @@ export interface StoredSnapshot {
 /** a session a VM may still save or stage VM Data for */
 const isOpen = (session: Session) => session.state === 'REQUESTED' || (SLOT_SESSION_STATES as readonly string[]).includes(session.state);
 
+/**
+ * SNAPSHOT_SAVED's data: the snapshot, its chunks, how many crossed the wire (`chunksSent`: a delta
+ * names the ones staged before) and how many the store did not hold yet (`chunksWritten`), plus
+ * where it came from (`timing` of an upload, `staged` for a lost VM's staged state).
+ */
+export function snapshotSavedData(s: VmSnapshot, chunks: { chunks: number; chunksSent: number; chunksWritten: number }, more: Record<string, unknown>): Record<string, unknown> {
+  return { snapshotId: s.id, kind: s.kind, sizeBytes: s.sizeBytes, sha256: s.sha256, ...chunks, ...more };
+}
+
 export class SnapshotsService {
   private readonly repo: Repository<VmSnapshot>;
   /** VM Data uploads and downloads running now (a stop lets them finish before the database goes) */

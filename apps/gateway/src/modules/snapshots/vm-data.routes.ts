@@ -10,6 +10,7 @@ import { SNAPSHOT_KINDS, VM_DATA_DELTA_CONTENT_TYPE, VM_DATA_PATH, VM_DATA_SAVE_
 import type { Services } from '../../services';
 import type { Vm } from '../vms/vms.entity';
 import { VmDataStoreError } from './vm-data-store';
+import { snapshotSavedData } from './snapshots.service';
 
 function refuse(res: Response, status: number, code: string, message: string): void {
   res.status(status).json({ error: { code, message } });
@@ -40,9 +41,7 @@ export function registerVmDataRoutes(app: Express, services: Services, maxBytes:
       if (!stored) return refuse(res, 404, 'NOT_FOUND', 'This VM holds no such open session (or it ended too long ago).');
       const { snapshot: snap, chunks, chunksWritten, chunksSent } = stored;
       const timing = saveTiming(req.header(VM_DATA_SAVE_TIMING_HEADER), receivedAt);
-      // chunksSent: the chunks whose bytes came (a delta names the ones staged before); chunksWritten:
-      // the chunks the store did not hold yet (the rest are shared with other snapshots)
-      await services.sessions.recordEvent(snap.sessionId!, 'SNAPSHOT_SAVED', { snapshotId: snap.id, kind: snap.kind, sizeBytes: snap.sizeBytes, sha256: snap.sha256, chunks, chunksSent, chunksWritten, timing });
+      await services.sessions.recordEvent(snap.sessionId!, 'SNAPSHOT_SAVED', snapshotSavedData(snap, { chunks, chunksSent, chunksWritten }, { timing }));
       res.status(201).json({ snapshotId: snap.id, kind: snap.kind, sizeBytes: snap.sizeBytes, sha256: snap.sha256 });
     } catch (e) {
       if (!(e instanceof VmDataStoreError)) return next(e);
