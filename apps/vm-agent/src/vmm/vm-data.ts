@@ -3,6 +3,7 @@
 import { createHash, type Hash } from 'node:crypto';
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
+import { HttpRefusal, getInto, type IntoResponse } from './http-into';
 import {
   VM_DATA_CHUNK_BYTES, VM_DATA_DELTA_CONTENT_TYPE, VM_DATA_SAVE_TIMING_HEADER, encodeVmDataDelta, vmDataChunkCount, vmDataChunkLength,
   type SnapshotKind, type VmDataSaveTiming,
@@ -132,10 +133,12 @@ export class VmDataClient {
 
   /**
    * UVE-5 retrieve: the snapshot's bytes, refused unless they match the sha256 the VMM recorded.
-   * `onFirstBytes` gets the first piece that arrives (a snapshot's header), before the rest.
+   * `onFirstBytes` gets the first bytes that arrive (a snapshot's header), before the rest.
    */
   async download(snapshotId: string, onFirstBytes?: (head: Uint8Array) => void): Promise<FetchedVmData> {
-    const res = await send(`${this.baseUrl}/snapshots/${encodeURIComponent(snapshotId)}`, 'GET', this.headers());
+    const url = new URL(`${this.baseUrl}/snapshots/${encodeURIComponent(snapshotId)}`);
+    if (url.protocol === 'http:') return this.downloadInto(url, onFirstBytes);
+    const res = await send(url.href, 'GET', this.headers());
     if (res.statusCode !== 200) throw new Error(`VM Data download refused: ${res.statusCode} ${(await text(res)).slice(0, 300)}`);
     const kind = res.headers['x-uve-snapshot-kind'] as SnapshotKind;
     const hash = createHash('sha256');
@@ -155,10 +158,39 @@ export class VmDataClient {
       throw e;
     }
   }
+
+  /** download() over plain HTTP: the socket reads the body into the buffer itself (http-into.ts) */
+  private async downloadInto(url: URL, onFirstBytes?: (head: Uint8Array) => void): Promise<FetchedVmData> {
+    const hash = createHash('sha256');
+    let got: IntoResponse<HeldBuffer>;
+    try {
+      got = await getInto(url, {
+        headers: this.headers(),
+        timeoutMs: TIMEOUT_MS,
+        into: (size) => {
+          const held = this.buffer.take(size);
+          return { taken: held, data: held.data, release: held.release };
+        },
+        onBytes: (piece) => hash.update(piece),
+        onFirstBytes,
+      });
+    } catch (e) {
+      if (e instanceof HttpRefusal) throw new Error(`VM Data download refused: ${e.status} ${e.body.slice(0, 300)}`);
+      throw new Error(`VM Data download ${(e as Error).message}`);
+    }
+    const { taken: held, headers } = got;
+    try {
+      verifyVmData(hash, headers['x-uve-sha256'] || null);
+    } catch (e) {
+      held.release();
+      throw e;
+    }
+    return { kind: headers['x-uve-snapshot-kind'] as SnapshotKind, data: held.data, release: held.release };
+  }
 }
 
 /**
- * A request with node:http rather than fetch: a snapshot comes as Buffers off the socket without a
+ * A request with node:http(s) rather than fetch: a snapshot comes as Buffers off the socket without a
  * web stream around each piece (a 16 MiB download took 2-3x as long through fetch on this
  * machine), and `body` goes out as it is (fetch copies a Uint8Array body into a fresh buffer
  * first, as large as the state). Times out as a whole after TIMEOUT_MS.
