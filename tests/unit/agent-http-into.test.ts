@@ -55,6 +55,24 @@ it('reads a 3 MiB body sent in pieces into one buffer, hashing what lands, the f
   expect(got.released).toBe(0);
 });
 
+it('reaches an IPv6 literal, and sends the host with its brackets', async () => {
+  // a literal kept in its brackets would be looked up as a name: ENOTFOUND, never a refused connection
+  await expect(getInto(new URL('http://[::1]:1/x'), take().options)).rejects.toThrow(/ECONNREFUSED|EADDRNOTAVAIL|ENETUNREACH/);
+  let host = '';
+  const server = http.createServer((req, res) => {
+    host = req.headers.host ?? '';
+    res.writeHead(200, { 'content-length': 3 }).end('abc');
+  });
+  const listening = await new Promise<boolean>((r) => server.once('error', () => r(false)).listen(0, '::1', () => r(true)));
+  if (!listening) return; // no IPv6 loopback on this machine: the refusal above is the check
+  servers.push(server);
+  const port = (server.address() as AddressInfo).port;
+  const { got, options } = take();
+  await getInto(new URL(`http://[::1]:${port}/s`), options);
+  expect(Buffer.concat(got.pieces).toString()).toBe('abc');
+  expect(host).toBe(`[::1]:${port}`);
+});
+
 it('takes a body that came with the headers, smaller than 256 bytes, and an empty one', async () => {
   const url = await raw((s) => s.end('HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n0123456789'));
   const { got, options } = take();

@@ -129,7 +129,7 @@ export function getInto<T>(url: URL, o: IntoOptions<T>): Promise<IntoResponse<T>
     };
 
     const socket = net.connect({
-      host: url.hostname,
+      host: url.hostname.replace(/^\[(.*)\]$/, '$1'), // an IPv6 literal without its brackets
       port: Number(url.port || 80),
       onread: {
         // the body lands where it belongs; the head, and anything past the body, in the scratch
