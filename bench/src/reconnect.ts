@@ -30,7 +30,7 @@ import { storeLayer } from './vm-data-layer';
 
 const HELP = `bench/reconnect: reconnect-to-restored-frame time and VM Data store throughput
 
-Usage: node bench/dist/reconnect.js [--runs N] [--state-runs N] [--sizes 1,16,128] [--store postgres|fs] [--stage S] [--resave] [--profile] [--layer MiB [--layer-runs N] [--layer-idle S]]
+Usage: node bench/dist/reconnect.js [--runs N] [--state-runs N] [--sizes 1,16,128] [--store postgres|fs] [--stage S] [--hitch S] [--resave] [--profile] [--layer MiB [--layer-runs N] [--layer-idle S]]
   --runs N       end-to-end reconnections of the game UA (default 10)
   --state-runs N reconnections per size of the memory UA's real state (default 5; 2 at 128 MiB and above)
   --sizes MiB    state sizes: real snapshots restored, and VM Data store/retrieve throughput (default 1,16,128)
@@ -39,6 +39,9 @@ Usage: node bench/dist/reconnect.js [--runs N] [--state-runs N] [--sizes 1,16,12
                  gateway's own default is 10): each state run waits until the filled state is
                  staged before it drops, so the save at the drop sends what changed since (a
                  user who played S s or more). 0: no staging, the save at the drop sends all
+  --hitch S      in each state run, before the drop, S s of play: an input every 20 ms that
+                 changes the picture, each timed to the frame that answers it (the stagings in
+                 that time pause the UA while they copy the state out; compare with --stage 0)
   --resave       keep the bench user's snapshots from one state run to the next: the memory UA
                  fills the same bytes each run, so a save after the first one is a re-store of the
                  chunks that changed (content addressing). By default they are deleted before each
@@ -57,10 +60,10 @@ const PASSWORD = 'bench-admin-password';
 const MiB = 1024 * 1024;
 const TERMINAL = { screenWidth: 640, screenHeight: 480, codecs: ['MJPEG'], localResources: [] };
 
-interface Options { runs: number; stateRuns: number | null; sizes: number[]; store: 'postgres' | 'fs'; stageS: number; resave: boolean; profile: boolean; layer: number; layerRuns: number; layerIdle: number }
+interface Options { runs: number; stateRuns: number | null; sizes: number[]; store: 'postgres' | 'fs'; stageS: number; hitchS: number; resave: boolean; profile: boolean; layer: number; layerRuns: number; layerIdle: number }
 
 function parse(argv: string[]): Options | null {
-  const o: Options = { runs: 10, stateRuns: null, sizes: [1, 16, 128], store: 'postgres', stageS: 2, resave: false, profile: false, layer: 0, layerRuns: 3, layerIdle: 0 };
+  const o: Options = { runs: 10, stateRuns: null, sizes: [1, 16, 128], store: 'postgres', stageS: 2, hitchS: 0, resave: false, profile: false, layer: 0, layerRuns: 3, layerIdle: 0 };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === '--help' || a === '-h') return null;
@@ -75,6 +78,7 @@ function parse(argv: string[]): Options | null {
     else if (a === '--sizes') o.sizes = value.split(',').map(Number);
     else if (a === '--store' && (value === 'postgres' || value === 'fs')) o.store = value;
     else if (a === '--stage' && Number.isInteger(Number(value)) && Number(value) >= 0) o.stageS = Number(value);
+    else if (a === '--hitch' && Number(value) >= 0) o.hitchS = Number(value);
     else if (a === '--layer' && Number(value) >= 1) o.layer = Number(value);
     else if (a === '--layer-runs' && Number.isInteger(Number(value)) && Number(value) >= 1) o.layerRuns = Number(value);
     else if (a === '--layer-idle' && Number(value) >= 0) o.layerIdle = Number(value);
@@ -169,7 +173,7 @@ async function withMemory<T>(pids: number[], work: () => Promise<T>): Promise<{ 
   }
 }
 
-interface Ctx { url: string; admin: string; user: string; game: string; memory: string; resave: boolean; staged: boolean }
+interface Ctx { url: string; admin: string; user: string; game: string; memory: string; resave: boolean; staged: boolean; hitchS: number }
 
 const REQUEST = `mutation($i: RequestApplicationInput!) { requestApplication(input: $i) { id vm { id } connection { url token } } }`;
 type Requested = { id: string; vm: { id: string }; connection: { url: string; token: string } };
@@ -252,6 +256,38 @@ async function watch(target: { url: string; token: string }) {
   };
 }
 
+/**
+ * `seconds` of play on the memory UA: an input every 20 ms that changes its picture (a digit, then
+ * Backspace: its SIZE line), each timed from its send to the first frame that answers it (ms). What
+ * the session's stagings cost a player shows here: each pauses the UA while it copies the state out.
+ */
+async function playing(w: Awaited<ReturnType<typeof watch>>, seconds: number): Promise<number[]> {
+  const sent = new Map<number, number>();
+  const ms: number[] = [];
+  const off = w.client.on('frame', (f) => {
+    const now = performance.now();
+    for (const [seq, at] of sent) {
+      if (seq > f.header.inputSeq) continue;
+      ms.push(now - at);
+      sent.delete(seq);
+    }
+  });
+  try {
+    const end = performance.now() + seconds * 1000;
+    for (let digit = true; performance.now() < end; digit = !digit) {
+      sent.set(digit ? w.key('Digit1', '1') : w.key('Backspace', 'Backspace'), performance.now());
+      await new Promise((r) => setTimeout(r, 20)); // the player's pace, not a wait for anything
+    }
+    // two inputs applied in one render cancel out (no frame for them): a last one that shows
+    // whatever the picture was (SIZE 0 or 1 becomes 5 or 15) answers every input still waiting
+    sent.set(w.key('Digit5', '5'), performance.now());
+    await until('the last inputs answered', 10_000, async () => sent.size === 0);
+  } finally {
+    off();
+  }
+  return ms;
+}
+
 type DecodedPicture = NonNullable<FrameEvent['decoded']>;
 /** the memory UA's state square at (0, 0): grey before any check, blue while busy, green when intact */
 const square = (p: DecodedPicture) => ({ r: p.data[32 * p.width + 32]!, g: p.data[32 * p.width + 33]!, b: p.data[32 * p.width + 34]! });
@@ -307,7 +343,7 @@ async function mismatch(c: Ctx, sessionId: string, mib: number, last: DecodedPic
 }
 
 
-interface StateRow { mib: number; snapshotBytes: number; runs: number; ms: number[]; saveMs: number[]; gatewayGrowthMiB: number; agentGrowthMiB: number; notMeasured: string[]; stages: Record<string, number>[]; saveStages: Record<string, number>[]; chunksWritten: string[] }
+interface StateRow { mib: number; snapshotBytes: number; runs: number; ms: number[]; saveMs: number[]; gatewayGrowthMiB: number; agentGrowthMiB: number; notMeasured: string[]; stages: Record<string, number>[]; saveStages: Record<string, number>[]; chunksWritten: string[]; inputMs: number[] }
 
 /** the reconnection's stages on one clock (this host's wall clock: the VMM, the VM and the bench share it), in order */
 const STAGES: Array<[string, string]> = [
@@ -356,7 +392,7 @@ class NotMeasured extends Error {}
  * the restored memory must check out block by block.
  */
 async function restoredState(c: Ctx, gatewayPid: number, mib: number, runs: number): Promise<StateRow> {
-  const row: StateRow = { mib, snapshotBytes: 0, runs, ms: [], saveMs: [], gatewayGrowthMiB: 0, agentGrowthMiB: 0, notMeasured: [], stages: [], saveStages: [], chunksWritten: [] };
+  const row: StateRow = { mib, snapshotBytes: 0, runs, ms: [], saveMs: [], gatewayGrowthMiB: 0, agentGrowthMiB: 0, notMeasured: [], stages: [], saveStages: [], chunksWritten: [], inputMs: [] };
   // a run that could not measure (no VM Data saved in time, no other VM to move to) is told apart and
   // made up for, at most `runs` times
   for (let i = 0; row.ms.length < runs && i < 2 * runs; i++) {
@@ -407,6 +443,7 @@ async function restoreOnce(c: Ctx, gatewayPid: number, mib: number, row: StateRo
         return at && Date.parse(at) > filledAt;
       });
     }
+    if (c.hitchS > 0) row.inputMs.push(...(await playing(before, c.hitchS)));
     const last = before.newest(); // what the user saw last
     const lastHeader = before.newestHeader();
     const dropAt = wallNow();
@@ -533,7 +570,7 @@ export async function run(args: string[]): Promise<void> {
     await until('2 idle WASM VMs', 60_000, async () => (await gql(gw.url, `{ vms(status: IDLE, platform: WASM) { id } }`, {}, admin)).vms.length >= 2);
     const uas = (await gql(gw.url, `{ uas { id name } }`, {}, user)).uas as { id: string; name: string }[];
     const uaNamed = (name: string) => uas.find((u) => u.name === name)?.id ?? fail(`no sample UA ${name} (npm run build)`);
-    const c: Ctx = { url: gw.url, admin, user, game: uaNamed('game'), memory: uaNamed('memory'), resave: o.resave, staged: o.stageS > 0 && o.store === 'postgres' };
+    const c: Ctx = { url: gw.url, admin, user, game: uaNamed('game'), memory: uaNamed('memory'), resave: o.resave, staged: o.stageS > 0 && o.store === 'postgres', hitchS: o.hitchS };
 
     const e2e = await endToEnd(c, o.runs);
     const states: StateRow[] = [];
@@ -550,6 +587,11 @@ export async function run(args: string[]): Promise<void> {
     for (const r of states) {
       const p50 = pct(r.ms, 50);
       process.stdout.write(`| ${r.mib} | ${(r.snapshotBytes / MiB).toFixed(1)} | ${r.runs} | ${p50.toFixed(0)} (${Math.min(...r.ms).toFixed(0)}–${Math.max(...r.ms).toFixed(0)}) | ${pct(r.ms, 95).toFixed(0)} | ${(r.snapshotBytes / 1e6 / (p50 / 1000)).toFixed(1)} | ${(r.snapshotBytes / 1e6 / (pct(r.saveMs, 50) / 1000)).toFixed(1)} | ${r.gatewayGrowthMiB.toFixed(1)} | ${r.agentGrowthMiB.toFixed(1)} |${r.notMeasured.length ? ` ${r.notMeasured.length} run(s) not measured` : ''}\n`);
+    }
+    if (o.hitchS > 0) {
+      process.stdout.write(`\ninput -> frame while playing, ${o.hitchS} s per run before the drop (an input every 20 ms; ${c.staged ? `a staging every ${o.stageS} s` : 'no staging'}):\n`);
+      process.stdout.write('|  MiB | inputs | p50 ms | p99 ms | max ms | over 50 ms |\n|---|---|---|---|---|---|\n');
+      for (const r of states) process.stdout.write(`| ${r.mib} | ${r.inputMs.length} | ${pct(r.inputMs, 50).toFixed(1)} | ${pct(r.inputMs, 99).toFixed(1)} | ${Math.max(...r.inputMs).toFixed(1)} | ${r.inputMs.filter((x) => x > 50).length} |\n`);
     }
     for (const r of states) {
       printStages(`${r.mib} MiB: the save at the drop by stage, ms after the bench dropped the socket`, r.saveStages, SAVE_STAGES);
