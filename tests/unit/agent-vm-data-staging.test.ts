@@ -30,7 +30,7 @@ function setup(stagedAtStart?: unknown) {
   };
   const vmData = new SessionVmData('session', deps, {}, () => undefined, log as never, stagedAtStart as string[] | undefined);
   const instance = { saveFullState: async () => new Uint8Array(3 * 1024 * 1024), saveAppData: async () => new Uint8Array(1) } as unknown as UaInstance;
-  return { calls, vmData, instance, refuse: () => (refuseDelta = true) };
+  return { calls, deps, vmData, instance, refuse: () => (refuseDelta = true) };
 }
 
 async function staged(calls: string[], n: number): Promise<void> {
@@ -99,4 +99,16 @@ it('ignores a staged set from the VMM that is not sha256s in hex', async () => {
     await vmData.save(instance, 'NO_LOSS');
     expect(calls).toEqual(['whole']);
   }
+});
+
+it('tells the kept buffer a FULL state that did not fit it, so that it grows for the next save', async () => {
+  const { vmData, deps } = setup();
+  const told: number[] = [];
+  deps.vmDataBuffer = () => ({ data: new Uint8Array(new SharedArrayBuffer(1024)), outgrown: (n: number) => void told.push(n), release: () => undefined });
+  const fits = { saveFullState: async () => new Uint8Array(10), fullStateBytes: 1000 } as unknown as UaInstance;
+  await vmData.save(fits, 'NO_LOSS');
+  expect(told).toEqual([]);
+  const larger = { saveFullState: async () => new Uint8Array(10), fullStateBytes: 5000 } as unknown as UaInstance;
+  await vmData.save(larger, 'NO_LOSS');
+  expect(told).toEqual([5000]);
 });

@@ -1,7 +1,7 @@
 // The agent refuses VM Data whose bytes do not hash to the sha256 the VMM recorded (corruption in the
 // store or on the way), so a restore never feeds damaged state to a UA.
 import { createHash } from 'node:crypto';
-import { VmDataBuffer, verifyVmData } from '../../apps/vm-agent/src/vmm/vm-data';
+import { GROWN_IDLE_MS, VmDataBuffer, verifyVmData } from '../../apps/vm-agent/src/vmm/vm-data';
 
 const bytes = Buffer.from('the state of a UA');
 const sha = createHash('sha256').update(bytes).digest('hex');
@@ -52,5 +52,49 @@ describe('VmDataBuffer', () => {
     download.release();
     expect(buffers.takeKept()!.data.buffer).toBe(save.data.buffer);
     expect(new VmDataBuffer(0).takeKept()).toBeNull();
+  });
+
+  it('grows to a larger state up to its limit: a download at once, a save that did not fit once released', () => {
+    const buffers = new VmDataBuffer(1024, 4096);
+    const big = buffers.take(3000);
+    expect(big.data.buffer).toBeInstanceOf(SharedArrayBuffer);
+    big.release();
+    const again = buffers.take(3000);
+    expect(again.data.buffer).toBe(big.data.buffer);
+    again.release();
+    expect(buffers.take(5000).data.byteLength).toBe(5000); // over the limit: a buffer of its own
+    const saves = new VmDataBuffer(1024, 4096);
+    const save = saves.takeKept()!;
+    expect(save.data.byteLength).toBe(1024);
+    save.outgrown(3500); // the state needed 3500 bytes and went into a buffer of its own
+    expect(saves.takeKept()).toBeNull(); // still held
+    save.release();
+    const next = saves.takeKept()!;
+    expect(next.data.byteLength).toBe(3500);
+    next.outgrown(9000); // past the limit: no growth
+    next.release();
+    expect(saves.takeKept()!.data.byteLength).toBe(3500);
+  });
+
+  it('lets a grown buffer go after it went unused a while, and keeps the base one', () => {
+    jest.useFakeTimers();
+    try {
+      const buffers = new VmDataBuffer(1024, 4096);
+      const big = buffers.take(3000);
+      big.release();
+      jest.advanceTimersByTime(GROWN_IDLE_MS - 1);
+      const again = buffers.take(3000);
+      expect(again.data.buffer).toBe(big.data.buffer); // taken in time: kept, and the clock starts over
+      again.release();
+      jest.advanceTimersByTime(GROWN_IDLE_MS);
+      const after = buffers.takeKept()!;
+      expect(after.data.buffer).not.toBe(big.data.buffer);
+      expect(after.data.byteLength).toBe(1024);
+      after.release();
+      jest.advanceTimersByTime(GROWN_IDLE_MS);
+      expect(buffers.takeKept()!.data.buffer).toBe(after.data.buffer); // the base size is never let go
+    } finally {
+      jest.useRealTimers();
+    }
   });
 });

@@ -589,7 +589,7 @@ describe('FULL snapshots', () => {
     await b.inst.close();
   });
 
-  it('saves the same FULL state into a shared buffer it is lent (the blob a view of it), and into one of its own when that is too small', async () => {
+  it('saves the same FULL state into a shared buffer it is lent (the blob a view of it), and into one of its own when that is too small, saying how large it had to be', async () => {
     const clock = new ManualClock();
     const a = await startSample(newRuntime({ clock: clock.now }), 'game');
     a.inst.input(key('ArrowRight'));
@@ -608,6 +608,13 @@ describe('FULL snapshots', () => {
     const notInIt = await a.inst.saveFullState(undefined, tooSmall);
     expect(notInIt.buffer).not.toBe(tooSmall.buffer);
     expect(Buffer.from(notInIt).equals(own)).toBe(true);
+    // what a buffer needs to take it (the caller's kept buffer grows to that): one that large does
+    const needed = a.inst.fullStateBytes!;
+    expect(needed).toBeGreaterThan(tooSmall.length);
+    const justLarge = new Uint8Array(new SharedArrayBuffer(needed));
+    expect((await a.inst.saveFullState(undefined, justLarge)).buffer).toBe(justLarge.buffer);
+    const oneShort = new Uint8Array(new SharedArrayBuffer(needed - 1));
+    expect((await a.inst.saveFullState(undefined, oneShort)).buffer).not.toBe(oneShort.buffer);
     await a.inst.close();
   });
 

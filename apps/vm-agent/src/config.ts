@@ -60,6 +60,8 @@ export interface AgentConfig {
   ffmpegLibx264: 'probe' | 'true' | 'false';
   /** VM Data downloads up to this size go into one buffer kept between restores (touched ahead on a warm VM) */
   vmDataBufferBytes: number;
+  /** the kept VM Data buffer grows to a larger state's size, up to this (UVE_VM_DATA_BUFFER_MAX_MB) */
+  vmDataBufferMaxBytes: number;
 }
 
 /** Limits of the UVE-3 server (each refusal closes with a code and a reason). */
@@ -118,6 +120,7 @@ export const CONFIG_VARS: readonly ConfigVar[] = [
   { name: 'UVE_WARM_START', required: false, default: 'true', doc: "true: a primed H264 encoder (for the last session's stream parameters, at first 1280x720 at 60 fps) and, on LINUX_X11, a started X display wait for the next session, so that its first frame does not wait for them; false: started per session" },
   { name: 'UVE_FFMPEG_LIBX264', required: false, default: 'probe', doc: "whether ffmpeg on PATH has the libx264 encoder (H264): probe = `ffmpeg -encoders` at start (~0.2 s); true/false = known (the agent image sets it, checked at the image's build on the ffmpeg it contains; a wrong true shows when the primed encoder starts)" },
   { name: 'UVE_VM_DATA_BUFFER_MB', required: false, default: '32', doc: 'VM Data to restore up to this size is downloaded into one buffer kept from one transfer to the next, and a WASM FULL save of up to this size is packed in it (with UVE_WARM_START, allocated and touched ahead: the resident memory of an idle VM grows by it); larger downloads get a buffer of their own; 0 = none kept' },
+  { name: 'UVE_VM_DATA_BUFFER_MAX_MB', required: false, default: '256', doc: 'a larger state than UVE_VM_DATA_BUFFER_MB (restored, staged or saved) makes the kept buffer grow to its size, up to this, so that its page faults are taken once rather than at every staging, save and restore after it (a 128 MiB state held its UA 250-400 ms at each staging); given back after 5 minutes unused; larger states get a buffer of their own each time' },
   { name: 'UVE_STOP_TIMEOUT_MS', required: false, default: '10000', doc: 'a stop taking longer is cut short: child processes are killed and the agent exits 1' },
 ];
 
@@ -257,6 +260,7 @@ export function loadConfig(processEnv: NodeJS.ProcessEnv = process.env): AgentCo
     warmStart: oneOf('UVE_WARM_START', 'true', ['true', 'false'] as const) === 'true',
     ffmpegLibx264: oneOf('UVE_FFMPEG_LIBX264', 'probe', ['probe', 'true', 'false'] as const),
     vmDataBufferBytes: int('UVE_VM_DATA_BUFFER_MB', 32, 0, 4096) * 1024 * 1024,
+    vmDataBufferMaxBytes: int('UVE_VM_DATA_BUFFER_MAX_MB', 256, 0, 4096) * 1024 * 1024,
   };
   if (problems.length) throw new ConfigError(problems);
   return cfg;

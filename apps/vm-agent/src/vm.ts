@@ -106,7 +106,7 @@ export class Vm {
     });
     await this.uas.load();
 
-    const buffer = new VmDataBuffer(cfg.vmDataBufferBytes);
+    const buffer = new VmDataBuffer(cfg.vmDataBufferBytes, cfg.vmDataBufferMaxBytes);
     const vmData = new VmDataClient(cfg.vmDataUrl, cfg.vmId, cfg.vmSecret, buffer);
     const metrics = new AgentMetrics({
       sessions: () => this.sessions?.all() ?? [],

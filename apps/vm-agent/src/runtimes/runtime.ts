@@ -102,6 +102,11 @@ export interface UaInstance {
    * may be written into (the result is then a view of it, valid while the caller holds it)
    */
   saveFullState(timing?: Pick<VmDataSaveTiming, 'capturedAt'>, into?: Uint8Array): Promise<Uint8Array>;
+  /**
+   * what the last saveFullState needed in `into` (the state before packing), where the runtime
+   * knows it: a caller whose buffer was smaller can offer one that large the next time
+   */
+  readonly fullStateBytes?: number;
   restoreAppData(data: Uint8Array): Promise<void>;
   /** takes `data` over: a WASM UA may move its buffer to the guest's thread (the caller must not read it after) */
   restoreFullState(data: Uint8Array): Promise<void>;

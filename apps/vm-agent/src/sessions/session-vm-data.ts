@@ -6,10 +6,16 @@ import type { UaInstance } from '../runtimes/runtime';
 import type { Logger } from '../common/log';
 import { wallClock } from '../common/clock';
 import { errorMessage } from '../common/errors';
-import type { FetchedVmData, StagedHashes, StoredVmData } from '../vmm/vm-data';
+import type { FetchedVmData, HeldBuffer, StagedHashes, StoredVmData } from '../vmm/vm-data';
 import type { SessionDeps, SessionReport } from './session';
 
 const SHA256_HEX = /^[0-9a-f]{64}$/;
+
+/** a FULL save that did not fit the kept buffer: it grows for the next one (VmDataBuffer) */
+function outgrown(held: HeldBuffer | null, instance: UaInstance): void {
+  const needed = instance.fullStateBytes;
+  if (held && needed && needed > held.data.byteLength) held.outgrown(needed);
+}
 
 /** the start's stamps this part writes (the session's own object, shared) */
 type VmDataStamps = Pick<SessionStartTiming, 'vmDataRequestedAt' | 'vmDataFirstByteAt' | 'vmDataFetchedAt' | 'vmDataRestoredAt'>;
@@ -120,6 +126,7 @@ export class SessionVmData {
         let data: Uint8Array;
         try {
           data = await instance.saveFullState(undefined, held?.data);
+          outgrown(held, instance);
         } catch (e) {
           // a UA whose full state cannot be captured here is not asked again
           this.log.warn('full state not capturable here; no more staging', { error: errorMessage(e) });
@@ -182,6 +189,7 @@ export class SessionVmData {
       if (method === 'NO_LOSS') {
         try {
           data = await instance.saveFullState(timing, held?.data);
+          outgrown(held, instance);
           kind = 'FULL';
         } catch (e) {
           this.log.warn('full state not capturable here; saving the application data', { error: errorMessage(e) });

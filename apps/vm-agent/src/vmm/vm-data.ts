@@ -31,13 +31,22 @@ export interface FetchedVmData {
  * Firecracker VM, docs/performance.md), a touched one a plain copy. Shared memory, so that the
  * guest's thread reads a FULL snapshot's pieces out of it, or writes its memory into it for a save,
  * with neither a copy nor a transfer. One download or save at a time has it; another one at the
- * same time, or a larger download than `keepBytes`, gets a buffer of its own.
+ * same time gets a buffer of its own. A larger state (up to `growBytes`) makes it grow to its size,
+ * faulted in once rather than at every staging: a 128 MiB state's copy out into a fresh buffer held
+ * its UA for 250-400 ms at each staging (bench/reconnect --hitch). Grown past `keepBytes`, it is let
+ * go after GROWN_IDLE_MS unused.
  */
 export class VmDataBuffer {
   private kept: SharedArrayBuffer | null = null;
   private busy = false;
+  private shrink: NodeJS.Timeout | null = null;
 
-  constructor(private readonly keepBytes: number) {}
+  constructor(private readonly keepBytes: number, private readonly growBytes = keepBytes) {}
+
+  /** the largest buffer kept */
+  private get limit(): number {
+    return Math.max(this.keepBytes, this.growBytes);
+  }
 
   /** allocates and touches `bytes` (at most keepBytes) now, while the VM is idle */
   warm(bytes = this.keepBytes): void {
@@ -46,34 +55,55 @@ export class VmDataBuffer {
   }
 
   take(size: number): HeldBuffer {
-    if (this.busy || size > this.keepBytes) return { data: new Uint8Array(size), release: () => undefined };
+    if (this.busy || size > this.limit) return { data: new Uint8Array(size), release: () => undefined, outgrown: () => undefined };
     if (!this.kept || this.kept.byteLength < size) this.kept = new SharedArrayBuffer(size);
     return this.hold(size);
   }
 
-  /** the whole kept buffer (keepBytes), for a save whose size is known only once it is written; null while in use or when none is kept */
+  /** the whole kept buffer (keepBytes, or more once grown), for a save whose size is known only once it is written; null while in use or when none is kept */
   takeKept(): HeldBuffer | null {
-    if (this.busy || this.keepBytes <= 0) return null;
+    if (this.busy || this.limit <= 0) return null;
     if (!this.kept || this.kept.byteLength < this.keepBytes) this.kept = new SharedArrayBuffer(this.keepBytes);
-    return this.hold(this.keepBytes);
+    return this.hold(this.kept.byteLength);
   }
 
   private hold(size: number): HeldBuffer {
     this.busy = true;
+    if (this.shrink) clearTimeout(this.shrink);
+    this.shrink = null;
     let released = false;
+    let wanted = 0;
     return {
       data: new Uint8Array(this.kept!, 0, size),
+      outgrown: (bytes) => {
+        wanted = Math.max(wanted, bytes);
+      },
       release: () => {
-        if (!released) this.busy = false;
+        if (released) return;
         released = true;
+        this.busy = false;
+        // allocated now and faulted in by the next transfer that uses it (touching it here would hold this thread as long)
+        if (wanted > (this.kept?.byteLength ?? 0) && wanted <= this.limit) this.kept = new SharedArrayBuffer(wanted);
+        if ((this.kept?.byteLength ?? 0) > this.keepBytes) {
+          this.shrink = setTimeout(() => {
+            this.shrink = null;
+            if (!this.busy) this.kept = null;
+          }, GROWN_IDLE_MS);
+          this.shrink.unref();
+        }
       },
     };
   }
 }
 
+/** a buffer grown past keepBytes goes after this long unused */
+export const GROWN_IDLE_MS = 5 * 60_000;
+
 /** a buffer lent out until `release()` (twice is once) */
 export interface HeldBuffer {
   data: Uint8Array;
+  /** what was to go through it did not fit: `bytes` would have (the kept buffer grows to it once released) */
+  outgrown(bytes: number): void;
   release(): void;
 }
 

@@ -16,7 +16,7 @@ import { wallClock } from '../../common/clock';
 import { guestWorkerMain, type GuestReply, type GuestRequest, type GuestWorkerData } from './guest-worker';
 import { I420_STAGE_ROWS, i420Module } from './i420';
 import type { WasmPackage } from './package';
-import { announcedMemoryBytes, decodeFullState, encodeFullStateInPlace, frontLayout, SnapshotError } from './snapshot';
+import { announcedMemoryBytes, decodeFullState, encodeFullStateInPlace, frontBytes, frontLayout, SnapshotError } from './snapshot';
 import { PAGE_BYTES } from './webassembly';
 import { STARVED_MAX_BUDGETS, starvedOver, threadCpuMs } from './thread-cpu';
 
@@ -257,8 +257,10 @@ export class WasmInstance implements UaInstance {
     const pending = [...this.pending.values()].map((r): [number, number] => [r.id, RESOURCE_KIND_CODE[r.kind]]);
     // a shared buffer only: the guest's thread writes the memory into it (an unshared one would be copied)
     const shared = into?.buffer instanceof SharedArrayBuffer ? into : null;
-    const r = await this.guestAsync({ op: 'saveFull', into: shared, front: frontLayout(pending.length, pkg.compiled.globals.length) });
+    const front = frontLayout(pending.length, pkg.compiled.globals.length);
+    const r = await this.guestAsync({ op: 'saveFull', into: shared, front });
     if (timing) timing.capturedAt = wallClock(); // epoch ms, as the other stamps (config.wallClock is monotonic)
+    this.fullStateBytes = frontBytes(front, r.memoryBytes!) + r.memoryBytes!; // the front, then the memory
     const byIndex = new Map(r.globals!.map((g) => [g.index, g.value]));
     return encodeFullStateInPlace({
       moduleSha256: pkg.compiled.sha256,
@@ -271,6 +273,9 @@ export class WasmInstance implements UaInstance {
       globals: pkg.compiled.globals.map((g) => ({ index: g.index, type: g.type, value: byIndex.get(g.index)! })),
     }, r.memory ?? shared!, r.memoryBytes!);
   }
+
+  /** what the last FULL save needed in `into` (saveFullState) */
+  fullStateBytes: number | undefined;
 
   prepareRestore(head: Uint8Array): void {
     const bytes = announcedMemoryBytes(head, this.pkg.compiled.maxMemoryPages);
