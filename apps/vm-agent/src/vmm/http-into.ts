@@ -15,18 +15,24 @@ const READ_BYTES = 1024 * 1024;
 /** the first bytes handed to onFirstBytes (a FULL snapshot's header) once this many are in */
 const FIRST_BYTES = 256;
 
-export interface IntoResponse<T> {
+/** where a 200's body goes: `data` of the announced size; `release` gives it back when the body falls short */
+export interface IntoBuffer {
+  data: Uint8Array;
+  release(): void;
+}
+
+export interface IntoResponse<D extends IntoBuffer> {
   /** 200: what `into` gave, filled with the body */
-  taken: T;
+  taken: D;
   headers: Record<string, string>;
 }
 
-export interface IntoOptions<T> {
+export interface IntoOptions<D extends IntoBuffer> {
   /** request headers besides host and connection */
   headers: Record<string, string>;
   timeoutMs: number;
-  /** the destination for a 200's body of `size` bytes; `release` gives it back when the body falls short */
-  into: (size: number) => { taken: T; data: Uint8Array; release: () => void };
+  /** the destination for a 200's body of `size` bytes */
+  into: (size: number) => D;
   /** each piece of the body as it lands (a hash) */
   onBytes: (piece: Uint8Array) => void;
   /** the body's first bytes, once min(256, size) are in */
@@ -44,7 +50,7 @@ export class HttpRefusal extends Error {
  * 200 without a content-length, or with a chunked body, is refused; a body longer or shorter than
  * announced is an error. Times out as a whole after `timeoutMs`.
  */
-export function getInto<T>(url: URL, o: IntoOptions<T>): Promise<IntoResponse<T>> {
+export function getInto<D extends IntoBuffer>(url: URL, o: IntoOptions<D>): Promise<IntoResponse<D>> {
   if (url.protocol !== 'http:') return Promise.reject(new Error(`getInto speaks plain HTTP only, not ${url.protocol}`));
   return new Promise((resolve, reject) => {
     const scratch = Buffer.allocUnsafe(64 * 1024);
@@ -54,7 +60,8 @@ export function getInto<T>(url: URL, o: IntoOptions<T>): Promise<IntoResponse<T>
     let headers: Record<string, string> = {};
     let size = 0;
     let at = 0;
-    let dest: ReturnType<IntoOptions<T>['into']> | null = null;
+    let dest: D | null = null;
+    let chunked = false;
     let firstSent = false;
     const refusal: Buffer[] = [];
     let refusalBytes = 0;
@@ -65,11 +72,11 @@ export function getInto<T>(url: URL, o: IntoOptions<T>): Promise<IntoResponse<T>
       phase = 'done';
       clearTimeout(timer);
       socket.destroy();
-      if (!error && dest) return resolve({ taken: dest.taken, headers });
+      if (!error && dest) return resolve({ taken: dest, headers });
       dest?.release();
       if (was === 'refusal') {
         const body = Buffer.concat(refusal);
-        return reject(new HttpRefusal(status, (/chunked/i.test(headers['transfer-encoding'] ?? '') ? unchunked(body) : body).toString('utf8')));
+        return reject(new HttpRefusal(status, (chunked ? unchunked(body) : body).toString('utf8')));
       }
       reject(error ?? new Error('the response ended early'));
     };
@@ -108,7 +115,8 @@ export function getInto<T>(url: URL, o: IntoOptions<T>): Promise<IntoResponse<T>
         const colon = line.indexOf(':');
         if (colon > 0) headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
       }
-      const sized = /^\d+$/.test(headers['content-length'] ?? '') && !/chunked/i.test(headers['transfer-encoding'] ?? '');
+      chunked = /chunked/i.test(headers['transfer-encoding'] ?? '');
+      const sized = /^\d+$/.test(headers['content-length'] ?? '') && !chunked;
       size = sized ? Number(headers['content-length']) : Number.POSITIVE_INFINITY;
       const rest = head.subarray(end + 4);
       head = Buffer.alloc(0);
@@ -117,7 +125,7 @@ export function getInto<T>(url: URL, o: IntoOptions<T>): Promise<IntoResponse<T>
         phase = 'refusal';
         if (size === 0) return finish(null);
       } else {
-        if (/chunked/i.test(headers['transfer-encoding'] ?? '')) return finish(new Error('a chunked response where a content-length was expected'));
+        if (chunked) return finish(new Error('a chunked response where a content-length was expected'));
         if (!sized || !Number.isSafeInteger(size)) return finish(new Error('the response announced no size (content-length)'));
         dest = o.into(size);
         phase = 'body';

@@ -197,10 +197,7 @@ export class VmDataClient {
       got = await getInto(url, {
         headers: this.headers(),
         timeoutMs: TIMEOUT_MS,
-        into: (size) => {
-          const held = this.buffer.take(size);
-          return { taken: held, data: held.data, release: held.release };
-        },
+        into: (size) => this.buffer.take(size),
         onBytes: (piece) => hash.update(piece),
         onFirstBytes,
       });

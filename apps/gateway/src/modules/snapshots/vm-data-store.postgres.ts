@@ -98,12 +98,13 @@ export class PostgresChunkStore implements ChunkStore {
     if (rows.length === 0 || rows.some((r) => r.sealed)) return null;
     // what the session staged before goes to the sweep unless a snapshot holds it
     await em.query(`DELETE FROM vm_data_staged WHERE session_id = $1`, [sessionId]);
+    const addresses = rows.map((r) => r.address);
     await em.query(
       `INSERT INTO vm_data_staged (session_id, seq, address, plain_sha256, state_bytes, state_sha256, staged_at)
-         SELECT $1, seq, address, address, $3, $4, $5 FROM vm_data_manifests WHERE snapshot_id = $2`,
-      [sessionId, snapshot.id, snapshot.sizeBytes, snapshot.sha256, snapshot.at],
+         SELECT $1, m.ord - 1, m.address, m.address, $3, $4, $5 FROM unnest($2::bytea[]) WITH ORDINALITY AS m(address, ord)`,
+      [sessionId, addresses, snapshot.sizeBytes, snapshot.sha256, snapshot.at],
     );
-    return rows.map((r) => r.address);
+    return addresses;
   }
 
   /**
