@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import WebSocket from 'ws';
 import { CLOSE, MAX_CLIENT_MESSAGE_BYTES, STREAM_PROTOCOL_VERSION } from '@uve/protocol';
 import { freshDatabase, startRedis, until, type TestRedis } from '../support/services';
-import { ADMIN, gql, login, ok, refusal, registerUser, startGateway, subscribeLive, wsClient, type GatewayProcess } from '../support/gateway';
+import { ADMIN, gql, idleVms as idleVmsOf, login, ok, refusal, registerUser, startGateway, subscribeLive, wsClient, type GatewayProcess } from '../support/gateway';
 import { agentPid, near, openStream, pixel, requestUa, uaId } from '../support/stream';
 import type { Client } from 'graphql-ws';
 
@@ -17,13 +17,7 @@ const clients: Client[] = [];
 const WHITE = { r: 255, g: 255, b: 255 };
 const RED = { r: 255, g: 0, b: 0 };
 
-async function idleVms(n: number): Promise<string[]> {
-  return until(`${n} idle WASM VMs`, 30_000, async () => {
-    const d = await gql(gw, `{ vms(status: IDLE, platform: WASM) { id } }`, {}, admin);
-    const ids = (d.data?.vms ?? []).map((v: { id: string }) => v.id);
-    return ids.length >= n ? ids : null;
-  }, 100);
-}
+const idleVms = (n: number): Promise<string[]> => idleVmsOf(gw, admin, n);
 
 /** so long that a VM seen OFFLINE within a test was seen by the provider's exit listener, not the heartbeat sweep */
 const HEARTBEAT_TIMEOUT_MS = 120_000;

@@ -5,8 +5,8 @@
 // is caught by its checksum and the UA starts fresh, saying why.
 import { Client as PgClient } from 'pg';
 import { freshDatabase, startRedis, until, type TestRedis } from '../support/services';
-import { ADMIN, gql, login, ok, registerUser, startGateway, type GatewayProcess } from '../support/gateway';
-import { agentPid, near, openStream, pixel, uaId, vmSecret } from '../support/stream';
+import { ADMIN, gql, idleVms, login, ok, registerUser, startGateway, type GatewayProcess } from '../support/gateway';
+import { agentPid, near, openStream, pixel, shipX, uaId, vmSecret } from '../support/stream';
 import type { FrameEvent } from '@uve/client';
 
 let redis: TestRedis;
@@ -19,10 +19,12 @@ const RED = { r: 255, g: 0, b: 0 };
 beforeAll(async () => {
   redis = await startRedis();
   dbUrl = await freshDatabase();
-  // NO_LOSS sessions stage their state every second: every test's save may be a delta (10 s by default)
-  gw = await startGateway({ DATABASE_URL: dbUrl, REDIS_URL: redis.url, UVE_QUEUE_PREFIX: 'reconnect', UVE_SAMPLE_UAS: 'true', UVE_WARM_VMS: '2', UVE_VM_CAPACITY: '4', UVE_VM_DATA_STAGE_S: '1' });
+  // NO_LOSS sessions stage their state every second: every test's save may be a delta (10 s by default);
+  // the restore is done when the user is back, on the path these tests look at (restore-ahead.test.ts
+  // has it done while the user is away)
+  gw = await startGateway({ DATABASE_URL: dbUrl, REDIS_URL: redis.url, UVE_QUEUE_PREFIX: 'reconnect', UVE_SAMPLE_UAS: 'true', UVE_WARM_VMS: '2', UVE_VM_CAPACITY: '4', UVE_VM_DATA_STAGE_S: '1', UVE_RESTORE_AHEAD: '0' });
   admin = (await login(gw, ADMIN.username, ADMIN.password)).token;
-  await until('2 idle WASM VMs', 30_000, async () => ((await gql(gw, `{ vms(status: IDLE, platform: WASM) { id } }`, {}, admin)).data?.vms?.length ?? 0) >= 2, 100);
+  await idleVms(gw, admin, 2);
 }, 90_000);
 
 afterAll(async () => {
@@ -278,12 +280,6 @@ it('NO_LOSS with the state staged ahead: the save at the drop sends only what ch
   // the last save (at the end) lets go of what the session staged
   await until('nothing staged after the end', 20_000, async () => (await staged()) === null, 100);
 }, 120_000);
-
-/** left x of the game's ship (its bottom row, y = height - 25, is rgb(80, 200, 255)), or -1 */
-function shipX(f: FrameEvent): number {
-  for (let x = 0; x < 640; x++) if (near(pixel(f, x, 480 - 25), { r: 80, g: 200, b: 255 }, 30)) return x;
-  return -1;
-}
 
 /**
  * Reconnects a game session whose VM was killed: on another VM, restored from `snapshotId` (any FULL

@@ -4,7 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import WebSocket from 'ws';
 import { createClient, type Client } from 'graphql-ws';
-import { Collector, recordForLeakCheck, stopChild, testRunEnv } from './services';
+import { Collector, freshDatabase, recordForLeakCheck, startRedis, stopChild, testRunEnv, until, type TestRedis } from './services';
 
 export const ROOT = path.resolve(__dirname, '../..');
 export const GATEWAY_MAIN = path.join(ROOT, 'apps/gateway/dist/main.js');
@@ -149,6 +149,30 @@ export async function refusal(g: { graphqlUrl: string }, query: string, variable
   const r = await gql(g, query, variables, auth);
   if (!r.errors?.length) throw new Error(`expected a refusal, got ${JSON.stringify(r.data)}`);
   return r.errors[0]!;
+}
+
+/**
+ * A gateway on a fresh database and a Redis of its own, its admin logged in, and `idleWasm` WASM
+ * VMs up (UVE_WARM_VMS); `stop` ends both.
+ */
+export async function startWasmStack(env: Record<string, string>, idleWasm: number): Promise<{ gw: GatewayProcess; redis: TestRedis; admin: string; stop(): Promise<void> }> {
+  const redis = await startRedis();
+  const gw = await startGateway({ DATABASE_URL: await freshDatabase(), REDIS_URL: redis.url, UVE_SAMPLE_UAS: 'true', UVE_WARM_VMS: String(idleWasm), ...env }).catch(async (e) => {
+    await redis.stop();
+    throw e;
+  });
+  const admin = (await login(gw, ADMIN.username, ADMIN.password)).token;
+  await idleVms(gw, admin, idleWasm);
+  return { gw, redis, admin, stop: async () => { await gw.stop(); await redis.stop(); } };
+}
+
+/** The ids of at least `n` IDLE VMs of `platform` (a bounded wait: the pool warms them). */
+export function idleVms(g: GatewayAddress, admin: string, n: number, platform = 'WASM', ms = 30_000): Promise<string[]> {
+  return until(`${n} idle ${platform} VMs`, ms, async () => {
+    const d = await gql(g, `query($p: Platform) { vms(status: IDLE, platform: $p) { id } }`, { p: platform }, admin);
+    const ids = (d.data?.vms ?? []).map((v: { id: string }) => v.id);
+    return ids.length >= n ? ids : null;
+  }, 100);
 }
 
 export async function login(g: { graphqlUrl: string }, username: string, password: string): Promise<{ token: string; id: string }> {

@@ -38,16 +38,25 @@ export async function uaId(gw: GatewayAddress, token: string, name: string): Pro
  * Requests a UA; `fresh` (default true, so tests start from a known picture) skips resuming the
  * user's disconnected session or VM Data of it (tests/e2e/reconnect-vmdata.test.ts covers those).
  */
-export async function requestUa(gw: GatewayAddress, token: string, ua: string, opts: { codec: string; width?: number; height?: number; resources?: string[]; fresh?: boolean }) {
-  const d = await ok(gw, `mutation($i: RequestApplicationInput!) { requestApplication(input: $i) { id vm { id } connection { url token } } }`, {
-    i: { uaId: ua, fresh: opts.fresh ?? true, terminal: { screenWidth: opts.width ?? 640, screenHeight: opts.height ?? 480, codecs: [opts.codec], localResources: opts.resources ?? [], maxFrameRate: 60 } },
+export async function requestUa(gw: GatewayAddress, token: string, ua: string, opts: { codec: string; width?: number; height?: number; resources?: string[]; fresh?: boolean; method?: 'NORMAL' | 'NO_LOSS' }) {
+  const d = await ok(gw, `mutation($i: RequestApplicationInput!) { requestApplication(input: $i) { id reconnections vm { id } restoredFrom { id kind } connection { url token } } }`, {
+    i: {
+      uaId: ua, fresh: opts.fresh ?? true, ...(opts.method ? { reconnectionMethod: opts.method } : {}),
+      terminal: { screenWidth: opts.width ?? 640, screenHeight: opts.height ?? 480, codecs: [opts.codec], localResources: opts.resources ?? [], maxFrameRate: 60 },
+    },
   }, token);
-  return d.requestApplication as { id: string; vm: { id: string }; connection: { url: string; token: string } };
+  return d.requestApplication as { id: string; reconnections: number; vm: { id: string }; restoredFrom: { id: string; kind: string } | null; connection: { url: string; token: string } };
+}
+
+/** left x of the sample game's ship in a 640x480 picture (its bottom row, y = height - 25, is rgb(80, 200, 255)), or -1 */
+export function shipX(f: FrameEvent): number {
+  for (let x = 0; x < 640; x++) if (near(pixel(f, x, 480 - 25), { r: 80, g: 200, b: 255 }, 30)) return x;
+  return -1;
 }
 
 /** A connected stream client that keeps decoded frames and can wait for one (bounded). */
-export async function openStream(target: { url: string; token: string }, resources: ResourceProviders = {}, reconnect?: () => Promise<{ url: string; token: string }>) {
-  const client = new StreamClient({ resources, browserResources: false, reconnect, backoff: { initialMs: 100, maxMs: 1000, maxAttempts: 20 } });
+export async function openStream(target: { url: string; token: string }, resources: ResourceProviders = {}, reconnect?: () => Promise<{ url: string; token: string }>, timings = false) {
+  const client = new StreamClient({ resources, browserResources: false, reconnect, backoff: { initialMs: 100, maxMs: 1000, maxAttempts: 20 }, timings });
   const received = new Collector<FrameEvent>();
   const frames = received.items;
   client.on('frame', (f) => received.push(f));

@@ -100,7 +100,7 @@ describe('cgroup load', () => {
 });
 
 describe('selection ranking', () => {
-  const vm = (name: string, active: number, capacity: number, cpu: number | null, deployed = true) => ({ name, active, capacity, cpu, deployed });
+  const vm = (name: string, active: number, capacity: number, cpu: number | null, deployed = true) => ({ id: name, name, active, capacity, cpu, deployed });
 
   it('passes over a hot VM while another has headroom, even with fewer sessions', () => {
     expect(rankCandidates([vm('hot', 1, 4, 0.95), vm('cool', 2, 4, 0.1)], 0.85).map((v) => v.name)).toEqual(['cool', 'hot']);
@@ -109,6 +109,12 @@ describe('selection ranking', () => {
   it('takes the least loaded when all are hot, and fewest sessions among the cool', () => {
     expect(rankCandidates([vm('a', 1, 4, 0.99), vm('b', 1, 4, 0.9)], 0.85)[0]!.name).toBe('b');
     expect(rankCandidates([vm('a', 2, 4, 0.1), vm('b', 1, 4, 0.5)], 0.85)[0]!.name).toBe('b');
+  });
+
+  it('puts the VM a restore was prepared ahead on first, unless it is hot', () => {
+    expect(rankCandidates([vm('empty', 0, 4, 0.1), vm('ahead', 3, 4, 0.5, false)], 0.85, 'ahead')[0]!.name).toBe('ahead');
+    expect(rankCandidates([vm('empty', 0, 4, 0.1), vm('ahead', 1, 4, 0.9)], 0.85, 'ahead')[0]!.name).toBe('empty');
+    expect(rankCandidates([vm('empty', 0, 4, 0.1), vm('other', 1, 4, 0.1)], 0.85, 'gone')[0]!.name).toBe('empty');
   });
 
   it('counts a VM without a heartbeat figure as cool', () => {

@@ -69,6 +69,8 @@ export interface GatewayConfig {
   vmDataWriters: number;
   /** NO_LOSS sessions' VMs stage the FULL state this often (s; 0: never) */
   vmDataStageSec: number;
+  /** a dropped NO_LOSS session's FULL VM Data is restored ahead on the VM its reconnection will go to */
+  restoreAhead: boolean;
   /** GLIBC_TUNABLES of the processes the gateway starts (`off`: none set; infra/allocator.ts) */
   glibcTunables: string;
   graphqlMaxTokens: number;
@@ -203,6 +205,7 @@ export const CONFIG_SPEC = {
   vmDataReaders: { env: 'UVE_VM_DATA_READERS', doc: 'VM Data downloads the postgres store serves at once, each on a database connection of its own besides the pool, kept open once opened (more wait for one, up to UVE_DB_TIMEOUT_MS)', default: '4', parse: int(1, 64) },
   vmDataWriters: { env: 'UVE_VM_DATA_WRITERS', doc: 'new VM Data chunks the postgres store inserts at once, each on a database connection of its own besides the pool, kept open once opened (an upload keeps that many in flight; 2 and 4 measured no faster against one embedded server, whose own write path is the bound)', default: '1', parse: int(1, 16) },
   vmDataStageSec: { env: 'UVE_VM_DATA_STAGE_S', doc: 'with the postgres store, the VM of a NO_LOSS session stages the UA\'s FULL state with the VMM this often while it runs, so that its save at a drop or at the end sends only the chunks that changed since (each staging copies the state out, pausing the UA as long); 0: never', default: '10', parse: int(0, 86400) },
+  restoreAhead: { env: 'UVE_RESTORE_AHEAD', doc: 'while a NO_LOSS session is DISCONNECTED, the VM its reconnection will go to downloads its FULL VM Data and restores it into a frozen UA, so that the reconnection waits for neither (the VM holds the state\'s memory until the reconnection or the window\'s end); 0: restored only when the user is back', default: '1', parse: bool },
   glibcTunables: { env: 'UVE_GLIBC_TUNABLES', doc: `GLIBC_TUNABLES of the processes the gateway starts (embedded PostgreSQL, private Redis, VM agents; and of the gateway under npm start): large allocations on transparent huge pages, fewer page faults per VM Data transfer (docs/operations.md); off: none. A GLIBC_TUNABLES of the gateway's own environment wins`, default: DEFAULT_GLIBC_TUNABLES, parse: str },
   graphqlMaxTokens: { env: 'UVE_GRAPHQL_MAX_TOKENS', doc: 'most tokens a GraphQL document may have', default: '2000', parse: int(100, 100_000) },
   graphqlMaxDepth: { env: 'UVE_GRAPHQL_MAX_DEPTH', doc: 'deepest selection a GraphQL operation may nest', default: '10', parse: int(2, 100) },

@@ -103,6 +103,7 @@ export async function createServices(deps: {
     maxOpenSessionsPerUser: config.maxOpenSessionsPerUser,
     requestWaitMs: config.requestWaitMs,
     vmCpuHigh: config.vmCpuHigh,
+    restoreAhead: config.restoreAhead,
   });
   const snapshots = new SnapshotsService(ds, new VmDataStore(vmDataChunks(config, ds), config.vmDataKey), config.vmDataKeep);
   sessions.stageRestored = (em, sessionId, snapshotId) => snapshots.stageRestored(em, sessionId, snapshotId);
@@ -118,6 +119,15 @@ export async function createServices(deps: {
     }
   });
   vms.onVmLost((vmId, reason) => sessions.onVmLost(vmId, reason));
+  // a drop and its save commit in either order: after each, the restore ahead may be prepared
+  if (config.restoreAhead) {
+    txs.onCommitted((uow) => {
+      for (const ev of uow.events) {
+        if (ev.type !== 'DISCONNECTED' && ev.type !== 'SNAPSHOT_SAVED') continue;
+        sessions.prepareRestoreAhead(ev.sessionId).catch((e: Error) => log.warn('restore ahead not prepared', { sessionId: ev.sessionId, error: e.message }));
+      }
+    });
+  }
   const procurements = new ProcurementsService(ds, txs, pubsub, uas, log);
   vms.onDeploymentReported((m) => procurements.onDeploymentChanged(m));
   vms.onJoined((m) => uas.deployToNewVm(m.vmId, m.platform, m.deployed));

@@ -13,7 +13,7 @@ import { availableCodecs as encoderCodecs, createEncoder, sessionPixelFormat, Wa
 import { runtimeFor } from './runtimes';
 import { resolveUaUser } from './runtimes/x11/ua-user';
 import type { UaRuntime } from './runtimes/runtime';
-import { SessionManager } from './sessions/session-manager';
+import { DEPLOY_WAIT_MS, SessionManager } from './sessions/session-manager';
 import type { Session } from './sessions/session';
 import { createTokenVerifier, type TokenVerifier } from './stream/auth';
 import { StreamServer } from './stream/stream-server';
@@ -22,6 +22,7 @@ import { UaStore } from './uas/ua-store';
 import { VmmLink } from './vmm/link';
 import { createLoadSampler } from './vmm/heartbeat';
 import { VmDataBuffer, VmDataClient } from './vmm/vm-data';
+import { RestoresAhead } from './sessions/restores-ahead';
 import { VmmWatch } from './vmm/vmm-watch';
 import { AgentMetrics } from './metrics';
 import { killChildren } from './common/children';
@@ -60,6 +61,7 @@ export class Vm {
   private watch: VmmWatch | null = null;
   private warmEncoder: WarmX264 | null = null;
   private runtime: UaRuntime | null = null;
+  private restoresAhead: RestoresAhead | null = null;
   private readonly watcherWaits = new WatcherWaits();
   endpoint = '';
   port = 0;
@@ -114,6 +116,14 @@ export class Vm {
       pendingReports: () => link.pendingReports,
       ...(runtime.guestThreads ? { guestThreads: () => runtime.guestThreads!() } : {}),
     });
+    // NO_LOSS reconnections the VMM sends here, restored while their PLAYER is away
+    const restoresAhead = (this.restoresAhead = new RestoresAhead({
+      runtime,
+      resolveUa: (uaId, version) => this.uas!.resolve(uaId, version, DEPLOY_WAIT_MS),
+      fetchVmData: (snapshotId, onFirstBytes) => vmData.download(snapshotId, onFirstBytes),
+      max: cfg.capacity,
+      log: log.child({ part: 'restores-ahead' }),
+    }));
     // the usual first session: 1280x720 at the default 60 fps and 3000 kbit/s (gateway stream-params.ts),
     // in the pictures this VM's platform gives H264 (a VM hosts one platform; later, the last session's)
     const pixelFormat = sessionPixelFormat('H264', runtime.pixelFormats, WARM_ENCODER_DEFAULT.width, WARM_ENCODER_DEFAULT.height);
@@ -131,6 +141,7 @@ export class Vm {
       vmDataDeltas: vmData,
       vmDataBuffer: () => buffer.takeKept(),
       observer: metrics,
+      restoresAhead,
     });
 
     const verifier = this.deps.verifier ?? createTokenVerifier(cfg.jwksUrl, cfg.vmId);
@@ -145,7 +156,7 @@ export class Vm {
       limits: cfg.stream,
       tls: cfg.tls ? { cert: await readFile(cfg.tls.certFile), key: await readFile(cfg.tls.keyFile) } : undefined,
       log: log.child({ part: 'uve3' }),
-      health: () => ({ vmId: cfg.vmId, sessions: sessions.active, capacity: cfg.capacity, draining: sessions.isDraining }),
+      health: () => ({ vmId: cfg.vmId, sessions: sessions.active, capacity: cfg.capacity, draining: sessions.isDraining, restoresAhead: restoresAhead.counts() }),
       metrics: () => metrics.text(),
     });
     this.port = await this.server.listen();
@@ -237,6 +248,7 @@ export class Vm {
     await step('closing the command consumer', link?.stopCommands(), 2_000);
     await step('ending sessions', this.sessions?.endAll(`VM shutting down: ${reason}`), 4_000);
     await step('closing the UVE-3 server', this.server?.close(), 1_000);
+    await step('closing the restores prepared ahead', this.restoresAhead?.close(), 1_000);
     await step('closing the warm encoder', this.warmEncoder?.close(), 1_000);
     await step('closing the warm display', this.runtime?.close?.(), 1_000);
     await step('flushing reports', link?.flush(), 1_000);
@@ -282,6 +294,12 @@ export class Vm {
         ended.catch((e) => this.log.error('could not end a terminated session', { session: c.sessionId, error: errorMessage(e) }));
         return;
       }
+      case 'vmdata.prepareRestore':
+        this.restoresAhead?.prepare(c);
+        return;
+      case 'vmdata.dropRestore':
+        this.restoresAhead?.drop(c.sessionId, String(c.reason ?? 'dropped by the VMM').slice(0, 200));
+        return;
       case 'monitoring.notify':
         this.session(c.sessionId, c.type)?.addWatcher(c.watcherId, Array.isArray(c.privileges) ? c.privileges : []);
         this.watcherWaits.announced(c.sessionId, c.watcherId);

@@ -122,7 +122,8 @@ export type ClientMessage =
  * session that had some: restored before the first frame, or not (the UA started fresh, `reason`).
  */
 export type WelcomeVmData =
-  | { snapshotId: string; restored: true; kind: SnapshotKind }
+  /** `preparedAhead`: the restore was prepared on this VM while the PLAYER was away (vmdata.prepareRestore) */
+  | { snapshotId: string; restored: true; kind: SnapshotKind; preparedAhead?: boolean }
   | { snapshotId: string; restored: false; reason: string };
 
 /**
@@ -179,6 +180,9 @@ export interface SessionStartTiming {
   vmDataFetchedAt?: number;
   uaInstantiatedAt?: number;
   vmDataRestoredAt?: number;
+  /** VM, a restore prepared ahead (vmdata.prepareRestore): it began, and the UA held the state (before preparedAt when it was ready in time) */
+  restoreAheadStartedAt?: number;
+  restoreAheadReadyAt?: number;
   capturedAt?: number;
   encodedAt?: number;
   /** VM: this UC's hello arrived; its welcome left */

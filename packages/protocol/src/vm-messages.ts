@@ -116,6 +116,29 @@ export interface MonitoringEnd extends CommandMeta { type: 'monitoring.end'; ses
 export interface SuspendSessionCommand extends CommandMeta { type: 'session.suspend'; sessionId: string; byUserId: string | null; reason?: string | null }
 export interface ResumeSessionCommand extends CommandMeta { type: 'session.resume'; sessionId: string; byUserId: string | null }
 export interface TerminateSessionCommand extends CommandMeta { type: 'session.terminate'; sessionId: string; reason: string; saveVmData: boolean }
+/**
+ * Restore ahead (NO_LOSS, a FULL snapshot that moves to any VM): the session's PLAYER is away; the
+ * VMM names this VM as the one its reconnection will go to. The VM downloads the VM Data and
+ * restores it into a UA of the session's stream size and codec, frozen (no clock) until the
+ * session.prepare of the reconnection takes it; the reconnection's first frame then waits for
+ * neither the download nor the restore. Dropped at `holdMs`, at vmdata.dropRestore, or when a
+ * prepare takes another snapshot. A hint only: without it the reconnection restores as usual.
+ */
+export interface PrepareRestoreCommand extends CommandMeta {
+  type: 'vmdata.prepareRestore';
+  sessionId: string;
+  snapshotId: string;
+  uaId: string;
+  uaVersion: string;
+  /** the session's stream as it was (the snapshot's screen size; the codec decides the pixel format) */
+  width: number;
+  height: number;
+  codec: VideoCodec;
+  /** how long (ms) the VM holds the prepared UA when no reconnection takes it: the rest of the reconnect window */
+  holdMs: number;
+}
+/** the restore prepared ahead for a session is of no more use (the session ended, or went elsewhere) */
+export interface DropRestoreCommand extends CommandMeta { type: 'vmdata.dropRestore'; sessionId: string; reason: string }
 export interface DrainVmCommand extends CommandMeta { type: 'vm.drain' }
 export interface ShutdownVmCommand extends CommandMeta { type: 'vm.shutdown' }
 
@@ -129,6 +152,8 @@ export type VmCommand =
   | SuspendSessionCommand
   | ResumeSessionCommand
   | TerminateSessionCommand
+  | PrepareRestoreCommand
+  | DropRestoreCommand
   | DrainVmCommand
   | ShutdownVmCommand;
 

@@ -7,6 +7,7 @@ import type { UaStore } from '../uas/ua-store';
 import type { UaRuntime } from '../runtimes/runtime';
 import type { EncoderOptions, VideoEncoder } from '../encoders/encoder';
 import { Session, type SessionDeps } from './session';
+import type { RestoresAhead } from './restores-ahead';
 
 /** how long a prepare may wait for the UA's deployment to finish */
 export const DEPLOY_WAIT_MS = 180_000;
@@ -37,6 +38,8 @@ export interface SessionManagerOptions {
   vmDataDeltas?: SessionDeps['vmDataDeltas'];
   vmDataBuffer?: SessionDeps['vmDataBuffer'];
   observer?: SessionDeps['observer'];
+  /** restores prepared ahead on this VM (vmdata.prepareRestore) */
+  restoresAhead?: RestoresAhead;
 }
 
 export class SessionManager {
@@ -119,6 +122,7 @@ export class SessionManager {
     const refuse = (error: string): void => {
       log.warn('session refused', { error });
       this.remember(cmd.sessionId, `refused: ${error}`);
+      this.opts.restoresAhead?.drop(cmd.sessionId, 'its session.prepare was refused');
       // refused before the session existed: its first and only report
       this.opts.report({ type: 'session.failed', sessionId: cmd.sessionId, userId: cmd.userId, uaId: cmd.uaId, seq: 1, error });
       this.arrived(cmd.sessionId, { error });
@@ -141,6 +145,7 @@ export class SessionManager {
       vmDataDeltas: this.opts.vmDataDeltas,
       vmDataBuffer: this.opts.vmDataBuffer,
       observer: this.opts.observer,
+      takeRestoreAhead: this.opts.restoresAhead ? (id, key) => this.opts.restoresAhead!.take(id, key) : undefined,
       onEnded: (s, reason) => {
         if (this.sessions.get(s.id) === s) this.sessions.delete(s.id);
         this.remember(s.id, reason);

@@ -97,6 +97,14 @@ export class SessionVmData {
     }
   }
 
+  /** The state is in the UA already: a restore prepared ahead on this VM (RestoresAhead) was taken. */
+  restoredAhead(snapshotId: string): void {
+    this.stamps.vmDataRestoredAt = wallClock();
+    this.log.info('VM Data restored ahead taken', { snapshot: snapshotId });
+    this.report({ type: 'vmdata.restored', snapshotId, restored: true, kind: 'FULL' });
+    this.outcome = { snapshotId, restored: true, kind: 'FULL', preparedAhead: true };
+  }
+
   /**
    * Stages the UA's FULL state with the VMM every `everyMs` while `live()` gives the UA (NO_LOSS,
    * session.prepare's vmDataStageMs): the save at a drop or at the end then sends only the chunks

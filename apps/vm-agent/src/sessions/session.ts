@@ -26,7 +26,8 @@ import { FramePump } from '../stream/frame-pump';
 import type { StreamConnection } from '../stream/connection';
 import type { VmReport } from '../vmm/link';
 import type { FetchedVmData, HeldBuffer, StoredVmData, VmDataClient } from '../vmm/vm-data';
-import { SessionVmData } from './session-vm-data';
+import { SessionVmData, type RestoreDownload } from './session-vm-data';
+import type { PreparedRestore, RestoreAheadKey } from './restores-ahead';
 import { SessionResourceBroker } from './resource-broker';
 
 export type SessionState = 'starting' | 'ready' | 'ended';
@@ -51,6 +52,8 @@ export interface SessionDeps {
   fetchVmData?: (snapshotId: string, onFirstBytes?: (head: Uint8Array) => void) => Promise<FetchedVmData>;
   /** the VM's kept buffer for VM Data, lent to a save (null while in use); absent: saves allocate their own */
   vmDataBuffer?: () => HeldBuffer | null;
+  /** the UA a restore prepared ahead holds for this session (vmdata.prepareRestore), when one fits; absent: none are */
+  takeRestoreAhead?: (sessionId: string, key: RestoreAheadKey) => Promise<PreparedRestore | null> | null;
   /** stream measurements for /metrics */
   observer?: { encoded(ms: number): void; inputToFrame(ms: number): void };
 }
@@ -184,13 +187,20 @@ export class Session {
    * without waiting for the UA or the encoder. Failure ends the session with session.failed.
    */
   async start(): Promise<void> {
+    // I420 for H264 when the runtime gives it (the WASM one converts in the guest's thread, cheaper than ffmpeg)
+    const pixelFormat = sessionPixelFormat(this.stream.codec, this.deps.runtime.pixelFormats, this.stream.width, this.stream.height);
+    // a UA this VM restored while the PLAYER was away (vmdata.prepareRestore), if it fits this session
+    const ahead = this.restoreSnapshotId && this.reconnectionMethod === 'NO_LOSS'
+      ? this.deps.takeRestoreAhead?.(this.id, { snapshotId: this.restoreSnapshotId, uaId: this.uaId, uaVersion: this.uaVersion, width: this.stream.width, height: this.stream.height, pixelFormat }) ?? null
+      : null;
     // the VM Data comes while the UA starts (the download does not wait for the instantiation)
-    const restoring = this.restoreSnapshotId ? this.vmData.download(this.restoreSnapshotId) : null;
+    let restoring = this.restoreSnapshotId && !ahead ? this.vmData.download(this.restoreSnapshotId) : null;
     try {
       const ua = await this.deps.resolveUa();
-      if (this.ended) return;
-      // I420 for H264 when the runtime gives it (the WASM one converts in the guest's thread, cheaper than ffmpeg)
-      const pixelFormat = sessionPixelFormat(this.stream.codec, this.deps.runtime.pixelFormats, this.stream.width, this.stream.height);
+      if (this.ended) {
+        void ahead?.then((p) => p?.instance.close().catch(() => undefined));
+        return;
+      }
       const startUa = async (restoreFollows: boolean): Promise<UaInstance> => {
         let started: UaInstance | null = null;
         started = await this.deps.runtime.start({
@@ -206,23 +216,16 @@ export class Session {
         });
         return started;
       };
-      // NO_LOSS saves a FULL state, whose restore makes an instance of its own: the UA's own start is skipped
-      let instance = await startUa(restoring !== null && this.reconnectionMethod === 'NO_LOSS');
-      if (restoring) {
-        this.startTiming.uaInstantiatedAt = wallClock();
-        // the UA makes room for the state while the rest of it downloads
-        const ready = instance;
-        void restoring.head.then((head) => !this.ended && ready.prepareRestore?.(head));
-      }
-      if (this.ended) {
-        await instance.close().catch(() => undefined);
-        return;
-      }
-      // seed B.1: the VM Data is in the UA before its first frame; unusable data means a fresh start
-      if (this.restoreSnapshotId && restoring && !(await this.vmData.restore(instance, this.restoreSnapshotId, restoring.fetched))) {
-        await instance.close().catch(() => undefined);
-        if (this.ended) return;
-        instance = await startUa(false);
+      let instance: UaInstance;
+      const prepared = ahead ? await ahead : null;
+      if (prepared) {
+        Object.assign(this.startTiming, { restoreAheadStartedAt: prepared.startedAt, restoreAheadReadyAt: prepared.readyAt });
+        instance = prepared.bind({ resources: this.broker, onDamage: () => this.pump?.damage(), onExit: (error) => this.instance === instance && this.onUaExit(error) });
+        this.vmData.restoredAhead(this.restoreSnapshotId!);
+      } else {
+        // prepared ahead but not usable after all (logged): restored as usual
+        if (ahead && this.restoreSnapshotId) restoring = this.vmData.download(this.restoreSnapshotId);
+        instance = await this.startRestoring(startUa, restoring);
       }
       if (this.ended) {
         await instance.close().catch(() => undefined);
@@ -231,6 +234,7 @@ export class Session {
       this.instance = instance;
       this.startTiming.uaStartedAt = wallClock();
       if (this.suspended) instance.suspend();
+      else if (prepared) instance.resume(); // frozen since it was prepared: its clock goes on from the drop
       this.encoder = this.deps.createEncoder(this.stream.codec, {
         width: instance.width,
         height: instance.height,
@@ -273,6 +277,26 @@ export class Session {
       // restored or not, the download's buffer is free for the next one (restore() released it already when it ran)
       restoring?.fetched.then((d) => d.release(), () => undefined);
     }
+  }
+
+  /** The UA started, with the VM Data to restore in it when there is some (a fresh start when it is unusable). */
+  private async startRestoring(startUa: (restoreFollows: boolean) => Promise<UaInstance>, restoring: RestoreDownload | null): Promise<UaInstance> {
+    // NO_LOSS saves a FULL state, whose restore makes an instance of its own: the UA's own start is skipped
+    let instance = await startUa(restoring !== null && this.reconnectionMethod === 'NO_LOSS');
+    if (restoring) {
+      this.startTiming.uaInstantiatedAt = wallClock();
+      // the UA makes room for the state while the rest of it downloads
+      const ready = instance;
+      void restoring.head.then((head) => !this.ended && ready.prepareRestore?.(head));
+    }
+    if (this.ended) return instance;
+    // seed B.1: the VM Data is in the UA before its first frame; unusable data means a fresh start
+    if (this.restoreSnapshotId && restoring && !(await this.vmData.restore(instance, this.restoreSnapshotId, restoring.fetched))) {
+      await instance.close().catch(() => undefined);
+      if (this.ended) return instance;
+      instance = await startUa(false);
+    }
+    return instance;
   }
 
   /** Resolves when the first frame is ready; rejects if the session ends first. */

@@ -37,6 +37,10 @@ export class Session {
   /** the last UVE-5 report applied from the session's current VM (its per-session seq) */
   @Column({ type: 'int', default: 0 }) lastReportSeq!: number;
   @Column({ type: 'uuid', nullable: true }) restoredFromId!: string | null;
+  /** while DISCONNECTED: the VM told to restore the session's VM Data ahead (vmdata.prepareRestore), and which snapshot */
+  @ManyToOne(() => Vm, { onDelete: 'SET NULL', nullable: true }) @JoinColumn({ name: 'restore_ahead_vm_id' }) restoreAheadVm?: Vm | null;
+  @Column({ type: 'uuid', nullable: true }) restoreAheadVmId!: string | null;
+  @Column({ type: 'uuid', nullable: true }) restoreAheadSnapshotId!: string | null;
   @Column({ type: 'varchar', length: 500, nullable: true }) endReason!: string | null;
   @Field() @CreateDateColumn({ type: 'timestamptz' }) createdAt!: Date;
   @Field(() => Date, { nullable: true }) @Column({ type: 'timestamptz', nullable: true }) startedAt!: Date | null;

@@ -56,6 +56,8 @@ export interface SessionsServiceOptions {
   requestWaitMs: number;
   /** CPU load from which a VM gets new sessions only when no other has headroom (UVE_VM_CPU_HIGH) */
   vmCpuHigh: number;
+  /** a DISCONNECTED NO_LOSS session's FULL VM Data is restored ahead on the VM its reconnection will go to (UVE_RESTORE_AHEAD) */
+  restoreAhead?: boolean;
 }
 
 /** Where VMs come from when none is free (the pool manager). */
@@ -71,7 +73,7 @@ export interface VmSupply {
 
 export class SessionsService implements SessionReportTarget {
   private readonly repo: Repository<Session>;
-  private readonly selection = (excludeVmId: string | null = null): SelectionOptions => ({ heartbeatTimeoutMs: this.options.heartbeatTimeoutMs, cpuHigh: this.options.vmCpuHigh, excludeVmId });
+  private readonly selection = (excludeVmId: string | null = null, preferVmId: string | null = null): SelectionOptions => ({ heartbeatTimeoutMs: this.options.heartbeatTimeoutMs, cpuHigh: this.options.vmCpuHigh, excludeVmId, preferVmId });
   /** set when this gateway runs a pool that can start VMs on demand */
   vmSupply: VmSupply | null = null;
   /**
@@ -319,11 +321,13 @@ export class SessionsService implements SessionReportTarget {
     }
     // VM Data to restore (WASM NO_LOSS: the FULL state, NO_LOSS_SCOPE ANY_VM): another VM by policy,
     // so the old one (which may be what failed) is left and the restore is what the user gets
-    const elsewhere = await selectVm(uow.em, r.ua, r.terminal.codecs, this.selection(oldVmId));
+    // the VM the restore was prepared ahead on, when it still has room (restoreAhead below)
+    const elsewhere = await selectVm(uow.em, r.ua, r.terminal.codecs, this.selection(oldVmId, old.restoreAheadVmId));
     if (elsewhere.vm) {
       if (oldVmId) await uow.command(oldVmId, { type: 'session.terminate', sessionId: old.id, reason: 'reconnected on another VM', saveVmData: false }, old.id);
+      const preparedAhead = !!snapshot && elsewhere.vm.id === old.restoreAheadVmId && snapshot.id === old.restoreAheadSnapshotId;
       // the new VM numbers this session's reports from 1 again; with no VM Data the UA starts fresh
-      return this.assign(uow, old, r, elsewhere.vm, { reconnections: old.reconnections + 1, restoredFromId: snapshot?.id ?? null, lastReportSeq: 0 }, false, { sameVm: false, fromVmId: oldVmId });
+      return this.assign(uow, old, r, elsewhere.vm, { reconnections: old.reconnections + 1, restoredFromId: snapshot?.id ?? null, lastReportSeq: 0 }, false, { sameVm: false, fromVmId: oldVmId, preparedAhead });
     }
     if (oldAlive) return backToOldVm('NO_OTHER_VM', `no other VM could take the session: ${elsewhere.reason}`);
     throw unavailable(`Your disconnected session of ${r.ua.name} cannot continue now: ${elsewhere.reason}. Try again shortly, or ask for a fresh start.`, { reason: elsewhere.reason, sessionId: old.id });
@@ -356,10 +360,7 @@ export class SessionsService implements SessionReportTarget {
     const stream = negotiateStream(r.terminal, codec);
     const restoreSnapshotId = patch.restoredFromId !== undefined ? patch.restoredFromId : s.restoredFromId;
     s = await this.move(uow, s, 'ASSIGNED', 'assign the session', r.user.id, { ...patch, vmId: vm.id, stream }, { ...eventData, vmId: vm.id, codec, width: stream.width, height: stream.height, maxFps: stream.maxFps, restoreSnapshotId });
-    // a deploy already on its way (an earlier request to this VM wrote it; the outbox sends it before
-    // this prepare) is not sent again: a second one would supersede the first behind the prepares
-    const underway = !vm.deployed && await uow.em.existsBy(UaDeployment, { uaId: r.ua.id, vmId: vm.id, version: r.version.version, status: In(['PENDING', 'DOWNLOADING']) });
-    if (!vm.deployed && !underway) await this.uas.sendPackage(uow, vm.id, 'ua.deploy', r.ua, r.version);
+    await this.deployIfNeeded(uow, vm, r.ua, r.version);
     const noLoss = r.input.reconnectionMethod === 'NO_LOSS';
     const vmDataStaged = noLoss && restoreSnapshotId && this.stageRestored ? await this.stageRestored(uow.em, s.id, restoreSnapshotId) : null;
     await uow.command(vm.id, {
@@ -370,6 +371,15 @@ export class SessionsService implements SessionReportTarget {
     }, s.id);
     for (const hook of this.assignedHooks) await hook(uow, s, created);
     return s;
+  }
+
+  /** The UA's package to the VM unless it is there, or on its way: sent before the command that needs it, in the same outbox. */
+  private async deployIfNeeded(uow: UnitOfWork, vm: VmCandidate, ua: Ua, version: UaVersion): Promise<void> {
+    if (vm.deployed) return;
+    // a deploy already on its way (an earlier request to this VM wrote it; the outbox sends it before
+    // this prepare) is not sent again: a second one would supersede the first behind the prepares
+    const underway = await uow.em.existsBy(UaDeployment, { uaId: ua.id, vmId: vm.id, version: version.version, status: In(['PENDING', 'DOWNLOADING']) });
+    if (!underway) await this.uas.sendPackage(uow, vm.id, 'ua.deploy', ua, version);
   }
 
   // ---- UVE-1: end, suspend, resume; management: terminate ----------------------------------------
@@ -484,6 +494,41 @@ export class SessionsService implements SessionReportTarget {
   }
 
   /**
+   * Restore ahead: a DISCONNECTED NO_LOSS session whose FULL VM Data is saved has it restored, while
+   * its PLAYER is away, on the VM its reconnection would be placed on now (another than the one it
+   * was on, the session's codec; the UA deployed there first if need be), which that reconnection then prefers: its first
+   * frame waits for neither the download nor the restore. Called after each commit that may make it
+   * possible (the drop, the save: they come in either order); once per snapshot. A hint: the VM
+   * gives the state up at the window's end, and a reconnection placed elsewhere drops it (move()).
+   */
+  async prepareRestoreAhead(sessionId: string): Promise<void> {
+    if (!this.options.restoreAhead || !isUuid(sessionId)) return;
+    await this.txs.run(async (uow) => {
+      const s = await uow.em.findOne(Session, { where: { id: sessionId }, lock: { mode: 'pessimistic_write' } });
+      if (!s || s.state !== 'DISCONNECTED' || s.reconnectionMethod !== 'NO_LOSS' || !s.stream) return;
+      // what reconnectDisconnected restores: the newest VM Data of this very session
+      const snapshot = await uow.em.findOne(VmSnapshot, { where: { sessionId: s.id }, order: { createdAt: 'DESC' } });
+      if (!snapshot || snapshot.kind !== 'FULL' || snapshot.id === s.restoreAheadSnapshotId) return;
+      const ua = await uow.em.findOneBy(Ua, { id: s.uaId });
+      if (!ua || NO_LOSS_SCOPE[ua.platform] !== 'ANY_VM') return;
+      const windowLeftMs = this.options.reconnectWindowMs - (Date.now() - (s.lastDisconnectAt ?? new Date()).getTime());
+      if (windowLeftMs <= 0) return;
+      const version = await this.uas.requestable(ua).catch(() => null);
+      if (!version) return; // removed meanwhile: the reconnection says why
+      const { vm } = await selectVm(uow.em, ua, [s.stream.codec], this.selection(s.vmId, s.restoreAheadVmId));
+      if (!vm) return;
+      await this.deployIfNeeded(uow, vm, ua, version);
+      if (s.restoreAheadVmId && s.restoreAheadVmId !== vm.id) {
+        await uow.command(s.restoreAheadVmId, { type: 'vmdata.dropRestore', sessionId: s.id, reason: 'a newer snapshot is prepared on another VM' }, s.id);
+      }
+      await uow.em.update(Session, s.id, { restoreAheadVmId: vm.id, restoreAheadSnapshotId: snapshot.id });
+      const { width, height, codec } = s.stream;
+      await uow.command(vm.id, { type: 'vmdata.prepareRestore', sessionId: s.id, snapshotId: snapshot.id, uaId: ua.id, uaVersion: version.version, width, height, codec, holdMs: windowLeftMs }, s.id);
+      await this.record(uow, s, 'RESTORE_AHEAD', null, { vmId: vm.id, snapshotId: snapshot.id });
+    });
+  }
+
+  /**
    * Closes reconnect windows: a session DISCONNECTED for longer than the window ends, and its VM is
    * told to free what it held. Returns the ids it ended.
    */
@@ -525,6 +570,13 @@ export class SessionsService implements SessionReportTarget {
   async move(uow: UnitOfWork, s: Session, to: SessionState, action: string, actorId: string | null, patch: Partial<Session> = {}, data: Record<string, unknown> | null = null): Promise<Session> {
     const from = s.state;
     assertTransition(from, to, action);
+    // a restore prepared ahead is taken by a reconnection placed on its VM, else of no more use
+    if (from === 'DISCONNECTED' && s.restoreAheadVmId) {
+      if (!(to === 'ASSIGNED' && patch.vmId === s.restoreAheadVmId)) {
+        await uow.command(s.restoreAheadVmId, { type: 'vmdata.dropRestore', sessionId: s.id, reason: to === 'ASSIGNED' ? 'the reconnection went to another VM' : `the session is ${to}` }, s.id);
+      }
+      patch = { ...patch, restoreAheadVmId: null, restoreAheadSnapshotId: null };
+    }
     Object.assign(s, patch, { state: to });
     await uow.em.update(Session, s.id, { ...patch, state: to });
     await this.record(uow, s, eventFor(from, to), actorId, { from, ...data });

@@ -264,9 +264,11 @@ export class SnapshotsService {
   async load(vm: Vm, snapshotId: string): Promise<VmSnapshot | null> {
     const snapshot = await this.findById(snapshotId);
     if (!snapshot) return null;
+    // or the VM told to restore it ahead for the DISCONNECTED session it was saved for (vmdata.prepareRestore)
     const [holder] = await this.ds.query(
-      `SELECT 1 FROM sessions WHERE vm_id = $1 AND restored_from_id = $2 AND user_id = $3 AND ua_id = $4
-          AND state IN ('REQUESTED', 'ASSIGNED', 'ACTIVE', 'SUSPENDED', 'DISCONNECTED') LIMIT 1`,
+      `SELECT 1 FROM sessions WHERE user_id = $3 AND ua_id = $4
+          AND ((vm_id = $1 AND restored_from_id = $2 AND state IN ('REQUESTED', 'ASSIGNED', 'ACTIVE', 'SUSPENDED', 'DISCONNECTED'))
+            OR (restore_ahead_vm_id = $1 AND restore_ahead_snapshot_id = $2 AND state = 'DISCONNECTED')) LIMIT 1`,
       [vm.id, snapshot.id, snapshot.userId, snapshot.uaId],
     );
     return holder ? snapshot : null;

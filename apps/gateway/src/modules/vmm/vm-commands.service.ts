@@ -19,6 +19,9 @@ export const COMMAND_TTL_MS: Record<VmCommand['type'], number> = {
   // closing a revoked watcher's stream matters as long as the session may still run
   'monitoring.end': 60 * 60_000,
   'session.terminate': 60 * 60_000,
+  // a restore prepared late is of no use: the user may be back within seconds
+  'vmdata.prepareRestore': 60_000,
+  'vmdata.dropRestore': 60 * 60_000,
   'ua.deploy': 60 * 60_000,
   'ua.update': 60 * 60_000,
   'ua.remove': 60 * 60_000,

@@ -24,6 +24,8 @@ export interface SelectionOptions {
   cpuHigh: number;
   /** a reconnecting session moves off the VM it was on (that VM still counts it) */
   excludeVmId?: string | null;
+  /** ranked first when it has a free slot and is not hot: the VM a restore was prepared ahead on */
+  preferVmId?: string | null;
 }
 
 export type Selection = { vm: VmCandidate } | { vm: null; reason: string };
@@ -60,7 +62,7 @@ export async function selectVm(em: EntityManager, ua: Ua, codecs: VideoCodec[], 
     [ua.platform, ua.id, ua.currentVersion, SLOT_SESSION_STATES, o.heartbeatTimeoutMs, o.excludeVmId ?? null],
   );
   if (rows.length === 0) return { vm: null, reason: await noneReady(em, ua, o) };
-  const picked = pick(rows, ua, codecs, o.cpuHigh);
+  const picked = pick(rows, ua, codecs, o.cpuHigh, o.preferVmId ?? null);
   if (!('ranked' in picked)) return picked;
   // the best VM that no other placement holds right now (one statement over all of them, in rank
   // order), then (all held) the best one, waiting for it; a VM filled meanwhile is let go and the
@@ -116,7 +118,7 @@ async function slotsAfterLock(em: EntityManager, c: VmCandidate | null): Promise
 }
 
 /** The free candidates best first, or why there is none. */
-function pick(rows: CandidateRow[], ua: Ua, codecs: VideoCodec[], cpuHigh: number): { ranked: VmCandidate[] } | { vm: null; reason: string } {
+function pick(rows: CandidateRow[], ua: Ua, codecs: VideoCodec[], cpuHigh: number, preferVmId: string | null): { ranked: VmCandidate[] } | { vm: null; reason: string } {
   const vms = rows.map((r) => ({ ...r, codecs: parsePgArray(r.codecs) as VideoCodec[] }));
   const withCodec = vms.filter((v) => v.codecs.some((c) => codecs.includes(c)));
   if (withCodec.length === 0) return { vm: null, reason: `no ${ua.platform} VM encodes any of ${codecs.join(', ')}` };
@@ -124,16 +126,20 @@ function pick(rows: CandidateRow[], ua: Ua, codecs: VideoCodec[], cpuHigh: numbe
   if (usable.length === 0) return { vm: null, reason: `${ua.name} ${ua.currentVersion} failed to deploy on every VM that could run it` };
   const free = usable.filter((v) => v.active < v.capacity);
   if (free.length === 0) return { vm: null, reason: `all ${usable.length} ${ua.platform} VMs are full` };
-  return { ranked: rankCandidates(free, cpuHigh).map(({ id, endpoint, codecs: vmCodecs, capacity, active, deployed, cpu }) => ({ id, endpoint, codecs: vmCodecs, capacity, active, deployed, cpu })) };
+  return { ranked: rankCandidates(free, cpuHigh, preferVmId).map(({ id, endpoint, codecs: vmCodecs, capacity, active, deployed, cpu }) => ({ id, endpoint, codecs: vmCodecs, capacity, active, deployed, cpu })) };
 }
 
 /** A VM is hot when its last heartbeat put its CPU at or above the threshold. */
 export const isHot = (cpu: number | null, cpuHigh: number): boolean => cpu !== null && cpu >= cpuHigh;
 
-/** Candidates with a free slot, best first (the order the header comment gives). */
-export function rankCandidates<T extends Pick<VmCandidate, 'deployed' | 'active' | 'capacity' | 'cpu'>>(free: T[], cpuHigh: number): T[] {
+/**
+ * Candidates with a free slot, best first (the order the header comment gives; `preferId`, a VM
+ * holding a restore prepared for the session, comes before the others that are not hot).
+ */
+export function rankCandidates<T extends Pick<VmCandidate, 'id' | 'deployed' | 'active' | 'capacity' | 'cpu'>>(free: T[], cpuHigh: number, preferId: string | null = null): T[] {
   return [...free].sort((a, b) =>
     Number(isHot(a.cpu, cpuHigh)) - Number(isHot(b.cpu, cpuHigh))
+    || Number(b.id === preferId) - Number(a.id === preferId)
     || Number(b.deployed) - Number(a.deployed)
     || a.active / a.capacity - b.active / b.capacity
     || (a.cpu ?? 0) - (b.cpu ?? 0));

@@ -1,0 +1,195 @@
+// Restores prepared ahead (vmdata.prepareRestore): while a NO_LOSS session's PLAYER is away, the
+// VMM names this VM as the one the reconnection will go to, and the VM downloads the session's VM
+// Data and restores it into a UA that waits frozen (no clock, no frames). The reconnection's
+// session.prepare then takes that UA: its first frame waits for neither the download nor the
+// restore (at 128 MiB ~1 s of both cores here: docs/performance.md, "thirteenth pass"). A hint
+// only: anything that does not fit (another snapshot, size, pixel format) is dropped and the
+// session restores as usual.
+import type { PrepareRestoreCommand } from '@uve/protocol';
+import { sessionPixelFormat } from '../encoders/encoder';
+import type { Logger } from '../common/log';
+import { wallClock } from '../common/clock';
+import { errorMessage } from '../common/errors';
+import type { InstalledUa, PixelFormat, ResourceAnswer, ResourceBroker, UaInstance, UaRuntime } from '../runtimes/runtime';
+import type { FetchedVmData } from '../vmm/vm-data';
+
+/** the longest a VM holds a prepared UA, whatever the command says */
+export const MAX_HOLD_MS = 15 * 60_000;
+
+/** what a session gives the UA it takes over (what UaStartOptions gave a UA started for it) */
+export interface RestoreAheadBinding {
+  resources: ResourceBroker;
+  onDamage: () => void;
+  onExit: (error?: Error) => void;
+}
+
+/** a UA holding the session's state, frozen, and when it was ready */
+export interface PreparedRestore {
+  instance: UaInstance;
+  startedAt: number;
+  readyAt: number;
+  /** hands the UA to the session: its callbacks from now on (the UA stays frozen: the session resumes it) */
+  bind(to: RestoreAheadBinding): UaInstance;
+}
+
+/** what the session to restore asks for; a prepared UA is only taken when all of it matches */
+export interface RestoreAheadKey {
+  snapshotId: string;
+  uaId: string;
+  uaVersion: string;
+  width: number;
+  height: number;
+  pixelFormat: PixelFormat;
+}
+
+export interface RestoresAheadDeps {
+  runtime: UaRuntime;
+  /** the installed package (waiting for a deploy under way); rejects when that version is not here */
+  resolveUa: (uaId: string, version: string) => Promise<InstalledUa>;
+  fetchVmData: (snapshotId: string, onFirstBytes?: (head: Uint8Array) => void) => Promise<FetchedVmData>;
+  /** prepared UAs held at most at once (the VM's capacity): a further one drops the oldest */
+  max: number;
+  log: Logger;
+}
+
+interface Entry {
+  key: RestoreAheadKey;
+  /** the prepared UA, or null when it could not be prepared (logged) */
+  prepared: Promise<PreparedRestore | null>;
+  /** given up (dropped, expired, the VM stops): a UA prepared after this is closed */
+  dropped: boolean;
+  /** the UA holds the state, waiting to be taken */
+  ready: boolean;
+  timer: NodeJS.Timeout;
+}
+
+export class RestoresAhead {
+  private readonly entries = new Map<string, Entry>();
+
+  constructor(private readonly deps: RestoresAheadDeps) {}
+
+  /** sessions with a restore prepared or under way */
+  get size(): number {
+    return this.entries.size;
+  }
+
+  /** what is held, for the VM's /healthz: under way, and ready to be taken */
+  counts(): { preparing: number; ready: number } {
+    const ready = [...this.entries.values()].filter((e) => e.ready).length;
+    return { preparing: this.entries.size - ready, ready };
+  }
+
+  /** vmdata.prepareRestore: starts preparing (a repeat of the same snapshot is ignored; another replaces it). */
+  prepare(cmd: PrepareRestoreCommand): void {
+    const log = this.deps.log.child({ session: cmd.sessionId, snapshot: cmd.snapshotId });
+    const key: RestoreAheadKey = {
+      snapshotId: cmd.snapshotId, uaId: cmd.uaId, uaVersion: cmd.uaVersion, width: cmd.width, height: cmd.height,
+      pixelFormat: sessionPixelFormat(cmd.codec, this.deps.runtime.pixelFormats, cmd.width, cmd.height),
+    };
+    const held = this.entries.get(cmd.sessionId);
+    if (held?.key.snapshotId === cmd.snapshotId) return;
+    if (held) this.drop(cmd.sessionId, 'a newer snapshot of the session is prepared');
+    if (this.entries.size >= this.deps.max) this.drop(this.entries.keys().next().value!, `at most ${this.deps.max} restores are prepared ahead`);
+    const holdMs = Math.max(0, Math.min(Number.isFinite(cmd.holdMs) ? cmd.holdMs : 0, MAX_HOLD_MS));
+    const entry: Entry = {
+      key,
+      prepared: Promise.resolve(null),
+      dropped: false,
+      ready: false,
+      timer: setTimeout(() => this.drop(cmd.sessionId, `not taken within ${Math.round(holdMs / 1000)} s`), holdMs),
+    };
+    entry.timer.unref();
+    entry.prepared = this.run(entry, log);
+    this.entries.set(cmd.sessionId, entry);
+  }
+
+  /**
+   * The session's reconnection takes its prepared UA (waiting for one still under way), or null
+   * when there is none for exactly this key (the session then restores as usual).
+   */
+  take(sessionId: string, key: RestoreAheadKey): Promise<PreparedRestore | null> | null {
+    const entry = this.entries.get(sessionId);
+    if (!entry) return null;
+    const mismatch = (Object.keys(key) as (keyof RestoreAheadKey)[]).find((k) => key[k] !== entry.key[k]);
+    if (mismatch) {
+      this.drop(sessionId, `the reconnection differs (${mismatch}: ${String(entry.key[mismatch])} prepared, ${String(key[mismatch])} asked)`);
+      return null;
+    }
+    this.entries.delete(sessionId);
+    clearTimeout(entry.timer);
+    return entry.prepared;
+  }
+
+  /** vmdata.dropRestore, an expiry, a replacement: the prepared UA (or the one under way) is closed. */
+  drop(sessionId: string, reason: string): void {
+    const entry = this.entries.get(sessionId);
+    if (!entry) return;
+    this.entries.delete(sessionId);
+    clearTimeout(entry.timer);
+    entry.dropped = true;
+    this.deps.log.info('restore prepared ahead dropped', { session: sessionId, reason });
+    void entry.prepared.then((p) => p?.instance.close().catch(() => undefined));
+  }
+
+  /** The VM stops: every prepared UA is closed (those under way close when they are done). */
+  async close(): Promise<void> {
+    const all = [...this.entries.keys()];
+    const waits = all.map((id) => this.entries.get(id)!.prepared);
+    for (const id of all) this.drop(id, 'the VM stops');
+    await Promise.allSettled(waits);
+  }
+
+  private async run(entry: Entry, log: Logger): Promise<PreparedRestore | null> {
+    const startedAt = wallClock();
+    // the UA's callbacks go to the session that takes it; before that there is none
+    let target: RestoreAheadBinding | null = null;
+    let bound!: (t: RestoreAheadBinding) => void;
+    const binding = new Promise<RestoreAheadBinding>((resolve) => (bound = resolve));
+    let instance: UaInstance | null = null;
+    const resources: ResourceBroker = {
+      // requests the snapshot still waited for go to the reconnecting terminal, once there is one
+      request: (kind): Promise<ResourceAnswer> => binding.then((t) => t.resources.request(kind)),
+    };
+    try {
+      // the VMM sends the package first when this VM does not have it yet
+      const ua = await this.deps.resolveUa(entry.key.uaId, entry.key.uaVersion);
+      if (entry.dropped) throw new Error('dropped meanwhile');
+      const started = await this.deps.runtime.start({
+        ua, width: entry.key.width, height: entry.key.height, pixelFormat: entry.key.pixelFormat, resources,
+        onDamage: () => target?.onDamage(),
+        onExit: (error) => {
+          if (target) target.onExit(error);
+          else log.warn('UA prepared ahead exited before a reconnection took it', { error: error ? errorMessage(error) : null });
+        },
+        restoreFollows: true,
+      });
+      instance = started;
+      const fetched = await this.deps.fetchVmData(entry.key.snapshotId, (head) => !entry.dropped && started.prepareRestore?.(head.slice(0, 256)));
+      try {
+        if (fetched.kind !== 'FULL') throw new Error(`the snapshot is ${fetched.kind}, not FULL`);
+        if (entry.dropped) throw new Error('dropped meanwhile');
+        await started.restoreFullState(fetched.data);
+      } finally {
+        fetched.release();
+      }
+      // frozen until taken: the app clock continues from the drop, not from this restore
+      started.suspend();
+      if (entry.dropped) throw new Error('dropped meanwhile');
+      const readyAt = wallClock();
+      entry.ready = true;
+      log.info('restore prepared ahead', { ms: Math.round(readyAt - startedAt) });
+      return {
+        instance: started, startedAt, readyAt,
+        bind: (t) => {
+          target = t;
+          bound(t);
+          return started;
+        },
+      };
+    } catch (e) {
+      if (!entry.dropped) log.warn('restore ahead not prepared; the reconnection restores as usual', { error: errorMessage(e) });
+      await instance?.close().catch(() => undefined);
+      return null;
+    }
+  }
+}

@@ -1,0 +1,89 @@
+// Restore ahead (UVE_RESTORE_AHEAD, on by default) end to end: a real gateway with two PROCESS VMs
+// running the real vm-agent. While a NO_LOSS player is away, the VMM has another VM download the
+// session's FULL VM Data and restore it into a frozen UA; the reconnection goes to that VM and takes
+// that UA, so its first frame waits for neither the download nor the restore. A fresh start instead
+// drops what was prepared.
+import { until } from '../support/services';
+import { ok, registerUser, startWasmStack, type GatewayProcess } from '../support/gateway';
+import { openStream, requestUa, shipX, uaId } from '../support/stream';
+
+let stack: Awaited<ReturnType<typeof startWasmStack>>;
+let gw: GatewayProcess;
+let admin: string;
+
+beforeAll(async () => {
+  stack = await startWasmStack({ UVE_QUEUE_PREFIX: 'ahead', UVE_VM_CAPACITY: '4' }, 2);
+  ({ gw, admin } = stack);
+}, 90_000);
+
+afterAll(() => stack?.stop());
+
+type Event = { type: string; data: Record<string, unknown> };
+const eventsOf = async (id: string): Promise<Event[]> => (await ok(gw, `{ session(id: "${id}") { events(last: 50) { type data } } }`, {}, admin)).session.events;
+
+/** what a VM holds prepared ahead, from its /healthz */
+async function heldAhead(vmId: string): Promise<{ preparing: number; ready: number }> {
+  const vm = (await ok(gw, `{ vm(id: "${vmId}") { endpoint } }`, {}, admin)).vm as { endpoint: string };
+  const h = (await (await fetch(`${vm.endpoint.replace(/^ws/, 'http')}/healthz`)).json()) as { restoresAhead: { preparing: number; ready: number } };
+  return h.restoresAhead;
+}
+
+/** A NO_LOSS game with its ship moved right, dropped without a bye; resolves once its restore is prepared on another VM. */
+async function playDropAndWaitAhead(name: string) {
+  const user = await registerUser(gw, name);
+  const game = await uaId(gw, user.token, 'game');
+  const s = await requestUa(gw, user.token, game, { codec: 'MJPEG', method: 'NO_LOSS' });
+  const stream = await openStream(s.connection);
+  const start = shipX(await stream.frame((f) => shipX(f) >= 0, 'with the ship'));
+  const moved = shipX(await stream.inputAndFrame({ kind: 'key', type: 'down', key: 'ArrowRight', code: 'ArrowRight' }, 'after a step right'));
+  expect(moved).toBe(start + 16);
+  stream.client.close(); // no bye: an unexpected disconnect
+  const ahead = await until('the restore asked ahead of the VM Data saved at the drop', 20_000, async () => {
+    const events = await eventsOf(s.id);
+    const saved = events.find((e) => e.type === 'SNAPSHOT_SAVED');
+    const asked = events.find((e) => e.type === 'RESTORE_AHEAD');
+    return saved && asked ? { snapshotId: saved.data.snapshotId as string, asked: asked.data as { vmId: string; snapshotId: string } } : null;
+  });
+  // the VM Data of the drop, on a VM other than the one the session was on
+  expect(ahead.asked.snapshotId).toBe(ahead.snapshotId);
+  expect(ahead.asked.vmId).not.toBe(s.vm.id);
+  await until('the restore prepared on that VM', 20_000, async () => (await heldAhead(ahead.asked.vmId)).ready === 1);
+  return { user, game, s, moved, snapshotId: ahead.snapshotId, aheadVmId: ahead.asked.vmId };
+}
+
+it('NO_LOSS: the reconnection goes to the VM that restored the state while the player was away, and takes that UA', async () => {
+  const { user, game, s, moved, snapshotId, aheadVmId } = await playDropAndWaitAhead('ahead-taken');
+  const again = await requestUa(gw, user.token, game, { codec: 'MJPEG', method: 'NO_LOSS', fresh: false });
+  expect(again).toMatchObject({ id: s.id, reconnections: 1, vm: { id: aheadVmId }, restoredFrom: { id: snapshotId, kind: 'FULL' } });
+  const next = await openStream(again.connection, {}, undefined, true);
+  try {
+    expect(next.welcome.vmData).toEqual({ snapshotId, restored: true, kind: 'FULL', preparedAhead: true });
+    // the state was in the UA before the session.prepare came: nothing was downloaded on the way
+    const t = next.welcome.start!;
+    expect(t.restoreAheadReadyAt).toBeLessThan(t.preparedAt);
+    expect(t.vmDataRequestedAt).toBeUndefined();
+    expect(shipX(await next.frame(() => true, 'after the restore'))).toBe(moved);
+    // the game goes on from there
+    expect(shipX(await next.inputAndFrame({ kind: 'key', type: 'down', key: 'ArrowRight', code: 'ArrowRight' }, 'after one more step'))).toBe(moved + 16);
+    const events = await until('SNAPSHOT_RESTORED', 15_000, async () => {
+      const e = await eventsOf(s.id);
+      return e.some((x) => x.type === 'SNAPSHOT_RESTORED') ? e : null;
+    });
+    expect(events.find((e) => e.type === 'RECONNECTED')!.data).toMatchObject({ sameVm: false, fromVmId: s.vm.id, vmId: aheadVmId, preparedAhead: true });
+    expect(await heldAhead(aheadVmId)).toEqual({ preparing: 0, ready: 0 });
+  } finally {
+    await next.close();
+  }
+  await ok(gw, `mutation { endSession(sessionId: "${s.id}") { state } }`, {}, user.token);
+}, 90_000);
+
+it('a fresh start drops the restore prepared ahead: the VM that held it lets it go', async () => {
+  const { user, game, s, aheadVmId } = await playDropAndWaitAhead('ahead-dropped');
+  const fresh = await requestUa(gw, user.token, game, { codec: 'MJPEG', method: 'NO_LOSS', fresh: true });
+  expect(fresh.id).not.toBe(s.id);
+  expect(fresh.restoredFrom).toBeNull();
+  await until('the prepared restore dropped', 15_000, async () => (await heldAhead(aheadVmId)).ready === 0);
+  const ended = await ok(gw, `{ session(id: "${s.id}") { state } }`, {}, admin);
+  expect(ended.session.state).toBe('ENDED');
+  await ok(gw, `mutation { endSession(sessionId: "${fresh.id}") { state } }`, {}, user.token);
+}, 90_000);
