@@ -141,6 +141,13 @@ it('gives nothing for a snapshot that cannot be restored (not FULL, or a failed 
   ahead.prepare(command('game'));
   expect(await ahead.take('s1', keyOf('game'))).toBeNull();
   expect(tap.lines.join('\n')).toMatch(/checksum mismatch/);
+  // failed before any reconnection came: nothing is held, a reconnection finds nothing to wait for
+  tap.lines.length = 0;
+  ahead.prepare(command('game', { snapshotId: 'snap2' }));
+  expect(ahead.counts()).toEqual({ preparing: 1, ready: 0 });
+  await tap.when(/not prepared.*checksum mismatch/);
+  expect(ahead.counts()).toEqual({ preparing: 0, ready: 0 });
+  expect(ahead.take('s1', keyOf('game', { snapshotId: 'snap2' }))).toBeNull();
 });
 
 it('asks the terminal of the session that takes it for the resources the snapshot waited on, not before', async () => {

@@ -124,7 +124,8 @@ export async function createServices(deps: {
     txs.onCommitted((uow) => {
       for (const ev of uow.events) {
         if (ev.type !== 'DISCONNECTED' && ev.type !== 'SNAPSHOT_SAVED') continue;
-        sessions.prepareRestoreAhead(ev.sessionId).catch((e: Error) => log.warn('restore ahead not prepared', { sessionId: ev.sessionId, error: e.message }));
+        // (a commit just before the gateway stops finds the database closing: nothing to say then)
+        sessions.prepareRestoreAhead(ev.sessionId).catch((e: Error) => ds.isInitialized && log.warn('restore ahead not prepared', { sessionId: ev.sessionId, error: e.message }));
       }
     });
   }

@@ -208,7 +208,7 @@ async function play(a: PlayArgs): Promise<number> {
     const say = (line: string) => process.stderr.write(`uve: ${line}\n`);
     client.on('state', (e) => say(`${e.state}`));
     client.on('reconnected', (e) => say(`reconnected to session ${e.sessionId} after ${e.attempts} attempt(s)`));
-    client.on('restored', (e) => say(`VM Data ${e.snapshotId} (${e.kind}) restored`));
+    client.on('restored', (e) => say(`VM Data ${e.snapshotId} (${e.kind}) restored${e.preparedAhead ? ' (prepared while you were away)' : ''}`));
     client.on('fresh', (e) => say(`VM Data ${e.snapshotId} not restored, the UA started afresh: ${e.reason}`));
     const latencies: number[] = [];
     const inputLatencies: number[] = [];

@@ -89,7 +89,8 @@ export interface StreamClientEvents {
   /** the stream is back after a drop (the same session, on the same VM or another) */
   reconnected: { sessionId: string; attempts: number };
   /** the session's VM Data was restored into the UA before its first frame (seed B.1) */
-  restored: { sessionId: string; snapshotId: string; kind: SnapshotKind };
+  /** `preparedAhead`: the VM had restored it while the user was away (the reconnection waited for neither download nor restore) */
+  restored: { sessionId: string; snapshotId: string; kind: SnapshotKind; preparedAhead: boolean };
   /** the session's VM Data could not be restored: the UA started afresh */
   fresh: { sessionId: string; snapshotId: string; reason: string };
   /** every change of `state` */
@@ -398,7 +399,7 @@ export class StreamClient extends Emitter<StreamClientEvents> {
     const d = m.vmData;
     if (d && !this.announcedVmData.has(d.snapshotId)) {
       this.announcedVmData.add(d.snapshotId);
-      if (d.restored) this.emit('restored', { sessionId: m.sessionId, snapshotId: d.snapshotId, kind: d.kind });
+      if (d.restored) this.emit('restored', { sessionId: m.sessionId, snapshotId: d.snapshotId, kind: d.kind, preparedAhead: d.preparedAhead === true });
       else this.emit('fresh', { sessionId: m.sessionId, snapshotId: d.snapshotId, reason: d.reason });
     }
     this.clockSync.start(this.options.pingIntervalMs ?? 2_000, () => this.connected);

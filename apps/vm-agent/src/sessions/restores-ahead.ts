@@ -99,7 +99,7 @@ export class RestoresAhead {
       timer: setTimeout(() => this.drop(cmd.sessionId, `not taken within ${Math.round(holdMs / 1000)} s`), holdMs),
     };
     entry.timer.unref();
-    entry.prepared = this.run(entry, log);
+    entry.prepared = this.run(cmd.sessionId, entry, log);
     this.entries.set(cmd.sessionId, entry);
   }
 
@@ -139,7 +139,7 @@ export class RestoresAhead {
     await Promise.allSettled(waits);
   }
 
-  private async run(entry: Entry, log: Logger): Promise<PreparedRestore | null> {
+  private async run(sessionId: string, entry: Entry, log: Logger): Promise<PreparedRestore | null> {
     const startedAt = wallClock();
     // the UA's callbacks go to the session that takes it; before that there is none
     let target: RestoreAheadBinding | null = null;
@@ -188,6 +188,11 @@ export class RestoresAhead {
       };
     } catch (e) {
       if (!entry.dropped) log.warn('restore ahead not prepared; the reconnection restores as usual', { error: errorMessage(e) });
+      // nothing held: a reconnection finds no entry and restores at once
+      if (this.entries.get(sessionId) === entry) {
+        this.entries.delete(sessionId);
+        clearTimeout(entry.timer);
+      }
       await instance?.close().catch(() => undefined);
       return null;
     }
