@@ -9,6 +9,7 @@ import { CgroupSampler, parseProcStat, ProcessTreeSampler, treeOf } from '../../
 import { checkVmReport } from '@uve/protocol';
 import { randomUUID } from 'node:crypto';
 import { isHot, rankCandidates } from '../../apps/gateway/src/modules/vms/vm-selection';
+import { retirable } from '../../apps/gateway/src/modules/vms/vm-pool';
 
 describe('process-tree load', () => {
   const children: ChildProcess[] = [];
@@ -120,5 +121,23 @@ describe('selection ranking', () => {
   it('counts a VM without a heartbeat figure as cool', () => {
     expect(isHot(null, 0.85)).toBe(false);
     expect(isHot(0.85, 0.85)).toBe(true);
+  });
+});
+
+describe('idle VMs retired by the pool', () => {
+  const now = Date.parse('2026-12-04T12:00:00Z');
+  const vm = (id: string, idleS: number, over: { provider_ref?: string | null; holds_ahead?: boolean } = {}) =>
+    ({ id, provider_ref: 'ref', holds_ahead: false, idle_since: new Date(now - idleS * 1000), ...over });
+  const o = { warm: 1, demand: 0, hot: 0, idleRetireMs: 60_000, now };
+
+  it('retires the surplus idle longest, beyond the warm count, only VMs it provisioned', () => {
+    const idle = [vm('recent', 10), vm('old', 300), vm('older', 600), vm('foreign', 900, { provider_ref: null })];
+    expect(retirable(idle, o).map((v) => v.id)).toEqual(['older', 'old']);
+    expect(retirable(idle, { ...o, demand: 1 })).toEqual([]);
+  });
+
+  it('keeps a VM holding a restore prepared ahead: the reconnection of its user comes there', () => {
+    const idle = [vm('ahead', 900, { holds_ahead: true }), vm('old', 300), vm('warm', 10)];
+    expect(retirable(idle, o).map((v) => v.id)).toEqual(['old']);
   });
 });

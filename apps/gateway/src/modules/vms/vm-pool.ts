@@ -25,7 +25,7 @@ export interface VmPoolOptions {
   intervalMs: number;
 }
 
-interface PoolRow {
+export interface PoolRow {
   id: string;
   platform: Platform;
   status: string;
@@ -35,6 +35,8 @@ interface PoolRow {
   active: number;
   cpu: number | null;
   idle_since: Date;
+  /** a DISCONNECTED session's restore is prepared on it (restore ahead): its reconnection comes here */
+  holds_ahead: boolean;
 }
 
 const POOL_LOCK = 7_426_002;
@@ -159,7 +161,8 @@ export class VmPool {
     const rows: PoolRow[] = await this.ds.query(
       `SELECT v.id, v.platform, v.status, v.provider, v.provider_ref, v.capacity, (v.load->>'cpuLoad')::float8 AS cpu,
               (SELECT count(*)::int FROM sessions s WHERE s.vm_id = v.id AND s.state = ANY($1::session_state[])) AS active,
-              COALESCE((SELECT max(s.ended_at) FROM sessions s WHERE s.vm_id = v.id), v.created_at) AS idle_since
+              COALESCE((SELECT max(s.ended_at) FROM sessions s WHERE s.vm_id = v.id), v.created_at) AS idle_since,
+              EXISTS (SELECT 1 FROM sessions s WHERE s.restore_ahead_vm_id = v.id AND s.state = 'DISCONNECTED') AS holds_ahead
          FROM vms v WHERE v.status IN ('PROVISIONING', 'IDLE', 'DRAINING')`,
       [SLOT_SESSION_STATES],
     );
@@ -194,14 +197,7 @@ export class VmPool {
         : hot.length > 0
           ? `no headroom: ${hot.length} ${platform} VM(s) at CPU >= ${this.options.cpuHigh}, the others full`
           : `no headroom: every ${platform} VM is full`;
-    // the surplus that has been idle longest, only VMs this VMM provisioned (they have a provider
-    // handle), and never while requests wait for a VM of the platform (a VM that just booted for
-    // them is idle until they take it)
-    const surplus = (demand > 0 ? [] : idle)
-      .filter((r) => r.provider_ref && Date.now() - new Date(r.idle_since).getTime() > this.options.idleRetireMs)
-      .sort((a, b) => new Date(a.idle_since).getTime() - new Date(b.idle_since).getTime())
-      // while sessions run VMs hot, one idle VM stays as their headroom (else it would come and go)
-      .slice(0, Math.max(0, idle.length - Math.max(warm, hot.length > 0 ? 1 : 0)));
+    const surplus = retirable(idle, { warm, demand, hot: hot.length, idleRetireMs: this.options.idleRetireMs, now: Date.now() });
     return { platform, warm, demand, idle: idle.length, booting: booting.length, ready: ready.length, hot: hot.length, freeSlots, want, why, surplus };
   }
 
@@ -253,6 +249,23 @@ export class VmPool {
       }
     }
   }
+}
+
+/**
+ * The idle VMs of a platform to retire now: the surplus that has been idle longest, only VMs this
+ * VMM provisioned (they have a provider handle), and never while requests wait for a VM of the
+ * platform (a VM that just booted for them is idle until they take it), nor one holding a restore
+ * prepared ahead for a user who may be back any moment (the reconnection would lose it). While
+ * sessions run VMs hot, one idle VM stays as their headroom (else it would come and go).
+ */
+export function retirable<R extends Pick<PoolRow, 'provider_ref' | 'idle_since' | 'holds_ahead'>>(
+  idle: R[], o: { warm: number; demand: number; hot: number; idleRetireMs: number; now: number },
+): R[] {
+  if (o.demand > 0) return [];
+  return idle
+    .filter((r) => r.provider_ref && !r.holds_ahead && o.now - new Date(r.idle_since).getTime() > o.idleRetireMs)
+    .sort((a, b) => new Date(a.idle_since).getTime() - new Date(b.idle_since).getTime())
+    .slice(0, Math.max(0, idle.length - Math.max(o.warm, o.hot > 0 ? 1 : 0)));
 }
 
 interface PlatformPlan {
