@@ -411,6 +411,7 @@ const SAVE_STAGES: Array<[string, string]> = [
   ['storedAt', 'VMM: stored (committed)'],
   ['seen', 'bench: SNAPSHOT_SAVED seen (polled)'],
   ['restoreAheadStartedAt', 'VM ahead: restore began (user away)'],
+  ['restoreAheadFetchedAt', 'VM ahead: download complete'],
   ['restoreAheadReadyAt', 'VM ahead: restore ready (user away)'],
 ];
 
@@ -528,7 +529,7 @@ async function restoreOnce(c: Ctx, gatewayPid: number, mib: number, row: StateRo
       const stages: Record<string, number> = { placed, frame: ms };
       const start: Record<string, unknown> = { ...after.client.welcome?.start };
       // a restore done ahead belongs to the time the user was away: the save's stages, from the drop
-      for (const k of ['restoreAheadStartedAt', 'restoreAheadReadyAt']) {
+      for (const k of ['restoreAheadStartedAt', 'restoreAheadFetchedAt', 'restoreAheadReadyAt']) {
         if (typeof start[k] === 'number') saveStages[k] = (start[k] as number) - dropAt;
         delete start[k];
       }

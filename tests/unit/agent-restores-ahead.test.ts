@@ -94,7 +94,8 @@ it('holds the restored game frozen until it is taken: the same picture, the app 
   const taken = ahead.take('s1', keyOf('game'));
   expect(taken).not.toBeNull();
   const prepared = (await taken)!;
-  expect(prepared.readyAt).toBeGreaterThanOrEqual(prepared.startedAt);
+  expect(prepared.fetchedAt).toBeGreaterThanOrEqual(prepared.startedAt);
+  expect(prepared.readyAt).toBeGreaterThanOrEqual(prepared.fetchedAt);
   const damaged: number[] = [];
   const inst = prepared.bind({ resources: { request: () => new Promise(() => undefined) }, onDamage: () => damaged.push(1), onExit: () => undefined }) as WasmInstance;
   inst.resume();

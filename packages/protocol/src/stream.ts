@@ -180,8 +180,12 @@ export interface SessionStartTiming {
   vmDataFetchedAt?: number;
   uaInstantiatedAt?: number;
   vmDataRestoredAt?: number;
-  /** VM, a restore prepared ahead (vmdata.prepareRestore): it began, and the UA held the state (before preparedAt when it was ready in time) */
+  /**
+   * VM, a restore prepared ahead (vmdata.prepareRestore): it began, its download was complete, the
+   * UA held the state (before preparedAt when it was ready in time)
+   */
   restoreAheadStartedAt?: number;
+  restoreAheadFetchedAt?: number;
   restoreAheadReadyAt?: number;
   capturedAt?: number;
   encodedAt?: number;

@@ -27,6 +27,8 @@ export interface RestoreAheadBinding {
 export interface PreparedRestore {
   instance: UaInstance;
   startedAt: number;
+  /** the snapshot downloaded and its sha256 checked */
+  fetchedAt: number;
   readyAt: number;
   /** hands the UA to the session: its callbacks from now on (the UA stays frozen: the session resumes it) */
   bind(to: RestoreAheadBinding): UaInstance;
@@ -150,6 +152,15 @@ export class RestoresAhead {
       // requests the snapshot still waited for go to the reconnecting terminal, once there is one
       request: (kind): Promise<ResourceAnswer> => binding.then((t) => t.resources.request(kind)),
     };
+    // the download goes beside the UA's start (as a session's does); the header that comes first lets
+    // the UA make room for the state (prepareRestore) once it is started
+    let head: Uint8Array | null = null;
+    const fetching = this.deps.fetchVmData(entry.key.snapshotId, (first) => {
+      head = first.slice(0, 256);
+      if (instance && !entry.dropped) instance.prepareRestore?.(head);
+    });
+    fetching.catch(() => undefined); // awaited below, or moot when the start fails first
+    let fetched: FetchedVmData | null = null;
     try {
       // the VMM sends the package first when this VM does not have it yet
       const ua = await this.deps.resolveUa(entry.key.uaId, entry.key.uaVersion);
@@ -164,7 +175,9 @@ export class RestoresAhead {
         restoreFollows: true,
       });
       instance = started;
-      const fetched = await this.deps.fetchVmData(entry.key.snapshotId, (head) => !entry.dropped && started.prepareRestore?.(head.slice(0, 256)));
+      if (head && !entry.dropped) started.prepareRestore?.(head);
+      fetched = await fetching;
+      const fetchedAt = wallClock();
       try {
         if (fetched.kind !== 'FULL') throw new Error(`the snapshot is ${fetched.kind}, not FULL`);
         if (entry.dropped) throw new Error('dropped meanwhile');
@@ -177,9 +190,9 @@ export class RestoresAhead {
       if (entry.dropped) throw new Error('dropped meanwhile');
       const readyAt = wallClock();
       entry.ready = true;
-      log.info('restore prepared ahead', { ms: Math.round(readyAt - startedAt) });
+      log.info('restore prepared ahead', { ms: Math.round(readyAt - startedAt), downloadMs: Math.round(fetchedAt - startedAt) });
       return {
-        instance: started, startedAt, readyAt,
+        instance: started, startedAt, fetchedAt, readyAt,
         bind: (t) => {
           target = t;
           bound(t);
@@ -193,6 +206,8 @@ export class RestoresAhead {
         this.entries.delete(sessionId);
         clearTimeout(entry.timer);
       }
+      // a download that outlived the failure gives its buffer back
+      if (!fetched) fetching.then((f) => f.release(), () => undefined);
       await instance?.close().catch(() => undefined);
       return null;
     }
