@@ -43,7 +43,7 @@ class LogTap {
 const runtimes: WasmRuntime[] = [];
 afterAll(() => Promise.all(runtimes.map((r) => r.close())));
 
-function setup(sample: 'game' | 'sensors', fetch: (id: string) => Promise<FetchedVmData>) {
+function setup(sample: 'game' | 'sensors', fetch: (id: string) => Promise<FetchedVmData>, hosts?: (sessionId: string) => boolean) {
   const clock = new ManualClock();
   const runtime = new WasmRuntime({ clock: clock.now });
   runtimes.push(runtime);
@@ -57,6 +57,7 @@ function setup(sample: 'game' | 'sensors', fetch: (id: string) => Promise<Fetche
     },
     fetchVmData: fetch,
     max: 2,
+    hosts,
     log: tap.log as never,
   });
   return { clock, runtime, tap, ahead, dir };
@@ -183,4 +184,13 @@ it('keeps at most `max` prepared UAs (a further one drops the oldest) and closes
   expect(ahead.size).toBe(0);
   expect(tap.lines.filter((l) => /dropped/.test(l))).toHaveLength(3);
   await old.close();
+});
+
+it('prepares nothing for a session that runs on this VM already (its session.prepare came first)', async () => {
+  let fetches = 0;
+  const { tap, ahead } = setup('game', async () => (fetches++, full(new Uint8Array(8))), (id) => id === 's1');
+  ahead.prepare(command('game'));
+  expect(ahead.size).toBe(0);
+  expect(fetches).toBe(0);
+  expect(tap.lines.join('\n')).toMatch(/runs here already/);
 });

@@ -122,6 +122,7 @@ export class Vm {
       resolveUa: (uaId, version) => this.uas!.resolve(uaId, version, DEPLOY_WAIT_MS),
       fetchVmData: (snapshotId, onFirstBytes) => vmData.download(snapshotId, onFirstBytes),
       max: cfg.capacity,
+      hosts: (sessionId) => this.sessions?.get(sessionId) !== undefined,
       log: log.child({ part: 'restores-ahead' }),
     }));
     // the usual first session: 1280x720 at the default 60 fps and 3000 kbit/s (gateway stream-params.ts),

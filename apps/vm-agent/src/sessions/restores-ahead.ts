@@ -51,6 +51,8 @@ export interface RestoresAheadDeps {
   fetchVmData: (snapshotId: string, onFirstBytes?: (head: Uint8Array) => void) => Promise<FetchedVmData>;
   /** prepared UAs held at most at once (the VM's capacity): a further one drops the oldest */
   max: number;
+  /** the session runs on this VM already (its prepare overtook this command): nothing to prepare */
+  hosts?: (sessionId: string) => boolean;
   log: Logger;
 }
 
@@ -90,6 +92,10 @@ export class RestoresAhead {
     };
     const held = this.entries.get(cmd.sessionId);
     if (held?.key.snapshotId === cmd.snapshotId) return;
+    if (this.deps.hosts?.(cmd.sessionId)) {
+      log.info('restore ahead not prepared: the session runs here already');
+      return;
+    }
     if (held) this.drop(cmd.sessionId, 'a newer snapshot of the session is prepared');
     if (this.entries.size >= this.deps.max) this.drop(this.entries.keys().next().value!, `at most ${this.deps.max} restores are prepared ahead`);
     const holdMs = Math.max(0, Math.min(Number.isFinite(cmd.holdMs) ? cmd.holdMs : 0, MAX_HOLD_MS));
@@ -169,8 +175,10 @@ export class RestoresAhead {
         ua, width: entry.key.width, height: entry.key.height, pixelFormat: entry.key.pixelFormat, resources,
         onDamage: () => target?.onDamage(),
         onExit: (error) => {
-          if (target) target.onExit(error);
-          else log.warn('UA prepared ahead exited before a reconnection took it', { error: error ? errorMessage(error) : null });
+          if (target) return target.onExit(error);
+          // a UA that is gone is no use to the reconnection
+          log.warn('UA prepared ahead exited before a reconnection took it', { error: error ? errorMessage(error) : null });
+          if (this.entries.get(sessionId) === entry) this.drop(sessionId, 'its UA exited');
         },
         restoreFollows: true,
       });
