@@ -503,18 +503,23 @@ export class SessionsService implements SessionReportTarget {
    */
   async prepareRestoreAhead(sessionId: string): Promise<void> {
     if (!this.options.restoreAhead || !isUuid(sessionId)) return;
+    // most commits that call this are of no such session: told apart without a transaction
+    const candidate = (x: Session | null): x is Session & { stream: NonNullable<Session['stream']> } =>
+      !!x && x.state === 'DISCONNECTED' && x.reconnectionMethod === 'NO_LOSS' && !!x.stream;
+    const seen = await this.repo.findOneBy({ id: sessionId });
+    if (!candidate(seen)) return;
+    const ua = await this.ds.getRepository(Ua).findOneBy({ id: seen.uaId });
+    if (!ua || NO_LOSS_SCOPE[ua.platform] !== 'ANY_VM') return;
+    const version = await this.uas.requestable(ua).catch(() => null);
+    if (!version) return; // removed meanwhile: the reconnection says why
     await this.txs.run(async (uow) => {
       const s = await uow.em.findOne(Session, { where: { id: sessionId }, lock: { mode: 'pessimistic_write' } });
-      if (!s || s.state !== 'DISCONNECTED' || s.reconnectionMethod !== 'NO_LOSS' || !s.stream) return;
+      if (!candidate(s)) return;
       // what reconnectDisconnected restores: the newest VM Data of this very session
       const snapshot = await uow.em.findOne(VmSnapshot, { where: { sessionId: s.id }, order: { createdAt: 'DESC' } });
       if (!snapshot || snapshot.kind !== 'FULL' || snapshot.id === s.restoreAheadSnapshotId) return;
-      const ua = await uow.em.findOneBy(Ua, { id: s.uaId });
-      if (!ua || NO_LOSS_SCOPE[ua.platform] !== 'ANY_VM') return;
       const windowLeftMs = this.options.reconnectWindowMs - (Date.now() - (s.lastDisconnectAt ?? new Date()).getTime());
       if (windowLeftMs <= 0) return;
-      const version = await this.uas.requestable(ua).catch(() => null);
-      if (!version) return; // removed meanwhile: the reconnection says why
       const { vm } = await selectVm(uow.em, ua, [s.stream.codec], this.selection(s.vmId, s.restoreAheadVmId));
       if (!vm) return;
       await this.deployIfNeeded(uow, vm, ua, version);
