@@ -3,7 +3,7 @@
 // Redis, with UVE_PUBLIC_URL = the proxy, so VMs reach "the gateway" through it too. One client's
 // HTTP requests and its subscription land on different gateways (the proxy names the one in a
 // response header), and sessions, subscriptions, the pool lock and VM Data behave as with one.
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -12,8 +12,8 @@ import { createClient, type Client } from 'graphql-ws';
 import { freePort, freshDatabase, recordForLeakCheck, startRedis, stopChild, until, type TestRedis } from '../support/services';
 import { ADMIN, login, ok, registerUser, startGateway, subscribe, type GatewayProcess } from '../support/gateway';
 import { near, openStream, pixel, uaId } from '../support/stream';
+import { HAPROXY_DEFAULTS, startHaproxy } from '../support/haproxy';
 
-const HAPROXY = ['/usr/sbin/haproxy', '/usr/bin/haproxy'].find((p) => fs.existsSync(p));
 const RED = { r: 255, g: 0, b: 0 };
 let redis: TestRedis;
 let gateways: GatewayProcess[] = [];
@@ -24,29 +24,15 @@ let dir: string;
 const clients: Client[] = [];
 
 /** HAProxy in front of the gateways: round robin per request, the chosen server named in X-Uve-Gateway */
-async function startHaproxy(port: number, backends: { name: string; port: number }[]): Promise<ChildProcess> {
-  if (!HAPROXY) throw new Error('haproxy is not installed (Debian: apt-get install haproxy; scripts/setup installs it)');
-  const cfg = path.join(dir, 'haproxy.cfg');
-  fs.writeFileSync(cfg, [
-    'global', '  maxconn 512',
-    'defaults', '  mode http', '  timeout connect 5s', '  timeout client 120s', '  timeout server 120s', '  timeout tunnel 1h',
+function startProxy(port: number, backends: { name: string; port: number }[]): Promise<ChildProcess> {
+  return startHaproxy(dir, [
+    ...HAPROXY_DEFAULTS,
     // the server side of every request is closed after it: each request is balanced on its own
     '  option http-server-close',
     'frontend uve', `  bind 127.0.0.1:${port}`, '  default_backend gateways',
     'backend gateways', '  balance roundrobin', '  http-response set-header X-Uve-Gateway %s',
     ...backends.map((b) => `  server ${b.name} 127.0.0.1:${b.port}`),
-    '',
-  ].join('\n'));
-  const child = spawn(HAPROXY, ['-db', '-f', cfg], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  child.stdout!.on('data', (b: Buffer) => (out += b.toString()));
-  child.stderr!.on('data', (b: Buffer) => (out += b.toString()));
-  // ready once it answers on its port (a request goes through to a gateway)
-  await until(`haproxy to listen on ${port}`, 15_000, async () => {
-    if (child.exitCode !== null) throw new Error(`haproxy exited (${child.exitCode}):\n${out}`);
-    return fetch(`http://127.0.0.1:${port}/healthz`).then((r) => r.ok, () => false);
-  }, 100);
-  return child;
+  ], () => fetch(`http://127.0.0.1:${port}/healthz`).then((r) => r.ok));
 }
 
 /** GraphQL over HTTP through the proxy; which gateway answered */
@@ -86,7 +72,7 @@ beforeAll(async () => {
   };
   // started together on an empty database: without the pool lock each would warm a VM of its own
   gateways = await Promise.all([startGateway({ ...env, UVE_PORT: String(portA) }), startGateway({ ...env, UVE_PORT: String(portB) })]);
-  proxy = await startHaproxy(proxyPort, [{ name: 'gw-a', port: portA }, { name: 'gw-b', port: portB }]);
+  proxy = await startProxy(proxyPort, [{ name: 'gw-a', port: portA }, { name: 'gw-b', port: portB }]);
   admin = (await login(proxyGw(), ADMIN.username, ADMIN.password)).token;
   await until('the pool to warm a WASM VM', 60_000, async () => ((await ok(proxyGw(), `{ vms(status: IDLE, platform: WASM) { id } }`, {}, admin)).vms.length ? true : null), 100);
 }, 180_000);

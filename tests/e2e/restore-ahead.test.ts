@@ -4,8 +4,8 @@
 // that UA, so its first frame waits for neither the download nor the restore. A fresh start instead
 // drops what was prepared.
 import { until } from '../support/services';
-import { ok, registerUser, startWasmStack, type GatewayProcess } from '../support/gateway';
-import { openStream, requestUa, shipX, uaId } from '../support/stream';
+import { ok, startWasmStack, type GatewayProcess } from '../support/gateway';
+import { openStream, playGameAndDrop, requestUa, shipX } from '../support/stream';
 
 let stack: Awaited<ReturnType<typeof startWasmStack>>;
 let gw: GatewayProcess;
@@ -30,14 +30,7 @@ async function heldAhead(vmId: string): Promise<{ preparing: number; ready: numb
 
 /** A NO_LOSS game with its ship moved right, dropped without a bye; resolves once its restore is prepared on another VM. */
 async function playDropAndWaitAhead(name: string) {
-  const user = await registerUser(gw, name);
-  const game = await uaId(gw, user.token, 'game');
-  const s = await requestUa(gw, user.token, game, { codec: 'MJPEG', method: 'NO_LOSS' });
-  const stream = await openStream(s.connection);
-  const start = shipX(await stream.frame((f) => shipX(f) >= 0, 'with the ship'));
-  const moved = shipX(await stream.inputAndFrame({ kind: 'key', type: 'down', key: 'ArrowRight', code: 'ArrowRight' }, 'after a step right'));
-  expect(moved).toBe(start + 16);
-  stream.client.close(); // no bye: an unexpected disconnect
+  const { user, game, s, moved } = await playGameAndDrop(gw, name);
   const ahead = await until('the restore asked ahead of the VM Data saved at the drop', 20_000, async () => {
     const events = await eventsOf(s.id);
     const saved = events.find((e) => e.type === 'SNAPSHOT_SAVED');

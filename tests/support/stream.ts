@@ -3,7 +3,7 @@
 import fs from 'node:fs';
 import { StreamClient, createNodeDecoder, type FrameEvent, type ResourceProviders } from '@uve/client';
 import type { InputEvent } from '@uve/protocol';
-import { ok, type GatewayAddress } from './gateway';
+import { ok, registerUser, type GatewayAddress } from './gateway';
 import { Collector } from './services';
 
 export interface Rgb { r: number; g: number; b: number }
@@ -52,6 +52,22 @@ export async function requestUa(gw: GatewayAddress, token: string, ua: string, o
 export function shipX(f: FrameEvent): number {
   for (let x = 0; x < 640; x++) if (near(pixel(f, x, 480 - 25), { r: 80, g: 200, b: 255 }, 30)) return x;
   return -1;
+}
+
+/**
+ * A new user's NO_LOSS game (MJPEG, 640x480) with its ship moved one step right, then its socket
+ * dropped without a bye (an unexpected disconnect: its VM saves the state). `moved`: the ship's x.
+ */
+export async function playGameAndDrop(gw: GatewayAddress, username: string) {
+  const user = await registerUser(gw, username);
+  const game = await uaId(gw, user.token, 'game');
+  const s = await requestUa(gw, user.token, game, { codec: 'MJPEG', method: 'NO_LOSS' });
+  const stream = await openStream(s.connection);
+  const start = shipX(await stream.frame((f) => shipX(f) >= 0, 'with the ship'));
+  const moved = shipX(await stream.inputAndFrame({ kind: 'key', type: 'down', key: 'ArrowRight', code: 'ArrowRight' }, 'after a step right'));
+  if (moved !== start + 16) throw new Error(`the ship moved from ${start} to ${moved}, not one step (16 px) right`);
+  stream.client.close();
+  return { user, game, s, moved };
 }
 
 /** A connected stream client that keeps decoded frames and can wait for one (bounded). */

@@ -15,8 +15,15 @@ import type { VmProviderDriver } from './vm-provider';
 /** Where the PROCESS provider tracks its agents (see reapLeftoverAgents). */
 export const agentStateDir = (config: GatewayConfig) => path.join(config.dataDir, 'agents');
 
+/**
+ * A private CA the gateway's own environment trusts (NODE_EXTRA_CA_CERTS): its PROCESS agents reach
+ * a TLS VMM URL (UVE_PUBLIC_URL https:) signed by it, as the gateway would. A container's agent
+ * would need the file inside its image: not passed there.
+ */
+export const trustedCaEnv = (own: string | undefined = process.env.NODE_EXTRA_CA_CERTS): Record<string, string> => (own ? { NODE_EXTRA_CA_CERTS: own } : {});
+
 export async function createProviders(config: GatewayConfig, log: Logger): Promise<VmProviderDriver[]> {
-  const providers: VmProviderDriver[] = [new ProcessProvider(log, agentStateDir(config), AGENT_MAIN, allocatorEnv(config.glibcTunables))];
+  const providers: VmProviderDriver[] = [new ProcessProvider(log, agentStateDir(config), AGENT_MAIN, { ...allocatorEnv(config.glibcTunables), ...trustedCaEnv() })];
   if (config.vmProvider === 'SWARM') providers.push(await createSwarmProvider(config, log));
   const required = config.docker === 'on' || config.vmProvider === 'DOCKER';
   if (config.docker === 'off') return providers;
