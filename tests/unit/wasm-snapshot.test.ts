@@ -92,6 +92,15 @@ describe('FULL snapshot format', () => {
     expect(memoryOf(d).equals(memory)).toBe(true);
   });
 
+  it('stores raw a piece that is compressible where it starts and noise after (deflate would crawl through the noise to save little)', async () => {
+    const mixed = Buffer.concat([Buffer.alloc(256 * 1024, 'uve '), randomBytes(MiB - 256 * 1024)]);
+    const text = Buffer.from('The quick brown fox jumps over the lazy dog.\n'.repeat(MiB / 32).slice(0, MiB));
+    const memory = Buffer.concat([mixed, text]);
+    const d = await decodeFullState(await encodeFullState(state(memory)));
+    expect(d.pieces.map((p) => p.kind)).toEqual(['raw', 'deflate']);
+    expect(memoryOf(d).equals(memory)).toBe(true);
+  });
+
   it('encodes in place in a shared buffer the memory was written into after the front: the blob is a view of it, the same bytes', async () => {
     const s = state(mixedMemory());
     const at = frontBytes(frontLayout(s.pending.length, s.globals.length), s.memory.length);
