@@ -62,6 +62,7 @@ export class Vm {
   private warmEncoder: WarmX264 | null = null;
   private runtime: UaRuntime | null = null;
   private restoresAhead: RestoresAhead | null = null;
+  private vmData: VmDataClient | null = null;
   private readonly watcherWaits = new WatcherWaits();
   endpoint = '';
   port = 0;
@@ -109,7 +110,7 @@ export class Vm {
     await this.uas.load();
 
     const buffer = new VmDataBuffer(cfg.vmDataBufferBytes, cfg.vmDataBufferMaxBytes);
-    const vmData = new VmDataClient(cfg.vmDataUrl, cfg.vmId, cfg.vmSecret, buffer);
+    const vmData = (this.vmData = new VmDataClient(cfg.vmDataUrl, cfg.vmId, cfg.vmSecret, buffer));
     const metrics = new AgentMetrics({
       sessions: () => this.sessions?.all() ?? [],
       capacity: cfg.capacity,
@@ -250,6 +251,7 @@ export class Vm {
     await step('ending sessions', this.sessions?.endAll(`VM shutting down: ${reason}`), 4_000);
     await step('closing the UVE-3 server', this.server?.close(), 1_000);
     await step('closing the restores prepared ahead', this.restoresAhead?.close(), 1_000);
+    await step('closing the VM Data hashing thread', this.vmData?.close(), 1_000);
     await step('closing the warm encoder', this.warmEncoder?.close(), 1_000);
     await step('closing the warm display', this.runtime?.close?.(), 1_000);
     await step('flushing reports', link?.flush(), 1_000);

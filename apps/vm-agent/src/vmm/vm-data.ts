@@ -4,6 +4,7 @@ import { createHash, type Hash } from 'node:crypto';
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import { HttpRefusal, getInto, type IntoResponse } from './http-into';
+import { ChunkHasher } from './chunk-hasher';
 import {
   VM_DATA_CHUNK_BYTES, VM_DATA_DELTA_CONTENT_TYPE, VM_DATA_SAVE_TIMING_HEADER, encodeVmDataDelta, vmDataChunkCount, vmDataChunkLength,
   type SnapshotKind, type VmDataSaveTiming,
@@ -115,7 +116,15 @@ function touched(b: SharedArrayBuffer): SharedArrayBuffer {
 }
 
 export class VmDataClient {
+  /** each chunk's sha256 of a delta, beside the whole state's */
+  private readonly hasher = new ChunkHasher();
+
   constructor(private readonly baseUrl: string, private readonly vmId: string, private readonly secret: string, private readonly buffer = new VmDataBuffer(0)) {}
+
+  /** the VM stops: the hashing thread ends */
+  close(): Promise<void> {
+    return this.hasher.close();
+  }
 
   private headers(): Record<string, string> {
     return { 'x-uve-vm-id': this.vmId, authorization: `Bearer ${this.secret}` };
@@ -136,7 +145,7 @@ export class VmDataClient {
    * the VMM refuses it (a staged chunk gone, say): the caller then sends the whole.
    */
   async uploadDelta(sessionId: string, kind: SnapshotKind, data: Uint8Array, staged: StagedHashes, timing?: VmDataSaveTiming): Promise<StoredVmData> {
-    const { body } = await delta(data, staged);
+    const { body } = await delta(data, staged, this.hasher);
     return this.put(`/sessions/${encodeURIComponent(sessionId)}?kind=${kind}`, {
       ...deltaHeaders(body),
       ...(timing && { [VM_DATA_SAVE_TIMING_HEADER]: JSON.stringify(timing) }),
@@ -148,7 +157,7 @@ export class VmDataClient {
    * `staged` (what it staged before); the chunks now staged, or an error. `signal` gives it up.
    */
   async stage(sessionId: string, data: Uint8Array, staged: StagedHashes, signal?: AbortSignal): Promise<{ staged: StagedHashes; sent: number; chunks: number }> {
-    const { body, hashes, sent } = await delta(data, staged);
+    const { body, hashes, sent } = await delta(data, staged, this.hasher);
     await this.put(`/sessions/${encodeURIComponent(sessionId)}/staged`, deltaHeaders(body), body, 200, 'VM Data staging', signal);
     return { staged: new Set(hashes), sent, chunks: hashes.length };
   }
@@ -244,21 +253,30 @@ export type StagedHashes = ReadonlySet<string>;
  * 165 ms and more per 128 MiB (two sha256 passes), and every session's frames waited behind it (a
  * 128 MiB state's staging froze its picture for ~390 ms: bench/reconnect --hitch).
  */
-async function delta(data: Uint8Array, staged: StagedHashes): Promise<{ body: Uint8Array[]; hashes: string[]; sent: number }> {
+async function delta(data: Uint8Array, staged: StagedHashes, hasher?: ChunkHasher): Promise<{ body: Uint8Array[]; hashes: string[]; sent: number }> {
   const entries: { sha256: Buffer; sent: boolean }[] = [];
   const hashes: string[] = [];
   const body: Uint8Array[] = [];
   const whole = createHash('sha256');
-  for (let seq = 0; seq < vmDataChunkCount(data.byteLength); seq++) {
+  const count = vmDataChunkCount(data.byteLength);
+  const chunk = (seq: number) => data.subarray(seq * VM_DATA_CHUNK_BYTES, seq * VM_DATA_CHUNK_BYTES + vmDataChunkLength(data.byteLength, seq));
+  // each chunk's hash on the hasher's thread (shared memory) while this one hashes the whole
+  const onThread = hasher?.hash(data, VM_DATA_CHUNK_BYTES) ?? null;
+  onThread?.catch(() => undefined); // awaited below
+  const own: Buffer[] = [];
+  for (let seq = 0; seq < count; seq++) {
     if (seq > 0) await new Promise(setImmediate);
-    const chunk = data.subarray(seq * VM_DATA_CHUNK_BYTES, seq * VM_DATA_CHUNK_BYTES + vmDataChunkLength(data.byteLength, seq));
-    whole.update(chunk);
-    const sha256 = createHash('sha256').update(chunk).digest();
+    whole.update(chunk(seq));
+    if (!onThread) own.push(createHash('sha256').update(chunk(seq)).digest());
+  }
+  const digests = onThread ? await onThread.catch(() => Array.from({ length: count }, (_, seq) => createHash('sha256').update(chunk(seq)).digest())) : own;
+  for (let seq = 0; seq < count; seq++) {
+    const sha256 = digests[seq]!;
     const hex = sha256.toString('hex');
     const sent = !staged.has(hex);
     entries.push({ sha256, sent });
     hashes.push(hex);
-    if (sent) body.push(chunk);
+    if (sent) body.push(chunk(seq));
   }
   const head = encodeVmDataDelta({ sizeBytes: data.byteLength, sha256: whole.digest() }, entries);
   return { body: [head, ...body], hashes, sent: body.length };
