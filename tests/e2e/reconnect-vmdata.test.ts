@@ -6,7 +6,7 @@
 import { Client as PgClient } from 'pg';
 import { freshDatabase, startRedis, until, type TestRedis } from '../support/services';
 import { ADMIN, gql, idleVms, login, ok, registerUser, startGateway, type GatewayProcess } from '../support/gateway';
-import { agentPid, near, openStream, pixel, shipX, uaId, vmSecret } from '../support/stream';
+import { agentPid, near, openStream, pixel, playGame, shipX, uaId, vmSecret } from '../support/stream';
 import type { FrameEvent } from '@uve/client';
 
 let redis: TestRedis;
@@ -285,7 +285,7 @@ it('NO_LOSS with the state staged ahead: the save at the drop sends only what ch
  * Reconnects a game session whose VM was killed: on another VM, restored from `snapshotId` (any FULL
  * snapshot when unset), its ship at `shipAt`; then ends it.
  */
-async function gameContinuesElsewhere(token: string, game: string, s: Requested, shipAt: number, snapshotId?: string): Promise<void> {
+async function gameContinuesElsewhere(token: string, game: string, s: Pick<Requested, 'id' | 'vm'>, shipAt: number, snapshotId?: string): Promise<void> {
   const again = await request(token, game, 'NO_LOSS');
   expect(again).toMatchObject({ id: s.id, reconnections: 1, restoredFrom: { kind: 'FULL', ...(snapshotId ? { id: snapshotId } : {}) } });
   expect(again.vm.id).not.toBe(s.vm.id);
@@ -300,19 +300,7 @@ async function gameContinuesElsewhere(token: string, game: string, s: Requested,
 }
 
 it('NO_LOSS with the VM agent killed before it could save: the game continues on another VM process from what it staged last', async () => {
-  const user = await registerUser(gw, 'rc-staged-killed');
-  const game = await uaId(gw, user.token, 'game');
-  const s = await request(user.token, game, 'NO_LOSS');
-  const stream = await openStream(s.connection);
-  const start = shipX(await stream.frame((f) => shipX(f) >= 0, 'with the ship'));
-  const f = await stream.inputAndFrame({ kind: 'key', type: 'down', key: 'ArrowRight', code: 'ArrowRight' }, 'after a step right');
-  const moved = shipX(f);
-  expect(moved).toBe(start + 16);
-  const movedAt = Date.now();
-  await until('the moved ship staged', 20_000, async () => {
-    const at = (await ok(gw, `{ session(id: "${s.id}") { vmDataStaged { stagedAt } } }`, {}, user.token)).session.vmDataStaged?.stagedAt;
-    return at && Date.parse(at) > movedAt;
-  }, 100);
+  const { user, game, s, stream, moved, movedAt } = await playGame(gw, 'rc-staged-killed', true);
   // killed with the socket still open: the VM never sees a drop, nothing is saved
   process.kill(agentPid(s.vm.id), 'SIGKILL');
   await until('the killed VM OFFLINE', 15_000, async () => (await ok(gw, `{ vm(id: "${s.vm.id}") { status } }`, {}, admin)).vm.status === 'OFFLINE');

@@ -2,17 +2,18 @@
 // running the real vm-agent. While a NO_LOSS player is away, the VMM has another VM download the
 // session's FULL VM Data and restore it into a frozen UA; the reconnection goes to that VM and takes
 // that UA, so its first frame waits for neither the download nor the restore. A fresh start instead
-// drops what was prepared.
+// drops what was prepared. A VM killed without its save: the state it staged last is restored ahead.
 import { until } from '../support/services';
 import { ok, startWasmStack, type GatewayProcess } from '../support/gateway';
-import { openStream, playGameAndDrop, requestUa, shipX } from '../support/stream';
+import { agentPid, openStream, playGame, playGameAndDrop, requestUa, shipX } from '../support/stream';
 
 let stack: Awaited<ReturnType<typeof startWasmStack>>;
 let gw: GatewayProcess;
 let admin: string;
 
 beforeAll(async () => {
-  stack = await startWasmStack({ UVE_QUEUE_PREFIX: 'ahead', UVE_VM_CAPACITY: '4' }, 2);
+  // staged every second: the kill -9 case has a state to restore without a save
+  stack = await startWasmStack({ UVE_QUEUE_PREFIX: 'ahead', UVE_VM_CAPACITY: '4', UVE_VM_DATA_STAGE_S: '1' }, 2);
   ({ gw, admin } = stack);
 }, 90_000);
 
@@ -79,4 +80,24 @@ it('a fresh start drops the restore prepared ahead: the VM that held it lets it 
   const ended = await ok(gw, `{ session(id: "${s.id}") { state } }`, {}, admin);
   expect(ended.session.state).toBe('ENDED');
   await ok(gw, `mutation { endSession(sessionId: "${fresh.id}") { state } }`, {}, user.token);
+}, 90_000);
+
+it('after kill -9 of the VM agent, what it staged last is restored ahead on the other VM, and the reconnection takes it', async () => {
+  const { user, game, s, stream, moved } = await playGame(gw, 'ahead-killed', true);
+  // killed with the socket open: no drop seen, no save; the VMM keeps the staged state and disconnects the session
+  process.kill(agentPid(s.vm.id), 'SIGKILL');
+  const asked = await until('the restore asked ahead', 30_000, async () => (await eventsOf(s.id)).find((e) => e.type === 'RESTORE_AHEAD')?.data as { vmId: string; snapshotId: string } | undefined);
+  expect(asked.vmId).not.toBe(s.vm.id);
+  await until('the restore prepared on that VM', 20_000, async () => (await heldAhead(asked.vmId)).ready === 1);
+  await stream.close().catch(() => undefined);
+  const again = await requestUa(gw, user.token, game, { codec: 'MJPEG', method: 'NO_LOSS', fresh: false });
+  expect(again).toMatchObject({ id: s.id, reconnections: 1, vm: { id: asked.vmId }, restoredFrom: { id: asked.snapshotId, kind: 'FULL' } });
+  const next = await openStream(again.connection);
+  try {
+    expect(next.welcome.vmData).toMatchObject({ snapshotId: asked.snapshotId, restored: true, kind: 'FULL', preparedAhead: true });
+    expect(shipX(await next.frame(() => true, 'after the restore'))).toBe(moved);
+  } finally {
+    await next.close();
+  }
+  await ok(gw, `mutation { endSession(sessionId: "${s.id}") { state } }`, {}, user.token);
 }, 90_000);

@@ -24,10 +24,13 @@ let vmmUrl: string;
 /** completes a TLS handshake with a certificate of the CA */
 const servesTls = (port: number, ca: Buffer) => new Promise<boolean>((resolve) => {
   const socket = tls.connect({ host: '127.0.0.1', port, ca }, () => {
-    socket.end();
     resolve(socket.authorized);
+    socket.destroy(); // nothing left open behind the probe
   });
-  socket.on('error', () => resolve(false));
+  socket.on('error', () => {
+    resolve(false);
+    socket.destroy();
+  });
 });
 
 beforeAll(async () => {

@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import { StreamClient, createNodeDecoder, type FrameEvent, type ResourceProviders } from '@uve/client';
 import type { InputEvent } from '@uve/protocol';
 import { ok, registerUser, type GatewayAddress } from './gateway';
-import { Collector } from './services';
+import { Collector, until } from './services';
 
 export interface Rgb { r: number; g: number; b: number }
 
@@ -55,10 +55,10 @@ export function shipX(f: FrameEvent): number {
 }
 
 /**
- * A new user's NO_LOSS game (MJPEG, 640x480) with its ship moved one step right, then its socket
- * dropped without a bye (an unexpected disconnect: its VM saves the state). `moved`: the ship's x.
+ * A new user's NO_LOSS game (MJPEG, 640x480) with its ship moved one step right (`moved`: its x);
+ * `staged`: and that state staged with the VMM since (the gateway stages every UVE_VM_DATA_STAGE_S).
  */
-export async function playGameAndDrop(gw: GatewayAddress, username: string) {
+export async function playGame(gw: GatewayAddress, username: string, staged = false) {
   const user = await registerUser(gw, username);
   const game = await uaId(gw, user.token, 'game');
   const s = await requestUa(gw, user.token, game, { codec: 'MJPEG', method: 'NO_LOSS' });
@@ -66,8 +66,21 @@ export async function playGameAndDrop(gw: GatewayAddress, username: string) {
   const start = shipX(await stream.frame((f) => shipX(f) >= 0, 'with the ship'));
   const moved = shipX(await stream.inputAndFrame({ kind: 'key', type: 'down', key: 'ArrowRight', code: 'ArrowRight' }, 'after a step right'));
   if (moved !== start + 16) throw new Error(`the ship moved from ${start} to ${moved}, not one step (16 px) right`);
-  stream.client.close();
-  return { user, game, s, moved };
+  const movedAt = Date.now();
+  if (staged) {
+    await until('the moved ship staged', 20_000, async () => {
+      const at = (await ok(gw, `{ session(id: "${s.id}") { vmDataStaged { stagedAt } } }`, {}, user.token)).session.vmDataStaged?.stagedAt;
+      return at && Date.parse(at) > movedAt;
+    }, 100);
+  }
+  return { user, game, s, stream, moved, movedAt };
+}
+
+/** playGame, then its socket dropped without a bye (an unexpected disconnect: its VM saves the state) */
+export async function playGameAndDrop(gw: GatewayAddress, username: string) {
+  const played = await playGame(gw, username);
+  played.stream.client.close();
+  return played;
 }
 
 /** A connected stream client that keeps decoded frames and can wait for one (bounded). */
