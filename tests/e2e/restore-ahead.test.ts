@@ -65,6 +65,11 @@ it('NO_LOSS: the reconnection goes to the VM that restored the state while the p
     });
     expect(events.find((e) => e.type === 'RECONNECTED')!.data).toMatchObject({ sameVm: false, fromVmId: s.vm.id, vmId: aheadVmId, preparedAhead: true });
     expect(await heldAhead(aheadVmId)).toEqual({ preparing: 0, ready: 0 });
+    // and its /metrics counts it taken
+    const vm = (await ok(gw, `{ vm(id: "${aheadVmId}") { endpoint } }`, {}, admin)).vm as { endpoint: string };
+    const metrics = await (await fetch(`${vm.endpoint.replace(/^ws/, 'http')}/metrics`)).text();
+    expect(metrics).toMatch(/^uve_vm_restores_ahead\{kind="taken"\} 1$/m);
+    expect(metrics).toMatch(/^uve_vm_restores_ahead\{kind="ready"\} 0$/m);
   } finally {
     await next.close();
   }

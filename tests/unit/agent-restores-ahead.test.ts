@@ -105,6 +105,7 @@ it('holds the restored game frozen until it is taken: the same picture, the app 
   expect(damaged.length).toBeGreaterThan(0); // the resume's damage reaches the session that took it
   expect(fetches).toBe(1);
   expect(ahead.take('s1', keyOf('game'))).toBeNull(); // taken once
+  expect(ahead.stats()).toEqual({ preparing: 0, ready: 0, taken: 1, dropped: 0, failed: 0 });
   await inst.close();
   await old.close();
 });
@@ -150,6 +151,8 @@ it('gives nothing for a snapshot that cannot be restored (not FULL, or a failed 
   await tap.when(/not prepared.*checksum mismatch/);
   expect(ahead.counts()).toEqual({ preparing: 0, ready: 0 });
   expect(ahead.take('s1', keyOf('game', { snapshotId: 'snap2' }))).toBeNull();
+  // the two taken while under way, and this one
+  expect(ahead.stats()).toMatchObject({ taken: 0, failed: 3 });
 });
 
 it('asks the terminal of the session that takes it for the resources the snapshot waited on, not before', async () => {

@@ -10,6 +10,8 @@ export interface MetricsSource {
   pendingReports(): number;
   /** WASM VMs: their guest threads (UaRuntime.guestThreads) */
   guestThreads?(): { started: number; reused: number; idle: number };
+  /** restores prepared ahead (RestoresAhead.stats) */
+  restoresAhead?(): { preparing: number; ready: number; taken: number; dropped: number; failed: number };
 }
 
 /** where a session's stream measurements go (Session calls these) */
@@ -84,20 +86,20 @@ export class AgentMetrics implements StreamObserver {
         this.set(src.pendingReports());
       },
     });
-    if (src.guestThreads) {
-      const threads = src.guestThreads;
+    // a gauge per `kind`, read from an object of counts at each scrape
+    const byKind = (name: string, help: string, read: () => Record<string, number>) =>
       new Gauge({
-        name: 'uve_vm_wasm_guest_threads',
-        help: 'WASM guest threads: started, and UAs that ran on a thread an earlier UA had run on (counts since the start); idle now',
-        labelNames: ['kind'],
-        registers,
+        name, help, labelNames: ['kind'], registers,
         collect() {
-          const t = threads();
-          this.set({ kind: 'started' }, t.started);
-          this.set({ kind: 'reused' }, t.reused);
-          this.set({ kind: 'idle' }, t.idle);
+          for (const [kind, n] of Object.entries(read())) this.set({ kind }, n);
         },
       });
+    const { guestThreads, restoresAhead } = src;
+    if (guestThreads) {
+      byKind('uve_vm_wasm_guest_threads', 'WASM guest threads: started, and UAs that ran on a thread an earlier UA had run on (counts since the start); idle now', () => guestThreads());
+    }
+    if (restoresAhead) {
+      byKind('uve_vm_restores_ahead', 'restores prepared while the user is away: preparing and ready now; taken by a reconnection, dropped unused, failed (counts since the start)', () => restoresAhead());
     }
     this.encodeSeconds = new Histogram({
       name: 'uve_vm_frame_encode_seconds',

@@ -116,6 +116,8 @@ export class Vm {
       capacity: cfg.capacity,
       pendingReports: () => link.pendingReports,
       ...(runtime.guestThreads ? { guestThreads: () => runtime.guestThreads!() } : {}),
+      // (made below, before the server that answers /metrics)
+      restoresAhead: () => this.restoresAhead!.stats(),
     });
     // NO_LOSS reconnections the VMM sends here, restored while their PLAYER is away
     const restoresAhead = (this.restoresAhead = new RestoresAhead({

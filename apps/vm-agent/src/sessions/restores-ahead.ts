@@ -69,6 +69,8 @@ interface Entry {
 
 export class RestoresAhead {
   private readonly entries = new Map<string, Entry>();
+  /** since the agent's start: taken by a reconnection, let go of unused, failed to prepare */
+  private readonly outcomes = { taken: 0, dropped: 0, failed: 0 };
 
   constructor(private readonly deps: RestoresAheadDeps) {}
 
@@ -81,6 +83,11 @@ export class RestoresAhead {
   counts(): { preparing: number; ready: number } {
     const ready = [...this.entries.values()].filter((e) => e.ready).length;
     return { preparing: this.entries.size - ready, ready };
+  }
+
+  /** what is held now and what became of the others since the start (the VM's /metrics) */
+  stats(): { preparing: number; ready: number; taken: number; dropped: number; failed: number } {
+    return { ...this.counts(), ...this.outcomes };
   }
 
   /** vmdata.prepareRestore: starts preparing (a repeat of the same snapshot is ignored; another replaces it). */
@@ -125,7 +132,11 @@ export class RestoresAhead {
     }
     this.entries.delete(sessionId);
     clearTimeout(entry.timer);
-    return entry.prepared;
+    // a restore still under way when taken may fail after all
+    return entry.prepared.then((p) => {
+      this.outcomes[p ? 'taken' : 'failed']++;
+      return p;
+    });
   }
 
   /** vmdata.dropRestore, an expiry, a replacement: the prepared UA (or the one under way) is closed. */
@@ -135,6 +146,7 @@ export class RestoresAhead {
     this.entries.delete(sessionId);
     clearTimeout(entry.timer);
     entry.dropped = true;
+    this.outcomes.dropped++;
     this.deps.log.info('restore prepared ahead dropped', { session: sessionId, reason });
     void entry.prepared.then((p) => p?.instance.close().catch(() => undefined));
   }
@@ -213,6 +225,7 @@ export class RestoresAhead {
       if (this.entries.get(sessionId) === entry) {
         this.entries.delete(sessionId);
         clearTimeout(entry.timer);
+        this.outcomes.failed++;
       }
       // a download that outlived the failure gives its buffer back
       if (!fetched) fetching.then((f) => f.release(), () => undefined);
