@@ -82,12 +82,18 @@ async function playedGame(runtime: WasmRuntime, clock: ManualClock, dir: string)
   return { blob, picture: { ...a.captureFull(), data: Buffer.from(a.captureFull().data) }, appTimeMs: a.appTimeMs, close: () => a.close() };
 }
 
-it('holds the restored game frozen until it is taken: the same picture, the app clock where it stopped', async () => {
+/** setup('game') whose VMM serves the FULL state of a game played on "the old VM"; `fetches`: downloads so far */
+async function setupWithPlayedGame() {
   let fetches = 0;
   let blob!: Uint8Array;
-  const { clock, runtime, tap, ahead, dir } = setup('game', async () => (fetches++, full(blob)));
-  const old = await playedGame(runtime, clock, dir);
+  const s = setup('game', async () => (fetches++, full(blob)));
+  const old = await playedGame(s.runtime, s.clock, s.dir);
   blob = old.blob;
+  return { ...s, old, fetches: () => fetches };
+}
+
+it('holds the restored game frozen until it is taken: the same picture, the app clock where it stopped', async () => {
+  const { clock, tap, ahead, old, fetches } = await setupWithPlayedGame();
   ahead.prepare(command('game'));
   ahead.prepare(command('game')); // a repeat (the VMM re-sent it) prepares nothing more
   await tap.when(/^restore prepared ahead \|/);
@@ -103,7 +109,7 @@ it('holds the restored game frozen until it is taken: the same picture, the app 
   expect(inst.appTimeMs).toBe(old.appTimeMs);
   expect(same(inst.captureFull(), old.picture)).toBe(true);
   expect(damaged.length).toBeGreaterThan(0); // the resume's damage reaches the session that took it
-  expect(fetches).toBe(1);
+  expect(fetches()).toBe(1);
   expect(ahead.take('s1', keyOf('game'))).toBeNull(); // taken once
   expect(ahead.stats()).toEqual({ preparing: 0, ready: 0, taken: 1, dropped: 0, failed: 0 });
   await inst.close();
@@ -111,10 +117,7 @@ it('holds the restored game frozen until it is taken: the same picture, the app 
 });
 
 it('drops the prepared UA when the reconnection does not fit it (another snapshot or size), and when it expires', async () => {
-  let blob!: Uint8Array;
-  const { clock, runtime, tap, ahead, dir } = setup('game', async () => full(blob));
-  const old = await playedGame(runtime, clock, dir);
-  blob = old.blob;
+  const { tap, ahead, old } = await setupWithPlayedGame();
   ahead.prepare(command('game'));
   expect(ahead.take('s1', keyOf('game', { snapshotId: 'snap2' }))).toBeNull();
   await tap.when(/dropped/);
@@ -176,10 +179,7 @@ it('asks the terminal of the session that takes it for the resources the snapsho
 });
 
 it('keeps at most `max` prepared UAs (a further one drops the oldest) and closes them all when the VM stops', async () => {
-  let blob!: Uint8Array;
-  const { clock, runtime, tap, ahead, dir } = setup('game', async () => full(blob));
-  const old = await playedGame(runtime, clock, dir);
-  blob = old.blob;
+  const { tap, ahead, old } = await setupWithPlayedGame();
   for (const id of ['s1', 's2', 's3']) ahead.prepare(command('game', { sessionId: id }));
   expect(ahead.size).toBe(2);
   expect(ahead.take('s1', keyOf('game'))).toBeNull();

@@ -12,7 +12,7 @@ export const SESSION_EVENT_TYPES = [
   'RESOURCE_REQUESTED', 'ENDED', 'FAILED',
   // the VM could not use the VM Data it was given (checksum mismatch, unusable state): fresh start
   'SNAPSHOT_RESTORE_FAILED',
-  // while DISCONNECTED: a VM was told to restore the VM Data ahead (data.vmId), or that it was dropped (data.dropped)
+  // while DISCONNECTED: a VM was told to restore the VM Data ahead (data.vmId, data.snapshotId)
   'RESTORE_AHEAD',
 ] as const;
 export type SessionEventType = (typeof SESSION_EVENT_TYPES)[number];
