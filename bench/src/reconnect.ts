@@ -186,8 +186,8 @@ interface Ctx { url: string; admin: string; user: string; game: string; memory: 
 const REQUEST = `mutation($i: RequestApplicationInput!) { requestApplication(input: $i) { id vm { id } connection { url token } } }`;
 type Requested = { id: string; vm: { id: string }; connection: { url: string; token: string } };
 const request = (c: Ctx, fresh: boolean, ua = c.game) => gql<{ requestApplication: Requested }>(c.url, REQUEST, { i: { uaId: ua, reconnectionMethod: 'NO_LOSS', fresh, terminal: TERMINAL } }, c.user).then((d) => d.requestApplication);
-const eventOf = async (c: Ctx, sessionId: string, type: string) =>
-  (await gql(c.url, `{ session(id: "${sessionId}") { state events(last: 30) { type data } } }`, {}, c.admin)).session.events.find((e: { type: string }) => e.type === type) as { data: Record<string, any> } | undefined;
+const eventOf = async (c: Ctx, sessionId: string, type: string, where: (data: Record<string, any>) => boolean = () => true) =>
+  (await gql(c.url, `{ session(id: "${sessionId}") { state events(last: 30) { type data } } }`, {}, c.admin)).session.events.find((e: { type: string; data: Record<string, any> }) => e.type === type && where(e.data)) as { data: Record<string, any> } | undefined;
 
 /** why the VMM sent a reconnection back to the old VM (its RECONNECTED event: `why`, `reason`) */
 const stayedBecause = async (c: Ctx, sessionId: string): Promise<string> => {
@@ -212,10 +212,7 @@ async function away(c: Ctx, sessionId: string, snapshotId: string, settled = fal
     await new Promise((r) => setTimeout(r, (c.away as number) * 1000));
     return null;
   }
-  const asked = await until('the restore asked ahead', 30_000, async () => {
-    const events = (await gql(c.url, `{ session(id: "${sessionId}") { events(last: 30) { type data } } }`, {}, c.admin)).session.events as { type: string; data: Record<string, any> }[];
-    return events.find((e) => e.type === 'RESTORE_AHEAD' && e.data.snapshotId === snapshotId)?.data;
-  });
+  const asked = await until('the restore asked ahead', 30_000, async () => (await eventOf(c, sessionId, 'RESTORE_AHEAD', (d) => d.snapshotId === snapshotId))?.data);
   // settled: under way no more (ready, or failed and let go of)
   await until('the restore prepared ahead', 180_000, async () => {
     const held = await heldAhead(c, asked.vmId);
