@@ -29,6 +29,7 @@ describe('vm-agent config', () => {
       queuePrefix: 'uve',
       logLevel: 'info',
       ffmpegLibx264: 'probe',
+      wasmHugePages: true,
     });
     expect(c.vmName).toMatch(/^vm-.+-vm-12345$/);
   });
@@ -48,14 +49,15 @@ describe('vm-agent config', () => {
       UVE_QUEUE_PREFIX: 'prod',
       UVE_LOG_LEVEL: 'debug',
       UVE_FFMPEG_LIBX264: 'true',
+      UVE_WASM_HUGE_PAGES: 'false',
     });
-    expect(c).toMatchObject({ ffmpegLibx264: 'true', vmName: 'edge-1', platform: 'LINUX_X11', provider: 'DOCKER', host: '0.0.0.0', publicHost: 'vm1.example.net', port: 7001, capacity: 12, codecs: ['MJPEG', 'H264'], dataDir: '/var/lib/uve', queuePrefix: 'prod', logLevel: 'debug' });
+    expect(c).toMatchObject({ ffmpegLibx264: 'true', wasmHugePages: false, vmName: 'edge-1', platform: 'LINUX_X11', provider: 'DOCKER', host: '0.0.0.0', publicHost: 'vm1.example.net', port: 7001, capacity: 12, codecs: ['MJPEG', 'H264'], dataDir: '/var/lib/uve', queuePrefix: 'prod', logLevel: 'debug' });
   });
 
   it('lists every problem at once with what to do', () => {
     let err: ConfigError | undefined;
     try {
-      loadConfig({ REDIS_URL: 'http://x', UVE_GATEWAY_URL: 'nope', UVE_VM_PORT: '70000', UVE_VM_CAPACITY: '0', UVE_VM_CODECS: 'H265', UVE_VM_PLATFORM: 'WINDOWS', UVE_VM_HOST: '0.0.0.0', UVE_FFMPEG_LIBX264: 'yes' });
+      loadConfig({ REDIS_URL: 'http://x', UVE_GATEWAY_URL: 'nope', UVE_VM_PORT: '70000', UVE_VM_CAPACITY: '0', UVE_VM_CODECS: 'H265', UVE_VM_PLATFORM: 'WINDOWS', UVE_VM_HOST: '0.0.0.0', UVE_FFMPEG_LIBX264: 'yes', UVE_WASM_HUGE_PAGES: 'on' });
     } catch (e) {
       err = e as ConfigError;
     }
@@ -63,6 +65,7 @@ describe('vm-agent config', () => {
     const text = err!.problems.join('\n');
     expect(text).toMatch(/REDIS_URL must be a redis:\/\/ or rediss:\/\/ URL/);
     expect(text).toMatch(/UVE_FFMPEG_LIBX264/);
+    expect(text).toMatch(/UVE_WASM_HUGE_PAGES must be one of true, false/);
     expect(text).toMatch(/UVE_GATEWAY_URL is not a URL/);
     expect(text).toMatch(/UVE_VM_ID is required/);
     expect(text).toMatch(/UVE_VM_SECRET_FILE \(or UVE_VM_SECRET\) is required/);
@@ -71,7 +74,7 @@ describe('vm-agent config', () => {
     expect(text).toMatch(/UVE_VM_CODECS has unknown codecs H265/);
     expect(text).toMatch(/UVE_VM_PLATFORM must be one of WASM, LINUX_X11/);
     expect(text).toMatch(/UVE_VM_PUBLIC_HOST must be an address UCs can reach/);
-    expect(err!.problems).toHaveLength(10);
+    expect(err!.problems).toHaveLength(11);
   });
 
   it('reads the secret and the Redis URL from files readable by their owner only, never from a file others may read', () => {

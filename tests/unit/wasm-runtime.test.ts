@@ -1,6 +1,6 @@
 // The WASM platform of the VM agent (docs/wasm-abi.md) against the three sample UAs built by
 // `npm run build -w @uve/vm-agent`, plus hand-assembled modules for the error paths.
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { deflateSync } from 'node:zlib';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -8,6 +8,7 @@ import type { InputEvent, LocalResourceKind } from '@uve/protocol';
 import type { RawFrame, ResourceAnswer } from '../../apps/vm-agent/src/runtimes/runtime';
 import { UaTrapError, WasmRuntime, type WasmInstance } from '../../apps/vm-agent/src/runtimes/wasm';
 import { UaUnresponsiveError } from '../../apps/vm-agent/src/runtimes/runtime';
+import { HUGE_PAGES_ADDON, thpMode } from '../../apps/vm-agent/src/runtimes/wasm/huge-pages';
 
 const UAS = path.resolve(__dirname, '../../apps/vm-agent/uas');
 const SAMPLES = ['paint', 'game', 'sensors', 'memory'] as const;
@@ -70,6 +71,8 @@ async function start(runtime: WasmRuntime, dir: string, size = { width: W, heigh
   return { inst, damage, exit, broker };
 }
 
+/** this process's anonymous memory on transparent huge pages (the guests' threads are in it) */
+const anonHugeBytes = (): number => Number(/^AnonHugePages:\s+(\d+) kB/m.exec(readFileSync('/proc/self/smaps_rollup', 'utf8'))?.[1] ?? 0) * 1024;
 const sampleDir = (name: Sample): string => path.join(UAS, name, 'build');
 const startSample = (runtime: WasmRuntime, name: Sample, size?: { width: number; height: number }, restoreFollows?: boolean): Promise<Started> => start(runtime, sampleDir(name), size, restoreFollows);
 
@@ -757,6 +760,37 @@ describe('FULL snapshots', () => {
       await b.inst.close();
     }
     await a.inst.close();
+  });
+
+  it('memory: a restore with the huge pages addon writes the guest memory on 2 MiB pages, one without it on 4 KiB pages; both restore the same state', async () => {
+    expect(existsSync(HUGE_PAGES_ADDON)).toBe(true); // built by npm run build (scripts/build-native.js)
+    const mode = thpMode();
+    const plain = newRuntime({ clock: new ManualClock().now });
+    const { a, before } = await filledMemory(plain, 9);
+    const blob = await a.inst.saveFullState();
+    await a.inst.close();
+    const restoreInto = async (runtime: WasmRuntime) => {
+      const b = await startSample(runtime, 'memory', undefined, true);
+      const huge = anonHugeBytes();
+      await b.inst.restoreFullState(blob);
+      const grown = anonHugeBytes() - huge;
+      expect(Buffer.from(b.inst.captureFull().data).equals(Buffer.from(before.data))).toBe(true);
+      b.inst.input(key('KeyV', 'v'));
+      expect(pixel(settle(b.inst), 4, 4)).toEqual([0, 200, 0]); // every block as filled
+      await b.inst.close();
+      return grown;
+    };
+    const advised = await restoreInto(newRuntime({ clock: new ManualClock().now, hugePagesAddon: HUGE_PAGES_ADDON }));
+    const unadvised = await restoreInto(plain);
+    const MiB = 1024 * 1024;
+    if (mode === 'never') {
+      expect([advised, unadvised]).toEqual([0, 0]); // the host gives none: the addon changes nothing
+    } else {
+      // the 9 MiB written span at least 3 whole 2 MiB pages
+      expect(advised).toBeGreaterThanOrEqual(6 * MiB);
+      // madvise (Debian's default): nothing else here asks for huge pages, V8 never does for a guest memory
+      if (mode === 'madvise') expect(unadvised).toBeLessThan(2 * MiB);
+    }
   });
 });
 

@@ -47,6 +47,8 @@ export interface AgentConfig {
   wasmStartBudgetMs: number;
   /** WASM guest threads kept idle for the next UAs (closed UAs leave theirs); 0 = a thread ends with its UA */
   wasmIdleThreads: number;
+  /** a restored WASM guest's memory is advised onto huge pages (runtimes/wasm/huge-pages.ts) */
+  wasmHugePages: boolean;
   /** the agent stops by itself once its VMM was unreachable this long; 0 = never */
   vmmLostExitMs: number;
   /** a stop (signal, vm.shutdown, lost VMM) that takes longer is cut short: children killed, exit 1 */
@@ -104,6 +106,7 @@ export const CONFIG_VARS: readonly ConfigVar[] = [
   { name: 'UVE_WASM_CALL_BUDGET_MS', required: false, default: '1000', doc: 'most time one call into a WASM UA (input, a frame) may take; over it the UA is stopped and only its session fails, unless its thread was starved (less than half of the CPU since: waited for up to 5 budgets)' },
   { name: 'UVE_WASM_START_BUDGET_MS', required: false, default: '5000', doc: "most time a WASM UA's start and its state saves/restores may take" },
   { name: 'UVE_WASM_IDLE_THREADS', required: false, default: 'UVE_VM_CAPACITY', doc: "WASM guest threads kept idle for the next UAs (at most as many as the VM ran UAs at once): a UA closed in order leaves its thread (its instance and memory dropped: the next UA gets its own), so a session does not pay a worker thread's start; a UA that failed ends its thread; idle threads past the first end after 60 s unused; 0 = every thread ends with its UA" },
+  { name: 'UVE_WASM_HUGE_PAGES', required: false, default: 'true', doc: "true: the memory a WASM FULL restore writes is put on transparent huge pages (the agent's addon, dist/native/huge-pages.node, asks for them; the host's /sys/kernel/mm/transparent_hugepage/enabled must be madvise or always): one page fault per 2 MiB instead of per 4 KiB, ~10 ms instead of 0.4-0.5 s at 128 MiB; false: 4 KiB pages. GET /healthz says which (wasmHugePages)" },
   {
     name: 'UVE_VMM_LOST_EXIT_MS',
     required: false,
@@ -247,6 +250,7 @@ export function loadConfig(processEnv: NodeJS.ProcessEnv = process.env): AgentCo
     wasmCallBudgetMs: int('UVE_WASM_CALL_BUDGET_MS', 1000, 10, 600_000),
     wasmStartBudgetMs: int('UVE_WASM_START_BUDGET_MS', 5000, 100, 600_000),
     wasmIdleThreads: int('UVE_WASM_IDLE_THREADS', capacity, 0, 1000),
+    wasmHugePages: oneOf('UVE_WASM_HUGE_PAGES', 'true', ['true', 'false'] as const) === 'true',
     vmmLostExitMs: int('UVE_VMM_LOST_EXIT_MS', 60_000, 0, 86_400_000),
     stopTimeoutMs: int('UVE_STOP_TIMEOUT_MS', 10_000, 1000, 600_000),
     stream: {

@@ -11,6 +11,7 @@ import type { Logger } from './common/log';
 import { errorMessage, withTimeout } from './common/errors';
 import { availableCodecs as encoderCodecs, createEncoder, sessionPixelFormat, WarmX264 } from './encoders';
 import { runtimeFor } from './runtimes';
+import { guestHugePages } from './runtimes/wasm/huge-pages';
 import { resolveUaUser } from './runtimes/x11/ua-user';
 import type { UaRuntime } from './runtimes/runtime';
 import { DEPLOY_WAIT_MS, SessionManager } from './sessions/session-manager';
@@ -61,6 +62,8 @@ export class Vm {
   private watch: VmmWatch | null = null;
   private warmEncoder: WarmX264 | null = null;
   private runtime: UaRuntime | null = null;
+  /** WASM: whether restored guest memories are on huge pages (GET /healthz); null on other platforms */
+  private wasmHugePages: boolean | null = null;
   private restoresAhead: RestoresAhead | null = null;
   private vmData: VmDataClient | null = null;
   private readonly watcherWaits = new WatcherWaits();
@@ -79,7 +82,13 @@ export class Vm {
     const { cfg, log } = this;
     const uaUser = cfg.platform === 'LINUX_X11' ? resolveUaUser(cfg.uaUser) : null;
     if (uaUser) log.info('LINUX_X11 UAs run as their own user', { user: uaUser.name, uid: uaUser.uid });
-    const runtime = (this.runtime = this.deps.runtime ?? runtimeFor(cfg.platform, { wasm: { callBudgetMs: cfg.wasmCallBudgetMs, startBudgetMs: cfg.wasmStartBudgetMs, warmThread: cfg.warmStart, idleThreads: cfg.wasmIdleThreads }, x11: { uaUser, warmDisplay: cfg.warmStart } }));
+    const hugePages = cfg.platform === 'WASM' ? guestHugePages(cfg.wasmHugePages) : null;
+    if (hugePages) log.info(hugePages.restored ? 'WASM restores write their memory on huge pages' : 'WASM restores write their memory on 4 KiB pages', { why: hugePages.why });
+    this.wasmHugePages = hugePages?.restored ?? null;
+    const runtime = (this.runtime = this.deps.runtime ?? runtimeFor(cfg.platform, {
+      wasm: { callBudgetMs: cfg.wasmCallBudgetMs, startBudgetMs: cfg.wasmStartBudgetMs, warmThread: cfg.warmStart, idleThreads: cfg.wasmIdleThreads, hugePagesAddon: hugePages?.addon },
+      x11: { uaUser, warmDisplay: cfg.warmStart },
+    }));
 
     const available = await (this.deps.availableCodecs ?? (() => encoderCodecs(cfg.ffmpegLibx264)))();
     this.codecs = cfg.codecs ? available.filter((c) => cfg.codecs!.includes(c)) : available;
@@ -160,7 +169,7 @@ export class Vm {
       limits: cfg.stream,
       tls: cfg.tls ? { cert: await readFile(cfg.tls.certFile), key: await readFile(cfg.tls.keyFile) } : undefined,
       log: log.child({ part: 'uve3' }),
-      health: () => ({ vmId: cfg.vmId, sessions: sessions.active, capacity: cfg.capacity, draining: sessions.isDraining, restoresAhead: restoresAhead.counts() }),
+      health: () => ({ vmId: cfg.vmId, sessions: sessions.active, capacity: cfg.capacity, draining: sessions.isDraining, restoresAhead: restoresAhead.counts(), wasmHugePages: this.wasmHugePages }),
       metrics: () => metrics.text(),
     });
     this.port = await this.server.listen();

@@ -4,10 +4,11 @@
 // background so the command queue keeps moving.
 import { randomUUID } from 'node:crypto';
 import { mkdir, readFile, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join } from 'node:path';
 import { checkManifest, MANIFEST_FILE, type DeployUaCommand, type DeployedUa, type DeploymentStatus, type LocalResourceKind, type Platform, type UpdateUaCommand } from '@uve/protocol';
 import type { InstalledUa, UaRuntime } from '../runtimes/runtime';
 import type { Logger } from '../common/log';
+import { AGENT_ROOT } from '../common/paths';
 import { errorMessage, withTimeout } from '../common/errors';
 import { downloadPackage } from './fetch-package';
 import { readPackage, writePackage } from './unpack';
@@ -17,8 +18,6 @@ import { readPackage, writePackage } from './unpack';
  * (built by scripts/build-uas.js), LINUX_X11 ones in apps/vm-agent/uas-x11/<name>.
  */
 export const BUILTIN_PREFIX = 'builtin:';
-// dist/uas (or src/uas under ts tooling) -> apps/vm-agent; independent of the working directory
-export const AGENT_ROOT = resolve(__dirname, '..', '..');
 const BUILTIN_LAYOUT: Record<Platform, (root: string, name: string) => string> = {
   WASM: (root, name) => join(root, 'uas', name, 'build'),
   LINUX_X11: (root, name) => join(root, 'uas-x11', name),

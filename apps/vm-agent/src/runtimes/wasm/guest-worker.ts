@@ -75,6 +75,8 @@ export interface GuestWorkerData {
   pixelFormat: 'rgba' | 'i420';
   /** i420: the converter (i420.ts, a WebAssembly.Module) and how many rows it takes per call */
   i420?: { module: unknown; stageRows: number };
+  /** the addon whose adviseHugePages puts a memory a restore writes on huge pages (huge-pages.ts); null: none */
+  hugePagesAddon: string | null;
 }
 
 export function guestWorkerMain(): void {
@@ -103,6 +105,23 @@ export function guestWorkerMain(): void {
   let prepared: { instance: any; have: number; memoryBytes: number } | null = null;
 
   const memoryOf = (inst: any): any => inst.exports.memory;
+
+  /** the addon's madvise, when the host gave one (a failure to load or to advise only costs speed) */
+  const adviseHugePages = ((): ((b: ArrayBuffer) => void) | null => {
+    if (!data.hugePagesAddon) return null;
+    try {
+      const addon = require(data.hugePagesAddon);
+      return (b) => {
+        try {
+          addon.adviseHugePages(b);
+        } catch {
+          // e.g. EINVAL from a kernel without transparent huge pages: 4 KiB pages, as without the addon
+        }
+      };
+    } catch {
+      return null;
+    }
+  })();
 
   /** an AssemblyScript string (UTF-16LE, byte length in the 4 bytes before it), for abort messages */
   const readString = (memory: any, ptr: number): string => {
@@ -161,6 +180,8 @@ export function guestWorkerMain(): void {
     } catch (e) {
       return `snapshot memory does not fit this host's limit: ${(e as Error).message}`;
     }
+    // before anything writes it: each 2 MiB is then one page fault instead of 512
+    adviseHugePages?.(memory.buffer);
     return { fresh, have };
   };
 

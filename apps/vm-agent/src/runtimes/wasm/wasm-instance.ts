@@ -29,6 +29,8 @@ export interface InstanceConfig {
   callBudgetMs: number;
   /** most time the start (instantiation + uve_init) and bulk calls (app data, FULL state) may take */
   startBudgetMs: number;
+  /** the addon the guest's thread advises a restored memory onto huge pages with (huge-pages.ts); null: none */
+  hugePagesAddon?: string | null;
   /** a guest thread kept by the runtime (startGuestThread) to run the guest on; null: start one */
   takeThread?: () => Worker | null;
   /** takes back the thread of a UA that was closed (not failed): its UA is cut off, the thread kept for the next */
@@ -374,6 +376,7 @@ export class WasmInstance implements UaInstance {
       pageBytes: PAGE_BYTES,
       pixelFormat: this.pixelFormat,
       i420: this.pixelFormat === 'i420' ? { module: i420Module(), stageRows: I420_STAGE_ROWS } : undefined,
+      hugePagesAddon: this.config.hugePagesAddon ?? null,
     };
     const kept = this.config.takeThread?.() ?? null;
     const worker = (this.worker = kept ?? startGuestThread());

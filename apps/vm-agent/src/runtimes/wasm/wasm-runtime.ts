@@ -33,6 +33,8 @@ export interface WasmRuntimeOptions {
   idleThreads?: number;
   /** an idle thread past the first unused this long ends (default 60 s: a burst's threads and memory are given back) */
   idleThreadTtlMs?: number;
+  /** the addon that puts a restored guest memory on huge pages (huge-pages.ts guestHugePages); absent or null: none */
+  hugePagesAddon?: string | null;
 }
 
 export const DEFAULT_WASM_IDLE_THREADS = 2;
@@ -56,6 +58,7 @@ export class WasmRuntime implements UaRuntime {
   private readonly warmThreadDelayMs: number;
   private readonly maxIdle: number;
   private readonly idleTtlMs: number;
+  private readonly hugePagesAddon: string | null;
   /** guest threads with no UA, kept for the next UAs; each with its listener that drops it when it dies, and its expiry */
   private readonly idle = new Map<Worker, { drop: () => void; expiry: NodeJS.Timeout }>();
   /** threads released by their UA, not yet confirmed free (`released`) */
@@ -77,6 +80,7 @@ export class WasmRuntime implements UaRuntime {
     this.warmThreadDelayMs = options.warmThreadDelayMs ?? 1_000;
     this.maxIdle = options.idleThreads ?? DEFAULT_WASM_IDLE_THREADS;
     this.idleTtlMs = options.idleThreadTtlMs ?? DEFAULT_WASM_IDLE_THREAD_TTL_MS;
+    this.hugePagesAddon = options.hugePagesAddon ?? null;
     if (this.warmThread) this.keepThread();
   }
 
@@ -206,6 +210,7 @@ export class WasmRuntime implements UaRuntime {
         frameIntervalMs: this.frameIntervalMs,
         callBudgetMs: this.callBudgetMs,
         startBudgetMs: this.startBudgetMs,
+        hugePagesAddon: this.hugePagesAddon,
         takeThread: () => {
           const kept = this.takeThread();
           if (!kept) this.started++;
