@@ -369,9 +369,11 @@ export class VmDataStore {
       manifest?.add(chunk.address);
       whole?.update(plain);
       expected++;
-      // one chunk held back: the last goes out only once the whole snapshot checked out
-      if (held) yield held;
-      held = plain;
+      // every chunk goes out as soon as it checked out, but the last: that one only once the whole
+      // snapshot did (size and order), so that a VM never gets all the bytes of one that did not
+      if (size < snapshot.sizeBytes) yield plain;
+      else if (held) throw damaged(`VM Data snapshot ${snapshot.id} holds more than the ${snapshot.sizeBytes} bytes stored.`);
+      else held = plain;
     }
     if (size !== snapshot.sizeBytes) throw damaged(`VM Data snapshot ${snapshot.id} holds ${size} bytes, ${snapshot.sizeBytes} were stored.`);
     // every chunk was whole; this catches them in another order (a manifest tampered with)
