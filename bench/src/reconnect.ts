@@ -207,6 +207,10 @@ async function heldAhead(c: Ctx, vmId: string): Promise<{ preparing: number; rea
  * `settled`: until that VM is done with it either way (a restore that fails, as synthetic bytes do).
  */
 async function away(c: Ctx, sessionId: string, snapshotId: string, settled = false): Promise<string | null> {
+  // the drop's report and the save reach the VMM on two paths, in either order: a request before the
+  // session is DISCONNECTED finds nothing to continue and starts another session (restored from the
+  // latest VM Data), which is not the reconnection measured here
+  await until('the session DISCONNECTED', 20_000, async () => !!(await eventOf(c, sessionId, 'DISCONNECTED')));
   if (!c.ahead) return null;
   if (!settled && typeof c.away === 'number') {
     await new Promise((r) => setTimeout(r, (c.away as number) * 1000));
