@@ -412,6 +412,7 @@ const SAVE_STAGES: Array<[string, string]> = [
   ['storedAt', 'VMM: stored (committed)'],
   ['seen', 'bench: SNAPSHOT_SAVED seen (polled)'],
   ['restoreAheadStartedAt', 'VM ahead: restore began (user away)'],
+  ['restoreAheadFirstByteAt', "VM ahead: the download's first bytes in"],
   ['restoreAheadFetchedAt', 'VM ahead: download complete'],
   ['restoreAheadReadyAt', 'VM ahead: restore ready (user away)'],
 ];
@@ -530,7 +531,7 @@ async function restoreOnce(c: Ctx, gatewayPid: number, mib: number, row: StateRo
       const stages: Record<string, number> = { placed, frame: ms };
       const start: Record<string, unknown> = { ...after.client.welcome?.start };
       // a restore done ahead belongs to the time the user was away: the save's stages, from the drop
-      for (const k of ['restoreAheadStartedAt', 'restoreAheadFetchedAt', 'restoreAheadReadyAt']) {
+      for (const k of ['restoreAheadStartedAt', 'restoreAheadFirstByteAt', 'restoreAheadFetchedAt', 'restoreAheadReadyAt']) {
         if (typeof start[k] === 'number') saveStages[k] = (start[k] as number) - dropAt;
         delete start[k];
       }

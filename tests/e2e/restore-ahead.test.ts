@@ -57,6 +57,10 @@ it('NO_LOSS: the reconnection goes to the VM that restored the state while the p
     // the state was in the UA before the session.prepare came: nothing was downloaded on the way
     const t = next.welcome.start!;
     expect(t.restoreAheadReadyAt).toBeLessThan(t.preparedAt);
+    // its stages in order: began, first bytes, downloaded, ready
+    expect(t.restoreAheadStartedAt).toBeLessThanOrEqual(t.restoreAheadFirstByteAt!);
+    expect(t.restoreAheadFirstByteAt).toBeLessThanOrEqual(t.restoreAheadFetchedAt!);
+    expect(t.restoreAheadFetchedAt).toBeLessThanOrEqual(t.restoreAheadReadyAt!);
     expect(t.vmDataRequestedAt).toBeUndefined();
     expect(shipX(await next.frame(() => true, 'after the restore'))).toBe(moved);
     // the game goes on from there

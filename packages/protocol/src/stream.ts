@@ -181,10 +181,11 @@ export interface SessionStartTiming {
   uaInstantiatedAt?: number;
   vmDataRestoredAt?: number;
   /**
-   * VM, a restore prepared ahead (vmdata.prepareRestore): it began, its download was complete, the
-   * UA held the state (before preparedAt when it was ready in time)
+   * VM, a restore prepared ahead (vmdata.prepareRestore): it began, its download's first bytes came,
+   * the download was complete, the UA held the state (before preparedAt when it was ready in time)
    */
   restoreAheadStartedAt?: number;
+  restoreAheadFirstByteAt?: number;
   restoreAheadFetchedAt?: number;
   restoreAheadReadyAt?: number;
   capturedAt?: number;

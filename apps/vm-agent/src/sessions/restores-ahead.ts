@@ -27,6 +27,8 @@ export interface RestoreAheadBinding {
 export interface PreparedRestore {
   instance: UaInstance;
   startedAt: number;
+  /** the download's first bytes came */
+  firstByteAt: number;
   /** the snapshot downloaded and its sha256 checked */
   fetchedAt: number;
   readyAt: number;
@@ -173,7 +175,9 @@ export class RestoresAhead {
     // the download goes beside the UA's start (as a session's does); the header that comes first lets
     // the UA make room for the state (prepareRestore) once it is started
     let head: Uint8Array | null = null;
+    let firstByteAt = 0;
     const fetching = this.deps.fetchVmData(entry.key.snapshotId, (first) => {
+      firstByteAt = wallClock();
       head = first.slice(0, 256);
       if (instance && !entry.dropped) instance.prepareRestore?.(head);
     });
@@ -212,7 +216,7 @@ export class RestoresAhead {
       entry.ready = true;
       log.info('restore prepared ahead', { ms: Math.round(readyAt - startedAt), downloadMs: Math.round(fetchedAt - startedAt) });
       return {
-        instance: started, startedAt, fetchedAt, readyAt,
+        instance: started, startedAt, firstByteAt, fetchedAt, readyAt,
         bind: (t) => {
           target = t;
           bound(t);

@@ -219,7 +219,7 @@ export class Session {
       let instance: UaInstance;
       const prepared = ahead ? await ahead : null;
       if (prepared) {
-        Object.assign(this.startTiming, { restoreAheadStartedAt: prepared.startedAt, restoreAheadFetchedAt: prepared.fetchedAt, restoreAheadReadyAt: prepared.readyAt });
+        Object.assign(this.startTiming, { restoreAheadStartedAt: prepared.startedAt, restoreAheadFirstByteAt: prepared.firstByteAt, restoreAheadFetchedAt: prepared.fetchedAt, restoreAheadReadyAt: prepared.readyAt });
         instance = prepared.bind({ resources: this.broker, onDamage: () => this.pump?.damage(), onExit: (error) => this.instance === instance && this.onUaExit(error) });
         this.vmData.restoredAhead(this.restoreSnapshotId!);
       } else {
