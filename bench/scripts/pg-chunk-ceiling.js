@@ -4,7 +4,8 @@
 // the postgres store writes them), then each batch read back twice by binary COPY on one
 // connection (the first read of fresh rows, then the same rows again). An embedded PostgreSQL of its
 // own in a temporary folder, started with the gateway's default GLIBC_TUNABLES (--no-tunables:
-// none), removed after. Usage: node bench/scripts/pg-chunk-ceiling.js [ROUNDS=4] [--no-tunables]
+// none) and any --pg name=value settings (e.g. --pg shared_buffers=1GB), removed after.
+// Usage: node bench/scripts/pg-chunk-ceiling.js [ROUNDS=4] [--no-tunables] [--pg name=value]...
 'use strict';
 const fs = require('node:fs');
 const os = require('node:os');
@@ -18,7 +19,9 @@ const { Client } = req('pg');
 const { to: copyTo } = req('pg-copy-streams');
 const { DEFAULT_GLIBC_TUNABLES } = require(path.join(GATEWAY, 'dist/infra/allocator.js'));
 
-const rounds = Number(process.argv.slice(2).find((a) => /^\d+$/.test(a)) ?? 4);
+const args = process.argv.slice(2);
+const settings = args.flatMap((a, i) => (a === '--pg' && args[i + 1] ? [args[i + 1]] : []));
+const rounds = Number(args.find((a, i) => /^\d+$/.test(a) && args[i - 1] !== '--pg') ?? 4);
 const tunables = !process.argv.includes('--no-tunables');
 const MIB = 1 << 20;
 const BATCH = 32;
@@ -33,7 +36,7 @@ async function main() {
   fs.mkdirSync(dir);
   if (process.getuid?.() === 0) execFileSync('chown', ['postgres', dir]); // run as root, it switches to postgres
   const port = 20000 + Math.floor(Math.random() * 20000);
-  const pg = new EmbeddedPostgres({ databaseDir: dir, port, user: 'postgres', password: 'bench', persistent: false, initdbFlags: ['--encoding=UTF8', '--locale=C'], postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories='], onLog: () => {}, onError: () => {} });
+  const pg = new EmbeddedPostgres({ databaseDir: dir, port, user: 'postgres', password: 'bench', persistent: false, initdbFlags: ['--encoding=UTF8', '--locale=C'], postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=', ...settings.flatMap((x) => ['-c', x])], onLog: () => {}, onError: () => {} });
   await pg.initialise();
   await pg.start();
   const url = `postgres://postgres:bench@127.0.0.1:${port}/postgres`;
@@ -62,7 +65,7 @@ async function main() {
       got.second.push(mbps(await read(lo)));
     }
     const load = fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
-    console.log(`PostgreSQL alone, ${rounds} rounds of ${BATCH} new 1 MiB chunks (GLIBC_TUNABLES ${tunables ? DEFAULT_GLIBC_TUNABLES : 'none'}, load ${load}), MB/s per round:`);
+    console.log(`PostgreSQL alone, ${rounds} rounds of ${BATCH} new 1 MiB chunks (GLIBC_TUNABLES ${tunables ? DEFAULT_GLIBC_TUNABLES : 'none'}${settings.length ? `, ${settings.join(' ')}` : ''}, load ${load}), MB/s per round:`);
     console.log(`  insert, one INSERT per chunk     ${got.insert.join(', ')}`);
     console.log(`  COPY read, first of fresh rows   ${got.first.join(', ')}`);
     console.log(`  COPY read, the same rows again   ${got.second.join(', ')}`);
