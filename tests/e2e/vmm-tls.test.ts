@@ -3,7 +3,8 @@
 // NODE_EXTRA_CA_CERTS names the CA: the gateway passes it on to its PROCESS agents. Everything a VM
 // asks of the VMM over HTTP then goes through TLS: the session-token keys (a UC's token is checked
 // with them), the VMM's health, and VM Data: the save at a drop streamed up, and the restore
-// downloaded through node:https (a plain-HTTP VMM URL takes another path, vmm/http-into.ts).
+// downloaded through node:https (a plain-HTTP VMM URL takes another path, vmm/http-into.ts). A
+// DOCKER VM cannot see the gateway's file: it gets the certificates in its container.
 import { execFileSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -13,6 +14,8 @@ import { freePort, freshDatabase, recordForLeakCheck, startRedis, stopChild, unt
 import { ADMIN, idleVms, login, ok, startGateway, type GatewayProcess } from '../support/gateway';
 import { agentPid, openStream, playGameAndDrop, requestUa, shipX } from '../support/stream';
 import { HAPROXY_DEFAULTS, startHaproxy } from '../support/haproxy';
+import { dockerCli } from '../support/docker';
+import { containerName } from '../../apps/gateway/src/modules/vms/providers/docker.provider';
 
 let dir: string;
 let redis: TestRedis;
@@ -50,7 +53,7 @@ beforeAll(async () => {
   redis = await startRedis();
   gw = await startGateway({
     DATABASE_URL: await freshDatabase(), REDIS_URL: redis.url, UVE_QUEUE_PREFIX: 'vmm-tls', UVE_PORT: String(gwPort), UVE_PUBLIC_URL: vmmUrl,
-    NODE_EXTRA_CA_CERTS: cert, UVE_SAMPLE_UAS: 'true', UVE_WARM_VMS: '2', UVE_VM_CAPACITY: '4',
+    NODE_EXTRA_CA_CERTS: cert, UVE_SAMPLE_UAS: 'true', UVE_WARM_VMS: '2', UVE_VM_CAPACITY: '4', UVE_DOCKER: 'on',
     // the restore on the reconnection's path: the session's own download (restore ahead takes the same one)
     UVE_RESTORE_AHEAD: '0',
   });
@@ -89,3 +92,21 @@ it('a NO_LOSS game saved and restored through a TLS VMM URL signed by a private 
   }
   await ok(gw, `mutation { endSession(sessionId: "${s.id}") { state } }`, {}, user.token);
 }, 90_000);
+
+it("a DOCKER VM trusts the same CA: its container holds the gateway's certificates, which its Node needs to reach the VMM over TLS", async () => {
+  const { id } = (await ok(gw, `mutation { provisionVm(input: { platform: WASM, provider: DOCKER, capacity: 1 }) { id } }`, {}, admin)).provisionVm as { id: string };
+  try {
+    await until('the DOCKER VM registered', 90_000, async () => (await ok(gw, `{ vm(id: "${id}") { status } }`, {}, admin)).vm?.status === 'IDLE');
+    const name = containerName(id);
+    const env = (await dockerCli(['exec', name, '/usr/bin/node', '-e', 'console.log(process.env.NODE_EXTRA_CA_CERTS, process.env.UVE_GATEWAY_URL)'])).trim();
+    expect(env).toBe(`/home/uve/.uve/extra-ca.pem ${vmmUrl}`);
+    const health = `fetch(process.env.UVE_GATEWAY_URL + '/healthz').then((r) => console.log(r.status), (e) => { console.error(String(e.cause?.code ?? e.message)); process.exitCode = 3; })`;
+    // as the agent's Node does: with the file, the VMM answers over TLS
+    expect((await dockerCli(['exec', name, '/usr/bin/node', '-e', health])).trim()).toBe('200');
+    // and without it the certificate is refused: the file is what makes the difference
+    const refused = await dockerCli(['exec', '-e', 'NODE_EXTRA_CA_CERTS=', name, '/usr/bin/node', '-e', health]).then(() => 'answered', (e: Error) => e.message);
+    expect(refused).toMatch(/SELF_SIGNED_CERT|UNABLE_TO_VERIFY_LEAF_SIGNATURE/);
+  } finally {
+    await ok(gw, `mutation { removeVm(id: "${id}") { status } }`, {}, admin);
+  }
+}, 120_000);

@@ -60,6 +60,12 @@ export interface DockerVmOptions {
   init?: boolean;
   /** more agent environment, e.g. UVE_LOG_LEVEL, UVE_VM_CODECS (the launch spec's values win) */
   env?: Record<string, string>;
+  /**
+   * certificates (PEM) the agents trust besides the system's: the gateway's own NODE_EXTRA_CA_CERTS,
+   * so that VMs reach a VMM URL signed by a private CA; a file in each VM, named by its
+   * NODE_EXTRA_CA_CERTS (extraCaCertsFrom)
+   */
+  extraCaCerts?: string | null;
   log?: Logger;
 }
 
@@ -77,13 +83,15 @@ export const CONTAINER_SECRET_DIR = '/home/uve/.uve';
 export const CONTAINER_SECRET_FILE = `${CONTAINER_SECRET_DIR}/vm-secret`;
 /** the Redis URL, which may carry the Redis password, is a file beside it (REDIS_URL_FILE) */
 export const CONTAINER_REDIS_URL_FILE = `${CONTAINER_SECRET_DIR}/redis-url`;
+/** the certificates the agent trusts besides the system's (DockerVmOptions.extraCaCerts), beside them */
+export const CONTAINER_EXTRA_CA_FILE = `${CONTAINER_SECRET_DIR}/extra-ca.pem`;
 
 /**
  * A tar (ustar) of the secrets' folder (0700) and files (0400: the VM secret and the Redis URL),
  * all the agent user's: copied into the container before it starts, so no secret is in its Env
  * (`docker inspect` shows none) and none needs a file on the engine's host.
  */
-export function secretArchive(secret: string, redisUrl: string): Buffer {
+export function secretArchive(secret: string, redisUrl: string, extraCaCerts: string | null = null): Buffer {
   const header = (name: string, mode: number, size: number, type: '0' | '5'): Buffer => {
     const h = Buffer.alloc(512);
     const put = (value: string, at: number, len: number) => h.write(value.slice(0, len), at, len, 'latin1');
@@ -111,6 +119,7 @@ export function secretArchive(secret: string, redisUrl: string): Buffer {
     header(`${CONTAINER_SECRET_DIR.slice(1)}/`, 0o700, 0, '5'),
     ...file(CONTAINER_SECRET_FILE, secret),
     ...file(CONTAINER_REDIS_URL_FILE, redisUrl),
+    ...(extraCaCerts ? file(CONTAINER_EXTRA_CA_FILE, extraCaCerts) : []),
     Buffer.alloc(1024),
   ]);
 }
@@ -246,7 +255,7 @@ export abstract class DockerVms<O extends DockerVmOptions> {
    * `files`: where the VM's secret and the Redis URL (it may carry a password) are inside the
    * container; the Env names the files, never the values, so `docker inspect` shows no secret
    */
-  protected vmEnv(spec: VmLaunchSpec, defaults: { host: string; publicHost?: string }, files: { secret: string; redisUrl: string }): string[] {
+  protected vmEnv(spec: VmLaunchSpec, defaults: { host: string; publicHost?: string }, files: { secret: string; redisUrl: string; extraCa: string }): string[] {
     const o = this.opts;
     const { [AGENT_ENV.redisUrl]: _inFile, ...agent } = agentEnv(spec, this.kind, files.secret);
     const env: Record<string, string> = {
@@ -258,6 +267,7 @@ export abstract class DockerVms<O extends DockerVmOptions> {
         publicHost: o.vmPublicHost ?? (o.vmHost && o.vmHost !== '0.0.0.0' ? o.vmHost : (defaults.publicHost ?? defaults.host)),
         port: '0',
       }),
+      ...(o.extraCaCerts ? { NODE_EXTRA_CA_CERTS: files.extraCa } : {}),
     };
     return Object.entries(env).map(([k, v]) => `${k}=${v}`);
   }

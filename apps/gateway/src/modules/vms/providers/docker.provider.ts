@@ -4,7 +4,7 @@
 // The agent registers itself over UVE-5 like any VM; the pool replaces dead VMs, so containers are
 // never restarted by Docker. See docs/docker.md.
 import type Docker from 'dockerode';
-import { CONTAINER_REDIS_URL_FILE, CONTAINER_SECRET_FILE, DockerVms, LABELS, secretArchive, statusOf, vmObjectName, type DockerVmOptions } from './docker-vm';
+import { CONTAINER_EXTRA_CA_FILE, CONTAINER_REDIS_URL_FILE, CONTAINER_SECRET_FILE, DockerVms, LABELS, secretArchive, statusOf, vmObjectName, type DockerVmOptions } from './docker-vm';
 import type { LaunchedVm, VmLaunchSpec, VmProviderDriver } from './vm-provider';
 
 /** how long destroy() waits for a removal another caller started */
@@ -29,7 +29,7 @@ export class DockerProvider extends DockerVms<DockerProviderOptions> implements 
     return {
       name: containerName(spec.vmId),
       Image: this.images[spec.platform],
-      Env: this.vmEnv(spec, { host: '127.0.0.1' }, { secret: CONTAINER_SECRET_FILE, redisUrl: CONTAINER_REDIS_URL_FILE }),
+      Env: this.vmEnv(spec, { host: '127.0.0.1' }, { secret: CONTAINER_SECRET_FILE, redisUrl: CONTAINER_REDIS_URL_FILE, extraCa: CONTAINER_EXTRA_CA_FILE }),
       Labels: this.vmLabels(spec),
       StopTimeout: o.stopTimeoutSec ?? 5,
       Healthcheck: this.healthcheck(),
@@ -56,7 +56,7 @@ export class DockerProvider extends DockerVms<DockerProviderOptions> implements 
     const container = await this.createReplacing('container', name, () => this.docker.createContainer(options), () => this.removeContainer(spec.vmId, name));
     try {
       // the secrets go in as files before the agent starts (no Env shows them)
-      await container.putArchive(secretArchive(spec.secret, spec.redisUrl), { path: '/' });
+      await container.putArchive(secretArchive(spec.secret, spec.redisUrl, this.opts.extraCaCerts), { path: '/' });
       await container.start();
     } catch (e) {
       await container.remove({ force: true, v: true }).catch(() => undefined);

@@ -1,6 +1,7 @@
 // Which VM providers this gateway runs: PROCESS always (the embedded default), DOCKER when an
 // engine answers and the agent images exist (or required, with UVE_DOCKER=on or UVE_VM_PROVIDER=DOCKER),
 // SWARM when it is the default provider (UVE_VM_PROVIDER=SWARM: the engine must be a swarm manager).
+import fs from 'node:fs';
 import path from 'node:path';
 import { agentLaunchEnv, type Platform } from '@uve/protocol';
 import type { GatewayConfig } from '../../../config';
@@ -20,6 +21,21 @@ export const agentStateDir = (config: GatewayConfig) => path.join(config.dataDir
  * a TLS VMM URL (UVE_PUBLIC_URL https:) signed by it, as the gateway would. A container's agent
  * would need the file inside its image: not passed there.
  */
+/**
+ * The certificates of the gateway's NODE_EXTRA_CA_CERTS (PEM), which its container VMs get as a file
+ * of their own (they cannot see the gateway's); null when unset or unreadable (logged: Node itself
+ * only warns, and the VMs would then fail to reach a VMM URL signed by that CA).
+ */
+export function extraCaCertsFrom(log: Logger, file: string | undefined = process.env.NODE_EXTRA_CA_CERTS): string | null {
+  if (!file) return null;
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    log.warn('NODE_EXTRA_CA_CERTS is not readable: container VMs will not trust its certificates', { file, error: (e as Error).message });
+    return null;
+  }
+}
+
 export const trustedCaEnv = (own: string | undefined = process.env.NODE_EXTRA_CA_CERTS): Record<string, string> => (own ? { NODE_EXTRA_CA_CERTS: own } : {});
 
 export async function createProviders(config: GatewayConfig, log: Logger): Promise<VmProviderDriver[]> {
@@ -38,6 +54,7 @@ export async function createProviders(config: GatewayConfig, log: Logger): Promi
     cpus: config.dockerCpus,
     memoryBytes: config.dockerMemoryMb * 1024 * 1024,
     env: containerEnv(config),
+    extraCaCerts: extraCaCertsFrom(log),
     log,
   });
   try {
@@ -76,6 +93,7 @@ async function createSwarmProvider(config: GatewayConfig, log: Logger): Promise<
     ...(config.swarmVmPublicHost ? { vmPublicHost: config.swarmVmPublicHost } : {}),
     ...(config.swarmStack ? { stack: config.swarmStack } : {}),
     env: containerEnv(config),
+    extraCaCerts: extraCaCertsFrom(log),
     log,
   });
   try {

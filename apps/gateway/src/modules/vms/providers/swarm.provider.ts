@@ -18,6 +18,10 @@ const SWARM_SECRET_FILE = `/run/secrets/${SWARM_SECRET_NAME}`;
 const SWARM_REDIS_URL_NAME = 'uve-redis-url';
 const SWARM_REDIS_URL_FILE = `/run/secrets/${SWARM_REDIS_URL_NAME}`;
 const redisSecretName = (vmId: string) => `${vmObjectName(vmId)}-redis`;
+/** the certificates the agent trusts besides the system's (DockerVmOptions.extraCaCerts), a secret file beside them */
+const SWARM_EXTRA_CA_NAME = 'uve-extra-ca';
+const SWARM_EXTRA_CA_FILE = `/run/secrets/${SWARM_EXTRA_CA_NAME}`;
+const caSecretName = (vmId: string) => `${vmObjectName(vmId)}-ca`;
 
 /** node label (value "true") that admits a platform's VMs: uve.platform.WASM, uve.platform.LINUX_X11 */
 export const platformNodeLabel = (platform: Platform): string => `uve.platform.${platform}`;
@@ -114,7 +118,7 @@ export class SwarmProvider extends DockerVms<SwarmProviderOptions> implements Vm
    * what `launch` passes to the manager (exposed for tests and docs); `secretId`: the swarm secret
    * holding the VM's secret, mounted as a file readable by the agent's user only (no Env shows it)
    */
-  serviceOptions(spec: VmLaunchSpec, secretId = '', redisSecretId = ''): Docker.CreateServiceOptions {
+  serviceOptions(spec: VmLaunchSpec, secretId = '', redisSecretId = '', caSecretId = ''): Docker.CreateServiceOptions {
     const o = this.opts;
     const limits = this.limits();
     const share = o.reserveShare ?? 0.25;
@@ -128,10 +132,11 @@ export class SwarmProvider extends DockerVms<SwarmProviderOptions> implements Vm
           Labels: { [TASK_LABELS.vmId]: spec.vmId, [TASK_LABELS.gateway]: this.gatewayId },
           // the agent binds every address of its node and tells UCs the node's name, unless set
           // (service templates: {{.Node.Hostname}} is filled in on the node the task lands on)
-          Env: this.vmEnv(spec, { host: '0.0.0.0', publicHost: '{{.Node.Hostname}}' }, { secret: SWARM_SECRET_FILE, redisUrl: SWARM_REDIS_URL_FILE }),
+          Env: this.vmEnv(spec, { host: '0.0.0.0', publicHost: '{{.Node.Hostname}}' }, { secret: SWARM_SECRET_FILE, redisUrl: SWARM_REDIS_URL_FILE, extraCa: SWARM_EXTRA_CA_FILE }),
           Secrets: [
             { SecretID: secretId, SecretName: vmObjectName(spec.vmId), File: { Name: SWARM_SECRET_NAME, UID: String(AGENT_UID), GID: String(AGENT_UID), Mode: 0o400 } },
             { SecretID: redisSecretId, SecretName: redisSecretName(spec.vmId), File: { Name: SWARM_REDIS_URL_NAME, UID: String(AGENT_UID), GID: String(AGENT_UID), Mode: 0o400 } },
+            ...(o.extraCaCerts ? [{ SecretID: caSecretId, SecretName: caSecretName(spec.vmId), File: { Name: SWARM_EXTRA_CA_NAME, UID: String(AGENT_UID), GID: String(AGENT_UID), Mode: 0o400 } }] : []),
           ],
           Init: o.init ?? true,
           StopGracePeriod: (o.stopTimeoutSec ?? 5) * 1e9,
@@ -165,7 +170,8 @@ export class SwarmProvider extends DockerVms<SwarmProviderOptions> implements Vm
     const name = vmObjectName(spec.vmId);
     const secretId = await this.swarmSecret(spec, name, spec.secret);
     const redisSecretId = await this.swarmSecret(spec, redisSecretName(spec.vmId), spec.redisUrl);
-    const options = this.serviceOptions(spec, secretId, redisSecretId);
+    const caSecretId = this.opts.extraCaCerts ? await this.swarmSecret(spec, caSecretName(spec.vmId), this.opts.extraCaCerts) : '';
+    const options = this.serviceOptions(spec, secretId, redisSecretId, caSecretId);
     const service = await this.createReplacing('service', name, () => this.docker.createService(options), () => this.removeService(spec.vmId, name));
     this.reported.delete(spec.vmId);
     // watched from now on: a removal from outside before the next poll is still this VM's loss
@@ -183,6 +189,7 @@ export class SwarmProvider extends DockerVms<SwarmProviderOptions> implements Vm
     for (const ref of refs) await this.removeService(vmId, ref);
     await this.removeSecret(vmObjectName(vmId));
     await this.removeSecret(redisSecretName(vmId));
+    await this.removeSecret(caSecretName(vmId)); // none when the gateway trusts no extra CA: 404, done
   }
 
   /**
