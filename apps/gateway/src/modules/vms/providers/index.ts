@@ -18,9 +18,11 @@ export const agentStateDir = (config: GatewayConfig) => path.join(config.dataDir
 
 /**
  * A private CA the gateway's own environment trusts (NODE_EXTRA_CA_CERTS): its PROCESS agents reach
- * a TLS VMM URL (UVE_PUBLIC_URL https:) signed by it, as the gateway would. A container's agent
- * would need the file inside its image: not passed there.
+ * a TLS VMM URL (UVE_PUBLIC_URL https:) signed by it, as the gateway would (container agents get the
+ * certificates themselves: extraCaCertsFrom).
  */
+export const trustedCaEnv = (own: string | undefined = process.env.NODE_EXTRA_CA_CERTS): Record<string, string> => (own ? { NODE_EXTRA_CA_CERTS: own } : {});
+
 /**
  * The certificates of the gateway's NODE_EXTRA_CA_CERTS (PEM), which its container VMs get as a file
  * of their own (they cannot see the gateway's); null when unset or unreadable (logged: Node itself
@@ -35,8 +37,6 @@ export function extraCaCertsFrom(log: Logger, file: string | undefined = process
     return null;
   }
 }
-
-export const trustedCaEnv = (own: string | undefined = process.env.NODE_EXTRA_CA_CERTS): Record<string, string> => (own ? { NODE_EXTRA_CA_CERTS: own } : {});
 
 export async function createProviders(config: GatewayConfig, log: Logger): Promise<VmProviderDriver[]> {
   const providers: VmProviderDriver[] = [new ProcessProvider(log, agentStateDir(config), AGENT_MAIN, { ...allocatorEnv(config.glibcTunables), ...trustedCaEnv() })];
