@@ -5,7 +5,7 @@ import { useCallback, useEffect, useRef, useState } from 'react';
 import { createClient, type Client } from 'graphql-ws';
 import { notifications } from '@mantine/notifications';
 import type { TypedDocumentString } from '@/gql/graphql';
-import { QueryOrder } from './query-order';
+import { coalesced, QueryOrder } from './query-order';
 
 export class ApiError extends Error {
   constructor(message: string, readonly code: string) {
@@ -68,7 +68,7 @@ export function useQuery<R, V>(doc: TypedDocumentString<R, V>, variables: V, ini
   const [loading, setLoading] = useState(initial === null);
   const key = JSON.stringify(variables);
   const order = useRef(new QueryOrder());
-  const refetch = useCallback(async () => {
+  const fetchOnce = async () => {
     const n = order.current.begin();
     setLoading(true);
     let answer: { data: R } | { error: ApiError };
@@ -81,13 +81,21 @@ export function useQuery<R, V>(doc: TypedDocumentString<R, V>, variables: V, ini
     if ('data' in answer) setDataState(answer.data);
     setError('error' in answer ? answer.error : null);
     setLoading(false);
-  }, [doc, key]);
+  };
+  // the variables of this render: a run queued behind one of older variables fetches these
+  const latestFetch = useRef(fetchOnce);
+  latestFetch.current = fetchOnce;
+  const queue = useRef<(() => Promise<void>) | null>(null);
+  queue.current ??= coalesced(() => latestFetch.current());
+  // a new identity when the variables change, which runs the effect below
+  const refetch = useCallback(() => queue.current!(), [doc, key]);
   const first = useRef(initial !== null);
   useEffect(() => {
     if (first.current) {
       first.current = false;
       return;
     }
+    order.current.updated(); // an answer for the old variables, still in flight, is not shown
     void refetch();
   }, [refetch]);
   const latestRefetch = useRef(refetch);

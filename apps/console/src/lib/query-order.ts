@@ -29,3 +29,28 @@ export class QueryOrder {
     return true;
   }
 }
+
+/**
+ * `run` as a refetch that never overlaps itself: a call while it runs makes one more run after it,
+ * however many calls came meanwhile (a burst of live events, an action's own refetch beside the
+ * event it caused: one request, not one each). Each call resolves once a run that began after the
+ * call has ended, so a caller that awaits it sees what was true when it asked.
+ */
+export function coalesced(run: () => Promise<void>): () => Promise<void> {
+  let running: Promise<void> | null = null;
+  let again = false;
+  return () => {
+    again = true;
+    running ??= (async () => {
+      try {
+        while (again) {
+          again = false;
+          await run();
+        }
+      } finally {
+        running = null;
+      }
+    })();
+    return running;
+  };
+}
