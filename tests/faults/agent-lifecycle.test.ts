@@ -267,6 +267,45 @@ describe('stopping', () => {
     }
   });
 
+  it('a PROCESS VM started by a gateway that is gone before it registers exits 1 without registering', async () => {
+    const redis = await startRedis();
+    const jwks = await startJwks();
+    const prefix = `t${randomUUID().slice(0, 8)}`;
+    const vmm = fakeVmm(redis.url, prefix);
+    // the gateway that started it: a process already gone (its pid is what UVE_PARENT_PID names)
+    const gone = spawn(process.execPath, ['-e', ''], { stdio: 'ignore' });
+    const gonePid = gone.pid!;
+    await new Promise((r) => gone.once('exit', r));
+    const agent = spawn(process.execPath, [AGENT_MAIN], {
+      env: {
+        PATH: process.env.PATH ?? '',
+        REDIS_URL: redis.url,
+        UVE_GATEWAY_URL: jwks.url,
+        UVE_VM_ID: `vm-orphan-${randomUUID().slice(0, 8)}`,
+        UVE_VM_SECRET: 'secret',
+        UVE_QUEUE_PREFIX: prefix,
+        UVE_VM_PROVIDER: 'PROCESS',
+        UVE_PARENT_PID: String(gonePid),
+        UVE_LOG_LEVEL: 'info',
+      },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    agent.stderr!.on('data', (d: Buffer) => (stderr += d));
+    try {
+      const code = await new Promise<number | null>((resolve) => agent.once('exit', (c) => resolve(c)));
+      expect(code).toBe(1);
+      expect(stderr).toMatch(new RegExp(`the gateway that started this VM \\(pid ${gonePid}\\) is gone: not registering`));
+      // its reports went through the same Redis: none of them is a registration
+      expect(vmm.events.items.filter(isEvent('vm.register'))).toEqual([]);
+    } finally {
+      if (agent.exitCode === null) agent.kill('SIGKILL');
+      await vmm.close();
+      await jwks.stop();
+      await redis.stop();
+    }
+  });
+
   it('a PROCESS VM whose parent was killed -9 stops by itself', async () => {
     const redis = await startRedis();
     const jwks = await startJwks();

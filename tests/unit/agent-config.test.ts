@@ -30,6 +30,7 @@ describe('vm-agent config', () => {
       logLevel: 'info',
       ffmpegLibx264: 'probe',
       wasmHugePages: true,
+      parentPid: null,
     });
     expect(c.vmName).toMatch(/^vm-.+-vm-12345$/);
   });
@@ -50,8 +51,9 @@ describe('vm-agent config', () => {
       UVE_LOG_LEVEL: 'debug',
       UVE_FFMPEG_LIBX264: 'true',
       UVE_WASM_HUGE_PAGES: 'false',
+      UVE_PARENT_PID: '4242',
     });
-    expect(c).toMatchObject({ ffmpegLibx264: 'true', wasmHugePages: false, vmName: 'edge-1', platform: 'LINUX_X11', provider: 'DOCKER', host: '0.0.0.0', publicHost: 'vm1.example.net', port: 7001, capacity: 12, codecs: ['MJPEG', 'H264'], dataDir: '/var/lib/uve', queuePrefix: 'prod', logLevel: 'debug' });
+    expect(c).toMatchObject({ ffmpegLibx264: 'true', wasmHugePages: false, parentPid: 4242, vmName: 'edge-1', platform: 'LINUX_X11', provider: 'DOCKER', host: '0.0.0.0', publicHost: 'vm1.example.net', port: 7001, capacity: 12, codecs: ['MJPEG', 'H264'], dataDir: '/var/lib/uve', queuePrefix: 'prod', logLevel: 'debug' });
   });
 
   it('lists every problem at once with what to do', () => {

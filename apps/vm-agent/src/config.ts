@@ -51,6 +51,8 @@ export interface AgentConfig {
   wasmHugePages: boolean;
   /** the agent stops by itself once its VMM was unreachable this long; 0 = never */
   vmmLostExitMs: number;
+  /** PROCESS provider: the gateway that started it (its parent); null: the parent it has at start */
+  parentPid: number | null;
   /** a stop (signal, vm.shutdown, lost VMM) that takes longer is cut short: children killed, exit 1 */
   stopTimeoutMs: number;
   stream: StreamLimits;
@@ -113,6 +115,7 @@ export const CONFIG_VARS: readonly ConfigVar[] = [
     default: '60000',
     doc: "the agent stops by itself when the VMM (GET /healthz of UVE_GATEWAY_URL, or Redis) was unreachable this long, or at once when its parent process is gone (PROCESS provider); 0 = never",
   },
+  { name: AGENT_ENV.parentPid, required: false, default: 'the parent at start', doc: 'PROCESS provider: the pid of the gateway that started the agent (the gateway sets it). An agent whose parent is not that process (the gateway was killed while it started) exits 1 before it registers; one whose parent goes later stops (UVE_VMM_LOST_EXIT_MS)' },
   { name: 'UVE_STREAM_MAX_CONNECTIONS', required: false, default: '64', doc: 'UVE-3 connections this VM accepts at once; more are closed with 4429' },
   { name: 'UVE_STREAM_MAX_PER_SESSION', required: false, default: '8', doc: 'connections one session accepts at once (its player and viewers); more VIEWERs are closed with 4429' },
   { name: 'UVE_STREAM_MAX_MESSAGES_PER_S', required: false, default: '300', doc: 'messages (input, pings) one UC connection may send per second; a flood is closed with 4429' },
@@ -252,6 +255,7 @@ export function loadConfig(processEnv: NodeJS.ProcessEnv = process.env): AgentCo
     wasmIdleThreads: int('UVE_WASM_IDLE_THREADS', capacity, 0, 1000),
     wasmHugePages: oneOf('UVE_WASM_HUGE_PAGES', 'true', ['true', 'false'] as const) === 'true',
     vmmLostExitMs: int('UVE_VMM_LOST_EXIT_MS', 60_000, 0, 86_400_000),
+    parentPid: get(AGENT_ENV.parentPid) === undefined ? null : int(AGENT_ENV.parentPid, 0, 1, 4_194_304),
     stopTimeoutMs: int('UVE_STOP_TIMEOUT_MS', 10_000, 1000, 600_000),
     stream: {
       maxConnections: int('UVE_STREAM_MAX_CONNECTIONS', 64, 1, 100_000),

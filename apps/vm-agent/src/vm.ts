@@ -182,8 +182,9 @@ export class Vm {
       healthUrl: `${cfg.gatewayUrl}/healthz`,
       lostAfterMs: cfg.vmmLostExitMs,
       reportBacklogMs: () => link.oldestPendingMs(),
-      // a PROCESS VM is the child of its gateway: reparented means the gateway is gone
-      parentPid: cfg.provider === 'PROCESS' ? process.ppid : null,
+      // a PROCESS VM is the child of its gateway: reparented means the gateway is gone (the pid it
+      // was given, not the parent it has now: that may already be the one it was reparented to)
+      parentPid: cfg.provider === 'PROCESS' ? (cfg.parentPid ?? process.ppid) : null,
       log: log.child({ part: 'vmm-watch' }),
       onLost: (reason) => {
         log.error('VMM lost: stopping this VM', { reason });
@@ -191,6 +192,8 @@ export class Vm {
       },
     });
     this.watch.start();
+    // an orphan must not register: a new run of its gateway would count it as a VM of its own
+    if (this.watch.parentGone()) throw new Error(`the gateway that started this VM (pid ${cfg.parentPid}) is gone: not registering`);
     link.consumeCommands((c) => this.onCommand(c));
     await link.report({
       type: 'vm.register',

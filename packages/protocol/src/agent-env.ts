@@ -18,6 +18,8 @@ export const AGENT_ENV = {
   publicHost: 'UVE_VM_PUBLIC_HOST',
   port: 'UVE_VM_PORT',
   logLevel: 'UVE_LOG_LEVEL',
+  /** PROCESS provider: the pid of the gateway that started the agent (its parent) */
+  parentPid: 'UVE_PARENT_PID',
 } as const;
 
 export type AgentEnvName = (typeof AGENT_ENV)[keyof typeof AGENT_ENV];

@@ -47,6 +47,11 @@ export class VmmWatch {
     this.intervalMs = Math.max(200, Math.min(5_000, Math.floor(opts.lostAfterMs / 4)));
   }
 
+  /** the PROCESS provider's gateway is no longer this agent's parent (reparented: it is gone) */
+  parentGone(): boolean {
+    return this.opts.parentPid !== null && process.ppid !== this.opts.parentPid;
+  }
+
   start(): void {
     if (this.opts.lostAfterMs <= 0) return;
     this.timer = setInterval(() => void this.tick(), this.intervalMs);
@@ -77,7 +82,7 @@ export class VmmWatch {
       now: Date.now(),
       lastHealthyAt: this.lastHealthyAt,
       reportBacklogMs: this.opts.reportBacklogMs(),
-      parentGone: this.opts.parentPid !== null && process.ppid !== this.opts.parentPid,
+      parentGone: this.parentGone(),
       lostAfterMs: this.opts.lostAfterMs,
     });
     if (reason && !this.lost) {

@@ -5,7 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import type { Platform } from '@uve/protocol';
+import { agentLaunchEnv, type Platform } from '@uve/protocol';
 import { onPath } from '../../../infra/on-path';
 import type { Logger } from '../../../common/logger';
 import { commandLine, descendants, identify, isRunning, signal, terminate, type ProcessIdentity } from '../../../infra/proc';
@@ -61,6 +61,9 @@ export class ProcessProvider implements VmProviderDriver {
         HOME: process.env.HOME ?? '/tmp',
         ...this.extraEnv,
         ...agentEnv(spec, 'PROCESS', secretFile),
+        // killed before the agent is up, this gateway leaves it an orphan (and untracked, when killed
+        // before the track file below): the agent checks its parent is this pid before it registers
+        ...agentLaunchEnv({ parentPid: String(process.pid) }),
       },
       stdio: ['ignore', 'ignore', 'pipe'],
     });
