@@ -3,7 +3,7 @@
 // aligned), or throws with the errno's text. For a WASM guest's memory, which V8 maps itself (no
 // allocator setting reaches it): with the host's THP mode `madvise` (Debian's default) its pages
 // are otherwise 4 KiB, and a restore that writes 128 MiB into it takes ~32,000 page faults,
-// 0.4-0.5 s of a core on a virtual machine, against ~10 ms on 2 MiB pages (docs/performance.md,
+// 0.38-0.52 s of a core on a virtual machine, against 11-18 ms on 2 MiB pages (docs/performance.md,
 // reconnect, "fourteenth pass"). Built by scripts/build-native.js; optional (wasm/huge-pages.ts).
 #include <errno.h>
 #include <stdint.h>

@@ -2,7 +2,7 @@
 // reaches it: with the host's transparent huge pages in `madvise` mode (Debian's default) it is
 // faulted in 4 KiB at a time, and a FULL restore writes all of it. Where the agent's addon is built
 // (scripts/build-native.js), the guest's thread asks for huge pages over the memory a restore is
-// about to write: 128 MiB take ~10 ms of page faults instead of 0.4-0.5 s here (docs/performance.md,
+// about to write: 128 MiB take 11-18 ms of page faults instead of 0.38-0.52 s here (docs/performance.md,
 // reconnect, "fourteenth pass"). Only restores: a UA that starts and grows by itself keeps 4 KiB
 // pages, since a huge page backs 2 MiB wherever one byte of it is touched.
 import fs from 'node:fs';
