@@ -255,7 +255,7 @@ export function loadConfig(processEnv: NodeJS.ProcessEnv = process.env): AgentCo
     wasmIdleThreads: int('UVE_WASM_IDLE_THREADS', capacity, 0, 1000),
     wasmHugePages: oneOf('UVE_WASM_HUGE_PAGES', 'true', ['true', 'false'] as const) === 'true',
     vmmLostExitMs: int('UVE_VMM_LOST_EXIT_MS', 60_000, 0, 86_400_000),
-    parentPid: get(AGENT_ENV.parentPid) === undefined ? null : int(AGENT_ENV.parentPid, 0, 1, 4_194_304),
+    parentPid: int(AGENT_ENV.parentPid, 0, 1, 4_194_304) || null,
     stopTimeoutMs: int('UVE_STOP_TIMEOUT_MS', 10_000, 1000, 600_000),
     stream: {
       maxConnections: int('UVE_STREAM_MAX_CONNECTIONS', 64, 1, 100_000),

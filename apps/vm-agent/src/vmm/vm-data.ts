@@ -260,6 +260,7 @@ async function delta(data: Uint8Array, staged: StagedHashes, hasher?: ChunkHashe
   const whole = createHash('sha256');
   const count = vmDataChunkCount(data.byteLength);
   const chunk = (seq: number) => data.subarray(seq * VM_DATA_CHUNK_BYTES, seq * VM_DATA_CHUNK_BYTES + vmDataChunkLength(data.byteLength, seq));
+  const hashHere = (seq: number) => createHash('sha256').update(chunk(seq)).digest();
   // each chunk's hash on the hasher's thread (shared memory) while this one hashes the whole
   const onThread = hasher?.hash(data, VM_DATA_CHUNK_BYTES) ?? null;
   onThread?.catch(() => undefined); // awaited below
@@ -267,9 +268,9 @@ async function delta(data: Uint8Array, staged: StagedHashes, hasher?: ChunkHashe
   for (let seq = 0; seq < count; seq++) {
     if (seq > 0) await new Promise(setImmediate);
     whole.update(chunk(seq));
-    if (!onThread) own.push(createHash('sha256').update(chunk(seq)).digest());
+    if (!onThread) own.push(hashHere(seq));
   }
-  const digests = onThread ? await onThread.catch(() => Array.from({ length: count }, (_, seq) => createHash('sha256').update(chunk(seq)).digest())) : own;
+  const digests = onThread ? await onThread.catch(() => Array.from({ length: count }, (_, seq) => hashHere(seq))) : own;
   for (let seq = 0; seq < count; seq++) {
     const sha256 = digests[seq]!;
     const hex = sha256.toString('hex');

@@ -40,7 +40,9 @@ export function extraCaCertsFrom(log: Logger, file: string | undefined = process
 
 export async function createProviders(config: GatewayConfig, log: Logger): Promise<VmProviderDriver[]> {
   const providers: VmProviderDriver[] = [new ProcessProvider(log, agentStateDir(config), AGENT_MAIN, { ...allocatorEnv(config.glibcTunables), ...trustedCaEnv() })];
-  if (config.vmProvider === 'SWARM') providers.push(await createSwarmProvider(config, log));
+  // read (and, unreadable, logged) once for both container providers
+  const extraCaCerts = config.vmProvider === 'SWARM' || config.docker !== 'off' ? extraCaCertsFrom(log) : null;
+  if (config.vmProvider === 'SWARM') providers.push(await createSwarmProvider(config, log, extraCaCerts));
   const required = config.docker === 'on' || config.vmProvider === 'DOCKER';
   if (config.docker === 'off') return providers;
   if (!(await dockerAvailable({ timeoutMs: 2000 }))) {
@@ -54,7 +56,7 @@ export async function createProviders(config: GatewayConfig, log: Logger): Promi
     cpus: config.dockerCpus,
     memoryBytes: config.dockerMemoryMb * 1024 * 1024,
     env: containerEnv(config),
-    extraCaCerts: extraCaCertsFrom(log),
+    extraCaCerts,
     log,
   });
   try {
@@ -79,7 +81,7 @@ function configuredImages(config: GatewayConfig): Partial<Record<Platform, strin
   return { ...(config.vmImageWasm ? { WASM: config.vmImageWasm } : {}), ...(config.vmImageX11 ? { LINUX_X11: config.vmImageX11 } : {}) };
 }
 
-async function createSwarmProvider(config: GatewayConfig, log: Logger): Promise<SwarmProvider> {
+async function createSwarmProvider(config: GatewayConfig, log: Logger, extraCaCerts: string | null): Promise<SwarmProvider> {
   if (!(await dockerAvailable({ timeoutMs: 2000 }))) {
     throw new ConfigError('UVE_VM_PROVIDER=SWARM needs a Docker engine that is a swarm manager, but none answers (DOCKER_HOST or /var/run/docker.sock).');
   }
@@ -93,7 +95,7 @@ async function createSwarmProvider(config: GatewayConfig, log: Logger): Promise<
     ...(config.swarmVmPublicHost ? { vmPublicHost: config.swarmVmPublicHost } : {}),
     ...(config.swarmStack ? { stack: config.swarmStack } : {}),
     env: containerEnv(config),
-    extraCaCerts: extraCaCertsFrom(log),
+    extraCaCerts,
     log,
   });
   try {
