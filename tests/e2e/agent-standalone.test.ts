@@ -278,8 +278,11 @@ describe('VM agent standalone', () => {
     expect(pixel(again.frame.decoded!, 100, 150)[0]).toBeGreaterThan(180);
     await late.bye();
     await client.drain();
-    const disc = await vmm.events.waitFor(isEvent('session.disconnected', cmd.sessionId), 'session.disconnected');
+    // the late PLAYER replaced the first one (reported as its disconnect), then said bye
+    const byBye = (e: VmEventMessage) => isEvent('session.disconnected', cmd.sessionId)(e) && e.reason === 'bye';
+    const disc = await vmm.events.waitFor(byBye, 'session.disconnected (bye)');
     expect(disc).toMatchObject({ unexpected: false, reason: 'bye', userId: cmd.userId, uaId: PAINT });
+    expect(vmm.events.items.filter(isEvent('session.disconnected', cmd.sessionId)).map((e) => e.reason)).toEqual(['replaced by a newer connection of this session', 'bye']);
   });
 
   it('tells a UC that asked for timings where each frame\'s time went on the VM, in stage order', async () => {
@@ -412,9 +415,17 @@ describe('VM agent standalone', () => {
     const one = newClient();
     await connectAndFirstFrame(one, cmd);
     const oneClosed = one.next('close');
+    const replacedFrom = vmm.events.mark;
     const two = newClient();
     await connectAndFirstFrame(two, cmd);
     expect(await oneClosed).toMatchObject({ code: CLOSE.REPLACED, reconnecting: false });
+    // the VMM hears of it: the old connection's end, then the new one's start, in that order
+    await vmm.events.waitFor(isEvent('session.connected', cmd.sessionId), 'session.connected', 10_000, replacedFrom);
+    const reported = vmm.events.items.slice(replacedFrom).filter((e) => isEvent('session.disconnected', cmd.sessionId)(e) || isEvent('session.connected', cmd.sessionId)(e));
+    expect(reported).toMatchObject([
+      { type: 'session.disconnected', unexpected: false, reason: 'replaced by a newer connection of this session' },
+      { type: 'session.connected', role: 'PLAYER' },
+    ]);
 
     const ended = two.next('ended');
     const closed = two.next('close');

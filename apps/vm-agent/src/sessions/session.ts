@@ -60,6 +60,8 @@ export interface SessionDeps {
 
 /** the window the stream's fps is measured over */
 const FPS_WINDOW_MS = 5_000;
+/** a PLAYER's connection closed for the same user's newer one */
+const REPLACED_REASON = 'replaced by a newer connection of this session';
 
 /**
  * how long a session whose PLAYER vanished keeps its slot when session.prepare does not say
@@ -337,7 +339,10 @@ export class Session {
       this.player = conn;
       if (old) {
         this.broker.playerGone('player replaced');
-        old.close(CLOSE.REPLACED, 'replaced by a newer connection of this session');
+        old.close(CLOSE.REPLACED, REPLACED_REASON);
+        // the VMM hears of the old connection's end as of any other (its detach is silent now):
+        // the user's terminal reconnected before this VM saw the old one go (a network change)
+        this.report({ type: 'session.disconnected', reason: REPLACED_REASON, unexpected: false });
       }
       // a new connection numbers its input from 1: frames must not claim its input was applied
       this.lastInputSeq = 0;
