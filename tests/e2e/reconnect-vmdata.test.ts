@@ -7,6 +7,7 @@ import { Client as PgClient } from 'pg';
 import { freshDatabase, startRedis, until, type TestRedis } from '../support/services';
 import { ADMIN, gql, idleVms, login, ok, registerUser, startGateway, type GatewayProcess } from '../support/gateway';
 import { agentPid, near, openStream, pixel, playGame, shipX, uaId, vmSecret } from '../support/stream';
+import { CLOSE } from '@uve/protocol';
 import type { FrameEvent } from '@uve/client';
 
 let redis: TestRedis;
@@ -35,8 +36,10 @@ afterAll(async () => {
 const REQUEST = `mutation($i: RequestApplicationInput!) { requestApplication(input: $i) { id state reconnections vm { id } restoredFrom { id kind } connection { url token } } }`;
 type Requested = { id: string; state: string; reconnections: number; vm: { id: string }; restoredFrom: { id: string; kind: string } | null; connection: { url: string; token: string } };
 
-async function request(token: string, ua: string, method: 'NORMAL' | 'NO_LOSS', fresh = false): Promise<Requested> {
-  const d = await ok(gw, REQUEST, { i: { uaId: ua, reconnectionMethod: method, fresh, terminal: { screenWidth: 640, screenHeight: 480, codecs: ['MJPEG'], localResources: [] } } }, token);
+const TERMINAL = { screenWidth: 640, screenHeight: 480, codecs: ['MJPEG'], localResources: [] };
+
+async function request(token: string, ua: string, method: 'NORMAL' | 'NO_LOSS', fresh = false, sessionId?: string): Promise<Requested> {
+  const d = await ok(gw, REQUEST, { i: { uaId: ua, reconnectionMethod: method, fresh, terminal: TERMINAL, ...(sessionId ? { sessionId } : {}) } }, token);
   return d.requestApplication as Requested;
 }
 
@@ -110,6 +113,46 @@ it('NO_LOSS: a dropped session continues on another VM process, its drawing rest
     });
   } finally {
     await stream.close();
+  }
+  await ok(gw, `mutation { endSession(sessionId: "${s.id}") { state } }`, {}, user.token);
+});
+
+it('a terminal back before the VMM heard of its drop, naming its session, continues it on its VM: no second session', async () => {
+  const user = await registerUser(gw, 'rc-unheard');
+  const paint = await uaId(gw, user.token, 'paint');
+  const s = await request(user.token, paint, 'NO_LOSS');
+  const gone = await openStream(s.connection);
+  await gone.frame(() => true, 'at all');
+  expect(near(pixel(await gone.inputAndFrame({ kind: 'pointer', type: 'down', x: 200, y: 150, button: 0 }, 'after painting'), 200, 150), RED)).toBe(true);
+  // the old connection is not closed: to its VM it is still there, as one that went silent is
+  const again = await request(user.token, paint, 'NO_LOSS', false, s.id);
+  expect(again).toMatchObject({ id: s.id, state: 'ACTIVE', vm: { id: s.vm.id }, restoredFrom: null });
+  const stream = await openStream(again.connection);
+  try {
+    // the same UA, alive: the drawing is there without any VM Data
+    expect(stream.welcome.vmData).toBeUndefined();
+    expect(near(pixel(await stream.frame(() => true, 'on the new connection'), 200, 150), RED)).toBe(true);
+    expect(await gone.control('close')).toMatchObject({ code: CLOSE.REPLACED, reconnecting: false });
+    const now = await until('the replacement reported: DISCONNECTED, then RECONNECTED', 15_000, async () => {
+      const x = await sessionOf(s.id);
+      return x.state === 'ACTIVE' && x.reconnections === 1 ? x : null;
+    });
+    const types = now.events.map((e) => e.type);
+    expect(now.events.find((e) => e.type === 'DISCONNECTED')!.data).toMatchObject({ unexpected: false, reason: 'replaced by a newer connection of this session' });
+    expect(types.lastIndexOf('RECONNECTED')).toBeGreaterThan(types.indexOf('DISCONNECTED'));
+    expect(types).not.toContain('SNAPSHOT_SAVED'); // nothing to save: the session never left its UA
+    const open = (await ok(gw, `{ mySessions(active: true) { id } }`, {}, user.token)).mySessions as { id: string }[];
+    expect(open.map((x) => x.id)).toEqual([s.id]);
+    // a session that is not the caller's is not found; one of another UA is refused
+    const other = await registerUser(gw, 'rc-unheard-other');
+    const notMine = await gql(gw, REQUEST, { i: { uaId: paint, reconnectionMethod: 'NO_LOSS', terminal: TERMINAL, sessionId: s.id } }, other.token);
+    expect(notMine.errors?.[0]?.extensions?.code).toBe('NOT_FOUND');
+    const game = await uaId(gw, user.token, 'game');
+    const wrongUa = await gql(gw, REQUEST, { i: { uaId: game, reconnectionMethod: 'NO_LOSS', terminal: TERMINAL, sessionId: s.id } }, user.token);
+    expect(wrongUa.errors?.[0]).toMatchObject({ extensions: { code: 'BAD_USER_INPUT', field: 'sessionId' } });
+  } finally {
+    await stream.close();
+    await gone.close();
   }
   await ok(gw, `mutation { endSession(sessionId: "${s.id}") { state } }`, {}, user.token);
 });

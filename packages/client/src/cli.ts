@@ -176,11 +176,13 @@ async function play(a: PlayArgs): Promise<number> {
   if (!ua) throw new Error(`no UA ${JSON.stringify(a.ua)} (available: ${uas.map((u) => u.name).join(', ') || 'none'})`);
 
   const t0 = performance.now();
-  const request = async () => {
+  // `sessionId`: a reconnection names the session it was in (its drop may not have reached the VMM yet)
+  const request = async (sessionId?: string) => {
     const s = await gw.requestApplication({
       uaId: ua.id,
       terminal: { screenWidth: a.width, screenHeight: a.height, pixelRatio: 1, codecs: [a.codec], maxFrameRate: a.fps, localResources: [], touch: false, platform: 'uve-cli' },
       reconnectionMethod: a.method,
+      sessionId,
     });
     if (!s.connection) throw new Error(`session ${s.id} has no connection (state ${s.state})`);
     return { ...s, connection: s.connection };
@@ -200,7 +202,7 @@ async function play(a: PlayArgs): Promise<number> {
     const client = new StreamClient({
       browserResources: false,
       reconnect: async () => {
-        session = await request();
+        session = await request(session.id);
         return session.connection;
       },
     });

@@ -64,6 +64,11 @@ export interface RequestApplicationInput {
   reconnectionMethod?: ReconnectionMethod;
   /** start the UA afresh: the user's DISCONNECTED session of this UA and its VM Data are not resumed */
   fresh?: boolean;
+  /**
+   * after a drop: the session this terminal was in. If the VMM has not heard of the drop yet, it
+   * goes on where it runs (the new connection replaces the old one) instead of a second session
+   */
+  sessionId?: string;
 }
 
 export interface GatewayClientOptions {
@@ -138,7 +143,7 @@ export class GatewayClient {
   async requestApplication(input: RequestApplicationInput): Promise<SessionInfo> {
     const d = await this.request<{ requestApplication: SessionInfo }>(
       `mutation RequestApplication($input: RequestApplicationInput!) { requestApplication(input: $input) { ${SESSION} } }`,
-      { input: { uaId: input.uaId, terminal: input.terminal, reconnectionMethod: input.reconnectionMethod ?? 'NORMAL', ...(input.fresh ? { fresh: true } : {}) } },
+      { input: { uaId: input.uaId, terminal: input.terminal, reconnectionMethod: input.reconnectionMethod ?? 'NORMAL', ...(input.fresh ? { fresh: true } : {}), ...(input.sessionId ? { sessionId: input.sessionId } : {}) } },
     );
     return d.requestApplication;
   }

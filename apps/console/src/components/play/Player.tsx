@@ -5,7 +5,7 @@
 import { useEffect, useRef, useState } from 'react';
 import { Alert, Badge, Box, Button, Group, Select, Stack, Switch, Text, Title } from '@mantine/core';
 import { StreamClient, attachCanvas, captureInput, prepareCanvas, type CanvasView } from '@uve/client';
-import { EndSessionDoc, RequestApplicationDoc, SessionConnectionDoc } from '@/graphql/operations';
+import { EndSessionDoc, RequestApplicationDoc } from '@/graphql/operations';
 import type { CatalogQuery, ReconnectionMethod, VideoCodec } from '@/gql/graphql';
 import { gql } from '@/lib/client';
 
@@ -61,20 +61,21 @@ export function Player({ ua }: { ua: CatalogQuery['uas'][number] }) {
     const codecs: VideoCodec[] = typeof VideoDecoder !== 'undefined' ? ['H264', 'MJPEG'] : ['MJPEG'];
     const { width, height } = screenSize(canvas);
     try {
-      const { requestApplication: s } = await gql(RequestApplicationDoc, {
-        input: {
-          uaId: ua.id,
-          reconnectionMethod: method,
-          terminal: { screenWidth: width, screenHeight: height, codecs, localResources: [], touch: 'ontouchstart' in window, pixelRatio: window.devicePixelRatio, platform: navigator.platform },
-        },
-      });
+      const terminal = { screenWidth: width, screenHeight: height, codecs, localResources: [], touch: 'ontouchstart' in window, pixelRatio: window.devicePixelRatio, platform: navigator.platform };
+      const { requestApplication: s } = await gql(RequestApplicationDoc, { input: { uaId: ua.id, reconnectionMethod: method, terminal } });
       if (!s.connection) throw new Error('The gateway gave no connection for the session.');
       setSessionId(s.id);
+      let current = s.id;
       const client = new StreamClient({
+        // seed B.1: the UA asked for again, naming the session: it continues where the VMM places
+        // it (its VM, or another one with its VM Data when that VM is gone), not only on its old VM
         reconnect: async () => {
-          const { session } = await gql(SessionConnectionDoc, { id: s.id });
-          if (!session?.connection) throw new Error('the session has ended');
-          return { url: session.connection.url, token: session.connection.token };
+          const { requestApplication: again } = await gql(RequestApplicationDoc, { input: { uaId: ua.id, reconnectionMethod: method, terminal, sessionId: current } });
+          if (!again.connection) throw new Error(`the session is ${again.state} and has no connection`);
+          current = again.id;
+          setSessionId(again.id);
+          if (live.current?.client === client) live.current.sessionId = again.id;
+          return { url: again.connection.url, token: again.connection.token };
         },
       });
       client.on('codec', (c) => setStats((st) => ({ codec: c.codec, width: c.width, height: c.height, draws: st?.draws ?? 0, latencyMs: st?.latencyMs ?? 0 })));

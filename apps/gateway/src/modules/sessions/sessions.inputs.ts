@@ -12,4 +12,9 @@ export class RequestApplicationInput {
   @Field({ defaultValue: false, description: 'start the UA afresh: neither the DISCONNECTED session nor the VM Data of this UA is resumed' })
   @IsBoolean()
   fresh!: boolean;
+  @Field(() => ID, {
+    nullable: true,
+    description: "after a drop: the session this terminal was in. If the VMM has not heard of the drop yet (the VM's report is on its way, or the VM has not noticed a connection that went silent), that session goes on where it runs: the terminal's new connection replaces the old one on the same VM and nothing is restored or started. A DISCONNECTED one continues as without it. Ignored with fresh.",
+  })
+  sessionId?: string | null;
 }

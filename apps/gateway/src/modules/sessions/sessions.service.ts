@@ -212,6 +212,9 @@ export class SessionsService implements SessionReportTarget {
     const placed = await this.txs.run(async (uow) => {
       // one user's requests are counted one at a time, so parallel ones cannot pass the limit together
       await uow.em.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`open-sessions:${user.id}`]);
+      // the terminal's session, live on its VM: its drop has not reached the VMM yet
+      const live = await this.continueLive(uow, request);
+      if (live) return { session: live, waitFor: null };
       // seed B.1: the user's DISCONNECTED session of this UA continues (unless a fresh start is asked)
       const resumed = await this.reconnectDisconnected(uow, request);
       if (resumed) return { session: resumed, waitFor: null };
@@ -270,6 +273,47 @@ export class SessionsService implements SessionReportTarget {
   }
 
   /**
+   * A reconnecting terminal that names its session (input.sessionId) before the VMM has heard of
+   * its drop: the VM's report comes by the queue, and a connection that went silent (a network
+   * change) is noticed by the VM only when its pings go unanswered. Without the name, asking for
+   * the UA again then found no DISCONNECTED session and started a second one beside it, the first
+   * left to its reconnect window. The session is handed back as it is: the new connection
+   * replaces the old one on its VM, whose reports then say DISCONNECTED and RECONNECTED. Null when
+   * the session is not live on a VM that is up (the request goes on as without the name).
+   */
+  private async continueLive(uow: UnitOfWork, r: PlacementRequest): Promise<Session | null> {
+    const id = r.input.sessionId;
+    if (!id || r.input.fresh) return null;
+    const s = isUuid(id) ? await uow.em.findOne(Session, { where: { id }, lock: { mode: 'pessimistic_write' } }) : null;
+    if (!s || s.userId !== r.user.id) throw notFound('Session', id);
+    if (s.uaId !== r.ua.id) throw badInput(`Session ${id} is not a session of ${r.ua.name}: name this UA's session, or none.`, 'sessionId');
+    if (!LIVE_STATES.includes(s.state) || !s.vmId || !(await this.vmUp(uow.em, s.vmId))) return null;
+    this.assertDecodesKept(r, s, 'it goes on where it runs');
+    return s;
+  }
+
+  /** Whether a VM takes sessions' connections: up, and its heartbeat recent. */
+  private async vmUp(em: EntityManager, vmId: string): Promise<boolean> {
+    const rows: unknown[] = await em.query(
+      `SELECT 1 FROM vms WHERE id = $1 AND status IN ('IDLE', 'DRAINING') AND last_heartbeat_at > now() - make_interval(secs => $2::float8 / 1000)`,
+      [vmId, this.options.heartbeatTimeoutMs],
+    );
+    return rows.length > 0;
+  }
+
+  /**
+   * Back on its VM a session keeps the stream it had (codec, size, rate): the VM does not change a
+   * running session's encoder. A terminal that cannot decode that codec is refused with the reason
+   * instead of being handed a stream it cannot show.
+   */
+  private assertDecodesKept(r: PlacementRequest, s: Session, why: string): void {
+    const kept = s.stream?.codec;
+    if (kept && !r.terminal.codecs.includes(kept)) {
+      throw badInput(`Cannot reconnect: your session of ${r.ua.name} streams ${kept}, which this terminal does not decode (it offers ${r.terminal.codecs.join(', ')}), and ${why}. Reconnect from a terminal that decodes ${kept}, or ask for a fresh start (fresh: true).`, 'terminal.codecs');
+    }
+  }
+
+  /**
    * Annex B.1: the user asks again for a UA whose session is DISCONNECTED (its reconnect window
    * open). The session moves to a suitable VM other than the one it was on, which restores the VM
    * Data saved at the disconnect before its first frame; the old VM is told to free the session.
@@ -277,11 +321,12 @@ export class SessionsService implements SessionReportTarget {
    * still runs, if that VM is alive. A fresh start ends the DISCONNECTED session instead.
    */
   private async reconnectDisconnected(uow: UnitOfWork, r: PlacementRequest): Promise<Session | null> {
-    const old = await uow.em.findOne(Session, {
-      where: { userId: r.user.id, uaId: r.ua.id, state: 'DISCONNECTED' },
-      order: { lastDisconnectAt: 'DESC' },
-      lock: { mode: 'pessimistic_write' },
-    });
+    const where = { userId: r.user.id, uaId: r.ua.id, state: 'DISCONNECTED' as const };
+    const named = r.input.sessionId && isUuid(r.input.sessionId) ? { ...where, id: r.input.sessionId } : null;
+    // the session the terminal names, else the user's latest disconnected one of this UA
+    const old =
+      (named && (await uow.em.findOne(Session, { where: named, lock: { mode: 'pessimistic_write' } }))) ||
+      (await uow.em.findOne(Session, { where, order: { lastDisconnectAt: 'DESC' }, lock: { mode: 'pessimistic_write' } }));
     if (!old) return null;
     const oldVmId = old.vmId;
     if (r.input.fresh) {
@@ -291,21 +336,13 @@ export class SessionsService implements SessionReportTarget {
     }
     // only VM Data of this very session (saved at its disconnect), never an older session's
     const snapshot = await uow.em.findOne(VmSnapshot, { where: { sessionId: old.id }, order: { createdAt: 'DESC' } });
-    const [oldAlive] = oldVmId
-      ? await uow.em.query(`SELECT 1 FROM vms WHERE id = $1 AND status IN ('IDLE', 'DRAINING') AND last_heartbeat_at > now() - make_interval(secs => $2::float8 / 1000)`, [oldVmId, this.options.heartbeatTimeoutMs])
-      : [];
-    // Back on its VM the session keeps the stream it had (codec, size, rate): the VM does not
-    // change a running session's encoder. A terminal that cannot decode that codec is refused with
-    // the reason instead of being handed a stream it cannot show; the session stays DISCONNECTED
-    // (the user may come back from a terminal that can, or ask for a fresh start). Moving to
-    // another VM with VM Data negotiates the stream afresh, so that path is still open to it.
-    const keptCodec = old.stream?.codec;
+    const oldAlive = !!oldVmId && (await this.vmUp(uow.em, oldVmId));
     // the RECONNECTED event says which happened and why (`sameVm`, `why`, `reason`): clients, tests
     // and benches tell a deliberate return from a fallback
     const backToOldVm = (why: 'NO_LOSS_ON_ITS_VM' | 'NO_VM_DATA' | 'NO_OTHER_VM', reason: string): Promise<Session> => {
-      if (keptCodec && !r.terminal.codecs.includes(keptCodec)) {
-        throw badInput(`Cannot reconnect: your disconnected session of ${r.ua.name} streams ${keptCodec}, which this terminal does not decode (it offers ${r.terminal.codecs.join(', ')}), and it can only continue on the VM it runs on (${reason}). Reconnect from a terminal that decodes ${keptCodec}, or ask for a fresh start (fresh: true).`, 'terminal.codecs');
-      }
+      // refused, the session stays DISCONNECTED (the user may come back from a terminal that can,
+      // or ask for a fresh start); moving to another VM with VM Data negotiates the stream afresh
+      this.assertDecodesKept(r, old, `it can only continue on the VM it runs on (${reason})`);
       return this.move(uow, old, 'ASSIGNED', 'reconnect the session', r.user.id, { reconnections: old.reconnections + 1 }, { vmId: oldVmId, sameVm: true, why, reason });
     };
     if (oldAlive) {
