@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { adminWithVm, serversOf, commandLine, describe_, identify, isRunning, platformProcesses, requestPaint, running, startGroupGateway, tempDir, type GroupGateway } from './support';
+import { adminWithVm, serversOf, commandLine, describe_, envOf, identify, isRunning, platformProcesses, requestPaint, running, startGroupGateway, tempDir, type GroupGateway } from './support';
 import { ok } from '../support/gateway';
 import { until } from '../support/services';
 
@@ -35,6 +35,9 @@ it('after kill -9 of the gateway, the next start stops the agents, PostgreSQL an
   const postmaster = serversOf(left, `-D ${path.join(dir, 'postgres')}`);
   // the session's agent, and the pool may have started another to keep one idle
   expect([agent.length >= 1, redis.length, postmaster.length]).toEqual([true, 1, 1]);
+  // each agent's data folder, made by the gateway (an agent killed cannot remove its own)
+  const agentDirs = agent.map((p) => envOf(p.pid, 'UVE_VM_DATA_DIR'));
+  expect(agentDirs.every((d) => !!d && fs.existsSync(d))).toBe(true);
 
   // a process that happens to carry the pid of a tracked agent after a reboot or pid wrap-around:
   // tracked with another start time, it must survive the reaping
@@ -57,6 +60,7 @@ it('after kill -9 of the gateway, the next start stops the agents, PostgreSQL an
   expect(running([...agent, ...redis, ...postmaster])).toEqual([]);
   expect(isRunning(identify(bystander.pid!)!)).toBe(true);
   expect(fs.existsSync(path.join(dir, 'agents', `${fakeVm}.json`))).toBe(false);
+  expect(agentDirs.filter((d) => fs.existsSync(d!))).toEqual([]);
   // their agents were stopped at start: OFFLINE once the new run serves, however recently they were
   // heard from or launched (one reaped before it said vm.stopping, or before it registered, was left
   // IDLE or PROVISIONING, and the pool waited for it instead of starting another)
@@ -75,8 +79,11 @@ it('after kill -9 of the gateway, the next start stops the agents, PostgreSQL an
   // and the new run is whole: a new warm VM, everything stops on Ctrl-C
   await adminWithVm(second);
   const now = platformProcesses(second.pid);
+  const secondDirs = now.filter((p) => commandLine(p.pid).includes('vm-agent/dist/main.js')).map((p) => envOf(p.pid, 'UVE_VM_DATA_DIR'));
+  expect(secondDirs.length).toBeGreaterThanOrEqual(1);
   process.kill(-second.pid, 'SIGINT');
   expect((await second.exited(13_000)).code).toBe(0);
+  expect(secondDirs.filter((d) => !d || fs.existsSync(d))).toEqual([]);
   await until('the second run to be gone', 3000, async () => running(now).length === 0).catch(() => {
     throw new Error(`left running:\n${describe_(running(now))}`);
   });

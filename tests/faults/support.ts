@@ -67,6 +67,16 @@ export function serversOf(ids: ProcessIdentity[], what: string): ProcessIdentity
   const is = (pid: number) => commandLine(pid).includes(what);
   return ids.filter((p) => is(p.pid) && !is(parentPid(p.pid)));
 }
+/** An environment variable of a running process (null when it is gone or has none). */
+export function envOf(pid: number, name: string): string | null {
+  try {
+    const entry = fs.readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').find((e) => e.startsWith(`${name}=`));
+    return entry ? entry.slice(name.length + 1) : null;
+  } catch {
+    return null;
+  }
+}
+
 export const describe_ = (ids: ProcessIdentity[]) => ids.map((p) => `${p.pid} ${commandLine(p.pid).slice(0, 120)}`).join('\n');
 
 export function tempDir(prefix: string): string {

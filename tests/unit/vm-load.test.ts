@@ -2,7 +2,7 @@
 // and VM selection ranks on it. Real processes, real /proc.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { CgroupSampler, parseProcStat, ProcessTreeSampler, treeOf } from '../../apps/vm-agent/src/vmm/heartbeat';
@@ -58,8 +58,16 @@ describe('process-tree load', () => {
 });
 
 describe('cgroup load', () => {
+  const roots: string[] = [];
+  const cgroupRoot = (prefix: string) => {
+    const root = mkdtempSync(path.join(tmpdir(), prefix));
+    roots.push(root);
+    return root;
+  };
+  afterAll(() => roots.forEach((r) => rmSync(r, { recursive: true, force: true })));
+
   it('reads cgroup v2 usage against the CPU limit', () => {
-    const root = mkdtempSync(path.join(tmpdir(), 'uve-cg2-'));
+    const root = cgroupRoot('uve-cg2-');
     writeFileSync(path.join(root, 'cpu.stat'), 'usage_usec 1000000\nuser_usec 1\n');
     writeFileSync(path.join(root, 'memory.current'), '123456789\n');
     writeFileSync(path.join(root, 'cpu.max'), '50000 100000\n');
@@ -70,7 +78,7 @@ describe('cgroup load', () => {
   });
 
   it('reads cgroup v1 (cpuacct and memory controllers)', () => {
-    const root = mkdtempSync(path.join(tmpdir(), 'uve-cg1-'));
+    const root = cgroupRoot('uve-cg1-');
     for (const d of ['cpuacct', 'cpu', 'memory']) mkdirSync(path.join(root, d));
     writeFileSync(path.join(root, 'cpuacct/cpuacct.usage'), '5000\n');
     writeFileSync(path.join(root, 'cpu/cpu.cfs_quota_us'), '-1\n');
@@ -83,7 +91,7 @@ describe('cgroup load', () => {
   });
 
   it('reports a reading that does not parse as 0, never NaN (a heartbeat the VMM would refuse at its edge)', () => {
-    const root = mkdtempSync(path.join(tmpdir(), 'uve-cg2-bad-'));
+    const root = cgroupRoot('uve-cg2-bad-');
     writeFileSync(path.join(root, 'cpu.stat'), 'usage_usec 1000000\n');
     writeFileSync(path.join(root, 'memory.current'), '1000\n');
     writeFileSync(path.join(root, 'cpu.max'), 'max 100000\n');
@@ -96,7 +104,7 @@ describe('cgroup load', () => {
   });
 
   it('is not used where no cgroup files are readable', () => {
-    expect(CgroupSampler.open(mkdtempSync(path.join(tmpdir(), 'uve-cg0-')))).toBeNull();
+    expect(CgroupSampler.open(cgroupRoot('uve-cg0-'))).toBeNull();
   });
 });
 

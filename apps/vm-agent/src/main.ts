@@ -53,6 +53,7 @@ async function main(argv: string[]): Promise<void> {
     if (error) log.error('stop failed', { error: errorMessage(error) });
     process.exit(error || startFailed ? 1 : 0);
   });
+  process.on('exit', () => vm.removeTempData());
   let signals = 0;
   const onSignal = (sig: NodeJS.Signals): void => {
     if (++signals > 1) {

@@ -1,6 +1,7 @@
 // The Virtual Machine (seed 7.3.1.2.2) as one object: the UVE-3 server for UCs, the UVE-2/UVE-5
 // link to the VMM, UA deployments and sessions. Lifecycle: start() serves UVE-3, registers with
 // the VMM and heartbeats; stop() reports vm.stopping, ends the sessions and releases everything.
+import { rmSync } from 'node:fs';
 import { chmod, mkdtemp, rm, mkdir, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -276,6 +277,11 @@ export class Vm {
     if (killed) log.warn('child processes still running after the sessions ended were killed', { count: killed });
     if (this.tempDataDir) await rm(this.dataDir, { recursive: true, force: true }).catch(() => undefined);
     log.info('VM stopped');
+  }
+
+  /** The temporary data folder removed at once, as the process exits (a stop past its bound never reaches stop()'s own removal). */
+  removeTempData(): void {
+    if (this.tempDataDir && this.dataDir) rmSync(this.dataDir, { recursive: true, force: true });
   }
 
   private session(id: string, command: string): Session | undefined {

@@ -20,6 +20,8 @@ export const AGENT_ENV = {
   logLevel: 'UVE_LOG_LEVEL',
   /** PROCESS provider: the pid of the gateway that started the agent (its parent) */
   parentPid: 'UVE_PARENT_PID',
+  /** PROCESS provider: the agent's data folder, made and removed by the gateway */
+  dataDir: 'UVE_VM_DATA_DIR',
 } as const;
 
 export type AgentEnvName = (typeof AGENT_ENV)[keyof typeof AGENT_ENV];

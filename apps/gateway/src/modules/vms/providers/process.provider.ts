@@ -4,6 +4,7 @@
 // merely reused one of their pids.
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { agentLaunchEnv, type Platform } from '@uve/protocol';
 import { onPath } from '../../../infra/on-path';
@@ -55,6 +56,13 @@ export class ProcessProvider implements VmProviderDriver {
     const secretFile = this.secretFile(spec.vmId);
     fs.rmSync(secretFile, { force: true });
     fs.writeFileSync(secretFile, spec.secret, { mode: 0o600 });
+    // the agent's data folder (its UA packages) is ours to remove: an agent killed (-9, or exiting
+    // past its stop bound) cannot remove its own, and each one left a folder in the temp dir
+    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'uve-vm-'));
+    const cleanUp = () => {
+      fs.rmSync(secretFile, { force: true });
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    };
     const child = spawn(process.execPath, [this.agentMain], {
       env: {
         PATH: process.env.PATH ?? '',
@@ -63,14 +71,14 @@ export class ProcessProvider implements VmProviderDriver {
         ...agentEnv(spec, 'PROCESS', secretFile),
         // killed before the agent is up, this gateway leaves it an orphan (and untracked, when killed
         // before the track file below): the agent checks its parent is this pid before it registers
-        ...agentLaunchEnv({ parentPid: String(process.pid) }),
+        ...agentLaunchEnv({ parentPid: String(process.pid), dataDir }),
       },
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     await new Promise<void>((resolve, reject) => {
       child.once('spawn', () => resolve());
       child.once('error', (e) => {
-        fs.rmSync(secretFile, { force: true });
+        cleanUp();
         reject(e);
       });
     });
@@ -81,11 +89,11 @@ export class ProcessProvider implements VmProviderDriver {
     });
     this.children.set(spec.vmId, child);
     const agent = identify(child.pid!);
-    if (agent) fs.writeFileSync(this.trackFile(spec.vmId), JSON.stringify({ vmId: spec.vmId, agent, gateway: this.self } satisfies TrackedAgent));
+    if (agent) fs.writeFileSync(this.trackFile(spec.vmId), JSON.stringify({ vmId: spec.vmId, agent, gateway: this.self, dataDir } satisfies TrackedAgent));
     child.once('exit', (code, signal) => {
       this.children.delete(spec.vmId);
       fs.rmSync(this.trackFile(spec.vmId), { force: true });
-      fs.rmSync(secretFile, { force: true });
+      cleanUp();
       const reason = `VM process exited (${signal ?? `code ${code}`})`;
       if (code !== 0) this.log.warn('vm-agent exited', { vmId: spec.vmId, code, signal, stderr: tail.slice(-500) });
       for (const l of this.exitListeners) l(spec.vmId, reason);
@@ -102,8 +110,7 @@ export class ProcessProvider implements VmProviderDriver {
     // a VM of an earlier run of this gateway: only the very process that was tracked, never a reused pid
     const t = this.tracked(vmId);
     if (t && String(t.agent.pid) === providerRef && isRunning(t.agent)) await stopTree(t.agent, 5000);
-    fs.rmSync(this.trackFile(vmId), { force: true });
-    fs.rmSync(this.secretFile(vmId), { force: true });
+    forget(this.stateDir, vmId, t);
   }
 
   async running(): Promise<string[]> {
@@ -125,6 +132,18 @@ interface TrackedAgent {
   vmId: string;
   agent: ProcessIdentity;
   gateway: ProcessIdentity;
+  /** the agent's data folder (absent in track files of gateways before it was made here) */
+  dataDir?: string;
+}
+
+/** A stopped agent of an earlier run: its track file, secret and data folder removed. */
+function forget(stateDir: string, vmId: string, t: TrackedAgent | null): void {
+  fs.rmSync(trackFile(stateDir, vmId), { force: true });
+  fs.rmSync(path.join(stateDir, `${path.basename(vmId)}.secret`), { force: true });
+  // only a folder this provider made (a track file is ours, but a path in it is checked anyway)
+  if (t?.dataDir && path.dirname(t.dataDir) === os.tmpdir() && path.basename(t.dataDir).startsWith('uve-vm-')) {
+    fs.rmSync(t.dataDir, { recursive: true, force: true });
+  }
 }
 
 const trackFile = (stateDir: string, vmId: string) => path.join(stateDir, `${path.basename(vmId)}.json`);
@@ -157,8 +176,7 @@ export async function reapLeftoverAgents(stateDir: string, log: Logger, agentMai
       await stopTree(t.agent, 5000);
     }
     reaped.push(vmId);
-    fs.rmSync(path.join(stateDir, f), { force: true });
-    fs.rmSync(path.join(stateDir, `${vmId}.secret`), { force: true });
+    forget(stateDir, vmId, t);
   }));
   return reaped;
 }
