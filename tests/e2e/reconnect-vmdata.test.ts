@@ -157,6 +157,49 @@ it('a terminal back before the VMM heard of its drop, naming its session, contin
   await ok(gw, `mutation { endSession(sessionId: "${s.id}") { state } }`, {}, user.token);
 });
 
+it("a watcher's suspension outlives a drop: the session moved to another VM comes back SUSPENDED, and only the watcher resumes it", async () => {
+  const user = await registerUser(gw, 'rc-suspended');
+  const watcher = await registerUser(gw, 'rc-suspended-watcher');
+  await ok(gw, `mutation { assignWatcher(watcherId: "${watcher.id}", watcheeId: "${user.id}", privileges: [VIEW, SUSPEND]) { id } }`, {}, admin);
+  const paint = await uaId(gw, user.token, 'paint');
+  const s = await request(user.token, paint, 'NO_LOSS');
+  const stream = await openStream(s.connection);
+  await stream.frame(() => true, 'at all');
+  await ok(gw, `mutation($w: ID!) { requestMonitoring(watcheeId: $w) { id } }`, { w: user.id }, watcher.token);
+  const suspended = await ok(gw, `mutation { suspendSession(sessionId: "${s.id}", reason: "bedtime") { state } }`, {}, watcher.token);
+  expect(suspended.suspendSession.state).toBe('SUSPENDED');
+  await stream.control('suspended');
+  stream.client.close(); // no bye: an unexpected disconnect
+  await until('the VM Data saved at the drop', 20_000, async () => {
+    const now = await sessionOf(s.id);
+    return now.state === 'DISCONNECTED' && now.events.some((e) => e.type === 'SNAPSHOT_SAVED');
+  });
+  const again = await request(user.token, paint, 'NO_LOSS');
+  expect(again.id).toBe(s.id);
+  expect(again.vm.id).not.toBe(s.vm.id);
+  const back = await openStream(again.connection);
+  try {
+    // the new VM started the UA suspended: the user's input is refused, as before the drop
+    expect(back.welcome).toMatchObject({ suspended: true });
+    back.client.sendInput({ kind: 'pointer', type: 'down', x: 300, y: 200, button: 0 });
+    expect(await back.control('notice')).toMatchObject({ code: 'SUSPENDED' });
+    const now = await until('the session SUSPENDED again', 15_000, async () => {
+      const x = await sessionOf(s.id);
+      return x.state === 'SUSPENDED' && x.reconnections === 1 ? x : null;
+    });
+    expect(now.events.at(-1)).toMatchObject({ type: 'SUSPENDED', data: { reason: 'bedtime', kept: true, byUserId: watcher.id } });
+    // the user cannot undo it; the watcher can, and the UA goes on
+    const byUser = await gql(gw, `mutation { resumeSession(sessionId: "${s.id}") { state } }`, {}, user.token);
+    expect(byUser.errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
+    expect((await ok(gw, `mutation { resumeSession(sessionId: "${s.id}") { state } }`, {}, watcher.token)).resumeSession.state).toBe('ACTIVE');
+    await back.control('resumed');
+    expect(near(pixel(await back.inputAndFrame({ kind: 'pointer', type: 'down', x: 200, y: 150, button: 0 }, 'after resuming'), 200, 150), RED)).toBe(true);
+  } finally {
+    await back.close();
+  }
+  await ok(gw, `mutation { endSession(sessionId: "${s.id}") { state } }`, {}, user.token);
+});
+
 it('NO_LOSS: the VM Data of a dropped session outlives a save of another session of the same UA that began before it and ends after it', async () => {
   // the user's other paint session, whose VM saves its VM Data (as at an endSession) slowly: the
   // upload begins, holds, and commits only after the dropped session's VM Data was stored

@@ -478,7 +478,12 @@ export class SessionsService implements SessionReportTarget {
         // the actor is a user's id as the VM read it from a stream token: one that names no user (a
         // user deleted meanwhile) is left out, not a foreign key the inbox would retry for ever
         const actor = m.userId === s.userId || (await uow.em.existsBy(User, { id: m.userId })) ? m.userId : null;
-        await this.move(uow, s, 'ACTIVE', 'connect', actor, patch, { role: m.role, ...(actor ? {} : { userId: m.userId }) });
+        const connected = await this.move(uow, s, 'ACTIVE', 'connect', actor, patch, { role: m.role, ...(actor ? {} : { userId: m.userId }) });
+        // a watcher's suspension outlives a drop: the VM kept it (or, moved, was told with its
+        // prepare), so the reconnected session is SUSPENDED again, as its VM holds it
+        if (connected.suspendedById) {
+          await this.move(uow, connected, 'SUSPENDED', 'keep the session suspended', null, {}, { reason: await this.suspendReason(uow.em, s.id), byUserId: connected.suspendedById, kept: true });
+        }
         return;
       }
       case 'session.disconnected':
@@ -623,6 +628,13 @@ export class SessionsService implements SessionReportTarget {
     await uow.em.update(Session, s.id, { ...patch, state: to });
     await this.record(uow, s, eventFor(from, to), actorId, { from, ...data });
     return s;
+  }
+
+  /** The reason given with the session's latest suspension (null when none was given). */
+  async suspendReason(em: EntityManager, sessionId: string): Promise<string | null> {
+    const ev = await em.findOne(SessionEvent, { where: { sessionId, type: 'SUSPENDED' }, order: { seq: 'DESC' } });
+    const reason = (ev?.data as { reason?: unknown } | null)?.reason;
+    return typeof reason === 'string' ? reason : null;
   }
 
   /** Records an event in the transaction; published (to subscribers and the owner) after the commit. */
