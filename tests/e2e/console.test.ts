@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { Browser, BrowserContext, Page, Request } from 'playwright-core';
+import type { Browser, BrowserContext, Page, Request, WebSocketRoute } from 'playwright-core';
 import { freshDatabase, startRedis, until, type TestRedis } from '../support/services';
 import { ADMIN, gql, login, ok, registerUser, ROOT, startGateway, subscribe, wsClient, type GatewayProcess } from '../support/gateway';
 import { launchChromium } from '../support/browser';
@@ -542,7 +542,14 @@ describe('user', () => {
       const asForm = await context.request.post(`${web.url}/api/graphql`, { form: { query: '{ me { id } }' } });
       expect(asForm.status()).toBe(415);
 
-      // play paint
+      // play paint; its stream socket goes through a route that can cut the page off (below)
+      const streams: WebSocketRoute[] = [];
+      await page.routeWebSocket(/\/uve3$/, (ws) => {
+        ws.connectToServer();
+        // the page's side closing alone (a network change): the VM is not told, as it would not be
+        ws.onClose(() => undefined);
+        streams.push(ws);
+      });
       await page.getByRole('link', { name: 'Play paint', exact: true }).click();
       await page.waitForURL(/\/play\/[0-9a-f-]+$/);
       const activeIds = async () => (await ok(gw, `{ mySessions(active: true) { id } }`, {}, user.token)).mySessions.map((x: { id: string }) => x.id) as string[];
@@ -585,6 +592,21 @@ describe('user', () => {
 
       const sessions = (await activeIds()).filter((id) => !before.includes(id));
       expect(sessions).toHaveLength(1);
+
+      // the page loses its stream while the VM still holds the connection: the player asks for the
+      // UA again naming its session, which goes on on its VM (the drawing still there), no second one
+      expect(streams).toHaveLength(1);
+      await streams[0]!.close({ code: 4000, reason: 'network gone' });
+      await page.locator('[data-testid="player-phase"][data-phase="reconnecting"]').waitFor();
+      await page.locator('[data-testid="player-phase"][data-phase="playing"]').waitFor();
+      expect(streams).toHaveLength(2);
+      await until('the drawing on the new connection', WAIT_MS, async () => (await inkAtCentre()) > 0, 100);
+      expect((await activeIds()).filter((id) => !before.includes(id))).toEqual(sessions);
+      const replaced = await until('the old connection reported replaced', WAIT_MS, async () => {
+        const d = await ok(gw, `query($id: ID!) { session(id: $id) { state reconnections events { type data } } }`, { id: sessions[0] }, user.token);
+        return d.session.state === 'ACTIVE' && d.session.reconnections === 1 ? d.session : null;
+      });
+      expect(replaced.events.find((e: { type: string }) => e.type === 'DISCONNECTED')?.data).toMatchObject({ reason: 'replaced by a newer connection of this session' });
       await page.getByRole('button', { name: 'End session' }).click();
       await page.locator('[data-testid="player-phase"][data-phase="ended"]').waitFor();
       await until('the session ENDED', WAIT_MS, async () => (await ok(gw, `query($id: ID!) { session(id: $id) { state } }`, { id: sessions[0] }, user.token)).session.state === 'ENDED');

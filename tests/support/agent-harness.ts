@@ -2,6 +2,8 @@
 // redis-server, a JWKS server with a test signing key, the built agent as a child process, and a
 // fake VMM end of the message bus (UVE-2 out, UVE-5 in).
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { createServer as createHttpServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
@@ -99,10 +101,14 @@ export function agentTestEnv(a: { redis: { url: string }; jwks: { url: string };
 }
 
 export function startAgent(env: Record<string, string>): AgentHandle {
+  // a data folder of the test's own, removed when the agent exits: one a test kills (-9) is not
+  // left in the temp dir, as the gateway's PROCESS provider does for its agents
+  const dataDir = env.UVE_VM_DATA_DIR ? null : mkdtempSync(join(tmpdir(), 'uve-vm-test-'));
   const proc = spawn(process.execPath, [AGENT_MAIN], {
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...testRunEnv(), ...env },
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...testRunEnv(), ...(dataDir ? { UVE_VM_DATA_DIR: dataDir } : {}), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  if (dataDir) proc.on('exit', () => rmSync(dataDir, { recursive: true, force: true }));
   let out = '';
   proc.stdout!.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-200_000)));
   proc.stderr!.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-200_000)));
