@@ -142,16 +142,22 @@ async function gql<T = any>(url: string, query: string, variables: Record<string
   return body.data;
 }
 
-/** polls `f` every 20 ms until it returns a value (bounded) */
-async function until<T>(what: string, ms: number, f: () => Promise<T | null | undefined | false>): Promise<T> {
+/**
+ * polls `f` every `everyMs` until it returns a value (bounded). Polls that run beside what is
+ * measured (a save, a restore ahead) are kept sparse: each GraphQL query is the gateway's CPU, and
+ * at 20 ms they took a share of the cores the measured restore ran on.
+ */
+async function until<T>(what: string, ms: number, f: () => Promise<T | null | undefined | false>, everyMs = 20): Promise<T> {
   const end = Date.now() + ms;
   for (;;) {
     const v = await f();
     if (v) return v;
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, everyMs));
   }
 }
+/** the poll interval beside a save or a restore under way */
+const BESIDE_MS = 100;
 
 /** /proc facts of a VM agent (PROCESS provider: a child of the gateway, its VM id in its environment, its secret in the file it names) */
 function agentOf(vmId: string): { pid: number; secret: string } {
@@ -196,9 +202,11 @@ const stayedBecause = async (c: Ctx, sessionId: string): Promise<string> => {
 };
 
 /** what a VM holds prepared ahead, from its /healthz */
-async function heldAhead(c: Ctx, vmId: string): Promise<{ preparing: number; ready: number }> {
+/** a VM's restores prepared ahead, asked of the VM itself (`/healthz`), not of the gateway */
+async function heldAhead(c: Ctx, vmId: string): Promise<() => Promise<{ preparing: number; ready: number }>> {
   const { endpoint } = (await gql(c.url, `{ vm(id: "${vmId}") { endpoint } }`, {}, c.admin)).vm as { endpoint: string };
-  return ((await (await fetch(`${endpoint.replace(/^ws/, 'http')}/healthz`)).json()) as { restoresAhead: { preparing: number; ready: number } }).restoresAhead;
+  const healthz = `${endpoint.replace(/^ws/, 'http')}/healthz`;
+  return async () => ((await (await fetch(healthz)).json()) as { restoresAhead: { preparing: number; ready: number } }).restoresAhead;
 }
 
 /**
@@ -210,18 +218,20 @@ async function away(c: Ctx, sessionId: string, snapshotId: string, settled = fal
   // the drop's report and the save reach the VMM on two paths, in either order: a request before the
   // session is DISCONNECTED finds nothing to continue and starts another session (restored from the
   // latest VM Data), which is not the reconnection measured here
+  // (polled at 20 ms: with --away 0 the reconnection follows it at once)
   await until('the session DISCONNECTED', 20_000, async () => !!(await eventOf(c, sessionId, 'DISCONNECTED')));
   if (!c.ahead) return null;
   if (!settled && typeof c.away === 'number') {
     await new Promise((r) => setTimeout(r, (c.away as number) * 1000));
     return null;
   }
-  const asked = await until('the restore asked ahead', 30_000, async () => (await eventOf(c, sessionId, 'RESTORE_AHEAD', (d) => d.snapshotId === snapshotId))?.data);
+  const asked = await until('the restore asked ahead', 30_000, async () => (await eventOf(c, sessionId, 'RESTORE_AHEAD', (d) => d.snapshotId === snapshotId))?.data, BESIDE_MS);
   // settled: under way no more (ready, or failed and let go of)
+  const held = await heldAhead(c, asked.vmId);
   await until('the restore prepared ahead', 180_000, async () => {
-    const held = await heldAhead(c, asked.vmId);
-    return settled ? held.preparing === 0 : held.ready >= 1;
-  });
+    const now = await held();
+    return settled ? now.preparing === 0 : now.ready >= 1;
+  }, BESIDE_MS);
   return asked.vmId as string;
 }
 
@@ -494,7 +504,7 @@ async function restoreOnce(c: Ctx, gatewayPid: number, mib: number, row: StateRo
     for (const { id } of (await gql(c.url, `{ vms(status: IDLE, platform: WASM) { id } }`, {}, c.admin)).vms as { id: string }[]) rssBefore.set(id, rssMiB(agentOf(id).pid));
     const dropAt = wallNow();
     before.client.close(); // no bye: an unexpected disconnect
-    const saved = await until('the VM Data saved at the drop', 180_000, async () => (await eventOf(c, s.id, 'SNAPSHOT_SAVED'))?.data).catch(async (e: Error) => {
+    const saved = await until('the VM Data saved at the drop', 180_000, async () => (await eventOf(c, s.id, 'SNAPSHOT_SAVED'))?.data, BESIDE_MS).catch(async (e: Error) => {
       await endSettled(c, s.id).catch(() => undefined);
       throw new NotMeasured(`${e.message} (session ${s.id})`);
     });
