@@ -261,17 +261,20 @@ export class SnapshotsService {
    * (UVE-5 retrieve): a VM cannot read other users' state. Its bytes are checked on every read
    * (open(): each chunk against its sha256 before a byte goes out).
    */
-  async load(vm: Vm, snapshotId: string): Promise<VmSnapshot | null> {
-    const snapshot = await this.findById(snapshotId);
-    if (!snapshot) return null;
-    // or the VM told to restore it ahead for the DISCONNECTED session it was saved for (vmdata.prepareRestore)
-    const [holder] = await this.ds.query(
-      `SELECT 1 FROM sessions WHERE user_id = $3 AND ua_id = $4
-          AND ((vm_id = $1 AND restored_from_id = $2 AND state IN ('REQUESTED', 'ASSIGNED', 'ACTIVE', 'SUSPENDED', 'DISCONNECTED'))
-            OR (restore_ahead_vm_id = $1 AND restore_ahead_snapshot_id = $2 AND state = 'DISCONNECTED')) LIMIT 1`,
-      [vm.id, snapshot.id, snapshot.userId, snapshot.uaId],
-    );
-    return holder ? snapshot : null;
+  async load(vmId: string, snapshotId: string): Promise<VmSnapshot | null> {
+    if (!isUuid(vmId) || !isUuid(snapshotId)) return null;
+    // one round trip (it is on the way to a restore's first byte)
+    return this.repo
+      .createQueryBuilder('s')
+      .where('s.id = :snapshotId', { snapshotId })
+      .andWhere(
+        `EXISTS (SELECT 1 FROM sessions x WHERE x.user_id = s.user_id AND x.ua_id = s.ua_id
+          AND ((x.vm_id = :vmId AND x.restored_from_id = s.id AND x.state IN ('REQUESTED', 'ASSIGNED', 'ACTIVE', 'SUSPENDED', 'DISCONNECTED'))
+            -- or the VM told to restore it ahead for the DISCONNECTED session it was saved for (vmdata.prepareRestore)
+            OR (x.restore_ahead_vm_id = :vmId AND x.restore_ahead_snapshot_id = s.id AND x.state = 'DISCONNECTED')))`,
+        { vmId },
+      )
+      .getOne();
   }
 
   /**

@@ -66,9 +66,14 @@ export function registerVmDataRoutes(app: Express, services: Services, maxBytes:
 
   app.get(`${VM_DATA_PATH}/snapshots/:snapshotId`, (req, res, next) => services.snapshots.transfer(async () => {
     try {
+      // the snapshot looked up for the VM the request names while that VM is authenticated: two
+      // PostgreSQL round trips at once on the way to the first byte (the lookup's answer is used
+      // only once the VM is who it says)
+      const lookup = services.snapshots.load(req.header('x-uve-vm-id') ?? '', String(req.params.snapshotId));
+      lookup.catch(() => undefined); // awaited below, unless the VM is refused first
       const vm = await vmOf(req, res, services);
       if (!vm) return;
-      const snapshot = await services.snapshots.load(vm, String(req.params.snapshotId));
+      const snapshot = await lookup;
       if (!snapshot) return refuse(res, 404, 'NOT_FOUND', 'No such snapshot for a session this VM holds.');
       const chunks = await services.snapshots.open(snapshot);
       res.set({ 'content-type': 'application/octet-stream', 'content-length': String(snapshot.sizeBytes), 'x-uve-snapshot-kind': snapshot.kind, 'x-uve-sha256': snapshot.sha256 });
