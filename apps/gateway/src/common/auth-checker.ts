@@ -3,6 +3,7 @@
 import type { AuthChecker } from 'type-graphql';
 import { forbidden, unauthenticated } from './errors';
 import type { Context } from './context';
+import { isAdmin } from './access';
 
 export type AuthRole = 'ADMIN' | 'STOREFRONT';
 
@@ -15,7 +16,7 @@ export const authChecker: AuthChecker<Context, AuthRole> = ({ context }, roles) 
     return true;
   }
   if (p.kind !== 'user') throw keyOnlyForUve7();
-  if (roles.includes('ADMIN') && p.user.role !== 'ADMIN') throw forbidden('This needs the ADMIN role.');
+  if (roles.includes('ADMIN') && !isAdmin(p.user)) throw forbidden('This needs the ADMIN role.');
   return true;
 };
 

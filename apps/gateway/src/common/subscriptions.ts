@@ -12,6 +12,7 @@ import type { User } from '../modules/users/users.entity';
 import type { Services } from '../services';
 import { currentUser } from './auth-checker';
 import type { Context } from './context';
+import { isAdmin } from './access';
 
 /**
  * Who may get an event. Must depend only on the user and the event: it is asked once per user per
@@ -216,10 +217,11 @@ export function guardedStream<K extends keyof Topics>(ctx: Context, rule: Rule<P
   return s;
 }
 
-const isAdmin: Rule<unknown> = (u) => u.role === 'ADMIN';
+/** re-checked per event: a user demoted meanwhile gets no more events */
+const adminRule: Rule<unknown> = (u) => isAdmin(u);
 
 export function adminOnlyStream<K extends 'VM_EVENT' | 'PROCUREMENT'>(ctx: Context, topic: K) {
   const user = currentUser(ctx);
-  if (user.role !== 'ADMIN') throw forbidden('This subscription needs the ADMIN role.');
-  return guardedStream(ctx, isAdmin, topic);
+  if (!isAdmin(user)) throw forbidden('This subscription needs the ADMIN role.');
+  return guardedStream(ctx, adminRule, topic);
 }

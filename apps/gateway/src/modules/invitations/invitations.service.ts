@@ -14,6 +14,7 @@ import type { SessionConnection, SessionsService } from '../sessions/sessions.se
 import type { User } from '../users/users.entity';
 import type { UsersService } from '../users/users.service';
 import { Invitation, Participant } from './invitations.entity';
+import { ownsOrAdmin } from '../../common/access';
 
 export interface InvitationsOptions {
   /** a PENDING invitation expires this long after it was sent */
@@ -98,7 +99,7 @@ export class InvitationsService {
   /** The inviter (or an admin) takes an invitation back; an accepted one's guest leaves the session. */
   async revoke(user: User, invitationId: string): Promise<Invitation> {
     const found = await this.findById(invitationId);
-    if (!found || (found.fromId !== user.id && user.role !== 'ADMIN')) throw notFound('Invitation', invitationId);
+    if (!found || !ownsOrAdmin(user, found.fromId)) throw notFound('Invitation', invitationId);
     return this.txs.run(async (uow) => {
       const s = await this.sessions.lock(uow.em, found.sessionId);
       const inv = (await uow.em.findOne(Invitation, { where: { id: found.id }, lock: { mode: 'pessimistic_write' } }))!;

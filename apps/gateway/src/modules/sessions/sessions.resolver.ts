@@ -12,6 +12,7 @@ import { Monitoring } from '../watchers/watchers.entity';
 import { RequestApplicationInput } from './sessions.inputs';
 import { Session, SessionEvent } from './sessions.entity';
 import { SessionConnection } from './sessions.types';
+import { ownsOrAdmin } from '../../common/access';
 
 @Resolver(() => Session)
 export class SessionsResolver {
@@ -91,7 +92,7 @@ export class SessionsResolver {
   @FieldResolver(() => SessionConnection, { nullable: true, description: "only for the session's user (and admins); null after the session ended" })
   connection(@Root() s: Session, @Ctx() ctx: Context): Promise<SessionConnection | null> {
     const viewer = currentUser(ctx);
-    if (viewer.id !== s.userId && viewer.role !== 'ADMIN') return Promise.resolve(null);
+    if (!ownsOrAdmin(viewer, s.userId)) return Promise.resolve(null);
     return ctx.services.sessions.connection(s, viewer);
   }
 

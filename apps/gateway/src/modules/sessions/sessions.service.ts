@@ -23,6 +23,7 @@ import { Session, SessionEvent } from './sessions.entity';
 import { VmSnapshot } from '../snapshots/snapshots.entity';
 import { LIVE_STATES, OPEN_STATES, assertTransition, canTransition, eventFor } from './session-state';
 import { negotiateStream, pickCodec } from './stream-params';
+import { ownsOrAdmin } from '../../common/access';
 
 export interface SessionConnection {
   vmId: string;
@@ -105,7 +106,7 @@ export class SessionsService implements SessionReportTarget {
 
   /** Owner and admins; a watcher while monitoring it, a guest while in it, an invitee while invited. */
   async canView(session: Pick<Session, 'id' | 'userId'>, user: User, em: EntityManager = this.ds.manager): Promise<boolean> {
-    if (session.userId === user.id || user.role === 'ADMIN') return true;
+    if (ownsOrAdmin(user, session.userId)) return true;
     const [row] = await em.query(
       `SELECT EXISTS (SELECT 1 FROM monitorings WHERE session_id = $1 AND watcher_id = $2 AND ended_at IS NULL)
            OR EXISTS (SELECT 1 FROM participants WHERE session_id = $1 AND user_id = $2 AND left_at IS NULL)

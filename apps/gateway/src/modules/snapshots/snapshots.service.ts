@@ -9,6 +9,7 @@ import type { User } from '../users/users.entity';
 import { page } from '../users/users.service';
 import { VmSnapshot, type VmDataStaging } from './snapshots.entity';
 import { manifestSha256, type ChunkRefs, type VmDataStore } from './vm-data-store';
+import { ownsOrAdmin } from '../../common/access';
 
 /**
  * A session's VM Data is saved while the session is open or as it ends (the user's end reaches the
@@ -287,7 +288,7 @@ export class SnapshotsService {
 
   async delete(user: User, id: string): Promise<boolean> {
     const s = await this.findById(id);
-    if (!s || (s.userId !== user.id && user.role !== 'ADMIN')) throw notFound('Snapshot', id);
+    if (!s || !ownsOrAdmin(user, s.userId)) throw notFound('Snapshot', id);
     const refs = await this.ds.transaction(async (em) => {
       const held = await this.store_.chunks.held(em, [s.id]);
       await em.delete(VmSnapshot, s.id);

@@ -3,6 +3,7 @@ import { forbidden } from '../../common/errors';
 import type { Context } from '../../common/context';
 import { Procurement } from '../procurements/procurements.entity';
 import { Storefront } from './storefronts.entity';
+import { isAdmin } from '../../common/access';
 
 @ObjectType({ description: 'Returned once, when a storefront is registered: the API key is not stored in clear.' })
 class StorefrontCredentials {
@@ -33,7 +34,7 @@ export class StorefrontsResolver {
   @FieldResolver(() => [Procurement])
   procurements(@Root() storefront: Storefront, @Ctx() ctx: Context): Promise<Procurement[]> {
     const p = ctx.principal;
-    const allowed = (p?.kind === 'user' && p.user.role === 'ADMIN') || (p?.kind === 'storefront' && p.storefront.id === storefront.id);
+    const allowed = (p?.kind === 'user' && isAdmin(p.user)) || (p?.kind === 'storefront' && p.storefront.id === storefront.id);
     if (!allowed) throw forbidden("Only admins and the storefront itself see a storefront's procurements.");
     return ctx.services.procurements.listForStorefront(storefront.id);
   }

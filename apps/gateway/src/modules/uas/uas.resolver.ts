@@ -8,13 +8,14 @@ import { NoLossScopeEnum, PlatformEnum } from '../../common/enums';
 import { Storefront } from '../storefronts/storefronts.entity';
 import { Vm } from '../vms/vms.entity';
 import { Ua, UaDeployment, UaVersion } from './uas.entity';
+import { isAdmin } from '../../common/access';
 
 @Resolver(() => Ua)
 export class UasResolver {
   @Authorized()
   @Query(() => [Ua], { description: 'applications a user may request (admins: every UA, pending and removed ones too)' })
   uas(@Arg('platform', () => PlatformEnum, { nullable: true }) platform: Platform | null, @Ctx() ctx: Context): Promise<Ua[]> {
-    return ctx.services.uas.list(platform, currentUser(ctx).role === 'ADMIN');
+    return ctx.services.uas.list(platform, isAdmin(currentUser(ctx)));
   }
 
   @Authorized()
@@ -58,7 +59,7 @@ export class UasResolver {
 
   @FieldResolver(() => [UaDeployment])
   deployments(@Root() ua: Ua, @Ctx() ctx: Context): Promise<UaDeployment[]> {
-    if (currentUser(ctx).role !== 'ADMIN') throw forbidden('Deployments are visible to admins.');
+    if (!isAdmin(currentUser(ctx))) throw forbidden('Deployments are visible to admins.');
     return ctx.services.uas.deploymentsOf(ua.id);
   }
 }

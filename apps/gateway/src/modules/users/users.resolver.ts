@@ -7,6 +7,7 @@ import { Session } from '../sessions/sessions.entity';
 import { TerminalCapabilitiesInput } from './terminal.types';
 import { RegisterInput } from './users.inputs';
 import { User } from './users.entity';
+import { ownsOrAdmin } from '../../common/access';
 
 @ObjectType()
 class AuthPayload {
@@ -82,7 +83,7 @@ export class UsersResolver {
   @FieldResolver(() => [Session])
   sessions(@Root() user: User, @Arg('active', () => Boolean, { nullable: true }) active: boolean | null, @Ctx() ctx: Context): Promise<Session[]> {
     const viewer = currentUser(ctx);
-    if (viewer.id !== user.id && viewer.role !== 'ADMIN') throw forbidden("Only the user and admins see a user's sessions.");
+    if (!ownsOrAdmin(viewer, user.id)) throw forbidden("Only the user and admins see a user's sessions.");
     return ctx.services.sessions.listForUser(user.id, active);
   }
 }

@@ -13,6 +13,7 @@ import type { SessionConnection, SessionsService } from '../sessions/sessions.se
 import type { User } from '../users/users.entity';
 import type { UsersService } from '../users/users.service';
 import { Monitoring, WatcherGrant } from './watchers.entity';
+import { ownsOrAdmin } from '../../common/access';
 
 function checkPrivileges(privileges: WatcherPrivilege[]): WatcherPrivilege[] {
   const set = [...new Set(privileges)];
@@ -122,7 +123,7 @@ export class WatchersService {
 
   async stopMonitoring(caller: User, monitoringId: string): Promise<Monitoring> {
     const m = isUuid(monitoringId) ? await this.monitorings.findOneBy({ id: monitoringId }) : null;
-    if (!m || (m.watcherId !== caller.id && caller.role !== 'ADMIN')) throw notFound('Monitoring', monitoringId);
+    if (!m || !ownsOrAdmin(caller, m.watcherId)) throw notFound('Monitoring', monitoringId);
     if (m.endedAt) throw conflict('This monitoring has already ended.');
     return this.txs.run(async (uow) => {
       const ended = await this.end(uow, m, caller.id, caller.id === m.watcherId ? 'the watcher stopped monitoring' : 'stopped by an admin');
@@ -214,7 +215,7 @@ export class WatchersService {
     const visible = await this.sessions.getVisible(sessionId, caller);
     return this.txs.run(async (uow) => {
       const s = await this.sessions.lock(uow.em, visible.id);
-      if (s.suspendControllerId !== caller.id && caller.role !== 'ADMIN') throw forbidden(await this.holderMessage(s, 'transfer it'));
+      if (!ownsOrAdmin(caller, s.suspendControllerId)) throw forbidden(await this.holderMessage(s, 'transfer it'));
       if (toWatcherId === null) {
         await this.giveControl(uow, s, null, caller.id, 'released');
         return s;
@@ -243,7 +244,7 @@ export class WatchersService {
     const visible = await this.sessions.getVisible(id, user);
     return this.txs.run(async (uow) => {
       const s = await this.sessions.lock(uow.em, visible.id);
-      const allowed = s.suspendControllerId ? s.suspendControllerId === user.id : s.userId === user.id || user.role === 'ADMIN';
+      const allowed = s.suspendControllerId ? s.suspendControllerId === user.id : ownsOrAdmin(user, s.userId);
       if (!allowed) throw forbidden(await this.holderMessage(s, 'suspend it'));
       assertTransition(s.state, 'SUSPENDED', 'suspend the session');
       const next = await this.sessions.move(uow, s, 'SUSPENDED', 'suspend the session', user.id, { suspendedById: user.id }, { reason: reason ?? null });
@@ -261,7 +262,7 @@ export class WatchersService {
     return this.txs.run(async (uow) => {
       const s = await this.sessions.lock(uow.em, visible.id);
       if (s.state !== 'SUSPENDED') throw conflict(`Cannot resume the session: it is ${s.state}, not SUSPENDED.`, { state: s.state });
-      if (s.suspendedById !== user.id && user.role !== 'ADMIN') {
+      if (!ownsOrAdmin(user, s.suspendedById)) {
         const grant = await uow.em.findOneBy(WatcherGrant, { watcherId: user.id, watcheeId: s.userId });
         if (!grant || !canSuspend(grant.privileges)) {
           const by = s.suspendedById ? await this.users.findById(s.suspendedById) : null;
