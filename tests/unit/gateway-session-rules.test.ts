@@ -51,7 +51,7 @@ describe('session state machine', () => {
     };
     const e = refused('REQUESTED', 'SUSPENDED');
     expect(e).toBeInstanceOf(UveError);
-    expect(e.extensions).toMatchObject({ code: 'CONFLICT', state: 'REQUESTED' });
+    expect(e).toMatchObject({ code: 'CONFLICT', details: { state: 'REQUESTED' } });
     expect(e.message).toBe('Cannot suspend the session: the session is REQUESTED (from REQUESTED it can go to ASSIGNED, ENDED, FAILED).');
     expect(refused('ENDED', 'ACTIVE').message).toBe('Cannot suspend the session: the session is ENDED and that is final.');
     expect(() => assertTransition('ACTIVE', 'SUSPENDED', 'suspend the session')).not.toThrow();

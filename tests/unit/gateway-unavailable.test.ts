@@ -39,8 +39,22 @@ describe('errors on the WebSocket path', () => {
   it('keeps a contract error as it is', () => {
     const e = notFound('Session', '6b1f0c1e-0000-4000-8000-000000000000');
     const [out] = format([new GraphQLError(e.message, { path: ['sessionEvents'], originalError: e })]);
-    expect(out.extensions.code).toBe('NOT_FOUND');
+    expect(out.extensions).toEqual({ code: 'NOT_FOUND', id: '6b1f0c1e-0000-4000-8000-000000000000' });
     expect(out.message).toBe(e.message);
+    expect(out.path).toEqual(['sessionEvents']);
+  });
+
+  it('maps a service refusal, which knows no GraphQL, at the edge: its code and details as extensions, its HTTP status', () => {
+    const { conflict, httpStatusOf, UveError } = require(path.resolve(__dirname, '../../apps/gateway/dist/common/errors.js'));
+    const e = conflict('Cannot resume the session: it is ACTIVE, not SUSPENDED.', { state: 'ACTIVE' });
+    expect(e).toBeInstanceOf(UveError);
+    expect(e).not.toBeInstanceOf(GraphQLError);
+    // a detail named `code` cannot take the contract code's place
+    const odd = new UveError('FORBIDDEN', 'no', { code: 'SOMETHING_ELSE' });
+    const [a, b] = format([new GraphQLError(e.message, { originalError: e }), new GraphQLError(odd.message, { originalError: odd })]);
+    expect(a.extensions).toEqual({ code: 'CONFLICT', state: 'ACTIVE' });
+    expect(b.extensions.code).toBe('FORBIDDEN');
+    expect([e, odd].map((x: { code: string }) => httpStatusOf(x.code))).toEqual([409, 403]);
   });
 
   it('names a dependency that is down', () => {

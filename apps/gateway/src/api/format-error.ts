@@ -2,6 +2,7 @@
 // anything unexpected is logged and masked.
 import type { GraphQLError, GraphQLFormattedError } from 'graphql';
 import type { Logger } from '../common/logger';
+import { UveError } from '../common/errors';
 import { unavailableDependency } from '../common/transient-errors';
 import { withoutSuggestions, type GraphqlLimits } from './limits';
 
@@ -30,6 +31,9 @@ export function unavailableMessage(down: 'database' | 'redis'): string {
 
 export function formatError(log: Logger, limits: Pick<GraphqlLimits, 'introspection'>) {
   return (formatted: GraphQLFormattedError, error: unknown): GraphQLFormattedError => {
+    // a service's refusal, wrapped by graphql-js (or Apollo's context creation) on its way here
+    const refusal = domainError(error);
+    if (refusal) return { message: refusal.message, ...(formatted.locations ? { locations: formatted.locations } : {}), ...(formatted.path ? { path: formatted.path } : {}), extensions: { ...refusal.details, code: refusal.code } };
     const code = String(formatted.extensions?.code ?? '');
     const validationErrors = formatted.extensions?.validationErrors as ValidationErrorLike[] | undefined;
     if (validationErrors) {
@@ -48,6 +52,14 @@ export function formatError(log: Logger, limits: Pick<GraphqlLimits, 'introspect
     log.error('unexpected error in a resolver', { message: formatted.message, path: formatted.path, stack: (error as { originalError?: Error })?.originalError?.stack });
     return { message: 'Internal error; it was logged. Try again, and tell the operator if it persists.', path: formatted.path, extensions: { code: 'INTERNAL_SERVER_ERROR' } };
   };
+}
+
+/** The UveError a GraphQL error carries (graphql-js keeps a resolver's thrown error as originalError). */
+function domainError(error: unknown): UveError | null {
+  for (let e = error, depth = 0; e && depth < 4; e = (e as { originalError?: unknown }).originalError, depth++) {
+    if (e instanceof UveError) return e;
+  }
+  return null;
 }
 
 /**

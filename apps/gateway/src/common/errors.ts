@@ -1,13 +1,24 @@
-// The contract's error model: every refusal is a GraphQLError with one of these codes and a
-// message a person can act on.
-import { GraphQLError } from 'graphql';
+// The contract's error model: every refusal is a UveError with one of these codes and a message a
+// person can act on. A domain error, not a GraphQL one: the API's edge maps it (api/format-error.ts
+// to the GraphQL `extensions.code`, httpStatusOf for an HTTP route), so services know no transport.
 
 export type ErrorCode = 'UNAUTHENTICATED' | 'FORBIDDEN' | 'NOT_FOUND' | 'BAD_USER_INPUT' | 'CONFLICT' | 'UNAVAILABLE';
 
-export class UveError extends GraphQLError {
-  constructor(code: ErrorCode, message: string, extra: Record<string, unknown> = {}) {
-    super(message, { extensions: { code, ...extra } });
+export class UveError extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    /** what a client may act on besides the code (`field`, `state`, `reason`, ids): the GraphQL error's other extensions */
+    readonly details: Record<string, unknown> = {},
+  ) {
+    super(message);
+    this.name = 'UveError';
   }
+}
+
+/** The HTTP status of a refusal, for routes outside GraphQL. */
+export function httpStatusOf(code: ErrorCode): number {
+  return { UNAUTHENTICATED: 401, FORBIDDEN: 403, NOT_FOUND: 404, BAD_USER_INPUT: 400, CONFLICT: 409, UNAVAILABLE: 503 }[code];
 }
 
 export const unauthenticated = (msg = 'Sign in first: send "Authorization: Bearer <token>" from login or register.') => new UveError('UNAUTHENTICATED', msg);

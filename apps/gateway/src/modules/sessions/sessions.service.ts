@@ -3,7 +3,7 @@
 // published once it has committed.
 import { In, type DataSource, type EntityManager, type FindOptionsWhere, type Repository } from 'typeorm';
 import { NO_LOSS_SCOPE, type Platform, type StreamRole } from '@uve/protocol';
-import { badInput, checkText, clipText, conflict, isUuid, notFound, unavailable } from '../../common/errors';
+import { badInput, checkText, clipText, conflict, isUuid, notFound, unavailable, UveError } from '../../common/errors';
 import type { Logger } from '../../common/logger';
 import type { SessionEventPayload } from '../../common/pubsub';
 import type { Transactions, UnitOfWork } from '../../common/unit-of-work';
@@ -590,7 +590,7 @@ export class SessionsService implements SessionReportTarget {
     for (const { id } of due) {
       // VM Data was saved at the disconnect; a second save now would only repeat it
       const s = await this.end(id, null, `reconnect window of ${windowS} s expired`, false).catch((e: Error) => {
-        if ((e as { extensions?: { code?: string } }).extensions?.code === 'CONFLICT') return null; // reconnected meanwhile
+        if (e instanceof UveError && e.code === 'CONFLICT') return null; // reconnected meanwhile
         throw e;
       });
       if (s) ended.push(id);

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import DataLoader from 'dataloader';
 import { ILike, In, type DataSource, type Repository } from 'typeorm';
-import { badInput, conflict, forbidden, notFound, isUuid, unauthenticated } from '../../common/errors';
+import { badInput, conflict, forbidden, notFound, isUuid, unauthenticated, UveError } from '../../common/errors';
 import type { Logger } from '../../common/logger';
 import type { Role } from './users.enums';
 import type { AccessClaims, KeysService } from '../auth/keys.service';
@@ -217,7 +217,7 @@ export class UsersService {
     try {
       await this.create({ username, password: pw, displayName: 'Administrator' }, 'ADMIN');
     } catch (e) {
-      if ((e as { extensions?: { code?: string } }).extensions?.code === 'CONFLICT') return; // another gateway created it
+      if (e instanceof UveError && e.code === 'CONFLICT') return; // another gateway created it
       throw e;
     }
     if (generated) process.stdout.write(`\nFirst admin created: username "${username}", password "${pw}" (shown once; set UVE_ADMIN_PASSWORD to choose it)\n\n`);
