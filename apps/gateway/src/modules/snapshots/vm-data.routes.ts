@@ -9,6 +9,7 @@ import type { Express, Request, Response } from 'express';
 import { SNAPSHOT_KINDS, VM_DATA_DELTA_CONTENT_TYPE, VM_DATA_PATH, VM_DATA_SAVE_TIMING_HEADER, type SnapshotKind, type VmDataSaveTiming } from '@uve/protocol';
 import type { Services } from '../../services';
 import type { Vm } from '../vms/vms.entity';
+import { httpStatusOf, type ErrorCode } from '../../common/errors';
 import { VmDataStoreError } from './vm-data-store';
 import { snapshotSavedData } from './snapshots.service';
 
@@ -16,11 +17,16 @@ function refuse(res: Response, status: number, code: string, message: string): v
   res.status(status).json({ error: { code, message } });
 }
 
+/** A refusal with one of the contract's codes, at its HTTP status. */
+function refuseAs(res: Response, code: ErrorCode, message: string): void {
+  refuse(res, httpStatusOf(code), code, message);
+}
+
 async function vmOf(req: Request, res: Response, services: Services): Promise<Vm | null> {
   const vmId = req.header('x-uve-vm-id') ?? '';
   const m = /^Bearer\s+(\S+)$/i.exec(req.header('authorization') ?? '');
   const vm = m ? await services.vms.authenticate(vmId, m[1]!) : null;
-  if (!vm) refuse(res, 401, 'UNAUTHENTICATED', 'Send x-uve-vm-id and "Authorization: Bearer <VM secret>" of a VM this VMM provisioned.');
+  if (!vm) refuseAs(res, 'UNAUTHENTICATED', 'Send x-uve-vm-id and "Authorization: Bearer <VM secret>" of a VM this VMM provisioned.');
   return vm;
 }
 
@@ -31,14 +37,14 @@ export function registerVmDataRoutes(app: Express, services: Services, maxBytes:
       const vm = await vmOf(req, res, services);
       if (!vm) return;
       const kind = String(req.query.kind ?? '');
-      if (!(SNAPSHOT_KINDS as readonly string[]).includes(kind)) return refuse(res, 400, 'BAD_USER_INPUT', `kind must be one of ${SNAPSHOT_KINDS.join(', ')}.`);
+      if (!(SNAPSHOT_KINDS as readonly string[]).includes(kind)) return refuseAs(res, 'BAD_USER_INPUT', `kind must be one of ${SNAPSHOT_KINDS.join(', ')}.`);
       const declared = Number(req.header('content-length') ?? NaN);
       if (declared > maxBytes) return refuseTooLarge(req, res, maxBytes);
       // the body streams into the store, chunk by chunk, once the VM is known
       // (not destroyed when the store stops early: a refusal still gets its answer to the VM)
       const body = req.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>;
       const stored = await services.snapshots.store(vm, String(req.params.sessionId), kind as SnapshotKind, body, maxBytes, isDelta(req));
-      if (!stored) return refuse(res, 404, 'NOT_FOUND', 'This VM holds no such open session (or it ended too long ago).');
+      if (!stored) return refuseAs(res, 'NOT_FOUND', 'This VM holds no such open session (or it ended too long ago).');
       const { snapshot: snap, chunks, chunksWritten, chunksSent } = stored;
       const timing = saveTiming(req.header(VM_DATA_SAVE_TIMING_HEADER), receivedAt);
       await services.sessions.recordEvent(snap.sessionId!, 'SNAPSHOT_SAVED', snapshotSavedData(snap, { chunks, chunksSent, chunksWritten }, { timing }));
@@ -56,7 +62,7 @@ export function registerVmDataRoutes(app: Express, services: Services, maxBytes:
       if (!vm) return;
       if (!isDelta(req)) return refuse(res, 415, 'BAD_USER_INPUT', `Staged VM Data is a delta (content-type ${VM_DATA_DELTA_CONTENT_TYPE}).`);
       const staged = await services.snapshots.stage(vm, String(req.params.sessionId), req.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>, maxBytes);
-      if (!staged) return refuse(res, 404, 'NOT_FOUND', 'This VM holds no such open session.');
+      if (!staged) return refuseAs(res, 'NOT_FOUND', 'This VM holds no such open session.');
       res.status(200).json(staged);
     } catch (e) {
       if (!(e instanceof VmDataStoreError)) return next(e);
@@ -74,7 +80,7 @@ export function registerVmDataRoutes(app: Express, services: Services, maxBytes:
       const vm = await vmOf(req, res, services);
       if (!vm) return;
       const snapshot = await lookup;
-      if (!snapshot) return refuse(res, 404, 'NOT_FOUND', 'No such snapshot for a session this VM holds.');
+      if (!snapshot) return refuseAs(res, 'NOT_FOUND', 'No such snapshot for a session this VM holds.');
       const chunks = await services.snapshots.open(snapshot);
       res.set({ 'content-type': 'application/octet-stream', 'content-length': String(snapshot.sizeBytes), 'x-uve-snapshot-kind': snapshot.kind, 'x-uve-sha256': snapshot.sha256 });
       // one chunk at a time, at the pace the VM reads; a chunk that fails once bytes went out cuts
