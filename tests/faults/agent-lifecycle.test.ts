@@ -5,7 +5,9 @@
 // Build first: npm run build -w @uve/vm-agent.
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import WebSocket from 'ws';
 import { decodeFrame, STREAM_PATH, STREAM_PROTOCOL_VERSION, type PrepareSessionCommand, type VmCommand, type VmEventMessage, type VmRegistered } from '@uve/protocol';
 import {
@@ -253,15 +255,21 @@ describe('stopping', () => {
     }
   });
 
-  it('stops by itself when its VMM does not answer its health check for UVE_VMM_LOST_EXIT_MS', async () => {
-    const r = await run({ UVE_VMM_LOST_EXIT_MS: '1500' });
+  it('stops by itself when its VMM does not answer its health check for UVE_VMM_LOST_EXIT_MS, its temporary data folder removed', async () => {
+    // a folder given as this run's only (as the PROCESS provider gives): the agent removes it as it
+    // goes, since the gateway that would have is gone
+    const dataDir = mkdtempSync(path.join(os.tmpdir(), 'uve-vm-life-'));
+    const r = await run({ UVE_VMM_LOST_EXIT_MS: '1500', UVE_VM_DATA_DIR: dataDir, UVE_VM_DATA_TEMPORARY: 'true' });
     try {
+      expect(existsSync(dataDir)).toBe(true);
       await r.jwks.stop(); // the "VMM" is gone; Redis stays
       const stopping = await r.vmm.events.waitFor(isEvent('vm.stopping'), 'vm.stopping', 15_000);
       expect(stopping).toMatchObject({ reason: expect.stringMatching(/^VMM lost: the VMM did not answer its health check for \d+ s$/) });
       expect(await r.agent.exited).toEqual({ code: 0, signal: null });
+      expect(existsSync(dataDir)).toBe(false);
     } finally {
       await r.agent.stop('SIGKILL');
+      rmSync(dataDir, { recursive: true, force: true });
       await r.vmm.close();
       await r.redis.stop();
     }

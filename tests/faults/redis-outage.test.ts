@@ -93,6 +93,10 @@ it('Redis stopped and started again mid-session: readiness says so, the session 
   expect(g.child.exitCode).toBeNull(); // recovered, not restarted
   expect(g.output()).not.toContain('Unhandled error event');
   expect(g.output()).not.toContain('unhandled rejection');
+  // and it stops in order after the outage (Ctrl-C), its VMs with it: nothing left to kill -9
+  await stream.close();
+  process.kill(-g.pid, 'SIGINT');
+  expect((await g.exited(13_000)).code).toBe(0);
 }, 180_000);
 
 it('the private Redis, killed, is restarted by the gateway on the same port', async () => {

@@ -26,6 +26,7 @@ describe('vm-agent config', () => {
       capacity: 4,
       codecs: null,
       dataDir: null,
+      dataTemporary: false,
       queuePrefix: 'uve',
       logLevel: 'info',
       ffmpegLibx264: 'probe',
@@ -47,13 +48,14 @@ describe('vm-agent config', () => {
       UVE_VM_CAPACITY: '12',
       UVE_VM_CODECS: 'mjpeg, H264,MJPEG',
       UVE_VM_DATA_DIR: '/var/lib/uve',
+      UVE_VM_DATA_TEMPORARY: 'true',
       UVE_QUEUE_PREFIX: 'prod',
       UVE_LOG_LEVEL: 'debug',
       UVE_FFMPEG_LIBX264: 'true',
       UVE_WASM_HUGE_PAGES: 'false',
       UVE_PARENT_PID: '4242',
     });
-    expect(c).toMatchObject({ ffmpegLibx264: 'true', wasmHugePages: false, parentPid: 4242, vmName: 'edge-1', platform: 'LINUX_X11', provider: 'DOCKER', host: '0.0.0.0', publicHost: 'vm1.example.net', port: 7001, capacity: 12, codecs: ['MJPEG', 'H264'], dataDir: '/var/lib/uve', queuePrefix: 'prod', logLevel: 'debug' });
+    expect(c).toMatchObject({ ffmpegLibx264: 'true', wasmHugePages: false, parentPid: 4242, vmName: 'edge-1', platform: 'LINUX_X11', provider: 'DOCKER', host: '0.0.0.0', publicHost: 'vm1.example.net', port: 7001, capacity: 12, codecs: ['MJPEG', 'H264'], dataDir: '/var/lib/uve', dataTemporary: true, queuePrefix: 'prod', logLevel: 'debug' });
   });
 
   it('lists every problem at once with what to do', () => {

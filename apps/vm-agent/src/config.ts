@@ -39,6 +39,8 @@ export interface AgentConfig {
   codecs: VideoCodec[] | null;
   /** where downloaded UA packages live; null = a temporary folder removed on exit */
   dataDir: string | null;
+  /** the data folder is removed on exit (always so for a temporary one the agent made) */
+  dataTemporary: boolean;
   queuePrefix: string;
   logLevel: LogLevel;
   /** most time one call into a WASM guest may take (input, a frame) before its session fails */
@@ -102,7 +104,8 @@ export const CONFIG_VARS: readonly ConfigVar[] = [
   { name: AGENT_ENV.port, required: false, default: '0', doc: 'port of the UVE-3 server; 0 = any free port (the bound port is registered)' },
   { name: AGENT_ENV.capacity, required: false, default: '4', doc: 'sessions this VM runs at once' },
   { name: 'UVE_VM_CODECS', required: false, default: 'all available', doc: `comma-separated subset of ${VIDEO_CODECS.join(', ')}; intersected with what this machine can encode` },
-  { name: 'UVE_VM_DATA_DIR', required: false, default: 'a temporary folder', doc: 'where downloaded UA packages are kept (a temporary folder is removed on exit)' },
+  { name: AGENT_ENV.dataDir, required: false, default: 'a temporary folder', doc: 'where downloaded UA packages are kept (a temporary folder is removed on exit)' },
+  { name: AGENT_ENV.dataTemporary, required: false, default: 'false', doc: "true: UVE_VM_DATA_DIR is this run's only and is removed when the agent exits, as a temporary folder is (the PROCESS provider's folders: the gateway removes them too when an agent is killed)" },
   { name: AGENT_ENV.queuePrefix, required: false, default: 'uve', doc: 'key prefix of the message bus in Redis (must match the VMM)' },
   { name: AGENT_ENV.logLevel, required: false, default: 'info', doc: `log level on stderr: ${LOG_LEVELS.join(', ')}` },
   { name: 'UVE_WASM_CALL_BUDGET_MS', required: false, default: '1000', doc: 'most time one call into a WASM UA (input, a frame) may take; over it the UA is stopped and only its session fails, unless its thread was starved (less than half of the CPU since: waited for up to 5 budgets)' },
@@ -247,7 +250,8 @@ export function loadConfig(processEnv: NodeJS.ProcessEnv = process.env): AgentCo
     port: int(AGENT_ENV.port, 0, 0, 65535),
     capacity,
     codecs,
-    dataDir: get('UVE_VM_DATA_DIR') ?? null,
+    dataDir: get(AGENT_ENV.dataDir) ?? null,
+    dataTemporary: oneOf(AGENT_ENV.dataTemporary, 'false', ['true', 'false'] as const) === 'true',
     queuePrefix: get(AGENT_ENV.queuePrefix) ?? 'uve',
     logLevel: oneOf(AGENT_ENV.logLevel, 'info', LOG_LEVELS),
     wasmCallBudgetMs: int('UVE_WASM_CALL_BUDGET_MS', 1000, 10, 600_000),

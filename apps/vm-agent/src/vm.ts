@@ -99,6 +99,7 @@ export class Vm {
 
     if (cfg.dataDir) {
       this.dataDir = cfg.dataDir;
+      this.tempDataDir = cfg.dataTemporary;
       await mkdir(this.dataDir, { recursive: true });
     } else {
       this.dataDir = await mkdtemp(join(tmpdir(), 'uve-vm-'));

@@ -20,8 +20,10 @@ export const AGENT_ENV = {
   logLevel: 'UVE_LOG_LEVEL',
   /** PROCESS provider: the pid of the gateway that started the agent (its parent) */
   parentPid: 'UVE_PARENT_PID',
-  /** PROCESS provider: the agent's data folder, made and removed by the gateway */
+  /** PROCESS provider: the agent's data folder, made by the gateway for this run */
   dataDir: 'UVE_VM_DATA_DIR',
+  /** PROCESS provider: `true`, the data folder is this run's only (removed when the agent exits) */
+  dataTemporary: 'UVE_VM_DATA_TEMPORARY',
 } as const;
 
 export type AgentEnvName = (typeof AGENT_ENV)[keyof typeof AGENT_ENV];

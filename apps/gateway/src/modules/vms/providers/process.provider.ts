@@ -56,12 +56,15 @@ export class ProcessProvider implements VmProviderDriver {
     const secretFile = this.secretFile(spec.vmId);
     fs.rmSync(secretFile, { force: true });
     fs.writeFileSync(secretFile, spec.secret, { mode: 0o600 });
-    // the agent's data folder (its UA packages) is ours to remove: an agent killed (-9, or exiting
-    // past its stop bound) cannot remove its own, and each one left a folder in the temp dir
+    // the agent's data folder (its UA packages), removed by whichever outlives the other: the agent
+    // when it exits (this gateway killed), this gateway when the agent exits (the agent killed, or
+    // exiting past its stop bound), the next start when both were; each used to leave one in /tmp
     const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'uve-vm-'));
+    keepUntilExit(dataDir);
     const cleanUp = () => {
       fs.rmSync(secretFile, { force: true });
       fs.rmSync(dataDir, { recursive: true, force: true });
+      liveDataDirs.delete(dataDir);
     };
     const child = spawn(process.execPath, [this.agentMain], {
       env: {
@@ -71,7 +74,7 @@ export class ProcessProvider implements VmProviderDriver {
         ...agentEnv(spec, 'PROCESS', secretFile),
         // killed before the agent is up, this gateway leaves it an orphan (and untracked, when killed
         // before the track file below): the agent checks its parent is this pid before it registers
-        ...agentLaunchEnv({ parentPid: String(process.pid), dataDir }),
+        ...agentLaunchEnv({ parentPid: String(process.pid), dataDir, dataTemporary: 'true' }),
       },
       stdio: ['ignore', 'ignore', 'pipe'],
     });
@@ -126,6 +129,21 @@ export class ProcessProvider implements VmProviderDriver {
     if (platform === 'LINUX_X11' && !onPath('Xvfb')) return 'LINUX_X11 VMs need Xvfb on this host (Debian/Ubuntu: apt-get install xvfb)';
     return null;
   }
+}
+
+/**
+ * The data folders of this process's agents that have not exited: removed as the gateway exits
+ * before them (a forced stop kills them with SIGKILL, and the gateway goes before their exit is seen).
+ */
+const liveDataDirs = new Set<string>();
+let removedAtExit = false;
+function keepUntilExit(dir: string): void {
+  liveDataDirs.add(dir);
+  if (removedAtExit) return;
+  removedAtExit = true;
+  process.once('exit', () => {
+    for (const d of liveDataDirs) fs.rmSync(d, { recursive: true, force: true });
+  });
 }
 
 interface TrackedAgent {
