@@ -2,6 +2,10 @@
 // afterwards): a service per VM, placed by platform node labels; a UA played on a VM of each
 // platform; a service removed or a task killed from outside → OFFLINE at once and replaced by the
 // pool; removeVm → service gone; reconciliation at start.
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import Docker from 'dockerode';
 import { until } from '../support/services';
 import { startGateway } from '../support/gateway';
@@ -31,16 +35,25 @@ const taskStates = async (vmId: string) => ({
   containers: (await docker.listContainers({ all: true, filters: { label: [`com.docker.swarm.service.name=uve-vm-${vmId}`] } })).map((c) => `${c.State}: ${c.Status}`),
 });
 
+/** a CA the gateway trusts (NODE_EXTRA_CA_CERTS): its VMs trust it too, from a swarm secret */
+let caDir: string;
+let caPem: string;
+
 beforeAll(async () => {
   await requireDocker(docker);
+  caDir = fs.mkdtempSync(path.join(os.tmpdir(), 'uve-swarm-ca-'));
+  const [key, cert] = [path.join(caDir, 'key.pem'), path.join(caDir, 'cert.pem')];
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '2', '-subj', '/CN=uve-swarm-test-ca'], { stdio: 'ignore' });
+  caPem = fs.readFileSync(cert, 'utf8');
   await buildAgentImages(undefined, ['--wasm-image', IMAGES.UVE_VM_IMAGE_WASM, '--x11-image', IMAGES.UVE_VM_IMAGE_LINUX_X11]);
   swarm = await joinSwarm(docker, PREFIX, ['WASM', 'LINUX_X11']);
-  suite = await startEngineSuite(PREFIX, { ...IMAGES, UVE_DOCKER: 'off', UVE_VM_PROVIDER: 'SWARM', UVE_SWARM_VM_HOST: '127.0.0.1' }, 'swarmuser');
+  suite = await startEngineSuite(PREFIX, { ...IMAGES, UVE_DOCKER: 'off', UVE_VM_PROVIDER: 'SWARM', UVE_SWARM_VM_HOST: '127.0.0.1', NODE_EXTRA_CA_CERTS: cert }, 'swarmuser');
 }, 20 * 60_000);
 
 afterAll(async () => {
   await stopEngineSuite(suite, clients);
   await swarm?.leave();
+  if (caDir) fs.rmSync(caDir, { recursive: true, force: true });
 }, 120_000);
 
 describe.each(PLATFORM_CASES)('a SWARM VM for $platform', (c) => {
@@ -57,7 +70,10 @@ describe.each(PLATFORM_CASES)('a SWARM VM for $platform', (c) => {
     // the VM's secret and the Redis URL reach it as swarm secret files, in no environment
     expect(container.Config.Env).toEqual(expect.arrayContaining(['UVE_VM_SECRET_FILE=/run/secrets/uve-vm-secret', 'REDIS_URL_FILE=/run/secrets/uve-redis-url']));
     expect(container.Config.Env.filter((e: string) => e.startsWith('REDIS_URL=') || e.startsWith('UVE_VM_SECRET='))).toEqual([]);
-    expect(spec.TaskTemplate.ContainerSpec.Secrets.map((x: { File: { Name: string; Mode: number } }) => x.File)).toEqual(expect.arrayContaining([expect.objectContaining({ Name: 'uve-vm-secret', Mode: 0o400 }), expect.objectContaining({ Name: 'uve-redis-url', Mode: 0o400 })]));
+    expect(spec.TaskTemplate.ContainerSpec.Secrets.map((x: { File: { Name: string; Mode: number } }) => x.File)).toEqual(expect.arrayContaining([expect.objectContaining({ Name: 'uve-vm-secret', Mode: 0o400 }), expect.objectContaining({ Name: 'uve-redis-url', Mode: 0o400 }), expect.objectContaining({ Name: 'uve-extra-ca', Mode: 0o400 })]));
+    // the gateway's NODE_EXTRA_CA_CERTS: the same certificates, read by the agent's user inside
+    expect(container.Config.Env).toContain('NODE_EXTRA_CA_CERTS=/run/secrets/uve-extra-ca');
+    expect(await dockerCli(['exec', container.Id, '/usr/bin/node', '-e', "process.stdout.write(require('fs').readFileSync('/run/secrets/uve-extra-ca', 'utf8'))"])).toBe(caPem);
     await vms.play(c);
     await vms.remove(id);
     await expect(service(id).inspect()).rejects.toMatchObject({ statusCode: 404 });
