@@ -399,6 +399,24 @@ describe('VM agent standalone', () => {
     expect(c.reason).toMatch(/larger than 16384 bytes/);
   });
 
+  it('a session prepared suspended (a suspended session moved here) starts so: the UC is told, its input is refused until session.resume', async () => {
+    const cmd = await prepare({ uaId: PAINT, suspended: { byUserId: 'u-watcher', reason: 'bedtime' } });
+    const client = newClient();
+    const { frame } = await connectAndFirstFrame(client, cmd); // the picture as it is, frozen
+    expect(client.suspended).toBe(true);
+    const notice = client.next('notice');
+    client.sendInput({ kind: 'pointer', type: 'down', x: 100, y: 150, button: 0 });
+    expect(await withTimeout(notice, 10_000, 'a notice')).toMatchObject({ code: 'SUSPENDED' });
+    const resumed = client.next('resumed');
+    await vmm.send(VM_ID, { type: 'session.resume', sessionId: cmd.sessionId, byUserId: 'u-watcher' });
+    await withTimeout(resumed, 10_000, 'resumed');
+    const after = await inputToFrame(client, [{ kind: 'pointer', type: 'down', x: 100, y: 150, button: 0 }]);
+    expect(pixel(frame.decoded!, 100, 150).every((v: number) => v > 200)).toBe(true); // white: nothing drawn yet
+    const [r, g, b] = pixel(after.frame.decoded!, 100, 150);
+    expect([r > 180, g < 90, b < 90]).toEqual([true, true, true]); // paint's red, once resumed
+    await client.bye();
+  });
+
   it('reports an unexpected disconnect with session, user and UA ids when the socket closes without bye', async () => {
     const cmd = await prepare({ uaId: PAINT, userId: 'u-bob' });
     const client = newClient();

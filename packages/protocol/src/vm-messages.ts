@@ -99,6 +99,11 @@ export interface PrepareSessionCommand extends CommandMeta {
    * them in its first staging and its saves, which then send only what changed since the restore.
    */
   vmDataStaged?: string[];
+  /**
+   * a session suspended by a watcher, moved here by its reconnection: the UA starts suspended, as
+   * it was on the VM it left, until session.resume (a drop is no way out of a suspension)
+   */
+  suspended?: { byUserId: string | null; reason: string | null } | null;
 }
 /**
  * UVE-2 monitoring notification: the VM admits this user to the session. `privileges` holds

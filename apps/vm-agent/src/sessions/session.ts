@@ -142,6 +142,11 @@ export class Session {
     this.reconnectionMethod = cmd.reconnectionMethod;
     this.restoreSnapshotId = cmd.restoreSnapshotId ?? null;
     this.vmDataStageMs = cmd.vmDataStageMs;
+    if (cmd.suspended) {
+      // applied as the UA starts (start()), before its first frame
+      this.suspended = true;
+      this.suspendReason = typeof cmd.suspended.reason === 'string' ? cmd.suspended.reason.slice(0, 500) : null;
+    }
     const w = cmd.reconnectWindowMs;
     this.reconnectWindowMs = typeof w === 'number' && Number.isFinite(w) && w >= 0 ? w : DEFAULT_RECONNECT_WINDOW_MS;
     this.log = deps.log.child({ session: this.id });

@@ -401,11 +401,14 @@ export class SessionsService implements SessionReportTarget {
     await this.deployIfNeeded(uow, vm, r.ua, r.version);
     const noLoss = r.input.reconnectionMethod === 'NO_LOSS';
     const vmDataStaged = noLoss && restoreSnapshotId && this.stageRestored ? await this.stageRestored(uow.em, s.id, restoreSnapshotId) : null;
+    // a watcher's suspension follows the session to its new VM: the UA starts suspended there
+    const suspended = s.suspendedById ? { byUserId: s.suspendedById, reason: await this.suspendReason(uow.em, s.id) } : null;
     await uow.command(vm.id, {
       type: 'session.prepare', sessionId: s.id, userId: r.user.id, uaId: r.ua.id, uaVersion: r.ua.currentVersion,
       reconnectionMethod: r.input.reconnectionMethod, terminal: r.terminal, stream, restoreSnapshotId, reconnectWindowMs: this.options.reconnectWindowMs,
       ...(noLoss && this.options.vmDataStageMs ? { vmDataStageMs: this.options.vmDataStageMs } : {}),
       ...(vmDataStaged ? { vmDataStaged } : {}),
+      ...(suspended ? { suspended } : {}),
     }, s.id);
     for (const hook of this.assignedHooks) await hook(uow, s, created);
     return s;

@@ -181,10 +181,6 @@ export class WatchersService {
     for (const g of watching) await this.startOn(uow, s.id, g);
     // watchers of a reconnected session follow it to its new VM (a session just created has none)
     if (created) return;
-    // and so does their suspension: the new VM starts the UA suspended (a drop is no way out of it)
-    if (s.suspendedById) {
-      await uow.command(s.vmId!, { type: 'session.suspend', sessionId: s.id, byUserId: s.suspendedById, reason: await this.sessions.suspendReason(uow.em, s.id) }, s.id);
-    }
     const open = await uow.em.find(Monitoring, { where: { sessionId: s.id, endedAt: IsNull(), watcherId: Not(In(watching.map((g) => g.watcherId).concat(s.userId))) } });
     for (const m of open) await uow.command(s.vmId!, { type: 'monitoring.notify', sessionId: s.id, watcherId: m.watcherId, privileges: m.privileges }, s.id);
   }
