@@ -58,12 +58,17 @@ async function drawAndDrop(method: 'NORMAL' | 'NO_LOSS', as?: { token: string })
   expect(near(pixel(first, 200, 150), WHITE)).toBe(true);
   const drawn = await stream.inputAndFrame({ kind: 'pointer', type: 'down', x: 200, y: 150, button: 0 }, 'after painting');
   expect(near(pixel(drawn, 200, 150), RED)).toBe(true);
-  stream.client.close(); // no bye: an unexpected disconnect
-  const saved = await until('the VM Data saved at the drop', 20_000, async () => {
-    const now = await sessionOf(s.id);
+  const saved = await dropped(s.id, stream);
+  return { user, paint, s, saved: saved.data as { snapshotId: string; kind: string; sha256: string; chunks: number; chunksWritten: number; timing: Record<string, number> } };
+}
+
+/** Closes the stream without a bye (an unexpected disconnect); the session's SNAPSHOT_SAVED once it is DISCONNECTED. */
+async function dropped(sessionId: string, stream: { client: { close(): void } }) {
+  stream.client.close();
+  return until('the VM Data saved at the drop', 20_000, async () => {
+    const now = await sessionOf(sessionId);
     return now.state === 'DISCONNECTED' ? now.events.find((e) => e.type === 'SNAPSHOT_SAVED') ?? null : null;
   });
-  return { user, paint, s, saved: saved.data as { snapshotId: string; kind: string; sha256: string; chunks: number; chunksWritten: number; timing: Record<string, number> } };
 }
 
 it('NO_LOSS: a dropped session continues on another VM process, its drawing restored before the first frame', async () => {
@@ -169,11 +174,7 @@ it("a watcher's suspension outlives a drop: the session moved to another VM come
   const suspended = await ok(gw, `mutation { suspendSession(sessionId: "${s.id}", reason: "bedtime") { state } }`, {}, watcher.token);
   expect(suspended.suspendSession.state).toBe('SUSPENDED');
   await stream.control('suspended');
-  stream.client.close(); // no bye: an unexpected disconnect
-  await until('the VM Data saved at the drop', 20_000, async () => {
-    const now = await sessionOf(s.id);
-    return now.state === 'DISCONNECTED' && now.events.some((e) => e.type === 'SNAPSHOT_SAVED');
-  });
+  await dropped(s.id, stream);
   const again = await request(user.token, paint, 'NO_LOSS');
   expect(again.id).toBe(s.id);
   expect(again.vm.id).not.toBe(s.vm.id);

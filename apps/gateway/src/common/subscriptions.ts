@@ -217,11 +217,9 @@ export function guardedStream<K extends keyof Topics>(ctx: Context, rule: Rule<P
   return s;
 }
 
-/** re-checked per event: a user demoted meanwhile gets no more events */
-const adminRule: Rule<unknown> = (u) => isAdmin(u);
-
 export function adminOnlyStream<K extends 'VM_EVENT' | 'PROCUREMENT'>(ctx: Context, topic: K) {
   const user = currentUser(ctx);
   if (!isAdmin(user)) throw forbidden('This subscription needs the ADMIN role.');
-  return guardedStream(ctx, adminRule, topic);
+  // re-checked per event: a user demoted meanwhile gets no more events
+  return guardedStream(ctx, isAdmin, topic);
 }

@@ -213,11 +213,12 @@ export class SessionsService implements SessionReportTarget {
     const placed = await this.txs.run(async (uow) => {
       // one user's requests are counted one at a time, so parallel ones cannot pass the limit together
       await uow.em.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`open-sessions:${user.id}`]);
-      // the terminal's session, live on its VM: its drop has not reached the VMM yet
-      const live = await this.continueLive(uow, request);
-      if (live) return { session: live, waitFor: null };
+      // the session the terminal was in, looked up once: live on its VM, its drop has not reached
+      // the VMM yet and it goes on there; DISCONNECTED, it is the one that continues
+      const named = await this.namedSession(uow, request);
+      if (named && (await this.continuesLive(uow, request, named))) return { session: named, waitFor: null };
       // seed B.1: the user's DISCONNECTED session of this UA continues (unless a fresh start is asked)
-      const resumed = await this.reconnectDisconnected(uow, request);
+      const resumed = await this.reconnectDisconnected(uow, request, named);
       if (resumed) return { session: resumed, waitFor: null };
       const open = await uow.em.count(Session, { where: { userId: user.id, state: In([...OPEN_STATES]) } });
       if (open >= this.options.maxOpenSessionsPerUser) {
@@ -279,17 +280,22 @@ export class SessionsService implements SessionReportTarget {
    * change) is noticed by the VM only when its pings go unanswered. Without the name, asking for
    * the UA again then found no DISCONNECTED session and started a second one beside it, the first
    * left to its reconnect window. The session is handed back as it is: the new connection
-   * replaces the old one on its VM, whose reports then say DISCONNECTED and RECONNECTED. Null when
+   * replaces the old one on its VM, whose reports then say DISCONNECTED and RECONNECTED. False when
    * the session is not live on a VM that is up (the request goes on as without the name).
    */
-  private async continueLive(uow: UnitOfWork, r: PlacementRequest): Promise<Session | null> {
+  private async continuesLive(uow: UnitOfWork, r: PlacementRequest, s: Session): Promise<boolean> {
+    if (!LIVE_STATES.includes(s.state) || !s.vmId || !(await this.vmUp(uow.em, s.vmId))) return false;
+    this.assertDecodesKept(r, s, 'it goes on where it runs');
+    return true;
+  }
+
+  /** input.sessionId's session, locked: the caller's, of this UA (refused otherwise); none with a fresh start. */
+  private async namedSession(uow: UnitOfWork, r: PlacementRequest): Promise<Session | null> {
     const id = r.input.sessionId;
     if (!id || r.input.fresh) return null;
     const s = isUuid(id) ? await uow.em.findOne(Session, { where: { id }, lock: { mode: 'pessimistic_write' } }) : null;
     if (!s || s.userId !== r.user.id) throw notFound('Session', id);
     if (s.uaId !== r.ua.id) throw badInput(`Session ${id} is not a session of ${r.ua.name}: name this UA's session, or none.`, 'sessionId');
-    if (!LIVE_STATES.includes(s.state) || !s.vmId || !(await this.vmUp(uow.em, s.vmId))) return null;
-    this.assertDecodesKept(r, s, 'it goes on where it runs');
     return s;
   }
 
@@ -321,13 +327,11 @@ export class SessionsService implements SessionReportTarget {
    * With no other VM free (or no VM Data saved yet) the user goes back to the old VM, where the UA
    * still runs, if that VM is alive. A fresh start ends the DISCONNECTED session instead.
    */
-  private async reconnectDisconnected(uow: UnitOfWork, r: PlacementRequest): Promise<Session | null> {
-    const where = { userId: r.user.id, uaId: r.ua.id, state: 'DISCONNECTED' as const };
-    const named = r.input.sessionId && isUuid(r.input.sessionId) ? { ...where, id: r.input.sessionId } : null;
+  private async reconnectDisconnected(uow: UnitOfWork, r: PlacementRequest, named: Session | null): Promise<Session | null> {
     // the session the terminal names, else the user's latest disconnected one of this UA
-    const old =
-      (named && (await uow.em.findOne(Session, { where: named, lock: { mode: 'pessimistic_write' } }))) ||
-      (await uow.em.findOne(Session, { where, order: { lastDisconnectAt: 'DESC' }, lock: { mode: 'pessimistic_write' } }));
+    const old = named?.state === 'DISCONNECTED'
+      ? named
+      : await uow.em.findOne(Session, { where: { userId: r.user.id, uaId: r.ua.id, state: 'DISCONNECTED' }, order: { lastDisconnectAt: 'DESC' }, lock: { mode: 'pessimistic_write' } });
     if (!old) return null;
     const oldVmId = old.vmId;
     if (r.input.fresh) {

@@ -40,7 +40,7 @@ export class ProcessProvider implements VmProviderDriver {
 
   /** the VM's secret, for its agent only (0600, removed with the VM) */
   private secretFile(vmId: string): string {
-    return path.join(this.stateDir, `${path.basename(vmId)}.secret`);
+    return secretFile(this.stateDir, vmId);
   }
 
   private tracked(vmId: string): TrackedAgent | null {
@@ -157,7 +157,7 @@ interface TrackedAgent {
 /** A stopped agent of an earlier run: its track file, secret and data folder removed. */
 function forget(stateDir: string, vmId: string, t: TrackedAgent | null): void {
   fs.rmSync(trackFile(stateDir, vmId), { force: true });
-  fs.rmSync(path.join(stateDir, `${path.basename(vmId)}.secret`), { force: true });
+  fs.rmSync(secretFile(stateDir, vmId), { force: true });
   // only a folder this provider made (a track file is ours, but a path in it is checked anyway)
   if (t?.dataDir && path.dirname(t.dataDir) === os.tmpdir() && path.basename(t.dataDir).startsWith('uve-vm-')) {
     fs.rmSync(t.dataDir, { recursive: true, force: true });
@@ -165,6 +165,7 @@ function forget(stateDir: string, vmId: string, t: TrackedAgent | null): void {
 }
 
 const trackFile = (stateDir: string, vmId: string) => path.join(stateDir, `${path.basename(vmId)}.json`);
+const secretFile = (stateDir: string, vmId: string) => path.join(stateDir, `${path.basename(vmId)}.secret`);
 
 function tracked(stateDir: string, vmId: string): TrackedAgent | null {
   try {
