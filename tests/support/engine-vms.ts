@@ -118,8 +118,10 @@ export function engineVms(ctx: EngineVmsContext) {
         ms: 30_000,
       });
       await kill(victim!.id);
-      // seen through the provider within seconds on a quiet machine (the suites set a heartbeat timeout of 2 minutes); the bound allows for a loaded one
-      const lost = await events.next((e) => e.data?.vmEvents?.vm?.id === victim!.id && e.data.vmEvents.vm.status === 'OFFLINE', 45_000).catch(async (e: Error) => {
+      // seen through the provider within seconds on a quiet machine (the suites set a heartbeat timeout of 2 minutes); the bound allows for a loaded one.
+      // The change of status itself: a poke's deployment report may still be on its way, and its
+      // event's `vm` (read at delivery) is already OFFLINE (once, CI took that for the loss)
+      const lost = await events.next((e) => e.data?.vmEvents?.vm?.id === victim!.id && e.data.vmEvents.type === 'STATUS_CHANGED' && e.data.vmEvents.data?.status === 'OFFLINE', 45_000).catch(async (e: Error) => {
         // what the gateway and the engine say of the VM by then: which signal was missed
         const record = (await gql(ctx.gw(), `{ vm(id: "${victim!.id}") { status statusReason lastHeartbeatAt } }`, {}, ctx.admin())).data?.vm;
         const engine = await engineState?.(victim!.id).catch((x: Error) => `unknown: ${x.message}`);
