@@ -16,7 +16,7 @@ const { execFileSync } = require('node:child_process');
 const GATEWAY = path.resolve(__dirname, '../../apps/gateway');
 const req = (m) => require(require.resolve(m, { paths: [GATEWAY] }));
 const { Client } = req('pg');
-const { to: copyTo } = req('pg-copy-streams');
+const { copyOutRows } = require(path.join(GATEWAY, 'dist/modules/snapshots/copy-out.js'));
 const { DEFAULT_GLIBC_TUNABLES } = require(path.join(GATEWAY, 'dist/infra/allocator.js'));
 
 const args = process.argv.slice(2);
@@ -46,13 +46,12 @@ async function main() {
     await writer.connect();
     await reader.connect();
     await writer.query(`CREATE TABLE chunks (seq int PRIMARY KEY, data bytea NOT NULL); ALTER TABLE chunks ALTER COLUMN data SET STORAGE EXTERNAL`);
-    const read = (lo) => new Promise((resolve, reject) => {
+    // the way the store reads (copy-out.ts): the rows off the socket, each field copied once
+    const read = async (lo) => {
       const t0 = performance.now();
-      const s = reader.query(copyTo(`COPY (SELECT data FROM chunks WHERE seq >= ${lo} AND seq < ${lo + BATCH} ORDER BY seq) TO STDOUT (FORMAT binary)`));
-      s.on('data', () => undefined);
-      s.on('end', () => resolve(performance.now() - t0));
-      s.on('error', reject);
-    });
+      for await (const row of copyOutRows(reader, `COPY (SELECT data FROM chunks WHERE seq >= ${lo} AND seq < ${lo + BATCH} ORDER BY seq) TO STDOUT (FORMAT binary)`)) void row;
+      return performance.now() - t0;
+    };
     const mbps = (ms) => Math.round((BATCH * MIB) / 1e6 / (ms / 1000));
     const got = { insert: [], first: [], second: [] };
     for (let r = 0; r < rounds; r++) {

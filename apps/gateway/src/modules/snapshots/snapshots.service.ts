@@ -8,7 +8,7 @@ import { isUuid, notFound } from '../../common/errors';
 import type { User } from '../users/users.entity';
 import { page } from '../users/users.service';
 import { VmSnapshot, type VmDataStaging } from './snapshots.entity';
-import { manifestSha256, type ChunkRefs, type VmDataStore } from './vm-data-store';
+import { manifestSha256, type ChunkRefs, type PreparedRead, type VmCredential, type VmDataStore } from './vm-data-store';
 import { ownsOrAdmin } from '../../common/access';
 
 /**
@@ -284,6 +284,11 @@ export class SnapshotsService {
    */
   open(snapshot: VmSnapshot): Promise<AsyncGenerator<Buffer>> {
     return this.store_.open(snapshot);
+  }
+
+  /** open(), its read started before the VM is authenticated and the snapshot looked up (VmDataStore.prepareRead) */
+  prepareRead(snapshotId: string, reader: VmCredential): PreparedRead {
+    return this.store_.prepareRead(snapshotId, reader);
   }
 
   async delete(user: User, id: string): Promise<boolean> {

@@ -11,17 +11,16 @@
 // transaction is what makes two uploads of the same new chunks in opposite order unable to
 // deadlock (each would wait for a row the other inserted and had not committed). Reads are
 // one `COPY ... TO STDOUT (FORMAT binary)`: node-postgres gives `bytea` results only as hex text
-// (twice the bytes, decoded in JS, strings for the collector), COPY gives the raw bytes as a stream
-// that stops reading the socket when the consumer is behind, so the read-ahead is bounded
-// (READ_AHEAD_BYTES); at most UVE_VM_DATA_READERS of them at once, on connections of their own.
-import { Pool, type PoolClient } from 'pg';
-import { to as copyTo } from 'pg-copy-streams';
+// (twice the bytes, decoded in JS, strings for the collector), COPY gives the raw bytes, read off the
+// socket as rows (copy-out.ts), which pauses while a row waits for the consumer, so the read-ahead
+// is about one chunk; at most UVE_VM_DATA_READERS of them at once, on connections of their own.
+import net from 'node:net';
+import { Pool, type PoolClient, type PoolConfig } from 'pg';
 import type { EntityManager } from 'typeorm';
-import type { ChunkRefs, ChunkStore, NewChunk, StoredChunk } from './vm-data-store';
+import type { ChunkRefs, ChunkStore, NewChunk, StoredChunk, VmCredential } from './vm-data-store';
 import { VmDataStoreError } from './vm-data-store';
+import { copyOutRows, copyOutSocket } from './copy-out';
 
-/** how far the COPY stream reads ahead of the consumer (two chunks and a little) */
-const READ_AHEAD_BYTES = 2 * 1024 * 1024 + 64 * 1024;
 /** a new chunk lost twice in a row to a collector removing it as it was found: give up */
 const WRITE_ATTEMPTS = 3;
 /** a collection that met a chunk a store took meanwhile (the foreign key refused it) is tried again */
@@ -49,7 +48,9 @@ export class PostgresChunkStore implements ChunkStore {
     // one; one closed by the server (a restart) leaves the pool at once ('error' below) and the
     // next transfer opens another.
     const kept = { connectionString: url, connectionTimeoutMillis: timeoutMs, idleTimeoutMillis: 0, keepAlive: true, keepAliveInitialDelayMillis: 30_000 };
-    this.readers = new Pool({ ...kept, max: readers, application_name: 'uve-vm-data-reader' });
+    // node-postgres calls `stream` with its connection's settings, and makes a TLS socket itself
+    const stream = (c: { ssl?: unknown }) => (c.ssl ? new net.Socket() : copyOutSocket());
+    this.readers = new Pool({ ...kept, max: readers, application_name: 'uve-vm-data-reader', stream: stream as unknown as PoolConfig['stream'] });
     this.readers.on('error', () => undefined); // an idle connection that died is replaced
     // chunk inserts commit without waiting for their WAL flush (synchronous_commit off): the
     // upload's own transaction, which writes the manifest and commits synchronously after them,
@@ -181,7 +182,18 @@ export class PostgresChunkStore implements ChunkStore {
     return { addresses, written };
   }
 
-  async *read(snapshotId: string): AsyncGenerator<StoredChunk> {
+  read(snapshotId: string): AsyncGenerator<StoredChunk> {
+    return this.copyOut(snapshotId, '');
+  }
+
+  readFor(snapshotId: string, reader: VmCredential): AsyncGenerator<StoredChunk> {
+    // checked in the statement (COPY takes no parameters: a uuid and 64 hex digits, checked here),
+    // once, before any chunk is read: a VM that is not who it says reads no chunk
+    if (!/^[0-9a-f]{64}$/.test(reader.secretSha256)) throw new Error('not a sha256');
+    return this.copyOut(snapshotId, `AND EXISTS (SELECT 1 FROM vms v WHERE v.id = '${uuid(reader.vmId)}' AND v.secret_hash = '${reader.secretSha256}' AND v.destroyed_at IS NULL)`);
+  }
+
+  private async *copyOut(snapshotId: string, andWhere: string): AsyncGenerator<StoredChunk> {
     let client: PoolClient;
     try {
       client = await this.readers.connect();
@@ -196,20 +208,12 @@ export class PostgresChunkStore implements ChunkStore {
     const onLost = (e: Error) => (lost = e);
     client.on('error', onLost);
     try {
-      const stream = client.query(copyTo(
-        // the id is a uuid checked by the caller; COPY takes no parameters
-        `COPY (SELECT m.seq, c.address, c.data, c.nonce, c.aad, c.sha256 FROM vm_data_manifests m JOIN vm_data_chunks c ON c.address = m.address
-                WHERE m.snapshot_id = '${uuid(snapshotId)}' ORDER BY m.seq) TO STDOUT (FORMAT binary)`,
-        { highWaterMark: READ_AHEAD_BYTES },
-      ));
-      const rows = new CopyBinaryRows();
-      for await (const piece of stream as AsyncIterable<Buffer>) {
-        rows.push(piece);
-        for (let row = rows.next(); row; row = rows.next()) {
-          const [seq, address, data, nonce, aad, sha256] = row;
-          if (!seq || !address || !data || !sha256) throw new VmDataStoreError(422, 'DAMAGED', `VM Data snapshot ${snapshotId} has a chunk without its bytes.`);
-          yield { seq: seq.readInt32BE(0), address, data, nonce: nonce ?? null, aad: aad ?? null, sha256 };
-        }
+      // the id is a uuid checked by the caller; COPY takes no parameters
+      const rows = copyOutRows(client, `COPY (SELECT m.seq, c.address, c.data, c.nonce, c.aad, c.sha256 FROM vm_data_manifests m JOIN vm_data_chunks c ON c.address = m.address
+                WHERE m.snapshot_id = '${uuid(snapshotId)}' ${andWhere} ORDER BY m.seq) TO STDOUT (FORMAT binary)`);
+      for await (const [seq, address, data, nonce, aad, sha256] of rows) {
+        if (!seq || !address || !data || !sha256) throw new VmDataStoreError(422, 'DAMAGED', `VM Data snapshot ${snapshotId} has a chunk without its bytes.`);
+        yield { seq: seq.readInt32BE(0), address, data, nonce: nonce ?? null, aad: aad ?? null, sha256 };
       }
       complete = true;
     } finally {
@@ -270,92 +274,4 @@ export class PostgresChunkStore implements ChunkStore {
 function uuid(id: string): string {
   if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id)) throw new Error(`not a snapshot id: ${id}`);
   return id;
-}
-
-const SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1');
-
-/**
- * Rows of PostgreSQL's binary COPY format as their fields' raw bytes (null for NULL), from pieces
- * as they come off the socket: each field is copied once, out of the pieces it spans.
- */
-export class CopyBinaryRows {
-  private pieces: Buffer[] = [];
-  private size = 0;
-  private headerRead = false;
-  private ended = false;
-  /** bytes the row being assembled needs at least (not walked again before they are here) */
-  private need = 0;
-
-  push(piece: Buffer): void {
-    this.pieces.push(piece);
-    this.size += piece.byteLength;
-  }
-
-  /** the next complete row, null until more bytes came (or after the trailer) */
-  next(): (Buffer | null)[] | null {
-    if (this.ended) return null;
-    if (!this.headerRead) {
-      if (this.size < 19) return null;
-      const head = this.peek(19);
-      if (!head.subarray(0, 11).equals(SIGNATURE)) throw new Error('not a binary COPY stream');
-      const extension = head.readUInt32BE(15);
-      if (this.size < 19 + extension) return null;
-      this.take(19 + extension);
-      this.headerRead = true;
-    }
-    if (this.size < Math.max(2, this.need)) return null;
-    const fields = this.peek(2).readInt16BE(0);
-    if (fields === -1) {
-      this.ended = true;
-      return null;
-    }
-    // walk the row's lengths first: nothing is taken until the whole row is there
-    let at = 2;
-    for (let i = 0; i < fields; i++) {
-      this.need = at + 4;
-      if (this.size < this.need) return null;
-      const len = this.peekAt(at, 4).readInt32BE(0);
-      at += 4 + Math.max(len, 0);
-      this.need = at;
-      if (this.size < at) return null;
-    }
-    this.need = 0;
-    this.take(2);
-    const row: (Buffer | null)[] = [];
-    for (let i = 0; i < fields; i++) {
-      const len = this.take(4).readInt32BE(0);
-      row.push(len < 0 ? null : this.take(len));
-    }
-    return row;
-  }
-
-  private peek(n: number): Buffer {
-    return this.peekAt(0, n);
-  }
-
-  /** n bytes at `offset` without taking them (copied only when they span pieces) */
-  private peekAt(offset: number, n: number): Buffer {
-    let skip = offset;
-    let i = 0;
-    while (skip >= this.pieces[i]!.byteLength) skip -= this.pieces[i++]!.byteLength;
-    const first = this.pieces[i]!;
-    if (skip + n <= first.byteLength) return first.subarray(skip, skip + n);
-    const out = Buffer.allocUnsafe(n);
-    let filled = 0;
-    for (let p = skip; filled < n; i++, p = 0) {
-      const piece = this.pieces[i]!;
-      filled += piece.copy(out, filled, p, Math.min(piece.byteLength, p + n - filled));
-    }
-    return out;
-  }
-
-  private take(n: number): Buffer {
-    const out = this.peekAt(0, n);
-    this.size -= n;
-    let whole = 0;
-    while (n > 0 && n >= this.pieces[whole]!.byteLength) n -= this.pieces[whole++]!.byteLength;
-    this.pieces.splice(0, whole);
-    if (n > 0) this.pieces[0] = this.pieces[0]!.subarray(n);
-    return out;
-  }
 }

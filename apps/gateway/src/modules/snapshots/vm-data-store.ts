@@ -84,6 +84,20 @@ export interface NewChunk {
   stored(): StoredChunk;
 }
 
+/** A VM as its request names it: its id and the sha256 (hex) of the secret it sent, not checked yet. */
+export interface VmCredential {
+  vmId: string;
+  secretSha256: string;
+}
+
+/** A snapshot's read, started early (VmDataStore.prepareRead): opened once its record is at hand, or cancelled. */
+export interface PreparedRead {
+  /** VmDataStore.open() over the chunks read so far */
+  open(snapshot: SnapshotRef): Promise<AsyncGenerator<Buffer>>;
+  /** the read is not wanted (a refusal): what it holds is released */
+  cancel(): Promise<void>;
+}
+
 /** What a store needs to know of a snapshot to give its bytes back. */
 export interface SnapshotRef {
   id: string;
@@ -115,8 +129,17 @@ export interface ChunkStore {
    * `inFlight` + 1 chunks later.
    */
   write(em: EntityManager, snapshotId: string, chunks: AsyncIterable<NewChunk>): Promise<number>;
-  /** the stored chunks in order, read ahead by a bounded amount at most */
+  /**
+   * the stored chunks in order, read ahead by a bounded amount at most; a chunk's buffers may be
+   * the store's again once the consumer took a few more (PostgreSQL: copy-out.ts REUSED_AFTER)
+   */
   read(snapshotId: string): AsyncGenerator<StoredChunk>;
+  /**
+   * read(), but giving no chunk at all unless `reader` is a VM the store knows with that secret:
+   * a read that can start before the route has authenticated the VM (see VmDataStore.prepareRead).
+   * Stores without it start reading only once the VM is authenticated.
+   */
+  readFor?(snapshotId: string, reader: VmCredential): AsyncGenerator<StoredChunk>;
   /**
    * What remove() needs to forget the bytes of `snapshotIds`, read inside the transaction that
    * deletes their records (before the delete).
@@ -334,11 +357,55 @@ export class VmDataStore {
    * announced). The last chunk is given out only after the whole snapshot's sha256 matched, so a
    * reader never gets all the bytes of a snapshot whose chunks are in another order.
    */
-  async open(snapshot: SnapshotRef): Promise<AsyncGenerator<Buffer>> {
+  open(snapshot: SnapshotRef): Promise<AsyncGenerator<Buffer>> {
+    return this.openFrom(snapshot, this.chunks.read(snapshot.id));
+  }
+
+  /**
+   * Starts reading snapshot `snapshotId` for the VM `reader` names before the route has checked
+   * that VM and looked the snapshot up (those round trips and the read's first chunk then overlap,
+   * on the way to a restore's first byte). Only where the store checks the VM in the read itself
+   * (readFor: no chunk for a VM that is not who it says); elsewhere the read starts at open().
+   */
+  prepareRead(snapshotId: string, reader: VmCredential): PreparedRead {
+    if (!this.chunks.readFor) return { open: (snapshot) => this.open(snapshot), cancel: async () => undefined };
+    const rows = this.chunks.readFor(snapshotId, reader);
+    const first = rows.next();
+    first.catch(() => undefined); // seen by open(), or moot after cancel()
+    const started = async function* (): AsyncGenerator<StoredChunk> {
+      try {
+        const r = await first;
+        if (r.done) return;
+        yield r.value;
+        yield* rows;
+      } finally {
+        await rows.return(undefined); // released however the consumer left
+      }
+    };
+    const cancel = async () => {
+      await first.catch(() => undefined);
+      await rows.return(undefined);
+    };
+    return {
+      open: async (snapshot) => {
+        try {
+          if (snapshot.id !== snapshotId) throw new Error(`a read prepared for ${snapshotId} opened as ${snapshot.id}`);
+          return await this.openFrom(snapshot, started());
+        } catch (e) {
+          await cancel();
+          throw e;
+        }
+      },
+      cancel,
+    };
+  }
+
+  /** open() over `chunks` (a read not started yet, or started by prepareRead) */
+  private async openFrom(snapshot: SnapshotRef, chunks: AsyncGenerator<StoredChunk>): Promise<AsyncGenerator<Buffer>> {
     if (snapshot.encryptionKeyId !== null && snapshot.encryptionKeyId !== this.key?.id) {
       throw new VmDataStoreError(500, 'KEY_UNAVAILABLE', `VM Data snapshot ${snapshot.id} is encrypted with key ${snapshot.encryptionKeyId}, which this gateway is not configured with (UVE_VM_DATA_KEY).`);
     }
-    const checked = this.checked(snapshot);
+    const checked = this.checked(snapshot, chunks);
     const first = await checked.next().catch(async (e: unknown) => {
       await checked.return(undefined);
       throw e;
@@ -350,14 +417,14 @@ export class VmDataStore {
     })();
   }
 
-  private async *checked(snapshot: SnapshotRef): AsyncGenerator<Buffer> {
+  private async *checked(snapshot: SnapshotRef, chunks: AsyncGenerator<StoredChunk>): AsyncGenerator<Buffer> {
     let expected = 0;
     let size = 0;
     // the order by the addresses when the snapshot has their digest, else by every byte
     const manifest = snapshot.manifestSha256 ? manifestSha256() : null;
     const whole = manifest ? null : createHash('sha256');
     let held: Buffer | null = null;
-    for await (const chunk of this.chunks.read(snapshot.id)) {
+    for await (const chunk of chunks) {
       if (chunk.seq !== expected) throw damaged(`VM Data snapshot ${snapshot.id} lacks chunk ${expected}.`);
       const sum = createHash('sha256').update(chunk.data).digest();
       // a clear chunk's address is its checksum

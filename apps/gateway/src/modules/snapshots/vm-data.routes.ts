@@ -5,12 +5,14 @@
 //   PUT /vmm/vm-data/sessions/:sessionId/staged                body: a delta, the session's state staged ahead
 //   GET /vmm/vm-data/snapshots/:snapshotId
 // Headers: `x-uve-vm-id: <vm id>`, `authorization: Bearer <vm secret>`.
+import { createHash } from 'node:crypto';
 import type { Express, Request, Response } from 'express';
 import { SNAPSHOT_KINDS, VM_DATA_DELTA_CONTENT_TYPE, VM_DATA_PATH, VM_DATA_SAVE_TIMING_HEADER, type SnapshotKind, type VmDataSaveTiming } from '@uve/protocol';
 import type { Services } from '../../services';
 import type { Vm } from '../vms/vms.entity';
-import { httpStatusOf, type ErrorCode } from '../../common/errors';
-import { VmDataStoreError } from './vm-data-store';
+import type { VmSnapshot } from './snapshots.entity';
+import { httpStatusOf, isUuid, type ErrorCode } from '../../common/errors';
+import { VmDataStoreError, type VmCredential } from './vm-data-store';
 import { snapshotSavedData } from './snapshots.service';
 
 function refuse(res: Response, status: number, code: string, message: string): void {
@@ -23,11 +25,19 @@ function refuseAs(res: Response, code: ErrorCode, message: string): void {
 }
 
 async function vmOf(req: Request, res: Response, services: Services): Promise<Vm | null> {
-  const vmId = req.header('x-uve-vm-id') ?? '';
-  const m = /^Bearer\s+(\S+)$/i.exec(req.header('authorization') ?? '');
-  const vm = m ? await services.vms.authenticate(vmId, m[1]!) : null;
+  const secret = bearer(req);
+  const vm = secret ? await services.vms.authenticate(req.header('x-uve-vm-id') ?? '', secret) : null;
   if (!vm) refuseAs(res, 'UNAUTHENTICATED', 'Send x-uve-vm-id and "Authorization: Bearer <VM secret>" of a VM this VMM provisioned.');
   return vm;
+}
+
+const bearer = (req: Request): string | null => /^Bearer\s+(\S+)$/i.exec(req.header('authorization') ?? '')?.[1] ?? null;
+
+/** the VM a request names, not checked yet (for a read the store checks itself: prepareRead) */
+function credentialOf(req: Request): VmCredential | null {
+  const vmId = req.header('x-uve-vm-id') ?? '';
+  const secret = bearer(req);
+  return secret && isUuid(vmId) ? { vmId, secretSha256: createHash('sha256').update(secret).digest('hex') } : null;
 }
 
 export function registerVmDataRoutes(app: Express, services: Services, maxBytes: number): void {
@@ -72,16 +82,9 @@ export function registerVmDataRoutes(app: Express, services: Services, maxBytes:
 
   app.get(`${VM_DATA_PATH}/snapshots/:snapshotId`, (req, res, next) => services.snapshots.transfer(async () => {
     try {
-      // the snapshot looked up for the VM the request names while that VM is authenticated: two
-      // PostgreSQL round trips at once on the way to the first byte (the lookup's answer is used
-      // only once the VM is who it says)
-      const lookup = services.snapshots.load(req.header('x-uve-vm-id') ?? '', String(req.params.snapshotId));
-      lookup.catch(() => undefined); // awaited below, unless the VM is refused first
-      const vm = await vmOf(req, res, services);
-      if (!vm) return;
-      const snapshot = await lookup;
-      if (!snapshot) return refuseAs(res, 'NOT_FOUND', 'No such snapshot for a session this VM holds.');
-      const chunks = await services.snapshots.open(snapshot);
+      const opened = await openForVm(req, res, services);
+      if (!opened) return;
+      const { vm, snapshot, chunks } = opened;
       res.set({ 'content-type': 'application/octet-stream', 'content-length': String(snapshot.sizeBytes), 'x-uve-snapshot-kind': snapshot.kind, 'x-uve-sha256': snapshot.sha256 });
       // one chunk at a time, at the pace the VM reads; a chunk that fails once bytes went out cuts
       // the response short (the VM then has fewer bytes than announced, and refuses them)
@@ -107,6 +110,35 @@ export function registerVmDataRoutes(app: Express, services: Services, maxBytes:
       next(e);
     }
   }));
+}
+
+/**
+ * The snapshot a GET names, opened for the VM that asks, or null once refused. The snapshot is
+ * looked up for the VM the request names, and its first chunk read (the store checks that VM in
+ * the read itself), while that VM is authenticated: the round trips overlap on the way to the
+ * first byte; what they give is used only once the VM is who it says.
+ */
+async function openForVm(req: Request, res: Response, services: Services): Promise<{ vm: Vm; snapshot: VmSnapshot; chunks: AsyncGenerator<Buffer> } | null> {
+  const snapshotId = String(req.params.snapshotId);
+  const lookup = services.snapshots.load(req.header('x-uve-vm-id') ?? '', snapshotId);
+  lookup.catch(() => undefined); // awaited below, unless the VM is refused first
+  const credential = credentialOf(req);
+  const read = credential && isUuid(snapshotId) ? services.snapshots.prepareRead(snapshotId, credential) : null;
+  let opened = false;
+  try {
+    const vm = await vmOf(req, res, services);
+    if (!vm) return null;
+    const snapshot = await lookup;
+    if (!snapshot) {
+      refuseAs(res, 'NOT_FOUND', 'No such snapshot for a session this VM holds.');
+      return null;
+    }
+    const chunks = await (read ? read.open(snapshot) : services.snapshots.open(snapshot));
+    opened = true;
+    return { vm, snapshot, chunks };
+  } finally {
+    if (!opened) await read?.cancel(); // refused, or failed before it was opened: released
+  }
 }
 
 const isDelta = (req: Request) => (req.header('content-type') ?? '').split(';')[0]!.trim().toLowerCase() === VM_DATA_DELTA_CONTENT_TYPE;
