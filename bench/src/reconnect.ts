@@ -10,7 +10,9 @@
 //     store; a first store of its chunks, unless --resave), the reconnection is timed up to
 //     the first frame from the other VM, which must be the picture of before the drop, and the
 //     restored UA then checks every block of its memory (V: the square at (0, 0) turns green); the
-//     memory of the gateway and of that agent is sampled during the reconnection;
+//     memory of the gateway and of that agent is sampled during the reconnection (--probe-api: and
+//     the API's answer time, `{ __typename }` one at a time, a second before the drop, beside the
+//     save and beside the restore ahead);
 //  3. the store at the same sizes: a VM's upload through the UVE-5 VM Data endpoint
 //     (PUT of distinct random MiB, timed by the VM side: the bench holds the VM's secret), then the
 //     retrieval by the real agent of the VM the session moves to (reconnecting request ->
@@ -30,7 +32,7 @@ import { storeLayer } from './vm-data-layer';
 
 const HELP = `bench/reconnect: reconnect-to-restored-frame time and VM Data store throughput
 
-Usage: node bench/dist/reconnect.js [--runs N] [--state-runs N] [--sizes 1,16,128] [--store postgres|fs] [--stage S] [--hitch S] [--ahead on|off] [--away ready|S] [--resave] [--profile] [--layer MiB [--layer-runs N] [--layer-idle S]]
+Usage: node bench/dist/reconnect.js [--runs N] [--state-runs N] [--sizes 1,16,128] [--store postgres|fs] [--stage S] [--hitch S] [--ahead on|off] [--away ready|S] [--resave] [--profile] [--probe-api] [--layer MiB [--layer-runs N] [--layer-idle S]]
   --runs N       end-to-end reconnections of the game UA (default 10)
   --state-runs N reconnections per size of the memory UA's real state (default 5; 2 at 128 MiB and above)
   --sizes MiB    state sizes: real snapshots restored, and VM Data store/retrieve throughput (default 1,16,128)
@@ -53,6 +55,9 @@ Usage: node bench/dist/reconnect.js [--runs N] [--state-runs N] [--sizes 1,16,12
                  chunks that changed (content addressing). By default they are deleted before each
                  run (deleteSnapshot), so that every save is a first store of its chunks
   --profile      the gateway runs with --cpu-prof; its hottest functions are printed
+  --probe-api    in each state run, the API's answer time ({ __typename }, one at a time every
+                 50 ms) a second before the drop, beside the save and beside the restore ahead
+                 (the probe is load of its own: off by default)
   --layer MiB    only the stores themselves (no HTTP, no VMs), 3 repetitions of MiB, with the
                  PostgreSQL read the store used before as the baseline, and PostgreSQL storing
                  the same bytes again and with every tenth chunk changed (content addressing),
@@ -66,15 +71,15 @@ const PASSWORD = 'bench-admin-password';
 const MiB = 1024 * 1024;
 const TERMINAL = { screenWidth: 640, screenHeight: 480, codecs: ['MJPEG'], localResources: [] };
 
-interface Options { runs: number; stateRuns: number | null; sizes: number[]; store: 'postgres' | 'fs'; stageS: number; hitchS: number; ahead: boolean; away: 'ready' | number; resave: boolean; profile: boolean; layer: number; layerRuns: number; layerIdle: number }
+interface Options { runs: number; stateRuns: number | null; sizes: number[]; store: 'postgres' | 'fs'; stageS: number; hitchS: number; ahead: boolean; away: 'ready' | number; resave: boolean; profile: boolean; probeApi: boolean; layer: number; layerRuns: number; layerIdle: number }
 
 function parse(argv: string[]): Options | null {
-  const o: Options = { runs: 10, stateRuns: null, sizes: [1, 16, 128], store: 'postgres', stageS: 2, hitchS: 0, ahead: true, away: 'ready', resave: false, profile: false, layer: 0, layerRuns: 3, layerIdle: 0 };
+  const o: Options = { runs: 10, stateRuns: null, sizes: [1, 16, 128], store: 'postgres', stageS: 2, hitchS: 0, ahead: true, away: 'ready', resave: false, profile: false, probeApi: false, layer: 0, layerRuns: 3, layerIdle: 0 };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === '--help' || a === '-h') return null;
-    if (a === '--profile' || a === '--resave') {
-      o[a === '--profile' ? 'profile' : 'resave'] = true;
+    if (a === '--profile' || a === '--resave' || a === '--probe-api') {
+      o[a === '--profile' ? 'profile' : a === '--resave' ? 'resave' : 'probeApi'] = true;
       continue;
     }
     const value = argv[++i];
@@ -187,7 +192,7 @@ async function withMemory<T>(pids: number[], work: () => Promise<T>): Promise<{ 
   }
 }
 
-interface Ctx { url: string; admin: string; user: string; game: string; memory: string; resave: boolean; staged: boolean; hitchS: number; ahead: boolean; away: 'ready' | number }
+interface Ctx { url: string; admin: string; user: string; game: string; memory: string; resave: boolean; staged: boolean; hitchS: number; ahead: boolean; away: 'ready' | number; probeApi: boolean }
 
 const REQUEST = `mutation($i: RequestApplicationInput!) { requestApplication(input: $i) { id vm { id } connection { url token } } }`;
 type Requested = { id: string; vm: { id: string }; connection: { url: string; token: string } };
@@ -392,7 +397,7 @@ async function mismatch(c: Ctx, sessionId: string, mib: number, last: DecodedPic
 }
 
 
-interface StateRow { mib: number; snapshotBytes: number; runs: number; ms: number[]; aheadMs: number[]; aheadAgentGrowthMiB: number; saveMs: number[]; gatewayGrowthMiB: number; agentGrowthMiB: number; notMeasured: string[]; stages: Record<string, number>[]; saveStages: Record<string, number>[]; chunksWritten: string[]; inputMs: number[] }
+interface StateRow { mib: number; snapshotBytes: number; runs: number; ms: number[]; aheadMs: number[]; aheadAgentGrowthMiB: number; saveMs: number[]; gatewayGrowthMiB: number; agentGrowthMiB: number; notMeasured: string[]; stages: Record<string, number>[]; saveStages: Record<string, number>[]; chunksWritten: string[]; inputMs: number[]; apiQuietMs: number[]; apiBesideAheadMs: number[]; apiOtherwiseMs: number[] }
 
 /** the reconnection's stages on one clock (this host's wall clock: the VMM, the VM and the bench share it), in order */
 const STAGES: Array<[string, string]> = [
@@ -445,7 +450,7 @@ class NotMeasured extends Error {}
  * the restored memory must check out block by block.
  */
 async function restoredState(c: Ctx, gatewayPid: number, mib: number, runs: number): Promise<StateRow> {
-  const row: StateRow = { mib, snapshotBytes: 0, runs, ms: [], aheadMs: [], aheadAgentGrowthMiB: 0, saveMs: [], gatewayGrowthMiB: 0, agentGrowthMiB: 0, notMeasured: [], stages: [], saveStages: [], chunksWritten: [], inputMs: [] };
+  const row: StateRow = { mib, snapshotBytes: 0, runs, ms: [], aheadMs: [], aheadAgentGrowthMiB: 0, saveMs: [], gatewayGrowthMiB: 0, agentGrowthMiB: 0, notMeasured: [], stages: [], saveStages: [], chunksWritten: [], inputMs: [], apiQuietMs: [], apiBesideAheadMs: [], apiOtherwiseMs: [] };
   // a run that could not measure (no VM Data saved in time, no other VM to move to) is told apart and
   // made up for, at most `runs` times
   for (let i = 0; row.ms.length < runs && i < 2 * runs; i++) {
@@ -469,6 +474,34 @@ async function endSettled(c: Ctx, sessionId: string): Promise<void> {
   const before = await saves();
   await gql(c.url, `mutation { endSession(sessionId: "${sessionId}") { state } }`, {}, c.user);
   await until('the VM Data saved at the end', 30_000, async () => (await saves()) > before).catch(() => undefined);
+}
+
+/** one answer of the API probe: sent at (wall clock), answered after ms */
+interface Probed { at: number; ms: number }
+/** the probe's pause between answers (one request at a time: a slow answer is not piled onto) */
+const PROBE_MS = 50;
+/** how long the API is probed before the drop, the session idle */
+const API_QUIET_MS = 1000;
+
+/** The API's answer time while a run goes on: `{ __typename }` through the whole GraphQL path, until stop(). */
+function probeApi(c: Ctx): { stop(): Promise<Probed[]> } {
+  const got: Probed[] = [];
+  let on = true;
+  const loop = (async () => {
+    while (on) {
+      const at = wallNow();
+      const answered = await gql(c.url, '{ __typename }', {}, c.user).then(() => true, () => false);
+      if (answered) got.push({ at, ms: wallNow() - at });
+      await new Promise((r) => setTimeout(r, PROBE_MS));
+    }
+  })();
+  return {
+    stop: async () => {
+      on = false;
+      await loop;
+      return got;
+    },
+  };
 }
 
 async function restoreOnce(c: Ctx, gatewayPid: number, mib: number, row: StateRow): Promise<void> {
@@ -502,22 +535,38 @@ async function restoreOnce(c: Ctx, gatewayPid: number, mib: number, row: StateRo
     // the resident memory of every WASM agent before the drop: the one that restores ahead grows while the user is away
     const rssBefore = new Map<string, number>();
     for (const { id } of (await gql(c.url, `{ vms(status: IDLE, platform: WASM) { id } }`, {}, c.admin)).vms as { id: string }[]) rssBefore.set(id, rssMiB(agentOf(id).pid));
+    // the API's answer time: a second before the drop (the session idle), then while the save and
+    // the restore ahead go on (told apart once the restore's stamps are in)
+    if (c.probeApi) {
+      const quiet = probeApi(c);
+      await new Promise((r) => setTimeout(r, API_QUIET_MS));
+      row.apiQuietMs.push(...(await quiet.stop()).map((a) => a.ms));
+    }
+    const probe = c.probeApi ? probeApi(c) : { stop: async (): Promise<Probed[]> => [] };
     const dropAt = wallNow();
     before.client.close(); // no bye: an unexpected disconnect
-    const saved = await until('the VM Data saved at the drop', 180_000, async () => (await eventOf(c, s.id, 'SNAPSHOT_SAVED'))?.data, BESIDE_MS).catch(async (e: Error) => {
-      await endSettled(c, s.id).catch(() => undefined);
-      throw new NotMeasured(`${e.message} (session ${s.id})`);
-    });
-    const seen = wallNow() - dropAt;
-    // drop -> stored by the VMM's own stamp (one clock on this host); the poll above is 100 ms coarse
-    const saveStages: Record<string, number> = { seen };
-    for (const [k, v] of Object.entries(saved.timing ?? {})) if (typeof v === 'number') saveStages[k] = v - dropAt;
-    row.saveMs.push(saveStages.storedAt ?? seen);
-    row.saveStages.push(saveStages);
-    // a save of bytes the store holds already writes only the chunks that changed (content addressing)
-    if (typeof saved.chunks === 'number') row.chunksWritten.push(`${saved.chunksSent ?? saved.chunks}/${saved.chunksWritten}/${saved.chunks}`);
-    row.snapshotBytes = saved.sizeBytes;
-    const aheadVm = await away(c, s.id, saved.snapshotId);
+    let saved: Record<string, any>;
+    let aheadVm: string | null;
+    let saveStages: Record<string, number>;
+    let answers: Probed[];
+    try {
+      saved = await until('the VM Data saved at the drop', 180_000, async () => (await eventOf(c, s.id, 'SNAPSHOT_SAVED'))?.data, BESIDE_MS).catch(async (e: Error) => {
+        await endSettled(c, s.id).catch(() => undefined);
+        throw new NotMeasured(`${e.message} (session ${s.id})`);
+      });
+      const seen = wallNow() - dropAt;
+      // drop -> stored by the VMM's own stamp (one clock on this host); the poll above is 100 ms coarse
+      saveStages = { seen };
+      for (const [k, v] of Object.entries(saved.timing ?? {})) if (typeof v === 'number') saveStages[k] = v - dropAt;
+      row.saveMs.push(saveStages.storedAt ?? seen);
+      row.saveStages.push(saveStages);
+      // a save of bytes the store holds already writes only the chunks that changed (content addressing)
+      if (typeof saved.chunks === 'number') row.chunksWritten.push(`${saved.chunksSent ?? saved.chunks}/${saved.chunksWritten}/${saved.chunks}`);
+      row.snapshotBytes = saved.sizeBytes;
+      aheadVm = await away(c, s.id, saved.snapshotId);
+    } finally {
+      answers = await probe.stop();
+    }
     if (aheadVm && rssBefore.has(aheadVm)) row.aheadAgentGrowthMiB = Math.max(row.aheadAgentGrowthMiB, rssMiB(agentOf(aheadVm).pid) - rssBefore.get(aheadVm)!);
     // every other idle VM's agent is sampled: the pool picks one of them, known only once placed
     const idle: { id: string }[] = await until('the other VM', 10_000, async () => {
@@ -566,7 +615,12 @@ async function restoreOnce(c: Ctx, gatewayPid: number, mib: number, row: StateRo
     }
     row.ms.push(got.result.ms);
     row.stages.push(got.result.stages);
-    if (saveStages.restoreAheadReadyAt !== undefined) row.aheadMs.push(saveStages.restoreAheadReadyAt - saveStages.restoreAheadStartedAt!);
+    if (saveStages.restoreAheadReadyAt !== undefined) {
+      row.aheadMs.push(saveStages.restoreAheadReadyAt - saveStages.restoreAheadStartedAt!);
+      // answers that overlapped the restore ahead (its stamps are from the drop), and the others of this run
+      const [from, to] = [dropAt + saveStages.restoreAheadStartedAt!, dropAt + saveStages.restoreAheadReadyAt];
+      for (const a of answers) (a.at <= to && a.at + a.ms >= from ? row.apiBesideAheadMs : row.apiOtherwiseMs).push(a.ms);
+    }
     row.gatewayGrowthMiB = Math.max(row.gatewayGrowthMiB, got.growthMiB[0]!);
     // the agent the session went to (another, not listed idle before, is not sampled)
     const restoredOn = idle.findIndex((v) => v.id === got.result.vmId);
@@ -638,7 +692,7 @@ export async function run(args: string[]): Promise<void> {
     await until('2 idle WASM VMs', 60_000, async () => (await gql(gw.url, `{ vms(status: IDLE, platform: WASM) { id } }`, {}, admin)).vms.length >= 2);
     const uas = (await gql(gw.url, `{ uas { id name } }`, {}, user)).uas as { id: string; name: string }[];
     const uaNamed = (name: string) => uas.find((u) => u.name === name)?.id ?? fail(`no sample UA ${name} (npm run build)`);
-    const c: Ctx = { url: gw.url, admin, user, game: uaNamed('game'), memory: uaNamed('memory'), resave: o.resave, staged: o.stageS > 0 && o.store === 'postgres', hitchS: o.hitchS, ahead: o.ahead, away: o.away };
+    const c: Ctx = { url: gw.url, admin, user, game: uaNamed('game'), memory: uaNamed('memory'), resave: o.resave, staged: o.stageS > 0 && o.store === 'postgres', hitchS: o.hitchS, ahead: o.ahead, away: o.away, probeApi: o.probeApi };
 
     const e2e = await endToEnd(c, o.runs);
     const states: StateRow[] = [];
@@ -665,6 +719,12 @@ export async function run(args: string[]): Promise<void> {
       process.stdout.write(`\ninput -> frame while playing, ${o.hitchS} s per run before the drop (an input every 20 ms; ${c.staged ? `a staging every ${o.stageS} s` : 'no staging'}):\n`);
       process.stdout.write('|  MiB | inputs | p50 ms | p99 ms | max ms | over 50 ms |\n|---|---|---|---|---|---|\n');
       for (const r of states) process.stdout.write(`| ${r.mib} | ${r.inputMs.length} | ${pct(r.inputMs, 50).toFixed(1)} | ${pct(r.inputMs, 99).toFixed(1)} | ${Math.max(...r.inputMs).toFixed(1)} | ${r.inputMs.filter((x) => x > 50).length} |\n`);
+    }
+    if (states.some((r) => r.apiBesideAheadMs.length)) {
+      process.stdout.write(`\nthe API's answer time (\`{ __typename }\` over HTTP, one at a time every ${PROBE_MS} ms), ms: a second before each drop, beside the save and the wait after the drop, beside the restore ahead\n`);
+      process.stdout.write('|  MiB | before the drop p50 / p99 / max (n) | beside the save p50 / p99 / max (n) | beside the restore ahead p50 / p99 / max (n) |\n|---|---|---|---|\n');
+      const cell = (xs: number[]) => (xs.length ? `${pct(xs, 50).toFixed(1)} / ${pct(xs, 99).toFixed(1)} / ${Math.max(...xs).toFixed(1)} (${xs.length})` : '-');
+      for (const r of states) process.stdout.write(`| ${r.mib} | ${cell(r.apiQuietMs)} | ${cell(r.apiOtherwiseMs)} | ${cell(r.apiBesideAheadMs)} |\n`);
     }
     for (const r of states) {
       printStages(`${r.mib} MiB: the save at the drop by stage, ms after the bench dropped the socket`, r.saveStages, SAVE_STAGES);
