@@ -206,7 +206,6 @@ const stayedBecause = async (c: Ctx, sessionId: string): Promise<string> => {
   return d?.why ? `${d.why}: ${d.reason}` : 'the VMM gave no reason';
 };
 
-/** what a VM holds prepared ahead, from its /healthz */
 /** a VM's restores prepared ahead, asked of the VM itself (`/healthz`), not of the gateway */
 async function heldAhead(c: Ctx, vmId: string): Promise<() => Promise<{ preparing: number; ready: number }>> {
   const { endpoint } = (await gql(c.url, `{ vm(id: "${vmId}") { endpoint } }`, {}, c.admin)).vm as { endpoint: string };
@@ -615,12 +614,10 @@ async function restoreOnce(c: Ctx, gatewayPid: number, mib: number, row: StateRo
     }
     row.ms.push(got.result.ms);
     row.stages.push(got.result.stages);
-    if (saveStages.restoreAheadReadyAt !== undefined) {
-      row.aheadMs.push(saveStages.restoreAheadReadyAt - saveStages.restoreAheadStartedAt!);
-      // answers that overlapped the restore ahead (its stamps are from the drop), and the others of this run
-      const [from, to] = [dropAt + saveStages.restoreAheadStartedAt!, dropAt + saveStages.restoreAheadReadyAt];
-      for (const a of answers) (a.at <= to && a.at + a.ms >= from ? row.apiBesideAheadMs : row.apiOtherwiseMs).push(a.ms);
-    }
+    if (saveStages.restoreAheadReadyAt !== undefined) row.aheadMs.push(saveStages.restoreAheadReadyAt - saveStages.restoreAheadStartedAt!);
+    // answers that overlapped the restore ahead (its stamps are from the drop), and the others of this run
+    const [from, to] = [dropAt + (saveStages.restoreAheadStartedAt ?? Infinity), dropAt + (saveStages.restoreAheadReadyAt ?? -Infinity)];
+    for (const a of answers) (a.at <= to && a.at + a.ms >= from ? row.apiBesideAheadMs : row.apiOtherwiseMs).push(a.ms);
     row.gatewayGrowthMiB = Math.max(row.gatewayGrowthMiB, got.growthMiB[0]!);
     // the agent the session went to (another, not listed idle before, is not sampled)
     const restoredOn = idle.findIndex((v) => v.id === got.result.vmId);
@@ -720,7 +717,7 @@ export async function run(args: string[]): Promise<void> {
       process.stdout.write('|  MiB | inputs | p50 ms | p99 ms | max ms | over 50 ms |\n|---|---|---|---|---|---|\n');
       for (const r of states) process.stdout.write(`| ${r.mib} | ${r.inputMs.length} | ${pct(r.inputMs, 50).toFixed(1)} | ${pct(r.inputMs, 99).toFixed(1)} | ${Math.max(...r.inputMs).toFixed(1)} | ${r.inputMs.filter((x) => x > 50).length} |\n`);
     }
-    if (states.some((r) => r.apiBesideAheadMs.length)) {
+    if (o.probeApi) {
       process.stdout.write(`\nthe API's answer time (\`{ __typename }\` over HTTP, one at a time every ${PROBE_MS} ms), ms: a second before each drop, beside the save and the wait after the drop, beside the restore ahead\n`);
       process.stdout.write('|  MiB | before the drop p50 / p99 / max (n) | beside the save p50 / p99 / max (n) | beside the restore ahead p50 / p99 / max (n) |\n|---|---|---|---|\n');
       const cell = (xs: number[]) => (xs.length ? `${pct(xs, 50).toFixed(1)} / ${pct(xs, 99).toFixed(1)} / ${Math.max(...xs).toFixed(1)} (${xs.length})` : '-');

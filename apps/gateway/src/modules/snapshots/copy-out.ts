@@ -22,7 +22,7 @@ const SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1');
 /** the messages a COPY out is made of, and those the server may put between them */
 const COPY_DATA = 0x64; // d
 const COPY_DONE = 0x63; // c
-const IN_COPY = new Set([COPY_DATA, 0x48 /* H: CopyOutResponse */, 0x4e /* N: notice */, 0x53 /* S: parameter status */, 0x41 /* A: notification */]);
+const IN_COPY = new Set([COPY_DATA, COPY_DONE, 0x48 /* H: CopyOutResponse */, 0x4e /* N: notice */, 0x53 /* S: parameter status */, 0x41 /* A: notification */]);
 
 /** node-postgres's connection, as far as this reads it */
 interface PgConnection {
@@ -105,14 +105,13 @@ class CopyOut {
     if (SINK in stream) {
       // a copyOutSocket: its pieces come here until the COPY is over, node-postgres keeps its listener
       stream[SINK] = this.onData;
-      stream.once('close', this.onClose);
-      return connection.query(this.text);
+    } else {
+      const listeners = stream.listeners('data') as ((piece: Buffer) => void)[];
+      if (listeners.length !== 1) throw new Error(`a COPY out expects one data listener on the connection, not ${listeners.length}`);
+      this.pgOnData = listeners[0]!;
+      stream.removeListener('data', this.pgOnData);
+      stream.on('data', this.onData);
     }
-    const listeners = stream.listeners('data') as ((piece: Buffer) => void)[];
-    if (listeners.length !== 1) throw new Error(`a COPY out expects one data listener on the connection, not ${listeners.length}`);
-    this.pgOnData = listeners[0]!;
-    stream.removeListener('data', this.pgOnData);
-    stream.on('data', this.onData);
     stream.once('close', this.onClose);
     connection.query(this.text);
   }
@@ -160,7 +159,7 @@ class CopyOut {
       let at = 0;
       while (at < piece.byteLength) {
         if (this.remaining < 0) {
-          if (this.headLen === 0 && !IN_COPY.has(piece[at]!) && piece[at] !== COPY_DONE) {
+          if (this.headLen === 0 && !IN_COPY.has(piece[at]!)) {
             // an ErrorResponse, or the COPY's end without CopyDone: node-postgres reads it
             return this.detach(piece.subarray(at));
           }
