@@ -427,6 +427,7 @@ const SAVE_STAGES: Array<[string, string]> = [
   ['seen', 'bench: SNAPSHOT_SAVED seen (polled)'],
   ['restoreAheadStartedAt', 'VM ahead: restore began (user away)'],
   ['restoreAheadFirstByteAt', "VM ahead: the download's first bytes in"],
+  ['restoreAheadUaStartedAt', 'VM ahead: its UA started (frozen)'],
   ['restoreAheadFetchedAt', 'VM ahead: download complete'],
   ['restoreAheadReadyAt', 'VM ahead: restore ready (user away)'],
 ];
@@ -589,7 +590,7 @@ async function restoreOnce(c: Ctx, gatewayPid: number, mib: number, row: StateRo
       const stages: Record<string, number> = { placed, frame: ms };
       const start: Record<string, unknown> = { ...after.client.welcome?.start };
       // a restore done ahead belongs to the time the user was away: the save's stages, from the drop
-      for (const k of ['restoreAheadStartedAt', 'restoreAheadFirstByteAt', 'restoreAheadFetchedAt', 'restoreAheadReadyAt']) {
+      for (const k of ['restoreAheadStartedAt', 'restoreAheadFirstByteAt', 'restoreAheadUaStartedAt', 'restoreAheadFetchedAt', 'restoreAheadReadyAt']) {
         if (typeof start[k] === 'number') saveStages[k] = (start[k] as number) - dropAt;
         delete start[k];
       }

@@ -38,10 +38,11 @@ async function playDropAndWaitAhead(name: string) {
     const events = await eventsOf(s.id);
     const saved = events.find((e) => e.type === 'SNAPSHOT_SAVED');
     const asked = events.find((e) => e.type === 'RESTORE_AHEAD');
-    return saved && asked ? { snapshotId: saved.data.snapshotId as string, asked: asked.data as { vmId: string; snapshotId: string } } : null;
+    return saved && asked ? { snapshotId: saved.data.snapshotId as string, asked: asked.data as { vmId: string; snapshotId: string; head: boolean } } : null;
   });
-  // the VM Data of the drop, on a VM other than the one the session was on
+  // the VM Data of the drop, on a VM other than the one the session was on, with its head (saved whole at the drop)
   expect(ahead.asked.snapshotId).toBe(ahead.snapshotId);
+  expect(ahead.asked.head).toBe(true);
   expect(ahead.asked.vmId).not.toBe(s.vm.id);
   await until('the restore prepared on that VM', 20_000, async () => (await heldAhead(ahead.asked.vmId)).ready === 1);
   return { user, game, s, moved, snapshotId: ahead.snapshotId, aheadVmId: ahead.asked.vmId };
@@ -98,8 +99,10 @@ it('after kill -9 of the VM agent, what it staged last is restored ahead on the 
   const { user, game, s, stream, moved } = await playGame(gw, 'ahead-killed', true);
   // killed with the socket open: no drop seen, no save; the VMM keeps the staged state and disconnects the session
   process.kill(agentPid(s.vm.id), 'SIGKILL');
-  const asked = await until('the restore asked ahead', 30_000, async () => (await eventsOf(s.id)).find((e) => e.type === 'RESTORE_AHEAD')?.data as { vmId: string; snapshotId: string } | undefined);
+  const asked = await until('the restore asked ahead', 30_000, async () => (await eventsOf(s.id)).find((e) => e.type === 'RESTORE_AHEAD')?.data as { vmId: string; snapshotId: string; head: boolean } | undefined);
   expect(asked.vmId).not.toBe(s.vm.id);
+  // a staged state kept for the VM lost has no head: the VM prepares by the download's first bytes
+  expect(asked.head).toBe(false);
   await until('the restore prepared on that VM', 20_000, async () => (await heldAhead(asked.vmId)).ready === 1);
   await stream.close().catch(() => undefined);
   const again = await requestUa(gw, user.token, game, { codec: 'MJPEG', method: 'NO_LOSS', fresh: false });

@@ -178,6 +178,11 @@ const download = (snapshotId: string) => fetch(`${gw.url}/vmm/vm-data/snapshots/
 /** PUT to the session's VM Data path + `to` ('/staged' or '?kind=...'), a delta unless `type` says otherwise */
 const putDelta = (to: string, body: Uint8Array, type = VM_DATA_DELTA_CONTENT_TYPE) =>
   fetch(`${gw.url}/vmm/vm-data/sessions/${session.id}${to}`, { method: 'PUT', headers: { ...headers, 'content-type': type }, body: body as unknown as ArrayBuffer });
+/** the snapshot's head as its record keeps it, and as the gateway opens it for a restore command (VmDataStore.openHead) */
+async function headOf(snapshotId: string): Promise<{ kept: Buffer | null; opened: Buffer | null }> {
+  const row = (await pg.query(`SELECT id, head, encryption_key_id AS "encryptionKeyId" FROM vm_snapshots WHERE id = $1`, [snapshotId])).rows[0];
+  return { kept: row.head, opened: new VmDataStore(null as never, parseVmDataKey(KEY)).openHead(row) };
+}
 
 it('streams an upload into sealed 1 MiB chunks and gives the same bytes back', async () => {
   const state = randomBytes(3.5 * MiB);
@@ -192,6 +197,15 @@ it('streams an upload into sealed 1 MiB chunks and gives the same bytes back', a
   expect(new Set(chunks.map((c) => (c.nonce as Buffer).toString('hex'))).size).toBe(4);
   expect((chunks[0].data as Buffer).subarray(0, 4096).equals(state.subarray(0, 4096))).toBe(false);
   expect((await pg.query(`SELECT encryption_key_id FROM vm_snapshots WHERE id = $1`, [stored.snapshotId])).rows[0].encryption_key_id).toMatch(/^[0-9a-f]{16}$/);
+  // its head (the first 256 bytes, for the restore commands) is sealed like the chunks: nonce, bytes, tag
+  const head = await headOf(stored.snapshotId);
+  expect(head.kept).toHaveLength(12 + 256 + 16);
+  expect(head.kept!.includes(state.subarray(0, 32))).toBe(false);
+  expect(head.opened).toEqual(state.subarray(0, 256));
+  // bound to its snapshot: moved to another record, it does not open
+  expect(new VmDataStore(null as never, parseVmDataKey(KEY)).openHead({ id: session.id, head: head.kept, encryptionKeyId: parseVmDataKey(KEY)!.id })).toBeNull();
+  // and a gateway without the key has none to send (its VMs prepare by the download's first bytes)
+  expect(new VmDataStore(null as never, null).openHead({ id: stored.snapshotId, head: head.kept, encryptionKeyId: parseVmDataKey(KEY)!.id })).toBeNull();
 
   await restoreOnVm(stored.snapshotId);
   const back = await download(stored.snapshotId);
@@ -519,6 +533,8 @@ if (name === 'postgres') {
     expect(saved.status).toBe(201);
     const { snapshotId } = (await saved.json()) as { snapshotId: string };
     expect(await rows()).toBe(base + 6);
+    // its first chunk came with the save: its head is kept
+    expect((await headOf(snapshotId)).opened).toEqual(next.subarray(0, 256));
     expect(await addresses(snapshotId)).toHaveLength(4);
     const event = (await ok(gw, `{ session(id: "${session.id}") { events(last: 20) { type data } } }`, {}, user.token)).session.events.filter((e: { type: string }) => e.type === 'SNAPSHOT_SAVED').at(-1);
     expect(event.data).toMatchObject({ snapshotId, sha256: sha(next), chunks: 4, chunksSent: 2, chunksWritten: 2 });
@@ -534,6 +550,8 @@ if (name === 'postgres') {
     expect(again.status).toBe(201);
     expect(await rows()).toBe(base + 4);
     const { snapshotId: id2 } = (await again.json()) as { snapshotId: string };
+    // every chunk named as staged, none sent: no head (a restore prepares by the first bytes)
+    expect((await headOf(id2)).kept).toBeNull();
     await restoreOnVm(id2);
     expect(Buffer.from(await (await download(id2)).arrayBuffer()).equals(state)).toBe(true);
     await pg.query(`UPDATE sessions SET restored_from_id = NULL WHERE id = $1`, [session.id]);

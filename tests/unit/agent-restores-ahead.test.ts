@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import type { LocalResourceKind, PrepareRestoreCommand } from '@uve/protocol';
 import { WasmRuntime, type WasmInstance } from '../../apps/vm-agent/src/runtimes/wasm';
 import type { RawFrame, ResourceAnswer } from '../../apps/vm-agent/src/runtimes/runtime';
-import { RestoresAhead, type RestoreAheadKey } from '../../apps/vm-agent/src/sessions/restores-ahead';
+import { RestoresAhead, type RestoreAheadKey, type RestoresAheadDeps } from '../../apps/vm-agent/src/sessions/restores-ahead';
 import type { FetchedVmData } from '../../apps/vm-agent/src/vmm/vm-data';
 
 const UAS = path.resolve(__dirname, '../../apps/vm-agent/uas');
@@ -43,7 +43,7 @@ class LogTap {
 const runtimes: WasmRuntime[] = [];
 afterAll(() => Promise.all(runtimes.map((r) => r.close())));
 
-function setup(sample: 'game' | 'sensors', fetch: (id: string) => Promise<FetchedVmData>, hosts?: (sessionId: string) => boolean) {
+function setup(sample: 'game' | 'sensors', fetch: RestoresAheadDeps['fetchVmData'], hosts?: (sessionId: string) => boolean) {
   const clock = new ManualClock();
   const runtime = new WasmRuntime({ clock: clock.now });
   runtimes.push(runtime);
@@ -114,6 +114,55 @@ it('holds the restored game frozen until it is taken: the same picture, the app 
   expect(ahead.stats()).toEqual({ preparing: 0, ready: 0, taken: 1, dropped: 0, failed: 0 });
   await inst.close();
   await old.close();
+});
+
+/** `p`, or a rejection naming `what` after `ms` */
+const within = <T>(what: string, ms: number, p: Promise<T>): Promise<T> => {
+  let t!: NodeJS.Timeout;
+  return Promise.race([p, new Promise<never>((_, reject) => (t = setTimeout(() => reject(new Error(`no ${what} within ${ms} ms`)), ms)))]).finally(() => clearTimeout(t));
+};
+
+it("prepares the UA for the state by the head the VMM kept, before the download's first bytes; by those bytes when it kept none", async () => {
+  for (const kept of [true, false]) {
+    let old!: Awaited<ReturnType<typeof playedGame>>;
+    // the download gives its first bytes and the rest only when the test says
+    let deliver!: () => void;
+    const delivered = new Promise<void>((resolve) => (deliver = resolve));
+    const s = setup('game', async (_id, onFirstBytes) => {
+      await delivered;
+      onFirstBytes?.(old.blob.subarray(0, 4096));
+      return full(old.blob);
+    });
+    old = await playedGame(s.runtime, s.clock, s.dir);
+    // the started UA's prepareRestore calls, as they come
+    const heads: Uint8Array[] = [];
+    let prepared!: () => void;
+    const preparing = new Promise<void>((resolve) => (prepared = resolve));
+    const start = s.runtime.start.bind(s.runtime);
+    s.runtime.start = async (o) => {
+      const inst = await start(o);
+      const own = inst.prepareRestore!.bind(inst);
+      inst.prepareRestore = (head) => {
+        heads.push(Buffer.from(head));
+        prepared();
+        own(head);
+      };
+      return inst;
+    };
+    const head = Buffer.from(old.blob.subarray(0, 256));
+    s.ahead.prepare(command('game', kept ? { head: head.toString('base64') } : {}));
+    if (kept) await within('prepareRestore before the first bytes', 10_000, preparing);
+    expect(heads).toHaveLength(kept ? 1 : 0);
+    deliver();
+    await s.tap.when(/^restore prepared ahead \|/, 10_000);
+    // once, by the VMM's head or by the first bytes: the same 256 bytes
+    expect(heads).toEqual([head]);
+    const inst = (await s.ahead.take('s1', keyOf('game')))!.bind({ resources: { request: () => new Promise(() => undefined) }, onDamage: () => undefined, onExit: () => undefined }) as WasmInstance;
+    inst.resume();
+    expect(same(inst.captureFull(), old.picture)).toBe(true);
+    await inst.close();
+    await old.close();
+  }
 });
 
 it('drops the prepared UA when the reconnection does not fit it (another snapshot or size), and when it expires', async () => {

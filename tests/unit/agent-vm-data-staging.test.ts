@@ -1,6 +1,7 @@
 // A NO_LOSS session's VM Data staged ahead (sessions/session-vm-data.ts): the save at a drop goes as
 // a delta against what the VMM holds staged, and whole when the VMM refuses the delta (a staged
-// chunk gone) or nothing is known to be staged. Stubs for the VMM and the UA: the calls are what count.
+// chunk gone) or nothing is known to be staged. A restore's download gives the UA the snapshot's head
+// to prepare by. Stubs for the VMM and the UA: the calls are what count.
 import { SessionVmData } from '../../apps/vm-agent/src/sessions/session-vm-data';
 import type { SessionDeps } from '../../apps/vm-agent/src/sessions/session';
 import type { UaInstance } from '../../apps/vm-agent/src/runtimes/runtime';
@@ -111,4 +112,27 @@ it('tells the kept buffer a FULL state that did not fit it, so that it grows for
   const larger = { saveFullState: async () => new Uint8Array(10), fullStateBytes: 5000 } as unknown as UaInstance;
   await vmData.save(larger, 'NO_LOSS');
   expect(told).toEqual([5000]);
+});
+
+it("gives a restore's head at once when the VMM kept it (session.prepare's restoreHead), else the download's first bytes", async () => {
+  const { deps, vmData } = setup();
+  const bytes = Buffer.alloc(4096, 7);
+  let firstBytes!: () => void;
+  deps.fetchVmData = (_id, onFirstBytes) => new Promise((resolve) => (firstBytes = () => {
+    onFirstBytes?.(bytes);
+    resolve({ kind: 'FULL', data: bytes, release: () => undefined });
+  }));
+  const kept = Buffer.alloc(256, 1);
+  const withHead = vmData.download('snap', kept);
+  expect(await withHead.head).toBe(kept); // before any byte came
+  firstBytes();
+  await withHead.fetched;
+  expect(await withHead.head).toBe(kept);
+  const without = vmData.download('snap');
+  let head: Uint8Array | null = null;
+  void without.head.then((h) => (head = h));
+  await new Promise((r) => setImmediate(r));
+  expect(head).toBeNull();
+  firstBytes();
+  expect(await without.head).toEqual(bytes.subarray(0, 256));
 });

@@ -106,7 +106,7 @@ export async function createServices(deps: {
     restoreAhead: config.restoreAhead,
   });
   const snapshots = new SnapshotsService(ds, new VmDataStore(vmDataChunks(config, ds), config.vmDataKey), config.vmDataKeep);
-  sessions.stageRestored = (em, sessionId, snapshotId) => snapshots.stageRestored(em, sessionId, snapshotId);
+  sessions.vmData = snapshots;
   // before its sessions are disconnected: what they staged is their VM Data when they reconnect
   // (a failure here must not keep them from being disconnected: logged, not thrown)
   vms.onVmLost(async (vmId) => {

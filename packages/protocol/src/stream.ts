@@ -182,10 +182,12 @@ export interface SessionStartTiming {
   vmDataRestoredAt?: number;
   /**
    * VM, a restore prepared ahead (vmdata.prepareRestore): it began, its download's first bytes came,
-   * the download was complete, the UA held the state (before preparedAt when it was ready in time)
+   * its UA was started (frozen, for the restore), the download was complete, the UA held the state
+   * (before preparedAt when it was ready in time)
    */
   restoreAheadStartedAt?: number;
   restoreAheadFirstByteAt?: number;
+  restoreAheadUaStartedAt?: number;
   restoreAheadFetchedAt?: number;
   restoreAheadReadyAt?: number;
   capturedAt?: number;

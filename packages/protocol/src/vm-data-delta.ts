@@ -17,6 +17,12 @@
 
 /** The VM Data store's chunk: a delta names the whole VM Data's bytes in pieces of this size. */
 export const VM_DATA_CHUNK_BYTES = 1024 * 1024;
+/**
+ * A VM Data's head: its first bytes, at most this many (a WASM FULL state's header, which gives
+ * its memory's size). The VMM keeps them with the snapshot and sends them in the commands that
+ * restore it, so that the UA makes room for the state before the download's first bytes come.
+ */
+export const VM_DATA_HEAD_BYTES = 256;
 export const VM_DATA_DELTA_CONTENT_TYPE = 'application/vnd.uve.vm-data-delta';
 const MAGIC = 0x44455655; // "UVED"
 const VERSION = 1;

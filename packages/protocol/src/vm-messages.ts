@@ -82,6 +82,8 @@ export interface PrepareSessionCommand extends CommandMeta {
   stream: StreamParams;
   /** VM Data to restore before the UA starts (reconnection), fetched over HTTP */
   restoreSnapshotId?: string | null;
+  /** that VM Data's head (base64, VM_DATA_HEAD_BYTES at most) when the VMM kept it: the UA prepares for the state by it while the download begins */
+  restoreHead?: string;
   /**
    * how long (ms) the session keeps its slot after an unexpected disconnect; the VM ends it by
    * itself when no PLAYER is back by then (the VMM ends it too: whichever comes first)
@@ -141,6 +143,8 @@ export interface PrepareRestoreCommand extends CommandMeta {
   codec: VideoCodec;
   /** how long (ms) the VM holds the prepared UA when no reconnection takes it: the rest of the reconnect window */
   holdMs: number;
+  /** the snapshot's head (base64, VM_DATA_HEAD_BYTES at most) when the VMM kept it: the UA prepares for the state by it while the download begins */
+  head?: string;
 }
 /** the restore prepared ahead for a session is of no more use (the session ended, or went elsewhere) */
 export interface DropRestoreCommand extends CommandMeta { type: 'vmdata.dropRestore'; sessionId: string; reason: string }

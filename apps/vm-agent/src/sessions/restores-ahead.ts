@@ -11,7 +11,7 @@ import type { Logger } from '../common/log';
 import { wallClock } from '../common/clock';
 import { errorMessage } from '../common/errors';
 import type { InstalledUa, PixelFormat, ResourceAnswer, ResourceBroker, UaInstance, UaRuntime } from '../runtimes/runtime';
-import type { FetchedVmData } from '../vmm/vm-data';
+import { firstBytesOf, vmDataHead, type FetchedVmData } from '../vmm/vm-data';
 
 /** the longest a VM holds a prepared UA, whatever the command says */
 export const MAX_HOLD_MS = 15 * 60_000;
@@ -29,6 +29,8 @@ export interface PreparedRestore {
   startedAt: number;
   /** the download's first bytes came */
   firstByteAt: number;
+  /** the UA was started (before the restore) */
+  uaStartedAt: number;
   /** the snapshot downloaded and its sha256 checked */
   fetchedAt: number;
   readyAt: number;
@@ -60,6 +62,8 @@ export interface RestoresAheadDeps {
 
 interface Entry {
   key: RestoreAheadKey;
+  /** the snapshot's head as the VMM kept it (the command's), or null: the UA prepares by the download's first bytes */
+  head: Uint8Array | null;
   /** the prepared UA, or null when it could not be prepared (logged) */
   prepared: Promise<PreparedRestore | null>;
   /** given up (dropped, expired, the VM stops): a UA prepared after this is closed */
@@ -110,6 +114,7 @@ export class RestoresAhead {
     const holdMs = Math.max(0, Math.min(Number.isFinite(cmd.holdMs) ? cmd.holdMs : 0, MAX_HOLD_MS));
     const entry: Entry = {
       key,
+      head: vmDataHead(cmd.head),
       prepared: Promise.resolve(null),
       dropped: false,
       ready: false,
@@ -172,13 +177,15 @@ export class RestoresAhead {
       // requests the snapshot still waited for go to the reconnecting terminal, once there is one
       request: (kind): Promise<ResourceAnswer> => binding.then((t) => t.resources.request(kind)),
     };
-    // the download goes beside the UA's start (as a session's does); the header that comes first lets
-    // the UA make room for the state (prepareRestore) once it is started
-    let head: Uint8Array | null = null;
+    // the download goes beside the UA's start (as a session's does); the snapshot's head lets the UA
+    // make room for the state (prepareRestore) once it is started: the VMM's copy of it at once, else
+    // the download's first bytes
+    let head = entry.head;
     let firstByteAt = 0;
     const fetching = this.deps.fetchVmData(entry.key.snapshotId, (first) => {
       firstByteAt = wallClock();
-      head = first.slice(0, 256);
+      if (head) return;
+      head = firstBytesOf(first);
       if (instance && !entry.dropped) instance.prepareRestore?.(head);
     });
     fetching.catch(() => undefined); // awaited below, or moot when the start fails first
@@ -199,6 +206,7 @@ export class RestoresAhead {
         restoreFollows: true,
       });
       instance = started;
+      const uaStartedAt = wallClock();
       if (head && !entry.dropped) started.prepareRestore?.(head);
       fetched = await fetching;
       const fetchedAt = wallClock();
@@ -216,7 +224,7 @@ export class RestoresAhead {
       entry.ready = true;
       log.info('restore prepared ahead', { ms: Math.round(readyAt - startedAt), downloadMs: Math.round(fetchedAt - startedAt) });
       return {
-        instance: started, startedAt, firstByteAt, fetchedAt, readyAt,
+        instance: started, startedAt, firstByteAt, uaStartedAt, fetchedAt, readyAt,
         bind: (t) => {
           target = t;
           bound(t);

@@ -6,7 +6,7 @@ import type { UaInstance } from '../runtimes/runtime';
 import type { Logger } from '../common/log';
 import { wallClock } from '../common/clock';
 import { errorMessage } from '../common/errors';
-import type { FetchedVmData, HeldBuffer, StagedHashes, StoredVmData } from '../vmm/vm-data';
+import { firstBytesOf, type FetchedVmData, type HeldBuffer, type StagedHashes, type StoredVmData } from '../vmm/vm-data';
 import type { SessionDeps, SessionReport } from './session';
 
 const SHA256_HEX = /^[0-9a-f]{64}$/;
@@ -51,15 +51,16 @@ export class SessionVmData {
   }
 
   /** Starts the download of the VM Data to restore (UVE-5 retrieve); its failure is kept for restore(). */
-  download(snapshotId: string): RestoreDownload {
+  download(snapshotId: string, knownHead: Uint8Array | null = null): RestoreDownload {
     const t = this.stamps;
     t.vmDataRequestedAt = wallClock();
     let gotHead!: (head: Uint8Array) => void;
-    const head = new Promise<Uint8Array>((resolve) => (gotHead = resolve));
+    // the head the VMM kept with the snapshot (session.prepare's restoreHead) spares the wait for the first bytes
+    const head = knownHead ? Promise.resolve(knownHead) : new Promise<Uint8Array>((resolve) => (gotHead = resolve));
     const fetched = this.deps.fetchVmData
       ? this.deps.fetchVmData(snapshotId, (first) => {
           t.vmDataFirstByteAt = wallClock();
-          gotHead(first.slice(0, 256)); // kept past the download's own use of the piece
+          if (!knownHead) gotHead(firstBytesOf(first));
         }).then((d) => {
           t.vmDataFetchedAt = wallClock();
           return d;

@@ -25,7 +25,7 @@ import { errorMessage, withTimeout } from '../common/errors';
 import { FramePump } from '../stream/frame-pump';
 import type { StreamConnection } from '../stream/connection';
 import type { VmReport } from '../vmm/link';
-import type { FetchedVmData, HeldBuffer, StoredVmData, VmDataClient } from '../vmm/vm-data';
+import { vmDataHead, type FetchedVmData, type HeldBuffer, type StoredVmData, type VmDataClient } from '../vmm/vm-data';
 import { SessionVmData, type RestoreDownload } from './session-vm-data';
 import type { PreparedRestore, RestoreAheadKey } from './restores-ahead';
 import { SessionResourceBroker } from './resource-broker';
@@ -84,6 +84,8 @@ export class Session {
   readonly stream: StreamParams;
   readonly reconnectionMethod: ReconnectionMethod;
   readonly restoreSnapshotId: string | null;
+  /** that VM Data's head as the VMM kept it (null: none), for the UA to prepare by before the download's first bytes */
+  private readonly restoreHead: Uint8Array | null;
   /** how often the UA's FULL state is staged with the VMM (session.prepare; undefined: never) */
   private readonly vmDataStageMs: number | undefined;
   readonly reconnectWindowMs: number;
@@ -141,6 +143,7 @@ export class Session {
     this.stream = cmd.stream;
     this.reconnectionMethod = cmd.reconnectionMethod;
     this.restoreSnapshotId = cmd.restoreSnapshotId ?? null;
+    this.restoreHead = this.restoreSnapshotId ? vmDataHead(cmd.restoreHead) : null;
     this.vmDataStageMs = cmd.vmDataStageMs;
     if (cmd.suspended) {
       // applied as the UA starts (start()), before its first frame
@@ -201,7 +204,7 @@ export class Session {
       ? this.deps.takeRestoreAhead?.(this.id, { snapshotId: this.restoreSnapshotId, uaId: this.uaId, uaVersion: this.uaVersion, width: this.stream.width, height: this.stream.height, pixelFormat }) ?? null
       : null;
     // the VM Data comes while the UA starts (the download does not wait for the instantiation)
-    let restoring = this.restoreSnapshotId && !ahead ? this.vmData.download(this.restoreSnapshotId) : null;
+    let restoring = this.restoreSnapshotId && !ahead ? this.vmData.download(this.restoreSnapshotId, this.restoreHead) : null;
     try {
       const ua = await this.deps.resolveUa();
       if (this.ended) {
@@ -226,12 +229,12 @@ export class Session {
       let instance: UaInstance;
       const prepared = ahead ? await ahead : null;
       if (prepared) {
-        Object.assign(this.startTiming, { restoreAheadStartedAt: prepared.startedAt, restoreAheadFirstByteAt: prepared.firstByteAt, restoreAheadFetchedAt: prepared.fetchedAt, restoreAheadReadyAt: prepared.readyAt });
+        Object.assign(this.startTiming, { restoreAheadStartedAt: prepared.startedAt, restoreAheadFirstByteAt: prepared.firstByteAt, restoreAheadUaStartedAt: prepared.uaStartedAt, restoreAheadFetchedAt: prepared.fetchedAt, restoreAheadReadyAt: prepared.readyAt });
         instance = prepared.bind({ resources: this.broker, onDamage: () => this.pump?.damage(), onExit: (error) => this.instance === instance && this.onUaExit(error) });
         this.vmData.restoredAhead(this.restoreSnapshotId!);
       } else {
         // prepared ahead but not usable after all (logged): restored as usual
-        if (ahead && this.restoreSnapshotId) restoring = this.vmData.download(this.restoreSnapshotId);
+        if (ahead && this.restoreSnapshotId) restoring = this.vmData.download(this.restoreSnapshotId, this.restoreHead);
         instance = await this.startRestoring(startUa, restoring);
       }
       if (this.ended) {

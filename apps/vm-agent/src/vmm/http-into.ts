@@ -5,6 +5,7 @@
 // an app-sized heap spent 195-436 ms of the client's CPU per 128 MiB that way, 112-116 ms this way
 // (docs/performance.md, reconnect, "twelfth pass").
 import net from 'node:net';
+import { VM_DATA_HEAD_BYTES } from '@uve/protocol';
 
 /** the most the status line and headers may take */
 const HEAD_MAX_BYTES = 64 * 1024;
@@ -13,7 +14,7 @@ const REFUSAL_MAX_BYTES = 4096;
 /** what one read may fill of the destination */
 const READ_BYTES = 1024 * 1024;
 /** the first bytes handed to onFirstBytes (a FULL snapshot's header) once this many are in */
-const FIRST_BYTES = 256;
+const FIRST_BYTES = VM_DATA_HEAD_BYTES;
 
 /** where a 200's body goes: `data` of the announced size; `release` gives it back when the body falls short */
 export interface IntoBuffer {

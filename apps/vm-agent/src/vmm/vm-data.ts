@@ -6,11 +6,24 @@ import https from 'node:https';
 import { HttpRefusal, getInto, type IntoResponse } from './http-into';
 import { ChunkHasher } from './chunk-hasher';
 import {
-  VM_DATA_CHUNK_BYTES, VM_DATA_DELTA_CONTENT_TYPE, VM_DATA_SAVE_TIMING_HEADER, encodeVmDataDelta, vmDataChunkCount, vmDataChunkLength,
+  VM_DATA_CHUNK_BYTES, VM_DATA_DELTA_CONTENT_TYPE, VM_DATA_HEAD_BYTES, VM_DATA_SAVE_TIMING_HEADER, encodeVmDataDelta, vmDataChunkCount, vmDataChunkLength,
   type SnapshotKind, type VmDataSaveTiming,
 } from '@uve/protocol';
 
 const TIMEOUT_MS = 60_000;
+
+/**
+ * A command's VM Data head (restoreHead, head: base64 of VM_DATA_HEAD_BYTES at most) as bytes;
+ * null when absent or not one. A hint: what the UA prepares by is checked again on the bytes.
+ */
+export function vmDataHead(b64: unknown): Uint8Array | null {
+  if (typeof b64 !== 'string' || b64.length === 0 || b64.length > Math.ceil(VM_DATA_HEAD_BYTES / 3) * 4) return null;
+  const bytes = Buffer.from(b64, 'base64');
+  return bytes.length > 0 && bytes.length <= VM_DATA_HEAD_BYTES ? bytes : null;
+}
+
+/** the download's first bytes, kept past its own use of the piece (what the UA prepares by) */
+export const firstBytesOf = (piece: Uint8Array): Uint8Array => piece.slice(0, VM_DATA_HEAD_BYTES);
 
 export interface StoredVmData {
   snapshotId: string;

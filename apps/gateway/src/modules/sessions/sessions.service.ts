@@ -72,6 +72,14 @@ export interface VmSupply {
   nudge(): void;
 }
 
+/** What placing a session with VM Data to restore asks of the VM Data records (SnapshotsService). */
+export interface RestoringVmData {
+  /** inside the placement's transaction: the snapshot staged as the session's (the sha256s its VM names), and its head */
+  restoring(em: EntityManager, sessionId: string, snapshotId: string): Promise<{ staged: string[] | null; head: string | null }>;
+  /** the snapshot's head (base64), for the VM to prepare by before its download's first bytes; null: none kept */
+  headOf(snapshot: VmSnapshot): string | null;
+}
+
 export class SessionsService implements SessionReportTarget {
   private readonly repo: Repository<Session>;
   private readonly selection = (excludeVmId: string | null = null, preferVmId: string | null = null): SelectionOptions => ({ heartbeatTimeoutMs: this.options.heartbeatTimeoutMs, cpuHigh: this.options.vmCpuHigh, excludeVmId, preferVmId });
@@ -83,8 +91,8 @@ export class SessionsService implements SessionReportTarget {
    * was inserted by this very transaction, so no other row (monitoring, participant) refers to it yet.
    */
   readonly assignedHooks: ((uow: UnitOfWork, s: Session, created: boolean) => Promise<void>)[] = [];
-  /** makes the VM Data a placement restores the session's staged state (SnapshotsService.stageRestored) */
-  stageRestored: ((em: EntityManager, sessionId: string, snapshotId: string) => Promise<string[] | null>) | null = null;
+  /** the VM Data records, for what the commands that restore a snapshot carry (SnapshotsService) */
+  vmData: RestoringVmData | null = null;
 
   constructor(
     private readonly ds: DataSource,
@@ -404,14 +412,15 @@ export class SessionsService implements SessionReportTarget {
     s = await this.move(uow, s, 'ASSIGNED', 'assign the session', r.user.id, { ...patch, vmId: vm.id, stream }, { ...eventData, vmId: vm.id, codec, width: stream.width, height: stream.height, maxFps: stream.maxFps, restoreSnapshotId });
     await this.deployIfNeeded(uow, vm, r.ua, r.version);
     const noLoss = r.input.reconnectionMethod === 'NO_LOSS';
-    const vmDataStaged = noLoss && restoreSnapshotId && this.stageRestored ? await this.stageRestored(uow.em, s.id, restoreSnapshotId) : null;
+    const restoring = noLoss && restoreSnapshotId && this.vmData ? await this.vmData.restoring(uow.em, s.id, restoreSnapshotId) : null;
     // a watcher's suspension follows the session to its new VM: the UA starts suspended there
     const suspended = s.suspendedById ? { byUserId: s.suspendedById, reason: await this.suspendReason(uow.em, s.id) } : null;
     await uow.command(vm.id, {
       type: 'session.prepare', sessionId: s.id, userId: r.user.id, uaId: r.ua.id, uaVersion: r.ua.currentVersion,
       reconnectionMethod: r.input.reconnectionMethod, terminal: r.terminal, stream, restoreSnapshotId, reconnectWindowMs: this.options.reconnectWindowMs,
       ...(noLoss && this.options.vmDataStageMs ? { vmDataStageMs: this.options.vmDataStageMs } : {}),
-      ...(vmDataStaged ? { vmDataStaged } : {}),
+      ...(restoring?.staged ? { vmDataStaged: restoring.staged } : {}),
+      ...(restoring?.head ? { restoreHead: restoring.head } : {}),
       ...(suspended ? { suspended } : {}),
     }, s.id);
     for (const hook of this.assignedHooks) await hook(uow, s, created);
@@ -578,8 +587,10 @@ export class SessionsService implements SessionReportTarget {
       }
       await uow.em.update(Session, s.id, { restoreAheadVmId: vm.id, restoreAheadSnapshotId: snapshot.id });
       const { width, height, codec } = s.stream;
-      await uow.command(vm.id, { type: 'vmdata.prepareRestore', sessionId: s.id, snapshotId: snapshot.id, uaId: ua.id, uaVersion: version.version, width, height, codec, holdMs: windowLeftMs }, s.id);
-      await this.record(uow, s, 'RESTORE_AHEAD', null, { vmId: vm.id, snapshotId: snapshot.id });
+      const head = this.vmData?.headOf(snapshot);
+      await uow.command(vm.id, { type: 'vmdata.prepareRestore', sessionId: s.id, snapshotId: snapshot.id, uaId: ua.id, uaVersion: version.version, width, height, codec, holdMs: windowLeftMs, ...(head ? { head } : {}) }, s.id);
+      // `head`: the VM was given the snapshot's head, and prepares its UA for the state before the first bytes
+      await this.record(uow, s, 'RESTORE_AHEAD', null, { vmId: vm.id, snapshotId: snapshot.id, head: !!head });
     });
   }
 

@@ -29,6 +29,11 @@ export class VmSnapshot {
   @Column({ type: 'varchar', length: 16, nullable: true }) encryptionKeyId!: string | null;
   /** sha256 over its chunks' addresses in order (manifestSha256()): a read checks the order by it; null before 1766000001570 */
   @Column({ type: 'char', length: 64, nullable: true }) manifestSha256!: string | null;
+  /**
+   * its first bytes (VM_DATA_HEAD_BYTES at most), sealed when its chunks are (VmDataStore.headOf):
+   * what a restoring VM prepares by before its download begins; null: not kept
+   */
+  @Column({ type: 'bytea', nullable: true }) head!: Buffer | null;
   @Field() @CreateDateColumn({ type: 'timestamptz' }) createdAt!: Date;
   @Field(() => Date, { nullable: true }) @Column({ type: 'timestamptz', nullable: true }) lastRestoredAt!: Date | null;
 }

@@ -85,20 +85,24 @@ export class SnapshotsService {
   }
 
   /**
-   * A session placed with VM Data to restore (a reconnection, or the user's latest VM Data): that
-   * FULL snapshot becomes what the session has staged, so the new VM's first staging, and a save
-   * before it, send only what changed since the restore rather than the whole state again. Inside
-   * the placement's transaction. The sha256s (hex) of its chunks, for the VM to name; null when
-   * the store stages nothing, the snapshot is not FULL, or its chunks are sealed (encryption at
-   * rest keeps no plain sha256 of a stored chunk).
+   * A NO_LOSS session placed with VM Data to restore (a reconnection, or the user's latest VM
+   * Data), inside the placement's transaction. `staged`: that FULL snapshot becomes what the
+   * session has staged, so the new VM's first staging, and a save before it, send only what changed
+   * since the restore rather than the whole state again: the sha256s (hex) of its chunks, for the
+   * VM to name; null when the store stages nothing, the snapshot is not FULL, or its chunks are
+   * sealed (encryption at rest keeps no plain sha256 of a stored chunk). `head`: headOf().
    */
-  async stageRestored(em: EntityManager, sessionId: string, snapshotId: string): Promise<string[] | null> {
-    if (!this.store_.chunks.stageSnapshot) return null;
+  async restoring(em: EntityManager, sessionId: string, snapshotId: string): Promise<{ staged: string[] | null; head: string | null }> {
     const snap = await em.findOneBy(VmSnapshot, { id: snapshotId });
-    if (!snap || snap.kind !== 'FULL') return null;
+    if (!snap || snap.kind !== 'FULL') return { staged: null, head: null };
     // as staged when it was saved: a lost VM's staged state is then this snapshot itself (keepStagedOf)
-    const sha256s = await this.store_.chunks.stageSnapshot(em, sessionId, { id: snap.id, sizeBytes: snap.sizeBytes, sha256: snap.sha256, at: snap.createdAt });
-    return sha256s?.map((b) => b.toString('hex')) ?? null;
+    const sha256s = await this.store_.chunks.stageSnapshot?.(em, sessionId, { id: snap.id, sizeBytes: snap.sizeBytes, sha256: snap.sha256, at: snap.createdAt });
+    return { staged: sha256s?.map((b) => b.toString('hex')) ?? null, head: this.headOf(snap) };
+  }
+
+  /** the snapshot's head (base64) for the commands that restore it (VmDataStore.openHead); null: none kept */
+  headOf(snapshot: VmSnapshot): string | null {
+    return this.store_.openHead(snapshot)?.toString('base64') ?? null;
   }
 
   /** what the session staged ahead of its save (null: nothing) */
@@ -206,7 +210,7 @@ export class SnapshotsService {
   /** a snapshot record of `session`'s user and UA, saved by VM `vmId` into this gateway's store */
   private newRecord(em: EntityManager, session: Session, vmId: string, fields: Pick<VmSnapshot, 'kind' | 'sessionId' | 'sizeBytes' | 'sha256' | 'manifestSha256'>): Promise<VmSnapshot> {
     return em.save(em.create(VmSnapshot, {
-      ...fields, userId: session.userId, uaId: session.uaId, sourceVmId: vmId, storageKey: this.store_.storageKey, encryptionKeyId: this.store_.keyId, lastRestoredAt: null,
+      ...fields, head: null, userId: session.userId, uaId: session.uaId, sourceVmId: vmId, storageKey: this.store_.storageKey, encryptionKeyId: this.store_.keyId, lastRestoredAt: null,
     }));
   }
 
@@ -224,10 +228,10 @@ export class SnapshotsService {
       // change of the session's state) for as long as the upload would run
       const snap = await this.newRecord(em, session, vm.id, { kind, sessionId: null, sizeBytes: 0, sha256: '0'.repeat(64), manifestSha256: null });
       writing(snap.id);
-      const { sizeBytes, sha256, manifestSha256, chunks, written: chunksWritten, sent: chunksSent } = delta
+      const { sizeBytes, sha256, manifestSha256, head, chunks, written: chunksWritten, sent: chunksSent } = delta
         ? await this.store_.writeDelta(em, snap.id, body, await this.store_.staged(em, sessionId), maxBytes)
         : await this.store_.write(em, snap.id, body, maxBytes);
-      await em.update(VmSnapshot, snap.id, { sizeBytes, sha256, manifestSha256, sessionId });
+      await em.update(VmSnapshot, snap.id, { sizeBytes, sha256, manifestSha256, head, sessionId });
       // the session's last save: what it staged is of no more use (its chunks stay where this snapshot holds them)
       if (!open) {
         const unstaged: { address: Buffer }[] = await em.query(`DELETE FROM vm_data_staged WHERE session_id = $1 RETURNING address`, [sessionId]);
@@ -253,7 +257,7 @@ export class SnapshotsService {
         replaced(await this.store_.chunks.held(em, ids));
         await em.delete(VmSnapshot, { id: In(ids) });
       }
-      return { snapshot: Object.assign(snap, { sizeBytes, sha256, manifestSha256, sessionId }), chunks, chunksWritten, chunksSent };
+      return { snapshot: Object.assign(snap, { sizeBytes, sha256, manifestSha256, head, sessionId }), chunks, chunksWritten, chunksSent };
     });
   }
 

@@ -13,10 +13,10 @@
 // sha256, checked; a sealed chunk opens only under its own): the same guarantee as the whole
 // snapshot's sha256 without a second hash pass over every byte. Snapshots stored before that
 // digest was kept are checked by their whole sha256.
-import { createCipheriv, createDecipheriv, createHash, createHmac } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHash, createHmac, randomBytes } from 'node:crypto';
 import type { EntityManager } from 'typeorm';
 import {
-  VM_DATA_CHUNK_BYTES, VM_DATA_DELTA_ENTRY_BYTES, VM_DATA_DELTA_HEAD_BYTES, decodeVmDataDeltaChunks, decodeVmDataDeltaHead, vmDataChunkLength,
+  VM_DATA_CHUNK_BYTES, VM_DATA_DELTA_ENTRY_BYTES, VM_DATA_DELTA_HEAD_BYTES, VM_DATA_HEAD_BYTES, decodeVmDataDeltaChunks, decodeVmDataDeltaHead, vmDataChunkLength,
   type VmDataDeltaChunk, type VmDataDeltaHead,
 } from '@uve/protocol';
 
@@ -42,6 +42,8 @@ export interface StoredBytes {
   written: number;
   /** chunks whose bytes came with the upload (fewer than `chunks` for a delta: the rest were staged) */
   sent: number;
+  /** its head as the record keeps it (VmSnapshot.head): sealed when its chunks are; null when its first chunk was staged, not sent */
+  head: Buffer | null;
 }
 
 /** The encryption key at rest: 32 bytes, given as 64 hex digits or base64. */
@@ -210,7 +212,9 @@ export class VmDataStore {
     const whole = createHash('sha256');
     const manifest = manifestSha256();
     let size = 0;
+    let head: Buffer | null = null;
     const addressed = (seq: number, plain: Buffer): NewChunk => {
+      if (seq === 0) head = this.headOf(snapshotId, plain);
       const c = this.addressed(seq, plain);
       manifest.add(c.address);
       return c;
@@ -242,7 +246,7 @@ export class VmDataStore {
     };
     let chunks = 0;
     const written = await this.writeChunks(em, snapshotId, sealed.call(this));
-    return { sizeBytes: size, sha256: whole.digest('hex'), manifestSha256: manifest.digest(), chunks, written, sent: chunks };
+    return { sizeBytes: size, sha256: whole.digest('hex'), manifestSha256: manifest.digest(), chunks, written, sent: chunks, head };
   }
 
   /** ChunkStore.write, its bytes undone when it fails (nothing half-written stays) */
@@ -280,12 +284,12 @@ export class VmDataStore {
    * restoring VM checks the whole sha256, and every read checks each chunk and their order.
    */
   async writeDelta(em: EntityManager, snapshotId: string, source: AsyncIterable<Uint8Array>, staged: StagedChunks, maxBytes: number): Promise<StoredBytes> {
-    const delta = new DeltaChunks();
+    const delta = new DeltaChunks((plain) => this.headOf(snapshotId, plain));
     const written = await this.writeChunks(em, snapshotId, this.deltaChunks(source, staged, maxBytes, delta));
     const manifest = manifestSha256();
     delta.addresses.forEach((a) => manifest.add(a));
     const head = delta.head!;
-    return { sizeBytes: head.sizeBytes, sha256: Buffer.from(head.sha256).toString('hex'), manifestSha256: manifest.digest(), chunks: head.chunks, written, sent: delta.sent };
+    return { sizeBytes: head.sizeBytes, sha256: Buffer.from(head.sha256).toString('hex'), manifestSha256: manifest.digest(), chunks: head.chunks, written, sent: delta.sent, head: delta.stateHead };
   }
 
   /** Keeps a delta as the session's staged state (ChunkStore.stage); refused by a store that cannot stage. */
@@ -331,6 +335,7 @@ export class VmDataStore {
       }
       const plain = await reader.read(vmDataChunkLength(into.head.sizeBytes, seq), ring[seq % ring.length]);
       into.sent++;
+      if (seq === 0) into.stateHead = into.keepHead?.(plain) ?? null;
       const sum = createHash('sha256').update(plain).digest();
       if (!sum.equals(claimed)) throw damaged(`VM Data delta chunk ${seq} is not what its sha256 says (${sum.toString('hex')}, named ${claimed.toString('hex')}).`);
       const c = this.addressed(seq, plain, sum);
@@ -338,6 +343,37 @@ export class VmDataStore {
       yield c;
     }
     if (!(await reader.atEnd())) throw new VmDataStoreError(400, 'BAD_USER_INPUT', 'VM Data delta refused: bytes past its last chunk.');
+  }
+
+  /**
+   * The record's head of a snapshot whose first chunk is `plain`: its first VM_DATA_HEAD_BYTES (a
+   * copy: the chunk's buffer is reused), sealed when chunks are (AES-256-GCM under a random nonce,
+   * bound to the snapshot: nonce, then the sealed bytes, then the tag).
+   */
+  private headOf(snapshotId: string, plain: Buffer): Buffer {
+    const head = Buffer.from(plain.subarray(0, VM_DATA_HEAD_BYTES));
+    if (!this.key) return head;
+    const nonce = randomBytes(NONCE_BYTES);
+    const c = createCipheriv('aes-256-gcm', this.key.key, nonce).setAAD(headAad(snapshotId));
+    return Buffer.concat([nonce, c.update(head), c.final(), c.getAuthTag()]);
+  }
+
+  /**
+   * A snapshot's head as plain bytes, for the commands that restore it; null when it has none, or
+   * it is sealed with a key this gateway has not or does not open (a hint: the VM then prepares by
+   * the download's first bytes).
+   */
+  openHead(snapshot: { id: string; head: Buffer | null; encryptionKeyId: string | null }): Buffer | null {
+    const h = snapshot.head;
+    if (!h || snapshot.encryptionKeyId === null) return h;
+    if (!this.key || snapshot.encryptionKeyId !== this.key.id || h.length < NONCE_BYTES + TAG_BYTES) return null;
+    const d = createDecipheriv('aes-256-gcm', this.key.key, h.subarray(0, NONCE_BYTES)).setAAD(headAad(snapshot.id));
+    d.setAuthTag(h.subarray(h.length - TAG_BYTES));
+    try {
+      return Buffer.concat([d.update(h.subarray(NONCE_BYTES, h.length - TAG_BYTES)), d.final()]);
+    } catch {
+      return null;
+    }
   }
 
   private seal(seq: number, address: Buffer, plain: Buffer): StoredChunk {
@@ -467,9 +503,16 @@ export class VmDataStore {
 
 const damaged = (message: string) => new VmDataStoreError(422, 'DAMAGED', message);
 
+/** what a sealed head is bound to: its snapshot */
+const headAad = (snapshotId: string) => Buffer.from(`uve-vm-data-head\0${snapshotId}`);
+
 /** what a delta told as it was read */
 class DeltaChunks {
+  /** `keepHead`: the record's head (VmSnapshot.head) of the first chunk's plain bytes, when it is sent */
+  constructor(readonly keepHead?: (plain: Buffer) => Buffer) {}
   head: VmDataDeltaHead | null = null;
+  /** what keepHead made of the first chunk (null: not sent, or nothing asked) */
+  stateHead: Buffer | null = null;
   /** the sha256 of each chunk's plain bytes, by seq */
   plain: Buffer[] = [];
   addresses: Buffer[] = [];
