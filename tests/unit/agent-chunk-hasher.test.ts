@@ -47,3 +47,32 @@ it('refuses what it owes when closed, and starts a thread again for the next cal
   const data = sharedState(MiB + 1);
   expect((await h.hash(data, MiB)!).map((d) => d.toString('hex'))).toEqual(oneByOne(data, MiB));
 });
+
+it("streams a download's sha256: pieces of shared memory named as they land, in any sizes, give the whole's", async () => {
+  const h = hasher();
+  const data = sharedState(5 * MiB + 777, 4096);
+  const s = h.stream(data)!;
+  for (let at = 0; at < data.byteLength;) {
+    const n = Math.min(data.byteLength - at, 1 + Math.floor(Math.random() * 1.5 * MiB));
+    s.update(data.subarray(at, at + n));
+    at += n;
+  }
+  expect((await s.digest()).toString('hex')).toBe(createHash('sha256').update(data).digest('hex'));
+  // nothing named: the sha256 of nothing
+  expect((await h.stream(sharedState(10))!.digest()).toString('hex')).toBe(createHash('sha256').digest('hex'));
+});
+
+it('streams nothing of memory of its own, refuses a piece of another buffer, and refuses the digest of a hash given up or owed when closed', async () => {
+  const h = hasher();
+  expect(h.stream(new Uint8Array(16))).toBeNull();
+  const s = h.stream(sharedState(MiB))!;
+  expect(() => s.update(sharedState(16))).toThrow(/its own buffer/);
+  s.abort();
+  await expect(s.digest()).rejects.toThrow(/given up/);
+  const data = sharedState(8 * MiB);
+  const owed = h.stream(data)!;
+  owed.update(data);
+  const refused = expect(owed.digest()).rejects.toThrow(/closed/);
+  await h.close();
+  await refused;
+});

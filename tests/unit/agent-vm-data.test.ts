@@ -1,7 +1,9 @@
 // The agent refuses VM Data whose bytes do not hash to the sha256 the VMM recorded (corruption in the
 // store or on the way), so a restore never feeds damaged state to a UA.
-import { createHash } from 'node:crypto';
-import { GROWN_IDLE_MS, VmDataBuffer, verifyVmData } from '../../apps/vm-agent/src/vmm/vm-data';
+import { createHash, randomBytes } from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { GROWN_IDLE_MS, VmDataBuffer, VmDataClient, verifyVmData } from '../../apps/vm-agent/src/vmm/vm-data';
 
 const bytes = Buffer.from('the state of a UA');
 const sha = createHash('sha256').update(bytes).digest('hex');
@@ -96,5 +98,47 @@ describe('VmDataBuffer', () => {
     } finally {
       jest.useRealTimers();
     }
+  });
+});
+
+describe('a download (UVE-5 retrieve) from a real HTTP server', () => {
+  const MiB = 1024 * 1024;
+  const state = randomBytes(6 * MiB + 123);
+  let claimed = createHash('sha256').update(state).digest('hex');
+  let server: http.Server;
+  let client: VmDataClient;
+  beforeAll(async () => {
+    // the VMM's answer: the bytes a MiB at a time, as the gateway writes its chunks
+    server = http.createServer((_req, res) => {
+      res.writeHead(200, { 'content-length': String(state.length), 'x-uve-snapshot-kind': 'FULL', 'x-uve-sha256': claimed });
+      for (let at = 0; at < state.length; at += MiB) res.write(state.subarray(at, at + MiB));
+      res.end();
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    client = new VmDataClient(`http://127.0.0.1:${(server.address() as AddressInfo).port}`, 'vm', 'secret', new VmDataBuffer(8 * MiB));
+  });
+  afterAll(async () => {
+    await client.close();
+    await new Promise((r) => server.close(r));
+  });
+
+  it("checks the bytes' sha256 in the kept shared buffer (hashed on the hasher's thread) and in one of its own (here), and refuses a mismatch in either", async () => {
+    // two at once: the first has the kept (shared) buffer, the second a buffer of its own
+    const [kept, own] = await Promise.all([client.download('a'), client.download('b')]);
+    expect(kept.data.buffer).toBeInstanceOf(SharedArrayBuffer);
+    expect(own.data.buffer).not.toBeInstanceOf(SharedArrayBuffer);
+    for (const d of [kept, own]) {
+      expect(d.kind).toBe('FULL');
+      expect(Buffer.from(d.data).equals(state)).toBe(true);
+      d.release();
+    }
+    claimed = createHash('sha256').update('other bytes').digest('hex');
+    const refused = await Promise.allSettled([client.download('a'), client.download('b')]);
+    for (const r of refused) expect(r).toMatchObject({ status: 'rejected', reason: { message: expect.stringMatching(/checksum mismatch/) } });
+    // the kept buffer was given back by the refused download: the next one has it again
+    claimed = createHash('sha256').update(state).digest('hex');
+    const again = await client.download('a');
+    expect(again.data.buffer).toBeInstanceOf(SharedArrayBuffer);
+    again.release();
   });
 });

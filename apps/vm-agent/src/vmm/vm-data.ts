@@ -4,7 +4,7 @@ import { createHash, type Hash } from 'node:crypto';
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import { HttpRefusal, getInto, type IntoResponse } from './http-into';
-import { ChunkHasher } from './chunk-hasher';
+import { ChunkHasher, type StreamedHash } from './chunk-hasher';
 import {
   VM_DATA_CHUNK_BYTES, VM_DATA_DELTA_CONTENT_TYPE, VM_DATA_HEAD_BYTES, VM_DATA_SAVE_TIMING_HEADER, encodeVmDataDelta, vmDataChunkCount, vmDataChunkLength,
   type SnapshotKind, type VmDataSaveTiming,
@@ -211,25 +211,35 @@ export class VmDataClient {
     }
   }
 
-  /** download() over plain HTTP: the socket reads the body into the buffer itself (http-into.ts) */
+  /**
+   * download() over plain HTTP: the socket reads the body into the buffer itself (http-into.ts),
+   * hashed on the hasher's thread as the pieces land when the buffer is shared (here when not)
+   */
   private async downloadInto(url: URL, onFirstBytes?: (head: Uint8Array) => void): Promise<FetchedVmData> {
-    const hash = createHash('sha256');
+    let onThread: StreamedHash | null = null;
+    const here = createHash('sha256');
     let got: IntoResponse<HeldBuffer>;
     try {
       got = await getInto(url, {
         headers: this.headers(),
         timeoutMs: TIMEOUT_MS,
-        into: (size) => this.buffer.take(size),
-        onBytes: (piece) => hash.update(piece),
+        into: (size) => {
+          const held = this.buffer.take(size);
+          onThread = this.hasher.stream(held.data);
+          return held;
+        },
+        onBytes: (piece) => (onThread ? onThread.update(piece) : here.update(piece)),
         onFirstBytes,
       });
     } catch (e) {
+      (onThread as StreamedHash | null)?.abort();
       if (e instanceof HttpRefusal) throw new Error(`VM Data download refused: ${e.status} ${e.body.slice(0, 300)}`);
       throw new Error(`VM Data download ${(e as Error).message}`);
     }
     const { taken: held, headers } = got;
     try {
-      verifyVmData(hash, headers['x-uve-sha256'] || null);
+      const streamed = onThread as StreamedHash | null;
+      verifyVmData(streamed ? { digested: await streamed.digest() } : here, headers['x-uve-sha256'] || null);
     } catch (e) {
       held.release();
       throw e;
@@ -330,8 +340,9 @@ async function readAnnounced(res: IncomingMessage, hash: Hash, data: Uint8Array,
 }
 
 /** Throws unless the bytes (or the hash fed with them) give `sha256` (hex), so corrupted VM Data is never restored. */
-export function verifyVmData(data: Uint8Array | Hash, sha256: string | null): void {
-  const actual = (data instanceof Uint8Array ? createHash('sha256').update(data) : data).digest('hex');
+/** the sha256 of `data` (its bytes, what a Hash took, or a digest taken elsewhere) is `sha256`, or an error */
+export function verifyVmData(data: Uint8Array | Hash | { digested: Buffer }, sha256: string | null): void {
+  const actual = 'digested' in data ? data.digested.toString('hex') : (data instanceof Uint8Array ? createHash('sha256').update(data) : data).digest('hex');
   if (!sha256 || actual !== sha256.toLowerCase()) {
     throw new Error(`VM Data checksum mismatch: expected sha256 ${sha256 ?? '(none)'}, got ${actual}`);
   }
