@@ -20,7 +20,7 @@ async function refusal(p: Promise<unknown>): Promise<AuthError> {
 
 describe('session token verification', () => {
   it('accepts a token of the VMM for this VM and returns its claims', async () => {
-    await expect(verifier().verify(await jwks.mint(claims, { jti: 'j-1' }))).resolves.toEqual({ ...claims, jti: 'j-1', exp: expect.any(Number) });
+    await expect(verifier().verify(await jwks.mint(claims, { jti: 'j-1' }))).resolves.toEqual({ ...claims, jti: 'j-1', exp: expect.any(Number), iat: expect.any(Number) });
   });
 
   it('refuses a token without an id (it could be replayed unnoticed)', async () => {

@@ -166,7 +166,7 @@ export class Vm {
       port: cfg.port,
       verifier,
       findSession: (id) => sessions.get(id),
-      awaitSession: (id) => sessions.waitFor(id),
+      awaitSession: (id, issuedAt) => sessions.waitFor(id, issuedAt),
       awaitWatcher: (sid, uid, ms) => this.watcherWaits.wait(sid, uid, ms),
       limits: cfg.stream,
       tls: cfg.tls ? { cert: await readFile(cfg.tls.certFile), key: await readFile(cfg.tls.keyFile) } : undefined,
@@ -314,7 +314,7 @@ export class Vm {
         return;
       case 'session.terminate': {
         // the slot frees at once; saving VM Data (an upload) must not hold up the command queue
-        const ended = sessions.terminate(c.sessionId, c.reason, c.saveVmData);
+        const ended = sessions.terminate(c.sessionId, c.reason, c.saveVmData, c.moved === true);
         ended.catch((e) => this.log.error('could not end a terminated session', { session: c.sessionId, error: errorMessage(e) }));
         return;
       }

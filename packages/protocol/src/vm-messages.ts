@@ -122,7 +122,12 @@ export interface MonitoringNotification extends CommandMeta {
 export interface MonitoringEnd extends CommandMeta { type: 'monitoring.end'; sessionId: string; watcherId: string; reason: string }
 export interface SuspendSessionCommand extends CommandMeta { type: 'session.suspend'; sessionId: string; byUserId: string | null; reason?: string | null }
 export interface ResumeSessionCommand extends CommandMeta { type: 'session.resume'; sessionId: string; byUserId: string | null }
-export interface TerminateSessionCommand extends CommandMeta { type: 'session.terminate'; sessionId: string; reason: string; saveVmData: boolean }
+/**
+ * `moved`: the session goes on on another VM (its reconnection went there) and may come back here
+ * later, with a session.prepare of its own: the VM does not hold its end against that prepare, nor
+ * against a UC whose token was issued after it.
+ */
+export interface TerminateSessionCommand extends CommandMeta { type: 'session.terminate'; sessionId: string; reason: string; saveVmData: boolean; moved?: boolean }
 /**
  * Restore ahead (NO_LOSS, a FULL snapshot that moves to any VM): the session's PLAYER is away; the
  * VMM names this VM as the one its reconnection will go to. The VM downloads the VM Data and

@@ -45,8 +45,13 @@ export interface SessionManagerOptions {
 export class SessionManager {
   private readonly sessions = new Map<string, Session>();
   private readonly arrivals = new Map<string, Set<(a: SessionArrival) => void>>();
-  /** why recent sessions ended, so a late (re)connect is told at once instead of waiting */
-  private readonly ended = new Map<string, string>();
+  /**
+   * why recent sessions ended, so a late (re)connect is told at once instead of waiting; `movedAt`:
+   * it moved to another VM (session.terminate `moved`), and may come back here
+   */
+  private readonly ended = new Map<string, { why: string; movedAt: number | null }>();
+  /** sessions terminated because they moved to another VM, until they ended here */
+  private readonly movingAway = new Set<string>();
   /** terminated sessions whose slot is free but whose UA is still saving/closing */
   private readonly closing = new Set<Session>();
   private draining = false;
@@ -70,12 +75,18 @@ export class SessionManager {
     return [...this.sessions.values()];
   }
 
-  /** The session, once prepared (or refused); null when no prepare comes within `timeoutMs`. */
-  waitFor(id: string, timeoutMs = PREPARE_WAIT_MS): Promise<SessionArrival | null> {
+  /**
+   * The session, once prepared (or refused); null when no prepare comes within `timeoutMs`. A
+   * session that ended here is told at once, unless it moved to another VM and the UC's token was
+   * issued after that (`issuedAt`, s): the VMM brought it back, and its prepare is on its way.
+   */
+  waitFor(id: string, issuedAt?: number, timeoutMs = PREPARE_WAIT_MS): Promise<SessionArrival | null> {
     const s = this.sessions.get(id);
     if (s) return Promise.resolve({ session: s });
-    const why = this.ended.get(id);
-    if (why !== undefined) return Promise.resolve({ error: `it ended: ${why}` });
+    const ended = this.ended.get(id);
+    // iat is in whole seconds: a token of the same second as the move waits too
+    const cameBack = ended?.movedAt != null && issuedAt !== undefined && issuedAt * 1000 >= Math.floor(ended.movedAt / 1000) * 1000;
+    if (ended && !cameBack) return Promise.resolve({ error: `it ended: ${ended.why}` });
     return new Promise((resolve) => {
       let set = this.arrivals.get(id);
       if (!set) this.arrivals.set(id, (set = new Set()));
@@ -90,8 +101,8 @@ export class SessionManager {
     });
   }
 
-  private remember(id: string, why: string): void {
-    this.ended.set(id, why);
+  private remember(id: string, why: string, moved = false): void {
+    this.ended.set(id, { why, movedAt: moved ? Date.now() : null });
     if (this.ended.size > RECENTLY_ENDED) this.ended.delete(this.ended.keys().next().value!);
   }
 
@@ -114,10 +125,16 @@ export class SessionManager {
       log.info('session already prepared; repeated command ignored');
       return;
     }
-    // a re-sent prepare of a session that already ended must not start it again
-    if (this.ended.has(cmd.sessionId)) {
+    // a re-sent prepare of a session that already ended must not start it again; one that moved
+    // away may come back (a re-send has the same commandId, which the command gate ran once)
+    const ended = this.ended.get(cmd.sessionId);
+    if (ended && !(ended.movedAt !== null && cmd.commandId)) {
       log.info('prepare for a session that already ended ignored');
       return;
+    }
+    if (ended) {
+      log.info('the session comes back to this VM');
+      this.ended.delete(cmd.sessionId);
     }
     const refuse = (error: string): void => {
       log.warn('session refused', { error });
@@ -148,7 +165,7 @@ export class SessionManager {
       takeRestoreAhead: this.opts.restoresAhead ? (id, key) => this.opts.restoresAhead!.take(id, key) : undefined,
       onEnded: (s, reason) => {
         if (this.sessions.get(s.id) === s) this.sessions.delete(s.id);
-        this.remember(s.id, reason);
+        this.remember(s.id, reason, this.movingAway.delete(s.id));
       },
     });
     this.sessions.set(cmd.sessionId, session);
@@ -161,13 +178,14 @@ export class SessionManager {
    * session.terminate: the slot is free at once (the VMM counts it free from now on); the VM Data
    * save and the UA's end follow. The returned promise settles when the session has ended.
    */
-  terminate(sessionId: string, reason: string, saveVmData = false): Promise<void> {
+  terminate(sessionId: string, reason: string, saveVmData = false, moved = false): Promise<void> {
     const s = this.sessions.get(sessionId);
     if (!s) {
       this.opts.log.info('terminate for a session not on this VM', { session: sessionId });
       return Promise.resolve();
     }
     this.sessions.delete(sessionId);
+    if (moved) this.movingAway.add(sessionId);
     // a socket closing from here on is no disconnect
     s.terminating = true;
     this.closing.add(s);

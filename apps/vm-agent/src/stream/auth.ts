@@ -14,6 +14,8 @@ export interface VerifiedClaims extends SessionTokenClaims {
   jti: string;
   /** expiry, seconds since epoch */
   exp: number;
+  /** issued at, seconds since epoch (absent when the token does not say) */
+  iat?: number;
 }
 
 export interface TokenVerifier {
@@ -36,7 +38,7 @@ export function checkClaims(payload: Record<string, unknown>, vmId: string): Ver
   };
   // a token without an id could be replayed unnoticed: refused
   if (typeof payload.exp !== 'number') throw new AuthError(CLOSE.UNAUTHORIZED, 'session token has no exp claim');
-  const claims = { sub: s('sub'), sid: s('sid'), vm: s('vm'), ua: s('ua'), role: s('role') as StreamRole, jti: s('jti'), exp: payload.exp };
+  const claims = { sub: s('sub'), sid: s('sid'), vm: s('vm'), ua: s('ua'), role: s('role') as StreamRole, jti: s('jti'), exp: payload.exp, ...(typeof payload.iat === 'number' ? { iat: payload.iat } : {}) };
   if (!STREAM_ROLES.includes(claims.role)) throw new AuthError(CLOSE.UNAUTHORIZED, `session token role must be one of ${STREAM_ROLES.join(', ')}`);
   if (claims.vm !== vmId) throw new AuthError(CLOSE.UNAUTHORIZED, `session token is for VM ${claims.vm}, not this VM`);
   return claims;

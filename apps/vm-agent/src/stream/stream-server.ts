@@ -52,7 +52,8 @@ export interface StreamServerOptions {
   verifier: TokenVerifier;
   findSession: (sessionId: string) => Session | undefined;
   /** a session whose prepare may still be on its way (see PREPARE_WAIT_MS) */
-  awaitSession: (sessionId: string) => Promise<SessionArrival | null>;
+  /** `issuedAt`: the UC's token's iat (s), which tells a session that came back here after it moved away from one that did not */
+  awaitSession: (sessionId: string, issuedAt?: number) => Promise<SessionArrival | null>;
   log: Logger;
   /** live figures for GET /healthz */
   health?: () => Record<string, unknown>;
@@ -278,7 +279,7 @@ export class StreamServer {
       // single use: a token seen before (a replay, or a UC reusing one) is refused
       this.replays.use(claims);
       conn.claimedSession = claims.sid;
-      const arrival = await this.opts.awaitSession(claims.sid);
+      const arrival = await this.opts.awaitSession(claims.sid, claims.iat);
       if (arrival && 'error' in arrival) throw new AuthError(CLOSE.ENDED, `session ${claims.sid}: ${arrival.error}`);
       const session = arrival?.session;
       if (!session || session.state === 'ended') throw new AuthError(CLOSE.NOT_FOUND, `session ${claims.sid} is not prepared on this VM`);

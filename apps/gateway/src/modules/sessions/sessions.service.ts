@@ -374,7 +374,7 @@ export class SessionsService implements SessionReportTarget {
     // the VM the restore was prepared ahead on, when it still has room (restoreAhead below)
     const elsewhere = await selectVm(uow.em, r.ua, r.terminal.codecs, this.selection(oldVmId, old.restoreAheadVmId));
     if (elsewhere.vm) {
-      if (oldVmId) await uow.command(oldVmId, { type: 'session.terminate', sessionId: old.id, reason: 'reconnected on another VM', saveVmData: false }, old.id);
+      if (oldVmId) await uow.command(oldVmId, { type: 'session.terminate', sessionId: old.id, reason: 'reconnected on another VM', saveVmData: false, moved: true }, old.id);
       const preparedAhead = !!snapshot && elsewhere.vm.id === old.restoreAheadVmId && snapshot.id === old.restoreAheadSnapshotId;
       // the new VM numbers this session's reports from 1 again; with no VM Data the UA starts fresh
       return this.assign(uow, old, r, elsewhere.vm, { reconnections: old.reconnections + 1, restoredFromId: snapshot?.id ?? null, lastReportSeq: 0 }, false, { sameVm: false, fromVmId: oldVmId, preparedAhead });
