@@ -84,6 +84,36 @@ it('NO_LOSS: the reconnection goes to the VM that restored the state while the p
   await ok(gw, `mutation { endSession(sessionId: "${s.id}") { state } }`, {}, user.token);
 }, 90_000);
 
+it('a second drop after the reconnection prepares the VM Data saved at that drop, never the one the session was restored from', async () => {
+  const { user, game, s, snapshotId: first } = await playDropAndWaitAhead('ahead-again');
+  const again = await requestUa(gw, user.token, game, { codec: 'MJPEG', method: 'NO_LOSS', fresh: false });
+  expect(again.restoredFrom).toMatchObject({ id: first });
+  const next = await openStream(again.connection, {}, undefined, true);
+  const moved = shipX(await next.inputAndFrame({ kind: 'key', type: 'down', key: 'ArrowRight', code: 'ArrowRight' }, 'after one more step'));
+  next.client.close(); // dropped again, without a bye
+  // (the drop's commit may come before its save's: the session's newest VM Data is then still the first)
+  const second = await until('the restore asked ahead of the VM Data saved at the second drop', 20_000, async () => {
+    const all = await eventsOf(s.id);
+    const events = all.slice(all.map((e) => e.type).lastIndexOf('RECONNECTED') + 1);
+    const saved = events.find((e) => e.type === 'SNAPSHOT_SAVED');
+    const asked = saved && events.find((e) => e.type === 'RESTORE_AHEAD' && e.data.snapshotId === saved.data.snapshotId);
+    return asked ? { events, snapshotId: saved.data.snapshotId as string, vmId: asked.data.vmId as string } : null;
+  });
+  expect(second.snapshotId).not.toBe(first);
+  expect(second.events.filter((e) => e.type === 'RESTORE_AHEAD').map((e) => e.data.snapshotId)).not.toContain(first);
+  await until('the restore prepared on that VM', 20_000, async () => (await heldAhead(second.vmId)).ready === 1);
+  const third = await requestUa(gw, user.token, game, { codec: 'MJPEG', method: 'NO_LOSS', fresh: false });
+  expect(third).toMatchObject({ id: s.id, reconnections: 2, vm: { id: second.vmId }, restoredFrom: { id: second.snapshotId } });
+  const last = await openStream(third.connection);
+  try {
+    expect(last.welcome.vmData).toMatchObject({ snapshotId: second.snapshotId, restored: true, preparedAhead: true });
+    expect(shipX(await last.frame(() => true, 'after the second restore'))).toBe(moved);
+  } finally {
+    await last.close();
+  }
+  await ok(gw, `mutation { endSession(sessionId: "${s.id}") { state } }`, {}, user.token);
+}, 90_000);
+
 it('a fresh start drops the restore prepared ahead: the VM that held it lets it go', async () => {
   const { user, game, s, aheadVmId } = await playDropAndWaitAhead('ahead-dropped');
   const fresh = await requestUa(gw, user.token, game, { codec: 'MJPEG', method: 'NO_LOSS', fresh: true });

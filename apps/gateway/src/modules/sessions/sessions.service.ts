@@ -576,7 +576,10 @@ export class SessionsService implements SessionReportTarget {
       if (!candidate(s)) return;
       // what reconnectDisconnected restores: the newest VM Data of this very session
       const snapshot = await uow.em.findOne(VmSnapshot, { where: { sessionId: s.id }, order: { createdAt: 'DESC' } });
-      if (!snapshot || snapshot.kind !== 'FULL' || snapshot.id === s.restoreAheadSnapshotId) return;
+      // the VM Data the session was last restored from is not the state at this drop: a drop
+      // committed before its save (or a PLAYER's connection replaced, which saves nothing) would
+      // have another VM download and restore that old state, for nothing
+      if (!snapshot || snapshot.kind !== 'FULL' || snapshot.id === s.restoreAheadSnapshotId || snapshot.id === s.restoredFromId) return;
       const windowLeftMs = this.options.reconnectWindowMs - (Date.now() - (s.lastDisconnectAt ?? new Date()).getTime());
       if (windowLeftMs <= 0) return;
       const { vm } = await selectVm(uow.em, ua, [s.stream.codec], this.selection(s.vmId, s.restoreAheadVmId));
