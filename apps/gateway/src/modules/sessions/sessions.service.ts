@@ -574,12 +574,17 @@ export class SessionsService implements SessionReportTarget {
     await this.txs.run(async (uow) => {
       const s = await uow.em.findOne(Session, { where: { id: sessionId }, lock: { mode: 'pessimistic_write' } });
       if (!candidate(s)) return;
-      // what reconnectDisconnected restores: the newest VM Data of this very session
-      const snapshot = await uow.em.findOne(VmSnapshot, { where: { sessionId: s.id }, order: { createdAt: 'DESC' } });
-      // the VM Data the session was last restored from is not the state at this drop: a drop
-      // committed before its save (or a PLAYER's connection replaced, which saves nothing) would
-      // have another VM download and restore that old state, for nothing
-      if (!snapshot || snapshot.kind !== 'FULL' || snapshot.id === s.restoreAheadSnapshotId || snapshot.id === s.restoredFromId) return;
+      // what reconnectDisconnected restores: the newest VM Data of this very session, if it was saved
+      // since the session last came back from a drop. An older one is not the state at this drop
+      // (the one it was restored from, or one its own VM kept it from needing): a drop committed
+      // before its save, or a PLAYER's connection replaced (which saves nothing), would have another
+      // VM download and restore that old state, for nothing
+      const snapshot = await uow.em.createQueryBuilder(VmSnapshot, 'v')
+        .where('v.session_id = :id', { id: s.id })
+        .andWhere(`v.created_at > COALESCE((SELECT max(e.at) FROM session_events e WHERE e.session_id = :id AND e.type = 'RECONNECTED'), '-infinity')`)
+        .orderBy('v.created_at', 'DESC')
+        .getOne();
+      if (!snapshot || snapshot.kind !== 'FULL' || snapshot.id === s.restoreAheadSnapshotId) return;
       const windowLeftMs = this.options.reconnectWindowMs - (Date.now() - (s.lastDisconnectAt ?? new Date()).getTime());
       if (windowLeftMs <= 0) return;
       const { vm } = await selectVm(uow.em, ua, [s.stream.codec], this.selection(s.vmId, s.restoreAheadVmId));
