@@ -212,9 +212,9 @@ export class VmDataStore {
     const whole = createHash('sha256');
     const manifest = manifestSha256();
     let size = 0;
-    let head: Buffer | null = null;
+    let first: Buffer | null = null;
     const addressed = (seq: number, plain: Buffer): NewChunk => {
-      if (seq === 0) head = this.headOf(snapshotId, plain);
+      if (seq === 0) first = firstBytesOf(plain);
       const c = this.addressed(seq, plain);
       manifest.add(c.address);
       return c;
@@ -246,7 +246,7 @@ export class VmDataStore {
     };
     let chunks = 0;
     const written = await this.writeChunks(em, snapshotId, sealed.call(this));
-    return { sizeBytes: size, sha256: whole.digest('hex'), manifestSha256: manifest.digest(), chunks, written, sent: chunks, head };
+    return { sizeBytes: size, sha256: whole.digest('hex'), manifestSha256: manifest.digest(), chunks, written, sent: chunks, head: this.sealHead(snapshotId, first) };
   }
 
   /** ChunkStore.write, its bytes undone when it fails (nothing half-written stays) */
@@ -284,12 +284,12 @@ export class VmDataStore {
    * restoring VM checks the whole sha256, and every read checks each chunk and their order.
    */
   async writeDelta(em: EntityManager, snapshotId: string, source: AsyncIterable<Uint8Array>, staged: StagedChunks, maxBytes: number): Promise<StoredBytes> {
-    const delta = new DeltaChunks((plain) => this.headOf(snapshotId, plain));
+    const delta = new DeltaChunks();
     const written = await this.writeChunks(em, snapshotId, this.deltaChunks(source, staged, maxBytes, delta));
     const manifest = manifestSha256();
     delta.addresses.forEach((a) => manifest.add(a));
     const head = delta.head!;
-    return { sizeBytes: head.sizeBytes, sha256: Buffer.from(head.sha256).toString('hex'), manifestSha256: manifest.digest(), chunks: head.chunks, written, sent: delta.sent, head: delta.stateHead };
+    return { sizeBytes: head.sizeBytes, sha256: Buffer.from(head.sha256).toString('hex'), manifestSha256: manifest.digest(), chunks: head.chunks, written, sent: delta.sent, head: this.sealHead(snapshotId, delta.first) };
   }
 
   /** Keeps a delta as the session's staged state (ChunkStore.stage); refused by a store that cannot stage. */
@@ -335,7 +335,7 @@ export class VmDataStore {
       }
       const plain = await reader.read(vmDataChunkLength(into.head.sizeBytes, seq), ring[seq % ring.length]);
       into.sent++;
-      if (seq === 0) into.stateHead = into.keepHead?.(plain) ?? null;
+      if (seq === 0) into.first = firstBytesOf(plain);
       const sum = createHash('sha256').update(plain).digest();
       if (!sum.equals(claimed)) throw damaged(`VM Data delta chunk ${seq} is not what its sha256 says (${sum.toString('hex')}, named ${claimed.toString('hex')}).`);
       const c = this.addressed(seq, plain, sum);
@@ -346,13 +346,12 @@ export class VmDataStore {
   }
 
   /**
-   * The record's head of a snapshot whose first chunk is `plain`: its first VM_DATA_HEAD_BYTES (a
-   * copy: the chunk's buffer is reused), sealed when chunks are (AES-256-GCM under a random nonce,
-   * bound to the snapshot: nonce, then the sealed bytes, then the tag).
+   * The record's head of a snapshot whose first bytes are `head` (null: none came with the upload),
+   * sealed when chunks are (AES-256-GCM under a random nonce, bound to the snapshot: nonce, then
+   * the sealed bytes, then the tag). openHead() gives it back.
    */
-  private headOf(snapshotId: string, plain: Buffer): Buffer {
-    const head = Buffer.from(plain.subarray(0, VM_DATA_HEAD_BYTES));
-    if (!this.key) return head;
+  private sealHead(snapshotId: string, head: Buffer | null): Buffer | null {
+    if (!head || !this.key) return head;
     const nonce = randomBytes(NONCE_BYTES);
     const c = createCipheriv('aes-256-gcm', this.key.key, nonce).setAAD(headAad(snapshotId));
     return Buffer.concat([nonce, c.update(head), c.final(), c.getAuthTag()]);
@@ -506,13 +505,14 @@ const damaged = (message: string) => new VmDataStoreError(422, 'DAMAGED', messag
 /** what a sealed head is bound to: its snapshot */
 const headAad = (snapshotId: string) => Buffer.from(`uve-vm-data-head\0${snapshotId}`);
 
+/** a chunk's first VM_DATA_HEAD_BYTES, copied (the chunk's buffer is reused): the state's head when it is the first */
+const firstBytesOf = (plain: Buffer): Buffer => Buffer.from(plain.subarray(0, VM_DATA_HEAD_BYTES));
+
 /** what a delta told as it was read */
 class DeltaChunks {
-  /** `keepHead`: the record's head (VmSnapshot.head) of the first chunk's plain bytes, when it is sent */
-  constructor(readonly keepHead?: (plain: Buffer) => Buffer) {}
   head: VmDataDeltaHead | null = null;
-  /** what keepHead made of the first chunk (null: not sent, or nothing asked) */
-  stateHead: Buffer | null = null;
+  /** the state's first bytes, when its first chunk came with the delta */
+  first: Buffer | null = null;
   /** the sha256 of each chunk's plain bytes, by seq */
   plain: Buffer[] = [];
   addresses: Buffer[] = [];
