@@ -1,8 +1,8 @@
 // Restore ahead (UVE_RESTORE_AHEAD, on by default) end to end: a real gateway with two PROCESS VMs
 // running the real vm-agent. While a NO_LOSS player is away, the VMM has another VM download the
 // session's FULL VM Data and restore it into a frozen UA; the reconnection goes to that VM and takes
-// that UA, so its first frame waits for neither the download nor the restore. A fresh start instead
-// drops what was prepared. A VM killed without its save: the state it staged last is restored ahead.
+// that UA, so its first frame waits for neither the download nor the restore. A fresh start, a
+// NORMAL reconnection or the VM Data's deletion instead drop what was prepared. A VM killed without its save: the state it staged last is restored ahead.
 import { until } from '../support/services';
 import { ok, startWasmStack, type GatewayProcess } from '../support/gateway';
 import { agentPid, openStream, playGame, playGameAndDrop, requestUa, shipX } from '../support/stream';
@@ -123,6 +123,23 @@ it('a fresh start drops the restore prepared ahead: the VM that held it lets it 
   const ended = await ok(gw, `{ session(id: "${s.id}") { state } }`, {}, admin);
   expect(ended.session.state).toBe('ENDED');
   await ok(gw, `mutation { endSession(sessionId: "${fresh.id}") { state } }`, {}, user.token);
+}, 90_000);
+
+it('deleting the VM Data restored ahead has the VM let it go at once, not at the end of the reconnect window', async () => {
+  const { user, s, snapshotId, aheadVmId } = await playDropAndWaitAhead('ahead-deleted');
+  expect(await ok(gw, `mutation { deleteSnapshot(id: "${snapshotId}") }`, {}, user.token)).toEqual({ deleteSnapshot: true });
+  await until('the prepared restore dropped', 15_000, async () => (await heldAhead(aheadVmId)).ready === 0);
+  const session = await ok(gw, `{ session(id: "${s.id}") { state } }`, {}, admin);
+  expect(session.session.state).toBe('DISCONNECTED');
+  await ok(gw, `mutation { endSession(sessionId: "${s.id}") { state } }`, {}, user.token);
+}, 90_000);
+
+it('a NORMAL reconnection placed on the VM that restored ahead lets that UA go (it restarts the UA instead)', async () => {
+  const { user, game, s, aheadVmId } = await playDropAndWaitAhead('ahead-normal');
+  const again = await requestUa(gw, user.token, game, { codec: 'MJPEG', method: 'NORMAL', fresh: false });
+  expect(again).toMatchObject({ id: s.id, vm: { id: aheadVmId } });
+  await until('the prepared restore dropped', 15_000, async () => (await heldAhead(aheadVmId)).ready === 0);
+  await ok(gw, `mutation { endSession(sessionId: "${s.id}") { state } }`, {}, user.token);
 }, 90_000);
 
 it('after kill -9 of the VM agent, what it staged last is restored ahead on the other VM, and the reconnection takes it', async () => {

@@ -3,31 +3,15 @@
 // VMM's new session.prepare for it and lets a UC whose token was issued after the move wait for it.
 // A session that ended for good stays ended. Stubs for the runtime and the UA store: the UA never
 // starts, the sessions' bookkeeping is what counts.
-import type { PrepareSessionCommand } from '@uve/protocol';
-import { SessionManager } from '../../apps/vm-agent/src/sessions/session-manager';
-
-const log = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined, child: () => log };
+import { prepareCommand, stubSessionManager } from '../support/agent-sessions';
 
 function manager() {
   const reports: { type: string }[] = [];
-  const m = new SessionManager({
-    capacity: 4,
-    codecs: ['MJPEG'],
-    runtime: { platform: 'WASM', pixelFormats: ['rgba'], start: () => new Promise(() => undefined) } as never,
-    uas: { get: () => ({ uaId: 'ua', version: '1' }), resolve: () => new Promise(() => undefined) } as never,
-    createEncoder: () => { throw new Error('no encoder in this test'); },
-    report: (r) => reports.push(r as { type: string }),
-    log: log as never,
-  });
+  const m = stubSessionManager({ report: (r) => reports.push(r as { type: string }) });
   return { m, reports };
 }
 
-const prepare = (sessionId: string, commandId?: string): PrepareSessionCommand => ({
-  type: 'session.prepare', sessionId, userId: 'u', uaId: 'ua', uaVersion: '1', reconnectionMethod: 'NO_LOSS',
-  terminal: { screenWidth: 320, screenHeight: 240, codecs: ['MJPEG'], localResources: [] } as never,
-  stream: { codec: 'MJPEG', width: 320, height: 240, maxFps: 30, bitrateKbps: 1000 } as never,
-  ...(commandId ? { commandId } : {}),
-});
+const prepare = (sessionId: string, commandId?: string) => prepareCommand(sessionId, commandId ? { commandId } : {});
 const nowS = () => Math.floor(Date.now() / 1000);
 
 it('refuses a UC of the placement before the move at once, takes the new prepare, and lets a UC of the new placement wait for it', async () => {

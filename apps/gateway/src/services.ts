@@ -107,6 +107,7 @@ export async function createServices(deps: {
   });
   const snapshots = new SnapshotsService(ds, new VmDataStore(vmDataChunks(config, ds), config.vmDataKey), config.vmDataKeep);
   sessions.vmData = snapshots;
+  snapshots.onDeleted = (snapshot) => sessions.dropRestoreAheadOf(snapshot);
   // before its sessions are disconnected: what they staged is their VM Data when they reconnect
   // (a failure here must not keep them from being disconnected: logged, not thrown)
   vms.onVmLost(async (vmId) => {

@@ -163,6 +163,7 @@ export class SessionManager {
       vmDataBuffer: this.opts.vmDataBuffer,
       observer: this.opts.observer,
       takeRestoreAhead: this.opts.restoresAhead ? (id, key) => this.opts.restoresAhead!.take(id, key) : undefined,
+      dropRestoreAhead: (id, reason) => this.opts.restoresAhead?.drop(id, reason),
       onEnded: (s, reason) => {
         if (this.sessions.get(s.id) === s) this.sessions.delete(s.id);
         this.remember(s.id, reason, this.movingAway.delete(s.id));

@@ -54,6 +54,8 @@ export interface SessionDeps {
   vmDataBuffer?: () => HeldBuffer | null;
   /** the UA a restore prepared ahead holds for this session (vmdata.prepareRestore), when one fits; absent: none are */
   takeRestoreAhead?: (sessionId: string, key: RestoreAheadKey) => Promise<PreparedRestore | null> | null;
+  /** lets go of what this VM prepared ahead for the session, which starts here without taking it */
+  dropRestoreAhead?: (sessionId: string, reason: string) => void;
   /** stream measurements for /metrics */
   observer?: { encoded(ms: number): void; inputToFrame(ms: number): void };
 }
@@ -200,9 +202,13 @@ export class Session {
     // I420 for H264 when the runtime gives it (the WASM one converts in the guest's thread, cheaper than ffmpeg)
     const pixelFormat = sessionPixelFormat(this.stream.codec, this.deps.runtime.pixelFormats, this.stream.width, this.stream.height);
     // a UA this VM restored while the PLAYER was away (vmdata.prepareRestore), if it fits this session
-    const ahead = this.restoreSnapshotId && this.reconnectionMethod === 'NO_LOSS'
-      ? this.deps.takeRestoreAhead?.(this.id, { snapshotId: this.restoreSnapshotId, uaId: this.uaId, uaVersion: this.uaVersion, width: this.stream.width, height: this.stream.height, pixelFormat }) ?? null
+    const restoresFull = !!this.restoreSnapshotId && this.reconnectionMethod === 'NO_LOSS';
+    const ahead = restoresFull
+      ? this.deps.takeRestoreAhead?.(this.id, { snapshotId: this.restoreSnapshotId!, uaId: this.uaId, uaVersion: this.uaVersion, width: this.stream.width, height: this.stream.height, pixelFormat }) ?? null
       : null;
+    // a UA restored here ahead that this start will not take (a NORMAL reconnection, or one without
+    // the VM Data, deleted meanwhile) would otherwise hold the state in memory until its hold ran out
+    if (!restoresFull) this.deps.dropRestoreAhead?.(this.id, this.restoreSnapshotId ? 'the session came back NORMAL (its application data only)' : 'the session came back without its VM Data');
     // the VM Data comes while the UA starts (the download does not wait for the instantiation)
     let restoring = this.restoreSnapshotId && !ahead ? this.vmData.download(this.restoreSnapshotId, this.restoreHead) : null;
     try {

@@ -603,6 +603,23 @@ export class SessionsService implements SessionReportTarget {
   }
 
   /**
+   * VM Data deleted (deleteSnapshot): a VM that restored it ahead lets that UA go now, not at the
+   * end of the reconnect window (the state would stay in its memory until then), and the session's
+   * reconnection no longer prefers that VM.
+   */
+  async dropRestoreAheadOf(snapshot: { id: string; sessionId: string | null }): Promise<void> {
+    // only the session's own VM Data is ever restored ahead
+    const { sessionId } = snapshot;
+    if (!sessionId || !(await this.repo.existsBy({ id: sessionId, restoreAheadSnapshotId: snapshot.id }))) return;
+    await this.txs.run(async (uow) => {
+      const s = await this.lock(uow.em, sessionId);
+      if (s.restoreAheadSnapshotId !== snapshot.id || !s.restoreAheadVmId) return;
+      await uow.command(s.restoreAheadVmId, { type: 'vmdata.dropRestore', sessionId: s.id, reason: 'its VM Data was deleted' }, s.id);
+      await uow.em.update(Session, s.id, { restoreAheadVmId: null, restoreAheadSnapshotId: null });
+    });
+  }
+
+  /**
    * Closes reconnect windows: a session DISCONNECTED for longer than the window ends, and its VM is
    * told to free what it held. Returns the ids it ended.
    */

@@ -295,6 +295,9 @@ export class SnapshotsService {
     return this.store_.prepareRead(snapshotId, reader);
   }
 
+  /** told once a snapshot was deleted (deleteSnapshot): what holds it elsewhere lets it go (sessions' restores ahead) */
+  onDeleted: ((snapshot: VmSnapshot) => Promise<void>) | null = null;
+
   async delete(user: User, id: string): Promise<boolean> {
     const s = await this.findById(id);
     if (!s || !ownsOrAdmin(user, s.userId)) throw notFound('Snapshot', id);
@@ -305,6 +308,8 @@ export class SnapshotsService {
     });
     // the record is gone: bytes a busy store could not collect now go with the hourly sweep
     await this.store_.chunks.remove(refs).catch(() => undefined);
+    // deleted all the same when this fails: a restore ahead still held then goes at its hold's end
+    await this.onDeleted?.(s).catch(() => undefined);
     return true;
   }
 
