@@ -249,6 +249,14 @@ it('NO_LOSS: the VM Data of a dropped session outlives a save of another session
 it('NORMAL: after the same drop the UA restarts with its application data', async () => {
   const { user, paint, s, saved } = await drawAndDrop('NORMAL');
   expect(saved.kind).toBe('APP_DATA');
+  // no head is kept for it: only a FULL restore prepares its UA by one
+  const pg = new PgClient({ connectionString: dbUrl });
+  await pg.connect();
+  try {
+    expect((await pg.query(`SELECT head FROM vm_snapshots WHERE id = $1`, [saved.snapshotId])).rows).toEqual([{ head: null }]);
+  } finally {
+    await pg.end();
+  }
   const again = await request(user.token, paint, 'NORMAL');
   expect(again).toMatchObject({ id: s.id, reconnections: 1, restoredFrom: { id: saved.snapshotId, kind: 'APP_DATA' } });
   const stream = await openStream(again.connection);

@@ -228,9 +228,11 @@ export class SnapshotsService {
       // change of the session's state) for as long as the upload would run
       const snap = await this.newRecord(em, session, vm.id, { kind, sessionId: null, sizeBytes: 0, sha256: '0'.repeat(64), manifestSha256: null });
       writing(snap.id);
-      const { sizeBytes, sha256, manifestSha256, head, chunks, written: chunksWritten, sent: chunksSent } = delta
+      const { sizeBytes, sha256, manifestSha256, head: first, chunks, written: chunksWritten, sent: chunksSent } = delta
         ? await this.store_.writeDelta(em, snap.id, body, await this.store_.staged(em, sessionId), maxBytes)
         : await this.store_.write(em, snap.id, body, maxBytes);
+      // only a FULL restore prepares its UA by the head (an APP_DATA one starts the UA afresh)
+      const head = kind === 'FULL' ? first : null;
       await em.update(VmSnapshot, snap.id, { sizeBytes, sha256, manifestSha256, head, sessionId });
       // the session's last save: what it staged is of no more use (its chunks stay where this snapshot holds them)
       if (!open) {
