@@ -76,6 +76,11 @@ export function consumeVmReports(services: Services): Consumer {
  */
 export function startVmWatchdog(services: Services, reports: Consumer): { stop(): Promise<void> } {
   const every = Math.max(250, Math.min(1000, Math.floor(services.config.vmHeartbeatTimeoutMs / 4)));
+  // a tick this late means the gateway itself did not run (a long GC pause, its process stopped or
+  // starved): the heartbeats that queued meanwhile are not recorded yet, and judging now would find
+  // every VM silent and disconnect all their sessions (tests/faults/gateway-stall.test.ts)
+  const stalledMs = Math.max(2 * every, Math.floor(services.config.vmHeartbeatTimeoutMs / 2));
+  let lastTickAt = Date.now();
   let running: Promise<void> | null = null;
   let passes = 0;
   const pass = async (): Promise<void> => {
@@ -91,6 +96,12 @@ export function startVmWatchdog(services: Services, reports: Consumer): { stop()
     if (passes++ % 60 === 0) await services.reports.prune(24 * 3600_000);
   };
   const timer = setInterval(() => {
+    const now = Date.now();
+    if (now - lastTickAt > stalledMs) {
+      services.log.warn('the gateway did not run for a while: VM silence is judged again once it has listened for a heartbeat timeout', { stalledMs: now - lastTickAt - every });
+      services.vms.livenessUnrecorded();
+    }
+    lastTickAt = now;
     running ??= pass()
       .catch((e: Error) => services.log.error('VM watchdog failed', { error: e.message }))
       .finally(() => (running = null));

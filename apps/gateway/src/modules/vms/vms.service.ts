@@ -303,7 +303,7 @@ export class VmsService {
     if (rows.length) await this.ds.getRepository(UaDeployment).upsert(rows, ['uaId', 'vmId']);
   }
 
-  /** A VM's sign of life arrived and could not be recorded (uve5.consumer): see sweepSilentVms. */
+  /** A VM's sign of life arrived and could not be recorded (uve5.consumer), or the gateway did not run for a while (its watchdog): see sweepSilentVms. */
   livenessUnrecorded(): void {
     this.unrecordedAt = Date.now();
   }
@@ -327,7 +327,7 @@ export class VmsService {
         const silentNow = await this.repo.count({ where: silentWhere });
         if (silentNow) {
           this.toldDeaf = true;
-          const why = listeningSince === null ? 'VM reports cannot reach this gateway (Redis down)' : 'VM reports have reached this gateway and been recorded for less than the heartbeat timeout (it has just started, or Redis or PostgreSQL was down)';
+          const why = listeningSince === null ? 'VM reports cannot reach this gateway (Redis down)' : 'VM reports have reached this gateway and been recorded for less than the heartbeat timeout (it has just started, Redis or PostgreSQL was down, or the gateway itself did not run)';
           this.log.warn(`VM liveness not judged while ${why}`, { silentVms: silentNow, heartbeatTimeoutMs: this.options.heartbeatTimeoutMs });
         }
       }
