@@ -97,11 +97,15 @@ export function startVmWatchdog(services: Services, reports: Consumer): { stop()
   };
   const timer = setInterval(() => {
     const now = Date.now();
-    if (now - lastTickAt > stalledMs) {
-      services.log.warn('the gateway did not run for a while: VM silence is judged again once it has listened for a heartbeat timeout', { stalledMs: now - lastTickAt - every });
-      services.vms.livenessUnrecorded();
-    }
+    const gap = now - lastTickAt;
     lastTickAt = now;
+    if (gap > stalledMs) {
+      services.log.warn('the gateway did not run for a while: VM silence is judged again once it has listened for a heartbeat timeout', { stalledMs: gap - every });
+      services.vms.livenessUnrecorded();
+      // nor is anything else judged on this tick: what queued meanwhile (a reconnecting request at
+      // its window's end) is handled first
+      return;
+    }
     running ??= pass()
       .catch((e: Error) => services.log.error('VM watchdog failed', { error: e.message }))
       .finally(() => (running = null));
