@@ -202,13 +202,13 @@ export class Session {
     // I420 for H264 when the runtime gives it (the WASM one converts in the guest's thread, cheaper than ffmpeg)
     const pixelFormat = sessionPixelFormat(this.stream.codec, this.deps.runtime.pixelFormats, this.stream.width, this.stream.height);
     // a UA this VM restored while the PLAYER was away (vmdata.prepareRestore), if it fits this session
-    const restoresFull = !!this.restoreSnapshotId && this.reconnectionMethod === 'NO_LOSS';
-    const ahead = restoresFull
-      ? this.deps.takeRestoreAhead?.(this.id, { snapshotId: this.restoreSnapshotId!, uaId: this.uaId, uaVersion: this.uaVersion, width: this.stream.width, height: this.stream.height, pixelFormat }) ?? null
+    const fullRestore = this.reconnectionMethod === 'NO_LOSS' ? this.restoreSnapshotId : null;
+    const ahead = fullRestore
+      ? this.deps.takeRestoreAhead?.(this.id, { snapshotId: fullRestore, uaId: this.uaId, uaVersion: this.uaVersion, width: this.stream.width, height: this.stream.height, pixelFormat }) ?? null
       : null;
     // a UA restored here ahead that this start will not take (a NORMAL reconnection, or one without
     // the VM Data, deleted meanwhile) would otherwise hold the state in memory until its hold ran out
-    if (!restoresFull) this.deps.dropRestoreAhead?.(this.id, this.restoreSnapshotId ? 'the session came back NORMAL (its application data only)' : 'the session came back without its VM Data');
+    if (!fullRestore) this.deps.dropRestoreAhead?.(this.id, this.restoreSnapshotId ? 'the session came back NORMAL (its application data only)' : 'the session came back without its VM Data');
     // the VM Data comes while the UA starts (the download does not wait for the instantiation)
     let restoring = this.restoreSnapshotId && !ahead ? this.vmData.download(this.restoreSnapshotId, this.restoreHead) : null;
     try {

@@ -17,7 +17,10 @@ const { createHash } = require('node:crypto');
 const streams = new Map();
 parentPort.on('message', (m) => {
   if (m.op === 'begin') return void streams.set(m.id, { hash: createHash('sha256'), buffer: m.buffer });
-  if (m.op === 'update') return void streams.get(m.id)?.hash.update(new Uint8Array(streams.get(m.id).buffer, m.offset, m.length));
+  if (m.op === 'update') {
+    const s = streams.get(m.id);
+    return void s?.hash.update(new Uint8Array(s.buffer, m.offset, m.length));
+  }
   if (m.op === 'abort') return void streams.delete(m.id);
   if (m.op === 'end') {
     const s = streams.get(m.id);

@@ -22,8 +22,8 @@ export function vmDataHead(b64: unknown): Uint8Array | null {
   return bytes.length > 0 && bytes.length <= VM_DATA_HEAD_BYTES ? bytes : null;
 }
 
-/** the download's first bytes, kept past its own use of the piece (what the UA prepares by) */
-export const firstBytesOf = (piece: Uint8Array): Uint8Array => piece.slice(0, VM_DATA_HEAD_BYTES);
+/** the download's first bytes, copied to outlive the piece (a Buffer's slice() would be a view of it), for the UA to prepare by */
+export const firstBytesOf = (piece: Uint8Array): Uint8Array => new Uint8Array(piece.subarray(0, VM_DATA_HEAD_BYTES));
 
 export interface StoredVmData {
   snapshotId: string;
@@ -339,8 +339,10 @@ async function readAnnounced(res: IncomingMessage, hash: Hash, data: Uint8Array,
   return data;
 }
 
-/** Throws unless the bytes (or the hash fed with them) give `sha256` (hex), so corrupted VM Data is never restored. */
-/** the sha256 of `data` (its bytes, what a Hash took, or a digest taken elsewhere) is `sha256`, or an error */
+/**
+ * Throws unless `data` (its bytes, what a Hash took, or a digest taken elsewhere) gives `sha256`
+ * (hex), so corrupted VM Data is never restored.
+ */
 export function verifyVmData(data: Uint8Array | Hash | { digested: Buffer }, sha256: string | null): void {
   const actual = 'digested' in data ? data.digested.toString('hex') : (data instanceof Uint8Array ? createHash('sha256').update(data) : data).digest('hex');
   if (!sha256 || actual !== sha256.toLowerCase()) {

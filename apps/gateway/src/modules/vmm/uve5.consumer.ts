@@ -79,7 +79,7 @@ export function startVmWatchdog(services: Services, reports: Consumer): { stop()
   // a tick this late means the gateway itself did not run (a long GC pause, its process stopped or
   // starved): the heartbeats that queued meanwhile are not recorded yet, and judging now would find
   // every VM silent and disconnect all their sessions (tests/faults/gateway-stall.test.ts)
-  const stalledMs = Math.max(2 * every, Math.floor(services.config.vmHeartbeatTimeoutMs / 2));
+  const lateAfterMs = Math.max(2 * every, Math.floor(services.config.vmHeartbeatTimeoutMs / 2));
   let lastTickAt = Date.now();
   let running: Promise<void> | null = null;
   let passes = 0;
@@ -99,7 +99,7 @@ export function startVmWatchdog(services: Services, reports: Consumer): { stop()
     const now = Date.now();
     const gap = now - lastTickAt;
     lastTickAt = now;
-    if (gap > stalledMs) {
+    if (gap > lateAfterMs) {
       services.log.warn('the gateway did not run for a while: VM silence is judged again once it has listened for a heartbeat timeout', { stalledMs: gap - every });
       services.vms.livenessUnrecorded();
       // nor is anything else judged on this tick: what queued meanwhile (a reconnecting request at
